@@ -1,0 +1,11 @@
+# CPPETCD_SANITIZE=address -> ASan + UBSan; thread -> TSan. Applied to every
+# target so that libraries and tests agree.
+if(CPPETCD_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+elseif(CPPETCD_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+elseif(NOT CPPETCD_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "CPPETCD_SANITIZE must be '', 'address' or 'thread'")
+endif()
