@@ -1,0 +1,230 @@
+#include "cppetcd/util/log.h"
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <mutex>
+#include <sstream>
+
+#include "absl/strings/str_format.h"
+#include "spdlog/sinks/basic_file_sink.h"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/sinks/stdout_sinks.h"
+#include "spdlog/spdlog.h"
+
+namespace cppetcd::util {
+namespace {
+
+std::mutex g_mu;
+std::shared_ptr<spdlog::logger> g_sink;  // guarded by g_mu for replacement
+LogLevel g_level = LogLevel::kInfo;
+
+std::shared_ptr<spdlog::logger> MakeSink(std::string_view output) {
+  std::shared_ptr<spdlog::logger> l;
+  if (output.empty() || output == "stderr" || output == "default") {
+    l = std::make_shared<spdlog::logger>("cppetcd",
+                                         std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  } else if (output == "stdout") {
+    l = std::make_shared<spdlog::logger>("cppetcd",
+                                         std::make_shared<spdlog::sinks::stdout_sink_mt>());
+  } else {
+    l = std::make_shared<spdlog::logger>(
+        "cppetcd", std::make_shared<spdlog::sinks::basic_file_sink_mt>(std::string(output)));
+  }
+  l->set_pattern("%v");
+  l->set_level(spdlog::level::trace);
+  l->flush_on(spdlog::level::trace);
+  return l;
+}
+
+std::shared_ptr<spdlog::logger> DefaultSink() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_sink) g_sink = MakeSink("stderr");
+  return g_sink;
+}
+
+const char* LevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kInfo: return "info";
+    case LogLevel::kWarn: return "warn";
+    case LogLevel::kError: return "error";
+    case LogLevel::kFatal: return "fatal";
+  }
+  return "info";
+}
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  out->push_back('"');
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (c < 0x20) {
+          out->append(absl::StrFormat("\\u%04x", c));
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+std::string Timestamp() {
+  auto now = std::chrono::system_clock::now();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+}  // namespace
+
+LogField::LogField(std::string_view k, const std::vector<std::string>& v) : key(k) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out.push_back(',');
+    AppendJsonString(&out, v[i]);
+  }
+  out.push_back(']');
+  value = std::move(out);
+  raw_json = true;
+}
+
+std::optional<LogLevel> ParseLogLevel(std::string_view name) {
+  if (name == "debug") return LogLevel::kDebug;
+  if (name == "info") return LogLevel::kInfo;
+  if (name == "warn" || name == "warning") return LogLevel::kWarn;
+  if (name == "error") return LogLevel::kError;
+  if (name == "panic" || name == "fatal" || name == "dpanic") return LogLevel::kFatal;
+  return std::nullopt;
+}
+
+std::string IdToHex(uint64_t id) { return absl::StrFormat("%x", id); }
+
+Logger::Logger(std::string component, std::shared_ptr<spdlog::logger> sink)
+    : component_(std::move(component)), sink_(std::move(sink)) {}
+
+Logger Logger::WithComponent(std::string component) const {
+  return Logger(std::move(component), sink_);
+}
+
+bool Logger::Enabled(LogLevel level) const {
+  if (sink_) return true;
+  std::lock_guard<std::mutex> lock(g_mu);
+  return level >= g_level;
+}
+
+std::string Logger::Format(LogLevel level, std::string_view msg, LogFields fields) const {
+  std::string line;
+  line.reserve(128 + msg.size());
+  line.append("{\"level\":\"").append(LevelName(level)).append("\",\"ts\":\"");
+  line.append(Timestamp()).append("\",\"caller\":");
+  AppendJsonString(&line, component_);
+  line.append(",\"msg\":");
+  AppendJsonString(&line, msg);
+  for (const LogField& f : fields) {
+    line.push_back(',');
+    AppendJsonString(&line, f.key);
+    line.push_back(':');
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            if (f.raw_json) {
+              line.append(v);
+            } else {
+              AppendJsonString(&line, v);
+            }
+          } else if constexpr (std::is_same_v<T, bool>) {
+            line.append(v ? "true" : "false");
+          } else if constexpr (std::is_same_v<T, double>) {
+            line.append(absl::StrFormat("%g", v));
+          } else {
+            line.append(std::to_string(v));
+          }
+        },
+        f.value);
+  }
+  line.push_back('}');
+  return line;
+}
+
+void Logger::Log(LogLevel level, std::string_view msg, LogFields fields) const {
+  if (!Enabled(level)) return;
+  std::shared_ptr<spdlog::logger> sink = sink_ ? sink_ : DefaultSink();
+  sink->log(spdlog::level::info, "{}", Format(level, msg, fields));
+}
+
+void Logger::Debug(std::string_view msg, LogFields fields) const { Log(LogLevel::kDebug, msg, fields); }
+void Logger::Info(std::string_view msg, LogFields fields) const { Log(LogLevel::kInfo, msg, fields); }
+void Logger::Warn(std::string_view msg, LogFields fields) const { Log(LogLevel::kWarn, msg, fields); }
+void Logger::Error(std::string_view msg, LogFields fields) const { Log(LogLevel::kError, msg, fields); }
+void Logger::Fatal(std::string_view msg, LogFields fields) const {
+  Log(LogLevel::kFatal, msg, fields);
+  std::shared_ptr<spdlog::logger> sink = sink_ ? sink_ : DefaultSink();
+  sink->flush();
+  std::abort();
+}
+
+void InitLogging(LogLevel level, std::string_view output) {
+  auto sink = MakeSink(output);
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_sink = std::move(sink);
+  g_level = level;
+}
+
+void SetLogLevel(LogLevel level) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  g_level = level;
+}
+
+Logger GetLogger(std::string component) { return Logger(std::move(component)); }
+
+namespace {
+struct CapturedState {
+  std::ostringstream stream;
+  std::mutex mu;
+};
+}  // namespace
+
+std::vector<std::string> CapturedLog::Lines() const {
+  auto* st = static_cast<CapturedState*>(impl.get());
+  sink->flush();
+  std::lock_guard<std::mutex> lock(st->mu);
+  std::vector<std::string> out;
+  std::string all = st->stream.str();
+  size_t pos = 0;
+  while (pos < all.size()) {
+    size_t nl = all.find('\n', pos);
+    if (nl == std::string::npos) nl = all.size();
+    out.push_back(all.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
+  return out;
+}
+
+CapturedLog NewCapturedLog() {
+  auto st = std::make_shared<CapturedState>();
+  auto ostream_sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(st->stream);
+  auto l = std::make_shared<spdlog::logger>("captured", ostream_sink);
+  l->set_pattern("%v");
+  l->set_level(spdlog::level::trace);
+  CapturedLog c;
+  c.sink = l;
+  c.impl = st;
+  return c;
+}
+
+}  // namespace cppetcd::util
