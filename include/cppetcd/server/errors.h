@@ -1,0 +1,61 @@
+// Errors of the server module (etcd 3.4 etcdserver / rpctypes). Each status
+// carries etcd's exact client-visible message and the absl code matching the
+// gRPC code etcd returns, so the api layer's table can map them by predicate
+// or simply pass code and message through.
+#ifndef CPPETCD_SERVER_ERRORS_H_
+#define CPPETCD_SERVER_ERRORS_H_
+
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace cppetcd::server {
+
+// InvalidArgument "etcdserver: request is too large" (size > max_request_bytes).
+absl::Status ErrRequestTooLarge();
+bool IsRequestTooLarge(const absl::Status& s);
+
+// ResourceExhausted "etcdserver: too many requests" (apply lags commit by
+// more than 5000 entries, or raft dropped the proposal).
+absl::Status ErrTooManyRequests();
+bool IsTooManyRequests(const absl::Status& s);
+
+// ResourceExhausted "etcdserver: mvcc: database space exceeded" (NOSPACE).
+absl::Status ErrNoSpace();
+bool IsNoSpace(const absl::Status& s);
+
+// Unavailable "etcdserver: no leader".
+absl::Status ErrNoLeader();
+bool IsNoLeader(const absl::Status& s);
+
+// Unavailable "etcdserver: server stopped".
+absl::Status ErrStopped();
+bool IsStopped(const absl::Status& s);
+
+// Unavailable "etcdserver: request timed out".
+absl::Status ErrTimeout();
+bool IsTimeout(const absl::Status& s);
+
+// Unavailable "etcdserver: leader changed".
+absl::Status ErrLeaderChanged();
+bool IsLeaderChanged(const absl::Status& s);
+
+// Unavailable "etcdserver: not capable" (feature not available in this
+// cluster, e.g. membership changes before the membership issue lands).
+absl::Status ErrNotCapable();
+bool IsNotCapable(const absl::Status& s);
+
+// Unimplemented "etcdserver: <what> is not implemented yet" (cppetcd-only).
+absl::Status ErrUnimplemented(std::string_view what);
+
+// NotFound "etcdserver: member not found".
+absl::Status ErrMemberNotFound();
+bool IsMemberNotFound(const absl::Status& s);
+
+// FailedPrecondition "etcdserver: bad leader transferee".
+absl::Status ErrBadLeaderTransferee();
+bool IsBadLeaderTransferee(const absl::Status& s);
+
+}  // namespace cppetcd::server
+
+#endif  // CPPETCD_SERVER_ERRORS_H_

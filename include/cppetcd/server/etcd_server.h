@@ -1,0 +1,231 @@
+// EtcdServer: one etcd member. Owns the raft node, the WAL and snapshotter,
+// the LMDB backend, the MVCC store, the lessor and the apply loop, and offers
+// the api layer asynchronous calls with etcd v3 semantics (etcd 3.4
+// etcdserver: server.go, v3_server.go, raft.go, apply.go, quota.go).
+//
+// Threads: a raft loop (tick, persist each Ready to the WAL with one fsync,
+// send, hand committed entries on, advance), an apply loop (one backend write
+// txn per batch of committed entries, consistent index in the same txn), a
+// linearizable-read loop (batches ReadIndex requests), a lease-expiry loop and
+// an optional auto-compactor. A mutation is acknowledged only after its entry
+// is fsynced in the WAL and applied.
+//
+// Thread-safety: every public method may be called from any thread once
+// Start() returned OK. `Done` callbacks run exactly once, on a server thread
+// (or inline on the caller's thread for immediate errors and local reads);
+// they must not block and must not call Stop().
+#ifndef CPPETCD_SERVER_ETCD_SERVER_H_
+#define CPPETCD_SERVER_ETCD_SERVER_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cppetcd/server/errors.h"
+#include "cppetcd/util/clock.h"
+#include "cppetcd/util/log.h"
+#include "etcdserverpb/rpc.pb.h"
+
+namespace cppetcd::util {
+class Env;
+}
+namespace cppetcd::storage {
+class Backend;
+}
+namespace cppetcd::mvcc {
+class Store;
+class WatchableStore;
+}  // namespace cppetcd::mvcc
+
+namespace cppetcd::server {
+
+// Completion callback of an asynchronous server call: runs exactly once.
+template <class T>
+using Done = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
+
+// The version the server reports (Status.version, cluster version logs):
+// etcd's API version, so that etcd clients accept cppetcd.
+inline constexpr char kServerVersion[] = "3.4.23";
+inline constexpr char kClusterVersion[] = "3.4";
+
+// Configuration of one member; the cmd layer fills it from etcd's flags.
+struct ServerConfig {
+  enum class ClusterState { kNew, kExisting };
+
+  std::string name = "default";           // --name
+  std::string data_dir;                   // --data-dir (required)
+  std::string wal_dir;                    // --wal-dir; empty: <data_dir>/member/wal
+  // --initial-cluster: member name -> peer URLs. Empty: {name: ["http://localhost:2380"]}.
+  std::map<std::string, std::vector<std::string>> initial_cluster;
+  ClusterState initial_cluster_state = ClusterState::kNew;  // --initial-cluster-state
+  std::string initial_cluster_token = "etcd-cluster";       // --initial-cluster-token
+  std::vector<std::string> advertise_client_urls = {"http://localhost:2379"};
+  uint64_t snapshot_count = 100000;                          // --snapshot-count
+  std::chrono::milliseconds heartbeat_interval{100};         // --heartbeat-interval
+  std::chrono::milliseconds election_timeout{1000};          // --election-timeout
+  int64_t quota_backend_bytes = 0;        // --quota-backend-bytes; 0: 2 GiB; < 0: no quota
+  uint64_t max_request_bytes = 1536 * 1024;                  // --max-request-bytes
+  uint32_t max_txn_ops = 128;                                // --max-txn-ops
+  std::string auto_compaction_mode = "periodic";   // --auto-compaction-mode: periodic|revision
+  std::string auto_compaction_retention;           // --auto-compaction-retention; "" or "0": off
+  bool pre_vote = false;                           // --pre-vote
+  // How long a proposal may wait for its result before ErrTimeout (etcd:
+  // 5 s + 2 * election timeout).
+  std::chrono::milliseconds request_timeout{7000};
+  util::Logger logger = util::GetLogger("etcdserver");
+  util::Clock* clock = nullptr;  // lessor, compactor and ID timestamps; null: SystemClock
+  util::Env* env = nullptr;      // WAL and snapshot files; null: Env::Default()
+};
+
+// Counters for metrics (etcd_server_* / etcd_disk_* families). Monotonic
+// unless said otherwise; read with relaxed loads from any thread.
+struct ServerMetrics {
+  std::atomic<uint64_t> proposals_committed{0};  // commit index seen by this member
+  std::atomic<uint64_t> proposals_applied{0};    // applied index
+  std::atomic<int64_t> proposals_pending{0};     // gauge: proposals awaiting their result
+  std::atomic<uint64_t> proposals_failed{0};
+  std::atomic<uint64_t> leader_changes{0};
+  std::atomic<bool> has_leader{false};
+  std::atomic<bool> is_leader{false};
+  std::atomic<uint64_t> wal_fsyncs{0};
+  std::atomic<uint64_t> wal_fsync_total_ns{0};
+  std::atomic<uint64_t> backend_commits{0};
+  std::atomic<uint64_t> backend_commit_total_ns{0};
+  std::atomic<uint64_t> slow_applies{0};
+};
+
+class EtcdServer {
+ public:
+  // Validates `config`, computes member and cluster IDs (etcd's SHA-1
+  // scheme) and creates the server; nothing is opened yet.
+  static absl::StatusOr<std::unique_ptr<EtcdServer>> Create(ServerConfig config);
+  // Stops the server if running (as Stop()).
+  ~EtcdServer();
+
+  EtcdServer(const EtcdServer&) = delete;
+  EtcdServer& operator=(const EtcdServer&) = delete;
+
+  // Opens or bootstraps the data dir (WAL, snapshots, backend), replays the
+  // log and starts the loops. Errors (bad data dir, WAL corruption, member
+  // mismatch) are returned, nothing keeps running. Call once.
+  absl::Status Start();
+
+  // Graceful stop: rejects new requests with ErrStopped, fails waiting
+  // proposals with ErrStopped, finishes the current apply batch, syncs the
+  // backend and closes the WAL. Idempotent; blocks until done.
+  void Stop();
+
+  // Blocks until the local member's attributes are published through raft
+  // (etcd: "published local member to cluster through raft") or `timeout`
+  // elapses (false). The api layer starts serving after this.
+  bool WaitReady(std::chrono::milliseconds timeout);
+  bool IsReady() const;
+
+  // Identity. Valid after Create.
+  uint64_t MemberId() const;
+  uint64_t ClusterId() const;  // may change once at Start (existing cluster's ID from the WAL)
+  const ServerConfig& Config() const;
+  const util::Logger& Logger() const;
+
+  // ---- KV (etcd v3 API). Errors: see errors.h and mvcc::ErrCompacted/ErrFutureRev,
+  // validation errors from validate.h, ErrNoSpace for writes under NOSPACE.
+
+  // Range: serializable → served at once from the local store; otherwise
+  // linearizable through ReadIndex. Served off the raft/apply threads.
+  void Range(const etcdserverpb::RangeRequest& req, Done<etcdserverpb::RangeResponse> done);
+  void Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done);
+  void DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
+                   Done<etcdserverpb::DeleteRangeResponse> done);
+  // A read-only txn is served as a read (linearizable unless every range in
+  // it is serializable); other txns go through raft.
+  void Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done);
+  // physical=true: the reply waits until the compaction is on disk.
+  void Compact(const etcdserverpb::CompactionRequest& req,
+               Done<etcdserverpb::CompactionResponse> done);
+
+  // ---- Lease.
+  // ID 0: the server picks a random positive unique ID. TTL below the
+  // minimum (ceil(1.5 * election timeout) seconds) is raised to it.
+  void LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
+                  Done<etcdserverpb::LeaseGrantResponse> done);
+  void LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
+                   Done<etcdserverpb::LeaseRevokeResponse> done);
+  // Keep-alive of lease `id`: the new TTL in seconds, or lease::ErrLeaseNotFound.
+  // Answered by the leader (single node: locally).
+  void LeaseRenew(int64_t id, Done<int64_t> done);
+  // TTL -1 and lease::ErrLeaseNotFound when the lease does not exist (etcd).
+  void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
+                       Done<etcdserverpb::LeaseTimeToLiveResponse> done);
+  void LeaseLeases(const etcdserverpb::LeaseLeasesRequest& req,
+                   Done<etcdserverpb::LeaseLeasesResponse> done);
+
+  // ---- Cluster. MemberList is linearizable-free (local view), as etcd 3.4.
+  void MemberList(const etcdserverpb::MemberListRequest& req,
+                  Done<etcdserverpb::MemberListResponse> done);
+  // Membership changes: ErrUnimplemented for now (a later issue).
+  void MemberAdd(const etcdserverpb::MemberAddRequest& req,
+                 Done<etcdserverpb::MemberAddResponse> done);
+  void MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
+                    Done<etcdserverpb::MemberRemoveResponse> done);
+  void MemberUpdate(const etcdserverpb::MemberUpdateRequest& req,
+                    Done<etcdserverpb::MemberUpdateResponse> done);
+  void MemberPromote(const etcdserverpb::MemberPromoteRequest& req,
+                     Done<etcdserverpb::MemberPromoteResponse> done);
+
+  // ---- Maintenance.
+  // GET lists alarms; ACTIVATE/DEACTIVATE go through raft and persist in the
+  // alarm bucket. Deactivating NOSPACE re-enables writes.
+  void Alarm(const etcdserverpb::AlarmRequest& req, Done<etcdserverpb::AlarmResponse> done);
+  void Status(const etcdserverpb::StatusRequest& req, Done<etcdserverpb::StatusResponse> done);
+  // HashKV of the store at `revision` (0: current).
+  void HashKV(const etcdserverpb::HashKVRequest& req, Done<etcdserverpb::HashKVResponse> done);
+  // LMDB needs no defragmentation: succeeds after a backend sync.
+  void Defragment(const etcdserverpb::DefragmentRequest& req,
+                  Done<etcdserverpb::DefragmentResponse> done);
+  // Single member: OK when target is this member, else ErrBadLeaderTransferee.
+  void MoveLeader(const etcdserverpb::MoveLeaderRequest& req,
+                  Done<etcdserverpb::MoveLeaderResponse> done);
+  // Writes a consistent copy of the backend (bbolt-equivalent snapshot for
+  // Maintenance.Snapshot) to `fd`. Blocking; call from a non-server thread.
+  absl::Status SnapshotBackend(int fd);
+
+  // ---- Watch and plumbing.
+  // The watchable store (never null after Start).
+  mvcc::WatchableStore* Watchable();
+  // The store (reads only) and backend, for Hash/snapshot helpers.
+  const mvcc::Store* Store() const;
+  storage::Backend* Backend();
+  // cluster_id, member_id, revision (current store revision), raft_term.
+  void FillHeader(etcdserverpb::ResponseHeader* header) const;
+
+  ServerMetrics& Metrics();
+
+  // Test hook: abandons the server without a graceful stop (threads are
+  // stopped, but nothing is synced or closed cleanly beyond what the WAL
+  // already fsynced), like a crash for the data on disk.
+  void CrashForTesting();
+
+  class Impl;
+
+ private:
+  explicit EtcdServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// etcd's member ID: the first 8 bytes (big-endian) of SHA-1 over the sorted
+// peer URLs concatenated, then the cluster token (membership.NewMember).
+uint64_t ComputeMemberId(std::vector<std::string> peer_urls, std::string_view token);
+// etcd's cluster ID: first 8 bytes of SHA-1 over the sorted member IDs, each
+// 8 bytes big-endian (RaftCluster.genID).
+uint64_t ComputeClusterId(std::vector<uint64_t> member_ids);
+
+}  // namespace cppetcd::server
+
+#endif  // CPPETCD_SERVER_ETCD_SERVER_H_
