@@ -1,0 +1,94 @@
+// An Env for tests that wraps another Env and injects faults: failed or short
+// writes, failed syncs, and a simulated machine crash that loses whatever was
+// not made durable (LevelDB's fault_injection_test model).
+//
+// Durability model: a file's content is durable up to its size at its last
+// WritableFile::Sync (or Env::Truncate followed by a Sync); a file created
+// through this Env, or renamed, is durable in its directory only after
+// SyncDir of that directory. DropUnsyncedData cuts every tracked file back to
+// its durable content (bytes written after the last sync inside preallocated
+// space revert to zeros) and removes files whose directory entry was never
+// synced. Files that existed before the wrapper saw them are not tracked.
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef CPPETCD_UTIL_FAULT_INJECTION_ENV_H_
+#define CPPETCD_UTIL_FAULT_INJECTION_ENV_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "cppetcd/util/env.h"
+
+namespace cppetcd::util {
+
+class FaultInjectionEnv : public Env {
+ public:
+  // `base` must outlive this object.
+  explicit FaultInjectionEnv(Env* base);
+  ~FaultInjectionEnv() override;
+
+  // The next `n` WritableFile::Append calls fail with `error_number` (e.g. EIO,
+  // ENOSPC) and write nothing.
+  void FailWrites(int n, int error_number);
+  // The next `n` WritableFile::Sync calls fail with `error_number`; the data
+  // stays unsynced.
+  void FailSyncs(int n, int error_number);
+  // The next Append writes only its first `keep_bytes` bytes, then fails
+  // with ENOSPC.
+  void ShortWriteNext(size_t keep_bytes);
+  // Simulates a machine crash: see the durability model above. Open file
+  // objects stay usable but their later writes are not expected to matter.
+  absl::Status DropUnsyncedData();
+  // Counters, for tests that check how often the code under test syncs.
+  int64_t sync_count() const;
+  int64_t dir_sync_count() const;
+
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override;
+  absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(const std::string& path) override;
+  absl::StatusOr<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) override;
+  bool FileExists(const std::string& path) override;
+  bool IsDirectory(const std::string& path) override;
+  absl::StatusOr<std::vector<std::string>> GetChildren(const std::string& dir) override;
+  absl::StatusOr<uint64_t> FileSize(const std::string& path) override;
+  absl::Status RemoveFile(const std::string& path) override;
+  absl::Status RemoveDir(const std::string& path) override;
+  absl::Status CreateDir(const std::string& path) override;
+  absl::Status RenameFile(const std::string& src, const std::string& dst) override;
+  absl::Status Truncate(const std::string& path, uint64_t size_bytes) override;
+  absl::Status SyncDir(const std::string& dir) override;
+  absl::StatusOr<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
+
+ private:
+  class File;
+  friend class File;
+
+  struct FileState {
+    uint64_t synced_pos = 0;   // bytes of written data durable at the last sync
+    uint64_t synced_size = 0;  // file size (incl. preallocation) at the last sync
+    bool dir_synced = false;   // its directory entry is durable
+  };
+
+  // Fault decisions for one call; consume the counters.
+  absl::Status TakeWriteFault(const std::string& path, size_t* keep_bytes);
+  absl::Status TakeSyncFault(const std::string& path);
+  void RecordSync(const std::string& path, uint64_t pos, uint64_t size);
+
+  Env* const base_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, FileState> files_ ABSL_GUARDED_BY(mu_);
+  int fail_writes_ ABSL_GUARDED_BY(mu_) = 0;
+  int fail_write_errno_ ABSL_GUARDED_BY(mu_) = 0;
+  int fail_syncs_ ABSL_GUARDED_BY(mu_) = 0;
+  int fail_sync_errno_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t short_write_keep_ ABSL_GUARDED_BY(mu_) = -1;  // -1 = none pending
+  int64_t sync_count_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t dir_sync_count_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace cppetcd::util
+
+#endif  // CPPETCD_UTIL_FAULT_INJECTION_ENV_H_
