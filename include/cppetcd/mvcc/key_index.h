@@ -1,0 +1,145 @@
+// The in-memory key index: for every key, the revisions at which it changed,
+// grouped in generations (created -> modified ... -> tombstone). Semantics
+// are etcd 3.4's keyIndex/treeIndex (mvcc/key_index.go, mvcc/index.go).
+#ifndef CPPETCD_MVCC_KEY_INDEX_H_
+#define CPPETCD_MVCC_KEY_INDEX_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
+#include "absl/synchronization/mutex.h"
+#include "cppetcd/mvcc/revision.h"
+
+namespace cppetcd::mvcc {
+
+// The set of revisions a compaction keeps (etcd's "available" map).
+using RevisionSet = absl::flat_hash_set<Revision>;
+
+// One life of a key: from its creating put to its tombstone (the last
+// revision of every generation but the newest is a tombstone). Empty
+// (revs.empty()) only as the newest generation, after a tombstone.
+struct Generation {
+  int64_t version = 0;       // number of puts in this generation (kept across compaction)
+  Revision created;          // the revision that created this generation
+  std::vector<Revision> revs;  // ascending
+  bool operator==(const Generation&) const = default;
+};
+
+// What Get returns: the key's state at a revision.
+struct KeyAt {
+  Revision modified;  // the newest revision <= atRev
+  Revision created;   // the generation's creating revision
+  int64_t version = 0;
+};
+
+// The history of one key. Not thread-safe (TreeIndex locks).
+class KeyIndex {
+ public:
+  KeyIndex() = default;
+
+  // Records a put at `rev`; rev must exceed every recorded revision (aborts
+  // otherwise, as etcd panics).
+  void Put(Revision rev);
+  // Starts the key's history from a stored record (index rebuild after
+  // compaction): a generation created at `created` with `version` puts whose
+  // newest is `modified`. The index must be empty.
+  void Restore(Revision created, Revision modified, int64_t version);
+  // Records a delete at `rev` and starts a new empty generation. False (and no
+  // change) when the key is not live.
+  bool Tombstone(Revision rev);
+  // The key's state at `at_rev`, or nullopt when it did not exist then.
+  std::optional<KeyAt> Get(int64_t at_rev) const;
+  // Revisions with main >= `rev`, ascending, at most one per main revision
+  // (the newest); starts in the generation that was live at `rev`.
+  std::vector<Revision> Since(int64_t rev) const;
+  // Drops history not needed to read at revisions >= at_rev; adds the kept
+  // revisions <= at_rev to `available`. The index may become empty.
+  void Compact(int64_t at_rev, RevisionSet* available);
+  // Adds to `available` what Compact(at_rev) would keep, without changing.
+  void Keep(int64_t at_rev, RevisionSet* available) const;
+
+  // Empty: no history at all (a single empty generation, or none).
+  bool IsEmpty() const;
+  // True when the newest generation is non-empty (the key exists now).
+  bool IsLive() const { return !generations_.empty() && !generations_.back().revs.empty(); }
+  Revision modified() const { return modified_; }
+  const std::vector<Generation>& generations() const { return generations_; }
+  // The lease attached by the newest put (0 none); maintained by the Store.
+  int64_t lease() const { return lease_; }
+  void set_lease(int64_t lease) { lease_ = lease; }
+
+  bool operator==(const KeyIndex& o) const {
+    return modified_ == o.modified_ && generations_ == o.generations_;
+  }
+
+ private:
+  // Index of the generation and revision at which compaction at at_rev cuts.
+  std::pair<size_t, ptrdiff_t> DoCompact(int64_t at_rev, RevisionSet* available) const;
+  const Generation* FindGeneration(int64_t rev) const;
+
+  Revision modified_;
+  std::vector<Generation> generations_;
+  int64_t lease_ = 0;
+};
+
+// The index of all keys: an ordered map key -> KeyIndex under a
+// reader/writer lock. Reads (Get, Range, Revisions, RangeSince, Keep) take it
+// shared; writes take it exclusively. Thread-safe.
+//
+// Key ranges: `end` empty = the single key `key`; `end` == "\0" (one NUL
+// byte) = every key >= key; otherwise [key, end).
+class TreeIndex {
+ public:
+  TreeIndex() = default;
+
+  void Put(std::string_view key, Revision rev, int64_t lease = 0);
+  // False when the key is not live.
+  bool Tombstone(std::string_view key, Revision rev);
+  // Adds a restored key (index rebuild).
+  void Restore(std::string_view key, Revision created, Revision modified, int64_t version,
+               int64_t lease);
+  std::optional<KeyAt> Get(std::string_view key, int64_t at_rev) const;
+  // The lease attached to the live key, 0 when none or not live.
+  int64_t Lease(std::string_view key) const;
+
+  // Calls fn(key, state) for each key in the range that existed at at_rev, in
+  // key order, under the read lock (fn must not call back into the index).
+  // fn returns false to stop.
+  void Visit(std::string_view key, std::string_view end, int64_t at_rev,
+             absl::FunctionRef<bool(const std::string& key, const KeyAt& at)> fn) const;
+  // Keys and their revisions at at_rev, in key order.
+  void Range(std::string_view key, std::string_view end, int64_t at_rev,
+             std::vector<std::string>* keys, std::vector<Revision>* revs) const;
+  // Revisions at at_rev in key order, at most `limit` (0 = all), and the
+  // total number of matching keys.
+  int64_t Revisions(std::string_view key, std::string_view end, int64_t at_rev, size_t limit,
+                    std::vector<Revision>* revs) const;
+  // Number of keys in the range that existed at at_rev.
+  int64_t CountRevisions(std::string_view key, std::string_view end, int64_t at_rev) const;
+  // Revisions with main >= rev of the keys in the range, ascending.
+  std::vector<Revision> RangeSince(std::string_view key, std::string_view end, int64_t rev) const;
+  // Compacts every key at `rev` (the lock is released every `chunk_keys`
+  // keys so readers and writers progress) and returns the kept revisions.
+  RevisionSet Compact(int64_t rev, size_t chunk_keys = 10000);
+  // What Compact(rev) would keep, without changing anything.
+  RevisionSet Keep(int64_t rev) const;
+
+  size_t Size() const;
+  // Deep equality (tests).
+  bool Equals(const TreeIndex& other) const;
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::btree_map<std::string, KeyIndex, std::less<>> tree_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cppetcd::mvcc
+
+#endif  // CPPETCD_MVCC_KEY_INDEX_H_

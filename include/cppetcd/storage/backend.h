@@ -1,0 +1,207 @@
+// The storage backend: one LMDB environment in a single file
+// (<data-dir>/member/snap/db, opened with MDB_NOSUBDIR; LMDB keeps its reader
+// table in "<path>-lock") with one named sub-database ("bucket") per concept,
+// named as etcd's bbolt buckets. Keys in a bucket are ordered bytewise.
+// The bucket contents are described in docs/formats-mvcc.md.
+//
+// Durability: by default the environment runs with MDB_NOSYNC: a commit is
+// atomic and visible at once but reaches the disk only on Sync() (or when the
+// OS writes the pages back). The WAL is the durability point; the server
+// replays entries after the stored consistent index on start-up.
+//
+// Threading: Backend is thread-safe. Read transactions are consistent
+// snapshots, any number at once, usable from any thread (MDB_NOTLS), but one
+// transaction is not to be used by two threads at the same time. Write
+// transactions are serialised by LMDB's writer lock: BeginWrite blocks while
+// another write transaction is open, and a write transaction must be used and
+// ended on the thread that began it.
+#ifndef CPPETCD_STORAGE_BACKEND_H_
+#define CPPETCD_STORAGE_BACKEND_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "cppetcd/util/log.h"
+
+// LMDB's handle types, kept out of users' translation units.
+struct MDB_env;
+struct MDB_txn;
+
+namespace cppetcd::storage {
+
+// Sub-databases ("buckets"), named as etcd's bbolt buckets. All of them exist
+// once Backend::Open returned.
+inline constexpr std::string_view kKeyBucket = "key";
+inline constexpr std::string_view kMetaBucket = "meta";
+inline constexpr std::string_view kLeaseBucket = "lease";
+inline constexpr std::string_view kMembersBucket = "members";
+inline constexpr std::string_view kMembersRemovedBucket = "members_removed";
+inline constexpr std::string_view kClusterBucket = "cluster";
+inline constexpr std::string_view kAlarmBucket = "alarm";
+inline constexpr std::string_view kAuthBucket = "auth";
+inline constexpr std::string_view kAuthUsersBucket = "authUsers";
+inline constexpr std::string_view kAuthRolesBucket = "authRoles";
+
+// The buckets created by Open, in a fixed order.
+inline constexpr std::string_view kAllBuckets[] = {
+    kKeyBucket,   kMetaBucket,  kLeaseBucket,      kMembersBucket,   kMembersRemovedBucket,
+    kClusterBucket, kAlarmBucket, kAuthBucket,     kAuthUsersBucket, kAuthRolesBucket};
+
+struct BackendOptions {
+  // Upper bound of the file size (LMDB map size). A write transaction that
+  // would grow the file past it fails with ResourceExhausted.
+  uint64_t map_size_bytes = 10ull << 30;
+  // MDB_NOSYNC: commits do not fsync; Sync() does.
+  bool no_sync = true;
+  // Buckets to create besides kAllBuckets (names up to 64 bytes).
+  std::vector<std::string> extra_buckets;
+  util::Logger logger{"backend"};
+};
+
+class Backend;
+
+// A consistent snapshot of the database. Destroying it ends the transaction.
+// Views returned by Get and passed to Scan callbacks point into the memory map
+// and stay valid until the transaction ends (for a WriteTxn: until its next
+// Put/Delete or its end).
+// Errors: NotFound for a bucket that does not exist; Internal for an LMDB
+// failure (the message names the LMDB error).
+class ReadTxn {
+ public:
+  virtual ~ReadTxn();
+  ReadTxn(const ReadTxn&) = delete;
+  ReadTxn& operator=(const ReadTxn&) = delete;
+
+  // The value stored at `key`, or nullopt when absent.
+  absl::StatusOr<std::optional<std::string_view>> Get(std::string_view bucket,
+                                                      std::string_view key);
+
+  // Calls fn(key, value) for each key in [begin, end) in ascending order;
+  // `end` empty means up to the last key. fn returns false to stop early.
+  absl::Status Scan(std::string_view bucket, std::string_view begin, std::string_view end,
+                    absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn);
+
+  // As Scan over [begin, end), in descending order (starting at the last key
+  // < end; `end` empty = the last key of the bucket).
+  absl::Status ScanReverse(
+      std::string_view bucket, std::string_view begin, std::string_view end,
+      absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn);
+
+  // Number of entries in the bucket.
+  absl::StatusOr<uint64_t> Count(std::string_view bucket);
+
+ protected:
+  friend class Backend;
+  ReadTxn(Backend* backend, MDB_txn* txn) : backend_(backend), txn_(txn) {}
+  // Ends the LMDB transaction (read: abort/reset; write: see WriteTxn).
+  void Release();
+
+  Backend* backend_;
+  MDB_txn* txn_;  // null once ended
+};
+
+// A read-write transaction. Its own writes are visible to its reads. Changes
+// become visible to others, atomically, at Commit. Not thread-safe.
+class WriteTxn : public ReadTxn {
+ public:
+  ~WriteTxn() override;  // aborts an uncommitted transaction
+
+  // Inserts or replaces key -> value. ResourceExhausted when the map is full
+  // (the transaction is then unusable: abort it).
+  absl::Status Put(std::string_view bucket, std::string_view key, std::string_view value);
+
+  // As Put, for keys expected to sort after every key in the bucket (e.g. the
+  // key bucket's revisions): uses LMDB's append path when that holds and
+  // falls back to an ordinary insert otherwise. Same result as Put.
+  absl::Status Append(std::string_view bucket, std::string_view key, std::string_view value);
+
+  // Reserves `size` bytes for the value of `key` and returns the buffer, to be
+  // filled by the caller before the next operation on this transaction
+  // (serialise in place: no intermediate copy). `append_hint` as Append.
+  absl::StatusOr<absl::Span<char>> PutReserve(std::string_view bucket, std::string_view key,
+                                              size_t size, bool append_hint = false);
+
+  // Removes `key`; OK when it was absent.
+  absl::Status Delete(std::string_view bucket, std::string_view key);
+
+  // Makes the changes visible (and durable when the backend syncs commits).
+  // The transaction ends whatever the result. ResourceExhausted on map full.
+  absl::Status Commit();
+  // Drops the changes. The transaction ends.
+  void Abort();
+
+ private:
+  friend class Backend;
+  WriteTxn(Backend* backend, MDB_txn* txn) : ReadTxn(backend, txn) {}
+  absl::Status PutFlags(std::string_view bucket, std::string_view key, std::string_view value,
+                        unsigned flags);
+};
+
+class Backend {
+ public:
+  // Opens or creates the database file at `path` (its directory must exist)
+  // and creates the buckets. Errors: the LMDB error as Internal (or
+  // ResourceExhausted when the map size is smaller than the file).
+  static absl::StatusOr<std::unique_ptr<Backend>> Open(const std::string& path,
+                                                       BackendOptions options);
+  // Closes the environment. Every transaction must have ended.
+  ~Backend();
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  // A read transaction: a snapshot of the last commit. Any thread.
+  absl::StatusOr<std::unique_ptr<ReadTxn>> BeginRead();
+  // The write transaction; blocks while another one is open.
+  absl::StatusOr<std::unique_ptr<WriteTxn>> BeginWrite();
+
+  // Flushes committed data to disk (mdb_env_sync, forced).
+  absl::Status Sync();
+
+  // Size of the database file in bytes (etcd: db size).
+  int64_t SizeBytes() const;
+  // Bytes of the pages in use: pages up to the last used one minus the pages
+  // on LMDB's free list (etcd: db size in use).
+  int64_t SizeInUseBytes() const;
+
+  // Writes a consistent copy of the database to `fd` (mdb_env_copyfd2, with
+  // compaction of free pages). Writers keep going meanwhile. The copy is a
+  // complete database file openable with Open.
+  absl::Status CopyTo(int fd);
+
+  const std::string& path() const { return path_; }
+
+  // Implementation detail: the LMDB handle of `bucket`, or -1.
+  int64_t BucketHandle(std::string_view bucket) const;
+
+ private:
+  friend class ReadTxn;
+  friend class WriteTxn;
+  Backend(std::string path, BackendOptions options) : path_(std::move(path)), options_(std::move(options)) {}
+
+  std::string path_;
+  BackendOptions options_;
+  MDB_env* env_ = nullptr;
+  // Bucket names and their LMDB handles (MDB_dbi), fixed after Open.
+  std::vector<std::pair<std::string, unsigned>> buckets_;
+  unsigned key_dbi_ = 0;  // kKeyBucket's handle, the hot path
+};
+
+// Converts an LMDB return code into a Status (OK for 0). Exposed for tests.
+absl::Status LmdbStatus(int rc, std::string_view what);
+
+// Big-endian 8-byte encodings used for meta values and revisions.
+void PutBigEndian64(uint64_t v, char* out);
+uint64_t GetBigEndian64(const char* in);
+std::string EncodeBigEndian64(uint64_t v);
+
+}  // namespace cppetcd::storage
+
+#endif  // CPPETCD_STORAGE_BACKEND_H_
