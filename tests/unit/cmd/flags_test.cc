@@ -1,0 +1,263 @@
+#include "cppetcd/cmd/flags.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace cppetcd::cmd {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+EtcdConfig MustParse(std::vector<std::string> args, std::vector<std::string> env = {}) {
+  auto r = ParseCommandLine(args, env);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? r->config : EtcdConfig{};
+}
+
+TEST(FlagsTest, DefaultsAreEtcds) {
+  EtcdConfig c = MustParse({});
+  EXPECT_EQ(c.name, "default");
+  EXPECT_EQ(c.data_dir, "default.etcd");
+  EXPECT_EQ(c.initial_cluster, "default=http://localhost:2380");
+  EXPECT_EQ(c.initial_cluster_state, "new");
+  EXPECT_EQ(c.initial_cluster_token, "etcd-cluster");
+  EXPECT_EQ(c.snapshot_count, 100000u);
+  EXPECT_EQ(c.heartbeat_interval_ms, 100u);
+  EXPECT_EQ(c.election_timeout_ms, 1000u);
+  EXPECT_EQ(c.max_request_bytes, 1572864u);
+  EXPECT_EQ(c.max_txn_ops, 128u);
+  EXPECT_EQ(c.grpc_keepalive_min_time, std::chrono::seconds(5));
+  EXPECT_EQ(c.grpc_keepalive_interval, std::chrono::hours(2));
+  EXPECT_EQ(c.grpc_keepalive_timeout, std::chrono::seconds(20));
+  ASSERT_EQ(c.listen_client_urls.size(), 1u);
+  EXPECT_EQ(c.listen_client_urls[0].ToString(), "http://localhost:2379");
+  EXPECT_EQ(c.advertise_client_urls[0].HostPort(), "localhost:2379");
+}
+
+TEST(FlagsTest, BothValueFormsAndSingleDash) {
+  EtcdConfig c = MustParse({"--name=n1", "--data-dir", "/var/lib/x", "-snapshot-count", "50000",
+                            "--quota-backend-bytes=8589934592", "--pre-vote"});
+  EXPECT_EQ(c.name, "n1");
+  EXPECT_EQ(c.data_dir, "/var/lib/x");
+  EXPECT_EQ(c.snapshot_count, 50000u);
+  EXPECT_EQ(c.quota_backend_bytes, 8589934592);
+  EXPECT_TRUE(c.pre_vote);
+  EXPECT_EQ(c.initial_cluster, "n1=http://localhost:2380");
+}
+
+TEST(FlagsTest, BoolFlagDoesNotConsumeNextArgument) {
+  EtcdConfig c = MustParse({"--pre-vote", "--name", "a", "--strict-reconfig-check=false"});
+  EXPECT_TRUE(c.pre_vote);
+  EXPECT_EQ(c.name, "a");
+  EXPECT_FALSE(c.strict_reconfig_check);
+}
+
+TEST(FlagsTest, SeedsUnitFileFlags) {
+  EtcdConfig c = MustParse({
+      "--name=etcd-10.0.0.206",
+      "--cert-file=/etc/kubernetes/ssl/etcd.pem",
+      "--key-file=/etc/kubernetes/ssl/etcd-key.pem",
+      "--peer-cert-file=/etc/kubernetes/ssl/etcd.pem",
+      "--peer-key-file=/etc/kubernetes/ssl/etcd-key.pem",
+      "--trusted-ca-file=/etc/kubernetes/ssl/ca.pem",
+      "--peer-trusted-ca-file=/etc/kubernetes/ssl/ca.pem",
+      "--initial-advertise-peer-urls=https://10.0.0.206:2380",
+      "--listen-peer-urls=https://10.0.0.206:2380",
+      "--listen-client-urls=https://10.0.0.206:2379,http://127.0.0.1:2379",
+      "--advertise-client-urls=https://10.0.0.206:2379",
+      "--initial-cluster-token=etcd-cluster-0",
+      "--initial-cluster=etcd-10.0.0.206=https://10.0.0.206:2380,etcd-10.0.0.207=https://"
+      "10.0.0.207:2380,etcd-10.0.0.208=https://10.0.0.208:2380",
+      "--initial-cluster-state=new",
+      "--data-dir=/var/lib/etcd",
+      "--wal-dir=",
+      "--snapshot-count=50000",
+      "--auto-compaction-retention=1",
+      "--auto-compaction-mode=periodic",
+      "--max-request-bytes=10485760",
+      "--quota-backend-bytes=8589934592",
+  });
+  ASSERT_EQ(c.listen_client_urls.size(), 2u);
+  EXPECT_EQ(c.listen_client_urls[0].scheme, "https");
+  EXPECT_EQ(c.listen_client_urls[1].HostPort(), "127.0.0.1:2379");
+  EXPECT_EQ(c.wal_dir, "");
+  auto cluster = ParseInitialCluster(c.initial_cluster);
+  ASSERT_TRUE(cluster.ok());
+  EXPECT_EQ(cluster->size(), 3u);
+  EXPECT_EQ(cluster->at("etcd-10.0.0.207")[0].ToString(), "https://10.0.0.207:2380");
+  EXPECT_EQ(c.max_request_bytes, 10485760u);
+}
+
+TEST(FlagsTest, UnknownFlagIsAnErrorInEtcdsWords) {
+  auto r = ParseCommandLine({"--foo"}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "flag provided but not defined: -foo");
+}
+
+TEST(FlagsTest, MalformedValueIsAnErrorInEtcdsWords) {
+  auto r = ParseCommandLine({"--heartbeat-interval=abc"}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "invalid value \"abc\" for flag -heartbeat-interval: parse error");
+  EXPECT_FALSE(ParseCommandLine({"--listen-client-urls=127.0.0.1:2379"}, {}).ok());
+  EXPECT_FALSE(ParseCommandLine({"--initial-cluster-state=old"}, {}).ok());
+  EXPECT_FALSE(ParseCommandLine({"--name"}, {}).ok());
+}
+
+TEST(FlagsTest, ElectionTimeoutMustBeFiveHeartbeats) {
+  auto r = ParseCommandLine({"--heartbeat-interval=300", "--election-timeout=1000"}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("5 times"));
+}
+
+TEST(FlagsTest, EnvironmentVariablesFillFlagsNotGiven) {
+  auto r = ParseCommandLine({"--name=x"}, {"ETCD_DATA_DIR=/d", "ETCD_SNAPSHOT_COUNT=7",
+                                           "ETCD_LISTEN_CLIENT_URLS=http://127.0.0.1:1234",
+                                           "ETCD_BOGUS=1", "PATH=/bin"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.data_dir, "/d");
+  EXPECT_EQ(r->config.snapshot_count, 7u);
+  EXPECT_EQ(r->config.listen_client_urls[0].port, 1234);
+  EXPECT_THAT(r->env_unrecognized, ElementsAre("ETCD_BOGUS=1"));
+  EXPECT_EQ(r->env_used.size(), 3u);
+}
+
+TEST(FlagsTest, EnvironmentShadowedByFlagIsAnError) {
+  auto r = ParseCommandLine({"--name=x"}, {"ETCD_NAME=y"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("conflicting environment variable"));
+}
+
+TEST(FlagsTest, VersionAndHelp) {
+  auto v = ParseCommandLine({"--version"}, {});
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->action, Action::kVersion);
+  auto h = ParseCommandLine({"-h"}, {});
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->action, Action::kHelp);
+  EXPECT_THAT(VersionText(), HasSubstr("etcd Version: 3.4"));
+  EXPECT_THAT(Usage(), HasSubstr("--initial-cluster-state"));
+}
+
+TEST(FlagsTest, GoDurations) {
+  EXPECT_EQ(*ParseGoDuration("5s"), std::chrono::seconds(5));
+  EXPECT_EQ(*ParseGoDuration("1m30s"), std::chrono::seconds(90));
+  EXPECT_EQ(*ParseGoDuration("100ms"), std::chrono::milliseconds(100));
+  EXPECT_EQ(*ParseGoDuration("2h"), std::chrono::hours(2));
+  EXPECT_EQ(*ParseGoDuration("0"), std::chrono::milliseconds(0));
+  EXPECT_FALSE(ParseGoDuration("5").ok());
+  EXPECT_FALSE(ParseGoDuration("abc").ok());
+}
+
+TEST(FlagsTest, PeriodicRetentionInHoursOrDuration) {
+  EXPECT_EQ(*ParsePeriodicRetention("1"), std::chrono::hours(1));
+  EXPECT_EQ(*ParsePeriodicRetention("0.5"), std::chrono::minutes(30));
+  EXPECT_EQ(*ParsePeriodicRetention("30m"), std::chrono::minutes(30));
+  EXPECT_EQ(*ParsePeriodicRetention("0"), std::chrono::milliseconds(0));
+  EXPECT_FALSE(ParsePeriodicRetention("soon").ok());
+  EXPECT_FALSE(ParseCommandLine({"--auto-compaction-mode=revision",
+                                 "--auto-compaction-retention=1h"}, {}).ok());
+  EXPECT_TRUE(ParseCommandLine({"--auto-compaction-mode=revision",
+                                "--auto-compaction-retention=1000"}, {}).ok());
+}
+
+TEST(FlagsTest, Urls) {
+  auto u = ParseUrl("http://[::1]:2379");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->host, "::1");
+  EXPECT_EQ(u->HostPort(), "[::1]:2379");
+  EXPECT_FALSE(ParseUrl("ftp://a:1").ok());
+  EXPECT_FALSE(ParseUrl("http://a:1/path").ok());
+  EXPECT_FALSE(ParseUrl("http://a:99999").ok());
+  auto dup = ParseUrls("http://a:1,http://a:1,http://b:2");
+  ASSERT_TRUE(dup.ok());
+  EXPECT_EQ(dup->size(), 2u);
+}
+
+std::string WriteTemp(const std::string& text) {
+  auto path = std::filesystem::temp_directory_path() /
+              ("cppetcd_cfg_" + std::to_string(::getpid()) + "_" +
+               std::to_string(std::hash<std::string>{}(text)) + ".yml");
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+TEST(ConfigFileTest, KeysMeanWhatTheFlagsMean) {
+  std::string path = WriteTemp(R"(name: 'n2'
+data-dir: /tmp/n2
+snapshot-count: 500
+heartbeat-interval: 50
+election-timeout: 500
+listen-client-urls: http://127.0.0.1:3379
+initial-cluster-state: 'existing'
+log-outputs: [stderr]
+auto-compaction-mode: revision
+auto-compaction-retention: "100"
+unknown-future-key: 3
+client-transport-security:
+  cert-file: /c.pem
+  client-cert-auth: true
+peer-transport-security:
+  key-file: /pk.pem
+  auto-tls: true
+)");
+  auto c = LoadConfigFile(path);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name, "n2");
+  EXPECT_EQ(c->data_dir, "/tmp/n2");
+  EXPECT_EQ(c->snapshot_count, 500u);
+  EXPECT_EQ(c->heartbeat_interval_ms, 50u);
+  EXPECT_EQ(c->listen_client_urls[0].port, 3379);
+  EXPECT_EQ(c->initial_cluster_state, "existing");
+  EXPECT_EQ(c->log_outputs, std::vector<std::string>{"stderr"});
+  EXPECT_EQ(c->auto_compaction_mode, "revision");
+  EXPECT_EQ(c->cert_file, "/c.pem");
+  EXPECT_TRUE(c->client_cert_auth);
+  EXPECT_EQ(c->peer_key_file, "/pk.pem");
+  EXPECT_TRUE(c->peer_auto_tls);
+}
+
+TEST(ConfigFileTest, ConfigFileReplacesFlagsAndEnvironment) {
+  std::string path = WriteTemp("name: fromfile\n");
+  auto r = ParseCommandLine({"--config-file", path, "--snapshot-count=9"}, {"ETCD_WAL_DIR=/w"});
+  std::filesystem::remove(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.name, "fromfile");
+  EXPECT_EQ(r->config.snapshot_count, 100000u);
+  EXPECT_EQ(r->config.wal_dir, "");
+  EXPECT_EQ(r->config.data_dir, "fromfile.etcd");
+}
+
+TEST(ConfigFileTest, BadFilesAreClearErrors) {
+  EXPECT_EQ(LoadConfigFile("/nonexistent/x.yml").status().code(), absl::StatusCode::kNotFound);
+  std::string bad = WriteTemp("name: [unclosed\n");
+  EXPECT_EQ(LoadConfigFile(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  std::filesystem::remove(bad);
+  std::string badval = WriteTemp("heartbeat-interval: fast\n");
+  auto r = LoadConfigFile(badval);
+  std::filesystem::remove(badval);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("heartbeat-interval"));
+}
+
+TEST(ConfigFileTest, EtcdSampleConfigLoads) {
+  if (!std::filesystem::exists(CPPETCD_SAMPLE_CONFIG)) {
+    GTEST_SKIP() << "etcd sample config not found at " << CPPETCD_SAMPLE_CONFIG;
+  }
+  auto c = LoadConfigFile(CPPETCD_SAMPLE_CONFIG);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name, "default");
+  EXPECT_EQ(c->data_dir, "default.etcd");
+  EXPECT_EQ(c->snapshot_count, 10000u);
+  EXPECT_EQ(c->initial_cluster_token, "etcd-cluster");
+  EXPECT_EQ(c->auto_compaction_retention, "1");
+  EXPECT_EQ(c->listen_peer_urls[0].ToString(), "http://localhost:2380");
+}
+
+}  // namespace
+}  // namespace cppetcd::cmd
