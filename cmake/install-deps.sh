@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what cppetcd needs to build and test on Debian 12, skipping what is
+# already there. Runs as root or through sudo.
+set -euo pipefail
+pkgs=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev liblmdb-dev libspdlog-dev libssl-dev libgtest-dev libgmock-dev
+  libbenchmark-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
+  # reference client and server for the integration and differential tests
+  etcd-client etcd-server
+  # tools the tests use
+  curl openssl procps iproute2
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds, runs every test
+# (unit, raft simulation, integration with real etcdctl and etcd), then the
+# unit and simulation suites again under ASan+UBSan and the server-side suites
+# under TSan. Set CPPETCD_SANITIZERS=0 to skip the sanitizer passes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+cmake/install-deps.sh
+
+jobs=$(nproc)
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+export CCACHE_BASEDIR=$root
+export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+export CTEST_OUTPUT_ON_FAILURE=1
+
+build() {  # build <dir> [cmake args...]
+  local dir=$1; shift
+  cmake -S "$root" -B "$dir" -G Ninja "$@" > "$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
+  cmake --build "$dir" -j "$jobs"
+}
+
+start=$(date +%s)
+mkdir -p build
+echo "== build (RelWithDebInfo)"
+build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+echo "== tests (RelWithDebInfo)"
+(cd build/release && ctest -j "$jobs" --timeout 600 --output-on-failure)
+
+if [ "${CPPETCD_SANITIZERS:-1}" != "0" ]; then
+  echo "== build (ASan+UBSan)"
+  build build/asan -DCMAKE_BUILD_TYPE=Debug -DCPPETCD_SANITIZE=address -DCPPETCD_BUILD_BENCH=OFF
+  echo "== tests (ASan+UBSan): unit and raft"
+  (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+     ctest -j "$jobs" -L 'unit|raft' --timeout 900 --output-on-failure)
+  echo "== build (TSan)"
+  build build/tsan -DCMAKE_BUILD_TYPE=Debug -DCPPETCD_SANITIZE=thread -DCPPETCD_BUILD_BENCH=OFF
+  echo "== tests (TSan): concurrent modules"
+  (cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$root/tests/tsan.supp" \
+     ctest -j "$jobs" -L unit -R '^(Store|Backend|Watch|Lessor|Server|Api|Mvcc|Storage|Lease)' \
+       --timeout 900 --output-on-failure)
+fi
+echo "== all test passes done in $(( $(date +%s) - start )) s"
