@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cppetcd/server/errors.h"
+#include "cppetcd/server/transport.h"
 #include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
 #include "etcdserverpb/rpc.pb.h"
@@ -82,6 +83,8 @@ struct ServerConfig {
   util::Logger logger = util::GetLogger("etcdserver");
   util::Clock* clock = nullptr;  // lessor, compactor and ID timestamps; null: SystemClock
   util::Env* env = nullptr;      // WAL and snapshot files; null: Env::Default()
+  // Peer network; null: NoopTransport (single member).
+  std::shared_ptr<Transport> transport;
 };
 
 // Counters for metrics (etcd_server_* / etcd_disk_* families). Monotonic
@@ -160,7 +163,8 @@ class EtcdServer {
   // Keep-alive of lease `id`: the new TTL in seconds, or lease::ErrLeaseNotFound.
   // Answered by the leader (single node: locally).
   void LeaseRenew(int64_t id, Done<int64_t> done);
-  // TTL -1 and lease::ErrLeaseNotFound when the lease does not exist (etcd).
+  // A lease that does not exist is answered OK with TTL -1 (what etcd's gRPC
+  // layer sends, etcdctl prints "already expired").
   void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
                        Done<etcdserverpb::LeaseTimeToLiveResponse> done);
   void LeaseLeases(const etcdserverpb::LeaseLeasesRequest& req,

@@ -1,0 +1,452 @@
+#include "cppetcd/server/etcd_server.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+
+#include "cppetcd/lease/lessor.h"
+#include "cppetcd/mvcc/errors.h"
+#include "cppetcd/server/errors.h"
+#include "cppetcd/util/clock.h"
+#include "cppetcd/util/log.h"
+
+namespace cppetcd::server {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+constexpr auto kCallTimeout = 15s;
+
+// Runs an asynchronous server call and waits for its Done.
+template <class Resp>
+absl::StatusOr<Resp> Call(const std::function<void(Done<Resp>)>& fn) {
+  auto p = std::make_shared<std::promise<absl::StatusOr<Resp>>>();
+  auto f = p->get_future();
+  fn([p](absl::StatusOr<Resp> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(kCallTimeout) != std::future_status::ready) {
+    return absl::DeadlineExceededError("test call did not complete");
+  }
+  return f.get();
+}
+
+// Polls `cond` until it holds or `timeout` passes.
+bool PollUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 10s) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::yield();
+    std::this_thread::sleep_for(5ms);  // poll interval, not a wait for an outcome
+  }
+  return cond();
+}
+
+class EtcdServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cppetcd_server_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    server_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  ServerConfig Config() {
+    ServerConfig c;
+    c.name = "default";
+    c.data_dir = dir_ + "/data";
+    c.heartbeat_interval = 10ms;
+    c.election_timeout = 50ms;
+    c.request_timeout = 5s;
+    c.advertise_client_urls = {"http://127.0.0.1:2379"};
+    c.logger = util::Logger("etcdserver", log_.sink);
+    return c;
+  }
+
+  void StartServer(ServerConfig c) {
+    auto s = EtcdServer::Create(std::move(c));
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = std::move(*s);
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_TRUE(server_->WaitReady(10s));
+  }
+  void StartServer() { StartServer(Config()); }
+
+  absl::StatusOr<etcdserverpb::PutResponse> Put(const std::string& k, const std::string& v,
+                                                int64_t lease = 0) {
+    etcdserverpb::PutRequest req;
+    req.set_key(k);
+    req.set_value(v);
+    req.set_lease(lease);
+    return Call<etcdserverpb::PutResponse>(
+        [&](Done<etcdserverpb::PutResponse> d) { server_->Put(req, std::move(d)); });
+  }
+  absl::StatusOr<etcdserverpb::RangeResponse> Get(const std::string& k, bool serializable = false,
+                                                  int64_t rev = 0, std::string end = "") {
+    etcdserverpb::RangeRequest req;
+    req.set_key(k);
+    req.set_range_end(end);
+    req.set_serializable(serializable);
+    req.set_revision(rev);
+    return Call<etcdserverpb::RangeResponse>(
+        [&](Done<etcdserverpb::RangeResponse> d) { server_->Range(req, std::move(d)); });
+  }
+  std::string Value(const std::string& k) {
+    auto r = Get(k);
+    if (!r.ok() || r->kvs_size() != 1) return "<none>";
+    return r->kvs(0).value();
+  }
+  absl::StatusOr<etcdserverpb::AlarmResponse> Alarms() {
+    etcdserverpb::AlarmRequest req;
+    req.set_action(etcdserverpb::AlarmRequest::GET);
+    return Call<etcdserverpb::AlarmResponse>(
+        [&](Done<etcdserverpb::AlarmResponse> d) { server_->Alarm(req, std::move(d)); });
+  }
+
+  util::CapturedLog log_ = util::NewCapturedLog();
+  std::string dir_;
+  std::unique_ptr<EtcdServer> server_;
+};
+
+TEST_F(EtcdServerTest, PutRangeDeleteTxn) {
+  StartServer();
+  auto p1 = Put("foo", "bar");
+  ASSERT_TRUE(p1.ok()) << p1.status();
+  EXPECT_EQ(p1->header().revision(), 2);
+  EXPECT_EQ(p1->header().member_id(), server_->MemberId());
+  EXPECT_EQ(p1->header().cluster_id(), server_->ClusterId());
+  EXPECT_GT(p1->header().raft_term(), 0u);
+
+  auto r = Get("foo");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->kvs_size(), 1);
+  EXPECT_EQ(r->kvs(0).value(), "bar");
+  EXPECT_EQ(r->header().revision(), 2);
+  auto rs = Get("foo", /*serializable=*/true);
+  ASSERT_TRUE(rs.ok());
+  EXPECT_EQ(rs->kvs_size(), 1);
+
+  etcdserverpb::TxnRequest txn;
+  auto* cmp = txn.add_compare();
+  cmp->set_key("foo");
+  cmp->set_target(etcdserverpb::Compare::VALUE);
+  cmp->set_result(etcdserverpb::Compare::EQUAL);
+  cmp->set_value("bar");
+  auto* put = txn.add_success()->mutable_request_put();
+  put->set_key("foo");
+  put->set_value("baz");
+  auto t = Call<etcdserverpb::TxnResponse>(
+      [&](Done<etcdserverpb::TxnResponse> d) { server_->Txn(txn, std::move(d)); });
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_TRUE(t->succeeded());
+  EXPECT_EQ(Value("foo"), "baz");
+
+  // A read-only txn goes the read path.
+  etcdserverpb::TxnRequest ro;
+  ro.add_success()->mutable_request_range()->set_key("foo");
+  auto tr = Call<etcdserverpb::TxnResponse>(
+      [&](Done<etcdserverpb::TxnResponse> d) { server_->Txn(ro, std::move(d)); });
+  ASSERT_TRUE(tr.ok()) << tr.status();
+  ASSERT_EQ(tr->responses_size(), 1);
+  EXPECT_EQ(tr->responses(0).response_range().kvs(0).value(), "baz");
+
+  etcdserverpb::DeleteRangeRequest del;
+  del.set_key("foo");
+  auto dr = Call<etcdserverpb::DeleteRangeResponse>(
+      [&](Done<etcdserverpb::DeleteRangeResponse> d) { server_->DeleteRange(del, std::move(d)); });
+  ASSERT_TRUE(dr.ok()) << dr.status();
+  EXPECT_EQ(dr->deleted(), 1);
+  EXPECT_EQ(Value("foo"), "<none>");
+}
+
+TEST_F(EtcdServerTest, DefaultMemberIdAndMemberList) {
+  StartServer();
+  EXPECT_EQ(util::IdToHex(server_->MemberId()), "8e9e05c52164694d");
+  EXPECT_EQ(util::IdToHex(server_->ClusterId()), "cdf818194e3a8c32");
+  auto ml = Call<etcdserverpb::MemberListResponse>([&](Done<etcdserverpb::MemberListResponse> d) {
+    server_->MemberList({}, std::move(d));
+  });
+  ASSERT_TRUE(ml.ok());
+  ASSERT_EQ(ml->members_size(), 1);
+  EXPECT_EQ(ml->members(0).id(), server_->MemberId());
+  EXPECT_EQ(ml->members(0).name(), "default");
+  ASSERT_EQ(ml->members(0).peerurls_size(), 1);
+  EXPECT_EQ(ml->members(0).peerurls(0), "http://localhost:2380");
+  ASSERT_EQ(ml->members(0).clienturls_size(), 1);
+  EXPECT_EQ(ml->members(0).clienturls(0), "http://127.0.0.1:2379");
+
+  auto st = Call<etcdserverpb::StatusResponse>(
+      [&](Done<etcdserverpb::StatusResponse> d) { server_->Status({}, std::move(d)); });
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->version(), "3.4.23");
+  EXPECT_EQ(st->leader(), server_->MemberId());
+  EXPECT_GE(st->raftindex(), st->raftappliedindex());
+  EXPECT_GT(st->raftappliedindex(), 0u);
+  EXPECT_GT(st->dbsize(), 0);
+
+  bool published = false;
+  for (const auto& line : log_.Lines()) {
+    published |= line.find("published local member to cluster through raft") != std::string::npos;
+  }
+  EXPECT_TRUE(published);
+}
+
+TEST_F(EtcdServerTest, RestartKeepsDataAndRevision) {
+  StartServer();
+  ASSERT_TRUE(Put("a", "1").ok());
+  ASSERT_TRUE(Put("b", "2").ok());
+  auto p = Put("a", "3");
+  ASSERT_TRUE(p.ok());
+  const int64_t rev = p->header().revision();
+  server_->Stop();
+  server_.reset();
+
+  StartServer();
+  EXPECT_EQ(Value("a"), "3");
+  EXPECT_EQ(Value("b"), "2");
+  auto r = Get("a");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->header().revision(), rev);
+  auto p2 = Put("c", "4");
+  ASSERT_TRUE(p2.ok());
+  EXPECT_EQ(p2->header().revision(), rev + 1);
+}
+
+TEST_F(EtcdServerTest, CrashWithoutStopLosesNoAcknowledgedWrite) {
+  StartServer();
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(Put("k" + std::to_string(i), std::to_string(i)).ok());
+  server_->CrashForTesting();
+  server_.reset();
+  StartServer();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(Value("k" + std::to_string(i)), std::to_string(i));
+}
+
+TEST_F(EtcdServerTest, ReplaysWalOverStaleBackend) {
+  StartServer();
+  ASSERT_TRUE(Put("x", "1").ok());
+  // A consistent copy of the backend as of now; later writes live only in
+  // the WAL once the copy replaces the database.
+  const std::string copy = dir_ + "/db.copy";
+  int fd = ::open(copy.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(server_->SnapshotBackend(fd).ok());
+  ::close(fd);
+  ASSERT_TRUE(Put("y", "2").ok());
+  auto last = Put("x", "3");
+  ASSERT_TRUE(last.ok());
+  server_->Stop();
+  server_.reset();
+  const std::string db = dir_ + "/data/member/snap/db";
+  fs::copy_file(copy, db, fs::copy_options::overwrite_existing);
+
+  StartServer();
+  EXPECT_EQ(Value("x"), "3");
+  EXPECT_EQ(Value("y"), "2");
+  auto r = Get("x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->header().revision(), last->header().revision());
+}
+
+TEST_F(EtcdServerTest, SnapshotCountTriggersSnapshotAndRestartWorks) {
+  ServerConfig c = Config();
+  c.snapshot_count = 10;
+  StartServer(c);
+  for (int i = 0; i < 40; ++i) ASSERT_TRUE(Put("s" + std::to_string(i), "v").ok());
+  ASSERT_TRUE(PollUntil([&] {
+    for (const auto& e : fs::directory_iterator(dir_ + "/data/member/snap")) {
+      if (e.path().extension() == ".snap") return true;
+    }
+    return false;
+  }));
+  server_->Stop();
+  server_.reset();
+  StartServer(c);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(Value("s" + std::to_string(i)), "v");
+  EXPECT_TRUE(Put("after", "1").ok());
+}
+
+TEST_F(EtcdServerTest, LeaseExpiryDeletesKeys) {
+  util::FakeClock clock;
+  ServerConfig c = Config();
+  c.clock = &clock;
+  StartServer(c);
+  etcdserverpb::LeaseGrantRequest g;
+  g.set_ttl(5);
+  auto lg = Call<etcdserverpb::LeaseGrantResponse>(
+      [&](Done<etcdserverpb::LeaseGrantResponse> d) { server_->LeaseGrant(g, std::move(d)); });
+  ASSERT_TRUE(lg.ok()) << lg.status();
+  ASSERT_GT(lg->id(), 0);
+  EXPECT_EQ(lg->ttl(), 5);
+  ASSERT_TRUE(Put("leased", "v", lg->id()).ok());
+
+  etcdserverpb::LeaseTimeToLiveRequest ttl_req;
+  ttl_req.set_id(lg->id());
+  ttl_req.set_keys(true);
+  auto ttl = Call<etcdserverpb::LeaseTimeToLiveResponse>(
+      [&](Done<etcdserverpb::LeaseTimeToLiveResponse> d) {
+        server_->LeaseTimeToLive(ttl_req, std::move(d));
+      });
+  ASSERT_TRUE(ttl.ok());
+  EXPECT_EQ(ttl->grantedttl(), 5);
+  ASSERT_EQ(ttl->keys_size(), 1);
+  EXPECT_EQ(ttl->keys(0), "leased");
+
+  auto renewed = Call<int64_t>([&](Done<int64_t> d) { server_->LeaseRenew(lg->id(), std::move(d)); });
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(*renewed, 5);
+
+  auto leases = Call<etcdserverpb::LeaseLeasesResponse>(
+      [&](Done<etcdserverpb::LeaseLeasesResponse> d) { server_->LeaseLeases({}, std::move(d)); });
+  ASSERT_TRUE(leases.ok());
+  EXPECT_EQ(leases->leases_size(), 1);
+
+  clock.Advance(10s);
+  ASSERT_TRUE(PollUntil([&] { return Value("leased") == "<none>"; }));
+  auto gone = Call<etcdserverpb::LeaseTimeToLiveResponse>(
+      [&](Done<etcdserverpb::LeaseTimeToLiveResponse> d) {
+        server_->LeaseTimeToLive(ttl_req, std::move(d));
+      });
+  ASSERT_TRUE(gone.ok());
+  EXPECT_EQ(gone->ttl(), -1);
+}
+
+TEST_F(EtcdServerTest, LeaseRevokeDeletesKeys) {
+  StartServer();
+  etcdserverpb::LeaseGrantRequest g;
+  g.set_ttl(100);
+  g.set_id(42);
+  auto lg = Call<etcdserverpb::LeaseGrantResponse>(
+      [&](Done<etcdserverpb::LeaseGrantResponse> d) { server_->LeaseGrant(g, std::move(d)); });
+  ASSERT_TRUE(lg.ok()) << lg.status();
+  EXPECT_EQ(lg->id(), 42);
+  ASSERT_TRUE(Put("k", "v", 42).ok());
+  etcdserverpb::LeaseRevokeRequest rv;
+  rv.set_id(42);
+  auto r = Call<etcdserverpb::LeaseRevokeResponse>(
+      [&](Done<etcdserverpb::LeaseRevokeResponse> d) { server_->LeaseRevoke(rv, std::move(d)); });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Value("k"), "<none>");
+  auto again = Call<etcdserverpb::LeaseRevokeResponse>(
+      [&](Done<etcdserverpb::LeaseRevokeResponse> d) { server_->LeaseRevoke(rv, std::move(d)); });
+  EXPECT_TRUE(lease::IsLeaseNotFound(again.status())) << again.status();
+}
+
+TEST_F(EtcdServerTest, CompactionPhysical) {
+  StartServer();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Put("c", std::to_string(i)).ok());  // revs 2..6
+  etcdserverpb::CompactionRequest cr;
+  cr.set_revision(4);
+  cr.set_physical(true);
+  auto c = Call<etcdserverpb::CompactionResponse>(
+      [&](Done<etcdserverpb::CompactionResponse> d) { server_->Compact(cr, std::move(d)); });
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto old = Get("c", false, 3);
+  EXPECT_TRUE(mvcc::IsCompacted(old.status())) << old.status();
+  auto at4 = Get("c", false, 4);
+  ASSERT_TRUE(at4.ok()) << at4.status();
+  EXPECT_EQ(at4->kvs(0).value(), "2");
+  auto again = Call<etcdserverpb::CompactionResponse>(
+      [&](Done<etcdserverpb::CompactionResponse> d) { server_->Compact(cr, std::move(d)); });
+  EXPECT_TRUE(mvcc::IsCompacted(again.status())) << again.status();
+}
+
+TEST_F(EtcdServerTest, QuotaRaisesPersistentNoSpaceAlarm) {
+  ServerConfig c = Config();
+  c.quota_backend_bytes = 1;  // every write is over quota
+  StartServer(c);
+  auto p = Put("big", "value");
+  EXPECT_TRUE(IsNoSpace(p.status())) << p.status();
+  ASSERT_TRUE(PollUntil([&] {
+    auto a = Alarms();
+    return a.ok() && a->alarms_size() == 1;
+  }));
+  auto a = Alarms();
+  EXPECT_EQ(a->alarms(0).alarm(), etcdserverpb::NOSPACE);
+  EXPECT_EQ(a->alarms(0).memberid(), server_->MemberId());
+  // Reads and deletes still work.
+  EXPECT_TRUE(Get("big").ok());
+  etcdserverpb::DeleteRangeRequest del;
+  del.set_key("big");
+  EXPECT_TRUE(Call<etcdserverpb::DeleteRangeResponse>([&](Done<etcdserverpb::DeleteRangeResponse> d) {
+                server_->DeleteRange(del, std::move(d));
+              }).ok());
+  auto st = Call<etcdserverpb::StatusResponse>(
+      [&](Done<etcdserverpb::StatusResponse> d) { server_->Status({}, std::move(d)); });
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(st->errors_size(), 1);
+  EXPECT_NE(st->errors(0).find("alarm:NOSPACE"), std::string::npos);
+
+  // The alarm survives a restart; with a normal quota, disarming it lets
+  // writes through again.
+  server_->Stop();
+  server_.reset();
+  c.quota_backend_bytes = 0;
+  StartServer(c);
+  a = Alarms();
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->alarms_size(), 1);
+  EXPECT_TRUE(IsNoSpace(Put("big", "value").status()));
+  etcdserverpb::AlarmRequest dis;
+  dis.set_action(etcdserverpb::AlarmRequest::DEACTIVATE);
+  dis.set_memberid(server_->MemberId());
+  dis.set_alarm(etcdserverpb::NOSPACE);
+  auto d = Call<etcdserverpb::AlarmResponse>(
+      [&](Done<etcdserverpb::AlarmResponse> done) { server_->Alarm(dis, std::move(done)); });
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->alarms_size(), 1);
+  EXPECT_TRUE(Put("big", "value").ok());
+}
+
+TEST_F(EtcdServerTest, RequestTooLarge) {
+  ServerConfig c = Config();
+  c.max_request_bytes = 1024;
+  StartServer(c);
+  auto p = Put("k", std::string(2000, 'x'));
+  EXPECT_TRUE(IsRequestTooLarge(p.status())) << p.status();
+  EXPECT_TRUE(Put("k", "small").ok());
+}
+
+TEST_F(EtcdServerTest, StoppedServerRejects) {
+  StartServer();
+  server_->Stop();
+  EXPECT_TRUE(IsStopped(Put("k", "v").status()));
+  EXPECT_TRUE(IsStopped(Get("k").status()));
+}
+
+TEST_F(EtcdServerTest, ConcurrentWritersAndLinearizableReaders) {
+  StartServer();
+  constexpr int kThreads = 4, kPerThread = 25;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string k = "t" + std::to_string(t) + "-" + std::to_string(i);
+        if (!Put(k, k).ok()) failures++;
+        // Read-your-writes through ReadIndex.
+        if (Value(k) != k) failures++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto r = Get("t", false, 0, "u");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->count(), kThreads * kPerThread);
+  EXPECT_EQ(r->header().revision(), 1 + kThreads * kPerThread);
+}
+
+}  // namespace
+}  // namespace cppetcd::server
