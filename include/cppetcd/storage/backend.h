@@ -184,7 +184,7 @@ class Backend {
  private:
   friend class ReadTxn;
   friend class WriteTxn;
-  Backend(std::string path, BackendOptions options) : path_(std::move(path)), options_(std::move(options)) {}
+  Backend(std::string path, BackendOptions options);
 
   std::string path_;
   BackendOptions options_;
@@ -192,6 +192,9 @@ class Backend {
   // Bucket names and their LMDB handles (MDB_dbi), fixed after Open.
   std::vector<std::pair<std::string, unsigned>> buckets_;
   unsigned key_dbi_ = 0;  // kKeyBucket's handle, the hot path
+  // Reset read transactions kept for reuse (mdb_txn_renew).
+  struct ReadPool;
+  std::unique_ptr<ReadPool> read_pool_;
 };
 
 // Converts an LMDB return code into a Status (OK for 0). Exposed for tests.
