@@ -99,30 +99,36 @@ class TreeIndex {
  public:
   TreeIndex() = default;
 
+  // Records a put of `key` at `rev` with `lease` (0 none).
   void Put(std::string_view key, Revision rev, int64_t lease = 0);
-  // False when the key is not live.
-  bool Tombstone(std::string_view key, Revision rev);
-  // Adds a restored key (index rebuild).
-  void Restore(std::string_view key, Revision created, Revision modified, int64_t version,
-               int64_t lease);
-  std::optional<KeyAt> Get(std::string_view key, int64_t at_rev) const;
-  // The lease attached to the live key, 0 when none or not live.
-  int64_t Lease(std::string_view key) const;
+  // Records a delete; false when the key is not live. *lease (optional) gets
+  // the lease the key had.
+  bool Tombstone(std::string_view key, Revision rev, int64_t* lease = nullptr);
+  // Index rebuild: the record at `rev` of `key` (a put with the stored
+  // create revision, version and lease, or a tombstone), in revision order.
+  // A key's first record restores its generation (etcd's restore).
+  void RestoreRecord(std::string_view key, Revision rev, bool tombstone, int64_t create_main,
+                     int64_t version, int64_t lease);
+  // The key's state at at_rev; *lease (optional) gets the live key's lease.
+  std::optional<KeyAt> Get(std::string_view key, int64_t at_rev, int64_t* lease = nullptr) const;
 
   // Calls fn(key, state) for each key in the range that existed at at_rev, in
   // key order, under the read lock (fn must not call back into the index).
   // fn returns false to stop.
   void Visit(std::string_view key, std::string_view end, int64_t at_rev,
              absl::FunctionRef<bool(const std::string& key, const KeyAt& at)> fn) const;
-  // Keys and their revisions at at_rev, in key order.
+  // Keys (optional) and their revisions at at_rev, in key order.
   void Range(std::string_view key, std::string_view end, int64_t at_rev,
              std::vector<std::string>* keys, std::vector<Revision>* revs) const;
-  // Revisions at at_rev in key order, at most `limit` (0 = all), and the
-  // total number of matching keys.
+  // Revisions at at_rev in key order, at most `limit` (0 = all), and returns
+  // the total number of matching keys. *compact_rev (optional) gets the
+  // compact revision seen under the same lock: the result is valid only
+  // when at_rev >= it.
   int64_t Revisions(std::string_view key, std::string_view end, int64_t at_rev, size_t limit,
-                    std::vector<Revision>* revs) const;
-  // Number of keys in the range that existed at at_rev.
-  int64_t CountRevisions(std::string_view key, std::string_view end, int64_t at_rev) const;
+                    std::vector<Revision>* revs, int64_t* compact_rev = nullptr) const;
+  // Number of keys in the range that existed at at_rev (compact_rev as above).
+  int64_t CountRevisions(std::string_view key, std::string_view end, int64_t at_rev,
+                         int64_t* compact_rev = nullptr) const;
   // Revisions with main >= rev of the keys in the range, ascending.
   std::vector<Revision> RangeSince(std::string_view key, std::string_view end, int64_t rev) const;
   // Compacts every key at `rev` (the lock is released every `chunk_keys`
@@ -131,13 +137,28 @@ class TreeIndex {
   // What Compact(rev) would keep, without changing anything.
   RevisionSet Keep(int64_t rev) const;
 
+  // The compact revision readers must respect (-1 = none). Set before the
+  // index is compacted at it; reads below it are invalid from then on.
+  void SetCompactRev(int64_t rev);
+  int64_t CompactRev() const;
+
+  // Calls fn(key, lease) for every live key with a lease.
+  void ForEachLeased(absl::FunctionRef<void(const std::string& key, int64_t lease)> fn) const;
+
   size_t Size() const;
   // Deep equality (tests).
   bool Equals(const TreeIndex& other) const;
 
  private:
+  using Tree = absl::btree_map<std::string, KeyIndex, std::less<>>;
+  // Calls fn for each entry in the key range (end rules above).
+  template <typename Fn>
+  void ForRange(std::string_view key, std::string_view end, Fn&& fn) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
-  absl::btree_map<std::string, KeyIndex, std::less<>> tree_ ABSL_GUARDED_BY(mu_);
+  Tree tree_ ABSL_GUARDED_BY(mu_);
+  int64_t compact_rev_ ABSL_GUARDED_BY(mu_) = -1;
 };
 
 }  // namespace cppetcd::mvcc

@@ -105,10 +105,13 @@ class TxnWrite {
   int64_t DeleteRange(std::string_view key, std::string_view end);
   // The store revision after this txn: begin revision + 1 once it wrote,
   // else unchanged.
-  int64_t Rev() const { return changes_.empty() ? begin_rev_ : begin_rev_ + 1; }
+  int64_t Rev() const { return wrote_ ? begin_rev_ + 1 : begin_rev_; }
   // The changes so far, as watch events (PUT with the full new KeyValue;
   // DELETE with key and mod_revision = this revision), sub-revision order.
-  const std::vector<mvccpb::Event>& Changes() const { return changes_; }
+  // Valid until the store's next OnCommit (also after End).
+  const std::vector<mvccpb::Event>& Changes() const {
+    return ended_changes_ != nullptr ? *ended_changes_ : changes_;
+  }
   // Finishes the request: advances the store revision if it wrote. The
   // revision becomes visible to readers at Store::OnCommit.
   void End();
@@ -117,12 +120,15 @@ class TxnWrite {
   friend class Store;
   TxnWrite(Store* store, storage::WriteTxn* btx, int64_t begin_rev)
       : store_(store), btx_(btx), begin_rev_(begin_rev) {}
-  absl::Status WriteRecord(Revision rev, bool tombstone, const mvccpb::KeyValue& kv);
+  void WriteRecord(Revision rev, bool tombstone, const mvccpb::KeyValue& kv);
+  void DeleteKey(const std::string& key);
 
   Store* store_;
   storage::WriteTxn* btx_;
   int64_t begin_rev_;
+  bool wrote_ = false;
   std::vector<mvccpb::Event> changes_;
+  const std::vector<mvccpb::Event>* ended_changes_ = nullptr;  // after End: in the store
   bool ended_ = false;
 };
 
@@ -211,8 +217,10 @@ class Store {
 
   Store(storage::Backend* backend, StoreOptions options);
   absl::Status Restore();
+  // Range over `txn` at cur_rev; compact_rev is the apply loop's (for a
+  // TxnWrite) or -2 to use the index's published one.
   absl::StatusOr<RangeResult> RangeAt(storage::ReadTxn* txn, std::string_view key,
-                                      std::string_view end, RangeOptions options,
+                                      std::string_view end, const RangeOptions& options,
                                       int64_t cur_rev, int64_t compact_rev) const;
   void CompactionLoop();
   absl::Status RunCompaction(int64_t rev);
@@ -226,7 +234,9 @@ class Store {
   int64_t current_rev_ = 1;         // newest revision written (maybe unpublished)
   int64_t compact_rev_ = -1;        // newest compaction scheduled by the apply loop
   bool txn_open_ = false;           // a TxnWrite is not yet ended
-  std::vector<std::pair<int64_t, std::vector<mvccpb::Event>>> pending_events_;
+  // Committed-but-unpublished revisions and their events (deque: stable
+  // references for TxnWrite::Changes).
+  std::deque<std::pair<int64_t, std::vector<mvccpb::Event>>> pending_events_;
   std::vector<CompactionJob> pending_compactions_;
   CommitObserver observer_;
 
