@@ -1,0 +1,175 @@
+// The lessor: leases granted through raft, their attached keys and, on the
+// primary (the raft leader), their expiry. Semantics follow etcd 3.4's
+// lease.lessor: leases are persisted in the backend's "lease" bucket, carry
+// no expiry on followers, get a fresh full TTL (plus `extend`) when this
+// member is promoted, and expired leases are offered to the server, which
+// proposes their revocation through raft.
+//
+// Persistence: bucket storage::kLeaseBucket, key = lease ID as 8 bytes
+// big-endian, value = leasepb::Lease{ID, TTL, RemainingTTL} (RemainingTTL 0).
+#ifndef CPPETCD_LEASE_LESSOR_H_
+#define CPPETCD_LEASE_LESSOR_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "cppetcd/util/clock.h"
+#include "cppetcd/util/log.h"
+
+namespace cppetcd::storage {
+class ReadTxn;
+class WriteTxn;
+}  // namespace cppetcd::storage
+
+namespace cppetcd::lease {
+
+// The largest TTL a lease may be granted with, in seconds (etcd MaxLeaseTTL).
+inline constexpr int64_t kMaxLeaseTtlSeconds = 9'000'000'000;
+// ID 0 means "no lease" everywhere in the v3 API.
+inline constexpr int64_t kNoLease = 0;
+// After an expired lease is handed out by ExpiredLeases, it is offered again
+// after this delay if it still exists (the revoke proposal may have been lost).
+inline constexpr std::chrono::seconds kExpiredLeaseRetryInterval{3};
+// Promote spreads expiries when this many leases or more exist, so that no
+// more than 3/4 of this many expire in any one second (etcd leaseRevokeRate).
+inline constexpr int kLeaseRevokeRate = 1000;
+
+// Errors, with etcd's lease package texts. The api maps them to etcd's gRPC
+// errors ("etcdserver: requested lease not found", ...).
+absl::Status ErrLeaseNotFound();     // NotFound "lease not found"
+absl::Status ErrLeaseExists();       // AlreadyExists "lease already exists"
+absl::Status ErrLeaseTTLTooLarge();  // OutOfRange "too large lease TTL"
+absl::Status ErrNotPrimary();        // FailedPrecondition "not a primary lessor"
+bool IsLeaseNotFound(const absl::Status& s);
+bool IsLeaseExists(const absl::Status& s);
+bool IsLeaseTTLTooLarge(const absl::Status& s);
+bool IsNotPrimary(const absl::Status& s);
+
+struct LeaseInfo {
+  int64_t id = 0;
+  int64_t ttl_seconds = 0;  // granted TTL (after raising to the minimum)
+  // Whole seconds until expiry, truncated as etcd's LeaseTimeToLive does
+  // (a fresh 10 s lease reports 9); 0 once expired; -1 when the lease has no
+  // expiry (this member is not primary).
+  int64_t remaining_seconds = -1;
+  std::vector<std::string> keys;  // attached keys, sorted
+};
+
+struct LessorOptions {
+  int64_t min_ttl_seconds = 0;  // Grant and Recover raise smaller TTLs to this
+  util::Clock* clock = nullptr;  // nullptr: util::SystemClock::Get()
+  util::Logger logger{"lease"};
+};
+
+// Thread-safe: every method may be called from any thread (the api thread
+// renews, the apply loop grants, revokes, attaches and detaches, a server
+// timer polls ExpiredLeases).
+class Lessor {
+ public:
+  explicit Lessor(LessorOptions options);
+  Lessor(const Lessor&) = delete;
+  Lessor& operator=(const Lessor&) = delete;
+
+  // Loads every lease of the lease bucket, replacing what is in memory.
+  // Leases do not expire until Promote (if already primary: at now + TTL).
+  // Keys are attached afterwards by the store's index rebuild
+  // (mvcc::LeaseObserver), so call this before mvcc::Store::Open.
+  // Errors: the txn's, or DataLoss for an undecodable record.
+  absl::Status Recover(storage::ReadTxn* txn);
+
+  // etcd Grant: apply loop only, within its write txn (persists the record).
+  // id must be != 0 (else ErrLeaseNotFound); ttl_seconds > kMaxLeaseTtlSeconds
+  // gives ErrLeaseTTLTooLarge; an existing id ErrLeaseExists. A TTL below the
+  // minimum is raised to it. On the primary the lease expires at now + TTL.
+  absl::StatusOr<LeaseInfo> Grant(storage::WriteTxn* txn, int64_t id, int64_t ttl_seconds);
+
+  // etcd Revoke: removes the lease (in memory and its record within `txn`)
+  // and returns its attached keys, sorted; the caller deletes them in the
+  // same backend txn at one revision. ErrLeaseNotFound if unknown.
+  absl::StatusOr<std::vector<std::string>> Revoke(storage::WriteTxn* txn, int64_t id);
+
+  // Key bookkeeping, driven by the store on put/delete. Unknown lease ids are
+  // ignored (the store checks leases before writing).
+  void Attach(int64_t id, std::string_view key);
+  void Detach(int64_t id, std::string_view key);
+
+  // etcd Renew (LeaseKeepAlive): primary only, else ErrNotPrimary; unknown or
+  // already expired lease: ErrLeaseNotFound (an expired lease is about to be
+  // revoked). Sets expiry = now + TTL and returns the TTL in seconds.
+  absl::StatusOr<int64_t> Renew(int64_t id);
+
+  // Snapshot of one lease / of all leases (sorted by remaining time, then id).
+  std::optional<LeaseInfo> Lookup(int64_t id) const;
+  std::vector<LeaseInfo> Leases() const;
+  // Cheaper than Lookup when only existence matters (the applier's checks).
+  bool Exists(int64_t id) const;
+
+  // This member becomes primary (raft leader): every lease expires at
+  // now + TTL + extend (etcd refreshes leases on promotion, which is how a
+  // restart or a leader change renews them). With kLeaseRevokeRate leases or
+  // more, expiries are spread as etcd does.
+  void Promote(std::chrono::milliseconds extend);
+  // This member is no longer primary: no lease expires here.
+  void Demote();
+  bool IsPrimary() const;
+
+  // Primary only (else empty): up to `max` leases past their expiry, earliest
+  // first. Each is handed out once per kExpiredLeaseRetryInterval while it
+  // still exists and is still expired.
+  std::vector<int64_t> ExpiredLeases(size_t max);
+
+  // Number of leases (tests, metrics).
+  size_t Size() const;
+
+ private:
+  using TimePoint = util::Clock::TimePoint;
+  struct Lease {
+    int64_t id = 0;
+    int64_t ttl_seconds = 0;
+    int64_t remaining_ttl_seconds = 0;  // last checkpoint; 0 = use ttl_seconds
+    std::optional<TimePoint> expiry;    // nullopt = never (not primary)
+    std::optional<TimePoint> heap_time;  // time of this lease's live heap entry
+    std::set<std::string, std::less<>> keys;
+  };
+  struct HeapItem {
+    TimePoint time;
+    int64_t id;
+    bool operator>(const HeapItem& o) const {
+      return time != o.time ? time > o.time : id > o.id;
+    }
+  };
+
+  // Sets the lease's expiry to now + its TTL + extend and (re)schedules it.
+  void RefreshLocked(Lease& l, TimePoint now, std::chrono::nanoseconds extend)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleLocked(Lease& l, TimePoint time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  LeaseInfo InfoLocked(const Lease& l, TimePoint now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  const int64_t min_ttl_seconds_;
+  util::Clock* const clock_;
+  const util::Logger logger_;
+
+  mutable absl::Mutex mu_;
+  std::unordered_map<int64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  bool primary_ ABSL_GUARDED_BY(mu_) = false;
+  // Min-heap of expiry checks; an item is live iff it equals its lease's
+  // heap_time (stale items are dropped when they reach the top).
+  std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<>> heap_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cppetcd::lease
+
+#endif  // CPPETCD_LEASE_LESSOR_H_

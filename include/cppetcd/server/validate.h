@@ -1,0 +1,67 @@
+// Request checks the api layer runs before proposing a KV request: etcd 3.4's
+// v3rpc checks (etcdserver/api/v3rpc/key.go) with the same errors. Every
+// error is InvalidArgument with etcd's exact client-visible message (the
+// api's table passes it through), and has a predicate.
+//
+// Thread-safety: pure functions.
+#ifndef CPPETCD_SERVER_VALIDATE_H_
+#define CPPETCD_SERVER_VALIDATE_H_
+
+#include <cstdint>
+#include <optional>
+
+#include "absl/status/status.h"
+#include "etcdserverpb/rpc.pb.h"
+
+namespace cppetcd::server {
+
+// etcd's --max-txn-ops default.
+inline constexpr int64_t kDefaultMaxTxnOps = 128;
+
+// The validation (and applier) errors, for the api's error table.
+enum class RequestError {
+  kEmptyKey,       // "etcdserver: key is not provided"
+  kKeyNotFound,    // "etcdserver: key not found" (empty txn op; ignore_value/ignore_lease
+                   // on a missing key, raised by the applier)
+  kValueProvided,  // "etcdserver: value is provided" (ignore_value with a value)
+  kLeaseProvided,  // "etcdserver: lease is provided" (ignore_lease with a lease)
+  kTooManyOps,     // "etcdserver: too many operations in txn request"
+  kDuplicateKey,   // "etcdserver: duplicate key given in txn request"
+};
+
+// The status for `e`: InvalidArgument with etcd's message.
+absl::Status MakeRequestError(RequestError e);
+// Which RequestError `s` is, if any (matched by code and message).
+std::optional<RequestError> ClassifyRequestError(const absl::Status& s);
+
+absl::Status ErrEmptyKey();
+absl::Status ErrKeyNotFound();
+absl::Status ErrValueProvided();
+absl::Status ErrLeaseProvided();
+absl::Status ErrTooManyOps();
+absl::Status ErrDuplicateKey();
+bool IsEmptyKey(const absl::Status& s);
+bool IsKeyNotFound(const absl::Status& s);
+bool IsValueProvided(const absl::Status& s);
+bool IsLeaseProvided(const absl::Status& s);
+bool IsTooManyOps(const absl::Status& s);
+bool IsDuplicateKey(const absl::Status& s);
+
+// etcd checkRangeRequest / checkDeleteRequest: key must be non-empty.
+absl::Status ValidateRange(const etcdserverpb::RangeRequest& r);
+absl::Status ValidateDeleteRange(const etcdserverpb::DeleteRangeRequest& r);
+// etcd checkPutRequest: non-empty key; no value with ignore_value; no lease
+// with ignore_lease.
+absl::Status ValidatePut(const etcdserverpb::PutRequest& r);
+// etcd checkTxnRequest + checkIntervals: the largest of (compares, success
+// ops, failure ops) at most max_txn_ops, nested txns bounded by what is left;
+// non-empty compare keys; each op valid (an op with no request:
+// ErrKeyNotFound); then, per branch, no key put twice and no put inside a
+// deleted range, across nested txns (a put in both the success and failure
+// branches of one nested txn is allowed; overlapping deletes are allowed).
+absl::Status ValidateTxn(const etcdserverpb::TxnRequest& r,
+                         int64_t max_txn_ops = kDefaultMaxTxnOps);
+
+}  // namespace cppetcd::server
+
+#endif  // CPPETCD_SERVER_VALIDATE_H_

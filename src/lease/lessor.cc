@@ -1,0 +1,304 @@
+#include "cppetcd/lease/lessor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "cppetcd/storage/backend.h"
+#include "leasepb/lease.pb.h"
+
+namespace cppetcd::lease {
+namespace {
+
+// absl::string_view is not std::string_view in Debian's Abseil build.
+constexpr char kMsgNotFound[] = "lease not found";
+constexpr char kMsgExists[] = "lease already exists";
+constexpr char kMsgTTLTooLarge[] = "too large lease TTL";
+constexpr char kMsgNotPrimary[] = "not a primary lessor";
+
+bool Matches(const absl::Status& s, absl::StatusCode code, absl::string_view msg) {
+  return s.code() == code && s.message() == msg;
+}
+
+std::string LeaseKey(int64_t id) {
+  std::string key(8, '\0');
+  auto u = static_cast<uint64_t>(id);
+  for (int i = 7; i >= 0; --i) {
+    key[i] = static_cast<char>(u & 0xff);
+    u >>= 8;
+  }
+  return key;
+}
+
+}  // namespace
+
+absl::Status ErrLeaseNotFound() { return absl::NotFoundError(kMsgNotFound); }
+absl::Status ErrLeaseExists() { return absl::AlreadyExistsError(kMsgExists); }
+absl::Status ErrLeaseTTLTooLarge() { return absl::OutOfRangeError(kMsgTTLTooLarge); }
+absl::Status ErrNotPrimary() { return absl::FailedPreconditionError(kMsgNotPrimary); }
+bool IsLeaseNotFound(const absl::Status& s) {
+  return Matches(s, absl::StatusCode::kNotFound, kMsgNotFound);
+}
+bool IsLeaseExists(const absl::Status& s) {
+  return Matches(s, absl::StatusCode::kAlreadyExists, kMsgExists);
+}
+bool IsLeaseTTLTooLarge(const absl::Status& s) {
+  return Matches(s, absl::StatusCode::kOutOfRange, kMsgTTLTooLarge);
+}
+bool IsNotPrimary(const absl::Status& s) {
+  return Matches(s, absl::StatusCode::kFailedPrecondition, kMsgNotPrimary);
+}
+
+Lessor::Lessor(LessorOptions options)
+    : min_ttl_seconds_(options.min_ttl_seconds),
+      clock_(options.clock != nullptr ? options.clock : util::SystemClock::Get()),
+      logger_(std::move(options.logger)) {}
+
+absl::Status Lessor::Recover(storage::ReadTxn* txn) {
+  std::unordered_map<int64_t, Lease> loaded;
+  absl::Status decode_error;
+  absl::Status s = txn->Scan(
+      storage::kLeaseBucket, "", "", [&](std::string_view key, std::string_view value) {
+        leasepb::Lease pb;
+        if (key.size() != 8 || !pb.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+          decode_error = absl::DataLossError(
+              absl::StrFormat("lease: undecodable lease record (key size %d)", key.size()));
+          return false;
+        }
+        Lease l;
+        l.id = pb.id();
+        l.ttl_seconds = std::max(pb.ttl(), min_ttl_seconds_);
+        l.remaining_ttl_seconds = pb.remainingttl();
+        loaded[l.id] = std::move(l);
+        return true;
+      });
+  if (!s.ok()) return s;
+  if (!decode_error.ok()) return decode_error;
+
+  absl::MutexLock lock(&mu_);
+  leases_ = std::move(loaded);
+  heap_ = {};
+  // Recovered leases never expire until Promote, even if this lessor was
+  // primary before (etcd: initAndRecover sets every expiry to forever).
+  if (primary_) {
+    const TimePoint now = clock_->Now();
+    for (auto& [id, l] : leases_) RefreshLocked(l, now, std::chrono::nanoseconds(0));
+  }
+  logger_.Info("recovered leases", {{"count", leases_.size()}});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LeaseInfo> Lessor::Grant(storage::WriteTxn* txn, int64_t id, int64_t ttl_seconds) {
+  if (id == kNoLease) return ErrLeaseNotFound();
+  if (ttl_seconds > kMaxLeaseTtlSeconds) return ErrLeaseTTLTooLarge();
+
+  absl::MutexLock lock(&mu_);
+  if (leases_.contains(id)) return ErrLeaseExists();
+  Lease l;
+  l.id = id;
+  l.ttl_seconds = std::max(ttl_seconds, min_ttl_seconds_);
+
+  leasepb::Lease pb;
+  pb.set_id(id);
+  pb.set_ttl(l.ttl_seconds);
+  if (absl::Status s = txn->Put(storage::kLeaseBucket, LeaseKey(id), pb.SerializeAsString());
+      !s.ok()) {
+    return s;
+  }
+  const TimePoint now = clock_->Now();
+  Lease& stored = leases_[id] = std::move(l);
+  if (primary_) RefreshLocked(stored, now, std::chrono::nanoseconds(0));
+  return InfoLocked(stored, now);
+}
+
+absl::StatusOr<std::vector<std::string>> Lessor::Revoke(storage::WriteTxn* txn, int64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return ErrLeaseNotFound();
+  if (absl::Status s = txn->Delete(storage::kLeaseBucket, LeaseKey(id)); !s.ok()) return s;
+  // std::set keeps the keys sorted: every member deletes them in one order.
+  std::vector<std::string> keys(it->second.keys.begin(), it->second.keys.end());
+  leases_.erase(it);  // its heap item, if any, becomes stale
+  return keys;
+}
+
+void Lessor::Attach(int64_t id, std::string_view key) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  it->second.keys.emplace(key);
+}
+
+void Lessor::Detach(int64_t id, std::string_view key) {
+  absl::MutexLock lock(&mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return;
+  auto k = it->second.keys.find(key);
+  if (k != it->second.keys.end()) it->second.keys.erase(k);
+}
+
+absl::StatusOr<int64_t> Lessor::Renew(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  if (!primary_) return ErrNotPrimary();
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return ErrLeaseNotFound();
+  Lease& l = it->second;
+  const TimePoint now = clock_->Now();
+  // etcd makes a renewal of an expired lease wait for its revocation and then
+  // fail; the revocation is already on its way, so fail at once.
+  if (l.expiry.has_value() && *l.expiry <= now) return ErrLeaseNotFound();
+  l.remaining_ttl_seconds = 0;
+  RefreshLocked(l, now, std::chrono::nanoseconds(0));
+  return l.ttl_seconds;
+}
+
+std::optional<LeaseInfo> Lessor::Lookup(int64_t id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return std::nullopt;
+  return InfoLocked(it->second, clock_->Now());
+}
+
+std::vector<LeaseInfo> Lessor::Leases() const {
+  std::vector<std::pair<TimePoint, LeaseInfo>> all;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    const TimePoint now = clock_->Now();
+    all.reserve(leases_.size());
+    for (const auto& [id, l] : leases_) {
+      all.emplace_back(l.expiry.value_or(TimePoint::max()), InfoLocked(l, now));
+    }
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second.id < b.second.id;
+  });
+  std::vector<LeaseInfo> out;
+  out.reserve(all.size());
+  for (auto& [t, info] : all) out.push_back(std::move(info));
+  return out;
+}
+
+bool Lessor::Exists(int64_t id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return leases_.contains(id);
+}
+
+void Lessor::Promote(std::chrono::milliseconds extend) {
+  absl::MutexLock lock(&mu_);
+  primary_ = true;
+  heap_ = {};
+  const TimePoint now = clock_->Now();
+  for (auto& [id, l] : leases_) RefreshLocked(l, now, extend);
+  if (leases_.size() < static_cast<size_t>(kLeaseRevokeRate)) return;
+
+  // Many leases would expire together after a restart or failover: push the
+  // excess of each one-second window later so that revocations do not pile
+  // up (the same spreading as etcd's Promote).
+  std::vector<Lease*> by_expiry;
+  by_expiry.reserve(leases_.size());
+  for (auto& [id, l] : leases_) by_expiry.push_back(&l);
+  std::sort(by_expiry.begin(), by_expiry.end(), [](const Lease* a, const Lease* b) {
+    return *a->expiry != *b->expiry ? *a->expiry < *b->expiry : a->id < b->id;
+  });
+  using Nanos = std::chrono::nanoseconds;
+  constexpr Nanos kSecond = std::chrono::seconds(1);
+  const int64_t target_per_second = (3 * kLeaseRevokeRate) / 4;
+  Nanos base_window = *by_expiry.front()->expiry - now;
+  Nanos next_window = base_window + kSecond;
+  int64_t expires = 0;
+  for (Lease* l : by_expiry) {
+    const Nanos remaining = *l->expiry - now;
+    if (remaining > next_window) {
+      base_window = remaining;
+      next_window = base_window + kSecond;
+      expires = 1;
+      continue;
+    }
+    ++expires;
+    if (expires <= target_per_second) continue;
+    double rate_delay = static_cast<double>(kSecond.count()) *
+                        (static_cast<double>(expires) / static_cast<double>(target_per_second));
+    rate_delay -= static_cast<double>((remaining - base_window).count());
+    const Nanos delay(static_cast<int64_t>(rate_delay));
+    next_window = base_window + delay;
+    RefreshLocked(*l, now, delay + extend);
+  }
+}
+
+void Lessor::Demote() {
+  absl::MutexLock lock(&mu_);
+  primary_ = false;
+  heap_ = {};
+  for (auto& [id, l] : leases_) {
+    l.expiry.reset();
+    l.heap_time.reset();
+  }
+}
+
+bool Lessor::IsPrimary() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return primary_;
+}
+
+std::vector<int64_t> Lessor::ExpiredLeases(size_t max) {
+  std::vector<int64_t> out;
+  absl::MutexLock lock(&mu_);
+  if (!primary_) return out;
+  const TimePoint now = clock_->Now();
+  while (out.size() < max && !heap_.empty()) {
+    const HeapItem top = heap_.top();
+    auto it = leases_.find(top.id);
+    if (it == leases_.end() || it->second.heap_time != top.time) {
+      heap_.pop();  // revoked or rescheduled since this item was pushed
+      continue;
+    }
+    if (top.time > now) break;
+    heap_.pop();
+    Lease& l = it->second;
+    // Offer it again later in case the revocation is lost (leader change).
+    ScheduleLocked(l, now + kExpiredLeaseRetryInterval);
+    if (l.expiry.has_value() && *l.expiry <= now) out.push_back(l.id);
+  }
+  return out;
+}
+
+size_t Lessor::Size() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return leases_.size();
+}
+
+void Lessor::RefreshLocked(Lease& l, TimePoint now, std::chrono::nanoseconds extend) {
+  const int64_t ttl = l.remaining_ttl_seconds > 0 ? l.remaining_ttl_seconds : l.ttl_seconds;
+  // Saturate: a TTL near kMaxLeaseTtlSeconds plus `now` would overflow the
+  // clock's int64 nanoseconds.
+  const auto ttl_d = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::seconds(std::min<int64_t>(ttl, kMaxLeaseTtlSeconds)));
+  const auto headroom = TimePoint::max() - now - std::chrono::hours(24);
+  const auto total = ttl_d + std::max(extend, std::chrono::nanoseconds(0));
+  const TimePoint expiry = total >= headroom ? TimePoint::max() - std::chrono::hours(24) : now + total;
+  l.expiry = expiry;
+  ScheduleLocked(l, expiry);
+}
+
+void Lessor::ScheduleLocked(Lease& l, TimePoint time) {
+  l.heap_time = time;
+  heap_.push(HeapItem{time, l.id});
+}
+
+LeaseInfo Lessor::InfoLocked(const Lease& l, TimePoint now) const {
+  LeaseInfo info;
+  info.id = l.id;
+  info.ttl_seconds = l.ttl_seconds;
+  if (l.expiry.has_value()) {
+    const auto left = *l.expiry - now;
+    info.remaining_seconds =
+        left <= left.zero() ? 0 : std::chrono::duration_cast<std::chrono::seconds>(left).count();
+  } else {
+    info.remaining_seconds = -1;
+  }
+  info.keys.assign(l.keys.begin(), l.keys.end());
+  return info;
+}
+
+}  // namespace cppetcd::lease

@@ -1,0 +1,170 @@
+#include "cppetcd/server/validate.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace cppetcd::server {
+namespace {
+
+using etcdserverpb::RequestOp;
+using etcdserverpb::TxnRequest;
+
+RequestOp PutOp(std::string key) {
+  RequestOp op;
+  op.mutable_request_put()->set_key(std::move(key));
+  return op;
+}
+RequestOp DelOp(std::string key, std::string end = "") {
+  RequestOp op;
+  op.mutable_request_delete_range()->set_key(std::move(key));
+  op.mutable_request_delete_range()->set_range_end(std::move(end));
+  return op;
+}
+RequestOp RangeOp(std::string key) {
+  RequestOp op;
+  op.mutable_request_range()->set_key(std::move(key));
+  return op;
+}
+RequestOp TxnOp(std::vector<RequestOp> success, std::vector<RequestOp> failure = {}) {
+  RequestOp op;
+  for (auto& o : success) *op.mutable_request_txn()->add_success() = std::move(o);
+  for (auto& o : failure) *op.mutable_request_txn()->add_failure() = std::move(o);
+  return op;
+}
+TxnRequest Txn(std::vector<RequestOp> success, std::vector<RequestOp> failure = {}) {
+  TxnRequest t;
+  for (auto& o : success) *t.add_success() = std::move(o);
+  for (auto& o : failure) *t.add_failure() = std::move(o);
+  return t;
+}
+
+TEST(ValidateTest, Messages) {
+  EXPECT_EQ(ErrEmptyKey().message(), "etcdserver: key is not provided");
+  EXPECT_EQ(ErrKeyNotFound().message(), "etcdserver: key not found");
+  EXPECT_EQ(ErrValueProvided().message(), "etcdserver: value is provided");
+  EXPECT_EQ(ErrLeaseProvided().message(), "etcdserver: lease is provided");
+  EXPECT_EQ(ErrTooManyOps().message(), "etcdserver: too many operations in txn request");
+  EXPECT_EQ(ErrDuplicateKey().message(), "etcdserver: duplicate key given in txn request");
+  for (auto s : {ErrEmptyKey(), ErrKeyNotFound(), ErrValueProvided(), ErrLeaseProvided(),
+                 ErrTooManyOps(), ErrDuplicateKey()}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE(ClassifyRequestError(s).has_value());
+    EXPECT_EQ(MakeRequestError(*ClassifyRequestError(s)), s);
+  }
+  EXPECT_FALSE(ClassifyRequestError(absl::NotFoundError("etcdserver: key not found")));
+  EXPECT_TRUE(IsDuplicateKey(ErrDuplicateKey()));
+  EXPECT_FALSE(IsDuplicateKey(ErrTooManyOps()));
+}
+
+TEST(ValidateTest, SingleRequests) {
+  etcdserverpb::RangeRequest rr;
+  EXPECT_TRUE(IsEmptyKey(ValidateRange(rr)));
+  rr.set_key("a");
+  EXPECT_TRUE(ValidateRange(rr).ok());
+
+  etcdserverpb::DeleteRangeRequest dr;
+  EXPECT_TRUE(IsEmptyKey(ValidateDeleteRange(dr)));
+  dr.set_key("a");
+  EXPECT_TRUE(ValidateDeleteRange(dr).ok());
+
+  etcdserverpb::PutRequest p;
+  p.set_value("v");
+  EXPECT_TRUE(IsEmptyKey(ValidatePut(p)));
+  p.set_key("k");
+  EXPECT_TRUE(ValidatePut(p).ok());
+  p.set_ignore_value(true);
+  EXPECT_TRUE(IsValueProvided(ValidatePut(p)));
+  p.clear_value();
+  EXPECT_TRUE(ValidatePut(p).ok());
+  p.set_ignore_lease(true);
+  p.set_lease(5);
+  EXPECT_TRUE(IsLeaseProvided(ValidatePut(p)));
+  p.set_lease(0);
+  EXPECT_TRUE(ValidatePut(p).ok());
+}
+
+TEST(ValidateTest, TooManyOps) {
+  TxnRequest t;
+  for (int i = 0; i < 4; ++i) *t.add_success() = PutOp("k" + std::to_string(i));
+  EXPECT_TRUE(ValidateTxn(t, 4).ok());
+  EXPECT_TRUE(IsTooManyOps(ValidateTxn(t, 3)));
+  // The bound is the largest of compares, success and failure, not the sum.
+  for (int i = 0; i < 4; ++i) {
+    auto* c = t.add_compare();
+    c->set_key("c");
+    *t.add_failure() = RangeOp("r");
+  }
+  EXPECT_TRUE(ValidateTxn(t, 4).ok());
+  // Nested txns get what is left: 4 - 4 = 0 here.
+  *t.mutable_success(0) = TxnOp({PutOp("x")});
+  EXPECT_TRUE(IsTooManyOps(ValidateTxn(t, 4)));
+  EXPECT_TRUE(ValidateTxn(t, 5).ok());
+  EXPECT_TRUE(ValidateTxn(Txn(std::vector<RequestOp>(128, RangeOp("a")))).ok());
+  EXPECT_TRUE(IsTooManyOps(ValidateTxn(Txn(std::vector<RequestOp>(129, RangeOp("a"))))));
+}
+
+TEST(ValidateTest, TxnShape) {
+  TxnRequest t = Txn({PutOp("a")});
+  t.add_compare();  // no key
+  EXPECT_TRUE(IsEmptyKey(ValidateTxn(t)));
+  EXPECT_TRUE(IsEmptyKey(ValidateTxn(Txn({PutOp("")}))));
+  EXPECT_TRUE(IsEmptyKey(ValidateTxn(Txn({}, {RangeOp("")}))));
+  EXPECT_TRUE(IsEmptyKey(ValidateTxn(Txn({TxnOp({DelOp("")})}))));
+  EXPECT_TRUE(IsKeyNotFound(ValidateTxn(Txn({RequestOp()}))));
+  EXPECT_TRUE(ValidateTxn(Txn({})).ok());
+}
+
+struct DupCase {
+  const char* name;
+  TxnRequest txn;
+  bool duplicate;
+};
+
+TEST(ValidateTest, DuplicateKeys) {
+  const std::vector<DupCase> cases = {
+      {"distinct puts", Txn({PutOp("a"), PutOp("b")}), false},
+      {"same put twice", Txn({PutOp("a"), PutOp("a")}), true},
+      {"same put in failure", Txn({}, {PutOp("a"), PutOp("a")}), true},
+      {"success and failure may share", Txn({PutOp("a")}, {PutOp("a")}), false},
+      {"put and delete of a key", Txn({DelOp("a"), PutOp("a")}), true},
+      {"put before delete of a key", Txn({PutOp("a"), DelOp("a")}), true},
+      {"put inside a deleted range", Txn({DelOp("a", "c"), PutOp("b")}), true},
+      {"put at the range end", Txn({DelOp("a", "c"), PutOp("c")}), false},
+      {"put at the range start", Txn({DelOp("a", "c"), PutOp("a")}), true},
+      // "\0" (from key) sorts before the key: etcd's interval is empty.
+      {"from-key delete is not checked", Txn({DelOp("a", std::string(1, '\0')), PutOp("b")}),
+       false},
+      {"overlapping deletes are fine", Txn({DelOp("a", "c"), DelOp("b", "d")}), false},
+      {"same delete twice is fine", Txn({DelOp("a"), DelOp("a")}), false},
+      {"ranges never conflict", Txn({RangeOp("a"), PutOp("a"), RangeOp("a")}), false},
+      {"nested put vs outer put", Txn({PutOp("a"), TxnOp({PutOp("a")})}), true},
+      {"nested put vs outer delete", Txn({DelOp("a", "z"), TxnOp({PutOp("b")})}), true},
+      {"nested delete vs outer put", Txn({PutOp("b"), TxnOp({DelOp("a", "z")})}), true},
+      {"nested then and else share a key", Txn({TxnOp({PutOp("a")}, {PutOp("a")})}), false},
+      {"two nested txns put one key", Txn({TxnOp({PutOp("a")}), TxnOp({PutOp("a")})}), true},
+      {"two nested txns, else branch", Txn({TxnOp({PutOp("a")}), TxnOp({}, {PutOp("a")})}),
+       true},
+      {"dup inside a nested branch", Txn({TxnOp({PutOp("a"), PutOp("a")})}), true},
+      // Deletes of earlier nested txns count for later ones, not the reverse
+      // (etcd's order of accumulation).
+      {"nested delete then nested put", Txn({TxnOp({DelOp("a", "c")}), TxnOp({PutOp("b")})}),
+       true},
+      {"nested put then nested delete", Txn({TxnOp({PutOp("b")}), TxnOp({DelOp("a", "c")})}),
+       false},
+      {"deep nesting", Txn({PutOp("k"), TxnOp({TxnOp({TxnOp({PutOp("k")})})})}), true},
+      {"dup in failure only", Txn({PutOp("a")}, {PutOp("b"), DelOp("b")}), true},
+  };
+  for (const auto& c : cases) {
+    absl::Status s = ValidateTxn(c.txn);
+    if (c.duplicate) {
+      EXPECT_TRUE(IsDuplicateKey(s)) << c.name << ": " << s;
+    } else {
+      EXPECT_TRUE(s.ok()) << c.name << ": " << s;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cppetcd::server
