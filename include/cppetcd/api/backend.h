@@ -1,0 +1,115 @@
+// What the gRPC services need from the server: asynchronous etcd v3 calls,
+// response headers, leadership and watch streams. EtcdServerBackend (below,
+// etcd_server_backend.h) implements it over server::EtcdServer; tests
+// implement it with fakes.
+#ifndef CPPETCD_API_BACKEND_H_
+#define CPPETCD_API_BACKEND_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "etcdserverpb/rpc.pb.h"
+#include "mvccpb/kv.pb.h"
+
+namespace cppetcd::api {
+
+// Completion of an asynchronous call: runs exactly once, on a server thread,
+// and must not block.
+template <class T>
+using Done = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
+
+// One batch of watch output for one watcher, as mvcc's WatchStream produces
+// it. compact_revision != 0 means the watcher's start revision was compacted
+// and the watcher is gone; events empty and compact_revision == 0 is a
+// progress notification at `revision`.
+struct WatchUpdate {
+  int64_t watch_id = 0;
+  int64_t revision = 0;  // store revision the batch is current to
+  int64_t compact_revision = 0;
+  std::vector<mvccpb::Event> events;  // prev_kv filled when the watcher asked
+};
+
+// One client watch stream's watchers. Thread-safe. Methods may be called from
+// any thread; the notify callback given at creation may run on the apply
+// thread (possibly under the store's locks), so it must only schedule work.
+class WatchStreamBackend {
+ public:
+  virtual ~WatchStreamBackend() = default;
+  // etcd v3 API: WatchCreateRequest. watch_id 0 = let the stream pick;
+  // start_rev 0 = from the next revision; end "" = single key, "\0" = all
+  // keys >= key. Returns the watch ID or an error (e.g. duplicate ID).
+  virtual absl::StatusOr<int64_t> Watch(int64_t watch_id, std::string key, std::string end,
+                                        int64_t start_rev, bool no_put, bool no_delete,
+                                        bool prev_kv) = 0;
+  // Removes a watcher; NotFound if it does not exist.
+  virtual absl::Status Cancel(int64_t watch_id) = 0;
+  // Asks for a progress notification for `watch_id` once it is caught up.
+  virtual void RequestProgress(int64_t watch_id) = 0;
+  // Up to `max` pending updates, oldest first.
+  virtual std::vector<WatchUpdate> Poll(size_t max) = 0;
+  // The store's current revision.
+  virtual int64_t Rev() const = 0;
+};
+
+// The server as the gRPC layer sees it. Thread-safe. Every call with a Done
+// completes it exactly once; errors are the modules' absl::Status values,
+// mapped to gRPC by api::ToGrpcStatus. Defaults answer Unimplemented.
+class ServerBackend {
+ public:
+  virtual ~ServerBackend() = default;
+
+  // etcd v3 KV.
+  virtual void Range(const etcdserverpb::RangeRequest&, Done<etcdserverpb::RangeResponse>) = 0;
+  virtual void Put(const etcdserverpb::PutRequest&, Done<etcdserverpb::PutResponse>) = 0;
+  virtual void DeleteRange(const etcdserverpb::DeleteRangeRequest&,
+                           Done<etcdserverpb::DeleteRangeResponse>) = 0;
+  virtual void Txn(const etcdserverpb::TxnRequest&, Done<etcdserverpb::TxnResponse>) = 0;
+  virtual void Compact(const etcdserverpb::CompactionRequest&,
+                       Done<etcdserverpb::CompactionResponse>) = 0;
+
+  // etcd v3 Lease. LeaseRenew completes with the new TTL in seconds.
+  virtual void LeaseGrant(const etcdserverpb::LeaseGrantRequest&,
+                          Done<etcdserverpb::LeaseGrantResponse>) = 0;
+  virtual void LeaseRevoke(const etcdserverpb::LeaseRevokeRequest&,
+                           Done<etcdserverpb::LeaseRevokeResponse>) = 0;
+  virtual void LeaseRenew(int64_t id, Done<int64_t> ttl_seconds) = 0;
+  virtual void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest&,
+                               Done<etcdserverpb::LeaseTimeToLiveResponse>) = 0;
+  virtual void LeaseLeases(const etcdserverpb::LeaseLeasesRequest&,
+                           Done<etcdserverpb::LeaseLeasesResponse>) = 0;
+
+  // etcd v3 Cluster and Maintenance.
+  virtual void MemberList(const etcdserverpb::MemberListRequest&,
+                          Done<etcdserverpb::MemberListResponse>) = 0;
+  virtual void Status(const etcdserverpb::StatusRequest&, Done<etcdserverpb::StatusResponse>) = 0;
+  virtual void Alarm(const etcdserverpb::AlarmRequest&, Done<etcdserverpb::AlarmResponse> done) {
+    std::move(done)(absl::UnimplementedError("Alarm"));
+  }
+  virtual void HashKV(const etcdserverpb::HashKVRequest&, Done<etcdserverpb::HashKVResponse> done) {
+    std::move(done)(absl::UnimplementedError("HashKV"));
+  }
+
+  // Sets cluster_id, member_id and raft_term; sets revision to the store's
+  // current revision when it is 0 (etcd v3rpc header.fill).
+  virtual void FillHeader(etcdserverpb::ResponseHeader* header) const = 0;
+  // Whether this member currently knows a Raft leader.
+  virtual bool HasLeader() const = 0;
+  // A new watch stream; `notify` fires (from any thread, must not block)
+  // whenever Poll may return something new.
+  virtual std::unique_ptr<WatchStreamBackend> NewWatchStream(std::function<void()> notify) = 0;
+  // Largest request the server accepts (etcd --max-request-bytes).
+  virtual int64_t MaxRequestBytes() const = 0;
+  // Most operations per txn branch (etcd --max-txn-ops).
+  virtual uint32_t MaxTxnOps() const { return 128; }
+};
+
+}  // namespace cppetcd::api
+
+#endif  // CPPETCD_API_BACKEND_H_

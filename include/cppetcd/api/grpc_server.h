@@ -1,0 +1,72 @@
+// The client-facing gRPC server: etcd v3 KV, Watch, Lease, Cluster,
+// Maintenance and Auth services over a ServerBackend, on the callback API
+// (no thread per request or stream), with etcd 3.4's transport settings
+// (embed/serve.go, v3rpc/grpc.go).
+#ifndef CPPETCD_API_GRPC_SERVER_H_
+#define CPPETCD_API_GRPC_SERVER_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cppetcd/api/backend.h"
+#include "cppetcd/util/log.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace cppetcd::api {
+
+// etcd's allowance for gRPC framing on top of --max-request-bytes
+// (v3rpc grpcOverheadBytes).
+inline constexpr int64_t kGrpcOverheadBytes = 512 * 1024;
+
+struct ApiServerOptions {
+  // "host:port" addresses to listen on (plain HTTP/2; the caller rejects
+  // https URLs until TLS exists). Port 0: the OS picks one (see Ports()).
+  std::vector<std::string> listen_addresses;
+  std::chrono::milliseconds keepalive_min_time{5000};           // --grpc-keepalive-min-time
+  std::chrono::milliseconds keepalive_interval{2 * 3600 * 1000};  // --grpc-keepalive-interval
+  std::chrono::milliseconds keepalive_timeout{20000};           // --grpc-keepalive-timeout
+  uint32_t max_concurrent_streams = 0xffffffffu;                // --max-concurrent-streams
+  // Period of progress notifications for watchers that asked for them
+  // (etcd: 10 minutes, --experimental-watch-progress-notify-interval).
+  std::chrono::milliseconds watch_progress_notify_interval{10 * 60 * 1000};
+  // How often watch and keep-alive streams that require a leader check for
+  // one; after 3 checks without a leader they are cancelled with "etcdserver:
+  // no leader" (etcd: every election timeout).
+  std::chrono::milliseconds leader_check_interval{1000};
+  util::Logger logger = util::GetLogger("api");
+};
+
+// Thread-safety: Start, Ports and Shutdown from one owning thread.
+class ApiServer {
+ public:
+  // Registers the services and starts listening on every address. `backend`
+  // must outlive the ApiServer. InvalidArgument/Unavailable when an address
+  // cannot be bound.
+  static absl::StatusOr<std::unique_ptr<ApiServer>> Start(ServerBackend* backend,
+                                                          ApiServerOptions options);
+  ~ApiServer();  // Shutdown with no grace period if still running
+
+  // The bound port of each listen address, in order (useful with port 0).
+  const std::vector<int>& Ports() const;
+
+  // Stops accepting calls, lets running calls finish until `deadline`, then
+  // cancels the rest (streams end with CANCELLED). Idempotent.
+  void Shutdown(std::chrono::milliseconds grace);
+
+  class Impl;
+
+ private:
+  explicit ApiServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cppetcd::api
+
+#endif  // CPPETCD_API_GRPC_SERVER_H_

@@ -1,0 +1,116 @@
+#include "cppetcd/api/grpc_server.h"
+
+#include <limits>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "src/api/services.h"
+
+namespace cppetcd::api {
+
+class ApiServer::Impl {
+ public:
+  Impl(ServerBackend* backend, ApiServerOptions options)
+      : options_(std::move(options)),
+        hub_(backend, options_.watch_progress_notify_interval, options_.leader_check_interval,
+             options_.logger),
+        kv_(backend),
+        watch_(backend, &hub_, options_.logger),
+        lease_(backend, &hub_),
+        cluster_(backend),
+        maintenance_(backend) {}
+
+  absl::Status Start(ServerBackend* backend) {
+    grpc::ServerBuilder builder;
+    ports_.assign(options_.listen_addresses.size(), 0);
+    for (size_t i = 0; i < options_.listen_addresses.size(); ++i) {
+      builder.AddListeningPort(options_.listen_addresses[i], grpc::InsecureServerCredentials(),
+                               &ports_[i]);
+    }
+    builder.RegisterService(&kv_);
+    builder.RegisterService(&watch_);
+    builder.RegisterService(&lease_);
+    builder.RegisterService(&cluster_);
+    builder.RegisterService(&maintenance_);
+    builder.RegisterService(&auth_);
+    // etcd v3rpc/grpc.go and embed/serve.go: requests up to
+    // --max-request-bytes plus framing, unlimited responses, and a
+    // keep-alive policy that never kicks clients for pinging.
+    const int64_t max_recv = backend->MaxRequestBytes() + kGrpcOverheadBytes;
+    builder.SetMaxReceiveMessageSize(static_cast<int>(
+        std::min<int64_t>(max_recv, std::numeric_limits<int32_t>::max())));
+    builder.SetMaxSendMessageSize(std::numeric_limits<int32_t>::max());
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                               static_cast<int>(std::min<uint64_t>(
+                                   options_.max_concurrent_streams,
+                                   std::numeric_limits<int32_t>::max())));
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                               static_cast<int>(options_.keepalive_min_time.count()));
+    builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                               static_cast<int>(std::min<int64_t>(
+                                   options_.keepalive_interval.count(),
+                                   std::numeric_limits<int32_t>::max())));
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               static_cast<int>(options_.keepalive_timeout.count()));
+    server_ = builder.BuildAndStart();
+    if (server_ == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("failed to listen on client addresses: ",
+                       absl::StrJoin(options_.listen_addresses, ",")));
+    }
+    for (size_t i = 0; i < ports_.size(); ++i) {
+      if (ports_[i] == 0) {
+        server_->Shutdown();
+        server_.reset();
+        return absl::UnavailableError(
+            absl::StrCat("failed to listen on ", options_.listen_addresses[i]));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void Shutdown(std::chrono::milliseconds grace) {
+    if (server_ == nullptr) return;
+    server_->Shutdown(std::chrono::system_clock::now() + grace);
+    server_->Wait();
+    server_.reset();
+  }
+
+  const std::vector<int>& Ports() const { return ports_; }
+
+ private:
+  ApiServerOptions options_;
+  StreamHub hub_;  // outlives the gRPC server (destroyed after it)
+  KvService kv_;
+  WatchService watch_;
+  LeaseService lease_;
+  ClusterService cluster_;
+  MaintenanceService maintenance_;
+  AuthService auth_;
+  std::vector<int> ports_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(ServerBackend* backend,
+                                                            ApiServerOptions options) {
+  if (options.listen_addresses.empty()) {
+    return absl::InvalidArgumentError("no client listen address");
+  }
+  auto impl = std::make_unique<Impl>(backend, std::move(options));
+  if (absl::Status st = impl->Start(backend); !st.ok()) return st;
+  return std::unique_ptr<ApiServer>(new ApiServer(std::move(impl)));
+}
+
+ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ApiServer::~ApiServer() { impl_->Shutdown(std::chrono::milliseconds(0)); }
+
+const std::vector<int>& ApiServer::Ports() const { return impl_->Ports(); }
+
+void ApiServer::Shutdown(std::chrono::milliseconds grace) { impl_->Shutdown(grace); }
+
+}  // namespace cppetcd::api

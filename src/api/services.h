@@ -1,0 +1,236 @@
+// The etcd v3 gRPC services (private to the api module).
+#ifndef CPPETCD_SRC_API_SERVICES_H_
+#define CPPETCD_SRC_API_SERVICES_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "cppetcd/api/backend.h"
+#include "cppetcd/api/errors.h"
+#include "cppetcd/util/log.h"
+#include "etcdserverpb/rpc.grpc.pb.h"
+
+namespace cppetcd::api {
+
+// True when the client sent metadata "hasleader: true" (clientv3
+// WithRequireLeader): such calls fail with "etcdserver: no leader" while the
+// member knows no leader.
+bool RequiresLeader(const grpc::CallbackServerContext* context);
+
+// Common prologue of unary calls: the leader requirement, then `validation`.
+// Returns false after finishing `reactor` with the error.
+bool Admit(grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor,
+           const ServerBackend* backend, const absl::Status& validation);
+
+// Completes a unary call from a server result: fills the header and finishes
+// the reactor, or finishes it with the mapped error.
+template <class Resp>
+Done<Resp> ReplyTo(grpc::ServerUnaryReactor* reactor, Resp* out, const ServerBackend* backend) {
+  return [reactor, out, backend](absl::StatusOr<Resp> result) mutable {
+    if (!result.ok()) {
+      reactor->Finish(ToGrpcStatus(result.status()));
+      return;
+    }
+    *out = std::move(*result);
+    int64_t rev = out->header().revision();
+    backend->FillHeader(out->mutable_header());
+    if (rev != 0) out->mutable_header()->set_revision(rev);
+    reactor->Finish(grpc::Status::OK);
+  };
+}
+
+// Guards a callback reactor's Start* and Finish calls so that no operation
+// starts after Finish, without holding a lock across them (gRPC may run the
+// completion inline on the calling thread, re-entering the reactor).
+//   if (gate.BeginStart()) { StartWrite(&msg); gate.EndStart(reactor); }
+//   gate.RequestFinish(reactor, status);
+class StreamGate {
+ public:
+  // False once a finish was requested; otherwise the caller must start its
+  // operation and then call EndStart.
+  bool BeginStart() {
+    absl::MutexLock lock(&mu_);
+    if (finish_requested_) return false;
+    ++starting_;
+    return true;
+  }
+  // Finishes `reactor` if a finish was requested while the operation started.
+  template <class Reactor>
+  void EndStart(Reactor* reactor) {
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      if (--starting_ == 0 && pending_.has_value()) finish = std::exchange(pending_, std::nullopt);
+    }
+    if (finish.has_value()) reactor->Finish(std::move(*finish));
+  }
+  // Finishes `reactor` with `status` now, or as soon as no Start* is running.
+  // Only the first request counts.
+  template <class Reactor>
+  void RequestFinish(Reactor* reactor, grpc::Status status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finish_requested_) return;
+      finish_requested_ = true;
+      if (starting_ > 0) {
+        pending_ = std::move(status);
+        return;
+      }
+    }
+    reactor->Finish(std::move(status));
+  }
+  bool FinishRequested() const {
+    absl::MutexLock lock(&mu_);
+    return finish_requested_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  int starting_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<grpc::Status> pending_ ABSL_GUARDED_BY(mu_);
+};
+
+// A stream that must end when the member loses its leader (hasleader).
+class LeaderBoundStream {
+ public:
+  virtual ~LeaderBoundStream() = default;
+  virtual void CancelNoLeader() = 0;
+};
+
+class WatchReactor;
+
+// A watch stream that ends at once with `status`.
+grpc::ServerBidiReactor<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>*
+NewRejectedWatchStream(grpc::Status status);
+
+// Background work shared by all streams of one ApiServer: one thread that
+// pumps watch output scheduled from the store's notify callbacks, fires
+// progress notifications and cancels leader-bound streams after the member
+// has had no leader for 3 checks.
+class StreamHub {
+ public:
+  StreamHub(ServerBackend* backend, std::chrono::milliseconds progress_interval,
+            std::chrono::milliseconds leader_check_interval, util::Logger logger);
+  ~StreamHub();  // stops and joins the thread
+
+  void Schedule(std::weak_ptr<WatchReactor> reactor);
+  void AddWatch(std::weak_ptr<WatchReactor> reactor);
+  void AddLeaderBound(std::weak_ptr<LeaderBoundStream> stream);
+
+ private:
+  void Run();
+
+  ServerBackend* const backend_;
+  const std::chrono::milliseconds progress_interval_;
+  const std::chrono::milliseconds leader_check_interval_;
+  util::Logger logger_;
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::weak_ptr<WatchReactor>> scheduled_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::weak_ptr<WatchReactor>> watches_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::weak_ptr<LeaderBoundStream>> leader_bound_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+class KvService final : public etcdserverpb::KV::CallbackService {
+ public:
+  explicit KvService(ServerBackend* backend) : backend_(backend) {}
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext*, const etcdserverpb::RangeRequest*,
+                                  etcdserverpb::RangeResponse*) override;
+  grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext*, const etcdserverpb::PutRequest*,
+                                etcdserverpb::PutResponse*) override;
+  grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext*,
+                                        const etcdserverpb::DeleteRangeRequest*,
+                                        etcdserverpb::DeleteRangeResponse*) override;
+  grpc::ServerUnaryReactor* Txn(grpc::CallbackServerContext*, const etcdserverpb::TxnRequest*,
+                                etcdserverpb::TxnResponse*) override;
+  grpc::ServerUnaryReactor* Compact(grpc::CallbackServerContext*,
+                                    const etcdserverpb::CompactionRequest*,
+                                    etcdserverpb::CompactionResponse*) override;
+
+ private:
+  ServerBackend* const backend_;
+};
+
+class WatchService final : public etcdserverpb::Watch::CallbackService {
+ public:
+  WatchService(ServerBackend* backend, StreamHub* hub, util::Logger logger)
+      : backend_(backend), hub_(hub), logger_(std::move(logger)) {}
+  grpc::ServerBidiReactor<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>* Watch(
+      grpc::CallbackServerContext* context) override;
+
+ private:
+  ServerBackend* const backend_;
+  StreamHub* const hub_;
+  util::Logger logger_;
+};
+
+class LeaseService final : public etcdserverpb::Lease::CallbackService {
+ public:
+  LeaseService(ServerBackend* backend, StreamHub* hub) : backend_(backend), hub_(hub) {}
+  grpc::ServerUnaryReactor* LeaseGrant(grpc::CallbackServerContext*,
+                                       const etcdserverpb::LeaseGrantRequest*,
+                                       etcdserverpb::LeaseGrantResponse*) override;
+  grpc::ServerUnaryReactor* LeaseRevoke(grpc::CallbackServerContext*,
+                                        const etcdserverpb::LeaseRevokeRequest*,
+                                        etcdserverpb::LeaseRevokeResponse*) override;
+  grpc::ServerBidiReactor<etcdserverpb::LeaseKeepAliveRequest,
+                          etcdserverpb::LeaseKeepAliveResponse>*
+  LeaseKeepAlive(grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* LeaseTimeToLive(grpc::CallbackServerContext*,
+                                            const etcdserverpb::LeaseTimeToLiveRequest*,
+                                            etcdserverpb::LeaseTimeToLiveResponse*) override;
+  grpc::ServerUnaryReactor* LeaseLeases(grpc::CallbackServerContext*,
+                                        const etcdserverpb::LeaseLeasesRequest*,
+                                        etcdserverpb::LeaseLeasesResponse*) override;
+
+ private:
+  ServerBackend* const backend_;
+  StreamHub* const hub_;
+};
+
+// MemberAdd/Remove/Update/Promote answer UNIMPLEMENTED (the base class).
+class ClusterService final : public etcdserverpb::Cluster::CallbackService {
+ public:
+  explicit ClusterService(ServerBackend* backend) : backend_(backend) {}
+  grpc::ServerUnaryReactor* MemberList(grpc::CallbackServerContext*,
+                                       const etcdserverpb::MemberListRequest*,
+                                       etcdserverpb::MemberListResponse*) override;
+
+ private:
+  ServerBackend* const backend_;
+};
+
+// Defragment, Hash, Snapshot and MoveLeader answer UNIMPLEMENTED.
+class MaintenanceService final : public etcdserverpb::Maintenance::CallbackService {
+ public:
+  explicit MaintenanceService(ServerBackend* backend) : backend_(backend) {}
+  grpc::ServerUnaryReactor* Alarm(grpc::CallbackServerContext*, const etcdserverpb::AlarmRequest*,
+                                  etcdserverpb::AlarmResponse*) override;
+  grpc::ServerUnaryReactor* Status(grpc::CallbackServerContext*,
+                                   const etcdserverpb::StatusRequest*,
+                                   etcdserverpb::StatusResponse*) override;
+  grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext*,
+                                   const etcdserverpb::HashKVRequest*,
+                                   etcdserverpb::HashKVResponse*) override;
+
+ private:
+  ServerBackend* const backend_;
+};
+
+// Every Auth RPC answers UNIMPLEMENTED until the auth module exists.
+class AuthService final : public etcdserverpb::Auth::CallbackService {};
+
+}  // namespace cppetcd::api
+
+#endif  // CPPETCD_SRC_API_SERVICES_H_

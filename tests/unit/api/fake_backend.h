@@ -1,0 +1,80 @@
+// An in-memory ServerBackend for the api tests: enough KV, lease and watch
+// behaviour to drive the gRPC services without a real server.
+#ifndef CPPETCD_TESTS_UNIT_API_FAKE_BACKEND_H_
+#define CPPETCD_TESTS_UNIT_API_FAKE_BACKEND_H_
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "cppetcd/api/backend.h"
+
+namespace cppetcd::api::testing {
+
+class FakeWatchStream;
+
+class FakeBackend final : public ServerBackend {
+ public:
+  FakeBackend() = default;
+  ~FakeBackend() override;
+
+  void Range(const etcdserverpb::RangeRequest& req,
+             Done<etcdserverpb::RangeResponse> done) override;
+  void Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) override;
+  void DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
+                   Done<etcdserverpb::DeleteRangeResponse> done) override;
+  void Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) override;
+  void Compact(const etcdserverpb::CompactionRequest& req,
+               Done<etcdserverpb::CompactionResponse> done) override;
+  void LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
+                  Done<etcdserverpb::LeaseGrantResponse> done) override;
+  void LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
+                   Done<etcdserverpb::LeaseRevokeResponse> done) override;
+  void LeaseRenew(int64_t id, Done<int64_t> done) override;
+  void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
+                       Done<etcdserverpb::LeaseTimeToLiveResponse> done) override;
+  void LeaseLeases(const etcdserverpb::LeaseLeasesRequest& req,
+                   Done<etcdserverpb::LeaseLeasesResponse> done) override;
+  void MemberList(const etcdserverpb::MemberListRequest& req,
+                  Done<etcdserverpb::MemberListResponse> done) override;
+  void Status(const etcdserverpb::StatusRequest& req,
+              Done<etcdserverpb::StatusResponse> done) override;
+  void FillHeader(etcdserverpb::ResponseHeader* header) const override;
+  bool HasLeader() const override { return has_leader_.load(); }
+  std::unique_ptr<WatchStreamBackend> NewWatchStream(std::function<void()> notify) override;
+  int64_t MaxRequestBytes() const override { return max_request_bytes_; }
+
+  void SetHasLeader(bool v) { has_leader_.store(v); }
+  void SetMaxRequestBytes(int64_t v) { max_request_bytes_ = v; }
+  int64_t Rev() const;
+  int64_t CompactRev() const;
+  // Events with revision >= from, oldest first.
+  std::vector<mvccpb::Event> History(int64_t from) const;
+  void Unregister(FakeWatchStream* s);
+
+  static constexpr uint64_t kClusterId = 0xcdf818194e3a8c32;
+  static constexpr uint64_t kMemberId = 0x8e9e05c52164694d;
+
+ private:
+  void PublishLocked(const std::vector<mvccpb::Event>& events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t PutLocked(const std::string& key, const std::string& value, int64_t lease)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  std::atomic<bool> has_leader_{true};
+  int64_t max_request_bytes_ = 1536 * 1024;
+  mutable absl::Mutex mu_;
+  int64_t rev_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t compact_rev_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, mvccpb::KeyValue> kvs_ ABSL_GUARDED_BY(mu_);
+  std::vector<mvccpb::Event> history_ ABSL_GUARDED_BY(mu_);
+  std::map<int64_t, int64_t> leases_ ABSL_GUARDED_BY(mu_);  // id -> TTL seconds
+  int64_t next_lease_ ABSL_GUARDED_BY(mu_) = 1000;
+  std::vector<FakeWatchStream*> streams_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace cppetcd::api::testing
+
+#endif  // CPPETCD_TESTS_UNIT_API_FAKE_BACKEND_H_

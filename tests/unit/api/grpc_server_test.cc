@@ -1,0 +1,509 @@
+// The gRPC services over a fake backend, driven through real gRPC stubs on
+// loopback (port chosen by the OS).
+#include "cppetcd/api/grpc_server.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "etcdserverpb/rpc.grpc.pb.h"
+#include "tests/unit/api/fake_backend.h"
+
+namespace cppetcd::api {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::FakeBackend;
+
+constexpr auto kRpcDeadline = std::chrono::seconds(10);
+
+class GrpcServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer(ApiServerOptions{}); }
+
+  void StartServer(ApiServerOptions options) {
+    options.listen_addresses = {"127.0.0.1:0"};
+    auto server = ApiServer::Start(&backend_, std::move(options));
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    ASSERT_EQ(server_->Ports().size(), 1u);
+    ASSERT_GT(server_->Ports()[0], 0);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->Ports()[0]),
+                                   grpc::InsecureChannelCredentials());
+    kv_ = etcdserverpb::KV::NewStub(channel_);
+    watch_ = etcdserverpb::Watch::NewStub(channel_);
+    lease_ = etcdserverpb::Lease::NewStub(channel_);
+    cluster_ = etcdserverpb::Cluster::NewStub(channel_);
+    maintenance_ = etcdserverpb::Maintenance::NewStub(channel_);
+    auth_ = etcdserverpb::Auth::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(milliseconds(100));
+  }
+
+  static void SetDeadline(grpc::ClientContext* ctx) {
+    ctx->set_deadline(std::chrono::system_clock::now() + kRpcDeadline);
+  }
+
+  grpc::Status Put(const std::string& key, const std::string& value,
+                   etcdserverpb::PutResponse* resp = nullptr, int64_t lease = 0) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::PutRequest req;
+    req.set_key(key);
+    req.set_value(value);
+    req.set_lease(lease);
+    etcdserverpb::PutResponse ignored;
+    return kv_->Put(&ctx, req, resp ? resp : &ignored);
+  }
+
+  static void ExpectHeader(const etcdserverpb::ResponseHeader& h) {
+    EXPECT_EQ(h.cluster_id(), FakeBackend::kClusterId);
+    EXPECT_EQ(h.member_id(), FakeBackend::kMemberId);
+    EXPECT_EQ(h.raft_term(), 2u);
+    EXPECT_GT(h.revision(), 0);
+  }
+
+  FakeBackend backend_;
+  std::unique_ptr<ApiServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+  std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
+  std::unique_ptr<etcdserverpb::Cluster::Stub> cluster_;
+  std::unique_ptr<etcdserverpb::Maintenance::Stub> maintenance_;
+  std::unique_ptr<etcdserverpb::Auth::Stub> auth_;
+};
+
+TEST_F(GrpcServerTest, PutRangeDeleteWithHeaders) {
+  etcdserverpb::PutResponse put;
+  ASSERT_TRUE(Put("foo", "bar", &put).ok());
+  ExpectHeader(put.header());
+  EXPECT_EQ(put.header().revision(), 2);
+
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  etcdserverpb::RangeRequest rreq;
+  rreq.set_key("foo");
+  etcdserverpb::RangeResponse range;
+  ASSERT_TRUE(kv_->Range(&ctx, rreq, &range).ok());
+  ExpectHeader(range.header());
+  ASSERT_EQ(range.kvs_size(), 1);
+  EXPECT_EQ(range.kvs(0).value(), "bar");
+  EXPECT_EQ(range.kvs(0).mod_revision(), 2);
+
+  grpc::ClientContext dctx;
+  SetDeadline(&dctx);
+  etcdserverpb::DeleteRangeRequest dreq;
+  dreq.set_key("foo");
+  etcdserverpb::DeleteRangeResponse del;
+  ASSERT_TRUE(kv_->DeleteRange(&dctx, dreq, &del).ok());
+  EXPECT_EQ(del.deleted(), 1);
+  EXPECT_EQ(del.header().revision(), 3);
+}
+
+TEST_F(GrpcServerTest, EmptyKeyIsRejectedWithEtcdMessage) {
+  grpc::Status st = Put("", "x");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "etcdserver: key is not provided");
+
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  etcdserverpb::RangeRequest rreq;
+  etcdserverpb::RangeResponse range;
+  st = kv_->Range(&ctx, rreq, &range);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "etcdserver: key is not provided");
+}
+
+TEST_F(GrpcServerTest, TxnValidation) {
+  etcdserverpb::TxnRequest req;
+  for (int i = 0; i < 129; ++i) {
+    auto* put = req.add_success()->mutable_request_put();
+    put->set_key("k" + std::to_string(i));
+  }
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  etcdserverpb::TxnResponse resp;
+  grpc::Status st = kv_->Txn(&ctx, req, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(st.error_message(), "etcdserver: too many operations in txn request");
+
+  etcdserverpb::TxnRequest empty_compare;
+  empty_compare.add_compare();
+  grpc::ClientContext ctx2;
+  SetDeadline(&ctx2);
+  st = kv_->Txn(&ctx2, empty_compare, &resp);
+  EXPECT_EQ(st.error_message(), "etcdserver: key is not provided");
+}
+
+TEST_F(GrpcServerTest, CompactedAndFutureRevisions) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put("k", std::to_string(i)).ok());  // revs 2..5
+  grpc::ClientContext cctx;
+  SetDeadline(&cctx);
+  etcdserverpb::CompactionRequest creq;
+  creq.set_revision(4);
+  etcdserverpb::CompactionResponse cresp;
+  ASSERT_TRUE(kv_->Compact(&cctx, creq, &cresp).ok());
+  ExpectHeader(cresp.header());
+
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  etcdserverpb::RangeRequest rreq;
+  rreq.set_key("k");
+  rreq.set_revision(2);
+  etcdserverpb::RangeResponse range;
+  grpc::Status st = kv_->Range(&ctx, rreq, &range);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(st.error_message(), "etcdserver: mvcc: required revision has been compacted");
+
+  grpc::ClientContext fctx;
+  SetDeadline(&fctx);
+  rreq.set_revision(100);
+  st = kv_->Range(&fctx, rreq, &range);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+  EXPECT_EQ(st.error_message(), "etcdserver: mvcc: required revision is a future revision");
+}
+
+TEST_F(GrpcServerTest, PutWithMissingLease) {
+  grpc::Status st = Put("k", "v", nullptr, 12345);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(st.error_message(), "etcdserver: requested lease not found");
+}
+
+TEST_F(GrpcServerTest, RequireLeader) {
+  backend_.SetHasLeader(false);
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  ctx.AddMetadata("hasleader", "true");
+  etcdserverpb::RangeRequest rreq;
+  rreq.set_key("k");
+  etcdserverpb::RangeResponse range;
+  grpc::Status st = kv_->Range(&ctx, rreq, &range);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(st.error_message(), "etcdserver: no leader");
+
+  // Without the metadata the request is served.
+  grpc::ClientContext ctx2;
+  SetDeadline(&ctx2);
+  EXPECT_TRUE(kv_->Range(&ctx2, rreq, &range).ok());
+
+  grpc::ClientContext wctx;
+  SetDeadline(&wctx);
+  wctx.AddMetadata("hasleader", "true");
+  auto stream = watch_->Watch(&wctx);
+  etcdserverpb::WatchResponse wr;
+  EXPECT_FALSE(stream->Read(&wr));
+  st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(st.error_message(), "etcdserver: no leader");
+}
+
+TEST_F(GrpcServerTest, UnsupportedRpcsAreUnimplemented) {
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::AuthEnableResponse resp;
+    EXPECT_EQ(auth_->AuthEnable(&ctx, {}, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::MemberAddResponse resp;
+    EXPECT_EQ(cluster_->MemberAdd(&ctx, {}, &resp).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::DefragmentResponse resp;
+    EXPECT_EQ(maintenance_->Defragment(&ctx, {}, &resp).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
+  }
+}
+
+TEST_F(GrpcServerTest, StatusAndMemberListHeaders) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  etcdserverpb::StatusResponse status;
+  ASSERT_TRUE(maintenance_->Status(&ctx, {}, &status).ok());
+  ExpectHeader(status.header());
+  EXPECT_EQ(status.version(), "3.4.23");
+  EXPECT_EQ(status.leader(), FakeBackend::kMemberId);
+
+  grpc::ClientContext mctx;
+  SetDeadline(&mctx);
+  etcdserverpb::MemberListResponse members;
+  ASSERT_TRUE(cluster_->MemberList(&mctx, {}, &members).ok());
+  ExpectHeader(members.header());
+  ASSERT_EQ(members.members_size(), 1);
+  EXPECT_EQ(members.members(0).id(), FakeBackend::kMemberId);
+}
+
+TEST_F(GrpcServerTest, LeaseGrantKeepAliveTimeToLiveRevoke) {
+  grpc::ClientContext gctx;
+  SetDeadline(&gctx);
+  etcdserverpb::LeaseGrantRequest greq;
+  greq.set_ttl(30);
+  etcdserverpb::LeaseGrantResponse grant;
+  ASSERT_TRUE(lease_->LeaseGrant(&gctx, greq, &grant).ok());
+  ExpectHeader(grant.header());
+  ASSERT_NE(grant.id(), 0);
+  EXPECT_EQ(grant.ttl(), 30);
+
+  grpc::ClientContext kctx;
+  SetDeadline(&kctx);
+  auto ka = lease_->LeaseKeepAlive(&kctx);
+  // Pipelined requests come back in order; an unknown lease gets TTL 0.
+  const int64_t ids[] = {grant.id(), 999999, grant.id()};
+  for (int64_t id : ids) {
+    etcdserverpb::LeaseKeepAliveRequest req;
+    req.set_id(id);
+    ASSERT_TRUE(ka->Write(req));
+  }
+  for (int64_t id : ids) {
+    etcdserverpb::LeaseKeepAliveResponse resp;
+    ASSERT_TRUE(ka->Read(&resp));
+    ExpectHeader(resp.header());
+    EXPECT_EQ(resp.id(), id);
+    EXPECT_EQ(resp.ttl(), id == grant.id() ? 30 : 0);
+  }
+  ka->WritesDone();
+  EXPECT_TRUE(ka->Finish().ok());
+
+  grpc::ClientContext tctx;
+  SetDeadline(&tctx);
+  etcdserverpb::LeaseTimeToLiveRequest treq;
+  treq.set_id(grant.id());
+  etcdserverpb::LeaseTimeToLiveResponse ttl;
+  ASSERT_TRUE(lease_->LeaseTimeToLive(&tctx, treq, &ttl).ok());
+  ExpectHeader(ttl.header());
+  EXPECT_EQ(ttl.grantedttl(), 30);
+
+  grpc::ClientContext rctx;
+  SetDeadline(&rctx);
+  etcdserverpb::LeaseRevokeRequest rreq;
+  rreq.set_id(grant.id());
+  etcdserverpb::LeaseRevokeResponse revoke;
+  ASSERT_TRUE(lease_->LeaseRevoke(&rctx, rreq, &revoke).ok());
+  ExpectHeader(revoke.header());
+
+  // A missing lease: TimeToLive answers TTL -1, Revoke NOT_FOUND.
+  grpc::ClientContext tctx2;
+  SetDeadline(&tctx2);
+  ASSERT_TRUE(lease_->LeaseTimeToLive(&tctx2, treq, &ttl).ok());
+  EXPECT_EQ(ttl.ttl(), -1);
+  EXPECT_EQ(ttl.id(), grant.id());
+  grpc::ClientContext rctx2;
+  SetDeadline(&rctx2);
+  grpc::Status st = lease_->LeaseRevoke(&rctx2, rreq, &revoke);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(st.error_message(), "etcdserver: requested lease not found");
+}
+
+// ------------------------------------------------------------------ Watch
+
+class WatchTest : public GrpcServerTest {
+ protected:
+  void OpenStream() {
+    SetDeadline(&wctx_);
+    stream_ = watch_->Watch(&wctx_);
+  }
+
+  etcdserverpb::WatchResponse Create(const std::string& key, int64_t start_rev = 0,
+                                     const std::string& end = "", bool prev_kv = false,
+                                     bool progress_notify = false) {
+    etcdserverpb::WatchRequest req;
+    auto* c = req.mutable_create_request();
+    c->set_key(key);
+    c->set_range_end(end);
+    c->set_start_revision(start_rev);
+    c->set_prev_kv(prev_kv);
+    c->set_progress_notify(progress_notify);
+    EXPECT_TRUE(stream_->Write(req));
+    etcdserverpb::WatchResponse resp;
+    EXPECT_TRUE(stream_->Read(&resp));
+    return resp;
+  }
+
+  etcdserverpb::WatchResponse Next() {
+    etcdserverpb::WatchResponse resp;
+    EXPECT_TRUE(stream_->Read(&resp));
+    return resp;
+  }
+
+  void CloseStream() {
+    wctx_.TryCancel();
+    stream_->Finish();
+  }
+
+  grpc::ClientContext wctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>>
+      stream_;
+};
+
+TEST_F(WatchTest, CreatePutEventCancel) {
+  OpenStream();
+  etcdserverpb::WatchResponse created = Create("foo", 0, "", /*prev_kv=*/true);
+  EXPECT_TRUE(created.created());
+  EXPECT_FALSE(created.canceled());
+  EXPECT_EQ(created.watch_id(), 0);
+  ExpectHeader(created.header());
+  EXPECT_EQ(created.header().revision(), 1);
+
+  ASSERT_TRUE(Put("foo", "v1").ok());
+  ASSERT_TRUE(Put("other", "x").ok());
+  ASSERT_TRUE(Put("foo", "v2").ok());
+  etcdserverpb::WatchResponse ev1 = Next();
+  ExpectHeader(ev1.header());
+  EXPECT_EQ(ev1.header().revision(), 2);
+  ASSERT_EQ(ev1.events_size(), 1);
+  EXPECT_EQ(ev1.events(0).kv().value(), "v1");
+  EXPECT_FALSE(ev1.events(0).has_prev_kv());
+  etcdserverpb::WatchResponse ev2 = Next();
+  EXPECT_EQ(ev2.header().revision(), 4);
+  ASSERT_EQ(ev2.events_size(), 1);
+  EXPECT_EQ(ev2.events(0).kv().value(), "v2");
+  EXPECT_EQ(ev2.events(0).prev_kv().value(), "v1");
+
+  etcdserverpb::WatchRequest cancel;
+  cancel.mutable_cancel_request()->set_watch_id(0);
+  ASSERT_TRUE(stream_->Write(cancel));
+  etcdserverpb::WatchResponse canceled = Next();
+  EXPECT_TRUE(canceled.canceled());
+  EXPECT_EQ(canceled.watch_id(), 0);
+  ExpectHeader(canceled.header());
+  CloseStream();
+}
+
+TEST_F(WatchTest, FromOldRevisionCatchesUp) {
+  ASSERT_TRUE(Put("a", "1").ok());  // rev 2
+  ASSERT_TRUE(Put("b", "2").ok());  // rev 3
+  ASSERT_TRUE(Put("a", "3").ok());  // rev 4
+  OpenStream();
+  etcdserverpb::WatchResponse created = Create("a", 2, "c");
+  ASSERT_TRUE(created.created());
+  etcdserverpb::WatchResponse history = Next();
+  ASSERT_EQ(history.events_size(), 3);
+  EXPECT_EQ(history.events(0).kv().mod_revision(), 2);
+  EXPECT_EQ(history.events(2).kv().mod_revision(), 4);
+  CloseStream();
+}
+
+TEST_F(WatchTest, CompactedStartRevision) {
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Put("k", "v").ok());
+  grpc::ClientContext cctx;
+  SetDeadline(&cctx);
+  etcdserverpb::CompactionRequest creq;
+  creq.set_revision(4);
+  etcdserverpb::CompactionResponse cresp;
+  ASSERT_TRUE(kv_->Compact(&cctx, creq, &cresp).ok());
+
+  OpenStream();
+  etcdserverpb::WatchResponse created = Create("k", 2);
+  EXPECT_TRUE(created.created());
+  etcdserverpb::WatchResponse compacted = Next();
+  EXPECT_TRUE(compacted.canceled());
+  EXPECT_EQ(compacted.compact_revision(), 4);
+  EXPECT_EQ(compacted.watch_id(), created.watch_id());
+  CloseStream();
+}
+
+TEST_F(WatchTest, ProgressRequest) {
+  ASSERT_TRUE(Put("k", "v").ok());
+  OpenStream();
+  Create("k");
+  etcdserverpb::WatchRequest req;
+  req.mutable_progress_request();
+  ASSERT_TRUE(stream_->Write(req));
+  etcdserverpb::WatchResponse progress = Next();
+  EXPECT_EQ(progress.watch_id(), -1);
+  EXPECT_EQ(progress.events_size(), 0);
+  EXPECT_EQ(progress.header().revision(), 2);
+  CloseStream();
+}
+
+TEST_F(WatchTest, DuplicateWatchIdIsCanceledOnCreate) {
+  OpenStream();
+  etcdserverpb::WatchRequest req;
+  req.mutable_create_request()->set_key("k");
+  req.mutable_create_request()->set_watch_id(7);
+  ASSERT_TRUE(stream_->Write(req));
+  etcdserverpb::WatchResponse first = Next();
+  EXPECT_EQ(first.watch_id(), 7);
+  ASSERT_TRUE(stream_->Write(req));
+  etcdserverpb::WatchResponse second = Next();
+  EXPECT_TRUE(second.created());
+  EXPECT_TRUE(second.canceled());
+  EXPECT_EQ(second.watch_id(), -1);
+  EXPECT_FALSE(second.cancel_reason().empty());
+  CloseStream();
+}
+
+TEST_F(WatchTest, ManyEventsArriveInOrder) {
+  OpenStream();
+  Create("k");
+  constexpr int kPuts = 200;
+  for (int i = 0; i < kPuts; ++i) ASSERT_TRUE(Put("k", std::to_string(i)).ok());
+  int seen = 0;
+  while (seen < kPuts) {
+    etcdserverpb::WatchResponse r = Next();
+    ASSERT_GT(r.events_size(), 0);
+    for (const auto& e : r.events()) {
+      EXPECT_EQ(e.kv().value(), std::to_string(seen));
+      ++seen;
+    }
+  }
+  CloseStream();
+}
+
+class WatchProgressNotifyTest : public WatchTest {
+ protected:
+  void SetUp() override {
+    ApiServerOptions options;
+    options.watch_progress_notify_interval = milliseconds(50);
+    StartServer(std::move(options));
+  }
+};
+
+TEST_F(WatchProgressNotifyTest, IdleWatcherGetsProgress) {
+  OpenStream();
+  etcdserverpb::WatchResponse created =
+      Create("k", 0, "", /*prev_kv=*/false, /*progress_notify=*/true);
+  ASSERT_TRUE(created.created());
+  ASSERT_TRUE(Put("x", "y").ok());  // another key: the watcher stays idle
+  etcdserverpb::WatchResponse progress = Next();  // bounded by the stream deadline
+  EXPECT_EQ(progress.watch_id(), created.watch_id());
+  EXPECT_EQ(progress.events_size(), 0);
+  EXPECT_FALSE(progress.canceled());
+  EXPECT_EQ(progress.header().revision(), 2);
+  CloseStream();
+}
+
+class LeaderLossTest : public WatchTest {
+ protected:
+  void SetUp() override {
+    ApiServerOptions options;
+    options.leader_check_interval = milliseconds(20);
+    StartServer(std::move(options));
+  }
+};
+
+TEST_F(LeaderLossTest, LeaderBoundWatchIsCancelled) {
+  wctx_.AddMetadata("hasleader", "true");
+  OpenStream();
+  Create("k");
+  backend_.SetHasLeader(false);
+  etcdserverpb::WatchResponse r;
+  EXPECT_FALSE(stream_->Read(&r));
+  grpc::Status st = stream_->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(st.error_message(), "etcdserver: no leader");
+}
+
+}  // namespace
+}  // namespace cppetcd::api
