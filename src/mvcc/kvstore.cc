@@ -225,12 +225,18 @@ std::unique_ptr<TxnWrite> Store::Write(storage::WriteTxn* btx) {
 
 absl::StatusOr<RangeResult> Store::Range(std::string_view key, std::string_view end,
                                          RangeOptions options) const {
-  // Published revision first, then the snapshot: it holds that revision.
-  const int64_t cur = Rev();
-  if (options.rev > cur) return ErrFutureRev();
-  auto txn = backend_->BeginRead();
-  if (!txn.ok()) return txn.status();
-  return RangeAt(txn->get(), key, end, options, cur, kIndexCompactRev);
+  while (true) {
+    // Published revision first, then the snapshot: it holds that revision.
+    const int64_t cur = Rev();
+    if (options.rev > cur) return ErrFutureRev();
+    auto txn = backend_->BeginRead();
+    if (!txn.ok()) return txn.status();
+    auto r = RangeAt(txn->get(), key, end, options, cur, kIndexCompactRev);
+    // A read at the current revision must not fail as compacted: this one
+    // lost a race with a compaction past it, so take the newer revision.
+    if (options.rev <= 0 && !r.ok() && IsCompacted(r.status())) continue;
+    return r;
+  }
 }
 
 absl::StatusOr<RangeResult> Store::RangeAt(storage::ReadTxn* txn, std::string_view key,
@@ -348,10 +354,16 @@ absl::Status Store::ReadEvents(int64_t from_rev, int64_t to_rev, size_t max_even
 }
 
 absl::StatusOr<HashResult> Store::HashByRev(int64_t rev) const {
-  const int64_t cur = Rev();
-  auto txn = backend_->BeginRead();
-  if (!txn.ok()) return txn.status();
-  const int64_t compact = CompactRev();
+  int64_t cur, compact;
+  std::unique_ptr<storage::ReadTxn> snapshot;
+  do {  // retry the (rare) race where a compaction passes the revision read
+    cur = Rev();
+    auto txn = backend_->BeginRead();
+    if (!txn.ok()) return txn.status();
+    snapshot = *std::move(txn);
+    compact = CompactRev();
+  } while (rev <= 0 && cur < compact);
+  auto* txn = &snapshot;
   if (rev > 0 && rev <= compact) return ErrCompacted();
   if (rev > 0 && rev > cur) return ErrFutureRev();
   if (rev <= 0) rev = cur;
