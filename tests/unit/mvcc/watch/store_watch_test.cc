@@ -160,13 +160,12 @@ TEST_F(StoreWatchTest, CatchUpAndSlowReaderWhileWriting) {
   Reader slow(watchable_.get());
   ASSERT_EQ(*history.stream->Watch(0, "w/", "w0", 2, false, false, false), 0);
   ASSERT_EQ(*slow.stream->Watch(0, "w/", "w0", 0, false, false, false), 0);
-  constexpr int kWrites = 2000;
+  constexpr int kWrites = 10000;
   std::thread writer([&] {
     for (int i = 0; i < kWrites; ++i) Put("w/" + std::to_string(i % 7), "live");
   });
   ASSERT_TRUE(history.PollUntil([&](auto& got) { return EventCount(got, 0) == 200 + kWrites; }));
   writer.join();
-  EXPECT_THAT(Revs(EventsOf(history.got, 0)).front(), 2);
   auto h = Revs(EventsOf(history.got, 0));
   for (size_t i = 0; i < h.size(); ++i) ASSERT_EQ(h[i], static_cast<int64_t>(i) + 2);
   // The slow reader polls only now.
