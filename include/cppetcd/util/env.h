@@ -5,7 +5,7 @@
 //
 // Errors: every fallible call returns a Status whose code follows errno
 // (absl::ErrnoToStatusCode: ENOENT -> NotFound, EEXIST -> AlreadyExists,
-// ENOSPC -> ResourceExhausted, EIO -> Unavailable, ...) and whose message
+// ENOSPC -> ResourceExhausted, ...; EIO -> Internal) and whose message
 // names the operation and the path.
 //
 // Thread-safety: Env methods are thread-safe. A file object is used by one

@@ -40,6 +40,10 @@ class FaultInjectionEnv : public Env {
   // The next Append writes only its first `keep_bytes` bytes, then fails
   // with ENOSPC.
   void ShortWriteNext(size_t keep_bytes);
+  // When on, Sync and SyncDir only record durability and skip the real
+  // fdatasync/fsync (fast tests that loop over many files; the crash model
+  // is unchanged).
+  void SetSkipRealSync(bool skip);
   // Simulates a machine crash: see the durability model above. Open file
   // objects stay usable but their later writes are not expected to matter.
   absl::Status DropUnsyncedData();
@@ -66,20 +70,28 @@ class FaultInjectionEnv : public Env {
   class File;
   friend class File;
 
+  // What a crash would leave of one file. Shared with its open File objects
+  // so that a rename (of the file or of its directory) keeps the link.
   struct FileState {
+    std::string path;          // current path (the key in files_)
     uint64_t synced_pos = 0;   // bytes of written data durable at the last sync
     uint64_t synced_size = 0;  // file size (incl. preallocation) at the last sync
     bool dir_synced = false;   // its directory entry is durable
   };
 
-  // Fault decisions for one call; consume the counters.
+  // Fault decisions for one call; consume the counters. `keep_bytes` is set
+  // to the prefix a short write still writes (else the whole call fails).
   absl::Status TakeWriteFault(const std::string& path, size_t* keep_bytes);
   absl::Status TakeSyncFault(const std::string& path);
-  void RecordSync(const std::string& path, uint64_t pos, uint64_t size);
+  bool skip_real_sync() const;
+  void RecordSync(FileState* state, uint64_t pos);
+  void RecordTruncate(FileState* state, uint64_t size_bytes);
+  std::shared_ptr<FileState> Track(const std::string& path, bool existed, uint64_t size_bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Env* const base_;
   mutable absl::Mutex mu_;
-  std::map<std::string, FileState> files_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<FileState>> files_ ABSL_GUARDED_BY(mu_);
   int fail_writes_ ABSL_GUARDED_BY(mu_) = 0;
   int fail_write_errno_ ABSL_GUARDED_BY(mu_) = 0;
   int fail_syncs_ ABSL_GUARDED_BY(mu_) = 0;
@@ -87,6 +99,7 @@ class FaultInjectionEnv : public Env {
   int64_t short_write_keep_ ABSL_GUARDED_BY(mu_) = -1;  // -1 = none pending
   int64_t sync_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t dir_sync_count_ ABSL_GUARDED_BY(mu_) = 0;
+  bool skip_real_sync_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace cppetcd::util

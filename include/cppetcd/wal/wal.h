@@ -126,19 +126,25 @@ class Wal {
   uint64_t LastIndex() const { return last_index_; }
 
  private:
-  struct Segment;
-  class Impl;
   Wal(util::Env* env, std::string dir, Options options);
 
-  absl::Status WriteRecords(std::string_view bytes);
+  absl::Status CheckWritable() const;
+  // Writes encoded records at the end of the tail segment.
+  absl::Status AppendToTail(std::string_view bytes);
   absl::Status SyncTail();
+  // Closes the full tail segment and starts the next one.
   absl::Status Cut();
+  // Opens the last segment for appending after `valid_end`, dropping what
+  // follows, and preallocates it.
+  absl::Status OpenTail(uint64_t valid_end);
+  // Records a write/sync failure: every later call returns it.
   absl::Status Fail(absl::Status s);
 
   util::Env* const env_;
   const std::string dir_;
   Options options_;
   WalSnapshot at_;                           // Open's marker
+  size_t start_ = 0;                         // segments_[start_] is where ReadAll starts
   bool read_done_ = false;                   // ReadAll ran (or Create)
   std::vector<std::string> segments_;        // names, oldest first
   std::unique_ptr<util::WritableFile> tail_; // the last segment, open for append

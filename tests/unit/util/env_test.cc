@@ -1,0 +1,190 @@
+#include "cppetcd/util/env.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "cppetcd/util/fault_injection_env.h"
+#include "gtest/gtest.h"
+
+namespace cppetcd::util {
+namespace {
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = ::testing::TempDir() + "envtestXXXXXX";
+    path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
+  }
+  ~TempDir() { (void)Env::Default()->RemoveAll(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+void WriteFile(Env* env, const std::string& path, const std::string& data, bool sync) {
+  auto f = env->NewWritableFile(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_TRUE((*f)->Append(data).ok());
+  if (sync) {
+    ASSERT_TRUE((*f)->Sync().ok());
+  }
+  ASSERT_TRUE((*f)->Close().ok());
+}
+
+TEST(EnvTest, WriteReadListRenameRemove) {
+  TempDir dir;
+  Env* env = Env::Default();
+  const std::string a = JoinPath(dir.path(), "a"), b = JoinPath(dir.path(), "b");
+  WriteFile(env, a, "hello", true);
+  ASSERT_TRUE(env->FileExists(a));
+  EXPECT_EQ(*env->FileSize(a), 5u);
+  EXPECT_EQ(*env->ReadFileToString(a), "hello");
+  {
+    auto f = env->NewAppendableFile(a);
+    ASSERT_TRUE(f.ok());
+    EXPECT_EQ((*f)->Size(), 5u);
+    ASSERT_TRUE((*f)->Append(" world").ok());
+  }
+  EXPECT_EQ(*env->ReadFileToString(a), "hello world");
+  ASSERT_TRUE(env->RenameFile(a, b).ok());
+  EXPECT_FALSE(env->FileExists(a));
+  EXPECT_EQ(*env->GetChildren(dir.path()), std::vector<std::string>{"b"});
+  ASSERT_TRUE(env->Truncate(b, 4).ok());
+  EXPECT_EQ(*env->ReadFileToString(b), "hell");
+  ASSERT_TRUE(env->SyncDir(dir.path()).ok());
+  ASSERT_TRUE(env->RemoveFile(b).ok());
+  EXPECT_TRUE(absl::IsNotFound(env->RemoveFile(b)));
+  EXPECT_TRUE(absl::IsNotFound(env->ReadFileToString(b).status()));
+}
+
+TEST(EnvTest, PreallocateKeepsPositionAndZeroFills) {
+  TempDir dir;
+  Env* env = Env::Default();
+  const std::string p = JoinPath(dir.path(), "seg");
+  auto f = env->NewWritableFile(p);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append("abc").ok());
+  ASSERT_TRUE((*f)->Preallocate(4096).ok());
+  EXPECT_EQ((*f)->Size(), 3u);
+  ASSERT_TRUE((*f)->Append("def").ok());
+  std::string content = *env->ReadFileToString(p);
+  ASSERT_EQ(content.size(), 4096u);
+  EXPECT_EQ(content.substr(0, 6), "abcdef");
+  EXPECT_EQ(content.find_first_not_of('\0', 6), std::string::npos);
+  ASSERT_TRUE((*f)->Truncate(4).ok());
+  EXPECT_EQ((*f)->Size(), 4u);
+  EXPECT_EQ(*env->FileSize(p), 4u);
+}
+
+TEST(EnvTest, CreateDirAllAndRemoveAll) {
+  TempDir dir;
+  Env* env = Env::Default();
+  const std::string deep = JoinPath(dir.path(), "x/y/z");
+  ASSERT_TRUE(env->CreateDirAll(deep).ok());
+  ASSERT_TRUE(env->CreateDirAll(deep).ok());
+  EXPECT_TRUE(env->IsDirectory(deep));
+  EXPECT_TRUE(absl::IsAlreadyExists(env->CreateDir(deep)));
+  WriteFile(env, JoinPath(deep, "f"), "1", false);
+  ASSERT_TRUE(env->RemoveAll(JoinPath(dir.path(), "x")).ok());
+  EXPECT_FALSE(env->FileExists(JoinPath(dir.path(), "x")));
+}
+
+TEST(EnvTest, LockIsExclusive) {
+  TempDir dir;
+  Env* env = Env::Default();
+  auto l1 = env->LockFile(dir.path());  // a directory
+  ASSERT_TRUE(l1.ok()) << l1.status();
+  auto l2 = env->LockFile(dir.path());
+  EXPECT_TRUE(absl::IsUnavailable(l2.status())) << l2.status();
+  ASSERT_TRUE(env->UnlockFile(*std::move(l1)).ok());
+  auto l3 = env->LockFile(dir.path());
+  EXPECT_TRUE(l3.ok());
+  auto f1 = env->LockFile(JoinPath(dir.path(), "LOCK"));  // a file, created
+  ASSERT_TRUE(f1.ok());
+  EXPECT_FALSE(env->LockFile(JoinPath(dir.path(), "LOCK")).ok());
+}
+
+TEST(EnvTest, WriteFileAtomically) {
+  TempDir dir;
+  Env* env = Env::Default();
+  const std::string p = JoinPath(dir.path(), "state");
+  ASSERT_TRUE(WriteFileAtomically(env, p, "v1").ok());
+  ASSERT_TRUE(WriteFileAtomically(env, p, "v2").ok());
+  EXPECT_EQ(*env->ReadFileToString(p), "v2");
+  EXPECT_EQ(*env->GetChildren(dir.path()), std::vector<std::string>{"state"});
+}
+
+TEST(EnvTest, PathHelpers) {
+  EXPECT_EQ(JoinPath("a", "b"), "a/b");
+  EXPECT_EQ(JoinPath("a/", "b"), "a/b");
+  EXPECT_EQ(DirName("a/b/c"), "a/b");
+  EXPECT_EQ(DirName("c"), ".");
+  EXPECT_EQ(DirName("/c"), "/");
+}
+
+TEST(FaultInjectionEnvTest, InjectedWriteAndSyncErrors) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::Default());
+  auto f = env.NewWritableFile(JoinPath(dir.path(), "f"));
+  ASSERT_TRUE(f.ok());
+  struct Case {
+    int error_number;
+    absl::StatusCode code;
+  };
+  for (const Case& c : {Case{EIO, absl::StatusCode::kInternal}, Case{ENOSPC, absl::StatusCode::kResourceExhausted}}) {
+    env.FailWrites(1, c.error_number);
+    EXPECT_EQ((*f)->Append("x").code(), c.code);
+    EXPECT_TRUE((*f)->Append("x").ok());
+    env.FailSyncs(1, c.error_number);
+    EXPECT_EQ((*f)->Sync().code(), c.code);
+    EXPECT_TRUE((*f)->Sync().ok());
+  }
+  env.ShortWriteNext(2);
+  EXPECT_EQ((*f)->Append("abcdef").code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(*env.ReadFileToString(JoinPath(dir.path(), "f")), "xxab");
+}
+
+TEST(FaultInjectionEnvTest, DropUnsyncedData) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::Default());
+  const std::string synced = JoinPath(dir.path(), "synced");
+  const std::string fresh = JoinPath(dir.path(), "fresh");
+  auto f = env.NewWritableFile(synced);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Preallocate(64).ok());
+  ASSERT_TRUE((*f)->Append("durable").ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  ASSERT_TRUE(env.SyncDir(dir.path()).ok());
+  ASSERT_TRUE((*f)->Append("-lost").ok());
+  WriteFile(&env, fresh, "never in a synced dir", true);
+
+  ASSERT_TRUE(env.DropUnsyncedData().ok());
+  EXPECT_FALSE(env.FileExists(fresh));
+  std::string content = *env.ReadFileToString(synced);
+  ASSERT_EQ(content.size(), 64u);  // synced preallocation survives as zeros
+  EXPECT_EQ(content.substr(0, 7), "durable");
+  EXPECT_EQ(content.find_first_not_of('\0', 7), std::string::npos);
+}
+
+TEST(FaultInjectionEnvTest, RenamedDirectoryKeepsTracking) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::Default());
+  const std::string tmp = JoinPath(dir.path(), "d.tmp"), final_dir = JoinPath(dir.path(), "d");
+  ASSERT_TRUE(env.CreateDir(tmp).ok());
+  auto f = env.NewWritableFile(JoinPath(tmp, "f"));
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->Append("one").ok());
+  ASSERT_TRUE((*f)->Sync().ok());
+  ASSERT_TRUE(env.SyncDir(tmp).ok());
+  ASSERT_TRUE(env.RenameFile(tmp, final_dir).ok());
+  ASSERT_TRUE((*f)->Append("two").ok());
+  ASSERT_TRUE(env.DropUnsyncedData().ok());
+  EXPECT_EQ(*env.ReadFileToString(JoinPath(final_dir, "f")), "one");
+}
+
+}  // namespace
+}  // namespace cppetcd::util
