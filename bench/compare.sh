@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of etcd and cppetcd on this machine.
+#
+# Starts each server in turn on free loopback ports with a fresh data dir
+# under the same base directory (same disk), runs the same put and range
+# workloads with cppetcd-bench, records the server's peak RSS (VmHWM), stops
+# it, and prints a table. See docs/benchmarks.md for the method.
+#
+# Usage: bench/compare.sh [BUILD_DIR]
+# Environment (defaults in brackets):
+#   ETCD_BIN     reference etcd                 [/usr/bin/etcd]
+#   CPPETCD_BIN  cppetcd binary; skipped if absent [BUILD_DIR/src/cmd/cppetcd]
+#   BENCH_BIN    cppetcd-bench                   [BUILD_DIR/bench/cppetcd-bench]
+#   BENCH_BASE   directory for the data dirs     [${TMPDIR:-/tmp}]
+#   PUT_TOTAL    puts per put workload           [20000]
+#   RANGE_TOTAL  ranges per range workload       [20000]
+set -euo pipefail
+
+BUILD_DIR=${1:-$(cd "$(dirname "$0")/.." && pwd)/build}
+ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
+CPPETCD_BIN=${CPPETCD_BIN:-$BUILD_DIR/src/cmd/cppetcd}
+BENCH_BIN=${BENCH_BIN:-$BUILD_DIR/bench/cppetcd-bench}
+BENCH_BASE=${BENCH_BASE:-${TMPDIR:-/tmp}}
+PUT_TOTAL=${PUT_TOTAL:-20000}
+RANGE_TOTAL=${RANGE_TOTAL:-20000}
+
+[[ -x $BENCH_BIN ]] || { echo "cppetcd-bench not found at $BENCH_BIN" >&2; exit 2; }
+
+# name|bench arguments
+WORKLOADS=(
+  "put 1 conn x 1 client (seq keys, 256 B)|--conns 1 --clients 1 put --total $((PUT_TOTAL / 4)) --key-size 8 --val-size 256 --sequential-keys"
+  "put 10 conns x 100 clients (256 B)|--conns 10 --clients 100 put --total $PUT_TOTAL --key-size 8 --val-size 256 --key-space-size 100000"
+  "range linearizable 10 x 100|--conns 10 --clients 100 range bench-key --total $RANGE_TOTAL --consistency l"
+  "range serializable 10 x 100|--conns 10 --clients 100 range bench-key --total $RANGE_TOTAL --consistency s"
+)
+
+SERVER_PID=""
+WORK_DIR=""
+cleanup() {
+  if [[ -n $SERVER_PID ]]; then kill -KILL "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [[ -n $WORK_DIR ]]; then rm -rf "$WORK_DIR"; fi
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# run_server NAME BINARY -> fills RESULTS[NAME/...]
+declare -A RESULTS
+run_server() {
+  local name=$1 bin=$2
+  WORK_DIR=$(mktemp -d "$BENCH_BASE/cppetcd-bench-XXXXXX")
+  local cport pport
+  cport=$(free_port); pport=$(free_port)
+  "$bin" --name bench --data-dir "$WORK_DIR/data" \
+    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+    --initial-cluster "bench=http://127.0.0.1:$pport" >"$WORK_DIR/server.log" 2>&1 &
+  SERVER_PID=$!
+  local ep="127.0.0.1:$cport" ok=""
+  for _ in $(seq 1 150); do   # up to ~30 s
+    if ETCDCTL_API=3 etcdctl --endpoints "$ep" --command-timeout=1s put bench-key bench-value >/dev/null 2>&1; then ok=1; break; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [[ -z $ok ]]; then
+    echo "$name did not start; log:" >&2; tail -20 "$WORK_DIR/server.log" >&2
+    cleanup; SERVER_PID=""; WORK_DIR=""
+    return 1
+  fi
+  local i=0
+  for w in "${WORKLOADS[@]}"; do
+    local args=${w#*|}
+    # shellcheck disable=SC2086
+    local line
+    line=$("$BENCH_BIN" --endpoints "$ep" $args | grep '^RESULT' || true)
+    RESULTS[$name/$i/rps]=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
+    RESULTS[$name/$i/p99]=$(sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p' <<<"$line")
+    RESULTS[$name/$i/err]=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")
+    echo "$name: ${w%%|*}: $line" >&2
+    i=$((i + 1))
+  done
+  RESULTS[$name/rss]=$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status")
+  RESULTS[$name/db]=$(du -sk "$WORK_DIR/data" | cut -f1)
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  cleanup; SERVER_PID=""; WORK_DIR=""
+}
+
+SERVERS=()
+run_server etcd "$ETCD_BIN" && SERVERS+=(etcd)
+if [[ -x $CPPETCD_BIN ]]; then
+  run_server cppetcd "$CPPETCD_BIN" && SERVERS+=(cppetcd)
+else
+  echo "cppetcd not found at $CPPETCD_BIN: its column is pending" >&2
+fi
+
+val() { local v=${RESULTS[$1]:-}; echo "${v:-n/a}"; }
+printf '\n%-42s' "workload"
+for s in etcd cppetcd; do printf ' | %12s %10s' "$s req/s" "p99 ms"; done
+printf '\n'
+i=0
+for w in "${WORKLOADS[@]}"; do
+  printf '%-42s' "${w%%|*}"
+  for s in etcd cppetcd; do
+    local_err=$(val "$s/$i/err")
+    rps=$(val "$s/$i/rps")
+    [[ $local_err != n/a && $local_err != 0 ]] && rps="$rps(E$local_err)"
+    printf ' | %12s %10s' "$rps" "$(val "$s/$i/p99")"
+  done
+  printf '\n'
+  i=$((i + 1))
+done
+printf '%-42s' "server peak RSS (VmHWM, MiB)"
+for s in etcd cppetcd; do
+  r=$(val "$s/rss"); [[ $r != n/a ]] && r=$((r / 1024))
+  printf ' | %12s %10s' "$r" ""
+done
+printf '\n%-42s' "data dir size after run (MiB)"
+for s in etcd cppetcd; do
+  d=$(val "$s/db"); [[ $d != n/a ]] && d=$((d / 1024))
+  printf ' | %12s %10s' "$d" ""
+done
+printf '\n'
