@@ -162,7 +162,7 @@ void TreeIndex::ForRange(std::string_view key, std::string_view end, Fn&& fn) co
 }
 
 void TreeIndex::Put(std::string_view key, Revision rev, int64_t lease) {
-  absl::MutexLock l(&mu_);
+  WriterLock l(&mu_);
   auto it = tree_.find(key);
   if (it == tree_.end()) it = tree_.emplace(std::string(key), KeyIndex()).first;
   it->second.Put(rev);
@@ -170,7 +170,7 @@ void TreeIndex::Put(std::string_view key, Revision rev, int64_t lease) {
 }
 
 bool TreeIndex::Tombstone(std::string_view key, Revision rev, int64_t* lease) {
-  absl::MutexLock l(&mu_);
+  WriterLock l(&mu_);
   auto it = tree_.find(key);
   if (it == tree_.end()) return false;
   int64_t old = it->second.lease();
@@ -181,7 +181,7 @@ bool TreeIndex::Tombstone(std::string_view key, Revision rev, int64_t* lease) {
 
 void TreeIndex::RestoreRecord(std::string_view key, Revision rev, bool tombstone,
                               int64_t create_main, int64_t version, int64_t lease) {
-  absl::MutexLock l(&mu_);
+  WriterLock l(&mu_);
   auto it = tree_.find(key);
   if (it != tree_.end()) {
     if (tombstone) {
@@ -202,7 +202,7 @@ void TreeIndex::RestoreRecord(std::string_view key, Revision rev, bool tombstone
 }
 
 std::optional<KeyAt> TreeIndex::Get(std::string_view key, int64_t at_rev, int64_t* lease) const {
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   auto it = tree_.find(key);
   if (it == tree_.end()) return std::nullopt;
   if (lease != nullptr) *lease = it->second.IsLive() ? it->second.lease() : 0;
@@ -211,7 +211,7 @@ std::optional<KeyAt> TreeIndex::Get(std::string_view key, int64_t at_rev, int64_
 
 void TreeIndex::Visit(std::string_view key, std::string_view end, int64_t at_rev,
                       absl::FunctionRef<bool(const std::string&, const KeyAt&)> fn) const {
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   ForRange(key, end, [&](const std::string& k, const KeyIndex& ki) {
     auto at = ki.Get(at_rev);
     if (!at) return true;
@@ -221,7 +221,7 @@ void TreeIndex::Visit(std::string_view key, std::string_view end, int64_t at_rev
 
 void TreeIndex::Range(std::string_view key, std::string_view end, int64_t at_rev,
                       std::vector<std::string>* keys, std::vector<Revision>* revs) const {
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   ForRange(key, end, [&](const std::string& k, const KeyIndex& ki) {
     auto at = ki.Get(at_rev);
     if (at) {
@@ -235,7 +235,7 @@ void TreeIndex::Range(std::string_view key, std::string_view end, int64_t at_rev
 int64_t TreeIndex::Revisions(std::string_view key, std::string_view end, int64_t at_rev,
                              size_t limit, std::vector<Revision>* revs,
                              int64_t* compact_rev) const {
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   if (compact_rev != nullptr) *compact_rev = compact_rev_;
   int64_t count = 0;
   ForRange(key, end, [&](const std::string&, const KeyIndex& ki) {
@@ -251,7 +251,7 @@ int64_t TreeIndex::Revisions(std::string_view key, std::string_view end, int64_t
 
 int64_t TreeIndex::CountRevisions(std::string_view key, std::string_view end, int64_t at_rev,
                                   int64_t* compact_rev) const {
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   if (compact_rev != nullptr) *compact_rev = compact_rev_;
   int64_t count = 0;
   ForRange(key, end, [&](const std::string&, const KeyIndex& ki) {
@@ -263,7 +263,7 @@ int64_t TreeIndex::CountRevisions(std::string_view key, std::string_view end, in
 
 std::vector<Revision> TreeIndex::RangeSince(std::string_view key, std::string_view end,
                                             int64_t rev) const {
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   std::vector<Revision> out;
   ForRange(key, end, [&](const std::string&, const KeyIndex& ki) {
     auto s = ki.Since(rev);
@@ -280,7 +280,7 @@ RevisionSet TreeIndex::Compact(int64_t rev, size_t chunk_keys) {
   std::string next;  // first key of the next chunk
   bool first = true;
   while (true) {
-    absl::MutexLock l(&mu_);
+    WriterLock l(&mu_);
     auto it = first ? tree_.begin() : tree_.lower_bound(next);
     first = false;
     for (size_t n = 0; n < chunk_keys && it != tree_.end(); ++n) {
@@ -299,38 +299,38 @@ RevisionSet TreeIndex::Compact(int64_t rev, size_t chunk_keys) {
 
 RevisionSet TreeIndex::Keep(int64_t rev) const {
   RevisionSet available;
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   for (const auto& [k, ki] : tree_) ki.Keep(rev, &available);
   return available;
 }
 
 void TreeIndex::SetCompactRev(int64_t rev) {
-  absl::MutexLock l(&mu_);
+  WriterLock l(&mu_);
   compact_rev_ = rev;
 }
 
 int64_t TreeIndex::CompactRev() const {
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   return compact_rev_;
 }
 
 void TreeIndex::ForEachLeased(
     absl::FunctionRef<void(const std::string& key, int64_t lease)> fn) const {
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   for (const auto& [k, ki] : tree_) {
     if (ki.IsLive() && ki.lease() != 0) fn(k, ki.lease());
   }
 }
 
 size_t TreeIndex::Size() const {
-  absl::ReaderMutexLock l(&mu_);
+  ReaderLock l(&mu_);
   return tree_.size();
 }
 
 bool TreeIndex::Equals(const TreeIndex& other) const {
   if (this == &other) return true;
-  absl::ReaderMutexLock l1(&mu_);
-  absl::ReaderMutexLock l2(&other.mu_);
+  ReaderLock l1(&mu_);
+  ReaderLock l2(&other.mu_);
   if (tree_.size() != other.tree_.size()) return false;
   for (auto a = tree_.begin(), b = other.tree_.begin(); a != tree_.end(); ++a, ++b) {
     if (a->first != b->first || !(a->second == b->second)) return false;

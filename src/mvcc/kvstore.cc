@@ -205,12 +205,13 @@ absl::Status Store::Restore() {
 
 Store::~Store() {
   {
-    absl::MutexLock l(&compact_mu_);
+    std::lock_guard<std::mutex> l(compact_mu_);
     stopping_ = true;
   }
+  compact_cv_.notify_all();
   stop_.store(true);
   if (compact_thread_.joinable()) compact_thread_.join();
-  absl::MutexLock l(&compact_mu_);
+  std::lock_guard<std::mutex> l(compact_mu_);
   for (auto& job : compact_queue_) job.done->set_value(absl::CancelledError("mvcc: closed"));
   compact_queue_.clear();
   for (auto& job : pending_compactions_) job.done->set_value(absl::CancelledError("mvcc: closed"));
@@ -387,24 +388,26 @@ absl::StatusOr<HashResult> Store::HashByRev(int64_t rev) const {
 // ---- compaction ----
 
 void Store::EnqueueCompaction(CompactionJob job) {
-  absl::MutexLock l(&compact_mu_);
-  if (stopping_) {
+  {
+    std::lock_guard<std::mutex> l(compact_mu_);
+    if (!stopping_) {
+      compact_queue_.push_back(std::move(job));
+      job.done.reset();
+    }
+  }
+  if (job.done != nullptr) {
     job.done->set_value(absl::CancelledError("mvcc: closed"));
     return;
   }
-  compact_queue_.push_back(std::move(job));
+  compact_cv_.notify_all();
 }
 
 void Store::CompactionLoop() {
   while (true) {
     CompactionJob job;
     {
-      absl::MutexLock l(&compact_mu_);
-      compact_mu_.Await(absl::Condition(
-          +[](Store* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->compact_mu_) {
-            return s->stopping_ || !s->compact_queue_.empty();
-          },
-          this));
+      std::unique_lock<std::mutex> l(compact_mu_);
+      compact_cv_.wait(l, [this] { return stopping_ || !compact_queue_.empty(); });
       if (stopping_) return;
       job = std::move(compact_queue_.front());
       compact_queue_.pop_front();
@@ -412,8 +415,11 @@ void Store::CompactionLoop() {
     }
     absl::Status st = RunCompaction(job.rev);
     job.done->set_value(st);
-    absl::MutexLock l(&compact_mu_);
-    compact_running_ = false;
+    {
+      std::lock_guard<std::mutex> l(compact_mu_);
+      compact_running_ = false;
+    }
+    compact_cv_.notify_all();
   }
 }
 
@@ -460,12 +466,8 @@ absl::Status Store::RunCompaction(int64_t rev) {
 }
 
 void Store::WaitCompactionIdle() const {
-  absl::MutexLock l(&compact_mu_);
-  compact_mu_.Await(absl::Condition(
-      +[](const Store* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->compact_mu_) {
-        return s->stopping_ || (s->compact_queue_.empty() && !s->compact_running_);
-      },
-      this));
+  std::unique_lock<std::mutex> l(compact_mu_);
+  compact_cv_.wait(l, [this] { return stopping_ || (compact_queue_.empty() && !compact_running_); });
 }
 
 }  // namespace cppetcd::mvcc

@@ -8,11 +8,10 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <mutex>
 #include <utility>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 
 namespace cppetcd::storage {
 namespace {
@@ -34,9 +33,10 @@ std::string_view FromVal(const MDB_val& v) {
 
 }  // namespace
 
+// std::mutex, not absl::Mutex: Debian's abseil is not TSan-instrumented.
 struct Backend::ReadPool {
-  absl::Mutex mu;
-  std::vector<MDB_txn*> txns ABSL_GUARDED_BY(mu);
+  std::mutex mu;
+  std::vector<MDB_txn*> txns;  // guarded by mu
 };
 
 Backend::Backend(std::string path, BackendOptions options)
@@ -89,7 +89,7 @@ void ReadTxn::Release() {
   {  // only read txns get here: WriteTxn ends its txn in its destructor
     mdb_txn_reset(txn);
     Backend::ReadPool* pool = backend_->read_pool_.get();
-    absl::MutexLock l(&pool->mu);
+    std::lock_guard<std::mutex> l(pool->mu);
     if (pool->txns.size() < kMaxPooledReadTxns) {
       pool->txns.push_back(txn);
       return;
@@ -299,7 +299,7 @@ absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(const std::string& path,
 Backend::~Backend() {
   if (env_ == nullptr) return;
   {
-    absl::MutexLock l(&read_pool_->mu);
+    std::lock_guard<std::mutex> l(read_pool_->mu);
     for (MDB_txn* t : read_pool_->txns) mdb_txn_abort(t);
     read_pool_->txns.clear();
   }
@@ -309,7 +309,7 @@ Backend::~Backend() {
 absl::StatusOr<std::unique_ptr<ReadTxn>> Backend::BeginRead() {
   MDB_txn* txn = nullptr;
   {
-    absl::MutexLock l(&read_pool_->mu);
+    std::lock_guard<std::mutex> l(read_pool_->mu);
     if (!read_pool_->txns.empty()) {
       txn = read_pool_->txns.back();
       read_pool_->txns.pop_back();

@@ -14,8 +14,8 @@
 #include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
-#include "absl/synchronization/mutex.h"
 #include "cppetcd/mvcc/revision.h"
+#include "cppetcd/mvcc/rw_mutex.h"
 
 namespace cppetcd::mvcc {
 
@@ -156,7 +156,7 @@ class TreeIndex {
   void ForRange(std::string_view key, std::string_view end, Fn&& fn) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
-  mutable absl::Mutex mu_;
+  mutable RwMutex mu_;
   Tree tree_ ABSL_GUARDED_BY(mu_);
   int64_t compact_rev_ ABSL_GUARDED_BY(mu_) = -1;
 };

@@ -17,6 +17,8 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
+#include <condition_variable>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -26,7 +28,6 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "cppetcd/mvcc/errors.h"
 #include "cppetcd/mvcc/key_index.h"
 #include "cppetcd/mvcc/revision.h"
@@ -244,11 +245,13 @@ class Store {
   std::atomic<int64_t> published_rev_{1};
   std::atomic<int64_t> published_compact_rev_{-1};
 
-  // Compaction worker.
-  mutable absl::Mutex compact_mu_;
-  std::deque<CompactionJob> compact_queue_ ABSL_GUARDED_BY(compact_mu_);
-  bool compact_running_ ABSL_GUARDED_BY(compact_mu_) = false;
-  bool stopping_ ABSL_GUARDED_BY(compact_mu_) = false;
+  // Compaction worker. std::mutex rather than absl::Mutex: Debian's abseil
+  // is not TSan-instrumented (see rw_mutex.h). All guarded by compact_mu_.
+  mutable std::mutex compact_mu_;
+  mutable std::condition_variable compact_cv_;
+  std::deque<CompactionJob> compact_queue_;
+  bool compact_running_ = false;
+  bool stopping_ = false;
   std::atomic<bool> stop_{false};
   std::thread compact_thread_;
 };

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -491,11 +492,11 @@ TEST_F(StoreTest, ConcurrentReadersSeeWholeRevisions) {
   constexpr int kWrites = 150;
   std::atomic<bool> done{false};
   std::atomic<int> failures{0};
-  absl::Mutex mu;
+  std::mutex mu;
   std::string first_failure;
   auto fail = [&](std::string what) {
     if (failures++ == 0) {
-      absl::MutexLock l(&mu);
+      std::lock_guard<std::mutex> l(mu);
       first_failure = std::move(what);
     }
   };
@@ -545,6 +546,7 @@ TEST_F(StoreTest, ConcurrentReadersSeeWholeRevisions) {
   while (reads.load() < 50 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
   done = true;
   for (auto& t : readers) t.join();
+  std::lock_guard<std::mutex> l(mu);
   EXPECT_EQ(failures.load(), 0) << first_failure;
   EXPECT_GE(reads.load(), 50);
 }
