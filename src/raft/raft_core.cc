@@ -242,9 +242,10 @@ bool Raft::AppendEntry(std::vector<raftpb::Entry> es) {
          {{"term", term_}, {"index", li}});
     return false;
   }
-  li = log_.Append(es);
-  prs_.progress.at(id_).MaybeUpdate(li);
-  MaybeCommit();
+  log_.Append(es);
+  // The leader's own acknowledgement counts only once the entries are
+  // persisted (Advance): counting an unpersisted copy could commit an entry
+  // that a crash then loses (thesis §10.2.1).
   return true;
 }
 
@@ -301,6 +302,7 @@ void Raft::TickHeartbeat() {
     if (state_ == StateType::kLeader && lead_transferee_ != kNone) AbortLeaderTransfer();
   }
   if (state_ != StateType::kLeader) return;
+  MaybeHandOver();
   if (heartbeat_elapsed_ >= heartbeat_timeout_) {
     heartbeat_elapsed_ = 0;
     raftpb::Message m;
@@ -333,7 +335,7 @@ void Raft::Reset(uint64_t term) {
     pr.inflights = Inflights(prs_.max_inflight());
     pr.next = last + 1;
     pr.is_learner = learner;
-    if (id == id_) pr.match = last;
+    if (id == id_) pr.match = log_.StableLastIndex();
   }
   pending_conf_index_ = 0;
   uncommitted_size_ = 0;
@@ -576,8 +578,8 @@ absl::Status Raft::StepLeader(raftpb::Message& m) {
     }
     case raftpb::MsgProp: {
       if (m.entries_size() == 0) Fatal("raft: stepped empty MsgProp");
-      // A leader removed from the configuration takes no proposals.
-      if (prs_.progress.count(id_) == 0) return ErrProposalDropped();
+      // A leader removed from the voters (a lame duck) takes no proposals.
+      if (!prs_.config.voters.Contains(id_)) return ErrProposalDropped();
       if (lead_transferee_ != kNone) return ErrProposalDropped();  // §3.10
       for (int i = 0; i < m.entries_size(); ++i) {
         raftpb::Entry* e = m.mutable_entries(i);
@@ -661,6 +663,7 @@ absl::Status Raft::StepLeader(raftpb::Message& m) {
           // More entries may fit in the window now.
           while (MaybeSendAppend(m.from(), false)) {
           }
+          MaybeHandOver();
           auto pit = prs_.progress.find(m.from());
           if (pit != prs_.progress.end() && m.from() == lead_transferee_ && pit->second.match == log_.LastIndex()) {
             Info("sent MsgTimeoutNow after log caught up", {{"id", id_}, {"term", term_}, {"to", m.from()}});
@@ -720,6 +723,24 @@ absl::Status Raft::StepLeader(raftpb::Message& m) {
   }
 }
 
+void Raft::MaybeHandOver() {
+  if (state_ != StateType::kLeader || lead_transferee_ != kNone) return;
+  if (prs_.config.voters.Contains(id_)) return;
+  uint64_t best = kNone, best_match = 0;
+  for (uint64_t id : prs_.VoterNodes()) {
+    auto it = prs_.progress.find(id);
+    if (it != prs_.progress.end() && it->second.match > best_match) {
+      best = id;
+      best_match = it->second.match;
+    }
+  }
+  if (best == kNone || best_match != log_.LastIndex()) return;
+  Info("removed leader transfers leadership", {{"id", id_}, {"term", term_}, {"to", best}});
+  election_elapsed_ = 0;
+  lead_transferee_ = best;
+  SendTimeoutNow(best);
+}
+
 void Raft::RespondToReadIndex(const raftpb::Message& req, uint64_t index) {
   if (req.from() == kNone || req.from() == id_) {
     read_states_.push_back(ReadState{index, req.entries(0).data()});
@@ -735,15 +756,17 @@ void Raft::RespondToReadIndex(const raftpb::Message& req, uint64_t index) {
 
 void Raft::HandleReadIndex(const raftpb::Message& m) {
   if (m.entries_size() != 1) return;
-  if (prs_.IsSingleton()) {
-    // Only this voter: its commit index is up to date by definition.
-    RespondToReadIndex(m, log_.committed());
-    return;
-  }
   // Thesis §6.4 step 1: the leader's commit index is only known to be the
-  // cluster's once it committed an entry of its own term. Hold the request.
+  // cluster's once it committed an entry of its own term (even a single
+  // voter: it may have just taken over with a stale commit index). Hold the
+  // request until then.
   if (!CommittedEntryInCurrentTerm()) {
     pending_read_index_messages_.push_back(m);
+    return;
+  }
+  if (prs_.IsSingleton() && prs_.config.voters.Contains(id_)) {
+    // This leader is the only voter: no one else can have a newer leader.
+    RespondToReadIndex(m, log_.committed());
     return;
   }
   switch (read_only_.option()) {
@@ -791,7 +814,9 @@ absl::Status Raft::StepCandidate(raftpb::Message& m) {
   if (m.type() == my_resp) {
     VoteResult res = Poll(m.from(), m.type(), !m.reject());
     if (res == VoteResult::kWon) {
-      if (state_ == StateType::kPreCandidate) {
+      if (!Promotable()) {
+        BecomeFollower(term_, kNone);
+      } else if (state_ == StateType::kPreCandidate) {
         Campaign(CampaignType::kElection);
       } else {
         BecomeLeader();
@@ -968,20 +993,15 @@ raftpb::ConfState Raft::SwitchToConfig(TrackerConfig cfg, ProgressMap prs) {
   bool ok = it != prs_.progress.end();
   is_learner_ = ok && it->second.is_learner;
   if ((!ok || is_learner_) && state_ == StateType::kLeader) {
-    // Removed (or demoted) leader: hand over to the most up-to-date voter if
-    // it has the whole log, then step down (thesis §4.2.2).
-    uint64_t best = kNone, best_match = 0;
-    for (uint64_t id : prs_.VoterNodes()) {
-      auto pit = prs_.progress.find(id);
-      if (pit != prs_.progress.end() && pit->second.match > best_match) {
-        best = id;
-        best_match = pit->second.match;
-      }
-    }
-    if (best != kNone && best_match == log_.LastIndex()) SendTimeoutNow(best);
-    Info("removed from configuration; stepping down", {{"id", id_}, {"term", term_}});
+    // Removed (or demoted) leader: it keeps replicating as a lame duck so the
+    // remaining members learn that the change committed, takes no proposals,
+    // and hands leadership to a caught-up voter (MaybeHandOver), stepping
+    // down when that voter's higher term reaches it (thesis §4.2.2).
+    Info("removed from configuration; handing over leadership", {{"id", id_}, {"term", term_}});
+  }
+  if ((state_ == StateType::kCandidate || state_ == StateType::kPreCandidate) && !Promotable()) {
+    // A candidate that is no longer a voter abandons its election.
     BecomeFollower(term_, kNone);
-    return cs;
   }
   if (state_ != StateType::kLeader || cs.voters_size() == 0) return cs;
   if (MaybeCommit()) {
@@ -996,6 +1016,7 @@ raftpb::ConfState Raft::SwitchToConfig(TrackerConfig cfg, ProgressMap prs) {
     }
   }
   if (lead_transferee_ != kNone && !prs_.config.voters.Contains(lead_transferee_)) AbortLeaderTransfer();
+  MaybeHandOver();
   return cs;
 }
 
@@ -1020,7 +1041,17 @@ void Raft::Advance(const Ready& rd) {
     }
   }
   ReduceUncommittedSize(rd.committed_entries);
-  if (!rd.entries.empty()) log_.StableTo(rd.entries.back().index(), rd.entries.back().term());
+  if (!rd.entries.empty()) {
+    const raftpb::Entry& last = rd.entries.back();
+    log_.StableTo(last.index(), last.term());
+    if (state_ == StateType::kLeader && log_.MatchTerm(last.index(), last.term())) {
+      auto it = prs_.progress.find(id_);
+      if (it != prs_.progress.end() && it->second.MaybeUpdate(last.index()) && MaybeCommit()) {
+        ReleasePendingReadIndexMessages();
+        BcastAppend();
+      }
+    }
+  }
   if (!IsEmptySnapshot(rd.snapshot)) log_.StableSnapTo(rd.snapshot.metadata().index());
 }
 

@@ -84,6 +84,8 @@ class Raft {
   void BcastHeartbeatWithCtx(const std::string& ctx);
   void SendTimeoutNow(uint64_t to);
   void AbortLeaderTransfer() { lead_transferee_ = kNone; }
+  // A leader no longer a voter hands leadership to a caught-up voter.
+  void MaybeHandOver();
   bool MaybeCommit();
   bool AppendEntry(std::vector<raftpb::Entry> es);
   bool IncreaseUncommittedSize(const std::vector<raftpb::Entry>& es);

@@ -4,6 +4,7 @@
 #ifndef CPPETCD_RAFT_RAFT_LOG_H_
 #define CPPETCD_RAFT_RAFT_LOG_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -62,6 +63,8 @@ class RaftLog {
   uint64_t FirstIndex() const;
   uint64_t LastIndex() const;
   uint64_t LastTerm() const;
+  // Last index known persisted (below the unstable entries).
+  uint64_t StableLastIndex() const { return std::min(LastIndex(), unstable_.offset - 1); }
   // Term of entry i; 0 (ok) for i outside [FirstIndex-1, LastIndex].
   absl::StatusOr<uint64_t> Term(uint64_t i) const;
   // Term of i or 0 on any error.
