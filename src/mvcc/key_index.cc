@@ -161,10 +161,17 @@ void TreeIndex::ForRange(std::string_view key, std::string_view end, Fn&& fn) co
   }
 }
 
-void TreeIndex::Put(std::string_view key, Revision rev, int64_t lease) {
+void TreeIndex::Put(std::string_view key, Revision rev, int64_t lease,
+                    std::optional<KeyAt>* prev, int64_t* prev_lease) {
   WriterLock l(&mu_);
   auto it = tree_.find(key);
-  if (it == tree_.end()) it = tree_.emplace(std::string(key), KeyIndex()).first;
+  if (it == tree_.end()) {
+    it = tree_.emplace(std::string(key), KeyIndex()).first;
+    if (prev != nullptr) prev->reset();
+  } else if (prev != nullptr) {
+    *prev = it->second.Get(rev.main);
+    if (prev_lease != nullptr) *prev_lease = *prev ? it->second.lease() : 0;
+  }
   it->second.Put(rev);
   it->second.set_lease(lease);
 }

@@ -64,7 +64,9 @@ void TxnWrite::Put(std::string_view key, std::string_view value, int64_t lease) 
   const int64_t rev = begin_rev_ + 1;
   const Revision idx_rev{rev, static_cast<int64_t>(changes_.size())};
   int64_t old_lease = 0;
-  auto at = store_->index_.Get(key, rev, &old_lease);
+  std::optional<KeyAt> at;
+  // Index first (one lookup gives the previous state); the record follows.
+  store_->index_.Put(key, idx_rev, lease, &at, &old_lease);
   mvccpb::Event& ev = changes_.emplace_back();
   ev.set_type(mvccpb::Event::PUT);
   mvccpb::KeyValue* kv = ev.mutable_kv();
@@ -75,7 +77,6 @@ void TxnWrite::Put(std::string_view key, std::string_view value, int64_t lease) 
   kv->set_version(at ? at->version + 1 : 1);
   kv->set_lease(lease);
   WriteRecord(idx_rev, /*tombstone=*/false, *kv);
-  store_->index_.Put(key, idx_rev, lease);
   wrote_ = true;
   if (LeaseObserver* lo = store_->options_.lease_observer; lo != nullptr) {
     if (at && old_lease != 0) lo->Detach(key, old_lease);

@@ -99,8 +99,11 @@ class TreeIndex {
  public:
   TreeIndex() = default;
 
-  // Records a put of `key` at `rev` with `lease` (0 none).
-  void Put(std::string_view key, Revision rev, int64_t lease = 0);
+  // Records a put of `key` at `rev` with `lease` (0 none). When `prev` is
+  // given it gets the key's state just before (nullopt if not live) and
+  // *prev_lease its lease: one lookup for the store's put path.
+  void Put(std::string_view key, Revision rev, int64_t lease = 0,
+           std::optional<KeyAt>* prev = nullptr, int64_t* prev_lease = nullptr);
   // Records a delete; false when the key is not live. *lease (optional) gets
   // the lease the key had.
   bool Tombstone(std::string_view key, Revision rev, int64_t* lease = nullptr);
