@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -287,6 +288,41 @@ TEST_F(LessorTest, PromoteSpreadsPiledUpExpiries) {
   EXPECT_EQ(lessor_->ExpiredLeases(5000).size(), 750u);
   clock_.Advance(700ms);
   EXPECT_EQ(lessor_->ExpiredLeases(5000).size(), 500u);
+}
+
+// The apply loop grants, attaches and revokes while an api thread renews and
+// looks up and a timer thread polls expiry (run under TSan by the CI).
+TEST_F(LessorTest, ConcurrentUse) {
+  lessor_->Promote(0ms);
+  constexpr int64_t kLeases = 200;
+  std::thread renewer([&] {
+    for (int round = 0; round < 3; ++round) {
+      for (int64_t id = 1; id <= kLeases; ++id) {
+        auto r = lessor_->Renew(id);
+        EXPECT_TRUE(r.ok() || IsLeaseNotFound(r.status())) << r.status();
+        (void)lessor_->Lookup(id);
+      }
+      (void)lessor_->Leases();
+    }
+  });
+  std::thread poller([&] {
+    for (int i = 0; i < 200; ++i) {
+      (void)lessor_->ExpiredLeases(10);
+      clock_.Advance(100ms);
+    }
+  });
+  for (int64_t id = 1; id <= kLeases; ++id) {
+    ASSERT_TRUE(Grant(id, 5).ok());
+    lessor_->Attach(id, "k" + std::to_string(id));
+    if (id % 3 == 0) {
+      auto keys = Revoke(id);
+      ASSERT_TRUE(keys.ok());
+      EXPECT_THAT(*keys, ElementsAre("k" + std::to_string(id)));
+    }
+  }
+  renewer.join();
+  poller.join();
+  EXPECT_EQ(lessor_->Size(), static_cast<size_t>(kLeases - kLeases / 3));
 }
 
 }  // namespace

@@ -274,6 +274,31 @@ TEST_F(ApplierTest, RangeTable) {
   }
 }
 
+// etcd sorts the whole range only for an explicit sort order (or filters):
+// a non-KEY target with order NONE sorts just the limit + 1 keys fetched in
+// key order, so the key with the smallest mod revision can be missed.
+TEST_F(ApplierTest, RangeSortTargetWithoutOrderSortsOnlyTheFetchedKeys) {
+  ASSERT_TRUE(Put("z", "1").error.ok());  // mod 2
+  ASSERT_TRUE(Put("a", "1").error.ok());  // mod 3
+  ASSERT_TRUE(Put("b", "1").error.ok());  // mod 4
+  RangeRequest r = R("a", kFromKey);
+  r.set_sort_target(RangeRequest::MOD);
+  r.set_limit(1);
+  auto resp = applier_->Range(r);
+  ASSERT_TRUE(resp.ok());
+  EXPECT_THAT(Keys(resp->kvs()), ElementsAre("a"));
+  EXPECT_TRUE(resp->more());
+  r.set_sort_order(RangeRequest::ASCEND);
+  resp = applier_->Range(r);
+  ASSERT_TRUE(resp.ok());
+  EXPECT_THAT(Keys(resp->kvs()), ElementsAre("z"));
+  r.set_sort_order(RangeRequest::NONE);
+  r.set_limit(0);
+  resp = applier_->Range(r);
+  ASSERT_TRUE(resp.ok());
+  EXPECT_THAT(Keys(resp->kvs()), ElementsAre("z", "a", "b"));
+}
+
 TEST_F(ApplierTest, RangeValuesKeysOnlyAndErrors) {
   Seed();
   mvccpb::KeyValue a = Get("a");
