@@ -5,7 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -108,6 +108,61 @@ void KillAndReap(pid_t pid, CommandResult* r) {
   WaitPidFor(pid, std::chrono::seconds(10), r != nullptr ? r : &ignored);
 }
 
+// Starts argv[0] (absolute path) with `env` as its whole environment and
+// the given descriptors as stdin/stdout/stderr, in its own process group.
+// The child gets SIGKILL if the test process dies (PR_SET_PDEATHSIG), so a
+// test killed by CTest's timeout leaves no server behind. Only
+// async-signal-safe calls run between fork and exec. Call from a thread that
+// outlives the child: the death signal follows the forking thread.
+absl::StatusOr<pid_t> SpawnChild(std::vector<std::string> argv, std::vector<std::string> env,
+                            int in_fd, int out_fd, int err_fd) {
+  auto cargs = CStrings(argv);
+  auto cenv = CStrings(env);
+  const pid_t parent = ::getpid();
+  int status_pipe[2];  // carries errno of a failed exec; closed on success
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int e = errno;
+    ::close(status_pipe[0]);
+    ::close(status_pipe[1]);
+    return absl::InternalError(absl::StrCat("fork: ", std::strerror(e)));
+  }
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    if (::dup2(in_fd, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) ::_exit(127);
+    ::execve(cargs[0], cargs.data(), cenv.data());
+    int e = errno;
+    ssize_t ignored = ::write(status_pipe[1], &e, sizeof(e));
+    (void)ignored;
+    ::_exit(127);
+  }
+  ::close(status_pipe[1]);
+  int child_errno = 0;
+  ssize_t n = -1;
+  for (int i = 0; i < 100; ++i) {
+    n = ::read(status_pipe[0], &child_errno, sizeof(child_errno));
+    if (n >= 0 || errno != EINTR) break;
+  }
+  ::close(status_pipe[0]);
+  if (n == static_cast<ssize_t>(sizeof(child_errno))) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return absl::InternalError(
+        absl::StrCat("exec ", argv[0], ": ", std::strerror(child_errno)));
+  }
+  return pid;
+}
+
+// Opens `path` for the child's use (not inherited by other children).
+int OpenForChild(const std::string& path, int flags) {
+  return ::open(path.c_str(), flags | O_CLOEXEC, 0644);
+}
+
 }  // namespace
 
 std::string ServerBinary() {
@@ -187,34 +242,18 @@ CommandResult RunCommand(const std::vector<std::string>& argv, const std::string
     r.err = absl::StrCat("pipe: ", std::strerror(errno));
     return r;
   }
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in_pipe[0], 0);
-  posix_spawn_file_actions_adddup2(&fa, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attr, 0);
-
-  std::vector<std::string> args = argv;
-  std::vector<std::string> envs = BuildEnv(env);
-  auto cargs = CStrings(args);
-  auto cenv = CStrings(envs);
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, args[0].c_str(), &fa, &attr, cargs.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
+  auto spawned = SpawnChild(argv, BuildEnv(env), in_pipe[0], out_pipe[1], err_pipe[1]);
   ::close(in_pipe[0]);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
-  if (rc != 0) {
+  if (!spawned.ok()) {
     ::close(in_pipe[1]);
     ::close(out_pipe[0]);
     ::close(err_pipe[0]);
-    r.err = absl::StrCat("posix_spawn ", args[0], ": ", std::strerror(rc));
+    r.err = std::string(spawned.status().message());
     return r;
   }
+  const pid_t pid = *spawned;
 
   // Feed stdin and drain stdout/stderr until both close or the deadline.
   ::fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
@@ -309,28 +348,18 @@ absl::StatusOr<std::unique_ptr<BackgroundCommand>> BackgroundCommand::Start(
   int n = counter.fetch_add(1);
   cmd->out_path_ = absl::StrCat(output_dir, "/bg-", n, ".out");
   cmd->err_path_ = absl::StrCat(output_dir, "/bg-", n, ".err");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, cmd->out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  posix_spawn_file_actions_addopen(&fa, 2, cmd->err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attr, 0);
-  std::vector<std::string> args = argv;
-  std::vector<std::string> envs = BuildEnv(env);
-  auto cargs = CStrings(args);
-  auto cenv = CStrings(envs);
-  int rc = ::posix_spawn(&cmd->pid_, args[0].c_str(), &fa, &attr, cargs.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    cmd->pid_ = -1;
-    return absl::InternalError(absl::StrCat("posix_spawn ", args[0], ": ", std::strerror(rc)));
+  int in_fd = OpenForChild("/dev/null", O_RDONLY);
+  int out_fd = OpenForChild(cmd->out_path_, O_WRONLY | O_CREAT | O_TRUNC);
+  int err_fd = OpenForChild(cmd->err_path_, O_WRONLY | O_CREAT | O_TRUNC);
+  absl::StatusOr<pid_t> spawned = absl::InternalError(absl::StrCat("open: ", std::strerror(errno)));
+  if (in_fd >= 0 && out_fd >= 0 && err_fd >= 0) {
+    spawned = SpawnChild(argv, BuildEnv(env), in_fd, out_fd, err_fd);
   }
+  for (int fd : {in_fd, out_fd, err_fd}) {
+    if (fd >= 0) ::close(fd);
+  }
+  if (!spawned.ok()) return spawned.status();
+  cmd->pid_ = *spawned;
   return cmd;
 }
 
@@ -453,32 +482,21 @@ absl::Status ServerProcess::Spawn() {
   };
   args.insert(args.end(), options_.extra_flags.begin(), options_.extra_flags.end());
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, options_.log_path.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attr, 0);
-  std::vector<std::string> envs = BuildEnv({});
-  auto cargs = CStrings(args);
-  auto cenv = CStrings(envs);
   {
     std::ofstream log(options_.log_path, std::ios::app);
     log << "=== harness: starting";
     for (const auto& a : args) log << ' ' << a;
     log << "\n";
   }
-  int rc = ::posix_spawn(&pid_, args[0].c_str(), &fa, &attr, cargs.data(), cenv.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    pid_ = -1;
-    return absl::InternalError(absl::StrCat("posix_spawn ", args[0], ": ", std::strerror(rc)));
+  int in_fd = OpenForChild("/dev/null", O_RDONLY);
+  int log_fd = OpenForChild(options_.log_path, O_WRONLY | O_CREAT | O_APPEND);
+  absl::StatusOr<pid_t> spawned = absl::InternalError(absl::StrCat("open: ", std::strerror(errno)));
+  if (in_fd >= 0 && log_fd >= 0) spawned = SpawnChild(args, BuildEnv({}), in_fd, log_fd, log_fd);
+  for (int fd : {in_fd, log_fd}) {
+    if (fd >= 0) ::close(fd);
   }
+  if (!spawned.ok()) return spawned.status();
+  pid_ = *spawned;
   return absl::OkStatus();
 }
 
