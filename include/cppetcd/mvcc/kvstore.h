@@ -63,7 +63,10 @@ struct HashResult {
 };
 
 // Told about the lease of every key the store writes; implemented by the
-// server over the lessor. Called on the apply thread (and from Open).
+// server over the lessor. Called on the apply thread, inside TxnWrite::Put /
+// DeleteRange (a put detaches the key's previous lease, if any, then attaches
+// the new one, if any; a delete detaches), and from Open for every live key
+// with a lease. Must not call back into the store.
 class LeaseObserver {
  public:
   virtual ~LeaseObserver() = default;
@@ -84,7 +87,10 @@ struct StoreOptions {
 class Store;
 
 // One write request: all its changes share main revision Rev(). Apply loop
-// only; not thread-safe. Destroying it without End() ends it.
+// only; not thread-safe. Destroying it without End() ends it. A backend
+// failure while writing (e.g. the map is full) is fatal: the index already
+// holds the change, so the apply loop cannot continue consistently (keep a
+// quota below the map size, as etcd's NOSPACE alarm does).
 class TxnWrite {
  public:
   ~TxnWrite();
@@ -145,7 +151,8 @@ class Store {
   static absl::StatusOr<std::unique_ptr<Store>> Open(storage::Backend* backend,
                                                      StoreOptions options);
   // Stops the compaction thread (an unfinished compaction resumes at the
-  // next Open; its future completes with Cancelled).
+  // next Open; its future completes with Cancelled). The destroying thread
+  // must not hold a backend write txn (the worker may be waiting for it).
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -153,9 +160,11 @@ class Store {
   // etcd v3 API Range at a published revision. Key range: `end` empty = the
   // key alone; `end` "\0" = every key >= key; else [key, end). Results in key
   // order; kvs truncated to limit while count counts every matching key;
-  // count_only returns no kvs. result.rev = current revision.
+  // count_only returns no kvs. result.rev = the published revision the read
+  // ran against (options.rev <= 0 reads at it).
   // Errors: ErrFutureRev (options.rev > current), ErrCompacted
-  // (options.rev < compact revision). Any thread.
+  // (options.rev < compact revision; never for a read at the current
+  // revision). Any thread, concurrently with the apply loop.
   absl::StatusOr<RangeResult> Range(std::string_view key, std::string_view end,
                                     RangeOptions options) const;
 

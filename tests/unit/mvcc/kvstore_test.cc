@@ -454,6 +454,31 @@ TEST_F(StoreTest, RestartRebuildsExactly) {
   EXPECT_EQ(hash2->hash, hash->hash);
 }
 
+// Compact and later requests in one backend batch: the requests see the
+// compaction at once; readers only after OnCommit.
+TEST_F(StoreTest, CompactInsideABatch) {
+  for (int i = 0; i < 5; ++i) Put("k", std::to_string(i));  // 2..6
+  auto btx = *backend_->BeginWrite();
+  auto f = store_->Compact(btx.get(), 4);
+  ASSERT_TRUE(f.ok());
+  {
+    auto tw = store_->Write(btx.get());
+    EXPECT_TRUE(IsCompacted(tw->Range("k", "", {.rev = 3}).status()));
+    auto at4 = tw->Range("k", "", {.rev = 4});
+    ASSERT_TRUE(at4.ok());
+    EXPECT_EQ(at4->kvs[0].value(), "2");
+    tw->Put("k", "new", 0);  // 7
+    tw->End();
+  }
+  EXPECT_EQ(store_->Range("k", "", {.rev = 3})->kvs[0].value(), "1");  // not yet published
+  ASSERT_TRUE(btx->Commit().ok());
+  store_->OnCommit();
+  EXPECT_TRUE(IsCompacted(store_->Range("k", "", {.rev = 3}).status()));
+  ASSERT_TRUE(f->get().ok());
+  EXPECT_EQ(KeyBucketEntries(), 4u);  // 4, 5, 6, 7
+  EXPECT_EQ(MustRange("k", "").kvs[0].version(), 6);
+}
+
 // Hash values produced by etcd 3.4.23 for the same history (etcdctl endpoint
 // hashkv): the hash is comparable across cppetcd and etcd members.
 TEST_F(StoreTest, HashByRevMatchesEtcd) {
