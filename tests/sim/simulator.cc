@@ -476,7 +476,19 @@ void Simulation::Transfer() {
 
 void Simulation::Partition() {
   group_.clear();
-  for (auto& [id, n] : nodes_) group_[id] = static_cast<int>(rng_.Uniform(2));
+  SimNode* l = Leader();
+  if (l != nullptr && rng_.Chance(0.6)) {
+    // Cut the leader off with a minority: the classic stale-leader setup.
+    for (auto& [id, n] : nodes_) group_[id] = 0;
+    group_[l->id] = 1;
+    if (nodes_.size() >= 5 && rng_.Chance(0.5)) {
+      auto it = nodes_.begin();
+      std::advance(it, static_cast<ptrdiff_t>(rng_.Uniform(nodes_.size())));
+      group_[it->first] = 1;
+    }
+  } else {
+    for (auto& [id, n] : nodes_) group_[id] = static_cast<int>(rng_.Uniform(2));
+  }
   std::vector<std::string> parts;
   for (auto& [id, g] : group_) parts.push_back(absl::StrCat(id, ":", g));
   Trace(absl::StrCat("partition ", absl::StrJoin(parts, " ")));
@@ -631,11 +643,13 @@ Result Simulation::Run() {
       if (opts_.conf_changes) ConfChange();
     } else if (r < 850) {
       Transfer();
-    } else if (r < 865) {
+    } else if (r < 870) {
       Partition();
     } else if (r < 895) {
-      if (!group_.empty()) Trace("heal");
-      group_.clear();
+      if (!group_.empty() && rng_.Chance(0.3)) {  // partitions last a while
+        Trace("heal");
+        group_.clear();
+      }
     } else if (r < 905) {
       // Crash a live node, keeping a majority of the initial nodes up.
       int down = 0;
