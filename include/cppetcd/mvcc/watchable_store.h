@@ -19,13 +19,16 @@
 #define CPPETCD_MVCC_WATCHABLE_STORE_H_
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -37,7 +40,6 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "mvccpb/kv.pb.h"
 #include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
@@ -202,7 +204,7 @@ class WatchStream {
   // The streams' way to their store; store becomes null when the store is
   // destroyed (writer lock), so a stream may outlive it.
   struct StoreLink {
-    absl::Mutex mu;  // before WatchableStore::mu_ in lock order
+    std::shared_mutex mu;  // before WatchableStore::mu_ in lock order
     WatchableStore* store ABSL_GUARDED_BY(mu) = nullptr;
   };
 
@@ -231,12 +233,13 @@ class WatchStream {
   size_t unsynced_count_ = 0;          // watchers not in the synced group
   std::chrono::steady_clock::time_point next_progress_at_{};
 
-  mutable absl::Mutex qmu_;  // after WatchableStore::mu_ in lock order
+  mutable std::mutex qmu_;  // after WatchableStore::mu_ in lock order
   std::deque<Queued> queue_ ABSL_GUARDED_BY(qmu_);
   size_t capacity_used_ ABSL_GUARDED_BY(qmu_) = 0;  // queued responses that count
   bool saw_full_ ABSL_GUARDED_BY(qmu_) = false;     // an Enqueue was refused
 
-  absl::Mutex nmu_;  // notify-in-flight protocol with Close
+  std::mutex nmu_;  // notify-in-flight protocol with Close
+  std::condition_variable notify_cv_;  // notify_in_flight_ dropped to 0
   bool notify_closed_ ABSL_GUARDED_BY(nmu_) = false;
   int notify_in_flight_ ABSL_GUARDED_BY(nmu_) = 0;
 };
@@ -303,8 +306,8 @@ class WatchableStore {
   static void RunNotify(const std::vector<WatchStream*>& streams);
   std::chrono::steady_clock::time_point NextProgressAtLocked(
       std::chrono::steady_clock::time_point now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static bool Wakeable(WatchableStore* s);
   void Kick();  // wakes the catch-up thread
+  void KickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::shared_ptr<WatchStream::StoreLink> link_;  // shared with the streams
   std::unique_ptr<WatchSource> owned_source_;
@@ -312,7 +315,10 @@ class WatchableStore {
   const WatchOptions options_;
   util::Clock* const clock_;
 
-  mutable absl::Mutex mu_;
+  // std::mutex rather than absl::Mutex: Debian's abseil is not built with
+  // TSan, which then cannot see absl::Mutex ordering.
+  mutable std::mutex mu_;
+  std::condition_variable sync_cv_;  // wakes the catch-up thread
   int64_t observed_rev_ ABSL_GUARDED_BY(mu_) = 0;  // last revision fanned out
   std::unique_ptr<watch_internal::Groups> groups_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<WatchStream*> streams_ ABSL_GUARDED_BY(mu_);

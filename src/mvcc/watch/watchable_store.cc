@@ -2,10 +2,11 @@
 
 #include <algorithm>
 #include <limits>
+#include <mutex>
+#include <shared_mutex>
 #include <random>
 #include <utility>
 
-#include "absl/time/time.h"
 #include "src/mvcc/watch/watcher.h"
 
 namespace cppetcd::mvcc {
@@ -77,10 +78,10 @@ absl::StatusOr<int64_t> WatchStream::Watch(int64_t watch_id, std::string key, st
     range.end = std::move(end);
   }
 
-  absl::ReaderMutexLock ll(&link_->mu);
+  std::shared_lock<std::shared_mutex> ll(link_->mu);
   WatchableStore* store = link_->store;
   if (store == nullptr) return ErrWatchStreamClosed();
-  absl::MutexLock l(&store->mu_);
+  std::lock_guard<std::mutex> l(store->mu_);
   if (closed_) return ErrWatchStreamClosed();
   int64_t id = watch_id;
   if (id == 0) {
@@ -107,16 +108,16 @@ absl::StatusOr<int64_t> WatchStream::Watch(int64_t watch_id, std::string key, st
 absl::Status WatchStream::Cancel(int64_t watch_id) {
   std::vector<WatchStream*> notify;
   {
-    absl::ReaderMutexLock ll(&link_->mu);
+    std::shared_lock<std::shared_mutex> ll(link_->mu);
     WatchableStore* store = link_->store;
     if (store == nullptr) return ErrWatcherNotExist();
-    absl::MutexLock l(&store->mu_);
+    std::lock_guard<std::mutex> l(store->mu_);
     auto it = watchers_.find(watch_id);
     if (closed_ || it == watchers_.end()) return ErrWatcherNotExist();
     std::shared_ptr<Watcher> w = it->second;
     store->RemoveWatcherLocked(w);
     {
-      absl::MutexLock q(&qmu_);
+      std::lock_guard<std::mutex> q(qmu_);
       for (auto i = queue_.begin(); i != queue_.end();) {
         if (i->response.watch_id == watch_id) {
           if (i->counted) --capacity_used_;
@@ -127,7 +128,7 @@ absl::Status WatchStream::Cancel(int64_t watch_id) {
       }
       if (saw_full_ && capacity_used_ < capacity_) {
         saw_full_ = false;
-        store->kick_ = true;
+        store->KickLocked();
       }
     }
     store->MaybeProgressAllLocked(this, &notify);
@@ -139,10 +140,10 @@ absl::Status WatchStream::Cancel(int64_t watch_id) {
 void WatchStream::RequestProgress(int64_t watch_id) {
   std::vector<WatchStream*> notify;
   {
-    absl::ReaderMutexLock ll(&link_->mu);
+    std::shared_lock<std::shared_mutex> ll(link_->mu);
     WatchableStore* store = link_->store;
     if (store == nullptr) return;
-    absl::MutexLock l(&store->mu_);
+    std::lock_guard<std::mutex> l(store->mu_);
     auto it = watchers_.find(watch_id);
     if (it == watchers_.end()) return;
     store->ProgressLocked(it->second.get(), &notify);
@@ -153,10 +154,10 @@ void WatchStream::RequestProgress(int64_t watch_id) {
 void WatchStream::RequestProgressAll() {
   std::vector<WatchStream*> notify;
   {
-    absl::ReaderMutexLock ll(&link_->mu);
+    std::shared_lock<std::shared_mutex> ll(link_->mu);
     WatchableStore* store = link_->store;
     if (store == nullptr) return;
-    absl::MutexLock l(&store->mu_);
+    std::lock_guard<std::mutex> l(store->mu_);
     if (closed_) return;
     progress_all_pending_ = true;
     store->MaybeProgressAllLocked(this, &notify);
@@ -167,10 +168,10 @@ void WatchStream::RequestProgressAll() {
 void WatchStream::ProgressNotifyAll() {
   std::vector<WatchStream*> notify;
   {
-    absl::ReaderMutexLock ll(&link_->mu);
+    std::shared_lock<std::shared_mutex> ll(link_->mu);
     WatchableStore* store = link_->store;
     if (store == nullptr) return;
-    absl::MutexLock l(&store->mu_);
+    std::lock_guard<std::mutex> l(store->mu_);
     store->ProgressNotifyStreamLocked(this, &notify);
   }
   WatchableStore::RunNotify(notify);
@@ -180,7 +181,7 @@ std::vector<WatchResponse> WatchStream::Poll(size_t max) {
   std::vector<Queued> taken;
   bool wake = false;
   {
-    absl::MutexLock q(&qmu_);
+    std::lock_guard<std::mutex> q(qmu_);
     size_t n = (max == 0) ? queue_.size() : std::min(max, queue_.size());
     taken.reserve(n);
     for (size_t i = 0; i < n; ++i) {
@@ -194,7 +195,7 @@ std::vector<WatchResponse> WatchStream::Poll(size_t max) {
     }
   }
 
-  absl::ReaderMutexLock ll(&link_->mu);
+  std::shared_lock<std::shared_mutex> ll(link_->mu);
   WatchableStore* store = link_->store;
   if (store != nullptr && wake) store->Kick();
   std::vector<WatchResponse> out;
@@ -217,37 +218,36 @@ std::vector<WatchResponse> WatchStream::Poll(size_t max) {
 }
 
 int64_t WatchStream::Rev() const {
-  absl::ReaderMutexLock ll(&link_->mu);
+  std::shared_lock<std::shared_mutex> ll(link_->mu);
   WatchableStore* store = link_->store;
   if (store == nullptr) return 0;
-  absl::MutexLock l(&store->mu_);
+  std::lock_guard<std::mutex> l(store->mu_);
   return store->observed_rev_;
 }
 
 void WatchStream::Close() {
   {
-    absl::ReaderMutexLock ll(&link_->mu);
+    std::shared_lock<std::shared_mutex> ll(link_->mu);
     WatchableStore* store = link_->store;
     if (store != nullptr) {
-      absl::MutexLock l(&store->mu_);
+      std::lock_guard<std::mutex> l(store->mu_);
       store->DetachStreamLocked(this);
     }
   }
   {
-    absl::MutexLock q(&qmu_);
+    std::lock_guard<std::mutex> q(qmu_);
     queue_.clear();
     capacity_used_ = 0;
     saw_full_ = false;
   }
-  absl::MutexLock n(&nmu_);
+  std::unique_lock<std::mutex> n(nmu_);
   notify_closed_ = true;
-  nmu_.Await(absl::Condition(
-      +[](int* in_flight) { return *in_flight == 0; }, &notify_in_flight_));
+  notify_cv_.wait(n, [this] { return notify_in_flight_ == 0; });
 }
 
 bool WatchStream::Enqueue(WatchResponse response, bool fill_prev_kv, bool force,
                           bool* need_notify) {
-  absl::MutexLock q(&qmu_);
+  std::lock_guard<std::mutex> q(qmu_);
   if (!force && capacity_used_ >= capacity_) {
     saw_full_ = true;
     return false;
@@ -259,7 +259,7 @@ bool WatchStream::Enqueue(WatchResponse response, bool fill_prev_kv, bool force,
 }
 
 bool WatchStream::QueueFull() {
-  absl::MutexLock q(&qmu_);
+  std::lock_guard<std::mutex> q(qmu_);
   if (capacity_used_ >= capacity_) {
     saw_full_ = true;  // Poll will wake the catch-up thread
     return true;
@@ -268,7 +268,7 @@ bool WatchStream::QueueFull() {
 }
 
 bool WatchStream::ReserveNotify() {
-  absl::MutexLock n(&nmu_);
+  std::unique_lock<std::mutex> n(nmu_);
   if (notify_closed_ || !notify_) return false;
   ++notify_in_flight_;
   return true;
@@ -276,8 +276,8 @@ bool WatchStream::ReserveNotify() {
 
 void WatchStream::RunReservedNotify() {
   notify_();
-  absl::MutexLock n(&nmu_);
-  --notify_in_flight_;
+  std::unique_lock<std::mutex> n(nmu_);
+  if (--notify_in_flight_ == 0) notify_cv_.notify_all();
 }
 
 // ---------------------------------------------------------------------------
@@ -293,18 +293,18 @@ WatchableStore::WatchableStore(WatchSource* source, WatchOptions options)
 void WatchableStore::Init() {
   link_ = std::make_shared<WatchStream::StoreLink>();
   {
-    absl::MutexLock ll(&link_->mu);
+    std::unique_lock<std::shared_mutex> ll(link_->mu);
     link_->store = this;
   }
   {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     groups_ = std::make_unique<Groups>();
   }
   source_->SetCommitObserver([this](int64_t rev, const std::vector<mvccpb::Event>& events) {
     OnCommit(rev, events);
   });
   {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     observed_rev_ = std::max(observed_rev_, source_->Rev());
   }
   sync_thread_ = std::thread([this] { SyncLoop(); });
@@ -313,15 +313,16 @@ void WatchableStore::Init() {
 WatchableStore::~WatchableStore() {
   source_->SetCommitObserver(nullptr);
   {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     stop_ = true;
+    sync_cv_.notify_one();
   }
   if (sync_thread_.joinable()) sync_thread_.join();
   // Streams may outlive the store: cut them off (waits for their calls in
   // progress); afterwards they behave as closed.
-  absl::MutexLock ll(&link_->mu);
+  std::unique_lock<std::shared_mutex> ll(link_->mu);
   link_->store = nullptr;
-  absl::MutexLock l(&mu_);
+  std::lock_guard<std::mutex> l(mu_);
   while (!streams_.empty()) DetachStreamLocked(*streams_.begin());
 }
 
@@ -338,24 +339,24 @@ void WatchableStore::DetachStreamLocked(WatchStream* s) {
 std::unique_ptr<WatchStream> WatchableStore::NewWatchStream(std::function<void()> notify) {
   std::unique_ptr<WatchStream> s(
       new WatchStream(link_, options_.stream_queue_capacity, std::move(notify)));
-  absl::MutexLock l(&mu_);
+  std::lock_guard<std::mutex> l(mu_);
   streams_.insert(s.get());
   s->next_progress_at_ = NextProgressAtLocked(clock_->Now());
   return s;
 }
 
 int64_t WatchableStore::Rev() const {
-  absl::MutexLock l(&mu_);
+  std::lock_guard<std::mutex> l(mu_);
   return observed_rev_;
 }
 
 size_t WatchableStore::SyncedCount() const {
-  absl::MutexLock l(&mu_);
+  std::lock_guard<std::mutex> l(mu_);
   return groups_->synced.size();
 }
 
 size_t WatchableStore::UnsyncedCount() const {
-  absl::MutexLock l(&mu_);
+  std::lock_guard<std::mutex> l(mu_);
   return groups_->unsynced.size() + groups_->syncing;
 }
 
@@ -386,7 +387,7 @@ void WatchableStore::AddWatcherLocked(const WatcherPtr& w) {
   w->state = WatcherState::kUnsynced;
   groups_->unsynced[w.get()] = w;
   ++w->stream->unsynced_count_;
-  kick_ = true;
+  KickLocked();
 }
 
 void WatchableStore::RemoveWatcherLocked(const WatcherPtr& w) {
@@ -444,14 +445,19 @@ void WatchableStore::ProgressNotifyStreamLocked(WatchStream* s,
 }
 
 void WatchableStore::Kick() {
-  absl::MutexLock l(&mu_);
+  std::lock_guard<std::mutex> l(mu_);
+  KickLocked();
+}
+
+void WatchableStore::KickLocked() {
   kick_ = true;
+  sync_cv_.notify_one();
 }
 
 void WatchableStore::OnCommit(int64_t rev, const std::vector<mvccpb::Event>& events) {
   std::vector<WatchStream*> notify;
   {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     if (rev <= observed_rev_) return;  // seen at construction
     observed_rev_ = rev;
     if (groups_->synced.empty() || events.empty()) return;
@@ -487,14 +493,13 @@ void WatchableStore::OnCommit(int64_t rev, const std::vector<mvccpb::Event>& eve
   RunNotify(notify);
 }
 
-bool WatchableStore::Wakeable(WatchableStore* s) { return s->kick_ || s->stop_; }
-
 void WatchableStore::SyncLoop() {
   while (true) {
     {
-      absl::MutexLock l(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&WatchableStore::Wakeable, this),
-                           absl::FromChrono(options_.sync_interval));
+      std::unique_lock<std::mutex> l(mu_);
+      sync_cv_.wait_for(l, options_.sync_interval, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return kick_ || stop_;
+      });
       if (stop_) return;
       kick_ = false;
     }
@@ -511,7 +516,7 @@ bool WatchableStore::SyncOnce() {
   int64_t min_rev = std::numeric_limits<int64_t>::max();
   bool more = false;
   {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     if (groups_->unsynced.empty()) return false;
     cur = observed_rev_;
     const int64_t compact_rev = source_->CompactRev();
@@ -590,7 +595,7 @@ bool WatchableStore::SyncOnce() {
   }
 
   {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     groups_->syncing = 0;
     for (WatcherPtr& w : chosen) {
       if (w->state == WatcherState::kRemoved) continue;
@@ -637,7 +642,7 @@ void WatchableStore::ProgressTimer() {
   const auto now = clock_->Now();
   std::vector<WatchStream*> notify;
   {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     for (WatchStream* s : streams_) {
       if (now < s->next_progress_at_) continue;
       ProgressNotifyStreamLocked(s, &notify);

@@ -9,7 +9,9 @@
 #include <utility>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
+#include <mutex>
+
+#include "absl/base/thread_annotations.h"
 #include "cppetcd/mvcc/watchable_store.h"
 
 namespace cppetcd::mvcc::testing {
@@ -23,22 +25,22 @@ class FakeSource : public WatchSource {
   };
 
   int64_t Rev() const override {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     return rev_;
   }
   int64_t CompactRev() const override {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     return compact_rev_;
   }
   void SetCommitObserver(CommitObserver observer) override {
-    absl::MutexLock l(&observer_mu_);
+    std::lock_guard<std::mutex> l(observer_mu_);
     observer_ = std::move(observer);
   }
   absl::Status ReadEvents(int64_t from_rev, int64_t to_rev, size_t max_events,
                           absl::FunctionRef<void(const mvccpb::Event&)> fn) const override {
     std::vector<mvccpb::Event> out;
     {
-      absl::MutexLock l(&mu_);
+      std::lock_guard<std::mutex> l(mu_);
       ++read_calls_;
       if (from_rev < compact_rev_) {
         return absl::OutOfRangeError("mvcc: required revision has been compacted");
@@ -58,7 +60,7 @@ class FakeSource : public WatchSource {
   }
   absl::StatusOr<std::optional<mvccpb::KeyValue>> Get(std::string_view key,
                                                       int64_t rev) const override {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     if (rev < compact_rev_) {
       return absl::OutOfRangeError("mvcc: required revision has been compacted");
     }
@@ -80,7 +82,7 @@ class FakeSource : public WatchSource {
     std::vector<mvccpb::Event> events;
     int64_t rev;
     {
-      absl::MutexLock l(&mu_);
+      std::lock_guard<std::mutex> l(mu_);
       rev = rev_ + 1;
       for (const Op& op : ops) {
         mvccpb::Event ev;
@@ -114,7 +116,7 @@ class FakeSource : public WatchSource {
       rev_ = rev;
     }
     // As Store::OnCommit: published, then observed, on the writer's thread.
-    absl::MutexLock l(&observer_mu_);
+    std::lock_guard<std::mutex> l(observer_mu_);
     if (observer_) observer_(rev, events);
     return rev;
   }
@@ -125,7 +127,7 @@ class FakeSource : public WatchSource {
 
   // Drops history below `rev` (watchers below it are canceled).
   void Compact(int64_t rev) {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     compact_rev_ = rev;
     std::vector<mvccpb::Event> kept;
     for (auto& ev : history_) {
@@ -135,19 +137,19 @@ class FakeSource : public WatchSource {
   }
 
   int ReadCalls() const {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     return read_calls_;
   }
 
  private:
-  mutable absl::Mutex mu_;
+  mutable std::mutex mu_;
   int64_t rev_ ABSL_GUARDED_BY(mu_) = 1;  // as Store: 1 for an empty store
   int64_t compact_rev_ ABSL_GUARDED_BY(mu_) = -1;
   std::vector<mvccpb::Event> history_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, mvccpb::KeyValue> live_ ABSL_GUARDED_BY(mu_);
   mutable int read_calls_ ABSL_GUARDED_BY(mu_) = 0;
 
-  absl::Mutex observer_mu_;  // the "apply thread": one writer at a time
+  std::mutex observer_mu_;  // the "apply thread": one writer at a time
   CommitObserver observer_ ABSL_GUARDED_BY(observer_mu_);
 };
 

@@ -4,40 +4,68 @@
 #define CPPETCD_TESTS_UNIT_MVCC_WATCH_WATCH_TEST_UTIL_H_
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <functional>
 #include <memory>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cppetcd/mvcc/watchable_store.h"
+#include "cppetcd/util/clock.h"
 
 namespace cppetcd::mvcc::testing {
+
+// A hand-driven clock like util::FakeClock, but on std::mutex: Debian's
+// abseil is not TSan-instrumented, so TSan cannot see absl::Mutex ordering
+// when the catch-up thread reads the clock.
+class TestClock final : public util::Clock {
+ public:
+  TimePoint Now() const override {
+    std::lock_guard<std::mutex> l(mu_);
+    return now_;
+  }
+  int64_t WallMillis() const override {
+    std::lock_guard<std::mutex> l(mu_);
+    return wall_ms_;
+  }
+  void Advance(std::chrono::nanoseconds d) {
+    std::lock_guard<std::mutex> l(mu_);
+    now_ += d;
+    wall_ms_ += std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  TimePoint now_{std::chrono::hours(1)};
+  int64_t wall_ms_ = 1'700'000'000'000;
+};
 
 // Counts notify() calls; Wait blocks until one arrives or the slice ends.
 class NotifyCounter {
  public:
   std::function<void()> Callback() {
     return [this] {
-      absl::MutexLock l(&mu_);
+      std::lock_guard<std::mutex> l(mu_);
       ++count_;
+      cv_.notify_all();
     };
   }
   int Count() const {
-    absl::MutexLock l(&mu_);
+    std::lock_guard<std::mutex> l(mu_);
     return count_;
   }
   // Waits until the count exceeds `seen` or `slice` passes.
   void WaitPast(int seen, absl::Duration slice) {
-    absl::MutexLock l(&mu_);
-    auto past = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return count_ > seen; };
-    mu_.AwaitWithTimeout(absl::Condition(&past), slice);
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait_for(l, absl::ToChronoMilliseconds(slice), [&] { return count_ > seen; });
   }
 
  private:
-  mutable absl::Mutex mu_;
-  int count_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int count_ = 0;
 };
 
 // A stream with its notify counter and everything polled so far.

@@ -426,7 +426,7 @@ TEST_F(WatchableStoreTest, RequestProgressAllWaitsForSync) {
 }
 
 TEST_F(WatchableStoreTest, PeriodicProgressNotifyOnFakeClock) {
-  util::FakeClock clock;
+  testing::TestClock clock;
   WatchOptions o = TestOptions();
   o.clock = &clock;
   o.progress_notify_interval = std::chrono::minutes(10);
