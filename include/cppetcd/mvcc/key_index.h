@@ -29,7 +29,11 @@ struct Generation {
   int64_t version = 0;       // number of puts in this generation (kept across compaction)
   Revision created;          // the revision that created this generation
   std::vector<Revision> revs;  // ascending
-  bool operator==(const Generation&) const = default;
+  // Equal histories. `created.sub` is not compared: an index rebuilt after
+  // compaction knows only the stored create_revision (main), as etcd's.
+  bool operator==(const Generation& o) const {
+    return version == o.version && created.main == o.created.main && revs == o.revs;
+  }
 };
 
 // What Get returns: the key's state at a revision.
