@@ -267,6 +267,7 @@ absl::StatusOr<std::string> Env::ReadFileToString(const std::string& path) {
   auto file = NewSequentialFile(path);
   if (!file.ok()) return file.status();
   std::string out, chunk;
+  if (auto size = FileSize(path); size.ok()) out.reserve(*size);
   while (true) {
     if (absl::Status s = (*file)->Read(1 << 20, &chunk); !s.ok()) return s;
     if (chunk.empty()) break;

@@ -69,10 +69,10 @@ class Wal {
   // True if `dir` holds at least one segment file.
   static bool Exists(util::Env* env, const std::string& dir);
 
-  // Creates a new WAL in `dir` (which must not exist; its parent must) with
+  // Creates a new WAL in `dir` (missing or empty; parents are created) with
   // `metadata` and the empty snapshot marker {0,0}. Built in `dir`.tmp,
   // synced, then renamed into place, so a crash leaves no half-made WAL.
-  // AlreadyExists if `dir` exists. The result is ready for Save.
+  // AlreadyExists if `dir` holds segments. The result is ready for Save.
   static absl::StatusOr<std::unique_ptr<Wal>> Create(util::Env* env, std::string dir,
                                                      std::string metadata, Options options);
 
