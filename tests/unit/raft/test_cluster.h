@@ -80,6 +80,18 @@ class TestCluster {
     n.node = *std::move(rn);
   }
 
+  // Simulates a crash and restart: the node is rebuilt from its storage
+  // (unpersisted state is lost; applied restarts at the snapshot).
+  void Restart(uint64_t id) {
+    auto& n = nodes_.at(id);
+    Config c = DefaultConfig(id, n.storage.get());
+    c.random_seed = 4242 + id;
+    if (tweak_) tweak_(&c);
+    auto rn = RawNode::Create(c);
+    EXPECT_TRUE(rn.ok()) << rn.status();
+    n.node = *std::move(rn);
+  }
+
   TestNode& operator[](uint64_t id) { return nodes_.at(id); }
   Raft* raft(uint64_t id) { return nodes_.at(id).raft(); }
 
@@ -112,11 +124,13 @@ class TestCluster {
   }
 
   void Enqueue(raftpb::Message m) {
+    if (observer) observer(m);
     if (Dropped(m)) return;
     queue_.push_back(std::move(m));
   }
 
   bool Dropped(const raftpb::Message& m) const {
+    if (drop_filter && drop_filter(m)) return true;
     if (ignored_.count(m.type())) return true;
     if (cut_.count({m.from(), m.to()}) || cut_.count({m.to(), m.from()})) return true;
     if (isolated_.count(m.from()) || isolated_.count(m.to())) return true;
@@ -177,6 +191,7 @@ class TestCluster {
   void Ignore(raftpb::MessageType t) { ignored_.insert(t); }
   void Down(uint64_t id) { down_.insert(id); }
   void Recover() {
+    drop_filter = nullptr;
     cut_.clear();
     isolated_.clear();
     ignored_.clear();
@@ -185,6 +200,9 @@ class TestCluster {
   std::deque<raftpb::Message>& queue() { return queue_; }
 
   std::map<uint64_t, TestNode> nodes_;
+  // Sees every message sent (before filtering); drops those it returns true for.
+  std::function<void(const raftpb::Message&)> observer;
+  std::function<bool(const raftpb::Message&)> drop_filter;
 
  private:
   Tweak tweak_;
