@@ -1,47 +1,82 @@
 // etcd v3 Cluster and Maintenance services (etcd 3.4 v3rpc/member.go,
-// maintenance.go). RPCs not overridden here answer UNIMPLEMENTED.
+// maintenance.go). RPCs not overridden answer UNIMPLEMENTED.
 #include "src/api/services.h"
 
 namespace cppetcd::api {
+namespace {
 
-grpc::ServerUnaryReactor* ClusterService::MemberList(grpc::CallbackServerContext* context,
-                                                     const etcdserverpb::MemberListRequest* req,
-                                                     etcdserverpb::MemberListResponse* resp) {
+// A unary call passed straight to the backend.
+template <class Req, class Resp>
+grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context, ServerBackend* backend,
+                                  void (ServerBackend::*method)(const Req&, Done<Resp>),
+                                  const Req* req, Resp* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend_, absl::OkStatus())) {
-    backend_->MemberList(*req, ReplyTo(reactor, resp, backend_));
+  if (Admit(context, reactor, backend, absl::OkStatus())) {
+    (backend->*method)(*req, ReplyTo(reactor, resp, backend));
   }
   return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ClusterService::MemberList(grpc::CallbackServerContext* context,
+                                      const etcdserverpb::MemberListRequest* req,
+                                      etcdserverpb::MemberListResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::MemberList, req, resp);
+}
+
+grpc::ServerUnaryReactor* ClusterService::MemberAdd(grpc::CallbackServerContext* context,
+                                      const etcdserverpb::MemberAddRequest* req,
+                                      etcdserverpb::MemberAddResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::MemberAdd, req, resp);
+}
+
+grpc::ServerUnaryReactor* ClusterService::MemberRemove(grpc::CallbackServerContext* context,
+                                      const etcdserverpb::MemberRemoveRequest* req,
+                                      etcdserverpb::MemberRemoveResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::MemberRemove, req, resp);
+}
+
+grpc::ServerUnaryReactor* ClusterService::MemberUpdate(grpc::CallbackServerContext* context,
+                                      const etcdserverpb::MemberUpdateRequest* req,
+                                      etcdserverpb::MemberUpdateResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::MemberUpdate, req, resp);
+}
+
+grpc::ServerUnaryReactor* ClusterService::MemberPromote(grpc::CallbackServerContext* context,
+                                      const etcdserverpb::MemberPromoteRequest* req,
+                                      etcdserverpb::MemberPromoteResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::MemberPromote, req, resp);
 }
 
 grpc::ServerUnaryReactor* MaintenanceService::Alarm(grpc::CallbackServerContext* context,
-                                                    const etcdserverpb::AlarmRequest* req,
-                                                    etcdserverpb::AlarmResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend_, absl::OkStatus())) {
-    backend_->Alarm(*req, ReplyTo(reactor, resp, backend_));
-  }
-  return reactor;
+                                      const etcdserverpb::AlarmRequest* req,
+                                      etcdserverpb::AlarmResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::Alarm, req, resp);
 }
 
 grpc::ServerUnaryReactor* MaintenanceService::Status(grpc::CallbackServerContext* context,
-                                                     const etcdserverpb::StatusRequest* req,
-                                                     etcdserverpb::StatusResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend_, absl::OkStatus())) {
-    backend_->Status(*req, ReplyTo(reactor, resp, backend_));
-  }
-  return reactor;
+                                      const etcdserverpb::StatusRequest* req,
+                                      etcdserverpb::StatusResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::Status, req, resp);
 }
 
 grpc::ServerUnaryReactor* MaintenanceService::HashKV(grpc::CallbackServerContext* context,
-                                                     const etcdserverpb::HashKVRequest* req,
-                                                     etcdserverpb::HashKVResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend_, absl::OkStatus())) {
-    backend_->HashKV(*req, ReplyTo(reactor, resp, backend_));
-  }
-  return reactor;
+                                      const etcdserverpb::HashKVRequest* req,
+                                      etcdserverpb::HashKVResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::HashKV, req, resp);
+}
+
+grpc::ServerUnaryReactor* MaintenanceService::Defragment(grpc::CallbackServerContext* context,
+                                      const etcdserverpb::DefragmentRequest* req,
+                                      etcdserverpb::DefragmentResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::Defragment, req, resp);
+}
+
+grpc::ServerUnaryReactor* MaintenanceService::MoveLeader(grpc::CallbackServerContext* context,
+                                      const etcdserverpb::MoveLeaderRequest* req,
+                                      etcdserverpb::MoveLeaderResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::MoveLeader, req, resp);
 }
 
 }  // namespace cppetcd::api

@@ -1,7 +1,7 @@
 // etcd v3 KV service (etcd 3.4 v3rpc/key.go): validate, hand to the server,
 // answer when its Done fires.
 #include "src/api/services.h"
-#include "src/api/validation.h"
+#include "cppetcd/server/validate.h"
 
 namespace cppetcd::api {
 bool Admit(grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor,
@@ -27,7 +27,7 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* context,
                                            const etcdserverpb::RangeRequest* req,
                                            etcdserverpb::RangeResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend_, ValidateRange(*req))) {
+  if (Admit(context, reactor, backend_, server::ValidateRange(*req))) {
     backend_->Range(*req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
@@ -37,7 +37,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* context,
                                          const etcdserverpb::PutRequest* req,
                                          etcdserverpb::PutResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend_, ValidatePut(*req))) {
+  if (Admit(context, reactor, backend_, server::ValidatePut(*req))) {
     backend_->Put(*req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
@@ -47,7 +47,7 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* co
                                                  const etcdserverpb::DeleteRangeRequest* req,
                                                  etcdserverpb::DeleteRangeResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend_, ValidateDeleteRange(*req))) {
+  if (Admit(context, reactor, backend_, server::ValidateDeleteRange(*req))) {
     backend_->DeleteRange(*req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
@@ -57,7 +57,7 @@ grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* context,
                                          const etcdserverpb::TxnRequest* req,
                                          etcdserverpb::TxnResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend_, ValidateTxn(*req, backend_->MaxTxnOps()))) {
+  if (Admit(context, reactor, backend_, server::ValidateTxn(*req, backend_->MaxTxnOps()))) {
     backend_->Txn(*req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;

@@ -199,19 +199,33 @@ class LeaseService final : public etcdserverpb::Lease::CallbackService {
   StreamHub* const hub_;
 };
 
-// MemberAdd/Remove/Update/Promote answer UNIMPLEMENTED (the base class).
+// Membership changes answer whatever the backend says (UNIMPLEMENTED until
+// the server supports them).
 class ClusterService final : public etcdserverpb::Cluster::CallbackService {
  public:
   explicit ClusterService(ServerBackend* backend) : backend_(backend) {}
   grpc::ServerUnaryReactor* MemberList(grpc::CallbackServerContext*,
                                        const etcdserverpb::MemberListRequest*,
                                        etcdserverpb::MemberListResponse*) override;
+  grpc::ServerUnaryReactor* MemberAdd(grpc::CallbackServerContext*,
+                                      const etcdserverpb::MemberAddRequest*,
+                                      etcdserverpb::MemberAddResponse*) override;
+  grpc::ServerUnaryReactor* MemberRemove(grpc::CallbackServerContext*,
+                                         const etcdserverpb::MemberRemoveRequest*,
+                                         etcdserverpb::MemberRemoveResponse*) override;
+  grpc::ServerUnaryReactor* MemberUpdate(grpc::CallbackServerContext*,
+                                         const etcdserverpb::MemberUpdateRequest*,
+                                         etcdserverpb::MemberUpdateResponse*) override;
+  grpc::ServerUnaryReactor* MemberPromote(grpc::CallbackServerContext*,
+                                          const etcdserverpb::MemberPromoteRequest*,
+                                          etcdserverpb::MemberPromoteResponse*) override;
 
  private:
   ServerBackend* const backend_;
 };
 
-// Defragment, Hash, Snapshot and MoveLeader answer UNIMPLEMENTED.
+// Hash and Snapshot answer UNIMPLEMENTED (the base class); the rest go to
+// the backend.
 class MaintenanceService final : public etcdserverpb::Maintenance::CallbackService {
  public:
   explicit MaintenanceService(ServerBackend* backend) : backend_(backend) {}
@@ -223,6 +237,12 @@ class MaintenanceService final : public etcdserverpb::Maintenance::CallbackServi
   grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext*,
                                    const etcdserverpb::HashKVRequest*,
                                    etcdserverpb::HashKVResponse*) override;
+  grpc::ServerUnaryReactor* Defragment(grpc::CallbackServerContext*,
+                                       const etcdserverpb::DefragmentRequest*,
+                                       etcdserverpb::DefragmentResponse*) override;
+  grpc::ServerUnaryReactor* MoveLeader(grpc::CallbackServerContext*,
+                                       const etcdserverpb::MoveLeaderRequest*,
+                                       etcdserverpb::MoveLeaderResponse*) override;
 
  private:
   ServerBackend* const backend_;

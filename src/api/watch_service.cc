@@ -214,15 +214,17 @@ class WatchReactor final
     out_.push_back(std::move(r));
   }
 
-  // etcd 3.4: one response at the current revision, watch_id -1, meant for
-  // every watcher of the stream.
-  void HandleProgressRequest() {
-    const int64_t rev = ws_->Rev();
-    absl::MutexLock lock(&mu_);
-    out_.push_back(NewResponse(kInvalidWatchId, rev));
-  }
+  // A response with watch_id -1 at the current revision, meant for every
+  // watcher of the stream; the store sends it once all of them are caught
+  // up, so it never claims a revision whose events are still to come (etcd
+  // 3.4 answered at once; later versions wait like this).
+  void HandleProgressRequest() { ws_->RequestProgressAll(); }
 
   void EnqueueUpdateLocked(WatchUpdate u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (u.watch_id == kInvalidWatchId) {
+      out_.push_back(NewResponse(kInvalidWatchId, u.revision));
+      return;
+    }
     auto it = watchers_.find(u.watch_id);
     if (it == watchers_.end()) {
       // Either the watcher is being created right now (hold until its

@@ -25,10 +25,10 @@ namespace cppetcd::api {
 template <class T>
 using Done = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
 
-// One batch of watch output for one watcher, as mvcc's WatchStream produces
-// it. compact_revision != 0 means the watcher's start revision was compacted
-// and the watcher is gone; events empty and compact_revision == 0 is a
-// progress notification at `revision`.
+// One batch of watch output for one watcher (watch_id -1: for the whole
+// stream), as mvcc's WatchStream produces it. compact_revision != 0 means the
+// watcher's start revision was compacted and the watcher is gone; events
+// empty and compact_revision == 0 is a progress notification at `revision`.
 struct WatchUpdate {
   int64_t watch_id = 0;
   int64_t revision = 0;  // store revision the batch is current to
@@ -52,6 +52,9 @@ class WatchStreamBackend {
   virtual absl::Status Cancel(int64_t watch_id) = 0;
   // Asks for a progress notification for `watch_id` once it is caught up.
   virtual void RequestProgress(int64_t watch_id) = 0;
+  // etcd v3 API: WatchProgressRequest. Queues an update with watch_id -1 at
+  // the current revision once every watcher of the stream is caught up.
+  virtual void RequestProgressAll() = 0;
   // Up to `max` pending updates, oldest first.
   virtual std::vector<WatchUpdate> Poll(size_t max) = 0;
   // The store's current revision.
@@ -94,6 +97,30 @@ class ServerBackend {
   }
   virtual void HashKV(const etcdserverpb::HashKVRequest&, Done<etcdserverpb::HashKVResponse> done) {
     std::move(done)(absl::UnimplementedError("HashKV"));
+  }
+  virtual void Defragment(const etcdserverpb::DefragmentRequest&,
+                          Done<etcdserverpb::DefragmentResponse> done) {
+    std::move(done)(absl::UnimplementedError("Defragment"));
+  }
+  virtual void MoveLeader(const etcdserverpb::MoveLeaderRequest&,
+                          Done<etcdserverpb::MoveLeaderResponse> done) {
+    std::move(done)(absl::UnimplementedError("MoveLeader"));
+  }
+  virtual void MemberAdd(const etcdserverpb::MemberAddRequest&,
+                         Done<etcdserverpb::MemberAddResponse> done) {
+    std::move(done)(absl::UnimplementedError("MemberAdd"));
+  }
+  virtual void MemberRemove(const etcdserverpb::MemberRemoveRequest&,
+                            Done<etcdserverpb::MemberRemoveResponse> done) {
+    std::move(done)(absl::UnimplementedError("MemberRemove"));
+  }
+  virtual void MemberUpdate(const etcdserverpb::MemberUpdateRequest&,
+                            Done<etcdserverpb::MemberUpdateResponse> done) {
+    std::move(done)(absl::UnimplementedError("MemberUpdate"));
+  }
+  virtual void MemberPromote(const etcdserverpb::MemberPromoteRequest&,
+                             Done<etcdserverpb::MemberPromoteResponse> done) {
+    std::move(done)(absl::UnimplementedError("MemberPromote"));
   }
 
   // Sets cluster_id, member_id and raft_term; sets revision to the store's

@@ -72,6 +72,15 @@ class FakeWatchStream final : public WatchStreamBackend {
     notify_();
   }
 
+  void RequestProgressAll() override {
+    const int64_t rev = backend_->Rev();
+    {
+      absl::MutexLock lock(&mu_);
+      pending_.push_back(WatchUpdate{-1, rev, 0, {}});
+    }
+    notify_();
+  }
+
   std::vector<WatchUpdate> Poll(size_t max) override {
     absl::MutexLock lock(&mu_);
     std::vector<WatchUpdate> out;

@@ -1,0 +1,145 @@
+#include "cppetcd/api/etcd_server_backend.h"
+
+#include <utility>
+
+#include "cppetcd/mvcc/watchable_store.h"
+#include "cppetcd/server/etcd_server.h"
+
+namespace cppetcd::api {
+namespace {
+
+class MvccWatchStream final : public WatchStreamBackend {
+ public:
+  explicit MvccWatchStream(std::unique_ptr<mvcc::WatchStream> stream)
+      : stream_(std::move(stream)) {}
+  ~MvccWatchStream() override { stream_->Close(); }
+
+  absl::StatusOr<int64_t> Watch(int64_t watch_id, std::string key, std::string end,
+                                int64_t start_rev, bool no_put, bool no_delete,
+                                bool prev_kv) override {
+    // Periodic progress is driven by the api (StreamHub), so the store's own
+    // progress timer is not asked for.
+    return stream_->Watch(watch_id, std::move(key), std::move(end), start_rev, no_put, no_delete,
+                          prev_kv, /*progress_notify=*/false);
+  }
+  absl::Status Cancel(int64_t watch_id) override { return stream_->Cancel(watch_id); }
+  void RequestProgress(int64_t watch_id) override { stream_->RequestProgress(watch_id); }
+  void RequestProgressAll() override { stream_->RequestProgressAll(); }
+  std::vector<WatchUpdate> Poll(size_t max) override {
+    std::vector<mvcc::WatchResponse> got = stream_->Poll(max);
+    std::vector<WatchUpdate> out;
+    out.reserve(got.size());
+    for (mvcc::WatchResponse& r : got) {
+      out.push_back(WatchUpdate{r.watch_id, r.revision, r.compact_revision, std::move(r.events)});
+    }
+    return out;
+  }
+  int64_t Rev() const override { return stream_->Rev(); }
+
+ private:
+  std::unique_ptr<mvcc::WatchStream> stream_;
+};
+
+class EtcdServerBackend final : public ServerBackend {
+ public:
+  explicit EtcdServerBackend(server::EtcdServer* s) : s_(s) {}
+
+  void Range(const etcdserverpb::RangeRequest& r, Done<etcdserverpb::RangeResponse> d) override {
+    s_->Range(r, std::move(d));
+  }
+  void Put(const etcdserverpb::PutRequest& r, Done<etcdserverpb::PutResponse> d) override {
+    s_->Put(r, std::move(d));
+  }
+  void DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
+                   Done<etcdserverpb::DeleteRangeResponse> d) override {
+    s_->DeleteRange(r, std::move(d));
+  }
+  void Txn(const etcdserverpb::TxnRequest& r, Done<etcdserverpb::TxnResponse> d) override {
+    s_->Txn(r, std::move(d));
+  }
+  void Compact(const etcdserverpb::CompactionRequest& r,
+               Done<etcdserverpb::CompactionResponse> d) override {
+    s_->Compact(r, std::move(d));
+  }
+  void LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
+                  Done<etcdserverpb::LeaseGrantResponse> d) override {
+    s_->LeaseGrant(r, std::move(d));
+  }
+  void LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& r,
+                   Done<etcdserverpb::LeaseRevokeResponse> d) override {
+    s_->LeaseRevoke(r, std::move(d));
+  }
+  void LeaseRenew(int64_t id, Done<int64_t> d) override { s_->LeaseRenew(id, std::move(d)); }
+  void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& r,
+                       Done<etcdserverpb::LeaseTimeToLiveResponse> d) override {
+    s_->LeaseTimeToLive(r, std::move(d));
+  }
+  void LeaseLeases(const etcdserverpb::LeaseLeasesRequest& r,
+                   Done<etcdserverpb::LeaseLeasesResponse> d) override {
+    s_->LeaseLeases(r, std::move(d));
+  }
+  void MemberList(const etcdserverpb::MemberListRequest& r,
+                  Done<etcdserverpb::MemberListResponse> d) override {
+    s_->MemberList(r, std::move(d));
+  }
+  void MemberAdd(const etcdserverpb::MemberAddRequest& r,
+                 Done<etcdserverpb::MemberAddResponse> d) override {
+    s_->MemberAdd(r, std::move(d));
+  }
+  void MemberRemove(const etcdserverpb::MemberRemoveRequest& r,
+                    Done<etcdserverpb::MemberRemoveResponse> d) override {
+    s_->MemberRemove(r, std::move(d));
+  }
+  void MemberUpdate(const etcdserverpb::MemberUpdateRequest& r,
+                    Done<etcdserverpb::MemberUpdateResponse> d) override {
+    s_->MemberUpdate(r, std::move(d));
+  }
+  void MemberPromote(const etcdserverpb::MemberPromoteRequest& r,
+                     Done<etcdserverpb::MemberPromoteResponse> d) override {
+    s_->MemberPromote(r, std::move(d));
+  }
+  void Status(const etcdserverpb::StatusRequest& r,
+              Done<etcdserverpb::StatusResponse> d) override {
+    s_->Status(r, std::move(d));
+  }
+  void Alarm(const etcdserverpb::AlarmRequest& r, Done<etcdserverpb::AlarmResponse> d) override {
+    s_->Alarm(r, std::move(d));
+  }
+  void HashKV(const etcdserverpb::HashKVRequest& r,
+              Done<etcdserverpb::HashKVResponse> d) override {
+    s_->HashKV(r, std::move(d));
+  }
+  void Defragment(const etcdserverpb::DefragmentRequest& r,
+                  Done<etcdserverpb::DefragmentResponse> d) override {
+    s_->Defragment(r, std::move(d));
+  }
+  void MoveLeader(const etcdserverpb::MoveLeaderRequest& r,
+                  Done<etcdserverpb::MoveLeaderResponse> d) override {
+    s_->MoveLeader(r, std::move(d));
+  }
+
+  void FillHeader(etcdserverpb::ResponseHeader* header) const override {
+    s_->FillHeader(header);
+  }
+  bool HasLeader() const override {
+    return s_->Metrics().has_leader.load(std::memory_order_relaxed);
+  }
+  std::unique_ptr<WatchStreamBackend> NewWatchStream(std::function<void()> notify) override {
+    return std::make_unique<MvccWatchStream>(s_->Watchable()->NewWatchStream(std::move(notify)));
+  }
+  int64_t MaxRequestBytes() const override {
+    return static_cast<int64_t>(s_->Config().max_request_bytes);
+  }
+  uint32_t MaxTxnOps() const override { return s_->Config().max_txn_ops; }
+
+ private:
+  server::EtcdServer* const s_;
+};
+
+}  // namespace
+
+std::unique_ptr<ServerBackend> NewEtcdServerBackend(server::EtcdServer* server) {
+  return std::make_unique<EtcdServerBackend>(server);
+}
+
+}  // namespace cppetcd::api

@@ -1,0 +1,195 @@
+#include "run.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "cppetcd/api/etcd_server_backend.h"
+#include "cppetcd/util/log.h"
+
+namespace cppetcd::cmd {
+namespace {
+
+// How long in-flight calls get to finish on shutdown before open streams
+// (watches, keep-alives) are cancelled.
+constexpr std::chrono::milliseconds kGrpcShutdownGrace{2000};
+// etcd clamps --experimental-watch-progress-notify-interval to this.
+constexpr std::chrono::milliseconds kMinWatchProgressInterval{100};
+
+std::vector<std::string> UrlStrings(const std::vector<Url>& urls) {
+  std::vector<std::string> out;
+  for (const Url& u : urls) out.push_back(u.ToString());
+  return out;
+}
+
+// Waits for SIGTERM/SIGINT (blocked in every thread, see Run) on its own
+// thread and notifies `stop`.
+class SignalWatcher {
+ public:
+  explicit SignalWatcher(absl::Notification* stop) : stop_(stop) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~SignalWatcher() {
+    done_.store(true);
+    thread_.join();
+  }
+  int signal() const { return signal_.load(); }
+
+ private:
+  void Loop() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    const timespec poll = {0, 200 * 1000 * 1000};
+    while (!done_.load()) {
+      int sig = sigtimedwait(&set, nullptr, &poll);
+      if (sig > 0 && !stop_->HasBeenNotified()) {
+        signal_.store(sig);
+        stop_->Notify();
+      }
+    }
+  }
+
+  absl::Notification* const stop_;
+  std::atomic<bool> done_{false};
+  std::atomic<int> signal_{0};
+  std::thread thread_;
+};
+
+}  // namespace
+
+absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
+  server::ServerConfig sc;
+  sc.name = config.name;
+  sc.data_dir = config.data_dir;
+  sc.wal_dir = config.wal_dir;
+  if (!config.initial_cluster.empty()) {
+    absl::StatusOr<InitialCluster> cluster = ParseInitialCluster(config.initial_cluster);
+    if (!cluster.ok()) return cluster.status();
+    for (const auto& [name, urls] : *cluster) sc.initial_cluster[name] = UrlStrings(urls);
+  }
+  sc.initial_cluster_state = config.initial_cluster_state == "existing"
+                                 ? server::ServerConfig::ClusterState::kExisting
+                                 : server::ServerConfig::ClusterState::kNew;
+  sc.initial_cluster_token = config.initial_cluster_token;
+  if (!config.advertise_client_urls.empty()) {
+    sc.advertise_client_urls = UrlStrings(config.advertise_client_urls);
+  }
+  sc.snapshot_count = config.snapshot_count;
+  sc.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_interval_ms);
+  sc.election_timeout = std::chrono::milliseconds(config.election_timeout_ms);
+  sc.quota_backend_bytes = config.quota_backend_bytes;
+  sc.max_request_bytes = config.max_request_bytes;
+  sc.max_txn_ops = config.max_txn_ops;
+  sc.auto_compaction_mode = config.auto_compaction_mode;
+  sc.auto_compaction_retention = config.auto_compaction_retention;
+  sc.pre_vote = config.pre_vote;
+  // etcd: ReqTimeout = 5 s + 2 x election timeout.
+  sc.request_timeout = std::chrono::milliseconds(5000 + 2 * int64_t{config.election_timeout_ms});
+  sc.logger = util::GetLogger("etcdserver");
+  return sc;
+}
+
+absl::StatusOr<api::ApiServerOptions> ToApiServerOptions(const EtcdConfig& config) {
+  api::ApiServerOptions options;
+  for (const Url& u : config.listen_client_urls) {
+    if (u.scheme != "http") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("listen-client-urls: ", u.ToString(), ": only http:// client URLs are "
+                       "supported for now (TLS and unix sockets are not implemented)"));
+    }
+    options.listen_addresses.push_back(u.HostPort());
+  }
+  options.keepalive_min_time = config.grpc_keepalive_min_time;
+  options.keepalive_interval = config.grpc_keepalive_interval;
+  options.keepalive_timeout = config.grpc_keepalive_timeout;
+  options.max_concurrent_streams = config.max_concurrent_streams;
+  options.watch_progress_notify_interval =
+      std::max(config.experimental_watch_progress_notify_interval, kMinWatchProgressInterval);
+  options.leader_check_interval = std::chrono::milliseconds(config.election_timeout_ms);
+  options.logger = util::GetLogger("embed");
+  return options;
+}
+
+int Run(const EtcdConfig& config) {
+  util::Logger log = util::GetLogger("etcdmain");
+
+  // Block the stop signals in this thread before any other starts, so every
+  // thread inherits the mask and only the watcher receives them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  absl::Notification stop;
+  SignalWatcher signals(&stop);
+
+  absl::StatusOr<api::ApiServerOptions> api_options = ToApiServerOptions(config);
+  if (!api_options.ok()) {
+    log.Error("invalid client URLs", {{"error", api_options.status().ToString()}});
+    return 1;
+  }
+  absl::StatusOr<server::ServerConfig> server_config = ToServerConfig(config);
+  if (!server_config.ok()) {
+    log.Error("invalid configuration", {{"error", server_config.status().ToString()}});
+    return 1;
+  }
+  absl::StatusOr<std::unique_ptr<server::EtcdServer>> server =
+      server::EtcdServer::Create(*std::move(server_config));
+  if (!server.ok()) {
+    log.Error("failed to create etcd server", {{"error", server.status().ToString()}});
+    return 1;
+  }
+  if (absl::Status st = (*server)->Start(); !st.ok()) {
+    log.Error("failed to start etcd server", {{"error", st.ToString()}});
+    return 1;
+  }
+
+  // As etcd, serve clients only once the member is ready (its attributes are
+  // published through raft); a member without quorum waits here until
+  // stopped.
+  while (!stop.HasBeenNotified() && !(*server)->WaitReady(std::chrono::milliseconds(200))) {
+  }
+  std::unique_ptr<api::ServerBackend> backend;
+  std::unique_ptr<api::ApiServer> api;
+  int exit_code = 0;
+  if (!stop.HasBeenNotified()) {
+    backend = api::NewEtcdServerBackend(server->get());
+    const std::vector<std::string> addresses = api_options->listen_addresses;
+    absl::StatusOr<std::unique_ptr<api::ApiServer>> started =
+        api::ApiServer::Start(backend.get(), *std::move(api_options));
+    if (!started.ok()) {
+      log.Error("failed to serve client requests", {{"error", started.status().ToString()}});
+      exit_code = 1;
+    } else {
+      api = *std::move(started);
+      log.Info("ready to serve client requests");
+      for (size_t i = 0; i < addresses.size(); ++i) {
+        const std::string& a = addresses[i];
+        std::string host = a.substr(0, a.rfind(':'));
+        if (host == "localhost") host = "127.0.0.1";
+        const std::string address = absl::StrCat(host, ":", api->Ports()[i]);
+        log.Info(absl::StrCat("serving insecure client requests on ", address,
+                              ", this is strongly discouraged!"),
+                 {{"address", address}});
+      }
+      stop.WaitForNotification();
+    }
+  }
+
+  log.Info("received signal; shutting down", {{"signal", strsignal(signals.signal())}});
+  if (api != nullptr) api->Shutdown(kGrpcShutdownGrace);
+  api.reset();
+  backend.reset();
+  (*server)->Stop();
+  log.Info("stopped etcd server", {{"name", config.name}});
+  return exit_code;
+}
+
+}  // namespace cppetcd::cmd

@@ -1,0 +1,300 @@
+// The gRPC services over a real single-member EtcdServer (temp data dir,
+// loopback port picked by the OS), driven through generated stubs.
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "cppetcd/api/etcd_server_backend.h"
+#include "cppetcd/api/grpc_server.h"
+#include "cppetcd/server/etcd_server.h"
+#include "etcdserverpb/rpc.grpc.pb.h"
+
+namespace cppetcd::api {
+namespace {
+
+using std::chrono::milliseconds;
+
+class EtcdServerApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cppetcd-api-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    server::ServerConfig config;
+    config.name = "api-test";
+    config.data_dir = dir_ + "/data";
+    config.initial_cluster = {{"api-test", {"http://127.0.0.1:0"}}};
+    config.heartbeat_interval = milliseconds(10);
+    config.election_timeout = milliseconds(100);
+    auto created = server::EtcdServer::Create(std::move(config));
+    ASSERT_TRUE(created.ok()) << created.status();
+    server_ = std::move(*created);
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_TRUE(server_->WaitReady(std::chrono::seconds(20)));
+    backend_ = NewEtcdServerBackend(server_.get());
+    ApiServerOptions options;
+    options.listen_addresses = {"127.0.0.1:0"};
+    auto api = ApiServer::Start(backend_.get(), std::move(options));
+    ASSERT_TRUE(api.ok()) << api.status();
+    api_ = std::move(*api);
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(api_->Ports()[0]),
+                                       grpc::InsecureChannelCredentials());
+    kv_ = etcdserverpb::KV::NewStub(channel);
+    watch_ = etcdserverpb::Watch::NewStub(channel);
+    lease_ = etcdserverpb::Lease::NewStub(channel);
+    cluster_ = etcdserverpb::Cluster::NewStub(channel);
+    maintenance_ = etcdserverpb::Maintenance::NewStub(channel);
+  }
+
+  void TearDown() override {
+    if (api_) api_->Shutdown(milliseconds(100));
+    api_.reset();
+    backend_.reset();
+    if (server_) server_->Stop();
+    server_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  static void SetDeadline(grpc::ClientContext* ctx) {
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  }
+
+  void ExpectHeader(const etcdserverpb::ResponseHeader& h) {
+    EXPECT_EQ(h.cluster_id(), server_->ClusterId());
+    EXPECT_EQ(h.member_id(), server_->MemberId());
+    EXPECT_GT(h.raft_term(), 0u);
+    EXPECT_GT(h.revision(), 0);
+  }
+
+  grpc::Status Put(const std::string& key, const std::string& value, int64_t lease = 0,
+                   etcdserverpb::PutResponse* out = nullptr) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::PutRequest req;
+    req.set_key(key);
+    req.set_value(value);
+    req.set_lease(lease);
+    etcdserverpb::PutResponse resp;
+    return kv_->Put(&ctx, req, out ? out : &resp);
+  }
+
+  std::string dir_;
+  std::unique_ptr<server::EtcdServer> server_;
+  std::unique_ptr<ServerBackend> backend_;
+  std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+  std::unique_ptr<etcdserverpb::Watch::Stub> watch_;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease_;
+  std::unique_ptr<etcdserverpb::Cluster::Stub> cluster_;
+  std::unique_ptr<etcdserverpb::Maintenance::Stub> maintenance_;
+};
+
+TEST_F(EtcdServerApiTest, KvRoundTripAndErrors) {
+  etcdserverpb::PutResponse put;
+  ASSERT_TRUE(Put("foo", "bar", 0, &put).ok());
+  ExpectHeader(put.header());
+  const int64_t put_rev = put.header().revision();
+
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::RangeRequest req;
+    req.set_key("foo");
+    etcdserverpb::RangeResponse resp;
+    ASSERT_TRUE(kv_->Range(&ctx, req, &resp).ok());
+    ExpectHeader(resp.header());
+    ASSERT_EQ(resp.kvs_size(), 1);
+    EXPECT_EQ(resp.kvs(0).value(), "bar");
+    EXPECT_EQ(resp.kvs(0).mod_revision(), put_rev);
+  }
+  {
+    etcdserverpb::TxnRequest req;
+    auto* c = req.add_compare();
+    c->set_key("foo");
+    c->set_target(etcdserverpb::Compare::VALUE);
+    c->set_result(etcdserverpb::Compare::EQUAL);
+    c->set_value("bar");
+    req.add_success()->mutable_request_put()->set_key("txn");
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::TxnResponse resp;
+    ASSERT_TRUE(kv_->Txn(&ctx, req, &resp).ok());
+    EXPECT_TRUE(resp.succeeded());
+    ExpectHeader(resp.header());
+  }
+  {
+    // Duplicate keys in one txn branch.
+    etcdserverpb::TxnRequest req;
+    req.add_success()->mutable_request_put()->set_key("dup");
+    req.add_success()->mutable_request_put()->set_key("dup");
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::TxnResponse resp;
+    grpc::Status st = kv_->Txn(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(st.error_message(), "etcdserver: duplicate key given in txn request");
+  }
+  {
+    grpc::Status st = Put("", "x");
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(st.error_message(), "etcdserver: key is not provided");
+  }
+  {
+    grpc::Status st = Put("k", "v", /*lease=*/0x1234);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(st.error_message(), "etcdserver: requested lease not found");
+  }
+  // Compaction, then a read below it.
+  ASSERT_TRUE(Put("foo", "baz").ok());
+  etcdserverpb::PutResponse last;
+  ASSERT_TRUE(Put("foo", "qux", 0, &last).ok());
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::CompactionRequest req;
+    req.set_revision(last.header().revision());
+    req.set_physical(true);
+    etcdserverpb::CompactionResponse resp;
+    ASSERT_TRUE(kv_->Compact(&ctx, req, &resp).ok());
+    ExpectHeader(resp.header());
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::RangeRequest req;
+    req.set_key("foo");
+    req.set_revision(put_rev);
+    etcdserverpb::RangeResponse resp;
+    grpc::Status st = kv_->Range(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::OUT_OF_RANGE);
+    EXPECT_EQ(st.error_message(), "etcdserver: mvcc: required revision has been compacted");
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::DeleteRangeRequest req;
+    req.set_key("foo");
+    etcdserverpb::DeleteRangeResponse resp;
+    ASSERT_TRUE(kv_->DeleteRange(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.deleted(), 1);
+  }
+}
+
+TEST_F(EtcdServerApiTest, WatchLiveAndFromHistory) {
+  etcdserverpb::PutResponse first;
+  ASSERT_TRUE(Put("w/a", "1", 0, &first).ok());
+
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  auto stream = watch_->Watch(&ctx);
+  etcdserverpb::WatchRequest req;
+  auto* c = req.mutable_create_request();
+  c->set_key("w/");
+  c->set_range_end("w0");
+  c->set_start_revision(first.header().revision());
+  c->set_prev_kv(true);
+  ASSERT_TRUE(stream->Write(req));
+  etcdserverpb::WatchResponse created;
+  ASSERT_TRUE(stream->Read(&created));
+  EXPECT_TRUE(created.created());
+  ExpectHeader(created.header());
+
+  // History first (the put before the watch), then a live put.
+  etcdserverpb::WatchResponse history;
+  ASSERT_TRUE(stream->Read(&history));
+  ASSERT_EQ(history.events_size(), 1);
+  EXPECT_EQ(history.events(0).kv().key(), "w/a");
+
+  ASSERT_TRUE(Put("w/a", "2").ok());
+  etcdserverpb::WatchResponse live;
+  ASSERT_TRUE(stream->Read(&live));
+  ASSERT_EQ(live.events_size(), 1);
+  EXPECT_EQ(live.events(0).kv().value(), "2");
+  EXPECT_EQ(live.events(0).prev_kv().value(), "1");
+  EXPECT_EQ(live.header().revision(), live.events(0).kv().mod_revision());
+
+  etcdserverpb::WatchRequest cancel;
+  cancel.mutable_cancel_request()->set_watch_id(created.watch_id());
+  ASSERT_TRUE(stream->Write(cancel));
+  etcdserverpb::WatchResponse canceled;
+  ASSERT_TRUE(stream->Read(&canceled));
+  EXPECT_TRUE(canceled.canceled());
+  ctx.TryCancel();
+  stream->Finish();
+}
+
+TEST_F(EtcdServerApiTest, LeaseLifecycle) {
+  grpc::ClientContext gctx;
+  SetDeadline(&gctx);
+  etcdserverpb::LeaseGrantRequest greq;
+  greq.set_ttl(60);
+  etcdserverpb::LeaseGrantResponse grant;
+  ASSERT_TRUE(lease_->LeaseGrant(&gctx, greq, &grant).ok());
+  ExpectHeader(grant.header());
+  ASSERT_TRUE(Put("leased", "v", grant.id()).ok());
+
+  grpc::ClientContext kctx;
+  SetDeadline(&kctx);
+  auto ka = lease_->LeaseKeepAlive(&kctx);
+  etcdserverpb::LeaseKeepAliveRequest kreq;
+  kreq.set_id(grant.id());
+  ASSERT_TRUE(ka->Write(kreq));
+  etcdserverpb::LeaseKeepAliveResponse kresp;
+  ASSERT_TRUE(ka->Read(&kresp));
+  EXPECT_EQ(kresp.id(), grant.id());
+  EXPECT_GT(kresp.ttl(), 0);
+  ExpectHeader(kresp.header());
+  ka->WritesDone();
+  EXPECT_TRUE(ka->Finish().ok());
+
+  grpc::ClientContext tctx;
+  SetDeadline(&tctx);
+  etcdserverpb::LeaseTimeToLiveRequest treq;
+  treq.set_id(grant.id());
+  treq.set_keys(true);
+  etcdserverpb::LeaseTimeToLiveResponse ttl;
+  ASSERT_TRUE(lease_->LeaseTimeToLive(&tctx, treq, &ttl).ok());
+  EXPECT_EQ(ttl.grantedttl(), 60);
+  ASSERT_EQ(ttl.keys_size(), 1);
+  EXPECT_EQ(ttl.keys(0), "leased");
+
+  grpc::ClientContext rctx;
+  SetDeadline(&rctx);
+  etcdserverpb::LeaseRevokeRequest rreq;
+  rreq.set_id(grant.id());
+  etcdserverpb::LeaseRevokeResponse revoke;
+  ASSERT_TRUE(lease_->LeaseRevoke(&rctx, rreq, &revoke).ok());
+  ExpectHeader(revoke.header());
+
+  grpc::ClientContext tctx2;
+  SetDeadline(&tctx2);
+  ASSERT_TRUE(lease_->LeaseTimeToLive(&tctx2, treq, &ttl).ok());
+  EXPECT_EQ(ttl.ttl(), -1);
+}
+
+TEST_F(EtcdServerApiTest, StatusAndMembers) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  etcdserverpb::StatusResponse status;
+  ASSERT_TRUE(maintenance_->Status(&ctx, {}, &status).ok());
+  ExpectHeader(status.header());
+  EXPECT_EQ(status.version(), "3.4.23");
+  EXPECT_EQ(status.leader(), server_->MemberId());
+
+  grpc::ClientContext mctx;
+  SetDeadline(&mctx);
+  etcdserverpb::MemberListResponse members;
+  ASSERT_TRUE(cluster_->MemberList(&mctx, {}, &members).ok());
+  ExpectHeader(members.header());
+  ASSERT_EQ(members.members_size(), 1);
+  EXPECT_EQ(members.members(0).id(), server_->MemberId());
+}
+
+}  // namespace
+}  // namespace cppetcd::api
