@@ -325,7 +325,7 @@ class EtcdServer::Impl {
   bool hk_stop_ ABSL_GUARDED_BY(hk_mu_) = false;
   std::thread hk_thread_;
   SteadyClock::time_point next_lease_check_{};
-  bool publish_in_flight_ = false;  // housekeeping thread
+  std::atomic<bool> publish_in_flight_{false};
   std::atomic<bool> publish_done_{false};
   // Auto compaction state (housekeeping thread).
   std::deque<int64_t> compaction_revs_;
@@ -869,12 +869,12 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
   CPPETCD_CRASH_POINT("raft_before_apply");
   if (!rd.committed_entries.empty()) {
     absl::MutexLock l(&apply_mu_);
-    apply_queue_.push_back(std::move(rd.committed_entries));
+    // A copy: Advance needs the committed entries too (applied index,
+    // uncommitted-size accounting).
+    apply_queue_.push_back(rd.committed_entries);
     apply_cv_.Signal();
   }
   CPPETCD_CRASH_POINT("raft_before_advance");
-  rd.messages.clear();
-  rd.committed_entries.clear();
   node_->Advance(rd);
 }
 

@@ -59,6 +59,11 @@ class EtcdServerTest : public ::testing::Test {
   }
   void TearDown() override {
     server_.reset();
+    if (HasFailure()) {
+      auto lines = log_.Lines();
+      size_t from = lines.size() > 80 ? lines.size() - 80 : 0;
+      for (size_t i = from; i < lines.size(); ++i) fprintf(stderr, "%s\n", lines[i].c_str());
+    }
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
