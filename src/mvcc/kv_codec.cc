@@ -1,7 +1,5 @@
 #include "kv_codec.h"
 
-#include <array>
-
 namespace cppetcd::mvcc::internal {
 namespace {
 
@@ -17,22 +15,6 @@ bool ReadVarint(const char*& p, const char* end, uint64_t* v) {
   }
   return false;
 }
-
-// Slicing-by-8 tables for the reflected Castagnoli polynomial.
-struct Crc32cTables {
-  std::array<std::array<uint32_t, 256>, 8> t{};
-  constexpr Crc32cTables() {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-      t[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; ++i) {
-      for (int s = 1; s < 8; ++s) t[s][i] = (t[s - 1][i] >> 8) ^ t[0][t[s - 1][i] & 0xff];
-    }
-  }
-};
-constexpr Crc32cTables kTables;
 
 }  // namespace
 
@@ -71,22 +53,6 @@ bool DecodeKvMeta(std::string_view data, KvMeta* out) {
     }
   }
   return true;
-}
-
-uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  uint32_t c = ~crc;
-  const auto& t = kTables.t;
-  while (n >= 8) {
-    uint32_t lo = c ^ (static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
-                       static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24);
-    c = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
-        t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
-    p += 8;
-    n -= 8;
-  }
-  while (n-- > 0) c = t[0][(c ^ *p++) & 0xff] ^ (c >> 8);
-  return ~c;
 }
 
 }  // namespace cppetcd::mvcc::internal

@@ -1,10 +1,8 @@
-// Private helpers of the mvcc store: a light decoder of the serialized
-// mvccpb::KeyValue fields the index rebuild needs (no copy of the value),
-// and CRC-32C for HashByRev.
+// Private helper of the mvcc store: a light decoder of the serialized
+// mvccpb::KeyValue fields the index rebuild needs (no copy of the value).
 #ifndef CPPETCD_SRC_MVCC_KV_CODEC_H_
 #define CPPETCD_SRC_MVCC_KV_CODEC_H_
 
-#include <cstddef>
 #include <cstdint>
 #include <string_view>
 
@@ -22,11 +20,6 @@ struct KvMeta {
 // Decodes the protobuf wire form of mvccpb::KeyValue (field numbers of
 // proto/mvccpb/kv.proto). False on malformed input.
 bool DecodeKvMeta(std::string_view data, KvMeta* out);
-
-// CRC-32C (Castagnoli), the same function as Go's
-// crc32.New(crc32.MakeTable(crc32.Castagnoli)): Extend(0, a ++ b) ==
-// Extend(Extend(0, a), b).
-uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n);
 
 }  // namespace cppetcd::mvcc::internal
 

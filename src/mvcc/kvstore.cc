@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cppetcd/util/crc32c.h"
 #include "kv_codec.h"
 
 namespace cppetcd::mvcc {
@@ -371,15 +372,15 @@ absl::StatusOr<HashResult> Store::HashByRev(int64_t rev) const {
   if (rev <= 0) rev = cur;
   const RevisionSet keep = index_.Keep(rev);
   const Revision lower{compact + 1, 0};
-  uint32_t crc = internal::Crc32cExtend(0, kKeyBucket.data(), kKeyBucket.size());
+  uint32_t crc = util::Crc32cExtend(0, kKeyBucket.data(), kKeyBucket.size());
   const std::string end = RevisionKey(Revision{rev + 1, 0});
   absl::Status st = (*txn)->Scan(kKeyBucket, "", end, [&](std::string_view k, std::string_view v) {
     const Revision kr = DecodeRevision(k);
     // Below the compact revision only what a compaction at rev keeps counts
     // (etcd skips the check when nothing would be kept).
     if (kr < lower && !keep.empty() && !keep.contains(kr)) return true;
-    crc = internal::Crc32cExtend(crc, k.data(), k.size());
-    crc = internal::Crc32cExtend(crc, v.data(), v.size());
+    crc = util::Crc32cExtend(crc, k.data(), k.size());
+    crc = util::Crc32cExtend(crc, v.data(), v.size());
     return true;
   });
   if (!st.ok()) return st;
