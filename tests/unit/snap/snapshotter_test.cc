@@ -149,6 +149,8 @@ TEST_F(SnapshotterTest, SaveIsDurableAcrossACrash) {
   util::FaultInjectionEnv env(env_);
   Snapshotter s(&env, dir_);
   ASSERT_TRUE(s.SaveSnap(Snap(1, 5)).ok());
+  EXPECT_EQ(env.sync_count(), 1);
+  EXPECT_EQ(env.dir_sync_count(), 1);
   ASSERT_TRUE(env.DropUnsyncedData().ok());
   auto got = s.Load();
   ASSERT_TRUE(got.ok()) << got.status();

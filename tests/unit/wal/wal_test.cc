@@ -484,6 +484,61 @@ TEST_F(WalTest, CrashDuringCreateLeavesNoWal) {
   ASSERT_TRUE(w.ok()) << w.status();
 }
 
+TEST_F(WalTest, HardStateSurvivesReleaseOfItsSegment) {
+  auto w = MustCreate(env_, SmallOptions(1024));
+  ASSERT_TRUE(w->Save(Hs(3, 2, 5), Ents(1, 5, 3), true).ok());
+  for (uint64_t i = 6; i <= 100; i += 5) ASSERT_TRUE(w->Save(raftpb::HardState(), Ents(i, i + 4, 3), true).ok());
+  ASSERT_TRUE(w->SaveSnapshot({90, 3}).ok());
+  ASSERT_TRUE(w->ReleaseLockTo(90).ok());
+  ASSERT_NE(w->SegmentNames().front(), "0000000000000000-0000000000000000.wal");
+  ASSERT_TRUE(w->Close().ok());
+  auto r = Reopen(env_, {90, 3}, nullptr, SmallOptions(1024));
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Each segment repeats the hard state at its head.
+  EXPECT_EQ(r->hard_state.SerializeAsString(), Hs(3, 2, 5).SerializeAsString());
+  EXPECT_THAT(Ids(r->entries),
+              ElementsAre("91/3", "92/3", "93/3", "94/3", "95/3", "96/3", "97/3", "98/3", "99/3", "100/3"));
+}
+
+TEST_F(WalTest, FailedCutIsStickyAndTheLogStaysReadable) {
+  util::FaultInjectionEnv env(env_);
+  auto w = MustCreate(&env, SmallOptions(1024));
+  uint64_t next = 1;
+  absl::Status s;
+  // Find how many saves fill a segment.
+  while (s.ok() && next < 1000) {
+    const size_t segments = w->SegmentNames().size();
+    s = w->Save(Hs(1, 1, next), Ents(next, next + 4, 1), false);
+    ASSERT_TRUE(s.ok()) << s;
+    next += 5;
+    if (w->SegmentNames().size() > segments) break;  // the cut point is known now
+  }
+  // The next cut fails to seal the full segment (saves do not sync here).
+  env.FailSyncs(1, EIO);
+  s = absl::OkStatus();
+  for (int i = 0; i < 100 && s.ok(); ++i, next += 5) s = w->Save(Hs(1, 1, next), Ents(next, next + 4, 1), false);
+  ASSERT_EQ(s.code(), absl::StatusCode::kInternal) << s;
+  EXPECT_EQ(w->Save(Hs(1, 1, next), Ents(next, next, 1), true).code(), absl::StatusCode::kInternal);
+  w.reset();
+  auto r = Reopen(&env, {}, nullptr, SmallOptions(1024));
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (size_t i = 0; i < r->entries.size(); ++i) ASSERT_EQ(r->entries[i].index(), i + 1);
+  EXPECT_GE(r->entries.size(), 10u);
+}
+
+TEST_F(WalTest, OpenRemovesATempSegmentOfAnInterruptedCut) {
+  {
+    auto w = MustCreate(env_);
+    ASSERT_TRUE(w->Save(Hs(1, 1, 1), Ents(1, 3, 1), true).ok());
+  }
+  const std::string tmp = util::JoinPath(dir_, "0000000000000001-0000000000000004.wal.tmp");
+  testing::WriteFile(tmp, "half a segment");
+  auto r = Reopen(env_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->entries.size(), 3u);
+  EXPECT_FALSE(env_->FileExists(tmp));
+}
+
 TEST_F(WalTest, ReadAllIsRequiredBeforeSave) {
   ASSERT_TRUE(MustCreate(env_)->Close().ok());
   auto w = Wal::Open(env_, dir_, {}, SmallOptions());
