@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "gmock/gmock.h"
@@ -486,6 +487,110 @@ TEST_F(StoreTest, CompactInsideABatch) {
   ASSERT_TRUE(f->get().ok());
   EXPECT_EQ(KeyBucketEntries(), 4u);  // 4, 5, 6, 7
   EXPECT_EQ(MustRange("k", "").kvs[0].version(), 6);
+}
+
+// The store against a naive model of the whole history, on random requests
+// (puts, deletes, multi-op txns, compactions) and reads at random revisions.
+TEST_F(StoreTest, MatchesNaiveModelOnRandomRequests) {
+  struct Rec {
+    int64_t main;
+    bool tombstone;
+    std::string value;
+    int64_t create, version, lease;
+  };
+  std::map<std::string, std::vector<Rec>> model;
+  auto live = [&](const std::string& k) -> const Rec* {
+    auto it = model.find(k);
+    if (it == model.end() || it->second.empty() || it->second.back().tombstone) return nullptr;
+    return &it->second.back();
+  };
+  auto at = [&](const std::string& k, int64_t rev) -> const Rec* {
+    const Rec* r = nullptr;
+    for (const auto& rec : model[k]) {
+      if (rec.main <= rev) r = &rec;
+    }
+    return r != nullptr && !r->tombstone ? r : nullptr;
+  };
+  const uint32_t seed = std::random_device{}();
+  SCOPED_TRACE(testing::Message() << "seed " << seed);
+  std::mt19937 rng(seed);
+  auto key = [&] { return std::string(1, static_cast<char>('a' + rng() % 8)); };
+  int64_t compact = -1;
+  for (int step = 0; step < 300; ++step) {
+    const int op = rng() % 10;
+    if (op < 7) {
+      const int64_t rev = store_->Rev() + 1;
+      bool wrote = false;
+      Apply([&](TxnWrite* tw) {
+        const int n = 1 + rng() % 3;
+        std::set<std::string> used;
+        for (int i = 0; i < n; ++i) {
+          std::string k = key();
+          if (!used.insert(k).second) continue;
+          if (rng() % 4 == 0) {
+            const bool was_live = live(k) != nullptr;
+            EXPECT_EQ(tw->DeleteRange(k, ""), was_live ? 1 : 0);
+            if (was_live) {
+              model[k].push_back(Rec{rev, true, "", 0, 0, 0});
+              wrote = true;
+            }
+          } else {
+            const Rec* prev = live(k);
+            const int64_t lease = rng() % 3;
+            Rec rec{rev, false, "v" + std::to_string(step), prev ? prev->create : rev,
+                    prev ? prev->version + 1 : 1, lease};
+            tw->Put(k, rec.value, lease);
+            model[k].push_back(rec);
+            wrote = true;
+          }
+        }
+      });
+      EXPECT_EQ(store_->Rev(), wrote ? rev : rev - 1);
+    } else if (op == 7 && store_->Rev() > compact + 1) {
+      const int64_t c = compact + 1 + static_cast<int64_t>(rng() % (store_->Rev() - compact));
+      if (c > std::max<int64_t>(compact, 0)) {
+        auto f = Compact(c);
+        ASSERT_TRUE(f.ok()) << f.status();
+        compact = c;
+      }
+    } else if (op == 8 && step % 50 == 0) {
+      Reopen();
+      EXPECT_EQ(store_->CompactRev(), compact);
+    } else {
+      const int64_t cur = store_->Rev();
+      const int64_t lo = std::max<int64_t>(compact, 1);
+      const int64_t rev = lo + static_cast<int64_t>(rng() % (cur - lo + 1));
+      std::string k1 = key(), k2 = key();
+      if (k2 < k1) std::swap(k1, k2);
+      const int64_t limit = rng() % 3;
+      auto r = store_->Range(k1, k2, {.limit = limit, .rev = rev});
+      ASSERT_TRUE(r.ok()) << r.status() << " rev " << rev;
+      std::vector<const Rec*> want;
+      std::vector<std::string> want_keys;
+      for (char c = k1[0]; std::string(1, c) < k2; ++c) {
+        if (const Rec* rec = at(std::string(1, c), rev)) {
+          want.push_back(rec);
+          want_keys.emplace_back(1, c);
+        }
+      }
+      EXPECT_EQ(r->count, static_cast<int64_t>(want.size()));
+      EXPECT_EQ(r->rev, cur);
+      const size_t n = limit == 0 ? want.size() : std::min<size_t>(limit, want.size());
+      ASSERT_EQ(r->kvs.size(), n) << k1 << ".." << k2 << "@" << rev;
+      for (size_t i = 0; i < n; ++i) {
+        const auto& kv = r->kvs[i];
+        EXPECT_EQ(kv.key(), want_keys[i]);
+        EXPECT_EQ(kv.value(), want[i]->value);
+        EXPECT_EQ(kv.mod_revision(), want[i]->main);
+        EXPECT_EQ(kv.create_revision(), want[i]->create);
+        EXPECT_EQ(kv.version(), want[i]->version);
+        EXPECT_EQ(kv.lease(), want[i]->lease);
+      }
+      if (compact > 1) {
+        EXPECT_TRUE(IsCompacted(store_->Range(k1, k2, {.rev = compact - 1}).status()));
+      }
+    }
+  }
 }
 
 // Hash values produced by etcd 3.4.23 for the same history (etcdctl endpoint
