@@ -68,6 +68,28 @@ absl::StatusOr<std::vector<std::string>> Snapshotter::SnapNames() const {
   return names;
 }
 
+absl::Status Snapshotter::Purge(size_t keep) {
+  auto names = SnapNames();
+  if (!names.ok()) return names.status();
+  std::vector<std::string> doomed;
+  for (size_t i = std::max<size_t>(keep, 1); i < names->size(); ++i) doomed.push_back((*names)[i]);
+  auto children = env_->GetChildren(dir_);
+  if (!children.ok()) return children.status();
+  uint64_t term, index;
+  for (const std::string& c : *children) {
+    if (c.ends_with(".tmp") && ParseSnapName(std::string_view(c).substr(0, c.size() - 4), &term, &index)) {
+      doomed.push_back(c);
+    }
+  }
+  if (doomed.empty()) return absl::OkStatus();
+  for (const std::string& name : doomed) {
+    const std::string path = util::JoinPath(dir_, name);
+    if (absl::Status s = env_->RemoveFile(path); !s.ok()) return s;
+    logger_.Info("removed old snapshot file", {{"path", path}});
+  }
+  return env_->SyncDir(dir_);
+}
+
 absl::StatusOr<raftpb::Snapshot> Snapshotter::Read(const std::string& name) const {
   const std::string path = util::JoinPath(dir_, name);
   auto bytes = env_->ReadFileToString(path);

@@ -41,6 +41,11 @@ class Snapshotter {
   // (the WAL's snapshot markers, Wal::ValidSnapshotEntries) qualify.
   absl::StatusOr<raftpb::Snapshot> LoadNewestAvailable(const std::vector<wal::WalSnapshot>& walsnaps);
 
+  // Removes all but the newest `keep` snapshot files (etcd --max-snapshots;
+  // the newest one is always kept) and stale `.tmp` files of interrupted
+  // saves, then fsyncs the directory.
+  absl::Status Purge(size_t keep);
+
   // Names of the snapshot files, newest (highest term, then index) first.
   absl::StatusOr<std::vector<std::string>> SnapNames() const;
 

@@ -145,6 +145,17 @@ TEST_F(SnapshotterTest, LoadNewestAvailableMatchesWalMarkers) {
   EXPECT_EQ(got->metadata().index(), 10u);
 }
 
+TEST_F(SnapshotterTest, PurgeKeepsTheNewest) {
+  Snapshotter s(env_, dir_);
+  for (uint64_t index = 1; index <= 6; ++index) ASSERT_TRUE(s.SaveSnap(Snap(1, index)).ok());
+  auto f = env_->NewWritableFile(Path(1, 7) + ".tmp");  // an interrupted save
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(s.Purge(2).ok());
+  EXPECT_THAT(*env_->GetChildren(dir_), ElementsAre(SnapFileName(1, 5), SnapFileName(1, 6)));
+  ASSERT_TRUE(s.Purge(0).ok());  // the newest always stays
+  EXPECT_THAT(*env_->GetChildren(dir_), ElementsAre(SnapFileName(1, 6)));
+}
+
 TEST_F(SnapshotterTest, SaveIsDurableAcrossACrash) {
   util::FaultInjectionEnv env(env_);
   Snapshotter s(&env, dir_);
