@@ -571,6 +571,29 @@ absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
 
 absl::Status EtcdServer::Impl::Start() {
   if (started_.exchange(true)) return absl::FailedPreconditionError("server already started");
+  std::vector<std::string> initial_cluster;
+  for (const auto& m : initial_members_) {
+    for (const auto& u : m.peer_urls()) initial_cluster.push_back(absl::StrCat(m.name(), "=", u));
+  }
+  lg_.Info("starting an etcd server",
+           {{"etcd-version", kServerVersion},
+            {"name", cfg_.name},
+            {"data-dir", cfg_.data_dir},
+            {"wal-dir", cfg_.wal_dir},
+            {"member-dir", member_dir_},
+            {"member-initialized", wal::Wal::Exists(env_, wal_dir_)},
+            {"snapshot-count", cfg_.snapshot_count},
+            {"heartbeat-interval", DurationString(cfg_.heartbeat_interval)},
+            {"election-timeout", DurationString(cfg_.election_timeout)},
+            {"advertise-client-urls", cfg_.advertise_client_urls},
+            {"initial-cluster", initial_cluster},
+            {"initial-cluster-state",
+             cfg_.initial_cluster_state == ServerConfig::ClusterState::kNew ? "new" : "existing"},
+            {"initial-cluster-token", cfg_.initial_cluster_token},
+            {"quota-size-bytes", quota_bytes_},
+            {"pre-vote", cfg_.pre_vote},
+            {"auto-compaction-mode", cfg_.auto_compaction_mode},
+            {"auto-compaction-retention", cfg_.auto_compaction_retention}});
   if (auto s = env_->CreateDirAll(member_dir_); !s.ok()) return s;
   if (auto s = OpenOrBootstrap(); !s.ok()) return s;
 

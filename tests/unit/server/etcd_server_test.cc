@@ -15,6 +15,7 @@
 
 #include "cppetcd/lease/lessor.h"
 #include "cppetcd/mvcc/errors.h"
+#include "cppetcd/mvcc/kvstore.h"
 #include "cppetcd/server/errors.h"
 #include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
@@ -50,7 +51,7 @@ bool PollUntil(const std::function<bool()>& cond, std::chrono::milliseconds time
   return cond();
 }
 
-class EtcdServerTest : public ::testing::Test {
+class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/cppetcd_server_test_XXXXXX";
@@ -125,7 +126,7 @@ class EtcdServerTest : public ::testing::Test {
   std::unique_ptr<EtcdServer> server_;
 };
 
-TEST_F(EtcdServerTest, PutRangeDeleteTxn) {
+TEST_F(ServerTest, PutRangeDeleteTxn) {
   StartServer();
   auto p1 = Put("foo", "bar");
   ASSERT_TRUE(p1.ok()) << p1.status();
@@ -176,7 +177,7 @@ TEST_F(EtcdServerTest, PutRangeDeleteTxn) {
   EXPECT_EQ(Value("foo"), "<none>");
 }
 
-TEST_F(EtcdServerTest, DefaultMemberIdAndMemberList) {
+TEST_F(ServerTest, DefaultMemberIdAndMemberList) {
   StartServer();
   EXPECT_EQ(util::IdToHex(server_->MemberId()), "8e9e05c52164694d");
   EXPECT_EQ(util::IdToHex(server_->ClusterId()), "cdf818194e3a8c32");
@@ -208,7 +209,7 @@ TEST_F(EtcdServerTest, DefaultMemberIdAndMemberList) {
   EXPECT_TRUE(published);
 }
 
-TEST_F(EtcdServerTest, RestartKeepsDataAndRevision) {
+TEST_F(ServerTest, RestartKeepsDataAndRevision) {
   StartServer();
   ASSERT_TRUE(Put("a", "1").ok());
   ASSERT_TRUE(Put("b", "2").ok());
@@ -229,7 +230,7 @@ TEST_F(EtcdServerTest, RestartKeepsDataAndRevision) {
   EXPECT_EQ(p2->header().revision(), rev + 1);
 }
 
-TEST_F(EtcdServerTest, CrashWithoutStopLosesNoAcknowledgedWrite) {
+TEST_F(ServerTest, CrashWithoutStopLosesNoAcknowledgedWrite) {
   StartServer();
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(Put("k" + std::to_string(i), std::to_string(i)).ok());
   server_->CrashForTesting();
@@ -238,7 +239,7 @@ TEST_F(EtcdServerTest, CrashWithoutStopLosesNoAcknowledgedWrite) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(Value("k" + std::to_string(i)), std::to_string(i));
 }
 
-TEST_F(EtcdServerTest, ReplaysWalOverStaleBackend) {
+TEST_F(ServerTest, ReplaysWalOverStaleBackend) {
   StartServer();
   ASSERT_TRUE(Put("x", "1").ok());
   // A consistent copy of the backend as of now; later writes live only in
@@ -264,7 +265,7 @@ TEST_F(EtcdServerTest, ReplaysWalOverStaleBackend) {
   EXPECT_EQ(r->header().revision(), last->header().revision());
 }
 
-TEST_F(EtcdServerTest, SnapshotCountTriggersSnapshotAndRestartWorks) {
+TEST_F(ServerTest, SnapshotCountTriggersSnapshotAndRestartWorks) {
   ServerConfig c = Config();
   c.snapshot_count = 10;
   StartServer(c);
@@ -282,7 +283,7 @@ TEST_F(EtcdServerTest, SnapshotCountTriggersSnapshotAndRestartWorks) {
   EXPECT_TRUE(Put("after", "1").ok());
 }
 
-TEST_F(EtcdServerTest, LeaseExpiryDeletesKeys) {
+TEST_F(ServerTest, LeaseExpiryDeletesKeys) {
   util::FakeClock clock;
   ServerConfig c = Config();
   c.clock = &clock;
@@ -327,7 +328,7 @@ TEST_F(EtcdServerTest, LeaseExpiryDeletesKeys) {
   EXPECT_EQ(gone->ttl(), -1);
 }
 
-TEST_F(EtcdServerTest, LeaseRevokeDeletesKeys) {
+TEST_F(ServerTest, LeaseRevokeDeletesKeys) {
   StartServer();
   etcdserverpb::LeaseGrantRequest g;
   g.set_ttl(100);
@@ -348,7 +349,7 @@ TEST_F(EtcdServerTest, LeaseRevokeDeletesKeys) {
   EXPECT_TRUE(lease::IsLeaseNotFound(again.status())) << again.status();
 }
 
-TEST_F(EtcdServerTest, CompactionPhysical) {
+TEST_F(ServerTest, CompactionPhysical) {
   StartServer();
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(Put("c", std::to_string(i)).ok());  // revs 2..6
   etcdserverpb::CompactionRequest cr;
@@ -367,7 +368,7 @@ TEST_F(EtcdServerTest, CompactionPhysical) {
   EXPECT_TRUE(mvcc::IsCompacted(again.status())) << again.status();
 }
 
-TEST_F(EtcdServerTest, QuotaRaisesPersistentNoSpaceAlarm) {
+TEST_F(ServerTest, QuotaRaisesPersistentNoSpaceAlarm) {
   ServerConfig c = Config();
   c.quota_backend_bytes = 1;  // every write is over quota
   StartServer(c);
@@ -414,7 +415,20 @@ TEST_F(EtcdServerTest, QuotaRaisesPersistentNoSpaceAlarm) {
   EXPECT_TRUE(Put("big", "value").ok());
 }
 
-TEST_F(EtcdServerTest, RequestTooLarge) {
+TEST_F(ServerTest, AutoCompactionRevisionMode) {
+  util::FakeClock clock;
+  ServerConfig c = Config();
+  c.clock = &clock;
+  c.auto_compaction_mode = "revision";
+  c.auto_compaction_retention = "2";
+  StartServer(c);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Put("ac", std::to_string(i)).ok());  // revs 2..6
+  clock.Advance(std::chrono::minutes(6));
+  EXPECT_TRUE(PollUntil([&] { return server_->Store()->CompactRev() == 4; }))
+      << server_->Store()->CompactRev();
+}
+
+TEST_F(ServerTest, RequestTooLarge) {
   ServerConfig c = Config();
   c.max_request_bytes = 1024;
   StartServer(c);
@@ -423,14 +437,14 @@ TEST_F(EtcdServerTest, RequestTooLarge) {
   EXPECT_TRUE(Put("k", "small").ok());
 }
 
-TEST_F(EtcdServerTest, StoppedServerRejects) {
+TEST_F(ServerTest, StoppedServerRejects) {
   StartServer();
   server_->Stop();
   EXPECT_TRUE(IsStopped(Put("k", "v").status()));
   EXPECT_TRUE(IsStopped(Get("k").status()));
 }
 
-TEST_F(EtcdServerTest, ConcurrentWritersAndLinearizableReaders) {
+TEST_F(ServerTest, ConcurrentWritersAndLinearizableReaders) {
   StartServer();
   constexpr int kThreads = 4, kPerThread = 25;
   std::vector<std::thread> threads;
