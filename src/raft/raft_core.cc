@@ -735,10 +735,12 @@ void Raft::MaybeHandOver() {
     }
   }
   if (best == kNone || best_match != log_.LastIndex()) return;
-  Info("removed leader transfers leadership", {{"id", id_}, {"term", term_}, {"to", best}});
-  election_elapsed_ = 0;
-  lead_transferee_ = best;
+  Info("removed leader transfers leadership and steps down", {{"id", id_}, {"term", term_}, {"to", best}});
   SendTimeoutNow(best);
+  // The new leader will not talk to a non-member, so waiting for its term
+  // would leave this node a leader forever. If MsgTimeoutNow is lost, the
+  // voters time out and elect a leader (the log they need is on them).
+  BecomeFollower(term_, kNone);
 }
 
 void Raft::RespondToReadIndex(const raftpb::Message& req, uint64_t index) {
@@ -995,8 +997,8 @@ raftpb::ConfState Raft::SwitchToConfig(TrackerConfig cfg, ProgressMap prs) {
   if ((!ok || is_learner_) && state_ == StateType::kLeader) {
     // Removed (or demoted) leader: it keeps replicating as a lame duck so the
     // remaining members learn that the change committed, takes no proposals,
-    // and hands leadership to a caught-up voter (MaybeHandOver), stepping
-    // down when that voter's higher term reaches it (thesis §4.2.2).
+    // and once a voter has its whole log hands leadership to it and steps
+    // down (MaybeHandOver; thesis §4.2.2).
     Info("removed from configuration; handing over leadership", {{"id", id_}, {"term", term_}});
   }
   if ((state_ == StateType::kCandidate || state_ == StateType::kPreCandidate) && !Promotable()) {

@@ -44,10 +44,23 @@ class TestCluster {
 
   // Creates and bootstraps voters `ids` (every node knows all of them) and
   // learners `learners`.
-  explicit TestCluster(std::vector<uint64_t> ids, Tweak tweak = nullptr, std::vector<uint64_t> learners = {})
+  // With `bootstrap`, voters start from RawNode::Bootstrap (ConfChange
+  // entries 1..n, so nodes added later can replay the log from index 1);
+  // otherwise from a snapshot at index 1 holding the ConfState.
+  explicit TestCluster(std::vector<uint64_t> ids, Tweak tweak = nullptr, std::vector<uint64_t> learners = {},
+                       bool bootstrap = false)
       : tweak_(std::move(tweak)) {
-    for (uint64_t id : ids) AddNode(id, ids, learners);
-    for (uint64_t id : learners) AddNode(id, ids, learners);
+    if (bootstrap) {
+      std::vector<Peer> peers;
+      for (uint64_t id : ids) peers.push_back({id, ""});
+      for (uint64_t id : ids) {
+        AddEmptyNode(id);
+        EXPECT_TRUE(nodes_[id].node->Bootstrap(peers).ok());
+      }
+    } else {
+      for (uint64_t id : ids) AddNode(id, ids, learners);
+      for (uint64_t id : learners) AddNode(id, ids, learners);
+    }
     Stabilize();
   }
 
