@@ -126,8 +126,11 @@ struct WatchResponse {
   // Header revision: every event with mod_revision <= revision on the
   // watcher's range has been delivered (live: the events' revision).
   int64_t revision = 0;
-  int64_t compact_revision = 0;  // nonzero: start revision was compacted
-  bool canceled = false;         // the watcher was removed (compaction)
+  // Nonzero: the watcher's next revision is below this compacted revision
+  // (etcd's rule: next < compact revision); the watcher was removed and its
+  // id freed. canceled is then true; nothing else sets it.
+  int64_t compact_revision = 0;
+  bool canceled = false;
 };
 
 namespace watch_internal {
@@ -153,7 +156,8 @@ class WatchStream {
   // Errors: ErrWatcherDuplicateID, ErrEmptyWatcherRange (key >= end),
   // ErrWatchStreamClosed. no_put/no_delete drop those event types; prev_kv
   // fills Event.prev_kv (not for creations); progress_notify opts in to
-  // ProgressNotifyAll.
+  // ProgressNotifyAll. A start_rev at or below the current revision is
+  // served from history first (catch-up responses carry several revisions).
   absl::StatusOr<int64_t> Watch(int64_t watch_id, std::string key, std::string end,
                                 int64_t start_rev, bool no_put, bool no_delete,
                                 bool prev_kv, bool progress_notify = false);

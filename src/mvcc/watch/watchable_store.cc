@@ -530,7 +530,7 @@ bool WatchableStore::SyncOnce() {
       candidates.push_back(w);
     }
     for (WatcherPtr& w : candidates) {
-      if (w->next_rev < compact_rev) {
+      if (compact_rev > 0 && w->next_rev < compact_rev) {
         // etcd: a watcher whose next revision was compacted is told so and
         // canceled.
         WatchResponse r;

@@ -515,3 +515,42 @@ TEST(WatchableStoreLifetimeTest, StreamMayOutliveStore) {
 
 }  // namespace
 }  // namespace cppetcd::mvcc
+
+namespace cppetcd::mvcc {
+namespace {
+
+// Watchers canceled while the catch-up thread may hold them, and streams
+// closed while writes go on: no response after Cancel, nothing left behind.
+TEST(WatchableStoreRaceTest, CancelAndCloseDuringCatchUpAndWrites) {
+  FakeSource source;
+  WatchOptions o = TestOptions();
+  o.max_events_per_sync = 20;
+  auto store = std::make_unique<WatchableStore>(&source, o);
+  for (int i = 0; i < 300; ++i) source.Put("k" + std::to_string(i % 5), "v");
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 3000 && !stop.load(); ++i) source.Put("k" + std::to_string(i % 5), "w");
+  });
+  for (int round = 0; round < 30; ++round) {
+    Reader r(store.get());
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 8; ++i) {
+      auto id = r.stream->Watch(0, "k", ToEnd(), 2 + (round * 7 + i) % 250, false, false, i % 2);
+      ASSERT_TRUE(id.ok());
+      ids.push_back(*id);
+    }
+    for (auto& x : r.stream->Poll(0)) r.got.push_back(std::move(x));
+    for (size_t i = 0; i < ids.size(); i += 2) ASSERT_TRUE(r.stream->Cancel(ids[i]).ok());
+    // Canceled ids never appear after their Cancel returned.
+    for (auto& x : r.stream->Poll(0)) {
+      EXPECT_NE(x.watch_id % 2, 0) << "response for canceled watch " << x.watch_id;
+    }
+    if (round % 2) r.stream->Close();
+  }
+  stop = true;
+  writer.join();
+  EXPECT_EQ(store->SyncedCount() + store->UnsyncedCount(), 0u);
+}
+
+}  // namespace
+}  // namespace cppetcd::mvcc
