@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -28,7 +29,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cppetcd/lease/lessor.h"
 #include "cppetcd/mvcc/kvstore.h"
@@ -183,6 +183,10 @@ struct Outcome {
 };
 using Waiter = absl::AnyInvocable<void(Outcome) &&>;
 
+// Locks are std::mutex (not absl::Mutex): Debian's abseil is not built with
+// TSan, so its mutexes are invisible to the TSan pass. Lock order: none of
+// the mutexes below is held while taking another, except where noted, and
+// no callback (Done, waiter) runs under any of them.
 class EtcdServer::Impl {
  public:
   explicit Impl(ServerConfig cfg);
@@ -272,16 +276,16 @@ class EtcdServer::Impl {
   std::atomic<bool> stopped_{false};
 
   // Raft loop inputs.
-  absl::Mutex raft_mu_;
-  absl::CondVar raft_cv_;
+  std::mutex raft_mu_;
+  std::condition_variable raft_cv_;
   std::deque<std::pair<uint64_t, std::string>> proposals_ ABSL_GUARDED_BY(raft_mu_);
   std::vector<absl::AnyInvocable<void()>> raft_tasks_ ABSL_GUARDED_BY(raft_mu_);
   bool raft_stop_ ABSL_GUARDED_BY(raft_mu_) = false;
   std::thread raft_thread_;
 
   // Apply loop input: batches of committed entries, in log order.
-  absl::Mutex apply_mu_;
-  absl::CondVar apply_cv_;
+  std::mutex apply_mu_;
+  std::condition_variable apply_cv_;
   std::deque<std::vector<raftpb::Entry>> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
   bool apply_stop_ ABSL_GUARDED_BY(apply_mu_) = false;
   bool apply_drain_ ABSL_GUARDED_BY(apply_mu_) = true;  // finish queued batches on stop
@@ -291,13 +295,13 @@ class EtcdServer::Impl {
   uint64_t snapshot_term_ = 0;
 
   // Applied index, for ReadIndex waits and status.
-  mutable absl::Mutex applied_mu_;
-  absl::CondVar applied_cv_;
+  mutable std::mutex applied_mu_;
+  std::condition_variable applied_cv_;
   uint64_t applied_index_ ABSL_GUARDED_BY(applied_mu_) = 0;
   std::atomic<uint64_t> applied_index_atomic_{0};
 
   // Proposal waiters by request ID.
-  absl::Mutex wait_mu_;
+  std::mutex wait_mu_;
   struct WaitEntry {
     Waiter fn;
     SteadyClock::time_point deadline;
@@ -310,8 +314,8 @@ class EtcdServer::Impl {
   std::vector<PhysicalWait> physical_waits_ ABSL_GUARDED_BY(wait_mu_);
 
   // Linearizable reads.
-  absl::Mutex read_mu_;
-  absl::CondVar read_cv_;
+  std::mutex read_mu_;
+  std::condition_variable read_cv_;
   std::vector<ReadFn> pending_reads_ ABSL_GUARDED_BY(read_mu_);
   bool read_stop_ ABSL_GUARDED_BY(read_mu_) = false;
   std::string current_read_ctx_ ABSL_GUARDED_BY(read_mu_);
@@ -320,8 +324,8 @@ class EtcdServer::Impl {
   std::thread read_thread_;
 
   // Housekeeping.
-  absl::Mutex hk_mu_;
-  absl::CondVar hk_cv_;
+  std::mutex hk_mu_;
+  std::condition_variable hk_cv_;
   bool hk_stop_ ABSL_GUARDED_BY(hk_mu_) = false;
   std::thread hk_thread_;
   SteadyClock::time_point next_lease_check_{};
@@ -337,13 +341,14 @@ class EtcdServer::Impl {
   std::atomic<bool> compaction_ok_flag_{false};
 
   // Ready (published) signal.
-  absl::Mutex ready_mu_;
+  std::mutex ready_mu_;
+  std::condition_variable ready_cv_;
   bool ready_ ABSL_GUARDED_BY(ready_mu_) = false;
 
   // Members and alarms (in-memory mirrors of their buckets).
-  mutable absl::Mutex members_mu_;
+  mutable std::mutex members_mu_;
   std::map<uint64_t, serverpb::MemberRecord> members_ ABSL_GUARDED_BY(members_mu_);
-  mutable absl::Mutex alarm_mu_;
+  mutable std::mutex alarm_mu_;
   std::set<std::pair<uint64_t, int>> alarms_ ABSL_GUARDED_BY(alarm_mu_);
   std::atomic<bool> nospace_{false};
 };
@@ -544,7 +549,7 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
 absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
   auto rtx = backend_->BeginRead();
   if (!rtx.ok()) return rtx.status();
-  absl::MutexLock l(&members_mu_);
+  std::unique_lock<std::mutex> l(members_mu_);
   absl::Status bad;
   auto s = (*rtx)->Scan(storage::kMembersBucket, "", "", [&](std::string_view, std::string_view v) {
     serverpb::MemberRecord m;
@@ -557,7 +562,7 @@ absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
   });
   if (!s.ok()) return s;
   if (!bad.ok()) return bad;
-  absl::MutexLock al(&alarm_mu_);
+  std::unique_lock<std::mutex> al(alarm_mu_);
   s = (*rtx)->Scan(storage::kAlarmBucket, "", "", [&](std::string_view k, std::string_view) {
     etcdserverpb::AlarmMember am;
     if (am.ParseFromArray(k.data(), static_cast<int>(k.size()))) {
@@ -635,7 +640,7 @@ absl::Status EtcdServer::Impl::Start() {
         snapshot_index_, "; the backend was lost"));
   }
   {
-    absl::MutexLock l(&applied_mu_);
+    std::unique_lock<std::mutex> l(applied_mu_);
     applied_index_ = std::max(consistent_index_, snapshot_index_);
     applied_index_atomic_ = applied_index_;
   }
@@ -682,32 +687,32 @@ void EtcdServer::Impl::Stop(bool graceful) {
               {"current-leader-member-id", util::IdToHex(lead_)}});
   }
   {
-    absl::MutexLock l(&hk_mu_);
+    std::unique_lock<std::mutex> l(hk_mu_);
     hk_stop_ = true;
-    hk_cv_.Signal();
+    hk_cv_.notify_one();
   }
   if (hk_thread_.joinable()) hk_thread_.join();
   {
-    absl::MutexLock l(&read_mu_);
+    std::unique_lock<std::mutex> l(read_mu_);
     read_stop_ = true;
-    read_cv_.SignalAll();
+    read_cv_.notify_all();
   }
   {
-    absl::MutexLock l(&applied_mu_);
-    applied_cv_.SignalAll();
+    std::unique_lock<std::mutex> l(applied_mu_);
+    applied_cv_.notify_all();
   }
   if (read_thread_.joinable()) read_thread_.join();
   {
-    absl::MutexLock l(&raft_mu_);
+    std::unique_lock<std::mutex> l(raft_mu_);
     raft_stop_ = true;
-    raft_cv_.Signal();
+    raft_cv_.notify_one();
   }
   if (raft_thread_.joinable()) raft_thread_.join();
   {
-    absl::MutexLock l(&apply_mu_);
+    std::unique_lock<std::mutex> l(apply_mu_);
     apply_stop_ = true;
     apply_drain_ = graceful;
-    apply_cv_.Signal();
+    apply_cv_.notify_one();
   }
   if (apply_thread_.joinable()) apply_thread_.join();
 
@@ -715,7 +720,7 @@ void EtcdServer::Impl::Stop(bool graceful) {
   absl::flat_hash_map<uint64_t, WaitEntry> waiters;
   std::vector<PhysicalWait> physical;
   {
-    absl::MutexLock l(&wait_mu_);
+    std::unique_lock<std::mutex> l(wait_mu_);
     waiters.swap(waiters_);
     physical.swap(physical_waits_);
   }
@@ -750,10 +755,10 @@ void EtcdServer::Impl::Stop(bool graceful) {
 // Raft loop.
 
 void EtcdServer::Impl::PostRaftTask(absl::AnyInvocable<void()> task) {
-  absl::MutexLock l(&raft_mu_);
+  std::unique_lock<std::mutex> l(raft_mu_);
   if (raft_stop_) return;
   raft_tasks_.push_back(std::move(task));
-  raft_cv_.Signal();
+  raft_cv_.notify_one();
 }
 
 void EtcdServer::Impl::MaybeFastForwardTicks() {
@@ -783,11 +788,11 @@ void EtcdServer::Impl::RaftLoop() {
     std::deque<std::pair<uint64_t, std::string>> props;
     std::vector<absl::AnyInvocable<void()>> tasks;
     {
-      absl::MutexLock l(&raft_mu_);
+      std::unique_lock<std::mutex> l(raft_mu_);
       while (!raft_stop_ && proposals_.empty() && raft_tasks_.empty()) {
         auto now = SteadyClock::now();
         if (now >= next_tick) break;
-        raft_cv_.WaitWithTimeout(&raft_mu_, absl::FromChrono(next_tick - now));
+        raft_cv_.wait_until(l, next_tick);
       }
       if (raft_stop_) break;
       props.swap(proposals_);
@@ -817,7 +822,7 @@ void EtcdServer::Impl::RaftLoop() {
   }
   // Proposals never handed to raft fail now.
   {
-    absl::MutexLock l(&raft_mu_);
+    std::unique_lock<std::mutex> l(raft_mu_);
     for (auto& p : proposals_) held_proposals_.push_back(std::move(p));
     proposals_.clear();
   }
@@ -845,11 +850,11 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
     }
   }
   if (!rd.read_states.empty()) {
-    absl::MutexLock l(&read_mu_);
+    std::unique_lock<std::mutex> l(read_mu_);
     for (const auto& rs : rd.read_states) {
       if (rs.request_ctx == current_read_ctx_) {
         read_index_result_ = rs.index;
-        read_cv_.SignalAll();
+        read_cv_.notify_all();
       }
     }
   }
@@ -891,11 +896,11 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
   if (!rd.messages.empty()) transport_->Send(std::move(rd.messages));
   CPPETCD_CRASH_POINT("raft_before_apply");
   if (!rd.committed_entries.empty()) {
-    absl::MutexLock l(&apply_mu_);
+    std::unique_lock<std::mutex> l(apply_mu_);
     // A copy: Advance needs the committed entries too (applied index,
     // uncommitted-size accounting).
     apply_queue_.push_back(rd.committed_entries);
-    apply_cv_.Signal();
+    apply_cv_.notify_one();
   }
   CPPETCD_CRASH_POINT("raft_before_advance");
   node_->Advance(rd);
@@ -940,8 +945,8 @@ void EtcdServer::Impl::ApplyLoop() {
   while (true) {
     std::vector<raftpb::Entry> batch;
     {
-      absl::MutexLock l(&apply_mu_);
-      while (!apply_stop_ && apply_queue_.empty()) apply_cv_.Wait(&apply_mu_);
+      std::unique_lock<std::mutex> l(apply_mu_);
+      while (!apply_stop_ && apply_queue_.empty()) apply_cv_.wait(l);
       if (apply_queue_.empty() || (apply_stop_ && !apply_drain_)) break;
       // Merge everything queued into one backend txn.
       batch = std::move(apply_queue_.front());
@@ -958,7 +963,7 @@ void EtcdServer::Impl::ApplyLoop() {
 void EtcdServer::Impl::CompleteWaiter(uint64_t id, Outcome o) {
   Waiter fn;
   {
-    absl::MutexLock l(&wait_mu_);
+    std::unique_lock<std::mutex> l(wait_mu_);
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return;
     fn = std::move(it->second.fn);
@@ -1034,10 +1039,10 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
   store_->OnCommit();
   CPPETCD_CRASH_POINT("apply_after_commit");
   {
-    absl::MutexLock l(&applied_mu_);
+    std::unique_lock<std::mutex> l(applied_mu_);
     if (last_index > applied_index_) applied_index_ = last_index;
     applied_index_atomic_ = applied_index_;
-    applied_cv_.SignalAll();
+    applied_cv_.notify_all();
   }
   metrics_.proposals_applied.store(last_index, std::memory_order_relaxed);
   if (SteadyClock::now() - t0 > milliseconds(100)) {
@@ -1071,7 +1076,7 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
   *has_waiter = req->header().id() != 0;
   if (req->has_member_attributes()) {
     const auto& ma = req->member_attributes();
-    absl::MutexLock l(&members_mu_);
+    std::unique_lock<std::mutex> l(members_mu_);
     auto it = members_.find(ma.member_id());
     if (it != members_.end()) {
       it->second.set_name(ma.name());
@@ -1107,7 +1112,7 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
 }
 
 void EtcdServer::Impl::ApplyConfChange(storage::WriteTxn* btx, const raftpb::ConfChange& cc) {
-  absl::MutexLock l(&members_mu_);
+  std::unique_lock<std::mutex> l(members_mu_);
   switch (cc.type()) {
     case raftpb::ConfChangeAddNode:
     case raftpb::ConfChangeAddLearnerNode:
@@ -1156,7 +1161,7 @@ etcdserverpb::AlarmResponse EtcdServer::Impl::ApplyAlarm(storage::WriteTxn* btx,
   am.set_memberid(ar.memberid());
   am.set_alarm(ar.alarm());
   const std::string key = am.SerializeAsString();
-  absl::MutexLock l(&alarm_mu_);
+  std::unique_lock<std::mutex> l(alarm_mu_);
   switch (ar.action()) {
     case etcdserverpb::AlarmRequest::GET:
       for (const auto& [m, t] : alarms_) {
@@ -1200,7 +1205,7 @@ etcdserverpb::AlarmResponse EtcdServer::Impl::ApplyAlarm(storage::WriteTxn* btx,
 std::vector<etcdserverpb::AlarmMember> EtcdServer::Impl::ListAlarms(
     etcdserverpb::AlarmType type) const {
   std::vector<etcdserverpb::AlarmMember> out;
-  absl::MutexLock l(&alarm_mu_);
+  std::unique_lock<std::mutex> l(alarm_mu_);
   for (const auto& [m, t] : alarms_) {
     if (type != etcdserverpb::NONE && t != type) continue;
     etcdserverpb::AlarmMember a;
@@ -1231,17 +1236,17 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
     return;
   }
   {
-    absl::MutexLock l(&wait_mu_);
+    std::unique_lock<std::mutex> l(wait_mu_);
     waiters_[id] = WaitEntry{std::move(w), SteadyClock::now() + cfg_.request_timeout};
   }
   metrics_.proposals_pending.fetch_add(1, std::memory_order_relaxed);
   bool raft_gone = false;
   {
-    absl::MutexLock l(&raft_mu_);
+    std::unique_lock<std::mutex> l(raft_mu_);
     raft_gone = raft_stop_;
     if (!raft_gone) {
       proposals_.emplace_back(id, std::move(data));
-      raft_cv_.Signal();
+      raft_cv_.notify_one();
     }
   }
   // The raft loop is gone: fail at once.
@@ -1294,10 +1299,10 @@ void EtcdServer::Impl::FillHeaderImpl(etcdserverpb::ResponseHeader* h, bool set_
 
 void EtcdServer::Impl::EnqueueLinearizableRead(ReadFn fn) {
   {
-    absl::MutexLock l(&read_mu_);
+    std::unique_lock<std::mutex> l(read_mu_);
     if (!read_stop_) {
       pending_reads_.push_back(std::move(fn));
-      read_cv_.SignalAll();
+      read_cv_.notify_all();
       return;
     }
   }
@@ -1311,8 +1316,8 @@ void EtcdServer::Impl::ReadLoop() {
     std::vector<ReadFn> batch;
     std::string ctx;
     {
-      absl::MutexLock l(&read_mu_);
-      while (!read_stop_ && pending_reads_.empty()) read_cv_.Wait(&read_mu_);
+      std::unique_lock<std::mutex> l(read_mu_);
+      while (!read_stop_ && pending_reads_.empty()) read_cv_.wait(l);
       if (read_stop_) break;
       batch.swap(pending_reads_);
       ctx = EncodeReadContext(++read_ctx_counter_);
@@ -1324,10 +1329,10 @@ void EtcdServer::Impl::ReadLoop() {
     std::optional<uint64_t> index;
     while (true) {
       PostRaftTask([this, ctx] { node_->ReadIndex(ctx); });
-      absl::MutexLock l(&read_mu_);
+      std::unique_lock<std::mutex> l(read_mu_);
       const auto retry_at = std::min(deadline, SteadyClock::now() + kReadIndexRetry);
       while (!read_stop_ && !read_index_result_.has_value() && SteadyClock::now() < retry_at) {
-        read_cv_.WaitWithTimeout(&read_mu_, absl::FromChrono(retry_at - SteadyClock::now()));
+        read_cv_.wait_until(l, retry_at);
       }
       if (read_index_result_.has_value()) {
         index = read_index_result_;
@@ -1346,9 +1351,9 @@ void EtcdServer::Impl::ReadLoop() {
                 {"retry-timeout", DurationString(kReadIndexRetry)}});
     }
     if (index.has_value()) {
-      absl::MutexLock l(&applied_mu_);
+      std::unique_lock<std::mutex> l(applied_mu_);
       while (applied_index_ < *index && !Stopping() && SteadyClock::now() < deadline) {
-        applied_cv_.WaitWithTimeout(&applied_mu_, absl::FromChrono(deadline - SteadyClock::now()));
+        applied_cv_.wait_until(l, deadline);
       }
       if (applied_index_ < *index) status = Stopping() ? ErrStopped() : ErrTimeout();
     }
@@ -1356,7 +1361,7 @@ void EtcdServer::Impl::ReadLoop() {
   }
   std::vector<ReadFn> rest;
   {
-    absl::MutexLock l(&read_mu_);
+    std::unique_lock<std::mutex> l(read_mu_);
     rest.swap(pending_reads_);
   }
   for (auto& fn : rest) std::move(fn)(ErrStopped());
@@ -1369,8 +1374,8 @@ void EtcdServer::Impl::ReadLoop() {
 void EtcdServer::Impl::HousekeepingLoop() {
   while (true) {
     {
-      absl::MutexLock l(&hk_mu_);
-      if (!hk_stop_) hk_cv_.WaitWithTimeout(&hk_mu_, absl::FromChrono(kHousekeepingInterval));
+      std::unique_lock<std::mutex> l(hk_mu_);
+      if (!hk_stop_) hk_cv_.wait_for(l, kHousekeepingInterval);
       if (hk_stop_) break;
     }
     const auto now = SteadyClock::now();
@@ -1378,7 +1383,7 @@ void EtcdServer::Impl::HousekeepingLoop() {
     std::vector<Waiter> expired;
     std::vector<PhysicalWait> finished;
     {
-      absl::MutexLock l(&wait_mu_);
+      std::unique_lock<std::mutex> l(wait_mu_);
       for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->second.deadline <= now) {
           expired.push_back(std::move(it->second.fn));
@@ -1440,8 +1445,9 @@ void EtcdServer::Impl::Publish() {
               {"cluster-id", util::IdToHex(cluster_id_)},
               {"publish-timeout", DurationString(cfg_.request_timeout)}});
     {
-      absl::MutexLock l(&ready_mu_);
+      std::unique_lock<std::mutex> l(ready_mu_);
       ready_ = true;
+      ready_cv_.notify_all();
     }
     publish_done_ = true;
     publish_in_flight_ = false;
@@ -1529,12 +1535,11 @@ void EtcdServer::Stop() { impl_->Stop(/*graceful=*/true); }
 void EtcdServer::CrashForTesting() { impl_->Stop(/*graceful=*/false); }
 
 bool EtcdServer::WaitReady(std::chrono::milliseconds timeout) {
-  absl::MutexLock l(&impl_->ready_mu_);
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->ready_mu_) { return impl_->ready_; };
-  return impl_->ready_mu_.AwaitWithTimeout(absl::Condition(&ready), absl::FromChrono(timeout));
+  std::unique_lock<std::mutex> l(impl_->ready_mu_);
+  return impl_->ready_cv_.wait_for(l, timeout, [this] { return impl_->ready_; });
 }
 bool EtcdServer::IsReady() const {
-  absl::MutexLock l(&impl_->ready_mu_);
+  std::unique_lock<std::mutex> l(impl_->ready_mu_);
   return impl_->ready_;
 }
 
@@ -1627,7 +1632,7 @@ void EtcdServer::Compact(const etcdserverpb::CompactionRequest& req,
     impl->FillHeaderImpl(resp.mutable_header(), resp.header().revision() == 0);
     if (!physical || !o.result.compaction_done.has_value()) return std::move(done)(std::move(resp));
     // Wait for the physical compaction off the apply thread.
-    absl::MutexLock l(&impl->wait_mu_);
+    std::unique_lock<std::mutex> l(impl->wait_mu_);
     impl->physical_waits_.push_back(Impl::PhysicalWait{
         *o.result.compaction_done,
         [resp = std::move(resp), done = std::move(done)](absl::Status s) mutable {
@@ -1704,7 +1709,7 @@ void EtcdServer::MemberList(const etcdserverpb::MemberListRequest&,
   etcdserverpb::MemberListResponse resp;
   impl_->FillHeaderImpl(resp.mutable_header(), true);
   {
-    absl::MutexLock l(&impl_->members_mu_);
+    std::unique_lock<std::mutex> l(impl_->members_mu_);
     for (const auto& [id, m] : impl_->members_) *resp.add_members() = ToMemberPb(m);
   }
   std::move(done)(std::move(resp));
@@ -1761,7 +1766,7 @@ void EtcdServer::Status(const etcdserverpb::StatusRequest&,
   resp.set_raftterm(impl->term_.load());
   resp.set_raftappliedindex(impl->applied_index_atomic_.load());
   {
-    absl::MutexLock l(&impl->members_mu_);
+    std::unique_lock<std::mutex> l(impl->members_mu_);
     auto it = impl->members_.find(impl->member_id_.load());
     resp.set_islearner(it != impl->members_.end() && it->second.is_learner());
   }
