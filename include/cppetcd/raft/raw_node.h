@@ -44,7 +44,11 @@ struct Config {
   int election_tick = 10;
   int heartbeat_tick = 1;  // ticks between leader heartbeats
   Storage* storage = nullptr;  // not owned; must outlive the RawNode
-  // Last applied index on restart (entries <= applied are not returned again).
+  // Last applied index on restart: committed entries <= applied are not
+  // returned again. Membership is restored from the storage snapshot's
+  // ConfState only, so conf change entries after the snapshot must be applied
+  // again (ApplyConfChange): keep applied <= the last index whose ConfState
+  // the storage snapshot reflects, or 0 (etcd restarts from the snapshot).
   uint64_t applied = 0;
   // Max bytes of entries in one MsgApp (0: one entry per message).
   uint64_t max_size_per_msg = 1024 * 1024;
@@ -98,8 +102,9 @@ struct ReadState {
 //  3. apply `snapshot`, then `committed_entries` in order (calling
 //     RawNode::ApplyConfChange for conf change entries);
 //  4. call Advance(ready) with this same Ready.
-// A leader may send messages before its own entries are durable (thesis
-// §10.2.1); the rule above is the simple, always-safe order.
+// The leader counts its own copy of an entry toward commit only after the
+// Advance that reports it persisted, so a single voter's proposal is
+// committed in the Ready after the one that carried its entry.
 struct Ready {
   std::optional<SoftState> soft_state;   // set when it changed
   raftpb::HardState hard_state;          // empty (all zero) = unchanged
@@ -152,9 +157,12 @@ class RawNode {
   ~RawNode();
 
   // For a brand-new cluster (empty storage): appends one ConfChangeAddNode
-  // entry per peer at term 1, commits and applies them. The entries appear
-  // in the next Ready (entries and committed_entries). FailedPrecondition if
-  // the log is not empty or peers is empty.
+  // entry per peer at term 1 (indices 1..n), commits them and applies them to
+  // the membership. They appear in the next Ready (entries and
+  // committed_entries; applying them again is harmless). Campaign() is
+  // refused until that Ready has been handled (Advance), as a node never
+  // campaigns with unapplied conf changes. InvalidArgument if peers is
+  // empty, FailedPrecondition if the storage is not empty.
   absl::Status Bootstrap(const std::vector<Peer>& peers);
 
   // Advances the logical clock by one tick (election / heartbeat timers).
@@ -166,14 +174,22 @@ class RawNode {
   // Proposes a membership change (thesis §4). Dropped while one is pending.
   absl::Status ProposeConfChange(const raftpb::ConfChange& cc);
   absl::Status ProposeConfChange(const raftpb::ConfChangeV2& cc);
-  // Applies a committed conf change entry; returns the new ConfState.
+  // Applies a committed conf change entry (call it only for entries from
+  // Ready.committed_entries, in order); returns the new ConfState. An invalid
+  // change (e.g. removing every voter) is ignored and logged: every member
+  // ignores it alike. A leader removed from the voters takes no proposals,
+  // hands leadership to a caught-up voter and steps down.
   raftpb::ConfState ApplyConfChange(const raftpb::ConfChangeV2& cc);
   raftpb::ConfState ApplyConfChange(const raftpb::ConfChange& cc);
   // Steps a message from a peer. ErrStepLocalMsg for local types,
   // ErrStepPeerNotFound for a response from an unknown peer.
   absl::Status Step(const raftpb::Message& m);
-  // Requests a linearizable read point; answered by a ReadState in a later
-  // Ready (or dropped silently when there is no leader) (thesis §6.4).
+  // Requests a linearizable read point (thesis §6.4); answered by a
+  // ReadState{index, request_ctx} in a later Ready, on this node. Serve the
+  // read once applied >= index. request_ctx must be unique among pending
+  // requests. The request is dropped silently when there is no leader or
+  // leadership changes before it is confirmed: retry after a timeout. A new
+  // leader answers only after committing an entry of its term.
   void ReadIndex(std::string request_ctx);
   // Asks the leader to hand leadership to `transferee` (thesis §3.10).
   void TransferLeader(uint64_t transferee);

@@ -31,7 +31,8 @@ bool IsCompacted(const absl::Status& s);
 // ErrSnapOutOfDate: a snapshot older than the one the storage holds.
 absl::Status ErrSnapOutOfDate();
 bool IsSnapOutOfDate(const absl::Status& s);
-// ErrUnavailable: the requested index is past LastIndex.
+// ErrUnavailable: the requested index is past LastIndex. Call the predicate
+// as raft::IsUnavailable (absl::IsUnavailable is found by ADL too).
 absl::Status ErrUnavailable();
 bool IsUnavailable(const absl::Status& s);
 // ErrSnapshotTemporarilyUnavailable: Snapshot() cannot produce one right now.

@@ -2,6 +2,7 @@
 // election and replication, Ready/Advance contract.
 #include "cppetcd/raft/raw_node.h"
 
+#include "cppetcd/util/log.h"
 #include "gtest/gtest.h"
 #include "test_cluster.h"
 
@@ -203,6 +204,37 @@ TEST(RawNodeTest, RestartFromStorageKeepsState) {
   EXPECT_EQ(st.applied, applied);
   EXPECT_EQ(st.conf_state.voters_size(), 3);
   EXPECT_FALSE((*rn)->HasReady());
+}
+
+}  // namespace
+}  // namespace cppetcd::raft
+
+namespace cppetcd::raft {
+namespace {
+
+// Raft's log lines are constant messages with fields (stable for scripts).
+TEST(RawNodeTest, LogsConstantMessagesWithFields) {
+  auto captured = util::NewCapturedLog();
+  util::Logger logger("raft", captured.sink);
+  MemoryStorage s;
+  Config c = testing::DefaultConfig(1, &s);
+  c.logger = &logger;
+  auto rn = RawNode::Create(c);
+  ASSERT_TRUE(rn.ok());
+  ASSERT_TRUE((*rn)->Bootstrap({{1, ""}}).ok());
+  Ready rd = (*rn)->GetReady();
+  ASSERT_TRUE(s.Append(rd.entries).ok());
+  (*rn)->Advance(rd);
+  ASSERT_TRUE((*rn)->Campaign().ok());
+  bool found = false;
+  for (const auto& line : captured.Lines()) {
+    if (line.find("\"msg\":\"became leader\"") != std::string::npos) {
+      found = true;
+      EXPECT_NE(line.find("\"term\":2"), std::string::npos) << line;
+      EXPECT_NE(line.find("\"id\":1"), std::string::npos) << line;
+    }
+  }
+  EXPECT_TRUE(found);
 }
 
 }  // namespace
