@@ -102,6 +102,10 @@ struct WatchOptions {
   // Responses a stream may hold before its watchers become victims (etcd
   // chanBufLen 128). Stream-wide progress responses do not count.
   size_t stream_queue_capacity = 128;
+  // Approximate bytes (keys and values) a stream may hold queued, so that a
+  // slow reader of large values costs bounded memory; a single larger
+  // response still enters an empty queue.
+  size_t stream_queue_bytes = 64u << 20;
   // Unsynced watchers served per catch-up round (etcd maxWatchersPerSync).
   size_t max_watchers_per_sync = 512;
   // History events read per catch-up round (whole revisions, so one large
@@ -202,7 +206,8 @@ class WatchStream {
   struct Queued {
     WatchResponse response;
     bool fill_prev_kv = false;  // Poll fills Event.prev_kv
-    bool counted = true;        // counts against stream_queue_capacity
+    bool counted = true;        // counts against stream_queue_capacity/_bytes
+    size_t bytes = 0;           // approximate size when counted
   };
 
   // The streams' way to their store; store becomes null when the store is
@@ -212,7 +217,8 @@ class WatchStream {
     WatchableStore* store ABSL_GUARDED_BY(mu) = nullptr;
   };
 
-  WatchStream(std::shared_ptr<StoreLink> link, size_t capacity, std::function<void()> notify);
+  WatchStream(std::shared_ptr<StoreLink> link, size_t capacity, size_t capacity_bytes,
+              std::function<void()> notify);
 
   // Appends under qmu_; returns false if full (unless `force`). Sets
   // *need_notify when the queue was empty.
@@ -220,13 +226,16 @@ class WatchStream {
   // True if no counted response fits now (and remembers to wake the
   // catch-up thread when Poll makes room).
   bool QueueFull();
+  bool FullLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(qmu_);
+  void Unaccount(const Queued& q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(qmu_);
   // notify() protocol: reserve under the store mutex (fails once Close has
   // begun), run after releasing it; Close waits for reserved runs.
   bool ReserveNotify();
   void RunReservedNotify();
 
   const std::shared_ptr<StoreLink> link_;
-  const size_t capacity_;  // WatchOptions::stream_queue_capacity
+  const size_t capacity_;        // WatchOptions::stream_queue_capacity
+  const size_t capacity_bytes_;  // WatchOptions::stream_queue_bytes
   const std::function<void()> notify_;
 
   // Watcher bookkeeping, guarded by the store's mutex (WatchableStore::mu_).
@@ -240,6 +249,7 @@ class WatchStream {
   mutable std::mutex qmu_;  // after WatchableStore::mu_ in lock order
   std::deque<Queued> queue_ ABSL_GUARDED_BY(qmu_);
   size_t capacity_used_ ABSL_GUARDED_BY(qmu_) = 0;  // queued responses that count
+  size_t bytes_used_ ABSL_GUARDED_BY(qmu_) = 0;     // their approximate bytes
   bool saw_full_ ABSL_GUARDED_BY(qmu_) = false;     // an Enqueue was refused
 
   std::mutex nmu_;  // notify-in-flight protocol with Close

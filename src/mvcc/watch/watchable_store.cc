@@ -59,8 +59,11 @@ bool IsWatchStreamClosed(const absl::Status& s) {
 // WatchStream
 
 WatchStream::WatchStream(std::shared_ptr<StoreLink> link, size_t capacity,
-                         std::function<void()> notify)
-    : link_(std::move(link)), capacity_(capacity), notify_(std::move(notify)) {}
+                         size_t capacity_bytes, std::function<void()> notify)
+    : link_(std::move(link)),
+      capacity_(capacity),
+      capacity_bytes_(capacity_bytes),
+      notify_(std::move(notify)) {}
 
 WatchStream::~WatchStream() { Close(); }
 
@@ -120,13 +123,13 @@ absl::Status WatchStream::Cancel(int64_t watch_id) {
       std::lock_guard<std::mutex> q(qmu_);
       for (auto i = queue_.begin(); i != queue_.end();) {
         if (i->response.watch_id == watch_id) {
-          if (i->counted) --capacity_used_;
+          Unaccount(*i);
           i = queue_.erase(i);
         } else {
           ++i;
         }
       }
-      if (saw_full_ && capacity_used_ < capacity_) {
+      if (saw_full_ && !FullLocked()) {
         saw_full_ = false;
         store->KickLocked();
       }
@@ -185,11 +188,11 @@ std::vector<WatchResponse> WatchStream::Poll(size_t max) {
     size_t n = (max == 0) ? queue_.size() : std::min(max, queue_.size());
     taken.reserve(n);
     for (size_t i = 0; i < n; ++i) {
-      if (queue_.front().counted) --capacity_used_;
+      Unaccount(queue_.front());
       taken.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
-    if (saw_full_ && capacity_used_ < capacity_) {
+    if (saw_full_ && !FullLocked()) {
       saw_full_ = false;
       wake = true;
     }
@@ -238,6 +241,7 @@ void WatchStream::Close() {
     std::lock_guard<std::mutex> q(qmu_);
     queue_.clear();
     capacity_used_ = 0;
+    bytes_used_ = 0;
     saw_full_ = false;
   }
   std::unique_lock<std::mutex> n(nmu_);
@@ -245,22 +249,50 @@ void WatchStream::Close() {
   notify_cv_.wait(n, [this] { return notify_in_flight_ == 0; });
 }
 
+namespace {
+// Approximate memory of a response: what dominates is keys and values.
+size_t ApproxBytes(const WatchResponse& r) {
+  size_t n = 64;
+  for (const mvccpb::Event& ev : r.events) {
+    n += 48 + ev.kv().key().size() + ev.kv().value().size();
+    if (ev.has_prev_kv()) n += ev.prev_kv().key().size() + ev.prev_kv().value().size();
+  }
+  return n;
+}
+}  // namespace
+
+bool WatchStream::FullLocked() const {
+  return capacity_used_ >= capacity_ || bytes_used_ >= capacity_bytes_;
+}
+
+void WatchStream::Unaccount(const Queued& q) {
+  if (!q.counted) return;
+  --capacity_used_;
+  bytes_used_ -= q.bytes;
+}
+
 bool WatchStream::Enqueue(WatchResponse response, bool fill_prev_kv, bool force,
                           bool* need_notify) {
   std::lock_guard<std::mutex> q(qmu_);
-  if (!force && capacity_used_ >= capacity_) {
+  const size_t bytes = force ? 0 : ApproxBytes(response);
+  // A response larger than the byte budget still goes into an empty queue.
+  if (!force && (capacity_used_ >= capacity_ ||
+                 (capacity_used_ > 0 && bytes_used_ + bytes > capacity_bytes_))) {
     saw_full_ = true;
     return false;
   }
   *need_notify = queue_.empty();
-  queue_.push_back(Queued{std::move(response), fill_prev_kv, !force});
-  if (!force) ++capacity_used_;
+  queue_.push_back(Queued{std::move(response), fill_prev_kv, !force, bytes});
+  if (!force) {
+    ++capacity_used_;
+    bytes_used_ += bytes;
+  }
   return true;
 }
 
 bool WatchStream::QueueFull() {
   std::lock_guard<std::mutex> q(qmu_);
-  if (capacity_used_ >= capacity_) {
+  if (FullLocked()) {
     saw_full_ = true;  // Poll will wake the catch-up thread
     return true;
   }
@@ -338,7 +370,8 @@ void WatchableStore::DetachStreamLocked(WatchStream* s) {
 
 std::unique_ptr<WatchStream> WatchableStore::NewWatchStream(std::function<void()> notify) {
   std::unique_ptr<WatchStream> s(
-      new WatchStream(link_, options_.stream_queue_capacity, std::move(notify)));
+      new WatchStream(link_, options_.stream_queue_capacity, options_.stream_queue_bytes,
+                      std::move(notify)));
   std::lock_guard<std::mutex> l(mu_);
   streams_.insert(s.get());
   s->next_progress_at_ = NextProgressAtLocked(clock_->Now());

@@ -554,3 +554,32 @@ TEST(WatchableStoreRaceTest, CancelAndCloseDuringCatchUpAndWrites) {
 
 }  // namespace
 }  // namespace cppetcd::mvcc
+
+namespace cppetcd::mvcc {
+namespace {
+
+// A byte budget makes a reader of large values a victim before the response
+// count does; it still gets every event once, in order.
+TEST(WatchableStoreBytesTest, ByteBudgetBoundsQueuedMemory) {
+  FakeSource source;
+  WatchOptions o = TestOptions();
+  o.stream_queue_bytes = 4096;
+  auto store = std::make_unique<WatchableStore>(&source, o);
+  Reader r(store.get());
+  ASSERT_TRUE(r.stream->Watch(0, "big", "", 0, false, false, false).ok());
+  const std::string value(1000, 'x');
+  for (int i = 0; i < 50; ++i) source.Put("big", value);
+  EXPECT_EQ(store->UnsyncedCount(), 1u);  // victim after about 4 responses
+  ASSERT_TRUE(r.PollUntil([](auto& got) { return EventCount(got, 0) == 50; }));
+  auto revs = Revs(EventsOf(r.got, 0));
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(revs[i], i + 2);
+  // One response larger than the budget still passes through.
+  const std::string huge(10000, 'y');
+  ASSERT_TRUE(r.PollUntil([&](auto&) { return store->UnsyncedCount() == 0; }));
+  int64_t rev = source.Put("big", huge);
+  ASSERT_TRUE(r.PollUntil([&](auto& got) { return got.back().revision == rev; }));
+  EXPECT_EQ(r.got.back().events[0].kv().value().size(), huge.size());
+}
+
+}  // namespace
+}  // namespace cppetcd::mvcc
