@@ -4,16 +4,16 @@
 
 #include <chrono>
 #include <cstdint>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
-#include <utility>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "cppetcd/api/backend.h"
 #include "cppetcd/api/errors.h"
 #include "cppetcd/util/log.h"
@@ -58,7 +58,7 @@ class StreamGate {
   // False once a finish was requested; otherwise the caller must start its
   // operation and then call EndStart.
   bool BeginStart() {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (finish_requested_) return false;
     ++starting_;
     return true;
@@ -68,7 +68,7 @@ class StreamGate {
   void EndStart(Reactor* reactor) {
     std::optional<grpc::Status> finish;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (--starting_ == 0 && pending_.has_value()) finish = std::exchange(pending_, std::nullopt);
     }
     if (finish.has_value()) reactor->Finish(std::move(*finish));
@@ -78,7 +78,7 @@ class StreamGate {
   template <class Reactor>
   void RequestFinish(Reactor* reactor, grpc::Status status) {
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (finish_requested_) return;
       finish_requested_ = true;
       if (starting_ > 0) {
@@ -89,15 +89,15 @@ class StreamGate {
     reactor->Finish(std::move(status));
   }
   bool FinishRequested() const {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     return finish_requested_;
   }
 
  private:
-  mutable absl::Mutex mu_;
-  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
-  int starting_ ABSL_GUARDED_BY(mu_) = 0;
-  std::optional<grpc::Status> pending_ ABSL_GUARDED_BY(mu_);
+  mutable std::mutex mu_;
+  bool finish_requested_ = false;
+  int starting_ = 0;
+  std::optional<grpc::Status> pending_;
 };
 
 // A stream that must end when the member loses its leader (hasleader).
@@ -134,11 +134,14 @@ class StreamHub {
   const std::chrono::milliseconds progress_interval_;
   const std::chrono::milliseconds leader_check_interval_;
   util::Logger logger_;
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::weak_ptr<WatchReactor>> scheduled_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::weak_ptr<WatchReactor>> watches_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::weak_ptr<LeaderBoundStream>> leader_bound_ ABSL_GUARDED_BY(mu_);
+  // std::mutex rather than absl::Mutex throughout the api: Debian's Abseil is
+  // not TSan-instrumented, so TSan would not see absl::Mutex ordering.
+  std::mutex mu_;
+  std::condition_variable cv_;  // scheduled_ or stop_ changed
+  bool stop_ = false;
+  std::vector<std::weak_ptr<WatchReactor>> scheduled_;
+  std::vector<std::weak_ptr<WatchReactor>> watches_;
+  std::vector<std::weak_ptr<LeaderBoundStream>> leader_bound_;
   std::thread thread_;
 };
 

@@ -53,7 +53,7 @@ class WatchReactor final
     for (int round = 0; round < kMaxPumpRounds; ++round) {
       bool start_write = false;
       {
-        absl::MutexLock lock(&mu_);
+        std::lock_guard<std::mutex> lock(mu_);
         if (writing_ || gate_.FinishRequested()) return;
         if (!out_.empty()) {
           if (!gate_.BeginStart()) return;
@@ -75,7 +75,7 @@ class WatchReactor final
         return;
       }
       std::vector<WatchUpdate> updates = ws_->Poll(kPollBatch);
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       polling_ = false;
       for (WatchUpdate& u : updates) EnqueueUpdateLocked(std::move(u));
       if (out_.empty() && !repoll_) return;
@@ -89,7 +89,7 @@ class WatchReactor final
   void ProgressTick() {
     std::vector<int64_t> due;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (gate_.FinishRequested()) return;
       for (auto& [id, w] : watchers_) {
         if (!w.progress_notify) continue;
@@ -130,7 +130,7 @@ class WatchReactor final
   void OnWriteDone(bool ok) override {
     auto keep = shared_from_this();
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       writing_ = false;
     }
     if (!ok) {
@@ -177,13 +177,13 @@ class WatchReactor final
     const int64_t ws_rev = ws_->Rev();
     const int64_t start_rev = c.start_revision() == 0 ? ws_rev + 1 : c.start_revision();
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       creating_ = true;
     }
     absl::StatusOr<int64_t> id =
         ws_->Watch(c.watch_id(), std::move(key), c.range_end(), start_rev, no_put, no_delete,
                    c.prev_kv());
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     creating_ = false;
     etcdserverpb::WatchResponse created = NewResponse(id.ok() ? *id : kInvalidWatchId, ws_rev);
     created.set_created(true);
@@ -207,7 +207,7 @@ class WatchReactor final
     absl::Status st = ws_->Cancel(id);
     if (!st.ok()) return;  // unknown ID: no answer (etcd)
     const int64_t rev = ws_->Rev();
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     watchers_.erase(id);
     etcdserverpb::WatchResponse r = NewResponse(id, rev);
     r.set_canceled(true);
@@ -220,7 +220,7 @@ class WatchReactor final
   // 3.4 answered at once; later versions wait like this).
   void HandleProgressRequest() { ws_->RequestProgressAll(); }
 
-  void EnqueueUpdateLocked(WatchUpdate u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  void EnqueueUpdateLocked(WatchUpdate u) {
     if (u.watch_id == kInvalidWatchId) {
       out_.push_back(NewResponse(kInvalidWatchId, u.revision));
       return;
@@ -269,14 +269,14 @@ class WatchReactor final
   // until OnWriteDone.
   etcdserverpb::WatchResponse current_;
 
-  absl::Mutex mu_;
-  std::deque<etcdserverpb::WatchResponse> out_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<int64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<int64_t, std::vector<WatchUpdate>> held_ ABSL_GUARDED_BY(mu_);
-  bool creating_ ABSL_GUARDED_BY(mu_) = false;  // a Watch call is running
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool polling_ ABSL_GUARDED_BY(mu_) = false;
-  bool repoll_ ABSL_GUARDED_BY(mu_) = false;
+  std::mutex mu_;
+  std::deque<etcdserverpb::WatchResponse> out_;
+  absl::flat_hash_map<int64_t, Watcher> watchers_;
+  absl::flat_hash_map<int64_t, std::vector<WatchUpdate>> held_;
+  bool creating_ = false;  // a Watch call is running
+  bool writing_ = false;
+  bool polling_ = false;
+  bool repoll_ = false;
   std::shared_ptr<WatchReactor> self_;  // released in OnDone
 };
 
@@ -304,24 +304,28 @@ StreamHub::StreamHub(ServerBackend* backend, std::chrono::milliseconds progress_
 
 StreamHub::~StreamHub() {
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
+  cv_.notify_one();
   thread_.join();
 }
 
 void StreamHub::Schedule(std::weak_ptr<WatchReactor> reactor) {
-  absl::MutexLock lock(&mu_);
-  scheduled_.push_back(std::move(reactor));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    scheduled_.push_back(std::move(reactor));
+  }
+  cv_.notify_one();
 }
 
 void StreamHub::AddWatch(std::weak_ptr<WatchReactor> reactor) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   watches_.push_back(std::move(reactor));
 }
 
 void StreamHub::AddLeaderBound(std::weak_ptr<LeaderBoundStream> stream) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   leader_bound_.push_back(std::move(stream));
 }
 
@@ -333,27 +337,28 @@ void PruneExpired(std::vector<std::weak_ptr<T>>* v) {
 }  // namespace
 
 void StreamHub::Run() {
-  absl::Time next_progress = absl::Now() + absl::FromChrono(progress_interval_);
-  absl::Time next_leader_check = absl::Now() + absl::FromChrono(leader_check_interval_);
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point next_progress = Clock::now() + progress_interval_;
+  Clock::time_point next_leader_check = Clock::now() + leader_check_interval_;
   int no_leader_checks = 0;
   for (;;) {
     std::vector<std::weak_ptr<WatchReactor>> scheduled, progress;
     std::vector<std::weak_ptr<LeaderBoundStream>> leader_bound;
     bool check_leader = false;
     {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this] { return stop_ || !scheduled_.empty(); };
-      mu_.AwaitWithDeadline(absl::Condition(&ready), std::min(next_progress, next_leader_check));
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_until(lock, std::min(next_progress, next_leader_check),
+                     [this] { return stop_ || !scheduled_.empty(); });
       if (stop_) return;
       scheduled.swap(scheduled_);
-      const absl::Time now = absl::Now();
+      const Clock::time_point now = Clock::now();
       if (now >= next_progress) {
-        next_progress = now + absl::FromChrono(progress_interval_);
+        next_progress = now + progress_interval_;
         PruneExpired(&watches_);
         progress = watches_;
       }
       if (now >= next_leader_check) {
-        next_leader_check = now + absl::FromChrono(leader_check_interval_);
+        next_leader_check = now + leader_check_interval_;
         PruneExpired(&leader_bound_);
         check_leader = true;
       }
@@ -370,7 +375,7 @@ void StreamHub::Run() {
       no_leader_checks = backend_->HasLeader() ? 0 : no_leader_checks + 1;
       if (no_leader_checks >= 3) {
         {
-          absl::MutexLock lock(&mu_);
+          std::lock_guard<std::mutex> lock(mu_);
           leader_bound.swap(leader_bound_);
         }
         if (!leader_bound.empty()) {

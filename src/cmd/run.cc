@@ -188,7 +188,6 @@ int Run(const EtcdConfig& config) {
   api.reset();
   backend.reset();
   (*server)->Stop();
-  log.Info("stopped etcd server", {{"name", config.name}});
   return exit_code;
 }
 

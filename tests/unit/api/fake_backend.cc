@@ -36,7 +36,7 @@ class FakeWatchStream final : public WatchStreamBackend {
     std::vector<mvccpb::Event> history;
     if (start_rev > compact && start_rev <= rev) history = backend_->History(start_rev);
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (watch_id == 0) {
         while (watchers_.contains(next_id_)) ++next_id_;
         watch_id = next_id_++;
@@ -57,7 +57,7 @@ class FakeWatchStream final : public WatchStreamBackend {
   }
 
   absl::Status Cancel(int64_t watch_id) override {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (watchers_.erase(watch_id) == 0) return absl::NotFoundError("mvcc: watcher does not exist");
     return absl::OkStatus();
   }
@@ -65,7 +65,7 @@ class FakeWatchStream final : public WatchStreamBackend {
   void RequestProgress(int64_t watch_id) override {
     const int64_t rev = backend_->Rev();
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       if (!watchers_.contains(watch_id)) return;
       pending_.push_back(WatchUpdate{watch_id, rev, 0, {}});
     }
@@ -75,14 +75,14 @@ class FakeWatchStream final : public WatchStreamBackend {
   void RequestProgressAll() override {
     const int64_t rev = backend_->Rev();
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       pending_.push_back(WatchUpdate{-1, rev, 0, {}});
     }
     notify_();
   }
 
   std::vector<WatchUpdate> Poll(size_t max) override {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     std::vector<WatchUpdate> out;
     while (!pending_.empty() && out.size() < max) {
       out.push_back(std::move(pending_.front()));
@@ -97,7 +97,7 @@ class FakeWatchStream final : public WatchStreamBackend {
   void Deliver(int64_t rev, const std::vector<mvccpb::Event>& events) {
     bool any = false;
     {
-      absl::MutexLock lock(&mu_);
+      std::lock_guard<std::mutex> lock(mu_);
       for (auto& [id, w] : watchers_) {
         WatchUpdate u{id, rev, 0, Filter(w, events)};
         if (u.events.empty()) continue;
@@ -129,26 +129,26 @@ class FakeWatchStream final : public WatchStreamBackend {
 
   FakeBackend* const backend_;
   std::function<void()> notify_;
-  absl::Mutex mu_;
-  std::map<int64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
-  std::vector<WatchUpdate> pending_ ABSL_GUARDED_BY(mu_);
-  int64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::mutex mu_;
+  std::map<int64_t, Watcher> watchers_;
+  std::vector<WatchUpdate> pending_;
+  int64_t next_id_ = 0;
 };
 
 FakeBackend::~FakeBackend() = default;
 
 int64_t FakeBackend::Rev() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return rev_;
 }
 
 int64_t FakeBackend::CompactRev() const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   return compact_rev_;
 }
 
 std::vector<mvccpb::Event> FakeBackend::History(int64_t from) const {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   std::vector<mvccpb::Event> out;
   for (const auto& e : history_) {
     if (e.kv().mod_revision() >= from) out.push_back(e);
@@ -157,13 +157,13 @@ std::vector<mvccpb::Event> FakeBackend::History(int64_t from) const {
 }
 
 void FakeBackend::Unregister(FakeWatchStream* s) {
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   std::erase(streams_, s);
 }
 
 std::unique_ptr<WatchStreamBackend> FakeBackend::NewWatchStream(std::function<void()> notify) {
   auto s = std::make_unique<FakeWatchStream>(this, std::move(notify));
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   streams_.push_back(s.get());
   return s;
 }
@@ -172,7 +172,7 @@ void FakeBackend::FillHeader(etcdserverpb::ResponseHeader* header) const {
   header->set_cluster_id(kClusterId);
   header->set_member_id(kMemberId);
   header->set_raft_term(2);
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> lock(mu_);
   header->set_revision(rev_);
 }
 
@@ -202,7 +202,7 @@ void FakeBackend::Range(const etcdserverpb::RangeRequest& req,
                         Done<etcdserverpb::RangeResponse> done) {
   etcdserverpb::RangeResponse resp;
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (req.revision() > rev_) {
       return ErrFutureRev();
     }
@@ -228,7 +228,7 @@ void FakeBackend::Range(const etcdserverpb::RangeRequest& req,
 void FakeBackend::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) {
   etcdserverpb::PutResponse resp;
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (req.lease() != 0 && !leases_.contains(req.lease())) {
       return ErrLeaseNotFound();
     }
@@ -248,7 +248,7 @@ void FakeBackend::DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
                               Done<etcdserverpb::DeleteRangeResponse> done) {
   etcdserverpb::DeleteRangeResponse resp;
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     std::vector<mvccpb::Event> events;
     for (auto it = kvs_.begin(); it != kvs_.end();) {
       if (!InRange(it->first, req.key(), req.range_end())) {
@@ -281,7 +281,7 @@ void FakeBackend::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Tx
   // Compares are ignored: the success branch's puts run, one revision each.
   etcdserverpb::TxnResponse resp;
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     for (const auto& op : req.success()) {
       if (op.has_request_put()) {
         PutLocked(op.request_put().key(), op.request_put().value(), op.request_put().lease());
@@ -302,7 +302,7 @@ void FakeBackend::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Tx
 void FakeBackend::Compact(const etcdserverpb::CompactionRequest& req,
                           Done<etcdserverpb::CompactionResponse> done) {
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (req.revision() > rev_) {
       return ErrFutureRev();
     }
@@ -323,7 +323,7 @@ void FakeBackend::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
                              Done<etcdserverpb::LeaseGrantResponse> done) {
   etcdserverpb::LeaseGrantResponse resp;
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     int64_t id = req.id() != 0 ? req.id() : next_lease_++;
     if (leases_.contains(id)) {
       return absl::AlreadyExistsError("lease already exists");
@@ -343,7 +343,7 @@ void FakeBackend::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
 void FakeBackend::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
                               Done<etcdserverpb::LeaseRevokeResponse> done) {
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     if (leases_.erase(req.id()) == 0) {
       return ErrLeaseNotFound();
     }
@@ -359,7 +359,7 @@ void FakeBackend::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
 void FakeBackend::LeaseRenew(int64_t id, Done<int64_t> done) {
   int64_t ttl = 0;
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = leases_.find(id);
     if (it == leases_.end()) {
       return ErrLeaseNotFound();
@@ -378,7 +378,7 @@ void FakeBackend::LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& re
                                   Done<etcdserverpb::LeaseTimeToLiveResponse> done) {
   etcdserverpb::LeaseTimeToLiveResponse resp;
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = leases_.find(req.id());
     if (it == leases_.end()) {
       return ErrLeaseNotFound();
@@ -399,7 +399,7 @@ void FakeBackend::LeaseLeases(const etcdserverpb::LeaseLeasesRequest&,
                               Done<etcdserverpb::LeaseLeasesResponse> done) {
   etcdserverpb::LeaseLeasesResponse resp;
   absl::Status err = [&]() -> absl::Status {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, ttl] : leases_) resp.add_leases()->set_id(id);
     return absl::OkStatus();
   }();

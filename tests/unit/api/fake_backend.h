@@ -6,10 +6,10 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "cppetcd/api/backend.h"
 
 namespace cppetcd::api::testing {
@@ -59,20 +59,20 @@ class FakeBackend final : public ServerBackend {
   static constexpr uint64_t kMemberId = 0x8e9e05c52164694d;
 
  private:
-  void PublishLocked(const std::vector<mvccpb::Event>& events) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PublishLocked(const std::vector<mvccpb::Event>& events);
   int64_t PutLocked(const std::string& key, const std::string& value, int64_t lease)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+     ;
 
   std::atomic<bool> has_leader_{true};
   int64_t max_request_bytes_ = 1536 * 1024;
-  mutable absl::Mutex mu_;
-  int64_t rev_ ABSL_GUARDED_BY(mu_) = 1;
-  int64_t compact_rev_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, mvccpb::KeyValue> kvs_ ABSL_GUARDED_BY(mu_);
-  std::vector<mvccpb::Event> history_ ABSL_GUARDED_BY(mu_);
-  std::map<int64_t, int64_t> leases_ ABSL_GUARDED_BY(mu_);  // id -> TTL seconds
-  int64_t next_lease_ ABSL_GUARDED_BY(mu_) = 1000;
-  std::vector<FakeWatchStream*> streams_ ABSL_GUARDED_BY(mu_);
+  mutable std::mutex mu_;
+  int64_t rev_ = 1;
+  int64_t compact_rev_ = 0;
+  std::map<std::string, mvccpb::KeyValue> kvs_;
+  std::vector<mvccpb::Event> history_;
+  std::map<int64_t, int64_t> leases_;  // id -> TTL seconds
+  int64_t next_lease_ = 1000;
+  std::vector<FakeWatchStream*> streams_;
 };
 
 }  // namespace cppetcd::api::testing
