@@ -126,6 +126,11 @@ absl::Status Wal::Save(const raftpb::HardState& hard_state, const std::vector<ra
   if (absl::Status s = CheckWritable(); !s.ok()) return s;
   const bool has_state = !IsEmptyHardState(hard_state);
   if (!has_state && entries.empty()) return absl::OkStatus();
+  for (const raftpb::Entry& e : entries) {
+    if (e.ByteSizeLong() > kMaxRecordPayload) {
+      return absl::InvalidArgumentError(absl::StrCat("wal: entry ", e.index(), " is too large for a record"));
+    }
+  }
   std::string bytes;
   std::string payload;
   for (const raftpb::Entry& e : entries) {
