@@ -8,6 +8,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "src/wal/record_reader.h"
+#include "src/wal/record_writer.h"
 #include "tests/unit/wal/wal_test_util.h"
 
 namespace cppetcd::wal {
@@ -328,6 +329,54 @@ TEST_F(WalTest, SegmentFromAnotherLogBreaksTheChain) {
   testing::WriteFile(util::JoinPath(dir_, names[1]), testing::ReadFile(util::JoinPath(other, names[1])));
   auto r = Reopen(env_, {}, nullptr, SmallOptions(1024));
   EXPECT_TRUE(absl::IsDataLoss(r.status())) << r.status();
+}
+
+TEST_F(WalTest, ConflictingMetadataInALaterSegment) {
+  {
+    auto w = MustCreate(env_, SmallOptions(1024));
+    for (uint64_t i = 1; i <= 40; i += 4) ASSERT_TRUE(w->Save(Hs(1, 1, i), Ents(i, i + 3, 1), true).ok());
+    ASSERT_GE(w->SegmentNames().size(), 2u);
+  }
+  // A well-chained last segment whose head carries other metadata.
+  auto scan = ScanSegment(testing::ReadFile(SegmentPath(0)), "s0", false);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  uint32_t crc = scan->crc;
+  std::string seg;
+  AppendSegmentHead("other", "", &crc, &seg);
+  const std::string name = SegmentPath(1);
+  auto children = env_->GetChildren(dir_);
+  ASSERT_TRUE(children.ok());
+  for (const std::string& extra : *children) {
+    if (util::JoinPath(dir_, extra) > name) {
+      ASSERT_TRUE(env_->RemoveFile(util::JoinPath(dir_, extra)).ok());
+    }
+  }
+  testing::WriteFile(name, seg);
+  auto r = Reopen(env_, {}, nullptr, SmallOptions(1024));
+  EXPECT_TRUE(absl::IsFailedPrecondition(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("metadata"));
+}
+
+TEST_F(WalTest, ValidSnapshotEntriesToleratesATornTailButNotCorruption) {
+  {
+    auto w = MustCreate(env_);
+    ASSERT_TRUE(w->Save(Hs(1, 1, 3), Ents(1, 3, 1), true).ok());
+    ASSERT_TRUE(w->SaveSnapshot({2, 1}).ok());
+    ASSERT_TRUE(w->Save(Hs(1, 1, 3), Ents(4, 4, 1), true).ok());
+  }
+  const std::string seg = SegmentPath(0);
+  const std::string full = testing::ReadFile(seg);
+  const auto extents = RecordExtents(seg);
+  testing::WriteFile(seg, full.substr(0, extents.back().second - 3));  // torn last record
+  auto snaps = Wal::ValidSnapshotEntries(env_, dir_);
+  ASSERT_TRUE(snaps.ok()) << snaps.status();
+  EXPECT_THAT(*snaps, ElementsAre(WalSnapshot{0, 0}, WalSnapshot{2, 1}));
+  EXPECT_EQ(testing::ReadFile(seg).size(), extents.back().second - 3);  // read-only: no repair
+
+  std::string bad = full;
+  bad[extents[3].first + 20] ^= 1;  // the first entry
+  testing::WriteFile(seg, bad);
+  EXPECT_TRUE(absl::IsDataLoss(Wal::ValidSnapshotEntries(env_, dir_).status()));
 }
 
 TEST_F(WalTest, SnapshotMarkers) {
