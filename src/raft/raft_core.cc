@@ -303,6 +303,7 @@ void Raft::TickHeartbeat() {
   }
   if (state_ != StateType::kLeader) return;
   MaybeHandOver();
+  if (state_ != StateType::kLeader) return;
   if (heartbeat_elapsed_ >= heartbeat_timeout_) {
     heartbeat_elapsed_ = 0;
     raftpb::Message m;

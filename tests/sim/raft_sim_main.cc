@@ -77,8 +77,9 @@ int main(int argc, char** argv) {
     }
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::fprintf(stderr, "raft-sim: %d seeds in %.2f s (%.0f seeds/min)\n", seeds, secs,
-               secs > 0 ? seeds * 60.0 / secs : 0.0);
+  std::printf("raft-sim: nodes=%d steps=%d: %d seeds in %.2f s (%.0f seeds/min)\n", opts.nodes, opts.steps, seeds,
+              secs, secs > 0 ? seeds * 60.0 / secs : 0.0);
   std::printf("%d passed, %d failed\n", passed, failed);
+  std::fflush(stdout);
   return failed == 0 ? 0 : 1;
 }
