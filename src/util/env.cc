@@ -277,8 +277,11 @@ absl::StatusOr<std::string> Env::ReadFileToString(const std::string& path) {
 }
 
 absl::Status Env::RemoveAll(const std::string& path) {
-  if (!FileExists(path)) return absl::OkStatus();
-  if (!IsDirectory(path)) return RemoveFile(path);
+  // unlink first: it removes files and symlinks (never following a link into
+  // a directory elsewhere) and fails on a real directory.
+  absl::Status s = RemoveFile(path);
+  if (s.ok() || absl::IsNotFound(s)) return absl::OkStatus();
+  if (!IsDirectory(path)) return s;
   auto children = GetChildren(path);
   if (!children.ok()) return children.status();
   for (const std::string& c : *children) {

@@ -89,8 +89,15 @@ TEST(EnvTest, CreateDirAllAndRemoveAll) {
   EXPECT_TRUE(env->IsDirectory(deep));
   EXPECT_TRUE(absl::IsAlreadyExists(env->CreateDir(deep)));
   WriteFile(env, JoinPath(deep, "f"), "1", false);
+  // A symlink to a directory is removed, not followed.
+  const std::string keep = JoinPath(dir.path(), "keep");
+  ASSERT_TRUE(env->CreateDir(keep).ok());
+  WriteFile(env, JoinPath(keep, "f"), "1", false);
+  ASSERT_EQ(::symlink(keep.c_str(), JoinPath(deep, "link").c_str()), 0);
   ASSERT_TRUE(env->RemoveAll(JoinPath(dir.path(), "x")).ok());
   EXPECT_FALSE(env->FileExists(JoinPath(dir.path(), "x")));
+  EXPECT_TRUE(env->FileExists(JoinPath(keep, "f")));
+  EXPECT_TRUE(env->RemoveAll(JoinPath(dir.path(), "missing")).ok());
 }
 
 TEST(EnvTest, LockIsExclusive) {
