@@ -478,18 +478,15 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
     if (!w.ok()) return w.status();
     wal_ = std::move(*w);
     rc.id = member_id_;
+    lg_.Info("starting local member", {{"local-member-id", util::IdToHex(member_id_)},
+                                       {"cluster-id", util::IdToHex(cluster_id_)}});
     auto node = raft::RawNode::Create(rc);
     if (!node.ok()) return node.status();
     node_ = std::move(*node);
     std::vector<raft::Peer> peers;
     for (const auto& m : initial_members_) {
-      raftpb::ConfChange cc;
-      cc.set_type(raftpb::ConfChangeAddNode);
-      cc.set_node_id(m.id());
       peers.push_back(raft::Peer{m.id(), m.SerializeAsString()});
     }
-    lg_.Info("starting local member", {{"local-member-id", util::IdToHex(member_id_)},
-                                       {"cluster-id", util::IdToHex(cluster_id_)}});
     if (auto s = node_->Bootstrap(peers); !s.ok()) return s;
     return absl::OkStatus();
   }
