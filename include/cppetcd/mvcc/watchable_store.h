@@ -132,7 +132,8 @@ struct WatchResponse {
   int64_t revision = 0;
   // Nonzero: the watcher's next revision is below this compacted revision
   // (etcd's rule: next < compact revision); the watcher was removed and its
-  // id freed. canceled is then true; nothing else sets it.
+  // id freed. canceled is then true (nothing else sets it) and revision is
+  // 0, as etcd 3.4 answers.
   int64_t compact_revision = 0;
   bool canceled = false;
 };

@@ -568,7 +568,7 @@ bool WatchableStore::SyncOnce() {
         // canceled.
         WatchResponse r;
         r.watch_id = w->id;
-        r.revision = cur;
+        r.revision = 0;  // as etcd: the response carries no header revision
         r.compact_revision = compact_rev;
         r.canceled = true;
         bool need_notify = false;
