@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -76,7 +77,7 @@ absl::Status Lessor::Recover(storage::ReadTxn* txn) {
   if (!s.ok()) return s;
   if (!decode_error.ok()) return decode_error;
 
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   leases_ = std::move(loaded);
   heap_ = {};
   // Recovered leases never expire until Promote, even if this lessor was
@@ -93,7 +94,7 @@ absl::StatusOr<LeaseInfo> Lessor::Grant(storage::WriteTxn* txn, int64_t id, int6
   if (id == kNoLease) return ErrLeaseNotFound();
   if (ttl_seconds > kMaxLeaseTtlSeconds) return ErrLeaseTTLTooLarge();
 
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   if (leases_.contains(id)) return ErrLeaseExists();
   Lease l;
   l.id = id;
@@ -113,7 +114,7 @@ absl::StatusOr<LeaseInfo> Lessor::Grant(storage::WriteTxn* txn, int64_t id, int6
 }
 
 absl::StatusOr<std::vector<std::string>> Lessor::Revoke(storage::WriteTxn* txn, int64_t id) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto it = leases_.find(id);
   if (it == leases_.end()) return ErrLeaseNotFound();
   if (absl::Status s = txn->Delete(storage::kLeaseBucket, LeaseKey(id)); !s.ok()) return s;
@@ -124,14 +125,14 @@ absl::StatusOr<std::vector<std::string>> Lessor::Revoke(storage::WriteTxn* txn, 
 }
 
 void Lessor::Attach(int64_t id, std::string_view key) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto it = leases_.find(id);
   if (it == leases_.end()) return;
   it->second.keys.emplace(key);
 }
 
 void Lessor::Detach(int64_t id, std::string_view key) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   auto it = leases_.find(id);
   if (it == leases_.end()) return;
   auto k = it->second.keys.find(key);
@@ -139,7 +140,7 @@ void Lessor::Detach(int64_t id, std::string_view key) {
 }
 
 absl::StatusOr<int64_t> Lessor::Renew(int64_t id) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   if (!primary_) return ErrNotPrimary();
   auto it = leases_.find(id);
   if (it == leases_.end()) return ErrLeaseNotFound();
@@ -154,7 +155,7 @@ absl::StatusOr<int64_t> Lessor::Renew(int64_t id) {
 }
 
 std::optional<LeaseInfo> Lessor::Lookup(int64_t id) const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   auto it = leases_.find(id);
   if (it == leases_.end()) return std::nullopt;
   return InfoLocked(it->second, clock_->Now());
@@ -163,7 +164,7 @@ std::optional<LeaseInfo> Lessor::Lookup(int64_t id) const {
 std::vector<LeaseInfo> Lessor::Leases() const {
   std::vector<std::pair<TimePoint, LeaseInfo>> all;
   {
-    absl::ReaderMutexLock lock(&mu_);
+    std::shared_lock lock(mu_);
     const TimePoint now = clock_->Now();
     all.reserve(leases_.size());
     for (const auto& [id, l] : leases_) {
@@ -180,12 +181,12 @@ std::vector<LeaseInfo> Lessor::Leases() const {
 }
 
 bool Lessor::Exists(int64_t id) const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   return leases_.contains(id);
 }
 
 void Lessor::Promote(std::chrono::milliseconds extend) {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   primary_ = true;
   heap_ = {};
   const TimePoint now = clock_->Now();
@@ -227,7 +228,7 @@ void Lessor::Promote(std::chrono::milliseconds extend) {
 }
 
 void Lessor::Demote() {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   primary_ = false;
   heap_ = {};
   for (auto& [id, l] : leases_) {
@@ -237,13 +238,13 @@ void Lessor::Demote() {
 }
 
 bool Lessor::IsPrimary() const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   return primary_;
 }
 
 std::vector<int64_t> Lessor::ExpiredLeases(size_t max) {
   std::vector<int64_t> out;
-  absl::MutexLock lock(&mu_);
+  std::unique_lock lock(mu_);
   if (!primary_) return out;
   const TimePoint now = clock_->Now();
   while (out.size() < max && !heap_.empty()) {
@@ -264,7 +265,7 @@ std::vector<int64_t> Lessor::ExpiredLeases(size_t max) {
 }
 
 size_t Lessor::Size() const {
-  absl::ReaderMutexLock lock(&mu_);
+  std::shared_lock lock(mu_);
   return leases_.size();
 }
 

@@ -16,15 +16,14 @@
 #include <optional>
 #include <queue>
 #include <set>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
 
@@ -152,22 +151,24 @@ class Lessor {
   };
 
   // Sets the lease's expiry to now + its TTL + extend and (re)schedules it.
-  void RefreshLocked(Lease& l, TimePoint now, std::chrono::nanoseconds extend)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ScheduleLocked(Lease& l, TimePoint time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  LeaseInfo InfoLocked(const Lease& l, TimePoint now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The *Locked helpers require mu_ (exclusive, shared for InfoLocked).
+  void RefreshLocked(Lease& l, TimePoint now, std::chrono::nanoseconds extend);
+  void ScheduleLocked(Lease& l, TimePoint time);
+  LeaseInfo InfoLocked(const Lease& l, TimePoint now) const;
 
   const int64_t min_ttl_seconds_;
   util::Clock* const clock_;
   const util::Logger logger_;
 
-  mutable absl::Mutex mu_;
-  std::unordered_map<int64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
-  bool primary_ ABSL_GUARDED_BY(mu_) = false;
+  // std::shared_mutex rather than absl::Mutex: Debian's abseil is not built
+  // with TSan, so its mutexes are invisible to the TSan pass. Guards the
+  // fields below.
+  mutable std::shared_mutex mu_;
+  std::unordered_map<int64_t, Lease> leases_;
+  bool primary_ = false;
   // Min-heap of expiry checks; an item is live iff it equals its lease's
   // heap_time (stale items are dropped when they reach the top).
-  std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<>> heap_
-      ABSL_GUARDED_BY(mu_);
+  std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<>> heap_;
 };
 
 }  // namespace cppetcd::lease
