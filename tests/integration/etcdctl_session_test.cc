@@ -136,6 +136,15 @@ TEST_F(EtcdctlTest, PutGetOverwriteDelete) {
   ExpectOut({"del", "/name"}, "0\n");
 }
 
+TEST_F(EtcdctlTest, PutPrevKvAndSerializableGet) {
+  ExpectOut({"put", "/k", "v1"}, "OK\n");
+  ExpectOut({"put", "/k", "v2", "--prev-kv"}, "OK\n/k\nv1\n");
+  ExpectOut({"get", "/k", "--consistency", "s"}, "/k\nv2\n");
+  ExpectOut({"put", "/k2", "x"}, "OK\n");
+  ExpectOut({"del", "/k", "--from-key"}, "2\n");
+  ExpectOut({"get", "", "--from-key"}, "");
+}
+
 TEST_F(EtcdctlTest, ValuesWithSpacesAndEmptyValue) {
   ExpectOut({"put", "/data", "data v1"}, "OK\n");
   ExpectOut({"get", "/data"}, "/data\ndata v1\n");
