@@ -210,6 +210,7 @@ class EtcdServer::Impl {
   // ---- threads
   void RaftLoop();
   void HandleReady(raft::Ready rd);
+  void ProposeHeld();
   void ApplyLoop();
   void ApplyBatch(std::vector<raftpb::Entry> entries);
   void ReadLoop();
@@ -803,19 +804,13 @@ void EtcdServer::Impl::RaftLoop() {
     }
     for (auto& t : tasks) std::move(t)();
     for (auto& p : props) held_proposals_.push_back(std::move(p));
-    if (lead_.load(std::memory_order_relaxed) != raft::kNone) {
-      while (!held_proposals_.empty()) {
-        auto [id, data] = std::move(held_proposals_.front());
-        held_proposals_.pop_front();
-        absl::Status s = node_->Propose(std::move(data));
-        if (!s.ok()) {
-          metrics_.proposals_failed.fetch_add(1, std::memory_order_relaxed);
-          absl::Status err = raft::IsProposalDropped(s) ? ErrTooManyRequests() : s;
-          CompleteWaiter(id, Outcome{err, {}, std::nullopt});
-        }
-      }
+    // Propose what is held (at once when a Ready just made this member learn
+    // of a leader), then drain the Readies.
+    while (true) {
+      ProposeHeld();
+      if (!node_->HasReady()) break;
+      HandleReady(node_->GetReady());
     }
-    while (node_->HasReady()) HandleReady(node_->GetReady());
   }
   // Proposals never handed to raft fail now.
   {
@@ -825,6 +820,21 @@ void EtcdServer::Impl::RaftLoop() {
   }
   for (auto& [id, data] : held_proposals_) CompleteWaiter(id, Outcome{ErrStopped(), {}, std::nullopt});
   held_proposals_.clear();
+}
+
+void EtcdServer::Impl::ProposeHeld() {
+  // Proposals wait here while no leader is known (as etcd's node blocks its
+  // proposers); they time out at request_timeout if none appears.
+  if (lead_.load(std::memory_order_relaxed) == raft::kNone) return;
+  while (!held_proposals_.empty()) {
+    auto [id, data] = std::move(held_proposals_.front());
+    held_proposals_.pop_front();
+    absl::Status s = node_->Propose(std::move(data));
+    if (!s.ok()) {
+      absl::Status err = raft::IsProposalDropped(s) ? ErrTooManyRequests() : s;
+      CompleteWaiter(id, Outcome{err, {}, std::nullopt});
+    }
+  }
 }
 
 void EtcdServer::Impl::HandleReady(raft::Ready rd) {
