@@ -118,6 +118,8 @@ class EtcdServerBackend final : public ServerBackend {
     s_->MoveLeader(r, std::move(d));
   }
 
+  absl::Status SnapshotBackend(int fd) override { return s_->SnapshotBackend(fd); }
+
   void FillHeader(etcdserverpb::ResponseHeader* header) const override {
     s_->FillHeader(header);
   }

@@ -227,8 +227,7 @@ class ClusterService final : public etcdserverpb::Cluster::CallbackService {
   ServerBackend* const backend_;
 };
 
-// Hash and Snapshot answer UNIMPLEMENTED (the base class); the rest go to
-// the backend.
+// Hash answers UNIMPLEMENTED (the base class); the rest go to the backend.
 class MaintenanceService final : public etcdserverpb::Maintenance::CallbackService {
  public:
   explicit MaintenanceService(ServerBackend* backend) : backend_(backend) {}
@@ -246,6 +245,8 @@ class MaintenanceService final : public etcdserverpb::Maintenance::CallbackServi
   grpc::ServerUnaryReactor* MoveLeader(grpc::CallbackServerContext*,
                                        const etcdserverpb::MoveLeaderRequest*,
                                        etcdserverpb::MoveLeaderResponse*) override;
+  grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>* Snapshot(
+      grpc::CallbackServerContext* context, const etcdserverpb::SnapshotRequest* req) override;
 
  private:
   ServerBackend* const backend_;

@@ -123,6 +123,12 @@ class ServerBackend {
     std::move(done)(absl::UnimplementedError("MemberPromote"));
   }
 
+  // Writes a consistent copy of the backend database to `fd` (etcd
+  // Maintenance.Snapshot). Blocking: called on a thread of its own.
+  virtual absl::Status SnapshotBackend(int fd) {
+    return absl::UnimplementedError("Snapshot");
+  }
+
   // Sets cluster_id, member_id and raft_term; sets revision to the store's
   // current revision when it is 0 (etcd v3rpc header.fill).
   virtual void FillHeader(etcdserverpb::ResponseHeader* header) const = 0;

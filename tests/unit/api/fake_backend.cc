@@ -1,5 +1,7 @@
 #include "tests/unit/api/fake_backend.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 namespace cppetcd::api::testing {
@@ -166,6 +168,18 @@ std::unique_ptr<WatchStreamBackend> FakeBackend::NewWatchStream(std::function<vo
   std::lock_guard<std::mutex> lock(mu_);
   streams_.push_back(s.get());
   return s;
+}
+
+absl::Status FakeBackend::SnapshotBackend(int fd) {
+  std::string data(kSnapshotBytes, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n <= 0) return absl::InternalError("write failed");
+    off += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
 }
 
 void FakeBackend::FillHeader(etcdserverpb::ResponseHeader* header) const {

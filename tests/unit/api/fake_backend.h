@@ -42,12 +42,15 @@ class FakeBackend final : public ServerBackend {
                   Done<etcdserverpb::MemberListResponse> done) override;
   void Status(const etcdserverpb::StatusRequest& req,
               Done<etcdserverpb::StatusResponse> done) override;
+  // Writes snapshot_bytes() bytes of a fixed pattern.
+  absl::Status SnapshotBackend(int fd) override;
   void FillHeader(etcdserverpb::ResponseHeader* header) const override;
   bool HasLeader() const override { return has_leader_.load(); }
   std::unique_ptr<WatchStreamBackend> NewWatchStream(std::function<void()> notify) override;
   int64_t MaxRequestBytes() const override { return max_request_bytes_; }
 
   void SetHasLeader(bool v) { has_leader_.store(v); }
+  static constexpr size_t kSnapshotBytes = 100 * 1000;
   void SetMaxRequestBytes(int64_t v) { max_request_bytes_ = v; }
   int64_t Rev() const;
   int64_t CompactRev() const;

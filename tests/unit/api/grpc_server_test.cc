@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -224,6 +225,29 @@ TEST_F(GrpcServerTest, UnsupportedRpcsAreUnimplemented) {
     EXPECT_EQ(maintenance_->Defragment(&ctx, {}, &resp).error_code(),
               grpc::StatusCode::UNIMPLEMENTED);
   }
+}
+
+TEST_F(GrpcServerTest, SnapshotStreamsBlobsThenChecksum) {
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  auto reader = maintenance_->Snapshot(&ctx, {});
+  etcdserverpb::SnapshotResponse resp;
+  std::string data;
+  std::vector<etcdserverpb::SnapshotResponse> all;
+  while (reader->Read(&resp)) all.push_back(resp);
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_GE(all.size(), 2u);
+  uint64_t expect_remaining = FakeBackend::kSnapshotBytes;
+  for (size_t i = 0; i + 1 < all.size(); ++i) {
+    EXPECT_LE(all[i].blob().size(), 32u * 1024);
+    expect_remaining -= all[i].blob().size();
+    EXPECT_EQ(all[i].remaining_bytes(), expect_remaining);
+    data += all[i].blob();
+  }
+  EXPECT_EQ(data.size(), FakeBackend::kSnapshotBytes);
+  EXPECT_EQ(data.substr(0, 3), "abc");
+  EXPECT_EQ(all.back().blob().size(), 32u);  // SHA-256
+  EXPECT_EQ(all.back().remaining_bytes(), 0u);
 }
 
 TEST_F(GrpcServerTest, StatusAndMemberListHeaders) {
