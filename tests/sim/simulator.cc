@@ -643,14 +643,14 @@ Result Simulation::Run() {
       if (opts_.conf_changes) ConfChange();
     } else if (r < 850) {
       Transfer();
-    } else if (r < 870) {
+    } else if (r < 862) {
       Partition();
     } else if (r < 895) {
-      if (!group_.empty() && rng_.Chance(0.3)) {  // partitions last a while
+      if (!group_.empty() && rng_.Chance(0.4)) {  // partitions last a while
         Trace("heal");
         group_.clear();
       }
-    } else if (r < 905) {
+    } else if (r < 902) {
       // Crash a live node, keeping a majority of the initial nodes up.
       int down = 0;
       std::vector<SimNode*> up;
