@@ -1109,11 +1109,13 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
   if (o.result.unhandled) {
     o.status = ErrUnimplemented("this request type");
   } else if (!o.result.error.ok()) {
-    o.status = o.result.error;
     const auto code = o.result.error.code();
     if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss) {
       lg_.Fatal("failed to apply request", {{"index", e.index()}, {"error", o.result.error.ToString()}});
     }
+    // One owner only: the waiter hands the status to another thread.
+    o.status = o.result.error;
+    o.result.error = absl::OkStatus();
   }
   return o;
 }
@@ -1264,7 +1266,7 @@ template <class Resp>
 Waiter EtcdServer::Impl::MakeWaiter(Done<Resp> done) {
   return [this, done = std::move(done)](Outcome o) mutable {
     if (!o.status.ok()) {
-      std::move(done)(o.status);
+      std::move(done)(std::move(o.status));
       return;
     }
     Resp* resp = std::get_if<Resp>(&o.result.response);
@@ -1364,7 +1366,9 @@ void EtcdServer::Impl::ReadLoop() {
       }
       if (applied_index_ < *index) status = Stopping() ? ErrStopped() : ErrTimeout();
     }
-    for (auto& fn : batch) std::move(fn)(status);
+    // Each caller gets its own Status object: a shared error rep's refcount
+    // would be touched from many threads inside uninstrumented abseil code.
+    for (auto& fn : batch) std::move(fn)(absl::Status(status.code(), status.message()));
   }
   std::vector<ReadFn> rest;
   {
@@ -1567,7 +1571,7 @@ void EtcdServer::Range(const etcdserverpb::RangeRequest& req,
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
   auto serve = [impl, req, done = std::move(done)](absl::Status s) mutable {
-    if (!s.ok()) return std::move(done)(s);
+    if (!s.ok()) return std::move(done)(std::move(s));
     auto resp = impl->applier_->Range(req);
     if (resp.ok()) impl->FillHeaderImpl(resp->mutable_header(), resp->header().revision() == 0);
     std::move(done)(std::move(resp));
@@ -1583,7 +1587,7 @@ void EtcdServer::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::Put
   serverpb::InternalRaftRequest r;
   *r.mutable_put() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
-  if (auto s = impl_->CheckQuota(r); !s.ok()) return std::move(done)(s);
+  if (auto s = impl_->CheckQuota(r); !s.ok()) return std::move(done)(std::move(s));
   impl_->Propose(std::move(r), impl_->MakeWaiter<etcdserverpb::PutResponse>(std::move(done)));
 }
 
@@ -1608,7 +1612,7 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Txn
       }
     }
     auto serve = [impl, req, done = std::move(done)](absl::Status s) mutable {
-      if (!s.ok()) return std::move(done)(s);
+      if (!s.ok()) return std::move(done)(std::move(s));
       auto resp = impl->applier_->ReadOnlyTxn(req);
       if (resp.ok()) impl->FillHeaderImpl(resp->mutable_header(), resp->header().revision() == 0);
       std::move(done)(std::move(resp));
@@ -1622,7 +1626,7 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Txn
   }
   serverpb::InternalRaftRequest r;
   *r.mutable_txn() = req;
-  if (auto s = impl->CheckQuota(r); !s.ok()) return std::move(done)(s);
+  if (auto s = impl->CheckQuota(r); !s.ok()) return std::move(done)(std::move(s));
   impl->Propose(std::move(r), impl->MakeWaiter<etcdserverpb::TxnResponse>(std::move(done)));
 }
 
@@ -1633,7 +1637,7 @@ void EtcdServer::Compact(const etcdserverpb::CompactionRequest& req,
   *r.mutable_compaction() = req;
   const bool physical = req.physical();
   impl->Propose(std::move(r), [impl, physical, done = std::move(done)](Outcome o) mutable {
-    if (!o.status.ok()) return std::move(done)(o.status);
+    if (!o.status.ok()) return std::move(done)(std::move(o.status));
     etcdserverpb::CompactionResponse resp;
     if (auto* p = std::get_if<etcdserverpb::CompactionResponse>(&o.result.response)) resp = *p;
     impl->FillHeaderImpl(resp.mutable_header(), resp.header().revision() == 0);
@@ -1643,7 +1647,7 @@ void EtcdServer::Compact(const etcdserverpb::CompactionRequest& req,
     impl->physical_waits_.push_back(Impl::PhysicalWait{
         *o.result.compaction_done,
         [resp = std::move(resp), done = std::move(done)](absl::Status s) mutable {
-          if (!s.ok()) return std::move(done)(s);
+          if (!s.ok()) return std::move(done)(std::move(s));
           std::move(done)(std::move(resp));
         }});
   });
@@ -1659,7 +1663,7 @@ void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
     r.mutable_lease_grant()->set_id(
         static_cast<int64_t>(impl_->idgen_->Next() & ((uint64_t{1} << 63) - 1)));
   }
-  if (auto s = impl_->CheckQuota(r); !s.ok()) return std::move(done)(s);
+  if (auto s = impl_->CheckQuota(r); !s.ok()) return std::move(done)(std::move(s));
   impl_->Propose(std::move(r),
                  impl_->MakeWaiter<etcdserverpb::LeaseGrantResponse>(std::move(done)));
 }
@@ -1752,7 +1756,7 @@ void EtcdServer::Alarm(const etcdserverpb::AlarmRequest& req,
   serverpb::InternalRaftRequest r;
   *r.mutable_alarm() = req;
   impl->Propose(std::move(r), [impl, done = std::move(done)](Outcome o) mutable {
-    if (!o.status.ok()) return std::move(done)(o.status);
+    if (!o.status.ok()) return std::move(done)(std::move(o.status));
     etcdserverpb::AlarmResponse resp = o.alarm.value_or(etcdserverpb::AlarmResponse());
     impl->FillHeaderImpl(resp.mutable_header(), true);
     std::move(done)(std::move(resp));
@@ -1799,7 +1803,7 @@ void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& req,
 void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
                             Done<etcdserverpb::DefragmentResponse> done) {
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
-  if (auto s = impl_->backend_->Sync(); !s.ok()) return std::move(done)(s);
+  if (auto s = impl_->backend_->Sync(); !s.ok()) return std::move(done)(std::move(s));
   etcdserverpb::DefragmentResponse resp;
   impl_->FillHeaderImpl(resp.mutable_header(), true);
   std::move(done)(std::move(resp));
