@@ -139,9 +139,11 @@ int64_t QuotaCost(const serverpb::InternalRaftRequest& r) {
   return 0;
 }
 
-// Whether the request may grow the backend (refused under NOSPACE).
+// Whether the request may grow the backend (refused under NOSPACE, as
+// etcd's applierV3Capped: puts, lease grants, txns with a put anywhere).
 bool GrowsBackend(const serverpb::InternalRaftRequest& r) {
-  return r.has_put() || r.has_lease_grant() || (r.has_txn() && TxnHasWrites(r.txn()));
+  if (r.has_put() || r.has_lease_grant()) return true;
+  return r.has_txn() && TxnHasWrites(r.txn()) && QuotaCost(r) > 0;
 }
 
 std::string EncodeReadContext(uint64_t v) { return storage::EncodeBigEndian64(v); }

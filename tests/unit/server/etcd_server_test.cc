@@ -404,6 +404,18 @@ TEST_F(ServerTest, QuotaRaisesPersistentNoSpaceAlarm) {
   EXPECT_TRUE(Call<etcdserverpb::DeleteRangeResponse>([&](Done<etcdserverpb::DeleteRangeResponse> d) {
                 server_->DeleteRange(del, std::move(d));
               }).ok());
+  // A txn that only deletes adds nothing (etcd's quota cost 0); one that puts
+  // is refused.
+  etcdserverpb::TxnRequest del_txn;
+  del_txn.add_success()->mutable_request_delete_range()->set_key("big");
+  EXPECT_TRUE(Call<etcdserverpb::TxnResponse>([&](Done<etcdserverpb::TxnResponse> d) {
+                server_->Txn(del_txn, std::move(d));
+              }).ok());
+  etcdserverpb::TxnRequest put_txn;
+  put_txn.add_success()->mutable_request_put()->set_key("big");
+  EXPECT_TRUE(IsNoSpace(Call<etcdserverpb::TxnResponse>([&](Done<etcdserverpb::TxnResponse> d) {
+                          server_->Txn(put_txn, std::move(d));
+                        }).status()));
   auto st = Call<etcdserverpb::StatusResponse>(
       [&](Done<etcdserverpb::StatusResponse> d) { server_->Status({}, std::move(d)); });
   ASSERT_TRUE(st.ok());
