@@ -41,6 +41,7 @@
 #include "cppetcd/util/env.h"
 #include "cppetcd/wal/wal.h"
 #include "serverpb/internal.pb.h"
+#include "compactor.h"
 #include "crash_point.h"
 #include "id_generator.h"
 
@@ -335,10 +336,8 @@ class EtcdServer::Impl {
   std::atomic<bool> publish_in_flight_{false};
   std::atomic<bool> publish_done_{false};
   // Auto compaction state (housekeeping thread).
-  std::deque<int64_t> compaction_revs_;
-  util::Clock::TimePoint compaction_last_success_{};
-  util::Clock::TimePoint compaction_next_{};
-  int64_t compaction_prev_rev_ = 0;
+  std::unique_ptr<PeriodicCompactor> periodic_compactor_;
+  std::unique_ptr<RevisionCompactor> revision_compactor_;
   bool compaction_in_flight_ = false;
   std::atomic<bool> compaction_done_flag_{false};
   std::atomic<bool> compaction_ok_flag_{false};
@@ -672,8 +671,12 @@ absl::Status EtcdServer::Impl::Start() {
     lg_.Info("starting auto revision compaction",
              {{"revision-compaction-retention", compaction_revisions_}});
   }
-  compaction_last_success_ = clock_->Now();
-  compaction_next_ = clock_->Now();
+  if (compaction_period_.count() > 0) {
+    periodic_compactor_ =
+        std::make_unique<PeriodicCompactor>(compaction_period_, clock_->Now(), store_->Rev());
+  } else if (compaction_revisions_ > 0) {
+    revision_compactor_ = std::make_unique<RevisionCompactor>(compaction_revisions_, clock_->Now());
+  }
   hk_thread_ = std::thread([this] { HousekeepingLoop(); });
   return absl::OkStatus();
 }
@@ -1483,42 +1486,32 @@ void EtcdServer::Impl::CheckLeaseExpiry() {
 }
 
 void EtcdServer::Impl::RunAutoCompaction() {
-  if (compaction_period_.count() <= 0 && compaction_revisions_ <= 0) return;
+  if (!periodic_compactor_ && !revision_compactor_) return;
+  const auto now = clock_->Now();
   if (compaction_in_flight_) {
     if (!compaction_done_flag_.load()) return;
     compaction_in_flight_ = false;
-    if (compaction_ok_flag_.load()) compaction_last_success_ = clock_->Now();
+    const bool ok = compaction_ok_flag_.load();
+    if (periodic_compactor_) periodic_compactor_->Completed(ok, now);
+    if (revision_compactor_) revision_compactor_->Completed(ok);
   }
+  // Only the leader compacts (etcd pauses the compactor on followers).
   if (!metrics_.is_leader.load()) return;
-  const auto now = clock_->Now();
-  if (now < compaction_next_) return;
-  int64_t rev = 0;
-  if (compaction_period_.count() > 0) {
-    // etcd 3.4 periodic: sample the revision every period/10 (period capped at
-    // 1h for the interval), compact to the sample taken one period ago.
-    const milliseconds base = std::min<milliseconds>(compaction_period_, std::chrono::hours(1));
-    const milliseconds retry = std::max<milliseconds>(base / 10, milliseconds(1));
-    const size_t retentions = static_cast<size_t>(compaction_period_ / retry) + 1;
-    compaction_next_ = now + retry;
-    compaction_revs_.push_back(store_->Rev());
-    while (compaction_revs_.size() > retentions) compaction_revs_.pop_front();
-    // The first compaction waits a whole period; later ones every base interval.
-    const auto since = now - compaction_last_success_;
-    const milliseconds wait = compaction_prev_rev_ == 0 ? compaction_period_ : base;
-    if (since < wait) return;
-    rev = compaction_revs_.front();
+  std::optional<int64_t> due;
+  if (periodic_compactor_) {
+    due = periodic_compactor_->Poll(now, store_->Rev());
+    if (!due.has_value()) return;
     lg_.Info("starting auto periodic compaction",
-             {{"revision", rev}, {"compact-period", DurationString(compaction_period_)}});
+             {{"revision", *due}, {"compact-period", DurationString(compaction_period_)}});
   } else {
-    compaction_next_ = now + std::chrono::minutes(5);
-    rev = store_->Rev() - compaction_revisions_;
-    if (rev <= 0 || rev == compaction_prev_rev_) return;
+    due = revision_compactor_->Poll(now, store_->Rev());
+    if (!due.has_value()) return;
     lg_.Info("starting auto revision compaction",
-             {{"revision", rev}, {"revision-compaction-retention", compaction_revisions_}});
+             {{"revision", *due}, {"revision-compaction-retention", compaction_revisions_}});
   }
+  const int64_t rev = *due;
   compaction_in_flight_ = true;
   compaction_done_flag_ = false;
-  compaction_prev_rev_ = rev;
   serverpb::InternalRaftRequest r;
   r.mutable_compaction()->set_revision(rev);
   const bool periodic = compaction_period_.count() > 0;
