@@ -142,6 +142,8 @@ class StreamHub {
   std::vector<std::weak_ptr<WatchReactor>> scheduled_;
   std::vector<std::weak_ptr<WatchReactor>> watches_;
   std::vector<std::weak_ptr<LeaderBoundStream>> leader_bound_;
+  size_t watches_after_prune_ = 0;       // sizes after the last pruning
+  size_t leader_bound_after_prune_ = 0;
   std::thread thread_;
 };
 

@@ -319,22 +319,32 @@ void StreamHub::Schedule(std::weak_ptr<WatchReactor> reactor) {
   cv_.notify_one();
 }
 
-void StreamHub::AddWatch(std::weak_ptr<WatchReactor> reactor) {
-  std::lock_guard<std::mutex> lock(mu_);
-  watches_.push_back(std::move(reactor));
-}
-
-void StreamHub::AddLeaderBound(std::weak_ptr<LeaderBoundStream> stream) {
-  std::lock_guard<std::mutex> lock(mu_);
-  leader_bound_.push_back(std::move(stream));
-}
-
 namespace {
 template <class T>
 void PruneExpired(std::vector<std::weak_ptr<T>>* v) {
   std::erase_if(*v, [](const std::weak_ptr<T>& w) { return w.expired(); });
 }
 }  // namespace
+
+void StreamHub::AddWatch(std::weak_ptr<WatchReactor> reactor) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Ended streams are pruned here too, not only on progress ticks (10 min
+  // by default), so that their memory goes back soon.
+  if (watches_.size() >= 2 * watches_after_prune_ + 64) {
+    PruneExpired(&watches_);
+    watches_after_prune_ = watches_.size();
+  }
+  watches_.push_back(std::move(reactor));
+}
+
+void StreamHub::AddLeaderBound(std::weak_ptr<LeaderBoundStream> stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (leader_bound_.size() >= 2 * leader_bound_after_prune_ + 64) {
+    PruneExpired(&leader_bound_);
+    leader_bound_after_prune_ = leader_bound_.size();
+  }
+  leader_bound_.push_back(std::move(stream));
+}
 
 void StreamHub::Run() {
   using Clock = std::chrono::steady_clock;

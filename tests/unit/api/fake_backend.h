@@ -57,6 +57,10 @@ class FakeBackend final : public ServerBackend {
   // Events with revision >= from, oldest first.
   std::vector<mvccpb::Event> History(int64_t from) const;
   void Unregister(FakeWatchStream* s);
+  size_t StreamCount() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return streams_.size();
+  }
 
   static constexpr uint64_t kClusterId = 0xcdf818194e3a8c32;
   static constexpr uint64_t kMemberId = 0x8e9e05c52164694d;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -483,6 +484,20 @@ TEST_F(WatchTest, ManyEventsArriveInOrder) {
     }
   }
   CloseStream();
+}
+
+TEST_F(WatchTest, ClosingTheStreamCancelsItsWatchers) {
+  OpenStream();
+  Create("a");
+  Create("b");
+  EXPECT_EQ(backend_.StreamCount(), 1u);
+  CloseStream();
+  // The store-side stream goes once gRPC is done with the call.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.StreamCount() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(backend_.StreamCount(), 0u);
 }
 
 class WatchProgressNotifyTest : public WatchTest {
