@@ -121,8 +121,10 @@ class EtcdServer {
   absl::Status Start();
 
   // Graceful stop: rejects new requests with ErrStopped, fails waiting
-  // proposals with ErrStopped, finishes the current apply batch, syncs the
-  // backend and closes the WAL. Idempotent; blocks until done.
+  // proposals with ErrStopped, finishes the queued apply batches, syncs the
+  // backend and closes the WAL. Idempotent; blocks until done. Every
+  // WatchStream must be gone first; afterwards Watchable(), Store() and
+  // Backend() are null and the request methods answer ErrStopped.
   void Stop();
 
   // Blocks until the local member's attributes are published through raft
