@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -131,6 +132,7 @@ absl::StatusOr<pid_t> SpawnChild(std::vector<std::string> argv, std::vector<std:
     return absl::InternalError(absl::StrCat("fork: ", std::strerror(e)));
   }
   if (pid == 0) {
+    ::signal(SIGPIPE, SIG_DFL);  // the harness ignores it; children get the default
     ::setpgid(0, 0);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
@@ -235,6 +237,10 @@ TempDir::~TempDir() {
 
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_data,
                          const std::vector<std::string>& env, milliseconds timeout) {
+  // A child that exits before reading all its stdin must not kill the test
+  // with SIGPIPE; write() then fails with EPIPE instead.
+  static std::once_flag ignore_sigpipe;
+  std::call_once(ignore_sigpipe, [] { ::signal(SIGPIPE, SIG_IGN); });
   CommandResult r;
   int in_pipe[2], out_pipe[2], err_pipe[2];
   if (::pipe2(in_pipe, O_CLOEXEC) != 0 || ::pipe2(out_pipe, O_CLOEXEC) != 0 ||

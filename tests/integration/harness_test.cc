@@ -51,6 +51,13 @@ TEST(HarnessTest, RunCommandPassesEnvironment) {
   EXPECT_EQ(r.out, "hello\n");
 }
 
+TEST(HarnessTest, ChildThatIgnoresStdinDoesNotKillTheTest) {
+  const std::string big(1 << 20, 'x');  // more than a pipe buffer
+  CommandResult r = RunCommand({"/bin/sh", "-c", "exit 0"}, big, {}, seconds(10));
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_FALSE(r.timed_out);
+}
+
 TEST(HarnessTest, RunCommandKillsAtTheDeadline) {
   const auto start = std::chrono::steady_clock::now();
   CommandResult r = RunCommand({"/bin/sh", "-c", "exec sleep 30"}, "", {}, milliseconds(300));
