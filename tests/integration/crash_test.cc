@@ -236,5 +236,54 @@ TEST_F(CrashTest, SigtermStopsCleanlyAndKeepsData) {
   for (int i = 0; i < 50; ++i) EXPECT_EQ(values.count(absl::StrCat("v", i)), 1u) << i;
 }
 
+TEST_F(CrashTest, LeasesAndAttachedKeysSurviveSigkill) {
+  auto channel = server_->NewChannel();
+  auto lease = etcdserverpb::Lease::NewStub(channel);
+  auto kv = etcdserverpb::KV::NewStub(channel);
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
+    etcdserverpb::LeaseGrantRequest req;
+    req.set_id(0x5151);
+    req.set_ttl(100);
+    etcdserverpb::LeaseGrantResponse resp;
+    ASSERT_TRUE(lease->LeaseGrant(&ctx, req, &resp).ok());
+  }
+  for (const char* key : {"leased/a", "leased/b"}) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
+    etcdserverpb::PutRequest req;
+    req.set_key(key);
+    req.set_value("v");
+    req.set_lease(0x5151);
+    etcdserverpb::PutResponse resp;
+    ASSERT_TRUE(kv->Put(&ctx, req, &resp).ok());
+  }
+  server_->Kill();
+  ASSERT_TRUE(server_->Restart().ok());
+  channel = server_->NewChannel();
+  lease = etcdserverpb::Lease::NewStub(channel);
+  kv = etcdserverpb::KV::NewStub(channel);
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + seconds(10));
+  etcdserverpb::LeaseTimeToLiveRequest req;
+  req.set_id(0x5151);
+  req.set_keys(true);
+  etcdserverpb::LeaseTimeToLiveResponse resp;
+  grpc::Status st = lease->LeaseTimeToLive(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.id(), 0x5151);
+  EXPECT_EQ(resp.grantedttl(), 100);
+  EXPECT_GT(resp.ttl(), 0);
+  EXPECT_LE(resp.ttl(), 100);
+  std::set<std::string> keys(resp.keys().begin(), resp.keys().end());
+  EXPECT_EQ(keys, (std::set<std::string>{"leased/a", "leased/b"}));
+  etcdserverpb::RangeResponse r = Get(kv.get(), "leased/", "leased0");
+  ASSERT_EQ(r.kvs_size(), 2);
+  EXPECT_EQ(r.kvs(0).lease(), 0x5151);
+  EXPECT_EQ(r.kvs(1).lease(), 0x5151);
+}
+
 }  // namespace
 }  // namespace cppetcd::integration
