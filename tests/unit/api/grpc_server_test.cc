@@ -22,9 +22,23 @@ using testing::FakeBackend;
 
 constexpr auto kRpcDeadline = std::chrono::seconds(10);
 
+// Debian's gRPC and Abseil are not TSan-instrumented: every hand-off through
+// gRPC's completion machinery shows up as a (false) race, so the tests that
+// run real gRPC calls are skipped in TSan builds. The ASan build runs them.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kSkipGrpcTests = true;
+#else
+constexpr bool kSkipGrpcTests = false;
+#endif
+#define SKIP_GRPC_UNDER_TSAN()                                             \
+  if (kSkipGrpcTests) GTEST_SKIP() << "gRPC is not TSan-instrumented here"
+
 class GrpcServerTest : public ::testing::Test {
  protected:
-  void SetUp() override { StartServer(ApiServerOptions{}); }
+  void SetUp() override {
+    SKIP_GRPC_UNDER_TSAN();
+    StartServer(ApiServerOptions{});
+  }
 
   void StartServer(ApiServerOptions options) {
     options.listen_addresses = {"127.0.0.1:0"};
@@ -503,6 +517,7 @@ TEST_F(WatchTest, ClosingTheStreamCancelsItsWatchers) {
 class WatchProgressNotifyTest : public WatchTest {
  protected:
   void SetUp() override {
+    SKIP_GRPC_UNDER_TSAN();
     ApiServerOptions options;
     options.watch_progress_notify_interval = milliseconds(50);
     StartServer(std::move(options));
@@ -526,6 +541,7 @@ TEST_F(WatchProgressNotifyTest, IdleWatcherGetsProgress) {
 class LeaderLossTest : public WatchTest {
  protected:
   void SetUp() override {
+    SKIP_GRPC_UNDER_TSAN();
     ApiServerOptions options;
     options.leader_check_interval = milliseconds(20);
     StartServer(std::move(options));
