@@ -1,6 +1,8 @@
 #include "cppetcd/server/etcd_server.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -253,6 +255,40 @@ TEST_F(ServerTest, CrashWithoutStopLosesNoAcknowledgedWrite) {
   server_.reset();
   StartServer();
   for (int i = 0; i < 20; ++i) EXPECT_EQ(Value("k" + std::to_string(i)), std::to_string(i));
+}
+
+// A child process writes keys and reports each acknowledged one through a
+// pipe; it is SIGKILLed mid-stream. Every acknowledged write must be there
+// after a restart.
+TEST_F(ServerTest, SigkillLosesNoAcknowledgedWrite) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    auto s = EtcdServer::Create(Config());
+    if (!s.ok() || !(*s)->Start().ok() || !(*s)->WaitReady(10s)) ::_exit(2);
+    server_ = std::move(*s);
+    for (int32_t i = 0; i < 100000; ++i) {
+      if (!Put("kill" + std::to_string(i), std::to_string(i)).ok()) ::_exit(3);
+      if (::write(fds[1], &i, sizeof i) != sizeof i) ::_exit(4);
+    }
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  int32_t last = -1, v = 0;
+  while (last < 40 && ::read(fds[0], &v, sizeof v) == sizeof v) last = v;
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  while (::read(fds[0], &v, sizeof v) == sizeof v) last = v;  // acks sent before the kill
+  ::close(fds[0]);
+  ASSERT_GE(last, 40) << "child exit status " << status;
+  StartServer();
+  for (int32_t i = 0; i <= last; ++i) {
+    ASSERT_EQ(Value("kill" + std::to_string(i)), std::to_string(i)) << i << " of " << last;
+  }
 }
 
 TEST_F(ServerTest, ReplaysWalOverStaleBackend) {
