@@ -1,0 +1,302 @@
+// EtcdServer apply loop: committed entries go into the backend in one write
+// txn per batch together with the consistent index; conf changes update the
+// member bucket, alarms the alarm bucket; waiters are completed after the
+// commit; a raft snapshot is triggered every snapshot_count entries. Runs on
+// the apply thread; CompleteWaiter and ListAlarms are called from any thread.
+#include "server_impl.h"
+
+#include "absl/strings/str_format.h"
+#include "crash_point.h"
+
+namespace cppetcd::server {
+namespace {
+
+std::string MemberKey(uint64_t id) { return absl::StrFormat("%016x", id); }
+
+std::vector<std::string> ToVector(const google::protobuf::RepeatedPtrField<std::string>& f) {
+  return std::vector<std::string>(f.begin(), f.end());
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Apply loop.
+
+void EtcdServer::Impl::ApplyLoop() {
+  while (true) {
+    std::vector<raftpb::Entry> batch;
+    {
+      std::unique_lock<std::mutex> l(apply_mu_);
+      while (!apply_stop_ && apply_queue_.empty()) apply_cv_.wait(l);
+      if (apply_queue_.empty() || (apply_stop_ && !apply_drain_)) break;
+      // Merge everything queued into one backend txn.
+      batch = std::move(apply_queue_.front());
+      apply_queue_.pop_front();
+      while (!apply_queue_.empty()) {
+        for (auto& e : apply_queue_.front()) batch.push_back(std::move(e));
+        apply_queue_.pop_front();
+      }
+    }
+    ApplyBatch(std::move(batch));
+  }
+}
+
+void EtcdServer::Impl::CompleteWaiter(uint64_t id, Outcome o) {
+  Waiter fn;
+  {
+    std::unique_lock<std::mutex> l(wait_mu_);
+    auto it = waiters_.find(id);
+    if (it == waiters_.end()) return;
+    fn = std::move(it->second.fn);
+    waiters_.erase(it);
+  }
+  metrics_.proposals_pending.fetch_sub(1, std::memory_order_relaxed);
+  if (!o.status.ok()) metrics_.proposals_failed.fetch_add(1, std::memory_order_relaxed);
+  std::move(fn)(std::move(o));
+}
+
+void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
+  const auto t0 = SteadyClock::now();
+  auto btx_or = backend_->BeginWrite();
+  if (!btx_or.ok()) lg_.Fatal("failed to begin backend write txn", {{"error", btx_or.status().ToString()}});
+  storage::WriteTxn* btx = btx_or->get();
+  std::vector<std::pair<uint64_t, Outcome>> done;
+  uint64_t last_index = 0;
+  bool wrote = false;
+  for (const auto& e : entries) {
+    last_index = e.index();
+    const bool already_applied = e.index() <= consistent_index_;
+    switch (e.type()) {
+      case raftpb::EntryNormal: {
+        if (already_applied || e.data().empty()) break;
+        serverpb::InternalRaftRequest req;
+        bool has_waiter = false;
+        Outcome o = ApplyNormal(btx, e, &req, &has_waiter);
+        if (has_waiter) done.emplace_back(req.header().id(), std::move(o));
+        break;
+      }
+      case raftpb::EntryConfChange: {
+        raftpb::ConfChange cc;
+        if (!cc.ParseFromString(e.data())) lg_.Fatal("undecodable conf change entry", {{"index", e.index()}});
+        if (!already_applied) ApplyConfChange(btx, cc);
+        PostRaftTask([this, cc] {
+          node_->ApplyConfChange(cc);
+          MaybeFastForwardTicks();
+        });
+        break;
+      }
+      case raftpb::EntryConfChangeV2: {
+        raftpb::ConfChangeV2 cc;
+        if (!cc.ParseFromString(e.data())) lg_.Fatal("undecodable conf change entry", {{"index", e.index()}});
+        PostRaftTask([this, cc] {
+          node_->ApplyConfChange(cc);
+          MaybeFastForwardTicks();
+        });
+        break;
+      }
+      default:
+        break;
+    }
+    if (!already_applied) {
+      consistent_index_ = e.index();
+      wrote = true;
+    }
+  }
+  if (wrote) {
+    if (auto s = btx->Put(storage::kMetaBucket, kConsistentIndexKey,
+                          storage::EncodeBigEndian64(consistent_index_));
+        !s.ok()) {
+      lg_.Fatal("failed to write consistent index", {{"error", s.ToString()}});
+    }
+  }
+  CPPETCD_CRASH_POINT("apply_before_commit");
+  const auto tc = SteadyClock::now();
+  if (auto s = btx->Commit(); !s.ok()) lg_.Fatal("failed to commit backend txn", {{"error", s.ToString()}});
+  btx_or->reset();
+  metrics_.backend_commits.fetch_add(1, std::memory_order_relaxed);
+  metrics_.backend_commit_total_ns.fetch_add(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - tc).count(),
+      std::memory_order_relaxed);
+  store_->OnCommit();
+  CPPETCD_CRASH_POINT("apply_after_commit");
+  {
+    std::unique_lock<std::mutex> l(applied_mu_);
+    if (last_index > applied_index_) applied_index_ = last_index;
+    applied_index_atomic_ = applied_index_;
+    applied_cv_.notify_all();
+  }
+  metrics_.proposals_applied.store(last_index, std::memory_order_relaxed);
+  if (SteadyClock::now() - t0 > milliseconds(100)) {
+    metrics_.slow_applies.fetch_add(1, std::memory_order_relaxed);
+  }
+  for (auto& [id, o] : done) CompleteWaiter(id, std::move(o));
+
+  // Raft snapshot every snapshot_count applied entries: the backend is made
+  // durable first so the WAL before the snapshot can be released.
+  if (cfg_.snapshot_count > 0 && consistent_index_ > snapshot_index_ &&
+      consistent_index_ - snapshot_index_ > cfg_.snapshot_count) {
+    if (auto s = backend_->Sync(); !s.ok()) {
+      lg_.Fatal("failed to sync backend before snapshot", {{"error", s.ToString()}});
+    }
+    snapshot_index_ = consistent_index_;
+    const uint64_t idx = consistent_index_;
+    lg_.Info("triggering snapshot", {{"local-member-id", util::IdToHex(member_id_)},
+                                     {"local-member-applied-index", idx},
+                                     {"local-member-snapshot-count", cfg_.snapshot_count}});
+    PostRaftTask([this, idx] { TakeSnapshot(idx); });
+  }
+}
+
+Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entry& e,
+                                      serverpb::InternalRaftRequest* req, bool* has_waiter) {
+  Outcome o;
+  if (!req->ParseFromString(e.data())) {
+    lg_.Warn("skipping undecodable raft entry", {{"index", e.index()}});
+    return o;
+  }
+  *has_waiter = req->header().id() != 0;
+  if (req->has_member_attributes()) {
+    const auto& ma = req->member_attributes();
+    std::unique_lock<std::mutex> l(members_mu_);
+    auto it = members_.find(ma.member_id());
+    if (it != members_.end()) {
+      it->second.set_name(ma.name());
+      it->second.clear_client_urls();
+      for (const auto& u : ma.client_urls()) it->second.add_client_urls(u);
+      if (auto s = btx->Put(storage::kMembersBucket, MemberKey(ma.member_id()),
+                            it->second.SerializeAsString());
+          !s.ok()) {
+        lg_.Fatal("failed to write member", {{"error", s.ToString()}});
+      }
+    }
+    return o;
+  }
+  if (req->has_alarm()) {
+    o.alarm = ApplyAlarm(btx, req->alarm());
+    return o;
+  }
+  if (nospace_.load() && GrowsBackend(*req)) {
+    o.status = ErrNoSpace();
+    return o;
+  }
+  o.result = applier_->Apply(btx, *req);
+  if (o.result.unhandled) {
+    o.status = ErrUnimplemented("this request type");
+  } else if (!o.result.error.ok()) {
+    const auto code = o.result.error.code();
+    if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss) {
+      lg_.Fatal("failed to apply request", {{"index", e.index()}, {"error", o.result.error.ToString()}});
+    }
+    // One owner only: the waiter hands the status to another thread.
+    o.status = o.result.error;
+    o.result.error = absl::OkStatus();
+  }
+  return o;
+}
+
+void EtcdServer::Impl::ApplyConfChange(storage::WriteTxn* btx, const raftpb::ConfChange& cc) {
+  std::unique_lock<std::mutex> l(members_mu_);
+  switch (cc.type()) {
+    case raftpb::ConfChangeAddNode:
+    case raftpb::ConfChangeAddLearnerNode:
+    case raftpb::ConfChangeUpdateNode: {
+      serverpb::MemberRecord m;
+      if (!cc.context().empty() && m.ParseFromString(cc.context())) {
+        if (m.id() == 0) m.set_id(cc.node_id());
+        auto it = members_.find(m.id());
+        if (it != members_.end()) {
+          // Keep published attributes; update raft attributes.
+          if (m.name().empty()) m.set_name(it->second.name());
+          if (m.client_urls_size() == 0) *m.mutable_client_urls() = it->second.client_urls();
+        }
+        if (cc.type() == raftpb::ConfChangeAddLearnerNode) m.set_is_learner(true);
+        if (auto s = btx->Put(storage::kMembersBucket, MemberKey(m.id()), m.SerializeAsString());
+            !s.ok()) {
+          lg_.Fatal("failed to write member", {{"error", s.ToString()}});
+        }
+        if (it == members_.end()) {
+          lg_.Info("added member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                    {"local-member-id", util::IdToHex(member_id_)},
+                                    {"added-peer-id", util::IdToHex(m.id())},
+                                    {"added-peer-peer-urls", ToVector(m.peer_urls())}});
+        }
+        members_[m.id()] = std::move(m);
+      }
+      break;
+    }
+    case raftpb::ConfChangeRemoveNode: {
+      (void)btx->Delete(storage::kMembersBucket, MemberKey(cc.node_id()));
+      (void)btx->Put(storage::kMembersRemovedBucket, MemberKey(cc.node_id()), "removed");
+      members_.erase(cc.node_id());
+      lg_.Info("removed member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                  {"removed-remote-peer-id", util::IdToHex(cc.node_id())}});
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+etcdserverpb::AlarmResponse EtcdServer::Impl::ApplyAlarm(storage::WriteTxn* btx,
+                                                          const etcdserverpb::AlarmRequest& ar) {
+  etcdserverpb::AlarmResponse resp;
+  etcdserverpb::AlarmMember am;
+  am.set_memberid(ar.memberid());
+  am.set_alarm(ar.alarm());
+  const std::string key = am.SerializeAsString();
+  std::unique_lock<std::mutex> l(alarm_mu_);
+  switch (ar.action()) {
+    case etcdserverpb::AlarmRequest::GET:
+      for (const auto& [m, t] : alarms_) {
+        if (ar.alarm() != etcdserverpb::NONE && t != ar.alarm()) continue;
+        auto* a = resp.add_alarms();
+        a->set_memberid(m);
+        a->set_alarm(static_cast<etcdserverpb::AlarmType>(t));
+      }
+      break;
+    case etcdserverpb::AlarmRequest::ACTIVATE: {
+      if (ar.alarm() == etcdserverpb::NONE) break;
+      if (!alarms_.insert({ar.memberid(), static_cast<int>(ar.alarm())}).second) break;
+      if (auto s = btx->Put(storage::kAlarmBucket, key, ""); !s.ok()) {
+        lg_.Fatal("failed to write alarm", {{"error", s.ToString()}});
+      }
+      *resp.add_alarms() = am;
+      if (ar.alarm() == etcdserverpb::NOSPACE) nospace_ = true;
+      lg_.Warn("alarm raised", {{"alarm", AlarmName(ar.alarm())},
+                                {"from", util::IdToHex(ar.memberid())}});
+      break;
+    }
+    case etcdserverpb::AlarmRequest::DEACTIVATE: {
+      if (alarms_.erase({ar.memberid(), static_cast<int>(ar.alarm())}) == 0) break;
+      if (auto s = btx->Delete(storage::kAlarmBucket, key); !s.ok()) {
+        lg_.Fatal("failed to delete alarm", {{"error", s.ToString()}});
+      }
+      *resp.add_alarms() = am;
+      bool any_nospace = false;
+      for (const auto& [m, t] : alarms_) any_nospace |= t == etcdserverpb::NOSPACE;
+      nospace_ = any_nospace;
+      lg_.Warn("alarm disarmed", {{"alarm", AlarmName(ar.alarm())},
+                                  {"from", util::IdToHex(ar.memberid())}});
+      break;
+    }
+    default:
+      break;
+  }
+  return resp;
+}
+
+std::vector<etcdserverpb::AlarmMember> EtcdServer::Impl::ListAlarms(
+    etcdserverpb::AlarmType type) const {
+  std::vector<etcdserverpb::AlarmMember> out;
+  std::unique_lock<std::mutex> l(alarm_mu_);
+  for (const auto& [m, t] : alarms_) {
+    if (type != etcdserverpb::NONE && t != type) continue;
+    etcdserverpb::AlarmMember a;
+    a.set_memberid(m);
+    a.set_alarm(static_cast<etcdserverpb::AlarmType>(t));
+    out.push_back(a);
+  }
+  return out;
+}
+
+}  // namespace cppetcd::server

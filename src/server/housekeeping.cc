@@ -1,0 +1,172 @@
+// EtcdServer housekeeping: proposal timeouts, physical compaction waits,
+// publishing the member's attributes, lease expiry and auto compaction. Runs
+// on the housekeeping thread; its proposals' callbacks run on whichever
+// thread completes them (usually the apply thread).
+#include "server_impl.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace cppetcd::server {
+namespace {
+
+// Period of the lease-expiry check (etcd revokes expired leases from its
+// run loop every 500 ms).
+constexpr milliseconds kLeaseExpiryInterval{500};
+// Period of the background housekeeping (waiter timeouts, physical
+// compaction completions, publish retries).
+constexpr milliseconds kHousekeepingInterval{20};
+// Expired leases proposed for revocation per round.
+constexpr size_t kMaxLeaseRevokesPerRound = 500;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Housekeeping: timeouts, physical compactions, lease expiry, publish, auto
+// compaction.
+
+void EtcdServer::Impl::HousekeepingLoop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> l(hk_mu_);
+      if (!hk_stop_) hk_cv_.wait_for(l, kHousekeepingInterval);
+      if (hk_stop_) break;
+    }
+    const auto now = SteadyClock::now();
+    // Proposal timeouts.
+    std::vector<Waiter> expired;
+    std::vector<PhysicalWait> finished;
+    {
+      std::unique_lock<std::mutex> l(wait_mu_);
+      for (auto it = waiters_.begin(); it != waiters_.end();) {
+        if (it->second.deadline <= now) {
+          expired.push_back(std::move(it->second.fn));
+          waiters_.erase(it++);
+        } else {
+          ++it;
+        }
+      }
+      for (auto it = physical_waits_.begin(); it != physical_waits_.end();) {
+        if (it->future.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+          finished.push_back(std::move(*it));
+          it = physical_waits_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& fn : expired) {
+      metrics_.proposals_pending.fetch_sub(1, std::memory_order_relaxed);
+      metrics_.proposals_failed.fetch_add(1, std::memory_order_relaxed);
+      std::move(fn)(Outcome{ErrTimeout(), {}, std::nullopt});
+    }
+    for (auto& p : finished) std::move(p.fn)(p.future.get());
+
+    if (!publish_done_.load() && !publish_in_flight_) Publish();
+    if (now >= next_lease_check_) {
+      next_lease_check_ = now + kLeaseExpiryInterval;
+      CheckLeaseExpiry();
+    }
+    RunAutoCompaction();
+  }
+}
+
+void EtcdServer::Impl::Publish() {
+  // etcd publish: the member's name and client URLs go through raft so every
+  // member (and MemberList) sees them.
+  publish_in_flight_ = true;
+  serverpb::InternalRaftRequest r;
+  auto* ma = r.mutable_member_attributes();
+  ma->set_member_id(member_id_);
+  ma->set_name(cfg_.name);
+  for (const auto& u : cfg_.advertise_client_urls) ma->add_client_urls(u);
+  Propose(std::move(r), [this](Outcome o) {
+    if (!o.status.ok()) {
+      if (!Stopping()) {
+        lg_.Warn("failed to publish local member to cluster through raft",
+                 {{"local-member-id", util::IdToHex(member_id_)}, {"error", o.status.ToString()}});
+      }
+      publish_in_flight_ = false;
+      return;
+    }
+    lg_.Info("enabled capabilities for version", {{"cluster-version", kClusterVersion}});
+    lg_.Info("published local member to cluster through raft",
+             {{"local-member-id", util::IdToHex(member_id_)},
+              {"local-member-attributes",
+               absl::StrCat("{Name:", cfg_.name, " ClientURLs:[",
+                            absl::StrJoin(cfg_.advertise_client_urls, " "), "]}")},
+              {"request-path", absl::StrCat("/0/members/", util::IdToHex(member_id_), "/attributes")},
+              {"cluster-id", util::IdToHex(cluster_id_)},
+              {"publish-timeout", DurationString(cfg_.request_timeout)}});
+    {
+      std::unique_lock<std::mutex> l(ready_mu_);
+      ready_ = true;
+      ready_cv_.notify_all();
+    }
+    publish_done_ = true;
+    publish_in_flight_ = false;
+  });
+}
+
+void EtcdServer::Impl::CheckLeaseExpiry() {
+  if (!lessor_->IsPrimary()) return;
+  for (int64_t id : lessor_->ExpiredLeases(kMaxLeaseRevokesPerRound)) {
+    serverpb::InternalRaftRequest r;
+    r.mutable_lease_revoke()->set_id(id);
+    Propose(std::move(r), [this, id](Outcome o) {
+      absl::Status s = o.status;
+      if (!s.ok() && !lease::IsLeaseNotFound(s) && !Stopping()) {
+        lg_.Warn("failed to revoke lease", {{"lease-id", absl::StrFormat("%016x", id)},
+                                            {"error", s.ToString()}});
+      }
+    });
+  }
+}
+
+void EtcdServer::Impl::RunAutoCompaction() {
+  if (!periodic_compactor_ && !revision_compactor_) return;
+  const auto now = clock_->Now();
+  if (compaction_in_flight_) {
+    if (!compaction_done_flag_.load()) return;
+    compaction_in_flight_ = false;
+    const bool ok = compaction_ok_flag_.load();
+    if (periodic_compactor_) periodic_compactor_->Completed(ok, now);
+    if (revision_compactor_) revision_compactor_->Completed(ok);
+  }
+  // Only the leader compacts (etcd pauses the compactor on followers).
+  if (!metrics_.is_leader.load()) return;
+  std::optional<int64_t> due;
+  if (periodic_compactor_) {
+    due = periodic_compactor_->Poll(now, store_->Rev());
+    if (!due.has_value()) return;
+    lg_.Info("starting auto periodic compaction",
+             {{"revision", *due}, {"compact-period", DurationString(compaction_period_)}});
+  } else {
+    due = revision_compactor_->Poll(now, store_->Rev());
+    if (!due.has_value()) return;
+    lg_.Info("starting auto revision compaction",
+             {{"revision", *due}, {"revision-compaction-retention", compaction_revisions_}});
+  }
+  const int64_t rev = *due;
+  compaction_in_flight_ = true;
+  compaction_done_flag_ = false;
+  serverpb::InternalRaftRequest r;
+  r.mutable_compaction()->set_revision(rev);
+  const bool periodic = compaction_period_.count() > 0;
+  Propose(std::move(r), [this, rev, periodic](Outcome o) {
+    absl::Status s = o.status;
+    const bool ok = s.ok() || mvcc::IsCompacted(s);
+    if (ok) {
+      lg_.Info(periodic ? "completed auto periodic compaction" : "completed auto revision compaction",
+               {{"revision", rev}});
+    } else if (!Stopping()) {
+      lg_.Warn(periodic ? "failed auto periodic compaction" : "failed auto revision compaction",
+               {{"revision", rev}, {"error", s.ToString()}});
+    }
+    compaction_ok_flag_ = ok;
+    compaction_done_flag_ = true;
+  });
+}
+
+}  // namespace cppetcd::server

@@ -1,0 +1,215 @@
+// EtcdServer raft loop: ticks, proposals handed to raft, each Ready saved
+// (snapshot, WAL), sent, queued for the apply loop and advanced, in that
+// order; raft snapshots and log compaction. Everything here runs on the raft
+// thread, except PostRaftTask (any thread) and MaybeFastForwardTicks, also
+// called once from Start before the thread exists.
+#include "server_impl.h"
+
+#include "crash_point.h"
+
+namespace cppetcd::server {
+namespace {
+
+// Raft entries kept in memory behind a snapshot so slow followers catch up
+// without one (etcd SnapshotCatchUpEntries).
+constexpr uint64_t kSnapshotCatchUpEntries = 5000;
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Raft loop.
+
+void EtcdServer::Impl::PostRaftTask(absl::AnyInvocable<void()> task) {
+  std::unique_lock<std::mutex> l(raft_mu_);
+  if (raft_stop_) return;
+  raft_tasks_.push_back(std::move(task));
+  raft_cv_.notify_one();
+}
+
+void EtcdServer::Impl::MaybeFastForwardTicks() {
+  // A lone voter need not wait a whole election timeout to lead (etcd
+  // "started as single-node; fast-forwarding election ticks").
+  if (fast_forwarded_) return;
+  raft::Status st = node_->GetStatus();
+  if (st.conf_state.voters_size() != 1 || st.conf_state.voters(0) != member_id_ ||
+      st.soft_state.raft_state == raft::StateType::kLeader) {
+    return;
+  }
+  fast_forwarded_ = true;
+  const int election_ticks = static_cast<int>(cfg_.election_timeout / cfg_.heartbeat_interval);
+  const int forward = election_ticks - 1;
+  for (int i = 0; i < forward; ++i) node_->Tick();
+  lg_.Info("started as single-node; fast-forwarding election ticks",
+           {{"local-member-id", util::IdToHex(member_id_)},
+            {"forward-ticks", forward},
+            {"forward-duration", DurationString(cfg_.heartbeat_interval * forward)},
+            {"election-ticks", election_ticks},
+            {"election-timeout", DurationString(cfg_.election_timeout)}});
+}
+
+void EtcdServer::Impl::RaftLoop() {
+  auto next_tick = SteadyClock::now() + cfg_.heartbeat_interval;
+  while (true) {
+    std::deque<std::pair<uint64_t, std::string>> props;
+    std::vector<absl::AnyInvocable<void()>> tasks;
+    {
+      std::unique_lock<std::mutex> l(raft_mu_);
+      while (!raft_stop_ && proposals_.empty() && raft_tasks_.empty()) {
+        auto now = SteadyClock::now();
+        if (now >= next_tick) break;
+        raft_cv_.wait_until(l, next_tick);
+      }
+      if (raft_stop_) break;
+      props.swap(proposals_);
+      tasks.swap(raft_tasks_);
+    }
+    auto now = SteadyClock::now();
+    if (now >= next_tick) {
+      node_->Tick();
+      next_tick += cfg_.heartbeat_interval;
+      if (next_tick < now) next_tick = now + cfg_.heartbeat_interval;  // fell far behind
+    }
+    for (auto& t : tasks) std::move(t)();
+    for (auto& p : props) held_proposals_.push_back(std::move(p));
+    // Propose what is held (at once when a Ready just made this member learn
+    // of a leader), then drain the Readies.
+    while (true) {
+      ProposeHeld();
+      if (!node_->HasReady()) break;
+      HandleReady(node_->GetReady());
+    }
+  }
+  // Proposals never handed to raft fail now.
+  {
+    std::unique_lock<std::mutex> l(raft_mu_);
+    for (auto& p : proposals_) held_proposals_.push_back(std::move(p));
+    proposals_.clear();
+  }
+  for (auto& [id, data] : held_proposals_) CompleteWaiter(id, Outcome{ErrStopped(), {}, std::nullopt});
+  held_proposals_.clear();
+}
+
+void EtcdServer::Impl::ProposeHeld() {
+  // Proposals wait here while no leader is known (as etcd's node blocks its
+  // proposers); they time out at request_timeout if none appears.
+  if (lead_.load(std::memory_order_relaxed) == raft::kNone) return;
+  while (!held_proposals_.empty()) {
+    auto [id, data] = std::move(held_proposals_.front());
+    held_proposals_.pop_front();
+    absl::Status s = node_->Propose(std::move(data));
+    if (!s.ok()) {
+      absl::Status err = raft::IsProposalDropped(s) ? ErrTooManyRequests() : s;
+      CompleteWaiter(id, Outcome{err, {}, std::nullopt});
+    }
+  }
+}
+
+void EtcdServer::Impl::HandleReady(raft::Ready rd) {
+  if (rd.soft_state.has_value()) {
+    const uint64_t old_lead = lead_.load();
+    const uint64_t new_lead = rd.soft_state->lead;
+    const bool was_leader = metrics_.is_leader.load();
+    const bool is_leader = rd.soft_state->raft_state == raft::StateType::kLeader;
+    if (new_lead != old_lead && new_lead != raft::kNone) {
+      metrics_.leader_changes.fetch_add(1, std::memory_order_relaxed);
+    }
+    lead_ = new_lead;
+    metrics_.has_leader = new_lead != raft::kNone;
+    metrics_.is_leader = is_leader;
+    if (is_leader && !was_leader) {
+      // Leases get a fresh TTL on a new leader (etcd lessor.Promote).
+      lessor_->Promote(cfg_.election_timeout);
+    } else if (!is_leader && was_leader) {
+      lessor_->Demote();
+    }
+  }
+  if (!rd.read_states.empty()) {
+    std::unique_lock<std::mutex> l(read_mu_);
+    for (const auto& rs : rd.read_states) {
+      if (rs.request_ctx == current_read_ctx_) {
+        read_index_result_ = rs.index;
+        read_cv_.notify_all();
+      }
+    }
+  }
+
+  CPPETCD_CRASH_POINT("raft_before_save_snapshot");
+  if (!raft::IsEmptySnapshot(rd.snapshot)) {
+    if (auto s = snapshotter_->SaveSnap(rd.snapshot); !s.ok()) {
+      lg_.Fatal("failed to save Raft snapshot", {{"error", s.ToString()}});
+    }
+    if (auto s = wal_->SaveSnapshot({rd.snapshot.metadata().index(), rd.snapshot.metadata().term()});
+        !s.ok()) {
+      lg_.Fatal("failed to save snapshot marker in WAL", {{"error", s.ToString()}});
+    }
+  }
+  CPPETCD_CRASH_POINT("raft_before_save");
+  if (!raft::IsEmptyHardState(rd.hard_state) || !rd.entries.empty()) {
+    if (auto s = wal_->Save(rd.hard_state, rd.entries, rd.must_sync); !s.ok()) {
+      lg_.Fatal("failed to save Raft hard state and entries", {{"error", s.ToString()}});
+    }
+  }
+  CPPETCD_CRASH_POINT("raft_after_save");
+  if (!raft::IsEmptyHardState(rd.hard_state)) {
+    term_ = rd.hard_state.term();
+    commit_index_ = rd.hard_state.commit();
+    metrics_.proposals_committed.store(rd.hard_state.commit(), std::memory_order_relaxed);
+    raft_storage_->SetHardState(rd.hard_state);
+  }
+  if (!raft::IsEmptySnapshot(rd.snapshot)) {
+    if (auto s = raft_storage_->ApplySnapshot(rd.snapshot); !s.ok()) {
+      lg_.Fatal("failed to apply Raft snapshot to raft storage", {{"error", s.ToString()}});
+    }
+  }
+  if (!rd.entries.empty()) {
+    if (auto s = raft_storage_->Append(rd.entries); !s.ok()) {
+      lg_.Fatal("failed to append entries to raft storage", {{"error", s.ToString()}});
+    }
+  }
+  CPPETCD_CRASH_POINT("raft_before_send");
+  if (!rd.messages.empty()) transport_->Send(std::move(rd.messages));
+  CPPETCD_CRASH_POINT("raft_before_apply");
+  if (!rd.committed_entries.empty()) {
+    std::unique_lock<std::mutex> l(apply_mu_);
+    // A copy: Advance needs the committed entries too (applied index,
+    // uncommitted-size accounting).
+    apply_queue_.push_back(rd.committed_entries);
+    apply_cv_.notify_one();
+  }
+  CPPETCD_CRASH_POINT("raft_before_advance");
+  node_->Advance(rd);
+}
+
+void EtcdServer::Impl::TakeSnapshot(uint64_t index) {
+  // Raft thread. The backend was synced up to at least `index` by the apply
+  // loop before this was posted, so the WAL before it may go.
+  if (index <= last_snapshot_index_raft_) return;
+  raft::Status st = node_->GetStatus();
+  auto snap = raft_storage_->CreateSnapshot(index, &st.conf_state, "");
+  if (!snap.ok()) {
+    if (raft::IsSnapOutOfDate(snap.status())) return;
+    lg_.Fatal("failed to create Raft snapshot", {{"error", snap.status().ToString()}});
+  }
+  if (auto s = snapshotter_->SaveSnap(*snap); !s.ok()) {
+    lg_.Fatal("failed to save Raft snapshot", {{"error", s.ToString()}});
+  }
+  if (auto s = wal_->SaveSnapshot({index, snap->metadata().term()}); !s.ok()) {
+    lg_.Fatal("failed to save snapshot marker in WAL", {{"error", s.ToString()}});
+  }
+  last_snapshot_index_raft_ = index;
+  lg_.Info("saved snapshot", {{"snapshot-index", index}});
+  if (index > kSnapshotCatchUpEntries) {
+    uint64_t compact_index = index - kSnapshotCatchUpEntries;
+    auto s = raft_storage_->Compact(compact_index);
+    if (s.ok()) {
+      lg_.Info("compacted Raft logs", {{"compact-index", compact_index}});
+    } else if (!raft::IsCompacted(s)) {
+      lg_.Fatal("failed to compact Raft logs", {{"error", s.ToString()}});
+    }
+  }
+  if (auto s = wal_->ReleaseLockTo(index); !s.ok()) {
+    lg_.Warn("failed to release WAL segments", {{"error", s.ToString()}});
+  }
+}
+
+}  // namespace cppetcd::server

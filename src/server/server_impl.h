@@ -1,0 +1,326 @@
+// Private header of EtcdServer's implementation (src/server only): the Impl
+// class behind EtcdServer's pimpl, the proposal Outcome/Waiter types and the
+// helpers several of its files share. The implementation is split by concept:
+//   bootstrap.cc     Create, OpenOrBootstrap, Start, Stop
+//   raft_loop.cc     the raft thread (ticks, Readies, WAL, snapshots)
+//   apply_loop.cc    the apply thread (committed entries into the backend)
+//   proposals.cc     Propose and the quota check (any thread)
+//   reads.cc         linearizable reads (the read thread)
+//   housekeeping.cc  timeouts, lease expiry, publish, auto compaction
+//   etcd_server.cc   the public EtcdServer facade
+//
+// EtcdServer: bootstrap, raft loop, apply loop, proposals, reads, leases,
+// compaction, alarms, members, status. See etcd_server.h for the threads.
+//
+// Data dir (as etcd): <data-dir>/member/wal (WAL, or --wal-dir),
+// <data-dir>/member/snap (raft snapshot files), <data-dir>/member/snap/db
+// (LMDB backend). The backend's meta bucket holds "consistent_index" (8 bytes
+// big-endian): the last raft index applied to it, written in the same write
+// txn as the entries' effects, so replay after a crash skips what the
+// backend already has.
+#ifndef CPPETCD_SRC_SERVER_SERVER_IMPL_H_
+#define CPPETCD_SRC_SERVER_SERVER_IMPL_H_
+
+#include "cppetcd/server/etcd_server.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "cppetcd/lease/lessor.h"
+#include "cppetcd/mvcc/kvstore.h"
+#include "cppetcd/mvcc/watchable_store.h"
+#include "cppetcd/raft/raw_node.h"
+#include "cppetcd/raft/storage.h"
+#include "cppetcd/server/applier.h"
+#include "cppetcd/snap/snapshotter.h"
+#include "cppetcd/storage/backend.h"
+#include "cppetcd/util/env.h"
+#include "cppetcd/wal/wal.h"
+#include "serverpb/internal.pb.h"
+#include "compactor.h"
+#include "id_generator.h"
+
+namespace cppetcd::server {
+
+using SteadyClock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Shared by bootstrap and the apply loop.
+inline constexpr std::string_view kConsistentIndexKey = "consistent_index";
+
+// Shared by the proposal path (quota check) and the apply loop (NOSPACE).
+// Estimated bytes a put adds to the backend beyond key and value (etcd
+// quota.go kvOverhead).
+inline constexpr int64_t kKvOverhead = 256;
+
+inline std::string DurationString(milliseconds d) {
+  if (d.count() % 1000 == 0) return absl::StrCat(d.count() / 1000, "s");
+  return absl::StrCat(d.count(), "ms");
+}
+
+inline bool TxnHasWrites(const etcdserverpb::TxnRequest& t) {
+  return !Applier::IsTxnReadOnly(t);
+}
+
+// etcd quota.go: the bytes a request may add to the backend.
+inline int64_t QuotaCost(const serverpb::InternalRaftRequest& r) {
+  if (r.has_put()) return static_cast<int64_t>(r.put().ByteSizeLong()) + kKvOverhead;
+  if (r.has_txn()) {
+    int64_t cost = 0;
+    std::vector<const etcdserverpb::TxnRequest*> todo = {&r.txn()};
+    while (!todo.empty()) {
+      const auto* t = todo.back();
+      todo.pop_back();
+      int64_t s = 0, f = 0;
+      for (const auto& op : t->success()) {
+        if (op.has_request_put()) s += op.request_put().ByteSizeLong() + kKvOverhead;
+        if (op.has_request_txn()) todo.push_back(&op.request_txn());
+      }
+      for (const auto& op : t->failure()) {
+        if (op.has_request_put()) f += op.request_put().ByteSizeLong() + kKvOverhead;
+        if (op.has_request_txn()) todo.push_back(&op.request_txn());
+      }
+      cost += std::max(s, f);
+    }
+    return cost;
+  }
+  if (r.has_lease_grant()) return 8 + 8 + kKvOverhead;  // lease record
+  return 0;
+}
+
+// Whether the request may grow the backend (refused under NOSPACE, as
+// etcd's applierV3Capped: puts, lease grants, txns with a put anywhere).
+inline bool GrowsBackend(const serverpb::InternalRaftRequest& r) {
+  if (r.has_put() || r.has_lease_grant()) return true;
+  return r.has_txn() && TxnHasWrites(r.txn()) && QuotaCost(r) > 0;
+}
+
+inline const char* AlarmName(etcdserverpb::AlarmType t) {
+  switch (t) {
+    case etcdserverpb::NOSPACE:
+      return "NOSPACE";
+    case etcdserverpb::CORRUPT:
+      return "CORRUPT";
+    default:
+      return "NONE";
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+// The outcome of a proposal as seen by its waiter.
+struct Outcome {
+  absl::Status status;  // ErrStopped/ErrTimeout/... or the request's error
+  ApplyResult result;
+  std::optional<etcdserverpb::AlarmResponse> alarm;
+};
+using Waiter = absl::AnyInvocable<void(Outcome) &&>;
+
+// Locks are std::mutex (not absl::Mutex): Debian's abseil is not built with
+// TSan, so its mutexes are invisible to the TSan pass. Lock order: none of
+// the mutexes below is held while taking another, except where noted, and
+// no callback (Done, waiter) runs under any of them.
+class EtcdServer::Impl {
+ public:
+  explicit Impl(ServerConfig cfg);
+  ~Impl();
+
+  absl::Status Start();
+  void Stop(bool graceful);
+
+  // ---- proposals
+  void Propose(serverpb::InternalRaftRequest r, Waiter w);
+  template <class Resp>
+  Waiter MakeWaiter(Done<Resp> done);
+  absl::Status CheckQuota(const serverpb::InternalRaftRequest& r);
+  bool Stopping() const { return stopping_.load(std::memory_order_acquire); }
+
+  // ---- reads
+  using ReadFn = absl::AnyInvocable<void(absl::Status) &&>;
+  void EnqueueLinearizableRead(ReadFn fn);
+  void FillHeaderImpl(etcdserverpb::ResponseHeader* h, bool set_revision) const;
+
+  // ---- threads
+  void RaftLoop();
+  void HandleReady(raft::Ready rd);
+  void ProposeHeld();
+  void ApplyLoop();
+  void ApplyBatch(std::vector<raftpb::Entry> entries);
+  void ReadLoop();
+  void HousekeepingLoop();
+  void PostRaftTask(absl::AnyInvocable<void()> task);
+  void MaybeFastForwardTicks();
+  void TakeSnapshot(uint64_t index);
+
+  // ---- apply helpers (apply thread)
+  Outcome ApplyNormal(storage::WriteTxn* btx, const raftpb::Entry& e,
+                      serverpb::InternalRaftRequest* req, bool* has_waiter);
+  void ApplyConfChange(storage::WriteTxn* btx, const raftpb::ConfChange& cc);
+  etcdserverpb::AlarmResponse ApplyAlarm(storage::WriteTxn* btx,
+                                         const etcdserverpb::AlarmRequest& ar);
+  void CompleteWaiter(uint64_t id, Outcome o);
+
+  // ---- misc
+  absl::Status OpenOrBootstrap();
+  absl::Status LoadMembersAndAlarms();
+  void Publish();
+  void CheckLeaseExpiry();
+  void RunAutoCompaction();
+  std::vector<etcdserverpb::AlarmMember> ListAlarms(etcdserverpb::AlarmType type) const;
+
+  ServerConfig cfg_;
+  util::Logger lg_;
+  util::Clock* clock_;
+  util::Env* env_;
+  std::shared_ptr<Transport> transport_;
+  ServerMetrics metrics_;
+
+  std::atomic<uint64_t> member_id_{0};
+  std::atomic<uint64_t> cluster_id_{0};
+  std::vector<serverpb::MemberRecord> initial_members_;
+  std::string member_dir_, wal_dir_, snap_dir_, db_path_;
+  int64_t quota_bytes_ = 0;  // <= 0: no quota
+  milliseconds compaction_period_{0};
+  int64_t compaction_revisions_ = 0;
+  std::unique_ptr<IdGenerator> idgen_;
+
+  // Storage and state machines (owned; created in Start).
+  std::unique_ptr<raft::MemoryStorage> raft_storage_;
+  std::unique_ptr<raft::RawNode> node_;  // raft thread only after Start
+  std::unique_ptr<wal::Wal> wal_;        // raft thread only after Start
+  std::unique_ptr<snap::Snapshotter> snapshotter_;
+  std::unique_ptr<storage::Backend> backend_;
+  std::unique_ptr<lease::Lessor> lessor_;
+  std::unique_ptr<LessorLeaseObserver> lease_observer_;
+  std::unique_ptr<mvcc::Store> store_;
+  std::unique_ptr<mvcc::WatchableStore> watchable_;
+  std::unique_ptr<Applier> applier_;
+  util::Logger raft_logger_{"raft"};
+
+  // Volatile raft state published by the raft thread.
+  std::atomic<uint64_t> term_{0};
+  std::atomic<uint64_t> lead_{0};
+  std::atomic<uint64_t> commit_index_{0};
+  bool fast_forwarded_ = false;                  // raft thread
+  std::deque<std::pair<uint64_t, std::string>> held_proposals_;  // raft thread; no leader yet
+  uint64_t last_snapshot_index_raft_ = 0;        // raft thread
+
+  std::atomic<bool> started_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopped_{false};
+
+  // Raft loop inputs.
+  std::mutex raft_mu_;
+  std::condition_variable raft_cv_;
+  std::deque<std::pair<uint64_t, std::string>> proposals_ ABSL_GUARDED_BY(raft_mu_);
+  std::vector<absl::AnyInvocable<void()>> raft_tasks_ ABSL_GUARDED_BY(raft_mu_);
+  bool raft_stop_ ABSL_GUARDED_BY(raft_mu_) = false;
+  std::thread raft_thread_;
+
+  // Apply loop input: batches of committed entries, in log order.
+  std::mutex apply_mu_;
+  std::condition_variable apply_cv_;
+  std::deque<std::vector<raftpb::Entry>> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
+  bool apply_stop_ ABSL_GUARDED_BY(apply_mu_) = false;
+  bool apply_drain_ ABSL_GUARDED_BY(apply_mu_) = true;  // finish queued batches on stop
+  std::thread apply_thread_;
+  uint64_t consistent_index_ = 0;        // apply thread (and Start)
+  uint64_t snapshot_index_ = 0;          // apply thread: index of the last raft snapshot
+  uint64_t snapshot_term_ = 0;
+
+  // Applied index, for ReadIndex waits and status.
+  mutable std::mutex applied_mu_;
+  std::condition_variable applied_cv_;
+  uint64_t applied_index_ ABSL_GUARDED_BY(applied_mu_) = 0;
+  std::atomic<uint64_t> applied_index_atomic_{0};
+
+  // Proposal waiters by request ID.
+  std::mutex wait_mu_;
+  struct WaitEntry {
+    Waiter fn;
+    SteadyClock::time_point deadline;
+  };
+  absl::flat_hash_map<uint64_t, WaitEntry> waiters_ ABSL_GUARDED_BY(wait_mu_);
+  struct PhysicalWait {
+    std::shared_future<absl::Status> future;
+    absl::AnyInvocable<void(absl::Status) &&> fn;
+  };
+  std::vector<PhysicalWait> physical_waits_ ABSL_GUARDED_BY(wait_mu_);
+
+  // Linearizable reads.
+  std::mutex read_mu_;
+  std::condition_variable read_cv_;
+  std::vector<ReadFn> pending_reads_ ABSL_GUARDED_BY(read_mu_);
+  bool read_stop_ ABSL_GUARDED_BY(read_mu_) = false;
+  std::string current_read_ctx_ ABSL_GUARDED_BY(read_mu_);
+  std::optional<uint64_t> read_index_result_ ABSL_GUARDED_BY(read_mu_);
+  uint64_t read_ctx_counter_ = 0;  // read thread
+  std::thread read_thread_;
+
+  // Housekeeping.
+  std::mutex hk_mu_;
+  std::condition_variable hk_cv_;
+  bool hk_stop_ ABSL_GUARDED_BY(hk_mu_) = false;
+  std::thread hk_thread_;
+  SteadyClock::time_point next_lease_check_{};
+  std::atomic<bool> publish_in_flight_{false};
+  std::atomic<bool> publish_done_{false};
+  // Auto compaction state (housekeeping thread).
+  std::unique_ptr<PeriodicCompactor> periodic_compactor_;
+  std::unique_ptr<RevisionCompactor> revision_compactor_;
+  bool compaction_in_flight_ = false;
+  std::atomic<bool> compaction_done_flag_{false};
+  std::atomic<bool> compaction_ok_flag_{false};
+
+  // Ready (published) signal.
+  std::mutex ready_mu_;
+  std::condition_variable ready_cv_;
+  bool ready_ ABSL_GUARDED_BY(ready_mu_) = false;
+
+  // Members and alarms (in-memory mirrors of their buckets).
+  mutable std::mutex members_mu_;
+  std::map<uint64_t, serverpb::MemberRecord> members_ ABSL_GUARDED_BY(members_mu_);
+  mutable std::mutex alarm_mu_;
+  std::set<std::pair<uint64_t, int>> alarms_ ABSL_GUARDED_BY(alarm_mu_);
+  std::atomic<bool> nospace_{false};
+};
+
+// ---------------------------------------------------------------------------
+// Proposals: the waiter template lives here because the facade instantiates it.
+
+template <class Resp>
+Waiter EtcdServer::Impl::MakeWaiter(Done<Resp> done) {
+  return [this, done = std::move(done)](Outcome o) mutable {
+    if (!o.status.ok()) {
+      std::move(done)(std::move(o.status));
+      return;
+    }
+    Resp* resp = std::get_if<Resp>(&o.result.response);
+    Resp out;
+    if (resp != nullptr) out = std::move(*resp);
+    FillHeaderImpl(out.mutable_header(), /*set_revision=*/out.header().revision() == 0);
+    std::move(done)(std::move(out));
+  };
+}
+
+}  // namespace cppetcd::server
+
+#endif  // CPPETCD_SRC_SERVER_SERVER_IMPL_H_
