@@ -1,0 +1,147 @@
+// The command line as an operator meets it: flag errors, --version, ETCD_*
+// variables and --config-file, checked on the real binary and, where etcd's
+// own output is the specification, against Debian's etcd side by side.
+#include <fstream>
+#include <functional>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "harness.h"
+
+namespace cppetcd::integration {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+CommandResult RunBinary(const std::string& binary, std::vector<std::string> args,
+                  std::vector<std::string> env = {}) {
+  args.insert(args.begin(), binary);
+  return RunCommand(args, "", env, std::chrono::seconds(20));
+}
+
+// Runs both binaries with the same bad arguments: both exit 2 and print the
+// same first line.
+void ExpectSameFlagError(const std::vector<std::string>& args, const std::string& expected) {
+  CommandResult ours = RunBinary(ServerBinary(), args);
+  CommandResult etcd = RunBinary(ReferenceEtcdBinary(), args);
+  EXPECT_EQ(etcd.exit_code, 2) << etcd.err;
+  EXPECT_EQ(ours.exit_code, 2) << ours.err;
+  EXPECT_EQ(FirstLine(etcd.err), expected);
+  EXPECT_EQ(FirstLine(ours.err), expected);
+  EXPECT_THAT(ours.err, HasSubstr("Usage:"));
+}
+
+TEST(CliTest, UnknownFlagExitsTwoWithEtcdsMessage) {
+  CPPETCD_REQUIRE_SERVER();
+  ExpectSameFlagError({"--no-such-flag"}, "flag provided but not defined: -no-such-flag");
+}
+
+TEST(CliTest, MalformedValueExitsTwoWithEtcdsMessage) {
+  CPPETCD_REQUIRE_SERVER();
+  ExpectSameFlagError({"--heartbeat-interval=abc"},
+                      "invalid value \"abc\" for flag -heartbeat-interval: parse error");
+  ExpectSameFlagError({"--snapshot-count", "-5"},
+                      "invalid value \"-5\" for flag -snapshot-count: parse error");
+}
+
+TEST(CliTest, VersionNamesTheEtcdApiVersion) {
+  CPPETCD_REQUIRE_SERVER();
+  CommandResult ours = RunBinary(ServerBinary(), {"--version"});
+  CommandResult etcd = RunBinary(ReferenceEtcdBinary(), {"--version"});
+  EXPECT_EQ(ours.exit_code, 0);
+  EXPECT_EQ(FirstLine(ours.out), FirstLine(etcd.out));
+  EXPECT_THAT(ours.out, StartsWith("etcd Version: 3.4."));
+}
+
+// Waits for `endpoint` to answer `endpoint health` under a deadline.
+bool WaitHealthy(const std::string& endpoint) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    CommandResult r = Etcdctl(endpoint, {"endpoint", "health"}, "", std::chrono::seconds(5));
+    if (r.exit_code == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+// Starts the binary with `args`/`env`, checks the member it reports and
+// stops it. Retries with new ports if the first pick was taken.
+void ExpectMemberNamed(const std::string& name, const TempDir& dir,
+                       const std::function<std::pair<std::vector<std::string>,
+                                                     std::vector<std::string>>(int, int)>& make) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto client = PickFreePort();
+    auto peer = PickFreePort();
+    ASSERT_TRUE(client.ok() && peer.ok());
+    auto [args, env] = make(*client, *peer);
+    args.insert(args.begin(), ServerBinary());
+    auto proc = BackgroundCommand::Start(args, env, dir.path());
+    ASSERT_TRUE(proc.ok()) << proc.status();
+    std::string endpoint = absl::StrCat("127.0.0.1:", *client);
+    if (!WaitHealthy(endpoint)) {
+      (*proc)->Kill();
+      continue;  // most likely a port clash; try new ports
+    }
+    CommandResult list = Etcdctl(endpoint, {"member", "list"});
+    EXPECT_EQ(list.exit_code, 0) << list.err;
+    std::vector<std::string> fields = absl::StrSplit(FirstLine(list.out), ", ");
+    ASSERT_GE(fields.size(), 5u) << list.out;
+    EXPECT_EQ(fields[1], "started");
+    EXPECT_EQ(fields[2], name);
+    EXPECT_EQ(fields[4], absl::StrCat("http://", endpoint));
+    (*proc)->Kill();
+    return;
+  }
+  FAIL() << "server never became healthy";
+}
+
+TEST(CliTest, EnvironmentVariablesConfigureTheServer) {
+  CPPETCD_REQUIRE_SERVER();
+  TempDir dir;
+  ExpectMemberNamed("from-env", dir, [&](int client, int peer) {
+    std::string c = absl::StrCat("http://127.0.0.1:", client);
+    std::string p = absl::StrCat("http://127.0.0.1:", peer);
+    std::vector<std::string> env = {
+        "ETCD_NAME=from-env",
+        absl::StrCat("ETCD_DATA_DIR=", dir.path(), "/env.etcd"),
+        "ETCD_LISTEN_CLIENT_URLS=" + c,
+        "ETCD_ADVERTISE_CLIENT_URLS=" + c,
+        "ETCD_LISTEN_PEER_URLS=" + p,
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS=" + p,
+        absl::StrCat("ETCD_INITIAL_CLUSTER=from-env=", p),
+    };
+    return std::make_pair(std::vector<std::string>{}, env);
+  });
+}
+
+TEST(CliTest, ConfigFileConfiguresTheServerAndOverridesFlags) {
+  CPPETCD_REQUIRE_SERVER();
+  TempDir dir;
+  ExpectMemberNamed("from-file", dir, [&](int client, int peer) {
+    std::string c = absl::StrCat("http://127.0.0.1:", client);
+    std::string p = absl::StrCat("http://127.0.0.1:", peer);
+    std::string path = dir.path() + "/etcd.conf.yml";
+    std::ofstream(path) << "name: 'from-file'\n"
+                        << "data-dir: " << dir.path() << "/file.etcd\n"
+                        << "listen-client-urls: " << c << "\n"
+                        << "advertise-client-urls: " << c << "\n"
+                        << "listen-peer-urls: " << p << "\n"
+                        << "initial-advertise-peer-urls: " << p << "\n"
+                        << "initial-cluster: from-file=" << p << "\n"
+                        << "log-outputs: [stderr]\n";
+    // As in etcd, the file wins over the other flags.
+    return std::make_pair(std::vector<std::string>{"--config-file", path, "--name=ignored"},
+                          std::vector<std::string>{});
+  });
+}
+
+}  // namespace
+}  // namespace cppetcd::integration
