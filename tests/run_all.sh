@@ -11,6 +11,8 @@ cmake/install-deps.sh
 jobs=$(nproc)
 export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
 export CCACHE_BASEDIR=$root
+# Debug info would otherwise tie cache entries to this checkout's path.
+export CCACHE_NOHASHDIR=1
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
 export CTEST_OUTPUT_ON_FAILURE=1
 
