@@ -7,6 +7,7 @@
 #include <lmdb.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <utility>
@@ -371,6 +372,146 @@ int64_t Backend::SizeInUseBytes() const {
   mdb_txn_abort(txn);
   if (free_pages > total_pages) free_pages = total_pages;
   return static_cast<int64_t>((total_pages - free_pages) * st.ms_psize);
+}
+
+namespace {
+
+// An LMDB failure on the source of ReplaceContentsFrom: a file that is not a
+// (readable) LMDB database is data loss, not an internal error.
+absl::Status SourceStatus(int rc, const std::string& db_path, std::string_view what) {
+  if (rc == MDB_SUCCESS) return absl::OkStatus();
+  std::string msg = absl::StrCat("storage: source database ", db_path, ": ", std::string(what),
+                                 ": ", mdb_strerror(rc));
+  switch (rc) {
+    case MDB_INVALID:
+    case MDB_CORRUPTED:
+    case MDB_VERSION_MISMATCH:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INCOMPATIBLE:
+      return absl::DataLossError(msg);
+    case ENOENT:
+      return absl::NotFoundError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+// Owns an environment and a transaction on it (the source side).
+struct SourceEnv {
+  MDB_env* env = nullptr;
+  MDB_txn* txn = nullptr;
+  ~SourceEnv() {
+    if (txn != nullptr) mdb_txn_abort(txn);
+    if (env != nullptr) mdb_env_close(env);
+  }
+};
+
+// Aborts a write transaction unless released.
+struct TxnGuard {
+  MDB_txn* txn = nullptr;
+  ~TxnGuard() {
+    if (txn != nullptr) mdb_txn_abort(txn);
+  }
+};
+
+}  // namespace
+
+absl::Status Backend::ReplaceContentsFrom(const std::string& db_path) {
+  struct stat st;
+  if (::stat(db_path.c_str(), &st) != 0) {
+    return SourceStatus(errno == ENOENT ? ENOENT : errno, db_path, "stat");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::DataLossError(
+        absl::StrCat("storage: source database ", db_path, " is not a regular file"));
+  }
+
+  SourceEnv src;
+  int rc = mdb_env_create(&src.env);
+  if (rc != MDB_SUCCESS) return SourceStatus(rc, db_path, "env create");
+  if ((rc = mdb_env_set_maxdbs(src.env, kMaxBuckets)) != MDB_SUCCESS) {
+    return SourceStatus(rc, db_path, "env config");
+  }
+  // Read-only and unlocked: nobody else uses the file, and no "-lock" file
+  // is left next to it. The map size comes from the file itself.
+  rc = mdb_env_open(src.env, db_path.c_str(), MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS,
+                    0400);
+  if (rc != MDB_SUCCESS) return SourceStatus(rc, db_path, "open");
+  // LMDB trusts the file: a truncated one would fault on the first access
+  // past its end. Every page up to the last one in use must be there.
+  {
+    MDB_envinfo info;
+    MDB_stat env_stat;
+    if ((rc = mdb_env_info(src.env, &info)) != MDB_SUCCESS ||
+        (rc = mdb_env_stat(src.env, &env_stat)) != MDB_SUCCESS) {
+      return SourceStatus(rc, db_path, "env info");
+    }
+    const uint64_t need = (static_cast<uint64_t>(info.me_last_pgno) + 1) * env_stat.ms_psize;
+    if (static_cast<uint64_t>(st.st_size) < need) {
+      return absl::DataLossError(absl::StrCat("storage: source database ", db_path,
+                                              " is truncated: ", st.st_size, " bytes, pages up to ",
+                                              need, " bytes in use"));
+    }
+  }
+  if ((rc = mdb_txn_begin(src.env, nullptr, MDB_RDONLY, &src.txn)) != MDB_SUCCESS) {
+    return SourceStatus(rc, db_path, "begin read");
+  }
+
+  // The source's bucket names (the keys of its main database), to warn about
+  // the ones this backend does not have.
+  {
+    MDB_dbi main_dbi;
+    if ((rc = mdb_dbi_open(src.txn, nullptr, 0, &main_dbi)) != MDB_SUCCESS) {
+      return SourceStatus(rc, db_path, "open main database");
+    }
+    Cursor cur;
+    if ((rc = mdb_cursor_open(src.txn, main_dbi, &cur.c)) != MDB_SUCCESS) {
+      return SourceStatus(rc, db_path, "cursor open");
+    }
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur.c, &k, &v, MDB_FIRST);
+    while (rc == MDB_SUCCESS) {
+      if (BucketHandle(FromVal(k)) < 0) {
+        options_.logger.Warn("skipping unknown bucket of the source database",
+                             {{"path", db_path}, {"bucket", std::string(FromVal(k))}});
+      }
+      rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
+    }
+    if (rc != MDB_NOTFOUND) return SourceStatus(rc, db_path, "list buckets");
+  }
+
+  TxnGuard dst;
+  if ((rc = mdb_txn_begin(env_, nullptr, 0, &dst.txn)) != MDB_SUCCESS) {
+    return LmdbStatus(rc, "begin write");
+  }
+  uint64_t copied = 0;
+  for (const auto& [name, dbi] : buckets_) {
+    if ((rc = mdb_drop(dst.txn, dbi, 0)) != MDB_SUCCESS) {
+      return LmdbStatus(rc, absl::StrCat("empty bucket ", name));
+    }
+    MDB_dbi src_dbi;
+    rc = mdb_dbi_open(src.txn, name.c_str(), 0, &src_dbi);
+    if (rc == MDB_NOTFOUND) continue;  // absent in the source: stays empty
+    if (rc != MDB_SUCCESS) return SourceStatus(rc, db_path, absl::StrCat("open bucket ", name));
+    Cursor cur;
+    if ((rc = mdb_cursor_open(src.txn, src_dbi, &cur.c)) != MDB_SUCCESS) {
+      return SourceStatus(rc, db_path, "cursor open");
+    }
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur.c, &k, &v, MDB_FIRST);
+    while (rc == MDB_SUCCESS) {
+      // Source keys come in ascending order into an empty database.
+      int put_rc = mdb_put(dst.txn, dbi, &k, &v, MDB_APPEND);
+      if (put_rc != MDB_SUCCESS) return LmdbStatus(put_rc, absl::StrCat("copy into bucket ", name));
+      ++copied;
+      rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
+    }
+    if (rc != MDB_NOTFOUND) return SourceStatus(rc, db_path, absl::StrCat("read bucket ", name));
+  }
+  rc = mdb_txn_commit(std::exchange(dst.txn, nullptr));
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "commit replaced contents");
+  options_.logger.Info("replaced database contents", {{"source", db_path}, {"entries", copied}});
+  return Sync();
 }
 
 absl::Status Backend::CopyTo(int fd) {

@@ -176,6 +176,21 @@ class Backend {
   // complete database file openable with Open.
   absl::Status CopyTo(int fd);
 
+  // Replaces this database's contents with those of the LMDB file at
+  // `db_path` (a file written by CopyTo, e.g. a raft snapshot's database
+  // received from the leader): in ONE write transaction every bucket of this
+  // backend is emptied and refilled with the source's bucket of the same
+  // name (a bucket the source lacks ends up empty; source buckets this
+  // backend does not know are skipped with a warning), then the transaction
+  // commits and the data is synced to disk. Readers see the old or the new
+  // contents, never a mix (a read txn begun earlier keeps the old snapshot).
+  // The source is opened read-only in its own environment and left as is.
+  // Blocks while another write txn is open (call it with none open on this
+  // thread). Errors: NotFound (no such file), Internal/DataLoss for an
+  // unreadable or corrupt source, ResourceExhausted (map full); on any
+  // error this database is unchanged. Any thread.
+  absl::Status ReplaceContentsFrom(const std::string& db_path);
+
   const std::string& path() const { return path_; }
 
   // Implementation detail: the LMDB handle of `bucket`, or -1.
