@@ -67,7 +67,7 @@ void TxnWrite::Put(std::string_view key, std::string_view value, int64_t lease) 
   int64_t old_lease = 0;
   std::optional<KeyAt> at;
   // Index first (one lookup gives the previous state); the record follows.
-  store_->index_.Put(key, idx_rev, lease, &at, &old_lease);
+  store_->index_->Put(key, idx_rev, lease, &at, &old_lease);
   mvccpb::Event& ev = changes_.emplace_back();
   ev.set_type(mvccpb::Event::PUT);
   mvccpb::KeyValue* kv = ev.mutable_kv();
@@ -94,7 +94,7 @@ void TxnWrite::DeleteKey(const std::string& key) {
   WriteRecord(idx_rev, /*tombstone=*/true, *kv);  // the stored tombstone holds only the key
   kv->set_mod_revision(idx_rev.main);
   int64_t lease = 0;
-  if (!store_->index_.Tombstone(key, idx_rev, &lease)) {
+  if (!store_->index_->Tombstone(key, idx_rev, &lease)) {
     store_->options_.logger.Fatal("failed to tombstone an existing key",
                                   {{"key", key}, {"revision", idx_rev.main}});
   }
@@ -106,7 +106,7 @@ void TxnWrite::DeleteKey(const std::string& key) {
 
 int64_t TxnWrite::DeleteRange(std::string_view key, std::string_view end) {
   std::vector<std::string> keys;
-  store_->index_.Range(key, end, Rev(), &keys, nullptr);
+  store_->index_->Range(key, end, Rev(), &keys, nullptr);
   for (const auto& k : keys) DeleteKey(k);
   return static_cast<int64_t>(keys.size());
 }
@@ -129,7 +129,7 @@ void TxnWrite::End() {
 // ---- Store ----
 
 Store::Store(storage::Backend* backend, StoreOptions options)
-    : backend_(backend), options_(std::move(options)) {}
+    : backend_(backend), options_(std::move(options)), index_(std::make_unique<TreeIndex>()) {}
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(storage::Backend* backend,
                                                    StoreOptions options) {
@@ -139,70 +139,127 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(storage::Backend* backend,
 }
 
 absl::Status Store::Restore() {
-  int64_t scheduled = 0;
-  {
-    auto txn_or = backend_->BeginRead();
-    if (!txn_or.ok()) return txn_or.status();
-    storage::ReadTxn* txn = txn_or->get();
-    auto finished = txn->Get(kMetaBucket, kFinishedCompactKey);
-    if (!finished.ok()) return finished.status();
-    if (finished->has_value()) {
-      auto v = ParseCompactRevValue(**finished);
-      if (!v) return absl::DataLossError("mvcc: malformed finishedCompactRev");
-      compact_rev_ = *v;
-    }
-    auto sched = txn->Get(kMetaBucket, kScheduledCompactKey);
-    if (!sched.ok()) return sched.status();
-    if (sched->has_value()) {
-      auto v = ParseCompactRevValue(**sched);
-      if (!v) return absl::DataLossError("mvcc: malformed scheduledCompactRev");
-      scheduled = *v;
-    }
+  auto loaded = Load();
+  if (!loaded.ok()) return loaded.status();
+  Install(*std::move(loaded));
+  compact_thread_ = std::thread([this] { CompactionLoop(); });
+  return absl::OkStatus();
+}
 
-    int64_t current = 1;
-    absl::Status decode_error;
-    const std::string begin = RevisionKey(Revision{1, 0});
-    absl::Status st = txn->Scan(kKeyBucket, begin, "", [&](std::string_view k, std::string_view v) {
-      if (k.size() < kRevisionBytes) {
-        decode_error = absl::DataLossError("mvcc: malformed revision key");
-        return false;
-      }
-      internal::KvMeta meta;
-      if (!internal::DecodeKvMeta(v, &meta)) {
-        decode_error = absl::DataLossError(
-            absl::StrCat("mvcc: malformed KeyValue at revision ", DecodeRevision(k).main));
-        return false;
-      }
-      const Revision rev = DecodeRevision(k);
-      current = rev.main;
-      index_.RestoreRecord(meta.key, rev, IsTombstoneKey(k), meta.create_revision, meta.version,
-                           meta.lease);
-      return true;
-    });
-    if (!st.ok()) return st;
-    if (!decode_error.ok()) return decode_error;
-    current_rev_ = std::max(current, compact_rev_);
+absl::StatusOr<Store::Loaded> Store::Load() const {
+  Loaded out;
+  out.index = std::make_unique<TreeIndex>();
+  auto txn_or = backend_->BeginRead();
+  if (!txn_or.ok()) return txn_or.status();
+  storage::ReadTxn* txn = txn_or->get();
+  auto finished = txn->Get(kMetaBucket, kFinishedCompactKey);
+  if (!finished.ok()) return finished.status();
+  if (finished->has_value()) {
+    auto v = ParseCompactRevValue(**finished);
+    if (!v) return absl::DataLossError("mvcc: malformed finishedCompactRev");
+    out.compact_rev = *v;
   }
-  if (scheduled <= compact_rev_) scheduled = 0;
+  auto sched = txn->Get(kMetaBucket, kScheduledCompactKey);
+  if (!sched.ok()) return sched.status();
+  if (sched->has_value()) {
+    auto v = ParseCompactRevValue(**sched);
+    if (!v) return absl::DataLossError("mvcc: malformed scheduledCompactRev");
+    out.scheduled_rev = *v;
+  }
+
+  int64_t current = 1;
+  absl::Status decode_error;
+  const std::string begin = RevisionKey(Revision{1, 0});
+  TreeIndex* index = out.index.get();
+  absl::Status st = txn->Scan(kKeyBucket, begin, "", [&](std::string_view k, std::string_view v) {
+    if (k.size() < kRevisionBytes) {
+      decode_error = absl::DataLossError("mvcc: malformed revision key");
+      return false;
+    }
+    internal::KvMeta meta;
+    if (!internal::DecodeKvMeta(v, &meta)) {
+      decode_error = absl::DataLossError(
+          absl::StrCat("mvcc: malformed KeyValue at revision ", DecodeRevision(k).main));
+      return false;
+    }
+    const Revision rev = DecodeRevision(k);
+    current = rev.main;
+    index->RestoreRecord(meta.key, rev, IsTombstoneKey(k), meta.create_revision, meta.version,
+                         meta.lease);
+    return true;
+  });
+  if (!st.ok()) return st;
+  if (!decode_error.ok()) return decode_error;
+  out.current_rev = std::max(current, out.compact_rev);
+  if (out.scheduled_rev <= out.compact_rev) out.scheduled_rev = 0;
+  return out;
+}
+
+void Store::Install(Loaded loaded) {
+  index_ = std::move(loaded.index);
+  compact_rev_ = loaded.compact_rev;
+  current_rev_ = loaded.current_rev;
 
   if (options_.lease_observer != nullptr) {
-    index_.ForEachLeased(
+    index_->ForEachLeased(
         [&](const std::string& key, int64_t lease) { options_.lease_observer->Attach(key, lease); });
   }
 
-  index_.SetCompactRev(compact_rev_);
+  index_->SetCompactRev(compact_rev_);
   published_compact_rev_.store(compact_rev_, std::memory_order_release);
   published_rev_.store(current_rev_, std::memory_order_release);
-  compact_thread_ = std::thread([this] { CompactionLoop(); });
 
-  if (scheduled != 0) {
+  if (const int64_t scheduled = loaded.scheduled_rev; scheduled != 0) {
     options_.logger.Info("resume scheduled compaction", {{"compact-revision", scheduled}});
     compact_rev_ = scheduled;
-    index_.SetCompactRev(scheduled);
+    index_->SetCompactRev(scheduled);
     published_compact_rev_.store(scheduled, std::memory_order_release);
     EnqueueCompaction(CompactionJob{scheduled, std::make_shared<std::promise<absl::Status>>()});
   }
-  return absl::OkStatus();
+}
+
+absl::Status Store::Reload(absl::FunctionRef<absl::Status()> replace_contents) {
+  if (txn_open_) options_.logger.Fatal("mvcc: Reload while a TxnWrite is open");
+  // 1. No compaction may touch the backend or the index from here on: its
+  // keep set belongs to the old contents.
+  std::vector<CompactionJob> cancelled;
+  {
+    std::unique_lock<std::mutex> l(compact_mu_);
+    cancel_compaction_.store(true);
+    for (auto& job : compact_queue_) cancelled.push_back(std::move(job));
+    compact_queue_.clear();
+    compact_cv_.wait(l, [this] { return !compact_running_; });
+    cancel_compaction_.store(false);
+  }
+  compact_cv_.notify_all();  // WaitCompactionIdle
+  for (auto& job : pending_compactions_) cancelled.push_back(std::move(job));
+  pending_compactions_.clear();
+  for (auto& job : cancelled) {
+    job.done->set_value(absl::CancelledError("mvcc: compaction interrupted by a snapshot restore"));
+  }
+  // Revisions not yet published belong to the old contents.
+  pending_events_.clear();
+
+  // 2. and 3. Readers wait while the backend and the index change together.
+  WriterLock lock(&reload_mu_);
+  const int64_t old_rev = current_rev_;
+  absl::Status replaced = replace_contents();
+  if (!replaced.ok()) {
+    options_.logger.Warn("replacing the backend contents failed; reloading what it holds",
+                         {{"error", replaced.ToString()}});
+  }
+  auto loaded = Load();
+  if (!loaded.ok()) {
+    options_.logger.Error("failed to reload the store from the backend",
+                          {{"error", loaded.status().ToString()}});
+    return replaced.ok() ? loaded.status() : replaced;
+  }
+  Install(*std::move(loaded));
+  options_.logger.Info("reloaded the store from the backend",
+                       {{"previous-revision", old_rev},
+                        {"current-revision", current_rev_},
+                        {"compact-revision", CompactRev()}});
+  return replaced;
 }
 
 Store::~Store() {
@@ -228,6 +285,7 @@ std::unique_ptr<TxnWrite> Store::Write(storage::WriteTxn* btx) {
 
 absl::StatusOr<RangeResult> Store::Range(std::string_view key, std::string_view end,
                                          RangeOptions options) const {
+  ReaderLock lock(&reload_mu_);
   while (true) {
     // Published revision first, then the snapshot: it holds that revision.
     const int64_t cur = Rev();
@@ -252,14 +310,14 @@ absl::StatusOr<RangeResult> Store::RangeAt(storage::ReadTxn* txn, std::string_vi
   result.rev = cur_rev;
   int64_t seen_compact = -1;
   if (options.count_only) {
-    result.count = index_.CountRevisions(key, end, rev, &seen_compact);
+    result.count = index_->CountRevisions(key, end, rev, &seen_compact);
     if (rev < seen_compact) return ErrCompacted();
     return result;
   }
   std::vector<Revision> revs;
   const size_t limit = options.limit > 0 ? static_cast<size_t>(options.limit) : 0;
   if (limit != 0 && limit < 1024) revs.reserve(limit);
-  result.count = index_.Revisions(key, end, rev, limit, &revs, &seen_compact);
+  result.count = index_->Revisions(key, end, rev, limit, &revs, &seen_compact);
   if (rev < seen_compact) return ErrCompacted();
   result.kvs.resize(revs.size());
   char rkey[kRevisionBytes];
@@ -302,7 +360,7 @@ void Store::OnCommit() {
   for (auto& job : pending_compactions_) {
     // Readers below job.rev fail from here on; the index and the key bucket
     // are compacted in the background.
-    index_.SetCompactRev(job.rev);
+    index_->SetCompactRev(job.rev);
     published_compact_rev_.store(job.rev, std::memory_order_release);
     EnqueueCompaction(std::move(job));
   }
@@ -317,6 +375,7 @@ void Store::SetCommitObserver(CommitObserver observer) { observer_ = std::move(o
 
 absl::Status Store::ReadEvents(int64_t from_rev, int64_t to_rev, size_t max_events,
                                absl::FunctionRef<void(const mvccpb::Event&)> fn) const {
+  ReaderLock lock(&reload_mu_);
   const int64_t cur = Rev();
   if (to_rev <= 0 || to_rev > cur) to_rev = cur;
   if (from_rev <= 0) from_rev = 1;
@@ -357,6 +416,7 @@ absl::Status Store::ReadEvents(int64_t from_rev, int64_t to_rev, size_t max_even
 }
 
 absl::StatusOr<HashResult> Store::HashByRev(int64_t rev) const {
+  ReaderLock lock(&reload_mu_);
   int64_t cur, compact;
   std::unique_ptr<storage::ReadTxn> snapshot;
   do {  // retry the (rare) race where a compaction passes the revision read
@@ -370,7 +430,7 @@ absl::StatusOr<HashResult> Store::HashByRev(int64_t rev) const {
   if (rev > 0 && rev <= compact) return ErrCompacted();
   if (rev > 0 && rev > cur) return ErrFutureRev();
   if (rev <= 0) rev = cur;
-  const RevisionSet keep = index_.Keep(rev);
+  const RevisionSet keep = index_->Keep(rev);
   const Revision lower{compact + 1, 0};
   uint32_t crc = util::Crc32cExtend(0, kKeyBucket.data(), kKeyBucket.size());
   const std::string end = RevisionKey(Revision{rev + 1, 0});
@@ -427,7 +487,7 @@ void Store::CompactionLoop() {
 
 absl::Status Store::RunCompaction(int64_t rev) {
   options_.logger.Info("compact tree index", {{"revision", rev}});
-  const RevisionSet keep = index_.Compact(rev, options_.index_compaction_chunk_keys);
+  const RevisionSet keep = index_->Compact(rev, options_.index_compaction_chunk_keys);
   // Every key-bucket entry with main <= rev that the index no longer needs.
   const std::string end = storage::EncodeBigEndian64(static_cast<uint64_t>(rev + 1));
   std::string last;  // resume point
@@ -437,6 +497,9 @@ absl::Status Store::RunCompaction(int64_t rev) {
   doomed.reserve(limit);
   while (true) {
     if (stop_.load()) return absl::CancelledError("mvcc: closed");
+    if (cancel_compaction_.load()) {
+      return absl::CancelledError("mvcc: compaction interrupted by a snapshot restore");
+    }
     auto btx = backend_->BeginWrite();
     if (!btx.ok()) return btx.status();
     size_t scanned = 0;

@@ -7,7 +7,9 @@
 // its own backend write transaction and calls OnCommit after committing it.
 // Readers (Range, ReadEvents, HashByRev, Rev, CompactRev) run on any thread,
 // concurrently with the apply loop, and see only published revisions (those
-// whose backend transaction committed and OnCommit ran).
+// whose backend transaction committed and OnCommit ran). Reload (raft
+// snapshot install) swaps the whole state under a reader/writer lock: a read
+// sees the state before or after it, never a mix.
 #ifndef CPPETCD_MVCC_KVSTORE_H_
 #define CPPETCD_MVCC_KVSTORE_H_
 
@@ -31,6 +33,7 @@
 #include "cppetcd/mvcc/errors.h"
 #include "cppetcd/mvcc/key_index.h"
 #include "cppetcd/mvcc/revision.h"
+#include "cppetcd/mvcc/rw_mutex.h"
 #include "cppetcd/storage/backend.h"
 #include "cppetcd/util/log.h"
 #include "mvccpb/kv.pb.h"
@@ -202,7 +205,7 @@ class Store {
   // after the revision at which max_events (0 = no limit) were reached; the
   // caller resumes at the last event's mod_revision + 1.
   // Errors: ErrCompacted when from_rev < CompactRev() (etcd's watcher rule).
-  // Any thread.
+  // Any thread; fn runs under the reload lock and must not call the store.
   absl::Status ReadEvents(int64_t from_rev, int64_t to_rev, size_t max_events,
                           absl::FunctionRef<void(const mvccpb::Event&)> fn) const;
 
@@ -215,8 +218,32 @@ class Store {
   // Waits until no compaction is scheduled or running (tests, shutdown).
   void WaitCompactionIdle() const;
 
-  // The key index (tests, debugging).
-  const TreeIndex& index() const { return index_; }
+  // Raft snapshot install (etcd: kv.Restore after the backend is replaced):
+  // makes the store match new backend contents in place (the Store object
+  // stays; only its contents change). In order:
+  //  1. cancels queued compactions and stops a running one at its next batch
+  //     (their futures complete with Cancelled), and waits for the worker;
+  //  2. takes the store's exclusive reload lock (readers wait), runs
+  //     `replace_contents` (typically Backend::ReplaceContentsFrom, then
+  //     Lessor::Restore so that leases exist before keys attach to them);
+  //  3. whatever it returned, rebuilds the key index, the current and the
+  //     compact revision from the backend as Open does, attaches the leases of
+  //     live keys (LeaseObserver::Attach), publishes the new revision and
+  //     resumes a scheduled but unfinished compaction.
+  // Replacing the backend inside the callback is what keeps readers and the
+  // compaction worker from ever pairing the old index with the new data.
+  // Uncommitted apply-loop state (events not yet OnCommit-ed) is dropped; the
+  // commit observer is not called for the restored revisions (call
+  // WatchableStore::Restore next). Returns replace_contents' error if it
+  // failed (the store then matches the unchanged or partly updated backend),
+  // else the rebuild's (DataLoss for malformed records: the store keeps its
+  // old state and must not be used further: treat it as fatal).
+  // Apply thread only, between write requests: no TxnWrite and no backend
+  // write txn open on this thread, OnCommit already called.
+  absl::Status Reload(absl::FunctionRef<absl::Status()> replace_contents);
+
+  // The key index (tests, debugging; not concurrently with Reload).
+  const TreeIndex& index() const { return *index_; }
 
  private:
   friend class TxnWrite;
@@ -225,8 +252,20 @@ class Store {
     std::shared_ptr<std::promise<absl::Status>> done;
   };
 
+  // What Open and Reload load from the backend.
+  struct Loaded {
+    std::unique_ptr<TreeIndex> index;
+    int64_t current_rev = 1;
+    int64_t compact_rev = -1;   // finishedCompactRev, -1 = none
+    int64_t scheduled_rev = 0;  // scheduledCompactRev above it, 0 = none
+  };
+
   Store(storage::Backend* backend, StoreOptions options);
   absl::Status Restore();
+  absl::StatusOr<Loaded> Load() const;
+  // Installs `loaded` (apply thread; for Reload under reload_mu_ held
+  // exclusively), attaches leases, publishes, resumes its compaction.
+  void Install(Loaded loaded);
   // Range over `txn` at cur_rev; compact_rev is the apply loop's (for a
   // TxnWrite) or -2 to use the index's published one.
   absl::StatusOr<RangeResult> RangeAt(storage::ReadTxn* txn, std::string_view key,
@@ -238,7 +277,13 @@ class Store {
 
   storage::Backend* backend_;
   StoreOptions options_;
-  TreeIndex index_;
+  // Readers (Range, ReadEvents, HashByRev) hold it shared for a whole read;
+  // Reload holds it exclusively while the backend and the index change.
+  mutable RwMutex reload_mu_;
+  // Never null. Replaced only by Reload, on the apply thread, with reload_mu_
+  // held exclusively and the compaction worker idle: the apply thread and the
+  // worker use it without reload_mu_, readers under it.
+  std::unique_ptr<TreeIndex> index_;
 
   // Apply-loop state (touched only by the apply thread, or Open).
   int64_t current_rev_ = 1;         // newest revision written (maybe unpublished)
@@ -262,6 +307,8 @@ class Store {
   bool compact_running_ = false;
   bool stopping_ = false;
   std::atomic<bool> stop_{false};
+  // Set by Reload: the running compaction stops at its next batch.
+  std::atomic<bool> cancel_compaction_{false};
   std::thread compact_thread_;
 };
 
