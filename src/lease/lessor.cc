@@ -56,7 +56,8 @@ Lessor::Lessor(LessorOptions options)
       clock_(options.clock != nullptr ? options.clock : util::SystemClock::Get()),
       logger_(std::move(options.logger)) {}
 
-absl::Status Lessor::Recover(storage::ReadTxn* txn) {
+absl::StatusOr<std::unordered_map<int64_t, Lessor::Lease>> Lessor::Load(
+    storage::ReadTxn* txn) const {
   std::unordered_map<int64_t, Lease> loaded;
   absl::Status decode_error;
   absl::Status s = txn->Scan(
@@ -76,6 +77,26 @@ absl::Status Lessor::Recover(storage::ReadTxn* txn) {
       });
   if (!s.ok()) return s;
   if (!decode_error.ok()) return decode_error;
+  return loaded;
+}
+
+absl::Status Lessor::Restore(storage::ReadTxn* txn) {
+  auto loaded = Load(txn);
+  if (!loaded.ok()) return loaded.status();
+  std::unique_lock lock(mu_);
+  const size_t dropped = leases_.size();
+  leases_ = *std::move(loaded);  // the old leases go with their keys
+  heap_ = {};
+  if (primary_) PromoteLocked(std::chrono::milliseconds(0));
+  logger_.Info("restored leases from a snapshot",
+               {{"dropped", dropped}, {"count", leases_.size()}, {"primary", primary_}});
+  return absl::OkStatus();
+}
+
+absl::Status Lessor::Recover(storage::ReadTxn* txn) {
+  auto loaded_or = Load(txn);
+  if (!loaded_or.ok()) return loaded_or.status();
+  std::unordered_map<int64_t, Lease> loaded = *std::move(loaded_or);
 
   std::unique_lock lock(mu_);
   leases_ = std::move(loaded);
@@ -188,6 +209,10 @@ bool Lessor::Exists(int64_t id) const {
 void Lessor::Promote(std::chrono::milliseconds extend) {
   std::unique_lock lock(mu_);
   primary_ = true;
+  PromoteLocked(extend);
+}
+
+void Lessor::PromoteLocked(std::chrono::milliseconds extend) {
   heap_ = {};
   const TimePoint now = clock_->Now();
   for (auto& [id, l] : leases_) RefreshLocked(l, now, extend);

@@ -88,6 +88,16 @@ class Lessor {
   // Errors: the txn's, or DataLoss for an undecodable record.
   absl::Status Recover(storage::ReadTxn* txn);
 
+  // Raft snapshot install (etcd: lessor.Recover on the new backend): drops
+  // every lease in memory with its attached keys and loads the lease bucket
+  // of `txn` (a read txn on the replaced backend). On the primary the loaded
+  // leases get a fresh expiry as Promote(0) gives (now + TTL, spread when
+  // there are kLeaseRevokeRate or more); otherwise none. Keys are attached
+  // afterwards by mvcc::Store::Reload (LeaseObserver), so call this between
+  // the backend replacement and the store's rebuild. Errors as Recover; on
+  // error nothing changes. Any thread; readers see the old or the new set.
+  absl::Status Restore(storage::ReadTxn* txn);
+
   // etcd Grant: apply loop only, within its write txn (persists the record).
   // id must be != 0 (else ErrLeaseNotFound); ttl_seconds > kMaxLeaseTtlSeconds
   // gives ErrLeaseTTLTooLarge; an existing id ErrLeaseExists. A TTL below the
@@ -153,6 +163,11 @@ class Lessor {
   // Sets the lease's expiry to now + its TTL + extend and (re)schedules it.
   // The *Locked helpers require mu_ (exclusive, shared for InfoLocked).
   void RefreshLocked(Lease& l, TimePoint now, std::chrono::nanoseconds extend);
+  // Promote's work, with mu_ held: every lease expires at now + TTL + extend,
+  // spread when there are many.
+  void PromoteLocked(std::chrono::milliseconds extend);
+  // Reads the lease bucket of `txn`.
+  absl::StatusOr<std::unordered_map<int64_t, Lease>> Load(storage::ReadTxn* txn) const;
   void ScheduleLocked(Lease& l, TimePoint time);
   LeaseInfo InfoLocked(const Lease& l, TimePoint now) const;
 

@@ -285,6 +285,16 @@ class WatchableStore {
   // The last revision delivered by the commit observer.
   int64_t Rev() const;
 
+  // Raft snapshot install, after Store::Reload (etcd watchableStore.Restore):
+  // takes the store's new current revision as the observed one and makes
+  // every synced watcher unsynced, so that the catch-up thread delivers the
+  // events between each watcher's next revision and the restored revision
+  // from the restored history (or, when that revision was compacted, the
+  // compacted response that cancels the watcher). Watchers in a catch-up
+  // round finish it and go through another. Call on the apply thread,
+  // between Store::Reload and the next OnCommit. Thread-safe otherwise.
+  void Restore();
+
   // Counters for tests and metrics (etcd watcher/slow-watcher gauges).
   size_t SyncedCount() const;
   size_t UnsyncedCount() const;  // includes victims and those being synced

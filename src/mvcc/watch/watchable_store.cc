@@ -526,6 +526,32 @@ void WatchableStore::OnCommit(int64_t rev, const std::vector<mvccpb::Event>& eve
   RunNotify(notify);
 }
 
+void WatchableStore::Restore() {
+  std::vector<WatchStream*> notify;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    const int64_t old_rev = observed_rev_;
+    observed_rev_ = source_->Rev();
+    // Every synced watcher catches up from the restored history, from its
+    // own next revision on.
+    for (WatchStream* s : streams_) {
+      for (auto& [id, w] : s->watchers_) {
+        if (w->state != WatcherState::kSynced) continue;
+        groups_->synced.Remove(w->range, w.get());
+        w->state = WatcherState::kUnsynced;
+        groups_->unsynced[w.get()] = w;
+        ++s->unsynced_count_;
+      }
+    }
+    options_.logger.Info("restored watchers",
+                         {{"previous-revision", old_rev},
+                          {"current-revision", observed_rev_},
+                          {"unsynced", groups_->unsynced.size() + groups_->syncing}});
+    if (!groups_->unsynced.empty()) KickLocked();
+  }
+  RunNotify(notify);
+}
+
 void WatchableStore::SyncLoop() {
   while (true) {
     {
