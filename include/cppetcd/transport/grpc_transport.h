@@ -1,0 +1,147 @@
+// server::Transport over cppetcd's own gRPC service peerpb.Peer (the role
+// of etcd 3.4 etcdserver/api/rafthttp): one long-lived client stream of
+// MessageBatches per peer for raft messages, a chunked stream per snapshot,
+// and unary calls for what followers forward to the leader.
+//
+// Sending side: each peer has a bounded queue and a sender thread that
+// connects (exponential backoff between attempts), opens Peer.Stream and
+// writes everything queued as batches of at most max_batch_bytes. When a
+// stream breaks or a peer cannot be reached, its queued messages are dropped
+// and the unreachable callback is called (at most about once per
+// min_backoff). Send never blocks; a slow or dead peer delays nobody else.
+//
+// Receiving side: the gRPC server calls the PeerHandler; a stream or
+// snapshot from another cluster is refused (FAILED_PRECONDITION, "cluster ID
+// mismatch"), and before SetHandler or after Stop every call is UNAVAILABLE.
+//
+// Thread-safety: every method may be called from any thread.
+#ifndef CPPETCD_TRANSPORT_GRPC_TRANSPORT_H_
+#define CPPETCD_TRANSPORT_GRPC_TRANSPORT_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cppetcd/server/transport.h"
+#include "cppetcd/util/log.h"
+
+namespace grpc {
+class ServerCredentials;
+class ChannelCredentials;
+}  // namespace grpc
+
+namespace cppetcd::transport {
+
+struct TransportOptions {
+  // The local member's ID (log fields, stream metadata). 0: taken from the
+  // handler's MemberId() once SetHandler is called.
+  uint64_t member_id = 0;
+  // --listen-peer-urls: "http://host:port" (port 0: the OS picks one, see
+  // BoundUrls). "https://" needs server_credentials.
+  std::vector<std::string> listen_peer_urls;
+  util::Logger logger{"rafthttp"};
+  // Per peer: messages waiting to be written; beyond this Send drops them
+  // and reports the peer unreachable (etcd: streamBufSize 4096).
+  size_t max_queued_messages_per_peer = 4096;
+  // Upper bound of one MessageBatch (a single larger message goes alone).
+  size_t max_batch_bytes = 4 << 20;
+  // Size of the data part of each snapshot chunk.
+  size_t snapshot_chunk_bytes = 1 << 20;
+  // Wait between connection attempts to a peer: doubles from min to max,
+  // back to min after a successful connection. Also given to gRPC as its
+  // channels' reconnect backoff.
+  std::chrono::milliseconds min_backoff{100};
+  std::chrono::milliseconds max_backoff{2000};
+  // How long one connection attempt may stay in CONNECTING before it counts
+  // as failed (a black-holed peer).
+  std::chrono::milliseconds connect_timeout{1000};
+  // HTTP/2 keepalive on peer connections: a silent peer is dropped after
+  // about keepalive_time + keepalive_timeout.
+  std::chrono::milliseconds keepalive_time{2000};
+  std::chrono::milliseconds keepalive_timeout{2000};
+  // TLS (a later issue). Null: insecure, and "https://" URLs are refused.
+  std::shared_ptr<grpc::ServerCredentials> server_credentials;
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+};
+
+// Counters of one peer's outgoing raft stream (monotonic since AddPeer).
+struct PeerStats {
+  uint64_t sent_messages = 0;
+  uint64_t sent_batches = 0;
+  uint64_t sent_bytes = 0;     // serialized MessageBatch bytes
+  uint64_t dropped_messages = 0;
+};
+
+class GrpcTransport final : public server::Transport {
+ public:
+  // Validates the options (URL syntax, sizes); starts nothing.
+  // InvalidArgument on a malformed URL or zero sizes.
+  static absl::StatusOr<std::unique_ptr<GrpcTransport>> Create(TransportOptions options);
+
+  ~GrpcTransport() override;  // Stop()s
+
+  // Starts the gRPC server on every listen URL. Errors: Unavailable with
+  // etcd's wording, e.g. "listen tcp 127.0.0.1:2380: bind: address already
+  // in use"; Unimplemented for https without server_credentials;
+  // FailedPrecondition if called twice or after Stop.
+  absl::Status Listen();
+
+  // "http://host:port" per listen URL with the actual port (after Listen;
+  // empty before).
+  std::vector<std::string> BoundUrls() const;
+
+  // Counters of the stream to `id`; nullopt for an unknown peer.
+  std::optional<PeerStats> Stats(uint64_t id) const;
+
+  // ---- server::Transport (semantics in cppetcd/server/transport.h).
+  // Notes: Stop() must not be called from inside a PeerHandler method (it
+  // waits for those to return). SendSnapshot after Stop calls `done`
+  // inline with Unavailable; otherwise `done` runs on the snapshot thread.
+  void SetHandler(server::PeerHandler* handler) override;
+  void Stop() override;
+  void Send(std::vector<raftpb::Message> messages) override;
+  void SendSnapshot(raftpb::Message msg, std::string db_path,
+                    absl::AnyInvocable<void(absl::Status) &&> done) override;
+  void AddPeer(uint64_t id, const std::vector<std::string>& peer_urls) override;
+  void UpdatePeer(uint64_t id, const std::vector<std::string>& peer_urls) override;
+  void RemovePeer(uint64_t id) override;
+  std::optional<std::chrono::steady_clock::time_point> ActiveSince(uint64_t id) override;
+  void SetUnreachableCallback(absl::AnyInvocable<void(uint64_t id)> cb) override;
+  void LeaseRenew(uint64_t to, int64_t lease_id, std::chrono::milliseconds timeout,
+                  server::PeerDone<int64_t> done) override;
+  void LeaseTimeToLive(uint64_t to, const etcdserverpb::LeaseTimeToLiveRequest& req,
+                       std::chrono::milliseconds timeout,
+                       server::PeerDone<etcdserverpb::LeaseTimeToLiveResponse> done) override;
+  void MemberPromote(uint64_t to, const etcdserverpb::MemberPromoteRequest& req,
+                     std::chrono::milliseconds timeout,
+                     server::PeerDone<etcdserverpb::MemberPromoteResponse> done) override;
+  absl::StatusOr<serverpb::ClusterInfo> FetchClusterInfo(
+      const std::vector<std::string>& peer_urls, std::chrono::milliseconds timeout) override;
+
+  class Impl;
+
+ private:
+  explicit GrpcTransport(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// "http://host:port" -> "host:port" (the gRPC target); `secure` tells
+// whether the scheme was https. InvalidArgument for other schemes, a
+// missing port or a path.
+struct PeerUrl {
+  std::string target;
+  std::string host;
+  int port = 0;
+  bool secure = false;
+};
+absl::StatusOr<PeerUrl> ParsePeerUrl(const std::string& url);
+
+}  // namespace cppetcd::transport
+
+#endif  // CPPETCD_TRANSPORT_GRPC_TRANSPORT_H_

@@ -1,0 +1,112 @@
+// Peer URL parsing, status conversion, listen-failure wording, rate limiter.
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "src/transport/impl.h"
+
+namespace cppetcd::transport {
+
+absl::StatusOr<PeerUrl> ParsePeerUrl(const std::string& url) {
+  PeerUrl out;
+  std::string rest;
+  if (absl::StartsWith(url, "http://")) {
+    rest = url.substr(7);
+  } else if (absl::StartsWith(url, "https://")) {
+    rest = url.substr(8);
+    out.secure = true;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("URL scheme must be http or https: ", url));
+  }
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  if (rest.find('/') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("URL must not contain a path: ", url));
+  }
+  std::string port_text;
+  if (!rest.empty() && rest.front() == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
+      return absl::InvalidArgumentError(absl::StrCat("URL address must be host:port: ", url));
+    }
+    out.host = rest.substr(0, close + 1);
+    port_text = rest.substr(close + 2);
+  } else {
+    size_t colon = rest.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("URL address must be host:port: ", url));
+    }
+    out.host = rest.substr(0, colon);
+    port_text = rest.substr(colon + 1);
+  }
+  int port = 0;
+  if (port_text.empty() || !absl::SimpleAtoi(port_text, &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("URL has an invalid port: ", url));
+  }
+  out.port = port;
+  out.target = absl::StrCat(out.host, ":", port);
+  return out;
+}
+
+absl::Status FromGrpc(const grpc::Status& s) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+}
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+bool RateLimiter::Allow(const std::string& key) {
+  const Clock::time_point now = Clock::now();
+  std::lock_guard<std::mutex> l(mu_);
+  auto [it, inserted] = last_.emplace(key, now);
+  if (inserted) return true;
+  if (now - it->second < interval_) return false;
+  it->second = now;
+  return true;
+}
+
+std::string DescribeListenFailure(const PeerUrl& url) {
+  std::string host = url.host;
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  const std::string prefix = absl::StrCat("listen tcp ", url.target, ": ");
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  const std::string port = std::to_string(url.port);
+  int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) return absl::StrCat(prefix, "lookup ", host, ": ", ::gai_strerror(rc));
+  std::string err;
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      // Go's wording: the errno text in lower case.
+      std::string text = std::strerror(errno);
+      if (!text.empty()) text[0] = static_cast<char>(std::tolower(text[0]));
+      err = absl::StrCat(prefix, "bind: ", text);
+      ::close(fd);
+      break;
+    }
+    ::close(fd);
+  }
+  ::freeaddrinfo(res);
+  if (err.empty()) err = absl::StrCat(prefix, "failed to start the peer gRPC server");
+  return err;
+}
+
+}  // namespace cppetcd::transport
