@@ -1,0 +1,320 @@
+// Cluster tests on healthy multi-member clusters: bootstrap with the
+// runbook's flags and etcdctl's views of it (member list, endpoint
+// status/health --cluster), writes and reads through every member, a full
+// restart, and move-leader. Also the fault proxy's own behaviour.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cluster_harness.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace cppetcd::integration {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::ElementsAre;
+
+// ------------------------------------------------------------ fault proxy
+
+// A loopback echo server on a free port, served by one thread.
+class EchoServer {
+ public:
+  EchoServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    ::listen(fd_, 16);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      for (int i = 0; i < 16; ++i) {
+        int c = ::accept(fd_, nullptr, nullptr);
+        if (c < 0) return;
+        char buf[256];
+        for (int k = 0; k < 1000; ++k) {
+          ssize_t n = ::read(c, buf, sizeof(buf));
+          if (n <= 0) break;
+          if (::send(c, buf, n, MSG_NOSIGNAL) != n) break;
+        }
+        ::close(c);
+      }
+    });
+  }
+  ~EchoServer() {
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+int Dial(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{0, 300 * 1000};  // reads give up after 300 ms
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// Sends `msg` and reads the echo; "" on timeout, "<closed>" on EOF/reset.
+std::string RoundTrip(int fd, const std::string& msg) {
+  if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size())) {
+    return "<closed>";
+  }
+  std::string got;
+  char buf[256];
+  while (got.size() < msg.size()) {
+    ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n == 0) return "<closed>";
+    if (n < 0) return (errno == EAGAIN || errno == EWOULDBLOCK) ? got : "<closed>";
+    got.append(buf, n);
+  }
+  return got;
+}
+
+TEST(FaultProxyTest, PassesBlackholesResetsAndHeals) {
+  EchoServer echo;
+  auto proxy = FaultProxy::Start(echo.port());
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  int a = Dial((*proxy)->port());
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "hello"), "hello");
+
+  (*proxy)->SetMode(FaultProxy::Mode::kBlackhole);
+  ASSERT_TRUE(PollUntil([&] { return (*proxy)->mode() == FaultProxy::Mode::kBlackhole; },
+                        seconds(1)));
+  EXPECT_EQ(RoundTrip(a, "lost"), "");  // silence, not an error
+  int b = Dial((*proxy)->port());     // new connections are accepted...
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(RoundTrip(b, "lost too"), "");  // ...and go nowhere
+  EXPECT_TRUE(PollUntil([&] { return (*proxy)->dropped_bytes() >= 12; }, seconds(2)));
+
+  // Healing resets the connections that lost bytes; new ones work.
+  (*proxy)->SetMode(FaultProxy::Mode::kPass);
+  EXPECT_EQ(RoundTrip(a, "x"), "<closed>");
+  ::close(a);
+  ::close(b);
+  int c = Dial((*proxy)->port());
+  ASSERT_GE(c, 0);
+  EXPECT_EQ(RoundTrip(c, "back"), "back");
+
+  (*proxy)->SetMode(FaultProxy::Mode::kReset);
+  EXPECT_EQ(RoundTrip(c, "y"), "<closed>");
+  ::close(c);
+  int d = Dial((*proxy)->port());
+  if (d >= 0) {
+    EXPECT_EQ(RoundTrip(d, "z"), "<closed>");
+    ::close(d);
+  }
+}
+
+// ------------------------------------------------------------ clusters
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { CPPETCD_REQUIRE_SERVER(); }
+
+  std::unique_ptr<Cluster> StartCluster(Cluster::Options o) {
+    auto c = Cluster::Start(std::move(o), tmp_.path());
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  TempDir tmp_;
+};
+
+// Runbook: bootstrap with --initial-cluster, then `member list -w table`,
+// `endpoint status --cluster -w table`, `endpoint health --cluster`.
+void CheckBootstrap(Cluster& c) {
+  const int n = c.size();
+  ASSERT_TRUE(c.WaitForLeader(seconds(20)).ok());
+  const std::string ep = c.member(0).ClientEndpoint();
+
+  CommandResult list = Etcdctl(ep, {"member", "list", "-w", "table"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  auto rows = ParseTable(list.out);
+  ASSERT_EQ(rows.size(), static_cast<size_t>(n + 1)) << list.out;
+  EXPECT_THAT(rows[0], ElementsAre("ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS",
+                                   "IS LEARNER"));
+  std::set<std::string> names;
+  for (int r = 1; r <= n; ++r) {
+    ASSERT_EQ(rows[r].size(), 6u) << list.out;
+    EXPECT_EQ(NormalizeIds(rows[r][0]), "<ID>") << rows[r][0];
+    EXPECT_EQ(rows[r][1], "started");
+    const int i = c.IndexOf(rows[r][2]);
+    ASSERT_GE(i, 0) << rows[r][2];
+    names.insert(rows[r][2]);
+    EXPECT_EQ(rows[r][3], c.member(i).PeerUrl());
+    EXPECT_EQ(rows[r][4], c.member(i).ClientUrl());
+    EXPECT_EQ(rows[r][5], "false");
+  }
+  EXPECT_EQ(names.size(), static_cast<size_t>(n));
+
+  CommandResult status = Etcdctl(ep, {"endpoint", "status", "--cluster", "-w", "table"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  rows = ParseTable(status.out);
+  ASSERT_EQ(rows.size(), static_cast<size_t>(n + 1)) << status.out;
+  EXPECT_THAT(rows[0], ElementsAre("ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER",
+                                   "IS LEARNER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX",
+                                   "ERRORS"));
+  int leaders = 0;
+  std::set<std::string> terms, endpoints;
+  for (int r = 1; r <= n; ++r) {
+    ASSERT_EQ(rows[r].size(), 10u) << status.out;
+    endpoints.insert(rows[r][0]);
+    if (rows[r][4] == "true") ++leaders;
+    EXPECT_EQ(rows[r][5], "false");
+    terms.insert(rows[r][6]);
+    EXPECT_EQ(rows[r][9], "");
+  }
+  EXPECT_EQ(leaders, 1) << status.out;
+  EXPECT_EQ(terms.size(), 1u) << status.out;
+  for (int i = 0; i < n; ++i) EXPECT_TRUE(endpoints.count(c.member(i).ClientUrl())) << status.out;
+
+  CommandResult health = Etcdctl(ep, {"endpoint", "health", "--cluster"});
+  ASSERT_EQ(health.exit_code, 0) << health.out << health.err;
+  const std::string all = health.out + StripClientLogLines(health.err);
+  for (int i = 0; i < n; ++i) {
+    EXPECT_THAT(all, ::testing::HasSubstr(c.member(i).ClientUrl() +
+                                          " is healthy: successfully committed proposal"));
+  }
+}
+
+TEST_F(ClusterTest, BootstrapThreeMembers) {
+  auto c = StartCluster({.size = 3});
+  ASSERT_NE(c, nullptr);
+  CheckBootstrap(*c);
+}
+
+TEST_F(ClusterTest, BootstrapFiveMembers) {
+  auto c = StartCluster({.size = 5});
+  ASSERT_NE(c, nullptr);
+  CheckBootstrap(*c);
+}
+
+// Writes through every member; linearizable reads from every member see
+// all of them at once, serializable reads eventually.
+TEST_F(ClusterTest, WritesAndReadsThroughEveryMember) {
+  auto c = StartCluster({.size = 3});
+  ASSERT_NE(c, nullptr);
+  std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv;
+  for (int i = 0; i < c->size(); ++i) kv.push_back(etcdserverpb::KV::NewStub(c->member(i).NewChannel()));
+  constexpr int kPerMember = 20;
+  for (int k = 0; k < kPerMember; ++k) {
+    for (int i = 0; i < c->size(); ++i) {
+      grpc::Status st = PutKey(kv[i].get(), absl::StrCat("rw/m", i, "/", k), absl::StrCat(i, ":", k),
+                               seconds(5));
+      ASSERT_TRUE(st.ok()) << "put via m" << i << ": " << st.error_message();
+    }
+  }
+  // etcdctl too, as the runbook does.
+  CommandResult put = Etcdctl(c->member(2).ClientEndpoint(), {"put", "rw/ctl", "v"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(put.out, "OK\n");
+  const int expected = kPerMember * c->size() + 1;
+  for (int i = 0; i < c->size(); ++i) {
+    etcdserverpb::RangeResponse resp;
+    grpc::Status st = GetKey(kv[i].get(), "rw/", false, seconds(5), &resp, PrefixEnd("rw/"));
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(resp.count(), expected) << "linearizable read at m" << i;
+    CommandResult get = Etcdctl(c->member(i).ClientEndpoint(), {"get", "rw/ctl"});
+    EXPECT_EQ(get.out, "rw/ctl\nv\n");
+  }
+  for (int i = 0; i < c->size(); ++i) {
+    EXPECT_TRUE(PollUntil(
+        [&] {
+          etcdserverpb::RangeResponse resp;
+          return GetKey(kv[i].get(), "rw/", true, seconds(2), &resp, PrefixEnd("rw/")).ok() &&
+                 resp.count() == expected;
+        },
+        seconds(10)))
+        << "serializable read at m" << i;
+  }
+}
+
+// SIGTERM every member, start them all again: data intact, a leader.
+TEST_F(ClusterTest, RestartAllMembersKeepsData) {
+  auto c = StartCluster({.size = 3});
+  ASSERT_NE(c, nullptr);
+  auto kv = etcdserverpb::KV::NewStub(c->member(0).NewChannel());
+  for (int k = 0; k < 50; ++k) {
+    ASSERT_TRUE(PutKey(kv.get(), absl::StrCat("restart/", k), absl::StrCat(k), seconds(5)).ok());
+  }
+  etcdserverpb::RangeResponse before;
+  ASSERT_TRUE(GetKey(kv.get(), "restart/", false, seconds(5), &before, PrefixEnd("restart/")).ok());
+  for (int i = 0; i < c->size(); ++i) c->member(i).Terminate();
+  ASSERT_TRUE(c->RestartAll().ok());
+  auto leader = c->WaitForLeader(seconds(20));
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  for (int i = 0; i < c->size(); ++i) {
+    auto kvi = etcdserverpb::KV::NewStub(c->member(i).NewChannel());
+    etcdserverpb::RangeResponse after;
+    ASSERT_TRUE(GetKey(kvi.get(), "restart/", false, seconds(5), &after, PrefixEnd("restart/")).ok());
+    ASSERT_EQ(after.kvs_size(), 50);
+    for (int k = 0; k < 50; ++k) {
+      EXPECT_EQ(after.kvs(k).key(), before.kvs(k).key());
+      EXPECT_EQ(after.kvs(k).value(), before.kvs(k).value());
+      EXPECT_EQ(after.kvs(k).mod_revision(), before.kvs(k).mod_revision());
+    }
+  }
+  // And it takes writes again.
+  auto kv2 = etcdserverpb::KV::NewStub(c->member(2).NewChannel());
+  EXPECT_TRUE(PutKey(kv2.get(), "restart/after", "x", seconds(5)).ok());
+}
+
+// `etcdctl move-leader <id>` (run against all endpoints, as etcdctl needs
+// the leader among them) makes that follower the leader.
+TEST_F(ClusterTest, MoveLeaderToFollower) {
+  auto c = StartCluster({.size = 3});
+  ASSERT_NE(c, nullptr);
+  auto leader = c->WaitForLeader(seconds(20));
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  const int target = (*leader + 1) % c->size();
+  auto target_id = c->MemberId(target);
+  ASSERT_TRUE(target_id.ok());
+  auto old_id = c->MemberId(*leader);
+  ASSERT_TRUE(old_id.ok());
+  CommandResult r = Etcdctl(c->RunningEndpoints(), {"move-leader", Cluster::HexId(*target_id)});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("Leadership transferred from ", Cluster::HexId(*old_id), " to ",
+                                Cluster::HexId(*target_id), "\n"));
+  auto now = c->WaitForLeader(seconds(10));
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ(*now, target);
+
+  // Through a follower's endpoint alone etcdctl cannot do it.
+  const int follower = (target + 1) % c->size();
+  r = Etcdctl(c->member(follower).ClientEndpoint(), {"move-leader", Cluster::HexId(*old_id)});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(StripClientLogLines(r.err), ::testing::HasSubstr("no leader endpoint given at"));
+}
+
+}  // namespace
+}  // namespace cppetcd::integration

@@ -1,0 +1,263 @@
+#include "fault_proxy.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace cppetcd::integration {
+namespace {
+
+constexpr size_t kMaxPending = 1 << 20;  // stop reading a side past this backlog
+
+void SetNonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+// Closes with an RST instead of a FIN.
+void ResetClose(int fd) {
+  if (fd < 0) return;
+  linger l{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+  ::close(fd);
+}
+
+int ConnectLoopback(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  // Blocking connect: on loopback it completes or is refused at once.
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  SetNonBlocking(fd);
+  return fd;
+}
+
+// One proxied connection: `down` was accepted, `up` goes to the target
+// (-1 while blackholed from the start).
+struct Conn {
+  int down = -1;
+  int up = -1;
+  std::string to_up;    // read from down, not yet written to up
+  std::string to_down;  // read from up, not yet written to down
+  bool down_eof = false;
+  bool up_eof = false;
+  bool blackholed = false;
+  bool dead = false;
+};
+
+void CloseConn(Conn& c, bool reset) {
+  if (reset) {
+    ResetClose(c.down);
+    ResetClose(c.up);
+  } else {
+    if (c.down >= 0) ::close(c.down);
+    if (c.up >= 0) ::close(c.up);
+  }
+  c.down = c.up = -1;
+  c.dead = true;
+}
+
+// Reads what is available on `fd`; appends it to `out` unless `drop`.
+// Returns bytes read, 0 on EOF, -1 on error, -2 if nothing was available.
+ssize_t ReadSome(int fd, std::string* out, bool drop) {
+  char buf[65536];
+  ssize_t n = ::read(fd, buf, sizeof(buf));
+  if (n < 0) return (errno == EAGAIN || errno == EINTR) ? -2 : -1;
+  if (n > 0 && !drop) out->append(buf, static_cast<size_t>(n));
+  return n;
+}
+
+// Writes as much of `pending` as the socket takes; false on error.
+bool Flush(int fd, std::string* pending) {
+  if (pending->empty()) return true;
+  ssize_t n = ::send(fd, pending->data(), pending->size(), MSG_NOSIGNAL);
+  if (n < 0) return errno == EAGAIN || errno == EINTR;
+  pending->erase(0, static_cast<size_t>(n));
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<FaultProxy>> FaultProxy::Start(int target_port) {
+  std::unique_ptr<FaultProxy> p(new FaultProxy());
+  p->target_port_ = target_port;
+  p->listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (p->listen_fd_ < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  int one = 1;
+  ::setsockopt(p->listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(p->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(p->listen_fd_, 128) != 0 ||
+      ::getsockname(p->listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    return absl::InternalError(absl::StrCat("proxy listen: ", std::strerror(errno)));
+  }
+  SetNonBlocking(p->listen_fd_);
+  p->port_ = ntohs(addr.sin_port);
+  if (::pipe2(p->wake_pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  }
+  p->thread_ = std::thread([raw = p.get()] { raw->Loop(); });
+  return p;
+}
+
+FaultProxy::~FaultProxy() {
+  stop_.store(true);
+  if (wake_pipe_[1] >= 0) {
+    char c = 1;
+    ssize_t ignored = ::write(wake_pipe_[1], &c, 1);
+    (void)ignored;
+  }
+  if (thread_.joinable()) thread_.join();
+  for (int fd : {listen_fd_, wake_pipe_[0], wake_pipe_[1]}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+void FaultProxy::SetMode(Mode mode) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    mode_ = mode;
+    ++mode_epoch_;
+  }
+  char c = 1;
+  ssize_t ignored = ::write(wake_pipe_[1], &c, 1);
+  (void)ignored;
+}
+
+FaultProxy::Mode FaultProxy::mode() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return mode_;
+}
+
+void FaultProxy::Loop() {
+  std::vector<Conn> conns;
+  Mode mode = Mode::kPass;
+  uint64_t epoch = 0;
+  // Bounded only by stop_: the proxy lives as long as its test needs it,
+  // and every poll() below has a 100 ms timeout.
+  while (!stop_.load()) {
+    Mode new_mode;
+    uint64_t new_epoch;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      new_mode = mode_;
+      new_epoch = mode_epoch_;
+    }
+    if (new_epoch != epoch) {
+      const bool leaving_blackhole = mode == Mode::kBlackhole && new_mode != Mode::kBlackhole;
+      for (Conn& c : conns) {
+        if (new_mode == Mode::kReset || leaving_blackhole) {
+          CloseConn(c, /*reset=*/true);
+        } else if (new_mode == Mode::kBlackhole) {
+          c.blackholed = true;
+          c.to_up.clear();
+          c.to_down.clear();
+        }
+      }
+      mode = new_mode;
+      epoch = new_epoch;
+    }
+    std::erase_if(conns, [](const Conn& c) { return c.dead; });
+
+    std::vector<pollfd> fds;
+    fds.push_back({wake_pipe_[0], POLLIN, 0});
+    fds.push_back({listen_fd_, POLLIN, 0});
+    for (const Conn& c : conns) {
+      short down_ev = 0, up_ev = 0;
+      if (!c.down_eof && (c.blackholed || c.to_up.size() < kMaxPending)) down_ev |= POLLIN;
+      if (!c.to_down.empty()) down_ev |= POLLOUT;
+      if (!c.up_eof && (c.blackholed || c.to_down.size() < kMaxPending)) up_ev |= POLLIN;
+      if (!c.to_up.empty()) up_ev |= POLLOUT;
+      fds.push_back({c.down, down_ev, 0});
+      fds.push_back({c.up, up_ev, 0});  // fd -1 is ignored by poll
+    }
+    int pr = ::poll(fds.data(), fds.size(), 100);
+    if (pr <= 0) continue;
+    if (fds[0].revents != 0) {
+      char buf[64];
+      while (::read(wake_pipe_[0], buf, sizeof(buf)) > 0) {
+      }
+    }
+    for (size_t i = 0; i < conns.size(); ++i) {
+      Conn& c = conns[i];
+      const short dre = fds[2 + 2 * i].revents;
+      const short ure = c.up >= 0 ? fds[3 + 2 * i].revents : 0;
+      bool failed = false;
+      if (dre & (POLLIN | POLLHUP | POLLERR)) {
+        ssize_t n = ReadSome(c.down, &c.to_up, c.blackholed);
+        if (n > 0 && c.blackholed) dropped_.fetch_add(n);
+        if (n == 0) c.down_eof = true;
+        if (n == -1) failed = true;
+      }
+      if (!failed && c.up >= 0 && (ure & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = ReadSome(c.up, &c.to_down, c.blackholed);
+        if (n > 0 && c.blackholed) dropped_.fetch_add(n);
+        if (n == 0) c.up_eof = true;
+        if (n == -1) failed = true;
+      }
+      if (failed) {
+        CloseConn(c, /*reset=*/true);
+        continue;
+      }
+      if (c.blackholed) {
+        // Kept open until a side closes it, so peers see silence, not errors.
+        if (c.down_eof || c.up_eof) CloseConn(c, /*reset=*/false);
+        continue;
+      }
+      if (!Flush(c.up, &c.to_up) || !Flush(c.down, &c.to_down)) {
+        CloseConn(c, /*reset=*/true);
+        continue;
+      }
+      // Half-close forwarding: once one side ended and its bytes are
+      // delivered, end the other direction too.
+      if (c.down_eof && c.to_up.empty()) ::shutdown(c.up, SHUT_WR);
+      if (c.up_eof && c.to_down.empty()) ::shutdown(c.down, SHUT_WR);
+      if (c.down_eof && c.up_eof && c.to_up.empty() && c.to_down.empty()) {
+        CloseConn(c, /*reset=*/false);
+      }
+    }
+    if (fds[1].revents & POLLIN) {
+      for (int k = 0; k < 64; ++k) {
+        int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) break;
+        accepted_.fetch_add(1);
+        if (mode == Mode::kReset) {
+          ResetClose(fd);
+          continue;
+        }
+        Conn c;
+        c.down = fd;
+        if (mode == Mode::kBlackhole) {
+          c.blackholed = true;
+        } else {
+          c.up = ConnectLoopback(target_port_);
+          if (c.up < 0) {
+            ResetClose(fd);
+            continue;
+          }
+        }
+        conns.push_back(std::move(c));
+      }
+    }
+  }
+  for (Conn& c : conns) CloseConn(c, /*reset=*/true);
+}
+
+}  // namespace cppetcd::integration
