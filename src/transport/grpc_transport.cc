@@ -438,6 +438,7 @@ void GrpcTransport::Impl::RunSender(std::shared_ptr<PeerLink> peer) {
       if (peer->stop) break;
       peer->state = PeerLink::State::kConnecting;
       generation = peer->generation;
+      ++peer->stats.stream_attempts;
     }
     bool connected = false;
     absl::Status st = ConnectAndStream(peer.get(), &connected);
@@ -458,8 +459,12 @@ void GrpcTransport::Impl::RunSender(std::shared_ptr<PeerLink> peer) {
       }
     }
     if (stop) break;
+    // A peer that refuses us (another cluster, or we were removed) is
+    // retried at a growing interval like an unreachable one.
+    const bool refused = st.code() == absl::StatusCode::kFailedPrecondition ||
+                         st.code() == absl::StatusCode::kPermissionDenied;
     if (connected) {
-      backoff = options_.min_backoff;
+      if (!refused) backoff = options_.min_backoff;
       logger_.Warn("lost TCP streaming connection with remote peer",
                    {{"stream-writer-type", "message"},
                     {"local-member-id", LocalIdHex()},
@@ -495,7 +500,7 @@ void GrpcTransport::Impl::RunSender(std::shared_ptr<PeerLink> peer) {
         if (ch != nullptr) grpc::experimental::ChannelResetConnectionBackoff(ch.get());
       }
     }
-    if (!connected) backoff = std::min(backoff * 2, options_.max_backoff);
+    if (!connected || refused) backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }
 

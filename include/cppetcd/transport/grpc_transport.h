@@ -76,6 +76,7 @@ struct PeerStats {
   uint64_t sent_batches = 0;
   uint64_t sent_bytes = 0;     // serialized MessageBatch bytes
   uint64_t dropped_messages = 0;
+  uint64_t stream_attempts = 0;  // connection attempts (first one included)
 };
 
 class GrpcTransport final : public server::Transport {

@@ -451,6 +451,13 @@ TEST_F(GrpcTransportTest, RefusesAnotherClustersStream) {
   EXPECT_EQ(b->handler->MessageCount(), 0u);
   EXPECT_FALSE(a->transport->ActiveSince(2).has_value());
 
+  // The refused sender backs off (50, 100, 200 ms...) instead of spinning.
+  const uint64_t first = a->transport->Stats(2)->stream_attempts;
+  const auto start = Clock::now();
+  ASSERT_TRUE(WaitFor([&] { return a->transport->Stats(2)->stream_attempts >= first + 3; }));
+  EXPECT_GE(Clock::now() - start, milliseconds(50 + 100));
+  EXPECT_EQ(b->handler->MessageCount(), 0u);
+
   // A body carrying another cluster ID is refused too.
   auto stub = peerpb::Peer::NewStub(
       grpc::CreateChannel(b->url.substr(7), grpc::InsecureChannelCredentials()));
@@ -482,6 +489,15 @@ TEST_F(GrpcTransportTest, SenderLearnsItWasRemoved) {
     a->transport->Send({Msg(1, 2, 2)});
     return a->Unreachable(2) >= reports + 2;
   }));
+  EXPECT_EQ(a->handler->removed(), 1);
+  // Backing off, not spinning.
+  const uint64_t first = a->transport->Stats(2)->stream_attempts;
+  const auto start = Clock::now();
+  ASSERT_TRUE(WaitFor([&] {
+    a->transport->Send({Msg(1, 2, 3)});
+    return a->transport->Stats(2)->stream_attempts >= first + 3;
+  }));
+  EXPECT_GE(Clock::now() - start, milliseconds(100));
   EXPECT_EQ(a->handler->removed(), 1);
 }
 
