@@ -386,6 +386,28 @@ absl::StatusOr<int> Cluster::WaitForLeader(milliseconds timeout, const std::vect
   return found;
 }
 
+absl::Status Cluster::Isolate(int i) {
+  if (!options_.proxies) return absl::FailedPreconditionError("cluster started without proxies");
+  ClusterMember& m = member(i);
+  if (!m.running()) return absl::FailedPreconditionError(m.name() + " is not running");
+  for (size_t k = 0; k < members_.size(); ++k) {
+    if (static_cast<int>(k) == i) {
+      m.proxy()->SetMode(FaultProxy::Mode::kBlackhole);
+    } else {
+      members_[k]->proxy()->SetBlockedSources({m.pid()});
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Cluster::HealAll() {
+  for (auto& m : members_) {
+    if (m->proxy() == nullptr) continue;
+    m->proxy()->SetBlockedSources({});
+    m->proxy()->SetMode(FaultProxy::Mode::kPass);
+  }
+}
+
 absl::StatusOr<uint64_t> Cluster::MemberId(int i) const {
   auto st = members_.at(i)->Status();
   if (!st.ok()) return st.status();

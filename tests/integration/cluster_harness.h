@@ -180,6 +180,15 @@ class Cluster {
   // `etcdctl member remove <hex id>` through `via`.
   absl::Status RemoveMember(uint64_t id, const std::string& via);
 
+  // Cuts member `i` off from every other member in both directions (a
+  // network partition with `i` alone on one side): its own proxy blackholes
+  // what others send it, and every other proxy blackholes the connections
+  // `i`'s process dialed. Requires Options::proxies. Call again after
+  // restarting a member (the process id changes).
+  absl::Status Isolate(int i);
+  // Lifts every cut (the cut connections are reset; members redial).
+  void HealAll();
+
   // Prints the tail of every member log to stderr.
   void DumpLogs(size_t tail_bytes = 6000) const;
 

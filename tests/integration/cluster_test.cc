@@ -135,6 +135,31 @@ TEST(FaultProxyTest, PassesBlackholesResetsAndHeals) {
   }
 }
 
+// Connections dialed by a blocked process are cut both ways; others pass.
+TEST(FaultProxyTest, BlocksConnectionsOfAProcess) {
+  EchoServer echo;
+  auto proxy = FaultProxy::Start(echo.port());
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  int a = Dial((*proxy)->port());
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "one"), "one");
+  (*proxy)->SetBlockedSources({::getpid() + 1000000});  // nobody
+  EXPECT_EQ(RoundTrip(a, "two"), "two");
+  (*proxy)->SetBlockedSources({::getpid()});
+  EXPECT_TRUE(PollUntil([&] { return RoundTrip(a, "three") == ""; }, seconds(2)));
+  int b = Dial((*proxy)->port());  // dialed while blocked: cut from the start
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(RoundTrip(b, "four"), "");
+  (*proxy)->SetBlockedSources({});
+  EXPECT_EQ(RoundTrip(a, "x"), "<closed>");
+  ::close(a);
+  ::close(b);
+  int c = Dial((*proxy)->port());
+  ASSERT_GE(c, 0);
+  EXPECT_EQ(RoundTrip(c, "five"), "five");
+  ::close(c);
+}
+
 // ------------------------------------------------------------ clusters
 
 class ClusterTest : public ::testing::Test {

@@ -5,10 +5,15 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -45,6 +50,45 @@ int ConnectLoopback(int port) {
   return fd;
 }
 
+// Inodes of the sockets process `pid` holds open.
+std::set<uint64_t> SocketInodes(pid_t pid) {
+  std::set<uint64_t> out;
+  std::error_code ec;
+  std::filesystem::directory_iterator it(std::filesystem::path("/proc") / std::to_string(pid) / "fd",
+                                         ec);
+  if (ec) return out;
+  for (int n = 0; it != std::filesystem::directory_iterator() && n < 100000; it.increment(ec), ++n) {
+    if (ec) break;
+    std::error_code lec;
+    std::string target = std::filesystem::read_symlink(it->path(), lec).string();
+    if (lec || target.rfind("socket:[", 0) != 0) continue;
+    out.insert(std::strtoull(target.c_str() + 8, nullptr, 10));
+  }
+  return out;
+}
+
+// Inode of the IPv4 socket whose local port is `local_port` and remote
+// port `remote_port` (both on loopback), from /proc/net/tcp; 0 if none.
+uint64_t TcpInode(int local_port, int remote_port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // header
+  for (int n = 0; n < 1000000 && std::getline(in, line); ++n) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, st, queues, timer, retr, uid, timeout;
+    uint64_t inode = 0;
+    fields >> slot >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode;
+    auto port_of = [](const std::string& addr) {
+      auto colon = addr.find(':');
+      return colon == std::string::npos ? -1
+                                        : static_cast<int>(std::strtol(addr.c_str() + colon + 1,
+                                                                       nullptr, 16));
+    };
+    if (port_of(local) == local_port && port_of(remote) == remote_port) return inode;
+  }
+  return 0;
+}
+
 // One proxied connection: `down` was accepted, `up` goes to the target
 // (-1 while blackholed from the start).
 struct Conn {
@@ -56,6 +100,7 @@ struct Conn {
   bool up_eof = false;
   bool blackholed = false;
   bool dead = false;
+  int source_port = 0;  // the dialer's port
 };
 
 void CloseConn(Conn& c, bool reset) {
@@ -130,6 +175,17 @@ FaultProxy::~FaultProxy() {
   }
 }
 
+void FaultProxy::SetBlockedSources(std::vector<pid_t> pids) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    blocked_ = std::move(pids);
+    ++mode_epoch_;
+  }
+  char c = 1;
+  ssize_t ignored = ::write(wake_pipe_[1], &c, 1);
+  (void)ignored;
+}
+
 void FaultProxy::SetMode(Mode mode) {
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -149,7 +205,18 @@ FaultProxy::Mode FaultProxy::mode() const {
 void FaultProxy::Loop() {
   std::vector<Conn> conns;
   Mode mode = Mode::kPass;
+  std::vector<pid_t> blocked;
   uint64_t epoch = 0;
+  // True if connection `c` was dialed by one of the blocked processes.
+  auto from_blocked = [&](const Conn& c) {
+    if (blocked.empty()) return false;
+    const uint64_t inode = TcpInode(c.source_port, port_);
+    if (inode == 0) return false;
+    for (pid_t pid : blocked) {
+      if (SocketInodes(pid).count(inode) != 0) return true;
+    }
+    return false;
+  };
   // Bounded only by stop_: the proxy lives as long as its test needs it,
   // and every poll() below has a 100 ms timeout.
   while (!stop_.load()) {
@@ -159,13 +226,14 @@ void FaultProxy::Loop() {
       std::lock_guard<std::mutex> lock(mu_);
       new_mode = mode_;
       new_epoch = mode_epoch_;
+      if (new_epoch != epoch) blocked = blocked_;
     }
     if (new_epoch != epoch) {
-      const bool leaving_blackhole = mode == Mode::kBlackhole && new_mode != Mode::kBlackhole;
       for (Conn& c : conns) {
-        if (new_mode == Mode::kReset || leaving_blackhole) {
+        const bool cut = new_mode == Mode::kBlackhole || from_blocked(c);
+        if (new_mode == Mode::kReset || (c.blackholed && !cut)) {
           CloseConn(c, /*reset=*/true);
-        } else if (new_mode == Mode::kBlackhole) {
+        } else if (cut) {
           c.blackholed = true;
           c.to_up.clear();
           c.to_down.clear();
@@ -235,7 +303,10 @@ void FaultProxy::Loop() {
     }
     if (fds[1].revents & POLLIN) {
       for (int k = 0; k < 64; ++k) {
-        int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        sockaddr_in from{};
+        socklen_t from_len = sizeof(from);
+        int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&from), &from_len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) break;
         accepted_.fetch_add(1);
         if (mode == Mode::kReset) {
@@ -244,7 +315,8 @@ void FaultProxy::Loop() {
         }
         Conn c;
         c.down = fd;
-        if (mode == Mode::kBlackhole) {
+        c.source_port = ntohs(from.sin_port);
+        if (mode == Mode::kBlackhole || from_blocked(c)) {
           c.blackholed = true;
         } else {
           c.up = ConnectLoopback(target_port_);

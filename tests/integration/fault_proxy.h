@@ -9,11 +9,14 @@
 #ifndef CPPETCD_TESTS_INTEGRATION_FAULT_PROXY_H_
 #define CPPETCD_TESTS_INTEGRATION_FAULT_PROXY_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -51,6 +54,14 @@ class FaultProxy {
   void SetMode(Mode mode);
   Mode mode() const;
 
+  // Treats every connection opened by one of `pids` (found through
+  // /proc/net/tcp and /proc/<pid>/fd, so whatever the transport) as
+  // blackholed, both ways, whatever the mode; an empty list lifts that.
+  // Together with kBlackhole on the member's own proxy this cuts a member
+  // off in both directions, even though all members share 127.0.0.1.
+  // Connections that stop being cut are reset, as when leaving kBlackhole.
+  void SetBlockedSources(std::vector<pid_t> pids);
+
   // Connections accepted so far (for tests of the proxy itself).
   int64_t accepted() const { return accepted_.load(); }
   // Bytes dropped while blackholed.
@@ -66,7 +77,8 @@ class FaultProxy {
   int target_port_ = 0;
   mutable std::mutex mu_;
   Mode mode_ ABSL_GUARDED_BY(mu_) = Mode::kPass;
-  uint64_t mode_epoch_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every SetMode
+  std::vector<pid_t> blocked_ ABSL_GUARDED_BY(mu_);
+  uint64_t mode_epoch_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every change
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> accepted_{0};
   std::atomic<int64_t> dropped_{0};

@@ -1,0 +1,236 @@
+// Failure tests on a 3-member cluster: the leader killed with SIGKILL under
+// a write load (failover time, no acknowledged write lost), and a member cut
+// off by a blackholed peer proxy (no writes, no stale linearizable reads,
+// serializable reads still answered, catch-up after healing).
+#include <signal.h>
+
+#include <atomic>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "cluster_harness.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace cppetcd::integration {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class ClusterFailoverTest : public ::testing::Test {
+ protected:
+  void SetUp() override { CPPETCD_REQUIRE_SERVER(); }
+
+  std::unique_ptr<Cluster> StartCluster(Cluster::Options o) {
+    auto c = Cluster::Start(std::move(o), tmp_.path());
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? std::move(*c) : nullptr;
+  }
+
+  TempDir tmp_;
+};
+
+// Every key of `acked` on member `m`, read linearizably (or serializably,
+// polled until complete), with the acknowledged value and revision.
+void ExpectAllAcked(ClusterMember& m, const std::map<std::string, int64_t>& acked,
+                    bool serializable) {
+  auto kv = etcdserverpb::KV::NewStub(m.NewChannel());
+  etcdserverpb::RangeResponse resp;
+  const bool complete = PollUntil(
+      [&] {
+        resp.Clear();
+        return GetKey(kv.get(), "load/", serializable, seconds(3), &resp, PrefixEnd("load/"))
+                   .ok() &&
+               (!serializable || resp.kvs_size() >= static_cast<int>(acked.size()));
+      },
+      seconds(serializable ? 15 : 10));
+  ASSERT_TRUE(complete) << m.name() << " has " << resp.kvs_size() << " of " << acked.size()
+                        << " acknowledged keys";
+  std::map<std::string, int64_t> got;
+  for (const auto& kvp : resp.kvs()) got[kvp.key()] = kvp.mod_revision();
+  int missing = 0;
+  for (const auto& [key, rev] : acked) {
+    auto it = got.find(key);
+    if (it == got.end()) {
+      if (++missing <= 5) ADD_FAILURE() << m.name() << " lost acknowledged " << key;
+      continue;
+    }
+    EXPECT_EQ(it->second, rev) << m.name() << " " << key;
+  }
+  EXPECT_EQ(missing, 0) << m.name();
+}
+
+// kill -9 of the leader while clients write unique keys through every
+// member: a new leader within a few election timeouts, and every
+// acknowledged write on the survivors and on the killed member once it is
+// back.
+TEST_F(ClusterFailoverTest, KillLeaderUnderWriteLoad) {
+  auto c = StartCluster({.size = 3});
+  ASSERT_NE(c, nullptr);
+  auto leader = c->WaitForLeader(seconds(20));
+  ASSERT_TRUE(leader.ok()) << leader.status();
+
+  std::mutex mu;
+  std::map<std::string, int64_t> acked;  // key -> mod revision
+  std::atomic<int64_t> acked_count{0};
+  std::atomic<int64_t> acked_after_kill{0};
+  std::atomic<bool> killed{false};
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> first_ack_after_kill_ns{0};
+  Clock::time_point kill_time;
+  std::vector<std::thread> writers;
+  for (int w = 0; w < c->size(); ++w) {
+    writers.emplace_back([&, w] {
+      auto kv = etcdserverpb::KV::NewStub(c->member(w).NewChannel());
+      for (int seq = 0; seq < 20000 && !stop.load(); ++seq) {
+        const std::string key = absl::StrCat("load/w", w, "/", seq);
+        const bool after_kill = killed.load();
+        etcdserverpb::PutResponse resp;
+        grpc::Status st = PutKey(kv.get(), key, "v", seconds(2), &resp);
+        if (!st.ok()) {
+          // The killed member's writer stops; the others back off a little.
+          if (w == *leader && killed.load()) return;
+          std::this_thread::sleep_for(milliseconds(10));  // back-off, not a wait
+          continue;
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          acked[key] = resp.header().revision();
+        }
+        acked_count.fetch_add(1);
+        if (after_kill) {
+          if (acked_after_kill.fetch_add(1) == 0) {
+            first_ack_after_kill_ns.store(
+                std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - kill_time)
+                    .count());
+          }
+        }
+      }
+    });
+  }
+  auto join = [&] {
+    stop.store(true);
+    for (auto& t : writers) t.join();
+  };
+  const bool loaded = PollUntil([&] { return acked_count.load() >= 150; }, seconds(30));
+  kill_time = Clock::now();
+  killed.store(true);
+  c->member(*leader).Kill();
+  std::vector<int> survivors;
+  for (int i = 0; i < c->size(); ++i) {
+    if (i != *leader) survivors.push_back(i);
+  }
+  auto new_leader = c->WaitForLeader(seconds(15), survivors);
+  const double election_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - kill_time).count();
+  const bool resumed = PollUntil([&] { return acked_after_kill.load() >= 100; }, seconds(20));
+  join();
+  ASSERT_TRUE(loaded) << "only " << acked_count.load() << " writes before the kill";
+  ASSERT_TRUE(new_leader.ok()) << new_leader.status();
+  ASSERT_TRUE(resumed) << "only " << acked_after_kill.load() << " writes after the kill";
+  const double failover_ms = first_ack_after_kill_ns.load() / 1e6;
+  std::cout << "failover: new leader " << c->member(*new_leader).name() << " agreed after "
+            << election_ms << " ms; first acknowledged put after the kill at " << failover_ms
+            << " ms (election timeout " << c->options().election_ms << " ms); " << acked.size()
+            << " acknowledged writes\n";
+  EXPECT_LT(election_ms, 10.0 * c->options().election_ms + 2000);
+
+  for (int i : survivors) ExpectAllAcked(c->member(i), acked, /*serializable=*/false);
+  ASSERT_TRUE(c->Restart(*leader).ok());
+  ExpectAllAcked(c->member(*leader), acked, /*serializable=*/true);
+  ExpectAllAcked(c->member(*leader), acked, /*serializable=*/false);
+}
+
+// A follower cut off by the peer proxies (blackholed both ways: the
+// minority side of a partition): writes through it time out, a linearizable read through it
+// errors instead of returning the value the majority has overwritten,
+// serializable reads still answer; the majority keeps writing; once healed
+// the member catches up.
+TEST_F(ClusterFailoverTest, PartitionedMemberServesNoStaleLinearizableReads) {
+  auto c = StartCluster({.size = 3, .proxies = true});
+  ASSERT_NE(c, nullptr);
+  auto leader = c->WaitForLeader(seconds(20));
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  const int iso = (*leader + 1) % c->size();
+  const int other = (*leader + 2) % c->size();
+  auto kv_iso = etcdserverpb::KV::NewStub(c->member(iso).NewChannel());
+  auto kv_leader = etcdserverpb::KV::NewStub(c->member(*leader).NewChannel());
+  auto kv_other = etcdserverpb::KV::NewStub(c->member(other).NewChannel());
+  ASSERT_TRUE(PutKey(kv_leader.get(), "part/x", "old", seconds(5)).ok());
+  // The isolated member has applied "old" before the cut.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        etcdserverpb::RangeResponse r;
+        return GetKey(kv_iso.get(), "part/x", true, seconds(2), &r).ok() && r.kvs_size() == 1;
+      },
+      seconds(10)));
+
+  ASSERT_TRUE(c->Isolate(iso).ok());
+  std::cout << "isolated " << c->member(iso).name() << " (leader "
+            << c->member(*leader).name() << ")\n";
+
+  // The majority keeps writing: the new value and a few more keys. A first
+  // write may wait for the leader to notice the cut; retry under a deadline.
+  ASSERT_TRUE(PollUntil([&] { return PutKey(kv_other.get(), "part/x", "new", seconds(3)).ok(); },
+                        seconds(15)));
+  for (int k = 0; k < 20; ++k) {
+    ASSERT_TRUE(PutKey(kv_leader.get(), absl::StrCat("part/more/", k), "v", seconds(5)).ok());
+  }
+
+  // Write through the isolated member: no acknowledgement.
+  grpc::Status w = PutKey(kv_iso.get(), "part/iso", "never", seconds(3));
+  EXPECT_FALSE(w.ok()) << "write through the isolated member was acknowledged";
+  // Linearizable read there: an error, never "old".
+  etcdserverpb::RangeResponse r;
+  grpc::Status lr = GetKey(kv_iso.get(), "part/x", false, seconds(3), &r);
+  if (lr.ok()) {
+    ASSERT_EQ(r.kvs_size(), 1);
+    EXPECT_NE(r.kvs(0).value(), "old") << "stale linearizable read at the isolated member";
+    ADD_FAILURE() << "linearizable read at the isolated member answered: " << r.kvs(0).value();
+  }
+  // etcdctl agrees (its default is linearizable).
+  CommandResult get = Etcdctl(c->member(iso).ClientEndpoint(), {"get", "part/x"}, "",
+                              seconds(5));
+  EXPECT_NE(get.exit_code, 0) << get.out;
+  EXPECT_THAT(get.out, ::testing::Not(::testing::HasSubstr("old")));
+  // Serializable: answers, from its own (old) state.
+  r.Clear();
+  grpc::Status sr = GetKey(kv_iso.get(), "part/x", true, seconds(3), &r);
+  ASSERT_TRUE(sr.ok()) << sr.error_message();
+  ASSERT_EQ(r.kvs_size(), 1);
+  EXPECT_EQ(r.kvs(0).value(), "old");
+  CommandResult sget = Etcdctl(c->member(iso).ClientEndpoint(),
+                               {"get", "part/x", "--consistency=s", "--print-value-only"});
+  EXPECT_EQ(sget.out, "old\n");
+
+  // Heal: the member catches up and serves linearizable reads again.
+  c->HealAll();
+  auto kv_iso2 = etcdserverpb::KV::NewStub(c->member(iso).NewChannel());
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        etcdserverpb::RangeResponse rr;
+        return GetKey(kv_iso2.get(), "part/", false, seconds(2), &rr, PrefixEnd("part/")).ok() &&
+               rr.kvs_size() >= 21 && rr.kvs(0).key() != "" &&
+               [&] {
+                 for (const auto& kv : rr.kvs()) {
+                   if (kv.key() == "part/x") return kv.value() == "new";
+                 }
+                 return false;
+               }();
+      },
+      seconds(20)))
+      << "isolated member did not catch up after healing";
+  auto healed_leader = c->WaitForLeader(seconds(10));
+  EXPECT_TRUE(healed_leader.ok()) << healed_leader.status();
+  EXPECT_TRUE(PutKey(kv_iso2.get(), "part/after", "ok", seconds(5)).ok());
+}
+
+}  // namespace
+}  // namespace cppetcd::integration
