@@ -57,6 +57,8 @@ const std::vector<ErrorMapping>& Table() {
       {"etcdserver: corrupt cluster", StatusCode::DATA_LOSS, "etcdserver: corrupt cluster"},
       {"etcdserver: bad leader transferee", StatusCode::FAILED_PRECONDITION,
        "etcdserver: bad leader transferee"},
+      {"etcdserver: request timed out, leader transfer took too long", StatusCode::UNAVAILABLE,
+       "etcdserver: request timed out, leader transfer took too long"},
       {"etcdserver: rpc not supported for learner", StatusCode::UNAVAILABLE,
        "etcdserver: rpc not supported for learner"},
       {"etcdserver: re-configuration failed due to not enough started members",

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "cppetcd/api/etcd_server_backend.h"
+#include "cppetcd/transport/grpc_transport.h"
 #include "cppetcd/util/log.h"
 
 namespace cppetcd::cmd {
@@ -78,6 +79,9 @@ absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
                                  ? server::ServerConfig::ClusterState::kExisting
                                  : server::ServerConfig::ClusterState::kNew;
   sc.initial_cluster_token = config.initial_cluster_token;
+  sc.initial_advertise_peer_urls = UrlStrings(config.initial_advertise_peer_urls);
+  sc.force_new_cluster = config.force_new_cluster;
+  sc.strict_reconfig_check = config.strict_reconfig_check;
   if (!config.advertise_client_urls.empty()) {
     sc.advertise_client_urls = UrlStrings(config.advertise_client_urls);
   }
@@ -140,6 +144,30 @@ int Run(const EtcdConfig& config) {
     log.Error("invalid configuration", {{"error", server_config.status().ToString()}});
     return 1;
   }
+  // Peer listeners first, as etcd ("configuring peer listeners").
+  transport::TransportOptions topts;
+  for (const Url& u : config.listen_peer_urls) {
+    if (u.scheme != "http") {
+      log.Error("invalid peer URLs",
+                {{"error", absl::StrCat("listen-peer-urls: ", u.ToString(),
+                                        ": only http:// peer URLs are supported for now")}});
+      return 1;
+    }
+    topts.listen_peer_urls.push_back(u.ToString());
+  }
+  topts.logger = util::GetLogger("rafthttp");
+  log.Info("configuring peer listeners", {{"listen-peer-urls", topts.listen_peer_urls}});
+  absl::StatusOr<std::unique_ptr<transport::GrpcTransport>> peer_transport =
+      transport::GrpcTransport::Create(std::move(topts));
+  if (!peer_transport.ok()) {
+    log.Error("failed to create peer transport", {{"error", peer_transport.status().ToString()}});
+    return 1;
+  }
+  if (absl::Status st = (*peer_transport)->Listen(); !st.ok()) {
+    log.Error("creating peer listener failed", {{"error", st.ToString()}});
+    return 1;
+  }
+  server_config->transport = std::shared_ptr<transport::GrpcTransport>(std::move(*peer_transport));
   absl::StatusOr<std::unique_ptr<server::EtcdServer>> server =
       server::EtcdServer::Create(*std::move(server_config));
   if (!server.ok()) {
@@ -154,7 +182,8 @@ int Run(const EtcdConfig& config) {
   // As etcd, serve clients only once the member is ready (its attributes are
   // published through raft); a member without quorum waits here until
   // stopped.
-  while (!stop.HasBeenNotified() && !(*server)->WaitReady(std::chrono::milliseconds(200))) {
+  while (!stop.HasBeenNotified() && !(*server)->StopRequested() &&
+         !(*server)->WaitReady(std::chrono::milliseconds(200))) {
   }
   std::unique_ptr<api::ServerBackend> backend;
   std::unique_ptr<api::ApiServer> api;
@@ -179,11 +208,18 @@ int Run(const EtcdConfig& config) {
                               ", this is strongly discouraged!"),
                  {{"address", address}});
       }
-      stop.WaitForNotification();
+      while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&
+             !(*server)->StopRequested()) {
+      }
     }
   }
 
-  log.Info("received signal; shutting down", {{"signal", strsignal(signals.signal())}});
+  if (stop.HasBeenNotified()) {
+    log.Info("received signal; shutting down", {{"signal", strsignal(signals.signal())}});
+  } else if ((*server)->StopRequested()) {
+    // Removed from the cluster: etcd stops the member and exits.
+    log.Warn("stopping server: the member has been permanently removed from the cluster");
+  }
   if (api != nullptr) api->Shutdown(kGrpcShutdownGrace);
   api.reset();
   backend.reset();

@@ -24,20 +24,24 @@ std::vector<std::string> ToVector(const google::protobuf::RepeatedPtrField<std::
 
 void EtcdServer::Impl::ApplyLoop() {
   while (true) {
+    raftpb::Snapshot snapshot;
     std::vector<raftpb::Entry> batch;
     {
       std::unique_lock<std::mutex> l(apply_mu_);
       while (!apply_stop_ && apply_queue_.empty()) apply_cv_.wait(l);
       if (apply_queue_.empty() || (apply_stop_ && !apply_drain_)) break;
-      // Merge everything queued into one backend txn.
-      batch = std::move(apply_queue_.front());
+      // Merge everything queued into one backend txn, up to the next
+      // snapshot (installed before the entries that follow it).
+      snapshot = std::move(apply_queue_.front().snapshot);
+      batch = std::move(apply_queue_.front().entries);
       apply_queue_.pop_front();
-      while (!apply_queue_.empty()) {
-        for (auto& e : apply_queue_.front()) batch.push_back(std::move(e));
+      while (!apply_queue_.empty() && raft::IsEmptySnapshot(apply_queue_.front().snapshot)) {
+        for (auto& e : apply_queue_.front().entries) batch.push_back(std::move(e));
         apply_queue_.pop_front();
       }
     }
-    ApplyBatch(std::move(batch));
+    if (!raft::IsEmptySnapshot(snapshot)) InstallSnapshot(snapshot);
+    if (!batch.empty()) ApplyBatch(std::move(batch));
   }
 }
 
@@ -78,7 +82,18 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
       case raftpb::EntryConfChange: {
         raftpb::ConfChange cc;
         if (!cc.ParseFromString(e.data())) lg_.Fatal("undecodable conf change entry", {{"index", e.index()}});
-        if (!already_applied) ApplyConfChange(btx, cc);
+        absl::Status verdict = absl::OkStatus();
+        if (!already_applied) {
+          verdict = ValidateConfChange(cc);
+          if (verdict.ok()) {
+            ApplyConfChange(btx, cc);
+          } else {
+            lg_.Warn("rejected conf change at apply", {{"index", e.index()},
+                                                       {"error", verdict.ToString()}});
+            cc.set_node_id(raft::kNone);  // raft ignores a change of node 0
+          }
+          if (cc.id() != 0) done.emplace_back(cc.id(), Outcome{verdict, {}, std::nullopt});
+        }
         PostRaftTask([this, cc] {
           node_->ApplyConfChange(cc);
           MaybeFastForwardTicks();
@@ -195,13 +210,17 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
 }
 
 void EtcdServer::Impl::ApplyConfChange(storage::WriteTxn* btx, const raftpb::ConfChange& cc) {
-  std::unique_lock<std::mutex> l(members_mu_);
-  switch (cc.type()) {
-    case raftpb::ConfChangeAddNode:
-    case raftpb::ConfChangeAddLearnerNode:
-    case raftpb::ConfChangeUpdateNode: {
-      serverpb::MemberRecord m;
-      if (!cc.context().empty() && m.ParseFromString(cc.context())) {
+  const uint64_t self = member_id_.load();
+  std::optional<std::pair<uint64_t, std::vector<std::string>>> peer_update;
+  bool removed_self = false;
+  {
+    std::unique_lock<std::mutex> l(members_mu_);
+    switch (cc.type()) {
+      case raftpb::ConfChangeAddNode:
+      case raftpb::ConfChangeAddLearnerNode:
+      case raftpb::ConfChangeUpdateNode: {
+        serverpb::MemberRecord m;
+        if (cc.context().empty() || !m.ParseFromString(cc.context())) break;
         if (m.id() == 0) m.set_id(cc.node_id());
         auto it = members_.find(m.id());
         if (it != members_.end()) {
@@ -209,32 +228,56 @@ void EtcdServer::Impl::ApplyConfChange(storage::WriteTxn* btx, const raftpb::Con
           if (m.name().empty()) m.set_name(it->second.name());
           if (m.client_urls_size() == 0) *m.mutable_client_urls() = it->second.client_urls();
         }
-        if (cc.type() == raftpb::ConfChangeAddLearnerNode) m.set_is_learner(true);
+        m.set_is_learner(cc.type() == raftpb::ConfChangeAddLearnerNode ||
+                         (cc.type() == raftpb::ConfChangeUpdateNode && it != members_.end() &&
+                          it->second.is_learner()));
         if (auto s = btx->Put(storage::kMembersBucket, MemberKey(m.id()), m.SerializeAsString());
             !s.ok()) {
           lg_.Fatal("failed to write member", {{"error", s.ToString()}});
         }
         if (it == members_.end()) {
           lg_.Info("added member", {{"cluster-id", util::IdToHex(cluster_id_)},
-                                    {"local-member-id", util::IdToHex(member_id_)},
+                                    {"local-member-id", util::IdToHex(self)},
                                     {"added-peer-id", util::IdToHex(m.id())},
-                                    {"added-peer-peer-urls", ToVector(m.peer_urls())}});
+                                    {"added-peer-peer-urls", ToVector(m.peer_urls())},
+                                    {"added-peer-is-learner", m.is_learner()}});
+        } else if (cc.type() == raftpb::ConfChangeUpdateNode) {
+          lg_.Info("updated member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                      {"local-member-id", util::IdToHex(self)},
+                                      {"updated-remote-peer-id", util::IdToHex(m.id())},
+                                      {"updated-remote-peer-urls", ToVector(m.peer_urls())}});
+        } else if (it->second.is_learner() && !m.is_learner()) {
+          lg_.Info("promote member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                      {"local-member-id", util::IdToHex(self)},
+                                      {"promoted-member-id", util::IdToHex(m.id())}});
         }
+        if (m.id() != self) peer_update.emplace(m.id(), ToVector(m.peer_urls()));
         members_[m.id()] = std::move(m);
+        break;
       }
-      break;
+      case raftpb::ConfChangeRemoveNode: {
+        (void)btx->Delete(storage::kMembersBucket, MemberKey(cc.node_id()));
+        (void)btx->Put(storage::kMembersRemovedBucket, MemberKey(cc.node_id()), "removed");
+        members_.erase(cc.node_id());
+        removed_.insert(cc.node_id());
+        lg_.Info("removed member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                    {"local-member-id", util::IdToHex(self)},
+                                    {"removed-remote-peer-id", util::IdToHex(cc.node_id())}});
+        removed_self = cc.node_id() == self;
+        break;
+      }
+      default:
+        break;
     }
-    case raftpb::ConfChangeRemoveNode: {
-      (void)btx->Delete(storage::kMembersBucket, MemberKey(cc.node_id()));
-      (void)btx->Put(storage::kMembersRemovedBucket, MemberKey(cc.node_id()), "removed");
-      members_.erase(cc.node_id());
-      lg_.Info("removed member", {{"cluster-id", util::IdToHex(cluster_id_)},
-                                  {"removed-remote-peer-id", util::IdToHex(cc.node_id())}});
-      break;
-    }
-    default:
-      break;
   }
+  if (peer_update.has_value()) {
+    transport_->AddPeer(peer_update->first, peer_update->second);
+    transport_peers_.insert(peer_update->first);
+  } else if (cc.type() == raftpb::ConfChangeRemoveNode && !removed_self) {
+    transport_->RemovePeer(cc.node_id());
+    transport_peers_.erase(cc.node_id());
+  }
+  if (removed_self) RequestSelfStop("the member has been permanently removed from the cluster");
 }
 
 etcdserverpb::AlarmResponse EtcdServer::Impl::ApplyAlarm(storage::WriteTxn* btx,

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 
 namespace cppetcd::server {
@@ -92,10 +93,24 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Create(ServerConfig conf
     m.set_name(name);
     for (const auto& u : urls) m.add_peer_urls(u);
     std::sort(m.mutable_peer_urls()->begin(), m.mutable_peer_urls()->end());
-    if (name == c.name) impl->member_id_ = m.id();
+    if (name == c.name) {
+      impl->member_id_ = m.id();
+      impl->peer_urls_.assign(m.peer_urls().begin(), m.peer_urls().end());
+    }
     impl->initial_members_.push_back(std::move(m));
   }
   impl->cluster_id_ = ComputeClusterId(ids);
+  if (!c.initial_advertise_peer_urls.empty()) {
+    std::vector<std::string> adv = c.initial_advertise_peer_urls;
+    std::sort(adv.begin(), adv.end());
+    if (adv != impl->peer_urls_) {
+      // etcd: --initial-cluster must list this member with its advertised URLs.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--initial-cluster has ", c.name, "=", absl::StrJoin(impl->peer_urls_, ","),
+          " but missing from --initial-advertise-peer-urls=", absl::StrJoin(adv, ","),
+          " (failed to resolve urls: URLs do not match)"));
+    }
+  }
   impl->member_dir_ = c.data_dir + "/member";
   impl->wal_dir_ = c.wal_dir.empty() ? impl->member_dir_ + "/wal" : c.wal_dir;
   impl->snap_dir_ = impl->member_dir_ + "/snap";
@@ -164,13 +179,14 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
   rc.logger = &raft_logger_;
 
   if (!have_wal) {
-    if (cfg_.initial_cluster_state == ServerConfig::ClusterState::kExisting) {
-      return absl::UnimplementedError(
-          "joining an existing cluster (--initial-cluster-state=existing) is not supported yet");
-    }
     serverpb::WalMetadata md;
-    md.set_member_id(member_id_);
-    md.set_cluster_id(cluster_id_);
+    const bool join = cfg_.initial_cluster_state == ServerConfig::ClusterState::kExisting;
+    if (join) {
+      if (auto s = JoinExistingCluster(&md); !s.ok()) return s;
+    } else {
+      md.set_member_id(member_id_);
+      md.set_cluster_id(cluster_id_);
+    }
     auto w = wal::Wal::Create(env_, wal_dir_, md.SerializeAsString(), wopts);
     if (!w.ok()) return w.status();
     wal_ = std::move(*w);
@@ -180,6 +196,9 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
     auto node = raft::RawNode::Create(rc);
     if (!node.ok()) return node.status();
     node_ = std::move(*node);
+    // A joining member starts with an empty log and configuration: the
+    // leader sends it the log (or a snapshot) including its own addition.
+    if (join) return absl::OkStatus();
     std::vector<raft::Peer> peers;
     for (const auto& m : initial_members_) {
       peers.push_back(raft::Peer{m.id(), m.SerializeAsString()});
@@ -223,6 +242,9 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
     snapshot_term_ = snapshot.metadata().term();
     last_snapshot_index_raft_ = snapshot_index_;
   }
+  if (cfg_.force_new_cluster) {
+    if (auto s = ForceNewCluster(&rr->hard_state, &rr->entries, snapshot); !s.ok()) return s;
+  }
   raft_storage_->SetHardState(rr->hard_state);
   if (auto s = raft_storage_->Append(rr->entries); !s.ok()) return s;
   lg_.Info("restarting local member", {{"cluster-id", util::IdToHex(cluster_id_)},
@@ -240,12 +262,151 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
   return absl::OkStatus();
 }
 
+absl::Status EtcdServer::Impl::JoinExistingCluster(serverpb::WalMetadata* md) {
+  // etcd GetClusterFromRemotePeers + ValidateClusterAndAssignIDs: ask the
+  // other members listed in --initial-cluster for the cluster, check that it
+  // has exactly the members listed (by peer URLs) and take its IDs.
+  std::vector<std::string> urls;
+  for (const auto& m : initial_members_) {
+    if (m.id() == member_id_.load()) continue;
+    for (const auto& u : m.peer_urls()) urls.push_back(u);
+  }
+  if (urls.empty()) {
+    return absl::InvalidArgumentError(
+        "cannot join an existing cluster: --initial-cluster lists no other member");
+  }
+  auto info = transport_->FetchClusterInfo(urls, std::chrono::seconds(2));
+  if (!info.ok()) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot fetch cluster info from peer urls: ", std::string(info.status().message())));
+  }
+  if (static_cast<size_t>(info->members_size()) != initial_members_.size()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "error validating peerURLs: member count is unequal (local ", initial_members_.size(),
+        ", remote ", info->members_size(), ")"));
+  }
+  std::vector<serverpb::MemberRecord> assigned;
+  for (const auto& local : initial_members_) {
+    std::vector<std::string> lu(local.peer_urls().begin(), local.peer_urls().end());
+    const serverpb::MemberRecord* match = nullptr;
+    for (const auto& remote : info->members()) {
+      std::vector<std::string> ru(remote.peer_urls().begin(), remote.peer_urls().end());
+      std::sort(ru.begin(), ru.end());
+      if (ru == lu) match = &remote;
+    }
+    if (match == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "error validating peerURLs: unmatched member while checking PeerURLs (",
+          local.name(), "=", absl::StrJoin(lu, ","), " is not a member of the remote cluster)"));
+    }
+    serverpb::MemberRecord m = *match;
+    if (local.id() == member_id_.load()) member_id_ = m.id();
+    assigned.push_back(std::move(m));
+  }
+  for (uint64_t id : info->removed_ids()) {
+    if (id == member_id_.load()) return ErrMemberRemoved();
+  }
+  cluster_id_ = info->cluster_id();
+  initial_members_ = std::move(assigned);
+  md->set_member_id(member_id_);
+  md->set_cluster_id(cluster_id_);
+  lg_.Info("joining an existing cluster", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                           {"local-member-id", util::IdToHex(member_id_)},
+                                           {"remote-member-id", util::IdToHex(info->member_id())}});
+  return absl::OkStatus();
+}
+
+absl::Status EtcdServer::Impl::ForceNewCluster(raftpb::HardState* hs,
+                                               std::vector<raftpb::Entry>* entries,
+                                               const raftpb::Snapshot& snapshot) {
+  // etcd restartAsStandaloneNode: drop the uncommitted tail, then commit
+  // conf changes that remove every other member (and add this one if the
+  // log never did), so this member restarts as a one-member cluster that
+  // keeps its data.
+  const uint64_t self = member_id_.load();
+  while (!entries->empty() && entries->back().index() > hs->commit()) entries->pop_back();
+  std::set<uint64_t> ids;
+  for (uint64_t id : snapshot.metadata().conf_state().voters()) ids.insert(id);
+  for (uint64_t id : snapshot.metadata().conf_state().learners()) ids.insert(id);
+  for (const auto& e : *entries) {
+    if (e.type() == raftpb::EntryConfChange) {
+      raftpb::ConfChange cc;
+      if (!cc.ParseFromString(e.data())) continue;
+      if (cc.type() == raftpb::ConfChangeRemoveNode) {
+        ids.erase(cc.node_id());
+      } else if (cc.type() == raftpb::ConfChangeAddNode ||
+                 cc.type() == raftpb::ConfChangeAddLearnerNode) {
+        ids.insert(cc.node_id());
+      }
+    } else if (e.type() == raftpb::EntryConfChangeV2) {
+      raftpb::ConfChangeV2 cc;
+      if (!cc.ParseFromString(e.data())) continue;
+      for (const auto& c : cc.changes()) {
+        if (c.type() == raftpb::ConfChangeRemoveNode) {
+          ids.erase(c.node_id());
+        } else if (c.type() == raftpb::ConfChangeAddNode ||
+                   c.type() == raftpb::ConfChangeAddLearnerNode) {
+          ids.insert(c.node_id());
+        }
+      }
+    }
+  }
+  uint64_t index = entries->empty() ? snapshot.metadata().index() : entries->back().index();
+  std::vector<raftpb::Entry> added;
+  auto append = [&](const raftpb::ConfChange& cc) {
+    raftpb::Entry e;
+    e.set_type(raftpb::EntryConfChange);
+    e.set_term(hs->term());
+    e.set_index(++index);
+    e.set_data(cc.SerializeAsString());
+    added.push_back(e);
+  };
+  for (uint64_t id : ids) {
+    if (id == self) continue;
+    raftpb::ConfChange cc;
+    cc.set_type(raftpb::ConfChangeRemoveNode);
+    cc.set_node_id(id);
+    append(cc);
+  }
+  if (!ids.contains(self)) {
+    raftpb::ConfChange cc;
+    cc.set_type(raftpb::ConfChangeAddNode);
+    cc.set_node_id(self);
+    serverpb::MemberRecord m;
+    m.set_id(self);
+    m.set_name(cfg_.name);
+    for (const auto& u : peer_urls_) m.add_peer_urls(u);
+    cc.set_context(m.SerializeAsString());
+    append(cc);
+  }
+  hs->set_commit(index);
+  if (auto s = wal_->Save(*hs, added, /*must_sync=*/true); !s.ok()) return s;
+  for (auto& e : added) entries->push_back(std::move(e));
+  lg_.Info("forcing restart member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                      {"local-member-id", util::IdToHex(self)},
+                                      {"commit-index", hs->commit()},
+                                      {"removed-members", static_cast<uint64_t>(ids.size() -
+                                                                              (ids.contains(self) ? 1 : 0))}});
+  return absl::OkStatus();
+}
+
 absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
   auto rtx = backend_->BeginRead();
   if (!rtx.ok()) return rtx.status();
   std::unique_lock<std::mutex> l(members_mu_);
+  members_.clear();
+  removed_.clear();
   absl::Status bad;
-  auto s = (*rtx)->Scan(storage::kMembersBucket, "", "", [&](std::string_view, std::string_view v) {
+  auto s = (*rtx)->Scan(storage::kMembersRemovedBucket, "", "",
+                        [&](std::string_view k, std::string_view) {
+                          uint64_t id = 0;
+                          if (absl::SimpleHexAtoi(absl::string_view(k.data(), k.size()), &id)) {
+                            removed_.insert(id);
+                          }
+                          return true;
+                        });
+  if (!s.ok()) return s;
+  s = (*rtx)->Scan(storage::kMembersBucket, "", "", [&](std::string_view, std::string_view v) {
     serverpb::MemberRecord m;
     if (!m.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
       bad = absl::DataLossError("undecodable member record");
@@ -257,6 +418,8 @@ absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
   if (!s.ok()) return s;
   if (!bad.ok()) return bad;
   std::unique_lock<std::mutex> al(alarm_mu_);
+  alarms_.clear();
+  nospace_ = false;
   s = (*rtx)->Scan(storage::kAlarmBucket, "", "", [&](std::string_view k, std::string_view) {
     etcdserverpb::AlarmMember am;
     if (am.ParseFromArray(k.data(), static_cast<int>(k.size()))) {
@@ -304,15 +467,33 @@ absl::Status EtcdServer::Impl::Start() {
   lopts.clock = clock_;
   lopts.logger = lg_.WithComponent("lease");
   lessor_ = std::make_unique<lease::Lessor>(lopts);
-  {
+  auto read_consistent_index = [this]() -> absl::Status {
     auto rtx = backend_->BeginRead();
     if (!rtx.ok()) return rtx.status();
-    if (auto s = lessor_->Recover(rtx->get()); !s.ok()) return s;
     auto ci = (*rtx)->Get(storage::kMetaBucket, kConsistentIndexKey);
     if (!ci.ok()) return ci.status();
     if (ci->has_value() && (*ci)->size() == 8) {
       consistent_index_ = storage::GetBigEndian64((*ci)->data());
     }
+    return absl::OkStatus();
+  };
+  if (auto s = read_consistent_index(); !s.ok()) return s;
+  if (consistent_index_ < snapshot_index_) {
+    // A snapshot from the leader was saved but its backend not yet
+    // installed when the member stopped (etcd openSnapshotBackend).
+    const std::string path = SnapshotDbPath(snapshot_index_);
+    if (env_->FileExists(path)) {
+      lg_.Info("restoring backend from received snapshot", {{"path", path},
+                                                             {"snapshot-index", snapshot_index_}});
+      if (auto s = RestoreBackendFrom(path); !s.ok()) return s;
+      if (auto s = read_consistent_index(); !s.ok()) return s;
+      (void)env_->RemoveFile(path);
+    }
+  }
+  {
+    auto rtx = backend_->BeginRead();
+    if (!rtx.ok()) return rtx.status();
+    if (auto s = lessor_->Recover(rtx->get()); !s.ok()) return s;
   }
   lease_observer_ = std::make_unique<LessorLeaseObserver>(lessor_.get());
   mvcc::StoreOptions sopts;
@@ -339,6 +520,11 @@ absl::Status EtcdServer::Impl::Start() {
     applied_index_atomic_ = applied_index_;
   }
   idgen_ = std::make_unique<IdGenerator>(member_id_, clock_->WallMillis());
+  transport_->SetHandler(this);
+  transport_->SetUnreachableCallback([this](uint64_t id) {
+    PostRaftTask([this, id] { node_->ReportUnreachable(id); });
+  });
+  SyncTransportPeers();
 
   if (quota_bytes_ > 0) {
     if (cfg_.quota_backend_bytes == 0) {
@@ -378,12 +564,8 @@ absl::Status EtcdServer::Impl::Start() {
 
 void EtcdServer::Impl::Stop(bool graceful) {
   if (!started_.load() || stopped_.exchange(true)) return;
+  if (graceful && !stop_requested_.load()) TransferLeadershipOnStop();
   stopping_ = true;
-  if (graceful && lead_.load() == member_id_.load()) {
-    lg_.Info("skipped leadership transfer for single voting member cluster",
-             {{"local-member-id", util::IdToHex(member_id_)},
-              {"current-leader-member-id", util::IdToHex(lead_)}});
-  }
   {
     std::unique_lock<std::mutex> l(hk_mu_);
     hk_stop_ = true;
@@ -406,6 +588,16 @@ void EtcdServer::Impl::Stop(bool graceful) {
     raft_cv_.notify_one();
   }
   if (raft_thread_.joinable()) raft_thread_.join();
+  // No more handler calls after this; then the snapshot senders finish.
+  transport_->Stop();
+  {
+    std::vector<std::thread> senders;
+    {
+      std::unique_lock<std::mutex> l(senders_mu_);
+      senders.swap(snapshot_senders_);
+    }
+    for (auto& t : senders) t.join();
+  }
   {
     std::unique_lock<std::mutex> l(apply_mu_);
     apply_stop_ = true;

@@ -17,6 +17,8 @@ constexpr char kLeaderChanged[] = "etcdserver: leader changed";
 constexpr char kNotCapable[] = "etcdserver: not capable";
 constexpr char kMemberNotFound[] = "etcdserver: member not found";
 constexpr char kBadTransferee[] = "etcdserver: bad leader transferee";
+constexpr char kNotLeader[] = "etcdserver: not leader";
+constexpr char kRemoved[] = "the member has been permanently removed from the cluster";
 
 bool Matches(const absl::Status& s, absl::StatusCode code, std::string_view msg) {
   return s.code() == code && std::string_view(s.message().data(), s.message().size()) == msg;
@@ -60,6 +62,41 @@ bool IsMemberNotFound(const absl::Status& s) {
 absl::Status ErrBadLeaderTransferee() { return absl::FailedPreconditionError(kBadTransferee); }
 bool IsBadLeaderTransferee(const absl::Status& s) {
   return Matches(s, absl::StatusCode::kFailedPrecondition, kBadTransferee);
+}
+
+absl::Status ErrNotLeader() { return absl::FailedPreconditionError(kNotLeader); }
+bool IsNotLeader(const absl::Status& s) {
+  return Matches(s, absl::StatusCode::kFailedPrecondition, kNotLeader);
+}
+absl::Status ErrUnhealthy() { return absl::UnavailableError("etcdserver: unhealthy cluster"); }
+absl::Status ErrNotEnoughStartedMembers() {
+  return absl::FailedPreconditionError(
+      "etcdserver: re-configuration failed due to not enough started members");
+}
+absl::Status ErrLearnerNotReady() {
+  return absl::FailedPreconditionError(
+      "etcdserver: can only promote a learner member which is in sync with leader");
+}
+absl::Status ErrTimeoutLeaderTransfer() {
+  return absl::UnavailableError("etcdserver: request timed out, leader transfer took too long");
+}
+absl::Status ErrInvalidPeerUrls() {
+  return absl::InvalidArgumentError("etcdserver: given member URLs are invalid");
+}
+absl::Status ErrPeerUrlExists() {
+  return absl::FailedPreconditionError("membership: peerURL exists");
+}
+absl::Status ErrIdRemoved() { return absl::NotFoundError("membership: ID removed"); }
+absl::Status ErrIdExists() { return absl::FailedPreconditionError("membership: ID exists"); }
+absl::Status ErrTooManyLearners() {
+  return absl::FailedPreconditionError("membership: too many learner members in cluster");
+}
+absl::Status ErrMemberNotLearner() {
+  return absl::FailedPreconditionError("membership: can only promote a learner member");
+}
+absl::Status ErrMemberRemoved() { return absl::PermissionDeniedError(kRemoved); }
+bool IsMemberRemoved(const absl::Status& s) {
+  return Matches(s, absl::StatusCode::kPermissionDenied, kRemoved);
 }
 
 }  // namespace cppetcd::server

@@ -7,20 +7,6 @@
 #include "absl/strings/str_cat.h"
 
 namespace cppetcd::server {
-namespace {
-
-etcdserverpb::Member ToMemberPb(const serverpb::MemberRecord& m) {
-  etcdserverpb::Member out;
-  out.set_id(m.id());
-  out.set_name(m.name());
-  for (const auto& u : m.peer_urls()) out.add_peerurls(u);
-  for (const auto& u : m.client_urls()) out.add_clienturls(u);
-  out.set_islearner(m.is_learner());
-  return out;
-}
-
-}  // namespace
-
 // ---------------------------------------------------------------------------
 // EtcdServer: thin forwarding to Impl plus request shaping.
 
@@ -39,6 +25,8 @@ bool EtcdServer::IsReady() const {
   std::unique_lock<std::mutex> l(impl_->ready_mu_);
   return impl_->ready_;
 }
+
+bool EtcdServer::StopRequested() const { return impl_->stop_requested_.load(); }
 
 uint64_t EtcdServer::MemberId() const { return impl_->member_id_.load(); }
 uint64_t EtcdServer::ClusterId() const { return impl_->cluster_id_.load(); }
@@ -163,32 +151,14 @@ void EtcdServer::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
 }
 
 void EtcdServer::LeaseRenew(int64_t id, Done<int64_t> done) {
-  if (impl_->Stopping()) return std::move(done)(ErrStopped());
-  if (!impl_->lessor_->IsPrimary()) {
-    // Forwarding keep-alives to a remote leader comes with the peer
-    // transport; until then only the leader answers.
-    return std::move(done)(impl_->lead_.load() == raft::kNone ? ErrNoLeader() : ErrNotCapable());
-  }
-  std::move(done)(impl_->lessor_->Renew(id));
+  // The leader's lessor answers; other members forward (etcd 3.4).
+  impl_->RouteLeaseRenew(id, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
 }
 
 void EtcdServer::LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
                                  Done<etcdserverpb::LeaseTimeToLiveResponse> done) {
-  if (impl_->Stopping()) return std::move(done)(ErrStopped());
-  etcdserverpb::LeaseTimeToLiveResponse resp;
-  impl_->FillHeaderImpl(resp.mutable_header(), true);
-  resp.set_id(req.id());
-  auto info = impl_->lessor_->Lookup(req.id());
-  if (!info.has_value()) {
-    resp.set_ttl(-1);
-    return std::move(done)(std::move(resp));
-  }
-  resp.set_ttl(info->remaining_seconds);
-  resp.set_grantedttl(info->ttl_seconds);
-  if (req.keys()) {
-    for (const auto& k : info->keys) resp.add_keys(k);
-  }
-  std::move(done)(std::move(resp));
+  impl_->RouteLeaseTimeToLive(req, SteadyClock::now() + impl_->cfg_.request_timeout,
+                              std::move(done));
 }
 
 void EtcdServer::LeaseLeases(const etcdserverpb::LeaseLeasesRequest&,
@@ -205,28 +175,25 @@ void EtcdServer::MemberList(const etcdserverpb::MemberListRequest&,
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   etcdserverpb::MemberListResponse resp;
   impl_->FillHeaderImpl(resp.mutable_header(), true);
-  {
-    std::unique_lock<std::mutex> l(impl_->members_mu_);
-    for (const auto& [id, m] : impl_->members_) *resp.add_members() = ToMemberPb(m);
-  }
+  for (auto& m : impl_->MemberListPb()) *resp.add_members() = std::move(m);
   std::move(done)(std::move(resp));
 }
 
-void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest&,
+void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest& req,
                            Done<etcdserverpb::MemberAddResponse> done) {
-  std::move(done)(ErrUnimplemented("member add"));
+  impl_->MemberAdd(req, std::move(done));
 }
-void EtcdServer::MemberRemove(const etcdserverpb::MemberRemoveRequest&,
+void EtcdServer::MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
                               Done<etcdserverpb::MemberRemoveResponse> done) {
-  std::move(done)(ErrUnimplemented("member remove"));
+  impl_->MemberRemove(req, std::move(done));
 }
-void EtcdServer::MemberUpdate(const etcdserverpb::MemberUpdateRequest&,
+void EtcdServer::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req,
                               Done<etcdserverpb::MemberUpdateResponse> done) {
-  std::move(done)(ErrUnimplemented("member update"));
+  impl_->MemberUpdate(req, std::move(done));
 }
-void EtcdServer::MemberPromote(const etcdserverpb::MemberPromoteRequest&,
+void EtcdServer::MemberPromote(const etcdserverpb::MemberPromoteRequest& req,
                                Done<etcdserverpb::MemberPromoteResponse> done) {
-  std::move(done)(ErrUnimplemented("member promote"));
+  impl_->RoutePromote(req, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
 }
 
 void EtcdServer::Alarm(const etcdserverpb::AlarmRequest& req,
@@ -298,10 +265,7 @@ void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
 void EtcdServer::MoveLeader(const etcdserverpb::MoveLeaderRequest& req,
                             Done<etcdserverpb::MoveLeaderResponse> done) {
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
-  if (req.targetid() != impl_->member_id_.load()) return std::move(done)(ErrBadLeaderTransferee());
-  etcdserverpb::MoveLeaderResponse resp;
-  impl_->FillHeaderImpl(resp.mutable_header(), true);
-  std::move(done)(std::move(resp));
+  impl_->MoveLeader(req.targetid(), std::move(done));
 }
 
 absl::Status EtcdServer::SnapshotBackend(int fd) {

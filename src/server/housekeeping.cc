@@ -26,13 +26,38 @@ constexpr size_t kMaxLeaseRevokesPerRound = 500;
 // Housekeeping: timeouts, physical compactions, lease expiry, publish, auto
 // compaction.
 
+void EtcdServer::Impl::PostDelayed(milliseconds delay, absl::AnyInvocable<void()> fn) {
+  {
+    std::unique_lock<std::mutex> l(hk_mu_);
+    if (!hk_stop_) {
+      delayed_.push_back(Delayed{SteadyClock::now() + delay, std::move(fn)});
+      return;
+    }
+  }
+  // Stopping: run now; every delayed task answers ErrStopped then.
+  fn();
+}
+
 void EtcdServer::Impl::HousekeepingLoop() {
   while (true) {
+    std::vector<absl::AnyInvocable<void()>> due;
+    bool stop = false;
     {
       std::unique_lock<std::mutex> l(hk_mu_);
       if (!hk_stop_) hk_cv_.wait_for(l, kHousekeepingInterval);
-      if (hk_stop_) break;
+      stop = hk_stop_;
+      const auto t = SteadyClock::now();
+      for (auto it = delayed_.begin(); it != delayed_.end();) {
+        if (stop || it->at <= t) {
+          due.push_back(std::move(it->fn));
+          it = delayed_.erase(it);
+        } else {
+          ++it;
+        }
+      }
     }
+    for (auto& fn : due) fn();
+    if (stop) break;
     const auto now = SteadyClock::now();
     // Proposal timeouts.
     std::vector<Waiter> expired;

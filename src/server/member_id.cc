@@ -18,11 +18,13 @@ uint64_t FirstEightBytesBigEndian(const unsigned char* digest) {
 
 }  // namespace
 
-uint64_t ComputeMemberId(std::vector<std::string> peer_urls, std::string_view token) {
+uint64_t ComputeMemberId(std::vector<std::string> peer_urls, std::string_view token,
+                         std::optional<int64_t> unix_seconds) {
   std::sort(peer_urls.begin(), peer_urls.end());
   std::string b;
   for (const auto& u : peer_urls) b += u;
   b.append(token);
+  if (unix_seconds.has_value()) b += std::to_string(*unix_seconds);
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(b.data()), b.size(), digest);
   return FirstEightBytesBigEndian(digest);

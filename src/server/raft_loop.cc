@@ -52,9 +52,10 @@ void EtcdServer::Impl::RaftLoop() {
   while (true) {
     std::deque<std::pair<uint64_t, std::string>> props;
     std::vector<absl::AnyInvocable<void()>> tasks;
+    std::vector<raftpb::Message> incoming;
     {
       std::unique_lock<std::mutex> l(raft_mu_);
-      while (!raft_stop_ && proposals_.empty() && raft_tasks_.empty()) {
+      while (!raft_stop_ && proposals_.empty() && raft_tasks_.empty() && incoming_.empty()) {
         auto now = SteadyClock::now();
         if (now >= next_tick) break;
         raft_cv_.wait_until(l, next_tick);
@@ -62,12 +63,18 @@ void EtcdServer::Impl::RaftLoop() {
       if (raft_stop_) break;
       props.swap(proposals_);
       tasks.swap(raft_tasks_);
+      incoming.swap(incoming_);
     }
     auto now = SteadyClock::now();
     if (now >= next_tick) {
       node_->Tick();
       next_tick += cfg_.heartbeat_interval;
       if (next_tick < now) next_tick = now + cfg_.heartbeat_interval;  // fell far behind
+    }
+    for (auto& m : incoming) {
+      // Errors (a response from an unknown peer, a stale message) only mean
+      // the message is of no use now.
+      (void)node_->Step(m);
     }
     for (auto& t : tasks) std::move(t)();
     for (auto& p : props) held_proposals_.push_back(std::move(p));
@@ -167,13 +174,26 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
     }
   }
   CPPETCD_CRASH_POINT("raft_before_send");
-  if (!rd.messages.empty()) transport_->Send(std::move(rd.messages));
+  if (!rd.messages.empty()) {
+    // A snapshot goes with a copy of the backend over its own stream.
+    std::vector<raftpb::Message> out;
+    out.reserve(rd.messages.size());
+    for (auto& m : rd.messages) {
+      if (m.type() == raftpb::MsgSnap) {
+        SendSnapshotAsync(std::move(m));
+      } else {
+        out.push_back(std::move(m));
+      }
+    }
+    if (!out.empty()) transport_->Send(std::move(out));
+  }
   CPPETCD_CRASH_POINT("raft_before_apply");
-  if (!rd.committed_entries.empty()) {
+  if (!rd.committed_entries.empty() || !raft::IsEmptySnapshot(rd.snapshot)) {
     std::unique_lock<std::mutex> l(apply_mu_);
     // A copy: Advance needs the committed entries too (applied index,
-    // uncommitted-size accounting).
-    apply_queue_.push_back(rd.committed_entries);
+    // uncommitted-size accounting). A snapshot from the leader is installed
+    // by the apply loop before the entries that follow it.
+    apply_queue_.push_back(ApplyItem{rd.snapshot, rd.committed_entries});
     apply_cv_.notify_one();
   }
   CPPETCD_CRASH_POINT("raft_before_advance");

@@ -7,6 +7,10 @@
 //   proposals.cc     Propose and the quota check (any thread)
 //   reads.cc         linearizable reads (the read thread)
 //   housekeeping.cc  timeouts, lease expiry, publish, auto compaction
+//   membership.cc    member add/remove/update/promote, safety checks
+//   peers.cc         the PeerHandler side (raft messages, forwarded calls),
+//                    snapshot sending, leadership transfer
+//   restore.cc       installing a received snapshot's backend
 //   etcd_server.cc   the public EtcdServer facade
 //
 // EtcdServer: bootstrap, raft loop, apply loop, proposals, reads, leases,
@@ -138,10 +142,71 @@ using Waiter = absl::AnyInvocable<void(Outcome) &&>;
 // TSan, so its mutexes are invisible to the TSan pass. Lock order: none of
 // the mutexes below is held while taking another, except where noted, and
 // no callback (Done, waiter) runs under any of them.
-class EtcdServer::Impl {
+// An item of the apply queue: a raft snapshot to install (received from the
+// leader; empty if none), then committed entries, in log order.
+struct ApplyItem {
+  raftpb::Snapshot snapshot;
+  std::vector<raftpb::Entry> entries;
+};
+
+class EtcdServer::Impl final : public PeerHandler {
  public:
   explicit Impl(ServerConfig cfg);
-  ~Impl();
+  ~Impl() override;
+
+  // ---- PeerHandler (peers.cc; any transport thread)
+  uint64_t ClusterId() const override { return cluster_id_.load(); }
+  uint64_t MemberId() const override { return member_id_.load(); }
+  absl::Status Process(raftpb::Message m) override;
+  std::string SnapshotDbPath(uint64_t snapshot_index) const override;
+  void OnLocalMemberRemoved() override;
+  void LeaseRenew(int64_t lease_id, PeerDone<int64_t> done) override;
+  void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
+                       PeerDone<etcdserverpb::LeaseTimeToLiveResponse> done) override;
+  void MemberPromote(const etcdserverpb::MemberPromoteRequest& req,
+                     PeerDone<etcdserverpb::MemberPromoteResponse> done) override;
+  serverpb::ClusterInfo ClusterInfo() const override;
+
+  // ---- client calls that may be routed to the leader (peers.cc)
+  void RouteLeaseRenew(int64_t id, SteadyClock::time_point deadline, Done<int64_t> done);
+  void RouteLeaseTimeToLive(etcdserverpb::LeaseTimeToLiveRequest req,
+                            SteadyClock::time_point deadline,
+                            Done<etcdserverpb::LeaseTimeToLiveResponse> done);
+  void RoutePromote(etcdserverpb::MemberPromoteRequest req, SteadyClock::time_point deadline,
+                    Done<etcdserverpb::MemberPromoteResponse> done);
+  etcdserverpb::LeaseTimeToLiveResponse LocalTimeToLive(
+      const etcdserverpb::LeaseTimeToLiveRequest& req);
+  void MoveLeader(uint64_t target, Done<etcdserverpb::MoveLeaderResponse> done);
+  void PollMoveLeader(uint64_t target, SteadyClock::time_point start,
+                      SteadyClock::time_point deadline,
+                      Done<etcdserverpb::MoveLeaderResponse> done);
+  // Graceful stop: hand leadership to the best voter (raft thread must run).
+  void TransferLeadershipOnStop();
+  void SendSnapshotAsync(raftpb::Message m);
+  // Runs `fn` on the raft thread and waits for its result (not from the
+  // raft thread). nullopt when the raft loop is gone or `timeout` passes.
+  std::optional<raft::Status> RaftStatus(milliseconds timeout);
+
+  // ---- membership (membership.cc)
+  void MemberAdd(const etcdserverpb::MemberAddRequest& req,
+                 Done<etcdserverpb::MemberAddResponse> done);
+  void MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
+                    Done<etcdserverpb::MemberRemoveResponse> done);
+  void MemberUpdate(const etcdserverpb::MemberUpdateRequest& req,
+                    Done<etcdserverpb::MemberUpdateResponse> done);
+  void LocalPromote(const etcdserverpb::MemberPromoteRequest& req,
+                    Done<etcdserverpb::MemberPromoteResponse> done);
+  void ProposeConfChange(raftpb::ConfChange cc, Waiter w);
+  // Members as etcdserverpb.Member, sorted by ID.
+  std::vector<etcdserverpb::Member> MemberListPb() const;
+  // Apply-time validation of a conf change against members_ (etcd
+  // ValidateConfigurationChange); OK or the error for the waiter.
+  absl::Status ValidateConfChange(const raftpb::ConfChange& cc) const;
+  void SyncTransportPeers();
+
+  // ---- snapshots from the leader (restore.cc; apply thread or Start)
+  void InstallSnapshot(const raftpb::Snapshot& snap);
+  absl::Status RestoreBackendFrom(const std::string& db_path);
 
   absl::Status Start();
   void Stop(bool graceful);
@@ -167,6 +232,10 @@ class EtcdServer::Impl {
   void ReadLoop();
   void HousekeepingLoop();
   void PostRaftTask(absl::AnyInvocable<void()> task);
+  // Runs `fn` on the housekeeping thread after `delay` (retries, polls).
+  // Dropped (not run) if the server stops first.
+  void PostDelayed(milliseconds delay, absl::AnyInvocable<void()> fn);
+  void RequestSelfStop(std::string_view why);
   void MaybeFastForwardTicks();
   void TakeSnapshot(uint64_t index);
 
@@ -180,6 +249,9 @@ class EtcdServer::Impl {
 
   // ---- misc
   absl::Status OpenOrBootstrap();
+  absl::Status JoinExistingCluster(serverpb::WalMetadata* md);
+  absl::Status ForceNewCluster(raftpb::HardState* hs, std::vector<raftpb::Entry>* entries,
+                               const raftpb::Snapshot& snapshot);
   absl::Status LoadMembersAndAlarms();
   void Publish();
   void CheckLeaseExpiry();
@@ -201,6 +273,7 @@ class EtcdServer::Impl {
   milliseconds compaction_period_{0};
   int64_t compaction_revisions_ = 0;
   std::unique_ptr<IdGenerator> idgen_;
+  std::vector<std::string> peer_urls_;  // this member's advertised peer URLs
 
   // Storage and state machines (owned; created in Start).
   std::unique_ptr<raft::MemoryStorage> raft_storage_;
@@ -232,13 +305,14 @@ class EtcdServer::Impl {
   std::condition_variable raft_cv_;
   std::deque<std::pair<uint64_t, std::string>> proposals_ ABSL_GUARDED_BY(raft_mu_);
   std::vector<absl::AnyInvocable<void()>> raft_tasks_ ABSL_GUARDED_BY(raft_mu_);
+  std::vector<raftpb::Message> incoming_ ABSL_GUARDED_BY(raft_mu_);  // from peers
   bool raft_stop_ ABSL_GUARDED_BY(raft_mu_) = false;
   std::thread raft_thread_;
 
   // Apply loop input: batches of committed entries, in log order.
   std::mutex apply_mu_;
   std::condition_variable apply_cv_;
-  std::deque<std::vector<raftpb::Entry>> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
+  std::deque<ApplyItem> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
   bool apply_stop_ ABSL_GUARDED_BY(apply_mu_) = false;
   bool apply_drain_ ABSL_GUARDED_BY(apply_mu_) = true;  // finish queued batches on stop
   std::thread apply_thread_;
@@ -289,6 +363,17 @@ class EtcdServer::Impl {
   bool compaction_in_flight_ = false;
   std::atomic<bool> compaction_done_flag_{false};
   std::atomic<bool> compaction_ok_flag_{false};
+  struct Delayed {
+    SteadyClock::time_point at;
+    absl::AnyInvocable<void()> fn;
+  };
+  std::vector<Delayed> delayed_ ABSL_GUARDED_BY(hk_mu_);
+
+  // Snapshot senders (one thread per MsgSnap in flight), joined at Stop.
+  std::mutex senders_mu_;
+  std::vector<std::thread> snapshot_senders_ ABSL_GUARDED_BY(senders_mu_);
+  std::atomic<bool> stop_requested_{false};
+  std::set<uint64_t> transport_peers_;  // peers handed to the transport (SyncTransportPeers)
 
   // Ready (published) signal.
   std::mutex ready_mu_;
@@ -298,6 +383,7 @@ class EtcdServer::Impl {
   // Members and alarms (in-memory mirrors of their buckets).
   mutable std::mutex members_mu_;
   std::map<uint64_t, serverpb::MemberRecord> members_ ABSL_GUARDED_BY(members_mu_);
+  std::set<uint64_t> removed_ ABSL_GUARDED_BY(members_mu_);
   mutable std::mutex alarm_mu_;
   std::set<std::pair<uint64_t, int>> alarms_ ABSL_GUARDED_BY(alarm_mu_);
   std::atomic<bool> nospace_{false};

@@ -56,6 +56,38 @@ bool IsMemberNotFound(const absl::Status& s);
 absl::Status ErrBadLeaderTransferee();
 bool IsBadLeaderTransferee(const absl::Status& s);
 
+// ---- Membership and leadership (etcd 3.4 etcdserver/errors.go,
+// membership/errors.go). Raised with etcd's internal text; the api table
+// maps them to etcd's gRPC answer.
+
+// FailedPrecondition "etcdserver: not leader".
+absl::Status ErrNotLeader();
+bool IsNotLeader(const absl::Status& s);
+// Unavailable "etcdserver: unhealthy cluster" (a change would risk quorum).
+absl::Status ErrUnhealthy();
+// FailedPrecondition "etcdserver: re-configuration failed due to not enough
+// started members".
+absl::Status ErrNotEnoughStartedMembers();
+// FailedPrecondition "etcdserver: can only promote a learner member which is
+// in sync with leader".
+absl::Status ErrLearnerNotReady();
+// Unavailable "etcdserver: request timed out, leader transfer took too long".
+absl::Status ErrTimeoutLeaderTransfer();
+// InvalidArgument "etcdserver: given member URLs are invalid".
+absl::Status ErrInvalidPeerUrls();
+// membership errors: "membership: peerURL exists", "membership: ID removed",
+// "membership: ID exists", "membership: too many learner members in
+// cluster", "membership: can only promote a learner member".
+absl::Status ErrPeerUrlExists();
+absl::Status ErrIdRemoved();
+absl::Status ErrIdExists();
+absl::Status ErrTooManyLearners();
+absl::Status ErrMemberNotLearner();
+// PermissionDenied "the member has been permanently removed from the
+// cluster": a removed member's raft traffic is refused with it.
+absl::Status ErrMemberRemoved();
+bool IsMemberRemoved(const absl::Status& s);
+
 }  // namespace cppetcd::server
 
 #endif  // CPPETCD_SERVER_ERRORS_H_

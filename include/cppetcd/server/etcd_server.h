@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,10 @@ struct ServerConfig {
   std::map<std::string, std::vector<std::string>> initial_cluster;
   ClusterState initial_cluster_state = ClusterState::kNew;  // --initial-cluster-state
   std::string initial_cluster_token = "etcd-cluster";       // --initial-cluster-token
+  // --initial-advertise-peer-urls; empty: this member's URLs in initial_cluster.
+  std::vector<std::string> initial_advertise_peer_urls;
+  bool force_new_cluster = false;     // --force-new-cluster
+  bool strict_reconfig_check = true;  // --strict-reconfig-check
   std::vector<std::string> advertise_client_urls = {"http://localhost:2379"};
   uint64_t snapshot_count = 100000;                          // --snapshot-count
   std::chrono::milliseconds heartbeat_interval{100};         // --heartbeat-interval
@@ -83,7 +88,8 @@ struct ServerConfig {
   util::Logger logger = util::GetLogger("etcdserver");
   util::Clock* clock = nullptr;  // lessor, compactor and ID timestamps; null: SystemClock
   util::Env* env = nullptr;      // WAL and snapshot files; null: Env::Default()
-  // Peer network; null: NoopTransport (single member).
+  // Peer network; null: NoopTransport (single member). The server calls
+  // SetHandler at Start and Stop at Stop.
   std::shared_ptr<Transport> transport;
 };
 
@@ -133,6 +139,10 @@ class EtcdServer {
   bool WaitReady(std::chrono::milliseconds timeout);
   bool IsReady() const;
 
+  // True once the server decided to stop on its own: this member was removed
+  // from the cluster (etcd exits then). The owner should call Stop().
+  bool StopRequested() const;
+
   // Identity. Valid after Create.
   uint64_t MemberId() const;
   uint64_t ClusterId() const;  // may change once at Start (existing cluster's ID from the WAL)
@@ -172,10 +182,17 @@ class EtcdServer {
   void LeaseLeases(const etcdserverpb::LeaseLeasesRequest& req,
                    Done<etcdserverpb::LeaseLeasesResponse> done);
 
-  // ---- Cluster. MemberList is linearizable-free (local view), as etcd 3.4.
+  // ---- Cluster (etcd 3.4 Cluster service). MemberList is the local view.
   void MemberList(const etcdserverpb::MemberListRequest& req,
                   Done<etcdserverpb::MemberListResponse> done);
-  // Membership changes: ErrUnimplemented for now (a later issue).
+  // Membership changes go through raft as conf changes (one at a time) and
+  // answer once applied here. With strict_reconfig_check, etcd's safety
+  // checks apply: ErrNotEnoughStartedMembers, ErrUnhealthy (a voter has not
+  // been connected for 5 s), ErrTooManyLearners (one learner at most),
+  // ErrLearnerNotReady (learner below 90% of the leader's log). Other
+  // errors: ErrInvalidPeerUrls, ErrPeerUrlExists, ErrMemberNotFound,
+  // ErrIdRemoved, ErrMemberNotLearner, ErrTimeout. Promote is decided by
+  // the leader (forwarded by followers).
   void MemberAdd(const etcdserverpb::MemberAddRequest& req,
                  Done<etcdserverpb::MemberAddResponse> done);
   void MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
@@ -195,7 +212,9 @@ class EtcdServer {
   // LMDB needs no defragmentation: succeeds after a backend sync.
   void Defragment(const etcdserverpb::DefragmentRequest& req,
                   Done<etcdserverpb::DefragmentResponse> done);
-  // Single member: OK when target is this member, else ErrBadLeaderTransferee.
+  // Leader only (else ErrNotLeader): hands leadership to voting member
+  // `targetid` (else ErrBadLeaderTransferee) and answers once it leads, or
+  // ErrTimeoutLeaderTransfer. Moving to itself is OK at once.
   void MoveLeader(const etcdserverpb::MoveLeaderRequest& req,
                   Done<etcdserverpb::MoveLeaderResponse> done);
   // Writes a consistent copy of the backend (bbolt-equivalent snapshot for
@@ -227,7 +246,10 @@ class EtcdServer {
 
 // etcd's member ID: the first 8 bytes (big-endian) of SHA-1 over the sorted
 // peer URLs concatenated, then the cluster token (membership.NewMember).
-uint64_t ComputeMemberId(std::vector<std::string> peer_urls, std::string_view token);
+// With `unix_seconds`, its decimal digits are appended after the token (a
+// member added at run time, so a re-added member gets a new ID).
+uint64_t ComputeMemberId(std::vector<std::string> peer_urls, std::string_view token,
+                         std::optional<int64_t> unix_seconds = std::nullopt);
 // etcd's cluster ID: first 8 bytes of SHA-1 over the sorted member IDs, each
 // 8 bytes big-endian (RaftCluster.genID).
 uint64_t ComputeClusterId(std::vector<uint64_t> member_ids);

@@ -1,0 +1,386 @@
+// EtcdServer membership changes (etcd 3.4 etcdserver/server.go AddMember,
+// RemoveMember, UpdateMember, PromoteMember and membership/cluster.go's
+// checks): requests are checked against the applied membership, proposed as
+// raft ConfChange entries (one at a time, as raft allows) and answered once
+// applied. Any thread; ValidateConfChange runs on the apply thread.
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "server_impl.h"
+
+namespace cppetcd::server {
+namespace {
+
+// A peer must have been connected this long for a change to count it as
+// healthy (etcd HealthInterval).
+constexpr milliseconds kHealthInterval{5000};
+
+etcdserverpb::Member ToMember(const serverpb::MemberRecord& m) {
+  etcdserverpb::Member out;
+  out.set_id(m.id());
+  out.set_name(m.name());
+  for (const auto& u : m.peer_urls()) out.add_peerurls(u);
+  for (const auto& u : m.client_urls()) out.add_clienturls(u);
+  out.set_islearner(m.is_learner());
+  return out;
+}
+
+// "http(s)://host:port" with nothing after the port (etcd types.NewURLs).
+bool ValidPeerUrl(const std::string& u) {
+  std::string_view rest;
+  if (u.starts_with("http://")) {
+    rest = std::string_view(u).substr(7);
+  } else if (u.starts_with("https://")) {
+    rest = std::string_view(u).substr(8);
+  } else {
+    return false;
+  }
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  const std::string_view port = rest.substr(colon + 1);
+  if (port.empty() || port.size() > 5) return false;
+  for (char c : port) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return rest.find('/') == std::string_view::npos;
+}
+
+absl::StatusOr<std::vector<std::string>> CheckPeerUrls(
+    const google::protobuf::RepeatedPtrField<std::string>& urls) {
+  if (urls.empty()) return ErrInvalidPeerUrls();
+  std::vector<std::string> out(urls.begin(), urls.end());
+  for (const auto& u : out) {
+    if (!ValidPeerUrl(u)) return ErrInvalidPeerUrls();
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+std::vector<etcdserverpb::Member> EtcdServer::Impl::MemberListPb() const {
+  std::vector<etcdserverpb::Member> out;
+  std::unique_lock<std::mutex> l(members_mu_);
+  for (const auto& [id, m] : members_) out.push_back(ToMember(m));
+  return out;
+}
+
+void EtcdServer::Impl::ProposeConfChange(raftpb::ConfChange cc, Waiter w) {
+  if (Stopping()) return std::move(w)(Outcome{ErrStopped(), {}, std::nullopt});
+  const uint64_t id = idgen_->Next();
+  cc.set_id(id);
+  {
+    std::unique_lock<std::mutex> l(wait_mu_);
+    waiters_[id] = WaitEntry{std::move(w), SteadyClock::now() + cfg_.request_timeout};
+  }
+  metrics_.proposals_pending.fetch_add(1, std::memory_order_relaxed);
+  bool posted = false;
+  {
+    std::unique_lock<std::mutex> l(raft_mu_);
+    if (!raft_stop_) {
+      posted = true;
+      raft_tasks_.push_back([this, cc, id] {
+        if (lead_.load() == raft::kNone) {
+          CompleteWaiter(id, Outcome{ErrNoLeader(), {}, std::nullopt});
+          return;
+        }
+        absl::Status s = node_->ProposeConfChange(cc);
+        if (!s.ok()) {
+          CompleteWaiter(id, Outcome{raft::IsProposalDropped(s) ? ErrTooManyRequests() : s, {},
+                                     std::nullopt});
+        }
+      });
+      raft_cv_.notify_one();
+    }
+  }
+  if (!posted) CompleteWaiter(id, Outcome{ErrStopped(), {}, std::nullopt});
+}
+
+absl::Status EtcdServer::Impl::ValidateConfChange(const raftpb::ConfChange& cc) const {
+  std::unique_lock<std::mutex> l(members_mu_);
+  if (removed_.contains(cc.node_id())) return ErrIdRemoved();
+  const bool exists = members_.contains(cc.node_id());
+  switch (cc.type()) {
+    case raftpb::ConfChangeAddNode: {
+      serverpb::MemberRecord m;
+      if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
+      if (exists) {
+        // Promotion of a learner is an AddNode of an existing learner.
+        if (!members_.at(cc.node_id()).is_learner()) return ErrIdExists();
+        return absl::OkStatus();
+      }
+      [[fallthrough]];
+    }
+    case raftpb::ConfChangeAddLearnerNode: {
+      if (exists) return ErrIdExists();
+      serverpb::MemberRecord m;
+      if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
+      for (const auto& [id, other] : members_) {
+        for (const auto& u : other.peer_urls()) {
+          for (const auto& v : m.peer_urls()) {
+            if (u == v) return ErrPeerUrlExists();
+          }
+        }
+      }
+      return absl::OkStatus();
+    }
+    case raftpb::ConfChangeRemoveNode:
+      return exists ? absl::OkStatus() : ErrMemberNotFound();
+    case raftpb::ConfChangeUpdateNode: {
+      if (!exists) return ErrMemberNotFound();
+      serverpb::MemberRecord m;
+      if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
+      for (const auto& [id, other] : members_) {
+        if (id == cc.node_id()) continue;
+        for (const auto& u : other.peer_urls()) {
+          for (const auto& v : m.peer_urls()) {
+            if (u == v) return ErrPeerUrlExists();
+          }
+        }
+      }
+      return absl::OkStatus();
+    }
+    default:
+      return absl::OkStatus();
+  }
+}
+
+void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
+                                 Done<etcdserverpb::MemberAddResponse> done) {
+  if (Stopping()) return std::move(done)(ErrStopped());
+  auto urls = CheckPeerUrls(req.peerurls());
+  if (!urls.ok()) return std::move(done)(urls.status());
+  const auto now = SteadyClock::now();
+  serverpb::MemberRecord m;
+  m.set_id(ComputeMemberId(*urls, cfg_.initial_cluster_token, clock_->WallMillis() / 1000));
+  for (const auto& u : *urls) m.add_peer_urls(u);
+  m.set_is_learner(req.islearner());
+  {
+    std::unique_lock<std::mutex> l(members_mu_);
+    for (const auto& [id, other] : members_) {
+      for (const auto& u : other.peer_urls()) {
+        if (std::find(urls->begin(), urls->end(), u) != urls->end()) {
+          l.unlock();
+          return std::move(done)(ErrPeerUrlExists());
+        }
+      }
+    }
+    if (members_.contains(m.id())) {
+      l.unlock();
+      return std::move(done)(ErrIdExists());
+    }
+    size_t learners = 0, voters = 0, started = 0;
+    for (const auto& [id, other] : members_) {
+      if (other.is_learner()) {
+        ++learners;
+        continue;
+      }
+      ++voters;
+      if (!other.name().empty()) ++started;
+    }
+    if (req.islearner()) {
+      // etcd 3.4 allows one learner at a time.
+      if (learners >= 1) {
+        l.unlock();
+        return std::move(done)(ErrTooManyLearners());
+      }
+    } else if (cfg_.strict_reconfig_check) {
+      // The new voter counts as not started: the started ones must still
+      // be a quorum of the grown cluster (IsReadyToAddVotingMember).
+      const size_t n = voters + 1;
+      const bool single_to_two = started == 1 && n == 2;
+      if (!single_to_two && started < n / 2 + 1) {
+        lg_.Warn("rejecting member add; started member will be less than quorum",
+                 {{"local-member-id", util::IdToHex(member_id_)}});
+        l.unlock();
+        return std::move(done)(ErrNotEnoughStartedMembers());
+      }
+      for (const auto& [id, other] : members_) {
+        if (other.is_learner() || id == member_id_.load()) continue;
+        auto since = transport_->ActiveSince(id);
+        if (!since.has_value() || *since > now - kHealthInterval) {
+          lg_.Warn("rejecting member add request; local member has not been connected to all "
+                   "peers, reconfigure breaks active quorum",
+                   {{"local-member-id", util::IdToHex(member_id_)},
+                    {"requested-member-add", util::IdToHex(m.id())}});
+          l.unlock();
+          return std::move(done)(ErrUnhealthy());
+        }
+      }
+    }
+  }
+  raftpb::ConfChange cc;
+  cc.set_type(req.islearner() ? raftpb::ConfChangeAddLearnerNode : raftpb::ConfChangeAddNode);
+  cc.set_node_id(m.id());
+  cc.set_context(m.SerializeAsString());
+  ProposeConfChange(std::move(cc), [this, m, done = std::move(done)](Outcome o) mutable {
+    if (!o.status.ok()) return std::move(done)(std::move(o.status));
+    etcdserverpb::MemberAddResponse resp;
+    FillHeaderImpl(resp.mutable_header(), true);
+    *resp.mutable_member() = ToMember(m);
+    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
+    std::move(done)(std::move(resp));
+  });
+}
+
+void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
+                                    Done<etcdserverpb::MemberRemoveResponse> done) {
+  if (Stopping()) return std::move(done)(ErrStopped());
+  const uint64_t id = req.id();
+  const auto now = SteadyClock::now();
+  {
+    std::unique_lock<std::mutex> l(members_mu_);
+    auto it = members_.find(id);
+    if (it == members_.end()) {
+      const bool removed = removed_.contains(id);
+      l.unlock();
+      return std::move(done)(removed ? ErrIdRemoved() : ErrMemberNotFound());
+    }
+    if (cfg_.strict_reconfig_check && !it->second.is_learner()) {
+      // IsReadyToRemoveVotingMember: the started voters left must be a
+      // quorum of the shrunk cluster.
+      size_t n = 0, started = 0;
+      for (const auto& [mid, other] : members_) {
+        if (other.is_learner() || mid == id) continue;
+        ++n;
+        if (!other.name().empty()) ++started;
+      }
+      if (started < n / 2 + 1) {
+        l.unlock();
+        return std::move(done)(ErrNotEnoughStartedMembers());
+      }
+      // A member that is down is safe to remove; otherwise the connected
+      // voters minus this one must still be a quorum.
+      const bool peer_down = id != member_id_.load() && !transport_->ActiveSince(id).has_value();
+      if (!peer_down) {
+        size_t voters = 0, active = 0;
+        for (const auto& [mid, other] : members_) {
+          if (other.is_learner()) continue;
+          ++voters;
+          if (mid == member_id_.load()) {
+            ++active;
+            continue;
+          }
+          auto since = transport_->ActiveSince(mid);
+          if (since.has_value() && *since <= now - kHealthInterval) ++active;
+        }
+        if (active < 1 + 1 + (voters - 1) / 2) {
+          lg_.Warn("rejecting member remove request; local member has not been connected to all "
+                   "peers, reconfigure breaks active quorum",
+                   {{"local-member-id", util::IdToHex(member_id_)},
+                    {"requested-member-remove", util::IdToHex(id)}});
+          l.unlock();
+          return std::move(done)(ErrUnhealthy());
+        }
+      }
+    }
+  }
+  raftpb::ConfChange cc;
+  cc.set_type(raftpb::ConfChangeRemoveNode);
+  cc.set_node_id(id);
+  ProposeConfChange(std::move(cc), [this, done = std::move(done)](Outcome o) mutable {
+    if (!o.status.ok()) return std::move(done)(std::move(o.status));
+    etcdserverpb::MemberRemoveResponse resp;
+    FillHeaderImpl(resp.mutable_header(), true);
+    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
+    std::move(done)(std::move(resp));
+  });
+}
+
+void EtcdServer::Impl::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req,
+                                    Done<etcdserverpb::MemberUpdateResponse> done) {
+  if (Stopping()) return std::move(done)(ErrStopped());
+  auto urls = CheckPeerUrls(req.peerurls());
+  if (!urls.ok()) return std::move(done)(urls.status());
+  serverpb::MemberRecord m;
+  {
+    std::unique_lock<std::mutex> l(members_mu_);
+    auto it = members_.find(req.id());
+    if (it == members_.end()) {
+      const bool removed = removed_.contains(req.id());
+      l.unlock();
+      return std::move(done)(removed ? ErrIdRemoved() : ErrMemberNotFound());
+    }
+    for (const auto& [id, other] : members_) {
+      if (id == req.id()) continue;
+      for (const auto& u : other.peer_urls()) {
+        if (std::find(urls->begin(), urls->end(), u) != urls->end()) {
+          l.unlock();
+          return std::move(done)(ErrPeerUrlExists());
+        }
+      }
+    }
+    m = it->second;
+  }
+  m.clear_peer_urls();
+  for (const auto& u : *urls) m.add_peer_urls(u);
+  raftpb::ConfChange cc;
+  cc.set_type(raftpb::ConfChangeUpdateNode);
+  cc.set_node_id(m.id());
+  cc.set_context(m.SerializeAsString());
+  ProposeConfChange(std::move(cc), [this, done = std::move(done)](Outcome o) mutable {
+    if (!o.status.ok()) return std::move(done)(std::move(o.status));
+    etcdserverpb::MemberUpdateResponse resp;
+    FillHeaderImpl(resp.mutable_header(), true);
+    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
+    std::move(done)(std::move(resp));
+  });
+}
+
+void EtcdServer::Impl::LocalPromote(const etcdserverpb::MemberPromoteRequest& req,
+                                    Done<etcdserverpb::MemberPromoteResponse> done) {
+  // On the leader (etcd: only the leader knows whether the learner caught up).
+  if (Stopping()) return std::move(done)(ErrStopped());
+  serverpb::MemberRecord m;
+  {
+    std::unique_lock<std::mutex> l(members_mu_);
+    auto it = members_.find(req.id());
+    if (it == members_.end()) {
+      const bool removed = removed_.contains(req.id());
+      l.unlock();
+      return std::move(done)(removed ? ErrIdRemoved() : ErrMemberNotFound());
+    }
+    if (!it->second.is_learner()) {
+      l.unlock();
+      return std::move(done)(ErrMemberNotLearner());
+    }
+    m = it->second;
+    if (cfg_.strict_reconfig_check) {
+      size_t n = 1, started = m.name().empty() ? 0 : 1;
+      for (const auto& [id, other] : members_) {
+        if (other.is_learner()) continue;
+        ++n;
+        if (!other.name().empty()) ++started;
+      }
+      if (started < n / 2 + 1) {
+        l.unlock();
+        return std::move(done)(ErrNotEnoughStartedMembers());
+      }
+    }
+  }
+  // The learner must hold at least 90% of the leader's log (etcd
+  // isLearnerReady).
+  auto st = RaftStatus(milliseconds(1000));
+  if (!st.has_value()) return std::move(done)(ErrTimeout());
+  if (st->soft_state.raft_state != raft::StateType::kLeader) return std::move(done)(ErrNotLeader());
+  const auto leader = st->progress.find(member_id_.load());
+  const auto learner = st->progress.find(m.id());
+  if (leader == st->progress.end() || learner == st->progress.end() ||
+      static_cast<double>(learner->second.match) <
+          static_cast<double>(leader->second.match) * 0.9) {
+    return std::move(done)(ErrLearnerNotReady());
+  }
+  m.set_is_learner(false);
+  raftpb::ConfChange cc;
+  cc.set_type(raftpb::ConfChangeAddNode);
+  cc.set_node_id(m.id());
+  cc.set_context(m.SerializeAsString());
+  ProposeConfChange(std::move(cc), [this, done = std::move(done)](Outcome o) mutable {
+    if (!o.status.ok()) return std::move(done)(std::move(o.status));
+    etcdserverpb::MemberPromoteResponse resp;
+    FillHeaderImpl(resp.mutable_header(), true);
+    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
+    std::move(done)(std::move(resp));
+  });
+}
+
+}  // namespace cppetcd::server

@@ -1,0 +1,361 @@
+// EtcdServer and its peers: the PeerHandler side (raft messages in, calls
+// other members forward to the leader), routing of lease keep-alives and
+// TTL queries to the leader, snapshot sending, leadership transfer
+// (MoveLeader and on graceful stop). Any thread unless noted.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "absl/strings/str_format.h"
+#include "server_impl.h"
+
+namespace cppetcd::server {
+namespace {
+
+// Pause between attempts while no leader is known or the leader refuses
+// because it just lost leadership.
+constexpr milliseconds kRouteRetry{50};
+// Timeout of one forwarded call.
+constexpr milliseconds kForwardTimeout{2000};
+
+bool Retryable(const absl::Status& s) {
+  return IsNotLeader(s) || s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+milliseconds Remaining(SteadyClock::time_point deadline) {
+  auto d = std::chrono::duration_cast<milliseconds>(deadline - SteadyClock::now());
+  return std::max(d, milliseconds(1));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// PeerHandler.
+
+absl::Status EtcdServer::Impl::Process(raftpb::Message m) {
+  {
+    std::unique_lock<std::mutex> l(members_mu_);
+    if (removed_.contains(m.from())) return ErrMemberRemoved();
+  }
+  std::unique_lock<std::mutex> l(raft_mu_);
+  if (raft_stop_) return ErrStopped();
+  incoming_.push_back(std::move(m));
+  raft_cv_.notify_one();
+  return absl::OkStatus();
+}
+
+std::string EtcdServer::Impl::SnapshotDbPath(uint64_t snapshot_index) const {
+  return absl::StrFormat("%s/%016x.snap.db", snap_dir_, snapshot_index);
+}
+
+void EtcdServer::Impl::OnLocalMemberRemoved() {
+  RequestSelfStop("the member has been permanently removed from the cluster");
+}
+
+void EtcdServer::Impl::RequestSelfStop(std::string_view why) {
+  if (stop_requested_.exchange(true)) return;
+  lg_.Warn(std::string(why), {{"local-member-id", util::IdToHex(member_id_)}});
+  lg_.Warn("the data-dir used by this member must be removed",
+           {{"data-dir", cfg_.data_dir}});
+}
+
+void EtcdServer::Impl::LeaseRenew(int64_t lease_id, PeerDone<int64_t> done) {
+  if (Stopping()) return std::move(done)(ErrStopped());
+  if (!lessor_->IsPrimary()) return std::move(done)(ErrNotLeader());
+  std::move(done)(lessor_->Renew(lease_id));
+}
+
+void EtcdServer::Impl::LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
+                                       PeerDone<etcdserverpb::LeaseTimeToLiveResponse> done) {
+  if (Stopping()) return std::move(done)(ErrStopped());
+  if (!lessor_->IsPrimary()) return std::move(done)(ErrNotLeader());
+  std::move(done)(LocalTimeToLive(req));
+}
+
+void EtcdServer::Impl::MemberPromote(const etcdserverpb::MemberPromoteRequest& req,
+                                     PeerDone<etcdserverpb::MemberPromoteResponse> done) {
+  if (Stopping()) return std::move(done)(ErrStopped());
+  if (lead_.load() != member_id_.load()) return std::move(done)(ErrNotLeader());
+  LocalPromote(req, [done = std::move(done)](absl::StatusOr<etcdserverpb::MemberPromoteResponse> r) mutable {
+    std::move(done)(std::move(r));
+  });
+}
+
+serverpb::ClusterInfo EtcdServer::Impl::ClusterInfo() const {
+  serverpb::ClusterInfo info;
+  info.set_cluster_id(cluster_id_.load());
+  info.set_member_id(member_id_.load());
+  std::unique_lock<std::mutex> l(members_mu_);
+  for (const auto& [id, m] : members_) *info.add_members() = m;
+  for (uint64_t id : removed_) info.add_removed_ids(id);
+  return info;
+}
+
+// ---------------------------------------------------------------------------
+// Routing to the leader (etcd 3.4 forwards keep-alives and TTL queries to the
+// leader over peer HTTP; its lessor alone knows the remaining TTLs).
+
+void EtcdServer::Impl::RouteLeaseRenew(int64_t id, SteadyClock::time_point deadline,
+                                       Done<int64_t> done) {
+  if (Stopping()) return std::move(done)(ErrStopped());
+  if (lessor_->IsPrimary()) return std::move(done)(lessor_->Renew(id));
+  const uint64_t lead = lead_.load();
+  auto retry = [this, id, deadline](Done<int64_t> d) {
+    if (SteadyClock::now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
+    PostDelayed(kRouteRetry, [this, id, deadline, d = std::move(d)]() mutable {
+      RouteLeaseRenew(id, deadline, std::move(d));
+    });
+  };
+  if (lead == raft::kNone || lead == member_id_.load()) return retry(std::move(done));
+  transport_->LeaseRenew(
+      lead, id, std::min(Remaining(deadline), kForwardTimeout),
+      [retry = std::move(retry), done = std::move(done)](absl::StatusOr<int64_t> r) mutable {
+        if (!r.ok() && Retryable(r.status())) return retry(std::move(done));
+        std::move(done)(std::move(r));
+      });
+}
+
+etcdserverpb::LeaseTimeToLiveResponse EtcdServer::Impl::LocalTimeToLive(
+    const etcdserverpb::LeaseTimeToLiveRequest& req) {
+  etcdserverpb::LeaseTimeToLiveResponse resp;
+  FillHeaderImpl(resp.mutable_header(), true);
+  resp.set_id(req.id());
+  auto info = lessor_->Lookup(req.id());
+  if (!info.has_value()) {
+    resp.set_ttl(-1);
+    return resp;
+  }
+  resp.set_ttl(info->remaining_seconds);
+  resp.set_grantedttl(info->ttl_seconds);
+  if (req.keys()) {
+    for (const auto& k : info->keys) resp.add_keys(k);
+  }
+  return resp;
+}
+
+void EtcdServer::Impl::RouteLeaseTimeToLive(etcdserverpb::LeaseTimeToLiveRequest req,
+                                            SteadyClock::time_point deadline,
+                                            Done<etcdserverpb::LeaseTimeToLiveResponse> done) {
+  if (Stopping()) return std::move(done)(ErrStopped());
+  if (lessor_->IsPrimary()) return std::move(done)(LocalTimeToLive(req));
+  const uint64_t lead = lead_.load();
+  auto retry = [this, req, deadline](Done<etcdserverpb::LeaseTimeToLiveResponse> d) {
+    if (SteadyClock::now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
+    PostDelayed(kRouteRetry, [this, req, deadline, d = std::move(d)]() mutable {
+      RouteLeaseTimeToLive(req, deadline, std::move(d));
+    });
+  };
+  if (lead == raft::kNone || lead == member_id_.load()) return retry(std::move(done));
+  transport_->LeaseTimeToLive(
+      lead, req, std::min(Remaining(deadline), kForwardTimeout),
+      [this, retry = std::move(retry),
+       done = std::move(done)](absl::StatusOr<etcdserverpb::LeaseTimeToLiveResponse> r) mutable {
+        if (!r.ok() && Retryable(r.status())) return retry(std::move(done));
+        if (r.ok()) FillHeaderImpl(r->mutable_header(), true);  // this member's header
+        std::move(done)(std::move(r));
+      });
+}
+
+void EtcdServer::Impl::RoutePromote(etcdserverpb::MemberPromoteRequest req,
+                                    SteadyClock::time_point deadline,
+                                    Done<etcdserverpb::MemberPromoteResponse> done) {
+  if (Stopping()) return std::move(done)(ErrStopped());
+  const uint64_t lead = lead_.load();
+  if (lead == member_id_.load()) return LocalPromote(req, std::move(done));
+  auto retry = [this, req, deadline](Done<etcdserverpb::MemberPromoteResponse> d) {
+    if (SteadyClock::now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
+    PostDelayed(kRouteRetry, [this, req, deadline, d = std::move(d)]() mutable {
+      RoutePromote(req, deadline, std::move(d));
+    });
+  };
+  if (lead == raft::kNone) return retry(std::move(done));
+  transport_->MemberPromote(
+      lead, req, std::min(Remaining(deadline), kForwardTimeout),
+      [this, retry = std::move(retry),
+       done = std::move(done)](absl::StatusOr<etcdserverpb::MemberPromoteResponse> r) mutable {
+        if (!r.ok() && Retryable(r.status())) return retry(std::move(done));
+        if (r.ok()) FillHeaderImpl(r->mutable_header(), true);
+        std::move(done)(std::move(r));
+      });
+}
+
+// ---------------------------------------------------------------------------
+// Raft status from other threads.
+
+std::optional<raft::Status> EtcdServer::Impl::RaftStatus(milliseconds timeout) {
+  auto promise = std::make_shared<std::promise<raft::Status>>();
+  auto future = promise->get_future();
+  PostRaftTask([this, promise] { promise->set_value(node_->GetStatus()); });
+  if (future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
+  return future.get();
+}
+
+// ---------------------------------------------------------------------------
+// Leadership transfer.
+
+void EtcdServer::Impl::MoveLeader(uint64_t target, Done<etcdserverpb::MoveLeaderResponse> done) {
+  const uint64_t self = member_id_.load();
+  if (lead_.load() != self) return std::move(done)(ErrNotLeader());
+  if (target == self) {
+    etcdserverpb::MoveLeaderResponse resp;
+    FillHeaderImpl(resp.mutable_header(), true);
+    return std::move(done)(std::move(resp));
+  }
+  {
+    std::unique_lock<std::mutex> l(members_mu_);
+    auto it = members_.find(target);
+    if (it == members_.end() || it->second.is_learner()) {
+      l.unlock();
+      return std::move(done)(ErrBadLeaderTransferee());
+    }
+  }
+  lg_.Info("leadership transfer starting", {{"local-member-id", util::IdToHex(self)},
+                                            {"current-leader-member-id", util::IdToHex(self)},
+                                            {"transferee-member-id", util::IdToHex(target)}});
+  PostRaftTask([this, target] { node_->TransferLeader(target); });
+  const auto start = SteadyClock::now();
+  PollMoveLeader(target, start, start + cfg_.request_timeout, std::move(done));
+}
+
+void EtcdServer::Impl::PollMoveLeader(uint64_t target, SteadyClock::time_point start,
+                                      SteadyClock::time_point deadline,
+                                      Done<etcdserverpb::MoveLeaderResponse> done) {
+  if (lead_.load() == target) {
+    lg_.Info("leadership transfer finished",
+             {{"local-member-id", util::IdToHex(member_id_)},
+              {"old-leader-member-id", util::IdToHex(member_id_)},
+              {"new-leader-member-id", util::IdToHex(target)},
+              {"took", DurationString(std::chrono::duration_cast<milliseconds>(
+                           SteadyClock::now() - start))}});
+    etcdserverpb::MoveLeaderResponse resp;
+    FillHeaderImpl(resp.mutable_header(), true);
+    return std::move(done)(std::move(resp));
+  }
+  if (Stopping()) return std::move(done)(ErrStopped());
+  if (SteadyClock::now() >= deadline) return std::move(done)(ErrTimeoutLeaderTransfer());
+  PostDelayed(milliseconds(10), [this, target, start, deadline, done = std::move(done)]() mutable {
+    PollMoveLeader(target, start, deadline, std::move(done));
+  });
+}
+
+void EtcdServer::Impl::TransferLeadershipOnStop() {
+  const uint64_t self = member_id_.load();
+  if (lead_.load() != self || node_ == nullptr) return;
+  auto st = RaftStatus(milliseconds(500));
+  if (!st.has_value()) return;
+  if (st->conf_state.voters_size() <= 1) {
+    lg_.Info("skipped leadership transfer for single voting member cluster",
+             {{"local-member-id", util::IdToHex(self)},
+              {"current-leader-member-id", util::IdToHex(self)}});
+    return;
+  }
+  // The most caught-up voter that is connected (etcd picks the longest
+  // connected one).
+  uint64_t best = raft::kNone, best_match = 0;
+  for (uint64_t id : st->conf_state.voters()) {
+    if (id == self) continue;
+    auto it = st->progress.find(id);
+    if (it == st->progress.end() || !transport_->ActiveSince(id).has_value()) continue;
+    if (best == raft::kNone || it->second.match > best_match) {
+      best = id;
+      best_match = it->second.match;
+    }
+  }
+  if (best == raft::kNone) return;
+  lg_.Info("leadership transfer starting", {{"local-member-id", util::IdToHex(self)},
+                                            {"current-leader-member-id", util::IdToHex(self)},
+                                            {"transferee-member-id", util::IdToHex(best)}});
+  PostRaftTask([this, best] { node_->TransferLeader(best); });
+  const auto start = SteadyClock::now();
+  const auto deadline = start + std::max(cfg_.election_timeout * 2, milliseconds(1000));
+  while (SteadyClock::now() < deadline && lead_.load() != best) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  if (lead_.load() == best) {
+    lg_.Info("leadership transfer finished",
+             {{"local-member-id", util::IdToHex(self)},
+              {"old-leader-member-id", util::IdToHex(self)},
+              {"new-leader-member-id", util::IdToHex(best)},
+              {"took", DurationString(std::chrono::duration_cast<milliseconds>(
+                           SteadyClock::now() - start))}});
+  } else {
+    lg_.Warn("leadership transfer failed", {{"local-member-id", util::IdToHex(self)},
+                                            {"transferee-member-id", util::IdToHex(best)}});
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Snapshot sending (leader): a consistent copy of the backend is made off
+// the raft thread, then streamed by the transport; raft learns the outcome
+// through ReportSnapshot.
+
+void EtcdServer::Impl::SendSnapshotAsync(raftpb::Message m) {
+  std::unique_lock<std::mutex> l(senders_mu_);
+  if (Stopping()) return;
+  snapshot_senders_.emplace_back([this, m = std::move(m)]() mutable {
+    const uint64_t to = m.to();
+    const uint64_t index = m.snapshot().metadata().index();
+    auto report = [this, to](bool ok) {
+      PostRaftTask([this, to, ok] {
+        node_->ReportSnapshot(to, ok ? raft::SnapshotStatus::kFinish
+                                     : raft::SnapshotStatus::kFailure);
+      });
+    };
+    const std::string path =
+        absl::StrFormat("%s/%016x-%016x.snap.db.send", snap_dir_, index, to);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      lg_.Warn("failed to create snapshot file to send", {{"path", path}});
+      return report(false);
+    }
+    absl::Status s = backend_->CopyTo(fd);
+    ::close(fd);
+    if (!s.ok()) {
+      lg_.Warn("failed to copy backend for snapshot", {{"error", s.ToString()}});
+      ::unlink(path.c_str());
+      return report(false);
+    }
+    lg_.Info("sending database snapshot", {{"remote-peer-id", util::IdToHex(to)},
+                                           {"snapshot-index", index}});
+    transport_->SendSnapshot(std::move(m), path, [this, to, index, report](absl::Status st) {
+      if (st.ok()) {
+        lg_.Info("sent database snapshot", {{"remote-peer-id", util::IdToHex(to)},
+                                            {"snapshot-index", index}});
+      } else {
+        lg_.Warn("failed to send database snapshot", {{"remote-peer-id", util::IdToHex(to)},
+                                                      {"error", st.ToString()}});
+      }
+      report(st.ok());
+    });
+  });
+}
+
+void EtcdServer::Impl::SyncTransportPeers() {
+  std::vector<std::pair<uint64_t, std::vector<std::string>>> peers;
+  {
+    std::unique_lock<std::mutex> l(members_mu_);
+    for (const auto& [id, m] : members_) {
+      peers.emplace_back(id, std::vector<std::string>(m.peer_urls().begin(), m.peer_urls().end()));
+    }
+  }
+  // A member whose log has not reached the membership yet (new cluster,
+  // joining member) talks to the members it was started with.
+  if (peers.empty()) {
+    for (const auto& m : initial_members_) {
+      peers.emplace_back(m.id(),
+                         std::vector<std::string>(m.peer_urls().begin(), m.peer_urls().end()));
+    }
+  }
+  std::set<uint64_t> want;
+  for (const auto& [id, urls] : peers) {
+    if (id == member_id_.load()) continue;
+    want.insert(id);
+    transport_->AddPeer(id, urls);
+  }
+  for (uint64_t id : transport_peers_) {
+    if (!want.contains(id)) transport_->RemovePeer(id);
+  }
+  transport_peers_ = std::move(want);
+}
+
+}  // namespace cppetcd::server
