@@ -211,6 +211,8 @@ const std::vector<FlagDef>& Flags() {
        Bool(&EtcdConfig::experimental_initial_corrupt_check)},
       {"experimental-corrupt-check-time", false, Dur(&EtcdConfig::experimental_corrupt_check_time)},
       {"experimental-enable-v2v3", false, Ignored()},
+      {"experimental-snapshot-catchup-entries", false,
+       U64(&EtcdConfig::experimental_snapshot_catchup_entries)},
       {"experimental-backend-bbolt-freelist-type", false, Ignored()},
       {"experimental-enable-lease-checkpoint", true,
        Bool(&EtcdConfig::experimental_enable_lease_checkpoint)},

@@ -315,8 +315,20 @@ void EtcdServer::Impl::SendSnapshotAsync(raftpb::Message m) {
       ::unlink(path.c_str());
       return report(false);
     }
-    lg_.Info("sending database snapshot", {{"remote-peer-id", util::IdToHex(to)},
-                                           {"snapshot-index", index}});
+    // etcd sends a "merged" snapshot: the metadata describes the copied
+    // backend (its consistent index, that entry's term, the membership it
+    // holds), not the older raft snapshot, so a member added after that
+    // snapshot finds itself in the ConfState.
+    if (auto merged = DescribeBackendCopy(path); merged.ok()) {
+      *m.mutable_snapshot()->mutable_metadata() = *merged;
+    } else {
+      lg_.Warn("failed to read the copied backend; sending the raft snapshot's metadata",
+               {{"error", merged.status().ToString()}});
+    }
+    lg_.Info("sending database snapshot",
+             {{"remote-peer-id", util::IdToHex(to)},
+              {"snapshot-index", m.snapshot().metadata().index()},
+              {"raft-snapshot-index", index}});
     transport_->SendSnapshot(std::move(m), path, [this, to, index, report](absl::Status st) {
       if (st.ok()) {
         lg_.Info("sent database snapshot", {{"remote-peer-id", util::IdToHex(to)},
@@ -328,6 +340,46 @@ void EtcdServer::Impl::SendSnapshotAsync(raftpb::Message m) {
       report(st.ok());
     });
   });
+}
+
+absl::StatusOr<raftpb::SnapshotMetadata> EtcdServer::Impl::DescribeBackendCopy(
+    const std::string& path) {
+  raftpb::SnapshotMetadata md;
+  {
+    storage::BackendOptions opts;
+    opts.logger = lg_.WithComponent("backend");
+    auto be = storage::Backend::Open(path, opts);
+    if (!be.ok()) return be.status();
+    auto rtx = (*be)->BeginRead();
+    if (!rtx.ok()) return rtx.status();
+    auto ci = (*rtx)->Get(storage::kMetaBucket, kConsistentIndexKey);
+    if (!ci.ok()) return ci.status();
+    if (!ci->has_value() || (*ci)->size() != 8) {
+      return absl::DataLossError("backend copy has no consistent index");
+    }
+    md.set_index(storage::GetBigEndian64((*ci)->data()));
+    absl::Status bad;
+    auto s = (*rtx)->Scan(storage::kMembersBucket, "", "", [&](std::string_view, std::string_view v) {
+      serverpb::MemberRecord m;
+      if (!m.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+        bad = absl::DataLossError("undecodable member record");
+        return false;
+      }
+      if (m.is_learner()) {
+        md.mutable_conf_state()->add_learners(m.id());
+      } else {
+        md.mutable_conf_state()->add_voters(m.id());
+      }
+      return true;
+    });
+    if (!s.ok()) return s;
+    if (!bad.ok()) return bad;
+  }
+  (void)env_->RemoveFile(path + "-lock");
+  auto term = raft_storage_->Term(md.index());
+  if (!term.ok()) return term.status();
+  md.set_term(*term);
+  return md;
 }
 
 void EtcdServer::Impl::SyncTransportPeers() {

@@ -8,14 +8,6 @@
 #include "crash_point.h"
 
 namespace cppetcd::server {
-namespace {
-
-// Raft entries kept in memory behind a snapshot so slow followers catch up
-// without one (etcd SnapshotCatchUpEntries).
-constexpr uint64_t kSnapshotCatchUpEntries = 5000;
-
-}  // namespace
-
 // ---------------------------------------------------------------------------
 // Raft loop.
 
@@ -218,8 +210,8 @@ void EtcdServer::Impl::TakeSnapshot(uint64_t index) {
   }
   last_snapshot_index_raft_ = index;
   lg_.Info("saved snapshot", {{"snapshot-index", index}});
-  if (index > kSnapshotCatchUpEntries) {
-    uint64_t compact_index = index - kSnapshotCatchUpEntries;
+  if (index > cfg_.snapshot_catchup_entries) {
+    uint64_t compact_index = index - cfg_.snapshot_catchup_entries;
     auto s = raft_storage_->Compact(compact_index);
     if (s.ok()) {
       lg_.Info("compacted Raft logs", {{"compact-index", compact_index}});

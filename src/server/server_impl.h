@@ -183,6 +183,9 @@ class EtcdServer::Impl final : public PeerHandler {
   // Graceful stop: hand leadership to the best voter (raft thread must run).
   void TransferLeadershipOnStop();
   void SendSnapshotAsync(raftpb::Message m);
+  // Snapshot metadata matching a backend copy: its consistent index, that
+  // entry's term and the membership stored in it.
+  absl::StatusOr<raftpb::SnapshotMetadata> DescribeBackendCopy(const std::string& path);
   // Runs `fn` on the raft thread and waits for its result (not from the
   // raft thread). nullopt when the raft loop is gone or `timeout` passes.
   std::optional<raft::Status> RaftStatus(milliseconds timeout);

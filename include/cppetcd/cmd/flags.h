@@ -51,6 +51,9 @@ struct EtcdConfig {
   std::string data_dir;  // empty in input: "<name>.etcd" after Finalize
   std::string wal_dir;   // empty: <data_dir>/member/wal
   uint64_t snapshot_count = 100000;
+  // etcd 3.5's --experimental-snapshot-catchup-entries: raft entries kept
+  // behind a snapshot for slow followers.
+  uint64_t experimental_snapshot_catchup_entries = 5000;
   uint32_t max_snapshots = 5;
   uint32_t max_wals = 5;
   uint32_t heartbeat_interval_ms = 100;

@@ -74,6 +74,9 @@ struct ServerConfig {
   bool strict_reconfig_check = true;  // --strict-reconfig-check
   std::vector<std::string> advertise_client_urls = {"http://localhost:2379"};
   uint64_t snapshot_count = 100000;                          // --snapshot-count
+  // Raft entries kept in memory behind a snapshot so a slow follower
+  // catches up without one (--experimental-snapshot-catchup-entries).
+  uint64_t snapshot_catchup_entries = 5000;
   std::chrono::milliseconds heartbeat_interval{100};         // --heartbeat-interval
   std::chrono::milliseconds election_timeout{1000};          // --election-timeout
   int64_t quota_backend_bytes = 0;        // --quota-backend-bytes; 0: 2 GiB; < 0: no quota
