@@ -109,6 +109,33 @@ std::string UniqueToken() {
 
 }  // namespace
 
+CommandResult EtcdctlReconfig(const std::string& endpoints, const std::vector<std::string>& args,
+                              milliseconds timeout) {
+  CommandResult r;
+  std::string last_reported;
+  PollUntil(
+      [&] {
+        r = Etcdctl(endpoints, args);
+        if (r.exit_code == 0) return true;
+        const std::string err = StripClientLogLines(r.err);
+        for (const char* transient :
+             {"unhealthy cluster", "not enough started members", "leader changed", "no leader",
+              "request timed out", "context deadline exceeded"}) {
+          if (err.find(transient) != std::string::npos) {
+            if (err != last_reported) {
+              std::cerr << "etcdctl " << absl::StrJoin(args, " ") << ": "
+                        << absl::StripTrailingAsciiWhitespace(err) << " (retrying)\n";
+              last_reported = err;
+            }
+            return false;
+          }
+        }
+        return true;
+      },
+      timeout);
+  return r;
+}
+
 // ---------------------------------------------------------------- member
 
 ClusterMember::~ClusterMember() { Kill(); }
@@ -453,6 +480,7 @@ absl::StatusOr<Cluster::MemberAddOutput> Cluster::ParseMemberAdd(const std::stri
   for (const std::string& raw : SplitLines(text)) {
     absl::string_view line = raw;
     if (absl::ConsumePrefix(&line, "Member ")) {
+      line = absl::StripLeadingAsciiWhitespace(line);  // etcdctl pads ids to 16 columns
       std::string id(line.substr(0, line.find(' ')));
       if (!absl::SimpleHexAtoi(id, &out.id)) {
         return absl::InvalidArgumentError("bad member id in: " + raw);
@@ -497,7 +525,7 @@ absl::StatusOr<int> Cluster::AddMember(const std::string& name, bool learner,
   ClusterMember& m = member(index);
   std::vector<std::string> args = {"member", "add", name, "--peer-urls=" + m.PeerUrl()};
   if (learner) args.push_back("--learner");
-  CommandResult r = Etcdctl(via, args);
+  CommandResult r = EtcdctlReconfig(via, args);
   if (r.exit_code != 0) {
     return absl::UnavailableError(
         absl::StrCat("etcdctl member add failed (", r.exit_code, "): ", r.out, r.err));
@@ -520,7 +548,7 @@ absl::StatusOr<int> Cluster::AddMember(const std::string& name, bool learner,
 }
 
 absl::Status Cluster::RemoveMember(uint64_t id, const std::string& via) {
-  CommandResult r = Etcdctl(via, {"member", "remove", HexId(id)});
+  CommandResult r = EtcdctlReconfig(via, {"member", "remove", HexId(id)});
   if (r.exit_code != 0) {
     return absl::UnavailableError(
         absl::StrCat("etcdctl member remove failed (", r.exit_code, "): ", r.out, r.err));

@@ -208,6 +208,15 @@ class Cluster {
   int data_dir_generation_ = 0;
 };
 
+// Runs a membership command (`member add/remove/promote/update`) through
+// etcdctl, retrying while the server refuses it because the cluster is too
+// young or not fully connected (etcd 3.4's strict reconfiguration check
+// wants the leader connected to a quorum for 5 s: "etcdserver: unhealthy
+// cluster", "... not enough started members") or has no leader yet (a
+// member was just killed), as an operator would.
+CommandResult EtcdctlReconfig(const std::string& endpoints, const std::vector<std::string>& args,
+                              std::chrono::milliseconds timeout = std::chrono::seconds(25));
+
 // A Put with a deadline on `stub`.
 grpc::Status PutKey(etcdserverpb::KV::Stub* stub, const std::string& key, const std::string& value,
                     std::chrono::milliseconds timeout, etcdserverpb::PutResponse* resp = nullptr);
