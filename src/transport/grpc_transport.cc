@@ -270,7 +270,7 @@ void GrpcTransport::Impl::AddPeer(uint64_t id, const std::vector<std::string>& u
   std::shared_ptr<PeerLink> peer;
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (stopped_) return;
+    if (stopped_ || id == 0 || id == LocalId()) return;  // never a stream to ourselves
     auto it = peers_.find(id);
     if (it != peers_.end()) {
       std::lock_guard<std::mutex> pl(it->second->mu);

@@ -288,6 +288,8 @@ class GrpcTransportTest : public ::testing::Test {
     return WaitFor([&] { return a->transport->ActiveSince(peer).has_value(); });
   }
 
+  util::CapturedLog log_a_ = util::NewCapturedLog();
+  util::CapturedLog log_b_ = util::NewCapturedLog();
   std::string dir_;
   std::vector<std::unique_ptr<Node>> nodes_;
 };
@@ -425,8 +427,9 @@ TEST_F(GrpcTransportTest, ReconnectsWhenThePeerComesBack) {
 }
 
 TEST_F(GrpcTransportTest, RefusesAnotherClustersStream) {
-  util::CapturedLog a_log = util::NewCapturedLog();
-  util::CapturedLog b_log = util::NewCapturedLog();
+  // Fixture members: the transports (stopped in TearDown) log until then.
+  util::CapturedLog& a_log = log_a_;
+  util::CapturedLog& b_log = log_b_;
   TransportOptions ao = Options();
   ao.logger = util::Logger("rafthttp", a_log.sink);
   TransportOptions bo = Options();
@@ -596,6 +599,33 @@ TEST_F(GrpcTransportTest, BrokenSnapshotLeavesNoFile) {
     const std::string path = b->handler->SnapshotDbPath(index);
     EXPECT_FALSE(std::filesystem::exists(path)) << path;
     EXPECT_FALSE(std::filesystem::exists(path + ".tmp")) << path;
+  }
+  EXPECT_EQ(b->handler->MessageCount(), 0u);
+
+  // A sender that goes away mid-transfer.
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+    peerpb::SnapshotResult result;
+    auto writer = stub->Snapshot(&ctx, &result);
+    peerpb::SnapshotChunk header;
+    header.set_cluster_id(kCluster);
+    header.mutable_message()->set_type(raftpb::MsgSnap);
+    header.mutable_message()->mutable_snapshot()->mutable_metadata()->set_index(13);
+    header.set_total_bytes(1 << 20);
+    ASSERT_TRUE(writer->Write(header));
+    peerpb::SnapshotChunk chunk;
+    chunk.set_cluster_id(kCluster);
+    chunk.set_data(std::string(4096, 'a'));
+    chunk.set_crc32c(util::Crc32c(chunk.data()));
+    ASSERT_TRUE(writer->Write(chunk));
+    // The partial file shows up, then the cancellation removes it.
+    const std::string path = b->handler->SnapshotDbPath(13);
+    ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(path + ".tmp"); }));
+    ctx.TryCancel();
+    EXPECT_FALSE(writer->Finish().ok());
+    ASSERT_TRUE(WaitFor([&] { return !std::filesystem::exists(path + ".tmp"); }));
+    EXPECT_FALSE(std::filesystem::exists(path));
   }
   EXPECT_EQ(b->handler->MessageCount(), 0u);
 
