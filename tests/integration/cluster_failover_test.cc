@@ -216,14 +216,14 @@ TEST_F(ClusterFailoverTest, PartitionedMemberServesNoStaleLinearizableReads) {
   EXPECT_TRUE(PollUntil(
       [&] {
         etcdserverpb::RangeResponse rr;
-        return GetKey(kv_iso2.get(), "part/", false, seconds(2), &rr, PrefixEnd("part/")).ok() &&
-               rr.kvs_size() >= 21 && rr.kvs(0).key() != "" &&
-               [&] {
-                 for (const auto& kv : rr.kvs()) {
-                   if (kv.key() == "part/x") return kv.value() == "new";
-                 }
-                 return false;
-               }();
+        if (!GetKey(kv_iso2.get(), "part/", false, seconds(2), &rr, PrefixEnd("part/")).ok() ||
+            rr.kvs_size() < 21) {
+          return false;
+        }
+        for (const auto& kv : rr.kvs()) {
+          if (kv.key() == "part/x") return kv.value() == "new";
+        }
+        return false;
       },
       seconds(20)))
       << "isolated member did not catch up after healing";

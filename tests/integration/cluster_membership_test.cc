@@ -183,7 +183,7 @@ TEST_F(ClusterMembershipTest, LearnerAddAndPromote) {
                         seconds(15)));
   // Writes and linearizable reads are refused by a learner.
   auto kv = etcdserverpb::KV::NewStub(l.NewChannel());
-  grpc::Status w = PutKey(kv.get(), "learner/x", "v", seconds(3));
+  grpc::Status w = PutKey(kv.get(), "refused-by-learner", "v", seconds(3));
   EXPECT_FALSE(w.ok());
   EXPECT_EQ(w.error_message(), "etcdserver: rpc not supported for learner");
   etcdserverpb::RangeResponse resp;
