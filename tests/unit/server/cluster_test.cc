@@ -1,0 +1,606 @@
+// Clusters of real EtcdServer members in one process, connected by the
+// in-memory transport (mem_transport.h): elections, replication, leader
+// stop and crash, partitions, membership changes, snapshots to a new
+// member, leadership transfer and lease calls routed to the leader.
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "absl/strings/str_cat.h"
+#include "cppetcd/lease/lessor.h"
+#include "cppetcd/server/errors.h"
+#include "cppetcd/server/etcd_server.h"
+#include "cppetcd/util/log.h"
+#include "mem_transport.h"
+
+namespace cppetcd::server {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using testing::MemHub;
+using testing::MemTransport;
+
+// Generous bounds: the suite also runs under TSan, several times slower.
+constexpr auto kCallTimeout = 20s;
+constexpr auto kConverge = 20s;
+
+template <class Resp>
+absl::StatusOr<Resp> Call(const std::function<void(Done<Resp>)>& fn) {
+  auto p = std::make_shared<std::promise<absl::StatusOr<Resp>>>();
+  auto f = p->get_future();
+  fn([p](absl::StatusOr<Resp> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(kCallTimeout) != std::future_status::ready) {
+    return absl::DeadlineExceededError("test call did not complete");
+  }
+  return f.get();
+}
+
+// Polls `cond` until it holds or `timeout` passes.
+bool PollUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout = kConverge) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(10ms);  // poll interval, not a wait for an outcome
+  }
+  return cond();
+}
+
+struct Member {
+  std::string name;
+  std::string url;
+  std::string dir;
+  util::CapturedLog log = util::NewCapturedLog();
+  std::shared_ptr<MemTransport> transport;
+  std::unique_ptr<EtcdServer> server;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cppetcd_cluster_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    hub_ = std::make_unique<MemHub>();
+  }
+
+  void TearDown() override {
+    if (HasFailure()) DumpLogs();
+    // Followers first, so the leader does not hand leadership around.
+    for (auto& m : members_) {
+      if (m->server != nullptr && !m->server->Metrics().is_leader.load()) m->server.reset();
+    }
+    for (auto& m : members_) m->server.reset();
+    members_.clear();
+    hub_.reset();
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  void DumpLogs() {
+    for (auto& m : members_) {
+      auto lines = m->log.Lines();
+      const size_t from = lines.size() > 60 ? lines.size() - 60 : 0;
+      fprintf(stderr, "---- log of %s (last %zu of %zu lines)\n", m->name.c_str(),
+              lines.size() - from, lines.size());
+      for (size_t i = from; i < lines.size(); ++i) {
+        fprintf(stderr, "[%s] %s\n", m->name.c_str(), lines[i].c_str());
+      }
+    }
+  }
+
+  static std::string UrlOf(const std::string& name) { return absl::StrCat("http://", name, ":2380"); }
+
+  Member* NewMember(const std::string& name) {
+    auto m = std::make_unique<Member>();
+    m->name = name;
+    m->url = UrlOf(name);
+    m->dir = root_ + "/" + name;
+    members_.push_back(std::move(m));
+    return members_.back().get();
+  }
+
+  ServerConfig Config(Member* m, const std::vector<std::string>& cluster_names) {
+    ServerConfig c;
+    c.name = m->name;
+    c.data_dir = m->dir;
+    for (const auto& n : cluster_names) c.initial_cluster[n] = {UrlOf(n)};
+    c.heartbeat_interval = 10ms;
+    c.election_timeout = 150ms;
+    c.request_timeout = 3s;
+    c.advertise_client_urls = {absl::StrCat("http://", m->name, ":2379")};
+    c.logger = util::Logger("etcdserver", m->log.sink);
+    return c;
+  }
+
+  // Creates and starts the member's server on a fresh transport.
+  absl::Status StartMember(Member* m, ServerConfig c) {
+    m->transport = hub_->NewTransport(m->url);
+    c.transport = m->transport;
+    auto s = EtcdServer::Create(std::move(c));
+    if (!s.ok()) return s.status();
+    m->server = std::move(*s);
+    return m->server->Start();
+  }
+
+  // Starts members m0..m{n-1} as a new cluster and waits until each has
+  // published itself (which needs a leader).
+  void StartCluster(int n, const std::function<void(ServerConfig&)>& tweak = {}) {
+    std::vector<std::string> names;
+    for (int i = 0; i < n; ++i) names.push_back(absl::StrCat("m", i));
+    for (const auto& name : names) {
+      Member* m = NewMember(name);
+      ServerConfig c = Config(m, names);
+      if (tweak) tweak(c);
+      ASSERT_TRUE(StartMember(m, std::move(c)).ok()) << name;
+    }
+    for (auto& m : members_) ASSERT_TRUE(m->server->WaitReady(kConverge)) << m->name;
+  }
+
+  Member* ByName(const std::string& name) {
+    for (auto& m : members_) {
+      if (m->name == name) return m.get();
+    }
+    return nullptr;
+  }
+
+  std::vector<Member*> Running() {
+    std::vector<Member*> out;
+    for (auto& m : members_) {
+      if (m->server != nullptr) out.push_back(m.get());
+    }
+    return out;
+  }
+
+  uint64_t LeaderSeenBy(Member* m) {
+    auto st = Call<etcdserverpb::StatusResponse>([&](Done<etcdserverpb::StatusResponse> d) {
+      m->server->Status(etcdserverpb::StatusRequest(), std::move(d));
+    });
+    return st.ok() ? st->leader() : 0;
+  }
+
+  // Waits until every member of `among` sees the same leader, one of them.
+  Member* WaitLeader(std::vector<Member*> among = {}) {
+    if (among.empty()) among = Running();
+    Member* leader = nullptr;
+    PollUntil([&] {
+      leader = nullptr;
+      uint64_t id = 0;
+      for (Member* m : among) {
+        const uint64_t l = LeaderSeenBy(m);
+        if (l == 0 || (id != 0 && l != id)) return false;
+        id = l;
+      }
+      for (Member* m : among) {
+        if (m->server->MemberId() == id && m->server->Metrics().is_leader.load()) leader = m;
+      }
+      return leader != nullptr;
+    });
+    return leader;
+  }
+
+  Member* SomeFollower(Member* leader, std::vector<Member*> among = {}) {
+    if (among.empty()) among = Running();
+    for (Member* m : among) {
+      if (m != leader) return m;
+    }
+    return nullptr;
+  }
+
+  absl::StatusOr<etcdserverpb::PutResponse> Put(Member* m, const std::string& k,
+                                                const std::string& v, int64_t lease = 0) {
+    etcdserverpb::PutRequest req;
+    req.set_key(k);
+    req.set_value(v);
+    req.set_lease(lease);
+    return Call<etcdserverpb::PutResponse>(
+        [&](Done<etcdserverpb::PutResponse> d) { m->server->Put(req, std::move(d)); });
+  }
+
+  absl::StatusOr<etcdserverpb::RangeResponse> Get(Member* m, const std::string& k,
+                                                  bool serializable = false,
+                                                  const std::string& end = "") {
+    etcdserverpb::RangeRequest req;
+    req.set_key(k);
+    req.set_range_end(end);
+    req.set_serializable(serializable);
+    return Call<etcdserverpb::RangeResponse>(
+        [&](Done<etcdserverpb::RangeResponse> d) { m->server->Range(req, std::move(d)); });
+  }
+
+  // The value of `k` read on `m` ("<none>" if absent, "<error: ...>" on errors).
+  std::string Value(Member* m, const std::string& k, bool serializable = false) {
+    auto r = Get(m, k, serializable);
+    if (!r.ok()) return absl::StrCat("<error: ", r.status().ToString(), ">");
+    if (r->kvs_size() != 1) return "<none>";
+    return r->kvs(0).value();
+  }
+
+  // Number of keys under "key/" seen by a serializable read on `m`.
+  int64_t CountKeys(Member* m) {
+    etcdserverpb::RangeRequest req;
+    req.set_key("key/");
+    req.set_range_end("key0");
+    req.set_serializable(true);
+    req.set_count_only(true);
+    auto r = Call<etcdserverpb::RangeResponse>(
+        [&](Done<etcdserverpb::RangeResponse> d) { m->server->Range(req, std::move(d)); });
+    return r.ok() ? r->count() : -1;
+  }
+
+  absl::StatusOr<etcdserverpb::MemberAddResponse> MemberAdd(Member* via, const std::string& url,
+                                                            bool learner = false) {
+    etcdserverpb::MemberAddRequest req;
+    req.add_peerurls(url);
+    req.set_islearner(learner);
+    return Call<etcdserverpb::MemberAddResponse>(
+        [&](Done<etcdserverpb::MemberAddResponse> d) { via->server->MemberAdd(req, std::move(d)); });
+  }
+
+  absl::StatusOr<etcdserverpb::MemberRemoveResponse> MemberRemove(Member* via, uint64_t id) {
+    etcdserverpb::MemberRemoveRequest req;
+    req.set_id(id);
+    return Call<etcdserverpb::MemberRemoveResponse>(
+        [&](Done<etcdserverpb::MemberRemoveResponse> d) {
+          via->server->MemberRemove(req, std::move(d));
+        });
+  }
+
+  absl::StatusOr<etcdserverpb::MemberListResponse> MemberList(Member* via) {
+    return Call<etcdserverpb::MemberListResponse>(
+        [&](Done<etcdserverpb::MemberListResponse> d) {
+          via->server->MemberList(etcdserverpb::MemberListRequest(), std::move(d));
+        });
+  }
+
+  absl::StatusOr<etcdserverpb::MoveLeaderResponse> MoveLeader(Member* via, uint64_t target) {
+    etcdserverpb::MoveLeaderRequest req;
+    req.set_targetid(target);
+    return Call<etcdserverpb::MoveLeaderResponse>(
+        [&](Done<etcdserverpb::MoveLeaderResponse> d) {
+          via->server->MoveLeader(req, std::move(d));
+        });
+  }
+
+  // Starts `name` as a member joining the running cluster (after MemberAdd
+  // of its URL): --initial-cluster lists the members plus itself,
+  // --initial-cluster-state=existing.
+  Member* StartJoiner(const std::string& name, const std::function<void(ServerConfig&)>& tweak = {}) {
+    std::vector<std::string> names;
+    for (Member* m : Running()) names.push_back(m->name);
+    names.push_back(name);
+    Member* j = NewMember(name);
+    ServerConfig c = Config(j, names);
+    c.initial_cluster_state = ServerConfig::ClusterState::kExisting;
+    if (tweak) tweak(c);
+    absl::Status s = StartMember(j, std::move(c));
+    EXPECT_TRUE(s.ok()) << s;
+    return s.ok() ? j : nullptr;
+  }
+
+  std::string root_;
+  std::unique_ptr<MemHub> hub_;
+  std::vector<std::unique_ptr<Member>> members_;
+};
+
+// ---------------------------------------------------------------------------
+
+TEST_F(ClusterTest, ElectsOneLeaderAndReplicatesThroughFollower) {
+  StartCluster(3);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  int leaders = 0;
+  for (Member* m : Running()) leaders += m->server->Metrics().is_leader.load() ? 1 : 0;
+  EXPECT_EQ(leaders, 1);
+  // Every member shares the cluster ID and lists the three members.
+  for (Member* m : Running()) {
+    EXPECT_EQ(m->server->ClusterId(), leader->server->ClusterId());
+    auto ml = MemberList(m);
+    ASSERT_TRUE(ml.ok()) << ml.status();
+    EXPECT_EQ(ml->members_size(), 3);
+  }
+
+  Member* follower = SomeFollower(leader);
+  auto p = Put(follower, "foo", "bar");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->header().member_id(), follower->server->MemberId());
+  for (Member* m : Running()) {
+    auto r = Get(m, "foo");
+    ASSERT_TRUE(r.ok()) << m->name << ": " << r.status();
+    ASSERT_EQ(r->kvs_size(), 1) << m->name;
+    EXPECT_EQ(r->kvs(0).value(), "bar");
+    EXPECT_EQ(r->header().revision(), p->header().revision()) << m->name;
+  }
+  EXPECT_GT(hub_->Delivered(), 0u);
+}
+
+TEST_F(ClusterTest, GracefulLeaderStopHandsOverLeadership) {
+  StartCluster(3);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  ASSERT_TRUE(Put(leader, "before", "1").ok());
+  const uint64_t old_id = leader->server->MemberId();
+  leader->server->Stop();
+
+  std::vector<Member*> rest;
+  for (Member* m : Running()) {
+    if (m != leader) rest.push_back(m);
+  }
+  Member* next = WaitLeader(rest);
+  ASSERT_NE(next, nullptr);
+  EXPECT_NE(next->server->MemberId(), old_id);
+  for (Member* m : rest) {
+    auto p = Put(m, absl::StrCat("after/", m->name), "2");
+    ASSERT_TRUE(p.ok()) << m->name << ": " << p.status();
+  }
+  for (Member* m : rest) {
+    EXPECT_EQ(Value(m, "before"), "1");
+    for (Member* w : rest) EXPECT_EQ(Value(m, absl::StrCat("after/", w->name)), "2");
+  }
+  // The stopped member answers ErrStopped.
+  auto r = Get(leader, "before");
+  EXPECT_TRUE(IsStopped(r.status())) << r.status();
+}
+
+TEST_F(ClusterTest, LeaderCrashKeepsAcknowledgedWritesAndRestartCatchesUp) {
+  StartCluster(3);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  constexpr int kKeys = 10;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_TRUE(Put(SomeFollower(leader), absl::StrCat("key/", i), "v").ok());
+  }
+  const uint64_t old_id = leader->server->MemberId();
+  leader->server->CrashForTesting();
+  leader->server.reset();
+
+  Member* next = WaitLeader();
+  ASSERT_NE(next, nullptr);
+  EXPECT_NE(next->server->MemberId(), old_id);
+  for (Member* m : Running()) {
+    for (int i = 0; i < kKeys; ++i) EXPECT_EQ(Value(m, absl::StrCat("key/", i)), "v") << m->name;
+  }
+  ASSERT_TRUE(Put(next, "key/after-crash", "w").ok());
+
+  // The crashed member restarts from its data dir and catches up.
+  std::vector<std::string> names = {"m0", "m1", "m2"};
+  ASSERT_TRUE(StartMember(leader, Config(leader, names)).ok());
+  EXPECT_EQ(leader->server->MemberId(), old_id);
+  ASSERT_TRUE(leader->server->WaitReady(kConverge));
+  EXPECT_TRUE(PollUntil([&] { return Value(leader, "key/after-crash", true) == "w"; }));
+  EXPECT_EQ(Value(leader, "key/after-crash"), "w");
+  EXPECT_EQ(CountKeys(leader), kKeys + 1);
+}
+
+TEST_F(ClusterTest, PartitionedMemberCannotReadLinearizablyAndCatchesUpAfterHeal) {
+  StartCluster(3, [](ServerConfig& c) { c.request_timeout = 1500ms; });
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  Member* lonely = SomeFollower(leader);
+  std::vector<Member*> majority;
+  for (Member* m : Running()) {
+    if (m != lonely) majority.push_back(m);
+  }
+  ASSERT_TRUE(Put(leader, "k", "1").ok());
+  EXPECT_TRUE(PollUntil([&] { return Value(lonely, "k", true) == "1"; }));
+
+  hub_->Isolate(lonely->url);
+  EXPECT_FALSE(hub_->Connected(lonely->url, leader->url));
+  // The majority keeps writing (it may re-elect meanwhile).
+  for (int i = 0; i < 5; ++i) {
+    auto p = Put(majority[i % 2], "k", absl::StrCat("v", i));
+    ASSERT_TRUE(p.ok()) << p.status();
+  }
+  auto r = Get(lonely, "k");
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(IsTimeout(r.status()) || IsNoLeader(r.status())) << r.status();
+  EXPECT_EQ(Value(lonely, "k", /*serializable=*/true), "1");  // stale but served
+
+  hub_->Heal();
+  EXPECT_TRUE(PollUntil([&] { return Value(lonely, "k", true) == "v4"; }));
+  EXPECT_EQ(Value(lonely, "k"), "v4");
+  ASSERT_NE(WaitLeader(), nullptr);
+}
+
+TEST_F(ClusterTest, MemberAddJoinRemove) {
+  StartCluster(3);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  Member* follower = SomeFollower(leader);
+  ASSERT_TRUE(Put(leader, "key/a", "1").ok());
+
+  // Strict reconfiguration check: a voter the member cannot reach makes
+  // the cluster unhealthy for a change.
+  Member* other = nullptr;
+  for (Member* m : Running()) {
+    if (m != leader && m != follower) other = m;
+  }
+  hub_->Partition({follower->url}, {other->url});
+  auto bad = MemberAdd(follower, UrlOf("m3"));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kUnavailable) << bad.status();
+  EXPECT_EQ(bad.status().message(), ErrUnhealthy().message());
+  hub_->Heal();
+  ASSERT_NE(WaitLeader(), nullptr);
+
+  auto add = MemberAdd(follower, UrlOf("m3"));
+  ASSERT_TRUE(add.ok()) << add.status();
+  const uint64_t new_id = add->member().id();
+  EXPECT_EQ(add->members_size(), 4);
+  EXPECT_TRUE(add->member().name().empty());
+  // The same URL again.
+  auto dup = MemberAdd(leader, UrlOf("m3"));
+  EXPECT_EQ(dup.status().message(), ErrPeerUrlExists().message()) << dup.status();
+
+  Member* joiner = StartJoiner("m3");
+  ASSERT_NE(joiner, nullptr);
+  EXPECT_EQ(joiner->server->MemberId(), new_id);
+  EXPECT_EQ(joiner->server->ClusterId(), leader->server->ClusterId());
+  ASSERT_TRUE(joiner->server->WaitReady(kConverge));
+  EXPECT_TRUE(PollUntil([&] { return Value(joiner, "key/a", true) == "1"; }));
+  ASSERT_TRUE(Put(joiner, "key/b", "2").ok());
+  EXPECT_EQ(Value(leader, "key/b"), "2");
+  // Published: every member knows the joiner's name.
+  EXPECT_TRUE(PollUntil([&] {
+    auto ml = MemberList(leader);
+    if (!ml.ok()) return false;
+    for (const auto& m : ml->members()) {
+      if (m.id() == new_id) return m.name() == "m3";
+    }
+    return false;
+  }));
+
+  auto rm = MemberRemove(leader, new_id);
+  ASSERT_TRUE(rm.ok()) << rm.status();
+  EXPECT_EQ(rm->members_size(), 3);
+  EXPECT_TRUE(PollUntil([&] { return joiner->server->StopRequested(); }));
+  joiner->server->Stop();
+  // Its raft traffic is refused from now on, and it cannot be removed twice.
+  raftpb::Message hb;
+  hb.set_type(raftpb::MsgHeartbeatResp);
+  hb.set_from(new_id);
+  hb.set_to(leader->server->MemberId());
+  hb.set_term(1);
+  EXPECT_TRUE(IsMemberRemoved(hub_->ProcessAt(leader->url, hb)));
+  auto again = MemberRemove(leader, new_id);
+  EXPECT_EQ(again.status().message(), ErrIdRemoved().message()) << again.status();
+
+  // The three remaining members still work.
+  for (Member* m : {leader, follower, other}) {
+    ASSERT_TRUE(Put(m, absl::StrCat("key/after/", m->name), "x").ok()) << m->name;
+  }
+}
+
+TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {
+  auto small_log = [](ServerConfig& c) {
+    c.snapshot_count = 20;
+    c.snapshot_catchup_entries = 5;
+  };
+  StartCluster(3, small_log);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  // Writes in flight together, so that this stays quick under TSan.
+  constexpr int kKeys = 100;
+  std::vector<std::future<absl::StatusOr<etcdserverpb::PutResponse>>> puts;
+  for (int i = 0; i < kKeys; ++i) {
+    auto p = std::make_shared<std::promise<absl::StatusOr<etcdserverpb::PutResponse>>>();
+    puts.push_back(p->get_future());
+    etcdserverpb::PutRequest req;
+    req.set_key(absl::StrCat("key/", i));
+    req.set_value(std::string(100, 'v'));
+    Running()[i % 3]->server->Put(req, [p](absl::StatusOr<etcdserverpb::PutResponse> r) {
+      p->set_value(std::move(r));
+    });
+  }
+  for (auto& f : puts) {
+    ASSERT_EQ(f.wait_for(kCallTimeout), std::future_status::ready);
+    auto r = f.get();
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+
+  Member* follower = SomeFollower(leader);
+  auto add = MemberAdd(follower, UrlOf("m3"), /*learner=*/true);
+  ASSERT_TRUE(add.ok()) << add.status();
+  const uint64_t learner_id = add->member().id();
+  EXPECT_TRUE(add->member().islearner());
+  // One learner at a time.
+  auto second = MemberAdd(leader, UrlOf("m4"), /*learner=*/true);
+  EXPECT_EQ(second.status().message(), ErrTooManyLearners().message()) << second.status();
+
+  const uint64_t snaps_before = hub_->SnapshotsDelivered();
+  Member* learner = StartJoiner("m3", small_log);
+  ASSERT_NE(learner, nullptr);
+  EXPECT_TRUE(PollUntil([&] { return CountKeys(learner) == kKeys; })) << CountKeys(learner);
+  EXPECT_GT(hub_->SnapshotsDelivered(), snaps_before);
+  EXPECT_EQ(Value(learner, "key/42", true), std::string(100, 'v'));
+  ASSERT_TRUE(learner->server->WaitReady(kConverge));
+
+  // Promotion through a follower is decided by the leader; retried while
+  // the learner is not yet in sync.
+  etcdserverpb::MemberPromoteRequest preq;
+  preq.set_id(learner_id);
+  absl::StatusOr<etcdserverpb::MemberPromoteResponse> promoted;
+  EXPECT_TRUE(PollUntil([&] {
+    promoted = Call<etcdserverpb::MemberPromoteResponse>(
+        [&](Done<etcdserverpb::MemberPromoteResponse> d) {
+          follower->server->MemberPromote(preq, std::move(d));
+        });
+    return promoted.ok() || promoted.status().message() != ErrLearnerNotReady().message();
+  }));
+  ASSERT_TRUE(promoted.ok()) << promoted.status();
+  for (const auto& m : promoted->members()) EXPECT_FALSE(m.islearner()) << m.name();
+  EXPECT_EQ(promoted->members_size(), 4);
+  // A voter now: it takes part in commits and serves linearizable reads.
+  ASSERT_TRUE(Put(learner, "key/from-learner", "y").ok());
+  EXPECT_EQ(Value(leader, "key/from-learner"), "y");
+  EXPECT_EQ(Value(learner, "key/0"), std::string(100, 'v'));
+}
+
+TEST_F(ClusterTest, MoveLeaderAndLeaseCallsRoutedToLeader) {
+  StartCluster(3);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  Member* target = SomeFollower(leader);
+
+  auto not_leader = MoveLeader(target, leader->server->MemberId());
+  EXPECT_TRUE(IsNotLeader(not_leader.status())) << not_leader.status();
+  auto moved = MoveLeader(leader, target->server->MemberId());
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  Member* now = WaitLeader();
+  ASSERT_EQ(now, target);
+
+  // Lease granted on the leader; keep-alive and TTL through a follower.
+  Member* follower = SomeFollower(now);
+  etcdserverpb::LeaseGrantRequest greq;
+  greq.set_ttl(30);
+  auto granted = Call<etcdserverpb::LeaseGrantResponse>(
+      [&](Done<etcdserverpb::LeaseGrantResponse> d) { now->server->LeaseGrant(greq, std::move(d)); });
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  const int64_t lease_id = granted->id();
+  ASSERT_TRUE(Put(follower, "leased", "v", lease_id).ok());
+
+  auto renewed = Call<int64_t>(
+      [&](Done<int64_t> d) { follower->server->LeaseRenew(lease_id, std::move(d)); });
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(*renewed, 30);
+
+  etcdserverpb::LeaseTimeToLiveRequest treq;
+  treq.set_id(lease_id);
+  treq.set_keys(true);
+  auto ttl = Call<etcdserverpb::LeaseTimeToLiveResponse>(
+      [&](Done<etcdserverpb::LeaseTimeToLiveResponse> d) {
+        follower->server->LeaseTimeToLive(treq, std::move(d));
+      });
+  ASSERT_TRUE(ttl.ok()) << ttl.status();
+  EXPECT_EQ(ttl->grantedttl(), 30);
+  EXPECT_GT(ttl->ttl(), 0);
+  EXPECT_LE(ttl->ttl(), 30);
+  ASSERT_EQ(ttl->keys_size(), 1);
+  EXPECT_EQ(ttl->keys(0), "leased");
+  EXPECT_EQ(ttl->header().member_id(), follower->server->MemberId());
+
+  // Unknown leases: the leader's answers travel back unchanged.
+  auto missing = Call<int64_t>(
+      [&](Done<int64_t> d) { follower->server->LeaseRenew(lease_id + 1, std::move(d)); });
+  EXPECT_TRUE(lease::IsLeaseNotFound(missing.status())) << missing.status();
+  treq.set_id(lease_id + 1);
+  auto gone = Call<etcdserverpb::LeaseTimeToLiveResponse>(
+      [&](Done<etcdserverpb::LeaseTimeToLiveResponse> d) {
+        follower->server->LeaseTimeToLive(treq, std::move(d));
+      });
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_EQ(gone->ttl(), -1);
+}
+
+}  // namespace
+}  // namespace cppetcd::server
