@@ -164,8 +164,10 @@ run_cluster() {  # name binary
     local t0 t1 ok=""
     t0=$(now_ms)
     kill -KILL "${PIDS[$leader]}"; wait "${PIDS[$leader]}" 2>/dev/null || true; PIDS[$leader]=""
-    for _ in $(seq 1 300); do   # bounded: each try at most ~1 s
-      if timeout 5 "$ETCDCTL_BIN" --command-timeout=1s --endpoints "127.0.0.1:${CPORTS[$survivor]}" \
+    # Short per-try timeout: a put sent before the election waits it out, so
+    # the try's timeout bounds the measurement's resolution.
+    for _ in $(seq 1 300); do   # bounded: each try at most ~0.4 s
+      if timeout 5 "$ETCDCTL_BIN" --command-timeout=300ms --endpoints "127.0.0.1:${CPORTS[$survivor]}" \
           put "failover/$run" v >/dev/null 2>&1; then ok=1; break; fi
       (( $(now_ms) - t0 > 30000 )) && break
     done
