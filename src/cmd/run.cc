@@ -87,6 +87,7 @@ absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
   }
   sc.snapshot_count = config.snapshot_count;
   sc.snapshot_catchup_entries = config.experimental_snapshot_catchup_entries;
+  sc.max_snapshots = config.max_snapshots;
   sc.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_interval_ms);
   sc.election_timeout = std::chrono::milliseconds(config.election_timeout_ms);
   sc.quota_backend_bytes = config.quota_backend_bytes;

@@ -222,6 +222,11 @@ void EtcdServer::Impl::TakeSnapshot(uint64_t index) {
   if (auto s = wal_->ReleaseLockTo(index); !s.ok()) {
     lg_.Warn("failed to release WAL segments", {{"error", s.ToString()}});
   }
+  if (cfg_.max_snapshots > 0) {
+    if (auto s = snapshotter_->Purge(cfg_.max_snapshots); !s.ok()) {
+      lg_.Warn("failed to purge old snapshot files", {{"error", s.ToString()}});
+    }
+  }
 }
 
 }  // namespace cppetcd::server

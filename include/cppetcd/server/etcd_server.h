@@ -77,6 +77,8 @@ struct ServerConfig {
   // Raft entries kept in memory behind a snapshot so a slow follower
   // catches up without one (--experimental-snapshot-catchup-entries).
   uint64_t snapshot_catchup_entries = 5000;
+  // Snapshot files kept in <data-dir>/member/snap (--max-snapshots; 0: all).
+  uint32_t max_snapshots = 5;
   std::chrono::milliseconds heartbeat_interval{100};         // --heartbeat-interval
   std::chrono::milliseconds election_timeout{1000};          // --election-timeout
   int64_t quota_backend_bytes = 0;        // --quota-backend-bytes; 0: 2 GiB; < 0: no quota
