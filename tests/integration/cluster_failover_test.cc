@@ -185,11 +185,11 @@ TEST_F(ClusterFailoverTest, PartitionedMemberServesNoStaleLinearizableReads) {
   }
 
   // Write through the isolated member: no acknowledgement.
-  grpc::Status w = PutKey(kv_iso.get(), "part/iso", "never", seconds(3));
+  grpc::Status w = PutKey(kv_iso.get(), "part/iso", "never", seconds(2));
   EXPECT_FALSE(w.ok()) << "write through the isolated member was acknowledged";
   // Linearizable read there: an error, never "old".
   etcdserverpb::RangeResponse r;
-  grpc::Status lr = GetKey(kv_iso.get(), "part/x", false, seconds(3), &r);
+  grpc::Status lr = GetKey(kv_iso.get(), "part/x", false, seconds(2), &r);
   if (lr.ok()) {
     ASSERT_EQ(r.kvs_size(), 1);
     EXPECT_NE(r.kvs(0).value(), "old") << "stale linearizable read at the isolated member";
@@ -197,7 +197,7 @@ TEST_F(ClusterFailoverTest, PartitionedMemberServesNoStaleLinearizableReads) {
   }
   // etcdctl agrees (its default is linearizable).
   CommandResult get = Etcdctl(c->member(iso).ClientEndpoint(), {"get", "part/x"}, "",
-                              seconds(5));
+                              seconds(4));  // --command-timeout=2s
   EXPECT_NE(get.exit_code, 0) << get.out;
   EXPECT_THAT(get.out, ::testing::Not(::testing::HasSubstr("old")));
   // Serializable: answers, from its own (old) state.

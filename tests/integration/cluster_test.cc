@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <iostream>
 #include <set>
 #include <string>
 #include <vector>
@@ -295,8 +296,18 @@ TEST_F(ClusterTest, RestartAllMembersKeepsData) {
   }
   etcdserverpb::RangeResponse before;
   ASSERT_TRUE(GetKey(kv.get(), "restart/", false, seconds(5), &before, PrefixEnd("restart/")).ok());
-  for (int i = 0; i < c->size(); ++i) c->member(i).Terminate();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < c->size(); ++i) {
+    CommandResult r = c->member(i).Terminate();
+    EXPECT_FALSE(r.timed_out) << c->member(i).name() << " ignored SIGTERM";
+  }
+  const auto t1 = std::chrono::steady_clock::now();
   ASSERT_TRUE(c->RestartAll().ok());
+  std::cout << "SIGTERM of 3 members took "
+            << std::chrono::duration_cast<milliseconds>(t1 - t0).count()
+            << " ms; restart until all serve "
+            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t1).count()
+            << " ms\n";
   auto leader = c->WaitForLeader(seconds(20));
   ASSERT_TRUE(leader.ok()) << leader.status();
   for (int i = 0; i < c->size(); ++i) {
