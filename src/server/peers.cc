@@ -348,6 +348,9 @@ absl::StatusOr<raftpb::SnapshotMetadata> EtcdServer::Impl::DescribeBackendCopy(
   {
     storage::BackendOptions opts;
     opts.logger = lg_.WithComponent("backend");
+    if (auto size = env_->FileSize(path); size.ok()) {
+      opts.map_size_bytes = std::max<uint64_t>(opts.map_size_bytes, *size + (uint64_t{64} << 20));
+    }
     auto be = storage::Backend::Open(path, opts);
     if (!be.ok()) return be.status();
     auto rtx = (*be)->BeginRead();
