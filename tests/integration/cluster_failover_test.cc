@@ -153,17 +153,19 @@ TEST_F(ClusterFailoverTest, KillLeaderUnderWriteLoad) {
 // errors instead of returning the value the majority has overwritten,
 // serializable reads still answer; the majority keeps writing; once healed
 // the member catches up.
-TEST_F(ClusterFailoverTest, PartitionedMemberServesNoStaleLinearizableReads) {
-  auto c = StartCluster({.size = 3, .proxies = true});
-  ASSERT_NE(c, nullptr);
+// With `isolate_leader`, the member cut off is the leader: it must step
+// down (check quorum) and serve neither writes nor linearizable reads while
+// the majority elects a new leader.
+void PartitionScenario(Cluster* c, bool isolate_leader) {
   auto leader = c->WaitForLeader(seconds(20));
   ASSERT_TRUE(leader.ok()) << leader.status();
-  const int iso = (*leader + 1) % c->size();
-  const int other = (*leader + 2) % c->size();
+  const int iso = isolate_leader ? *leader : (*leader + 1) % c->size();
+  const int a = (iso + 1) % c->size();  // the majority
+  const int b = (iso + 2) % c->size();
   auto kv_iso = etcdserverpb::KV::NewStub(c->member(iso).NewChannel());
-  auto kv_leader = etcdserverpb::KV::NewStub(c->member(*leader).NewChannel());
-  auto kv_other = etcdserverpb::KV::NewStub(c->member(other).NewChannel());
-  ASSERT_TRUE(PutKey(kv_leader.get(), "part/x", "old", seconds(5)).ok());
+  auto kv_a = etcdserverpb::KV::NewStub(c->member(a).NewChannel());
+  auto kv_b = etcdserverpb::KV::NewStub(c->member(b).NewChannel());
+  ASSERT_TRUE(PutKey(kv_a.get(), "part/x", "old", seconds(5)).ok());
   // The isolated member has applied "old" before the cut.
   ASSERT_TRUE(PollUntil(
       [&] {
@@ -173,15 +175,26 @@ TEST_F(ClusterFailoverTest, PartitionedMemberServesNoStaleLinearizableReads) {
       seconds(10)));
 
   ASSERT_TRUE(c->Isolate(iso).ok());
-  std::cout << "isolated " << c->member(iso).name() << " (leader "
+  std::cout << "isolated " << c->member(iso).name() << " (leader was "
             << c->member(*leader).name() << ")\n";
 
   // The majority keeps writing: the new value and a few more keys. A first
-  // write may wait for the leader to notice the cut; retry under a deadline.
-  ASSERT_TRUE(PollUntil([&] { return PutKey(kv_other.get(), "part/x", "new", seconds(3)).ok(); },
+  // write may wait for the leader to notice the cut, or for an election;
+  // retry under a deadline.
+  const auto cut_time = Clock::now();
+  ASSERT_TRUE(PollUntil([&] { return PutKey(kv_b.get(), "part/x", "new", seconds(1)).ok(); },
                         seconds(15)));
+  std::cout << "majority wrote after "
+            << std::chrono::duration_cast<milliseconds>(Clock::now() - cut_time).count()
+            << " ms\n";
+  if (isolate_leader) {
+    auto new_leader = c->WaitForLeader(seconds(10), {a, b});
+    ASSERT_TRUE(new_leader.ok()) << new_leader.status();
+  }
   for (int k = 0; k < 20; ++k) {
-    ASSERT_TRUE(PutKey(kv_leader.get(), absl::StrCat("part/more/", k), "v", seconds(5)).ok());
+    ASSERT_TRUE(PollUntil(
+        [&] { return PutKey(kv_a.get(), absl::StrCat("part/more/", k), "v", seconds(3)).ok(); },
+        seconds(10)));
   }
 
   // Write through the isolated member: no acknowledgement.
@@ -229,7 +242,20 @@ TEST_F(ClusterFailoverTest, PartitionedMemberServesNoStaleLinearizableReads) {
       << "isolated member did not catch up after healing";
   auto healed_leader = c->WaitForLeader(seconds(10));
   EXPECT_TRUE(healed_leader.ok()) << healed_leader.status();
-  EXPECT_TRUE(PutKey(kv_iso2.get(), "part/after", "ok", seconds(5)).ok());
+  EXPECT_TRUE(PollUntil([&] { return PutKey(kv_iso2.get(), "part/after", "ok", seconds(3)).ok(); },
+                        seconds(10)));
+}
+
+TEST_F(ClusterFailoverTest, PartitionedMemberServesNoStaleLinearizableReads) {
+  auto c = StartCluster({.size = 3, .proxies = true});
+  ASSERT_NE(c, nullptr);
+  PartitionScenario(c.get(), /*isolate_leader=*/false);
+}
+
+TEST_F(ClusterFailoverTest, PartitionedLeaderStepsDownAndServesNoStaleReads) {
+  auto c = StartCluster({.size = 3, .proxies = true});
+  ASSERT_NE(c, nullptr);
+  PartitionScenario(c.get(), /*isolate_leader=*/true);
 }
 
 }  // namespace
