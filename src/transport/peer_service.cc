@@ -34,11 +34,14 @@ std::optional<uint64_t> MetadataUint(const grpc::CallbackServerContext* ctx, con
   return v;
 }
 
-// OK when `remote` (0 or absent: unknown) matches the local cluster ID;
-// otherwise logs (rate-limited) and returns FAILED_PRECONDITION.
+// OK when `remote` matches the local cluster ID; otherwise logs
+// (rate-limited) and returns FAILED_PRECONDITION. Absent or 0 means "not
+// known yet" (a joining member) and passes unless `strict` (raft batches and
+// snapshot chunks always carry the sender's cluster ID).
 grpc::Status CheckCluster(Impl* impl, const Impl::HandlerRef& h, std::optional<uint64_t> remote,
-                          std::optional<uint64_t> from) {
-  if (!remote.has_value() || *remote == 0) return grpc::Status::OK;
+                          std::optional<uint64_t> from, bool strict = false) {
+  if (!strict && (!remote.has_value() || *remote == 0)) return grpc::Status::OK;
+  if (!remote.has_value()) remote = 0;
   const uint64_t local = h->ClusterId();
   if (*remote == local) return grpc::Status::OK;
   const std::string remote_hex = util::IdToHex(*remote);
@@ -99,7 +102,7 @@ class StreamReactor final : public grpc::ServerReadReactor<peerpb::MessageBatch>
   grpc::Status ProcessBatch() {
     Impl::HandlerRef h = impl_->AcquireHandler();
     if (!h) return kNoHandler;
-    grpc::Status st = CheckCluster(impl_, h, batch_.cluster_id(), batch_.from());
+    grpc::Status st = CheckCluster(impl_, h, batch_.cluster_id(), batch_.from(), /*strict=*/true);
     if (!st.ok()) return st;
     const uint64_t local = h->MemberId();
     if (batch_.to() != 0 && local != 0 && batch_.to() != local) {
@@ -177,7 +180,7 @@ class SnapshotReactor final : public grpc::ServerReadReactor<peerpb::SnapshotChu
   grpc::Status OnChunk() {
     Impl::HandlerRef h = impl_->AcquireHandler();
     if (!h) return kNoHandler;
-    grpc::Status st = CheckCluster(impl_, h, chunk_.cluster_id(), from_);
+    grpc::Status st = CheckCluster(impl_, h, chunk_.cluster_id(), from_, /*strict=*/true);
     if (!st.ok()) return st;
     if (!header_seen_) {
       header_seen_ = true;

@@ -475,6 +475,30 @@ TEST_F(GrpcTransportTest, RefusesAnotherClustersStream) {
   EXPECT_NE(s.error_message().find("cluster ID mismatch"), std::string::npos);
 }
 
+TEST_F(GrpcTransportTest, RefusesBatchesOfAnotherCluster) {
+  Node* b = Start(2);
+  ASSERT_TRUE(b);
+  auto stub = peerpb::Peer::NewStub(
+      grpc::CreateChannel(b->url.substr(7), grpc::InsecureChannelCredentials()));
+  for (uint64_t cluster : {kCluster + 1, uint64_t{0}}) {
+    grpc::ClientContext ctx;  // no metadata: only the batch tells the cluster
+    ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+    peerpb::StreamResult result;
+    auto writer = stub->Stream(&ctx, &result);
+    peerpb::MessageBatch batch;
+    batch.set_cluster_id(cluster);
+    batch.set_from(1);
+    batch.set_to(2);
+    *batch.add_messages() = Msg(1, 2, 1);
+    writer->Write(batch);
+    writer->WritesDone();
+    grpc::Status s = writer->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << cluster;
+    EXPECT_NE(s.error_message().find("cluster ID mismatch"), std::string::npos);
+  }
+  EXPECT_EQ(b->handler->MessageCount(), 0u);
+}
+
 TEST_F(GrpcTransportTest, SenderLearnsItWasRemoved) {
   Node* a = Start(1);
   Node* b = Start(2);
