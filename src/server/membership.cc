@@ -112,6 +112,11 @@ absl::Status EtcdServer::Impl::ValidateConfChange(const raftpb::ConfChange& cc) 
     }
     case raftpb::ConfChangeAddLearnerNode: {
       if (exists) return ErrIdExists();
+      if (cc.type() == raftpb::ConfChangeAddLearnerNode) {
+        size_t learners = 0;
+        for (const auto& [id, other] : members_) learners += other.is_learner() ? 1 : 0;
+        if (learners >= 1) return ErrTooManyLearners();
+      }
       serverpb::MemberRecord m;
       if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
       for (const auto& [id, other] : members_) {
