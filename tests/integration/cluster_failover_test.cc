@@ -258,5 +258,51 @@ TEST_F(ClusterFailoverTest, PartitionedLeaderStepsDownAndServesNoStaleReads) {
   PartitionScenario(c.get(), /*isolate_leader=*/true);
 }
 
+// The runbook's fault-tolerance table: 5 members tolerate 2 failures (the
+// leader among them), not 3; with quorum back, writes resume.
+TEST_F(ClusterFailoverTest, FiveMembersTolerateTwoFailures) {
+  auto c = StartCluster({.size = 5});
+  ASSERT_NE(c, nullptr);
+  auto leader = c->WaitForLeader(seconds(20));
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  const int l = *leader;
+  const int f1 = (l + 1) % 5, f2 = (l + 2) % 5, s1 = (l + 3) % 5, s2 = (l + 4) % 5;
+  auto kv = etcdserverpb::KV::NewStub(c->member(s1).NewChannel());
+  ASSERT_TRUE(PutKey(kv.get(), "quorum/0", "v", seconds(5)).ok());
+
+  c->member(l).Kill();
+  c->member(f1).Kill();
+  auto new_leader = c->WaitForLeader(seconds(15), {f2, s1, s2});
+  ASSERT_TRUE(new_leader.ok()) << new_leader.status();
+  EXPECT_TRUE(PollUntil([&] { return PutKey(kv.get(), "quorum/1", "v", seconds(2)).ok(); },
+                        seconds(10)))
+      << "3 of 5 members could not commit";
+
+  c->member(f2).Kill();  // 2 of 5 left: no quorum
+  grpc::Status w = PutKey(kv.get(), "quorum/2", "v", seconds(2));
+  EXPECT_FALSE(w.ok()) << "a write was acknowledged by 2 of 5 members";
+  etcdserverpb::RangeResponse r;
+  EXPECT_FALSE(GetKey(kv.get(), "quorum/", false, seconds(2), &r, PrefixEnd("quorum/")).ok())
+      << "a linearizable read was served without quorum";
+  r.Clear();
+  ASSERT_TRUE(GetKey(kv.get(), "quorum/", true, seconds(2), &r, PrefixEnd("quorum/")).ok());
+  EXPECT_GE(r.kvs_size(), 2);
+
+  ASSERT_TRUE(c->Restart(f2).ok());  // quorum again (Restart waits until it serves)
+  EXPECT_TRUE(PollUntil([&] { return PutKey(kv.get(), "quorum/3", "v", seconds(2)).ok(); },
+                        seconds(10)));
+  ASSERT_TRUE(c->RestartAll().ok());
+  ASSERT_TRUE(c->WaitForLeader(seconds(15)).ok());
+  for (int i = 0; i < 5; ++i) {
+    auto kvi = etcdserverpb::KV::NewStub(c->member(i).NewChannel());
+    etcdserverpb::RangeResponse all;
+    ASSERT_TRUE(GetKey(kvi.get(), "quorum/1", false, seconds(5), &all).ok());
+    EXPECT_EQ(all.kvs_size(), 1) << c->member(i).name();
+    all.Clear();
+    ASSERT_TRUE(GetKey(kvi.get(), "quorum/3", false, seconds(5), &all).ok());
+    EXPECT_EQ(all.kvs_size(), 1) << c->member(i).name();
+  }
+}
+
 }  // namespace
 }  // namespace cppetcd::integration
