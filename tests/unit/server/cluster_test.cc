@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -98,6 +99,13 @@ class ClusterTest : public ::testing::Test {
         fprintf(stderr, "[%s] %s\n", m->name.c_str(), lines[i].c_str());
       }
     }
+  }
+
+  static bool Logged(Member* m, std::string_view text) {
+    for (const auto& line : m->log.Lines()) {
+      if (line.find(text) != std::string::npos) return true;
+    }
+    return false;
   }
 
   static std::string UrlOf(const std::string& name) { return absl::StrCat("http://", name, ":2380"); }
@@ -340,6 +348,8 @@ TEST_F(ClusterTest, GracefulLeaderStopHandsOverLeadership) {
   Member* next = WaitLeader(rest);
   ASSERT_NE(next, nullptr);
   EXPECT_NE(next->server->MemberId(), old_id);
+  // Handed over before stopping, not left to an election.
+  EXPECT_TRUE(Logged(leader, "leadership transfer finished"));
   for (Member* m : rest) {
     auto p = Put(m, absl::StrCat("after/", m->name), "2");
     ASSERT_TRUE(p.ok()) << m->name << ": " << p.status();
@@ -481,6 +491,35 @@ TEST_F(ClusterTest, MemberAddJoinRemove) {
   }
 }
 
+TEST_F(ClusterTest, StrictReconfigCheckNeedsLongConnectedPeers) {
+  // Links count as connected only from when they came up: all are younger
+  // than etcd's 5 s health interval here.
+  MemHub::Options opts;
+  opts.active_since_age = 0ms;
+  hub_ = std::make_unique<MemHub>(opts);
+  StartCluster(3);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  Member* follower = SomeFollower(leader);
+
+  auto add = MemberAdd(leader, UrlOf("m3"));
+  EXPECT_EQ(add.status().message(), ErrUnhealthy().message()) << add.status();
+  auto rm = MemberRemove(leader, follower->server->MemberId());
+  EXPECT_EQ(rm.status().message(), ErrUnhealthy().message()) << rm.status();
+  // A learner needs no healthy quorum.
+  auto learner = MemberAdd(leader, UrlOf("m3"), /*learner=*/true);
+  EXPECT_TRUE(learner.ok()) << learner.status();
+
+  // A member that is down may be removed.
+  hub_->SetDown(follower->url, true);
+  EXPECT_FALSE(leader->transport->ActiveSince(follower->server->MemberId()).has_value());
+  rm = MemberRemove(leader, follower->server->MemberId());
+  ASSERT_TRUE(rm.ok()) << rm.status();
+  EXPECT_EQ(rm->members_size(), 3);  // two voters and the learner
+  hub_->SetDown(follower->url, false);
+  EXPECT_TRUE(PollUntil([&] { return follower->server->StopRequested(); }));
+}
+
 TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {
   auto small_log = [](ServerConfig& c) {
     c.snapshot_count = 20;
@@ -513,8 +552,8 @@ TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {
   ASSERT_TRUE(add.ok()) << add.status();
   const uint64_t learner_id = add->member().id();
   EXPECT_TRUE(add->member().islearner());
-  // One learner at a time.
-  auto second = MemberAdd(leader, UrlOf("m4"), /*learner=*/true);
+  // One learner at a time (asked where the first one is applied already).
+  auto second = MemberAdd(follower, UrlOf("m4"), /*learner=*/true);
   EXPECT_EQ(second.status().message(), ErrTooManyLearners().message()) << second.status();
 
   const uint64_t snaps_before = hub_->SnapshotsDelivered();
@@ -522,6 +561,7 @@ TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {
   ASSERT_NE(learner, nullptr);
   EXPECT_TRUE(PollUntil([&] { return CountKeys(learner) == kKeys; })) << CountKeys(learner);
   EXPECT_GT(hub_->SnapshotsDelivered(), snaps_before);
+  EXPECT_TRUE(Logged(learner, "applied snapshot"));
   EXPECT_EQ(Value(learner, "key/42", true), std::string(100, 'v'));
   ASSERT_TRUE(learner->server->WaitReady(kConverge));
 
@@ -544,6 +584,57 @@ TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {
   ASSERT_TRUE(Put(learner, "key/from-learner", "y").ok());
   EXPECT_EQ(Value(leader, "key/from-learner"), "y");
   EXPECT_EQ(Value(learner, "key/0"), std::string(100, 'v'));
+}
+
+// etcd checks the learner limit again when the conf change is applied
+// (membership.ValidateConfigurationChange): a second learner proposed
+// through a member that has not applied the first one yet must still fail.
+TEST_F(ClusterTest, SecondLearnerRefusedEvenWhereFirstIsNotAppliedYet) {
+  StartCluster(3);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  Member* follower = SomeFollower(leader);
+  using AddResult = absl::StatusOr<etcdserverpb::MemberAddResponse>;
+  auto first = std::make_shared<std::promise<AddResult>>();
+  auto second = std::make_shared<std::promise<AddResult>>();
+  auto first_f = first->get_future();
+  auto second_f = second->get_future();
+  etcdserverpb::MemberAddRequest req;
+  req.add_peerurls(UrlOf("l0"));
+  req.set_islearner(true);
+  etcdserverpb::MemberAddRequest req2 = req;
+  req2.set_peerurls(0, UrlOf("l1"));
+  // The second add starts at the leader the moment the first is answered
+  // by the follower (where it is applied; on the leader maybe not yet).
+  EtcdServer* lead = leader->server.get();
+  follower->server->MemberAdd(req, [=](AddResult r) {
+    first->set_value(std::move(r));
+    lead->MemberAdd(req2, [second](AddResult r2) { second->set_value(std::move(r2)); });
+  });
+  ASSERT_EQ(first_f.wait_for(kCallTimeout), std::future_status::ready);
+  AddResult r1 = first_f.get();
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  ASSERT_EQ(second_f.wait_for(kCallTimeout), std::future_status::ready);
+  AddResult r2 = second_f.get();
+  // ErrTooManyLearners, or (as etcd) a timeout when raft dropped the second
+  // conf change because the first was still pending.
+  EXPECT_FALSE(r2.ok()) << "a second learner was added";
+  if (!r2.ok()) {
+    EXPECT_TRUE(r2.status().message() == ErrTooManyLearners().message() ||
+                IsTimeout(r2.status()))
+        << r2.status();
+  }
+  for (Member* m : Running()) {
+    int learners = 0;
+    EXPECT_TRUE(PollUntil([&] {
+      auto ml = MemberList(m);
+      if (!ml.ok()) return false;
+      learners = 0;
+      for (const auto& x : ml->members()) learners += x.islearner() ? 1 : 0;
+      return learners >= 1;
+    }));
+    EXPECT_EQ(learners, 1) << m->name;
+  }
 }
 
 TEST_F(ClusterTest, MoveLeaderAndLeaseCallsRoutedToLeader) {
