@@ -188,8 +188,12 @@ absl::Status GrpcTransport::Impl::Listen() {
   }
   server_ = std::move(server);
   listened_ = true;
-  logger_.Info("started peer transport", {{"local-member-id", LocalIdHex()},
-                                          {"listen-peer-urls", bound_urls_}});
+  if (LocalId() == 0) {  // the member ID comes with the handler
+    logger_.Info("started peer transport", {{"listen-peer-urls", bound_urls_}});
+  } else {
+    logger_.Info("started peer transport", {{"local-member-id", LocalIdHex()},
+                                            {"listen-peer-urls", bound_urls_}});
+  }
   return absl::OkStatus();
 }
 

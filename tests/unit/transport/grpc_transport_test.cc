@@ -106,6 +106,10 @@ class FakeHandler final : public server::PeerHandler {
   uint64_t MemberId() const override { return member_id_; }
 
   absl::Status Process(raftpb::Message m) override {
+    {
+      std::unique_lock<std::mutex> l(gate_mu_);
+      gate_cv_.wait(l, [&] { return !blocked_; });
+    }
     std::lock_guard<std::mutex> l(mu_);
     if (m.type() == raftpb::MsgSnap) {
       const std::string path = SnapshotDbPath(m.snapshot().metadata().index());
@@ -189,6 +193,12 @@ class FakeHandler final : public server::PeerHandler {
     return snapshot_at_process_;
   }
   int removed() const { return removed_.load(); }
+  // While blocked, Process waits (a peer that stops reading).
+  void SetBlocked(bool blocked) {
+    std::lock_guard<std::mutex> l(gate_mu_);
+    blocked_ = blocked;
+    gate_cv_.notify_all();
+  }
 
  private:
   template <class F>
@@ -206,6 +216,9 @@ class FakeHandler final : public server::PeerHandler {
   std::optional<std::string> snapshot_at_process_;
   std::vector<std::thread> threads_;
   std::atomic<int> removed_{0};
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool blocked_ = false;
 };
 
 struct Node {
@@ -399,6 +412,49 @@ TEST_F(GrpcTransportTest, DeadPeerDoesNotBlockSendOrOtherPeers) {
   EXPECT_GT(a->transport->Stats(3)->dropped_messages, 0u);
   EXPECT_FALSE(a->transport->ActiveSince(3).has_value());
   EXPECT_EQ(a->Unreachable(2), 0);
+}
+
+TEST_F(GrpcTransportTest, SlowPeerOverflowsItsQueueOnly) {
+  TransportOptions o = Options();
+  o.max_queued_messages_per_peer = 16;
+  o.logger = util::Logger("rafthttp", log_a_.sink);
+  Node* a = Start(1, kCluster, o);
+  Node* b = Start(2);
+  Node* c = Start(3);
+  ASSERT_TRUE(a && b && c);
+  Connect(a, b);
+  Connect(a, c);
+  ASSERT_TRUE(WaitActive(a, 2));
+  ASSERT_TRUE(WaitActive(a, 3));
+  b->handler->SetBlocked(true);
+  struct Unblock {
+    FakeHandler* h;
+    ~Unblock() { h->SetBlocked(false); }
+  } unblock{b->handler.get()};
+
+  // B stops reading: flow control stalls A's stream to B, B's queue fills.
+  uint64_t index = 0;
+  Clock::duration slowest{0};
+  ASSERT_TRUE(WaitFor([&] {
+    ++index;
+    const auto start = Clock::now();
+    a->transport->Send({Msg(1, 2, index, 64 << 10), Msg(1, 3, index)});
+    slowest = std::max(slowest, Clock::now() - start);
+    return a->Unreachable(2) >= 1;
+  }));
+  EXPECT_LT(slowest, milliseconds(500));
+  bool logged = false;
+  for (const std::string& line : log_a_.Lines()) {
+    if (line.find("dropped internal Raft message since sending buffer is full") !=
+        std::string::npos) {
+      logged = true;
+    }
+  }
+  EXPECT_TRUE(logged);
+  EXPECT_GT(a->transport->Stats(2)->dropped_messages, 0u);
+  // C was served all along.
+  ASSERT_TRUE(WaitFor([&] { return c->handler->MessageCount() == index; }));
+  EXPECT_EQ(a->Unreachable(3), 0);
 }
 
 TEST_F(GrpcTransportTest, ReconnectsWhenThePeerComesBack) {
