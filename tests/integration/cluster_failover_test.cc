@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "cluster_harness.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -301,6 +302,65 @@ TEST_F(ClusterFailoverTest, WatchOnFollowerSurvivesLeaderKill) {
     ASSERT_NE(pos, std::string::npos) << "missing or out of order: watch/" << k << "\n" << out;
     pos += event.size();
   }
+}
+
+// Leases across a leader failover: the new leader takes over keep-alives
+// and expiry (an attached key disappears once keep-alives stop), and a
+// revoke through a follower deletes the attached key.
+TEST_F(ClusterFailoverTest, LeasesSurviveLeaderKill) {
+  auto c = StartCluster({.size = 3});
+  ASSERT_NE(c, nullptr);
+  auto leader = c->WaitForLeader(seconds(20));
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  const int s1 = (*leader + 1) % 3, s2 = (*leader + 2) % 3;
+  const std::string ep1 = c->member(s1).ClientEndpoint();
+  const std::string ep2 = c->member(s2).ClientEndpoint();
+  auto grant = [&](int ttl) {
+    CommandResult r = Etcdctl(ep1, {"lease", "grant", absl::StrCat(ttl)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    // "lease <hex id> granted with TTL(<n>s)"
+    std::vector<std::string> words = absl::StrSplit(r.out, ' ');
+    EXPECT_EQ(words.size(), 5u) << r.out;
+    return words.size() > 1 ? words[1] : std::string();
+  };
+  const std::string expiring = grant(5);
+  const std::string revoked = grant(60);
+  ASSERT_FALSE(expiring.empty());
+  ASSERT_FALSE(revoked.empty());
+  ASSERT_EQ(Etcdctl(ep1, {"put", "--lease=" + expiring, "lease/expiring", "v"}).exit_code, 0);
+  ASSERT_EQ(Etcdctl(ep1, {"put", "--lease=" + revoked, "lease/revoked", "v"}).exit_code, 0);
+
+  c->member(*leader).Kill();
+  ASSERT_TRUE(c->WaitForLeader(seconds(15), {s1, s2}).ok());
+  CommandResult ka;
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        ka = Etcdctl(ep2, {"lease", "keep-alive", "--once", expiring}, "", seconds(4));
+        return ka.exit_code == 0;
+      },
+      seconds(10)))
+      << ka.out << ka.err;
+  EXPECT_EQ(ka.out, absl::StrCat("lease ", expiring, " keepalived with TTL(5)\n"));
+  CommandResult ttl = Etcdctl(ep1, {"lease", "timetolive", revoked});
+  EXPECT_THAT(ttl.out, ::testing::HasSubstr(absl::StrCat("lease ", revoked, " granted with TTL(60s)")));
+
+  // No more keep-alives: the new leader expires it (TTL plus the
+  // extension a new leader grants).
+  auto kv = etcdserverpb::KV::NewStub(c->member(s1).NewChannel());
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        etcdserverpb::RangeResponse r;
+        return GetKey(kv.get(), "lease/expiring", false, seconds(2), &r).ok() && r.kvs_size() == 0;
+      },
+      seconds(20)))
+      << "the key of an expired lease is still there";
+
+  CommandResult rv = Etcdctl(ep2, {"lease", "revoke", revoked});
+  EXPECT_EQ(rv.exit_code, 0) << rv.err;
+  EXPECT_EQ(rv.out, absl::StrCat("lease ", revoked, " revoked\n"));
+  etcdserverpb::RangeResponse r;
+  ASSERT_TRUE(GetKey(kv.get(), "lease/revoked", false, seconds(2), &r).ok());
+  EXPECT_EQ(r.kvs_size(), 0);
 }
 
 // The runbook's fault-tolerance table: 5 members tolerate 2 failures (the
