@@ -176,18 +176,17 @@ void PartitionScenario(Cluster* c, bool isolate_leader) {
       seconds(10)));
 
   ASSERT_TRUE(c->Isolate(iso).ok());
-  std::cout << "isolated " << c->member(iso).name() << " (leader was "
-            << c->member(*leader).name() << ")\n";
+  std::cout << "isolated " << c->member(iso).name() << " (leader was " << c->member(*leader).name()
+            << ")\n";
 
   // The majority keeps writing: the new value and a few more keys. A first
   // write may wait for the leader to notice the cut, or for an election;
   // retry under a deadline.
   const auto cut_time = Clock::now();
-  ASSERT_TRUE(PollUntil([&] { return PutKey(kv_b.get(), "part/x", "new", seconds(1)).ok(); },
-                        seconds(15)));
+  ASSERT_TRUE(
+      PollUntil([&] { return PutKey(kv_b.get(), "part/x", "new", seconds(1)).ok(); }, seconds(15)));
   std::cout << "majority wrote after "
-            << std::chrono::duration_cast<milliseconds>(Clock::now() - cut_time).count()
-            << " ms\n";
+            << std::chrono::duration_cast<milliseconds>(Clock::now() - cut_time).count() << " ms\n";
   if (isolate_leader) {
     auto new_leader = c->WaitForLeader(seconds(10), {a, b});
     ASSERT_TRUE(new_leader.ok()) << new_leader.status();
@@ -268,8 +267,8 @@ TEST_F(ClusterFailoverTest, WatchOnFollowerSurvivesLeaderKill) {
   auto leader = c->WaitForLeader(seconds(20));
   ASSERT_TRUE(leader.ok()) << leader.status();
   const int s1 = (*leader + 1) % 3, s2 = (*leader + 2) % 3;
-  auto watch = StartEtcdctl(c->member(s1).ClientEndpoint(), {"watch", "--prefix", "watch/"},
-                            tmp_.path());
+  auto watch =
+      StartEtcdctl(c->member(s1).ClientEndpoint(), {"watch", "--prefix", "watch/"}, tmp_.path());
   ASSERT_TRUE(watch.ok()) << watch.status();
   auto kv = etcdserverpb::KV::NewStub(c->member(s2).NewChannel());
   // The watch is in place once a put made after starting it shows up.
@@ -285,7 +284,9 @@ TEST_F(ClusterFailoverTest, WatchOnFollowerSurvivesLeaderKill) {
   ASSERT_TRUE(c->WaitForLeader(seconds(15), {s1, s2}).ok());
   for (int k = 1; k <= 5; ++k) {
     ASSERT_TRUE(PollUntil(
-        [&] { return PutKey(kv.get(), absl::StrCat("watch/", k), absl::StrCat("v", k), seconds(2)).ok(); },
+        [&] {
+          return PutKey(kv.get(), absl::StrCat("watch/", k), absl::StrCat("v", k), seconds(2)).ok();
+        },
         seconds(10)));
   }
   const bool got = (*watch)->WaitForStdout(
@@ -342,7 +343,8 @@ TEST_F(ClusterFailoverTest, LeasesSurviveLeaderKill) {
       << ka.out << ka.err;
   EXPECT_EQ(ka.out, absl::StrCat("lease ", expiring, " keepalived with TTL(5)\n"));
   CommandResult ttl = Etcdctl(ep1, {"lease", "timetolive", revoked});
-  EXPECT_THAT(ttl.out, ::testing::HasSubstr(absl::StrCat("lease ", revoked, " granted with TTL(60s)")));
+  EXPECT_THAT(ttl.out,
+              ::testing::HasSubstr(absl::StrCat("lease ", revoked, " granted with TTL(60s)")));
 
   // No more keep-alives: the new leader expires it (TTL plus the
   // extension a new leader grants).
@@ -379,8 +381,8 @@ TEST_F(ClusterFailoverTest, FiveMembersTolerateTwoFailures) {
   c->member(f1).Kill();
   auto new_leader = c->WaitForLeader(seconds(15), {f2, s1, s2});
   ASSERT_TRUE(new_leader.ok()) << new_leader.status();
-  EXPECT_TRUE(PollUntil([&] { return PutKey(kv.get(), "quorum/1", "v", seconds(2)).ok(); },
-                        seconds(10)))
+  EXPECT_TRUE(
+      PollUntil([&] { return PutKey(kv.get(), "quorum/1", "v", seconds(2)).ok(); }, seconds(10)))
       << "3 of 5 members could not commit";
 
   c->member(f2).Kill();  // 2 of 5 left: no quorum
@@ -394,8 +396,8 @@ TEST_F(ClusterFailoverTest, FiveMembersTolerateTwoFailures) {
   EXPECT_GE(r.kvs_size(), 2);
 
   ASSERT_TRUE(c->Restart(f2).ok());  // quorum again (Restart waits until it serves)
-  EXPECT_TRUE(PollUntil([&] { return PutKey(kv.get(), "quorum/3", "v", seconds(2)).ok(); },
-                        seconds(10)));
+  EXPECT_TRUE(
+      PollUntil([&] { return PutKey(kv.get(), "quorum/3", "v", seconds(2)).ok(); }, seconds(10)));
   ASSERT_TRUE(c->RestartAll().ok());
   ASSERT_TRUE(c->WaitForLeader(seconds(15)).ok());
   for (int i = 0; i < 5; ++i) {

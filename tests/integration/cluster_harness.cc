@@ -207,8 +207,8 @@ absl::Status ClusterMember::WaitServing(milliseconds timeout, bool serializable)
   grpc::Status last;
   for (int i = 0; i < 100000; ++i) {
     if (Exited()) {
-      return absl::UnavailableError(absl::StrCat(name_, " exited before it was serving; log tail:\n",
-                                                 TailOf(ReadLog(), 3000)));
+      return absl::UnavailableError(absl::StrCat(
+          name_, " exited before it was serving; log tail:\n", TailOf(ReadLog(), 3000)));
     }
     // A fresh channel per attempt avoids gRPC's reconnect backoff.
     auto kv = etcdserverpb::KV::NewStub(NewChannel());
@@ -292,13 +292,20 @@ absl::StatusOr<std::unique_ptr<ClusterMember>> Cluster::NewMember(const std::str
 std::vector<std::string> Cluster::BaseArgs(const ClusterMember& m) const {
   std::vector<std::string> a = {
       options_.binary,
-      "--name", m.name(),
-      "--data-dir", m.data_dir(),
-      "--listen-client-urls", m.ClientUrl(),
-      "--advertise-client-urls", m.ClientUrl(),
-      "--listen-peer-urls", absl::StrCat("http://127.0.0.1:", m.peer_port()),
-      "--initial-advertise-peer-urls", m.PeerUrl(),
-      "--initial-cluster-token", token_,
+      "--name",
+      m.name(),
+      "--data-dir",
+      m.data_dir(),
+      "--listen-client-urls",
+      m.ClientUrl(),
+      "--advertise-client-urls",
+      m.ClientUrl(),
+      "--listen-peer-urls",
+      absl::StrCat("http://127.0.0.1:", m.peer_port()),
+      "--initial-advertise-peer-urls",
+      m.PeerUrl(),
+      "--initial-cluster-token",
+      token_,
       absl::StrCat("--heartbeat-interval=", options_.heartbeat_ms),
       absl::StrCat("--election-timeout=", options_.election_ms),
   };
@@ -320,7 +327,8 @@ absl::Status Cluster::BootstrapOnce() {
   const std::string initial_cluster = absl::StrJoin(entries, ",");
   for (auto& m : members_) {
     auto args = BaseArgs(*m);
-    args.insert(args.end(), {"--initial-cluster", initial_cluster, "--initial-cluster-state", "new"});
+    args.insert(args.end(),
+                {"--initial-cluster", initial_cluster, "--initial-cluster-state", "new"});
     m->set_args(std::move(args));
     absl::Status s = m->Spawn();
     if (!s.ok()) return s;
@@ -536,9 +544,9 @@ absl::StatusOr<int> Cluster::AddMember(const std::string& name, bool learner,
   // Start the process the way the runbook does: the printout's values.
   auto start_args = BaseArgs(m);
   start_args[2] = parsed->etcd_name;  // --name
-  start_args.insert(start_args.end(), {"--initial-cluster", parsed->etcd_initial_cluster,
-                                       "--initial-cluster-state",
-                                       parsed->etcd_initial_cluster_state});
+  start_args.insert(start_args.end(),
+                    {"--initial-cluster", parsed->etcd_initial_cluster, "--initial-cluster-state",
+                     parsed->etcd_initial_cluster_state});
   m.set_args(std::move(start_args));
   absl::Status s = m.Spawn();
   if (!s.ok()) return s;

@@ -160,10 +160,10 @@ class Cluster {
   struct MemberAddOutput {
     std::string stdout_text;
     uint64_t id = 0;
-    std::string etcd_name;                  // ETCD_NAME
-    std::string etcd_initial_cluster;       // ETCD_INITIAL_CLUSTER
-    std::string etcd_initial_advertise;     // ETCD_INITIAL_ADVERTISE_PEER_URLS
-    std::string etcd_initial_cluster_state; // ETCD_INITIAL_CLUSTER_STATE
+    std::string etcd_name;                   // ETCD_NAME
+    std::string etcd_initial_cluster;        // ETCD_INITIAL_CLUSTER
+    std::string etcd_initial_advertise;      // ETCD_INITIAL_ADVERTISE_PEER_URLS
+    std::string etcd_initial_cluster_state;  // ETCD_INITIAL_CLUSTER_STATE
   };
   // Runbook "add a member": picks ports for `name` (a new member, or the
   // stopped member of that name with a new data dir `<base>/<name>.data.<n>`

@@ -50,8 +50,8 @@ std::map<std::string, std::vector<std::string>> MemberRows(const std::string& en
   EXPECT_EQ(r.exit_code, 0) << r.err;
   auto rows = ParseTable(r.out);
   if (rows.empty()) return out;
-  EXPECT_THAT(rows[0], ElementsAre("ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS",
-                                   "IS LEARNER"));
+  EXPECT_THAT(rows[0],
+              ElementsAre("ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"));
   for (size_t i = 1; i < rows.size(); ++i) {
     if (rows[i].size() == 6) out[rows[i][2]] = rows[i];
   }
@@ -109,8 +109,9 @@ TEST_F(ClusterMembershipTest, AddThenRemoveMember) {
   EXPECT_EQ(CountKeys(c->member(*idx), "add/"), 100);
   auto rows = MemberRows(c->member(*idx).ClientEndpoint());
   ASSERT_EQ(rows.size(), 4u);
-  EXPECT_TRUE(PollUntil([&] { return MemberRows(c->member(0).ClientEndpoint())["m3"][1] == "started"; },
-                        seconds(10)));
+  EXPECT_TRUE(
+      PollUntil([&] { return MemberRows(c->member(0).ClientEndpoint())["m3"][1] == "started"; },
+                seconds(10)));
   EXPECT_EQ(rows["m3"][3], c->member(*idx).PeerUrl());
   EXPECT_EQ(rows["m3"][4], c->member(*idx).ClientUrl());
   ASSERT_TRUE(c->WaitForLeader(seconds(10)).ok());
@@ -146,8 +147,8 @@ TEST_F(ClusterMembershipTest, ReplaceFailedMember) {
   c->member(failed).Kill();
   // Adding first is refused while a voting member is down (the strict
   // reconfiguration check): that is why the runbook removes first.
-  CommandResult early = Etcdctl(c->RunningEndpoints(),
-                                {"member", "add", "m9", "--peer-urls=http://127.0.0.1:9"});
+  CommandResult early =
+      Etcdctl(c->RunningEndpoints(), {"member", "add", "m9", "--peer-urls=http://127.0.0.1:9"});
   EXPECT_NE(early.exit_code, 0) << early.out;
   EXPECT_THAT(StripClientLogLines(early.err), HasSubstr("etcdserver: unhealthy cluster"));
   if (early.exit_code == 0) return;  // 4 members, 2 down: no quorum to go on with
@@ -164,8 +165,9 @@ TEST_F(ClusterMembershipTest, ReplaceFailedMember) {
   EXPECT_EQ(CountKeys(c->member(failed), "replace/"), 100);
   auto rows = MemberRows(c->member(0).ClientEndpoint());
   ASSERT_EQ(rows.size(), 3u);
-  EXPECT_TRUE(PollUntil([&] { return MemberRows(c->member(0).ClientEndpoint())["m2"][1] == "started"; },
-                        seconds(10)));
+  EXPECT_TRUE(
+      PollUntil([&] { return MemberRows(c->member(0).ClientEndpoint())["m2"][1] == "started"; },
+                seconds(10)));
   ASSERT_TRUE(c->WaitForLeader(seconds(10)).ok());
   PutMany(c->member(failed), "replace/after/", 10);
   EXPECT_EQ(CountKeys(c->member(0), "replace/"), 110);
@@ -232,8 +234,9 @@ TEST_F(ClusterMembershipTest, UpdatePeerUrls) {
   auto id = c->MemberId(f);
   ASSERT_TRUE(id.ok());
   const std::string new_url = absl::StrCat("http://127.0.0.1:", c->member(f).peer_port());
-  CommandResult r = EtcdctlReconfig(c->member(*leader).ClientEndpoint(),
-                                    {"member", "update", Cluster::HexId(*id), "--peer-urls=" + new_url});
+  CommandResult r =
+      EtcdctlReconfig(c->member(*leader).ClientEndpoint(),
+                      {"member", "update", Cluster::HexId(*id), "--peer-urls=" + new_url});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(NormalizeMemberLine(r.out), "Member <ID> updated in cluster <ID>\n");
   EXPECT_TRUE(PollUntil(
@@ -316,7 +319,8 @@ TEST_F(ClusterMembershipTest, ForceNewClusterThenReAddMembers) {
   PutMany(c->member(1), "force/", 50);
   ASSERT_TRUE(c->WaitForLeader(seconds(10)).ok());
   // Every member has applied everything before the stop.
-  ASSERT_TRUE(PollUntil([&] { return CountKeys(c->member(0), "force/", true) == 50; }, seconds(10)));
+  ASSERT_TRUE(
+      PollUntil([&] { return CountKeys(c->member(0), "force/", true) == 50; }, seconds(10)));
   for (int i = 0; i < c->size(); ++i) c->member(i).Terminate();
 
   auto args = c->member(0).args();

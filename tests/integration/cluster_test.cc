@@ -48,8 +48,8 @@ void CheckBootstrap(Cluster& c) {
   ASSERT_EQ(list.exit_code, 0) << list.err;
   auto rows = ParseTable(list.out);
   ASSERT_EQ(rows.size(), static_cast<size_t>(n + 1)) << list.out;
-  EXPECT_THAT(rows[0], ElementsAre("ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS",
-                                   "IS LEARNER"));
+  EXPECT_THAT(rows[0],
+              ElementsAre("ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"));
   std::set<std::string> names;
   for (int r = 1; r <= n; ++r) {
     ASSERT_EQ(rows[r].size(), 6u) << list.out;
@@ -69,9 +69,9 @@ void CheckBootstrap(Cluster& c) {
   ASSERT_EQ(status.exit_code, 0) << status.err;
   rows = ParseTable(status.out);
   ASSERT_EQ(rows.size(), static_cast<size_t>(n + 1)) << status.out;
-  EXPECT_THAT(rows[0], ElementsAre("ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER",
-                                   "IS LEARNER", "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX",
-                                   "ERRORS"));
+  EXPECT_THAT(rows[0],
+              ElementsAre("ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "IS LEARNER",
+                          "RAFT TERM", "RAFT INDEX", "RAFT APPLIED INDEX", "ERRORS"));
   int leaders = 0;
   std::set<std::string> terms, endpoints;
   for (int r = 1; r <= n; ++r) {
@@ -113,12 +113,13 @@ TEST_F(ClusterTest, WritesAndReadsThroughEveryMember) {
   auto c = StartCluster({.size = 3});
   ASSERT_NE(c, nullptr);
   std::vector<std::unique_ptr<etcdserverpb::KV::Stub>> kv;
-  for (int i = 0; i < c->size(); ++i) kv.push_back(etcdserverpb::KV::NewStub(c->member(i).NewChannel()));
+  for (int i = 0; i < c->size(); ++i)
+    kv.push_back(etcdserverpb::KV::NewStub(c->member(i).NewChannel()));
   constexpr int kPerMember = 20;
   for (int k = 0; k < kPerMember; ++k) {
     for (int i = 0; i < c->size(); ++i) {
-      grpc::Status st = PutKey(kv[i].get(), absl::StrCat("rw/m", i, "/", k), absl::StrCat(i, ":", k),
-                               seconds(5));
+      grpc::Status st =
+          PutKey(kv[i].get(), absl::StrCat("rw/m", i, "/", k), absl::StrCat(i, ":", k), seconds(5));
       ASSERT_TRUE(st.ok()) << "put via m" << i << ": " << st.error_message();
     }
   }
@@ -164,17 +165,18 @@ TEST_F(ClusterTest, RestartAllMembersKeepsData) {
   }
   const auto t1 = std::chrono::steady_clock::now();
   ASSERT_TRUE(c->RestartAll().ok());
-  std::cout << "SIGTERM of 3 members took "
-            << std::chrono::duration_cast<milliseconds>(t1 - t0).count()
-            << " ms; restart until all serve "
-            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t1).count()
-            << " ms\n";
+  std::cout
+      << "SIGTERM of 3 members took " << std::chrono::duration_cast<milliseconds>(t1 - t0).count()
+      << " ms; restart until all serve "
+      << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t1).count()
+      << " ms\n";
   auto leader = c->WaitForLeader(seconds(20));
   ASSERT_TRUE(leader.ok()) << leader.status();
   for (int i = 0; i < c->size(); ++i) {
     auto kvi = etcdserverpb::KV::NewStub(c->member(i).NewChannel());
     etcdserverpb::RangeResponse after;
-    ASSERT_TRUE(GetKey(kvi.get(), "restart/", false, seconds(5), &after, PrefixEnd("restart/")).ok());
+    ASSERT_TRUE(
+        GetKey(kvi.get(), "restart/", false, seconds(5), &after, PrefixEnd("restart/")).ok());
     ASSERT_EQ(after.kvs_size(), 50);
     for (int k = 0; k < 50; ++k) {
       EXPECT_EQ(after.kvs(k).key(), before.kvs(k).key());

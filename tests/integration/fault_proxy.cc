@@ -54,10 +54,11 @@ int ConnectLoopback(int port) {
 std::set<uint64_t> SocketInodes(pid_t pid) {
   std::set<uint64_t> out;
   std::error_code ec;
-  std::filesystem::directory_iterator it(std::filesystem::path("/proc") / std::to_string(pid) / "fd",
-                                         ec);
+  std::filesystem::directory_iterator it(
+      std::filesystem::path("/proc") / std::to_string(pid) / "fd", ec);
   if (ec) return out;
-  for (int n = 0; it != std::filesystem::directory_iterator() && n < 100000; it.increment(ec), ++n) {
+  for (int n = 0; it != std::filesystem::directory_iterator() && n < 100000;
+       it.increment(ec), ++n) {
     if (ec) break;
     std::error_code lec;
     std::string target = std::filesystem::read_symlink(it->path(), lec).string();
@@ -80,9 +81,9 @@ uint64_t TcpInode(int local_port, int remote_port) {
     fields >> slot >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode;
     auto port_of = [](const std::string& addr) {
       auto colon = addr.find(':');
-      return colon == std::string::npos ? -1
-                                        : static_cast<int>(std::strtol(addr.c_str() + colon + 1,
-                                                                       nullptr, 16));
+      return colon == std::string::npos
+                 ? -1
+                 : static_cast<int>(std::strtol(addr.c_str() + colon + 1, nullptr, 16));
     };
     if (port_of(local) == local_port && port_of(remote) == remote_port) return inode;
   }

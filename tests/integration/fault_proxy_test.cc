@@ -1,5 +1,7 @@
 // The fault proxy's own tests (no server needed): pass, blackhole, reset,
 // healing, and cutting the connections a given process dialed.
+#include "fault_proxy.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -9,7 +11,6 @@
 #include <string>
 #include <thread>
 
-#include "fault_proxy.h"
 #include "gtest/gtest.h"
 #include "harness.h"
 
@@ -98,10 +99,10 @@ TEST(FaultProxyTest, PassesBlackholesResetsAndHeals) {
   EXPECT_EQ(RoundTrip(a, "hello"), "hello");
 
   (*proxy)->SetMode(FaultProxy::Mode::kBlackhole);
-  ASSERT_TRUE(PollUntil([&] { return (*proxy)->mode() == FaultProxy::Mode::kBlackhole; },
-                        seconds(1)));
+  ASSERT_TRUE(
+      PollUntil([&] { return (*proxy)->mode() == FaultProxy::Mode::kBlackhole; }, seconds(1)));
   EXPECT_EQ(RoundTrip(a, "lost"), "");  // silence, not an error
-  int b = Dial((*proxy)->port());     // new connections are accepted...
+  int b = Dial((*proxy)->port());       // new connections are accepted...
   ASSERT_GE(b, 0);
   EXPECT_EQ(RoundTrip(b, "lost too"), "");  // ...and go nowhere
   EXPECT_TRUE(PollUntil([&] { return (*proxy)->dropped_bytes() >= 12; }, seconds(2)));
