@@ -157,6 +157,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
 }
 
 grpc::Status GrpcNoLeader() { return FromRow("etcdserver: no leader"); }
+grpc::Status GrpcNotForLearner() { return FromRow("etcdserver: rpc not supported for learner"); }
 grpc::Status GrpcWatchCanceled() { return FromRow("etcdserver: watch canceled"); }
 grpc::Status GrpcRequestTooLarge() { return FromRow("etcdserver: request is too large"); }
 

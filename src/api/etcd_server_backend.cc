@@ -126,6 +126,7 @@ class EtcdServerBackend final : public ServerBackend {
   bool HasLeader() const override {
     return s_->Metrics().has_leader.load(std::memory_order_relaxed);
   }
+  bool IsLearner() const override { return s_->IsLearner(); }
   std::unique_ptr<WatchStreamBackend> NewWatchStream(std::function<void()> notify) override {
     return std::make_unique<MvccWatchStream>(s_->Watchable()->NewWatchStream(std::move(notify)));
   }

@@ -173,6 +173,9 @@ grpc::ServerUnaryReactor* LeaseService::LeaseLeases(grpc::CallbackServerContext*
 
 grpc::ServerBidiReactor<LeaseKeepAliveRequest, LeaseKeepAliveResponse>*
 LeaseService::LeaseKeepAlive(grpc::CallbackServerContext* context) {
+  if (backend_->IsLearner()) {
+    return new RejectedStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(GrpcNotForLearner());
+  }
   const bool require_leader = RequiresLeader(context);
   if (require_leader && !backend_->HasLeader()) {
     return new RejectedStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(GrpcNoLeader());

@@ -120,8 +120,20 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
 
 }  // namespace
 
+namespace {
+
+// Finishes a snapshot stream at once (a learner serves none).
+class RejectedSnapshot final : public grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse> {
+ public:
+  explicit RejectedSnapshot(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
 grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>* MaintenanceService::Snapshot(
     grpc::CallbackServerContext* context, const etcdserverpb::SnapshotRequest* req) {
+  if (backend_->IsLearner()) return new RejectedSnapshot(GrpcNotForLearner());
   auto reactor = std::make_shared<SnapshotReactor>(backend_, util::GetLogger("etcdserver"));
   reactor->Begin(reactor);
   return reactor.get();

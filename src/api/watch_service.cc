@@ -282,6 +282,7 @@ class WatchReactor final
 
 grpc::ServerBidiReactor<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>*
 WatchService::Watch(grpc::CallbackServerContext* context) {
+  if (backend_->IsLearner()) return NewRejectedWatchStream(GrpcNotForLearner());
   const bool require_leader = RequiresLeader(context);
   if (require_leader && !backend_->HasLeader()) return NewRejectedWatchStream(GrpcNoLeader());
   auto reactor = std::make_shared<WatchReactor>(backend_, hub_, logger_);

@@ -252,6 +252,7 @@ void EtcdServer::Impl::ApplyConfChange(storage::WriteTxn* btx, const raftpb::Con
                                       {"promoted-member-id", util::IdToHex(m.id())}});
         }
         if (m.id() != self) peer_update.emplace(m.id(), ToVector(m.peer_urls()));
+        if (m.id() == self) self_learner_ = m.is_learner();
         members_[m.id()] = std::move(m);
         break;
       }

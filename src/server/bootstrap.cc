@@ -417,6 +417,10 @@ absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
   });
   if (!s.ok()) return s;
   if (!bad.ok()) return bad;
+  {
+    auto self = members_.find(member_id_.load());
+    self_learner_ = self != members_.end() && self->second.is_learner();
+  }
   std::unique_lock<std::mutex> al(alarm_mu_);
   alarms_.clear();
   nospace_ = false;

@@ -94,6 +94,9 @@ absl::Status ErrTooManyLearners() {
 absl::Status ErrMemberNotLearner() {
   return absl::FailedPreconditionError("membership: can only promote a learner member");
 }
+absl::Status ErrNotSupportedForLearner() {
+  return absl::UnavailableError("etcdserver: rpc not supported for learner");
+}
 absl::Status ErrMemberRemoved() { return absl::PermissionDeniedError(kRemoved); }
 bool IsMemberRemoved(const absl::Status& s) {
   return Matches(s, absl::StatusCode::kPermissionDenied, kRemoved);

@@ -26,6 +26,7 @@ bool EtcdServer::IsReady() const {
   return impl_->ready_;
 }
 
+bool EtcdServer::IsLearner() const { return impl_->self_learner_.load(); }
 bool EtcdServer::StopRequested() const { return impl_->stop_requested_.load(); }
 
 uint64_t EtcdServer::MemberId() const { return impl_->member_id_.load(); }
@@ -42,6 +43,8 @@ void EtcdServer::FillHeader(etcdserverpb::ResponseHeader* header) const {
 
 void EtcdServer::Range(const etcdserverpb::RangeRequest& req,
                        Done<etcdserverpb::RangeResponse> done) {
+  // etcd 3.4: a learner serves only Status and serializable Range.
+  if (!req.serializable() && impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
   auto serve = [impl, req, done = std::move(done)](absl::Status s) mutable {
@@ -58,6 +61,7 @@ void EtcdServer::Range(const etcdserverpb::RangeRequest& req,
 }
 
 void EtcdServer::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_put() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
@@ -67,6 +71,7 @@ void EtcdServer::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::Put
 
 void EtcdServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
                              Done<etcdserverpb::DeleteRangeResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_delete_range() = req;
   impl_->Propose(std::move(r),
@@ -74,6 +79,7 @@ void EtcdServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
 }
 
 void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
   if (Applier::IsTxnReadOnly(req)) {
@@ -106,6 +112,7 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Txn
 
 void EtcdServer::Compact(const etcdserverpb::CompactionRequest& req,
                          Done<etcdserverpb::CompactionResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   serverpb::InternalRaftRequest r;
   *r.mutable_compaction() = req;
@@ -129,6 +136,7 @@ void EtcdServer::Compact(const etcdserverpb::CompactionRequest& req,
 
 void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
                             Done<etcdserverpb::LeaseGrantResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_lease_grant() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
@@ -144,6 +152,7 @@ void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
 
 void EtcdServer::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
                              Done<etcdserverpb::LeaseRevokeResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_lease_revoke() = req;
   impl_->Propose(std::move(r),
@@ -151,18 +160,21 @@ void EtcdServer::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
 }
 
 void EtcdServer::LeaseRenew(int64_t id, Done<int64_t> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   // The leader's lessor answers; other members forward (etcd 3.4).
   impl_->RouteLeaseRenew(id, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
 }
 
 void EtcdServer::LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
                                  Done<etcdserverpb::LeaseTimeToLiveResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   impl_->RouteLeaseTimeToLive(req, SteadyClock::now() + impl_->cfg_.request_timeout,
                               std::move(done));
 }
 
 void EtcdServer::LeaseLeases(const etcdserverpb::LeaseLeasesRequest&,
                              Done<etcdserverpb::LeaseLeasesResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   etcdserverpb::LeaseLeasesResponse resp;
   impl_->FillHeaderImpl(resp.mutable_header(), true);
@@ -172,6 +184,7 @@ void EtcdServer::LeaseLeases(const etcdserverpb::LeaseLeasesRequest&,
 
 void EtcdServer::MemberList(const etcdserverpb::MemberListRequest&,
                             Done<etcdserverpb::MemberListResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   etcdserverpb::MemberListResponse resp;
   impl_->FillHeaderImpl(resp.mutable_header(), true);
@@ -181,23 +194,28 @@ void EtcdServer::MemberList(const etcdserverpb::MemberListRequest&,
 
 void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest& req,
                            Done<etcdserverpb::MemberAddResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   impl_->MemberAdd(req, std::move(done));
 }
 void EtcdServer::MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
                               Done<etcdserverpb::MemberRemoveResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   impl_->MemberRemove(req, std::move(done));
 }
 void EtcdServer::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req,
                               Done<etcdserverpb::MemberUpdateResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   impl_->MemberUpdate(req, std::move(done));
 }
 void EtcdServer::MemberPromote(const etcdserverpb::MemberPromoteRequest& req,
                                Done<etcdserverpb::MemberPromoteResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   impl_->RoutePromote(req, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
 }
 
 void EtcdServer::Alarm(const etcdserverpb::AlarmRequest& req,
                        Done<etcdserverpb::AlarmResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
   if (req.action() == etcdserverpb::AlarmRequest::GET) {
@@ -242,6 +260,7 @@ void EtcdServer::Status(const etcdserverpb::StatusRequest&,
 
 void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& req,
                         Done<etcdserverpb::HashKVResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   auto h = impl_->store_->HashByRev(req.revision());
   if (!h.ok()) return std::move(done)(h.status());
@@ -255,6 +274,7 @@ void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& req,
 
 void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
                             Done<etcdserverpb::DefragmentResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   if (auto s = impl_->backend_->Sync(); !s.ok()) return std::move(done)(std::move(s));
   etcdserverpb::DefragmentResponse resp;
@@ -264,6 +284,7 @@ void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
 
 void EtcdServer::MoveLeader(const etcdserverpb::MoveLeaderRequest& req,
                             Done<etcdserverpb::MoveLeaderResponse> done) {
+  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   impl_->MoveLeader(req.targetid(), std::move(done));
 }

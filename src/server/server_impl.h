@@ -387,6 +387,7 @@ class EtcdServer::Impl final : public PeerHandler {
   mutable std::mutex members_mu_;
   std::map<uint64_t, serverpb::MemberRecord> members_ ABSL_GUARDED_BY(members_mu_);
   std::set<uint64_t> removed_ ABSL_GUARDED_BY(members_mu_);
+  std::atomic<bool> self_learner_{false};  // mirrors members_[member_id_].is_learner
   mutable std::mutex alarm_mu_;
   std::set<std::pair<uint64_t, int>> alarms_ ABSL_GUARDED_BY(alarm_mu_);
   std::atomic<bool> nospace_{false};

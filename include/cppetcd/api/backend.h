@@ -134,6 +134,10 @@ class ServerBackend {
   virtual void FillHeader(etcdserverpb::ResponseHeader* header) const = 0;
   // Whether this member currently knows a Raft leader.
   virtual bool HasLeader() const = 0;
+  // Whether this member is a learner: etcd 3.4 refuses every stream RPC
+  // (Watch, LeaseKeepAlive, Snapshot) on a learner with "etcdserver: rpc not
+  // supported for learner"; the unary ones are refused by the server.
+  virtual bool IsLearner() const { return false; }
   // A new watch stream; `notify` fires (from any thread, must not block)
   // whenever Poll may return something new.
   virtual std::unique_ptr<WatchStreamBackend> NewWatchStream(std::function<void()> notify) = 0;

@@ -35,6 +35,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Statuses the api layer produces itself.
 grpc::Status GrpcNoLeader();           // UNAVAILABLE "etcdserver: no leader"
+grpc::Status GrpcNotForLearner();      // UNAVAILABLE "etcdserver: rpc not supported for learner"
 grpc::Status GrpcWatchCanceled();      // CANCELLED "etcdserver: watch canceled"
 grpc::Status GrpcRequestTooLarge();    // INVALID_ARGUMENT "etcdserver: request is too large"
 

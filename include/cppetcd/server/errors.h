@@ -83,6 +83,8 @@ absl::Status ErrIdRemoved();
 absl::Status ErrIdExists();
 absl::Status ErrTooManyLearners();
 absl::Status ErrMemberNotLearner();
+// Unavailable "etcdserver: rpc not supported for learner".
+absl::Status ErrNotSupportedForLearner();
 // PermissionDenied "the member has been permanently removed from the
 // cluster": a removed member's raft traffic is refused with it.
 absl::Status ErrMemberRemoved();

@@ -147,6 +147,10 @@ class EtcdServer {
   // True once the server decided to stop on its own: this member was removed
   // from the cluster (etcd exits then). The owner should call Stop().
   bool StopRequested() const;
+  // Whether this member is a learner. As etcd 3.4, a learner answers only
+  // Status and serializable Range; every other request fails with
+  // ErrNotSupportedForLearner.
+  bool IsLearner() const;
 
   // Identity. Valid after Create.
   uint64_t MemberId() const;
