@@ -33,6 +33,12 @@ namespace fs = std::filesystem;
 using testing::MemHub;
 using testing::MemTransport;
 
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kUnderTsan = true;
+#else
+constexpr bool kUnderTsan = false;
+#endif
+
 // Generous bounds: the suite also runs under TSan, several times slower.
 constexpr auto kCallTimeout = 20s;
 constexpr auto kConverge = 20s;
@@ -525,21 +531,28 @@ TEST_F(ClusterTest, StrictReconfigCheckNeedsLongConnectedPeers) {
   EXPECT_EQ(add.status().message(), ErrUnhealthy().message()) << add.status();
   auto rm = MemberRemove(leader, follower->server->MemberId());
   EXPECT_EQ(rm.status().message(), ErrUnhealthy().message()) << rm.status();
-  // A learner needs no healthy quorum.
+  // Learners too (etcd mayAddMember checks connectivity for any member).
   auto learner = MemberAdd(leader, UrlOf("m3"), /*learner=*/true);
-  EXPECT_TRUE(learner.ok()) << learner.status();
+  EXPECT_EQ(learner.status().message(), ErrUnhealthy().message()) << learner.status();
 
   // A member that is down may be removed.
   hub_->SetDown(follower->url, true);
   EXPECT_FALSE(leader->transport->ActiveSince(follower->server->MemberId()).has_value());
   rm = MemberRemove(leader, follower->server->MemberId());
   ASSERT_TRUE(rm.ok()) << rm.status();
-  EXPECT_EQ(rm->members_size(), 3);  // two voters and the learner
+  EXPECT_EQ(rm->members_size(), 2);
   hub_->SetDown(follower->url, false);
   EXPECT_TRUE(PollUntil([&] { return follower->server->StopRequested(); }));
 }
 
 TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {
+  if (kUnderTsan) {
+    // The snapshot sender thread reads raft::MemoryStorage::Term while the
+    // raft thread appends (peers.cc DescribeBackendCopy); MemoryStorage
+    // locks an absl::Mutex, which Debian's uninstrumented abseil hides
+    // from TSan, so TSan reports a race there.
+    GTEST_SKIP() << "raft::MemoryStorage's absl::Mutex is invisible to TSan";
+  }
   auto small_log = [](ServerConfig& c) {
     c.snapshot_count = 20;
     c.snapshot_catchup_entries = 5;
