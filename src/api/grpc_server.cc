@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "src/api/election_lock.h"
 #include "src/api/services.h"
 
 namespace cppetcd::api {
@@ -20,7 +21,9 @@ class ApiServer::Impl {
         watch_(backend, &hub_, options_.logger),
         lease_(backend, &hub_),
         cluster_(backend),
-        maintenance_(backend) {}
+        maintenance_(backend),
+        election_(backend),
+        lock_(backend) {}
 
   absl::Status Start(ServerBackend* backend) {
     grpc::ServerBuilder builder;
@@ -35,6 +38,8 @@ class ApiServer::Impl {
     builder.RegisterService(&cluster_);
     builder.RegisterService(&maintenance_);
     builder.RegisterService(&auth_);
+    builder.RegisterService(&election_);
+    builder.RegisterService(&lock_);
     // etcd v3rpc/grpc.go and embed/serve.go: requests up to
     // --max-request-bytes plus framing, unlimited responses, and a
     // keep-alive policy that never kicks clients for pinging.
@@ -91,6 +96,8 @@ class ApiServer::Impl {
   ClusterService cluster_;
   MaintenanceService maintenance_;
   AuthService auth_;
+  ElectionService election_;  // etcd v3election and v3lock
+  LockService lock_;
   std::vector<int> ports_;
   std::unique_ptr<grpc::Server> server_;
 };
