@@ -8,6 +8,7 @@
 #include "cppetcd/cmd/flags.h"
 #include "cppetcd/util/log.h"
 #include "run.h"  // same directory: the executable has no src/ include path
+#include "snapshot_cmd.h"
 
 extern char** environ;
 
@@ -28,6 +29,9 @@ std::string LogOutput(const cppetcd::cmd::EtcdConfig& config) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "snapshot") {
+    return cppetcd::cmd::RunSnapshotCommand({args.begin() + 1, args.end()}, std::cout, std::cerr);
+  }
   std::vector<std::string> env;
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) env.emplace_back(*e);
 

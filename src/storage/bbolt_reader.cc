@@ -1,0 +1,208 @@
+// Read-only bbolt page walker (see include/cppetcd/storage/bbolt_reader.h
+// for the format facts it relies on).
+#include "cppetcd/storage/bbolt_reader.h"
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+
+namespace cppetcd::storage {
+namespace {
+
+constexpr size_t kPageHeaderSize = 16;
+constexpr size_t kElementSize = 16;
+constexpr uint16_t kBranchPage = 0x01;
+constexpr uint16_t kLeafPage = 0x02;
+constexpr uint32_t kBucketLeafFlag = 0x01;
+constexpr size_t kBucketHeaderSize = 16;
+constexpr int kMaxDepth = 64;
+
+uint16_t Le16(const char* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;  // x86-64 / little-endian hosts (as bbolt's own files)
+}
+uint32_t Le32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+uint64_t Le64(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+uint64_t Fnv1a64(const char* p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; ++i) {
+    h ^= static_cast<unsigned char>(p[i]);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+absl::Status Corrupt(std::string_view what) {
+  return absl::DataLossError(absl::StrCat("bbolt: corrupt database: ", std::string(what)));
+}
+
+}  // namespace
+
+bool LooksLikeBbolt(std::string_view head) {
+  return head.size() >= kPageHeaderSize + 4 && Le32(head.data() + kPageHeaderSize) == kBboltMagic;
+}
+
+// One tree walk: a page is a byte range (in data_ or inside an inline
+// bucket value); the walk visits leaf elements in key order.
+struct BboltReader::Walk {
+  const BboltReader* r;
+  using Fn = absl::FunctionRef<bool(std::string_view, std::string_view, bool)>;
+
+  absl::StatusOr<std::string_view> PageAt(uint64_t id) const {
+    const uint64_t ps = r->page_size_;
+    if (id < 2 || id >= r->pgid_ || (id + 1) * ps > r->data_.size()) {
+      return Corrupt(absl::StrCat("page ", id, " out of range"));
+    }
+    const char* p = r->data_.data() + id * ps;
+    const uint64_t overflow = Le32(p + 12);
+    const uint64_t len = (overflow + 1) * ps;
+    if (id * ps + len > r->data_.size()) return Corrupt(absl::StrCat("page ", id, " overflows"));
+    return std::string_view(p, len);
+  }
+
+  // Visits `page`; returns false if fn asked to stop.
+  absl::StatusOr<bool> Visit(std::string_view page, int depth, Fn fn) const {
+    if (depth > kMaxDepth) return Corrupt("tree too deep");
+    if (page.size() < kPageHeaderSize) return Corrupt("short page");
+    const uint16_t flags = Le16(page.data() + 8);
+    const uint16_t count = Le16(page.data() + 10);
+    if (kPageHeaderSize + size_t{count} * kElementSize > page.size()) {
+      return Corrupt("element table past the page end");
+    }
+    for (size_t i = 0; i < count; ++i) {
+      const size_t at = kPageHeaderSize + i * kElementSize;
+      const char* e = page.data() + at;
+      if (flags & kBranchPage) {
+        const uint64_t child = Le64(e + 8);
+        auto p = PageAt(child);
+        if (!p.ok()) return p.status();
+        auto more = Visit(*p, depth + 1, fn);
+        if (!more.ok() || !*more) return more;
+      } else if (flags & kLeafPage) {
+        const uint32_t eflags = Le32(e);
+        const size_t pos = Le32(e + 4), ksize = Le32(e + 8), vsize = Le32(e + 12);
+        if (at + pos + ksize + vsize > page.size()) return Corrupt("leaf element past the page end");
+        std::string_view k(e + pos, ksize);
+        std::string_view v(e + pos + ksize, vsize);
+        const bool is_bucket = (eflags & kBucketLeafFlag) != 0;
+        if (!fn(k, is_bucket ? std::string_view() : v, is_bucket)) return false;
+      } else {
+        return Corrupt(absl::StrCat("unexpected page flags ", flags));
+      }
+    }
+    return true;
+  }
+
+  // Visits the bucket whose stored value (header + inline page) is `value`.
+  absl::StatusOr<bool> VisitBucket(std::string_view value, Fn fn) const {
+    if (value.size() < kBucketHeaderSize) return Corrupt("short bucket header");
+    const uint64_t root = Le64(value.data());
+    if (root == 0) return Visit(value.substr(kBucketHeaderSize), 0, fn);
+    auto p = PageAt(root);
+    if (!p.ok()) return p.status();
+    return Visit(*p, 0, fn);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::Open(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("open ", path, ": no such file or directory"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return FromBytes(std::move(ss).str());
+}
+
+absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::FromBytes(std::string bytes) {
+  if (!LooksLikeBbolt(bytes)) return absl::InvalidArgumentError("not a bbolt database");
+  std::unique_ptr<BboltReader> r(new BboltReader());
+  r->data_ = std::move(bytes);
+  const uint32_t ps0 = Le32(r->data_.data() + kPageHeaderSize + 8);
+  bool found = false;
+  for (uint64_t m = 0; m < 2; ++m) {
+    const uint64_t off = m * ps0;
+    if (ps0 < 1024 || off + kPageHeaderSize + 64 > r->data_.size()) continue;
+    const char* meta = r->data_.data() + off + kPageHeaderSize;
+    if (Le32(meta) != kBboltMagic || Le32(meta + 4) != 2) continue;
+    if (Fnv1a64(meta, 56) != Le64(meta + 56)) continue;
+    const uint64_t txid = Le64(meta + 48);
+    if (found && txid <= r->txid_) continue;
+    found = true;
+    r->page_size_ = Le32(meta + 8);
+    r->root_ = Le64(meta + 16);
+    r->pgid_ = Le64(meta + 40);
+    r->txid_ = txid;
+  }
+  if (!found || r->page_size_ != ps0) return Corrupt("no valid meta page");
+  return r;
+}
+
+absl::StatusOr<std::vector<std::string>> BboltReader::ListBuckets() const {
+  std::vector<std::string> out;
+  Walk w{this};
+  auto p = w.PageAt(root_);
+  if (!p.ok()) return p.status();
+  auto done = w.Visit(*p, 0, [&](std::string_view k, std::string_view, bool is_bucket) {
+    if (is_bucket) out.emplace_back(k);
+    return true;
+  });
+  if (!done.ok()) return done.status();
+  return out;
+}
+
+absl::Status BboltReader::ForEach(
+    std::string_view bucket,
+    absl::FunctionRef<bool(std::string_view, std::string_view, bool)> fn) const {
+  Walk w{this};
+  auto p = w.PageAt(root_);
+  if (!p.ok()) return p.status();
+  // Find the bucket's raw value (the walk passes an empty value for
+  // buckets, so look the element up again by hand).
+  std::string_view value;
+  bool found = false;
+  auto find = [&](std::string_view page, int depth, auto&& self) -> absl::Status {
+    if (depth > kMaxDepth) return Corrupt("tree too deep");
+    if (page.size() < kPageHeaderSize) return Corrupt("short page");
+    const uint16_t flags = Le16(page.data() + 8);
+    const uint16_t count = Le16(page.data() + 10);
+    if (kPageHeaderSize + size_t{count} * kElementSize > page.size()) {
+      return Corrupt("element table past the page end");
+    }
+    for (size_t i = 0; i < count && !found; ++i) {
+      const size_t at = kPageHeaderSize + i * kElementSize;
+      const char* e = page.data() + at;
+      if (flags & kBranchPage) {
+        auto c = w.PageAt(Le64(e + 8));
+        if (!c.ok()) return c.status();
+        if (auto s = self(*c, depth + 1, self); !s.ok()) return s;
+      } else if (flags & kLeafPage) {
+        const size_t pos = Le32(e + 4), ksize = Le32(e + 8), vsize = Le32(e + 12);
+        if (at + pos + ksize + vsize > page.size()) return Corrupt("leaf element past the page end");
+        if ((Le32(e) & kBucketLeafFlag) && std::string_view(e + pos, ksize) == bucket) {
+          value = std::string_view(e + pos + ksize, vsize);
+          found = true;
+        }
+      } else {
+        return Corrupt("unexpected page flags");
+      }
+    }
+    return absl::OkStatus();
+  };
+  if (auto s = find(*p, 0, find); !s.ok()) return s;
+  if (!found) return absl::NotFoundError(absl::StrCat("bbolt: no bucket \"", std::string(bucket), "\""));
+  auto done = w.VisitBucket(value, fn);
+  return done.ok() ? absl::OkStatus() : done.status();
+}
+
+}  // namespace cppetcd::storage
