@@ -12,6 +12,7 @@
 #include "cppetcd/api/etcd_server_backend.h"
 #include "cppetcd/transport/grpc_transport.h"
 #include "cppetcd/util/log.h"
+#include "cppetcd/util/sd_notify.h"
 
 namespace cppetcd::cmd {
 namespace {
@@ -201,6 +202,10 @@ int Run(const EtcdConfig& config) {
     } else {
       api = *std::move(started);
       log.Info("ready to serve client requests");
+      if (absl::StatusOr<bool> n = util::SdNotify("READY=1\nSTATUS=ready to serve client requests");
+          !n.ok()) {
+        log.Error("failed to notify systemd for readiness", {{"error", n.status().ToString()}});
+      }
       for (size_t i = 0; i < addresses.size(); ++i) {
         const std::string& a = addresses[i];
         std::string host = a.substr(0, a.rfind(':'));
@@ -222,6 +227,7 @@ int Run(const EtcdConfig& config) {
     // Removed from the cluster: etcd stops the member and exits.
     log.Warn("stopping server: the member has been permanently removed from the cluster");
   }
+  (void)util::SdNotify("STOPPING=1");  // best effort: no manager, no message
   if (api != nullptr) api->Shutdown(kGrpcShutdownGrace);
   api.reset();
   backend.reset();
