@@ -66,10 +66,13 @@ std::string PrefixRangeEnd(const std::string& prefix) {
 }
 
 std::string QueueKey(const std::string& prefix, int64_t lease) {
+  // Go's %x of a signed value: a minus sign, then the magnitude.
+  const bool negative = lease < 0;
+  const uint64_t magnitude =
+      negative ? ~static_cast<uint64_t>(lease) + 1 : static_cast<uint64_t>(lease);
   char hex[17];
-  std::snprintf(hex, sizeof(hex), "%llx",
-                static_cast<unsigned long long>(static_cast<uint64_t>(lease)));
-  return prefix + hex;
+  std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(magnitude));
+  return prefix + (negative ? "-" : "") + hex;
 }
 
 grpc::Status GrpcElectionNotLeader() {
