@@ -12,6 +12,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -248,6 +250,40 @@ TEST_F(ElectionLockTest, LockIsExclusiveUntilUnlock) {
   EXPECT_EQ(resp.key(), name_ + "/" + Hex(l2));
   EXPECT_GT(resp.header().revision(), first.header().revision());
   ASSERT_TRUE(Unlock(resp.key()).ok());
+  EXPECT_EQ(CountPrefix(name_), 0);
+}
+
+TEST_F(ElectionLockTest, LockWaitersAreServedInQueueOrder) {
+  constexpr int kWaiters = 3;
+  const int64_t holder_lease = Grant();
+  v3lockpb::LockResponse holder;
+  ASSERT_TRUE(Lock(name_, holder_lease, &holder).ok());
+  std::vector<std::future<std::pair<grpc::Status, v3lockpb::LockResponse>>> waiters;
+  std::vector<int64_t> leases;
+  for (int i = 0; i < kWaiters; ++i) {
+    leases.push_back(Grant());
+    const int64_t lease = leases.back();
+    waiters.push_back(std::async(std::launch::async, [this, lease] {
+      v3lockpb::LockResponse resp;
+      grpc::Status st = Lock(name_, lease, &resp);
+      return std::make_pair(st, resp);
+    }));
+    // Queue them one at a time so their create revisions are in order.
+    ASSERT_TRUE(PollUntil([&] { return CountPrefix(name_) == i + 2; }, seconds(5)));
+  }
+  std::string previous = holder.key();
+  for (int i = 0; i < kWaiters; ++i) {
+    for (int j = i + 1; j < kWaiters; ++j) {
+      EXPECT_EQ(waiters[j].wait_for(milliseconds(0)), std::future_status::timeout) << j;
+    }
+    ASSERT_TRUE(Unlock(previous).ok());
+    ASSERT_EQ(waiters[i].wait_for(seconds(5)), std::future_status::ready) << i;
+    auto [st, resp] = waiters[i].get();
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(resp.key(), name_ + "/" + Hex(leases[i]));
+    previous = resp.key();
+  }
+  ASSERT_TRUE(Unlock(previous).ok());
   EXPECT_EQ(CountPrefix(name_), 0);
 }
 
