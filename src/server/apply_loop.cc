@@ -96,6 +96,7 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
         }
         PostRaftTask([this, cc] {
           node_->ApplyConfChange(cc);
+          ++conf_changes_applied_to_raft_;
           MaybeFastForwardTicks();
         });
         break;
@@ -105,6 +106,7 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
         if (!cc.ParseFromString(e.data())) lg_.Fatal("undecodable conf change entry", {{"index", e.index()}});
         PostRaftTask([this, cc] {
           node_->ApplyConfChange(cc);
+          ++conf_changes_applied_to_raft_;
           MaybeFastForwardTicks();
         });
         break;

@@ -88,6 +88,7 @@ void EtcdServer::Impl::HousekeepingLoop() {
     }
     for (auto& p : finished) std::move(p.fn)(p.future.get());
 
+    if (!initial_advance_done_) MaybeAdvanceInitialTicks();
     if (!publish_done_.load() && !publish_in_flight_) Publish();
     if (now >= next_lease_check_) {
       next_lease_check_ = now + kLeaseExpiryInterval;
@@ -95,6 +96,49 @@ void EtcdServer::Impl::HousekeepingLoop() {
     }
     RunAutoCompaction();
   }
+}
+
+void EtcdServer::Impl::MaybeAdvanceInitialTicks() {
+  // etcd adjustTicks: once two or more peers are connected (within 5 s of
+  // start), skip most of the first election timeout so a restarted cluster
+  // elects a leader quickly; a single member fast-forwards in raft_loop.cc.
+  constexpr milliseconds kWaitForPeers{5000};
+  const auto now = SteadyClock::now();
+  if (started_at_ == SteadyClock::time_point{}) started_at_ = now;
+  if (now - started_at_ > kWaitForPeers || lead_.load() != raft::kNone) {
+    initial_advance_done_ = true;
+    return;
+  }
+  std::vector<uint64_t> peers;
+  {
+    std::unique_lock<std::mutex> l(members_mu_);
+    for (const auto& [id, m] : members_) {
+      if (id != member_id_.load()) peers.push_back(id);
+    }
+  }
+  if (peers.empty()) {
+    for (const auto& m : initial_members_) {
+      if (m.id() != member_id_.load()) peers.push_back(m.id());
+    }
+  }
+  size_t active = 0;
+  for (uint64_t id : peers) active += transport_->ActiveSince(id).has_value() ? 1 : 0;
+  if (active < 2) return;
+  initial_advance_done_ = true;
+  const int election_ticks = static_cast<int>(cfg_.election_timeout / cfg_.heartbeat_interval);
+  const int forward = election_ticks - 2;
+  if (forward <= 0) return;
+  PostRaftTask([this, forward, election_ticks, active] {
+    if (lead_.load() != raft::kNone) return;
+    for (int i = 0; i < forward; ++i) node_->Tick();
+    lg_.Info("initialized peer connections; fast-forwarding election ticks",
+             {{"local-member-id", util::IdToHex(member_id_)},
+              {"forward-ticks", forward},
+              {"forward-duration", DurationString(cfg_.heartbeat_interval * forward)},
+              {"election-ticks", election_ticks},
+              {"election-timeout", DurationString(cfg_.election_timeout)},
+              {"active-remote-members", static_cast<uint64_t>(active)}});
+  });
 }
 
 void EtcdServer::Impl::Publish() {

@@ -182,18 +182,17 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
       ++voters;
       if (!other.name().empty()) ++started;
     }
-    if (req.islearner()) {
+    if (req.islearner() && learners >= 1) {
       // etcd 3.4 allows one learner at a time.
-      if (learners >= 1) {
-        l.unlock();
-        return std::move(done)(ErrTooManyLearners());
-      }
-    } else if (cfg_.strict_reconfig_check) {
+      l.unlock();
+      return std::move(done)(ErrTooManyLearners());
+    }
+    if (cfg_.strict_reconfig_check) {
       // The new voter counts as not started: the started ones must still
       // be a quorum of the grown cluster (IsReadyToAddVotingMember).
       const size_t n = voters + 1;
       const bool single_to_two = started == 1 && n == 2;
-      if (!single_to_two && started < n / 2 + 1) {
+      if (!req.islearner() && !single_to_two && started < n / 2 + 1) {
         lg_.Warn("rejecting member add; started member will be less than quorum",
                  {{"local-member-id", util::IdToHex(member_id_)}});
         l.unlock();

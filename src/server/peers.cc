@@ -183,11 +183,25 @@ void EtcdServer::Impl::RoutePromote(etcdserverpb::MemberPromoteRequest req,
 // Raft status from other threads.
 
 std::optional<raft::Status> EtcdServer::Impl::RaftStatus(milliseconds timeout) {
-  auto promise = std::make_shared<std::promise<raft::Status>>();
-  auto future = promise->get_future();
-  PostRaftTask([this, promise] { promise->set_value(node_->GetStatus()); });
-  if (future.wait_for(timeout) != std::future_status::ready) return std::nullopt;
-  return future.get();
+  // A task the raft loop drops at shutdown must not leave the caller with a
+  // broken promise: the result slot is shared and stays empty then.
+  struct Slot {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<raft::Status> status;
+  };
+  auto slot = std::make_shared<Slot>();
+  if (!PostRaftTask([this, slot] {
+        raft::Status st = node_->GetStatus();
+        std::lock_guard<std::mutex> l(slot->mu);
+        slot->status = std::move(st);
+        slot->cv.notify_all();
+      })) {
+    return std::nullopt;
+  }
+  std::unique_lock<std::mutex> l(slot->mu);
+  slot->cv.wait_for(l, timeout, [&] { return slot->status.has_value() || Stopping(); });
+  return std::move(slot->status);
 }
 
 // ---------------------------------------------------------------------------

@@ -11,11 +11,12 @@ namespace cppetcd::server {
 // ---------------------------------------------------------------------------
 // Raft loop.
 
-void EtcdServer::Impl::PostRaftTask(absl::AnyInvocable<void()> task) {
+bool EtcdServer::Impl::PostRaftTask(absl::AnyInvocable<void()> task) {
   std::unique_lock<std::mutex> l(raft_mu_);
-  if (raft_stop_) return;
+  if (raft_stop_) return false;
   raft_tasks_.push_back(std::move(task));
   raft_cv_.notify_one();
+  return true;
 }
 
 void EtcdServer::Impl::MaybeFastForwardTicks() {
@@ -24,8 +25,16 @@ void EtcdServer::Impl::MaybeFastForwardTicks() {
   if (fast_forwarded_) return;
   raft::Status st = node_->GetStatus();
   if (st.conf_state.voters_size() != 1 || st.conf_state.voters(0) != member_id_ ||
-      st.soft_state.raft_state == raft::StateType::kLeader) {
+      st.soft_state.raft_state == raft::StateType::kLeader ||
+      conf_changes_handed_ != conf_changes_applied_to_raft_) {
     return;
+  }
+  {
+    // Raft's configuration is rebuilt entry by entry on a restart: {self}
+    // may be an intermediate step of a larger cluster. Only a member whose
+    // applied membership is itself alone fast-forwards.
+    std::unique_lock<std::mutex> l(members_mu_);
+    if (members_.size() > 1) return;
   }
   fast_forwarded_ = true;
   const int election_ticks = static_cast<int>(cfg_.election_timeout / cfg_.heartbeat_interval);
@@ -59,7 +68,13 @@ void EtcdServer::Impl::RaftLoop() {
     }
     auto now = SteadyClock::now();
     if (now >= next_tick) {
-      node_->Tick();
+      // While conf changes handed to the apply loop have not reached raft,
+      // raft's configuration is behind its log: a follower must not time
+      // out and campaign under it (raft counts them as applied already).
+      if (metrics_.is_leader.load(std::memory_order_relaxed) ||
+          conf_changes_handed_ == conf_changes_applied_to_raft_) {
+        node_->Tick();
+      }
       next_tick += cfg_.heartbeat_interval;
       if (next_tick < now) next_tick = now + cfg_.heartbeat_interval;  // fell far behind
     }
@@ -185,6 +200,11 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
     // A copy: Advance needs the committed entries too (applied index,
     // uncommitted-size accounting). A snapshot from the leader is installed
     // by the apply loop before the entries that follow it.
+    for (const auto& e : rd.committed_entries) {
+      if (e.type() == raftpb::EntryConfChange || e.type() == raftpb::EntryConfChangeV2) {
+        ++conf_changes_handed_;
+      }
+    }
     apply_queue_.push_back(ApplyItem{rd.snapshot, rd.committed_entries});
     apply_cv_.notify_one();
   }

@@ -234,7 +234,8 @@ class EtcdServer::Impl final : public PeerHandler {
   void ApplyBatch(std::vector<raftpb::Entry> entries);
   void ReadLoop();
   void HousekeepingLoop();
-  void PostRaftTask(absl::AnyInvocable<void()> task);
+  // Queues `task` for the raft thread; false (task dropped) once it stopped.
+  bool PostRaftTask(absl::AnyInvocable<void()> task);
   // Runs `fn` on the housekeeping thread after `delay` (retries, polls).
   // Dropped (not run) if the server stops first.
   void PostDelayed(milliseconds delay, absl::AnyInvocable<void()> fn);
@@ -257,6 +258,7 @@ class EtcdServer::Impl final : public PeerHandler {
                                const raftpb::Snapshot& snapshot);
   absl::Status LoadMembersAndAlarms();
   void Publish();
+  void MaybeAdvanceInitialTicks();
   void CheckLeaseExpiry();
   void RunAutoCompaction();
   std::vector<etcdserverpb::AlarmMember> ListAlarms(etcdserverpb::AlarmType type) const;
@@ -298,6 +300,10 @@ class EtcdServer::Impl final : public PeerHandler {
   bool fast_forwarded_ = false;                  // raft thread
   std::deque<std::pair<uint64_t, std::string>> held_proposals_;  // raft thread; no leader yet
   uint64_t last_snapshot_index_raft_ = 0;        // raft thread
+  // Conf change entries handed to the apply loop, and those it has handed
+  // back to raft (ApplyConfChange). Raft thread.
+  uint64_t conf_changes_handed_ = 0;
+  uint64_t conf_changes_applied_to_raft_ = 0;
 
   std::atomic<bool> started_{false};
   std::atomic<bool> stopping_{false};
@@ -359,6 +365,8 @@ class EtcdServer::Impl final : public PeerHandler {
   std::thread hk_thread_;
   SteadyClock::time_point next_lease_check_{};
   std::atomic<bool> publish_in_flight_{false};
+  bool initial_advance_done_ = false;            // housekeeping thread
+  SteadyClock::time_point started_at_{};         // housekeeping thread
   std::atomic<bool> publish_done_{false};
   // Auto compaction state (housekeeping thread).
   std::unique_ptr<PeriodicCompactor> periodic_compactor_;
