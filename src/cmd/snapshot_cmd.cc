@@ -41,6 +41,7 @@ namespace fs = std::filesystem;
 constexpr size_t kShaSize = 32;
 constexpr uint32_t kLmdbMagic = 0xBEEFC0DE;
 constexpr int kExitError = 1;
+constexpr int kExitBadFeature = 4;
 constexpr int kExitBadArgs = 128;
 constexpr char kConsistentIndexKey[] = "consistent_index";
 
@@ -547,7 +548,7 @@ int RunSnapshotCommand(const std::vector<std::string>& args, std::ostream& out, 
     auto st = ComputeSnapshotStatus(files[0]);
     if (!st.ok()) return fail(kExitError, std::string(st.status().message()));
     auto text = FormatSnapshotStatus(*st, write_out);
-    if (!text.ok()) return fail(kExitBadArgs, std::string(text.status().message()));
+    if (!text.ok()) return fail(kExitBadFeature, "unsupported output format");
     out << *text;
     return 0;
   }

@@ -60,7 +60,8 @@ absl::Status RestoreSnapshot(const RestoreOptions& options);
 
 // The subcommand: `args` are the words after "snapshot" (status FILE [-w F]
 // | restore FILE [flags]). Output to `out`, errors ("Error: ...") to `err`.
-// Returns etcdctl's exit code (0, 1 on failure, 128 on bad arguments).
+// Returns etcdctl's exit code (0; 1 on failure; 4 for an unsupported -w;
+// 128 on bad arguments).
 int RunSnapshotCommand(const std::vector<std::string>& args, std::ostream& out,
                        std::ostream& err);
 

@@ -132,6 +132,15 @@ TEST(SnapshotRestoreTest, RefusesASnapshotWithoutHashUnlessSkipped) {
   r = Snapshot({"restore", raw, "--data-dir", dir.path() + "/r2", "--skip-hash-check"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("data-dir \"" + dir.path() + "/r2\" exists"));
+  // etcdctl's exit codes: 4 for an unsupported format, 128 for bad arguments.
+  EXPECT_EQ(Snapshot({"status", raw, "-w", "yaml"}).exit_code, 4);
+  EXPECT_EQ(Snapshot({"status"}).exit_code, 128);
+  r = Snapshot({"status", raw, "-w", "json"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"totalKey\":"));
+  r = Snapshot({"status", (*c)->member(0).log_path()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("not a snapshot"));
 }
 
 TEST(SnapshotRestoreTest, ImportsAnEtcdSnapshot) {
