@@ -33,11 +33,6 @@ namespace fs = std::filesystem;
 using testing::MemHub;
 using testing::MemTransport;
 
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kUnderTsan = true;
-#else
-constexpr bool kUnderTsan = false;
-#endif
 
 // Generous bounds: the suite also runs under TSan, several times slower.
 constexpr auto kCallTimeout = 20s;
@@ -546,13 +541,6 @@ TEST_F(ClusterTest, StrictReconfigCheckNeedsLongConnectedPeers) {
 }
 
 TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {
-  if (kUnderTsan) {
-    // The snapshot sender thread reads raft::MemoryStorage::Term while the
-    // raft thread appends (peers.cc DescribeBackendCopy); MemoryStorage
-    // locks an absl::Mutex, which Debian's uninstrumented abseil hides
-    // from TSan, so TSan reports a race there.
-    GTEST_SKIP() << "raft::MemoryStorage's absl::Mutex is invisible to TSan";
-  }
   auto small_log = [](ServerConfig& c) {
     c.snapshot_count = 20;
     c.snapshot_catchup_entries = 5;
