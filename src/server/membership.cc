@@ -55,7 +55,38 @@ absl::StatusOr<std::vector<std::string>> CheckPeerUrls(
   return out;
 }
 
+// Whether any member other than `except` already uses one of `urls`.
+bool UrlsTaken(const std::map<uint64_t, serverpb::MemberRecord>& members,
+               const std::vector<std::string>& urls, uint64_t except) {
+  for (const auto& [id, other] : members) {
+    if (id == except) continue;
+    for (const auto& u : other.peer_urls()) {
+      if (std::find(urls.begin(), urls.end(), u) != urls.end()) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
+
+// The answer to a membership change once applied: the header and the
+// members after it (etcd's Member*Response all carry the member list).
+template <class Resp>
+Waiter EtcdServer::Impl::AnswerWithMembers(Done<Resp> done,
+                                           absl::AnyInvocable<void(Resp*)> fill) {
+  return [this, done = std::move(done), fill = std::move(fill)](Outcome o) mutable {
+    if (!o.status.ok()) return std::move(done)(std::move(o.status));
+    Resp resp;
+    FillHeaderImpl(resp.mutable_header(), true);
+    if (fill) fill(&resp);
+    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
+    std::move(done)(std::move(resp));
+  };
+}
+
+absl::Status EtcdServer::Impl::MissingMemberError(uint64_t id) const {
+  return removed_.contains(id) ? ErrIdRemoved() : ErrMemberNotFound();
+}
 
 std::vector<etcdserverpb::Member> EtcdServer::Impl::MemberListPb() const {
   std::vector<etcdserverpb::Member> out;
@@ -119,13 +150,8 @@ absl::Status EtcdServer::Impl::ValidateConfChange(const raftpb::ConfChange& cc) 
       }
       serverpb::MemberRecord m;
       if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
-      for (const auto& [id, other] : members_) {
-        for (const auto& u : other.peer_urls()) {
-          for (const auto& v : m.peer_urls()) {
-            if (u == v) return ErrPeerUrlExists();
-          }
-        }
-      }
+      const std::vector<std::string> urls(m.peer_urls().begin(), m.peer_urls().end());
+      if (UrlsTaken(members_, urls, raft::kNone)) return ErrPeerUrlExists();
       return absl::OkStatus();
     }
     case raftpb::ConfChangeRemoveNode:
@@ -134,14 +160,8 @@ absl::Status EtcdServer::Impl::ValidateConfChange(const raftpb::ConfChange& cc) 
       if (!exists) return ErrMemberNotFound();
       serverpb::MemberRecord m;
       if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
-      for (const auto& [id, other] : members_) {
-        if (id == cc.node_id()) continue;
-        for (const auto& u : other.peer_urls()) {
-          for (const auto& v : m.peer_urls()) {
-            if (u == v) return ErrPeerUrlExists();
-          }
-        }
-      }
+      const std::vector<std::string> urls(m.peer_urls().begin(), m.peer_urls().end());
+      if (UrlsTaken(members_, urls, cc.node_id())) return ErrPeerUrlExists();
       return absl::OkStatus();
     }
     default:
@@ -161,13 +181,9 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
   m.set_is_learner(req.islearner());
   {
     std::unique_lock<std::mutex> l(members_mu_);
-    for (const auto& [id, other] : members_) {
-      for (const auto& u : other.peer_urls()) {
-        if (std::find(urls->begin(), urls->end(), u) != urls->end()) {
-          l.unlock();
-          return std::move(done)(ErrPeerUrlExists());
-        }
-      }
+    if (UrlsTaken(members_, *urls, raft::kNone)) {
+      l.unlock();
+      return std::move(done)(ErrPeerUrlExists());
     }
     if (members_.contains(m.id())) {
       l.unlock();
@@ -216,14 +232,11 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
   cc.set_type(req.islearner() ? raftpb::ConfChangeAddLearnerNode : raftpb::ConfChangeAddNode);
   cc.set_node_id(m.id());
   cc.set_context(m.SerializeAsString());
-  ProposeConfChange(std::move(cc), [this, m, done = std::move(done)](Outcome o) mutable {
-    if (!o.status.ok()) return std::move(done)(std::move(o.status));
-    etcdserverpb::MemberAddResponse resp;
-    FillHeaderImpl(resp.mutable_header(), true);
-    *resp.mutable_member() = ToMember(m);
-    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
-    std::move(done)(std::move(resp));
-  });
+  ProposeConfChange(std::move(cc),
+                    AnswerWithMembers<etcdserverpb::MemberAddResponse>(
+                        std::move(done), [m](etcdserverpb::MemberAddResponse* resp) {
+                          *resp->mutable_member() = ToMember(m);
+                        }));
 }
 
 void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
@@ -235,9 +248,9 @@ void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req
     std::unique_lock<std::mutex> l(members_mu_);
     auto it = members_.find(id);
     if (it == members_.end()) {
-      const bool removed = removed_.contains(id);
+      absl::Status err = MissingMemberError(id);
       l.unlock();
-      return std::move(done)(removed ? ErrIdRemoved() : ErrMemberNotFound());
+      return std::move(done)(std::move(err));
     }
     if (cfg_.strict_reconfig_check && !it->second.is_learner()) {
       // IsReadyToRemoveVotingMember: the started voters left must be a
@@ -281,13 +294,8 @@ void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req
   raftpb::ConfChange cc;
   cc.set_type(raftpb::ConfChangeRemoveNode);
   cc.set_node_id(id);
-  ProposeConfChange(std::move(cc), [this, done = std::move(done)](Outcome o) mutable {
-    if (!o.status.ok()) return std::move(done)(std::move(o.status));
-    etcdserverpb::MemberRemoveResponse resp;
-    FillHeaderImpl(resp.mutable_header(), true);
-    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
-    std::move(done)(std::move(resp));
-  });
+  ProposeConfChange(std::move(cc),
+                    AnswerWithMembers<etcdserverpb::MemberRemoveResponse>(std::move(done), nullptr));
 }
 
 void EtcdServer::Impl::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req,
@@ -300,18 +308,13 @@ void EtcdServer::Impl::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req
     std::unique_lock<std::mutex> l(members_mu_);
     auto it = members_.find(req.id());
     if (it == members_.end()) {
-      const bool removed = removed_.contains(req.id());
+      absl::Status err = MissingMemberError(req.id());
       l.unlock();
-      return std::move(done)(removed ? ErrIdRemoved() : ErrMemberNotFound());
+      return std::move(done)(std::move(err));
     }
-    for (const auto& [id, other] : members_) {
-      if (id == req.id()) continue;
-      for (const auto& u : other.peer_urls()) {
-        if (std::find(urls->begin(), urls->end(), u) != urls->end()) {
-          l.unlock();
-          return std::move(done)(ErrPeerUrlExists());
-        }
-      }
+    if (UrlsTaken(members_, *urls, req.id())) {
+      l.unlock();
+      return std::move(done)(ErrPeerUrlExists());
     }
     m = it->second;
   }
@@ -321,13 +324,8 @@ void EtcdServer::Impl::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req
   cc.set_type(raftpb::ConfChangeUpdateNode);
   cc.set_node_id(m.id());
   cc.set_context(m.SerializeAsString());
-  ProposeConfChange(std::move(cc), [this, done = std::move(done)](Outcome o) mutable {
-    if (!o.status.ok()) return std::move(done)(std::move(o.status));
-    etcdserverpb::MemberUpdateResponse resp;
-    FillHeaderImpl(resp.mutable_header(), true);
-    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
-    std::move(done)(std::move(resp));
-  });
+  ProposeConfChange(std::move(cc),
+                    AnswerWithMembers<etcdserverpb::MemberUpdateResponse>(std::move(done), nullptr));
 }
 
 void EtcdServer::Impl::LocalPromote(const etcdserverpb::MemberPromoteRequest& req,
@@ -339,9 +337,9 @@ void EtcdServer::Impl::LocalPromote(const etcdserverpb::MemberPromoteRequest& re
     std::unique_lock<std::mutex> l(members_mu_);
     auto it = members_.find(req.id());
     if (it == members_.end()) {
-      const bool removed = removed_.contains(req.id());
+      absl::Status err = MissingMemberError(req.id());
       l.unlock();
-      return std::move(done)(removed ? ErrIdRemoved() : ErrMemberNotFound());
+      return std::move(done)(std::move(err));
     }
     if (!it->second.is_learner()) {
       l.unlock();
@@ -378,13 +376,8 @@ void EtcdServer::Impl::LocalPromote(const etcdserverpb::MemberPromoteRequest& re
   cc.set_type(raftpb::ConfChangeAddNode);
   cc.set_node_id(m.id());
   cc.set_context(m.SerializeAsString());
-  ProposeConfChange(std::move(cc), [this, done = std::move(done)](Outcome o) mutable {
-    if (!o.status.ok()) return std::move(done)(std::move(o.status));
-    etcdserverpb::MemberPromoteResponse resp;
-    FillHeaderImpl(resp.mutable_header(), true);
-    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
-    std::move(done)(std::move(resp));
-  });
+  ProposeConfChange(std::move(cc),
+                    AnswerWithMembers<etcdserverpb::MemberPromoteResponse>(std::move(done), nullptr));
 }
 
 }  // namespace cppetcd::server

@@ -200,6 +200,10 @@ class EtcdServer::Impl final : public PeerHandler {
   void LocalPromote(const etcdserverpb::MemberPromoteRequest& req,
                     Done<etcdserverpb::MemberPromoteResponse> done);
   void ProposeConfChange(raftpb::ConfChange cc, Waiter w);
+  template <class Resp>
+  Waiter AnswerWithMembers(Done<Resp> done, absl::AnyInvocable<void(Resp*)> fill);
+  // ErrIdRemoved or ErrMemberNotFound for an unknown `id`; members_mu_ held.
+  absl::Status MissingMemberError(uint64_t id) const;
   // Members as etcdserverpb.Member, sorted by ID.
   std::vector<etcdserverpb::Member> MemberListPb() const;
   // Apply-time validation of a conf change against members_ (etcd
