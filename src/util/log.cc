@@ -10,7 +10,8 @@
 
 #include "absl/strings/str_format.h"
 #include "spdlog/sinks/basic_file_sink.h"
-#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/details/null_mutex.h"
+#include "spdlog/sinks/base_sink.h"
 #include "spdlog/sinks/stdout_sinks.h"
 #include "spdlog/spdlog.h"
 
@@ -193,18 +194,40 @@ void SetLogLevel(LogLevel level) {
 Logger GetLogger(std::string component) { return Logger(std::move(component)); }
 
 namespace {
+// Captured text and its lock. The sink below appends under this same lock,
+// so Lines() never reads the buffer while spdlog writes it (an
+// ostream_sink_mt would guard the stream with its own, different mutex).
 struct CapturedState {
-  std::ostringstream stream;
   std::mutex mu;
+  std::string text;
+};
+
+class CapturingSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  explicit CapturingSink(std::shared_ptr<CapturedState> st) : st_(std::move(st)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    std::lock_guard<std::mutex> lock(st_->mu);
+    st_->text.append(formatted.data(), formatted.size());
+  }
+  void flush_() override {}
+
+ private:
+  std::shared_ptr<CapturedState> st_;
 };
 }  // namespace
 
 std::vector<std::string> CapturedLog::Lines() const {
   auto* st = static_cast<CapturedState*>(impl.get());
-  sink->flush();
-  std::lock_guard<std::mutex> lock(st->mu);
+  std::string all;
+  {
+    std::lock_guard<std::mutex> lock(st->mu);
+    all = st->text;
+  }
   std::vector<std::string> out;
-  std::string all = st->stream.str();
   size_t pos = 0;
   while (pos < all.size()) {
     size_t nl = all.find('\n', pos);
@@ -217,8 +240,7 @@ std::vector<std::string> CapturedLog::Lines() const {
 
 CapturedLog NewCapturedLog() {
   auto st = std::make_shared<CapturedState>();
-  auto ostream_sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(st->stream);
-  auto l = std::make_shared<spdlog::logger>("captured", ostream_sink);
+  auto l = std::make_shared<spdlog::logger>("captured", std::make_shared<CapturingSink>(st));
   l->set_pattern("%v");
   l->set_level(spdlog::level::trace);
   CapturedLog c;
