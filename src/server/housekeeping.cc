@@ -109,20 +109,10 @@ void EtcdServer::Impl::MaybeAdvanceInitialTicks() {
     initial_advance_done_ = true;
     return;
   }
-  std::vector<uint64_t> peers;
-  {
-    std::unique_lock<std::mutex> l(members_mu_);
-    for (const auto& [id, m] : members_) {
-      if (id != member_id_.load()) peers.push_back(id);
-    }
-  }
-  if (peers.empty()) {
-    for (const auto& m : initial_members_) {
-      if (m.id() != member_id_.load()) peers.push_back(m.id());
-    }
-  }
   size_t active = 0;
-  for (uint64_t id : peers) active += transport_->ActiveSince(id).has_value() ? 1 : 0;
+  for (const auto& [id, urls] : CurrentPeers()) {
+    active += transport_->ActiveSince(id).has_value() ? 1 : 0;
+  }
   if (active < 2) return;
   initial_advance_done_ = true;
   const int election_ticks = static_cast<int>(cfg_.election_timeout / cfg_.heartbeat_interval);

@@ -127,43 +127,30 @@ void EtcdServer::Impl::ProposeConfChange(raftpb::ConfChange cc, Waiter w) {
 }
 
 absl::Status EtcdServer::Impl::ValidateConfChange(const raftpb::ConfChange& cc) const {
+  serverpb::MemberRecord m;
+  if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
+  const std::vector<std::string> urls(m.peer_urls().begin(), m.peer_urls().end());
   std::unique_lock<std::mutex> l(members_mu_);
   if (removed_.contains(cc.node_id())) return ErrIdRemoved();
-  const bool exists = members_.contains(cc.node_id());
+  const auto it = members_.find(cc.node_id());
+  const bool exists = it != members_.end();
   switch (cc.type()) {
-    case raftpb::ConfChangeAddNode: {
-      serverpb::MemberRecord m;
-      if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
-      if (exists) {
-        // Promotion of a learner is an AddNode of an existing learner.
-        if (!members_.at(cc.node_id()).is_learner()) return ErrIdExists();
-        return absl::OkStatus();
-      }
-      [[fallthrough]];
-    }
+    case raftpb::ConfChangeAddNode:
+      // Promotion of a learner is an AddNode of an existing learner.
+      if (exists) return it->second.is_learner() ? absl::OkStatus() : ErrIdExists();
+      return UrlsTaken(members_, urls, raft::kNone) ? ErrPeerUrlExists() : absl::OkStatus();
     case raftpb::ConfChangeAddLearnerNode: {
       if (exists) return ErrIdExists();
-      if (cc.type() == raftpb::ConfChangeAddLearnerNode) {
-        size_t learners = 0;
-        for (const auto& [id, other] : members_) learners += other.is_learner() ? 1 : 0;
-        if (learners >= 1) return ErrTooManyLearners();
-      }
-      serverpb::MemberRecord m;
-      if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
-      const std::vector<std::string> urls(m.peer_urls().begin(), m.peer_urls().end());
-      if (UrlsTaken(members_, urls, raft::kNone)) return ErrPeerUrlExists();
-      return absl::OkStatus();
+      size_t learners = 0;
+      for (const auto& [id, other] : members_) learners += other.is_learner() ? 1 : 0;
+      if (learners >= 1) return ErrTooManyLearners();
+      return UrlsTaken(members_, urls, raft::kNone) ? ErrPeerUrlExists() : absl::OkStatus();
     }
     case raftpb::ConfChangeRemoveNode:
       return exists ? absl::OkStatus() : ErrMemberNotFound();
-    case raftpb::ConfChangeUpdateNode: {
+    case raftpb::ConfChangeUpdateNode:
       if (!exists) return ErrMemberNotFound();
-      serverpb::MemberRecord m;
-      if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
-      const std::vector<std::string> urls(m.peer_urls().begin(), m.peer_urls().end());
-      if (UrlsTaken(members_, urls, cc.node_id())) return ErrPeerUrlExists();
-      return absl::OkStatus();
-    }
+      return UrlsTaken(members_, urls, cc.node_id()) ? ErrPeerUrlExists() : absl::OkStatus();
     default:
       return absl::OkStatus();
   }

@@ -399,25 +399,31 @@ absl::StatusOr<raftpb::SnapshotMetadata> EtcdServer::Impl::DescribeBackendCopy(
   return md;
 }
 
-void EtcdServer::Impl::SyncTransportPeers() {
+std::vector<std::pair<uint64_t, std::vector<std::string>>> EtcdServer::Impl::CurrentPeers()
+    const {
   std::vector<std::pair<uint64_t, std::vector<std::string>>> peers;
+  auto add = [&](const serverpb::MemberRecord& m) {
+    if (m.id() == member_id_.load()) return;
+    peers.emplace_back(m.id(),
+                       std::vector<std::string>(m.peer_urls().begin(), m.peer_urls().end()));
+  };
+  bool any_member = false;
   {
     std::unique_lock<std::mutex> l(members_mu_);
-    for (const auto& [id, m] : members_) {
-      peers.emplace_back(id, std::vector<std::string>(m.peer_urls().begin(), m.peer_urls().end()));
-    }
+    any_member = !members_.empty();
+    for (const auto& [id, m] : members_) add(m);
   }
   // A member whose log has not reached the membership yet (new cluster,
   // joining member) talks to the members it was started with.
-  if (peers.empty()) {
-    for (const auto& m : initial_members_) {
-      peers.emplace_back(m.id(),
-                         std::vector<std::string>(m.peer_urls().begin(), m.peer_urls().end()));
-    }
+  if (!any_member) {
+    for (const auto& m : initial_members_) add(m);
   }
+  return peers;
+}
+
+void EtcdServer::Impl::SyncTransportPeers() {
   std::set<uint64_t> want;
-  for (const auto& [id, urls] : peers) {
-    if (id == member_id_.load()) continue;
+  for (const auto& [id, urls] : CurrentPeers()) {
     want.insert(id);
     transport_->AddPeer(id, urls);
   }

@@ -210,6 +210,9 @@ class EtcdServer::Impl final : public PeerHandler {
   // ValidateConfigurationChange); OK or the error for the waiter.
   absl::Status ValidateConfChange(const raftpb::ConfChange& cc) const;
   void SyncTransportPeers();
+  // The other members with their peer URLs: the applied membership, or the
+  // members this one was started with while none is applied yet.
+  std::vector<std::pair<uint64_t, std::vector<std::string>>> CurrentPeers() const;
 
   // ---- snapshots from the leader (restore.cc; apply thread or Start)
   void InstallSnapshot(const raftpb::Snapshot& snap);
