@@ -15,6 +15,7 @@
 namespace cppetcd::integration {
 namespace {
 
+using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 
 constexpr auto kTimeout = std::chrono::seconds(60);
@@ -78,7 +79,9 @@ TEST(SnapshotRestoreTest, RestoresAThreeMemberClusterFromASavedSnapshot) {
   EXPECT_GT(j["totalKey"].get<int64_t>(), 4);
   EXPECT_GT(j["totalSize"].get<int64_t>(), 0);
   CommandResult table = Snapshot({"status", snap, "-w", "table"});
-  EXPECT_THAT(table.out, HasSubstr("|   HASH   | REVISION | TOTAL KEYS | TOTAL SIZE |"));
+  // The HASH column is as wide as the hash in hex (no zero padding, as
+  // etcdctl prints it), so only the header cells and their order are fixed.
+  EXPECT_THAT(table.out, ContainsRegex("\\| +HASH +\\| REVISION \\| TOTAL KEYS \\| TOTAL SIZE \\|"));
 
   // Writes after the snapshot are lost by the restore.
   ASSERT_EQ(Etcdctl(ep, {"put", "after", "1"}, "", kTimeout).exit_code, 0);
