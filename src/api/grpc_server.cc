@@ -3,6 +3,7 @@
 #include <limits>
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -10,6 +11,24 @@
 #include "src/api/services.h"
 
 namespace cppetcd::api {
+namespace {
+
+class SharedInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit SharedInterceptorFactory(
+      std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface> f)
+      : f_(std::move(f)) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return f_->CreateServerInterceptor(info);
+  }
+
+ private:
+  std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface> f_;
+};
+
+}  // namespace
 
 class ApiServer::Impl {
  public:
@@ -61,6 +80,15 @@ class ApiServer::Impl {
                                    std::numeric_limits<int32_t>::max())));
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
                                static_cast<int>(options_.keepalive_timeout.count()));
+    if (!options_.interceptors.empty()) {
+      // gRPC takes ownership of the factories; each wrapper forwards to a
+      // shared one so ApiServerOptions stays copyable.
+      std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+      for (const auto& f : options_.interceptors) {
+        creators.push_back(std::make_unique<SharedInterceptorFactory>(f));
+      }
+      builder.experimental().SetInterceptorCreators(std::move(creators));
+    }
     server_ = builder.BuildAndStart();
     if (server_ == nullptr) {
       return absl::UnavailableError(
@@ -86,6 +114,10 @@ class ApiServer::Impl {
   }
 
   const std::vector<int>& Ports() const { return ports_; }
+
+  std::shared_ptr<grpc::Channel> InProcessChannel() {
+    return server_->InProcessChannel(grpc::ChannelArguments());
+  }
 
  private:
   ApiServerOptions options_;
@@ -117,6 +149,10 @@ ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ApiServer::~ApiServer() { impl_->Shutdown(std::chrono::milliseconds(0)); }
 
 const std::vector<int>& ApiServer::Ports() const { return impl_->Ports(); }
+
+std::shared_ptr<grpc::Channel> ApiServer::InProcessChannel() {
+  return impl_->InProcessChannel();
+}
 
 void ApiServer::Shutdown(std::chrono::milliseconds grace) { impl_->Shutdown(grace); }
 

@@ -16,7 +16,11 @@
 #include "cppetcd/util/log.h"
 
 namespace grpc {
+class Channel;
 class Server;
+namespace experimental {
+class ServerInterceptorFactoryInterface;
+}
 }
 
 namespace cppetcd::api {
@@ -41,6 +45,9 @@ struct ApiServerOptions {
   // no leader" (etcd: every election timeout).
   std::chrono::milliseconds leader_check_interval{1000};
   util::Logger logger = util::GetLogger("api");
+  // Server interceptors (e.g. the grpc_server_* request counters), in order.
+  std::vector<std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
 };
 
 // Thread-safety: Start, Ports and Shutdown from one owning thread.
@@ -55,6 +62,10 @@ class ApiServer {
 
   // The bound port of each listen address, in order (useful with port 0).
   const std::vector<int>& Ports() const;
+
+  // A channel to this server that bypasses the network (the HTTP JSON
+  // gateway calls the gRPC services through it). Valid until Shutdown.
+  std::shared_ptr<grpc::Channel> InProcessChannel();
 
   // Stops accepting calls, lets running calls finish until `deadline`, then
   // cancels the rest (streams end with CANCELLED). Idempotent.
