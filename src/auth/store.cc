@@ -1,0 +1,550 @@
+#include "cppetcd/auth/store.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "cppetcd/auth/bcrypt.h"
+#include "cppetcd/auth/errors.h"
+#include "cppetcd/storage/backend.h"
+
+namespace cppetcd::auth {
+namespace {
+
+constexpr std::string_view kEnableFlagKey = "authEnabled";
+constexpr std::string_view kRevisionKey = "authRevision";
+constexpr char kEnabled[] = {1};
+constexpr char kDisabled[] = {0};
+
+bool HasRootRole(const authpb::User& u) {
+  return std::binary_search(u.roles().begin(), u.roles().end(), kRootRole);
+}
+
+
+}  // namespace
+
+AuthStore::AuthStore(storage::Backend* backend, AuthStoreOptions options)
+    : backend_(backend),
+      bcrypt_cost_(options.bcrypt_cost >= kBcryptMinCost && options.bcrypt_cost <= kBcryptMaxCost
+                       ? options.bcrypt_cost
+                       : kBcryptDefaultCost),
+      tokens_(options.token_provider != nullptr
+                  ? std::move(options.token_provider)
+                  : *NewTokenProvider("", TokenProviderOptions{})),
+      lg_(std::move(options.logger)) {}
+
+absl::StatusOr<std::unique_ptr<AuthStore>> AuthStore::Open(storage::Backend* backend,
+                                                           AuthStoreOptions options) {
+  if (options.bcrypt_cost < kBcryptMinCost || options.bcrypt_cost > kBcryptMaxCost) {
+    options.logger.Warn("use default bcrypt cost instead of the invalid value",
+                        {{"min-cost", kBcryptMinCost},
+                         {"max-cost", kBcryptMaxCost},
+                         {"default-cost", kBcryptDefaultCost},
+                         {"given-cost", options.bcrypt_cost}});
+  }
+  std::unique_ptr<AuthStore> as(new AuthStore(backend, std::move(options)));
+  auto wtx = backend->BeginWrite();
+  if (!wtx.ok()) return wtx.status();
+  {
+    std::lock_guard<std::mutex> l(as->mu_);
+    if (auto s = as->LoadLocked(wtx->get()); !s.ok()) return s;
+    if (as->revision_ == 0) {
+      if (auto s = as->CommitRevisionLocked(wtx->get()); !s.ok()) return s;
+    }
+  }
+  if (auto s = (*wtx)->Commit(); !s.ok()) return s;
+  if (as->IsEnabled()) as->tokens_->Enable();
+  return as;
+}
+
+absl::Status AuthStore::Recover(storage::ReadTxn* rtx) {
+  bool enabled;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (auto s = LoadLocked(rtx); !s.ok()) return s;
+    enabled = enabled_;
+  }
+  if (enabled) {
+    tokens_->Enable();
+  } else {
+    tokens_->Disable();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::LoadLocked(storage::ReadTxn* rtx) {
+  enabled_ = false;
+  revision_ = 0;
+  users_.clear();
+  roles_.clear();
+  perm_cache_.clear();
+  auto en = rtx->Get(storage::kAuthBucket, kEnableFlagKey);
+  if (!en.ok()) return en.status();
+  enabled_ = en->has_value() && (*en)->size() == 1 && (**en)[0] == 1;
+  auto rev = rtx->Get(storage::kAuthBucket, kRevisionKey);
+  if (!rev.ok()) return rev.status();
+  if (rev->has_value() && (*rev)->size() == 8) revision_ = storage::GetBigEndian64((*rev)->data());
+  absl::Status bad = absl::OkStatus();
+  auto s = rtx->Scan(storage::kAuthUsersBucket, "", "", [&](std::string_view k, std::string_view v) {
+    authpb::User u;
+    if (!u.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+      bad = absl::DataLossError(absl::StrCat("undecodable user record ", std::string(k)));
+      return false;
+    }
+    users_.emplace(std::string(k), std::move(u));
+    return true;
+  });
+  if (!s.ok()) return s;
+  if (!bad.ok()) return bad;
+  s = rtx->Scan(storage::kAuthRolesBucket, "", "", [&](std::string_view k, std::string_view v) {
+    authpb::Role r;
+    if (!r.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+      bad = absl::DataLossError(absl::StrCat("undecodable role record ", std::string(k)));
+      return false;
+    }
+    roles_.emplace(std::string(k), std::move(r));
+    return true;
+  });
+  if (!s.ok()) return s;
+  return bad;
+}
+
+bool AuthStore::IsEnabled() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return enabled_;
+}
+
+uint64_t AuthStore::Revision() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return revision_;
+}
+
+absl::StatusOr<std::string> AuthStore::HashPassword(std::string_view password) const {
+  return BcryptHash(password, bcrypt_cost_);
+}
+
+absl::Status AuthStore::CommitRevisionLocked(storage::WriteTxn* btx) {
+  if (auto s = btx->Put(storage::kAuthBucket, kRevisionKey,
+                        storage::EncodeBigEndian64(revision_ + 1));
+      !s.ok()) {
+    return s;
+  }
+  ++revision_;
+  perm_cache_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::PutUserLocked(storage::WriteTxn* btx, const authpb::User& u) {
+  if (auto s = btx->Put(storage::kAuthUsersBucket, u.name(), u.SerializeAsString()); !s.ok()) {
+    return s;
+  }
+  users_[u.name()] = u;
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::PutRoleLocked(storage::WriteTxn* btx, const authpb::Role& r) {
+  if (auto s = btx->Put(storage::kAuthRolesBucket, r.name(), r.SerializeAsString()); !s.ok()) {
+    return s;
+  }
+  roles_[r.name()] = r;
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::AuthEnable(storage::WriteTxn* btx) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (enabled_) {
+      lg_.Info("authentication is already enabled; ignored auth enable request");
+      return absl::OkStatus();
+    }
+    auto it = users_.find(kRootUser);
+    if (it == users_.end()) return ErrRootUserNotExist();
+    if (!HasRootRole(it->second)) return ErrRootRoleNotExist();
+    if (auto s = btx->Put(storage::kAuthBucket, kEnableFlagKey, std::string_view(kEnabled, 1));
+        !s.ok()) {
+      return s;
+    }
+    // etcd leaves the revision as it is here.
+    enabled_ = true;
+    perm_cache_.clear();
+  }
+  tokens_->Enable();
+  lg_.Info("enabled authentication");
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::AuthDisable(storage::WriteTxn* btx) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!enabled_) return absl::OkStatus();
+    if (auto s = btx->Put(storage::kAuthBucket, kEnableFlagKey, std::string_view(kDisabled, 1));
+        !s.ok()) {
+      return s;
+    }
+    if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+    enabled_ = false;
+  }
+  tokens_->Disable();
+  lg_.Info("disabled authentication");
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::UserAdd(storage::WriteTxn* btx,
+                                const etcdserverpb::AuthUserAddRequest& req) {
+  if (req.name().empty()) return ErrUserEmpty();
+  std::lock_guard<std::mutex> l(mu_);
+  if (users_.count(req.name()) > 0) return ErrUserAlreadyExist();
+  authpb::User u;
+  u.set_name(req.name());
+  const bool no_password = req.has_options() && req.options().no_password();
+  if (!no_password) u.set_password(req.password());
+  u.mutable_options()->set_no_password(no_password);
+  if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
+  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  lg_.Info("added a user", {{"user-name", req.name()}});
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::UserDelete(storage::WriteTxn* btx,
+                                   const etcdserverpb::AuthUserDeleteRequest& req) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (enabled_ && req.name() == kRootUser) {
+      lg_.Warn("cannot delete 'root' user", {{"user-name", req.name()}});
+      return ErrInvalidAuthMgmt();
+    }
+    if (users_.count(req.name()) == 0) return ErrUserNotFound();
+    if (auto s = btx->Delete(storage::kAuthUsersBucket, req.name()); !s.ok()) return s;
+    users_.erase(req.name());
+    if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  }
+  tokens_->InvalidateUser(req.name());
+  lg_.Info("deleted a user", {{"user-name", req.name()}});
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::UserChangePassword(
+    storage::WriteTxn* btx, const etcdserverpb::AuthUserChangePasswordRequest& req) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = users_.find(req.name());
+    if (it == users_.end()) return ErrUserNotFound();
+    authpb::User u = it->second;
+    u.set_password(req.password());
+    if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
+    if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  }
+  tokens_->InvalidateUser(req.name());
+  lg_.Info("changed a password of a user", {{"user-name", req.name()}});
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::UserGrantRole(storage::WriteTxn* btx,
+                                      const etcdserverpb::AuthUserGrantRoleRequest& req) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = users_.find(req.user());
+  if (it == users_.end()) return ErrUserNotFound();
+  if (req.role() != kRootRole && roles_.count(req.role()) == 0) return ErrRoleNotFound();
+  authpb::User u = it->second;
+  std::vector<std::string> roles(u.roles().begin(), u.roles().end());
+  auto pos = std::lower_bound(roles.begin(), roles.end(), req.role());
+  if (pos != roles.end() && *pos == req.role()) {
+    lg_.Warn("ignored grant role request to a user",
+             {{"user-name", req.user()}, {"role-name", req.role()}});
+    return absl::OkStatus();
+  }
+  roles.insert(pos, req.role());
+  u.clear_roles();
+  for (auto& r : roles) u.add_roles(std::move(r));
+  if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
+  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  lg_.Info("granted a role to a user", {{"user-name", req.user()}, {"role-name", req.role()}});
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::UserRevokeRole(storage::WriteTxn* btx,
+                                       const etcdserverpb::AuthUserRevokeRoleRequest& req) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (enabled_ && req.name() == kRootUser && req.role() == kRootRole) {
+    lg_.Warn("'root' user cannot revoke 'root' role");
+    return ErrInvalidAuthMgmt();
+  }
+  auto it = users_.find(req.name());
+  if (it == users_.end()) return ErrUserNotFound();
+  authpb::User u = it->second;
+  u.clear_roles();
+  for (const auto& r : it->second.roles()) {
+    if (r != req.role()) u.add_roles(r);
+  }
+  if (u.roles_size() == it->second.roles_size()) return ErrRoleNotGranted();
+  if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
+  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  lg_.Info("revoked a role from a user", {{"user-name", req.name()}, {"role-name", req.role()}});
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::RoleAdd(storage::WriteTxn* btx,
+                                const etcdserverpb::AuthRoleAddRequest& req) {
+  if (req.name().empty()) return ErrRoleEmpty();
+  std::lock_guard<std::mutex> l(mu_);
+  if (roles_.count(req.name()) > 0) return ErrRoleAlreadyExist();
+  authpb::Role r;
+  r.set_name(req.name());
+  if (auto s = PutRoleLocked(btx, r); !s.ok()) return s;
+  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  lg_.Info("created a role", {{"role-name", req.name()}});
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::RoleDelete(storage::WriteTxn* btx,
+                                   const etcdserverpb::AuthRoleDeleteRequest& req) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (enabled_ && req.role() == kRootRole) {
+    lg_.Warn("cannot delete 'root' role", {{"role-name", req.role()}});
+    return ErrInvalidAuthMgmt();
+  }
+  if (roles_.count(req.role()) == 0) return ErrRoleNotFound();
+  if (auto s = btx->Delete(storage::kAuthRolesBucket, req.role()); !s.ok()) return s;
+  roles_.erase(req.role());
+  std::vector<authpb::User> changed;
+  for (const auto& [name, user] : users_) {
+    if (std::find(user.roles().begin(), user.roles().end(), req.role()) == user.roles().end()) {
+      continue;
+    }
+    authpb::User u = user;
+    u.clear_roles();
+    for (const auto& r : user.roles()) {
+      if (r != req.role()) u.add_roles(r);
+    }
+    changed.push_back(std::move(u));
+  }
+  for (const auto& u : changed) {
+    if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
+  }
+  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  lg_.Info("deleted a role", {{"role-name", req.role()}});
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::RoleGrantPermission(
+    storage::WriteTxn* btx, const etcdserverpb::AuthRoleGrantPermissionRequest& req) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = roles_.find(req.name());
+  if (it == roles_.end()) return ErrRoleNotFound();
+  authpb::Role r = it->second;
+  bool updated = false;
+  for (auto& p : *r.mutable_keypermission()) {
+    if (p.key() == req.perm().key() && p.range_end() == req.perm().range_end()) {
+      p.set_permtype(req.perm().permtype());
+      updated = true;
+      break;
+    }
+  }
+  if (!updated) {
+    *r.add_keypermission() = req.perm();
+    std::stable_sort(r.mutable_keypermission()->begin(), r.mutable_keypermission()->end(),
+                     [](const authpb::Permission& a, const authpb::Permission& b) {
+                       return a.key() < b.key();
+                     });
+  }
+  if (auto s = PutRoleLocked(btx, r); !s.ok()) return s;
+  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  lg_.Info("granted/updated a permission to a user",
+           {{"role-name", req.name()},
+            {"key", req.perm().key()},
+            {"range-end", req.perm().range_end()},
+            {"permission-type", authpb::Permission::Type_Name(req.perm().permtype())}});
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::RoleRevokePermission(
+    storage::WriteTxn* btx, const etcdserverpb::AuthRoleRevokePermissionRequest& req) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = roles_.find(req.role());
+  if (it == roles_.end()) return ErrRoleNotFound();
+  authpb::Role r;
+  r.set_name(it->second.name());
+  for (const auto& p : it->second.keypermission()) {
+    if (p.key() != req.key() || p.range_end() != req.range_end()) *r.add_keypermission() = p;
+  }
+  if (r.keypermission_size() == it->second.keypermission_size()) return ErrPermissionNotGranted();
+  if (auto s = PutRoleLocked(btx, r); !s.ok()) return s;
+  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  lg_.Info("revoked a permission on range",
+           {{"role-name", req.role()}, {"key", req.key()}, {"range-end", req.range_end()}});
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> AuthStore::Authenticate(std::string_view name, std::string_view prefix,
+                                                    uint64_t index) {
+  uint64_t rev;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!enabled_) return ErrAuthNotEnabled();
+    auto it = users_.find(name);
+    if (it == users_.end()) return ErrAuthFailed();
+    if (it->second.options().no_password()) return ErrAuthFailed();
+    rev = revision_;
+  }
+  absl::StatusOr<std::string> token = tokens_->Assign(name, rev, prefix, index);
+  if (token.ok()) lg_.Debug("authenticated a user", {{"user-name", name}});
+  return token;
+}
+
+absl::StatusOr<etcdserverpb::AuthUserGetResponse> AuthStore::UserGet(std::string_view name) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = users_.find(name);
+  if (it == users_.end()) return ErrUserNotFound();
+  etcdserverpb::AuthUserGetResponse resp;
+  for (const auto& r : it->second.roles()) resp.add_roles(r);
+  return resp;
+}
+
+etcdserverpb::AuthUserListResponse AuthStore::UserList() const {
+  std::lock_guard<std::mutex> l(mu_);
+  etcdserverpb::AuthUserListResponse resp;
+  for (const auto& [name, u] : users_) resp.add_users(name);
+  return resp;
+}
+
+absl::StatusOr<etcdserverpb::AuthRoleGetResponse> AuthStore::RoleGet(std::string_view role) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = roles_.find(role);
+  if (it == roles_.end()) return ErrRoleNotFound();
+  etcdserverpb::AuthRoleGetResponse resp;
+  for (const auto& p : it->second.keypermission()) *resp.add_perm() = p;
+  return resp;
+}
+
+etcdserverpb::AuthRoleListResponse AuthStore::RoleList() const {
+  std::lock_guard<std::mutex> l(mu_);
+  etcdserverpb::AuthRoleListResponse resp;
+  for (const auto& [name, r] : roles_) resp.add_roles(name);
+  return resp;
+}
+
+bool AuthStore::HasRole(std::string_view user, std::string_view role) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = users_.find(user);
+  if (it == users_.end()) return false;
+  return std::find(it->second.roles().begin(), it->second.roles().end(), role) !=
+         it->second.roles().end();
+}
+
+absl::StatusOr<uint64_t> AuthStore::CheckPassword(std::string_view name,
+                                                  std::string_view password) const {
+  std::string hash;
+  uint64_t rev;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (!enabled_) return ErrAuthNotEnabled();
+    auto it = users_.find(name);
+    if (it == users_.end()) return ErrAuthFailed();
+    if (it->second.options().no_password()) return ErrAuthFailed();
+    hash = it->second.password();
+    rev = revision_;
+  }
+  // bcrypt is slow on purpose: outside the lock.
+  if (!BcryptCheck(hash, password)) {
+    lg_.Info("invalid password", {{"user-name", name}});
+    return ErrAuthFailed();
+  }
+  return rev;
+}
+
+absl::StatusOr<AuthInfo> AuthStore::AuthInfoFromToken(std::string_view token) const {
+  std::optional<AuthInfo> info = tokens_->Info(token, Revision());
+  if (!info.has_value()) {
+    lg_.Warn("invalid auth token");
+    return ErrInvalidAuthToken();
+  }
+  return *info;
+}
+
+AuthInfo AuthStore::AuthInfoFromCommonName(std::string_view cn) const {
+  return AuthInfo{std::string(cn), Revision()};
+}
+
+std::shared_ptr<const UnifiedPerms> AuthStore::PermsLocked(const authpb::User& u) const {
+  auto it = perm_cache_.find(u.name());
+  if (it != perm_cache_.end()) return it->second;
+  auto perms = std::make_shared<UnifiedPerms>();
+  for (const auto& role_name : u.roles()) {
+    auto r = roles_.find(role_name);
+    if (r == roles_.end()) continue;
+    for (const auto& p : r->second.keypermission()) AddPermission(p, perms.get());
+  }
+  perm_cache_[u.name()] = perms;
+  return perms;
+}
+
+absl::Status AuthStore::IsOpPermitted(const AuthInfo& who, std::string_view key,
+                                      std::string_view range_end,
+                                      authpb::Permission::Type type) const {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!enabled_) return absl::OkStatus();
+  if (who.revision == 0) return ErrUserEmpty();
+  if (who.revision < revision_) {
+    lg_.Warn("request auth revision is less than current node auth revision",
+             {{"current-revision", revision_}, {"request-revision", who.revision}});
+    return ErrAuthOldRevision();
+  }
+  auto it = users_.find(who.username);
+  if (it == users_.end()) {
+    lg_.Error("cannot find a user for permission check", {{"user-name", who.username}});
+    return ErrPermissionDenied();
+  }
+  if (HasRootRole(it->second)) return absl::OkStatus();
+  if (PermitsRange(*PermsLocked(it->second), key, range_end, type)) return absl::OkStatus();
+  return ErrPermissionDenied();
+}
+
+absl::Status AuthStore::IsRangePermitted(const AuthInfo& who, std::string_view key,
+                                         std::string_view range_end) const {
+  return IsOpPermitted(who, key, range_end, authpb::Permission::READ);
+}
+
+absl::Status AuthStore::IsPutPermitted(const AuthInfo& who, std::string_view key) const {
+  return IsOpPermitted(who, key, "", authpb::Permission::WRITE);
+}
+
+absl::Status AuthStore::IsDeleteRangePermitted(const AuthInfo& who, std::string_view key,
+                                               std::string_view range_end) const {
+  return IsOpPermitted(who, key, range_end, authpb::Permission::WRITE);
+}
+
+absl::Status AuthStore::IsAdminPermitted(const AuthInfo& who) const {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!enabled_) return absl::OkStatus();
+  if (who.username.empty()) return ErrUserEmpty();
+  auto it = users_.find(who.username);
+  if (it == users_.end()) return ErrUserNotFound();
+  if (!HasRootRole(it->second)) return ErrPermissionDenied();
+  return absl::OkStatus();
+}
+
+absl::Status AuthStore::IsTxnPermitted(const AuthInfo& who,
+                                       const etcdserverpb::TxnRequest& txn) const {
+  for (const auto& c : txn.compare()) {
+    if (auto s = IsRangePermitted(who, c.key(), c.range_end()); !s.ok()) return s;
+  }
+  for (const auto* ops : {&txn.success(), &txn.failure()}) {
+    for (const auto& op : *ops) {
+      absl::Status s;
+      if (op.has_request_range()) {
+        s = IsRangePermitted(who, op.request_range().key(), op.request_range().range_end());
+      } else if (op.has_request_put()) {
+        s = IsPutPermitted(who, op.request_put().key());
+      } else if (op.has_request_delete_range()) {
+        const auto& d = op.request_delete_range();
+        if (d.prev_kv()) s = IsRangePermitted(who, d.key(), d.range_end());
+        if (s.ok()) s = IsDeleteRangePermitted(who, d.key(), d.range_end());
+      } else if (op.has_request_txn()) {
+        s = IsTxnPermitted(who, op.request_txn());
+      }
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cppetcd::auth

@@ -1,0 +1,335 @@
+#include "cppetcd/auth/store.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "cppetcd/auth/bcrypt.h"
+#include "cppetcd/auth/errors.h"
+#include "cppetcd/storage/backend.h"
+#include "cppetcd/util/clock.h"
+
+namespace cppetcd::auth {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+const std::string kFromKey(1, '\0');
+
+class AuthStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "auth_test_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    OpenAll();
+  }
+  void TearDown() override {
+    store_.reset();
+    backend_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  void OpenAll() {
+    store_.reset();
+    backend_.reset();
+    storage::BackendOptions opts;
+    opts.map_size_bytes = 64 << 20;
+    auto b = storage::Backend::Open((std::filesystem::path(dir_) / "db").string(), opts);
+    ASSERT_TRUE(b.ok()) << b.status();
+    backend_ = std::move(*b);
+    TokenProviderOptions topts;
+    topts.clock = &clock_;
+    auto tp = NewTokenProvider("simple", topts);
+    ASSERT_TRUE(tp.ok()) << tp.status();
+    AuthStoreOptions o;
+    o.token_provider = std::move(*tp);
+    o.bcrypt_cost = 4;
+    auto st = AuthStore::Open(backend_.get(), std::move(o));
+    ASSERT_TRUE(st.ok()) << st.status();
+    store_ = std::move(*st);
+  }
+  // Runs one mutation in a write txn, committed when it succeeds.
+  absl::Status Do(const std::function<absl::Status(storage::WriteTxn*)>& fn) {
+    auto tx = backend_->BeginWrite();
+    if (!tx.ok()) return tx.status();
+    absl::Status s = fn(tx->get());
+    if (s.ok()) return (*tx)->Commit();
+    return s;
+  }
+  absl::Status AddUser(const std::string& name, const std::string& pw) {
+    etcdserverpb::AuthUserAddRequest r;
+    r.set_name(name);
+    auto h = store_->HashPassword(pw);
+    if (!h.ok()) return h.status();
+    r.set_password(*h);
+    return Do([&](storage::WriteTxn* t) { return store_->UserAdd(t, r); });
+  }
+  absl::Status AddRole(const std::string& name) {
+    etcdserverpb::AuthRoleAddRequest r;
+    r.set_name(name);
+    return Do([&](storage::WriteTxn* t) { return store_->RoleAdd(t, r); });
+  }
+  absl::Status Grant(const std::string& user, const std::string& role) {
+    etcdserverpb::AuthUserGrantRoleRequest r;
+    r.set_user(user);
+    r.set_role(role);
+    return Do([&](storage::WriteTxn* t) { return store_->UserGrantRole(t, r); });
+  }
+  absl::Status Revoke(const std::string& user, const std::string& role) {
+    etcdserverpb::AuthUserRevokeRoleRequest r;
+    r.set_name(user);
+    r.set_role(role);
+    return Do([&](storage::WriteTxn* t) { return store_->UserRevokeRole(t, r); });
+  }
+  absl::Status GrantPerm(const std::string& role, authpb::Permission::Type t, std::string key,
+                         std::string end) {
+    etcdserverpb::AuthRoleGrantPermissionRequest r;
+    r.set_name(role);
+    r.mutable_perm()->set_permtype(t);
+    r.mutable_perm()->set_key(std::move(key));
+    r.mutable_perm()->set_range_end(std::move(end));
+    return Do([&](storage::WriteTxn* tx) { return store_->RoleGrantPermission(tx, r); });
+  }
+  absl::Status Enable() {
+    return Do([&](storage::WriteTxn* t) { return store_->AuthEnable(t); });
+  }
+  absl::Status Disable() {
+    return Do([&](storage::WriteTxn* t) { return store_->AuthDisable(t); });
+  }
+  void SetUpRootAndEnable() {
+    ASSERT_TRUE(AddUser("root", "rootpw").ok());
+    ASSERT_TRUE(Grant("root", "root").ok());
+    ASSERT_TRUE(Enable().ok());
+  }
+  AuthInfo Who(const std::string& user) { return AuthInfo{user, store_->Revision()}; }
+
+  std::string dir_;
+  util::FakeClock clock_;
+  std::unique_ptr<storage::Backend> backend_;
+  std::unique_ptr<AuthStore> store_;
+};
+
+TEST_F(AuthStoreTest, FreshStoreStartsAtRevisionOneDisabled) {
+  EXPECT_EQ(store_->Revision(), 1u);
+  EXPECT_FALSE(store_->IsEnabled());
+  // Disabled: everything is permitted, even without a user.
+  EXPECT_TRUE(store_->IsPutPermitted(AuthInfo{}, "k").ok());
+  EXPECT_TRUE(store_->IsAdminPermitted(AuthInfo{}).ok());
+  EXPECT_TRUE(IsAuthNotEnabled(store_->CheckPassword("root", "x").status()));
+}
+
+TEST_F(AuthStoreTest, EnableNeedsRootUserWithRootRole) {
+  EXPECT_EQ(Enable().message(), "auth: root user does not exist");
+  ASSERT_TRUE(AddUser("root", "pw").ok());
+  EXPECT_EQ(Enable().message(), "auth: root user does not have root role");
+  // Role root need not exist as a record to be granted.
+  ASSERT_TRUE(Grant("root", "root").ok());
+  const uint64_t rev = store_->Revision();
+  ASSERT_TRUE(Enable().ok());
+  EXPECT_TRUE(store_->IsEnabled());
+  EXPECT_EQ(store_->Revision(), rev);  // etcd: enable keeps the revision
+  EXPECT_TRUE(Enable().ok());          // already enabled: ignored
+  ASSERT_TRUE(Disable().ok());
+  EXPECT_EQ(store_->Revision(), rev + 1);
+}
+
+TEST_F(AuthStoreTest, RevisionBumpsOnEveryChange) {
+  uint64_t rev = store_->Revision();
+  ASSERT_TRUE(AddUser("u", "pw").ok());
+  EXPECT_EQ(store_->Revision(), ++rev);
+  ASSERT_TRUE(AddRole("r").ok());
+  EXPECT_EQ(store_->Revision(), ++rev);
+  ASSERT_TRUE(Grant("u", "r").ok());
+  EXPECT_EQ(store_->Revision(), ++rev);
+  ASSERT_TRUE(Grant("u", "r").ok());  // already granted: no change
+  EXPECT_EQ(store_->Revision(), rev);
+  ASSERT_TRUE(GrantPerm("r", authpb::Permission::READ, "a", "").ok());
+  EXPECT_EQ(store_->Revision(), ++rev);
+  EXPECT_FALSE(AddUser("u", "pw").ok());  // errors change nothing
+  EXPECT_EQ(store_->Revision(), rev);
+}
+
+TEST_F(AuthStoreTest, UserAndRoleErrors) {
+  EXPECT_EQ(AddUser("", "x").message(), "auth: user name is empty");
+  ASSERT_TRUE(AddUser("u", "x").ok());
+  EXPECT_EQ(AddUser("u", "x").message(), "auth: user already exists");
+  EXPECT_EQ(AddRole("").message(), "auth: role name is empty");
+  ASSERT_TRUE(AddRole("r").ok());
+  EXPECT_EQ(AddRole("r").message(), "auth: role already exists");
+  EXPECT_EQ(Grant("nobody", "r").message(), "auth: user not found");
+  EXPECT_EQ(Grant("u", "nope").message(), "auth: role not found");
+  EXPECT_EQ(Revoke("u", "r").message(), "auth: role is not granted to the user");
+  etcdserverpb::AuthRoleRevokePermissionRequest rp;
+  rp.set_role("r");
+  rp.set_key("a");
+  EXPECT_EQ(Do([&](storage::WriteTxn* t) { return store_->RoleRevokePermission(t, rp); }).message(),
+            "auth: permission is not granted to the role");
+  EXPECT_EQ(store_->UserGet("zz").status().message(), "auth: user not found");
+  EXPECT_EQ(store_->RoleGet("zz").status().message(), "auth: role not found");
+}
+
+TEST_F(AuthStoreTest, RootRulesWhileEnabled) {
+  SetUpRootAndEnable();
+  EXPECT_EQ(Revoke("root", "root").message(), "auth: invalid auth management");
+  etcdserverpb::AuthUserDeleteRequest ud;
+  ud.set_name("root");
+  EXPECT_EQ(Do([&](storage::WriteTxn* t) { return store_->UserDelete(t, ud); }).message(),
+            "auth: invalid auth management");
+  etcdserverpb::AuthRoleDeleteRequest rd;
+  rd.set_role("root");
+  EXPECT_EQ(Do([&](storage::WriteTxn* t) { return store_->RoleDelete(t, rd); }).message(),
+            "auth: invalid auth management");
+  ASSERT_TRUE(Disable().ok());
+  EXPECT_TRUE(Revoke("root", "root").ok());
+}
+
+TEST_F(AuthStoreTest, PermissionsAndCacheFollowChanges) {
+  SetUpRootAndEnable();
+  ASSERT_TRUE(AddUser("alice", "pw").ok());
+  ASSERT_TRUE(AddRole("reader").ok());
+  ASSERT_TRUE(GrantPerm("reader", authpb::Permission::READ, "app/", "app0").ok());
+  ASSERT_TRUE(Grant("alice", "reader").ok());
+  EXPECT_TRUE(store_->IsRangePermitted(Who("alice"), "app/x", "").ok());
+  EXPECT_TRUE(store_->IsRangePermitted(Who("alice"), "app/", "app0").ok());
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsRangePermitted(Who("alice"), "other", "")));
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsPutPermitted(Who("alice"), "app/x")));
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsAdminPermitted(Who("alice"))));
+  // Upgrade the same permission to READWRITE.
+  ASSERT_TRUE(GrantPerm("reader", authpb::Permission::READWRITE, "app/", "app0").ok());
+  EXPECT_TRUE(store_->IsPutPermitted(Who("alice"), "app/x").ok());
+  auto rg = store_->RoleGet("reader");
+  ASSERT_TRUE(rg.ok());
+  ASSERT_EQ(rg->perm_size(), 1);
+  EXPECT_EQ(rg->perm(0).permtype(), authpb::Permission::READWRITE);
+  // Root can do anything; no user at all cannot.
+  EXPECT_TRUE(store_->IsDeleteRangePermitted(Who("root"), "", kFromKey).ok());
+  EXPECT_TRUE(store_->IsAdminPermitted(Who("root")).ok());
+  EXPECT_TRUE(IsUserEmpty(store_->IsPutPermitted(AuthInfo{}, "k")));
+  EXPECT_TRUE(IsUserEmpty(store_->IsAdminPermitted(AuthInfo{})));
+  EXPECT_EQ(store_->IsAdminPermitted(Who("ghost")).message(), "auth: user not found");
+  // Credentials from before a change are stale.
+  const AuthInfo old = Who("alice");
+  ASSERT_TRUE(AddRole("other").ok());
+  EXPECT_TRUE(IsAuthOldRevision(store_->IsRangePermitted(old, "app/x", "")));
+  // Deleting the role takes it from the user.
+  etcdserverpb::AuthRoleDeleteRequest rd;
+  rd.set_role("reader");
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->RoleDelete(t, rd); }).ok());
+  EXPECT_THAT(store_->UserGet("alice")->roles(), IsEmpty());
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsRangePermitted(Who("alice"), "app/x", "")));
+}
+
+TEST_F(AuthStoreTest, TxnChecksEveryPart) {
+  SetUpRootAndEnable();
+  ASSERT_TRUE(AddUser("bob", "pw").ok());
+  ASSERT_TRUE(AddRole("rw").ok());
+  ASSERT_TRUE(GrantPerm("rw", authpb::Permission::READWRITE, "a", "").ok());
+  ASSERT_TRUE(GrantPerm("rw", authpb::Permission::READ, "b", "").ok());
+  ASSERT_TRUE(Grant("bob", "rw").ok());
+  etcdserverpb::TxnRequest t;
+  auto* c = t.add_compare();
+  c->set_key("b");
+  t.add_success()->mutable_request_put()->set_key("a");
+  t.add_failure()->mutable_request_range()->set_key("b");
+  EXPECT_TRUE(store_->IsTxnPermitted(Who("bob"), t).ok());
+  t.add_failure()->mutable_request_delete_range()->set_key("b");
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsTxnPermitted(Who("bob"), t)));
+  etcdserverpb::TxnRequest nested;
+  nested.add_success()->mutable_request_txn()->add_success()->mutable_request_put()->set_key("c");
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsTxnPermitted(Who("bob"), nested)));
+}
+
+TEST_F(AuthStoreTest, PasswordsAndTokens) {
+  SetUpRootAndEnable();
+  ASSERT_TRUE(AddUser("carol", "pw1").ok());
+  auto rev = store_->CheckPassword("carol", "pw1");
+  ASSERT_TRUE(rev.ok()) << rev.status();
+  EXPECT_EQ(*rev, store_->Revision());
+  EXPECT_EQ(store_->CheckPassword("carol", "bad").status().message(),
+            "auth: authentication failed, invalid user ID or password");
+  EXPECT_FALSE(store_->CheckPassword("nobody", "pw1").ok());
+  const std::string prefix = store_->Tokens()->GenTokenPrefix();
+  auto tok = store_->Authenticate("carol", prefix, 42);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ(*tok, prefix + ".42");
+  auto who = store_->AuthInfoFromToken(*tok);
+  ASSERT_TRUE(who.ok());
+  EXPECT_EQ(who->username, "carol");
+  EXPECT_EQ(who->revision, store_->Revision());
+  EXPECT_TRUE(IsInvalidAuthToken(store_->AuthInfoFromToken("bogus.1").status()));
+  // A password change invalidates the user's tokens.
+  etcdserverpb::AuthUserChangePasswordRequest cp;
+  cp.set_name("carol");
+  cp.set_password(*store_->HashPassword("pw2"));
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->UserChangePassword(t, cp); }).ok());
+  EXPECT_TRUE(IsInvalidAuthToken(store_->AuthInfoFromToken(*tok).status()));
+  EXPECT_TRUE(store_->CheckPassword("carol", "pw2").ok());
+  // No-password users cannot authenticate with a password.
+  etcdserverpb::AuthUserAddRequest np;
+  np.set_name("cert-only");
+  np.mutable_options()->set_no_password(true);
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->UserAdd(t, np); }).ok());
+  EXPECT_FALSE(store_->CheckPassword("cert-only", "").ok());
+  EXPECT_FALSE(store_->Authenticate("cert-only", prefix, 43).ok());
+  // Disable forgets every token.
+  auto tok2 = store_->Authenticate("carol", store_->Tokens()->GenTokenPrefix(), 44);
+  ASSERT_TRUE(tok2.ok());
+  ASSERT_TRUE(Disable().ok());
+  EXPECT_TRUE(IsInvalidAuthToken(store_->AuthInfoFromToken(*tok2).status()));
+  EXPECT_TRUE(IsAuthNotEnabled(store_->Authenticate("carol", prefix, 45).status()));
+}
+
+TEST_F(AuthStoreTest, StateSurvivesReopenInEtcdEncoding) {
+  SetUpRootAndEnable();
+  ASSERT_TRUE(AddRole("r").ok());
+  ASSERT_TRUE(GrantPerm("r", authpb::Permission::WRITE, "k", kFromKey).ok());
+  const uint64_t rev = store_->Revision();
+  OpenAll();
+  EXPECT_TRUE(store_->IsEnabled());
+  EXPECT_EQ(store_->Revision(), rev);
+  EXPECT_THAT(store_->UserList().users(), ElementsAre("root"));
+  EXPECT_THAT(store_->RoleList().roles(), ElementsAre("r"));
+  EXPECT_TRUE(store_->CheckPassword("root", "rootpw").ok());
+  // The raw records are etcd's.
+  auto rtx = backend_->BeginRead();
+  ASSERT_TRUE(rtx.ok());
+  auto en = (*rtx)->Get(storage::kAuthBucket, "authEnabled");
+  ASSERT_TRUE(en.ok() && en->has_value());
+  EXPECT_EQ(std::string(**en), std::string(1, '\x01'));
+  auto rv = (*rtx)->Get(storage::kAuthBucket, "authRevision");
+  ASSERT_TRUE(rv.ok() && rv->has_value());
+  EXPECT_EQ(std::string(**rv), storage::EncodeBigEndian64(rev));
+  auto u = (*rtx)->Get(storage::kAuthUsersBucket, "root");
+  ASSERT_TRUE(u.ok() && u->has_value());
+  authpb::User user;
+  ASSERT_TRUE(user.ParseFromArray((*u)->data(), static_cast<int>((*u)->size())));
+  EXPECT_THAT(user.roles(), ElementsAre("root"));
+  EXPECT_TRUE(BcryptCheck(user.password(), "rootpw"));
+}
+
+TEST_F(AuthStoreTest, ImportsUsersWrittenByEtcd) {
+  // A user record as etcd 3.4 writes it, with a Go-made hash.
+  authpb::User u;
+  u.set_name("gopher");
+  u.set_password("$2a$10$XajjQvNhvvRt5GSeFk1xFeyqRrsxkhBkUiQeg0dt.wU1qD4aFDcga");
+  u.add_roles("root");
+  {
+    auto tx = backend_->BeginWrite();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE((*tx)->Put(storage::kAuthUsersBucket, "gopher", u.SerializeAsString()).ok());
+    ASSERT_TRUE((*tx)->Put(storage::kAuthBucket, "authEnabled", std::string(1, '\x01')).ok());
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  auto rtx = backend_->BeginRead();
+  ASSERT_TRUE(rtx.ok());
+  ASSERT_TRUE(store_->Recover(rtx->get()).ok());
+  EXPECT_TRUE(store_->IsEnabled());
+  EXPECT_TRUE(store_->CheckPassword("gopher", "allmine").ok());
+  EXPECT_FALSE(store_->CheckPassword("gopher", "notmine").ok());
+}
+
+}  // namespace
+}  // namespace cppetcd::auth

@@ -1,0 +1,188 @@
+#include "cppetcd/auth/token.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "cppetcd/auth/errors.h"
+
+namespace cppetcd::auth {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(SimpleTokenTest, FormatTtlAndRefresh) {
+  util::FakeClock clock;
+  TokenProviderOptions o;
+  o.clock = &clock;
+  o.simple_ttl = 10s;
+  auto tp = NewTokenProvider("simple", o);
+  ASSERT_TRUE(tp.ok()) << tp.status();
+  (*tp)->Enable();
+  const std::string prefix = (*tp)->GenTokenPrefix();
+  ASSERT_EQ(prefix.size(), 16u);
+  for (char c : prefix) EXPECT_TRUE(std::isalpha(static_cast<unsigned char>(c))) << prefix;
+  auto tok = (*tp)->Assign("alice", 5, prefix, 77);
+  ASSERT_TRUE(tok.ok());
+  EXPECT_EQ(*tok, prefix + ".77");
+  clock.Advance(9s);
+  auto info = (*tp)->Info(*tok, 8);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->username, "alice");
+  EXPECT_EQ(info->revision, 8u);  // the store's current revision
+  clock.Advance(9s);              // refreshed by the use above
+  EXPECT_TRUE((*tp)->Info(*tok, 8).has_value());
+  clock.Advance(11s);
+  EXPECT_FALSE((*tp)->Info(*tok, 8).has_value());
+  EXPECT_FALSE((*tp)->Info("nodot", 8).has_value());
+  EXPECT_FALSE((*tp)->Info("a.b.c", 8).has_value());
+}
+
+TEST(SimpleTokenTest, WaitsForTheIndexOnce) {
+  util::FakeClock clock;
+  TokenProviderOptions o;
+  o.clock = &clock;
+  std::unique_ptr<TokenProvider>* self = nullptr;
+  std::vector<uint64_t> waited;
+  o.wait_applied = [&](uint64_t index) {
+    waited.push_back(index);
+    // The entry gets applied while we wait.
+    (void)(*self)->Assign("bob", 1, "abcdefghijklmnop", index);
+    return true;
+  };
+  auto tp = NewTokenProvider("simple", o);
+  ASSERT_TRUE(tp.ok());
+  self = &*tp;
+  (*tp)->Enable();
+  auto info = (*tp)->Info("abcdefghijklmnop.9", 3);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->username, "bob");
+  EXPECT_EQ(waited, std::vector<uint64_t>{9});
+}
+
+TEST(SimpleTokenTest, InvalidateAndDisable) {
+  util::FakeClock clock;
+  TokenProviderOptions o;
+  o.clock = &clock;
+  auto tp = NewTokenProvider("simple", o);
+  ASSERT_TRUE(tp.ok());
+  (*tp)->Enable();
+  auto a = (*tp)->Assign("a", 1, "p", 1);
+  auto b = (*tp)->Assign("b", 1, "p", 2);
+  (*tp)->InvalidateUser("a");
+  EXPECT_FALSE((*tp)->Info(*a, 1).has_value());
+  EXPECT_TRUE((*tp)->Info(*b, 1).has_value());
+  (*tp)->Disable();
+  EXPECT_FALSE((*tp)->Info(*b, 1).has_value());
+}
+
+TEST(TokenProviderTest, BadOptions) {
+  EXPECT_EQ(NewTokenProvider("magic", {}).status().message(), "auth: invalid auth options");
+  EXPECT_EQ(NewTokenProvider("jwt,sign-method", {}).status().message(),
+            "auth: invalid auth options");
+  EXPECT_EQ(NewTokenProvider("jwt,sign-method=XX256", {}).status().message(),
+            "auth: invalid auth signature method");
+  EXPECT_EQ(NewTokenProvider("jwt,sign-method=RS256", {}).status().message(),
+            "auth: missing key data");
+  auto nop = NewTokenProvider("", {});
+  ASSERT_TRUE(nop.ok());
+  EXPECT_FALSE((*nop)->Assign("x", 1, "", 1).ok());
+}
+
+class JwtTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "jwt_test_XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Writes a fresh key pair as PEM files; returns "pub-key=..,priv-key=..".
+  std::string MakeKeys(const std::string& name, EVP_PKEY* key) {
+    const std::string pub = dir_ + "/" + name + ".pub", priv = dir_ + "/" + name + ".key";
+    FILE* f = fopen(priv.c_str(), "w");
+    PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+    fclose(f);
+    f = fopen(pub.c_str(), "w");
+    PEM_write_PUBKEY(f, key);
+    fclose(f);
+    EVP_PKEY_free(key);
+    return "pub-key=" + pub + ",priv-key=" + priv;
+  }
+
+  std::string dir_;
+  util::FakeClock clock_;
+};
+
+TEST_F(JwtTest, SignVerifyExpireAndTamper) {
+  const std::string rsa = MakeKeys("rsa", EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}));
+  const std::string ec = MakeKeys("ec", EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  for (const std::string& opts :
+       {"jwt,sign-method=RS256," + rsa + ",ttl=5m", "jwt,sign-method=PS384," + rsa,
+        "jwt,sign-method=ES256," + ec + ",ttl=5m"}) {
+    SCOPED_TRACE(opts);
+    TokenProviderOptions o;
+    o.clock = &clock_;
+    auto tp = NewTokenProvider(opts, o);
+    ASSERT_TRUE(tp.ok()) << tp.status();
+    EXPECT_EQ((*tp)->GenTokenPrefix(), "");
+    auto tok = (*tp)->Assign("root", 7, "", 3);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    std::vector<std::string> parts = absl::StrSplit(*tok, '.');
+    ASSERT_EQ(parts.size(), 3u);
+    std::string header, claims;
+    ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[0], &header));
+    ASSERT_TRUE(absl::WebSafeBase64Unescape(parts[1], &claims));
+    EXPECT_NE(header.find("\"typ\":\"JWT\""), std::string::npos) << header;
+    EXPECT_NE(claims.find("\"username\":\"root\""), std::string::npos) << claims;
+    EXPECT_NE(claims.find("\"revision\":7"), std::string::npos) << claims;
+    auto info = (*tp)->Info(*tok, 99);
+    ASSERT_TRUE(info.has_value());
+    EXPECT_EQ(info->username, "root");
+    EXPECT_EQ(info->revision, 7u);  // the token's own revision
+    // Tampered claims fail the signature.
+    std::string forged_claims = claims;
+    forged_claims.replace(forged_claims.find("root"), 4, "evil");
+    const std::string forged =
+        parts[0] + "." + absl::WebSafeBase64Escape(forged_claims) + "." + parts[2];
+    EXPECT_FALSE((*tp)->Info(forged, 99).has_value());
+    EXPECT_FALSE((*tp)->Info(parts[0] + "." + parts[1] + ".", 99).has_value());
+    // Expired after the TTL (5 minutes by default).
+    clock_.Advance(301s);
+    EXPECT_FALSE((*tp)->Info(*tok, 99).has_value());
+  }
+}
+
+TEST_F(JwtTest, VerifyOnlyMemberAndOtherKeys) {
+  const std::string keys = MakeKeys("a", EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}));
+  const std::string pub_only = keys.substr(0, keys.find(','));
+  TokenProviderOptions o;
+  o.clock = &clock_;
+  auto signer = NewTokenProvider("jwt,sign-method=RS256," + keys, o);
+  auto verifier = NewTokenProvider("jwt,sign-method=RS256," + pub_only, o);
+  ASSERT_TRUE(signer.ok() && verifier.ok());
+  auto tok = (*signer)->Assign("u", 2, "", 0);
+  ASSERT_TRUE(tok.ok());
+  EXPECT_TRUE((*verifier)->Info(*tok, 0).has_value());
+  EXPECT_EQ((*verifier)->Assign("u", 2, "", 0).status().message(),
+            "auth: token signing attempted with verify-only key");
+  const std::string other =
+      MakeKeys("b", EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}));
+  auto stranger = NewTokenProvider("jwt,sign-method=RS256," + other, o);
+  ASSERT_TRUE(stranger.ok());
+  EXPECT_FALSE((*stranger)->Info(*tok, 0).has_value());
+  // A token signed for another method is refused.
+  auto rs512 = NewTokenProvider("jwt,sign-method=RS512," + keys, o);
+  ASSERT_TRUE(rs512.ok());
+  EXPECT_FALSE((*rs512)->Info(*tok, 0).has_value());
+}
+
+}  // namespace
+}  // namespace cppetcd::auth
