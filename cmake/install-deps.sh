@@ -6,11 +6,11 @@ pkgs=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev liblmdb-dev libspdlog-dev libssl-dev libgtest-dev libgmock-dev
-  libbenchmark-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev
+  libbenchmark-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev libcrypt-dev
   # reference client and server for the integration and differential tests
   etcd-client etcd-server
   # tools the tests use
-  curl openssl procps iproute2
+  curl openssl jq procps iproute2
 )
 missing=()
 for p in "${pkgs[@]}"; do
