@@ -602,8 +602,31 @@ Clustering:
   --auto-compaction-mode 'periodic'     How to read the retention: 'periodic' (hours or a duration) or 'revision'.
 
 Security:
-  --cert-file, --key-file, --client-cert-auth, --trusted-ca-file, --auto-tls
-  --peer-cert-file, --peer-key-file, --peer-client-cert-auth, --peer-trusted-ca-file, --peer-auto-tls
+  --cert-file ''                        Path to the client server TLS cert file.
+  --key-file ''                         Path to the client server TLS key file.
+  --client-cert-auth 'false'            Enable client cert authentication.
+  --trusted-ca-file ''                  Path to the client server TLS trusted CA cert file.
+  --auto-tls 'false'                    Client TLS using generated certificates.
+  --peer-cert-file ''                   Path to the peer server TLS cert file.
+  --peer-key-file ''                    Path to the peer server TLS key file.
+  --peer-client-cert-auth 'false'       Enable peer client cert authentication.
+  --peer-trusted-ca-file ''             Path to the peer server TLS trusted CA file.
+  --peer-auto-tls 'false'               Peer TLS using self-generated certificates.
+
+Auth:
+  --auth-token 'simple'                 Auth token type: 'simple' or 'jwt,pub-key=...,priv-key=...,sign-method=...,ttl=...'.
+  --auth-token-ttl '300'                Time (in seconds) of the simple token's validity, renewed on use.
+  --bcrypt-cost '10'                    Cost of the bcrypt hash of user passwords.
+
+Profiling and monitoring:
+  --listen-metrics-urls ''              Extra URLs serving /metrics and /health (no gRPC).
+  --metrics 'basic'                     'basic' or 'extensive' (adds histograms per gRPC method).
+
+Experimental:
+  --experimental-initial-corrupt-check 'false'
+                                        Compare the data with the peers' before serving.
+  --experimental-corrupt-check-time '0s'
+                                        Period of the leader's data consistency check (0 disables).
 
 Logging:
   --logger 'zap'                        Structured JSON lines (etcd's zap format).
