@@ -1,18 +1,33 @@
 // LMDB backend. One environment, one file (MDB_NOSUBDIR), one named database
-// per bucket, opened once at Open so that the handles are valid in every
-// later transaction. Read transactions are recycled (mdb_txn_reset/renew)
-// through a small pool to keep BeginRead cheap on the Range hot path.
+// per bucket, opened once with the environment so that the handles are valid
+// in every later transaction. Read transactions are recycled
+// (mdb_txn_reset/renew) through a small pool per environment to keep
+// BeginRead cheap on the Range hot path.
+//
+// Defragmentation swaps the environment: internal::LmdbEnv is shared by the
+// Backend (the current one) and by every transaction begun on it, and closed
+// when the last of them lets go. Before the new environment opens the file
+// path, the old one's "<path>-lock" is unlinked: LMDB keeps the last txn id
+// in the lock file, so two environments must never share one; the old one
+// keeps using its open (now nameless) lock and data files.
 #include "cppetcd/storage/backend.h"
 
+#include <fcntl.h>
 #include <lmdb.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <optional>
 #include <mutex>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cppetcd/util/crc32c.h"
 
 namespace cppetcd::storage {
 namespace {
@@ -34,14 +49,53 @@ std::string_view FromVal(const MDB_val& v) {
 
 }  // namespace
 
+namespace internal {
+
 // std::mutex, not absl::Mutex: Debian's abseil is not TSan-instrumented.
-struct Backend::ReadPool {
-  std::mutex mu;
-  std::vector<MDB_txn*> txns;  // guarded by mu
+struct LmdbEnv {
+  MDB_env* env = nullptr;
+  // Bucket names and their LMDB handles (MDB_dbi), fixed once opened; the
+  // same order in every environment of one Backend.
+  std::vector<std::pair<std::string, unsigned>> buckets;
+  unsigned key_dbi = 0;  // kKeyBucket's handle, the hot path
+  std::mutex pool_mu;
+  std::vector<MDB_txn*> pool ABSL_GUARDED_BY(pool_mu);  // reset read txns for reuse
+
+  LmdbEnv() = default;
+  LmdbEnv(const LmdbEnv&) = delete;
+  LmdbEnv& operator=(const LmdbEnv&) = delete;
+  ~LmdbEnv() {
+    {
+      std::lock_guard<std::mutex> l(pool_mu);
+      for (MDB_txn* t : pool) mdb_txn_abort(t);
+      pool.clear();
+    }
+    if (env != nullptr) mdb_env_close(env);
+  }
+
+  int64_t Handle(std::string_view bucket) const {
+    if (bucket.size() == kKeyBucket.size() && bucket == kKeyBucket) return key_dbi;
+    for (const auto& [name, dbi] : buckets) {
+      if (name == bucket) return dbi;
+    }
+    return -1;
+  }
+};
+
+}  // namespace internal
+
+using internal::LmdbEnv;
+
+// A key a write txn changed, with its value after the commit (nullopt:
+// deleted), for replay into a defragmentation's copy.
+struct Backend::ChangedKey {
+  size_t bucket_index;  // into LmdbEnv::buckets
+  std::string key;
+  std::optional<std::string> value;
 };
 
 Backend::Backend(std::string path, BackendOptions options)
-    : path_(std::move(path)), options_(std::move(options)), read_pool_(new ReadPool()) {}
+    : path_(std::move(path)), options_(std::move(options)) {}
 
 absl::Status LmdbStatus(int rc, std::string_view what) {
   if (rc == MDB_SUCCESS) return absl::OkStatus();
@@ -80,7 +134,11 @@ std::string EncodeBigEndian64(uint64_t v) {
   return s;
 }
 
+
 // ---- ReadTxn ----
+
+ReadTxn::ReadTxn(Backend* backend, std::shared_ptr<LmdbEnv> env, MDB_txn* txn)
+    : backend_(backend), env_(std::move(env)), txn_(txn) {}
 
 ReadTxn::~ReadTxn() { Release(); }
 
@@ -89,27 +147,24 @@ void ReadTxn::Release() {
   MDB_txn* txn = std::exchange(txn_, nullptr);
   {  // only read txns get here: WriteTxn ends its txn in its destructor
     mdb_txn_reset(txn);
-    Backend::ReadPool* pool = backend_->read_pool_.get();
-    std::lock_guard<std::mutex> l(pool->mu);
-    if (pool->txns.size() < kMaxPooledReadTxns) {
-      pool->txns.push_back(txn);
+    std::lock_guard<std::mutex> l(env_->pool_mu);
+    if (env_->pool.size() < kMaxPooledReadTxns) {
+      env_->pool.push_back(txn);
       return;
     }
   }
   mdb_txn_abort(txn);
 }
 
+int64_t ReadTxn::Handle(std::string_view bucket) const { return env_->Handle(bucket); }
+
 int64_t Backend::BucketHandle(std::string_view bucket) const {
-  if (bucket.size() == kKeyBucket.size() && bucket == kKeyBucket) return key_dbi_;
-  for (const auto& [name, dbi] : buckets_) {
-    if (name == bucket) return dbi;
-  }
-  return -1;
+  return CurrentEnv()->Handle(bucket);
 }
 
 #define CPPETCD_DBI(var, bucket)                                                       \
   if (txn_ == nullptr) return absl::FailedPreconditionError("storage: txn has ended"); \
-  int64_t var##_h = backend_->BucketHandle(bucket);                                    \
+  int64_t var##_h = Handle(bucket);                                                    \
   if (var##_h < 0) return absl::NotFoundError(absl::StrCat("storage: no bucket ", std::string(bucket))); \
   MDB_dbi var = static_cast<MDB_dbi>(var##_h)
 
@@ -196,11 +251,42 @@ WriteTxn::~WriteTxn() { Abort(); }
 void WriteTxn::Abort() {
   if (txn_ == nullptr) return;
   mdb_txn_abort(std::exchange(txn_, nullptr));
+  backend_->ReleaseWriter(nullptr);
+}
+
+void WriteTxn::Touch(int64_t handle, std::string_view key) {
+  if (record_) touched_.emplace_back(static_cast<unsigned>(handle), std::string(key));
 }
 
 absl::Status WriteTxn::Commit() {
   if (txn_ == nullptr) return absl::FailedPreconditionError("storage: txn has ended");
+  // A defragmentation is copying a snapshot older than this txn: hand it the
+  // final value of every key this txn changed (read back here, so that
+  // PutReserve'd values are complete).
+  std::vector<Backend::ChangedKey> changes;
+  if (record_) {
+    std::sort(touched_.begin(), touched_.end());
+    touched_.erase(std::unique(touched_.begin(), touched_.end()), touched_.end());
+    changes.reserve(touched_.size());
+    for (auto& [dbi, key] : touched_) {
+      size_t index = 0;
+      while (index < env_->buckets.size() && env_->buckets[index].second != dbi) ++index;
+      MDB_val k = ToVal(key), v;
+      int rc = mdb_get(txn_, dbi, &k, &v);
+      std::optional<std::string> value;
+      if (rc == MDB_SUCCESS) {
+        value.emplace(FromVal(v));
+      } else if (rc != MDB_NOTFOUND) {
+        mdb_txn_abort(std::exchange(txn_, nullptr));
+        backend_->ReleaseWriter(nullptr);
+        return LmdbStatus(rc, "read back for defragmentation");
+      }
+      changes.push_back({index, std::move(key), std::move(value)});
+    }
+    touched_.clear();
+  }
   int rc = mdb_txn_commit(std::exchange(txn_, nullptr));
+  backend_->ReleaseWriter(rc == MDB_SUCCESS ? &changes : nullptr);
   return LmdbStatus(rc, "commit");
 }
 
@@ -208,6 +294,7 @@ absl::Status WriteTxn::PutFlags(std::string_view bucket, std::string_view key,
                                 std::string_view value, unsigned flags) {
   CPPETCD_DBI(dbi, bucket);
   if (key.empty()) return absl::InvalidArgumentError("storage: empty key");
+  Touch(dbi, key);
   MDB_val k = ToVal(key), v = ToVal(value);
   int rc = mdb_put(txn_, dbi, &k, &v, flags);
   if (rc == MDB_KEYEXIST && (flags & MDB_APPEND) != 0) {
@@ -232,6 +319,7 @@ absl::StatusOr<absl::Span<char>> WriteTxn::PutReserve(std::string_view bucket,
                                                       bool append_hint) {
   CPPETCD_DBI(dbi, bucket);
   if (key.empty()) return absl::InvalidArgumentError("storage: empty key");
+  Touch(dbi, key);
   MDB_val k = ToVal(key), v;
   v.mv_size = size;
   v.mv_data = nullptr;
@@ -249,6 +337,7 @@ absl::StatusOr<absl::Span<char>> WriteTxn::PutReserve(std::string_view bucket,
 absl::Status WriteTxn::Delete(std::string_view bucket, std::string_view key) {
   CPPETCD_DBI(dbi, bucket);
   if (key.empty()) return absl::OkStatus();
+  Touch(dbi, key);
   MDB_val k = ToVal(key);
   int rc = mdb_del(txn_, dbi, &k, nullptr);
   if (rc == MDB_NOTFOUND) return absl::OkStatus();
@@ -259,27 +348,32 @@ absl::Status WriteTxn::Delete(std::string_view bucket, std::string_view key) {
 
 // ---- Backend ----
 
-absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(const std::string& path,
-                                                       BackendOptions options) {
-  std::unique_ptr<Backend> b(new Backend(path, std::move(options)));
-  int rc = mdb_env_create(&b->env_);
+namespace {
+
+std::string DefragPath(const std::string& path) { return path + ".defrag"; }
+std::string LockPath(const std::string& path) { return path + "-lock"; }
+
+// Opens an environment on `path` with `flags` and opens (creating) `names`
+// in that order.
+absl::StatusOr<std::shared_ptr<LmdbEnv>> OpenEnv(const std::string& path, uint64_t map_size_bytes,
+                                                unsigned flags,
+                                                const std::vector<std::string>& names) {
+  auto e = std::make_shared<LmdbEnv>();
+  int rc = mdb_env_create(&e->env);
   if (rc != MDB_SUCCESS) return LmdbStatus(rc, "env create");
-  if ((rc = mdb_env_set_maxdbs(b->env_, kMaxBuckets)) != MDB_SUCCESS ||
-      (rc = mdb_env_set_maxreaders(b->env_, kMaxReaders)) != MDB_SUCCESS ||
-      (rc = mdb_env_set_mapsize(b->env_, b->options_.map_size_bytes)) != MDB_SUCCESS) {
+  if ((rc = mdb_env_set_maxdbs(e->env, kMaxBuckets)) != MDB_SUCCESS ||
+      (rc = mdb_env_set_maxreaders(e->env, kMaxReaders)) != MDB_SUCCESS ||
+      (rc = mdb_env_set_mapsize(e->env, map_size_bytes)) != MDB_SUCCESS) {
     return LmdbStatus(rc, "env config");
   }
-  unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
-  if (b->options_.no_sync) flags |= MDB_NOSYNC;
-  rc = mdb_env_open(b->env_, path.c_str(), flags, 0600);
+  rc = mdb_env_open(e->env, path.c_str(), flags, 0600);
   if (rc != MDB_SUCCESS) return LmdbStatus(rc, absl::StrCat("open ", path));
-  int dead = 0;
-  mdb_reader_check(b->env_, &dead);
-
-  std::vector<std::string> names(std::begin(kAllBuckets), std::end(kAllBuckets));
-  for (const auto& extra : b->options_.extra_buckets) names.push_back(extra);
+  if ((flags & MDB_NOLOCK) == 0) {
+    int dead = 0;
+    mdb_reader_check(e->env, &dead);
+  }
   MDB_txn* txn = nullptr;
-  rc = mdb_txn_begin(b->env_, nullptr, 0, &txn);
+  rc = mdb_txn_begin(e->env, nullptr, 0, &txn);
   if (rc != MDB_SUCCESS) return LmdbStatus(rc, "begin bucket txn");
   for (const auto& name : names) {
     MDB_dbi dbi;
@@ -288,32 +382,90 @@ absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(const std::string& path,
       mdb_txn_abort(txn);
       return LmdbStatus(rc, absl::StrCat("open bucket ", name));
     }
-    b->buckets_.emplace_back(name, dbi);
-    if (name == kKeyBucket) b->key_dbi_ = dbi;
+    e->buckets.emplace_back(name, dbi);
+    if (name == kKeyBucket) e->key_dbi = dbi;
   }
   rc = mdb_txn_commit(txn);
   if (rc != MDB_SUCCESS) return LmdbStatus(rc, "commit bucket txn");
+  return e;
+}
 
+std::vector<std::string> BucketNames(const BackendOptions& options) {
+  std::vector<std::string> names(std::begin(kAllBuckets), std::end(kAllBuckets));
+  for (const auto& extra : options.extra_buckets) names.push_back(extra);
+  return names;
+}
+
+unsigned EnvFlags(const BackendOptions& options) {
+  unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
+  if (options.no_sync) flags |= MDB_NOSYNC;
+  return flags;
+}
+
+absl::Status FsyncDir(const std::string& file_path) {
+  const size_t slash = file_path.rfind('/');
+  const std::string dir(slash == std::string::npos ? std::string_view(".")
+                                                   : std::string_view(file_path).substr(0, slash + 1));
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return absl::InternalError(absl::StrCat("storage: open dir ", dir, ": ", strerror(errno)));
+  int rc = ::fsync(fd);
+  int err = errno;
+  ::close(fd);
+  if (rc != 0) return absl::InternalError(absl::StrCat("storage: fsync dir ", dir, ": ", strerror(err)));
+  return absl::OkStatus();
+}
+
+// Go's humanize.Bytes (SI units), as etcd logs sizes.
+std::string HumanBytes(int64_t n) {
+  if (n < 10) return absl::StrCat(n, " B");
+  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
+  double v = static_cast<double>(n);
+  int e = 0;
+  while (v >= 1000 && e < 6) {
+    v /= 1000;
+    ++e;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), v < 10 ? "%.1f %s" : "%.0f %s", v, kUnits[e]);
+  return buf;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(const std::string& path,
+                                                       BackendOptions options) {
+  std::unique_ptr<Backend> b(new Backend(path, std::move(options)));
+  // A defragmentation that crashed before its rename leaves its copy behind;
+  // the database is the file at `path`.
+  struct stat st;
+  if (::stat(DefragPath(path).c_str(), &st) == 0) {
+    b->options_.logger.Warn("removing an unfinished defragmentation copy",
+                            {{"path", DefragPath(path)}});
+    ::unlink(DefragPath(path).c_str());
+  }
+  auto env = OpenEnv(path, b->options_.map_size_bytes, EnvFlags(b->options_),
+                     BucketNames(b->options_));
+  if (!env.ok()) return env.status();
+  std::lock_guard<std::mutex> l(b->mu_);
+  b->env_ = std::move(env).value();
   return b;
 }
 
-Backend::~Backend() {
-  if (env_ == nullptr) return;
-  {
-    std::lock_guard<std::mutex> l(read_pool_->mu);
-    for (MDB_txn* t : read_pool_->txns) mdb_txn_abort(t);
-    read_pool_->txns.clear();
-  }
-  mdb_env_close(env_);
+Backend::~Backend() = default;
+
+std::shared_ptr<LmdbEnv> Backend::CurrentEnv() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return env_;
 }
 
 absl::StatusOr<std::unique_ptr<ReadTxn>> Backend::BeginRead() {
+  std::shared_ptr<LmdbEnv> env = CurrentEnv();
   MDB_txn* txn = nullptr;
   {
-    std::lock_guard<std::mutex> l(read_pool_->mu);
-    if (!read_pool_->txns.empty()) {
-      txn = read_pool_->txns.back();
-      read_pool_->txns.pop_back();
+    std::lock_guard<std::mutex> l(env->pool_mu);
+    if (!env->pool.empty()) {
+      txn = env->pool.back();
+      env->pool.pop_back();
     }
   }
   if (txn != nullptr) {
@@ -324,20 +476,44 @@ absl::StatusOr<std::unique_ptr<ReadTxn>> Backend::BeginRead() {
     }
   }
   if (txn == nullptr) {
-    int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn);
+    int rc = mdb_txn_begin(env->env, nullptr, MDB_RDONLY, &txn);
     if (rc != MDB_SUCCESS) return LmdbStatus(rc, "begin read");
   }
-  return std::unique_ptr<ReadTxn>(new ReadTxn(this, txn));
+  return std::unique_ptr<ReadTxn>(new ReadTxn(this, std::move(env), txn));
+}
+
+std::pair<std::shared_ptr<LmdbEnv>, bool> Backend::AcquireWriter() {
+  std::unique_lock<std::mutex> l(mu_);
+  writer_cv_.wait(l, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !writer_active_ && !switching_;
+  });
+  writer_active_ = true;
+  return {env_, recording_};
+}
+
+void Backend::ReleaseWriter(std::vector<ChangedKey>* changes) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (changes != nullptr && recording_) {
+      for (auto& c : *changes) changed_.push_back(std::move(c));
+    }
+    writer_active_ = false;
+  }
+  writer_cv_.notify_all();
 }
 
 absl::StatusOr<std::unique_ptr<WriteTxn>> Backend::BeginWrite() {
+  auto [env, record] = AcquireWriter();
   MDB_txn* txn = nullptr;
-  int rc = mdb_txn_begin(env_, nullptr, 0, &txn);
-  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "begin write");
-  return std::unique_ptr<WriteTxn>(new WriteTxn(this, txn));
+  int rc = mdb_txn_begin(env->env, nullptr, 0, &txn);
+  if (rc != MDB_SUCCESS) {
+    ReleaseWriter(nullptr);
+    return LmdbStatus(rc, "begin write");
+  }
+  return std::unique_ptr<WriteTxn>(new WriteTxn(this, std::move(env), txn, record));
 }
 
-absl::Status Backend::Sync() { return LmdbStatus(mdb_env_sync(env_, 1), "sync"); }
+absl::Status Backend::Sync() { return LmdbStatus(mdb_env_sync(CurrentEnv()->env, 1), "sync"); }
 
 int64_t Backend::SizeBytes() const {
   struct stat st;
@@ -346,11 +522,13 @@ int64_t Backend::SizeBytes() const {
 }
 
 int64_t Backend::SizeInUseBytes() const {
+  std::shared_ptr<LmdbEnv> e = CurrentEnv();
+  MDB_env* env = e->env;
   MDB_envinfo info;
   MDB_stat st;
-  if (mdb_env_info(env_, &info) != MDB_SUCCESS || mdb_env_stat(env_, &st) != MDB_SUCCESS) return 0;
+  if (mdb_env_info(env, &info) != MDB_SUCCESS || mdb_env_stat(env, &st) != MDB_SUCCESS) return 0;
   MDB_txn* txn = nullptr;
-  if (mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn) != MDB_SUCCESS) return 0;
+  if (mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) != MDB_SUCCESS) return 0;
   // Page 0 and 1 are the meta pages; me_last_pgno is the highest page used.
   uint64_t total_pages = static_cast<uint64_t>(info.me_last_pgno) + 1;
   uint64_t free_pages = 0;
@@ -426,6 +604,7 @@ absl::Status Backend::ReplaceContentsFrom(const std::string& db_path) {
         absl::StrCat("storage: source database ", db_path, " is not a regular file"));
   }
 
+  std::shared_ptr<LmdbEnv> env = CurrentEnv();
   SourceEnv src;
   int rc = mdb_env_create(&src.env);
   if (rc != MDB_SUCCESS) return SourceStatus(rc, db_path, "env create");
@@ -471,7 +650,7 @@ absl::Status Backend::ReplaceContentsFrom(const std::string& db_path) {
     MDB_val k, v;
     rc = mdb_cursor_get(cur.c, &k, &v, MDB_FIRST);
     while (rc == MDB_SUCCESS) {
-      if (BucketHandle(FromVal(k)) < 0) {
+      if (env->Handle(FromVal(k)) < 0) {
         options_.logger.Warn("skipping unknown bucket of the source database",
                              {{"path", db_path}, {"bucket", std::string(FromVal(k))}});
       }
@@ -480,12 +659,27 @@ absl::Status Backend::ReplaceContentsFrom(const std::string& db_path) {
     if (rc != MDB_NOTFOUND) return SourceStatus(rc, db_path, "list buckets");
   }
 
+  // The writer slot, held until the end; a running defragmentation's copy
+  // would need every key replayed: cancel it instead.
+  env = AcquireWriter().first;
+  struct SlotGuard {
+    Backend* b;
+    ~SlotGuard() { b->ReleaseWriter(nullptr); }
+  } slot{this};
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (recording_) {
+      defrag_cancelled_ = true;
+      recording_ = false;
+      changed_.clear();
+    }
+  }
   TxnGuard dst;
-  if ((rc = mdb_txn_begin(env_, nullptr, 0, &dst.txn)) != MDB_SUCCESS) {
+  if ((rc = mdb_txn_begin(env->env, nullptr, 0, &dst.txn)) != MDB_SUCCESS) {
     return LmdbStatus(rc, "begin write");
   }
   uint64_t copied = 0;
-  for (const auto& [name, dbi] : buckets_) {
+  for (const auto& [name, dbi] : env->buckets) {
     if ((rc = mdb_drop(dst.txn, dbi, 0)) != MDB_SUCCESS) {
       return LmdbStatus(rc, absl::StrCat("empty bucket ", name));
     }
@@ -511,11 +705,307 @@ absl::Status Backend::ReplaceContentsFrom(const std::string& db_path) {
   rc = mdb_txn_commit(std::exchange(dst.txn, nullptr));
   if (rc != MDB_SUCCESS) return LmdbStatus(rc, "commit replaced contents");
   options_.logger.Info("replaced database contents", {{"source", db_path}, {"entries", copied}});
-  return Sync();
+  return LmdbStatus(mdb_env_sync(env->env, 1), "sync");
 }
 
 absl::Status Backend::CopyTo(int fd) {
-  return LmdbStatus(mdb_env_copyfd2(env_, fd, MDB_CP_COMPACT), "copy");
+  std::shared_ptr<LmdbEnv> env = CurrentEnv();
+  return LmdbStatus(mdb_env_copyfd2(env->env, fd, MDB_CP_COMPACT), "copy");
+}
+
+absl::StatusOr<uint32_t> Backend::Hash(
+    const std::vector<std::pair<std::string, std::string>>& ignore) {
+  auto r = BeginRead();
+  if (!r.ok()) return r.status();
+  MDB_txn* txn = (*r)->txn_;
+  const LmdbEnv* env = (*r)->env_.get();
+  MDB_dbi main_dbi;
+  int rc = mdb_dbi_open(txn, nullptr, 0, &main_dbi);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "open main database");
+  Cursor names;
+  if ((rc = mdb_cursor_open(txn, main_dbi, &names.c)) != MDB_SUCCESS) {
+    return LmdbStatus(rc, "cursor open");
+  }
+  uint32_t crc = 0;
+  MDB_val n, unused;
+  // The main database's keys are the bucket names, in bytewise order (as
+  // bbolt's root bucket).
+  rc = mdb_cursor_get(names.c, &n, &unused, MDB_FIRST);
+  while (rc == MDB_SUCCESS) {
+    std::string_view name = FromVal(n);
+    int64_t handle = env->Handle(name);
+    if (handle >= 0) {
+      crc = util::Crc32cExtend(crc, name.data(), name.size());
+      std::vector<std::string_view> skip;
+      for (const auto& [b, k] : ignore) {
+        if (b == name) skip.push_back(k);
+      }
+      Cursor cur;
+      if ((rc = mdb_cursor_open(txn, static_cast<MDB_dbi>(handle), &cur.c)) != MDB_SUCCESS) {
+        return LmdbStatus(rc, "cursor open");
+      }
+      MDB_val k, v;
+      int krc = mdb_cursor_get(cur.c, &k, &v, MDB_FIRST);
+      while (krc == MDB_SUCCESS) {
+        std::string_view key = FromVal(k);
+        if (std::find(skip.begin(), skip.end(), key) == skip.end()) {
+          crc = util::Crc32cExtend(crc, k.mv_data, k.mv_size);
+          crc = util::Crc32cExtend(crc, v.mv_data, v.mv_size);
+        }
+        krc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
+      }
+      if (krc != MDB_NOTFOUND) return LmdbStatus(krc, "hash bucket");
+    }
+    rc = mdb_cursor_get(names.c, &n, &unused, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND) return LmdbStatus(rc, "list buckets");
+  return crc;
+}
+
+// ---- Defragmentation ----
+
+absl::StatusOr<DefragmentResult> Backend::Defragment(const DefragmentOptions& options) {
+  std::lock_guard<std::mutex> one(defrag_mu_);
+  const auto start = std::chrono::steady_clock::now();
+  DefragmentResult result;
+  result.size_before_bytes = SizeBytes();
+  result.size_in_use_before_bytes = SizeInUseBytes();
+  options_.logger.Info(
+      "defragmenting",
+      {{"path", path_},
+       {"current-db-size-bytes", result.size_before_bytes},
+       {"current-db-size", HumanBytes(result.size_before_bytes)},
+       {"current-db-size-in-use-bytes", result.size_in_use_before_bytes},
+       {"current-db-size-in-use", HumanBytes(result.size_in_use_before_bytes)}});
+  if (absl::Status s = DefragmentLocked(options, &result); !s.ok()) {
+    options_.logger.Warn("failed to defragment", {{"path", path_}, {"error", s.ToString()}});
+    return s;
+  }
+  result.size_after_bytes = SizeBytes();
+  result.size_in_use_after_bytes = SizeInUseBytes();
+  result.took = std::chrono::steady_clock::now() - start;
+  auto ms = [](std::chrono::nanoseconds d) {
+    return absl::StrCat(static_cast<double>(d.count()) / 1e6, "ms");
+  };
+  options_.logger.Info(
+      "finished defragmenting directory",
+      {{"path", path_},
+       {"current-db-size-bytes-diff", result.size_after_bytes - result.size_before_bytes},
+       {"current-db-size-bytes", result.size_after_bytes},
+       {"current-db-size", HumanBytes(result.size_after_bytes)},
+       {"current-db-size-in-use-bytes-diff",
+        result.size_in_use_after_bytes - result.size_in_use_before_bytes},
+       {"current-db-size-in-use-bytes", result.size_in_use_after_bytes},
+       {"current-db-size-in-use", HumanBytes(result.size_in_use_after_bytes)},
+       {"took", ms(result.took)},
+       {"switch-over", ms(result.switch_over)},
+       {"replayed-keys", result.replayed_keys}});
+  return result;
+}
+
+absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
+                                       DefragmentResult* result) {
+  // Bytes copied per write txn of the copy (bounds LMDB's dirty page list).
+  constexpr uint64_t kCopyTxnBytes = 64ull << 20;
+  // Changed keys replayed per write txn of the copy.
+  constexpr size_t kReplayTxnKeys = 50000;
+  // Catch-up rounds run without holding writers back until a round has
+  // fewer keys than this (or the rounds run out).
+  constexpr size_t kSwitchOverKeys = 4096;
+  constexpr int kMaxCatchUpRounds = 16;
+
+  auto step = [&](std::string_view name) -> absl::Status {
+    return options.on_step ? options.on_step(name) : absl::OkStatus();
+  };
+  const std::string tmp_path = DefragPath(path_);
+  ::unlink(tmp_path.c_str());
+  std::vector<std::string> names;
+  for (const auto& [name, dbi] : CurrentEnv()->buckets) names.push_back(name);
+  // The copy: no lock file (nobody else opens it), no sync until asked.
+  auto copy_or = OpenEnv(tmp_path, options_.map_size_bytes,
+                         MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC | MDB_NOTLS, names);
+  if (!copy_or.ok()) {
+    ::unlink(tmp_path.c_str());
+    return copy_or.status();
+  }
+  std::shared_ptr<LmdbEnv> copy = std::move(copy_or).value();
+  bool holding_writers = false;  // whether this call set switching_
+  auto fail = [&](absl::Status s) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      recording_ = false;
+      defrag_cancelled_ = false;
+      changed_.clear();
+      if (holding_writers) switching_ = false;
+    }
+    writer_cv_.notify_all();
+    copy.reset();
+    ::unlink(tmp_path.c_str());
+    return s;
+  };
+  auto cancelled = [&]() {
+    std::lock_guard<std::mutex> l(mu_);
+    return defrag_cancelled_;
+  };
+  auto replay = [&](const std::vector<ChangedKey>& changes) -> absl::Status {
+    size_t i = 0;
+    while (i < changes.size()) {
+      MDB_txn* t = nullptr;
+      int rc = mdb_txn_begin(copy->env, nullptr, 0, &t);
+      if (rc != MDB_SUCCESS) return LmdbStatus(rc, "defrag: begin replay");
+      TxnGuard guard{t};
+      for (size_t n = 0; i < changes.size() && n < kReplayTxnKeys; ++i, ++n) {
+        const ChangedKey& c = changes[i];
+        MDB_dbi dbi = copy->buckets[c.bucket_index].second;
+        MDB_val k = ToVal(c.key);
+        if (c.value.has_value()) {
+          MDB_val v = ToVal(*c.value);
+          rc = mdb_put(t, dbi, &k, &v, 0);
+        } else {
+          rc = mdb_del(t, dbi, &k, nullptr);
+          if (rc == MDB_NOTFOUND) rc = MDB_SUCCESS;
+        }
+        if (rc != MDB_SUCCESS) return LmdbStatus(rc, "defrag: replay");
+      }
+      rc = mdb_txn_commit(std::exchange(guard.txn, nullptr));
+      if (rc != MDB_SUCCESS) return LmdbStatus(rc, "defrag: commit replay");
+    }
+    result->replayed_keys += changes.size();
+    return absl::OkStatus();
+  };
+
+  // 1. The copy's snapshot, taken with no write txn open; every txn that
+  //    begins after it records its changes.
+  std::shared_ptr<LmdbEnv> src;
+  MDB_txn* snapshot = nullptr;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    writer_cv_.wait(l, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return !writer_active_ && !switching_;
+    });
+    src = env_;
+    int rc = mdb_txn_begin(src->env, nullptr, MDB_RDONLY, &snapshot);
+    if (rc != MDB_SUCCESS) {
+      l.unlock();
+      return fail(LmdbStatus(rc, "defrag: begin read"));
+    }
+    recording_ = true;
+    defrag_cancelled_ = false;
+    changed_.clear();
+  }
+
+  // 2. Bulk copy, bucket by bucket, keys in order (densely packed pages).
+  {
+    struct ReadGuard {
+      MDB_txn* t;
+      ~ReadGuard() { mdb_txn_abort(t); }
+    } read_guard{snapshot};
+    for (size_t b = 0; b < names.size(); ++b) {
+      Cursor cur;
+      int rc = mdb_cursor_open(snapshot, src->buckets[b].second, &cur.c);
+      if (rc != MDB_SUCCESS) return fail(LmdbStatus(rc, "defrag: cursor open"));
+      MDB_dbi dst_dbi = copy->buckets[b].second;
+      MDB_val k, v;
+      rc = mdb_cursor_get(cur.c, &k, &v, MDB_FIRST);
+      while (rc == MDB_SUCCESS) {
+        if (cancelled()) return fail(absl::AbortedError("storage: defragmentation cancelled"));
+        MDB_txn* t = nullptr;
+        int wrc = mdb_txn_begin(copy->env, nullptr, 0, &t);
+        if (wrc != MDB_SUCCESS) return fail(LmdbStatus(wrc, "defrag: begin copy"));
+        TxnGuard guard{t};
+        uint64_t bytes = 0;
+        while (rc == MDB_SUCCESS && bytes < kCopyTxnBytes) {
+          wrc = mdb_put(t, dst_dbi, &k, &v, MDB_APPEND);
+          if (wrc != MDB_SUCCESS) return fail(LmdbStatus(wrc, "defrag: copy"));
+          bytes += k.mv_size + v.mv_size;
+          rc = mdb_cursor_get(cur.c, &k, &v, MDB_NEXT);
+        }
+        wrc = mdb_txn_commit(std::exchange(guard.txn, nullptr));
+        if (wrc != MDB_SUCCESS) return fail(LmdbStatus(wrc, "defrag: commit copy"));
+      }
+      if (rc != MDB_NOTFOUND) return fail(LmdbStatus(rc, "defrag: read"));
+    }
+  }
+  // Most of the file reaches the disk here, outside the switch-over.
+  if (int rc = mdb_env_sync(copy->env, 1); rc != MDB_SUCCESS) {
+    return fail(LmdbStatus(rc, "defrag: sync copy"));
+  }
+  if (absl::Status s = step("copied"); !s.ok()) return s;
+
+  // 3. Catch up with the writers while they keep going.
+  for (int round = 0; round < kMaxCatchUpRounds; ++round) {
+    std::vector<ChangedKey> changes;
+    bool was_cancelled;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      was_cancelled = defrag_cancelled_;
+      changes.swap(changed_);
+    }
+    if (was_cancelled) return fail(absl::AbortedError("storage: defragmentation cancelled"));
+    if (absl::Status s = replay(changes); !s.ok()) return fail(s);
+    if (changes.size() < kSwitchOverKeys) break;
+  }
+
+  // 4. Switch-over: writers wait; readers go on with the old environment.
+  const auto switch_start = std::chrono::steady_clock::now();
+  std::vector<ChangedKey> last;
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    switching_ = true;
+    holding_writers = true;
+    writer_cv_.wait(l, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writer_active_; });
+    if (defrag_cancelled_) {
+      l.unlock();
+      return fail(absl::AbortedError("storage: defragmentation cancelled"));
+    }
+    last.swap(changed_);
+    recording_ = false;
+  }
+  if (absl::Status s = step("switch_over"); !s.ok()) return s;
+  if (absl::Status s = replay(last); !s.ok()) return fail(s);
+  if (int rc = mdb_env_sync(copy->env, 1); rc != MDB_SUCCESS) {
+    return fail(LmdbStatus(rc, "defrag: sync copy"));
+  }
+  copy.reset();  // closes the copy's environment
+  if (absl::Status s = step("before_rename"); !s.ok()) return s;
+  // The old environment keeps its lock file open; the new one must get a
+  // fresh one (see the file comment).
+  if (::unlink(LockPath(path_).c_str()) != 0 && errno != ENOENT) {
+    return fail(absl::InternalError(
+        absl::StrCat("storage: defrag: unlink ", LockPath(path_), ": ", strerror(errno))));
+  }
+  if (::rename(tmp_path.c_str(), path_.c_str()) != 0) {
+    return fail(absl::InternalError(
+        absl::StrCat("storage: defrag: rename ", tmp_path, ": ", strerror(errno))));
+  }
+  if (absl::Status s = FsyncDir(path_); !s.ok()) {
+    options_.logger.Warn("failed to sync the directory after defragmentation",
+                         {{"error", s.ToString()}});
+  }
+  if (absl::Status s = step("after_rename"); !s.ok()) return s;
+  auto fresh = OpenEnv(path_, options_.map_size_bytes, EnvFlags(options_), names);
+  if (!fresh.ok()) {
+    // The file at path_ is the defragmented database, complete and synced;
+    // this process goes on with the old environment (on the unlinked file):
+    // what it writes from now on reaches the disk only through WAL replay
+    // after a restart.
+    options_.logger.Error("failed to open the defragmented database",
+                          {{"path", path_}, {"error", fresh.status().ToString()}});
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      switching_ = false;
+    }
+    writer_cv_.notify_all();
+    return fresh.status();
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    env_ = std::move(fresh).value();
+    switching_ = false;
+  }
+  writer_cv_.notify_all();
+  result->switch_over = std::chrono::steady_clock::now() - switch_start;
+  return absl::OkStatus();
 }
 
 }  // namespace cppetcd::storage

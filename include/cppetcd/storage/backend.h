@@ -12,19 +12,33 @@
 // Threading: Backend is thread-safe. Read transactions are consistent
 // snapshots, any number at once, usable from any thread (MDB_NOTLS), but one
 // transaction is not to be used by two threads at the same time. Write
-// transactions are serialised by LMDB's writer lock: BeginWrite blocks while
-// another write transaction is open, and a write transaction must be used and
-// ended on the thread that began it.
+// transactions are serialised (BeginWrite blocks while another write
+// transaction is open, or during a defragmentation's switch-over), and a
+// write transaction must be used and ended on the thread that began it.
+//
+// Online defragmentation (Defragment): LMDB never shrinks its file, so the
+// backend writes a compact copy next to it ("<path>.defrag") from a read
+// snapshot while writers go on, records the keys every later write txn
+// changed, replays them into the copy, and then, with writers held back for
+// a short switch-over only, replays the last changes, fsyncs, renames the
+// copy over the file and switches to a fresh environment on it. Readers are
+// never blocked; read txns begun on the old environment keep their snapshot
+// (the old environment is closed when the last of them ends).
 #ifndef CPPETCD_STORAGE_BACKEND_H_
 #define CPPETCD_STORAGE_BACKEND_H_
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,6 +50,10 @@ struct MDB_env;
 struct MDB_txn;
 
 namespace cppetcd::storage {
+
+namespace internal {
+struct LmdbEnv;  // one open LMDB environment and its bucket handles
+}  // namespace internal
 
 // Sub-databases ("buckets"), named as etcd's bbolt buckets. All of them exist
 // once Backend::Open returned.
@@ -100,12 +118,15 @@ class ReadTxn {
 
  protected:
   friend class Backend;
-  ReadTxn(Backend* backend, MDB_txn* txn) : backend_(backend), txn_(txn) {}
+  ReadTxn(Backend* backend, std::shared_ptr<internal::LmdbEnv> env, MDB_txn* txn);
   // Ends the LMDB transaction (read: abort/reset; write: see WriteTxn).
   void Release();
+  // The LMDB handle of `bucket` in this txn's environment, or -1.
+  int64_t Handle(std::string_view bucket) const;
 
   Backend* backend_;
-  MDB_txn* txn_;  // null once ended
+  std::shared_ptr<internal::LmdbEnv> env_;  // keeps the environment open
+  MDB_txn* txn_;                            // null once ended
 };
 
 // A read-write transaction. Its own writes are visible to its reads. Changes
@@ -140,9 +161,40 @@ class WriteTxn : public ReadTxn {
 
  private:
   friend class Backend;
-  WriteTxn(Backend* backend, MDB_txn* txn) : ReadTxn(backend, txn) {}
+  WriteTxn(Backend* backend, std::shared_ptr<internal::LmdbEnv> env, MDB_txn* txn, bool record)
+      : ReadTxn(backend, std::move(env), txn), record_(record) {}
   absl::Status PutFlags(std::string_view bucket, std::string_view key, std::string_view value,
                         unsigned flags);
+  // Notes a changed key for a running defragmentation (when record_).
+  void Touch(int64_t handle, std::string_view key);
+
+  // Whether a defragmentation records this txn's changes.
+  bool record_;
+  // (bucket handle, key) changed by this txn, for the defragmentation.
+  std::vector<std::pair<unsigned, std::string>> touched_;
+};
+
+// The outcome of Backend::Defragment (sizes as SizeBytes/SizeInUseBytes).
+struct DefragmentResult {
+  int64_t size_before_bytes = 0;
+  int64_t size_in_use_before_bytes = 0;
+  int64_t size_after_bytes = 0;
+  int64_t size_in_use_after_bytes = 0;
+  std::chrono::nanoseconds took{0};
+  // How long writers were held back (the switch-over).
+  std::chrono::nanoseconds switch_over{0};
+  // Changed keys replayed into the copy (during the copy and at switch-over).
+  uint64_t replayed_keys = 0;
+};
+
+// Test seams of Defragment.
+struct DefragmentOptions {
+  // Called at each step: "copied" (bulk copy done, writers running),
+  // "switch_over" (writers held back, before the last replay), "before_rename"
+  // (copy complete and synced), "after_rename" (renamed, old environment
+  // still in use). A non-OK result stops the defragmentation right there,
+  // with no clean-up, as a crash would (tests then destroy the Backend).
+  std::function<absl::Status(std::string_view step)> on_step;
 };
 
 class Backend {
@@ -191,25 +243,59 @@ class Backend {
   // error this database is unchanged. Any thread.
   absl::Status ReplaceContentsFrom(const std::string& db_path);
 
+  // Online defragmentation (etcd v3 API Maintenance.Defragment; etcd's
+  // backend.Defrag, without its stop-the-world): see the file comment.
+  // Blocking (seconds for a large file); call it on a thread of its own. One
+  // at a time (a second call waits). Logs "defragmenting" and "finished
+  // defragmenting directory" with etcd's size fields. Crash-safe: until the
+  // rename the old file is the database (a stale "<path>.defrag" is removed
+  // at Open); the copy is fsynced before the rename. A ReplaceContentsFrom
+  // during the copy cancels it (Aborted). Errors: Internal / ResourceExhausted
+  // from LMDB or the file system; the database is unchanged on error.
+  absl::StatusOr<DefragmentResult> Defragment(const DefragmentOptions& options = {});
+
+  // etcd backend.Hash: CRC-32C (Castagnoli) over, for each bucket in name
+  // order, its name then each key and value, skipping the (bucket, key) pairs
+  // in `ignore` (etcd skips meta/consistent_index). Any thread.
+  absl::StatusOr<uint32_t> Hash(
+      const std::vector<std::pair<std::string, std::string>>& ignore);
+
   const std::string& path() const { return path_; }
 
-  // Implementation detail: the LMDB handle of `bucket`, or -1.
+  // Implementation detail: the LMDB handle of `bucket` in the current
+  // environment, or -1.
   int64_t BucketHandle(std::string_view bucket) const;
 
  private:
   friend class ReadTxn;
   friend class WriteTxn;
+  struct ChangedKey;
   Backend(std::string path, BackendOptions options);
+
+  // The current environment (a new one after each defragmentation).
+  std::shared_ptr<internal::LmdbEnv> CurrentEnv() const;
+  // Waits for the writer slot (no writer, no switch-over); returns the
+  // current environment and whether the txn's changes are to be recorded.
+  std::pair<std::shared_ptr<internal::LmdbEnv>, bool> AcquireWriter();
+  // Frees the writer slot; appends `changes` to the defragmentation's log.
+  void ReleaseWriter(std::vector<ChangedKey>* changes);
+  absl::Status DefragmentLocked(const DefragmentOptions& options, DefragmentResult* result);
 
   std::string path_;
   BackendOptions options_;
-  MDB_env* env_ = nullptr;
-  // Bucket names and their LMDB handles (MDB_dbi), fixed after Open.
-  std::vector<std::pair<std::string, unsigned>> buckets_;
-  unsigned key_dbi_ = 0;  // kKeyBucket's handle, the hot path
-  // Reset read transactions kept for reuse (mdb_txn_renew).
-  struct ReadPool;
-  std::unique_ptr<ReadPool> read_pool_;
+
+  mutable std::mutex mu_;
+  std::condition_variable writer_cv_;
+  std::shared_ptr<internal::LmdbEnv> env_ ABSL_GUARDED_BY(mu_);
+  bool writer_active_ ABSL_GUARDED_BY(mu_) = false;
+  bool switching_ ABSL_GUARDED_BY(mu_) = false;  // defrag switch-over: writers wait
+  // Defragmentation log: keys changed by txns committed after the copy's
+  // snapshot, in commit order.
+  bool recording_ ABSL_GUARDED_BY(mu_) = false;
+  bool defrag_cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<ChangedKey> changed_ ABSL_GUARDED_BY(mu_);
+
+  std::mutex defrag_mu_;  // one Defragment at a time; taken before mu_
 };
 
 // Converts an LMDB return code into a Status (OK for 0). Exposed for tests.
