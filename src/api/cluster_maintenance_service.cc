@@ -5,13 +5,22 @@
 namespace cppetcd::api {
 namespace {
 
-// A unary call passed straight to the backend.
+// A unary call passed straight to the backend under the caller's
+// credentials; `admin`: the caller needs role root when auth is enabled
+// (etcd authMaintenanceServer: Defragment, Snapshot, Hash, HashKV).
 template <class Req, class Resp>
 grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context, ServerBackend* backend,
                                   void (ServerBackend::*method)(const Req&, Done<Resp>),
-                                  const Req* req, Resp* resp) {
+                                  const Req* req, Resp* resp, bool admin = false) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend, absl::OkStatus())) {
+    auth::ScopedCredentials creds(CallCredentials(context));
+    if (admin) {
+      if (absl::Status s = backend->AuthorizeAdmin(); !s.ok()) {
+        reactor->Finish(ToGrpcStatus(s));
+        return reactor;
+      }
+    }
     (backend->*method)(*req, ReplyTo(reactor, resp, backend));
   }
   return reactor;
@@ -64,13 +73,13 @@ grpc::ServerUnaryReactor* MaintenanceService::Status(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* MaintenanceService::HashKV(grpc::CallbackServerContext* context,
                                       const etcdserverpb::HashKVRequest* req,
                                       etcdserverpb::HashKVResponse* resp) {
-  return Forward(context, backend_, &ServerBackend::HashKV, req, resp);
+  return Forward(context, backend_, &ServerBackend::HashKV, req, resp, /*admin=*/true);
 }
 
 grpc::ServerUnaryReactor* MaintenanceService::Defragment(grpc::CallbackServerContext* context,
                                       const etcdserverpb::DefragmentRequest* req,
                                       etcdserverpb::DefragmentResponse* resp) {
-  return Forward(context, backend_, &ServerBackend::Defragment, req, resp);
+  return Forward(context, backend_, &ServerBackend::Defragment, req, resp, /*admin=*/true);
 }
 
 grpc::ServerUnaryReactor* MaintenanceService::MoveLeader(grpc::CallbackServerContext* context,

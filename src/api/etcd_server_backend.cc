@@ -120,6 +120,35 @@ class EtcdServerBackend final : public ServerBackend {
 
   absl::Status SnapshotBackend(int fd) override { return s_->SnapshotBackend(fd); }
 
+  absl::Status AuthorizeAdmin() override { return s_->AuthorizeAdmin(); }
+  absl::Status AuthorizeRange(const std::string& key, const std::string& range_end) override {
+    return s_->AuthorizeRange(key, range_end);
+  }
+#define CPPETCD_FORWARD_AUTH(Method, Req, Resp)                                          \
+  void Method(const etcdserverpb::Req& r, Done<etcdserverpb::Resp> d) override { \
+    s_->Method(r, std::move(d));                                                         \
+  }
+  CPPETCD_FORWARD_AUTH(AuthEnable, AuthEnableRequest, AuthEnableResponse)
+  CPPETCD_FORWARD_AUTH(AuthDisable, AuthDisableRequest, AuthDisableResponse)
+  CPPETCD_FORWARD_AUTH(Authenticate, AuthenticateRequest, AuthenticateResponse)
+  CPPETCD_FORWARD_AUTH(UserAdd, AuthUserAddRequest, AuthUserAddResponse)
+  CPPETCD_FORWARD_AUTH(UserGet, AuthUserGetRequest, AuthUserGetResponse)
+  CPPETCD_FORWARD_AUTH(UserList, AuthUserListRequest, AuthUserListResponse)
+  CPPETCD_FORWARD_AUTH(UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse)
+  CPPETCD_FORWARD_AUTH(UserChangePassword, AuthUserChangePasswordRequest,
+                       AuthUserChangePasswordResponse)
+  CPPETCD_FORWARD_AUTH(UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse)
+  CPPETCD_FORWARD_AUTH(UserRevokeRole, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse)
+  CPPETCD_FORWARD_AUTH(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse)
+  CPPETCD_FORWARD_AUTH(RoleGet, AuthRoleGetRequest, AuthRoleGetResponse)
+  CPPETCD_FORWARD_AUTH(RoleList, AuthRoleListRequest, AuthRoleListResponse)
+  CPPETCD_FORWARD_AUTH(RoleDelete, AuthRoleDeleteRequest, AuthRoleDeleteResponse)
+  CPPETCD_FORWARD_AUTH(RoleGrantPermission, AuthRoleGrantPermissionRequest,
+                       AuthRoleGrantPermissionResponse)
+  CPPETCD_FORWARD_AUTH(RoleRevokePermission, AuthRoleRevokePermissionRequest,
+                       AuthRoleRevokePermissionResponse)
+#undef CPPETCD_FORWARD_AUTH
+
   void FillHeader(etcdserverpb::ResponseHeader* header) const override {
     s_->FillHeader(header);
   }

@@ -41,6 +41,7 @@ class ApiServer::Impl {
         lease_(backend, &hub_),
         cluster_(backend),
         maintenance_(backend),
+        auth_(backend),
         election_(backend),
         lock_(backend) {}
 

@@ -28,6 +28,7 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* context,
                                            etcdserverpb::RangeResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidateRange(*req))) {
+    auth::ScopedCredentials creds(CallCredentials(context));
     backend_->Range(*req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
@@ -38,6 +39,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* context,
                                          etcdserverpb::PutResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidatePut(*req))) {
+    auth::ScopedCredentials creds(CallCredentials(context));
     backend_->Put(*req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
@@ -48,6 +50,7 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* co
                                                  etcdserverpb::DeleteRangeResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidateDeleteRange(*req))) {
+    auth::ScopedCredentials creds(CallCredentials(context));
     backend_->DeleteRange(*req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
@@ -58,6 +61,7 @@ grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* context,
                                          etcdserverpb::TxnResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidateTxn(*req, backend_->MaxTxnOps()))) {
+    auth::ScopedCredentials creds(CallCredentials(context));
     backend_->Txn(*req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
@@ -68,6 +72,7 @@ grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* contex
                                              etcdserverpb::CompactionResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, absl::OkStatus())) {
+    auth::ScopedCredentials creds(CallCredentials(context));
     backend_->Compact(*req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;

@@ -15,6 +15,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "cppetcd/api/backend.h"
+#include "cppetcd/auth/credentials.h"
 #include "cppetcd/api/errors.h"
 #include "cppetcd/util/log.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
@@ -25,6 +26,12 @@ namespace cppetcd::api {
 // WithRequireLeader): such calls fail with "etcdserver: no leader" while the
 // member knows no leader.
 bool RequiresLeader(const grpc::CallbackServerContext* context);
+
+// The credentials a call carries (auth/credentials.h): metadata "token",
+// else "authorization" (HTTP gateway), and the verified TLS client CN of
+// its connection. Services hold an auth::ScopedCredentials of these around
+// their synchronous calls into the backend.
+auth::Credentials CallCredentials(const grpc::ServerContextBase* context);
 
 // Common prologue of unary calls: the leader requirement, then `validation`.
 // Returns false after finishing `reactor` with the error.
@@ -254,8 +261,38 @@ class MaintenanceService final : public etcdserverpb::Maintenance::CallbackServi
   ServerBackend* const backend_;
 };
 
-// Every Auth RPC answers UNIMPLEMENTED until the auth module exists.
-class AuthService final : public etcdserverpb::Auth::CallbackService {};
+// etcd v3 Auth (auth_service.cc): each call goes to the backend under the
+// caller's credentials.
+class AuthService final : public etcdserverpb::Auth::CallbackService {
+ public:
+  explicit AuthService(ServerBackend* backend) : backend_(backend) {}
+#define CPPETCD_AUTH_RPC(Method, Req, Resp)                                         \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext*, const etcdserverpb::Req*, \
+                                   etcdserverpb::Resp*) override;
+  CPPETCD_AUTH_RPC(AuthEnable, AuthEnableRequest, AuthEnableResponse)
+  CPPETCD_AUTH_RPC(AuthDisable, AuthDisableRequest, AuthDisableResponse)
+  CPPETCD_AUTH_RPC(Authenticate, AuthenticateRequest, AuthenticateResponse)
+  CPPETCD_AUTH_RPC(UserAdd, AuthUserAddRequest, AuthUserAddResponse)
+  CPPETCD_AUTH_RPC(UserGet, AuthUserGetRequest, AuthUserGetResponse)
+  CPPETCD_AUTH_RPC(UserList, AuthUserListRequest, AuthUserListResponse)
+  CPPETCD_AUTH_RPC(UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse)
+  CPPETCD_AUTH_RPC(UserChangePassword, AuthUserChangePasswordRequest,
+                   AuthUserChangePasswordResponse)
+  CPPETCD_AUTH_RPC(UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse)
+  CPPETCD_AUTH_RPC(UserRevokeRole, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse)
+  CPPETCD_AUTH_RPC(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse)
+  CPPETCD_AUTH_RPC(RoleGet, AuthRoleGetRequest, AuthRoleGetResponse)
+  CPPETCD_AUTH_RPC(RoleList, AuthRoleListRequest, AuthRoleListResponse)
+  CPPETCD_AUTH_RPC(RoleDelete, AuthRoleDeleteRequest, AuthRoleDeleteResponse)
+  CPPETCD_AUTH_RPC(RoleGrantPermission, AuthRoleGrantPermissionRequest,
+                   AuthRoleGrantPermissionResponse)
+  CPPETCD_AUTH_RPC(RoleRevokePermission, AuthRoleRevokePermissionRequest,
+                   AuthRoleRevokePermissionResponse)
+#undef CPPETCD_AUTH_RPC
+
+ private:
+  ServerBackend* const backend_;
+};
 
 }  // namespace cppetcd::api
 

@@ -134,6 +134,13 @@ class RejectedSnapshot final : public grpc::ServerWriteReactor<etcdserverpb::Sna
 grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>* MaintenanceService::Snapshot(
     grpc::CallbackServerContext* context, const etcdserverpb::SnapshotRequest* req) {
   if (backend_->IsLearner()) return new RejectedSnapshot(GrpcNotForLearner());
+  {
+    // etcd: a snapshot needs role root when auth is enabled.
+    auth::ScopedCredentials creds(CallCredentials(context));
+    if (absl::Status s = backend_->AuthorizeAdmin(); !s.ok()) {
+      return new RejectedSnapshot(ToGrpcStatus(s));
+    }
+  }
   auto reactor = std::make_shared<SnapshotReactor>(backend_, util::GetLogger("etcdserver"));
   reactor->Begin(reactor);
   return reactor.get();

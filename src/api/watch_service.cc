@@ -29,6 +29,10 @@ class WatchReactor final
       public LeaderBoundStream,
       public std::enable_shared_from_this<WatchReactor> {
  public:
+  // The caller's credentials (token, TLS CN), for permission checks of
+  // later create requests; set once before the stream starts.
+  auth::Credentials credentials_;
+
   WatchReactor(ServerBackend* backend, StreamHub* hub, util::Logger logger)
       : backend_(backend),
         hub_(hub),
@@ -175,6 +179,21 @@ class WatchReactor final
       if (f == etcdserverpb::WatchCreateRequest::NODELETE) no_delete = true;
     }
     const int64_t ws_rev = ws_->Rev();
+    absl::Status permitted;
+    {
+      // etcd isWatchPermitted: read permission on the watched range.
+      auth::ScopedCredentials creds(credentials_);
+      permitted = backend_->AuthorizeRange(key, c.range_end());
+    }
+    if (!permitted.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      etcdserverpb::WatchResponse denied = NewResponse(kInvalidWatchId, ws_rev);
+      denied.set_created(true);
+      denied.set_canceled(true);
+      denied.set_cancel_reason(ToGrpcStatus(permitted).error_message());
+      out_.push_back(std::move(denied));
+      return;
+    }
     const int64_t start_rev = c.start_revision() == 0 ? ws_rev + 1 : c.start_revision();
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -286,6 +305,7 @@ WatchService::Watch(grpc::CallbackServerContext* context) {
   const bool require_leader = RequiresLeader(context);
   if (require_leader && !backend_->HasLeader()) return NewRejectedWatchStream(GrpcNoLeader());
   auto reactor = std::make_shared<WatchReactor>(backend_, hub_, logger_);
+  reactor->credentials_ = CallCredentials(context);
   hub_->AddWatch(reactor);
   if (require_leader) hub_->AddLeaderBound(reactor);
   reactor->Begin(reactor);

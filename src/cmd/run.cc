@@ -97,6 +97,9 @@ absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
   sc.auto_compaction_mode = config.auto_compaction_mode;
   sc.auto_compaction_retention = config.auto_compaction_retention;
   sc.pre_vote = config.pre_vote;
+  sc.auth_token = config.auth_token;
+  sc.auth_token_ttl = std::chrono::seconds(config.auth_token_ttl_seconds);
+  sc.bcrypt_cost = static_cast<int>(config.bcrypt_cost);
   // etcd: ReqTimeout = 5 s + 2 x election timeout.
   sc.request_timeout = std::chrono::milliseconds(5000 + 2 * int64_t{config.election_timeout_ms});
   sc.logger = util::GetLogger("etcdserver");

@@ -192,6 +192,8 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
     o.alarm = ApplyAlarm(btx, req->alarm());
     return o;
   }
+  if (ApplyAuthRequest(btx, e, *req, &o)) return o;
+  if (o.status = CheckAtApply(*req); !o.status.ok()) return o;
   if (nospace_.load() && GrowsBackend(*req)) {
     o.status = ErrNoSpace();
     return o;

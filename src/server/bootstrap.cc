@@ -512,6 +512,7 @@ absl::Status EtcdServer::Impl::Start() {
   ApplierOptions aopts;
   aopts.logger = lg_.WithComponent("apply");
   applier_ = std::make_unique<Applier>(store_.get(), lessor_.get(), aopts);
+  if (auto s = OpenAuthStore(); !s.ok()) return s;
   if (auto s = LoadMembersAndAlarms(); !s.ok()) return s;
   if (consistent_index_ < snapshot_index_) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -5,6 +5,7 @@
 #include "server_impl.h"
 
 #include "absl/strings/str_cat.h"
+#include "cppetcd/auth/errors.h"
 
 namespace cppetcd::server {
 // ---------------------------------------------------------------------------
@@ -47,9 +48,18 @@ void EtcdServer::Range(const etcdserverpb::RangeRequest& req,
   if (!req.serializable() && impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
-  auto serve = [impl, req, done = std::move(done)](absl::Status s) mutable {
+  absl::StatusOr<auth::AuthInfo> ai = impl->CallerAuthInfo();
+  if (!ai.ok()) return std::move(done)(ai.status());
+  auto serve = [impl, req, ai = *ai, done = std::move(done)](absl::Status s) mutable {
     if (!s.ok()) return std::move(done)(std::move(s));
+    // etcd doSerialize: check, read, then refuse if auth changed meanwhile.
+    if (auto a = impl->auth_->IsRangePermitted(ai, req.key(), req.range_end()); !a.ok()) {
+      return std::move(done)(std::move(a));
+    }
     auto resp = impl->applier_->Range(req);
+    if (ai.revision != 0 && ai.revision != impl->auth_->Revision()) {
+      return std::move(done)(auth::ErrAuthOldRevision());
+    }
     if (resp.ok()) impl->FillHeaderImpl(resp->mutable_header(), resp->header().revision() == 0);
     std::move(done)(std::move(resp));
   };
@@ -65,6 +75,7 @@ void EtcdServer::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::Put
   serverpb::InternalRaftRequest r;
   *r.mutable_put() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
+  if (auto s = impl_->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
   if (auto s = impl_->CheckQuota(r); !s.ok()) return std::move(done)(std::move(s));
   impl_->Propose(std::move(r), impl_->MakeWaiter<etcdserverpb::PutResponse>(std::move(done)));
 }
@@ -74,6 +85,7 @@ void EtcdServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_delete_range() = req;
+  if (auto s = impl_->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
   impl_->Propose(std::move(r),
                  impl_->MakeWaiter<etcdserverpb::DeleteRangeResponse>(std::move(done)));
 }
@@ -91,9 +103,17 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Txn
         if (op.has_request_range() && !op.request_range().serializable()) serializable = false;
       }
     }
-    auto serve = [impl, req, done = std::move(done)](absl::Status s) mutable {
+    absl::StatusOr<auth::AuthInfo> ai = impl->CallerAuthInfo();
+    if (!ai.ok()) return std::move(done)(ai.status());
+    auto serve = [impl, req, ai = *ai, done = std::move(done)](absl::Status s) mutable {
       if (!s.ok()) return std::move(done)(std::move(s));
+      if (auto a = impl->auth_->IsTxnPermitted(ai, req); !a.ok()) {
+        return std::move(done)(std::move(a));
+      }
       auto resp = impl->applier_->ReadOnlyTxn(req);
+      if (ai.revision != 0 && ai.revision != impl->auth_->Revision()) {
+        return std::move(done)(auth::ErrAuthOldRevision());
+      }
       if (resp.ok()) impl->FillHeaderImpl(resp->mutable_header(), resp->header().revision() == 0);
       std::move(done)(std::move(resp));
     };
@@ -106,6 +126,7 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Txn
   }
   serverpb::InternalRaftRequest r;
   *r.mutable_txn() = req;
+  if (auto s = impl->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
   if (auto s = impl->CheckQuota(r); !s.ok()) return std::move(done)(std::move(s));
   impl->Propose(std::move(r), impl->MakeWaiter<etcdserverpb::TxnResponse>(std::move(done)));
 }
@@ -116,6 +137,7 @@ void EtcdServer::Compact(const etcdserverpb::CompactionRequest& req,
   Impl* impl = impl_.get();
   serverpb::InternalRaftRequest r;
   *r.mutable_compaction() = req;
+  if (auto s = impl->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
   const bool physical = req.physical();
   impl->Propose(std::move(r), [impl, physical, done = std::move(done)](Outcome o) mutable {
     if (!o.status.ok()) return std::move(done)(std::move(o.status));
@@ -140,6 +162,7 @@ void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
   serverpb::InternalRaftRequest r;
   *r.mutable_lease_grant() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
+  if (auto s = impl_->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
   // etcd: the server picks a positive int63 ID when none is given.
   while (r.lease_grant().id() <= 0) {
     r.mutable_lease_grant()->set_id(
@@ -155,6 +178,7 @@ void EtcdServer::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_lease_revoke() = req;
+  if (auto s = impl_->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
   impl_->Propose(std::move(r),
                  impl_->MakeWaiter<etcdserverpb::LeaseRevokeResponse>(std::move(done)));
 }
@@ -195,21 +219,25 @@ void EtcdServer::MemberList(const etcdserverpb::MemberListRequest&,
 void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest& req,
                            Done<etcdserverpb::MemberAddResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (auto s = AuthorizeAdmin(); !s.ok()) return std::move(done)(std::move(s));
   impl_->MemberAdd(req, std::move(done));
 }
 void EtcdServer::MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
                               Done<etcdserverpb::MemberRemoveResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (auto s = AuthorizeAdmin(); !s.ok()) return std::move(done)(std::move(s));
   impl_->MemberRemove(req, std::move(done));
 }
 void EtcdServer::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req,
                               Done<etcdserverpb::MemberUpdateResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (auto s = AuthorizeAdmin(); !s.ok()) return std::move(done)(std::move(s));
   impl_->MemberUpdate(req, std::move(done));
 }
 void EtcdServer::MemberPromote(const etcdserverpb::MemberPromoteRequest& req,
                                Done<etcdserverpb::MemberPromoteResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (auto s = AuthorizeAdmin(); !s.ok()) return std::move(done)(std::move(s));
   impl_->RoutePromote(req, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
 }
 

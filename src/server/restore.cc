@@ -42,6 +42,7 @@ void EtcdServer::Impl::InstallSnapshot(const raftpb::Snapshot& snap) {
       consistent_index_ = index;
     }
     if (auto s = lessor_->Restore(rtx->get()); !s.ok()) return s;
+    if (auto s = auth_->Recover(rtx->get()); !s.ok()) return s;
     lg_.Info("restored lease store");
     return absl::OkStatus();
   });

@@ -48,6 +48,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "cppetcd/auth/store.h"
 #include "cppetcd/lease/lessor.h"
 #include "cppetcd/mvcc/kvstore.h"
 #include "cppetcd/mvcc/watchable_store.h"
@@ -135,6 +136,8 @@ struct Outcome {
   absl::Status status;  // ErrStopped/ErrTimeout/... or the request's error
   ApplyResult result;
   std::optional<etcdserverpb::AlarmResponse> alarm;
+  // Auth requests (auth.cc): the response message of the request's type.
+  std::shared_ptr<google::protobuf::Message> auth_response;
 };
 using Waiter = absl::AnyInvocable<void(Outcome) &&>;
 
@@ -258,6 +261,25 @@ class EtcdServer::Impl final : public PeerHandler {
                                          const etcdserverpb::AlarmRequest& ar);
   void CompleteWaiter(uint64_t id, Outcome o);
 
+  // ---- auth (auth.cc)
+  absl::Status OpenAuthStore();
+  // The caller of the current call (auth::CurrentCredentials on this
+  // thread): empty AuthInfo when none; ErrInvalidAuthToken for a bad token.
+  absl::StatusOr<auth::AuthInfo> CallerAuthInfo() const;
+  // Stamps the caller into the request header; the caller's error if any.
+  absl::Status StampCaller(serverpb::InternalRaftRequest* r) const;
+  // Apply side: the auth checks of a KV/lease request (etcd authApplierV3),
+  // and the auth requests themselves (true if `req` was one).
+  absl::Status CheckAtApply(const serverpb::InternalRaftRequest& req);
+  bool ApplyAuthRequest(storage::WriteTxn* btx, const raftpb::Entry& e,
+                        const serverpb::InternalRaftRequest& req, Outcome* o);
+  template <class Resp>
+  void ProposeAuth(serverpb::InternalRaftRequest r, Done<Resp> done);
+  void AuthenticateAttempt(etcdserverpb::AuthenticateRequest req, int attempts_left,
+                           Done<etcdserverpb::AuthenticateResponse> done);
+  // Waits until `index` is applied here, at most `timeout`; false if not.
+  bool WaitApplied(uint64_t index, milliseconds timeout);
+
   // ---- misc
   absl::Status OpenOrBootstrap();
   absl::Status JoinExistingCluster(serverpb::WalMetadata* md);
@@ -298,6 +320,8 @@ class EtcdServer::Impl final : public PeerHandler {
   std::unique_ptr<mvcc::Store> store_;
   std::unique_ptr<mvcc::WatchableStore> watchable_;
   std::unique_ptr<Applier> applier_;
+  // Created in Start, kept until destruction (calls may race with Stop).
+  std::unique_ptr<auth::AuthStore> auth_;
   util::Logger raft_logger_{"raft"};
 
   // Volatile raft state published by the raft thread.

@@ -123,6 +123,42 @@ class ServerBackend {
     std::move(done)(absl::UnimplementedError("MemberPromote"));
   }
 
+  // etcd v3 Auth. The caller's credentials reach the server through
+  // auth::ScopedCredentials (cppetcd/auth/credentials.h): every service
+  // opens one (token from metadata "token" or "authorization", TLS client
+  // CN) around its synchronous call into the backend, and the server reads
+  // them on entry for every call here (KV, lease, cluster, auth).
+  // AuthorizeAdmin / AuthorizeRange check the current caller for the api's
+  // own gates (Maintenance needs role root; Watch needs read permission).
+  virtual absl::Status AuthorizeAdmin() { return absl::OkStatus(); }
+  virtual absl::Status AuthorizeRange(const std::string& key, const std::string& range_end) {
+    return absl::OkStatus();
+  }
+#define CPPETCD_API_AUTH_CALL(Method, Req, Resp)                                  \
+  virtual void Method(const etcdserverpb::Req&, Done<etcdserverpb::Resp> done) { \
+    std::move(done)(absl::UnimplementedError(#Method));                          \
+  }
+  CPPETCD_API_AUTH_CALL(AuthEnable, AuthEnableRequest, AuthEnableResponse)
+  CPPETCD_API_AUTH_CALL(AuthDisable, AuthDisableRequest, AuthDisableResponse)
+  CPPETCD_API_AUTH_CALL(Authenticate, AuthenticateRequest, AuthenticateResponse)
+  CPPETCD_API_AUTH_CALL(UserAdd, AuthUserAddRequest, AuthUserAddResponse)
+  CPPETCD_API_AUTH_CALL(UserGet, AuthUserGetRequest, AuthUserGetResponse)
+  CPPETCD_API_AUTH_CALL(UserList, AuthUserListRequest, AuthUserListResponse)
+  CPPETCD_API_AUTH_CALL(UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse)
+  CPPETCD_API_AUTH_CALL(UserChangePassword, AuthUserChangePasswordRequest,
+                        AuthUserChangePasswordResponse)
+  CPPETCD_API_AUTH_CALL(UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse)
+  CPPETCD_API_AUTH_CALL(UserRevokeRole, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse)
+  CPPETCD_API_AUTH_CALL(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse)
+  CPPETCD_API_AUTH_CALL(RoleGet, AuthRoleGetRequest, AuthRoleGetResponse)
+  CPPETCD_API_AUTH_CALL(RoleList, AuthRoleListRequest, AuthRoleListResponse)
+  CPPETCD_API_AUTH_CALL(RoleDelete, AuthRoleDeleteRequest, AuthRoleDeleteResponse)
+  CPPETCD_API_AUTH_CALL(RoleGrantPermission, AuthRoleGrantPermissionRequest,
+                        AuthRoleGrantPermissionResponse)
+  CPPETCD_API_AUTH_CALL(RoleRevokePermission, AuthRoleRevokePermissionRequest,
+                        AuthRoleRevokePermissionResponse)
+#undef CPPETCD_API_AUTH_CALL
+
   // Writes a consistent copy of the backend database to `fd` (etcd
   // Maintenance.Snapshot). Blocking: called on a thread of its own.
   virtual absl::Status SnapshotBackend(int fd) {

@@ -45,6 +45,9 @@ namespace cppetcd::mvcc {
 class Store;
 class WatchableStore;
 }  // namespace cppetcd::mvcc
+namespace cppetcd::auth {
+class AuthStore;
+}
 
 namespace cppetcd::server {
 
@@ -87,6 +90,12 @@ struct ServerConfig {
   std::string auto_compaction_mode = "periodic";   // --auto-compaction-mode: periodic|revision
   std::string auto_compaction_retention;           // --auto-compaction-retention; "" or "0": off
   bool pre_vote = false;                           // --pre-vote
+  // Auth (etcd 3.4 auth): --auth-token ("simple", "jwt,pub-key=..,priv-key=..,
+  // sign-method=..[,ttl=..]" or "" for none), --auth-token-ttl (simple tokens),
+  // --bcrypt-cost.
+  std::string auth_token = "simple";
+  std::chrono::seconds auth_token_ttl{300};
+  int bcrypt_cost = 10;
   // How long a proposal may wait for its result before ErrTimeout (etcd:
   // 5 s + 2 * election timeout).
   std::chrono::milliseconds request_timeout{7000};
@@ -229,6 +238,59 @@ class EtcdServer {
   // Writes a consistent copy of the backend (bbolt-equivalent snapshot for
   // Maintenance.Snapshot) to `fd`. Blocking; call from a non-server thread.
   absl::Status SnapshotBackend(int fd);
+
+  // ---- Auth (etcd 3.4 Auth service and the checks of auth/store.go).
+  // The caller of every method of this class is taken from
+  // auth::CurrentCredentials() on entry (auth/credentials.h): a token
+  // (invalid or expired: "auth: invalid auth token"), else a TLS client
+  // certificate's CN, else nobody (with auth enabled: ErrUserEmpty).
+  // KV reads are checked at once; writes carry the user and auth revision
+  // in the raft request header and are checked again at apply, so every
+  // member decides alike (stale: ErrAuthOldRevision). Admin calls need
+  // role root. Errors are auth/errors.h's.
+  void AuthEnable(const etcdserverpb::AuthEnableRequest& req,
+                  Done<etcdserverpb::AuthEnableResponse> done);
+  void AuthDisable(const etcdserverpb::AuthDisableRequest& req,
+                   Done<etcdserverpb::AuthDisableResponse> done);
+  // Checks the password here (bcrypt, on the calling thread), then proposes
+  // the token's creation so that every member knows a simple token.
+  void Authenticate(const etcdserverpb::AuthenticateRequest& req,
+                    Done<etcdserverpb::AuthenticateResponse> done);
+  // Passwords are hashed here (bcrypt at --bcrypt-cost, on the calling
+  // thread): raft entries carry the hash, never the clear text.
+  void UserAdd(const etcdserverpb::AuthUserAddRequest& req,
+               Done<etcdserverpb::AuthUserAddResponse> done);
+  void UserGet(const etcdserverpb::AuthUserGetRequest& req,
+               Done<etcdserverpb::AuthUserGetResponse> done);
+  void UserList(const etcdserverpb::AuthUserListRequest& req,
+                Done<etcdserverpb::AuthUserListResponse> done);
+  void UserDelete(const etcdserverpb::AuthUserDeleteRequest& req,
+                  Done<etcdserverpb::AuthUserDeleteResponse> done);
+  void UserChangePassword(const etcdserverpb::AuthUserChangePasswordRequest& req,
+                          Done<etcdserverpb::AuthUserChangePasswordResponse> done);
+  void UserGrantRole(const etcdserverpb::AuthUserGrantRoleRequest& req,
+                     Done<etcdserverpb::AuthUserGrantRoleResponse> done);
+  void UserRevokeRole(const etcdserverpb::AuthUserRevokeRoleRequest& req,
+                      Done<etcdserverpb::AuthUserRevokeRoleResponse> done);
+  void RoleAdd(const etcdserverpb::AuthRoleAddRequest& req,
+               Done<etcdserverpb::AuthRoleAddResponse> done);
+  void RoleGet(const etcdserverpb::AuthRoleGetRequest& req,
+               Done<etcdserverpb::AuthRoleGetResponse> done);
+  void RoleList(const etcdserverpb::AuthRoleListRequest& req,
+                Done<etcdserverpb::AuthRoleListResponse> done);
+  void RoleDelete(const etcdserverpb::AuthRoleDeleteRequest& req,
+                  Done<etcdserverpb::AuthRoleDeleteResponse> done);
+  void RoleGrantPermission(const etcdserverpb::AuthRoleGrantPermissionRequest& req,
+                           Done<etcdserverpb::AuthRoleGrantPermissionResponse> done);
+  void RoleRevokePermission(const etcdserverpb::AuthRoleRevokePermissionRequest& req,
+                            Done<etcdserverpb::AuthRoleRevokePermissionResponse> done);
+  // For the api's own checks, with the current credentials: role root
+  // (etcd: Maintenance Defragment/Snapshot/Hash/HashKV and member changes),
+  // read permission on [key, range_end) (Watch creation). OK when auth is off.
+  absl::Status AuthorizeAdmin();
+  absl::Status AuthorizeRange(const std::string& key, const std::string& range_end);
+  // The auth store (never null after Start).
+  auth::AuthStore* AuthStore();
 
   // ---- Watch and plumbing.
   // The watchable store (never null after Start).

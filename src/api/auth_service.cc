@@ -1,0 +1,53 @@
+// etcd v3 Auth service (etcd 3.4 v3rpc/auth.go) and the credentials every
+// service hands to the backend (token metadata, TLS client CN).
+#include "cppetcd/api/client_identity.h"
+#include "src/api/services.h"
+
+namespace cppetcd::api {
+
+auth::Credentials CallCredentials(const grpc::ServerContextBase* context) {
+  auth::Credentials c;
+  const auto& md = context->client_metadata();
+  auto it = md.find("token");
+  if (it == md.end()) it = md.find("authorization");
+  if (it != md.end()) c.token = std::string(it->second.data(), it->second.size());
+  // etcd ignores the CN of requests proxied by its own gRPC gateway.
+  if (md.find("grpcgateway-accept") == md.end()) {
+    c.common_name = ClientCommonName(context->peer());
+  }
+  return c;
+}
+
+#define CPPETCD_AUTH_RPC(Method, Req, Resp)                                              \
+  grpc::ServerUnaryReactor* AuthService::Method(grpc::CallbackServerContext* context,    \
+                                                const etcdserverpb::Req* req,            \
+                                                etcdserverpb::Resp* resp) {              \
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();                       \
+    if (Admit(context, reactor, backend_, absl::OkStatus())) {                           \
+      auth::ScopedCredentials creds(CallCredentials(context));                           \
+      backend_->Method(*req, ReplyTo(reactor, resp, backend_));                          \
+    }                                                                                    \
+    return reactor;                                                                      \
+  }
+CPPETCD_AUTH_RPC(AuthEnable, AuthEnableRequest, AuthEnableResponse)
+CPPETCD_AUTH_RPC(AuthDisable, AuthDisableRequest, AuthDisableResponse)
+CPPETCD_AUTH_RPC(Authenticate, AuthenticateRequest, AuthenticateResponse)
+CPPETCD_AUTH_RPC(UserAdd, AuthUserAddRequest, AuthUserAddResponse)
+CPPETCD_AUTH_RPC(UserGet, AuthUserGetRequest, AuthUserGetResponse)
+CPPETCD_AUTH_RPC(UserList, AuthUserListRequest, AuthUserListResponse)
+CPPETCD_AUTH_RPC(UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse)
+CPPETCD_AUTH_RPC(UserChangePassword, AuthUserChangePasswordRequest,
+                 AuthUserChangePasswordResponse)
+CPPETCD_AUTH_RPC(UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse)
+CPPETCD_AUTH_RPC(UserRevokeRole, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse)
+CPPETCD_AUTH_RPC(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse)
+CPPETCD_AUTH_RPC(RoleGet, AuthRoleGetRequest, AuthRoleGetResponse)
+CPPETCD_AUTH_RPC(RoleList, AuthRoleListRequest, AuthRoleListResponse)
+CPPETCD_AUTH_RPC(RoleDelete, AuthRoleDeleteRequest, AuthRoleDeleteResponse)
+CPPETCD_AUTH_RPC(RoleGrantPermission, AuthRoleGrantPermissionRequest,
+                 AuthRoleGrantPermissionResponse)
+CPPETCD_AUTH_RPC(RoleRevokePermission, AuthRoleRevokePermissionRequest,
+                 AuthRoleRevokePermissionResponse)
+#undef CPPETCD_AUTH_RPC
+
+}  // namespace cppetcd::api
