@@ -138,7 +138,7 @@ grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>* MaintenanceService::Sn
     // etcd: a snapshot needs role root when auth is enabled.
     auth::ScopedCredentials creds(CallCredentials(context));
     if (absl::Status s = backend_->AuthorizeAdmin(); !s.ok()) {
-      return new RejectedSnapshot(ToGrpcStatus(s));
+      return new RejectedSnapshot(grpc::Status(grpc::StatusCode::UNKNOWN, std::string(s.message())));
     }
   }
   auto reactor = std::make_shared<SnapshotReactor>(backend_, util::GetLogger("etcdserver"));

@@ -1,0 +1,214 @@
+// EtcdServer with auth (etcd 3.4 semantics): Auth calls through raft, the
+// caller taken from auth::ScopedCredentials, checks on reads at once and on
+// writes at apply, state kept across a restart.
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+
+#include "cppetcd/auth/credentials.h"
+#include "cppetcd/auth/errors.h"
+#include "cppetcd/auth/store.h"
+#include "cppetcd/server/etcd_server.h"
+#include "cppetcd/util/log.h"
+
+namespace cppetcd::server {
+namespace {
+
+using namespace std::chrono_literals;
+namespace pb = etcdserverpb;
+
+template <class Resp>
+absl::StatusOr<Resp> Call(const std::function<void(Done<Resp>)>& fn) {
+  auto p = std::make_shared<std::promise<absl::StatusOr<Resp>>>();
+  auto f = p->get_future();
+  fn([p](absl::StatusOr<Resp> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(15s) != std::future_status::ready) {
+    return absl::DeadlineExceededError("test call did not complete");
+  }
+  return f.get();
+}
+
+#define SERVER_CALL(Method, Req, Resp, req) \
+  Call<pb::Resp>([&](Done<pb::Resp> d) { server_->Method(req, std::move(d)); })
+
+class AuthServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cppetcd_auth_server_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    server_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  void StartServer() {
+    ServerConfig c;
+    c.data_dir = dir_ + "/data";
+    c.heartbeat_interval = 10ms;
+    c.election_timeout = 50ms;
+    c.request_timeout = 5s;
+    c.bcrypt_cost = 4;
+    c.logger = util::Logger("etcdserver", log_.sink);
+    auto s = EtcdServer::Create(std::move(c));
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = std::move(*s);
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_TRUE(server_->WaitReady(10s));
+  }
+
+  absl::Status AddUser(const std::string& name, const std::string& pw) {
+    pb::AuthUserAddRequest r;
+    r.set_name(name);
+    r.set_password(pw);
+    return SERVER_CALL(UserAdd, AuthUserAddRequest, AuthUserAddResponse, r).status();
+  }
+  absl::Status GrantRole(const std::string& user, const std::string& role) {
+    pb::AuthUserGrantRoleRequest r;
+    r.set_user(user);
+    r.set_role(role);
+    return SERVER_CALL(UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, r)
+        .status();
+  }
+  absl::StatusOr<std::string> Login(const std::string& user, const std::string& pw) {
+    pb::AuthenticateRequest r;
+    r.set_name(user);
+    r.set_password(pw);
+    auto resp = SERVER_CALL(Authenticate, AuthenticateRequest, AuthenticateResponse, r);
+    if (!resp.ok()) return resp.status();
+    return resp->token();
+  }
+  absl::Status Put(const std::string& k, const std::string& v) {
+    pb::PutRequest r;
+    r.set_key(k);
+    r.set_value(v);
+    return SERVER_CALL(Put, PutRequest, PutResponse, r).status();
+  }
+  absl::Status Get(const std::string& k) {
+    pb::RangeRequest r;
+    r.set_key(k);
+    return SERVER_CALL(Range, RangeRequest, RangeResponse, r).status();
+  }
+  static auth::Credentials Token(const std::string& t) {
+    auth::Credentials c;
+    c.token = t;
+    return c;
+  }
+
+  // root/root, role rw with readwrite on prefix "a/", user u with it; enabled.
+  void SetUpAndEnable() {
+    ASSERT_TRUE(AddUser("root", "rootpw").ok());
+    ASSERT_TRUE(GrantRole("root", "root").ok());
+    pb::AuthRoleAddRequest ra;
+    ra.set_name("rw");
+    ASSERT_TRUE(SERVER_CALL(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse, ra).ok());
+    pb::AuthRoleGrantPermissionRequest gp;
+    gp.set_name("rw");
+    gp.mutable_perm()->set_permtype(authpb::Permission::READWRITE);
+    gp.mutable_perm()->set_key("a/");
+    gp.mutable_perm()->set_range_end("a0");
+    ASSERT_TRUE(SERVER_CALL(RoleGrantPermission, AuthRoleGrantPermissionRequest,
+                            AuthRoleGrantPermissionResponse, gp)
+                    .ok());
+    ASSERT_TRUE(AddUser("u", "upw").ok());
+    ASSERT_TRUE(GrantRole("u", "rw").ok());
+    pb::AuthEnableRequest en;
+    ASSERT_TRUE(SERVER_CALL(AuthEnable, AuthEnableRequest, AuthEnableResponse, en).ok());
+  }
+
+  std::string dir_;
+  util::CapturedLog log_ = util::NewCapturedLog();
+  std::unique_ptr<EtcdServer> server_;
+};
+
+TEST_F(AuthServerTest, EnableNeedsRoot) {
+  StartServer();
+  pb::AuthEnableRequest en;
+  EXPECT_EQ(SERVER_CALL(AuthEnable, AuthEnableRequest, AuthEnableResponse, en).status().message(),
+            "auth: root user does not exist");
+  pb::AuthenticateRequest login;
+  EXPECT_TRUE(auth::IsAuthNotEnabled(
+      SERVER_CALL(Authenticate, AuthenticateRequest, AuthenticateResponse, login).status()));
+}
+
+TEST_F(AuthServerTest, CallersAreCheckedOnReadsAndAtApply) {
+  StartServer();
+  SetUpAndEnable();
+  EXPECT_TRUE(auth::IsUserEmpty(Put("a/1", "x")));
+  EXPECT_TRUE(auth::IsUserEmpty(Get("a/1")));
+  EXPECT_EQ(Login("u", "bad").status().message(),
+            "auth: authentication failed, invalid user ID or password");
+  auto tok = Login("u", "upw");
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  {
+    auth::ScopedCredentials creds(Token(*tok));
+    EXPECT_TRUE(Put("a/1", "x").ok());
+    EXPECT_TRUE(Get("a/1").ok());
+    EXPECT_TRUE(auth::IsErrPermissionDenied(Put("b", "x")));
+    EXPECT_TRUE(auth::IsErrPermissionDenied(Get("b")));
+    EXPECT_TRUE(auth::IsErrPermissionDenied(server_->AuthorizeAdmin()));
+    pb::AuthUserListRequest ul;
+    EXPECT_TRUE(auth::IsErrPermissionDenied(
+        SERVER_CALL(UserList, AuthUserListRequest, AuthUserListResponse, ul).status()));
+    // A user may read itself.
+    pb::AuthUserGetRequest ug;
+    ug.set_name("u");
+    auto got = SERVER_CALL(UserGet, AuthUserGetRequest, AuthUserGetResponse, ug);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->roles(0), "rw");
+  }
+  {
+    auth::ScopedCredentials creds(Token("nosuch.1"));
+    EXPECT_TRUE(auth::IsInvalidAuthToken(Get("a/1")));
+  }
+  auto root = Login("root", "rootpw");
+  ASSERT_TRUE(root.ok());
+  {
+    auth::ScopedCredentials creds(Token(*root));
+    EXPECT_TRUE(Put("b", "x").ok());
+    EXPECT_TRUE(server_->AuthorizeAdmin().ok());
+    pb::AuthUserDeleteRequest del;
+    del.set_name("root");
+    EXPECT_EQ(SERVER_CALL(UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse, del)
+                  .status()
+                  .message(),
+              "auth: invalid auth management");
+    // A TLS client CN names a user too (tokens first).
+    auth::Credentials cn;
+    cn.common_name = "u";
+    auth::ScopedCredentials by_cn(cn);
+    EXPECT_TRUE(Put("a/2", "y").ok());
+    EXPECT_TRUE(auth::IsErrPermissionDenied(Put("b", "y")));
+  }
+}
+
+TEST_F(AuthServerTest, PasswordsTravelHashedAndStateSurvivesRestart) {
+  StartServer();
+  SetUpAndEnable();
+  auth::AuthStore* as = server_->AuthStore();
+  const uint64_t rev = as->Revision();
+  server_->Stop();
+  server_.reset();
+  StartServer();
+  as = server_->AuthStore();
+  EXPECT_TRUE(as->IsEnabled());
+  EXPECT_EQ(as->Revision(), rev);
+  EXPECT_TRUE(Login("u", "upw").ok());
+  // The WAL holds bcrypt hashes, never the clear password.
+  bool clear_text_found = false;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ + "/data/member/wal")) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (data.find("rootpw") != std::string::npos) clear_text_found = true;
+  }
+  EXPECT_FALSE(clear_text_found);
+}
+
+}  // namespace
+}  // namespace cppetcd::server
