@@ -130,10 +130,12 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
   const auto tc = SteadyClock::now();
   if (auto s = btx->Commit(); !s.ok()) lg_.Fatal("failed to commit backend txn", {{"error", s.ToString()}});
   btx_or->reset();
+  const auto commit_duration = SteadyClock::now() - tc;
   metrics_.backend_commits.fetch_add(1, std::memory_order_relaxed);
   metrics_.backend_commit_total_ns.fetch_add(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now() - tc).count(),
+      std::chrono::duration_cast<std::chrono::nanoseconds>(commit_duration).count(),
       std::memory_order_relaxed);
+  metrics_.backend_commit_seconds.Observe(std::chrono::duration<double>(commit_duration).count());
   store_->OnCommit();
   CPPETCD_CRASH_POINT("apply_after_commit");
   {

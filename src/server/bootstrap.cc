@@ -143,6 +143,7 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
   wopts.on_fsync = [this](std::chrono::nanoseconds d) {
     metrics_.wal_fsyncs.fetch_add(1, std::memory_order_relaxed);
     metrics_.wal_fsync_total_ns.fetch_add(d.count(), std::memory_order_relaxed);
+    metrics_.wal_fsync_seconds.Observe(std::chrono::duration<double>(d).count());
   };
   if (auto s = env_->CreateDirAll(snap_dir_); !s.ok()) return s;
   snapshotter_ = std::make_unique<snap::Snapshotter>(env_, snap_dir_, lg_.WithComponent("snap"));

@@ -32,6 +32,7 @@
 #include "cppetcd/server/errors.h"
 #include "cppetcd/server/transport.h"
 #include "cppetcd/util/clock.h"
+#include "cppetcd/util/histogram.h"
 #include "cppetcd/util/log.h"
 #include "etcdserverpb/rpc.pb.h"
 
@@ -122,6 +123,10 @@ struct ServerMetrics {
   std::atomic<uint64_t> backend_commits{0};
   std::atomic<uint64_t> backend_commit_total_ns{0};
   std::atomic<uint64_t> slow_applies{0};
+  // Latency histograms with etcd's buckets (1 ms doubling to ~8 s):
+  // etcd_disk_wal_fsync_duration_seconds, etcd_disk_backend_commit_duration_seconds.
+  util::Histogram wal_fsync_seconds{util::Histogram::ExponentialBounds(0.001, 2, 14)};
+  util::Histogram backend_commit_seconds{util::Histogram::ExponentialBounds(0.001, 2, 14)};
 };
 
 class EtcdServer {

@@ -1,0 +1,824 @@
+#include "cppetcd/api/http_server.h"
+
+#include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "cppetcd/api/errors.h"
+#include "etcdserverpb/rpc.grpc.pb.h"
+#include "v3electionpb/v3election.grpc.pb.h"
+#include "v3lockpb/v3lock.grpc.pb.h"
+
+namespace cppetcd::api {
+
+// ---- JSON helpers
+
+absl::StatusOr<std::vector<std::string_view>> SplitJsonValues(std::string_view body) {
+  std::vector<std::string_view> out;
+  size_t i = 0;
+  const size_t n = body.size();
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (true) {
+    while (i < n && is_space(body[i])) ++i;
+    if (i == n) return out;
+    if (body[i] != '{' && body[i] != '[') {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid character '", std::string(1, body[i]), "' looking for beginning of value"));
+    }
+    const size_t start = i;
+    int depth = 0;
+    bool in_string = false;
+    for (; i < n; ++i) {
+      const char c = body[i];
+      if (in_string) {
+        if (c == '\\') {
+          ++i;
+        } else if (c == '"') {
+          in_string = false;
+        }
+        continue;
+      }
+      if (c == '"') {
+        in_string = true;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if (c == '}' || c == ']') {
+        if (--depth == 0) break;
+      }
+    }
+    if (i >= n) return absl::InvalidArgumentError("unexpected EOF");
+    ++i;
+    out.push_back(body.substr(start, i - start));
+  }
+}
+
+int HttpStatusFromGrpcCode(int code) {
+  switch (static_cast<grpc::StatusCode>(code)) {
+    case grpc::StatusCode::OK:
+      return 200;
+    case grpc::StatusCode::CANCELLED:
+      return 408;
+    case grpc::StatusCode::UNKNOWN:
+      return 500;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return 400;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return 504;
+    case grpc::StatusCode::NOT_FOUND:
+      return 404;
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return 409;
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return 403;
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return 401;
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return 429;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return 412;
+    case grpc::StatusCode::ABORTED:
+      return 409;
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return 400;
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return 501;
+    case grpc::StatusCode::INTERNAL:
+      return 500;
+    case grpc::StatusCode::UNAVAILABLE:
+      return 503;
+    case grpc::StatusCode::DATA_LOSS:
+      return 500;
+    default:
+      return 500;
+  }
+}
+
+namespace {
+
+// A JSON string literal (quotes included).
+std::string JsonQuote(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+const char* HttpStatusText(int status) {
+  switch (status) {
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 412:
+      return "Precondition Failed";
+    case 429:
+      return "Too Many Requests";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Internal Server Error";
+  }
+}
+
+}  // namespace
+
+std::string GatewayErrorJson(int grpc_code, std::string_view message) {
+  const std::string m = JsonQuote(message);
+  return absl::StrCat("{\"error\":", m, ",\"message\":", m, ",\"code\":", grpc_code, "}");
+}
+
+std::string MessageToGatewayJson(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = false;
+  options.always_print_primitive_fields = false;
+  options.preserve_proto_field_names = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  return out;
+}
+
+absl::Status GatewayJsonToMessage(std::string_view json, google::protobuf::Message* message) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  auto st = google::protobuf::util::JsonStringToMessage(
+      google::protobuf::StringPiece(json.data(), json.size()), message, options);
+  if (!st.ok()) return absl::InvalidArgumentError(std::string(st.message()));
+  return absl::OkStatus();
+}
+
+namespace {
+
+constexpr char kJson[] = "application/json";
+
+// ---- Connection threads
+
+// One thread per connection: gateway streams (watch, keep-alive) hold their
+// connection's thread for their whole life, so a fixed pool would starve.
+class ThreadPerConnection : public httplib::TaskQueue {
+ public:
+  ThreadPerConnection() : state_(std::make_shared<State>()) {}
+  void enqueue(std::function<void()> fn) override {
+    std::shared_ptr<State> state = state_;
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      ++state->active;
+    }
+    std::thread([state, fn = std::move(fn)] {
+      fn();
+      std::lock_guard<std::mutex> lock(state->mu);
+      if (--state->active == 0) state->idle.notify_all();
+    }).detach();
+  }
+  void shutdown() override {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    state_->idle.wait(lock, [&] { return state_->active == 0; });
+  }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable idle;
+    int active = 0;
+  };
+  std::shared_ptr<State> state_;
+};
+
+// The socket of the request's connection, found by its address pair (the
+// library does not expose it): used to notice a client that went away while
+// a stream has nothing to send. -1 if not found.
+int FindConnectionFd(const httplib::Request& req) {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  int found = -1;
+  while (dirent* e = readdir(d)) {
+    int fd = 0;
+    if (!absl::SimpleAtoi(e->d_name, &fd)) continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t llen = sizeof(local), plen = sizeof(peer);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) != 0) continue;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) continue;
+    auto port = [](const sockaddr_storage& a) -> int {
+      if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port);
+      if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
+      return -1;
+    };
+    if (port(local) == req.local_port && port(peer) == req.remote_port) {
+      found = fd;
+      break;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+// False once the peer closed (or reset) the connection.
+bool PeerAlive(int fd) {
+  if (fd < 0) return true;
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  if (poll(&p, 1, 0) <= 0) return true;
+  if (p.revents & (POLLERR | POLLHUP | POLLRDHUP)) return false;
+  if (p.revents & POLLIN) {
+    char c;
+    return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0;
+  }
+  return true;
+}
+
+// ---- Gateway calls
+
+void WriteGrpcError(httplib::Response& res, const grpc::Status& st) {
+  const int code = static_cast<int>(st.error_code());
+  res.status = HttpStatusFromGrpcCode(code);
+  res.set_content(GatewayErrorJson(code, st.error_message()), kJson);
+}
+
+void WriteParseError(httplib::Response& res, const absl::Status& st) {
+  res.status = 400;
+  res.set_content(GatewayErrorJson(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT),
+                                   std::string(st.message())),
+                  kJson);
+}
+
+// What the gateway forwards from HTTP headers (grpc-gateway's defaults):
+// Authorization as "authorization", Grpc-Metadata-<K> as <k>.
+void ForwardMetadata(const httplib::Request& req, grpc::ClientContext* ctx) {
+  for (const auto& [name, value] : req.headers) {
+    const std::string lower = absl::AsciiStrToLower(name);
+    if (lower == "authorization") {
+      ctx->AddMetadata("authorization", value);
+    } else if (absl::StartsWith(lower, "grpc-metadata-") && lower.size() > 14) {
+      ctx->AddMetadata(lower.substr(14), value);
+    }
+  }
+}
+
+using UnaryHandler = std::function<void(const httplib::Request&, httplib::Response&)>;
+
+template <class Stub, class Req, class Resp>
+UnaryHandler Unary(std::shared_ptr<Stub> stub,
+                   grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*)) {
+  return [stub, method](const httplib::Request& http_req, httplib::Response& res) {
+    Req req;
+    if (!http_req.body.empty()) {
+      if (absl::Status st = GatewayJsonToMessage(http_req.body, &req); !st.ok()) {
+        WriteParseError(res, st);
+        return;
+      }
+    }
+    grpc::ClientContext ctx;
+    ForwardMetadata(http_req, &ctx);
+    Resp resp;
+    grpc::Status st = ((*stub).*method)(&ctx, req, &resp);
+    if (!st.ok()) {
+      WriteGrpcError(res, st);
+      return;
+    }
+    res.set_header("Grpc-Metadata-Content-Type", "application/grpc");
+    res.set_content(MessageToGatewayJson(resp), kJson);
+  };
+}
+
+// A bidirectional gateway stream: the requests of the HTTP body are written
+// in order, responses are queued for the HTTP side as they arrive.
+template <class Req, class Resp>
+class BidiBridge : public grpc::ClientBidiReactor<Req, Resp> {
+ public:
+  explicit BidiBridge(std::vector<Req> requests) : requests_(std::move(requests)) {}
+
+  grpc::ClientContext* context() { return &ctx_; }
+
+  // After the stub registered the reactor.
+  void Begin() {
+    this->StartRead(&incoming_);
+    if (!requests_.empty()) this->StartWrite(&requests_[0]);
+    this->StartCall();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return;
+    if (++next_write_ < requests_.size()) this->StartWrite(&requests_[next_write_]);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(MessageToGatewayJson(incoming_));
+      ++received_;
+    }
+    cv_.notify_all();
+    this->StartRead(&incoming_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+      status_ = status;
+    }
+    cv_.notify_all();
+  }
+
+  // Waits up to `timeout` for output. Returns the queued responses; `finished`
+  // and `status` tell whether the call is over.
+  std::vector<std::string> Wait(std::chrono::milliseconds timeout, bool* finished,
+                                grpc::Status* status, size_t* received) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || done_; });
+    std::vector<std::string> out(std::make_move_iterator(queue_.begin()),
+                                 std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    *finished = done_ && queue_.empty();
+    *status = status_;
+    *received = received_;
+    return out;
+  }
+
+  // Cancels the call if still running and waits for OnDone.
+  void CancelAndWait() {
+    ctx_.TryCancel();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::vector<Req> requests_;
+  size_t next_write_ = 0;  // reactor callbacks only
+  Resp incoming_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_;  // JSON of each response not yet written
+  size_t received_ = 0;
+  bool done_ = false;
+  grpc::Status status_;
+};
+
+// grpc-gateway's error chunk of a stream that failed after it started.
+std::string StreamErrorChunk(const grpc::Status& st) {
+  const int code = static_cast<int>(st.error_code());
+  const int http = HttpStatusFromGrpcCode(code);
+  return absl::StrCat("{\"error\":{\"grpc_code\":", code, ",\"http_code\":", http,
+                      ",\"message\":", JsonQuote(st.error_message()), ",\"http_status\":",
+                      JsonQuote(HttpStatusText(http)), "}}\n");
+}
+
+}  // namespace
+
+// ---- HttpServer::Impl
+
+class HttpServer::Impl {
+ public:
+  explicit Impl(HttpServerOptions options) : options_(std::move(options)) {}
+  ~Impl() { Shutdown(); }
+
+  absl::Status Init() {
+    if (options_.backend == nullptr) return absl::InvalidArgumentError("HttpServer: no backend");
+    if (options_.gateway_channel != nullptr) BuildGateway();
+    if (auto st = Listen("127.0.0.1:0", /*full=*/true, &loopback_port_); !st.ok()) return st;
+    if (auto st = Listen("127.0.0.1:0", /*full=*/false, &metrics_loopback_port_); !st.ok()) {
+      return st;
+    }
+    for (const std::string& a : options_.client_addresses) {
+      int port = 0;
+      if (auto st = Listen(a, true, &port); !st.ok()) return st;
+      ports_.push_back(port);
+    }
+    for (const std::string& a : options_.metrics_addresses) {
+      int port = 0;
+      if (auto st = Listen(a, false, &port); !st.ok()) return st;
+      ports_.push_back(port);
+    }
+    return absl::OkStatus();
+  }
+
+  void Shutdown() {
+    if (stopping_.exchange(true)) return;
+    for (auto& s : servers_) s->stop();
+    for (auto& t : threads_) t.join();
+    servers_.clear();
+    threads_.clear();
+  }
+
+  int loopback_port_ = 0;
+  int metrics_loopback_port_ = 0;
+  std::vector<int> ports_;
+
+ private:
+  struct GatewayStubs {
+    std::shared_ptr<etcdserverpb::Watch::Stub> watch;
+    std::shared_ptr<etcdserverpb::Lease::Stub> lease;
+  };
+
+  absl::Status Listen(const std::string& address, bool full, int* port_out) {
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("bad listen address ", address));
+    }
+    std::string host = address.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    if (host.empty()) host = "0.0.0.0";
+    int port = 0;
+    if (!absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+      return absl::InvalidArgumentError(absl::StrCat("bad listen address ", address));
+    }
+    auto server = std::make_unique<httplib::Server>();
+    server->new_task_queue = [] { return new ThreadPerConnection(); };
+    server->set_payload_max_length(options_.max_body_bytes);
+    server->set_keep_alive_timeout(30);
+    server->set_keep_alive_max_count(10000);
+    server->set_default_headers({
+        {"Access-Control-Allow-Headers", "accept, content-type, authorization"},
+        {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},
+        {"Access-Control-Allow-Origin", "*"},
+    });
+    Routes(*server, full);
+    int bound = 0;
+    if (port == 0) {
+      bound = server->bind_to_any_port(host);
+    } else {
+      bound = server->bind_to_port(host, port) ? port : -1;
+    }
+    if (bound <= 0) {
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " for HTTP"));
+    }
+    *port_out = bound;
+    httplib::Server* raw = server.get();
+    servers_.push_back(std::move(server));
+    threads_.emplace_back([raw] { raw->listen_after_bind(); });
+    return absl::OkStatus();
+  }
+
+  void Routes(httplib::Server& s, bool full) {
+    // etcd does not compress; the library would gzip JSON for clients that
+    // accept it, which breaks line-by-line stream readers.
+    s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+      const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    s.Options(".*", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
+    s.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
+      Health(req, res);
+    });
+    s.Get("/livez", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("ok", "text/plain; charset=utf-8");
+    });
+    s.Get("/readyz", [this](const httplib::Request& req, httplib::Response& res) {
+      Readyz(req, res);
+    });
+    s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      if (options_.metrics == nullptr) {
+        NotFound(res);
+        return;
+      }
+      res.set_content(options_.metrics->Render(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    if (!full) return;
+    s.Get("/version", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(absl::StrCat("{\"etcdserver\":", JsonQuote(options_.server_version),
+                                   ",\"etcdcluster\":", JsonQuote(options_.cluster_version), "}"),
+                      kJson);
+    });
+    const std::string v3 = "/v3(?:beta)?/(.*)";
+    s.Post(v3, [this](const httplib::Request& req, httplib::Response& res) { Gateway(req, res); });
+    s.Put(v3, [this](const httplib::Request& req, httplib::Response& res) { Gateway(req, res); });
+    s.Get(v3, [](const httplib::Request&, httplib::Response& res) {
+      res.status = 405;
+      res.set_content("Method Not Allowed\n", "text/plain; charset=utf-8");
+    });
+  }
+
+  static void NotFound(httplib::Response& res) {
+    res.status = 404;
+    res.set_content("404 page not found\n", "text/plain; charset=utf-8");
+  }
+
+  // ---- health
+
+  // Runs an asynchronous backend call and waits up to the health timeout.
+  template <class Resp, class Call>
+  std::optional<absl::StatusOr<Resp>> Await(Call call) {
+    struct Shared {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::optional<absl::StatusOr<Resp>> result;
+    };
+    auto shared = std::make_shared<Shared>();
+    call([shared](absl::StatusOr<Resp> r) {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      shared->result = std::move(r);
+      shared->cv.notify_all();
+    });
+    std::unique_lock<std::mutex> lock(shared->mu);
+    shared->cv.wait_for(lock, options_.health_timeout, [&] { return shared->result.has_value(); });
+    return shared->result;
+  }
+
+  // etcd 3.4's checkHealth: an active alarm (unless excluded), no leader or
+  // a failed linearizable read make the member unhealthy. Returns the reason.
+  std::optional<std::string> Unhealthy(const std::vector<std::string>& excluded_alarms,
+                                       bool corrupt_only) {
+    ServerBackend* b = options_.backend;
+    etcdserverpb::AlarmRequest areq;
+    areq.set_action(etcdserverpb::AlarmRequest::GET);
+    auto alarms = Await<etcdserverpb::AlarmResponse>(
+        [&](auto done) { b->Alarm(areq, std::move(done)); });
+    if (alarms.has_value() && alarms->ok()) {
+      for (const auto& a : (*alarms)->alarms()) {
+        const std::string name = etcdserverpb::AlarmType_Name(a.alarm());
+        if (corrupt_only && a.alarm() != etcdserverpb::CORRUPT) continue;
+        bool skip = false;
+        for (const auto& e : excluded_alarms) skip = skip || e == name;
+        if (!skip) return absl::StrCat("alarm activated: ", name);
+      }
+    }
+    if (!b->HasLeader()) return std::string("etcdserver: no leader");
+    etcdserverpb::RangeRequest rreq;
+    rreq.set_key("health");
+    rreq.set_count_only(true);
+    auto range = Await<etcdserverpb::RangeResponse>(
+        [&](auto done) { b->Range(rreq, std::move(done)); });
+    if (!range.has_value()) return std::string("etcdserver: request timed out");
+    if (!range->ok()) {
+      // Without credentials the read may be refused when auth is enabled:
+      // that still proves a working server.
+      const grpc::StatusCode code = ToGrpcStatus(range->status()).error_code();
+      if (code != grpc::StatusCode::PERMISSION_DENIED &&
+          code != grpc::StatusCode::UNAUTHENTICATED &&
+          code != grpc::StatusCode::INVALID_ARGUMENT &&
+          code != grpc::StatusCode::FAILED_PRECONDITION) {
+        return std::string(range->status().message());
+      }
+    }
+    return std::nullopt;
+  }
+
+  void Health(const httplib::Request& req, httplib::Response& res) {
+    std::vector<std::string> excluded;
+    for (auto [it, end] = req.params.equal_range("exclude"); it != end; ++it) {
+      if (!it->second.empty()) excluded.push_back(it->second);
+    }
+    if (auto reason = Unhealthy(excluded, false); reason.has_value()) {
+      options_.logger.Warn("/health error", {{"reason", *reason}, {"status-code", 503}});
+      res.status = 503;
+      res.set_content("{\"health\":\"false\"}\n", "text/plain; charset=utf-8");
+      return;
+    }
+    res.set_content("{\"health\":\"true\"}", "text/plain; charset=utf-8");
+  }
+
+  // etcd 3.5's /readyz: plain "ok", or the failed check and 503.
+  void Readyz(const httplib::Request& req, httplib::Response& res) {
+    const bool verbose = req.has_param("verbose");
+    if (auto reason = Unhealthy({}, true); reason.has_value()) {
+      res.status = 503;
+      res.set_content(absl::StrCat("[-]linearizable_read failed: ", *reason,
+                                   "\nreadyz check failed\n"),
+                      "text/plain; charset=utf-8");
+      return;
+    }
+    res.set_content(verbose ? "[+]data_corruption ok\n[+]serializable_read ok\n"
+                              "[+]linearizable_read ok\nok\n"
+                            : "ok",
+                    "text/plain; charset=utf-8");
+  }
+
+  // ---- gateway
+
+  void BuildGateway() {
+    const std::shared_ptr<grpc::Channel>& ch = options_.gateway_channel;
+    std::shared_ptr<etcdserverpb::KV::Stub> kv = etcdserverpb::KV::NewStub(ch);
+    std::shared_ptr<etcdserverpb::Lease::Stub> lease = etcdserverpb::Lease::NewStub(ch);
+    std::shared_ptr<etcdserverpb::Cluster::Stub> cluster = etcdserverpb::Cluster::NewStub(ch);
+    std::shared_ptr<etcdserverpb::Maintenance::Stub> maint =
+        etcdserverpb::Maintenance::NewStub(ch);
+    std::shared_ptr<etcdserverpb::Auth::Stub> auth = etcdserverpb::Auth::NewStub(ch);
+    std::shared_ptr<v3lockpb::Lock::Stub> lock = v3lockpb::Lock::NewStub(ch);
+    std::shared_ptr<v3electionpb::Election::Stub> election = v3electionpb::Election::NewStub(ch);
+    stubs_.watch = etcdserverpb::Watch::NewStub(ch);
+    stubs_.lease = lease;
+    using KV = etcdserverpb::KV::Stub;
+    using L = etcdserverpb::Lease::Stub;
+    using C = etcdserverpb::Cluster::Stub;
+    using M = etcdserverpb::Maintenance::Stub;
+    using A = etcdserverpb::Auth::Stub;
+    auto& u = unary_;
+    u["kv/range"] = Unary(kv, &KV::Range);
+    u["kv/put"] = Unary(kv, &KV::Put);
+    u["kv/deleterange"] = Unary(kv, &KV::DeleteRange);
+    u["kv/txn"] = Unary(kv, &KV::Txn);
+    u["kv/compaction"] = Unary(kv, &KV::Compact);
+    u["lease/grant"] = Unary(lease, &L::LeaseGrant);
+    u["lease/revoke"] = u["kv/lease/revoke"] = Unary(lease, &L::LeaseRevoke);
+    u["lease/timetolive"] = u["kv/lease/timetolive"] = Unary(lease, &L::LeaseTimeToLive);
+    u["lease/leases"] = u["kv/lease/leases"] = Unary(lease, &L::LeaseLeases);
+    u["cluster/member/add"] = Unary(cluster, &C::MemberAdd);
+    u["cluster/member/remove"] = Unary(cluster, &C::MemberRemove);
+    u["cluster/member/update"] = Unary(cluster, &C::MemberUpdate);
+    u["cluster/member/list"] = Unary(cluster, &C::MemberList);
+    u["cluster/member/promote"] = Unary(cluster, &C::MemberPromote);
+    u["maintenance/alarm"] = Unary(maint, &M::Alarm);
+    u["maintenance/status"] = Unary(maint, &M::Status);
+    u["maintenance/defragment"] = Unary(maint, &M::Defragment);
+    // etcd's gateway maps both Hash and HashKV to /v3/maintenance/hash; the
+    // first registration (Hash) wins there.
+    u["maintenance/hash"] = Unary(maint, &M::Hash);
+    u["maintenance/transfer-leadership"] = Unary(maint, &M::MoveLeader);
+    u["auth/enable"] = Unary(auth, &A::AuthEnable);
+    u["auth/disable"] = Unary(auth, &A::AuthDisable);
+    u["auth/authenticate"] = Unary(auth, &A::Authenticate);
+    u["auth/user/add"] = Unary(auth, &A::UserAdd);
+    u["auth/user/get"] = Unary(auth, &A::UserGet);
+    u["auth/user/list"] = Unary(auth, &A::UserList);
+    u["auth/user/delete"] = Unary(auth, &A::UserDelete);
+    u["auth/user/changepw"] = Unary(auth, &A::UserChangePassword);
+    u["auth/user/grant"] = Unary(auth, &A::UserGrantRole);
+    u["auth/user/revoke"] = Unary(auth, &A::UserRevokeRole);
+    u["auth/role/add"] = Unary(auth, &A::RoleAdd);
+    u["auth/role/get"] = Unary(auth, &A::RoleGet);
+    u["auth/role/list"] = Unary(auth, &A::RoleList);
+    u["auth/role/delete"] = Unary(auth, &A::RoleDelete);
+    u["auth/role/grant"] = Unary(auth, &A::RoleGrantPermission);
+    u["auth/role/revoke"] = Unary(auth, &A::RoleRevokePermission);
+    u["lock/lock"] = Unary(lock, &v3lockpb::Lock::Stub::Lock);
+    u["lock/unlock"] = Unary(lock, &v3lockpb::Lock::Stub::Unlock);
+    using E = v3electionpb::Election::Stub;
+    u["election/campaign"] = Unary(election, &E::Campaign);
+    u["election/proclaim"] = Unary(election, &E::Proclaim);
+    u["election/leader"] = Unary(election, &E::Leader);
+    u["election/resign"] = Unary(election, &E::Resign);
+  }
+
+  void Gateway(const httplib::Request& req, httplib::Response& res) {
+    if (options_.gateway_channel == nullptr || stopping_.load()) {
+      res.status = 404;
+      res.set_content("Not Found\n", "text/plain; charset=utf-8");
+      return;
+    }
+    const std::string path = req.matches.size() > 1 ? req.matches[1].str() : "";
+    if (path == "watch") {
+      Stream<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>(
+          req, res, /*one_reply_each=*/false,
+          [this](grpc::ClientContext* ctx, auto* reactor) {
+            stubs_.watch->async()->Watch(ctx, reactor);
+          });
+      return;
+    }
+    if (path == "lease/keepalive") {
+      Stream<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>(
+          req, res, /*one_reply_each=*/true,
+          [this](grpc::ClientContext* ctx, auto* reactor) {
+            stubs_.lease->async()->LeaseKeepAlive(ctx, reactor);
+          });
+      return;
+    }
+    auto it = unary_.find(path);
+    if (it == unary_.end()) {
+      res.status = 404;
+      res.set_content("Not Found\n", "text/plain; charset=utf-8");
+      return;
+    }
+    it->second(req, res);
+  }
+
+  // A gateway stream: every JSON value of the body is one request; each
+  // response is written as a chunk {"result":...} plus a newline. With
+  // `one_reply_each` (keep-alive) the stream ends after one response per
+  // request, as etcd's ends when the request body does; otherwise (watch) it
+  // lasts until the client leaves or the call ends.
+  template <class Req, class Resp, class StartFn>
+  void Stream(const httplib::Request& http_req, httplib::Response& res, bool one_reply_each,
+              StartFn start) {
+    absl::StatusOr<std::vector<std::string_view>> values = SplitJsonValues(http_req.body);
+    if (!values.ok()) {
+      WriteParseError(res, values.status());
+      return;
+    }
+    std::vector<Req> requests;
+    for (std::string_view v : *values) {
+      Req r;
+      if (absl::Status st = GatewayJsonToMessage(v, &r); !st.ok()) {
+        WriteParseError(res, st);
+        return;
+      }
+      requests.push_back(std::move(r));
+    }
+    const size_t expected = requests.size();
+    auto bridge = std::make_shared<BidiBridge<Req, Resp>>(std::move(requests));
+    ForwardMetadata(http_req, bridge->context());
+    start(bridge->context(), bridge.get());
+    bridge->Begin();
+    const int fd = FindConnectionFd(http_req);
+    res.set_header("Grpc-Metadata-Content-Type", "application/grpc");
+    res.set_chunked_content_provider(
+        kJson,
+        [this, bridge, fd, one_reply_each, expected](size_t, httplib::DataSink& sink) {
+          while (true) {
+            if (stopping_.load() || !PeerAlive(fd)) return false;
+            bool finished = false;
+            grpc::Status status;
+            size_t received = 0;
+            std::vector<std::string> chunks =
+                bridge->Wait(std::chrono::milliseconds(500), &finished, &status, &received);
+            for (const std::string& c : chunks) {
+              const std::string line = absl::StrCat("{\"result\":", c, "}\n");
+              if (!sink.write(line.data(), line.size())) return false;
+            }
+            if (finished) {
+              if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+                const std::string e = StreamErrorChunk(status);
+                sink.write(e.data(), e.size());
+              }
+              sink.done();
+              return true;
+            }
+            if (one_reply_each && received >= expected) {
+              sink.done();
+              return true;
+            }
+            if (!chunks.empty()) return true;
+          }
+        },
+        [bridge](bool) { bridge->CancelAndWait(); });
+  }
+
+  HttpServerOptions options_;
+  std::atomic<bool> stopping_{false};
+  std::vector<std::unique_ptr<httplib::Server>> servers_;
+  std::vector<std::thread> threads_;
+  GatewayStubs stubs_;
+  std::map<std::string, UnaryHandler> unary_;
+};
+
+absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (absl::Status st = impl->Init(); !st.ok()) return st;
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+HttpServer::~HttpServer() { Shutdown(); }
+int HttpServer::LoopbackPort() const { return impl_->loopback_port_; }
+int HttpServer::MetricsLoopbackPort() const { return impl_->metrics_loopback_port_; }
+const std::vector<int>& HttpServer::Ports() const { return impl_->ports_; }
+void HttpServer::Shutdown() { impl_->Shutdown(); }
+
+}  // namespace cppetcd::api
