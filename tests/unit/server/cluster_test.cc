@@ -19,6 +19,9 @@
 #include "gtest/gtest.h"
 
 #include "absl/strings/str_cat.h"
+#include "cppetcd/auth/credentials.h"
+#include "cppetcd/auth/errors.h"
+#include "cppetcd/auth/store.h"
 #include "cppetcd/lease/lessor.h"
 #include "cppetcd/server/errors.h"
 #include "cppetcd/server/etcd_server.h"
@@ -723,6 +726,84 @@ TEST_F(ClusterTest, MoveLeaderAndLeaseCallsRoutedToLeader) {
       });
   ASSERT_TRUE(gone.ok()) << gone.status();
   EXPECT_EQ(gone->ttl(), -1);
+}
+
+// Auth through raft on every member: users and roles made through one
+// member, a simple token issued through a follower, then used on every
+// member (etcd InternalAuthenticateRequest); writes are checked at apply.
+TEST_F(ClusterTest, AuthStateAndSimpleTokensReachEveryMember) {
+  StartCluster(3, [](ServerConfig& c) { c.bcrypt_cost = 4; });
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  Member* follower = SomeFollower(leader);
+  ASSERT_NE(follower, nullptr);
+  auto add_user = [&](Member* m, const std::string& name, const std::string& pw) {
+    etcdserverpb::AuthUserAddRequest r;
+    r.set_name(name);
+    r.set_password(pw);
+    return Call<etcdserverpb::AuthUserAddResponse>(
+        [&](Done<etcdserverpb::AuthUserAddResponse> d) { m->server->UserAdd(r, std::move(d)); });
+  };
+  auto grant = [&](Member* m, const std::string& user, const std::string& role) {
+    etcdserverpb::AuthUserGrantRoleRequest r;
+    r.set_user(user);
+    r.set_role(role);
+    return Call<etcdserverpb::AuthUserGrantRoleResponse>(
+        [&](Done<etcdserverpb::AuthUserGrantRoleResponse> d) {
+          m->server->UserGrantRole(r, std::move(d));
+        });
+  };
+  ASSERT_TRUE(add_user(leader, "root", "rootpw").ok());
+  ASSERT_TRUE(grant(follower, "root", "root").ok());
+  ASSERT_TRUE(add_user(follower, "u", "upw").ok());
+  etcdserverpb::AuthRoleAddRequest ra;
+  ra.set_name("w");
+  ASSERT_TRUE(Call<etcdserverpb::AuthRoleAddResponse>([&](Done<etcdserverpb::AuthRoleAddResponse> d) {
+                leader->server->RoleAdd(ra, std::move(d));
+              }).ok());
+  etcdserverpb::AuthRoleGrantPermissionRequest gp;
+  gp.set_name("w");
+  gp.mutable_perm()->set_permtype(authpb::Permission::READWRITE);
+  gp.mutable_perm()->set_key("key/");
+  gp.mutable_perm()->set_range_end("key0");
+  ASSERT_TRUE(Call<etcdserverpb::AuthRoleGrantPermissionResponse>(
+                  [&](Done<etcdserverpb::AuthRoleGrantPermissionResponse> d) {
+                    leader->server->RoleGrantPermission(gp, std::move(d));
+                  })
+                  .ok());
+  ASSERT_TRUE(grant(leader, "u", "w").ok());
+  etcdserverpb::AuthEnableRequest en;
+  ASSERT_TRUE(Call<etcdserverpb::AuthEnableResponse>([&](Done<etcdserverpb::AuthEnableResponse> d) {
+                follower->server->AuthEnable(en, std::move(d));
+              }).ok());
+
+  etcdserverpb::AuthenticateRequest login;
+  login.set_name("u");
+  login.set_password("upw");
+  auto tok = Call<etcdserverpb::AuthenticateResponse>(
+      [&](Done<etcdserverpb::AuthenticateResponse> d) {
+        follower->server->Authenticate(login, std::move(d));
+      });
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  auth::Credentials creds;
+  creds.token = tok->token();
+  int i = 0;
+  for (Member* m : Running()) {
+    auth::ScopedCredentials scoped(creds);
+    const std::string key = absl::StrCat("key/", i++);
+    EXPECT_TRUE(Put(m, key, "v").ok()) << m->name;
+    EXPECT_EQ(Value(m, key), "v") << m->name;
+    EXPECT_TRUE(auth::IsErrPermissionDenied(Put(m, "other", "v").status())) << m->name;
+    EXPECT_TRUE(m->server->AuthStore()->IsEnabled());
+  }
+  // No credentials: refused everywhere.
+  for (Member* m : Running()) {
+    EXPECT_TRUE(auth::IsUserEmpty(Put(m, "key/x", "v").status())) << m->name;
+  }
+  const uint64_t rev = leader->server->AuthStore()->Revision();
+  for (Member* m : Running()) {
+    EXPECT_TRUE(PollUntil([&] { return m->server->AuthStore()->Revision() == rev; }));
+  }
 }
 
 }  // namespace
