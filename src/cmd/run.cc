@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "cppetcd/api/etcd_server_backend.h"
+#include "cppetcd/api/http_server.h"
+#include "cppetcd/api/metrics.h"
 #include "cppetcd/transport/grpc_transport.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/sd_notify.h"
@@ -63,6 +65,32 @@ class SignalWatcher {
   std::atomic<int> signal_{0};
   std::thread thread_;
 };
+
+// The HTTP endpoints of etcd's client port (/health, /version, /metrics and
+// the v3 JSON gateway through `api`'s in-process channel) on an internal
+// loopback port, and on the http:// --listen-metrics-urls. Until a client
+// listener forwards the client URLs' HTTP/1.1 connections to LoopbackPort(),
+// the metrics URLs serve every route so that the gateway is reachable.
+absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& config,
+                                                          api::ServerBackend* backend,
+                                                          api::ApiServer* api,
+                                                          const api::MetricsRegistry* metrics) {
+  api::HttpServerOptions options;
+  options.backend = backend;
+  options.gateway_channel = api->InProcessChannel();
+  options.metrics = metrics;
+  options.server_version = server::kServerVersion;
+  options.cluster_version = absl::StrCat(server::kClusterVersion, ".0");
+  for (const Url& u : config.listen_metrics_urls) {
+    if (u.scheme != "http") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "listen-metrics-urls: ", u.ToString(), ": only http:// metrics URLs are supported"));
+    }
+    options.client_addresses.push_back(u.HostPort());
+  }
+  options.logger = util::GetLogger("etcdhttp");
+  return api::HttpServer::Start(std::move(options));
+}
 
 }  // namespace
 
@@ -191,11 +219,21 @@ int Run(const EtcdConfig& config) {
   while (!stop.HasBeenNotified() && !(*server)->StopRequested() &&
          !(*server)->WaitReady(std::chrono::milliseconds(200))) {
   }
+  // Metrics (etcd's names): declared before the servers that feed them.
+  api::MetricsRegistry metrics;
+  api::GrpcMetrics grpc_metrics;
+  api::PeerRttMetrics peer_rtt;  // fed by a peer RTT probe once the transport has one
+  metrics.Add([&](api::ExpositionWriter& w) { api::CollectServerMetrics(server->get(), w); });
+  metrics.Add([&](api::ExpositionWriter& w) { peer_rtt.Collect(w); });
+  metrics.Add([&](api::ExpositionWriter& w) { grpc_metrics.Collect(w); });
+  metrics.Add([](api::ExpositionWriter& w) { api::CollectProcessMetrics(w); });
   std::unique_ptr<api::ServerBackend> backend;
   std::unique_ptr<api::ApiServer> api;
+  std::unique_ptr<api::HttpServer> http;
   int exit_code = 0;
   if (!stop.HasBeenNotified()) {
     backend = api::NewEtcdServerBackend(server->get());
+    api_options->interceptors.push_back(grpc_metrics.InterceptorFactory());
     const std::vector<std::string> addresses = api_options->listen_addresses;
     absl::StatusOr<std::unique_ptr<api::ApiServer>> started =
         api::ApiServer::Start(backend.get(), *std::move(api_options));
@@ -204,6 +242,14 @@ int Run(const EtcdConfig& config) {
       exit_code = 1;
     } else {
       api = *std::move(started);
+      absl::StatusOr<std::unique_ptr<api::HttpServer>> http_started =
+          StartHttp(config, backend.get(), api.get(), &metrics);
+      if (!http_started.ok()) {
+        log.Error("failed to serve HTTP requests", {{"error", http_started.status().ToString()}});
+        exit_code = 1;
+      } else {
+        http = *std::move(http_started);
+      }
       log.Info("ready to serve client requests");
       if (absl::StatusOr<bool> n = util::SdNotify("READY=1\nSTATUS=ready to serve client requests");
           !n.ok()) {
@@ -218,7 +264,7 @@ int Run(const EtcdConfig& config) {
                               ", this is strongly discouraged!"),
                  {{"address", address}});
       }
-      while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&
+      while (exit_code == 0 && !stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&
              !(*server)->StopRequested()) {
       }
     }
@@ -231,7 +277,9 @@ int Run(const EtcdConfig& config) {
     log.Warn("stopping server: the member has been permanently removed from the cluster");
   }
   (void)util::SdNotify("STOPPING=1");  // best effort: no manager, no message
+  if (http != nullptr) http->Shutdown();  // first: gateway streams use the gRPC server
   if (api != nullptr) api->Shutdown(kGrpcShutdownGrace);
+  http.reset();
   api.reset();
   backend.reset();
   (*server)->Stop();
