@@ -78,6 +78,12 @@ grpc::ServerUnaryReactor* MaintenanceService::HashKV(grpc::CallbackServerContext
   return Forward(context, backend_, &ServerBackend::HashKV, req, resp, /*admin=*/true);
 }
 
+grpc::ServerUnaryReactor* MaintenanceService::Hash(grpc::CallbackServerContext* context,
+                                                   const etcdserverpb::HashRequest* req,
+                                                   etcdserverpb::HashResponse* resp) {
+  return Forward(context, backend_, &ServerBackend::Hash, req, resp, /*admin=*/true);
+}
+
 grpc::ServerUnaryReactor* MaintenanceService::Defragment(grpc::CallbackServerContext* context,
                                       const etcdserverpb::DefragmentRequest* req,
                                       etcdserverpb::DefragmentResponse* resp) {

@@ -109,6 +109,9 @@ class EtcdServerBackend final : public ServerBackend {
               Done<etcdserverpb::HashKVResponse> d) override {
     s_->HashKV(r, std::move(d));
   }
+  void Hash(const etcdserverpb::HashRequest& r, Done<etcdserverpb::HashResponse> d) override {
+    s_->Hash(r, std::move(d));
+  }
   void Defragment(const etcdserverpb::DefragmentRequest& r,
                   Done<etcdserverpb::DefragmentResponse> d) override {
     s_->Defragment(r, std::move(d));

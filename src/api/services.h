@@ -236,7 +236,7 @@ class ClusterService final : public etcdserverpb::Cluster::CallbackService {
   ServerBackend* const backend_;
 };
 
-// Hash answers UNIMPLEMENTED (the base class); the rest go to the backend.
+// etcd v3 Maintenance (Snapshot in snapshot_service.cc): each call goes to the backend.
 class MaintenanceService final : public etcdserverpb::Maintenance::CallbackService {
  public:
   explicit MaintenanceService(ServerBackend* backend) : backend_(backend) {}
@@ -248,6 +248,8 @@ class MaintenanceService final : public etcdserverpb::Maintenance::CallbackServi
   grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext*,
                                    const etcdserverpb::HashKVRequest*,
                                    etcdserverpb::HashKVResponse*) override;
+  grpc::ServerUnaryReactor* Hash(grpc::CallbackServerContext*, const etcdserverpb::HashRequest*,
+                                 etcdserverpb::HashResponse*) override;
   grpc::ServerUnaryReactor* Defragment(grpc::CallbackServerContext*,
                                        const etcdserverpb::DefragmentRequest*,
                                        etcdserverpb::DefragmentResponse*) override;

@@ -200,6 +200,13 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
     o.status = ErrNoSpace();
     return o;
   }
+  // etcd applierV3Corrupt: every write fails while CORRUPT is active.
+  if (corrupt_.load() && (req->has_put() || req->has_delete_range() || req->has_txn() ||
+                          req->has_compaction() || req->has_lease_grant() ||
+                          req->has_lease_revoke())) {
+    o.status = ErrCorrupt();
+    return o;
+  }
   o.result = applier_->Apply(btx, *req);
   if (o.result.unhandled) {
     o.status = ErrUnimplemented("this request type");
@@ -312,6 +319,7 @@ etcdserverpb::AlarmResponse EtcdServer::Impl::ApplyAlarm(storage::WriteTxn* btx,
       }
       *resp.add_alarms() = am;
       if (ar.alarm() == etcdserverpb::NOSPACE) nospace_ = true;
+      if (ar.alarm() == etcdserverpb::CORRUPT) corrupt_ = true;
       lg_.Warn("alarm raised", {{"alarm", AlarmName(ar.alarm())},
                                 {"from", util::IdToHex(ar.memberid())}});
       break;
@@ -323,8 +331,13 @@ etcdserverpb::AlarmResponse EtcdServer::Impl::ApplyAlarm(storage::WriteTxn* btx,
       }
       *resp.add_alarms() = am;
       bool any_nospace = false;
-      for (const auto& [m, t] : alarms_) any_nospace |= t == etcdserverpb::NOSPACE;
+      bool any_corrupt = false;
+      for (const auto& [m, t] : alarms_) {
+        any_nospace |= t == etcdserverpb::NOSPACE;
+        any_corrupt |= t == etcdserverpb::CORRUPT;
+      }
       nospace_ = any_nospace;
+      corrupt_ = any_corrupt;
       lg_.Warn("alarm disarmed", {{"alarm", AlarmName(ar.alarm())},
                                   {"from", util::IdToHex(ar.memberid())}});
       break;

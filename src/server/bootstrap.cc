@@ -425,11 +425,13 @@ absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
   std::unique_lock<std::mutex> al(alarm_mu_);
   alarms_.clear();
   nospace_ = false;
+  corrupt_ = false;
   s = (*rtx)->Scan(storage::kAlarmBucket, "", "", [&](std::string_view k, std::string_view) {
     etcdserverpb::AlarmMember am;
     if (am.ParseFromArray(k.data(), static_cast<int>(k.size()))) {
       alarms_.insert({am.memberid(), static_cast<int>(am.alarm())});
       if (am.alarm() == etcdserverpb::NOSPACE) nospace_ = true;
+      if (am.alarm() == etcdserverpb::CORRUPT) corrupt_ = true;
     }
     return true;
   });
@@ -572,6 +574,7 @@ void EtcdServer::Impl::Stop(bool graceful) {
   if (!started_.load() || stopped_.exchange(true)) return;
   if (graceful && !stop_requested_.load()) TransferLeadershipOnStop();
   stopping_ = true;
+  StopMaintenance();  // waits for a running defragmentation
   {
     std::unique_lock<std::mutex> l(hk_mu_);
     hk_stop_ = true;

@@ -38,6 +38,10 @@ absl::Status ErrNoSpace() { return absl::ResourceExhaustedError(kNoSpace); }
 bool IsNoSpace(const absl::Status& s) {
   return Matches(s, absl::StatusCode::kResourceExhausted, kNoSpace);
 }
+absl::Status ErrCorrupt() { return absl::DataLossError("etcdserver: corrupt cluster"); }
+bool IsCorrupt(const absl::Status& s) {
+  return Matches(s, absl::StatusCode::kDataLoss, "etcdserver: corrupt cluster");
+}
 absl::Status ErrNoLeader() { return absl::UnavailableError(kNoLeader); }
 bool IsNoLeader(const absl::Status& s) { return Matches(s, absl::StatusCode::kUnavailable, kNoLeader); }
 absl::Status ErrStopped() { return absl::UnavailableError(kStopped); }

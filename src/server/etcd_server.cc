@@ -14,7 +14,15 @@ namespace cppetcd::server {
 EtcdServer::EtcdServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 EtcdServer::~EtcdServer() { impl_->Stop(/*graceful=*/true); }
 
-absl::Status EtcdServer::Start() { return impl_->Start(); }
+absl::Status EtcdServer::Start() {
+  if (absl::Status s = impl_->Start(); !s.ok()) return s;
+  // The initial corruption check needs the raft loop and the peers running.
+  if (absl::Status s = impl_->StartMaintenance(); !s.ok()) {
+    impl_->Stop(/*graceful=*/false);
+    return s;
+  }
+  return absl::OkStatus();
+}
 void EtcdServer::Stop() { impl_->Stop(/*graceful=*/true); }
 void EtcdServer::CrashForTesting() { impl_->Stop(/*graceful=*/false); }
 
@@ -297,16 +305,6 @@ void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& req,
   resp.mutable_header()->set_revision(h->current_revision);
   resp.set_hash(h->hash);
   resp.set_compact_revision(h->compact_revision);
-  std::move(done)(std::move(resp));
-}
-
-void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
-                            Done<etcdserverpb::DefragmentResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
-  if (impl_->Stopping()) return std::move(done)(ErrStopped());
-  if (auto s = impl_->backend_->Sync(); !s.ok()) return std::move(done)(std::move(s));
-  etcdserverpb::DefragmentResponse resp;
-  impl_->FillHeaderImpl(resp.mutable_header(), true);
   std::move(done)(std::move(resp));
 }
 

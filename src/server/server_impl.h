@@ -268,6 +268,9 @@ class EtcdServer::Impl final : public PeerHandler {
   absl::StatusOr<auth::AuthInfo> CallerAuthInfo() const;
   // Stamps the caller into the request header; the caller's error if any.
   absl::Status StampCaller(serverpb::InternalRaftRequest* r) const;
+  // Stamps user root at the current auth revision: the server's own
+  // requests (lease expiry), as etcd's AuthStore.WithRoot.
+  void StampRoot(serverpb::InternalRaftRequest* r) const;
   // Apply side: the auth checks of a KV/lease request (etcd authApplierV3),
   // and the auth requests themselves (true if `req` was one).
   absl::Status CheckAtApply(const serverpb::InternalRaftRequest& req);
@@ -430,6 +433,25 @@ class EtcdServer::Impl final : public PeerHandler {
   mutable std::mutex alarm_mu_;
   std::set<std::pair<uint64_t, int>> alarms_ ABSL_GUARDED_BY(alarm_mu_);
   std::atomic<bool> nospace_{false};
+
+  // ---- maintenance (maintenance.cc): one thread runs defragmentations and
+  // the periodic corruption check.
+  void Defragment(Done<etcdserverpb::DefragmentResponse> done);
+  void HashKVLocal(int64_t revision, PeerDone<etcdserverpb::HashKVResponse> done);
+  void HashKV(int64_t revision, PeerDone<etcdserverpb::HashKVResponse> done) override {
+    HashKVLocal(revision, std::move(done));
+  }
+  absl::Status InitialCorruptCheck();  // Start, before serving
+  absl::Status StartMaintenance();     // EtcdServer::Start, after Impl::Start
+  void StopMaintenance();              // Stop, before the apply loop ends
+  void MaintenanceLoop();
+  void CheckHashKV();                  // leader: compare with followers
+  std::mutex maint_mu_;
+  std::condition_variable maint_cv_;
+  std::vector<Done<etcdserverpb::DefragmentResponse>> defrag_waiters_ ABSL_GUARDED_BY(maint_mu_);
+  bool maint_stop_ ABSL_GUARDED_BY(maint_mu_) = false;
+  std::thread maint_thread_;
+  std::atomic<bool> corrupt_{false};  // a CORRUPT alarm is active (writes refused)
 };
 
 // ---------------------------------------------------------------------------

@@ -128,6 +128,8 @@ class GrpcTransport::Impl {
   void LeaseTimeToLive(uint64_t to, const etcdserverpb::LeaseTimeToLiveRequest& req,
                        std::chrono::milliseconds timeout,
                        server::PeerDone<etcdserverpb::LeaseTimeToLiveResponse> done);
+  void HashKV(uint64_t to, int64_t revision, std::chrono::milliseconds timeout,
+              server::PeerDone<etcdserverpb::HashKVResponse> done);
   void MemberPromote(uint64_t to, const etcdserverpb::MemberPromoteRequest& req,
                      std::chrono::milliseconds timeout,
                      server::PeerDone<etcdserverpb::MemberPromoteResponse> done);

@@ -398,6 +398,21 @@ class PeerService final : public peerpb::Peer::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext* ctx,
+                                   const etcdserverpb::HashKVRequest* req,
+                                   etcdserverpb::HashKVResponse* resp) override {
+    using R = ForwardReactor<etcdserverpb::HashKVResponse>;
+    auto* reactor = new R(resp);
+    Impl::HandlerRef h = Admit(ctx, 0, reactor);
+    if (!h) return reactor;
+    h->HashKV(req->revision(),
+              [s = reactor->state()](absl::StatusOr<etcdserverpb::HashKVResponse> r) {
+                R::Answer(s, ToGrpc(r.status()),
+                          [&](etcdserverpb::HashKVResponse* out) { *out = std::move(*r); });
+              });
+    return reactor;
+  }
+
   grpc::ServerUnaryReactor* MemberPromote(grpc::CallbackServerContext* ctx,
                                           const etcdserverpb::MemberPromoteRequest* req,
                                           etcdserverpb::MemberPromoteResponse* resp) override {

@@ -98,6 +98,10 @@ class ServerBackend {
   virtual void HashKV(const etcdserverpb::HashKVRequest&, Done<etcdserverpb::HashKVResponse> done) {
     std::move(done)(absl::UnimplementedError("HashKV"));
   }
+  // etcd v3 Maintenance.Hash: CRC-32C of the whole backend.
+  virtual void Hash(const etcdserverpb::HashRequest&, Done<etcdserverpb::HashResponse> done) {
+    std::move(done)(absl::UnimplementedError("Hash"));
+  }
   virtual void Defragment(const etcdserverpb::DefragmentRequest&,
                           Done<etcdserverpb::DefragmentResponse> done) {
     std::move(done)(absl::UnimplementedError("Defragment"));

@@ -24,6 +24,11 @@ bool IsTooManyRequests(const absl::Status& s);
 absl::Status ErrNoSpace();
 bool IsNoSpace(const absl::Status& s);
 
+// DataLoss "etcdserver: corrupt cluster": writes while a CORRUPT alarm is
+// active (etcd applierV3Corrupt).
+absl::Status ErrCorrupt();
+bool IsCorrupt(const absl::Status& s);
+
 // Unavailable "etcdserver: no leader".
 absl::Status ErrNoLeader();
 bool IsNoLeader(const absl::Status& s);

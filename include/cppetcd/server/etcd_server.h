@@ -100,6 +100,13 @@ struct ServerConfig {
   // How long a proposal may wait for its result before ErrTimeout (etcd:
   // 5 s + 2 * election timeout).
   std::chrono::milliseconds request_timeout{7000};
+  // etcd corruption checks: --experimental-initial-corrupt-check (at Start,
+  // compare HashKV with every reachable peer; a mismatch fails Start with
+  // "<id> found data inconsistency with peers") and
+  // --experimental-corrupt-check-time (0: off; the leader compares HashKV
+  // with every follower at that interval and raises CORRUPT on a mismatch).
+  bool initial_corrupt_check = false;
+  std::chrono::milliseconds corrupt_check_time{0};
   util::Logger logger = util::GetLogger("etcdserver");
   util::Clock* clock = nullptr;  // lessor, compactor and ID timestamps; null: SystemClock
   util::Env* env = nullptr;      // WAL and snapshot files; null: Env::Default()
@@ -232,9 +239,14 @@ class EtcdServer {
   void Status(const etcdserverpb::StatusRequest& req, Done<etcdserverpb::StatusResponse> done);
   // HashKV of the store at `revision` (0: current).
   void HashKV(const etcdserverpb::HashKVRequest& req, Done<etcdserverpb::HashKVResponse> done);
-  // LMDB needs no defragmentation: succeeds after a backend sync.
+  // Online defragmentation of the backend (storage::Backend::Defragment) on
+  // the maintenance thread; writes pause only for its switch-over. Calls
+  // arriving while one runs are answered by the next run.
   void Defragment(const etcdserverpb::DefragmentRequest& req,
                   Done<etcdserverpb::DefragmentResponse> done);
+  // etcd v3 API Maintenance.Hash: CRC-32C of the whole backend except
+  // meta/consistent_index (etcd backend.Hash), with the current revision.
+  void Hash(const etcdserverpb::HashRequest& req, Done<etcdserverpb::HashResponse> done);
   // Leader only (else ErrNotLeader): hands leadership to voting member
   // `targetid` (else ErrBadLeaderTransferee) and answers once it leads, or
   // ErrTimeoutLeaderTransfer. Moving to itself is OK at once.

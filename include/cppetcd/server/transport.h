@@ -74,6 +74,13 @@ class PeerHandler {
   // The local view of the cluster, for a member joining with
   // --initial-cluster-state=existing (etcd GET /members on a peer URL).
   virtual serverpb::ClusterInfo ClusterInfo() const = 0;
+
+  // etcd's peer /members/hashkv: this member's HashKV at `revision` (0:
+  // current), for corruption checks; ErrCompacted / ErrFutureRev as HashKV.
+  virtual void HashKV(int64_t revision, PeerDone<etcdserverpb::HashKVResponse> done) {
+    (void)revision;
+    std::move(done)(absl::UnimplementedError("HashKV"));
+  }
 };
 
 class Transport {
@@ -155,6 +162,15 @@ class Transport {
     (void)req;
     (void)timeout;
     std::move(done)(absl::UnavailableError("no peer transport"));
+  }
+  // Member `to`'s HashKV at `revision` (PeerHandler::HashKV over the peer
+  // network), for the corruption checks.
+  virtual void HashKV(uint64_t to, int64_t revision, std::chrono::milliseconds timeout,
+                      PeerDone<etcdserverpb::HashKVResponse> done) {
+    (void)to;
+    (void)revision;
+    (void)timeout;
+    std::move(done)(absl::UnimplementedError("peer HashKV"));
   }
 
   // Asks the members at `peer_urls` (tried in order, each within `timeout`)
