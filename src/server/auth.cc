@@ -83,6 +83,12 @@ absl::Status EtcdServer::Impl::StampCaller(serverpb::InternalRaftRequest* r) con
   return absl::OkStatus();
 }
 
+void EtcdServer::Impl::StampRoot(serverpb::InternalRaftRequest* r) const {
+  if (auth_ == nullptr) return;
+  r->mutable_header()->set_username(std::string(auth::kRootUser));
+  r->mutable_header()->set_auth_revision(auth_->Revision());
+}
+
 absl::Status EtcdServer::Impl::CheckAtApply(const serverpb::InternalRaftRequest& r) {
   if (!auth_->IsEnabled()) return absl::OkStatus();
   const auth::AuthInfo ai = HeaderAuthInfo(r);

@@ -173,6 +173,7 @@ void EtcdServer::Impl::CheckLeaseExpiry() {
   for (int64_t id : lessor_->ExpiredLeases(kMaxLeaseRevokesPerRound)) {
     serverpb::InternalRaftRequest r;
     r.mutable_lease_revoke()->set_id(id);
+    StampRoot(&r);  // the keys may be any user's (etcd revokes with root)
     Propose(std::move(r), [this, id](Outcome o) {
       absl::Status s = o.status;
       if (!s.ok() && !lease::IsLeaseNotFound(s) && !Stopping()) {

@@ -7,6 +7,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "gtest/gtest.h"
 
@@ -186,6 +187,36 @@ TEST_F(AuthServerTest, CallersAreCheckedOnReadsAndAtApply) {
     EXPECT_TRUE(Put("a/2", "y").ok());
     EXPECT_TRUE(auth::IsErrPermissionDenied(Put("b", "y")));
   }
+}
+
+// The server revokes expired leases as root (etcd WithRoot), whoever
+// attached keys to them.
+TEST_F(AuthServerTest, ExpiredLeasesAreRevokedWithAuthEnabled) {
+  StartServer();
+  SetUpAndEnable();
+  auto tok = Login("u", "upw");
+  ASSERT_TRUE(tok.ok());
+  auth::ScopedCredentials creds(Token(*tok));
+  pb::LeaseGrantRequest g;
+  g.set_ttl(1);
+  auto lease = SERVER_CALL(LeaseGrant, LeaseGrantRequest, LeaseGrantResponse, g);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  pb::PutRequest p;
+  p.set_key("a/leased");
+  p.set_value("v");
+  p.set_lease(lease->id());
+  ASSERT_TRUE(SERVER_CALL(Put, PutRequest, PutResponse, p).ok());
+  pb::RangeRequest r;
+  r.set_key("a/leased");
+  bool gone = false;
+  const auto deadline = std::chrono::steady_clock::now() + 15s;
+  while (!gone && std::chrono::steady_clock::now() < deadline) {
+    auto got = SERVER_CALL(Range, RangeRequest, RangeResponse, r);
+    ASSERT_TRUE(got.ok()) << got.status();
+    gone = got->kvs_size() == 0;
+    if (!gone) std::this_thread::sleep_for(50ms);  // poll interval
+  }
+  EXPECT_TRUE(gone);
 }
 
 TEST_F(AuthServerTest, PasswordsTravelHashedAndStateSurvivesRestart) {
