@@ -1,0 +1,283 @@
+#include "cppetcd/api/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "cppetcd/api/grpc_server.h"
+#include "etcdserverpb/rpc.pb.h"
+#include "tests/unit/api/fake_backend.h"
+
+namespace cppetcd::api {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kSkipGrpcTests = true;
+#else
+constexpr bool kSkipGrpcTests = false;
+#endif
+#elif defined(__SANITIZE_THREAD__)
+constexpr bool kSkipGrpcTests = true;
+#else
+constexpr bool kSkipGrpcTests = false;
+#endif
+
+// ---- JSON mapping, compared with what etcd 3.4's gateway prints.
+
+TEST(GatewayJsonTest, RangeResponseAsEtcdPrintsIt) {
+  etcdserverpb::RangeResponse r;
+  r.mutable_header()->set_cluster_id(15118495548433857066ULL);
+  r.mutable_header()->set_member_id(13668033151171901709ULL);
+  r.mutable_header()->set_revision(2);
+  r.mutable_header()->set_raft_term(2);
+  auto* kv = r.add_kvs();
+  kv->set_key("foo");
+  kv->set_value("bar");
+  kv->set_create_revision(2);
+  kv->set_mod_revision(2);
+  kv->set_version(1);
+  r.set_count(1);
+  EXPECT_EQ(MessageToGatewayJson(r),
+            "{\"header\":{\"cluster_id\":\"15118495548433857066\",\"member_id\":"
+            "\"13668033151171901709\",\"revision\":\"2\",\"raft_term\":\"2\"},\"kvs\":[{\"key\":"
+            "\"Zm9v\",\"create_revision\":\"2\",\"mod_revision\":\"2\",\"version\":\"1\","
+            "\"value\":\"YmFy\"}],\"count\":\"1\"}");
+}
+
+TEST(GatewayJsonTest, WatchDeleteEventAndLeaseNamesAsEtcd) {
+  etcdserverpb::WatchResponse w;
+  w.mutable_header()->set_revision(4);
+  auto* ev = w.add_events();
+  ev->set_type(mvccpb::Event::DELETE);
+  ev->mutable_kv()->set_key("foo");
+  ev->mutable_kv()->set_mod_revision(4);
+  EXPECT_EQ(MessageToGatewayJson(w),
+            "{\"header\":{\"revision\":\"4\"},\"events\":[{\"type\":\"DELETE\",\"kv\":{\"key\":"
+            "\"Zm9v\",\"mod_revision\":\"4\"}}]}");
+  etcdserverpb::LeaseTimeToLiveResponse l;
+  l.set_id(4111120151808972047);
+  l.set_ttl(29);
+  l.set_grantedttl(30);
+  EXPECT_EQ(MessageToGatewayJson(l),
+            "{\"ID\":\"4111120151808972047\",\"TTL\":\"29\",\"grantedTTL\":\"30\"}");
+}
+
+TEST(GatewayJsonTest, ParsesNumbersOrStringsAndIgnoresUnknownFields) {
+  etcdserverpb::TxnRequest t;
+  ASSERT_TRUE(GatewayJsonToMessage(
+                  "{\"compare\":[{\"key\":\"Zm9v\",\"target\":\"CREATE\",\"result\":\"EQUAL\","
+                  "\"create_revision\":\"0\"}],\"success\":[{\"request_put\":{\"key\":\"Zm9v\","
+                  "\"value\":\"YmFy\",\"lease\":7}}],\"bogus\":1}",
+                  &t)
+                  .ok());
+  ASSERT_EQ(t.compare_size(), 1);
+  EXPECT_EQ(t.compare(0).target(), etcdserverpb::Compare::CREATE);
+  EXPECT_EQ(t.success(0).request_put().lease(), 7);
+  EXPECT_EQ(t.success(0).request_put().value(), "bar");
+  etcdserverpb::RangeRequest r;
+  absl::Status st = GatewayJsonToMessage("{\"key\":", &r);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(GatewayJsonTest, SplitsConcatenatedValues) {
+  auto v = SplitJsonValues(" {\"a\":\"}{\\\"\"}\n{\"b\":[1,{}]}{} ");
+  ASSERT_TRUE(v.ok()) << v.status();
+  ASSERT_EQ(v->size(), 3u);
+  EXPECT_EQ((*v)[0], "{\"a\":\"}{\\\"\"}");
+  EXPECT_EQ((*v)[1], "{\"b\":[1,{}]}");
+  EXPECT_EQ((*v)[2], "{}");
+  EXPECT_TRUE(SplitJsonValues("")->empty());
+  EXPECT_FALSE(SplitJsonValues("{\"a\":1").ok());
+  EXPECT_FALSE(SplitJsonValues("{} x").ok());
+}
+
+TEST(GatewayJsonTest, ErrorsAsGrpcGateway) {
+  EXPECT_EQ(GatewayErrorJson(5, "etcdserver: requested lease not found"),
+            "{\"error\":\"etcdserver: requested lease not found\",\"message\":\"etcdserver: "
+            "requested lease not found\",\"code\":5}");
+  EXPECT_EQ(HttpStatusFromGrpcCode(11), 400);  // OutOfRange (future revision)
+  EXPECT_EQ(HttpStatusFromGrpcCode(5), 404);
+  EXPECT_EQ(HttpStatusFromGrpcCode(9), 412);   // FailedPrecondition
+  EXPECT_EQ(HttpStatusFromGrpcCode(14), 503);
+  EXPECT_EQ(HttpStatusFromGrpcCode(16), 401);
+}
+
+// ---- The server over the in-process gRPC services of a fake backend.
+
+struct HttpReply {
+  int status = 0;
+  std::string headers;
+  std::string body;  // raw (chunk framing kept for chunked replies)
+};
+
+// One HTTP/1.1 request with "Connection: close"; reads until the server
+// closes or `timeout` passes (SO_RCVTIMEO bounds each read).
+HttpReply Request(int port, const std::string& method, const std::string& path,
+                  const std::string& body, std::chrono::milliseconds timeout =
+                                               std::chrono::milliseconds(5000)) {
+  HttpReply reply;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return reply;
+  }
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  if (!body.empty() || method == "POST") {
+    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n";
+  }
+  req += "\r\n" + body;
+  (void)!write(fd, req.data(), req.size());
+  std::string all;
+  char buf[4096];
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) break;
+    all.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  const size_t sep = all.find("\r\n\r\n");
+  if (sep == std::string::npos) return reply;
+  reply.headers = all.substr(0, sep);
+  reply.body = all.substr(sep + 4);
+  if (all.size() > 12) reply.status = std::atoi(all.c_str() + 9);
+  return reply;
+}
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (kSkipGrpcTests) GTEST_SKIP() << "gRPC is not TSan-instrumented here";
+    auto api = ApiServer::Start(&backend_, ApiServerOptions{});
+    ASSERT_TRUE(api.ok()) << api.status();
+    api_ = std::move(*api);
+    registry_.Add([](ExpositionWriter& w) { w.Gauge("etcd_server_has_leader", "h", 1); });
+    HttpServerOptions options;
+    options.backend = &backend_;
+    options.gateway_channel = api_->InProcessChannel();
+    options.metrics = &registry_;
+    options.server_version = "3.4.23";
+    options.cluster_version = "3.4.0";
+    options.health_timeout = std::chrono::milliseconds(2000);
+    auto http = HttpServer::Start(std::move(options));
+    ASSERT_TRUE(http.ok()) << http.status();
+    http_ = std::move(*http);
+    port_ = http_->LoopbackPort();
+    ASSERT_GT(port_, 0);
+  }
+  void TearDown() override {
+    if (http_) http_->Shutdown();
+    if (api_) api_->Shutdown(std::chrono::milliseconds(100));
+  }
+
+  testing::FakeBackend backend_;
+  MetricsRegistry registry_;
+  std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<HttpServer> http_;
+  int port_ = 0;
+};
+
+TEST_F(HttpServerTest, VersionHealthMetrics) {
+  HttpReply v = Request(port_, "GET", "/version", "");
+  EXPECT_EQ(v.status, 200);
+  EXPECT_EQ(v.body, "{\"etcdserver\":\"3.4.23\",\"etcdcluster\":\"3.4.0\"}");
+  HttpReply h = Request(port_, "GET", "/health", "");
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.body, "{\"health\":\"true\"}");
+  backend_.SetHasLeader(false);
+  h = Request(port_, "GET", "/health", "");
+  EXPECT_EQ(h.status, 503);
+  EXPECT_THAT(h.body, StartsWith("{\"health\":\"false\"}"));
+  EXPECT_EQ(Request(port_, "GET", "/readyz", "").status, 503);
+  EXPECT_EQ(Request(port_, "GET", "/livez", "").status, 200);
+  backend_.SetHasLeader(true);
+  HttpReply m = Request(port_, "GET", "/metrics", "");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_THAT(m.headers, HasSubstr("text/plain; version=0.0.4"));
+  EXPECT_THAT(m.body, HasSubstr("\netcd_server_has_leader 1\n"));
+  // The metrics-only port has no gateway or /version.
+  EXPECT_EQ(Request(http_->MetricsLoopbackPort(), "GET", "/version", "").status, 404);
+  EXPECT_EQ(Request(http_->MetricsLoopbackPort(), "GET", "/metrics", "").status, 200);
+}
+
+TEST_F(HttpServerTest, GatewayPutRangeAndErrors) {
+  HttpReply p = Request(port_, "POST", "/v3/kv/put", "{\"key\":\"Zm9v\",\"value\":\"YmFy\"}");
+  ASSERT_EQ(p.status, 200) << p.body;
+  EXPECT_THAT(p.body, StartsWith("{\"header\":{"));
+  HttpReply r = Request(port_, "POST", "/v3beta/kv/range", "{\"key\":\"Zm9v\"}");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_THAT(r.body, HasSubstr("\"value\":\"YmFy\""));
+  EXPECT_THAT(r.body, HasSubstr("\"count\":\"1\""));
+  HttpReply bad = Request(port_, "POST", "/v3/kv/range", "{\"key\":");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body, HasSubstr("\"code\":3}"));
+  HttpReply future = Request(port_, "POST", "/v3/kv/range", "{\"key\":\"Zm9v\",\"revision\":1000}");
+  EXPECT_EQ(future.status, 400);
+  EXPECT_THAT(future.body, HasSubstr("future revision"));
+  EXPECT_THAT(future.body, HasSubstr("\"code\":11}"));
+  EXPECT_EQ(Request(port_, "POST", "/v3/kv/nothing", "{}").status, 404);
+  EXPECT_EQ(Request(port_, "GET", "/v3/kv/range", "").status, 405);
+}
+
+TEST_F(HttpServerTest, WatchStreamsResultsUntilClientLeaves) {
+  HttpReply put = Request(port_, "POST", "/v3/kv/put", "{\"key\":\"YQ==\",\"value\":\"MQ==\"}");
+  ASSERT_EQ(put.status, 200);
+  // Two create requests in one body, the second from revision 1 (history);
+  // the client reads for a bounded time, then closes.
+  HttpReply w = Request(port_, "POST", "/v3/watch",
+                        "{\"create_request\":{\"key\":\"Yg==\"}}"
+                        "{\"create_request\":{\"key\":\"YQ==\",\"start_revision\":1}}",
+                        std::chrono::milliseconds(1500));
+  EXPECT_EQ(w.status, 200);
+  EXPECT_THAT(w.headers, HasSubstr("Transfer-Encoding: chunked"));
+  EXPECT_THAT(w.body, HasSubstr("{\"result\":{\"header\":"));
+  EXPECT_THAT(w.body, HasSubstr("\"created\":true"));
+  EXPECT_THAT(w.body, HasSubstr("\"key\":\"YQ==\""));
+  // The server notices the closed connection and ends the gRPC stream.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (backend_.StreamCount() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(backend_.StreamCount(), 0u);
+}
+
+TEST_F(HttpServerTest, KeepAliveEndsAfterOneReplyPerRequest) {
+  HttpReply g = Request(port_, "POST", "/v3/lease/grant", "{\"TTL\":30}");
+  ASSERT_EQ(g.status, 200) << g.body;
+  const size_t at = g.body.find("\"ID\":\"");
+  ASSERT_NE(at, std::string::npos) << g.body;
+  const std::string id = g.body.substr(at + 6, g.body.find('"', at + 6) - at - 6);
+  const auto start = std::chrono::steady_clock::now();
+  HttpReply k = Request(port_, "POST", "/v3/lease/keepalive",
+                        "{\"ID\":" + id + "}{\"ID\":\"" + id + "\"}");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
+  EXPECT_EQ(k.status, 200);
+  size_t results = 0;
+  for (size_t p = k.body.find("{\"result\":"); p != std::string::npos;
+       p = k.body.find("{\"result\":", p + 1)) {
+    ++results;
+  }
+  EXPECT_EQ(results, 2u) << k.body;
+  EXPECT_THAT(k.body, HasSubstr("\"TTL\":\"30\""));
+}
+
+}  // namespace
+}  // namespace cppetcd::api
