@@ -236,8 +236,8 @@ TEST_F(AuthTest, JwtTokens) {
   // Change a signature character that carries data bits only (the last one
   // also holds padding bits a decoder may ignore).
   std::string forged = token;
-  char& c = forged[forged.size() - 10];
-  c = c == 'A' ? 'B' : 'A';
+  char& ch = forged[forged.size() - 10];
+  ch = ch == 'A' ? 'B' : 'A';
   EXPECT_EQ(RangeWithToken(c->member(1), forged, "app/j").error_message(),
             "etcdserver: invalid auth token");
   // A JWT names the auth revision it was issued at: any auth change makes
