@@ -1,8 +1,13 @@
 #include "cppetcd/api/grpc_server.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <limits>
+#include <mutex>
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/server_posix.h>
 #include <grpcpp/support/server_interceptor.h>
 
 #include "absl/strings/str_cat.h"
@@ -107,8 +112,24 @@ class ApiServer::Impl {
     return absl::OkStatus();
   }
 
+  void AddConnection(int fd) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (server_ == nullptr || shutting_down_) {
+      ::close(fd);
+      return;
+    }
+    // gRPC's endpoint expects a non-blocking socket (a blocking one stalls
+    // its poller threads).
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL, 0) | O_NONBLOCK);
+    grpc::AddInsecureChannelFromFd(server_.get(), fd);
+  }
+
   void Shutdown(std::chrono::milliseconds grace) {
-    if (server_ == nullptr) return;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (server_ == nullptr || shutting_down_) return;
+      shutting_down_ = true;
+    }
     server_->Shutdown(std::chrono::system_clock::now() + grace);
     server_->Wait();
     server_.reset();
@@ -132,14 +153,13 @@ class ApiServer::Impl {
   ElectionService election_;  // etcd v3election and v3lock
   LockService lock_;
   std::vector<int> ports_;
+  std::mutex mu_;               // orders AddConnection against Shutdown
+  bool shutting_down_ = false;  // guarded by mu_
   std::unique_ptr<grpc::Server> server_;
 };
 
 absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(ServerBackend* backend,
                                                             ApiServerOptions options) {
-  if (options.listen_addresses.empty()) {
-    return absl::InvalidArgumentError("no client listen address");
-  }
   auto impl = std::make_unique<Impl>(backend, std::move(options));
   if (absl::Status st = impl->Start(backend); !st.ok()) return st;
   return std::unique_ptr<ApiServer>(new ApiServer(std::move(impl)));
@@ -150,6 +170,8 @@ ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ApiServer::~ApiServer() { impl_->Shutdown(std::chrono::milliseconds(0)); }
 
 const std::vector<int>& ApiServer::Ports() const { return impl_->Ports(); }
+
+void ApiServer::AddConnection(int fd) { impl_->AddConnection(fd); }
 
 std::shared_ptr<grpc::Channel> ApiServer::InProcessChannel() {
   return impl_->InProcessChannel();

@@ -9,12 +9,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "cppetcd/api/client_listener.h"
 #include "cppetcd/api/etcd_server_backend.h"
 #include "cppetcd/api/http_server.h"
 #include "cppetcd/api/metrics.h"
 #include "cppetcd/transport/grpc_transport.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/sd_notify.h"
+#include "cppetcd/util/tls.h"
 
 namespace cppetcd::cmd {
 namespace {
@@ -81,15 +83,82 @@ absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& con
   options.metrics = metrics;
   options.server_version = server::kServerVersion;
   options.cluster_version = absl::StrCat(server::kClusterVersion, ".0");
-  for (const Url& u : config.listen_metrics_urls) {
-    if (u.scheme != "http") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "listen-metrics-urls: ", u.ToString(), ": only http:// metrics URLs are supported"));
-    }
-    options.client_addresses.push_back(u.HostPort());
-  }
+  // The client and metrics URLs are served by ClientListeners that relay
+  // HTTP/1.1 connections to LoopbackPort() / MetricsLoopbackPort().
   options.logger = util::GetLogger("etcdhttp");
   return api::HttpServer::Start(std::move(options));
+}
+
+bool AnyHttps(const std::vector<Url>& urls) {
+  for (const Url& u : urls) {
+    if (u.scheme == "https" || u.scheme == "unixs") return true;
+  }
+  return false;
+}
+
+// The client or peer TLS settings from the flags; with auto TLS and no
+// certificate given, etcd's self-signed certificate in
+// <data-dir>/fixtures/{client,peer} (made once, reused on restart).
+absl::StatusOr<util::TlsInfo> TlsInfoFromFlags(bool peer, const EtcdConfig& config,
+                                                const util::Logger& log) {
+  util::TlsInfo info;
+  info.cert_file = peer ? config.peer_cert_file : config.cert_file;
+  info.key_file = peer ? config.peer_key_file : config.key_file;
+  info.trusted_ca_file = peer ? config.peer_trusted_ca_file : config.trusted_ca_file;
+  info.client_cert_auth = peer ? config.peer_client_cert_auth : config.client_cert_auth;
+  info.allowed_cn = peer ? config.peer_cert_allowed_cn : "";
+  info.allowed_hostname =
+      peer ? config.peer_cert_allowed_hostname : config.client_cert_allowed_hostname;
+  const bool auto_tls = peer ? config.peer_auto_tls : config.auto_tls;
+  if (auto_tls) {
+    if (!info.Empty()) {
+      log.Warn(peer ? "ignoring peer auto TLS since certs given"
+                    : "ignoring client auto TLS since certs given");
+    } else {
+      std::vector<std::string> hosts;
+      for (const Url& u : peer ? config.listen_peer_urls : config.listen_client_urls) {
+        hosts.push_back(u.HostPort());
+      }
+      absl::StatusOr<util::TlsInfo> self = util::SelfCert(
+          absl::StrCat(config.data_dir, "/fixtures/", peer ? "peer" : "client"), hosts);
+      if (!self.ok()) return self.status();
+      self->client_cert_auth = info.client_cert_auth;
+      self->trusted_ca_file = info.trusted_ca_file;
+      info = *std::move(self);
+    }
+  }
+  if (absl::Status st = util::ValidateTlsInfo(info); !st.ok()) return st;
+  return info;
+}
+
+// Binds the client URLs (gRPC to `api`, HTTP/1.1 to the internal HTTP
+// port) and the metrics URLs (HTTP only, to the metrics port).
+absl::Status StartClientListeners(const EtcdConfig& config, const util::TlsInfo& tls,
+                                  api::ApiServer* api, int http_port, int metrics_port,
+                                  std::unique_ptr<api::ClientListener>* client,
+                                  std::unique_ptr<api::ClientListener>* metrics) {
+  api::ClientListenerOptions options;
+  for (const Url& u : config.listen_client_urls) options.urls.push_back(u.ToString());
+  options.tls = tls;
+  options.on_grpc_connection = [api](int fd) { api->AddConnection(fd); };
+  options.http_forward_port = http_port;
+  options.logger = util::GetLogger("embed");
+  absl::StatusOr<std::unique_ptr<api::ClientListener>> c =
+      api::ClientListener::Start(std::move(options));
+  if (!c.ok()) return c.status();
+  *client = *std::move(c);
+  if (config.listen_metrics_urls.empty()) return absl::OkStatus();
+  api::ClientListenerOptions moptions;
+  for (const Url& u : config.listen_metrics_urls) moptions.urls.push_back(u.ToString());
+  moptions.tls = tls;
+  moptions.http_only = true;
+  moptions.http_forward_port = metrics_port;
+  moptions.logger = util::GetLogger("embed");
+  absl::StatusOr<std::unique_ptr<api::ClientListener>> m =
+      api::ClientListener::Start(std::move(moptions));
+  if (!m.ok()) return m.status();
+  *metrics = *std::move(m);
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -135,14 +204,13 @@ absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
 }
 
 absl::StatusOr<api::ApiServerOptions> ToApiServerOptions(const EtcdConfig& config) {
-  api::ApiServerOptions options;
+  api::ApiServerOptions options;  // no own ports: the ClientListener hands connections over
   for (const Url& u : config.listen_client_urls) {
-    if (u.scheme != "http") {
+    if (u.scheme != "http" && u.scheme != "https") {
       return absl::InvalidArgumentError(
-          absl::StrCat("listen-client-urls: ", u.ToString(), ": only http:// client URLs are "
-                       "supported for now (TLS and unix sockets are not implemented)"));
+          absl::StrCat("listen-client-urls: ", u.ToString(),
+                       ": only http:// and https:// client URLs are supported (no unix sockets)"));
     }
-    options.listen_addresses.push_back(u.HostPort());
   }
   options.keepalive_min_time = config.grpc_keepalive_min_time;
   options.keepalive_interval = config.grpc_keepalive_interval;
@@ -178,16 +246,68 @@ int Run(const EtcdConfig& config) {
     log.Error("invalid configuration", {{"error", server_config.status().ToString()}});
     return 1;
   }
+  // Certificates are checked before anything starts: a bad or missing
+  // file is a clear error and a non-zero exit, never a plaintext fallback.
+  absl::StatusOr<util::TlsInfo> client_tls = TlsInfoFromFlags(false, config, log);
+  if (!client_tls.ok()) {
+    log.Error("invalid client TLS configuration", {{"error", client_tls.status().ToString()}});
+    return 1;
+  }
+  for (const Url& u : config.listen_client_urls) {
+    if (u.scheme == "https" && client_tls->Empty()) {
+      log.Error("invalid client TLS configuration",
+                {{"error", absl::StrCat("TLS key/cert (--cert-file, --key-file) must be provided "
+                                        "for client url ", u.ToString(), " with HTTPS scheme")}});
+      return 1;
+    }
+    if (u.scheme == "http" && !client_tls->Empty()) {
+      log.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files",
+               {{"client-url", u.ToString()}});
+    }
+  }
+  if (!client_tls->Empty()) {
+    log.Info("starting with client TLS", {{"cert-file", client_tls->cert_file},
+                                          {"key-file", client_tls->key_file},
+                                          {"trusted-ca-file", client_tls->trusted_ca_file},
+                                          {"client-cert-auth", client_tls->client_cert_auth}});
+  }
+  absl::StatusOr<util::TlsInfo> peer_tls = TlsInfoFromFlags(true, config, log);
+  if (!peer_tls.ok()) {
+    log.Error("invalid peer TLS configuration", {{"error", peer_tls.status().ToString()}});
+    return 1;
+  }
   // Peer listeners first, as etcd ("configuring peer listeners").
   transport::TransportOptions topts;
   for (const Url& u : config.listen_peer_urls) {
-    if (u.scheme != "http") {
+    if (u.scheme != "http" && u.scheme != "https") {
       log.Error("invalid peer URLs",
                 {{"error", absl::StrCat("listen-peer-urls: ", u.ToString(),
-                                        ": only http:// peer URLs are supported for now")}});
+                                        ": only http:// and https:// peer URLs are supported")}});
       return 1;
     }
+    if (u.scheme == "http" && !peer_tls->Empty()) {
+      log.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files",
+               {{"peer-url", u.ToString()}});
+    }
     topts.listen_peer_urls.push_back(u.ToString());
+  }
+  if (!peer_tls->Empty()) {
+    log.Info("starting with peer TLS", {{"cert-file", peer_tls->cert_file},
+                                        {"key-file", peer_tls->key_file},
+                                        {"trusted-ca-file", peer_tls->trusted_ca_file},
+                                        {"client-cert-auth", peer_tls->client_cert_auth}});
+    absl::StatusOr<transport::PeerCredentials> creds = transport::NewPeerCredentials(*peer_tls);
+    if (!creds.ok()) {
+      log.Error("invalid peer TLS configuration", {{"error", creds.status().ToString()}});
+      return 1;
+    }
+    topts.server_credentials = creds->server;
+    topts.channel_credentials = creds->channel;
+  } else if (AnyHttps(config.listen_peer_urls)) {
+    log.Error("invalid peer TLS configuration",
+              {{"error", "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for "
+                         "https peer URLs"}});
+    return 1;
   }
   topts.logger = util::GetLogger("rafthttp");
   log.Info("configuring peer listeners", {{"listen-peer-urls", topts.listen_peer_urls}});
@@ -230,11 +350,14 @@ int Run(const EtcdConfig& config) {
   std::unique_ptr<api::ServerBackend> backend;
   std::unique_ptr<api::ApiServer> api;
   std::unique_ptr<api::HttpServer> http;
+  // The client URLs (gRPC and HTTP on each, plain or TLS) and the metrics
+  // URLs (HTTP only).
+  std::unique_ptr<api::ClientListener> client_listener;
+  std::unique_ptr<api::ClientListener> metrics_listener;
   int exit_code = 0;
   if (!stop.HasBeenNotified()) {
     backend = api::NewEtcdServerBackend(server->get());
     api_options->interceptors.push_back(grpc_metrics.InterceptorFactory());
-    const std::vector<std::string> addresses = api_options->listen_addresses;
     absl::StatusOr<std::unique_ptr<api::ApiServer>> started =
         api::ApiServer::Start(backend.get(), *std::move(api_options));
     if (!started.ok()) {
@@ -249,20 +372,32 @@ int Run(const EtcdConfig& config) {
         exit_code = 1;
       } else {
         http = *std::move(http_started);
+        if (absl::Status st = StartClientListeners(config, *client_tls, api.get(),
+                                                   http->LoopbackPort(), http->MetricsLoopbackPort(),
+                                                   &client_listener, &metrics_listener);
+            !st.ok()) {
+          log.Error("failed to serve client requests", {{"error", st.ToString()}});
+          exit_code = 1;
+        }
       }
       log.Info("ready to serve client requests");
       if (absl::StatusOr<bool> n = util::SdNotify("READY=1\nSTATUS=ready to serve client requests");
           !n.ok()) {
         log.Error("failed to notify systemd for readiness", {{"error", n.status().ToString()}});
       }
-      for (size_t i = 0; i < addresses.size(); ++i) {
-        const std::string& a = addresses[i];
-        std::string host = a.substr(0, a.rfind(':'));
-        if (host == "localhost") host = "127.0.0.1";
-        const std::string address = absl::StrCat(host, ":", api->Ports()[i]);
-        log.Info(absl::StrCat("serving insecure client requests on ", address,
-                              ", this is strongly discouraged!"),
-                 {{"address", address}});
+      // etcd 3.4 embed/serve.go's lines, one per client URL.
+      const std::vector<std::string> bound =
+          client_listener ? client_listener->BoundUrls() : std::vector<std::string>{};
+      for (const std::string& url : bound) {
+        const bool secure = url.rfind("https://", 0) == 0;
+        std::string address = url.substr(secure ? 8 : 7);
+        if (address.rfind("localhost:", 0) == 0) address = "127.0.0.1" + address.substr(9);
+        if (secure) {
+          log.Info("serving client traffic securely", {{"address", address}});
+        } else {
+          log.Info("serving client traffic insecurely; this is strongly discouraged!",
+                   {{"address", address}});
+        }
       }
       while (exit_code == 0 && !stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&
              !(*server)->StopRequested()) {
@@ -277,8 +412,16 @@ int Run(const EtcdConfig& config) {
     log.Warn("stopping server: the member has been permanently removed from the cluster");
   }
   (void)util::SdNotify("STOPPING=1");  // best effort: no manager, no message
+  // No new connections; running calls get the grace period (gRPC closes
+  // its connections, which ends their TLS relays); then whatever is left
+  // is closed.
+  if (client_listener != nullptr) client_listener->StopAccepting();
+  if (metrics_listener != nullptr) metrics_listener->Shutdown();
   if (http != nullptr) http->Shutdown();  // first: gateway streams use the gRPC server
   if (api != nullptr) api->Shutdown(kGrpcShutdownGrace);
+  if (client_listener != nullptr) client_listener->Shutdown();
+  client_listener.reset();
+  metrics_listener.reset();
   http.reset();
   api.reset();
   backend.reset();

@@ -101,15 +101,18 @@ std::shared_ptr<grpc::Channel> GrpcTransport::Impl::NewChannel(const std::string
     logger_.Error("invalid peer URL", {{"url", url}, {"error", std::string(parsed.status().message())}});
     return nullptr;
   }
-  std::shared_ptr<grpc::ChannelCredentials> creds = options_.channel_credentials;
-  if (creds == nullptr) {
-    if (parsed->secure) {
+  // TLS for https:// peers only; an http:// peer URL stays plain even when
+  // peer certificates are configured (etcd ignores them for http).
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (parsed->secure) {
+    creds = options_.channel_credentials;
+    if (creds == nullptr) {
       if (log_limiter_.Allow("https-unsupported-" + url)) {
-        logger_.Error("https peer URLs need TLS, which is not configured yet", {{"url", url}});
+        logger_.Error("https peer URL without peer TLS (--peer-cert-file, --peer-key-file)",
+                      {{"url", url}});
       }
       return nullptr;
     }
-    creds = grpc::InsecureChannelCredentials();
   }
   grpc::ChannelArguments args;
   const int limit = ClampInt(static_cast<int64_t>(MessageLimitBytes(options_)));
@@ -141,8 +144,9 @@ absl::Status GrpcTransport::Impl::Listen() {
     absl::StatusOr<PeerUrl> p = ParsePeerUrl(u);
     if (!p.ok()) return p.status();
     if (p->secure && options_.server_credentials == nullptr) {
-      return absl::UnimplementedError(
-          absl::StrCat("https peer URL ", u, " needs TLS, which is not configured"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url ", u,
+          " with HTTPS scheme"));
     }
     urls.push_back(*p);
   }
@@ -153,8 +157,7 @@ absl::Status GrpcTransport::Impl::Listen() {
   grpc::ServerBuilder builder;
   std::vector<int> ports(urls.size(), 0);
   for (size_t i = 0; i < urls.size(); ++i) {
-    auto creds = options_.server_credentials ? options_.server_credentials
-                                             : grpc::InsecureServerCredentials();
+    auto creds = urls[i].secure ? options_.server_credentials : grpc::InsecureServerCredentials();
     builder.AddListeningPort(urls[i].target, creds, &ports[i]);
   }
   builder.RegisterService(service_.get());

@@ -13,6 +13,12 @@
 #include "absl/strings/str_cat.h"
 #include "src/transport/impl.h"
 
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
 namespace cppetcd::transport {
 
 absl::StatusOr<PeerUrl> ParsePeerUrl(const std::string& url) {
@@ -107,6 +113,54 @@ std::string DescribeListenFailure(const PeerUrl& url) {
   ::freeaddrinfo(res);
   if (err.empty()) err = absl::StrCat(prefix, "failed to start the peer gRPC server");
   return err;
+}
+
+absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info) {
+  if (info.Empty()) {
+    return absl::InvalidArgumentError(
+        "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided");
+  }
+  if (absl::Status st = util::ValidateTlsInfo(info); !st.ok()) return st;
+  absl::StatusOr<std::string> cert = util::ReadPemFile(info.cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = util::ReadPemFile(info.key_file);
+  if (!key.ok()) return key.status();
+  std::string ca;
+  if (!info.trusted_ca_file.empty()) {
+    absl::StatusOr<std::string> pem = util::ReadPemFile(info.trusted_ca_file);
+    if (!pem.ok()) return pem.status();
+    ca = *std::move(pem);
+  }
+  PeerCredentials out;
+  grpc::SslServerCredentialsOptions server_opts(
+      info.client_cert_auth ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                            : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  server_opts.pem_root_certs = ca;
+  server_opts.pem_key_cert_pairs.push_back({*key, *cert});
+  out.server = grpc::SslServerCredentials(server_opts);
+  if (info.self_signed || ca.empty()) {
+    // etcd skips server verification for self-signed (auto TLS) peers.
+    auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+        std::vector<grpc::experimental::IdentityKeyCertPair>{{*key, *cert}});
+    grpc::experimental::TlsChannelCredentialsOptions opts;
+    opts.set_certificate_provider(provider);
+    opts.watch_identity_key_cert_pairs();
+    opts.set_verify_server_certs(false);
+    opts.set_check_call_host(false);
+    opts.set_certificate_verifier(
+        std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+    out.channel = grpc::experimental::TlsCredentials(opts);
+  } else {
+    grpc::SslCredentialsOptions channel_opts;
+    channel_opts.pem_root_certs = ca;
+    channel_opts.pem_cert_chain = *cert;
+    channel_opts.pem_private_key = *key;
+    out.channel = grpc::SslCredentials(channel_opts);
+  }
+  if (out.server == nullptr || out.channel == nullptr) {
+    return absl::InternalError("cannot create peer TLS credentials");
+  }
+  return out;
 }
 
 }  // namespace cppetcd::transport

@@ -144,10 +144,10 @@ std::string ClusterMember::ClientEndpoint() const {
   return absl::StrCat("127.0.0.1:", client_port_);
 }
 std::string ClusterMember::ClientUrl() const {
-  return absl::StrCat("http://127.0.0.1:", client_port_);
+  return absl::StrCat(tls_.client ? "https" : "http", "://127.0.0.1:", client_port_);
 }
 std::string ClusterMember::PeerUrl() const {
-  return absl::StrCat("http://127.0.0.1:", advertised_peer_port());
+  return absl::StrCat(tls_.peer ? "https" : "http", "://127.0.0.1:", advertised_peer_port());
 }
 
 bool ClusterMember::Exited() {
@@ -199,6 +199,15 @@ std::shared_ptr<grpc::Channel> ClusterMember::NewChannel() const {
   grpc::ChannelArguments args;
   args.SetInt("cppetcd.integration.cluster_channel", counter.fetch_add(1));
   args.SetMaxReceiveMessageSize(-1);
+  if (tls_.client) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = ReadWholeFile(tls_.ca_file);
+    if (!tls_.client_cert_file.empty()) {
+      o.pem_cert_chain = ReadWholeFile(tls_.client_cert_file);
+      o.pem_private_key = ReadWholeFile(tls_.client_key_file);
+    }
+    return grpc::CreateCustomChannel(ClientEndpoint(), grpc::SslCredentials(o), args);
+  }
   return grpc::CreateCustomChannel(ClientEndpoint(), grpc::InsecureChannelCredentials(), args);
 }
 
@@ -262,6 +271,7 @@ absl::StatusOr<std::unique_ptr<ClusterMember>> Cluster::NewMember(const std::str
                                                                   const std::string& data_dir) {
   std::unique_ptr<ClusterMember> m(new ClusterMember());
   m->name_ = name;
+  m->tls_ = options_.tls;
   m->data_dir_ = data_dir;
   m->log_path_ = absl::StrCat(base_dir_, "/", name, ".log");
   std::set<int> taken;
@@ -301,7 +311,7 @@ std::vector<std::string> Cluster::BaseArgs(const ClusterMember& m) const {
       "--advertise-client-urls",
       m.ClientUrl(),
       "--listen-peer-urls",
-      absl::StrCat("http://127.0.0.1:", m.peer_port()),
+      absl::StrCat(options_.tls.peer ? "https" : "http", "://127.0.0.1:", m.peer_port()),
       "--initial-advertise-peer-urls",
       m.PeerUrl(),
       "--initial-cluster-token",
@@ -309,8 +319,30 @@ std::vector<std::string> Cluster::BaseArgs(const ClusterMember& m) const {
       absl::StrCat("--heartbeat-interval=", options_.heartbeat_ms),
       absl::StrCat("--election-timeout=", options_.election_ms),
   };
+  const ClusterTls& t = options_.tls;
+  if (t.client) {
+    a.insert(a.end(), {"--cert-file", t.cert_file, "--key-file", t.key_file,
+                       "--trusted-ca-file", t.ca_file});
+    if (t.client_cert_auth) a.push_back("--client-cert-auth");
+  }
+  if (t.peer) {
+    a.insert(a.end(), {"--peer-cert-file", t.cert_file, "--peer-key-file", t.key_file,
+                       "--peer-trusted-ca-file", t.ca_file});
+    if (t.peer_client_cert_auth) a.push_back("--peer-client-cert-auth");
+  }
   a.insert(a.end(), options_.extra_flags.begin(), options_.extra_flags.end());
   return a;
+}
+
+std::vector<std::string> Cluster::EtcdctlFlags() const {
+  const ClusterTls& t = options_.tls;
+  if (!t.client) return {};
+  std::vector<std::string> f = {"--cacert=" + t.ca_file};
+  if (!t.client_cert_file.empty()) {
+    f.push_back("--cert=" + t.client_cert_file);
+    f.push_back("--key=" + t.client_key_file);
+  }
+  return f;
 }
 
 absl::Status Cluster::BootstrapOnce() {

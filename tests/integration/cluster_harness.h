@@ -32,6 +32,22 @@
 
 namespace cppetcd::integration {
 
+// TLS for every member of a Cluster (certificates e.g. from test_certs.h).
+struct ClusterTls {
+  // https:// client URLs with --cert-file/--key-file/--trusted-ca-file
+  // (and --client-cert-auth if client_cert_auth).
+  bool client = false;
+  bool client_cert_auth = true;
+  // https:// peer URLs with the --peer-* flags (--peer-client-cert-auth if
+  // peer_client_cert_auth). Not compatible with Options::proxies.
+  bool peer = false;
+  bool peer_client_cert_auth = true;
+  std::string ca_file;                  // trusted CA (client and peer side)
+  std::string cert_file, key_file;      // server and peer certificate
+  // What the harness's own channels and etcdctl (EtcdctlFlags) present.
+  std::string client_cert_file, client_key_file;
+};
+
 // One member process. Its command line is fixed when it is created; a
 // restart reuses it (a member with a data dir ignores the initial-cluster
 // flags, as in etcd).
@@ -51,9 +67,9 @@ class ClusterMember {
   int advertised_peer_port() const { return proxy_ ? proxy_->port() : peer_port_; }
   // "127.0.0.1:<client port>"
   std::string ClientEndpoint() const;
-  // "http://127.0.0.1:<client port>"
+  // "http://127.0.0.1:<client port>" ("https://" with client TLS)
   std::string ClientUrl() const;
-  // "http://127.0.0.1:<advertised peer port>"
+  // "http://127.0.0.1:<advertised peer port>" ("https://" with peer TLS)
   std::string PeerUrl() const;
   // The proxy in front of the peer port, or null.
   FaultProxy* proxy() const { return proxy_.get(); }
@@ -77,7 +93,8 @@ class ClusterMember {
   // Removes the data dir. Requires !running().
   void WipeData();
 
-  // A new channel to the client endpoint (its own connection).
+  // A new channel to the client endpoint (its own connection; TLS with the
+  // cluster's CA and client certificate when client TLS is on).
   std::shared_ptr<grpc::Channel> NewChannel() const;
   // Waits until a Range on this member succeeds (linearizable unless
   // `serializable`), or the process exits, or the deadline.
@@ -100,6 +117,7 @@ class ClusterMember {
   std::unique_ptr<FaultProxy> proxy_;
   std::vector<std::string> args_;
   pid_t pid_ = -1;
+  ClusterTls tls_;
 };
 
 class Cluster {
@@ -115,6 +133,8 @@ class Cluster {
     // Flags added to every member (e.g. --snapshot-count=100).
     std::vector<std::string> extra_flags;
     std::chrono::milliseconds ready_timeout = std::chrono::seconds(40);
+    // TLS on client and/or peer URLs.
+    ClusterTls tls;
   };
 
   // Bootstraps `options.size` members under `base_dir` (data dirs
@@ -137,6 +157,9 @@ class Cluster {
 
   // Comma-separated client endpoints of the running members.
   std::string RunningEndpoints() const;
+  // etcdctl's TLS flags for this cluster (--cacert, --cert, --key) or none;
+  // put them before the command's own arguments.
+  std::vector<std::string> EtcdctlFlags() const;
   // Indices of the running members.
   std::vector<int> Running() const;
 

@@ -30,8 +30,10 @@ namespace cppetcd::api {
 inline constexpr int64_t kGrpcOverheadBytes = 512 * 1024;
 
 struct ApiServerOptions {
-  // "host:port" addresses to listen on (plain HTTP/2; the caller rejects
-  // https URLs until TLS exists). Port 0: the OS picks one (see Ports()).
+  // "host:port" addresses gRPC itself listens on (plain HTTP/2; port 0:
+  // the OS picks one, see Ports()). May be empty: the process's client
+  // ports are served by a ClientListener (client_listener.h) that hands
+  // connections over with AddConnection.
   std::vector<std::string> listen_addresses;
   std::chrono::milliseconds keepalive_min_time{5000};           // --grpc-keepalive-min-time
   std::chrono::milliseconds keepalive_interval{2 * 3600 * 1000};  // --grpc-keepalive-interval
@@ -53,15 +55,22 @@ struct ApiServerOptions {
 // Thread-safety: Start, Ports and Shutdown from one owning thread.
 class ApiServer {
  public:
-  // Registers the services and starts listening on every address. `backend`
-  // must outlive the ApiServer. InvalidArgument/Unavailable when an address
-  // cannot be bound.
+  // Registers the services and starts listening on every address (none is
+  // fine). `backend` must outlive the ApiServer. Unavailable when an
+  // address cannot be bound.
   static absl::StatusOr<std::unique_ptr<ApiServer>> Start(ServerBackend* backend,
                                                           ApiServerOptions options);
   ~ApiServer();  // Shutdown with no grace period if still running
 
   // The bound port of each listen address, in order (useful with port 0).
   const std::vector<int>& Ports() const;
+
+  // Takes ownership of a connected socket whose peer speaks gRPC (HTTP/2
+  // with prior knowledge, plain: TLS, if any, is terminated by the caller)
+  // and serves it. Calls on it see ServerContext::peer() ==
+  // GrpcPeerForFd(fd) ("fd:N"). After Shutdown the socket is just closed.
+  // Thread-safe.
+  void AddConnection(int fd);
 
   // A channel to this server that bypasses the network (the HTTP JSON
   // gateway calls the gRPC services through it). Valid until Shutdown.

@@ -30,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "cppetcd/server/transport.h"
 #include "cppetcd/util/log.h"
+#include "cppetcd/util/tls.h"
 
 namespace grpc {
 class ServerCredentials;
@@ -65,10 +66,25 @@ struct TransportOptions {
   // about keepalive_time + keepalive_timeout.
   std::chrono::milliseconds keepalive_time{2000};
   std::chrono::milliseconds keepalive_timeout{2000};
-  // TLS (a later issue). Null: insecure, and "https://" URLs are refused.
+  // TLS for https:// URLs (listen and peers; http:// ones stay plain), e.g.
+  // from NewPeerCredentials. Null: "https://" URLs are refused.
   std::shared_ptr<grpc::ServerCredentials> server_credentials;
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
+
+// gRPC credentials for the peer port from --peer-cert-file, --peer-key-file,
+// --peer-trusted-ca-file, --peer-client-cert-auth (etcd 3.4 rafthttp):
+// the server presents the certificate and, with client_cert_auth, requires
+// and verifies the peer's client certificate against the CA; the channel
+// presents the same certificate as its client certificate and verifies the
+// server against the CA (host name included). A self-signed certificate
+// (--peer-auto-tls) or no CA: the server certificate is not verified, as
+// etcd does. Errors of util::ValidateTlsInfo.
+struct PeerCredentials {
+  std::shared_ptr<grpc::ServerCredentials> server;
+  std::shared_ptr<grpc::ChannelCredentials> channel;
+};
+absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info);
 
 // Counters of one peer's outgoing raft stream (monotonic since AddPeer).
 struct PeerStats {
@@ -89,7 +105,7 @@ class GrpcTransport final : public server::Transport {
 
   // Starts the gRPC server on every listen URL. Errors: Unavailable with
   // etcd's wording, e.g. "listen tcp 127.0.0.1:2380: bind: address already
-  // in use"; Unimplemented for https without server_credentials;
+  // in use"; InvalidArgument for https without server_credentials;
   // FailedPrecondition if called twice or after Stop.
   absl::Status Listen();
 

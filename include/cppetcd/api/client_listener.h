@@ -1,0 +1,109 @@
+// The client port: one listening socket per --listen-client-urls entry that
+// serves gRPC and HTTP/1.1 on the same port, plain (http://) or over TLS
+// (https://), as etcd 3.4's embed/serve.go does with cmux.
+//
+// Per accepted connection:
+// - http://: the first bytes are peeked (bounded wait). The HTTP/2 client
+//   preface ("PRI * HTTP/2.0...") hands the socket itself to gRPC
+//   (`on_grpc_connection`, e.g. ApiServer::AddConnection); anything else is
+//   HTTP/1.1 and is relayed to 127.0.0.1:http_forward_port (the internal
+//   HTTP server; 0: such connections are closed).
+// - https://: a TLS handshake (bounded time) with the listener's
+//   certificate; with client_cert_auth a client certificate signed by the
+//   trusted CA is required. Then the same decision on the decrypted bytes:
+//   gRPC gets one end of a loopback TCP
+//   socket pair (a relay thread encrypts/decrypts),
+//   HTTP is relayed to the loopback port. The verified certificate's CN is
+//   recorded with api::SetClientCommonName under the gRPC peer string of the
+//   handed-over socket (GrpcPeerForFd) while the connection lives.
+//   A failed handshake, a missing client certificate or plaintext on an
+//   https URL closes the connection ("rejected connection", warn); there is
+//   never a plaintext fallback.
+// - http_only (--listen-metrics-urls): every connection is relayed to the
+//   HTTP port; no gRPC.
+//
+// Starting a listener with an https:// URL sets SIGPIPE to SIG_IGN for
+// the process (OpenSSL writes with write(2)).
+//
+// Resources: one short-lived thread per connection while it is sniffed,
+// and one relay thread per TLS or HTTP connection; plain gRPC connections
+// cost no thread here. Shutdown closes everything and joins every thread.
+//
+// Thread-safety: Start, Ports, BoundUrls, StopAccepting and Shutdown from
+// the owning thread; callbacks run on listener threads.
+#ifndef CPPETCD_API_CLIENT_LISTENER_H_
+#define CPPETCD_API_CLIENT_LISTENER_H_
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cppetcd/util/log.h"
+#include "cppetcd/util/tls.h"
+
+namespace cppetcd::api {
+
+struct ClientListenerOptions {
+  // "http://host:port" or "https://host:port" (port 0: the OS picks one;
+  // host "" or 0.0.0.0: every address; names are resolved, IPv4 first).
+  std::vector<std::string> urls;
+  // Certificate, key, CA and client-cert-auth for the https:// URLs
+  // (required when there is one; ignored for http://).
+  util::TlsInfo tls;
+  // Serve only HTTP/1.1 (no gRPC): the --listen-metrics-urls listener.
+  bool http_only = false;
+  // Takes ownership of a connected socket that speaks gRPC (HTTP/2 with
+  // prior knowledge); must not block. Null: gRPC connections are closed.
+  std::function<void(int fd)> on_grpc_connection;
+  // 127.0.0.1 port of the internal HTTP/1.1 server; 0: HTTP connections
+  // are closed.
+  int http_forward_port = 0;
+  // Upper bounds for a client to complete the TLS handshake and to send
+  // enough bytes to tell gRPC from HTTP.
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds sniff_timeout{10000};
+  // Connections being sniffed or relayed at once; more are closed at once.
+  size_t max_connections = 16384;
+  util::Logger logger = util::GetLogger("embed");
+};
+
+class ClientListener {
+ public:
+  // Binds every URL and starts accepting. InvalidArgument for a bad URL or
+  // an https URL without certificate ("TLS key/cert (--cert-file,
+  // --key-file) must be provided for client url ... with HTTPS scheme"),
+  // the TLS errors of util::NewServerSslContext, Unavailable when a port
+  // cannot be bound ("listen tcp 127.0.0.1:2379: bind: address already in
+  // use").
+  static absl::StatusOr<std::unique_ptr<ClientListener>> Start(ClientListenerOptions options);
+  ~ClientListener();  // Shutdown()
+
+  // The bound port of each URL, in order.
+  const std::vector<int>& Ports() const;
+  // Each URL with its bound port ("https://127.0.0.1:40123").
+  std::vector<std::string> BoundUrls() const;
+
+  // Closes the listening sockets; connections already accepted go on.
+  void StopAccepting();
+  // StopAccepting, then ends every relayed connection and joins all
+  // threads. Idempotent.
+  void Shutdown();
+
+  class Impl;
+
+ private:
+  explicit ClientListener(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The string grpc::ServerContext::peer() gives for calls on a connection
+// handed to gRPC as file descriptor `fd` (grpc::AddInsecureChannelFromFd).
+std::string GrpcPeerForFd(int fd);
+
+}  // namespace cppetcd::api
+
+#endif  // CPPETCD_API_CLIENT_LISTENER_H_

@@ -1,0 +1,833 @@
+#include "cppetcd/api/client_listener.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "cppetcd/api/client_identity.h"
+
+namespace cppetcd::api {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// RFC 7540 section 3.5: what a client speaking HTTP/2 with prior knowledge
+// (every gRPC client) sends first.
+constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+constexpr size_t kRelayBufferBytes = 64 * 1024;
+
+struct ListenUrl {
+  std::string text;
+  bool tls = false;
+  std::string host;
+  int port = 0;
+};
+
+absl::StatusOr<ListenUrl> ParseListenUrl(const std::string& url) {
+  ListenUrl out;
+  out.text = url;
+  std::string rest;
+  if (absl::StartsWith(url, "http://")) {
+    rest = url.substr(7);
+  } else if (absl::StartsWith(url, "https://")) {
+    rest = url.substr(8);
+    out.tls = true;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("URL scheme must be http or https: ", url));
+  }
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  std::string port_text;
+  if (!rest.empty() && rest.front() == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string::npos || close + 1 >= rest.size() || rest[close + 1] != ':') {
+      return absl::InvalidArgumentError(absl::StrCat("URL address must be host:port: ", url));
+    }
+    out.host = rest.substr(1, close - 1);
+    port_text = rest.substr(close + 2);
+  } else {
+    size_t colon = rest.rfind(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("URL address must be host:port: ", url));
+    }
+    out.host = rest.substr(0, colon);
+    port_text = rest.substr(colon + 1);
+  }
+  if (!absl::SimpleAtoi(port_text, &out.port) || out.port < 0 || out.port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("URL has an invalid port: ", url));
+  }
+  return out;
+}
+
+std::string GoErrno(int err) {
+  std::string text = std::strerror(err);
+  if (!text.empty()) text[0] = static_cast<char>(std::tolower(text[0]));
+  return text;
+}
+
+// Binds and listens; sets *port to the bound port.
+absl::StatusOr<int> Listen(const ListenUrl& url, int* port) {
+  const std::string what = absl::StrCat("listen tcp ", url.host, ":", url.port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  const std::string port_text = std::to_string(url.port);
+  const bool any = url.host.empty() || url.host == "::";
+  int rc = ::getaddrinfo(any ? nullptr : url.host.c_str(), port_text.c_str(), &hints, &res);
+  if (rc != 0) {
+    return absl::UnavailableError(absl::StrCat(what, ": lookup ", url.host, ": ", gai_strerror(rc)));
+  }
+  // IPv6 wildcard (dual stack) for an empty host, else IPv4 first (Go's
+  // net.Listen on "localhost:2379" listens on 127.0.0.1).
+  addrinfo* pick = nullptr;
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    if (any ? ai->ai_family == AF_INET6 : ai->ai_family == AF_INET) {
+      pick = ai;
+      break;
+    }
+  }
+  if (pick == nullptr) pick = res;
+  int fd = ::socket(pick->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    const int err = errno;
+    ::freeaddrinfo(res);
+    return absl::UnavailableError(absl::StrCat(what, ": socket: ", GoErrno(err)));
+  }
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (pick->ai_family == AF_INET6 && any) {
+    int zero = 0;
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+  }
+  if (::bind(fd, pick->ai_addr, pick->ai_addrlen) != 0 || ::listen(fd, 1024) != 0) {
+    const int err = errno;
+    ::close(fd);
+    ::freeaddrinfo(res);
+    return absl::UnavailableError(absl::StrCat(what, ": bind: ", GoErrno(err)));
+  }
+  ::freeaddrinfo(res);
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  *port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
+                                   : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return fd;
+}
+
+std::string RemoteAddress(const sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    return absl::StrCat(host, ":", ntohs(in->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+    return absl::StrCat("[", host, "]:", ntohs(in6->sin6_port));
+  }
+  return "unknown";
+}
+
+void SetNonBlocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL, 0);
+  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+int RemainingMs(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::max<int64_t>(0, left.count()));
+}
+
+// Which connection currently owns a descriptor number handed to gRPC, so a
+// relay that ends late never clears the identity of a newer connection that
+// got the same number (descriptor numbers are reused as soon as gRPC closes
+// one). Process-wide, as descriptor numbers are.
+struct FdOwners {
+  std::mutex mu;
+  absl::flat_hash_map<int, uint64_t> owner ABSL_GUARDED_BY(mu);
+};
+
+FdOwners& Owners() {
+  static FdOwners* owners = new FdOwners;
+  return *owners;
+}
+
+std::atomic<uint64_t> next_connection_id{1};
+
+void AssignFd(int fd, uint64_t conn, const std::optional<std::string>& cn) {
+  FdOwners& o = Owners();
+  std::lock_guard<std::mutex> l(o.mu);
+  o.owner[fd] = conn;
+  if (cn.has_value()) {
+    SetClientCommonName(GrpcPeerForFd(fd), *cn);
+  } else {
+    ClearClientCommonName(GrpcPeerForFd(fd));
+  }
+}
+
+void ReleaseFd(int fd, uint64_t conn) {
+  FdOwners& o = Owners();
+  std::lock_guard<std::mutex> l(o.mu);
+  auto it = o.owner.find(fd);
+  if (it == o.owner.end() || it->second != conn) return;
+  o.owner.erase(it);
+  ClearClientCommonName(GrpcPeerForFd(fd));
+}
+
+// A connected pair of TCP sockets on 127.0.0.1: sv[0] accepted, sv[1]
+// connecting. (gRPC's fd endpoint does not see data arriving on an AF_UNIX
+// socketpair after the hand-off in gRPC 1.51, so TCP it is.) The accepted
+// side is checked to be our own connecting socket.
+absl::Status LoopbackPair(int sv[2]) {
+  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (lfd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(lfd, 4) != 0 ||
+      ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const int err = errno;
+    ::close(lfd);
+    return absl::InternalError(absl::StrCat("loopback listen: ", std::strerror(err)));
+  }
+  int cfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (cfd < 0 || ::connect(cfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const int err = errno;
+    if (cfd >= 0) ::close(cfd);
+    ::close(lfd);
+    return absl::InternalError(absl::StrCat("loopback connect: ", std::strerror(err)));
+  }
+  sockaddr_in mine{};
+  len = sizeof(mine);
+  ::getsockname(cfd, reinterpret_cast<sockaddr*>(&mine), &len);
+  int afd = -1;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    sockaddr_in from{};
+    len = sizeof(from);
+    int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&from), &len, SOCK_CLOEXEC);
+    if (fd < 0) break;
+    if (from.sin_port == mine.sin_port && from.sin_addr.s_addr == mine.sin_addr.s_addr) {
+      afd = fd;
+      break;
+    }
+    ::close(fd);  // someone else raced to the temporary port
+  }
+  ::close(lfd);
+  if (afd < 0) {
+    ::close(cfd);
+    return absl::InternalError("loopback accept failed");
+  }
+  int one = 1;
+  ::setsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  sv[0] = afd;
+  sv[1] = cfd;
+  return absl::OkStatus();
+}
+
+enum class Protocol { kGrpc, kHttp, kClosed };
+
+// gRPC when `data` starts with the HTTP/2 preface; nullopt while it is a
+// proper prefix of it (more bytes needed).
+std::optional<Protocol> Classify(std::string_view data) {
+  const size_t n = std::min(data.size(), kH2Preface.size());
+  if (data.substr(0, n) != kH2Preface.substr(0, n)) return Protocol::kHttp;
+  if (n == kH2Preface.size()) return Protocol::kGrpc;
+  return std::nullopt;
+}
+
+// One side of a relay: a TLS session over a socket, or a plain socket.
+struct Side {
+  int fd = -1;
+  SSL* ssl = nullptr;
+};
+
+enum class Io { kData, kEof, kWantRead, kWantWrite, kError };
+
+Io ReadSide(const Side& s, char* buf, size_t cap, size_t* n) {
+  if (s.ssl != nullptr) {
+    ERR_clear_error();
+    int r = SSL_read(s.ssl, buf, static_cast<int>(cap));
+    if (r > 0) {
+      *n = static_cast<size_t>(r);
+      return Io::kData;
+    }
+    switch (SSL_get_error(s.ssl, r)) {
+      case SSL_ERROR_WANT_READ: return Io::kWantRead;
+      case SSL_ERROR_WANT_WRITE: return Io::kWantWrite;
+      case SSL_ERROR_ZERO_RETURN: return Io::kEof;
+      default: return Io::kError;
+    }
+  }
+  while (true) {
+    ssize_t r = ::recv(s.fd, buf, cap, 0);
+    if (r > 0) {
+      *n = static_cast<size_t>(r);
+      return Io::kData;
+    }
+    if (r == 0) return Io::kEof;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Io::kWantRead;
+    return Io::kError;
+  }
+}
+
+Io WriteSide(const Side& s, const char* buf, size_t len, size_t* n) {
+  if (s.ssl != nullptr) {
+    ERR_clear_error();
+    int r = SSL_write(s.ssl, buf, static_cast<int>(std::min<size_t>(len, 1 << 20)));
+    if (r > 0) {
+      *n = static_cast<size_t>(r);
+      return Io::kData;
+    }
+    switch (SSL_get_error(s.ssl, r)) {
+      case SSL_ERROR_WANT_READ: return Io::kWantRead;
+      case SSL_ERROR_WANT_WRITE: return Io::kWantWrite;
+      default: return Io::kError;
+    }
+  }
+  while (true) {
+    ssize_t r = ::send(s.fd, buf, len, MSG_NOSIGNAL);
+    if (r >= 0) {
+      *n = static_cast<size_t>(r);
+      return Io::kData;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Io::kWantWrite;
+    return Io::kError;
+  }
+}
+
+short EventsFor(Io io) { return io == Io::kWantWrite ? POLLOUT : POLLIN; }
+
+// Copies bytes both ways between `a` (the client) and `b` (gRPC's loopback
+// socket or the HTTP server) until `b` is done, `a` is gone, or `stop_fd`
+// becomes readable. `a_to_b` is sent to b first (bytes already read from a).
+// Both sockets must be non-blocking.
+void RelayLoop(const Side& a, const Side& b, std::string a_to_b, int stop_fd) {
+  std::string b_to_a;
+  size_t a_to_b_off = 0, b_to_a_off = 0;
+  bool a_eof = false, b_eof = false, b_write_shut = false, failed = false;
+  std::string buf(kRelayBufferBytes, '\0');
+  while (!failed) {
+    short a_events = 0, b_events = 0;
+    bool progress = true;
+    while (progress && !failed) {
+      progress = false;
+      // a -> b
+      if (a_to_b_off == a_to_b.size() && !a_eof) {
+        size_t n = 0;
+        Io io = ReadSide(a, buf.data(), buf.size(), &n);
+        if (io == Io::kData) {
+          a_to_b.assign(buf.data(), n);
+          a_to_b_off = 0;
+          progress = true;
+        } else if (io == Io::kEof) {
+          a_eof = true;
+          progress = true;
+        } else if (io == Io::kError) {
+          failed = true;
+          break;
+        } else {
+          a_events |= EventsFor(io);
+        }
+      }
+      if (a_to_b_off < a_to_b.size()) {
+        size_t n = 0;
+        Io io = WriteSide(b, a_to_b.data() + a_to_b_off, a_to_b.size() - a_to_b_off, &n);
+        if (io == Io::kData) {
+          a_to_b_off += n;
+          progress = true;
+        } else if (io == Io::kError) {
+          failed = true;
+          break;
+        } else {
+          b_events |= EventsFor(io);
+        }
+      }
+      if (a_eof && a_to_b_off == a_to_b.size() && !b_write_shut) {
+        ::shutdown(b.fd, SHUT_WR);
+        b_write_shut = true;
+      }
+      // b -> a
+      if (b_to_a_off == b_to_a.size() && !b_eof) {
+        size_t n = 0;
+        Io io = ReadSide(b, buf.data(), buf.size(), &n);
+        if (io == Io::kData) {
+          b_to_a.assign(buf.data(), n);
+          b_to_a_off = 0;
+          progress = true;
+        } else if (io == Io::kEof) {
+          b_eof = true;
+          progress = true;
+        } else if (io == Io::kError) {
+          failed = true;
+          break;
+        } else {
+          b_events |= EventsFor(io);
+        }
+      }
+      if (b_to_a_off < b_to_a.size()) {
+        size_t n = 0;
+        Io io = WriteSide(a, b_to_a.data() + b_to_a_off, b_to_a.size() - b_to_a_off, &n);
+        if (io == Io::kData) {
+          b_to_a_off += n;
+          progress = true;
+        } else if (io == Io::kError) {
+          failed = true;
+          break;
+        } else {
+          a_events |= EventsFor(io);
+        }
+      }
+    }
+    if (failed) break;
+    if (b_eof && b_to_a_off == b_to_a.size()) break;  // the server side is done
+    pollfd fds[3] = {{a.fd, a_events, 0}, {b.fd, b_events, 0}, {stop_fd, POLLIN, 0}};
+    int r = ::poll(fds, 3, -1);
+    if (r < 0 && errno != EINTR) break;
+    if (fds[2].revents != 0) break;
+    // Errors and hang-ups surface through the next read or write.
+  }
+  if (a.ssl != nullptr && !failed) {
+    ERR_clear_error();
+    SSL_shutdown(a.ssl);  // best effort close_notify
+  }
+}
+
+}  // namespace
+
+std::string GrpcPeerForFd(int fd) { return absl::StrCat("fd:", fd); }
+
+class ClientListener::Impl {
+ public:
+  explicit Impl(ClientListenerOptions options)
+      : options_(std::move(options)), logger_(options_.logger) {}
+
+  ~Impl() { Shutdown(); }
+
+  absl::Status Start() {
+    if (options_.urls.empty()) return absl::InvalidArgumentError("no client listen URL");
+    std::vector<ListenUrl> urls;
+    bool any_tls = false;
+    for (const std::string& u : options_.urls) {
+      absl::StatusOr<ListenUrl> p = ParseListenUrl(u);
+      if (!p.ok()) return p.status();
+      if (p->tls && options_.tls.Empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("TLS key/cert (--cert-file, --key-file) must be provided for client url ",
+                         u, " with HTTPS scheme"));
+      }
+      any_tls = any_tls || p->tls;
+      urls.push_back(*p);
+    }
+    if (any_tls) {
+      // OpenSSL writes to sockets with write(2): a client gone mid-write
+      // must be an error, not a SIGPIPE that kills the process.
+      ::signal(SIGPIPE, SIG_IGN);
+      absl::StatusOr<util::SslCtxPtr> ctx = util::NewServerSslContext(options_.tls);
+      if (!ctx.ok()) return ctx.status();
+      ssl_ctx_ = std::move(*ctx);
+      SSL_CTX_set_options(ssl_ctx_.get(), SSL_OP_IGNORE_UNEXPECTED_EOF);
+    }
+    stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    accept_stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (stop_fd_ < 0 || accept_stop_fd_ < 0) {
+      return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
+    }
+    for (const ListenUrl& u : urls) {
+      int port = 0;
+      absl::StatusOr<int> fd = Listen(u, &port);
+      if (!fd.ok()) {
+        CloseListeners();
+        return fd.status();
+      }
+      SetNonBlocking(*fd);
+      listeners_.push_back({*fd, u, port});
+      ports_.push_back(port);
+    }
+    accept_thread_ = std::thread([this] { AcceptLoop(); });
+    return absl::OkStatus();
+  }
+
+  const std::vector<int>& Ports() const { return ports_; }
+
+  std::vector<std::string> BoundUrls() const {
+    std::vector<std::string> out;
+    for (const Listener& l : listeners_) {
+      const bool v6 = l.url.host.find(':') != std::string::npos;
+      out.push_back(absl::StrCat(l.url.tls ? "https://" : "http://", v6 ? "[" : "", l.url.host,
+                                 v6 ? "]" : "", ":", l.port));
+    }
+    return out;
+  }
+
+  void StopAccepting() {
+    if (accept_thread_.joinable()) {
+      Signal(accept_stop_fd_);
+      accept_thread_.join();
+    }
+    CloseListeners();
+  }
+
+  void Shutdown() {
+    StopAccepting();
+    if (stop_fd_ >= 0) Signal(stop_fd_);
+    std::list<std::unique_ptr<Connection>> conns;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      conns.swap(conns_);
+    }
+    for (auto& c : conns) {
+      if (c->thread.joinable()) c->thread.join();
+    }
+    if (stop_fd_ >= 0) ::close(stop_fd_);
+    if (accept_stop_fd_ >= 0) ::close(accept_stop_fd_);
+    stop_fd_ = accept_stop_fd_ = -1;
+  }
+
+ private:
+  struct Listener {
+    int fd;
+    ListenUrl url;
+    int port;
+  };
+  struct Connection {
+    uint64_t id = 0;
+    int fd = -1;
+    bool tls = false;
+    std::string remote;
+    std::string local_url;
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+
+  static void Signal(int efd) {
+    uint64_t one = 1;
+    ssize_t r = ::write(efd, &one, sizeof(one));
+    (void)r;
+  }
+
+  void CloseListeners() {
+    for (Listener& l : listeners_) {
+      if (l.fd >= 0) ::close(l.fd);
+      l.fd = -1;
+    }
+  }
+
+  void Reap() {
+    std::list<std::unique_ptr<Connection>> finished;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (auto it = conns_.begin(); it != conns_.end();) {
+        if ((*it)->done.load()) {
+          finished.push_back(std::move(*it));
+          it = conns_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& c : finished) c->thread.join();
+  }
+
+  void AcceptLoop() {
+    std::vector<pollfd> fds;
+    for (const Listener& l : listeners_) fds.push_back({l.fd, POLLIN, 0});
+    fds.push_back({accept_stop_fd_, POLLIN, 0});
+    while (true) {
+      for (pollfd& p : fds) p.revents = 0;
+      int r = ::poll(fds.data(), fds.size(), 1000);
+      Reap();
+      if (r < 0 && errno != EINTR) break;
+      if (fds.back().revents != 0) break;
+      for (size_t i = 0; i + 1 < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        while (true) {
+          sockaddr_storage ss{};
+          socklen_t len = sizeof(ss);
+          int fd = ::accept4(fds[i].fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
+          if (fd < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+              logger_.Warn("accept failed", {{"address", listeners_[i].url.text},
+                                             {"error", std::strerror(errno)}});
+            }
+            break;
+          }
+          Accepted(fd, ss, listeners_[i]);
+        }
+      }
+    }
+  }
+
+  void Accepted(int fd, const sockaddr_storage& ss, const Listener& from) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    auto conn = std::make_unique<Connection>();
+    conn->id = next_connection_id.fetch_add(1);
+    conn->fd = fd;
+    conn->tls = from.url.tls;
+    conn->remote = RemoteAddress(ss);
+    conn->local_url = from.url.text;
+    std::lock_guard<std::mutex> l(mu_);
+    if (conns_.size() >= options_.max_connections) {
+      logger_.Warn("too many client connections; closing", {{"remote-addr", conn->remote}});
+      ::close(fd);
+      return;
+    }
+    Connection* c = conn.get();
+    conns_.push_back(std::move(conn));
+    c->thread = std::thread([this, c] {
+      Serve(c);
+      c->done.store(true);
+    });
+  }
+
+  // Waits until `fd` is ready for `events`, the deadline passes (false) or
+  // the listener stops (false).
+  bool WaitFor(int fd, short events, Clock::time_point deadline) {
+    pollfd fds[2] = {{fd, events, 0}, {stop_fd_, POLLIN, 0}};
+    while (true) {
+      int r = ::poll(fds, 2, RemainingMs(deadline));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0 || fds[1].revents != 0) return false;
+      return true;
+    }
+  }
+
+  void Reject(const Connection* c, std::string_view error) {
+    logger_.Warn("rejected connection", {{"remote-addr", c->remote},
+                                          {"local-url", c->local_url},
+                                          {"error", error}});
+  }
+
+  void Serve(Connection* c) {
+    SetNonBlocking(c->fd);
+    if (c->tls) {
+      ServeTls(c);
+    } else {
+      ServePlain(c);
+    }
+    if (c->fd >= 0) ::close(c->fd);
+    c->fd = -1;
+  }
+
+  void ServePlain(Connection* c) {
+    if (options_.http_only) {
+      RelayHttp(c, Side{c->fd, nullptr}, "");
+      return;
+    }
+    // Peek (the bytes stay in the socket for gRPC) until the preface is
+    // recognised or ruled out.
+    const Clock::time_point deadline = Clock::now() + options_.sniff_timeout;
+    Protocol protocol = Protocol::kClosed;
+    char buf[kH2Preface.size()];
+    while (true) {
+      if (!WaitFor(c->fd, POLLIN, deadline)) break;
+      ssize_t n = ::recv(c->fd, buf, sizeof(buf), MSG_PEEK);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) break;
+      std::optional<Protocol> p = Classify(std::string_view(buf, static_cast<size_t>(n)));
+      if (p.has_value()) {
+        protocol = *p;
+        break;
+      }
+      // A partial preface: the rest is on its way (poll would report the
+      // same bytes again at once, so pause briefly).
+      pollfd stop = {stop_fd_, POLLIN, 0};
+      if (::poll(&stop, 1, 2) != 0) break;
+    }
+    if (protocol == Protocol::kGrpc) {
+      HandToGrpc(c->fd, c->id, std::nullopt);
+      c->fd = -1;
+    } else if (protocol == Protocol::kHttp) {
+      RelayHttp(c, Side{c->fd, nullptr}, "");
+    }
+  }
+
+  void HandToGrpc(int fd, uint64_t conn_id, const std::optional<std::string>& cn) {
+    if (!options_.on_grpc_connection) {
+      ::close(fd);
+      return;
+    }
+    AssignFd(fd, conn_id, cn);
+    options_.on_grpc_connection(fd);
+  }
+
+  void ServeTls(Connection* c) {
+    SSL* ssl = SSL_new(ssl_ctx_.get());
+    if (ssl == nullptr) {
+      Reject(c, util::OpenSslErrors());
+      return;
+    }
+    SSL_set_fd(ssl, c->fd);
+    const Clock::time_point deadline = Clock::now() + options_.handshake_timeout;
+    bool ok = false;
+    std::string error;
+    while (true) {
+      ERR_clear_error();
+      int r = SSL_accept(ssl);
+      if (r == 1) {
+        ok = true;
+        break;
+      }
+      int e = SSL_get_error(ssl, r);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        if (WaitFor(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) continue;
+        error = Clock::now() >= deadline ? "tls: handshake timed out" : "listener stopped";
+        break;
+      }
+      const long verify = SSL_get_verify_result(ssl);
+      if (verify != X509_V_OK) {
+        error = absl::StrCat("tls: bad certificate: ", X509_verify_cert_error_string(verify));
+      } else {
+        error = util::OpenSslErrors();
+        if (error.empty()) error = e == SSL_ERROR_SYSCALL ? "EOF" : "tls: handshake failed";
+      }
+      break;
+    }
+    if (ok) {
+      if (absl::Status st = util::CheckPeerIdentity(options_.tls, ssl); !st.ok()) {
+        ok = false;
+        error = std::string(st.message());
+      }
+    }
+    if (!ok) {
+      Reject(c, error);
+      SSL_free(ssl);
+      return;
+    }
+    const std::optional<std::string> cn =
+        options_.tls.client_cert_auth ? util::VerifiedPeerCommonName(ssl) : std::nullopt;
+    const Side client{c->fd, ssl};
+    if (options_.http_only) {
+      RelayHttp(c, client, "");
+    } else {
+      // Read decrypted bytes until gRPC and HTTP can be told apart.
+      std::string head;
+      Protocol protocol = Protocol::kClosed;
+      const Clock::time_point sniff_deadline = Clock::now() + options_.sniff_timeout;
+      while (true) {
+        char buf[4096];
+        size_t n = 0;
+        Io io = ReadSide(client, buf, sizeof(buf), &n);
+        if (io == Io::kData) {
+          head.append(buf, n);
+          if (std::optional<Protocol> p = Classify(head)) {
+            protocol = *p;
+            break;
+          }
+          continue;
+        }
+        if (io == Io::kWantRead || io == Io::kWantWrite) {
+          if (WaitFor(c->fd, EventsFor(io), sniff_deadline)) continue;
+        }
+        break;
+      }
+      if (protocol == Protocol::kGrpc) {
+        RelayGrpc(c, client, std::move(head), cn);
+      } else if (protocol == Protocol::kHttp) {
+        RelayHttp(c, client, std::move(head));
+      }
+    }
+    SSL_free(ssl);
+  }
+
+  void RelayGrpc(Connection* c, const Side& client, std::string head,
+                 const std::optional<std::string>& cn) {
+    if (!options_.on_grpc_connection) return;
+    int sv[2];
+    if (absl::Status st = LoopbackPair(sv); !st.ok()) {
+      logger_.Warn("cannot relay a TLS connection to gRPC", {{"error", st.ToString()}});
+      return;
+    }
+    const int grpc_end = sv[0];
+    const int our_end = sv[1];
+    SetNonBlocking(our_end);
+    SetNonBlocking(grpc_end);  // gRPC's endpoint expects a non-blocking socket
+    HandToGrpc(grpc_end, c->id, cn);
+    RelayLoop(client, Side{our_end, nullptr}, std::move(head), stop_fd_);
+    ::close(our_end);
+    // gRPC closes grpc_end once it sees the end of the stream; its number
+    // may already belong to a newer connection (ReleaseFd checks).
+    ReleaseFd(grpc_end, c->id);
+  }
+
+  void RelayHttp(Connection* c, const Side& client, std::string head) {
+    if (options_.http_forward_port == 0) return;
+    int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (up < 0) return;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(options_.http_forward_port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(up, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      logger_.Warn("cannot reach the HTTP server", {{"port", options_.http_forward_port},
+                                                    {"error", std::strerror(errno)}});
+      ::close(up);
+      return;
+    }
+    int one = 1;
+    ::setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    SetNonBlocking(up);
+    RelayLoop(client, Side{up, nullptr}, std::move(head), stop_fd_);
+    ::close(up);
+  }
+
+  const ClientListenerOptions options_;
+  util::Logger logger_;
+  util::SslCtxPtr ssl_ctx_;
+  std::vector<Listener> listeners_;
+  std::vector<int> ports_;
+  int stop_fd_ = -1;         // readable once Shutdown starts: every thread ends
+  int accept_stop_fd_ = -1;  // readable once StopAccepting starts
+  std::thread accept_thread_;
+  std::mutex mu_;
+  std::list<std::unique_ptr<Connection>> conns_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Start(
+    ClientListenerOptions options) {
+  auto impl = std::make_unique<Impl>(std::move(options));
+  if (absl::Status st = impl->Start(); !st.ok()) return st;
+  return std::unique_ptr<ClientListener>(new ClientListener(std::move(impl)));
+}
+
+ClientListener::ClientListener(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ClientListener::~ClientListener() { impl_->Shutdown(); }
+const std::vector<int>& ClientListener::Ports() const { return impl_->Ports(); }
+std::vector<std::string> ClientListener::BoundUrls() const { return impl_->BoundUrls(); }
+void ClientListener::StopAccepting() { impl_->StopAccepting(); }
+void ClientListener::Shutdown() { impl_->Shutdown(); }
+
+}  // namespace cppetcd::api

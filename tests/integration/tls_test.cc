@@ -1,0 +1,259 @@
+// TLS on client and peer URLs with real processes and the real etcdctl:
+// a 3-member mutual-TLS cluster, rejected clients (no certificate, another
+// CA, expired, plaintext), https and http URLs on one member, start-up
+// errors for bad certificate files, and --auto-tls. Certificates come from
+// test_certs.h. Validated against etcd 3.4 with
+// CPPETCD_TEST_SERVER=/usr/bin/etcd.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cluster_harness.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "test_certs.h"
+
+namespace cppetcd::integration {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CPPETCD_REQUIRE_SERVER();
+    auto certs = MakeTestCerts(tmp_.path() + "/certs");
+    ASSERT_TRUE(certs.ok()) << certs.status();
+    certs_ = *certs;
+  }
+
+  ClusterTls MutualTls() const {
+    ClusterTls t;
+    t.client = true;
+    t.peer = true;
+    t.ca_file = certs_.ca;
+    t.cert_file = certs_.server.cert;
+    t.key_file = certs_.server.key;
+    t.client_cert_file = certs_.Client("root").cert;
+    t.client_key_file = certs_.Client("root").key;
+    return t;
+  }
+
+  // A single member with the given client URLs and extra flags (peer URL
+  // plain); its process lives as long as the returned command.
+  struct Single {
+    std::unique_ptr<BackgroundCommand> proc;
+    std::vector<int> client_ports;
+    std::string data_dir;
+  };
+  // The command line of a single member (peer URL plain) with one client
+  // URL per scheme; fills `s` with its ports and data dir.
+  absl::StatusOr<std::vector<std::string>> SingleArgs(const std::vector<std::string>& schemes,
+                                                      const std::vector<std::string>& flags,
+                                                      Single* s) {
+    std::vector<std::string> urls;
+    for (const std::string& scheme : schemes) {
+      absl::StatusOr<int> p = PickFreePort();
+      if (!p.ok()) return p.status();
+      s->client_ports.push_back(*p);
+      urls.push_back(absl::StrCat(scheme, "://127.0.0.1:", *p));
+    }
+    absl::StatusOr<int> peer = PickFreePort();
+    if (!peer.ok()) return peer.status();
+    const std::string peer_url = absl::StrCat("http://127.0.0.1:", *peer);
+    s->data_dir = absl::StrCat(tmp_.path(), "/single", ++singles_, ".data");
+    std::vector<std::string> argv = {ServerBinary(),
+                                     "--name", "s",
+                                     "--data-dir", s->data_dir,
+                                     "--listen-client-urls", absl::StrJoin(urls, ","),
+                                     "--advertise-client-urls", urls[0],
+                                     "--listen-peer-urls", peer_url,
+                                     "--initial-advertise-peer-urls", peer_url,
+                                     "--initial-cluster", "s=" + peer_url};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return argv;
+  }
+
+  absl::StatusOr<Single> StartSingle(const std::vector<std::string>& schemes,
+                                     const std::vector<std::string>& flags) {
+    Single s;
+    absl::StatusOr<std::vector<std::string>> argv = SingleArgs(schemes, flags, &s);
+    if (!argv.ok()) return argv.status();
+    const std::string out_dir = absl::StrCat(tmp_.path(), "/single", singles_);
+    std::filesystem::create_directories(out_dir);
+    auto proc = BackgroundCommand::Start(*argv, {}, out_dir);
+    if (!proc.ok()) return proc.status();
+    s.proc = std::move(*proc);
+    return s;
+  }
+
+  static std::string Endpoint(int port) { return absl::StrCat("127.0.0.1:", port); }
+
+  // etcdctl with TLS flags; `args` after them.
+  static CommandResult Ctl(const std::string& endpoints, std::vector<std::string> tls,
+                           const std::vector<std::string>& args) {
+    tls.insert(tls.end(), args.begin(), args.end());
+    return Etcdctl(endpoints, tls, "", seconds(10));
+  }
+
+  std::vector<std::string> RootFlags() const {
+    return {"--cacert=" + certs_.ca, "--cert=" + certs_.Client("root").cert,
+            "--key=" + certs_.Client("root").key};
+  }
+
+  TempDir tmp_;
+  TestCerts certs_;
+  int singles_ = 0;
+};
+
+TEST_F(TlsTest, ThreeMemberMutualTlsCluster) {
+  Cluster::Options o;
+  o.tls = MutualTls();
+  auto c = Cluster::Start(std::move(o), tmp_.path());
+  ASSERT_TRUE(c.ok()) << c.status();
+  Cluster& cluster = **c;
+  ASSERT_TRUE(cluster.WaitForLeader(seconds(20)).ok());
+  const std::string eps = cluster.RunningEndpoints();
+  const std::vector<std::string> tls = cluster.EtcdctlFlags();
+
+  CommandResult put = Ctl(eps, tls, {"put", "k", "v"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(put.out, "OK\n");
+  for (int i = 0; i < cluster.size(); ++i) {
+    CommandResult get = Ctl(cluster.member(i).ClientEndpoint(), tls, {"get", "k"});
+    ASSERT_EQ(get.exit_code, 0) << get.err;
+    EXPECT_EQ(get.out, "k\nv\n");
+  }
+  CommandResult list = Ctl(eps, tls, {"member", "list", "-w", "table"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  auto rows = ParseTable(list.out);
+  ASSERT_EQ(rows.size(), 4u) << list.out;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    ASSERT_EQ(rows[r].size(), 6u);
+    EXPECT_TRUE(absl::StartsWith(rows[r][3], "https://127.0.0.1:")) << rows[r][3];
+    EXPECT_TRUE(absl::StartsWith(rows[r][4], "https://127.0.0.1:")) << rows[r][4];
+  }
+  // --cluster: etcdctl dials every member's advertised https client URL.
+  CommandResult health = Ctl(cluster.member(0).ClientEndpoint(), tls,
+                             {"endpoint", "health", "--cluster"});
+  ASSERT_EQ(health.exit_code, 0) << health.err << health.out;
+  EXPECT_EQ(std::count(health.out.begin(), health.out.end(), '\n') +
+                std::count(health.err.begin(), health.err.end(), '\n') -
+                static_cast<long>(std::count(health.err.begin(), health.err.end(), '{')),
+            3)
+      << health.out << health.err;
+  EXPECT_THAT(health.out + health.err, HasSubstr("is healthy"));
+  CommandResult status = Ctl(cluster.member(0).ClientEndpoint(), tls,
+                             {"endpoint", "status", "--cluster", "-w", "table"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_EQ(ParseTable(status.out).size(), 4u) << status.out;
+
+  // Rejected clients: no certificate, another CA's, an expired one, a
+  // client that does not trust the server, plaintext to the https port.
+  const std::string ep = cluster.member(1).ClientEndpoint();
+  CommandResult no_cert = Ctl(ep, {"--cacert=" + certs_.ca}, {"get", "k"});
+  EXPECT_NE(no_cert.exit_code, 0) << no_cert.out;
+  CommandResult foreign = Ctl(ep,
+                              {"--cacert=" + certs_.ca, "--cert=" + certs_.foreign_client.cert,
+                               "--key=" + certs_.foreign_client.key},
+                              {"get", "k"});
+  EXPECT_NE(foreign.exit_code, 0) << foreign.out;
+  CommandResult expired = Ctl(ep,
+                              {"--cacert=" + certs_.ca, "--cert=" + certs_.expired_client.cert,
+                               "--key=" + certs_.expired_client.key},
+                              {"get", "k"});
+  EXPECT_NE(expired.exit_code, 0) << expired.out;
+  CommandResult distrust = Ctl(ep,
+                               {"--cacert=" + certs_.other_ca,
+                                "--cert=" + certs_.Client("root").cert,
+                                "--key=" + certs_.Client("root").key},
+                               {"get", "k"});
+  EXPECT_NE(distrust.exit_code, 0) << distrust.out;
+  CommandResult plain = Ctl("http://" + ep, {}, {"get", "k"});
+  EXPECT_NE(plain.exit_code, 0) << plain.out;
+  // A second client certificate from the same CA is fine.
+  CommandResult alice = Ctl(ep,
+                            {"--cacert=" + certs_.ca, "--cert=" + certs_.Client("alice").cert,
+                             "--key=" + certs_.Client("alice").key},
+                            {"get", "k", "--print-value-only"});
+  EXPECT_EQ(alice.exit_code, 0) << alice.err;
+  EXPECT_EQ(alice.out, "v\n");
+}
+
+TEST_F(TlsTest, HttpsAndHttpUrlsOnOneMember) {
+  auto s = StartSingle({"https", "http"},
+                       {"--cert-file", certs_.server.cert, "--key-file", certs_.server.key,
+                        "--trusted-ca-file", certs_.ca, "--client-cert-auth"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string secure = Endpoint(s->client_ports[0]);
+  const std::string plain = Endpoint(s->client_ports[1]);
+  ASSERT_TRUE(PollUntil(
+      [&] { return Ctl(plain, {}, {"endpoint", "health"}).exit_code == 0; }, seconds(30)))
+      << s->proc->Stderr();
+  CommandResult put = Ctl(secure, RootFlags(), {"put", "a", "1"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  CommandResult get = Ctl(plain, {}, {"get", "a", "--print-value-only"});
+  ASSERT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "1\n");
+  // The https URL still refuses plaintext and certificate-less clients.
+  EXPECT_NE(Ctl("http://" + secure, {}, {"get", "a"}).exit_code, 0);
+  EXPECT_NE(Ctl(secure, {"--cacert=" + certs_.ca}, {"get", "a"}).exit_code, 0);
+  if (!IsReferenceEtcd(ServerBinary())) {
+    EXPECT_THAT(s->proc->Stderr(), HasSubstr("serving client traffic securely"));
+    EXPECT_THAT(s->proc->Stderr(),
+                HasSubstr("serving client traffic insecurely; this is strongly discouraged!"));
+    EXPECT_THAT(s->proc->Stderr(), HasSubstr("rejected connection"));
+  }
+}
+
+TEST_F(TlsTest, BadCertificateFilesFailAtStartUp) {
+  struct Case {
+    std::string what;
+    std::vector<std::string> flags;
+    std::string message;
+  };
+  const std::string missing = tmp_.path() + "/missing.pem";
+  const std::vector<Case> cases = {
+      {"missing cert", {"--cert-file", missing, "--key-file", certs_.server.key},
+       "open " + missing + ": no such file or directory"},
+      {"key of another cert",
+       {"--cert-file", certs_.server.cert, "--key-file", certs_.Client("alice").key},
+       "private key does not match public key"},
+  };
+  for (const Case& c : cases) {
+    Single s;
+    auto argv = SingleArgs({"https"}, c.flags, &s);
+    ASSERT_TRUE(argv.ok()) << argv.status();
+    CommandResult r = RunCommand(*argv, "", {}, seconds(20));
+    EXPECT_FALSE(r.timed_out) << c.what << " kept running: " << r.err;
+    EXPECT_NE(r.exit_code, 0) << c.what;
+    EXPECT_THAT(r.out + r.err, HasSubstr(c.message)) << c.what;
+  }
+}
+
+TEST_F(TlsTest, AutoTls) {
+  auto s = StartSingle({"https"}, {"--auto-tls"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string ep = Endpoint(s->client_ports[0]);
+  const std::vector<std::string> skip = {"--insecure-transport=false",
+                                         "--insecure-skip-tls-verify"};
+  ASSERT_TRUE(PollUntil([&] { return Ctl(ep, skip, {"endpoint", "health"}).exit_code == 0; },
+                        seconds(30)))
+      << s->proc->Stderr();
+  ASSERT_EQ(Ctl(ep, skip, {"put", "x", "y"}).exit_code, 0);
+  CommandResult get = Ctl(ep, skip, {"get", "x", "--print-value-only"});
+  EXPECT_EQ(get.out, "y\n") << get.err;
+  EXPECT_TRUE(std::filesystem::exists(s->data_dir + "/fixtures/client/cert.pem"));
+  EXPECT_TRUE(std::filesystem::exists(s->data_dir + "/fixtures/client/key.pem"));
+  // Verifying clients do not trust the self-signed certificate.
+  EXPECT_NE(Ctl(ep, {"--cacert=" + certs_.ca}, {"get", "x"}).exit_code, 0);
+  EXPECT_NE(Ctl("http://" + ep, {}, {"get", "x"}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace cppetcd::integration

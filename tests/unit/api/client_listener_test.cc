@@ -1,0 +1,444 @@
+// ClientListener: gRPC and HTTP/1.1 on one port, plain and TLS, client
+// certificate checks and the CN registry, driven with real gRPC clients and
+// raw sockets on loopback.
+#include "cppetcd/api/client_listener.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/support/server_interceptor.h>
+#include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "cppetcd/api/client_identity.h"
+#include "cppetcd/api/grpc_server.h"
+#include "etcdserverpb/rpc.grpc.pb.h"
+#include "tests/unit/api/fake_backend.h"
+
+namespace cppetcd::api {
+namespace {
+
+using std::chrono::milliseconds;
+
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kSkipGrpcTests = true;
+#else
+constexpr bool kSkipGrpcTests = false;
+#endif
+
+// Records, per call, the peer string and the CN registered for it.
+struct PeerLog {
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> calls;  // peer, CN ("" none)
+};
+
+class PeerInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  PeerInterceptor(grpc::experimental::ServerRpcInfo* info, PeerLog* log) : info_(info), log_(log) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      const std::string peer = info_->server_context()->peer();
+      std::lock_guard<std::mutex> l(log_->mu);
+      log_->calls.emplace_back(peer, ClientCommonName(peer).value_or(""));
+    }
+    methods->Proceed();
+  }
+
+ private:
+  grpc::experimental::ServerRpcInfo* info_;
+  PeerLog* log_;
+};
+
+class PeerInterceptorFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit PeerInterceptorFactory(PeerLog* log) : log_(log) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new PeerInterceptor(info, log_);
+  }
+
+ private:
+  PeerLog* log_;
+};
+
+// A minimal HTTP/1.1 server on 127.0.0.1: answers every request with 200
+// and the request line in the body, then closes.
+class TinyHttpServer {
+ public:
+  TinyHttpServer() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    ::listen(fd_, 16);
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~TinyHttpServer() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      std::string req;
+      char buf[1024];
+      while (req.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = ::recv(c, buf, sizeof(buf), 0);
+        if (n <= 0) break;
+        req.append(buf, static_cast<size_t>(n));
+      }
+      const std::string line = req.substr(0, req.find("\r\n"));
+      const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: " +
+                               std::to_string(line.size()) + "\r\nConnection: close\r\n\r\n" + line;
+      ::send(c, resp.data(), resp.size(), MSG_NOSIGNAL);
+      ::close(c);
+    }
+  }
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class ClientListenerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (kSkipGrpcTests) GTEST_SKIP() << "gRPC is not TSan-instrumented here";
+    char tmpl[] = "/tmp/client_listener_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    util::CertificateRequest ca_req;
+    ca_req.common_name = "test-ca";
+    ca_req.is_ca = true;
+    ca_ = *util::IssueCertificate(ca_req);
+    other_ca_ = *util::IssueCertificate(ca_req);
+    server_ = Issue(ca_, "server", {"127.0.0.1", "localhost"});
+    alice_ = Issue(ca_, "alice", {});
+    mallory_ = Issue(other_ca_, "alice", {});
+    tls_.cert_file = Write("server.pem", server_.cert_pem);
+    tls_.key_file = Write("server-key.pem", server_.key_pem);
+    tls_.trusted_ca_file = Write("ca.pem", ca_.cert_pem);
+    ApiServerOptions opts;
+    opts.interceptors.push_back(std::make_shared<PeerInterceptorFactory>(&peers_));
+    auto api = ApiServer::Start(&backend_, std::move(opts));
+    ASSERT_TRUE(api.ok()) << api.status();
+    api_ = std::move(*api);
+  }
+
+  void TearDown() override {
+    if (listener_) listener_->StopAccepting();
+    if (api_) api_->Shutdown(milliseconds(100));
+    listener_.reset();
+    api_.reset();
+    if (!dir_.empty()) std::system(("rm -rf " + dir_).c_str());
+  }
+
+  util::PemCertificate Issue(const util::PemCertificate& ca, const std::string& cn,
+                             std::vector<std::string> hosts) {
+    util::CertificateRequest req;
+    req.common_name = cn;
+    req.hosts = std::move(hosts);
+    req.issuer_cert_pem = ca.cert_pem;
+    req.issuer_key_pem = ca.key_pem;
+    return *util::IssueCertificate(req);
+  }
+
+  std::string Write(const std::string& name, const std::string& data) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << data;
+    return path;
+  }
+
+  void StartListener(std::vector<std::string> urls, bool client_cert_auth, int http_port = 0,
+                     bool http_only = false) {
+    ClientListenerOptions o;
+    o.urls = std::move(urls);
+    o.tls = tls_;
+    o.tls.client_cert_auth = client_cert_auth;
+    o.http_only = http_only;
+    o.http_forward_port = http_port;
+    o.handshake_timeout = milliseconds(2000);
+    o.sniff_timeout = milliseconds(2000);
+    ApiServer* api = api_.get();
+    o.on_grpc_connection = [api](int fd) { api->AddConnection(fd); };
+    auto l = ClientListener::Start(std::move(o));
+    ASSERT_TRUE(l.ok()) << l.status();
+    listener_ = std::move(*l);
+  }
+
+  std::shared_ptr<grpc::Channel> SecureChannel(int port, const util::PemCertificate* client) {
+    grpc::SslCredentialsOptions o;
+    o.pem_root_certs = ca_.cert_pem;
+    if (client != nullptr) {
+      o.pem_cert_chain = client->cert_pem;
+      o.pem_private_key = client->key_pem;
+    }
+    return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::SslCredentials(o),
+                                     FreshArgs());
+  }
+
+  // Each channel with its own connection: a failed one's reconnect backoff
+  // must not delay the next.
+  static grpc::ChannelArguments FreshArgs() {
+    static std::atomic<int> counter{0};
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("cppetcd.test.channel", counter.fetch_add(1));
+    return args;
+  }
+
+  static std::shared_ptr<grpc::Channel> PlainChannel(int port) {
+    return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                     grpc::InsecureChannelCredentials(), FreshArgs());
+  }
+
+  static grpc::Status Put(const std::shared_ptr<grpc::Channel>& ch, const std::string& key) {
+    auto kv = etcdserverpb::KV::NewStub(ch);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    etcdserverpb::PutRequest req;
+    req.set_key(key);
+    req.set_value("v");
+    etcdserverpb::PutResponse resp;
+    return kv->Put(&ctx, req, &resp);
+  }
+
+  // Sends `request` on a plain socket to `port` and returns all it gets back.
+  static std::string RawExchange(int port, const std::string& request) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ::close(fd);
+      return "connect failed";
+    }
+    ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+    std::string out;
+    char buf[4096];
+    while (true) {
+      pollfd p = {fd, POLLIN, 0};
+      if (::poll(&p, 1, 5000) <= 0) break;
+      ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return out;
+  }
+
+  // An HTTPS GET over OpenSSL, offering ALPN h2 and http/1.1 like curl.
+  std::string HttpsGet(int port, const util::PemCertificate* client) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    BIO* bio = BIO_new_mem_buf(ca_.cert_pem.data(), static_cast<int>(ca_.cert_pem.size()));
+    X509* ca = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca);
+    X509_free(ca);
+    BIO_free(bio);
+    if (client != nullptr) {
+      const std::string cert = Write("c.pem", client->cert_pem);
+      const std::string key = Write("c-key.pem", client->key_pem);
+      SSL_CTX_use_certificate_file(ctx, cert.c_str(), SSL_FILETYPE_PEM);
+      SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM);
+    }
+    static const unsigned char kAlpn[] = "\x02h2\x08http/1.1";
+    SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn) - 1);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string out;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+      SSL* ssl = SSL_new(ctx);
+      SSL_set_fd(ssl, fd);
+      if (SSL_connect(ssl) == 1) {
+        const unsigned char* proto = nullptr;
+        unsigned int len = 0;
+        SSL_get0_alpn_selected(ssl, &proto, &len);
+        alpn_ = std::string(reinterpret_cast<const char*>(proto), len);
+        const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+        SSL_write(ssl, req.data(), static_cast<int>(req.size()));
+        char buf[4096];
+        int n;
+        while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+      } else {
+        out = "handshake failed";
+      }
+      SSL_free(ssl);
+    }
+    ERR_clear_error();
+    ::close(fd);
+    SSL_CTX_free(ctx);
+    return out;
+  }
+
+  std::vector<std::pair<std::string, std::string>> Calls() {
+    std::lock_guard<std::mutex> l(peers_.mu);
+    return peers_.calls;
+  }
+
+  std::string dir_;
+  util::PemCertificate ca_, other_ca_, server_, alice_, mallory_;
+  util::TlsInfo tls_;
+  testing::FakeBackend backend_;
+  PeerLog peers_;
+  std::unique_ptr<ApiServer> api_;
+  std::unique_ptr<ClientListener> listener_;
+  std::string alpn_;
+};
+
+TEST_F(ClientListenerTest, PlainGrpcAndHttpShareOnePort) {
+  TinyHttpServer http;
+  StartListener({"http://127.0.0.1:0"}, false, http.port());
+  const int port = listener_->Ports()[0];
+  ASSERT_GT(port, 0);
+  EXPECT_EQ(listener_->BoundUrls()[0], "http://127.0.0.1:" + std::to_string(port));
+  auto ch = PlainChannel(port);
+  ASSERT_TRUE(Put(ch, "a").ok());
+  std::this_thread::sleep_for(milliseconds(300));
+  grpc::Status second = Put(ch, "b");
+  ASSERT_TRUE(second.ok()) << second.error_message();
+  const std::string resp = RawExchange(port, "GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(resp.find("200 OK"), std::string::npos) << resp;
+  EXPECT_NE(resp.find("GET /version HTTP/1.1"), std::string::npos) << resp;
+  // The peer string of an fd channel is "fd:N"; a plain one has no CN.
+  auto calls = Calls();
+  ASSERT_FALSE(calls.empty());
+  EXPECT_EQ(calls[0].first.rfind("fd:", 0), 0u) << calls[0].first;
+  EXPECT_EQ(calls[0].second, "");
+}
+
+TEST_F(ClientListenerTest, HttpWithoutForwardPortIsClosed) {
+  StartListener({"http://127.0.0.1:0"}, false, 0);
+  EXPECT_EQ(RawExchange(listener_->Ports()[0], "GET / HTTP/1.1\r\n\r\n"), "");
+}
+
+TEST_F(ClientListenerTest, MutualTlsRecordsCommonName) {
+  TinyHttpServer http;
+  StartListener({"https://127.0.0.1:0"}, true, http.port());
+  const int port = listener_->Ports()[0];
+  auto ch = SecureChannel(port, &alice_);
+  grpc::Status first = Put(ch, "a");
+  ASSERT_TRUE(first.ok()) << first.error_message();
+  ASSERT_TRUE(Put(ch, "b").ok());
+  auto calls = Calls();
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].first.rfind("fd:", 0), 0u) << calls[0].first;
+  EXPECT_EQ(calls[0].second, "alice");
+  EXPECT_EQ(calls[0].first, GrpcPeerForFd(std::stoi(calls[0].first.substr(3))));
+  // HTTP/1.1 over the same TLS port; ALPN prefers http/1.1.
+  const std::string resp = HttpsGet(port, &alice_);
+  EXPECT_EQ(alpn_, "http/1.1");
+  EXPECT_NE(resp.find("GET /health HTTP/1.1"), std::string::npos) << resp;
+  // Closing the channel forgets the CN (the relay clears it).
+  const std::string peer = calls[0].first;
+  ch.reset();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (ClientCommonName(peer).has_value() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_FALSE(ClientCommonName(peer).has_value());
+}
+
+TEST_F(ClientListenerTest, MissingOrForeignClientCertificateIsRejected) {
+  StartListener({"https://127.0.0.1:0"}, true);
+  const int port = listener_->Ports()[0];
+  EXPECT_FALSE(Put(SecureChannel(port, nullptr), "a").ok());
+  EXPECT_FALSE(Put(SecureChannel(port, &mallory_), "a").ok());
+  EXPECT_EQ(HttpsGet(port, nullptr).find("200"), std::string::npos);
+  EXPECT_TRUE(Calls().empty());
+  EXPECT_TRUE(Put(SecureChannel(port, &alice_), "a").ok());
+}
+
+TEST_F(ClientListenerTest, PlaintextOnHttpsPortIsRejected) {
+  StartListener({"https://127.0.0.1:0"}, false);
+  const int port = listener_->Ports()[0];
+  auto ch = PlainChannel(port);
+  EXPECT_FALSE(Put(ch, "a").ok());
+  EXPECT_EQ(RawExchange(port, "GET /health HTTP/1.1\r\n\r\n").find("200"), std::string::npos);
+  EXPECT_TRUE(Calls().empty());
+  // Without client-cert-auth a client with no certificate is served, no CN.
+  ASSERT_TRUE(Put(SecureChannel(port, nullptr), "a").ok());
+  EXPECT_EQ(Calls().at(0).second, "");
+}
+
+TEST_F(ClientListenerTest, HttpsAndHttpOnTwoUrls) {
+  StartListener({"https://127.0.0.1:0", "http://127.0.0.1:0"}, true);
+  ASSERT_EQ(listener_->Ports().size(), 2u);
+  EXPECT_TRUE(Put(SecureChannel(listener_->Ports()[0], &alice_), "a").ok());
+  auto plain = grpc::CreateChannel("127.0.0.1:" + std::to_string(listener_->Ports()[1]),
+                                   grpc::InsecureChannelCredentials());
+  EXPECT_TRUE(Put(plain, "b").ok());
+  EXPECT_EQ(listener_->BoundUrls()[0].rfind("https://127.0.0.1:", 0), 0u);
+}
+
+TEST_F(ClientListenerTest, HttpOnlyModeRefusesGrpc) {
+  TinyHttpServer http;
+  StartListener({"http://127.0.0.1:0"}, false, http.port(), /*http_only=*/true);
+  const int port = listener_->Ports()[0];
+  EXPECT_NE(RawExchange(port, "GET /metrics HTTP/1.1\r\n\r\n").find("GET /metrics"),
+            std::string::npos);
+  auto ch = PlainChannel(port);
+  EXPECT_FALSE(Put(ch, "a").ok());
+  EXPECT_TRUE(Calls().empty());
+}
+
+TEST_F(ClientListenerTest, StartErrors) {
+  ClientListenerOptions o;
+  o.urls = {"https://127.0.0.1:0"};
+  auto no_cert = ClientListener::Start(o);
+  ASSERT_FALSE(no_cert.ok());
+  EXPECT_EQ(no_cert.status().message(),
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url "
+            "https://127.0.0.1:0 with HTTPS scheme");
+  o.tls = tls_;
+  o.tls.cert_file = dir_ + "/missing.pem";
+  auto missing = ClientListener::Start(o);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().message(),
+            "open " + dir_ + "/missing.pem: no such file or directory");
+  StartListener({"http://127.0.0.1:0"}, false);
+  o.tls = tls_;
+  o.urls = {"http://127.0.0.1:" + std::to_string(listener_->Ports()[0])};
+  auto taken = ClientListener::Start(o);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_NE(taken.status().message().find("bind: address already in use"), std::string::npos)
+      << taken.status();
+}
+
+}  // namespace
+}  // namespace cppetcd::api

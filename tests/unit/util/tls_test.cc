@@ -1,0 +1,197 @@
+// util/tls: start-up validation of certificate files, etcd's self-signed
+// certificates, the server SSL_CTX and certificate issuing.
+#include "cppetcd/util/tls.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+namespace cppetcd::util {
+namespace {
+
+using ::testing::HasSubstr;
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/tls_test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::system(("rm -rf " + dir_).c_str()); }
+
+  std::string Write(const std::string& name, const std::string& data) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << data;
+    return path;
+  }
+
+  // A CA and a server certificate for 127.0.0.1 signed by it, as files.
+  TlsInfo MakeSignedServer() {
+    CertificateRequest ca_req;
+    ca_req.common_name = "test-ca";
+    ca_req.is_ca = true;
+    auto ca = IssueCertificate(ca_req);
+    EXPECT_TRUE(ca.ok()) << ca.status();
+    CertificateRequest req;
+    req.common_name = "server";
+    req.hosts = {"127.0.0.1", "localhost"};
+    req.issuer_cert_pem = ca->cert_pem;
+    req.issuer_key_pem = ca->key_pem;
+    auto leaf = IssueCertificate(req);
+    EXPECT_TRUE(leaf.ok()) << leaf.status();
+    TlsInfo info;
+    info.cert_file = Write("server.pem", leaf->cert_pem);
+    info.key_file = Write("server-key.pem", leaf->key_pem);
+    info.trusted_ca_file = Write("ca.pem", ca->cert_pem);
+    return info;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(TlsTest, ValidInfoPasses) {
+  TlsInfo info = MakeSignedServer();
+  info.client_cert_auth = true;
+  EXPECT_TRUE(ValidateTlsInfo(info).ok()) << ValidateTlsInfo(info);
+  EXPECT_TRUE(ValidateTlsInfo(TlsInfo{}).ok());  // nothing configured
+}
+
+TEST_F(TlsTest, MissingFileNamesItInGoWords) {
+  TlsInfo info = MakeSignedServer();
+  info.cert_file = dir_ + "/nope.pem";
+  absl::Status st = ValidateTlsInfo(info);
+  EXPECT_TRUE(absl::IsInvalidArgument(st));
+  EXPECT_EQ(st.message(), "open " + dir_ + "/nope.pem: no such file or directory");
+}
+
+TEST_F(TlsTest, CertWithoutKeyIsRejected) {
+  TlsInfo info = MakeSignedServer();
+  info.key_file.clear();
+  EXPECT_THAT(ValidateTlsInfo(info).message(), HasSubstr("KeyFile and CertFile must both be present"));
+}
+
+TEST_F(TlsTest, KeyNotMatchingCertificate) {
+  TlsInfo info = MakeSignedServer();
+  auto other = IssueCertificate(CertificateRequest{});
+  ASSERT_TRUE(other.ok());
+  info.key_file = Write("other-key.pem", other->key_pem);
+  EXPECT_THAT(ValidateTlsInfo(info).message(),
+              HasSubstr("tls: private key does not match public key"));
+}
+
+TEST_F(TlsTest, GarbageFilesAreRejected) {
+  TlsInfo info = MakeSignedServer();
+  TlsInfo bad_cert = info;
+  bad_cert.cert_file = Write("garbage.pem", "not a certificate\n");
+  EXPECT_THAT(ValidateTlsInfo(bad_cert).message(),
+              HasSubstr("failed to find any PEM data in certificate input"));
+  TlsInfo bad_key = info;
+  bad_key.key_file = Write("garbage-key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n");
+  EXPECT_THAT(ValidateTlsInfo(bad_key).message(),
+              HasSubstr("failed to find any PEM data in key input"));
+  TlsInfo bad_ca = info;
+  bad_ca.trusted_ca_file = Write("garbage-ca.pem", "hello\n");
+  EXPECT_THAT(ValidateTlsInfo(bad_ca).message(), HasSubstr("no PEM certificate found"));
+  EXPECT_FALSE(NewServerSslContext(bad_ca).ok());
+}
+
+TEST_F(TlsTest, SelfCertWritesAndReusesFiles) {
+  const std::string fixtures = dir_ + "/data/fixtures/client";
+  auto info = SelfCert(fixtures, {"127.0.0.1:2379", "localhost:2379"});
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_TRUE(info->self_signed);
+  EXPECT_EQ(info->cert_file, fixtures + "/cert.pem");
+  EXPECT_EQ(info->key_file, fixtures + "/key.pem");
+  EXPECT_TRUE(ValidateTlsInfo(*info).ok());
+  struct stat st;
+  ASSERT_EQ(stat(info->key_file.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  auto first = ReadPemFile(info->cert_file);
+  ASSERT_TRUE(first.ok());
+
+  // The certificate: P-256, O=etcd, SANs for the hosts, about a year.
+  BIO* bio = BIO_new_mem_buf(first->data(), static_cast<int>(first->size()));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  ASSERT_NE(cert, nullptr);
+  EXPECT_EQ(X509_check_ip_asc(cert, "127.0.0.1", 0), 1);
+  EXPECT_EQ(X509_check_host(cert, "localhost", 9, 0, nullptr), 1);
+  EXPECT_NE(X509_check_host(cert, "example.com", 11, 0, nullptr), 1);
+  int days = 0, secs = 0;
+  ASSERT_EQ(ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(cert), X509_get0_notAfter(cert)), 1);
+  EXPECT_EQ(days, 365);
+  EVP_PKEY* key = X509_get0_pubkey(cert);
+  EXPECT_EQ(EVP_PKEY_get_base_id(key), EVP_PKEY_EC);
+  EXPECT_EQ(EVP_PKEY_get_bits(key), 256);
+  X509_free(cert);
+
+  // A restart reuses them unchanged.
+  auto again = SelfCert(fixtures, {"127.0.0.1:2379"});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*ReadPemFile(again->cert_file), *first);
+}
+
+TEST_F(TlsTest, ServerContextNeedsCertificate) {
+  EXPECT_FALSE(NewServerSslContext(TlsInfo{}).ok());
+  TlsInfo info = MakeSignedServer();
+  info.client_cert_auth = true;
+  auto ctx = NewServerSslContext(info);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  EXPECT_EQ(SSL_CTX_get_verify_mode(ctx->get()),
+            SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
+  EXPECT_EQ(SSL_CTX_get_min_proto_version(ctx->get()), TLS1_2_VERSION);
+  info.client_cert_auth = false;
+  auto no_auth = NewServerSslContext(info);
+  ASSERT_TRUE(no_auth.ok());
+  EXPECT_EQ(SSL_CTX_get_verify_mode(no_auth->get()), SSL_VERIFY_NONE);
+}
+
+TEST_F(TlsTest, IssuedLeafVerifiesAgainstItsCaOnly) {
+  CertificateRequest ca_req;
+  ca_req.is_ca = true;
+  ca_req.common_name = "ca";
+  auto ca = IssueCertificate(ca_req);
+  auto other_ca = IssueCertificate(ca_req);
+  ASSERT_TRUE(ca.ok() && other_ca.ok());
+  CertificateRequest req;
+  req.common_name = "alice";
+  req.issuer_cert_pem = ca->cert_pem;
+  req.issuer_key_pem = ca->key_pem;
+  auto leaf = IssueCertificate(req);
+  ASSERT_TRUE(leaf.ok());
+  auto load = [](const std::string& pem) {
+    BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+    X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    BIO_free(bio);
+    return x;
+  };
+  auto verify = [&](const std::string& ca_pem) {
+    X509_STORE* store = X509_STORE_new();
+    X509* ca_cert = load(ca_pem);
+    X509_STORE_add_cert(store, ca_cert);
+    X509* cert = load(leaf->cert_pem);
+    X509_STORE_CTX* ctx = X509_STORE_CTX_new();
+    X509_STORE_CTX_init(ctx, store, cert, nullptr);
+    const int ok = X509_verify_cert(ctx);
+    X509_STORE_CTX_free(ctx);
+    X509_free(cert);
+    X509_free(ca_cert);
+    X509_STORE_free(store);
+    return ok == 1;
+  };
+  EXPECT_TRUE(verify(ca->cert_pem));
+  EXPECT_FALSE(verify(other_ca->cert_pem));
+}
+
+}  // namespace
+}  // namespace cppetcd::util
