@@ -13,12 +13,14 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -312,10 +314,38 @@ void ForwardMetadata(const httplib::Request& req, grpc::ClientContext* ctx) {
 
 using UnaryHandler = std::function<void(const httplib::Request&, httplib::Response&)>;
 
+// The gateway's calls in flight, cancelled at shutdown: some wait without
+// bound (v3lock Lock, v3election Campaign) and would hold their connection
+// thread, which Shutdown joins, until the gRPC server goes.
+class CallRegistry {
+ public:
+  // False once cancelled: the call must not start.
+  bool Add(grpc::ClientContext* ctx) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled_) return false;
+    calls_.insert(ctx);
+    return true;
+  }
+  void Remove(grpc::ClientContext* ctx) {
+    std::lock_guard<std::mutex> lock(mu_);
+    calls_.erase(ctx);
+  }
+  void CancelAll() {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    for (grpc::ClientContext* c : calls_) c->TryCancel();
+  }
+
+ private:
+  std::mutex mu_;
+  std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 template <class Stub, class Req, class Resp>
-UnaryHandler Unary(std::shared_ptr<Stub> stub,
+UnaryHandler Unary(CallRegistry* calls, std::shared_ptr<Stub> stub,
                    grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*)) {
-  return [stub, method](const httplib::Request& http_req, httplib::Response& res) {
+  return [calls, stub, method](const httplib::Request& http_req, httplib::Response& res) {
     Req req;
     if (!http_req.body.empty()) {
       if (absl::Status st = GatewayJsonToMessage(http_req.body, &req); !st.ok()) {
@@ -326,7 +356,12 @@ UnaryHandler Unary(std::shared_ptr<Stub> stub,
     grpc::ClientContext ctx;
     ForwardMetadata(http_req, &ctx);
     Resp resp;
+    if (!calls->Add(&ctx)) {
+      WriteGrpcError(res, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+      return;
+    }
     grpc::Status st = ((*stub).*method)(&ctx, req, &resp);
+    calls->Remove(&ctx);
     if (!st.ok()) {
       WriteGrpcError(res, st);
       return;
@@ -450,6 +485,7 @@ class HttpServer::Impl {
 
   void Shutdown() {
     if (stopping_.exchange(true)) return;
+    calls_.CancelAll();
     for (auto& s : servers_) s->stop();
     for (auto& t : threads_) t.join();
     servers_.clear();
@@ -661,50 +697,50 @@ class HttpServer::Impl {
     using M = etcdserverpb::Maintenance::Stub;
     using A = etcdserverpb::Auth::Stub;
     auto& u = unary_;
-    u["kv/range"] = Unary(kv, &KV::Range);
-    u["kv/put"] = Unary(kv, &KV::Put);
-    u["kv/deleterange"] = Unary(kv, &KV::DeleteRange);
-    u["kv/txn"] = Unary(kv, &KV::Txn);
-    u["kv/compaction"] = Unary(kv, &KV::Compact);
-    u["lease/grant"] = Unary(lease, &L::LeaseGrant);
-    u["lease/revoke"] = u["kv/lease/revoke"] = Unary(lease, &L::LeaseRevoke);
-    u["lease/timetolive"] = u["kv/lease/timetolive"] = Unary(lease, &L::LeaseTimeToLive);
-    u["lease/leases"] = u["kv/lease/leases"] = Unary(lease, &L::LeaseLeases);
-    u["cluster/member/add"] = Unary(cluster, &C::MemberAdd);
-    u["cluster/member/remove"] = Unary(cluster, &C::MemberRemove);
-    u["cluster/member/update"] = Unary(cluster, &C::MemberUpdate);
-    u["cluster/member/list"] = Unary(cluster, &C::MemberList);
-    u["cluster/member/promote"] = Unary(cluster, &C::MemberPromote);
-    u["maintenance/alarm"] = Unary(maint, &M::Alarm);
-    u["maintenance/status"] = Unary(maint, &M::Status);
-    u["maintenance/defragment"] = Unary(maint, &M::Defragment);
+    u["kv/range"] = Unary(&calls_, kv, &KV::Range);
+    u["kv/put"] = Unary(&calls_, kv, &KV::Put);
+    u["kv/deleterange"] = Unary(&calls_, kv, &KV::DeleteRange);
+    u["kv/txn"] = Unary(&calls_, kv, &KV::Txn);
+    u["kv/compaction"] = Unary(&calls_, kv, &KV::Compact);
+    u["lease/grant"] = Unary(&calls_, lease, &L::LeaseGrant);
+    u["lease/revoke"] = u["kv/lease/revoke"] = Unary(&calls_, lease, &L::LeaseRevoke);
+    u["lease/timetolive"] = u["kv/lease/timetolive"] = Unary(&calls_, lease, &L::LeaseTimeToLive);
+    u["lease/leases"] = u["kv/lease/leases"] = Unary(&calls_, lease, &L::LeaseLeases);
+    u["cluster/member/add"] = Unary(&calls_, cluster, &C::MemberAdd);
+    u["cluster/member/remove"] = Unary(&calls_, cluster, &C::MemberRemove);
+    u["cluster/member/update"] = Unary(&calls_, cluster, &C::MemberUpdate);
+    u["cluster/member/list"] = Unary(&calls_, cluster, &C::MemberList);
+    u["cluster/member/promote"] = Unary(&calls_, cluster, &C::MemberPromote);
+    u["maintenance/alarm"] = Unary(&calls_, maint, &M::Alarm);
+    u["maintenance/status"] = Unary(&calls_, maint, &M::Status);
+    u["maintenance/defragment"] = Unary(&calls_, maint, &M::Defragment);
     // etcd's gateway maps both Hash and HashKV to /v3/maintenance/hash; the
     // first registration (Hash) wins there.
-    u["maintenance/hash"] = Unary(maint, &M::Hash);
-    u["maintenance/transfer-leadership"] = Unary(maint, &M::MoveLeader);
-    u["auth/enable"] = Unary(auth, &A::AuthEnable);
-    u["auth/disable"] = Unary(auth, &A::AuthDisable);
-    u["auth/authenticate"] = Unary(auth, &A::Authenticate);
-    u["auth/user/add"] = Unary(auth, &A::UserAdd);
-    u["auth/user/get"] = Unary(auth, &A::UserGet);
-    u["auth/user/list"] = Unary(auth, &A::UserList);
-    u["auth/user/delete"] = Unary(auth, &A::UserDelete);
-    u["auth/user/changepw"] = Unary(auth, &A::UserChangePassword);
-    u["auth/user/grant"] = Unary(auth, &A::UserGrantRole);
-    u["auth/user/revoke"] = Unary(auth, &A::UserRevokeRole);
-    u["auth/role/add"] = Unary(auth, &A::RoleAdd);
-    u["auth/role/get"] = Unary(auth, &A::RoleGet);
-    u["auth/role/list"] = Unary(auth, &A::RoleList);
-    u["auth/role/delete"] = Unary(auth, &A::RoleDelete);
-    u["auth/role/grant"] = Unary(auth, &A::RoleGrantPermission);
-    u["auth/role/revoke"] = Unary(auth, &A::RoleRevokePermission);
-    u["lock/lock"] = Unary(lock, &v3lockpb::Lock::Stub::Lock);
-    u["lock/unlock"] = Unary(lock, &v3lockpb::Lock::Stub::Unlock);
+    u["maintenance/hash"] = Unary(&calls_, maint, &M::Hash);
+    u["maintenance/transfer-leadership"] = Unary(&calls_, maint, &M::MoveLeader);
+    u["auth/enable"] = Unary(&calls_, auth, &A::AuthEnable);
+    u["auth/disable"] = Unary(&calls_, auth, &A::AuthDisable);
+    u["auth/authenticate"] = Unary(&calls_, auth, &A::Authenticate);
+    u["auth/user/add"] = Unary(&calls_, auth, &A::UserAdd);
+    u["auth/user/get"] = Unary(&calls_, auth, &A::UserGet);
+    u["auth/user/list"] = Unary(&calls_, auth, &A::UserList);
+    u["auth/user/delete"] = Unary(&calls_, auth, &A::UserDelete);
+    u["auth/user/changepw"] = Unary(&calls_, auth, &A::UserChangePassword);
+    u["auth/user/grant"] = Unary(&calls_, auth, &A::UserGrantRole);
+    u["auth/user/revoke"] = Unary(&calls_, auth, &A::UserRevokeRole);
+    u["auth/role/add"] = Unary(&calls_, auth, &A::RoleAdd);
+    u["auth/role/get"] = Unary(&calls_, auth, &A::RoleGet);
+    u["auth/role/list"] = Unary(&calls_, auth, &A::RoleList);
+    u["auth/role/delete"] = Unary(&calls_, auth, &A::RoleDelete);
+    u["auth/role/grant"] = Unary(&calls_, auth, &A::RoleGrantPermission);
+    u["auth/role/revoke"] = Unary(&calls_, auth, &A::RoleRevokePermission);
+    u["lock/lock"] = Unary(&calls_, lock, &v3lockpb::Lock::Stub::Lock);
+    u["lock/unlock"] = Unary(&calls_, lock, &v3lockpb::Lock::Stub::Unlock);
     using E = v3electionpb::Election::Stub;
-    u["election/campaign"] = Unary(election, &E::Campaign);
-    u["election/proclaim"] = Unary(election, &E::Proclaim);
-    u["election/leader"] = Unary(election, &E::Leader);
-    u["election/resign"] = Unary(election, &E::Resign);
+    u["election/campaign"] = Unary(&calls_, election, &E::Campaign);
+    u["election/proclaim"] = Unary(&calls_, election, &E::Proclaim);
+    u["election/leader"] = Unary(&calls_, election, &E::Leader);
+    u["election/resign"] = Unary(&calls_, election, &E::Resign);
   }
 
   void Gateway(const httplib::Request& req, httplib::Response& res) {
@@ -805,6 +841,7 @@ class HttpServer::Impl {
   std::vector<std::unique_ptr<httplib::Server>> servers_;
   std::vector<std::thread> threads_;
   GatewayStubs stubs_;
+  CallRegistry calls_;
   std::map<std::string, UnaryHandler> unary_;
 };
 
