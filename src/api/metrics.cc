@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -194,7 +195,10 @@ std::string_view TypeName(grpc::experimental::ServerRpcInfo::Type t) {
 class CountingInterceptor : public grpc::experimental::Interceptor {
  public:
   CountingInterceptor(GrpcMetrics* metrics, std::string method, std::string_view type)
-      : metrics_(metrics), method_(std::move(method)), type_(type) {
+      : metrics_(metrics),
+        method_(std::move(method)),
+        type_(type),
+        start_(std::chrono::steady_clock::now()) {
     metrics_->OnStarted(method_, type_);
   }
 
@@ -209,6 +213,11 @@ class CountingInterceptor : public grpc::experimental::Interceptor {
     }
     if (methods->QueryInterceptionHookPoint(H::PRE_SEND_STATUS)) {
       metrics_->OnHandled(method_, type_, static_cast<int>(methods->GetSendStatus().error_code()));
+      if (metrics_->extensive()) {
+        metrics_->OnHandlingTime(
+            method_, type_,
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+      }
     }
     methods->Proceed();
   }
@@ -217,6 +226,7 @@ class CountingInterceptor : public grpc::experimental::Interceptor {
   GrpcMetrics* const metrics_;
   const std::string method_;
   const std::string_view type_;
+  const std::chrono::steady_clock::time_point start_;
 };
 
 class CountingInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
@@ -234,7 +244,7 @@ class CountingInterceptorFactory : public grpc::experimental::ServerInterceptorF
 
 }  // namespace
 
-GrpcMetrics::GrpcMetrics() = default;
+GrpcMetrics::GrpcMetrics(bool extensive) : extensive_(extensive) {}
 GrpcMetrics::~GrpcMetrics() = default;
 
 std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
@@ -287,12 +297,35 @@ void GrpcMetrics::OnHandled(std::string_view full_method, std::string_view type,
   ++Slot(full_method, type).handled[code];
 }
 
+void GrpcMetrics::OnHandlingTime(std::string_view full_method, std::string_view type,
+                                 double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Counts& c = Slot(full_method, type);
+  if (c.handling_seconds == nullptr) {
+    c.handling_seconds = std::make_unique<util::Histogram>(
+        std::vector<double>{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10});
+  }
+  c.handling_seconds->Observe(seconds);
+}
+
 void GrpcMetrics::Collect(ExpositionWriter& w) const {
   std::lock_guard<std::mutex> lock(mu_);
   // Label order as the Go client prints them (sorted by label name).
   auto labels = [](const Key& k) {
     return Labels{{"grpc_method", k.method}, {"grpc_service", k.service}, {"grpc_type", k.type}};
   };
+  if (extensive_) {
+    static constexpr char kHandling[] = "grpc_server_handling_seconds";
+    static constexpr char kHandlingHelp[] =
+        "Histogram of response latency (seconds) of gRPC that had been application-level "
+        "handled by the server.";
+    w.Declare(kHandling, kHandlingHelp, "histogram");
+    for (const auto& [k, c] : counts_) {
+      if (c.handling_seconds != nullptr) {
+        w.Histogram(kHandling, kHandlingHelp, c.handling_seconds->Snapshot(), labels(k));
+      }
+    }
+  }
   static constexpr char kHandled[] = "grpc_server_handled_total";
   static constexpr char kHandledHelp[] =
       "Total number of RPCs completed on the server, regardless of success or failure.";

@@ -341,7 +341,7 @@ int Run(const EtcdConfig& config) {
   }
   // Metrics (etcd's names): declared before the servers that feed them.
   api::MetricsRegistry metrics;
-  api::GrpcMetrics grpc_metrics;
+  api::GrpcMetrics grpc_metrics(config.metrics == "extensive");  // --metrics
   api::PeerRttMetrics peer_rtt;  // fed by a peer RTT probe once the transport has one
   metrics.Add([&](api::ExpositionWriter& w) { api::CollectServerMetrics(server->get(), w); });
   metrics.Add([&](api::ExpositionWriter& w) { peer_rtt.Collect(w); });

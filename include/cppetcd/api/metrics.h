@@ -93,10 +93,12 @@ class PeerRttMetrics {
 // grpc_server_msg_sent_total with labels grpc_type (unary, client_stream,
 // server_stream, bidi_stream), grpc_service ("etcdserverpb.KV"), grpc_method
 // ("Range") and, for handled, grpc_code (Go's code names: OK, Canceled,
-// InvalidArgument, ...). Thread-safe.
+// InvalidArgument, ...). With `extensive` (etcd --metrics extensive) also
+// the grpc_server_handling_seconds histogram per method (Prometheus'
+// default buckets, 5 ms to 10 s). Thread-safe.
 class GrpcMetrics {
  public:
-  GrpcMetrics();
+  explicit GrpcMetrics(bool extensive = false);
   ~GrpcMetrics();
   // An interceptor factory for ApiServerOptions::interceptors; it refers to
   // this object, which must outlive the gRPC server.
@@ -109,6 +111,9 @@ class GrpcMetrics {
   void OnReceived(std::string_view full_method, std::string_view type);
   void OnSent(std::string_view full_method, std::string_view type);
   void OnHandled(std::string_view full_method, std::string_view type, int grpc_code);
+  // Extensive mode only; `seconds` from the call's start to its status.
+  void OnHandlingTime(std::string_view full_method, std::string_view type, double seconds);
+  bool extensive() const { return extensive_; }
 
   // Go's name of a gRPC status code ("OK", "Canceled", "Unknown", ...).
   static std::string_view CodeName(int grpc_code);
@@ -121,9 +126,11 @@ class GrpcMetrics {
   struct Counts {
     uint64_t started = 0, received = 0, sent = 0;
     std::map<int, uint64_t> handled;  // by gRPC code
+    std::unique_ptr<util::Histogram> handling_seconds;  // extensive mode, created on first use
   };
   Counts& Slot(std::string_view full_method, std::string_view type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const bool extensive_;
   mutable std::mutex mu_;
   std::map<Key, Counts> counts_ ABSL_GUARDED_BY(mu_);
 };

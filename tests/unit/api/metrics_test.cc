@@ -157,3 +157,28 @@ TEST(MetricsRegistryTest, RendersCollectorsInOrder) {
 
 }  // namespace
 }  // namespace cppetcd::api
+
+namespace cppetcd::api {
+namespace {
+
+TEST(GrpcMetricsTest, HandlingHistogramOnlyWhenExtensive) {
+  GrpcMetrics basic;
+  basic.OnStarted("/etcdserverpb.KV/Put", "unary");
+  basic.OnHandled("/etcdserverpb.KV/Put", "unary", 0);
+  ExpositionWriter wb;
+  basic.Collect(wb);
+  EXPECT_THAT(wb.Text(), ::testing::Not(::testing::HasSubstr("grpc_server_handling_seconds")));
+  GrpcMetrics extensive(true);
+  extensive.OnStarted("/etcdserverpb.KV/Put", "unary");
+  extensive.OnHandled("/etcdserverpb.KV/Put", "unary", 0);
+  extensive.OnHandlingTime("/etcdserverpb.KV/Put", "unary", 0.02);
+  ExpositionWriter we;
+  extensive.Collect(we);
+  EXPECT_THAT(we.Text(),
+              ::testing::HasSubstr("grpc_server_handling_seconds_bucket{grpc_method=\"Put\","
+                                   "grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\","
+                                   "le=\"0.025\"} 1\n"));
+}
+
+}  // namespace
+}  // namespace cppetcd::api
