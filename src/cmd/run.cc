@@ -189,6 +189,8 @@ absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
   sc.heartbeat_interval = std::chrono::milliseconds(config.heartbeat_interval_ms);
   sc.election_timeout = std::chrono::milliseconds(config.election_timeout_ms);
   sc.quota_backend_bytes = config.quota_backend_bytes;
+  sc.initial_corrupt_check = config.experimental_initial_corrupt_check;
+  sc.corrupt_check_time = config.experimental_corrupt_check_time;
   sc.max_request_bytes = config.max_request_bytes;
   sc.max_txn_ops = config.max_txn_ops;
   sc.auto_compaction_mode = config.auto_compaction_mode;

@@ -51,10 +51,12 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
 
 absl::Status EtcdServer::Impl::CheckQuota(const serverpb::InternalRaftRequest& r) {
   if (!GrowsBackend(r)) return absl::OkStatus();
-  if (nospace_.load()) return ErrNoSpace();
-  if (quota_bytes_ <= 0) return absl::OkStatus();
+  // As etcd's quota interceptor: a member over its own quota raises its own
+  // NOSPACE even while another member's is active.
   const int64_t cost = QuotaCost(r);
-  if (backend_->SizeBytes() + cost <= quota_bytes_) return absl::OkStatus();
+  if (quota_bytes_ <= 0 || backend_->SizeBytes() + cost <= quota_bytes_) {
+    return nospace_.load() ? ErrNoSpace() : absl::OkStatus();
+  }
   // Over quota: raise NOSPACE for this member through raft (etcd's quota
   // interceptor does the same) and refuse the request.
   lg_.Warn("backend quota exceeded; raising NOSPACE alarm",

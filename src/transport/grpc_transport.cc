@@ -228,6 +228,8 @@ void GrpcTransport::Impl::Stop() {
     p->cv.notify_all();
   }
   for (auto& p : peers) JoinOrDetach(p->thread);
+  prober_cv_.notify_all();
+  if (prober_.joinable()) prober_.join();
   // 3. Snapshot senders and forwarded calls.
   std::vector<std::thread> snapshot_threads;
   {
@@ -291,6 +293,9 @@ void GrpcTransport::Impl::AddPeer(uint64_t id, const std::vector<std::string>& u
     }
     peers_[id] = peer;
     peer->thread = std::thread([this, peer] { RunSender(peer); });
+    if (!prober_.joinable() && options_.rtt_probe_interval.count() > 0) {
+      prober_ = std::thread([this] { RunProber(); });
+    }
   }
   logger_.Info("added remote peer", {{"local-member-id", LocalIdHex()},
                                      {"remote-peer-id", util::IdToHex(id)},
@@ -335,6 +340,45 @@ std::optional<Clock::time_point> GrpcTransport::Impl::ActiveSince(uint64_t id) {
   if (peer == nullptr) return std::nullopt;
   std::lock_guard<std::mutex> l(peer->mu);
   return peer->active_since;
+}
+
+void GrpcTransport::Impl::RunProber() {
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stopped_) {
+    prober_cv_.wait_for(l, options_.rtt_probe_interval,
+                        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; });
+    if (stopped_) return;
+    std::vector<std::shared_ptr<PeerLink>> peers;
+    for (auto& [id, p] : peers_) peers.push_back(p);
+    l.unlock();
+    for (auto& p : peers) {
+      std::shared_ptr<grpc::Channel> channel;
+      {
+        std::lock_guard<std::mutex> pl(p->mu);
+        if (p->url_index < p->channels.size()) channel = p->channels[p->url_index];
+      }
+      if (channel == nullptr) continue;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       std::min(options_.rtt_probe_interval, milliseconds(1000)));
+      peerpb::ProbeRequest req;
+      peerpb::ProbeResponse resp;
+      const auto start = std::chrono::steady_clock::now();
+      grpc::Status s = peerpb::Peer::NewStub(channel)->Probe(&ctx, req, &resp);
+      if (s.ok()) {
+        p->rtt.Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      }
+    }
+    l.lock();
+  }
+}
+
+std::map<uint64_t, util::HistogramSnapshot> GrpcTransport::Impl::PeerRoundTripTimes() const {
+  std::map<uint64_t, util::HistogramSnapshot> out;
+  std::lock_guard<std::mutex> l(mu_);
+  for (const auto& [id, p] : peers_) out[id] = p->rtt.Snapshot();
+  return out;
 }
 
 std::optional<PeerStats> GrpcTransport::Impl::Stats(uint64_t id) const {
@@ -894,6 +938,27 @@ void GrpcTransport::Impl::LeaseRenew(uint64_t to, int64_t lease_id, milliseconds
   call->Start();
 }
 
+void GrpcTransport::Impl::HashKV(uint64_t to, int64_t revision, milliseconds timeout,
+                                 server::PeerDone<etcdserverpb::HashKVResponse> done) {
+  auto channels = ChannelsFor(to);
+  if (channels.empty()) {
+    std::move(done)(absl::UnavailableError(absl::StrCat("unknown peer ", util::IdToHex(to))));
+    return;
+  }
+  using Resp = etcdserverpb::HashKVResponse;
+  using Call = UnaryCall<etcdserverpb::HashKVRequest, Resp, Resp>;
+  etcdserverpb::HashKVRequest req;
+  req.set_revision(revision);
+  auto call = std::make_shared<Call>(
+      this, std::move(channels), req, timeout,
+      [](peerpb::Peer::Stub* stub, grpc::ClientContext* ctx, const etcdserverpb::HashKVRequest* r,
+         Resp* out, std::function<void(grpc::Status)> cb) {
+        stub->async()->HashKV(ctx, r, out, std::move(cb));
+      },
+      [](Resp&& r) -> Resp { return std::move(r); }, std::move(done));
+  call->Start();
+}
+
 void GrpcTransport::Impl::LeaseTimeToLive(
     uint64_t to, const etcdserverpb::LeaseTimeToLiveRequest& req, milliseconds timeout,
     server::PeerDone<etcdserverpb::LeaseTimeToLiveResponse> done) {
@@ -992,6 +1057,9 @@ GrpcTransport::~GrpcTransport() { impl_->Stop(); }
 absl::Status GrpcTransport::Listen() { return impl_->Listen(); }
 std::vector<std::string> GrpcTransport::BoundUrls() const { return impl_->BoundUrls(); }
 std::optional<PeerStats> GrpcTransport::Stats(uint64_t id) const { return impl_->Stats(id); }
+std::map<uint64_t, util::HistogramSnapshot> GrpcTransport::PeerRoundTripTimes() const {
+  return impl_->PeerRoundTripTimes();
+}
 void GrpcTransport::SetHandler(server::PeerHandler* handler) { impl_->SetHandler(handler); }
 void GrpcTransport::Stop() { impl_->Stop(); }
 void GrpcTransport::Send(std::vector<raftpb::Message> messages) {
@@ -1022,6 +1090,10 @@ void GrpcTransport::LeaseTimeToLive(uint64_t to, const etcdserverpb::LeaseTimeTo
                                     milliseconds timeout,
                                     server::PeerDone<etcdserverpb::LeaseTimeToLiveResponse> done) {
   impl_->LeaseTimeToLive(to, req, timeout, std::move(done));
+}
+void GrpcTransport::HashKV(uint64_t to, int64_t revision, milliseconds timeout,
+                           server::PeerDone<etcdserverpb::HashKVResponse> done) {
+  impl_->HashKV(to, revision, timeout, std::move(done));
 }
 void GrpcTransport::MemberPromote(uint64_t to, const etcdserverpb::MemberPromoteRequest& req,
                                   milliseconds timeout,

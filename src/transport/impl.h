@@ -22,6 +22,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "cppetcd/transport/grpc_transport.h"
+#include "cppetcd/util/histogram.h"
 #include "peerpb/peer.grpc.pb.h"
 
 namespace cppetcd::transport {
@@ -77,6 +78,8 @@ struct PeerLink {
   grpc::ClientContext* stream_ctx ABSL_GUARDED_BY(mu) = nullptr;  // to cancel
   std::optional<Clock::time_point> last_unreachable ABSL_GUARDED_BY(mu);
   PeerStats stats ABSL_GUARDED_BY(mu);
+  // Probe round-trip times in seconds, etcd's buckets (100 us doubling).
+  util::Histogram rtt{util::Histogram::ExponentialBounds(0.0001, 2, 16)};
   std::thread thread;  // set once by AddPeer; joined by RemovePeer or Stop
 };
 
@@ -122,6 +125,7 @@ class GrpcTransport::Impl {
   void RemovePeer(uint64_t id);
   std::optional<Clock::time_point> ActiveSince(uint64_t id);
   std::optional<PeerStats> Stats(uint64_t id) const;
+  std::map<uint64_t, util::HistogramSnapshot> PeerRoundTripTimes() const;
   void SetUnreachableCallback(absl::AnyInvocable<void(uint64_t)> cb);
   void LeaseRenew(uint64_t to, int64_t lease_id, std::chrono::milliseconds timeout,
                   server::PeerDone<int64_t> done);
@@ -154,6 +158,8 @@ class GrpcTransport::Impl {
   void SetUrls(PeerLink* peer, const std::vector<std::string>& urls)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(peer->mu);
   void RunSender(std::shared_ptr<PeerLink> peer);
+  // Every rtt_probe_interval: one Probe call per peer, timed into its rtt.
+  void RunProber();
   // One connection attempt and, if it connects, the stream until it ends.
   // *connected tells whether the stream was accepted by the peer.
   absl::Status ConnectAndStream(PeerLink* peer, bool* connected);
@@ -195,6 +201,10 @@ class GrpcTransport::Impl {
   mutable std::mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<uint64_t, std::shared_ptr<PeerLink>> peers_ ABSL_GUARDED_BY(mu_);
+  // Round-trip prober: started with the first peer, joined by Stop.
+  std::thread prober_;
+  std::condition_variable prober_cv_;  // with mu_: stopped_
+
   struct SnapshotSender {
     std::thread thread;
     grpc::ClientContext* ctx = nullptr;  // current stream, for cancellation

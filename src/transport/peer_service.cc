@@ -398,6 +398,13 @@ class PeerService final : public peerpb::Peer::CallbackService {
     return reactor;
   }
 
+  grpc::ServerUnaryReactor* Probe(grpc::CallbackServerContext* ctx, const peerpb::ProbeRequest*,
+                                  peerpb::ProbeResponse*) override {
+    grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
   grpc::ServerUnaryReactor* HashKV(grpc::CallbackServerContext* ctx,
                                    const etcdserverpb::HashKVRequest* req,
                                    etcdserverpb::HashKVResponse* resp) override {
