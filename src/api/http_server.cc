@@ -371,14 +371,68 @@ UnaryHandler Unary(CallRegistry* calls, std::shared_ptr<Stub> stub,
   };
 }
 
+// The response side of a gateway stream: responses as JSON, queued for the
+// HTTP connection's thread, and the call's end.
+class StreamOutput {
+ public:
+  grpc::ClientContext* context() { return &ctx_; }
+
+  void Push(std::string json) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(std::move(json));
+      ++received_;
+    }
+    cv_.notify_all();
+  }
+  void Finish(const grpc::Status& status) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+      status_ = status;
+    }
+    cv_.notify_all();
+  }
+
+  // Waits up to `timeout` for output. Returns the queued responses; `finished`
+  // and `status` tell whether the call is over, `received` how many
+  // responses arrived in all.
+  std::vector<std::string> Wait(std::chrono::milliseconds timeout, bool* finished,
+                                grpc::Status* status, size_t* received) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || done_; });
+    std::vector<std::string> out(std::make_move_iterator(queue_.begin()),
+                                 std::make_move_iterator(queue_.end()));
+    queue_.clear();
+    *finished = done_;
+    *status = status_;
+    *received = received_;
+    return out;
+  }
+
+  // Cancels the call if still running and waits for its end.
+  void CancelAndWait() {
+    ctx_.TryCancel();
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_; });
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);  // JSON of responses not yet written
+  size_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
 // A bidirectional gateway stream: the requests of the HTTP body are written
-// in order, responses are queued for the HTTP side as they arrive.
+// in order, responses are queued as they arrive.
 template <class Req, class Resp>
-class BidiBridge : public grpc::ClientBidiReactor<Req, Resp> {
+class BidiBridge : public grpc::ClientBidiReactor<Req, Resp>, public StreamOutput {
  public:
   explicit BidiBridge(std::vector<Req> requests) : requests_(std::move(requests)) {}
-
-  grpc::ClientContext* context() { return &ctx_; }
 
   // After the stub registered the reactor.
   void Begin() {
@@ -393,56 +447,39 @@ class BidiBridge : public grpc::ClientBidiReactor<Req, Resp> {
   }
   void OnReadDone(bool ok) override {
     if (!ok) return;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(MessageToGatewayJson(incoming_));
-      ++received_;
-    }
-    cv_.notify_all();
+    Push(MessageToGatewayJson(incoming_));
     this->StartRead(&incoming_);
   }
-  void OnDone(const grpc::Status& status) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-      status_ = status;
-    }
-    cv_.notify_all();
-  }
-
-  // Waits up to `timeout` for output. Returns the queued responses; `finished`
-  // and `status` tell whether the call is over.
-  std::vector<std::string> Wait(std::chrono::milliseconds timeout, bool* finished,
-                                grpc::Status* status, size_t* received) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || done_; });
-    std::vector<std::string> out(std::make_move_iterator(queue_.begin()),
-                                 std::make_move_iterator(queue_.end()));
-    queue_.clear();
-    *finished = done_ && queue_.empty();
-    *status = status_;
-    *received = received_;
-    return out;
-  }
-
-  // Cancels the call if still running and waits for OnDone.
-  void CancelAndWait() {
-    ctx_.TryCancel();
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return done_; });
-  }
+  void OnDone(const grpc::Status& status) override { Finish(status); }
 
  private:
-  grpc::ClientContext ctx_;
   std::vector<Req> requests_;
   size_t next_write_ = 0;  // reactor callbacks only
   Resp incoming_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::string> queue_;  // JSON of each response not yet written
-  size_t received_ = 0;
-  bool done_ = false;
-  grpc::Status status_;
+};
+
+// A server-streaming gateway call (Maintenance.Snapshot, Election.Observe):
+// one request, responses queued as they arrive.
+template <class Req, class Resp>
+class ReadBridge : public grpc::ClientReadReactor<Resp>, public StreamOutput {
+ public:
+  explicit ReadBridge(Req request) : request_(std::move(request)) {}
+  const Req* request() const { return &request_; }
+
+  void Begin() {
+    this->StartRead(&incoming_);
+    this->StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;
+    Push(MessageToGatewayJson(incoming_));
+    this->StartRead(&incoming_);
+  }
+  void OnDone(const grpc::Status& status) override { Finish(status); }
+
+ private:
+  const Req request_;
+  Resp incoming_;
 };
 
 // grpc-gateway's error chunk of a stream that failed after it started.
@@ -500,6 +537,8 @@ class HttpServer::Impl {
   struct GatewayStubs {
     std::shared_ptr<etcdserverpb::Watch::Stub> watch;
     std::shared_ptr<etcdserverpb::Lease::Stub> lease;
+    std::shared_ptr<etcdserverpb::Maintenance::Stub> maintenance;
+    std::shared_ptr<v3electionpb::Election::Stub> election;
   };
 
   absl::Status Listen(const std::string& address, bool full, int* port_out) {
@@ -691,6 +730,8 @@ class HttpServer::Impl {
     std::shared_ptr<v3electionpb::Election::Stub> election = v3electionpb::Election::NewStub(ch);
     stubs_.watch = etcdserverpb::Watch::NewStub(ch);
     stubs_.lease = lease;
+    stubs_.maintenance = maint;
+    stubs_.election = election;
     using KV = etcdserverpb::KV::Stub;
     using L = etcdserverpb::Lease::Stub;
     using C = etcdserverpb::Cluster::Stub;
@@ -758,6 +799,20 @@ class HttpServer::Impl {
           });
       return;
     }
+    if (path == "maintenance/snapshot") {
+      ServerStream<etcdserverpb::SnapshotRequest, etcdserverpb::SnapshotResponse>(
+          req, res, [this](grpc::ClientContext* ctx, const auto* r, auto* reactor) {
+            stubs_.maintenance->async()->Snapshot(ctx, r, reactor);
+          });
+      return;
+    }
+    if (path == "election/observe") {
+      ServerStream<v3electionpb::LeaderRequest, v3electionpb::LeaderResponse>(
+          req, res, [this](grpc::ClientContext* ctx, const auto* r, auto* reactor) {
+            stubs_.election->async()->Observe(ctx, r, reactor);
+          });
+      return;
+    }
     if (path == "lease/keepalive") {
       Stream<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>(
           req, res, /*one_reply_each=*/true,
@@ -802,6 +857,32 @@ class HttpServer::Impl {
     ForwardMetadata(http_req, bridge->context());
     start(bridge->context(), bridge.get());
     bridge->Begin();
+    Serve(http_req, res, bridge, one_reply_each, expected);
+  }
+
+  // A server-streaming gateway call: the body is its one request.
+  template <class Req, class Resp, class StartFn>
+  void ServerStream(const httplib::Request& http_req, httplib::Response& res, StartFn start) {
+    Req req;
+    if (!http_req.body.empty()) {
+      if (absl::Status st = GatewayJsonToMessage(http_req.body, &req); !st.ok()) {
+        WriteParseError(res, st);
+        return;
+      }
+    }
+    auto bridge = std::make_shared<ReadBridge<Req, Resp>>(std::move(req));
+    ForwardMetadata(http_req, bridge->context());
+    start(bridge->context(), bridge->request(), bridge.get());
+    bridge->Begin();
+    Serve(http_req, res, bridge, false, 0);
+  }
+
+  // Writes a started stream's responses as chunks until it ends, the client
+  // leaves or the server stops; the call is cancelled and awaited when the
+  // response is released.
+  template <class Bridge>
+  void Serve(const httplib::Request& http_req, httplib::Response& res,
+             std::shared_ptr<Bridge> bridge, bool one_reply_each, size_t expected) {
     const int fd = FindConnectionFd(http_req);
     res.set_header("Grpc-Metadata-Content-Type", "application/grpc");
     res.set_chunked_content_provider(

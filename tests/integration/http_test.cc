@@ -287,6 +287,13 @@ TEST_F(HttpTest, ClusterAndMaintenance) {
   EXPECT_EQ(s["leader"], s["header"]["member_id"]);
   json a = Post("/v3/maintenance/alarm", R"({"action":"GET"})");
   EXPECT_FALSE(a.contains("alarms")) << a;
+  // The snapshot is a stream of {"result":{"remaining_bytes":..,"blob":..}}.
+  CurlReply snap = Curl(gw_ + "/v3/maintenance/snapshot", "{}");
+  EXPECT_EQ(snap.status, 200);
+  std::vector<json> chunks = StreamResults(snap.body);
+  ASSERT_FALSE(chunks.empty()) << snap.body.substr(0, 300);
+  EXPECT_TRUE(chunks[0].contains("blob")) << chunks[0].dump().substr(0, 300);
+  EXPECT_FALSE(chunks.back().contains("remaining_bytes")) << "last chunk: nothing remains";
 }
 
 TEST_F(HttpTest, AuthThroughTheGateway) {
