@@ -5,12 +5,14 @@
 // Validated against etcd 3.4 with CPPETCD_TEST_SERVER=/usr/bin/etcd.
 
 #include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cluster_harness.h"
+#include "test_certs.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -245,6 +247,67 @@ TEST_F(AuthTest, JwtTokens) {
   EXPECT_EQ(Ok(ep, {"--user", "root:rootpw", "role", "add", "extra"}), "Role extra created\n");
   grpc::Status stale = RangeWithToken(c->member(1), token, "app/j");
   EXPECT_EQ(stale.error_message(), "etcdserver: revision of auth store is old");
+}
+
+// etcd --client-cert-auth: a call without a token is made as the user
+// named by the verified client certificate's CN; a token still wins.
+TEST_F(AuthTest, ClientCertificateCommonNameIsTheUser) {
+  auto certs = MakeTestCerts(tmp_.path() + "/certs", {"root", "alice"});
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  auto port = PickFreePort();
+  auto peer = PickFreePort();
+  ASSERT_TRUE(port.ok() && peer.ok());
+  const std::string client_url = absl::StrCat("https://127.0.0.1:", *port);
+  const std::string peer_url = absl::StrCat("http://127.0.0.1:", *peer);
+  const std::string out_dir = tmp_.path() + "/cn";
+  std::filesystem::create_directories(out_dir);
+  auto proc = BackgroundCommand::Start(
+      {ServerBinary(), "--name", "s", "--data-dir", out_dir + "/data", "--listen-client-urls",
+       client_url, "--advertise-client-urls", client_url, "--listen-peer-urls", peer_url,
+       "--initial-advertise-peer-urls", peer_url, "--initial-cluster", "s=" + peer_url,
+       "--cert-file", certs->server.cert, "--key-file", certs->server.key, "--trusted-ca-file",
+       certs->ca, "--client-cert-auth"},
+      {}, out_dir);
+  ASSERT_TRUE(proc.ok()) << proc.status();
+  const std::string ep = absl::StrCat("127.0.0.1:", *port);
+  auto tls = [&](const std::string& cn) {
+    return std::vector<std::string>{"--cacert=" + certs->ca, "--cert=" + certs->Client(cn).cert,
+                                    "--key=" + certs->Client(cn).key};
+  };
+  auto ctl = [&](const std::string& cn, const std::vector<std::string>& args) {
+    std::vector<std::string> all = tls(cn);
+    all.insert(all.end(), args.begin(), args.end());
+    return Etcdctl(ep, all, "", seconds(10));
+  };
+  ASSERT_TRUE(PollUntil([&] { return ctl("root", {"endpoint", "health"}).exit_code == 0; },
+                        seconds(30)))
+      << (*proc)->Stderr();
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"user", "add", "root:rootpw"},
+                                             {"role", "add", "reader"},
+                                             {"role", "grant-permission", "reader",
+                                              "--prefix=true", "read", "app/"},
+                                             {"user", "add", "alice:alicepw"},
+                                             {"user", "grant-role", "alice", "reader"},
+                                             {"auth", "enable"}}) {
+    CommandResult r = ctl("root", args);
+    ASSERT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << r.err;
+  }
+  // CN root: every right, without a password.
+  CommandResult put = ctl("root", {"put", "app/x", "1"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(ctl("root", {"user", "list"}).out, "alice\nroot\n");
+  // CN alice: reads her prefix, nothing more.
+  CommandResult get = ctl("alice", {"get", "app/x", "--print-value-only"});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "1\n");
+  CommandResult denied = ctl("alice", {"put", "app/x", "2"});
+  EXPECT_NE(denied.exit_code, 0);
+  EXPECT_EQ(StripClientLogLines(denied.err), "Error: etcdserver: permission denied\n");
+  // A token (from --user) is used before the certificate's CN.
+  CommandResult as_alice = ctl("root", {"--user", "alice:alicepw", "put", "app/x", "3"});
+  EXPECT_NE(as_alice.exit_code, 0);
+  EXPECT_EQ(StripClientLogLines(as_alice.err), "Error: etcdserver: permission denied\n");
 }
 
 }  // namespace
