@@ -281,5 +281,37 @@ TEST(MaintenanceTest, CorruptionDetectedAtStartAndByThePeriodicCheck) {
   EXPECT_EQ(get.out, "1\n");
 }
 
+// A real crash (the named crash points of src/server/crash_point.h, armed
+// through the environment the child inherits) just before and just after
+// the defragmentation's rename: the member restarts with all its data.
+TEST(MaintenanceTest, CrashDuringDefragLeavesAUsableDatabase) {
+  CPPETCD_REQUIRE_SERVER();
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "cppetcd's crash points";
+  for (const char* step : {"defrag_before_rename", "defrag_after_rename"}) {
+    SCOPED_TRACE(step);
+    TempDir dir;
+    ServerProcess::Options opts;
+    opts.data_dir = dir.path() + "/data";
+    ::setenv("CPPETCD_CRASH_POINT", step, 1);
+    auto server = ServerProcess::Start(opts);
+    ::unsetenv("CPPETCD_CRASH_POINT");
+    ASSERT_TRUE(server.ok()) << server.status();
+    const std::string ep = (*server)->ClientEndpoint();
+    Churn(ep, 40);
+    ASSERT_EQ(Ctl(ep, {"put", "last", "value"}).exit_code, 0);
+    EXPECT_NE(Ctl(ep, {"defrag"}).exit_code, 0);  // the member died under it
+    CommandResult ended = (*server)->Terminate(std::chrono::seconds(10));
+    EXPECT_EQ(ended.exit_code, 99) << "crash point not reached";
+    ASSERT_TRUE((*server)->Restart().ok()) << (*server)->ReadLog();
+    CommandResult get = Ctl(ep, {"get", "last", "--print-value-only"});
+    EXPECT_EQ(get.out, "value\n") << get.err;
+    CommandResult count = Ctl(ep, {"get", "churn", "--prefix", "--keys-only"});
+    EXPECT_EQ(SplitLines(count.out).size() / 2, 20u) << count.out;  // key + blank line each
+    // And it defragments fine now.
+    EXPECT_EQ(Ctl(ep, {"defrag"}).exit_code, 0);
+    ASSERT_EQ(Ctl(ep, {"put", "after", "1"}).exit_code, 0);
+  }
+}
+
 }  // namespace
 }  // namespace cppetcd::integration
