@@ -586,7 +586,14 @@ class HttpServer::Impl {
     // etcd does not compress; the library would gzip JSON for clients that
     // accept it, which breaks line-by-line stream readers.
     s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
-      const_cast<httplib::Request&>(req).headers.erase("Accept-Encoding");
+      auto& mutable_req = const_cast<httplib::Request&>(req);
+      mutable_req.headers.erase("Accept-Encoding");
+      // HTTP/1.1: a request with neither Content-Length nor chunked framing
+      // has an empty body (`curl -X POST .../v3/maintenance/status`); the
+      // library would refuse it.
+      if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
+        mutable_req.headers.emplace("Content-Length", "0");
+      }
       return httplib::Server::HandlerResponse::Unhandled;
     });
     s.Options(".*", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
