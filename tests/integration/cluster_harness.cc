@@ -325,7 +325,9 @@ std::vector<std::string> Cluster::BaseArgs(const ClusterMember& m) const {
                        "--trusted-ca-file", t.ca_file});
     if (t.client_cert_auth) a.push_back("--client-cert-auth");
   }
-  if (t.peer) {
+  if (t.peer && t.peer_auto_tls) {
+    a.push_back("--peer-auto-tls");
+  } else if (t.peer) {
     a.insert(a.end(), {"--peer-cert-file", t.cert_file, "--peer-key-file", t.key_file,
                        "--peer-trusted-ca-file", t.ca_file});
     if (t.peer_client_cert_auth) a.push_back("--peer-client-cert-auth");

@@ -42,6 +42,9 @@ struct ClusterTls {
   // peer_client_cert_auth). Not compatible with Options::proxies.
   bool peer = false;
   bool peer_client_cert_auth = true;
+  // With `peer`: --peer-auto-tls (self-signed certificates in the data
+  // dirs) instead of the --peer-*-file flags.
+  bool peer_auto_tls = false;
   std::string ca_file;                  // trusted CA (client and peer side)
   std::string cert_file, key_file;      // server and peer certificate
   // What the harness's own channels and etcdctl (EtcdctlFlags) present.

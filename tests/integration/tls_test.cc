@@ -193,6 +193,25 @@ TEST_F(TlsTest, ThreeMemberMutualTlsCluster) {
   EXPECT_EQ(alice.out, "v\n");
 }
 
+TEST_F(TlsTest, PeerAutoTlsCluster) {
+  Cluster::Options o;
+  o.tls.peer = true;
+  o.tls.peer_auto_tls = true;
+  auto c = Cluster::Start(std::move(o), tmp_.path());
+  ASSERT_TRUE(c.ok()) << c.status();
+  Cluster& cluster = **c;
+  ASSERT_TRUE(cluster.WaitForLeader(seconds(20)).ok());
+  CommandResult put = Etcdctl(cluster.RunningEndpoints(), {"put", "k", "v"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  CommandResult get = Etcdctl(cluster.member(2).ClientEndpoint(), {"get", "k", "--print-value-only"});
+  EXPECT_EQ(get.out, "v\n") << get.err;
+  CommandResult list = Etcdctl(cluster.member(0).ClientEndpoint(), {"member", "list"});
+  EXPECT_THAT(list.out, HasSubstr("https://127.0.0.1:"));
+  for (int i = 0; i < cluster.size(); ++i) {
+    EXPECT_TRUE(std::filesystem::exists(cluster.member(i).data_dir() + "/fixtures/peer/cert.pem"));
+  }
+}
+
 TEST_F(TlsTest, HttpsAndHttpUrlsOnOneMember) {
   auto s = StartSingle({"https", "http"},
                        {"--cert-file", certs_.server.cert, "--key-file", certs_.server.key,
