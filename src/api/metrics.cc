@@ -160,17 +160,26 @@ void PeerRttMetrics::Remove(uint64_t peer_id) {
   peers_.erase(peer_id);
 }
 
-void PeerRttMetrics::Collect(ExpositionWriter& w) const {
+void WritePeerRoundTripTimes(ExpositionWriter& w,
+                             const std::map<uint64_t, util::HistogramSnapshot>& peers) {
   static constexpr char kName[] = "etcd_network_peer_round_trip_time_seconds";
   static constexpr char kHelp[] = "Round-Trip-Time histogram between peers";
-  std::lock_guard<std::mutex> lock(mu_);
-  if (peers_.empty()) {
+  if (peers.empty()) {
     w.Declare(kName, kHelp, "histogram");
     return;
   }
-  for (const auto& [id, h] : peers_) {
-    w.Histogram(kName, kHelp, h->Snapshot(), {{"To", absl::StrFormat("%x", id)}});
+  for (const auto& [id, h] : peers) {
+    w.Histogram(kName, kHelp, h, {{"To", absl::StrFormat("%x", id)}});
   }
+}
+
+void PeerRttMetrics::Collect(ExpositionWriter& w) const {
+  std::map<uint64_t, util::HistogramSnapshot> snapshots;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, h] : peers_) snapshots[id] = h->Snapshot();
+  }
+  WritePeerRoundTripTimes(w, snapshots);
 }
 
 // ---- GrpcMetrics

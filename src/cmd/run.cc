@@ -323,6 +323,7 @@ int Run(const EtcdConfig& config) {
     log.Error("creating peer listener failed", {{"error", st.ToString()}});
     return 1;
   }
+  transport::GrpcTransport* peer_transport_ptr = peer_transport->get();  // owned by the server
   server_config->transport = std::shared_ptr<transport::GrpcTransport>(std::move(*peer_transport));
   absl::StatusOr<std::unique_ptr<server::EtcdServer>> server =
       server::EtcdServer::Create(*std::move(server_config));
@@ -344,9 +345,10 @@ int Run(const EtcdConfig& config) {
   // Metrics (etcd's names): declared before the servers that feed them.
   api::MetricsRegistry metrics;
   api::GrpcMetrics grpc_metrics(config.metrics == "extensive");  // --metrics
-  api::PeerRttMetrics peer_rtt;  // fed by a peer RTT probe once the transport has one
   metrics.Add([&](api::ExpositionWriter& w) { api::CollectServerMetrics(server->get(), w); });
-  metrics.Add([&](api::ExpositionWriter& w) { peer_rtt.Collect(w); });
+  metrics.Add([peer_transport_ptr](api::ExpositionWriter& w) {
+    api::WritePeerRoundTripTimes(w, peer_transport_ptr->PeerRoundTripTimes());
+  });
   metrics.Add([&](api::ExpositionWriter& w) { grpc_metrics.Collect(w); });
   metrics.Add([](api::ExpositionWriter& w) { api::CollectProcessMetrics(w); });
   std::unique_ptr<api::ServerBackend> backend;

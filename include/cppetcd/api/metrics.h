@@ -135,6 +135,12 @@ class GrpcMetrics {
   std::map<Key, Counts> counts_ ABSL_GUARDED_BY(mu_);
 };
 
+// etcd_network_peer_round_trip_time_seconds{To="<peer id hex>"} from
+// per-peer snapshots (e.g. GrpcTransport::PeerRoundTripTimes()); with none,
+// the family is only declared.
+void WritePeerRoundTripTimes(ExpositionWriter& w,
+                             const std::map<uint64_t, util::HistogramSnapshot>& peers);
+
 // Process basics from /proc/self (process_resident_memory_bytes,
 // process_virtual_memory_bytes, process_open_fds, process_max_fds,
 // process_cpu_seconds_total, process_start_time_seconds).
