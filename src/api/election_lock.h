@@ -28,6 +28,7 @@
 #include "absl/functional/any_invocable.h"
 #include "cppetcd/api/backend.h"
 #include "cppetcd/api/errors.h"
+#include "cppetcd/auth/credentials.h"
 #include "v3electionpb/v3election.grpc.pb.h"
 #include "v3lockpb/v3lock.grpc.pb.h"
 
@@ -79,7 +80,10 @@ class CreateOrderWait : public std::enable_shared_from_this<CreateOrderWait> {
         executor_(std::move(executor)),
         prefix_(std::move(prefix)),
         my_rev_(my_rev),
-        done_(std::move(done)) {}
+        done_(std::move(done)) {
+    // Created on an executor step of a call: its checks act as that caller.
+    if (const auth::Credentials* c = auth::CurrentCredentials()) credentials_ = *c;
+  }
 
   void Start();
   void Cancel();
@@ -94,6 +98,7 @@ class CreateOrderWait : public std::enable_shared_from_this<CreateOrderWait> {
   const std::shared_ptr<SerialExecutor> executor_;
   const std::string prefix_;
   const int64_t my_rev_;
+  auth::Credentials credentials_;  // the caller's, for the Range checks
   DoneFn done_;
   bool finished_ = false;
   bool checking_ = false;  // a Range is in flight
@@ -109,6 +114,11 @@ class CreateOrderWait : public std::enable_shared_from_this<CreateOrderWait> {
 // gRPC's OnDone and completions still in flight.
 class QueueCall : public grpc::ServerUnaryReactor, public std::enable_shared_from_this<QueueCall> {
  public:
+  // The caller's credentials (token, TLS CN); every step on the executor
+  // runs under them, so the server checks the caller's permissions (etcd's
+  // lock/election servers call the KV API with the caller's context). Set
+  // before Begin.
+  void SetCredentials(auth::Credentials c) { credentials_ = std::move(c); }
   // Starts the call; `self` is the owning pointer to this object.
   void Begin(std::shared_ptr<QueueCall> self);
   void OnCancel() override;
@@ -149,6 +159,7 @@ class QueueCall : public grpc::ServerUnaryReactor, public std::enable_shared_fro
   std::string key_;     // the queue key, once the lease is known
   int64_t my_rev_ = 0;  // create revision of key_, once put
   etcdserverpb::ResponseHeader txn_header_;
+  auth::Credentials credentials_;
 
  private:
   void OnLease(absl::StatusOr<int64_t> lease);

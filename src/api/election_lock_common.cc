@@ -166,6 +166,7 @@ void CreateOrderWait::Check() {
   req.set_keys_only(true);
   std::weak_ptr<CreateOrderWait> weak = weak_from_this();
   std::shared_ptr<SerialExecutor> executor = executor_;
+  auth::ScopedCredentials creds(credentials_);
   backend_->Range(req, [weak, executor](absl::StatusOr<etcdserverpb::RangeResponse> r) mutable {
     executor->Post([weak, r = std::move(r)]() mutable {
       auto self = weak.lock();
@@ -234,6 +235,7 @@ void QueueCall::OnCancel() {
 
 void QueueCall::OnExecutor(absl::AnyInvocable<void(QueueCall*) &&> fn) {
   executor_->Post([self = shared_from_this(), fn = std::move(fn)]() mutable {
+    auth::ScopedCredentials creds(self->credentials_);
     std::move(fn)(self.get());
   });
 }

@@ -102,10 +102,13 @@ class ObserveCall final : public grpc::ServerWriteReactor<v3electionpb::LeaderRe
     });
   }
   void OnDone() override { self_.reset(); }
+  // The caller's credentials, for every step on the executor. Before Begin.
+  void SetCredentials(auth::Credentials c) { credentials_ = std::move(c); }
 
  private:
   void OnExecutor(absl::AnyInvocable<void(ObserveCall*) &&> fn) {
     executor_->Post([self = shared_from_this(), fn = std::move(fn)]() mutable {
+      auth::ScopedCredentials creds(self->credentials_);
       std::move(fn)(self.get());
     });
   }
@@ -218,6 +221,7 @@ class ObserveCall final : public grpc::ServerWriteReactor<v3electionpb::LeaderRe
   ServerBackend* const backend_;
   const std::shared_ptr<SerialExecutor> executor_;
   const std::string name_;
+  auth::Credentials credentials_;      // the caller's (SetCredentials)
   std::shared_ptr<ObserveCall> self_;  // set from Begin to OnDone
   // Touched only on the executor.
   bool finished_ = false;
@@ -242,6 +246,7 @@ grpc::ServerUnaryReactor* ElectionService::Campaign(grpc::CallbackServerContext*
     return reactor;
   }
   auto call = std::make_shared<CampaignCall>(backend_, executor_, *req, resp);
+  call->SetCredentials(CallCredentials(context));
   call->Begin(call);
   return call.get();
 }
@@ -251,6 +256,7 @@ grpc::ServerUnaryReactor* ElectionService::Proclaim(grpc::CallbackServerContext*
                                                     v3electionpb::ProclaimResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
+  auth::ScopedCredentials creds(CallCredentials(context));
   if (!req->has_leader()) {
     reactor->Finish(GrpcMissingLeaderKey());
     return reactor;
@@ -283,6 +289,7 @@ grpc::ServerUnaryReactor* ElectionService::Leader(grpc::CallbackServerContext* c
                                                   v3electionpb::LeaderResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
+  auth::ScopedCredentials creds(CallCredentials(context));
   ServerBackend* backend = backend_;
   backend_->Range(FirstCreated(req->name()),
                   [reactor, resp, backend](absl::StatusOr<etcdserverpb::RangeResponse> r) {
@@ -305,8 +312,8 @@ grpc::ServerUnaryReactor* ElectionService::Leader(grpc::CallbackServerContext* c
 
 grpc::ServerWriteReactor<v3electionpb::LeaderResponse>* ElectionService::Observe(
     grpc::CallbackServerContext* context, const v3electionpb::LeaderRequest* req) {
-  (void)context;
   auto call = std::make_shared<ObserveCall>(backend_, executor_, req->name());
+  call->SetCredentials(CallCredentials(context));
   call->Begin(call);
   return call.get();
 }
@@ -316,6 +323,7 @@ grpc::ServerUnaryReactor* ElectionService::Resign(grpc::CallbackServerContext* c
                                                   v3electionpb::ResignResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
+  auth::ScopedCredentials creds(CallCredentials(context));
   if (!req->has_leader()) {
     reactor->Finish(GrpcMissingLeaderKey());
     return reactor;

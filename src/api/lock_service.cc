@@ -50,6 +50,7 @@ grpc::ServerUnaryReactor* LockService::Lock(grpc::CallbackServerContext* context
     return reactor;
   }
   auto call = std::make_shared<LockCall>(backend_, executor_, *req, resp);
+  call->SetCredentials(CallCredentials(context));
   call->Begin(call);
   return call.get();
 }
@@ -59,6 +60,7 @@ grpc::ServerUnaryReactor* LockService::Unlock(grpc::CallbackServerContext* conte
                                               v3lockpb::UnlockResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
+  auth::ScopedCredentials creds(CallCredentials(context));
   etcdserverpb::DeleteRangeRequest del;
   del.set_key(req->key());
   ServerBackend* backend = backend_;
