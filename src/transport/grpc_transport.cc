@@ -366,8 +366,10 @@ void GrpcTransport::Impl::RunProber() {
       const auto start = std::chrono::steady_clock::now();
       grpc::Status s = peerpb::Peer::NewStub(channel)->Probe(&ctx, req, &resp);
       if (s.ok()) {
-        p->rtt.Observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        p->rtt.Observe(seconds);
+        if (options_.on_peer_rtt) options_.on_peer_rtt(p->id, seconds);
       }
     }
     l.lock();

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -70,6 +71,9 @@ struct TransportOptions {
   std::chrono::milliseconds keepalive_timeout{2000};
   // Interval of the round-trip probes (PeerRoundTripTimes); 0: none.
   std::chrono::milliseconds rtt_probe_interval{2000};
+  // Optional: called with (peer ID, seconds) for each successful probe, on
+  // the prober thread (e.g. api::PeerRttMetrics::Observe); must not block.
+  std::function<void(uint64_t peer_id, double seconds)> on_peer_rtt;
   // TLS for https:// URLs (listen and peers; http:// ones stay plain), e.g.
   // from NewPeerCredentials. Null: "https://" URLs are refused.
   std::shared_ptr<grpc::ServerCredentials> server_credentials;

@@ -1,6 +1,8 @@
 // Peer round-trip time probes of GrpcTransport (PeerRoundTripTimes, the
 // source of etcd_network_peer_round_trip_time_seconds).
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -12,8 +14,11 @@ namespace {
 
 using std::chrono::milliseconds;
 
-std::unique_ptr<GrpcTransport> Listening(uint64_t id, milliseconds probe_interval) {
+std::unique_ptr<GrpcTransport> Listening(
+    uint64_t id, milliseconds probe_interval,
+    std::function<void(uint64_t, double)> on_rtt = nullptr) {
   TransportOptions o;
+  o.on_peer_rtt = std::move(on_rtt);
   o.member_id = id;
   o.listen_peer_urls = {"http://127.0.0.1:0"};
   o.rtt_probe_interval = probe_interval;
@@ -34,7 +39,12 @@ bool PollUntil(const std::function<bool()>& cond, milliseconds timeout = millise
 }
 
 TEST(RttProbeTest, ProbesEachPeerIntoAnEtcdBucketedHistogram) {
-  auto a = Listening(1, milliseconds(20));
+  std::atomic<int> reported{0};
+  std::atomic<uint64_t> reported_peer{0};
+  auto a = Listening(1, milliseconds(20), [&](uint64_t peer, double seconds) {
+    if (seconds > 0) reported_peer = peer;
+    ++reported;
+  });
   auto b = Listening(2, milliseconds(20));
   ASSERT_TRUE(a && b);
   a->AddPeer(2, b->BoundUrls());
@@ -42,6 +52,8 @@ TEST(RttProbeTest, ProbesEachPeerIntoAnEtcdBucketedHistogram) {
     auto rtt = a->PeerRoundTripTimes();
     return rtt.count(2) == 1 && rtt[2].count >= 3;
   }));
+  EXPECT_GE(reported.load(), 3);
+  EXPECT_EQ(reported_peer.load(), 2u);
   auto snap = a->PeerRoundTripTimes().at(2);
   ASSERT_EQ(snap.upper_bounds.size(), 16u);
   EXPECT_DOUBLE_EQ(snap.upper_bounds[0], 0.0001);
