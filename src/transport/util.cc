@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "src/transport/impl.h"
 
+#include <grpcpp/security/auth_context.h>
+#include <grpcpp/security/auth_metadata_processor.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
@@ -115,6 +117,41 @@ std::string DescribeListenFailure(const PeerUrl& url) {
   return err;
 }
 
+namespace {
+
+// --peer-cert-allowed-cn / --peer-cert-allowed-hostname: every call on the
+// peer port must come with a verified client certificate whose CN is the
+// allowed one, or that names the allowed host (SAN or CN).
+class AllowedPeerProcessor final : public grpc::AuthMetadataProcessor {
+ public:
+  AllowedPeerProcessor(std::string cn, std::string hostname)
+      : cn_(std::move(cn)), hostname_(std::move(hostname)) {}
+  bool IsBlocking() const override { return false; }
+  grpc::Status Process(const InputMetadata&, grpc::AuthContext* context, OutputMetadata*,
+                       OutputMetadata*) override {
+    auto has = [&](const char* property, const std::string& want) {
+      for (const grpc::string_ref& v : context->FindPropertyValues(property)) {
+        if (std::string(v.data(), v.size()) == want) return true;
+      }
+      return false;
+    };
+    if (!cn_.empty() && has("x509_common_name", cn_)) return grpc::Status::OK;
+    if (!hostname_.empty() &&
+        (has("x509_subject_alternative_name", hostname_) || has("x509_common_name", hostname_))) {
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        cn_.empty() ? "client certificate is not valid for the allowed hostname"
+                                    : "CommonName authentication failed");
+  }
+
+ private:
+  const std::string cn_;
+  const std::string hostname_;
+};
+
+}  // namespace
+
 absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info) {
   if (info.Empty()) {
     return absl::InvalidArgumentError(
@@ -138,6 +175,11 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info) {
   server_opts.pem_root_certs = ca;
   server_opts.pem_key_cert_pairs.push_back({*key, *cert});
   out.server = grpc::SslServerCredentials(server_opts);
+  if (out.server != nullptr && info.client_cert_auth &&
+      (!info.allowed_cn.empty() || !info.allowed_hostname.empty())) {
+    out.server->SetAuthMetadataProcessor(
+        std::make_shared<AllowedPeerProcessor>(info.allowed_cn, info.allowed_hostname));
+  }
   if (info.self_signed || ca.empty()) {
     // etcd skips server verification for self-signed (auto TLS) peers.
     auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(

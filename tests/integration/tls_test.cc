@@ -212,6 +212,24 @@ TEST_F(TlsTest, PeerAutoTlsCluster) {
   }
 }
 
+TEST_F(TlsTest, PeerCertAllowedCn) {
+  // The members' certificate has CN "cppetcd-server": allowed.
+  Cluster::Options o;
+  o.tls = MutualTls();
+  o.extra_flags = {"--peer-cert-allowed-cn=cppetcd-server"};
+  std::filesystem::create_directories(tmp_.path() + "/allowed");
+  std::filesystem::create_directories(tmp_.path() + "/refused");
+  {
+    auto c = Cluster::Start(o, tmp_.path() + "/allowed");
+    ASSERT_TRUE(c.ok()) << c.status();
+  }
+  // Another CN is required: no peer is accepted, no quorum, nobody serves.
+  o.extra_flags = {"--peer-cert-allowed-cn=someone-else"};
+  o.ready_timeout = seconds(4);
+  auto refused = Cluster::Start(o, tmp_.path() + "/refused");
+  EXPECT_FALSE(refused.ok());
+}
+
 TEST_F(TlsTest, HttpsAndHttpUrlsOnOneMember) {
   auto s = StartSingle({"https", "http"},
                        {"--cert-file", certs_.server.cert, "--key-file", certs_.server.key,

@@ -87,7 +87,10 @@ struct TransportOptions {
 // presents the same certificate as its client certificate and verifies the
 // server against the CA (host name included). A self-signed certificate
 // (--peer-auto-tls) or no CA: the server certificate is not verified, as
-// etcd does. Errors of util::ValidateTlsInfo.
+// etcd does. With client_cert_auth, allowed_cn / allowed_hostname
+// (--peer-cert-allowed-cn, --peer-cert-allowed-hostname) refuse calls whose
+// client certificate has another CN / does not name the host
+// (UNAUTHENTICATED). Errors of util::ValidateTlsInfo.
 struct PeerCredentials {
   std::shared_ptr<grpc::ServerCredentials> server;
   std::shared_ptr<grpc::ChannelCredentials> channel;
