@@ -39,6 +39,11 @@ bool PollUntil(const std::function<bool()>& cond, milliseconds timeout = millise
 }
 
 TEST(RttProbeTest, ProbesEachPeerIntoAnEtcdBucketedHistogram) {
+#if defined(__SANITIZE_THREAD__)
+  // Debian's gRPC and Abseil are not TSan-instrumented (see
+  // grpc_transport_test.cc); the ASan build runs this test.
+  GTEST_SKIP() << "gRPC is not TSan-instrumented here";
+#endif
   std::atomic<int> reported{0};
   std::atomic<uint64_t> reported_peer{0};
   auto a = Listening(1, milliseconds(20), [&](uint64_t peer, double seconds) {
