@@ -140,25 +140,7 @@ std::string MetricsRegistry::Render() const {
   return w.Text();
 }
 
-// ---- PeerRttMetrics
-
-void PeerRttMetrics::Observe(uint64_t peer_id, double seconds) {
-  util::Histogram* h;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& slot = peers_[peer_id];
-    if (slot == nullptr) {
-      slot = std::make_unique<util::Histogram>(util::Histogram::ExponentialBounds(0.0001, 2, 16));
-    }
-    h = slot.get();
-    h->Observe(seconds);
-  }
-}
-
-void PeerRttMetrics::Remove(uint64_t peer_id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  peers_.erase(peer_id);
-}
+// ---- Peer round-trip times
 
 void WritePeerRoundTripTimes(ExpositionWriter& w,
                              const std::map<uint64_t, util::HistogramSnapshot>& peers) {
@@ -171,15 +153,6 @@ void WritePeerRoundTripTimes(ExpositionWriter& w,
   for (const auto& [id, h] : peers) {
     w.Histogram(kName, kHelp, h, {{"To", absl::StrFormat("%x", id)}});
   }
-}
-
-void PeerRttMetrics::Collect(ExpositionWriter& w) const {
-  std::map<uint64_t, util::HistogramSnapshot> snapshots;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [id, h] : peers_) snapshots[id] = h->Snapshot();
-  }
-  WritePeerRoundTripTimes(w, snapshots);
 }
 
 // ---- GrpcMetrics

@@ -74,21 +74,6 @@ class MetricsRegistry {
   std::vector<Collector> collectors_ ABSL_GUARDED_BY(mu_);
 };
 
-// Per-peer round-trip-time histograms (etcd_network_peer_round_trip_time_seconds,
-// label To = peer member ID in hex). Fed by whoever measures RTT (the peer
-// transport's prober); empty until then. Thread-safe.
-class PeerRttMetrics {
- public:
-  // etcd's buckets: 0.1 ms doubling, 16 of them.
-  void Observe(uint64_t peer_id, double seconds);
-  void Remove(uint64_t peer_id);
-  void Collect(ExpositionWriter& w) const;
-
- private:
-  mutable std::mutex mu_;
-  std::map<uint64_t, std::unique_ptr<util::Histogram>> peers_ ABSL_GUARDED_BY(mu_);
-};
-
 // grpc_server_started_total, grpc_server_handled_total, grpc_server_msg_received_total,
 // grpc_server_msg_sent_total with labels grpc_type (unary, client_stream,
 // server_stream, bidi_stream), grpc_service ("etcdserverpb.KV"), grpc_method

@@ -126,11 +126,6 @@ class TinyHttpServer {
   std::thread thread_;
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 class ClientListenerTest : public ::testing::Test {
  protected:
   void SetUp() override {

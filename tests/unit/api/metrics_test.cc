@@ -127,21 +127,17 @@ TEST(GrpcMetricsTest, FamiliesDeclaredBeforeAnyCall) {
   EXPECT_THAT(w.Text(), HasSubstr("# TYPE grpc_server_started_total counter\n"));
 }
 
-TEST(PeerRttMetricsTest, LabelIsHexMemberId) {
-  PeerRttMetrics rtt;
+TEST(PeerRoundTripTimesTest, LabelIsHexMemberIdAndEmptyFamilyIsDeclared) {
   ExpositionWriter empty;
-  rtt.Collect(empty);
+  WritePeerRoundTripTimes(empty, {});
   EXPECT_THAT(empty.Text(),
               HasSubstr("# TYPE etcd_network_peer_round_trip_time_seconds histogram\n"));
-  rtt.Observe(0x8e9e05c52164694dULL, 0.0003);
+  util::Histogram h(util::Histogram::ExponentialBounds(0.0001, 2, 16));
+  h.Observe(0.0003);
   ExpositionWriter w;
-  rtt.Collect(w);
+  WritePeerRoundTripTimes(w, {{0x8e9e05c52164694dULL, h.Snapshot()}});
   EXPECT_THAT(w.Text(), HasSubstr("etcd_network_peer_round_trip_time_seconds_bucket{To="
                                   "\"8e9e05c52164694d\",le=\"0.0004\"} 1\n"));
-  rtt.Remove(0x8e9e05c52164694dULL);
-  ExpositionWriter after;
-  rtt.Collect(after);
-  EXPECT_THAT(after.Text(), Not(HasSubstr("8e9e05c52164694d")));
 }
 
 TEST(MetricsRegistryTest, RendersCollectorsInOrder) {
