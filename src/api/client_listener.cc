@@ -329,89 +329,82 @@ Io WriteSide(const Side& s, const char* buf, size_t len, size_t* n) {
 
 short EventsFor(Io io) { return io == Io::kWantWrite ? POLLOUT : POLLIN; }
 
+// One direction of a relay: bytes read from `from` and not yet written to
+// `to` are pending[off, size).
+struct Flow {
+  const Side& from;
+  const Side& to;
+  std::string pending;
+  size_t off = 0;
+  bool eof = false;  // `from` has no more bytes
+
+  bool Drained() const { return off == pending.size(); }
+
+  // Reads from `from` when nothing is pending, then writes what is pending
+  // to `to`, without blocking. Sets *progress when bytes moved or EOF was
+  // seen, and adds the poll events each side waits for. False on an error.
+  bool Step(std::string& buf, bool* progress, short* from_events, short* to_events) {
+    if (Drained() && !eof) {
+      size_t n = 0;
+      Io io = ReadSide(from, buf.data(), buf.size(), &n);
+      if (io == Io::kData) {
+        pending.assign(buf.data(), n);
+        off = 0;
+        *progress = true;
+      } else if (io == Io::kEof) {
+        eof = true;
+        *progress = true;
+      } else if (io == Io::kError) {
+        return false;
+      } else {
+        *from_events |= EventsFor(io);
+      }
+    }
+    if (!Drained()) {
+      size_t n = 0;
+      Io io = WriteSide(to, pending.data() + off, pending.size() - off, &n);
+      if (io == Io::kData) {
+        off += n;
+        *progress = true;
+      } else if (io == Io::kError) {
+        return false;
+      } else {
+        *to_events |= EventsFor(io);
+      }
+    }
+    return true;
+  }
+};
+
 // Copies bytes both ways between `a` (the client) and `b` (gRPC's loopback
 // socket or the HTTP server) until `b` is done, `a` is gone, or `stop_fd`
 // becomes readable. `a_to_b` is sent to b first (bytes already read from a).
 // Both sockets must be non-blocking.
 void RelayLoop(const Side& a, const Side& b, std::string a_to_b, int stop_fd) {
-  std::string b_to_a;
-  size_t a_to_b_off = 0, b_to_a_off = 0;
-  bool a_eof = false, b_eof = false, b_write_shut = false, failed = false;
+  Flow up{a, b, std::move(a_to_b)};
+  Flow down{b, a, {}};
+  bool b_write_shut = false, failed = false;
   std::string buf(kRelayBufferBytes, '\0');
   while (!failed) {
     short a_events = 0, b_events = 0;
     bool progress = true;
     while (progress && !failed) {
       progress = false;
-      // a -> b
-      if (a_to_b_off == a_to_b.size() && !a_eof) {
-        size_t n = 0;
-        Io io = ReadSide(a, buf.data(), buf.size(), &n);
-        if (io == Io::kData) {
-          a_to_b.assign(buf.data(), n);
-          a_to_b_off = 0;
-          progress = true;
-        } else if (io == Io::kEof) {
-          a_eof = true;
-          progress = true;
-        } else if (io == Io::kError) {
-          failed = true;
-          break;
-        } else {
-          a_events |= EventsFor(io);
-        }
+      if (!up.Step(buf, &progress, &a_events, &b_events)) {
+        failed = true;
+        break;
       }
-      if (a_to_b_off < a_to_b.size()) {
-        size_t n = 0;
-        Io io = WriteSide(b, a_to_b.data() + a_to_b_off, a_to_b.size() - a_to_b_off, &n);
-        if (io == Io::kData) {
-          a_to_b_off += n;
-          progress = true;
-        } else if (io == Io::kError) {
-          failed = true;
-          break;
-        } else {
-          b_events |= EventsFor(io);
-        }
-      }
-      if (a_eof && a_to_b_off == a_to_b.size() && !b_write_shut) {
+      if (up.eof && up.Drained() && !b_write_shut) {
         ::shutdown(b.fd, SHUT_WR);
         b_write_shut = true;
       }
-      // b -> a
-      if (b_to_a_off == b_to_a.size() && !b_eof) {
-        size_t n = 0;
-        Io io = ReadSide(b, buf.data(), buf.size(), &n);
-        if (io == Io::kData) {
-          b_to_a.assign(buf.data(), n);
-          b_to_a_off = 0;
-          progress = true;
-        } else if (io == Io::kEof) {
-          b_eof = true;
-          progress = true;
-        } else if (io == Io::kError) {
-          failed = true;
-          break;
-        } else {
-          b_events |= EventsFor(io);
-        }
-      }
-      if (b_to_a_off < b_to_a.size()) {
-        size_t n = 0;
-        Io io = WriteSide(a, b_to_a.data() + b_to_a_off, b_to_a.size() - b_to_a_off, &n);
-        if (io == Io::kData) {
-          b_to_a_off += n;
-          progress = true;
-        } else if (io == Io::kError) {
-          failed = true;
-          break;
-        } else {
-          a_events |= EventsFor(io);
-        }
+      if (!down.Step(buf, &progress, &b_events, &a_events)) {
+        failed = true;
+        break;
       }
     }
     if (failed) break;
-    if (b_eof && b_to_a_off == b_to_a.size()) break;  // the server side is done
+    if (down.eof && down.Drained()) break;  // the server side is done
     pollfd fds[3] = {{a.fd, a_events, 0}, {b.fd, b_events, 0}, {stop_fd, POLLIN, 0}};
     int r = ::poll(fds, 3, -1);
     if (r < 0 && errno != EINTR) break;
@@ -766,7 +759,7 @@ class ClientListener::Impl {
   void RelayGrpc(Connection* c, const Side& client, std::string head,
                  const std::optional<std::string>& cn) {
     if (!options_.on_grpc_connection) return;
-    int sv[2];
+    int sv[2] = {-1, -1};
     if (absl::Status st = LoopbackPair(sv); !st.ok()) {
       logger_.Warn("cannot relay a TLS connection to gRPC", {{"error", st.ToString()}});
       return;
