@@ -69,7 +69,9 @@ void FillAndThin(Backend* b, int n) {
   auto w = b->BeginWrite();
   ASSERT_TRUE(w.ok());
   for (int i = 0; i < n; ++i) {
-    if (i % 10 != 0) ASSERT_TRUE((*w)->Delete(kKeyBucket, Key(i)).ok());
+    if (i % 10 != 0) {
+      ASSERT_TRUE((*w)->Delete(kKeyBucket, Key(i)).ok());
+    }
   }
   ASSERT_TRUE((*w)->Put(kMetaBucket, "consistent_index", EncodeBigEndian64(42)).ok());
   ASSERT_TRUE((*w)->Commit().ok());
@@ -284,7 +286,9 @@ TEST(BackendDefragTest, ReplaceContentsCancelsARunningDefragmentation) {
   FillAndThin(b.get(), 500);
   DefragmentOptions opts;
   opts.on_step = [&](std::string_view step) {
-    if (step == "copied") EXPECT_TRUE(b->ReplaceContentsFrom(dir.File("src")).ok());
+    if (step == "copied") {
+      EXPECT_TRUE(b->ReplaceContentsFrom(dir.File("src")).ok());
+    }
     return absl::OkStatus();
   };
   auto res = b->Defragment(opts);
