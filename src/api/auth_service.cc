@@ -29,25 +29,7 @@ auth::Credentials CallCredentials(const grpc::ServerContextBase* context) {
     }                                                                                    \
     return reactor;                                                                      \
   }
-CPPETCD_AUTH_RPC(AuthEnable, AuthEnableRequest, AuthEnableResponse)
-CPPETCD_AUTH_RPC(AuthDisable, AuthDisableRequest, AuthDisableResponse)
-CPPETCD_AUTH_RPC(Authenticate, AuthenticateRequest, AuthenticateResponse)
-CPPETCD_AUTH_RPC(UserAdd, AuthUserAddRequest, AuthUserAddResponse)
-CPPETCD_AUTH_RPC(UserGet, AuthUserGetRequest, AuthUserGetResponse)
-CPPETCD_AUTH_RPC(UserList, AuthUserListRequest, AuthUserListResponse)
-CPPETCD_AUTH_RPC(UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse)
-CPPETCD_AUTH_RPC(UserChangePassword, AuthUserChangePasswordRequest,
-                 AuthUserChangePasswordResponse)
-CPPETCD_AUTH_RPC(UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse)
-CPPETCD_AUTH_RPC(UserRevokeRole, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse)
-CPPETCD_AUTH_RPC(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse)
-CPPETCD_AUTH_RPC(RoleGet, AuthRoleGetRequest, AuthRoleGetResponse)
-CPPETCD_AUTH_RPC(RoleList, AuthRoleListRequest, AuthRoleListResponse)
-CPPETCD_AUTH_RPC(RoleDelete, AuthRoleDeleteRequest, AuthRoleDeleteResponse)
-CPPETCD_AUTH_RPC(RoleGrantPermission, AuthRoleGrantPermissionRequest,
-                 AuthRoleGrantPermissionResponse)
-CPPETCD_AUTH_RPC(RoleRevokePermission, AuthRoleRevokePermissionRequest,
-                 AuthRoleRevokePermissionResponse)
+CPPETCD_AUTH_RPCS(CPPETCD_AUTH_RPC)
 #undef CPPETCD_AUTH_RPC
 
 }  // namespace cppetcd::api

@@ -263,33 +263,37 @@ class MaintenanceService final : public etcdserverpb::Maintenance::CallbackServi
   ServerBackend* const backend_;
 };
 
+// The Auth service's methods with their request and response types, as
+// X(Method, Request, Response): declared below, defined in auth_service.cc.
+#define CPPETCD_AUTH_RPCS(X)                                                       \
+  X(AuthEnable, AuthEnableRequest, AuthEnableResponse)                             \
+  X(AuthDisable, AuthDisableRequest, AuthDisableResponse)                          \
+  X(Authenticate, AuthenticateRequest, AuthenticateResponse)                       \
+  X(UserAdd, AuthUserAddRequest, AuthUserAddResponse)                              \
+  X(UserGet, AuthUserGetRequest, AuthUserGetResponse)                              \
+  X(UserList, AuthUserListRequest, AuthUserListResponse)                           \
+  X(UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse)                     \
+  X(UserChangePassword, AuthUserChangePasswordRequest, AuthUserChangePasswordResponse) \
+  X(UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse)            \
+  X(UserRevokeRole, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse)         \
+  X(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse)                              \
+  X(RoleGet, AuthRoleGetRequest, AuthRoleGetResponse)                              \
+  X(RoleList, AuthRoleListRequest, AuthRoleListResponse)                           \
+  X(RoleDelete, AuthRoleDeleteRequest, AuthRoleDeleteResponse)                     \
+  X(RoleGrantPermission, AuthRoleGrantPermissionRequest,                           \
+    AuthRoleGrantPermissionResponse)                                               \
+  X(RoleRevokePermission, AuthRoleRevokePermissionRequest,                         \
+    AuthRoleRevokePermissionResponse)
+
 // etcd v3 Auth (auth_service.cc): each call goes to the backend under the
 // caller's credentials.
 class AuthService final : public etcdserverpb::Auth::CallbackService {
  public:
   explicit AuthService(ServerBackend* backend) : backend_(backend) {}
-#define CPPETCD_AUTH_RPC(Method, Req, Resp)                                         \
+#define CPPETCD_AUTH_RPC(Method, Req, Resp)                                                \
   grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext*, const etcdserverpb::Req*, \
                                    etcdserverpb::Resp*) override;
-  CPPETCD_AUTH_RPC(AuthEnable, AuthEnableRequest, AuthEnableResponse)
-  CPPETCD_AUTH_RPC(AuthDisable, AuthDisableRequest, AuthDisableResponse)
-  CPPETCD_AUTH_RPC(Authenticate, AuthenticateRequest, AuthenticateResponse)
-  CPPETCD_AUTH_RPC(UserAdd, AuthUserAddRequest, AuthUserAddResponse)
-  CPPETCD_AUTH_RPC(UserGet, AuthUserGetRequest, AuthUserGetResponse)
-  CPPETCD_AUTH_RPC(UserList, AuthUserListRequest, AuthUserListResponse)
-  CPPETCD_AUTH_RPC(UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse)
-  CPPETCD_AUTH_RPC(UserChangePassword, AuthUserChangePasswordRequest,
-                   AuthUserChangePasswordResponse)
-  CPPETCD_AUTH_RPC(UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse)
-  CPPETCD_AUTH_RPC(UserRevokeRole, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse)
-  CPPETCD_AUTH_RPC(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse)
-  CPPETCD_AUTH_RPC(RoleGet, AuthRoleGetRequest, AuthRoleGetResponse)
-  CPPETCD_AUTH_RPC(RoleList, AuthRoleListRequest, AuthRoleListResponse)
-  CPPETCD_AUTH_RPC(RoleDelete, AuthRoleDeleteRequest, AuthRoleDeleteResponse)
-  CPPETCD_AUTH_RPC(RoleGrantPermission, AuthRoleGrantPermissionRequest,
-                   AuthRoleGrantPermissionResponse)
-  CPPETCD_AUTH_RPC(RoleRevokePermission, AuthRoleRevokePermissionRequest,
-                   AuthRoleRevokePermissionResponse)
+  CPPETCD_AUTH_RPCS(CPPETCD_AUTH_RPC)
 #undef CPPETCD_AUTH_RPC
 
  private:
