@@ -10,7 +10,8 @@
 //
 // --conns gRPC connections are shared round-robin by --clients client
 // threads; each client issues one request at a time until --total requests
-// have been sent. Prints throughput and the latency distribution, then a
+// have been sent. With --cacert (and --cert/--key for a client
+// certificate) the endpoints are dialled over TLS. Prints throughput and the latency distribution, then a
 // machine-readable "RESULT ..." line (used by bench/compare.sh).
 #include <algorithm>
 #include <atomic>
@@ -19,6 +20,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -48,13 +51,16 @@ struct Flags {
   std::string range_end;
   std::string consistency = "l";
   int timeout_seconds = 10;  // per request
+  // TLS (etcd benchmark's flags): with --cacert the endpoints are dialled
+  // over TLS; --cert/--key add a client certificate.
+  std::string cacert, cert, key;
 };
 
 [[noreturn]] void Usage(const char* msg) {
   std::fprintf(stderr,
                "error: %s\n"
                "usage: cppetcd-bench [--endpoints host:port[,host:port...]] [--conns N] "
-               "[--clients M]\n"
+               "[--clients M] [--cacert CA --cert CERT --key KEY]\n"
                "         put [--total T] [--key-size K] [--val-size V] [--sequential-keys] "
                "[--key-space-size S]\n"
                "       | range KEY [END] [--total T] [--consistency l|s]\n",
@@ -118,6 +124,12 @@ Flags ParseFlags(int argc, char** argv) {
       f.key_space_size = ParseInt(a, next());
     } else if (a == "--consistency") {
       f.consistency = next();
+    } else if (a == "--cacert") {
+      f.cacert = next();
+    } else if (a == "--cert") {
+      f.cert = next();
+    } else if (a == "--key") {
+      f.key = next();
     } else if (a == "--timeout") {
       f.timeout_seconds = static_cast<int>(ParseInt(a, next()));
     } else if (a == "-h" || a == "--help") {
@@ -166,13 +178,26 @@ double Percentile(const std::vector<double>& sorted, double p) {
 int main(int argc, char** argv) {
   const Flags f = ParseFlags(argc, argv);
 
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (!f.cacert.empty()) {
+    auto read = [](const std::string& path) {
+      std::ifstream in(path);
+      if (!in) Usage(("cannot read " + path).c_str());
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = read(f.cacert);
+    if (!f.cert.empty()) ssl.pem_cert_chain = read(f.cert);
+    if (!f.key.empty()) ssl.pem_private_key = read(f.key);
+    creds = grpc::SslCredentials(ssl);
+  }
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < f.conns; ++i) {
     grpc::ChannelArguments args;
     args.SetInt("cppetcd.bench.conn", i);  // a distinct arg: a distinct connection
     args.SetMaxReceiveMessageSize(-1);
     channels.push_back(grpc::CreateCustomChannel(f.endpoints[i % f.endpoints.size()],
-                                                 grpc::InsecureChannelCredentials(), args));
+                                                 creds, args));
   }
   for (auto& ch : channels) {
     if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {

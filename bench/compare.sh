@@ -14,6 +14,8 @@
 #   BENCH_BASE   directory for the data dirs     [${TMPDIR:-/tmp}]
 #   PUT_TOTAL    puts per put workload           [20000]
 #   RANGE_TOTAL  ranges per range workload       [20000]
+#   BENCH_TLS    1: client traffic over mutual TLS (certificates made with
+#                openssl for the run; --client-cert-auth)  [0]
 set -euo pipefail
 
 BUILD_DIR=${1:-$(cd "$(dirname "$0")/.." && pwd)/build}
@@ -34,13 +36,34 @@ WORKLOADS=(
   "range serializable 10 x 100|--conns 10 --clients 100 range bench-key --total $RANGE_TOTAL --consistency s"
 )
 
+# Mutual TLS: a CA, a server certificate for 127.0.0.1 and a client one.
+SCHEME=http
+SERVER_TLS=()
+CLIENT_TLS=()
+if [[ ${BENCH_TLS:-0} == 1 ]]; then
+  PKI=$(mktemp -d "$BENCH_BASE/cppetcd-bench-pki-XXXXXX")
+  ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 2 \
+    -subj /CN=bench-ca 2>/dev/null
+  for n in server client; do
+    openssl req -new "${ec[@]}" -keyout "$PKI/$n.key" -out "$PKI/$n.csr" -subj "/CN=$n" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' > "$PKI/ext"
+    openssl x509 -req -in "$PKI/$n.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+      -days 2 -extfile "$PKI/ext" -out "$PKI/$n.crt" 2>/dev/null
+  done
+  SCHEME=https
+  SERVER_TLS=(--cert-file "$PKI/server.crt" --key-file "$PKI/server.key"
+              --trusted-ca-file "$PKI/ca.crt" --client-cert-auth)
+  CLIENT_TLS=(--cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key")
+fi
+
 SERVER_PID=""
 WORK_DIR=""
 cleanup() {
   if [[ -n $SERVER_PID ]]; then kill -KILL "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
   if [[ -n $WORK_DIR ]]; then rm -rf "$WORK_DIR"; fi
 }
-trap cleanup EXIT
+trap 'cleanup; if [[ -n ${PKI:-} ]]; then rm -rf "$PKI"; fi' EXIT
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -54,13 +77,15 @@ run_server() {
   local cport pport
   cport=$(free_port); pport=$(free_port)
   "$bin" --name bench --data-dir "$WORK_DIR/data" \
-    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+    --listen-client-urls "$SCHEME://127.0.0.1:$cport" --advertise-client-urls "$SCHEME://127.0.0.1:$cport" \
+    "${SERVER_TLS[@]}" \
     --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
     --initial-cluster "bench=http://127.0.0.1:$pport" >"$WORK_DIR/server.log" 2>&1 &
   SERVER_PID=$!
   local ep="127.0.0.1:$cport" ok=""
   for _ in $(seq 1 150); do   # up to ~30 s
-    if ETCDCTL_API=3 etcdctl --endpoints "$ep" --command-timeout=1s put bench-key bench-value >/dev/null 2>&1; then ok=1; break; fi
+    if ETCDCTL_API=3 etcdctl --endpoints "$SCHEME://$ep" "${CLIENT_TLS[@]}" --command-timeout=1s \
+         put bench-key bench-value >/dev/null 2>&1; then ok=1; break; fi
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.2
   done
@@ -74,7 +99,7 @@ run_server() {
     local args=${w#*|}
     # shellcheck disable=SC2086
     local line
-    line=$("$BENCH_BIN" --endpoints "$ep" $args | grep '^RESULT' || true)
+    line=$("$BENCH_BIN" --endpoints "$ep" "${CLIENT_TLS[@]}" $args | grep '^RESULT' || true)
     RESULTS[$name/$i/rps]=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
     RESULTS[$name/$i/p99]=$(sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p' <<<"$line")
     RESULTS[$name/$i/err]=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")
