@@ -523,7 +523,15 @@ class HttpServer::Impl {
   void Shutdown() {
     if (stopping_.exchange(true)) return;
     calls_.CancelAll();
-    for (auto& s : servers_) s->stop();
+    for (auto& s : servers_) {
+      // httplib 0.11's stop() does nothing until the listening thread has
+      // marked the server running, and that thread would then accept
+      // forever: wait for it (it gets there at once on a bound socket).
+      for (int i = 0; i < 1000 && !s->is_running(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      s->stop();
+    }
     for (auto& t : threads_) t.join();
     servers_.clear();
     threads_.clear();

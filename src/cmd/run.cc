@@ -376,35 +376,37 @@ int Run(const EtcdConfig& config) {
         exit_code = 1;
       } else {
         http = *std::move(http_started);
-        if (absl::Status st = StartClientListeners(config, *client_tls, api.get(),
-                                                   http->LoopbackPort(), http->MetricsLoopbackPort(),
-                                                   &client_listener, &metrics_listener);
-            !st.ok()) {
+        absl::Status st =
+            StartClientListeners(config, *client_tls, api.get(), http->LoopbackPort(),
+                                 http->MetricsLoopbackPort(), &client_listener, &metrics_listener);
+        if (!st.ok()) {
           log.Error("failed to serve client requests", {{"error", st.ToString()}});
           exit_code = 1;
         }
       }
-      log.Info("ready to serve client requests");
-      if (absl::StatusOr<bool> n = util::SdNotify("READY=1\nSTATUS=ready to serve client requests");
-          !n.ok()) {
-        log.Error("failed to notify systemd for readiness", {{"error", n.status().ToString()}});
-      }
-      // etcd 3.4 embed/serve.go's lines, one per client URL.
-      const std::vector<std::string> bound =
-          client_listener ? client_listener->BoundUrls() : std::vector<std::string>{};
-      for (const std::string& url : bound) {
-        const bool secure = url.rfind("https://", 0) == 0;
-        std::string address = url.substr(secure ? 8 : 7);
-        if (address.rfind("localhost:", 0) == 0) address = "127.0.0.1" + address.substr(9);
-        if (secure) {
-          log.Info("serving client traffic securely", {{"address", address}});
-        } else {
-          log.Info("serving client traffic insecurely; this is strongly discouraged!",
-                   {{"address", address}});
+      if (exit_code == 0) {  // every listener is up: tell clients and systemd
+        log.Info("ready to serve client requests");
+        absl::StatusOr<bool> n = util::SdNotify("READY=1\nSTATUS=ready to serve client requests");
+        if (!n.ok()) {
+          log.Error("failed to notify systemd for readiness", {{"error", n.status().ToString()}});
         }
-      }
-      while (exit_code == 0 && !stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&
-             !(*server)->StopRequested()) {
+        // etcd 3.4 embed/serve.go's lines, one per client URL.
+        const std::vector<std::string> bound =
+            client_listener ? client_listener->BoundUrls() : std::vector<std::string>{};
+        for (const std::string& url : bound) {
+          const bool secure = url.rfind("https://", 0) == 0;
+          std::string address = url.substr(secure ? 8 : 7);
+          if (address.rfind("localhost:", 0) == 0) address = "127.0.0.1" + address.substr(9);
+          if (secure) {
+            log.Info("serving client traffic securely", {{"address", address}});
+          } else {
+            log.Info("serving client traffic insecurely; this is strongly discouraged!",
+                     {{"address", address}});
+          }
+        }
+        while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&
+               !(*server)->StopRequested()) {
+        }
       }
     }
   }

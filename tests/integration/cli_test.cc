@@ -1,6 +1,11 @@
 // The command line as an operator meets it: flag errors, --version, ETCD_*
 // variables and --config-file, checked on the real binary and, where etcd's
 // own output is the specification, against Debian's etcd side by side.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <functional>
 #include <thread>
@@ -50,6 +55,38 @@ TEST(CliTest, MalformedValueExitsTwoWithEtcdsMessage) {
                       "invalid value \"abc\" for flag -heartbeat-interval: parse error");
   ExpectSameFlagError({"--snapshot-count", "-5"},
                       "invalid value \"-5\" for flag -snapshot-count: parse error");
+}
+
+// A client port another process holds: the server says so and exits 1,
+// without claiming readiness (a regression: the HTTP server's shutdown used
+// to hang when stopped right after its start).
+TEST(CliTest, TakenClientPortExitsWithTheBindError) {
+  CPPETCD_REQUIRE_SERVER();
+  int holder = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(holder, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(holder, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(holder, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
+  absl::StatusOr<int> peer_port = PickFreePort();
+  ASSERT_TRUE(peer_port.ok());
+  TempDir dir;
+  const std::string client = absl::StrCat("http://127.0.0.1:", port);
+  const std::string peer = absl::StrCat("http://127.0.0.1:", *peer_port);
+  CommandResult r = RunBinary(
+      ServerBinary(), {"--data-dir", dir.path() + "/data", "--listen-client-urls", client,
+                       "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                       "--initial-advertise-peer-urls", peer, "--initial-cluster",
+                       "default=" + peer});
+  ::close(holder);
+  EXPECT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("address already in use"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("ready to serve client requests")));
 }
 
 TEST(CliTest, VersionNamesTheEtcdApiVersion) {
