@@ -1,7 +1,10 @@
 #include "cppetcd/auth/store.h"
 
+#include <openssl/sha.h>
+
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "cppetcd/auth/bcrypt.h"
 #include "cppetcd/auth/errors.h"
@@ -17,6 +20,66 @@ constexpr char kDisabled[] = {0};
 
 bool HasRootRole(const authpb::User& u) {
   return std::binary_search(u.roles().begin(), u.roles().end(), kRootRole);
+}
+
+std::string NameHash(std::string_view name) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(name.data()), name.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof(digest));
+}
+
+// Where the record of `name` lives: (bucket, key). `bucket` is
+// kAuthUsersBucket or kAuthRolesBucket.
+std::pair<std::string_view, std::string> RecordLocation(std::string_view bucket,
+                                                        std::string_view name) {
+  if (name.size() <= storage::kMaxKeyBytes) return {bucket, std::string(name)};
+  return {bucket == storage::kAuthUsersBucket ? storage::kAuthUsersHashedBucket
+                                              : storage::kAuthRolesHashedBucket,
+          NameHash(name)};
+}
+
+// A short prefix of a name for error messages and logs (names go up to the
+// request size limit).
+std::string ShortName(std::string_view name) {
+  constexpr size_t kShown = 64;
+  if (name.size() <= kShown) return std::string(name);
+  return absl::StrCat(std::string(name.substr(0, kShown)), "... (", name.size(), " bytes)");
+}
+
+std::string Hex(std::string_view bytes) {
+  return absl::BytesToHexString(absl::string_view(bytes.data(), bytes.size()));
+}
+
+// Loads every record of `bucket` (a name-keyed one) and of its hashed twin
+// into `out`, checking that each record sits where RecordLocation puts it.
+template <class Record>
+absl::Status LoadRecords(storage::ReadTxn* rtx, std::string_view bucket,
+                         std::string_view hashed_bucket, std::string_view what,
+                         std::map<std::string, Record, std::less<>>* out) {
+  absl::Status bad = absl::OkStatus();
+  for (std::string_view b : {bucket, hashed_bucket}) {
+    auto s = rtx->Scan(b, "", "", [&](std::string_view k, std::string_view v) {
+      Record r;
+      if (!r.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
+        bad = absl::DataLossError(absl::StrCat("undecodable ", std::string(what), " record ",
+                                               b == bucket ? ShortName(k) : Hex(k)));
+        return false;
+      }
+      if (b == hashed_bucket &&
+          (r.name().size() <= storage::kMaxKeyBytes || NameHash(r.name()) != k)) {
+        bad = absl::DataLossError(absl::StrCat(std::string(what), " record ", Hex(k), " in ",
+                                               std::string(b), " does not match its name ",
+                                               ShortName(r.name())));
+        return false;
+      }
+      std::string name = b == bucket ? std::string(k) : r.name();
+      out->emplace(std::move(name), std::move(r));
+      return true;
+    });
+    if (!s.ok()) return s;
+    if (!bad.ok()) return bad;
+  }
+  return absl::OkStatus();
 }
 
 
@@ -83,29 +146,31 @@ absl::Status AuthStore::LoadLocked(storage::ReadTxn* rtx) {
   auto rev = rtx->Get(storage::kAuthBucket, kRevisionKey);
   if (!rev.ok()) return rev.status();
   if (rev->has_value() && (*rev)->size() == 8) revision_ = storage::GetBigEndian64((*rev)->data());
-  absl::Status bad = absl::OkStatus();
-  auto s = rtx->Scan(storage::kAuthUsersBucket, "", "", [&](std::string_view k, std::string_view v) {
-    authpb::User u;
-    if (!u.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
-      bad = absl::DataLossError(absl::StrCat("undecodable user record ", std::string(k)));
-      return false;
-    }
-    users_.emplace(std::string(k), std::move(u));
-    return true;
-  });
-  if (!s.ok()) return s;
-  if (!bad.ok()) return bad;
-  s = rtx->Scan(storage::kAuthRolesBucket, "", "", [&](std::string_view k, std::string_view v) {
-    authpb::Role r;
-    if (!r.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
-      bad = absl::DataLossError(absl::StrCat("undecodable role record ", std::string(k)));
-      return false;
-    }
-    roles_.emplace(std::string(k), std::move(r));
-    return true;
-  });
-  if (!s.ok()) return s;
-  return bad;
+  if (auto s = LoadRecords(rtx, storage::kAuthUsersBucket, storage::kAuthUsersHashedBucket,
+                           "user", &users_);
+      !s.ok()) {
+    return s;
+  }
+  return LoadRecords(rtx, storage::kAuthRolesBucket, storage::kAuthRolesHashedBucket, "role",
+                     &roles_);
+}
+
+absl::Status PutAuthRecord(storage::WriteTxn* btx, std::string_view bucket, std::string_view name,
+                           std::string_view record) {
+  if (bucket != storage::kAuthUsersBucket && bucket != storage::kAuthRolesBucket) {
+    return absl::InvalidArgumentError(absl::StrCat("auth: not an auth record bucket: ", std::string(bucket)));
+  }
+  if (name.empty()) {
+    return bucket == storage::kAuthUsersBucket ? ErrUserEmpty() : ErrRoleEmpty();
+  }
+  auto [b, key] = RecordLocation(bucket, name);
+  return btx->Put(b, key, record);
+}
+
+absl::Status AuthStore::DeleteRecord(storage::WriteTxn* btx, std::string_view bucket,
+                                     std::string_view name) {
+  auto [b, key] = RecordLocation(bucket, name);
+  return btx->Delete(b, key);
 }
 
 bool AuthStore::IsEnabled() const {
@@ -122,31 +187,27 @@ absl::StatusOr<std::string> AuthStore::HashPassword(std::string_view password) c
   return BcryptHash(password, bcrypt_cost_);
 }
 
-absl::Status AuthStore::CommitRevisionLocked(storage::WriteTxn* btx) {
-  if (auto s = btx->Put(storage::kAuthBucket, kRevisionKey,
-                        storage::EncodeBigEndian64(revision_ + 1));
-      !s.ok()) {
-    return s;
-  }
+absl::Status AuthStore::WriteRevisionLocked(storage::WriteTxn* btx) {
+  return btx->Put(storage::kAuthBucket, kRevisionKey, storage::EncodeBigEndian64(revision_ + 1));
+}
+
+void AuthStore::BumpRevisionLocked() {
   ++revision_;
   perm_cache_.clear();
+}
+
+absl::Status AuthStore::CommitRevisionLocked(storage::WriteTxn* btx) {
+  if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+  BumpRevisionLocked();
   return absl::OkStatus();
 }
 
-absl::Status AuthStore::PutUserLocked(storage::WriteTxn* btx, const authpb::User& u) {
-  if (auto s = btx->Put(storage::kAuthUsersBucket, u.name(), u.SerializeAsString()); !s.ok()) {
-    return s;
-  }
-  users_[u.name()] = u;
-  return absl::OkStatus();
+absl::Status AuthStore::WriteUser(storage::WriteTxn* btx, const authpb::User& u) {
+  return PutAuthRecord(btx, storage::kAuthUsersBucket, u.name(), u.SerializeAsString());
 }
 
-absl::Status AuthStore::PutRoleLocked(storage::WriteTxn* btx, const authpb::Role& r) {
-  if (auto s = btx->Put(storage::kAuthRolesBucket, r.name(), r.SerializeAsString()); !s.ok()) {
-    return s;
-  }
-  roles_[r.name()] = r;
-  return absl::OkStatus();
+absl::Status AuthStore::WriteRole(storage::WriteTxn* btx, const authpb::Role& r) {
+  return PutAuthRecord(btx, storage::kAuthRolesBucket, r.name(), r.SerializeAsString());
 }
 
 absl::Status AuthStore::AuthEnable(storage::WriteTxn* btx) {
@@ -180,7 +241,8 @@ absl::Status AuthStore::AuthDisable(storage::WriteTxn* btx) {
         !s.ok()) {
       return s;
     }
-    if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+    if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+    BumpRevisionLocked();
     enabled_ = false;
   }
   tokens_->Disable();
@@ -198,9 +260,11 @@ absl::Status AuthStore::UserAdd(storage::WriteTxn* btx,
   const bool no_password = req.has_options() && req.options().no_password();
   if (!no_password) u.set_password(req.password());
   u.mutable_options()->set_no_password(no_password);
-  if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
-  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
-  lg_.Info("added a user", {{"user-name", req.name()}});
+  if (auto s = WriteUser(btx, u); !s.ok()) return s;
+  if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+  users_.emplace(req.name(), std::move(u));
+  BumpRevisionLocked();
+  lg_.Info("added a user", {{"user-name", ShortName(req.name())}});
   return absl::OkStatus();
 }
 
@@ -212,13 +276,15 @@ absl::Status AuthStore::UserDelete(storage::WriteTxn* btx,
       lg_.Warn("cannot delete 'root' user", {{"user-name", req.name()}});
       return ErrInvalidAuthMgmt();
     }
-    if (users_.count(req.name()) == 0) return ErrUserNotFound();
-    if (auto s = btx->Delete(storage::kAuthUsersBucket, req.name()); !s.ok()) return s;
-    users_.erase(req.name());
-    if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+    auto it = users_.find(req.name());
+    if (it == users_.end()) return ErrUserNotFound();
+    if (auto s = DeleteRecord(btx, storage::kAuthUsersBucket, req.name()); !s.ok()) return s;
+    if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+    users_.erase(it);
+    BumpRevisionLocked();
   }
   tokens_->InvalidateUser(req.name());
-  lg_.Info("deleted a user", {{"user-name", req.name()}});
+  lg_.Info("deleted a user", {{"user-name", ShortName(req.name())}});
   return absl::OkStatus();
 }
 
@@ -230,11 +296,13 @@ absl::Status AuthStore::UserChangePassword(
     if (it == users_.end()) return ErrUserNotFound();
     authpb::User u = it->second;
     u.set_password(req.password());
-    if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
-    if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+    if (auto s = WriteUser(btx, u); !s.ok()) return s;
+    if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+    it->second = std::move(u);
+    BumpRevisionLocked();
   }
   tokens_->InvalidateUser(req.name());
-  lg_.Info("changed a password of a user", {{"user-name", req.name()}});
+  lg_.Info("changed a password of a user", {{"user-name", ShortName(req.name())}});
   return absl::OkStatus();
 }
 
@@ -249,15 +317,18 @@ absl::Status AuthStore::UserGrantRole(storage::WriteTxn* btx,
   auto pos = std::lower_bound(roles.begin(), roles.end(), req.role());
   if (pos != roles.end() && *pos == req.role()) {
     lg_.Warn("ignored grant role request to a user",
-             {{"user-name", req.user()}, {"role-name", req.role()}});
+             {{"user-name", ShortName(req.user())}, {"role-name", ShortName(req.role())}});
     return absl::OkStatus();
   }
   roles.insert(pos, req.role());
   u.clear_roles();
   for (auto& r : roles) u.add_roles(std::move(r));
-  if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
-  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
-  lg_.Info("granted a role to a user", {{"user-name", req.user()}, {"role-name", req.role()}});
+  if (auto s = WriteUser(btx, u); !s.ok()) return s;
+  if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+  it->second = std::move(u);
+  BumpRevisionLocked();
+  lg_.Info("granted a role to a user",
+           {{"user-name", ShortName(req.user())}, {"role-name", ShortName(req.role())}});
   return absl::OkStatus();
 }
 
@@ -276,9 +347,12 @@ absl::Status AuthStore::UserRevokeRole(storage::WriteTxn* btx,
     if (r != req.role()) u.add_roles(r);
   }
   if (u.roles_size() == it->second.roles_size()) return ErrRoleNotGranted();
-  if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
-  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
-  lg_.Info("revoked a role from a user", {{"user-name", req.name()}, {"role-name", req.role()}});
+  if (auto s = WriteUser(btx, u); !s.ok()) return s;
+  if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+  it->second = std::move(u);
+  BumpRevisionLocked();
+  lg_.Info("revoked a role from a user",
+           {{"user-name", ShortName(req.name())}, {"role-name", ShortName(req.role())}});
   return absl::OkStatus();
 }
 
@@ -289,9 +363,11 @@ absl::Status AuthStore::RoleAdd(storage::WriteTxn* btx,
   if (roles_.count(req.name()) > 0) return ErrRoleAlreadyExist();
   authpb::Role r;
   r.set_name(req.name());
-  if (auto s = PutRoleLocked(btx, r); !s.ok()) return s;
-  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
-  lg_.Info("created a role", {{"role-name", req.name()}});
+  if (auto s = WriteRole(btx, r); !s.ok()) return s;
+  if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+  roles_.emplace(req.name(), std::move(r));
+  BumpRevisionLocked();
+  lg_.Info("created a role", {{"role-name", ShortName(req.name())}});
   return absl::OkStatus();
 }
 
@@ -302,9 +378,9 @@ absl::Status AuthStore::RoleDelete(storage::WriteTxn* btx,
     lg_.Warn("cannot delete 'root' role", {{"role-name", req.role()}});
     return ErrInvalidAuthMgmt();
   }
-  if (roles_.count(req.role()) == 0) return ErrRoleNotFound();
-  if (auto s = btx->Delete(storage::kAuthRolesBucket, req.role()); !s.ok()) return s;
-  roles_.erase(req.role());
+  auto role_it = roles_.find(req.role());
+  if (role_it == roles_.end()) return ErrRoleNotFound();
+  if (auto s = DeleteRecord(btx, storage::kAuthRolesBucket, req.role()); !s.ok()) return s;
   std::vector<authpb::User> changed;
   for (const auto& [name, user] : users_) {
     if (std::find(user.roles().begin(), user.roles().end(), req.role()) == user.roles().end()) {
@@ -318,10 +394,13 @@ absl::Status AuthStore::RoleDelete(storage::WriteTxn* btx,
     changed.push_back(std::move(u));
   }
   for (const auto& u : changed) {
-    if (auto s = PutUserLocked(btx, u); !s.ok()) return s;
+    if (auto s = WriteUser(btx, u); !s.ok()) return s;
   }
-  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
-  lg_.Info("deleted a role", {{"role-name", req.role()}});
+  if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+  roles_.erase(role_it);
+  for (auto& u : changed) users_[u.name()] = std::move(u);
+  BumpRevisionLocked();
+  lg_.Info("deleted a role", {{"role-name", ShortName(req.role())}});
   return absl::OkStatus();
 }
 
@@ -346,12 +425,14 @@ absl::Status AuthStore::RoleGrantPermission(
                        return a.key() < b.key();
                      });
   }
-  if (auto s = PutRoleLocked(btx, r); !s.ok()) return s;
-  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
+  if (auto s = WriteRole(btx, r); !s.ok()) return s;
+  if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+  it->second = std::move(r);
+  BumpRevisionLocked();
   lg_.Info("granted/updated a permission to a user",
-           {{"role-name", req.name()},
-            {"key", req.perm().key()},
-            {"range-end", req.perm().range_end()},
+           {{"role-name", ShortName(req.name())},
+            {"key", ShortName(req.perm().key())},
+            {"range-end", ShortName(req.perm().range_end())},
             {"permission-type", authpb::Permission::Type_Name(req.perm().permtype())}});
   return absl::OkStatus();
 }
@@ -367,10 +448,13 @@ absl::Status AuthStore::RoleRevokePermission(
     if (p.key() != req.key() || p.range_end() != req.range_end()) *r.add_keypermission() = p;
   }
   if (r.keypermission_size() == it->second.keypermission_size()) return ErrPermissionNotGranted();
-  if (auto s = PutRoleLocked(btx, r); !s.ok()) return s;
-  if (auto s = CommitRevisionLocked(btx); !s.ok()) return s;
-  lg_.Info("revoked a permission on range",
-           {{"role-name", req.role()}, {"key", req.key()}, {"range-end", req.range_end()}});
+  if (auto s = WriteRole(btx, r); !s.ok()) return s;
+  if (auto s = WriteRevisionLocked(btx); !s.ok()) return s;
+  it->second = std::move(r);
+  BumpRevisionLocked();
+  lg_.Info("revoked a permission on range", {{"role-name", ShortName(req.role())},
+                                              {"key", ShortName(req.key())},
+                                              {"range-end", ShortName(req.range_end())}});
   return absl::OkStatus();
 }
 

@@ -22,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "cppetcd/auth/store.h"
 #include "cppetcd/server/etcd_server.h"
 #include "cppetcd/snap/snapshotter.h"
 #include "cppetcd/storage/backend.h"
@@ -200,7 +201,12 @@ absl::Status ImportBbolt(const storage::BboltReader& bolt, storage::Backend* be)
           (k == "scheduledCompactRev" || k == "finishedCompactRev") && v.size() >= 8) {
         value = std::string(v.substr(0, 8));  // etcd's 17-byte revision -> 8-byte main
       }
-      err = (*wtx)->Put(name, k, value);
+      if (name == storage::kAuthUsersBucket || name == storage::kAuthRolesBucket) {
+        // bbolt takes names LMDB cannot key on: the auth store's layout.
+        err = auth::PutAuthRecord(wtx->get(), name, k, value);
+      } else {
+        err = (*wtx)->Put(name, k, value);
+      }
       return err.ok();
     });
     if (!s.ok()) return s;
@@ -250,6 +256,11 @@ absl::StatusOr<SnapshotStatus> ComputeSnapshotStatus(const std::string& path) {
   auto rtx = (*be)->BeginRead();
   if (!rtx.ok()) return rtx.status();
   for (std::string_view name : SortedBuckets()) {
+    if (storage::IsCppetcdOnlyBucket(name)) {
+      auto n = (*rtx)->Count(name);
+      if (!n.ok()) return n.status();
+      if (*n == 0) continue;  // hash as etcd's layout (see kCppetcdOnlyBuckets)
+    }
     acc.Bucket(name);
     auto s = (*rtx)->Scan(name, "", "", [&](std::string_view k, std::string_view v) {
       acc.Record(name, k, v);

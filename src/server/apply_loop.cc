@@ -13,6 +13,14 @@ namespace {
 
 std::string MemberKey(uint64_t id) { return absl::StrFormat("%016x", id); }
 
+// Errors of an apply step that come from this member's storage (I/O,
+// corruption, a full map: ResourceExhausted) rather than from the entry.
+bool IsLocalFault(const absl::Status& s) {
+  const auto code = s.code();
+  return code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss ||
+         code == absl::StatusCode::kResourceExhausted;
+}
+
 std::vector<std::string> ToVector(const google::protobuf::RepeatedPtrField<std::string>& f) {
   return std::vector<std::string>(f.begin(), f.end());
 }
@@ -81,9 +89,15 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
       }
       case raftpb::EntryConfChange: {
         raftpb::ConfChange cc;
-        if (!cc.ParseFromString(e.data())) lg_.Fatal("undecodable conf change entry", {{"index", e.index()}});
         absl::Status verdict = absl::OkStatus();
-        if (!already_applied) {
+        if (!cc.ParseFromString(e.data())) {
+          // Every member skips it alike; raft still hears of a change (of
+          // node 0, which it ignores) so that its count of applied conf
+          // changes matches the log. No id: no waiter to tell.
+          lg_.Warn("skipping undecodable conf change entry", {{"index", e.index()}});
+          cc.Clear();
+          cc.set_node_id(raft::kNone);
+        } else if (!already_applied) {
           verdict = ValidateConfChange(cc);
           if (verdict.ok()) {
             ApplyConfChange(btx, cc);
@@ -103,7 +117,13 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
       }
       case raftpb::EntryConfChangeV2: {
         raftpb::ConfChangeV2 cc;
-        if (!cc.ParseFromString(e.data())) lg_.Fatal("undecodable conf change entry", {{"index", e.index()}});
+        if (!cc.ParseFromString(e.data())) {
+          // An empty ConfChangeV2 would mean "leave the joint config": skip
+          // it without telling raft, on every member alike.
+          lg_.Warn("skipping undecodable conf change entry", {{"index", e.index()}});
+          PostRaftTask([this] { ++conf_changes_applied_to_raft_; });
+          break;
+        }
         PostRaftTask([this, cc] {
           node_->ApplyConfChange(cc);
           ++conf_changes_applied_to_raft_;
@@ -211,9 +231,12 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
   if (o.result.unhandled) {
     o.status = ErrUnimplemented("this request type");
   } else if (!o.result.error.ok()) {
-    const auto code = o.result.error.code();
-    if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss) {
-      lg_.Fatal("failed to apply request", {{"index", e.index()}, {"error", o.result.error.ToString()}});
+    // The applier checks every request before its first write: an error of
+    // the request left nothing behind. A backend fault may have come after
+    // writes, and other members may not have it: stop.
+    if (IsLocalFault(o.result.error)) {
+      lg_.Fatal("failed to apply request: local storage fault",
+                {{"index", e.index()}, {"error", o.result.error.ToString()}});
     }
     // One owner only: the waiter hands the status to another thread.
     o.status = o.result.error;

@@ -129,6 +129,15 @@ bool EtcdServer::Impl::ApplyAuthRequest(storage::WriteTxn* btx, const raftpb::En
       return true;
     }
   }
+  // A change runs in a savepoint: an error after some of its writes (a
+  // record LMDB refuses) drops them, and the store's memory is untouched
+  // until all its writes succeeded (see auth/store.h).
+  const bool changes = NeedsAdmin(r) && !r.has_auth_user_list() && !r.has_auth_role_list();
+  if (changes) {
+    if (auto sp = btx->BeginNested(); !sp.ok()) {
+      lg_.Fatal("failed to begin a backend savepoint", {{"index", e.index()}, {"error", sp.ToString()}});
+    }
+  }
   absl::Status s;
   if (r.has_authenticate()) {
     auto tok = auth_->Authenticate(r.authenticate().name(), r.authenticate().simple_token(),
@@ -202,13 +211,21 @@ bool EtcdServer::Impl::ApplyAuthRequest(storage::WriteTxn* btx, const raftpb::En
   } else {
     return false;
   }
-  if (!s.ok()) {
-    const auto code = s.code();
-    if (code == absl::StatusCode::kInternal || code == absl::StatusCode::kDataLoss) {
-      lg_.Fatal("failed to apply auth request", {{"index", e.index()}, {"error", s.ToString()}});
+  if (changes) {
+    if (auto sp = btx->EndNested(/*keep=*/s.ok()); !sp.ok()) {
+      lg_.Fatal("failed to end a backend savepoint", {{"index", e.index()}, {"error", sp.ToString()}});
     }
-    o->auth_response.reset();
+    // Only a change writes: a storage fault there (not the entry's doing,
+    // maybe not other members') stops this member. Authenticate's errors
+    // (a token signing failure) are the client's result.
+    if (!s.ok() && (s.code() == absl::StatusCode::kInternal ||
+                    s.code() == absl::StatusCode::kDataLoss ||
+                    s.code() == absl::StatusCode::kResourceExhausted)) {
+      lg_.Fatal("failed to apply auth request: local storage fault",
+                {{"index", e.index()}, {"error", s.ToString()}});
+    }
   }
+  if (!s.ok()) o->auth_response.reset();
   o->status = std::move(s);
   return true;
 }

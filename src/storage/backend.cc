@@ -108,6 +108,9 @@ absl::Status LmdbStatus(int rc, std::string_view what) {
       return absl::ResourceExhaustedError(msg);
     case MDB_NOTFOUND:
       return absl::NotFoundError(msg);
+    case MDB_BAD_VALSIZE:
+      // A key or value outside LMDB's limits: refused before any change.
+      return absl::InvalidArgumentError(msg);
     case ENOSPC:
       return absl::ResourceExhaustedError(msg);
     default:
@@ -126,6 +129,11 @@ uint64_t GetBigEndian64(const char* in) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(in[i]);
   return v;
+}
+
+bool IsCppetcdOnlyBucket(std::string_view bucket) {
+  return std::find(std::begin(kCppetcdOnlyBuckets), std::end(kCppetcdOnlyBuckets), bucket) !=
+         std::end(kCppetcdOnlyBuckets);
 }
 
 std::string EncodeBigEndian64(uint64_t v) {
@@ -250,16 +258,58 @@ WriteTxn::~WriteTxn() { Abort(); }
 
 void WriteTxn::Abort() {
   if (txn_ == nullptr) return;
-  mdb_txn_abort(std::exchange(txn_, nullptr));
+  // Aborting the enclosing txn aborts an open savepoint with it.
+  MDB_txn* root = parent_ != nullptr ? std::exchange(parent_, nullptr) : txn_;
+  txn_ = nullptr;
+  mdb_txn_abort(root);
   backend_->ReleaseWriter(nullptr);
 }
 
-void WriteTxn::Touch(int64_t handle, std::string_view key) {
+absl::Status WriteTxn::BeginNested() {
+  if (txn_ == nullptr) return absl::FailedPreconditionError("storage: txn has ended");
+  if (parent_ != nullptr) return absl::FailedPreconditionError("storage: savepoint already open");
+  MDB_txn* child = nullptr;
+  int rc = mdb_txn_begin(env_->env, txn_, 0, &child);
+  if (rc != MDB_SUCCESS) return LmdbStatus(rc, "begin savepoint");
+  parent_ = std::exchange(txn_, child);
+  touched_mark_ = touched_.size();
+  nested_wrote_ = false;
+  return absl::OkStatus();
+}
+
+absl::Status WriteTxn::EndNested(bool keep) {
+  if (txn_ == nullptr) return absl::FailedPreconditionError("storage: txn has ended");
+  if (parent_ == nullptr) return absl::FailedPreconditionError("storage: no savepoint open");
+  MDB_txn* child = std::exchange(txn_, std::exchange(parent_, nullptr));
+  nested_wrote_ = false;
+  if (keep) return LmdbStatus(mdb_txn_commit(child), "keep savepoint");
+  mdb_txn_abort(child);
+  touched_.resize(touched_mark_);
+  return absl::OkStatus();
+}
+
+void WriteTxn::Wrote(int64_t handle, std::string_view key) {
+  if (parent_ != nullptr) nested_wrote_ = true;
   if (record_) touched_.emplace_back(static_cast<unsigned>(handle), std::string(key));
+}
+
+absl::Status WriteTxn::CheckKey(std::string_view key) {
+  if (key.empty()) return absl::InvalidArgumentError("storage: empty key");
+  if (key.size() > kMaxKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("storage: key of ", key.size(),
+                                                   " bytes is longer than ", kMaxKeyBytes));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status WriteTxn::Commit() {
   if (txn_ == nullptr) return absl::FailedPreconditionError("storage: txn has ended");
+  if (parent_ != nullptr) {
+    if (absl::Status s = EndNested(true); !s.ok()) {
+      Abort();
+      return s;
+    }
+  }
   // A defragmentation is copying a snapshot older than this txn: hand it the
   // final value of every key this txn changed (read back here, so that
   // PutReserve'd values are complete).
@@ -293,8 +343,7 @@ absl::Status WriteTxn::Commit() {
 absl::Status WriteTxn::PutFlags(std::string_view bucket, std::string_view key,
                                 std::string_view value, unsigned flags) {
   CPPETCD_DBI(dbi, bucket);
-  if (key.empty()) return absl::InvalidArgumentError("storage: empty key");
-  Touch(dbi, key);
+  if (absl::Status s = CheckKey(key); !s.ok()) return s;
   MDB_val k = ToVal(key), v = ToVal(value);
   int rc = mdb_put(txn_, dbi, &k, &v, flags);
   if (rc == MDB_KEYEXIST && (flags & MDB_APPEND) != 0) {
@@ -302,6 +351,7 @@ absl::Status WriteTxn::PutFlags(std::string_view bucket, std::string_view key,
     v = ToVal(value);
     rc = mdb_put(txn_, dbi, &k, &v, flags & ~MDB_APPEND);
   }
+  if (rc == MDB_SUCCESS) Wrote(dbi, key);
   return LmdbStatus(rc, "put");
 }
 
@@ -318,8 +368,7 @@ absl::StatusOr<absl::Span<char>> WriteTxn::PutReserve(std::string_view bucket,
                                                       std::string_view key, size_t size,
                                                       bool append_hint) {
   CPPETCD_DBI(dbi, bucket);
-  if (key.empty()) return absl::InvalidArgumentError("storage: empty key");
-  Touch(dbi, key);
+  if (absl::Status s = CheckKey(key); !s.ok()) return s;
   MDB_val k = ToVal(key), v;
   v.mv_size = size;
   v.mv_data = nullptr;
@@ -331,16 +380,18 @@ absl::StatusOr<absl::Span<char>> WriteTxn::PutReserve(std::string_view bucket,
     rc = mdb_put(txn_, dbi, &k, &v, MDB_RESERVE);
   }
   if (rc != MDB_SUCCESS) return LmdbStatus(rc, "put reserve");
+  Wrote(dbi, key);
   return absl::Span<char>(static_cast<char*>(v.mv_data), size);
 }
 
 absl::Status WriteTxn::Delete(std::string_view bucket, std::string_view key) {
   CPPETCD_DBI(dbi, bucket);
-  if (key.empty()) return absl::OkStatus();
-  Touch(dbi, key);
+  // A key LMDB cannot store cannot be there.
+  if (key.empty() || key.size() > kMaxKeyBytes) return absl::OkStatus();
   MDB_val k = ToVal(key);
   int rc = mdb_del(txn_, dbi, &k, nullptr);
   if (rc == MDB_NOTFOUND) return absl::OkStatus();
+  if (rc == MDB_SUCCESS) Wrote(dbi, key);
   return LmdbStatus(rc, "delete");
 }
 
@@ -368,6 +419,11 @@ absl::StatusOr<std::shared_ptr<LmdbEnv>> OpenEnv(const std::string& path, uint64
   }
   rc = mdb_env_open(e->env, path.c_str(), flags, 0600);
   if (rc != MDB_SUCCESS) return LmdbStatus(rc, absl::StrCat("open ", path));
+  if (mdb_env_get_maxkeysize(e->env) < static_cast<int>(kMaxKeyBytes)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("storage: LMDB takes keys up to ", mdb_env_get_maxkeysize(e->env),
+                     " bytes; cppetcd needs ", kMaxKeyBytes));
+  }
   if ((flags & MDB_NOLOCK) == 0) {
     int dead = 0;
     mdb_reader_check(e->env, &dead);
@@ -734,6 +790,11 @@ absl::StatusOr<uint32_t> Backend::Hash(
   while (rc == MDB_SUCCESS) {
     std::string_view name = FromVal(n);
     int64_t handle = env->Handle(name);
+    MDB_stat st;
+    if (handle >= 0 && IsCppetcdOnlyBucket(name) &&
+        mdb_stat(txn, static_cast<MDB_dbi>(handle), &st) == MDB_SUCCESS && st.ms_entries == 0) {
+      handle = -1;  // see kCppetcdOnlyBuckets
+    }
     if (handle >= 0) {
       crc = util::Crc32cExtend(crc, name.data(), name.size());
       std::vector<std::string_view> skip;

@@ -7,7 +7,17 @@
 // "authUsers" maps a user name to an authpb.User (password = bcrypt hash,
 // roles sorted); "authRoles" maps a role name to an authpb.Role (permissions
 // sorted by key). Everything is also held in memory: checks never touch the
-// backend.
+// backend. Names longer than LMDB's key limit (storage::kMaxKeyBytes; etcd
+// takes up to bbolt's 32 KiB, and nothing but the request size bounds them)
+// go instead to "authUsersHashed" / "authRolesHashed", keyed by the 32-byte
+// SHA-256 of the name; the record holds the full name, checked against the
+// key when loading (DataLoss on a mismatch). Lists come from the in-memory
+// maps, sorted bytewise by name whichever bucket a record is in, as etcd's.
+//
+// Atomicity: a mutation writes all its records first and changes memory
+// only once every write succeeded. On an error it returns with memory
+// untouched; the caller must then drop the txn's writes made by the call
+// (WriteTxn savepoint), as the server's apply loop does.
 //
 // Rules (etcd): enabling needs user "root" holding role "root"; while
 // enabled, user root cannot be deleted nor lose role root and role root
@@ -139,11 +149,17 @@ class AuthStore {
  private:
   AuthStore(storage::Backend* backend, AuthStoreOptions options);
   absl::Status LoadLocked(storage::ReadTxn* rtx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes and bumps the revision (WriteRevisionLocked then BumpRevisionLocked).
   absl::Status CommitRevisionLocked(storage::WriteTxn* btx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status PutUserLocked(storage::WriteTxn* btx, const authpb::User& u)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status PutRoleLocked(storage::WriteTxn* btx, const authpb::Role& r)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes revision_ + 1 (memory unchanged).
+  absl::Status WriteRevisionLocked(storage::WriteTxn* btx) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // In memory: revision_ + 1, permission cache dropped.
+  void BumpRevisionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Write a record where its name puts it (memory unchanged).
+  static absl::Status WriteUser(storage::WriteTxn* btx, const authpb::User& u);
+  static absl::Status WriteRole(storage::WriteTxn* btx, const authpb::Role& r);
+  static absl::Status DeleteRecord(storage::WriteTxn* btx, std::string_view bucket,
+                                   std::string_view name);
   absl::Status IsOpPermitted(const AuthInfo& who, std::string_view key, std::string_view range_end,
                              authpb::Permission::Type type) const;
   std::shared_ptr<const UnifiedPerms> PermsLocked(const authpb::User& u) const
@@ -163,6 +179,15 @@ class AuthStore {
   mutable std::map<std::string, std::shared_ptr<const UnifiedPerms>, std::less<>> perm_cache_
       ABSL_GUARDED_BY(mu_);
 };
+
+// Writes an auth record (a serialized authpb.User or authpb.Role) for
+// `name` where AuthStore keeps it: `bucket` is storage::kAuthUsersBucket or
+// kAuthRolesBucket, and a name too long for an LMDB key goes to that
+// bucket's hashed twin (see the file comment). For importing etcd data.
+// Errors: ErrUserEmpty / ErrRoleEmpty for an empty name, InvalidArgument for
+// another bucket, the backend's errors.
+absl::Status PutAuthRecord(storage::WriteTxn* btx, std::string_view bucket, std::string_view name,
+                           std::string_view record);
 
 }  // namespace cppetcd::auth
 

@@ -67,11 +67,30 @@ inline constexpr std::string_view kAlarmBucket = "alarm";
 inline constexpr std::string_view kAuthBucket = "auth";
 inline constexpr std::string_view kAuthUsersBucket = "authUsers";
 inline constexpr std::string_view kAuthRolesBucket = "authRoles";
+// cppetcd only: users and roles whose names are longer than kMaxKeyBytes
+// (etcd's bbolt takes keys up to 32 KiB, LMDB up to 511 bytes), keyed by the
+// SHA-256 of the name (see auth/store.h). Empty unless such names exist.
+inline constexpr std::string_view kAuthUsersHashedBucket = "authUsersHashed";
+inline constexpr std::string_view kAuthRolesHashedBucket = "authRolesHashed";
 
 // The buckets created by Open, in a fixed order.
 inline constexpr std::string_view kAllBuckets[] = {
-    kKeyBucket,   kMetaBucket,  kLeaseBucket,      kMembersBucket,   kMembersRemovedBucket,
-    kClusterBucket, kAlarmBucket, kAuthBucket,     kAuthUsersBucket, kAuthRolesBucket};
+    kKeyBucket,       kMetaBucket,      kLeaseBucket,          kMembersBucket,
+    kMembersRemovedBucket, kClusterBucket, kAlarmBucket,       kAuthBucket,
+    kAuthUsersBucket, kAuthRolesBucket, kAuthUsersHashedBucket, kAuthRolesHashedBucket};
+
+// Buckets etcd does not have. While empty they are left out of Backend::Hash
+// and of `cppetcd snapshot status`, so that a database holding only what
+// etcd can hold hashes as etcd's does.
+inline constexpr std::string_view kCppetcdOnlyBuckets[] = {kAuthUsersHashedBucket,
+                                                           kAuthRolesHashedBucket};
+bool IsCppetcdOnlyBucket(std::string_view bucket);
+
+// The longest key LMDB stores (mdb_env_get_maxkeysize of the build in use;
+// Open fails if the library takes less). Put/Append/PutReserve refuse a
+// longer key, or an empty one, with InvalidArgument (nothing written, the txn
+// still usable); Delete treats it as absent.
+inline constexpr size_t kMaxKeyBytes = 511;
 
 struct BackendOptions {
   // Upper bound of the file size (LMDB map size). A write transaction that
@@ -153,6 +172,21 @@ class WriteTxn : public ReadTxn {
   // Removes `key`; OK when it was absent.
   absl::Status Delete(std::string_view bucket, std::string_view key);
 
+  // A savepoint (an LMDB nested transaction), so that one apply step can be
+  // undone without losing the batch's earlier changes. After BeginNested
+  // every call works inside the savepoint and sees the txn's earlier writes;
+  // EndNested(true) keeps its changes in the txn, EndNested(false) drops
+  // them. One level only (FailedPrecondition when already in one, or when
+  // ending none). Commit ends an open savepoint keeping it; Abort drops all.
+  // Errors: ResourceExhausted / Internal from LMDB (begin: out of memory;
+  // keep: map full): treat as a local fault.
+  absl::Status BeginNested();
+  absl::Status EndNested(bool keep);
+  bool InNested() const { return parent_ != nullptr; }
+  // Whether the open savepoint has written (Put/Append/PutReserve/Delete
+  // called successfully) since BeginNested.
+  bool NestedWrote() const { return nested_wrote_; }
+
   // Makes the changes visible (and durable when the backend syncs commits).
   // The transaction ends whatever the result. ResourceExhausted on map full.
   absl::Status Commit();
@@ -165,11 +199,19 @@ class WriteTxn : public ReadTxn {
       : ReadTxn(backend, std::move(env), txn), record_(record) {}
   absl::Status PutFlags(std::string_view bucket, std::string_view key, std::string_view value,
                         unsigned flags);
-  // Notes a changed key for a running defragmentation (when record_).
-  void Touch(int64_t handle, std::string_view key);
+  // After a successful change of `key`: notes it for a running
+  // defragmentation (when record_) and for NestedWrote.
+  void Wrote(int64_t handle, std::string_view key);
+  // InvalidArgument for a key LMDB cannot store (see kMaxKeyBytes).
+  static absl::Status CheckKey(std::string_view key);
 
   // Whether a defragmentation records this txn's changes.
   bool record_;
+  // The enclosing txn while a savepoint is open (txn_ is then the child).
+  MDB_txn* parent_ = nullptr;
+  // touched_.size() at BeginNested: what EndNested(false) cuts back to.
+  size_t touched_mark_ = 0;
+  bool nested_wrote_ = false;
   // (bucket handle, key) changed by this txn, for the defragmentation.
   std::vector<std::pair<unsigned, std::string>> touched_;
 };
@@ -256,7 +298,8 @@ class Backend {
 
   // etcd backend.Hash: CRC-32C (Castagnoli) over, for each bucket in name
   // order, its name then each key and value, skipping the (bucket, key) pairs
-  // in `ignore` (etcd skips meta/consistent_index). Any thread.
+  // in `ignore` (etcd skips meta/consistent_index); an empty bucket of
+  // kCppetcdOnlyBuckets is left out altogether. Any thread.
   absl::StatusOr<uint32_t> Hash(
       const std::vector<std::pair<std::string, std::string>>& ignore);
 

@@ -197,27 +197,13 @@ class TxnRunner {
 
   // etcd checkRequestPut over the chosen ops: leases exist, keys of
   // ignore_value/ignore_lease puts exist (in the state before the txn).
+  // Beyond etcd: such a put must also find its key after the txn's earlier
+  // ops (a delete of it first fails the put in the middle of the txn, which
+  // etcd's api refuses as a duplicate key and its apply panics on): checked
+  // here too, so that a failing txn writes nothing.
   absl::Status CheckPuts(const TxnRequest& r, const TxnPlan& plan) {
-    size_t next = 0;
-    for (const RequestOp& op : Branch(r, plan)) {
-      if (op.has_request_txn()) {
-        if (auto s = CheckPuts(op.request_txn(), plan.nested[next++]); !s.ok()) return s;
-        continue;
-      }
-      if (!op.has_request_put()) continue;
-      const auto& p = op.request_put();
-      if (p.ignore_value() || p.ignore_lease()) {
-        mvcc::RangeOptions o;
-        o.count_only = true;
-        absl::StatusOr<mvcc::RangeResult> rr = read_(p.key(), "", o);
-        if (!rr.ok()) return rr.status();
-        if (rr->count == 0) return ErrKeyNotFound();
-      }
-      if (p.lease() != lease::kNoLease && !lessor_->Exists(p.lease())) {
-        return lease::ErrLeaseNotFound();
-      }
-    }
-    return absl::OkStatus();
+    std::vector<Effect> effects;
+    return CheckPutsIn(r, plan, &effects);
   }
 
   // etcd checkRequestRange: a range at a future or compacted revision fails
@@ -337,6 +323,58 @@ class TxnRunner {
     return true;
   }
 
+  // A write of the txn so far, in op order: a put of `key` (end unset) or a
+  // delete of the range [key, end) (end "" = key alone, "\0" = from key on).
+  struct Effect {
+    std::string_view key;
+    std::optional<std::string_view> end;
+  };
+
+  static bool DeleteCovers(const Effect& d, std::string_view key) {
+    if (d.end->empty()) return key == d.key;
+    if (*d.end == std::string_view("\0", 1)) return key >= d.key;
+    return key >= d.key && key < *d.end;
+  }
+
+  absl::Status CheckPutsIn(const TxnRequest& r, const TxnPlan& plan, std::vector<Effect>* effects) {
+    size_t next = 0;
+    for (const RequestOp& op : Branch(r, plan)) {
+      if (op.has_request_txn()) {
+        if (auto s = CheckPutsIn(op.request_txn(), plan.nested[next++], effects); !s.ok()) {
+          return s;
+        }
+        continue;
+      }
+      if (op.has_request_delete_range()) {
+        const auto& d = op.request_delete_range();
+        effects->push_back({d.key(), std::string_view(d.range_end())});
+        continue;
+      }
+      if (!op.has_request_put()) continue;
+      const auto& p = op.request_put();
+      if (p.ignore_value() || p.ignore_lease()) {
+        mvcc::RangeOptions o;
+        o.count_only = true;
+        absl::StatusOr<mvcc::RangeResult> rr = read_(p.key(), "", o);
+        if (!rr.ok()) return rr.status();
+        if (rr->count == 0) return ErrKeyNotFound();
+        // The latest earlier write of the txn touching the key decides.
+        for (auto it = effects->rbegin(); it != effects->rend(); ++it) {
+          if (!it->end.has_value()) {
+            if (it->key == p.key()) break;  // put again: it exists
+          } else if (DeleteCovers(*it, p.key())) {
+            return ErrKeyNotFound();
+          }
+        }
+      }
+      if (p.lease() != lease::kNoLease && !lessor_->Exists(p.lease())) {
+        return lease::ErrLeaseNotFound();
+      }
+      effects->push_back({p.key(), std::nullopt});
+    }
+    return absl::OkStatus();
+  }
+
   ReadFn read_;
   mvcc::TxnWrite* tw_;  // null: read-only
   lease::Lessor* lessor_;
@@ -451,9 +489,9 @@ ApplyResult Applier::ApplyTxn(storage::WriteTxn* btx, const TxnRequest& r) {
   TxnResponse resp;
   absl::Status s = runner.Run(r, *plan, &resp);
   if (!s.ok()) {
-    // Unreachable after the checks (etcd panics here); the txn may have
-    // written, so report it as an internal error for the server to treat as
-    // fatal.
+    // After the checks only a failed read of the backend gets here (etcd
+    // panics here); the txn may have written, so report it as an internal
+    // error: a local fault for the server.
     options_.logger.Error("unexpected error during txn", {{"error", s.ToString()}});
     tw->End();
     return Failed(absl::InternalError("unexpected error during txn: " + s.ToString()));

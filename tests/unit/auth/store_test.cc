@@ -19,6 +19,10 @@ using ::testing::IsEmpty;
 
 const std::string kFromKey(1, '\0');
 
+bool IsErrorMessage(const absl::Status& s, const std::string& msg) {
+  return !s.ok() && std::string(s.message()) == msg;
+}
+
 class AuthStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -329,6 +333,156 @@ TEST_F(AuthStoreTest, ImportsUsersWrittenByEtcd) {
   EXPECT_TRUE(store_->IsEnabled());
   EXPECT_TRUE(store_->CheckPassword("gopher", "allmine").ok());
   EXPECT_FALSE(store_->CheckPassword("gopher", "notmine").ok());
+}
+
+// Names longer than an LMDB key (etcd 3.4 takes them): a 600-byte user
+// name used to fail the apply with MDB_BAD_VALSIZE and stop the member on
+// every replay.
+class AuthStoreLongNameTest : public AuthStoreTest,
+                              public ::testing::WithParamInterface<size_t> {};
+
+TEST_P(AuthStoreLongNameTest, UsersAndRolesOfAnyNameLength) {
+  const size_t n = GetParam();
+  // Bytewise order: "a" < long user "b..." < "c"; same for the roles.
+  const std::string user = "b" + std::string(n - 1, 'u');
+  const std::string role = "b" + std::string(n - 1, 'r');
+  const std::string big_key(100 * 1024, 'k');
+  ASSERT_TRUE(AddUser("c", "pc").ok());
+  ASSERT_TRUE(AddUser(user, "pw").ok());
+  ASSERT_TRUE(AddUser("a", "pa").ok());
+  ASSERT_TRUE(AddRole("c").ok());
+  ASSERT_TRUE(AddRole(role).ok());
+  ASSERT_TRUE(AddRole("a").ok());
+  EXPECT_TRUE(IsErrorMessage(AddUser(user, "again"), "auth: user already exists"));
+  EXPECT_TRUE(IsErrorMessage(AddRole(role), "auth: role already exists"));
+  ASSERT_TRUE(Grant(user, role).ok());
+  ASSERT_TRUE(Grant(user, "a").ok());
+  ASSERT_TRUE(Grant("a", role).ok());
+  ASSERT_TRUE(GrantPerm(role, authpb::Permission::READWRITE, big_key, "").ok());
+  ASSERT_TRUE(GrantPerm(role, authpb::Permission::READ, "x", "y").ok());
+
+  auto check = [&](const char* when) {
+    SCOPED_TRACE(when);
+    EXPECT_THAT(store_->UserList().users(), ElementsAre("a", user, "c"));
+    EXPECT_THAT(store_->RoleList().roles(), ElementsAre("a", role, "c"));
+    auto ug = store_->UserGet(user);
+    ASSERT_TRUE(ug.ok()) << ug.status();
+    EXPECT_THAT(ug->roles(), ElementsAre("a", role));
+    auto ag = store_->UserGet("a");
+    ASSERT_TRUE(ag.ok());
+    EXPECT_THAT(ag->roles(), ElementsAre(role));
+    auto rg = store_->RoleGet(role);
+    ASSERT_TRUE(rg.ok()) << rg.status();
+    ASSERT_EQ(rg->perm_size(), 2);
+    EXPECT_EQ(rg->perm(0).key(), big_key);
+    EXPECT_EQ(rg->perm(1).key(), "x");
+    EXPECT_TRUE(store_->HasRole(user, role));
+  };
+  check("applied");
+  OpenAll();
+  check("reopened");
+  {
+    auto rtx = backend_->BeginRead();
+    ASSERT_TRUE(rtx.ok());
+    ASSERT_TRUE(store_->Recover(rtx->get()).ok());
+  }
+  check("recovered");
+
+  // Where the records are: by name up to the key limit, else by hash.
+  {
+    auto rtx = backend_->BeginRead();
+    ASSERT_TRUE(rtx.ok());
+    auto users = (*rtx)->Count(storage::kAuthUsersBucket);
+    auto hashed = (*rtx)->Count(storage::kAuthUsersHashedBucket);
+    ASSERT_TRUE(users.ok() && hashed.ok());
+    EXPECT_EQ(*users, n <= storage::kMaxKeyBytes ? 3u : 2u);
+    EXPECT_EQ(*hashed, n <= storage::kMaxKeyBytes ? 0u : 1u);
+  }
+
+  // Permissions follow, with auth on.
+  SetUpRootAndEnable();
+  EXPECT_TRUE(store_->IsPutPermitted(Who(user), big_key).ok());
+  EXPECT_TRUE(store_->IsRangePermitted(Who(user), "x", "").ok());
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsPutPermitted(Who(user), "x")));
+  EXPECT_TRUE(store_->CheckPassword(user, "pw").ok());
+  ASSERT_TRUE(Disable().ok());
+
+  ASSERT_TRUE(Revoke(user, "a").ok());
+  etcdserverpb::AuthRoleRevokePermissionRequest rp;
+  rp.set_role(role);
+  rp.set_key("x");
+  rp.set_range_end("y");
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->RoleRevokePermission(t, rp); }).ok());
+  etcdserverpb::AuthUserChangePasswordRequest cp;
+  cp.set_name(user);
+  cp.set_password(*store_->HashPassword("pw2"));
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->UserChangePassword(t, cp); }).ok());
+  // Deleting the role takes it from every user holding it.
+  etcdserverpb::AuthRoleDeleteRequest rd;
+  rd.set_role(role);
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->RoleDelete(t, rd); }).ok());
+  EXPECT_THAT(store_->RoleList().roles(), ElementsAre("a", "c"));
+  EXPECT_THAT(store_->UserGet(user)->roles(), IsEmpty());
+  EXPECT_THAT(store_->UserGet("a")->roles(), IsEmpty());
+  OpenAll();
+  EXPECT_THAT(store_->RoleList().roles(), ElementsAre("a", "c"));
+  EXPECT_THAT(store_->UserGet(user)->roles(), IsEmpty());
+  etcdserverpb::AuthUserDeleteRequest ud;
+  ud.set_name(user);
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->UserDelete(t, ud); }).ok());
+  EXPECT_TRUE(IsErrorMessage(store_->UserGet(user).status(), "auth: user not found"));
+  OpenAll();
+  EXPECT_THAT(store_->UserList().users(), ElementsAre("a", "c", "root"));
+  auto rtx = backend_->BeginRead();
+  ASSERT_TRUE(rtx.ok());
+  EXPECT_EQ(*(*rtx)->Count(storage::kAuthUsersHashedBucket), 0u);
+  EXPECT_EQ(*(*rtx)->Count(storage::kAuthRolesHashedBucket), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Lengths, AuthStoreLongNameTest,
+                         ::testing::Values(storage::kMaxKeyBytes, storage::kMaxKeyBytes + 1, 600,
+                                           70 * 1024, 100 * 1024));
+
+TEST_F(AuthStoreTest, EmptyNamesGetEtcdErrors) {
+  EXPECT_TRUE(IsErrorMessage(AddUser("", "pw"), "auth: user name is empty"));
+  EXPECT_TRUE(IsErrorMessage(AddRole(""), "auth: role name is empty"));
+  EXPECT_EQ(store_->Revision(), 1u);
+}
+
+TEST_F(AuthStoreTest, HashedRecordMustMatchItsName) {
+  authpb::Role r;
+  r.set_name(std::string(600, 'r'));
+  {
+    auto tx = backend_->BeginWrite();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE((*tx)->Put(storage::kAuthRolesHashedBucket, std::string(32, 'h'),
+                           r.SerializeAsString())
+                    .ok());
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  auto rtx = backend_->BeginRead();
+  ASSERT_TRUE(rtx.ok());
+  EXPECT_EQ(store_->Recover(rtx->get()).code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(AuthStoreTest, PutAuthRecordPlacesLongNamesByHash) {
+  authpb::User u;
+  u.set_name(std::string(40000, 'g'));  // bbolt (etcd) takes it
+  {
+    auto tx = backend_->BeginWrite();
+    ASSERT_TRUE(tx.ok());
+    ASSERT_TRUE(
+        PutAuthRecord(tx->get(), storage::kAuthUsersBucket, u.name(), u.SerializeAsString()).ok());
+    EXPECT_TRUE(IsErrorMessage(
+        PutAuthRecord(tx->get(), storage::kAuthRolesBucket, "", ""), "auth: role name is empty"));
+    EXPECT_EQ(PutAuthRecord(tx->get(), storage::kKeyBucket, "k", "").code(),
+              absl::StatusCode::kInvalidArgument);
+    ASSERT_TRUE((*tx)->Commit().ok());
+  }
+  auto rtx = backend_->BeginRead();
+  ASSERT_TRUE(rtx.ok());
+  ASSERT_TRUE(store_->Recover(rtx->get()).ok());
+  EXPECT_THAT(store_->UserList().users(), ElementsAre(u.name()));
 }
 
 }  // namespace

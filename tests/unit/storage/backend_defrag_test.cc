@@ -312,8 +312,12 @@ TEST(BackendHashTest, CrcOverBucketNamesKeysAndValuesInNameOrder) {
     ASSERT_TRUE((*w)->Put(kMetaBucket, "m", "2").ok());
     ASSERT_TRUE((*w)->Commit().ok());
   }
-  // Bucket names in bytewise order; empty buckets contribute their name.
-  std::vector<std::string> names(std::begin(kAllBuckets), std::end(kAllBuckets));
+  // Bucket names in bytewise order; empty buckets contribute their name,
+  // except the empty buckets etcd does not have (kCppetcdOnlyBuckets).
+  std::vector<std::string> names;
+  for (auto n : kAllBuckets) {
+    if (!IsCppetcdOnlyBucket(n)) names.emplace_back(n);
+  }
   std::sort(names.begin(), names.end());
   auto expected = [&](bool skip_ci) {
     std::string input;

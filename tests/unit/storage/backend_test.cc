@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <string>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "cppetcd/util/crc32c.h"
 #include "gtest/gtest.h"
 
 namespace cppetcd::storage {
@@ -286,6 +288,120 @@ TEST(BackendTest, MapFullIsResourceExhausted) {
   w->Abort();
   // The backend is still usable after the failed transaction.
   MustPut(b.get(), kKeyBucket, {{"small", "ok"}});
+}
+
+// A key LMDB cannot store is the caller's error, refused before any change
+// (the txn goes on); it used to surface as an Internal MDB_BAD_VALSIZE that
+// the apply loop took for a fault.
+TEST(BackendTest, KeysPastTheLimitAreRefusedAndTheTxnGoesOn) {
+  TempDir dir;
+  auto b = MustOpen(dir.File("db"));
+  const std::string longest(kMaxKeyBytes, 'k');
+  const std::string too_long(kMaxKeyBytes + 1, 'k');
+  auto w = b->BeginWrite();
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->Put(kAuthUsersBucket, longest, "1").ok());
+  EXPECT_EQ((*w)->Put(kAuthUsersBucket, too_long, "2").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*w)->Append(kAuthUsersBucket, too_long, "2").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*w)->PutReserve(kAuthUsersBucket, too_long, 4).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*w)->Put(kAuthUsersBucket, "", "2").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*w)->Delete(kAuthUsersBucket, too_long).ok());  // cannot be there
+  ASSERT_TRUE((*w)->Put(kAuthUsersBucket, "after", "3").ok());
+  ASSERT_TRUE((*w)->Commit().ok());
+  auto r = b->BeginRead();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(ScanKeys(r->get(), kAuthUsersBucket, "", ""),
+            (std::vector<std::string>{"after", longest}));
+}
+
+TEST(BackendTest, SavepointKeepsOrDropsItsChangesOnly) {
+  TempDir dir;
+  auto b = MustOpen(dir.File("db"));
+  MustPut(b.get(), kMetaBucket, {{"old", "0"}});
+  auto w = b->BeginWrite();
+  ASSERT_TRUE(w.ok());
+  WriteTxn* t = w->get();
+  ASSERT_TRUE(t->Put(kMetaBucket, "a", "1").ok());
+  // Dropped: a put, an overwrite and a delete, seen inside meanwhile.
+  ASSERT_TRUE(t->BeginNested().ok());
+  EXPECT_TRUE(t->InNested());
+  EXPECT_FALSE(t->NestedWrote());
+  EXPECT_EQ(t->BeginNested().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(**t->Get(kMetaBucket, "a"), "1");
+  ASSERT_TRUE(t->Put(kMetaBucket, "b", "2").ok());
+  ASSERT_TRUE(t->Put(kMetaBucket, "a", "changed").ok());
+  ASSERT_TRUE(t->Delete(kMetaBucket, "old").ok());
+  EXPECT_TRUE(t->NestedWrote());
+  EXPECT_EQ(t->Put(kMetaBucket, std::string(kMaxKeyBytes + 1, 'x'), "v").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(**t->Get(kMetaBucket, "a"), "changed");
+  ASSERT_TRUE(t->EndNested(false).ok());
+  EXPECT_FALSE(t->InNested());
+  EXPECT_EQ(t->EndNested(false).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(**t->Get(kMetaBucket, "a"), "1");
+  EXPECT_FALSE((*t->Get(kMetaBucket, "b")).has_value());
+  EXPECT_EQ(**t->Get(kMetaBucket, "old"), "0");
+  // Kept.
+  ASSERT_TRUE(t->BeginNested().ok());
+  ASSERT_TRUE(t->Put(kMetaBucket, "c", "3").ok());
+  ASSERT_TRUE(t->EndNested(true).ok());
+  // Left open: Commit keeps it.
+  ASSERT_TRUE(t->BeginNested().ok());
+  ASSERT_TRUE(t->Put(kMetaBucket, "d", "4").ok());
+  ASSERT_TRUE(t->Commit().ok());
+  auto r = b->BeginRead();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(ScanKeys(r->get(), kMetaBucket, "", ""),
+            (std::vector<std::string>{"a", "c", "d", "old"}));
+  // Abort with a savepoint open drops everything.
+  {
+    auto w2 = b->BeginWrite();
+    ASSERT_TRUE(w2.ok());
+    ASSERT_TRUE((*w2)->Put(kMetaBucket, "e", "5").ok());
+    ASSERT_TRUE((*w2)->BeginNested().ok());
+    ASSERT_TRUE((*w2)->Put(kMetaBucket, "f", "6").ok());
+  }  // destroyed: aborted
+  auto r2 = b->BeginRead();
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(ScanKeys(r2->get(), kMetaBucket, "", ""),
+            (std::vector<std::string>{"a", "c", "d", "old"}));
+}
+
+// The buckets etcd lacks do not change the hash while they are empty.
+TEST(BackendTest, EmptyCppetcdOnlyBucketsLeaveTheHashAlone) {
+  TempDir dir;
+  auto b = MustOpen(dir.File("db"));
+  MustPut(b.get(), kKeyBucket, {{"k", "v"}});
+  auto h0 = b->Hash({});
+  ASSERT_TRUE(h0.ok());
+  // etcd's layout: every etcd bucket name in order, then its pairs.
+  std::vector<std::string_view> etcd_buckets;
+  for (auto name : kAllBuckets) {
+    if (!IsCppetcdOnlyBucket(name)) etcd_buckets.push_back(name);
+  }
+  std::sort(etcd_buckets.begin(), etcd_buckets.end());
+  uint32_t want = 0;
+  for (auto name : etcd_buckets) {
+    want = util::Crc32cExtend(want, name.data(), name.size());
+    if (name == kKeyBucket) {
+      want = util::Crc32cExtend(want, "k", 1);
+      want = util::Crc32cExtend(want, "v", 1);
+    }
+  }
+  EXPECT_EQ(*h0, want);
+  MustPut(b.get(), kAuthRolesHashedBucket, {{"h", "r"}});
+  auto h1 = b->Hash({});
+  ASSERT_TRUE(h1.ok());
+  EXPECT_NE(*h1, *h0);
+  {
+    auto w = b->BeginWrite();
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Delete(kAuthRolesHashedBucket, "h").ok());
+    ASSERT_TRUE((*w)->Commit().ok());
+  }
+  EXPECT_EQ(*b->Hash({}), *h0);
 }
 
 TEST(BackendTest, BigEndian) {

@@ -711,6 +711,69 @@ TEST_F(ApplierTest, TxnChecksBeforeAnyWrite) {
                 .kvs(0).value(), "va2");
 }
 
+// A put keeping the value (or lease) of a key the same txn deleted first
+// used to fail in the middle of the txn, after the delete was written (etcd
+// panics there): every member then stopped. It fails before any write now.
+TEST_F(ApplierTest, TxnPutIgnoringValueOfAKeyItDeletedFailsBeforeAnyWrite) {
+  Seed();
+  auto ignore_value = [](std::string key) {
+    RequestOp op;
+    op.mutable_request_put()->set_key(std::move(key));
+    op.mutable_request_put()->set_ignore_value(true);
+    return op;
+  };
+  auto ignore_lease = [](std::string key) {
+    RequestOp op;
+    op.mutable_request_put()->set_key(std::move(key));
+    op.mutable_request_put()->set_value("nv");
+    op.mutable_request_put()->set_ignore_lease(true);
+    return op;
+  };
+  struct Case {
+    const char* name;
+    std::vector<RequestOp> ops;
+  };
+  RequestOp nested_del;
+  *nested_del.mutable_request_txn()->add_success() = DelOp("a");
+  const Case cases[] = {
+      {"delete the key", {PutOp("x", "1"), DelOp("a"), ignore_value("a")}},
+      {"delete a range holding it", {DelOp("a", "c"), ignore_value("b")}},
+      {"delete from a key on", {DelOp("b", std::string(1, '\0')), ignore_lease("foo")}},
+      {"delete in a nested txn", {nested_del, ignore_value("a")}},
+      {"put, delete, then keep", {PutOp("a", "n"), DelOp("a"), ignore_value("a")}},
+  };
+  for (const Case& c : cases) {
+    TxnRequest t;
+    for (const RequestOp& op : c.ops) *t.add_success() = op;
+    ApplyResult r = Txn(t);
+    EXPECT_TRUE(IsKeyNotFound(r.error)) << c.name << ": " << r.error;
+    EXPECT_EQ(store_->Rev(), 7) << c.name;
+    EXPECT_EQ(Get("a").value(), "va2") << c.name;
+    EXPECT_EQ(Get("a").mod_revision(), 5) << c.name;
+    EXPECT_EQ(Get("b").value(), "vb") << c.name;
+    EXPECT_EQ(Get("x").key(), "") << c.name;
+  }
+  // Put again after the delete: the key exists when the ignoring put runs...
+  // but etcd checks the state before the txn, where it existed: fine.
+  TxnRequest again;
+  *again.add_success() = DelOp("a");
+  *again.add_success() = PutOp("a", "back");
+  *again.add_success() = ignore_lease("a");
+  ApplyResult r = Txn(again);
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  EXPECT_EQ(store_->Rev(), 8);
+  EXPECT_EQ(Get("a").value(), "nv");
+  // A delete of another key, or of a range not holding it, does not matter.
+  TxnRequest other;
+  *other.add_success() = DelOp("c");
+  *other.add_success() = DelOp("d", "f");
+  *other.add_success() = ignore_value("b");
+  r = Txn(other);
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  EXPECT_EQ(Get("b").value(), "vb");
+  EXPECT_EQ(Get("c").key(), "");
+}
+
 TEST_F(ApplierTest, ReadOnlyTxn) {
   Seed();
   TxnRequest t;
