@@ -1,5 +1,8 @@
 #include "cppetcd/auth/store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -437,6 +440,48 @@ TEST_P(AuthStoreLongNameTest, UsersAndRolesOfAnyNameLength) {
   ASSERT_TRUE(rtx.ok());
   EXPECT_EQ(*(*rtx)->Count(storage::kAuthUsersHashedBucket), 0u);
   EXPECT_EQ(*(*rtx)->Count(storage::kAuthRolesHashedBucket), 0u);
+}
+
+// The backend's bucket copies (defragmentation; a raft snapshot's database
+// replacing the contents) carry the hashed buckets along.
+TEST_P(AuthStoreLongNameTest, SurviveDefragmentAndSnapshotReplace) {
+  const std::string user(GetParam(), 'u');
+  const std::string role(GetParam(), 'r');
+  ASSERT_TRUE(AddUser(user, "pw").ok());
+  ASSERT_TRUE(AddRole(role).ok());
+  ASSERT_TRUE(Grant(user, role).ok());
+  auto check = [&](const char* when) {
+    SCOPED_TRACE(when);
+    EXPECT_THAT(store_->UserList().users(), ElementsAre(user));
+    EXPECT_THAT(store_->RoleList().roles(), ElementsAre(role));
+    EXPECT_TRUE(store_->HasRole(user, role));
+  };
+  ASSERT_TRUE(backend_->Defragment().ok());
+  {
+    auto rtx = backend_->BeginRead();
+    ASSERT_TRUE(rtx.ok());
+    ASSERT_TRUE(store_->Recover(rtx->get()).ok());
+  }
+  check("defragmented");
+  const std::string copy = (std::filesystem::path(dir_) / "copy.db").string();
+  {
+    int fd = ::open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(backend_->CopyTo(fd).ok());
+    ::close(fd);
+  }
+  // Empty the store, then take the copy's contents as a snapshot install does.
+  etcdserverpb::AuthUserDeleteRequest ud;
+  ud.set_name(user);
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->UserDelete(t, ud); }).ok());
+  EXPECT_THAT(store_->UserList().users(), IsEmpty());
+  ASSERT_TRUE(backend_->ReplaceContentsFrom(copy).ok());
+  {
+    auto rtx = backend_->BeginRead();
+    ASSERT_TRUE(rtx.ok());
+    ASSERT_TRUE(store_->Recover(rtx->get()).ok());
+  }
+  check("replaced");
 }
 
 INSTANTIATE_TEST_SUITE_P(Lengths, AuthStoreLongNameTest,
