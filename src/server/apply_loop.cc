@@ -293,8 +293,10 @@ void EtcdServer::Impl::ApplyConfChange(storage::WriteTxn* btx, const raftpb::Con
         break;
       }
       case raftpb::ConfChangeRemoveNode: {
-        (void)btx->Delete(storage::kMembersBucket, MemberKey(cc.node_id()));
-        (void)btx->Put(storage::kMembersRemovedBucket, MemberKey(cc.node_id()), "removed");
+        // Fixed-width keys: only a storage fault fails these.
+        absl::Status ws = btx->Delete(storage::kMembersBucket, MemberKey(cc.node_id()));
+        if (ws.ok()) ws = btx->Put(storage::kMembersRemovedBucket, MemberKey(cc.node_id()), "removed");
+        if (!ws.ok()) lg_.Fatal("failed to write member", {{"error", ws.ToString()}});
         members_.erase(cc.node_id());
         removed_.insert(cc.node_id());
         lg_.Info("removed member", {{"cluster-id", util::IdToHex(cluster_id_)},
