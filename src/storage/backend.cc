@@ -344,6 +344,9 @@ absl::Status WriteTxn::PutFlags(std::string_view bucket, std::string_view key,
                                 std::string_view value, unsigned flags) {
   CPPETCD_DBI(dbi, bucket);
   if (absl::Status s = CheckKey(key); !s.ok()) return s;
+  if (const auto& fault = backend_->options_.write_fault; fault) {
+    if (absl::Status s = fault(bucket, key); !s.ok()) return s;
+  }
   MDB_val k = ToVal(key), v = ToVal(value);
   int rc = mdb_put(txn_, dbi, &k, &v, flags);
   if (rc == MDB_KEYEXIST && (flags & MDB_APPEND) != 0) {
@@ -369,6 +372,9 @@ absl::StatusOr<absl::Span<char>> WriteTxn::PutReserve(std::string_view bucket,
                                                       bool append_hint) {
   CPPETCD_DBI(dbi, bucket);
   if (absl::Status s = CheckKey(key); !s.ok()) return s;
+  if (const auto& fault = backend_->options_.write_fault; fault) {
+    if (absl::Status s = fault(bucket, key); !s.ok()) return s;
+  }
   MDB_val k = ToVal(key), v;
   v.mv_size = size;
   v.mv_data = nullptr;

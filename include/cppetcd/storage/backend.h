@@ -100,6 +100,10 @@ struct BackendOptions {
   bool no_sync = true;
   // Buckets to create besides kAllBuckets (names up to 64 bytes).
   std::vector<std::string> extra_buckets;
+  // Test seam: when set, called before every Put/Append/PutReserve; a
+  // non-OK result is that call's result, with nothing written (tests make
+  // one write of an apply step fail).
+  std::function<absl::Status(std::string_view bucket, std::string_view key)> write_fault;
   util::Logger logger{"backend"};
 };
 

@@ -44,6 +44,13 @@ class AuthStoreTest : public ::testing::Test {
     backend_.reset();
     storage::BackendOptions opts;
     opts.map_size_bytes = 64 << 20;
+    // Fails the fail_at_-th write to fail_bucket_ from now on (1 = the next).
+    opts.write_fault = [this](std::string_view bucket, std::string_view) {
+      if (fail_at_ > 0 && bucket == fail_bucket_ && --fail_at_ == 0) {
+        return absl::InvalidArgumentError("injected write fault");
+      }
+      return absl::OkStatus();
+    };
     auto b = storage::Backend::Open((std::filesystem::path(dir_) / "db").string(), opts);
     ASSERT_TRUE(b.ok()) << b.status();
     backend_ = std::move(*b);
@@ -117,6 +124,8 @@ class AuthStoreTest : public ::testing::Test {
   util::FakeClock clock_;
   std::unique_ptr<storage::Backend> backend_;
   std::unique_ptr<AuthStore> store_;
+  int fail_at_ = 0;
+  std::string fail_bucket_;
 };
 
 TEST_F(AuthStoreTest, FreshStoreStartsAtRevisionOneDisabled) {
@@ -528,6 +537,63 @@ TEST_F(AuthStoreTest, PutAuthRecordPlacesLongNamesByHash) {
   ASSERT_TRUE(rtx.ok());
   ASSERT_TRUE(store_->Recover(rtx->get()).ok());
   EXPECT_THAT(store_->UserList().users(), ElementsAre(u.name()));
+}
+
+// The apply loop's sequence for one auth entry among others in a batch: an
+// earlier entry's write, then the entry in a savepoint. The entry fails at
+// its third record write (after two succeeded): its writes are dropped, the
+// store's memory is as before, the earlier write stays, and the next entry
+// applies on the same txn.
+TEST_F(AuthStoreTest, EntryFailingMidApplyLeavesNothingBehind) {
+  ASSERT_TRUE(AddRole("r").ok());
+  for (const char* u : {"u1", "u2", "u3"}) {
+    ASSERT_TRUE(AddUser(u, "pw").ok());
+    ASSERT_TRUE(Grant(u, "r").ok());
+  }
+  const uint64_t rev = store_->Revision();
+  auto tx = backend_->BeginWrite();
+  ASSERT_TRUE(tx.ok());
+  storage::WriteTxn* t = tx->get();
+  ASSERT_TRUE(t->Put(storage::kMetaBucket, "earlier", "entry").ok());
+  // Role r's delete rewrites u1, u2, u3: the third rewrite fails.
+  fail_bucket_ = std::string(storage::kAuthUsersBucket);
+  fail_at_ = 3;
+  ASSERT_TRUE(t->BeginNested().ok());
+  etcdserverpb::AuthRoleDeleteRequest rd;
+  rd.set_role("r");
+  absl::Status s = store_->RoleDelete(t, rd);
+  EXPECT_TRUE(IsErrorMessage(s, "injected write fault")) << s;
+  EXPECT_TRUE(t->NestedWrote());  // the role's delete and two rewrites
+  ASSERT_TRUE(t->EndNested(false).ok());
+  auto unchanged = [&](const char* when) {
+    SCOPED_TRACE(when);
+    EXPECT_EQ(store_->Revision(), rev);
+    EXPECT_THAT(store_->RoleList().roles(), ElementsAre("r"));
+    for (const char* u : {"u1", "u2", "u3"}) EXPECT_TRUE(store_->HasRole(u, "r")) << u;
+  };
+  unchanged("in memory");
+  {
+    auto r = t->Get(storage::kAuthRolesBucket, "r");
+    ASSERT_TRUE(r.ok());
+    EXPECT_TRUE(r->has_value());
+  }
+  // The next entry.
+  etcdserverpb::AuthUserDeleteRequest ud;
+  ud.set_name("u3");
+  ASSERT_TRUE(t->BeginNested().ok());
+  ASSERT_TRUE(store_->UserDelete(t, ud).ok());
+  ASSERT_TRUE(t->EndNested(true).ok());
+  ASSERT_TRUE(t->Commit().ok());
+  tx->reset();
+  OpenAll();
+  EXPECT_EQ(store_->Revision(), rev + 1);
+  EXPECT_THAT(store_->RoleList().roles(), ElementsAre("r"));
+  EXPECT_THAT(store_->UserList().users(), ElementsAre("u1", "u2"));
+  EXPECT_TRUE(store_->HasRole("u1", "r"));
+  EXPECT_TRUE(store_->HasRole("u2", "r"));
+  auto rtx = backend_->BeginRead();
+  ASSERT_TRUE(rtx.ok());
+  EXPECT_EQ(**(*rtx)->Get(storage::kMetaBucket, "earlier"), "entry");
 }
 
 }  // namespace
