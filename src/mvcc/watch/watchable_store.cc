@@ -24,6 +24,7 @@ constexpr char kMsgEmptyWatcherRange[] = "mvcc: watcher range is empty";
 constexpr char kMsgDuplicateID[] =
     "mvcc: duplicate watch ID provided on the WatchStream";
 constexpr char kMsgStreamClosed[] = "mvcc: watch stream closed";
+constexpr char kMsgTooManyWatchers[] = "mvcc: too many watchers on the WatchStream";
 
 bool Matches(const absl::Status& s, absl::StatusCode code, absl::string_view msg) {
   return s.code() == code && s.message() == msg;
@@ -49,6 +50,10 @@ bool IsEmptyWatcherRange(const absl::Status& s) {
 absl::Status ErrWatcherDuplicateID() { return absl::AlreadyExistsError(kMsgDuplicateID); }
 bool IsWatcherDuplicateID(const absl::Status& s) {
   return Matches(s, absl::StatusCode::kAlreadyExists, kMsgDuplicateID);
+}
+absl::Status ErrTooManyWatchers() { return absl::ResourceExhaustedError(kMsgTooManyWatchers); }
+bool IsTooManyWatchers(const absl::Status& s) {
+  return Matches(s, absl::StatusCode::kResourceExhausted, kMsgTooManyWatchers);
 }
 absl::Status ErrWatchStreamClosed() { return absl::FailedPreconditionError(kMsgStreamClosed); }
 bool IsWatchStreamClosed(const absl::Status& s) {
@@ -86,6 +91,12 @@ absl::StatusOr<int64_t> WatchStream::Watch(int64_t watch_id, std::string key, st
   if (store == nullptr) return ErrWatchStreamClosed();
   std::lock_guard<std::mutex> l(store->mu_);
   if (closed_) return ErrWatchStreamClosed();
+  const size_t range_bytes = range.key.size() + range.end.size();
+  if (watchers_.size() >= store->options_.max_watchers_per_stream ||
+      (!watchers_.empty() &&
+       range_bytes_ + range_bytes > store->options_.max_watch_range_bytes_per_stream)) {
+    return ErrTooManyWatchers();
+  }
   int64_t id = watch_id;
   if (id == 0) {
     while (watchers_.contains(next_id_)) ++next_id_;
@@ -104,6 +115,7 @@ absl::StatusOr<int64_t> WatchStream::Watch(int64_t watch_id, std::string key, st
   const int64_t cur = store->observed_rev_;
   w->next_rev = (start_rev == 0 || start_rev > cur) ? std::max(start_rev, cur + 1) : start_rev;
   watchers_[id] = w;
+  range_bytes_ += range_bytes;
   store->AddWatcherLocked(w);
   return id;
 }
@@ -442,7 +454,10 @@ void WatchableStore::RemoveWatcherLocked(const WatcherPtr& w) {
   }
   w->state = WatcherState::kRemoved;
   auto& map = w->stream->watchers_;
-  if (auto it = map.find(w->id); it != map.end() && it->second == w) map.erase(it);
+  if (auto it = map.find(w->id); it != map.end() && it->second == w) {
+    map.erase(it);
+    w->stream->range_bytes_ -= w->range.key.size() + w->range.end.size();
+  }
 }
 
 void WatchableStore::ProgressLocked(Watcher* w, std::vector<WatchStream*>* notify) {

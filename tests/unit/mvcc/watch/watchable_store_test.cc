@@ -582,5 +582,41 @@ TEST(WatchableStoreBytesTest, ByteBudgetBoundsQueuedMemory) {
   EXPECT_EQ(r.got.back().events[0].kv().value().size(), huge.size());
 }
 
+// Resource bound: watchers per stream, by count and by the bytes of their
+// keys. Past either, Watch fails with ErrTooManyWatchers; a cancel makes
+// room again, other streams are not affected, and the watchers in place
+// still get their events.
+TEST(WatchableStoreLimitsTest, WatchersPerStreamAreBounded) {
+  FakeSource source;
+  WatchOptions o = TestOptions();
+  o.max_watchers_per_stream = 100;
+  o.max_watch_range_bytes_per_stream = 64 << 10;
+  auto store = std::make_unique<WatchableStore>(&source, o);
+  Reader r(store.get());
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(r.stream->Watch(0, "k" + std::to_string(i), "", 0, false, false, false).ok());
+  }
+  for (int i = 0; i < 1000; ++i) {
+    auto past = r.stream->Watch(0, "x", "", 0, false, false, false);
+    ASSERT_TRUE(IsTooManyWatchers(past.status())) << past.status();
+  }
+  EXPECT_EQ(ErrTooManyWatchers().message(), "mvcc: too many watchers on the WatchStream");
+  EXPECT_EQ(store->SyncedCount(), 100u);
+  ASSERT_TRUE(r.stream->Cancel(7).ok());
+  EXPECT_TRUE(r.stream->Watch(0, "again", "", 0, false, false, false).ok());
+  Reader other(store.get());
+  EXPECT_TRUE(other.stream->Watch(0, "k1", "", 0, false, false, false).ok());
+  const int64_t rev = source.Put("k1", "v");
+  ASSERT_TRUE(r.PollUntil([&](auto& got) { return !got.empty() && got.back().revision == rev; }));
+
+  // Bytes: 40 KiB keys, two of them exceed 64 KiB; the first is always let in.
+  Reader big(store.get());
+  const std::string key(40 << 10, 'b');
+  ASSERT_TRUE(big.stream->Watch(0, key, "", 0, false, false, false).ok());
+  EXPECT_TRUE(IsTooManyWatchers(big.stream->Watch(0, key + "2", "", 0, false, false, false).status()));
+  ASSERT_TRUE(big.stream->Cancel(0).ok());
+  EXPECT_TRUE(big.stream->Watch(0, key + "2", "", 0, false, false, false).ok());
+}
+
 }  // namespace
 }  // namespace cppetcd::mvcc
