@@ -641,18 +641,35 @@ bool WatchableStore::SyncOnce() {
   int64_t read_to = cur;
   size_t seen = 0;
   int64_t last_rev = 0;
+  // The events kept are bounded in bytes too (a stream's queue budget), so
+  // that catching up a watcher of large values never holds more than that
+  // plus one revision: past the budget the round ends at a revision
+  // boundary and the rest is read by later rounds.
+  size_t kept_bytes = 0;
+  int64_t kept_rev = 0;  // revision of the last event kept
+  int64_t cut_rev = 0;   // first revision not kept (0: none)
   absl::Status status = source_->ReadEvents(
       std::max<int64_t>(min_rev, 1), cur, options_.max_events_per_sync,
       [&](const mvccpb::Event& ev) {
         ++seen;
-        last_rev = ev.kv().mod_revision();
-        if (index.ContainsKey(ev.kv().key())) events.push_back(ev);
+        const int64_t rev = ev.kv().mod_revision();
+        last_rev = rev;
+        if (cut_rev != 0) return;
+        if (kept_bytes >= options_.stream_queue_bytes && rev != kept_rev) {
+          cut_rev = rev;
+          return;
+        }
+        if (!index.ContainsKey(ev.kv().key())) return;
+        events.push_back(ev);
+        kept_bytes += 48 + ev.kv().key().size() + ev.kv().value().size();
+        kept_rev = rev;
       });
   // The read stops after a whole revision once the budget is reached; the
   // next round resumes after it.
   if (status.ok() && options_.max_events_per_sync != 0 && seen >= options_.max_events_per_sync) {
     read_to = std::min(cur, last_rev);
   }
+  if (status.ok() && cut_rev != 0) read_to = std::min(read_to, cut_rev - 1);
 
   absl::flat_hash_map<Watcher*, std::vector<const mvccpb::Event*>> batch;
   if (status.ok()) {

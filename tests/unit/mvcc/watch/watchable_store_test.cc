@@ -618,5 +618,56 @@ TEST(WatchableStoreLimitsTest, WatchersPerStreamAreBounded) {
   EXPECT_TRUE(big.stream->Watch(0, key + "2", "", 0, false, false, false).ok());
 }
 
+// Start revisions and watch IDs at the edges of int64 (the API passes them
+// through unchecked, as etcd does): a watcher from INT64_MAX sees nothing
+// and stays synced, one from a negative revision is caught up from the
+// first revision, IDs may be negative or INT64_MAX; nothing overflows.
+TEST(WatchableStoreLimitsTest, EdgeRevisionsAndIds) {
+  FakeSource source;
+  auto store = std::make_unique<WatchableStore>(&source, TestOptions());
+  const int64_t first = source.Put("k", "v1");
+  Reader r(store.get());
+  ASSERT_EQ(*r.stream->Watch(INT64_MAX, "k", "", INT64_MAX, false, false, false), INT64_MAX);
+  ASSERT_EQ(*r.stream->Watch(-7, "k", "", -5, false, false, false), -7);
+  ASSERT_EQ(*r.stream->Watch(0, "k", "", INT64_MIN, false, false, false), 0);
+  const int64_t second = source.Put("k", "v2");
+  ASSERT_TRUE(r.PollUntil([&](auto& got) {
+    return EventCount(got, -7) == 2 && EventCount(got, 0) == 2;
+  }));
+  EXPECT_EQ(Revs(EventsOf(r.got, -7)), (std::vector<int64_t>{first, second}));
+  EXPECT_EQ(EventCount(r.got, INT64_MAX), 0u);
+  r.stream->RequestProgress(INT64_MAX);
+  ASSERT_TRUE(r.PollUntil([&](auto& got) {
+    for (const auto& resp : got) {
+      if (resp.watch_id == INT64_MAX && resp.events.empty()) return true;
+    }
+    return false;
+  }));
+  EXPECT_TRUE(r.stream->Cancel(INT64_MAX).ok());
+}
+
+// Resource bound: a catch-up round keeps at most about stream_queue_bytes
+// of events (plus one revision), so catching up a watcher of large values
+// never reads the whole backlog into memory; nothing is lost or repeated.
+TEST(WatchableStoreBytesTest, CatchUpRoundIsBoundedInBytes) {
+  FakeSource source;
+  WatchOptions o = TestOptions();
+  o.stream_queue_bytes = 4096;
+  auto store = std::make_unique<WatchableStore>(&source, o);
+  const std::string value(1000, 'x');
+  for (int i = 0; i < 50; ++i) source.Put("big", value);
+  Reader r(store.get());
+  ASSERT_TRUE(r.stream->Watch(0, "big", "", 1, false, false, false).ok());
+  ASSERT_TRUE(r.PollUntil([](auto& got) { return EventCount(got, 0) == 50; }));
+  auto revs = Revs(EventsOf(r.got, 0));
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(revs[i], i + 2);
+  for (const auto& resp : r.got) {
+    size_t bytes = 0;
+    for (const auto& ev : resp.events) bytes += ev.kv().value().size();
+    EXPECT_LE(bytes, 4096u + value.size()) << "a catch-up response of " << resp.events.size()
+                                           << " events";
+  }
+}
+
 }  // namespace
 }  // namespace cppetcd::mvcc
