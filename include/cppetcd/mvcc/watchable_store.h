@@ -110,7 +110,8 @@ struct WatchOptions {
   // Approximate bytes (keys and values) a stream may hold queued, so that a
   // slow reader of large values costs bounded memory; a single larger
   // response still enters an empty queue.
-  size_t stream_queue_bytes = 64u << 20;
+  // Catch-up rounds keep at most this much history at a time, too.
+  size_t stream_queue_bytes = 16u << 20;
   // Watchers one stream may hold, and the bytes of their keys and range ends
   // (a watcher's key may be as large as a request); past either, Watch fails
   // with ErrTooManyWatchers (the first watcher is always let in).

@@ -602,5 +602,36 @@ TEST_F(ServerTest, ProposalsWithoutLeaderAreBoundedByQueuedBytes) {
   EXPECT_EQ(done.load(), kFlood);
 }
 
+// Resource bound: linearizable reads waiting for a ReadIndex round. Without
+// a leader none completes; past max_pending_reads (plus the batch the read
+// loop holds) they are refused at once, and serializable reads are served.
+TEST_F(ServerTest, LinearizableReadsWithoutLeaderAreBounded) {
+  ServerConfig c = Config();
+  c.initial_cluster = {{"default", {"http://127.0.0.1:1"}}, {"absent", {"http://127.0.0.1:2"}}};
+  c.initial_advertise_peer_urls = {"http://127.0.0.1:1"};
+  c.max_pending_reads = 8;
+  c.request_timeout = 60s;
+  auto created = EtcdServer::Create(std::move(c));
+  ASSERT_TRUE(created.ok()) << created.status();
+  server_ = std::move(*created);
+  ASSERT_TRUE(server_->Start().ok());
+  constexpr int kFlood = 200;
+  std::atomic<int> too_many{0}, done{0};
+  for (int i = 0; i < kFlood; ++i) {
+    etcdserverpb::RangeRequest req;
+    req.set_key("k");
+    server_->Range(req, [&](absl::StatusOr<etcdserverpb::RangeResponse> r) {
+      if (IsTooManyRequests(r.status())) too_many++;
+      done++;
+    });
+  }
+  // At most 8 wait in the queue and 8 in the round the read loop holds.
+  ASSERT_TRUE(PollUntil([&] { return too_many.load() >= kFlood - 16; }, 10s)) << too_many.load();
+  auto r = Get("k", /*serializable=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  server_.reset();  // fails the waiting ones
+  EXPECT_EQ(done.load(), kFlood);
+}
+
 }  // namespace
 }  // namespace cppetcd::server
