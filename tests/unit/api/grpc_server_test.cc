@@ -344,6 +344,31 @@ TEST_F(GrpcServerTest, SnapshotStreamsAreStreamedAndBounded) {
   EXPECT_TRUE(served);
 }
 
+// Resource bound: the gRPC receive limit is --max-request-bytes plus etcd's
+// 512 KiB framing allowance, on the client port and on the gateway's
+// in-process channel alike; the server serves on after refusing.
+TEST_F(GrpcServerTest, ReceiveLimitIsMaxRequestBytesPlusOverhead) {
+  const size_t limit = static_cast<size_t>(backend_.MaxRequestBytes() + kGrpcOverheadBytes);
+  auto put_on = [&](etcdserverpb::KV::StubInterface* kv, size_t value_bytes) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::PutRequest req;
+    req.set_key("big");
+    req.set_value(std::string(value_bytes, 'v'));
+    etcdserverpb::PutResponse resp;
+    return kv->Put(&ctx, req, &resp);
+  };
+  auto in_process = etcdserverpb::KV::NewStub(server_->InProcessChannel());
+  for (etcdserverpb::KV::StubInterface* kv :
+       {static_cast<etcdserverpb::KV::StubInterface*>(kv_.get()),
+        static_cast<etcdserverpb::KV::StubInterface*>(in_process.get())}) {
+    EXPECT_TRUE(put_on(kv, limit - 64).ok());
+    grpc::Status st = put_on(kv, limit + 1);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+    EXPECT_TRUE(put_on(kv, 10).ok());
+  }
+}
+
 TEST_F(GrpcServerTest, StatusAndMemberListHeaders) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
