@@ -26,6 +26,8 @@ const std::vector<ErrorMapping>& Table() {
        "etcdserver: too many operations in txn request"},
       {"etcdserver: duplicate key given in txn request", StatusCode::INVALID_ARGUMENT,
        "etcdserver: duplicate key given in txn request"},
+      {"etcdserver: invalid sort option", StatusCode::INVALID_ARGUMENT,
+       "etcdserver: invalid sort option"},
       // mvcc.
       {"mvcc: required revision has been compacted", StatusCode::OUT_OF_RANGE,
        "etcdserver: mvcc: required revision has been compacted"},

@@ -4,6 +4,7 @@
 
 #include "cppetcd/mvcc/watchable_store.h"
 #include "cppetcd/server/etcd_server.h"
+#include "cppetcd/storage/backend.h"
 
 namespace cppetcd::api {
 namespace {
@@ -122,6 +123,9 @@ class EtcdServerBackend final : public ServerBackend {
   }
 
   absl::Status SnapshotBackend(int fd) override { return s_->SnapshotBackend(fd); }
+  absl::StatusOr<uint64_t> SnapshotSize(std::string_view head) override {
+    return storage::Backend::CopySizeFromHead(head);
+  }
 
   absl::Status AuthorizeAdmin() override { return s_->AuthorizeAdmin(); }
   absl::Status AuthorizeRange(const std::string& key, const std::string& range_end) override {

@@ -138,7 +138,11 @@ class ApiServer::Impl {
   const std::vector<int>& Ports() const { return ports_; }
 
   std::shared_ptr<grpc::Channel> InProcessChannel() {
-    return server_->InProcessChannel(grpc::ChannelArguments());
+    // etcd's gateway receives responses of any size (MaxCallRecvMsgSize
+    // MaxInt32); the request side is limited by the server's receive limit.
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(std::numeric_limits<int32_t>::max());
+    return server_->InProcessChannel(args);
   }
 
  private:

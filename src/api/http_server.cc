@@ -15,6 +15,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
@@ -372,18 +373,36 @@ UnaryHandler Unary(CallRegistry* calls, std::shared_ptr<Stub> stub,
 }
 
 // The response side of a gateway stream: responses as JSON, queued for the
-// HTTP connection's thread, and the call's end.
+// HTTP connection's thread, and the call's end. The queue is bounded
+// (kGatewayStreamQueue*): when it fills, the bridge stops reading from the
+// gRPC call until the connection's thread has taken what is queued, so a
+// slow HTTP reader holds back the gRPC stream (and through its flow control
+// the server's watch, keep-alive or snapshot) instead of growing this queue.
 class StreamOutput {
  public:
+  explicit StreamOutput(std::atomic<int64_t>* queued_bytes_gauge)
+      : gauge_(queued_bytes_gauge) {}
+  virtual ~StreamOutput() { gauge_->fetch_sub(static_cast<int64_t>(queued_bytes_)); }
   grpc::ClientContext* context() { return &ctx_; }
 
-  void Push(std::string json) {
+  // Queues a response. False: the queue is full; the caller must not read
+  // the next one until ResumeRead is called.
+  bool Push(std::string json) {
+    bool room = true;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      queued_bytes_ += json.size();
+      gauge_->fetch_add(static_cast<int64_t>(json.size()));
       queue_.push_back(std::move(json));
       ++received_;
+      if (queue_.size() >= kGatewayStreamQueueResponses ||
+          queued_bytes_ >= kGatewayStreamQueueBytes) {
+        paused_ = true;
+        room = false;
+      }
     }
     cv_.notify_all();
+    return room;
   }
   void Finish(const grpc::Status& status) {
     {
@@ -396,32 +415,56 @@ class StreamOutput {
 
   // Waits up to `timeout` for output. Returns the queued responses; `finished`
   // and `status` tell whether the call is over, `received` how many
-  // responses arrived in all.
+  // responses arrived in all. Restarts reading if a full queue paused it.
   std::vector<std::string> Wait(std::chrono::milliseconds timeout, bool* finished,
                                 grpc::Status* status, size_t* received) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || done_; });
-    std::vector<std::string> out(std::make_move_iterator(queue_.begin()),
-                                 std::make_move_iterator(queue_.end()));
-    queue_.clear();
-    *finished = done_;
-    *status = status_;
-    *received = received_;
+    std::vector<std::string> out;
+    bool resume = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || done_; });
+      out.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
+      queue_.clear();
+      gauge_->fetch_sub(static_cast<int64_t>(queued_bytes_));
+      queued_bytes_ = 0;
+      *finished = done_;
+      *status = status_;
+      *received = received_;
+      resume = std::exchange(paused_, false);
+    }
+    if (resume) ResumeRead();
     return out;
   }
 
   // Cancels the call if still running and waits for its end.
   void CancelAndWait() {
     ctx_.TryCancel();
+    bool resume = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      resume = std::exchange(paused_, false);
+    }
+    // A paused call holds its end (see ResumeRead): the read fails at once
+    // on the cancelled call and lets it end.
+    if (resume) ResumeRead();
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return done_; });
   }
 
+ protected:
+  // Starts the next read of the gRPC call after a pause and releases the
+  // hold its OnReadDone took (a hold keeps OnDone from running while no
+  // read is in flight, so the read may start from this thread).
+  virtual void ResumeRead() = 0;
+
  private:
   grpc::ClientContext ctx_;
+  std::atomic<int64_t>* const gauge_;  // the server's total of queued bytes
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);  // JSON of responses not yet written
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;        // their size
+  bool paused_ ABSL_GUARDED_BY(mu_) = false;            // no read in flight: queue was full
   size_t received_ ABSL_GUARDED_BY(mu_) = 0;
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
@@ -432,7 +475,8 @@ class StreamOutput {
 template <class Req, class Resp>
 class BidiBridge : public grpc::ClientBidiReactor<Req, Resp>, public StreamOutput {
  public:
-  explicit BidiBridge(std::vector<Req> requests) : requests_(std::move(requests)) {}
+  BidiBridge(std::vector<Req> requests, std::atomic<int64_t>* gauge)
+      : StreamOutput(gauge), requests_(std::move(requests)) {}
 
   // After the stub registered the reactor.
   void Begin() {
@@ -447,10 +491,19 @@ class BidiBridge : public grpc::ClientBidiReactor<Req, Resp>, public StreamOutpu
   }
   void OnReadDone(bool ok) override {
     if (!ok) return;
-    Push(MessageToGatewayJson(incoming_));
-    this->StartRead(&incoming_);
+    this->AddHold();  // taken before Push: a full queue may resume at once
+    if (Push(MessageToGatewayJson(incoming_))) {
+      this->StartRead(&incoming_);
+      this->RemoveHold();
+    }
   }
   void OnDone(const grpc::Status& status) override { Finish(status); }
+
+ protected:
+  void ResumeRead() override {
+    this->StartRead(&incoming_);
+    this->RemoveHold();
+  }
 
  private:
   std::vector<Req> requests_;
@@ -463,7 +516,8 @@ class BidiBridge : public grpc::ClientBidiReactor<Req, Resp>, public StreamOutpu
 template <class Req, class Resp>
 class ReadBridge : public grpc::ClientReadReactor<Resp>, public StreamOutput {
  public:
-  explicit ReadBridge(Req request) : request_(std::move(request)) {}
+  ReadBridge(Req request, std::atomic<int64_t>* gauge)
+      : StreamOutput(gauge), request_(std::move(request)) {}
   const Req* request() const { return &request_; }
 
   void Begin() {
@@ -472,10 +526,19 @@ class ReadBridge : public grpc::ClientReadReactor<Resp>, public StreamOutput {
   }
   void OnReadDone(bool ok) override {
     if (!ok) return;
-    Push(MessageToGatewayJson(incoming_));
-    this->StartRead(&incoming_);
+    this->AddHold();  // taken before Push: a full queue may resume at once
+    if (Push(MessageToGatewayJson(incoming_))) {
+      this->StartRead(&incoming_);
+      this->RemoveHold();
+    }
   }
   void OnDone(const grpc::Status& status) override { Finish(status); }
+
+ protected:
+  void ResumeRead() override {
+    this->StartRead(&incoming_);
+    this->RemoveHold();
+  }
 
  private:
   const Req request_;
@@ -536,6 +599,8 @@ class HttpServer::Impl {
     servers_.clear();
     threads_.clear();
   }
+
+  int64_t StreamQueuedBytes() const { return stream_queued_bytes_.load(); }
 
   int loopback_port_ = 0;
   int metrics_loopback_port_ = 0;
@@ -868,7 +933,8 @@ class HttpServer::Impl {
       requests.push_back(std::move(r));
     }
     const size_t expected = requests.size();
-    auto bridge = std::make_shared<BidiBridge<Req, Resp>>(std::move(requests));
+    auto bridge =
+        std::make_shared<BidiBridge<Req, Resp>>(std::move(requests), &stream_queued_bytes_);
     ForwardMetadata(http_req, bridge->context());
     start(bridge->context(), bridge.get());
     bridge->Begin();
@@ -885,7 +951,7 @@ class HttpServer::Impl {
         return;
       }
     }
-    auto bridge = std::make_shared<ReadBridge<Req, Resp>>(std::move(req));
+    auto bridge = std::make_shared<ReadBridge<Req, Resp>>(std::move(req), &stream_queued_bytes_);
     ForwardMetadata(http_req, bridge->context());
     start(bridge->context(), bridge->request(), bridge.get());
     bridge->Begin();
@@ -934,6 +1000,7 @@ class HttpServer::Impl {
 
   HttpServerOptions options_;
   std::atomic<bool> stopping_{false};
+  std::atomic<int64_t> stream_queued_bytes_{0};  // over every gateway stream's queue
   std::vector<std::unique_ptr<httplib::Server>> servers_;
   std::vector<std::thread> threads_;
   GatewayStubs stubs_;
@@ -952,6 +1019,7 @@ HttpServer::~HttpServer() { Shutdown(); }
 int HttpServer::LoopbackPort() const { return impl_->loopback_port_; }
 int HttpServer::MetricsLoopbackPort() const { return impl_->metrics_loopback_port_; }
 const std::vector<int>& HttpServer::Ports() const { return impl_->ports_; }
+int64_t HttpServer::StreamQueuedBytes() const { return impl_->StreamQueuedBytes(); }
 void HttpServer::Shutdown() { impl_->Shutdown(); }
 
 }  // namespace cppetcd::api

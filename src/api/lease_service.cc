@@ -2,6 +2,7 @@
 #include <deque>
 
 #include "src/api/services.h"
+#include "cppetcd/server/validate.h"
 
 namespace cppetcd::api {
 namespace {
@@ -118,7 +119,7 @@ grpc::ServerUnaryReactor* LeaseService::LeaseGrant(grpc::CallbackServerContext* 
                                                    const etcdserverpb::LeaseGrantRequest* req,
                                                    etcdserverpb::LeaseGrantResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend_, absl::OkStatus())) {
+  if (Admit(context, reactor, backend_, server::ValidateLeaseGrant(*req))) {
     auth::ScopedCredentials creds(CallCredentials(context));
     backend_->LeaseGrant(*req, ReplyTo(reactor, resp, backend_));
   }

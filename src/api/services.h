@@ -2,6 +2,7 @@
 #ifndef CPPETCD_SRC_API_SERVICES_H_
 #define CPPETCD_SRC_API_SERVICES_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <condition_variable>
@@ -259,8 +260,16 @@ class MaintenanceService final : public etcdserverpb::Maintenance::CallbackServi
   grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>* Snapshot(
       grpc::CallbackServerContext* context, const etcdserverpb::SnapshotRequest* req) override;
 
+  // Snapshot streams running at once; more are refused with "etcdserver:
+  // too many requests" (cppetcd's bound; each holds an LMDB read
+  // transaction and reads the whole database).
+  static constexpr int kMaxConcurrentSnapshots = 4;
+
  private:
   ServerBackend* const backend_;
+  // Streams running now; shared with them (their threads may outlive this).
+  const std::shared_ptr<std::atomic<int>> active_snapshots_ =
+      std::make_shared<std::atomic<int>>(0);
 };
 
 // The Auth service's methods with their request and response types, as

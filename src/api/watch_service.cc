@@ -22,6 +22,11 @@ namespace {
 constexpr size_t kPollBatch = 64;        // updates taken from the store per Poll
 constexpr int kMaxPumpRounds = 16;       // then yield to the hub thread
 constexpr int64_t kInvalidWatchId = -1;  // clientv3.InvalidWatchID
+// Responses queued for the client (created, canceled, events) past which
+// the stream stops reading requests until the client has taken some: a
+// client that sends create/cancel requests without reading the answers
+// holds back its own requests instead of growing this queue.
+constexpr size_t kMaxQueuedResponses = 256;
 }  // namespace
 
 class WatchReactor final
@@ -127,16 +132,27 @@ class WatchReactor final
       default:
         break;  // unknown requests are ignored, as etcd does
     }
-    Read();
+    bool paused = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      paused = read_paused_ = out_.size() >= kMaxQueuedResponses;
+    }
+    if (!paused) Read();
     Pump();
   }
 
   void OnWriteDone(bool ok) override {
     auto keep = shared_from_this();
+    bool resume_read = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       writing_ = false;
+      if (ok && read_paused_ && out_.size() < kMaxQueuedResponses / 2) {
+        read_paused_ = false;
+        resume_read = true;
+      }
     }
+    if (resume_read) Read();
     if (!ok) {
       gate_.RequestFinish(
           this, grpc::Status(grpc::StatusCode::CANCELLED, "failed to send watch response"));
@@ -293,6 +309,7 @@ class WatchReactor final
   absl::flat_hash_map<int64_t, Watcher> watchers_;
   absl::flat_hash_map<int64_t, std::vector<WatchUpdate>> held_;
   bool creating_ = false;  // a Watch call is running
+  bool read_paused_ = false;  // no read in flight: out_ reached kMaxQueuedResponses
   bool writing_ = false;
   bool polling_ = false;
   bool repoll_ = false;

@@ -85,6 +85,7 @@ absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& con
   options.cluster_version = absl::StrCat(server::kClusterVersion, ".0");
   // The client and metrics URLs are served by ClientListeners that relay
   // HTTP/1.1 connections to LoopbackPort() / MetricsLoopbackPort().
+  options.max_body_bytes = api::GatewayMaxBodyBytes(config.max_request_bytes);
   options.logger = util::GetLogger("etcdhttp");
   return api::HttpServer::Start(std::move(options));
 }

@@ -33,20 +33,41 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
   }
   {
     std::unique_lock<std::mutex> l(wait_mu_);
+    // Every waiter holds a callback (and through it the caller's response
+    // buffer) until its entry applies: bounded, so that a flood while raft
+    // cannot commit (no leader, slow disk) fails fast instead of growing.
+    if (waiters_.size() >= cfg_.max_pending_proposals) {
+      l.unlock();
+      std::move(w)(Outcome{ErrTooManyRequests(), {}, std::nullopt});
+      return;
+    }
     waiters_[id] = WaitEntry{std::move(w), SteadyClock::now() + cfg_.request_timeout};
+    const auto held = static_cast<int64_t>(waiters_.size());
+    if (held > metrics_.proposals_pending_peak.load(std::memory_order_relaxed)) {
+      metrics_.proposals_pending_peak.store(held, std::memory_order_relaxed);
+    }
   }
   metrics_.proposals_pending.fetch_add(1, std::memory_order_relaxed);
   bool raft_gone = false;
+  bool queue_full = false;
   {
     std::unique_lock<std::mutex> l(raft_mu_);
     raft_gone = raft_stop_;
     if (!raft_gone) {
-      proposals_.emplace_back(id, std::move(data));
-      raft_cv_.notify_one();
+      // Checked and added under raft_mu_; the raft loop only subtracts.
+      const uint64_t queued = metrics_.proposals_queued_bytes.load();
+      if (queued > 0 && queued + data.size() > cfg_.max_queued_proposal_bytes) {
+        queue_full = true;
+      } else {
+        metrics_.proposals_queued_bytes.fetch_add(data.size());
+        proposals_.emplace_back(id, std::move(data));
+        raft_cv_.notify_one();
+      }
     }
   }
   // The raft loop is gone: fail at once.
   if (raft_gone) CompleteWaiter(id, Outcome{ErrStopped(), {}, std::nullopt});
+  if (queue_full) CompleteWaiter(id, Outcome{ErrTooManyRequests(), {}, std::nullopt});
 }
 
 absl::Status EtcdServer::Impl::CheckQuota(const serverpb::InternalRaftRequest& r) {

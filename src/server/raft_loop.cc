@@ -99,7 +99,10 @@ void EtcdServer::Impl::RaftLoop() {
     for (auto& p : proposals_) held_proposals_.push_back(std::move(p));
     proposals_.clear();
   }
-  for (auto& [id, data] : held_proposals_) CompleteWaiter(id, Outcome{ErrStopped(), {}, std::nullopt});
+  for (auto& [id, data] : held_proposals_) {
+    metrics_.proposals_queued_bytes.fetch_sub(data.size());
+    CompleteWaiter(id, Outcome{ErrStopped(), {}, std::nullopt});
+  }
   held_proposals_.clear();
 }
 
@@ -110,6 +113,7 @@ void EtcdServer::Impl::ProposeHeld() {
   while (!held_proposals_.empty()) {
     auto [id, data] = std::move(held_proposals_.front());
     held_proposals_.pop_front();
+    metrics_.proposals_queued_bytes.fetch_sub(data.size());
     absl::Status s = node_->Propose(std::move(data));
     if (!s.ok()) {
       absl::Status err = raft::IsProposalDropped(s) ? ErrTooManyRequests() : s;

@@ -29,6 +29,11 @@ void EtcdServer::Impl::EnqueueLinearizableRead(ReadFn fn) {
   {
     std::unique_lock<std::mutex> l(read_mu_);
     if (!read_stop_) {
+      if (pending_reads_.size() >= cfg_.max_pending_reads) {
+        l.unlock();
+        std::move(fn)(ErrTooManyRequests());
+        return;
+      }
       pending_reads_.push_back(std::move(fn));
       read_cv_.notify_all();
       return;

@@ -775,6 +775,36 @@ absl::Status Backend::CopyTo(int fd) {
   return LmdbStatus(mdb_env_copyfd2(env->env, fd, MDB_CP_COMPACT), "copy");
 }
 
+absl::StatusOr<uint64_t> Backend::CopySizeFromHead(std::string_view head) {
+  // A page starts with a 16-byte header (pgno, pad, flags, lower, upper);
+  // the meta follows: magic, version, address, mapsize, the two MDB_db
+  // records (the free DB's md_pad holds the page size), last_pg, txnid.
+  // Offsets for LMDB 0.9 on a 64-bit build.
+  static_assert(sizeof(size_t) == 8 && sizeof(void*) == 8, "LMDB layout of 64-bit builds");
+  constexpr size_t kMagicAt = 16, kPageSizeAt = 40, kLastPageAt = 136, kTxnIdAt = 144;
+  constexpr uint32_t kMagic = 0xBEEFC0DE;
+  auto read32 = [&](size_t at) {
+    uint32_t v;
+    std::memcpy(&v, head.data() + at, sizeof(v));
+    return v;
+  };
+  auto read64 = [&](size_t at) {
+    uint64_t v;
+    std::memcpy(&v, head.data() + at, sizeof(v));
+    return v;
+  };
+  if (head.size() < kTxnIdAt + 8 || read32(kMagicAt) != kMagic) {
+    return absl::InvalidArgumentError("not an LMDB database copy");
+  }
+  const uint64_t page = read32(kPageSizeAt);
+  if (page < 512 || page > (1u << 16) || head.size() < 2 * page ||
+      read32(page + kMagicAt) != kMagic) {
+    return absl::InvalidArgumentError("LMDB copy: head shorter than its two meta pages");
+  }
+  const size_t newer = read64(kTxnIdAt) >= read64(page + kTxnIdAt) ? 0 : page;
+  return (read64(newer + kLastPageAt) + 1) * page;
+}
+
 absl::StatusOr<uint32_t> Backend::Hash(
     const std::vector<std::pair<std::string, std::string>>& ignore) {
   auto r = BeginRead();

@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -168,6 +169,14 @@ class ServerBackend {
   virtual absl::Status SnapshotBackend(int fd) {
     return absl::UnimplementedError("Snapshot");
   }
+  // The total size of a SnapshotBackend copy from its first bytes (the
+  // first kSnapshotHeadBytes of it, when it is longer), so that a copy
+  // streamed as it is written can announce remaining_bytes.
+  virtual absl::StatusOr<uint64_t> SnapshotSize(std::string_view head) {
+    (void)head;
+    return absl::UnimplementedError("SnapshotSize");
+  }
+  static constexpr size_t kSnapshotHeadBytes = 128 * 1024;
 
   // Sets cluster_id, member_id and raft_term; sets revision to the store's
   // current revision when it is 0 (etcd v3rpc header.fill).

@@ -14,6 +14,8 @@
 #define CPPETCD_API_HTTP_SERVER_H_
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cppetcd/api/backend.h"
+#include "cppetcd/api/grpc_server.h"
 #include "cppetcd/api/metrics.h"
 #include "cppetcd/util/log.h"
 
@@ -33,6 +36,25 @@ class Message;
 }
 
 namespace cppetcd::api {
+
+// The gateway's request-body limit for --max-request-bytes: the largest
+// gRPC request the server receives (max_request_bytes + kGrpcOverheadBytes)
+// written as JSON, where bytes are base64 (4/3 of their size) and each field
+// adds its name: twice that. etcd's gateway reads any body and lets the gRPC
+// receive limit refuse the request; here any request that limit admits fits
+// as plain JSON, and a larger body is refused (413) before it is buffered
+// whole or parsed.
+inline size_t GatewayMaxBodyBytes(uint64_t max_request_bytes) {
+  return static_cast<size_t>(2 * (max_request_bytes + kGrpcOverheadBytes));
+}
+
+// Bounds of one gateway stream's outgoing queue (/v3/watch,
+// /v3/lease/keepalive, /v3/maintenance/snapshot, /v3/election/observe):
+// past either, the gateway stops reading the gRPC stream until the HTTP
+// client has taken the queued responses (one response may overshoot the
+// byte bound).
+inline constexpr size_t kGatewayStreamQueueResponses = 64;
+inline constexpr size_t kGatewayStreamQueueBytes = 4u << 20;
 
 struct HttpServerOptions {
   // Health checks (alarms, leader, a linearizable read). Required; must
@@ -53,8 +75,8 @@ struct HttpServerOptions {
   std::string cluster_version;
   // How long /health and /readyz wait for the server (etcd: 1 s).
   std::chrono::milliseconds health_timeout{1000};
-  // Largest request body accepted (413 above it).
-  size_t max_body_bytes = 64u << 20;
+  // Largest request body accepted (413 above it): see GatewayMaxBodyBytes.
+  size_t max_body_bytes = GatewayMaxBodyBytes(1536 * 1024);
   util::Logger logger = util::GetLogger("http");
 };
 
@@ -77,6 +99,9 @@ class HttpServer {
   int MetricsLoopbackPort() const;
   // Bound ports of client_addresses then metrics_addresses, in order.
   const std::vector<int>& Ports() const;
+  // Bytes of gateway stream responses queued for HTTP connections now (each
+  // stream holds at most about kGatewayStreamQueueBytes). Any thread.
+  int64_t StreamQueuedBytes() const;
 
   // Stops listening, ends open streams (within about a second) and waits for
   // connection threads. Idempotent.

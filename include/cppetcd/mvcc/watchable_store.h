@@ -62,6 +62,11 @@ bool IsEmptyWatcherRange(const absl::Status& s);
 // AlreadyExists "mvcc: duplicate watch ID provided on the WatchStream".
 absl::Status ErrWatcherDuplicateID();
 bool IsWatcherDuplicateID(const absl::Status& s);
+// ResourceExhausted "mvcc: too many watchers on the WatchStream" (Watch past
+// WatchOptions::max_watchers_per_stream or max_watch_range_bytes_per_stream;
+// cppetcd's bound, etcd has none).
+absl::Status ErrTooManyWatchers();
+bool IsTooManyWatchers(const absl::Status& s);
 // FailedPrecondition "mvcc: watch stream closed" (Watch after Close).
 absl::Status ErrWatchStreamClosed();
 bool IsWatchStreamClosed(const absl::Status& s);
@@ -105,7 +110,13 @@ struct WatchOptions {
   // Approximate bytes (keys and values) a stream may hold queued, so that a
   // slow reader of large values costs bounded memory; a single larger
   // response still enters an empty queue.
-  size_t stream_queue_bytes = 64u << 20;
+  // Catch-up rounds keep at most this much history at a time, too.
+  size_t stream_queue_bytes = 16u << 20;
+  // Watchers one stream may hold, and the bytes of their keys and range ends
+  // (a watcher's key may be as large as a request); past either, Watch fails
+  // with ErrTooManyWatchers (the first watcher is always let in).
+  size_t max_watchers_per_stream = 10000;
+  size_t max_watch_range_bytes_per_stream = 64u << 20;
   // Unsynced watchers served per catch-up round (etcd maxWatchersPerSync).
   size_t max_watchers_per_sync = 512;
   // History events read per catch-up round (whole revisions, so one large
@@ -159,9 +170,9 @@ class WatchStream {
   // = events after the current revision. watch_id 0 = assign the lowest free
   // id counting up from 0 on this stream (etcd AutoWatchID). Returns the id.
   // Errors: ErrWatcherDuplicateID, ErrEmptyWatcherRange (key >= end),
-  // ErrWatchStreamClosed. no_put/no_delete drop those event types; prev_kv
-  // fills Event.prev_kv (not for creations); progress_notify opts in to
-  // ProgressNotifyAll. A start_rev at or below the current revision is
+  // ErrWatchStreamClosed, ErrTooManyWatchers. no_put/no_delete drop those
+  // event types; prev_kv fills Event.prev_kv (not for creations);
+  // progress_notify opts in to ProgressNotifyAll. A start_rev at or below the current revision is
   // served from history first (catch-up responses carry several revisions).
   absl::StatusOr<int64_t> Watch(int64_t watch_id, std::string key, std::string end,
                                 int64_t start_rev, bool no_put, bool no_delete,
@@ -242,6 +253,7 @@ class WatchStream {
   // Watcher bookkeeping, guarded by the store's mutex (WatchableStore::mu_).
   absl::flat_hash_map<int64_t, std::shared_ptr<watch_internal::Watcher>> watchers_;
   int64_t next_id_ = 0;           // next candidate auto id
+  size_t range_bytes_ = 0;        // key + end bytes of watchers_
   bool closed_ = false;
   bool progress_all_pending_ = false;  // RequestProgressAll waits for sync
   size_t unsynced_count_ = 0;          // watchers not in the synced group

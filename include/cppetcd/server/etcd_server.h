@@ -88,6 +88,15 @@ struct ServerConfig {
   int64_t quota_backend_bytes = 0;        // --quota-backend-bytes; 0: 2 GiB; < 0: no quota
   uint64_t max_request_bytes = 1536 * 1024;                  // --max-request-bytes
   uint32_t max_txn_ops = 128;                                // --max-txn-ops
+  // Bounds of the queues between the API and raft (docs/design.md, "Resource
+  // bounds"); past them a request fails at once with ErrTooManyRequests.
+  // Proposals awaiting their result (queued, in raft, or committed and not
+  // yet applied), and linearizable reads awaiting their ReadIndex round.
+  size_t max_pending_proposals = 10000;
+  size_t max_pending_reads = 10000;
+  // Bytes of proposals handed to the raft loop but not yet to raft (they wait
+  // there while no leader is known); one proposal is always let in.
+  uint64_t max_queued_proposal_bytes = 64u << 20;
   std::string auto_compaction_mode = "periodic";   // --auto-compaction-mode: periodic|revision
   std::string auto_compaction_retention;           // --auto-compaction-retention; "" or "0": off
   bool pre_vote = false;                           // --pre-vote
@@ -121,6 +130,10 @@ struct ServerMetrics {
   std::atomic<uint64_t> proposals_committed{0};  // commit index seen by this member
   std::atomic<uint64_t> proposals_applied{0};    // applied index
   std::atomic<int64_t> proposals_pending{0};     // gauge: proposals awaiting their result
+  // Highest number of proposal waiters held at once (<= max_pending_proposals
+  // plus conf changes), and the bytes queued for the raft loop now.
+  std::atomic<int64_t> proposals_pending_peak{0};
+  std::atomic<uint64_t> proposals_queued_bytes{0};
   std::atomic<uint64_t> proposals_failed{0};
   std::atomic<uint64_t> leader_changes{0};
   std::atomic<bool> has_leader{false};

@@ -27,6 +27,8 @@ enum class RequestError {
   kLeaseProvided,  // "etcdserver: lease is provided" (ignore_lease with a lease)
   kTooManyOps,     // "etcdserver: too many operations in txn request"
   kDuplicateKey,   // "etcdserver: duplicate key given in txn request"
+  kInvalidSortOption,  // "etcdserver: invalid sort option" (sort order or target
+                       // outside its enum; etcd 3.5's check)
 };
 
 // The status for `e`: InvalidArgument with etcd's message.
@@ -40,15 +42,27 @@ absl::Status ErrValueProvided();
 absl::Status ErrLeaseProvided();
 absl::Status ErrTooManyOps();
 absl::Status ErrDuplicateKey();
+absl::Status ErrInvalidSortOption();
 bool IsEmptyKey(const absl::Status& s);
 bool IsKeyNotFound(const absl::Status& s);
 bool IsValueProvided(const absl::Status& s);
 bool IsLeaseProvided(const absl::Status& s);
 bool IsTooManyOps(const absl::Status& s);
 bool IsDuplicateKey(const absl::Status& s);
+bool IsInvalidSortOption(const absl::Status& s);
 
-// etcd checkRangeRequest / checkDeleteRequest: key must be non-empty.
+// etcd checkRangeRequest / checkDeleteRequest: key must be non-empty. A
+// Range's sort_order and sort_target must be values of their enums
+// (ErrInvalidSortOption). Everything else is served as etcd serves it: a
+// range_end before the key is an empty range, a revision <= 0 the current
+// one, a future revision ErrFutureRev from the read, a negative limit none.
 absl::Status ValidateRange(const etcdserverpb::RangeRequest& r);
+// etcd lessor.Grant's TTL check, made before proposing: ttl_seconds above
+// lease::kMaxLeaseTtlSeconds (9e9 s, so TTL x 1000 ms stays far inside
+// int64) is lease::ErrLeaseTTLTooLarge ("too large lease TTL"). A TTL <= 0 is
+// raised to the minimum TTL at apply; the ID may be any nonzero int64 (0:
+// the server picks one), as in etcd.
+absl::Status ValidateLeaseGrant(const etcdserverpb::LeaseGrantRequest& r);
 absl::Status ValidateDeleteRange(const etcdserverpb::DeleteRangeRequest& r);
 // etcd checkPutRequest: non-empty key; no value with ignore_value; no lease
 // with ignore_lease.
@@ -59,6 +73,8 @@ absl::Status ValidatePut(const etcdserverpb::PutRequest& r);
 // ErrKeyNotFound); then, per branch, no key put twice and no put inside a
 // deleted range, across nested txns (a put in both the success and failure
 // branches of one nested txn is allowed; overlapping deletes are allowed).
+// A compare's target or result outside its enum passes, as in etcd 3.4: the
+// applier compares such a target as equal and such a result as true.
 absl::Status ValidateTxn(const etcdserverpb::TxnRequest& r,
                          int64_t max_txn_ops = kDefaultMaxTxnOps);
 

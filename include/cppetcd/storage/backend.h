@@ -273,6 +273,12 @@ class Backend {
   // compaction of free pages). Writers keep going meanwhile. The copy is a
   // complete database file openable with Open.
   absl::Status CopyTo(int fd);
+  // The size in bytes of a CopyTo copy from its first bytes (at least its
+  // two meta pages: 2 x the page size, so 128 KiB always does): (last page
+  // of the newer meta + 1) x page size, which is what CopyTo writes, so a
+  // copy streamed through a pipe can announce its size up front.
+  // InvalidArgument if `head` is short or not an LMDB file of this build.
+  static absl::StatusOr<uint64_t> CopySizeFromHead(std::string_view head);
 
   // Replaces this database's contents with those of the LMDB file at
   // `db_path` (a file written by CopyTo, e.g. a raft snapshot's database

@@ -24,6 +24,7 @@ constexpr char kMsgEmptyWatcherRange[] = "mvcc: watcher range is empty";
 constexpr char kMsgDuplicateID[] =
     "mvcc: duplicate watch ID provided on the WatchStream";
 constexpr char kMsgStreamClosed[] = "mvcc: watch stream closed";
+constexpr char kMsgTooManyWatchers[] = "mvcc: too many watchers on the WatchStream";
 
 bool Matches(const absl::Status& s, absl::StatusCode code, absl::string_view msg) {
   return s.code() == code && s.message() == msg;
@@ -49,6 +50,10 @@ bool IsEmptyWatcherRange(const absl::Status& s) {
 absl::Status ErrWatcherDuplicateID() { return absl::AlreadyExistsError(kMsgDuplicateID); }
 bool IsWatcherDuplicateID(const absl::Status& s) {
   return Matches(s, absl::StatusCode::kAlreadyExists, kMsgDuplicateID);
+}
+absl::Status ErrTooManyWatchers() { return absl::ResourceExhaustedError(kMsgTooManyWatchers); }
+bool IsTooManyWatchers(const absl::Status& s) {
+  return Matches(s, absl::StatusCode::kResourceExhausted, kMsgTooManyWatchers);
 }
 absl::Status ErrWatchStreamClosed() { return absl::FailedPreconditionError(kMsgStreamClosed); }
 bool IsWatchStreamClosed(const absl::Status& s) {
@@ -86,6 +91,12 @@ absl::StatusOr<int64_t> WatchStream::Watch(int64_t watch_id, std::string key, st
   if (store == nullptr) return ErrWatchStreamClosed();
   std::lock_guard<std::mutex> l(store->mu_);
   if (closed_) return ErrWatchStreamClosed();
+  const size_t range_bytes = range.key.size() + range.end.size();
+  if (watchers_.size() >= store->options_.max_watchers_per_stream ||
+      (!watchers_.empty() &&
+       range_bytes_ + range_bytes > store->options_.max_watch_range_bytes_per_stream)) {
+    return ErrTooManyWatchers();
+  }
   int64_t id = watch_id;
   if (id == 0) {
     while (watchers_.contains(next_id_)) ++next_id_;
@@ -104,6 +115,7 @@ absl::StatusOr<int64_t> WatchStream::Watch(int64_t watch_id, std::string key, st
   const int64_t cur = store->observed_rev_;
   w->next_rev = (start_rev == 0 || start_rev > cur) ? std::max(start_rev, cur + 1) : start_rev;
   watchers_[id] = w;
+  range_bytes_ += range_bytes;
   store->AddWatcherLocked(w);
   return id;
 }
@@ -442,7 +454,10 @@ void WatchableStore::RemoveWatcherLocked(const WatcherPtr& w) {
   }
   w->state = WatcherState::kRemoved;
   auto& map = w->stream->watchers_;
-  if (auto it = map.find(w->id); it != map.end() && it->second == w) map.erase(it);
+  if (auto it = map.find(w->id); it != map.end() && it->second == w) {
+    map.erase(it);
+    w->stream->range_bytes_ -= w->range.key.size() + w->range.end.size();
+  }
 }
 
 void WatchableStore::ProgressLocked(Watcher* w, std::vector<WatchStream*>* notify) {
@@ -626,18 +641,35 @@ bool WatchableStore::SyncOnce() {
   int64_t read_to = cur;
   size_t seen = 0;
   int64_t last_rev = 0;
+  // The events kept are bounded in bytes too (a stream's queue budget), so
+  // that catching up a watcher of large values never holds more than that
+  // plus one revision: past the budget the round ends at a revision
+  // boundary and the rest is read by later rounds.
+  size_t kept_bytes = 0;
+  int64_t kept_rev = 0;  // revision of the last event kept
+  int64_t cut_rev = 0;   // first revision not kept (0: none)
   absl::Status status = source_->ReadEvents(
       std::max<int64_t>(min_rev, 1), cur, options_.max_events_per_sync,
       [&](const mvccpb::Event& ev) {
         ++seen;
-        last_rev = ev.kv().mod_revision();
-        if (index.ContainsKey(ev.kv().key())) events.push_back(ev);
+        const int64_t rev = ev.kv().mod_revision();
+        last_rev = rev;
+        if (cut_rev != 0) return;
+        if (kept_bytes >= options_.stream_queue_bytes && rev != kept_rev) {
+          cut_rev = rev;
+          return;
+        }
+        if (!index.ContainsKey(ev.kv().key())) return;
+        events.push_back(ev);
+        kept_bytes += 48 + ev.kv().key().size() + ev.kv().value().size();
+        kept_rev = rev;
       });
   // The read stops after a whole revision once the budget is reached; the
   // next round resumes after it.
   if (status.ok() && options_.max_events_per_sync != 0 && seen >= options_.max_events_per_sync) {
     read_to = std::min(cur, last_rev);
   }
+  if (status.ok() && cut_rev != 0) read_to = std::min(read_to, cut_rev - 1);
 
   absl::flat_hash_map<Watcher*, std::vector<const mvccpb::Event*>> batch;
   if (status.ok()) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,7 +36,9 @@ absl::StatusOr<RangeResponse> RangeWith(const ReadFn& read, const RangeRequest& 
   // only an explicit sort order counts here: a non-KEY sort_target with order
   // NONE sorts (ascending) just the limit + 1 keys fetched in key order.
   if (r.sort_order() != RangeRequest::NONE || filtered) limit = 0;
-  if (limit > 0) ++limit;  // one extra to tell whether there are more
+  // One extra to tell whether there are more (INT64_MAX has no room for it
+  // and needs none).
+  if (limit > 0 && limit < std::numeric_limits<int64_t>::max()) ++limit;
 
   mvcc::RangeOptions opts;
   opts.limit = limit;

@@ -171,15 +171,25 @@ std::unique_ptr<WatchStreamBackend> FakeBackend::NewWatchStream(std::function<vo
 }
 
 absl::Status FakeBackend::SnapshotBackend(int fd) {
-  std::string data(kSnapshotBytes, '\0');
-  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>('a' + i % 26);
+  // The pattern 'a' + offset % 26, made 26 x 1024 bytes at a time so that
+  // large snapshots cost no memory here.
+  std::string block(26 * 1024, '\0');
+  for (size_t i = 0; i < block.size(); ++i) block[i] = static_cast<char>('a' + i % 26);
+  const size_t total = snapshot_bytes_.load();
   size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+  while (off < total) {
+    const size_t at = off % 26;
+    ssize_t n = ::write(fd, block.data() + at, std::min(total - off, block.size() - at));
     if (n <= 0) return absl::InternalError("write failed");
     off += static_cast<size_t>(n);
+    snapshot_written_.fetch_add(static_cast<size_t>(n));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> FakeBackend::SnapshotSize(std::string_view head) {
+  (void)head;
+  return snapshot_bytes_.load();
 }
 
 void FakeBackend::FillHeader(etcdserverpb::ResponseHeader* header) const {

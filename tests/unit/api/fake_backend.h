@@ -42,8 +42,13 @@ class FakeBackend final : public ServerBackend {
                   Done<etcdserverpb::MemberListResponse> done) override;
   void Status(const etcdserverpb::StatusRequest& req,
               Done<etcdserverpb::StatusResponse> done) override;
-  // Writes snapshot_bytes() bytes of a fixed pattern.
+  // Writes SnapshotBytes() bytes of a fixed pattern, counting what the fd
+  // took in SnapshotBytesWritten().
   absl::Status SnapshotBackend(int fd) override;
+  absl::StatusOr<uint64_t> SnapshotSize(std::string_view head) override;
+  void SetSnapshotBytes(size_t n) { snapshot_bytes_ = n; }
+  size_t SnapshotBytes() const { return snapshot_bytes_.load(); }
+  size_t SnapshotBytesWritten() const { return snapshot_written_.load(); }
   void FillHeader(etcdserverpb::ResponseHeader* header) const override;
   bool HasLeader() const override { return has_leader_.load(); }
   std::unique_ptr<WatchStreamBackend> NewWatchStream(std::function<void()> notify) override;
@@ -71,6 +76,8 @@ class FakeBackend final : public ServerBackend {
      ;
 
   std::atomic<bool> has_leader_{true};
+  std::atomic<size_t> snapshot_bytes_{kSnapshotBytes};
+  std::atomic<size_t> snapshot_written_{0};
   int64_t max_request_bytes_ = 1536 * 1024;
   mutable std::mutex mu_;
   int64_t rev_ = 1;

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "etcdserverpb/rpc.grpc.pb.h"
+#include "src/api/services.h"
 #include "tests/unit/api/fake_backend.h"
 
 namespace cppetcd::api {
@@ -265,6 +266,109 @@ TEST_F(GrpcServerTest, SnapshotStreamsBlobsThenChecksum) {
   EXPECT_EQ(all.back().remaining_bytes(), 0u);
 }
 
+// Resource bound: snapshot streams. The database copy is streamed, not
+// spooled: while the clients do not read, each copy stops after a bounded
+// prefix (pipe, head and read-ahead queue plus what gRPC's flow control
+// lets through). Past kMaxConcurrentSnapshots streams the next is refused
+// with "too many requests"; the server serves a put meanwhile, and the
+// stalled streams then deliver every byte with the right remaining_bytes
+// and checksum.
+TEST_F(GrpcServerTest, SnapshotStreamsAreStreamedAndBounded) {
+  constexpr size_t kBytes = 64u << 20;
+  constexpr int kStreams = MaintenanceService::kMaxConcurrentSnapshots;
+  backend_.SetSnapshotBytes(kBytes);
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::unique_ptr<grpc::ClientReader<etcdserverpb::SnapshotResponse>>> readers;
+  for (int i = 0; i < kStreams; ++i) {
+    ctxs.push_back(std::make_unique<grpc::ClientContext>());
+    ctxs.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    readers.push_back(maintenance_->Snapshot(ctxs.back().get(), {}));
+  }
+  // Each copy runs until it blocks on its pipe.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.SnapshotBytesWritten() < kStreams * (256u << 10) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));  // poll interval
+  }
+  ASSERT_GE(backend_.SnapshotBytesWritten(), kStreams * (256u << 10));
+  // Bounded per stream, far below the 64 MiB a spooled copy would take.
+  const size_t bound = kStreams * (16u << 20);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_LE(backend_.SnapshotBytesWritten(), bound);
+    std::this_thread::sleep_for(milliseconds(10));  // sampling interval
+  }
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    auto refused = maintenance_->Snapshot(&ctx, {});
+    etcdserverpb::SnapshotResponse resp;
+    EXPECT_FALSE(refused->Read(&resp));
+    grpc::Status st = refused->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_EQ(st.error_message(), "etcdserver: too many requests");
+  }
+  ASSERT_TRUE(Put("during", "snapshots").ok());
+  for (auto& reader : readers) {
+    etcdserverpb::SnapshotResponse resp;
+    uint64_t got = 0;
+    uint64_t last_remaining = kBytes;
+    bool checksum = false;
+    while (reader->Read(&resp)) {
+      if (got < kBytes) {
+        got += resp.blob().size();
+        EXPECT_EQ(resp.remaining_bytes(), kBytes - got);
+        last_remaining = resp.remaining_bytes();
+      } else {
+        checksum = resp.blob().size() == 32u;
+      }
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    EXPECT_EQ(got, kBytes);
+    EXPECT_EQ(last_remaining, 0u);
+    EXPECT_TRUE(checksum);
+  }
+  // The slots are free again once the streams are done.
+  const auto freed = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool served = false;
+  backend_.SetSnapshotBytes(1000);
+  while (!served && std::chrono::steady_clock::now() < freed) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    auto again = maintenance_->Snapshot(&ctx, {});
+    etcdserverpb::SnapshotResponse resp;
+    while (again->Read(&resp)) {
+    }
+    served = again->Finish().ok();
+    if (!served) std::this_thread::sleep_for(milliseconds(10));  // poll interval
+  }
+  EXPECT_TRUE(served);
+}
+
+// Resource bound: the gRPC receive limit is --max-request-bytes plus etcd's
+// 512 KiB framing allowance, on the client port and on the gateway's
+// in-process channel alike; the server serves on after refusing.
+TEST_F(GrpcServerTest, ReceiveLimitIsMaxRequestBytesPlusOverhead) {
+  const size_t limit = static_cast<size_t>(backend_.MaxRequestBytes() + kGrpcOverheadBytes);
+  auto put_on = [&](etcdserverpb::KV::StubInterface* kv, size_t value_bytes) {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::PutRequest req;
+    req.set_key("big");
+    req.set_value(std::string(value_bytes, 'v'));
+    etcdserverpb::PutResponse resp;
+    return kv->Put(&ctx, req, &resp);
+  };
+  auto in_process = etcdserverpb::KV::NewStub(server_->InProcessChannel());
+  for (etcdserverpb::KV::StubInterface* kv :
+       {static_cast<etcdserverpb::KV::StubInterface*>(kv_.get()),
+        static_cast<etcdserverpb::KV::StubInterface*>(in_process.get())}) {
+    EXPECT_TRUE(put_on(kv, limit - 64).ok());
+    grpc::Status st = put_on(kv, limit + 1);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
+    EXPECT_TRUE(put_on(kv, 10).ok());
+  }
+}
+
 TEST_F(GrpcServerTest, StatusAndMemberListHeaders) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
@@ -512,6 +616,67 @@ TEST_F(WatchTest, ClosingTheStreamCancelsItsWatchers) {
     std::this_thread::yield();
   }
   EXPECT_EQ(backend_.StreamCount(), 0u);
+}
+
+// Resource bound: --max-concurrent-streams is HTTP/2's
+// MAX_CONCURRENT_STREAMS. With 2 streams open on a connection a third call
+// on it waits (here: until its deadline); once a stream closes it goes
+// through, and other connections are served throughout.
+class MaxConcurrentStreamsTest : public GrpcServerTest {
+ protected:
+  void SetUp() override {
+    SKIP_GRPC_UNDER_TSAN();
+    ApiServerOptions options;
+    options.max_concurrent_streams = 2;
+    StartServer(std::move(options));
+  }
+};
+
+TEST_F(MaxConcurrentStreamsTest, ThirdStreamWaitsForAFreeOne) {
+  using Stream = grpc::ClientReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>;
+  grpc::ClientContext c1, c2;
+  SetDeadline(&c1);
+  SetDeadline(&c2);
+  std::unique_ptr<Stream> s1 = watch_->Watch(&c1);
+  std::unique_ptr<Stream> s2 = watch_->Watch(&c2);
+  // Both streams are open on the server (a create is answered on each).
+  for (Stream* s : {s1.get(), s2.get()}) {
+    etcdserverpb::WatchRequest req;
+    req.mutable_create_request()->set_key("a");
+    ASSERT_TRUE(s->Write(req));
+    etcdserverpb::WatchResponse resp;
+    ASSERT_TRUE(s->Read(&resp));
+    EXPECT_TRUE(resp.created());
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(500));
+    etcdserverpb::PutRequest req;
+    req.set_key("k");
+    req.set_value("v");
+    etcdserverpb::PutResponse resp;
+    EXPECT_EQ(kv_->Put(&ctx, req, &resp).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  // Another connection is served meanwhile.
+  grpc::ChannelArguments args;
+  args.SetInt("cppetcd.test.unique", 1);  // a channel of its own, not a shared subchannel
+  auto other = etcdserverpb::KV::NewStub(grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(server_->Ports()[0]), grpc::InsecureChannelCredentials(),
+      args));
+  {
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::PutRequest req;
+    req.set_key("other");
+    req.set_value("conn");
+    etcdserverpb::PutResponse resp;
+    EXPECT_TRUE(other->Put(&ctx, req, &resp).ok());
+  }
+  c1.TryCancel();
+  (void)s1->Finish();
+  EXPECT_TRUE(Put("k", "v").ok());
+  c2.TryCancel();
+  (void)s2->Finish();
 }
 
 class WatchProgressNotifyTest : public WatchTest {

@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -282,6 +284,92 @@ TEST_F(HttpServerTest, KeepAliveEndsAfterOneReplyPerRequest) {
   }
   EXPECT_EQ(results, 2u) << k.body;
   EXPECT_THAT(k.body, HasSubstr("\"TTL\":\"30\""));
+}
+
+
+// Resource bound: a gateway watch whose HTTP client never reads. Far more
+// than the stream queue's bound is produced; the gateway's queued bytes stay
+// under kGatewayStreamQueueBytes plus one response, and the gateway keeps
+// serving other requests.
+TEST_F(HttpServerTest, SlowWatchReaderKeepsTheGatewayQueueBounded) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string body = "{\"create_request\":{\"key\":\"Ymln\"}}";  // "big"
+  const std::string req = "POST /v3/watch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          "Content-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.StreamCount() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  ASSERT_EQ(backend_.StreamCount(), 1u);
+  // 400 events of 64 KiB: about 34 MiB of JSON, several times what the
+  // socket buffers and the queue can take.
+  constexpr int kEvents = 400;
+  const std::string value(64 << 10, 'v');
+  const int64_t bound = static_cast<int64_t>(kGatewayStreamQueueBytes) + (128 << 10);
+  int64_t peak = 0;
+  for (int i = 0; i < kEvents; ++i) {
+    etcdserverpb::PutRequest put;
+    put.set_key("big");
+    put.set_value(value);
+    backend_.Put(put, [](absl::StatusOr<etcdserverpb::PutResponse>) {});
+    peak = std::max(peak, http_->StreamQueuedBytes());
+  }
+  // The queue fills (the HTTP thread is stuck writing to the socket) ...
+  const auto fill_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (http_->StreamQueuedBytes() < (1 << 20) &&
+         std::chrono::steady_clock::now() < fill_deadline) {
+    peak = std::max(peak, http_->StreamQueuedBytes());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  // ... and stays bounded.
+  for (int i = 0; i < 100; ++i) {
+    peak = std::max(peak, http_->StreamQueuedBytes());
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // sampling interval
+  }
+  EXPECT_GE(peak, 1 << 20) << "the queue never filled: the test did not reach the bound";
+  EXPECT_LE(peak, bound);
+  // The member still serves.
+  HttpReply p = Request(port_, "POST", "/v3/kv/put", "{\"key\":\"Zm9v\",\"value\":\"YmFy\"}");
+  EXPECT_EQ(p.status, 200) << p.body;
+  HttpReply r = Request(port_, "POST", "/v3/kv/range", "{\"key\":\"Zm9v\"}");
+  EXPECT_THAT(r.body, HasSubstr("\"value\":\"YmFy\""));
+  close(fd);
+  const auto gone = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.StreamCount() != 0 && std::chrono::steady_clock::now() < gone) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // poll interval
+  }
+  EXPECT_EQ(backend_.StreamCount(), 0u);
+  EXPECT_EQ(http_->StreamQueuedBytes(), 0);
+}
+
+// The request-body limit follows --max-request-bytes (twice the gRPC
+// receive limit, for JSON's base64 and field names), not a fixed 64 MiB.
+TEST(GatewayBodyLimitTest, FollowsMaxRequestBytes) {
+  EXPECT_EQ(GatewayMaxBodyBytes(1536 * 1024), 2u * (1536 * 1024 + 512 * 1024));
+  EXPECT_EQ(HttpServerOptions{}.max_body_bytes, GatewayMaxBodyBytes(1536 * 1024));
+  EXPECT_EQ(GatewayMaxBodyBytes(0), 2u * 512 * 1024);
+}
+
+TEST_F(HttpServerTest, BodyOverTheLimitIs413AndNotBuffered) {
+  // Default limit 4 MiB: a body announced at 5 MiB is refused.
+  HttpReply big = Request(port_, "POST", "/v3/kv/put",
+                          "{\"key\":\"YQ==\",\"value\":\"" +
+                              std::string(5 << 20, 'A') + "\"}");
+  EXPECT_EQ(big.status, 413);
+  // A 1 MiB value (base64 1.33 MiB) is within both limits.
+  HttpReply ok = Request(port_, "POST", "/v3/kv/put",
+                         "{\"key\":\"YQ==\",\"value\":\"" +
+                             std::string((1 << 20) / 3 * 4, 'A') + "\"}");
+  EXPECT_EQ(ok.status, 200) << ok.body.substr(0, 200);
 }
 
 }  // namespace

@@ -531,5 +531,107 @@ TEST_F(ServerTest, ConcurrentWritersAndLinearizableReaders) {
   EXPECT_EQ(r->header().revision(), 1 + kThreads * kPerThread);
 }
 
+
+// Resource bound: proposal waiters. A flood of asynchronous puts, far more
+// than max_pending_proposals, is answered "too many requests" past the
+// bound; the server never holds more waiters than the bound, and serves a
+// put and a get afterwards.
+TEST_F(ServerTest, ProposalFloodIsBoundedByPendingProposals) {
+  ServerConfig c = Config();
+  c.max_pending_proposals = 32;
+  StartServer(c);
+  constexpr int kFlood = 4000;
+  std::atomic<int> ok{0}, too_many{0}, other{0}, done{0};
+  for (int i = 0; i < kFlood; ++i) {
+    etcdserverpb::PutRequest req;
+    req.set_key("flood/" + std::to_string(i));
+    req.set_value(std::string(100, 'v'));
+    server_->Put(req, [&](absl::StatusOr<etcdserverpb::PutResponse> r) {
+      if (r.ok()) {
+        ok++;
+      } else if (IsTooManyRequests(r.status())) {
+        too_many++;
+      } else {
+        other++;
+      }
+      done++;
+    });
+  }
+  ASSERT_TRUE(PollUntil([&] { return done.load() == kFlood; }, 30s)) << done.load();
+  EXPECT_GT(too_many.load(), 0) << "the flood never reached the bound";
+  EXPECT_GT(ok.load(), 0);
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_LE(server_->Metrics().proposals_pending_peak.load(), 32);
+  ASSERT_TRUE(Put("after", "flood").ok());
+  EXPECT_EQ(Value("after"), "flood");
+}
+
+// Resource bound: bytes queued for the raft loop. Without a leader (the
+// second member of the initial cluster never starts) proposals wait in the
+// raft loop; past max_queued_proposal_bytes they are refused at once, and
+// serializable reads are still served.
+TEST_F(ServerTest, ProposalsWithoutLeaderAreBoundedByQueuedBytes) {
+  ServerConfig c = Config();
+  c.initial_cluster = {{"default", {"http://127.0.0.1:1"}}, {"absent", {"http://127.0.0.1:2"}}};
+  c.initial_advertise_peer_urls = {"http://127.0.0.1:1"};
+  c.max_queued_proposal_bytes = 1u << 20;
+  c.request_timeout = 60s;
+  auto created = EtcdServer::Create(std::move(c));
+  ASSERT_TRUE(created.ok()) << created.status();
+  server_ = std::move(*created);
+  ASSERT_TRUE(server_->Start().ok());
+  constexpr int kFlood = 64;  // 64 x 64 KiB = 4 MiB offered
+  std::atomic<int> too_many{0}, done{0};
+  for (int i = 0; i < kFlood; ++i) {
+    etcdserverpb::PutRequest req;
+    req.set_key("held/" + std::to_string(i));
+    req.set_value(std::string(64 << 10, 'v'));
+    server_->Put(req, [&](absl::StatusOr<etcdserverpb::PutResponse> r) {
+      if (IsTooManyRequests(r.status())) too_many++;
+      done++;
+    });
+  }
+  // Every proposal past 1 MiB is refused at once; the rest wait for a leader.
+  ASSERT_TRUE(PollUntil([&] { return too_many.load() >= kFlood - 16; }, 10s)) << too_many.load();
+  EXPECT_LE(server_->Metrics().proposals_queued_bytes.load(), uint64_t{1} << 20);
+  EXPECT_FALSE(server_->Metrics().has_leader.load());
+  auto r = Get("held/0", /*serializable=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->count(), 0);
+  server_.reset();  // fails the held ones
+  EXPECT_EQ(done.load(), kFlood);
+}
+
+// Resource bound: linearizable reads waiting for a ReadIndex round. Without
+// a leader none completes; past max_pending_reads (plus the batch the read
+// loop holds) they are refused at once, and serializable reads are served.
+TEST_F(ServerTest, LinearizableReadsWithoutLeaderAreBounded) {
+  ServerConfig c = Config();
+  c.initial_cluster = {{"default", {"http://127.0.0.1:1"}}, {"absent", {"http://127.0.0.1:2"}}};
+  c.initial_advertise_peer_urls = {"http://127.0.0.1:1"};
+  c.max_pending_reads = 8;
+  c.request_timeout = 60s;
+  auto created = EtcdServer::Create(std::move(c));
+  ASSERT_TRUE(created.ok()) << created.status();
+  server_ = std::move(*created);
+  ASSERT_TRUE(server_->Start().ok());
+  constexpr int kFlood = 200;
+  std::atomic<int> too_many{0}, done{0};
+  for (int i = 0; i < kFlood; ++i) {
+    etcdserverpb::RangeRequest req;
+    req.set_key("k");
+    server_->Range(req, [&](absl::StatusOr<etcdserverpb::RangeResponse> r) {
+      if (IsTooManyRequests(r.status())) too_many++;
+      done++;
+    });
+  }
+  // At most 8 wait in the queue and 8 in the round the read loop holds.
+  ASSERT_TRUE(PollUntil([&] { return too_many.load() >= kFlood - 16; }, 10s)) << too_many.load();
+  auto r = Get("k", /*serializable=*/true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  server_.reset();  // fails the waiting ones
+  EXPECT_EQ(done.load(), kFlood);
+}
+
 }  // namespace
 }  // namespace cppetcd::server

@@ -582,5 +582,92 @@ TEST(WatchableStoreBytesTest, ByteBudgetBoundsQueuedMemory) {
   EXPECT_EQ(r.got.back().events[0].kv().value().size(), huge.size());
 }
 
+// Resource bound: watchers per stream, by count and by the bytes of their
+// keys. Past either, Watch fails with ErrTooManyWatchers; a cancel makes
+// room again, other streams are not affected, and the watchers in place
+// still get their events.
+TEST(WatchableStoreLimitsTest, WatchersPerStreamAreBounded) {
+  FakeSource source;
+  WatchOptions o = TestOptions();
+  o.max_watchers_per_stream = 100;
+  o.max_watch_range_bytes_per_stream = 64 << 10;
+  auto store = std::make_unique<WatchableStore>(&source, o);
+  Reader r(store.get());
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(r.stream->Watch(0, "k" + std::to_string(i), "", 0, false, false, false).ok());
+  }
+  for (int i = 0; i < 1000; ++i) {
+    auto past = r.stream->Watch(0, "x", "", 0, false, false, false);
+    ASSERT_TRUE(IsTooManyWatchers(past.status())) << past.status();
+  }
+  EXPECT_EQ(ErrTooManyWatchers().message(), "mvcc: too many watchers on the WatchStream");
+  EXPECT_EQ(store->SyncedCount(), 100u);
+  ASSERT_TRUE(r.stream->Cancel(7).ok());
+  EXPECT_TRUE(r.stream->Watch(0, "again", "", 0, false, false, false).ok());
+  Reader other(store.get());
+  EXPECT_TRUE(other.stream->Watch(0, "k1", "", 0, false, false, false).ok());
+  const int64_t rev = source.Put("k1", "v");
+  ASSERT_TRUE(r.PollUntil([&](auto& got) { return !got.empty() && got.back().revision == rev; }));
+
+  // Bytes: 40 KiB keys, two of them exceed 64 KiB; the first is always let in.
+  Reader big(store.get());
+  const std::string key(40 << 10, 'b');
+  ASSERT_TRUE(big.stream->Watch(0, key, "", 0, false, false, false).ok());
+  EXPECT_TRUE(IsTooManyWatchers(big.stream->Watch(0, key + "2", "", 0, false, false, false).status()));
+  ASSERT_TRUE(big.stream->Cancel(0).ok());
+  EXPECT_TRUE(big.stream->Watch(0, key + "2", "", 0, false, false, false).ok());
+}
+
+// Start revisions and watch IDs at the edges of int64 (the API passes them
+// through unchecked, as etcd does): a watcher from INT64_MAX sees nothing
+// and stays synced, one from a negative revision is caught up from the
+// first revision, IDs may be negative or INT64_MAX; nothing overflows.
+TEST(WatchableStoreLimitsTest, EdgeRevisionsAndIds) {
+  FakeSource source;
+  auto store = std::make_unique<WatchableStore>(&source, TestOptions());
+  const int64_t first = source.Put("k", "v1");
+  Reader r(store.get());
+  ASSERT_EQ(*r.stream->Watch(INT64_MAX, "k", "", INT64_MAX, false, false, false), INT64_MAX);
+  ASSERT_EQ(*r.stream->Watch(-7, "k", "", -5, false, false, false), -7);
+  ASSERT_EQ(*r.stream->Watch(0, "k", "", INT64_MIN, false, false, false), 0);
+  const int64_t second = source.Put("k", "v2");
+  ASSERT_TRUE(r.PollUntil([&](auto& got) {
+    return EventCount(got, -7) == 2 && EventCount(got, 0) == 2;
+  }));
+  EXPECT_EQ(Revs(EventsOf(r.got, -7)), (std::vector<int64_t>{first, second}));
+  EXPECT_EQ(EventCount(r.got, INT64_MAX), 0u);
+  r.stream->RequestProgress(INT64_MAX);
+  ASSERT_TRUE(r.PollUntil([&](auto& got) {
+    for (const auto& resp : got) {
+      if (resp.watch_id == INT64_MAX && resp.events.empty()) return true;
+    }
+    return false;
+  }));
+  EXPECT_TRUE(r.stream->Cancel(INT64_MAX).ok());
+}
+
+// Resource bound: a catch-up round keeps at most about stream_queue_bytes
+// of events (plus one revision), so catching up a watcher of large values
+// never reads the whole backlog into memory; nothing is lost or repeated.
+TEST(WatchableStoreBytesTest, CatchUpRoundIsBoundedInBytes) {
+  FakeSource source;
+  WatchOptions o = TestOptions();
+  o.stream_queue_bytes = 4096;
+  auto store = std::make_unique<WatchableStore>(&source, o);
+  const std::string value(1000, 'x');
+  for (int i = 0; i < 50; ++i) source.Put("big", value);
+  Reader r(store.get());
+  ASSERT_TRUE(r.stream->Watch(0, "big", "", 1, false, false, false).ok());
+  ASSERT_TRUE(r.PollUntil([](auto& got) { return EventCount(got, 0) == 50; }));
+  auto revs = Revs(EventsOf(r.got, 0));
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(revs[i], i + 2);
+  for (const auto& resp : r.got) {
+    size_t bytes = 0;
+    for (const auto& ev : resp.events) bytes += ev.kv().value().size();
+    EXPECT_LE(bytes, 4096u + value.size()) << "a catch-up response of " << resp.events.size()
+                                           << " events";
+  }
+}
+
 }  // namespace
 }  // namespace cppetcd::mvcc

@@ -1,9 +1,13 @@
 #include "cppetcd/server/validate.h"
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+
+#include "cppetcd/lease/lessor.h"
 
 namespace cppetcd::server {
 namespace {
@@ -164,6 +168,105 @@ TEST(ValidateTest, DuplicateKeys) {
       EXPECT_TRUE(s.ok()) << c.name << ": " << s;
     }
   }
+}
+
+
+// The door checks of single requests, against etcd (3.4, and 3.5 for the
+// sort options): what is refused and with which error, and what passes to
+// be answered by the read or the applier.
+TEST(ValidateTest, DoorChecksTable) {
+  using etcdserverpb::RangeRequest;
+  struct Case {
+    const char* name;
+    std::function<void(RangeRequest*)> shape;
+    std::function<bool(const absl::Status&)> expect;
+  };
+  auto ok = [](const absl::Status& s) { return s.ok(); };
+  const std::vector<Case> cases = {
+      {"plain key", [](RangeRequest*) {}, ok},
+      {"empty key", [](RangeRequest* r) { r->clear_key(); }, IsEmptyKey},
+      {"range end before key", [](RangeRequest* r) { r->set_range_end("0"); }, ok},
+      {"negative revision", [](RangeRequest* r) { r->set_revision(-5); }, ok},
+      {"huge revision", [](RangeRequest* r) { r->set_revision(INT64_MAX); }, ok},
+      {"negative limit", [](RangeRequest* r) { r->set_limit(-3); }, ok},
+      {"huge limit", [](RangeRequest* r) { r->set_limit(INT64_MAX); }, ok},
+      {"negative min mod revision", [](RangeRequest* r) { r->set_min_mod_revision(-1); }, ok},
+      {"descend by value",
+       [](RangeRequest* r) {
+         r->set_sort_order(RangeRequest::DESCEND);
+         r->set_sort_target(RangeRequest::VALUE);
+       },
+       ok},
+      {"unknown sort order",
+       [](RangeRequest* r) { r->set_sort_order(static_cast<RangeRequest::SortOrder>(99)); },
+       IsInvalidSortOption},
+      {"negative sort order",
+       [](RangeRequest* r) { r->set_sort_order(static_cast<RangeRequest::SortOrder>(-1)); },
+       IsInvalidSortOption},
+      {"unknown sort target",
+       [](RangeRequest* r) { r->set_sort_target(static_cast<RangeRequest::SortTarget>(5)); },
+       IsInvalidSortOption},
+      {"unknown sort target, ascending",
+       [](RangeRequest* r) {
+         r->set_sort_order(RangeRequest::ASCEND);
+         r->set_sort_target(static_cast<RangeRequest::SortTarget>(INT32_MAX));
+       },
+       IsInvalidSortOption},
+  };
+  for (const Case& c : cases) {
+    RangeRequest r;
+    r.set_key("a");
+    c.shape(&r);
+    absl::Status s = ValidateRange(r);
+    EXPECT_TRUE(c.expect(s)) << c.name << ": " << s;
+    // The same request inside a txn (either branch) gets the same answer.
+    RequestOp op;
+    *op.mutable_request_range() = r;
+    absl::Status in_txn = ValidateTxn(Txn({}, {op}));
+    EXPECT_EQ(in_txn, s) << c.name;
+  }
+  EXPECT_EQ(ErrInvalidSortOption().message(), "etcdserver: invalid sort option");
+  EXPECT_EQ(ErrInvalidSortOption().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ValidateTest, LeaseGrantTable) {
+  struct Case {
+    int64_t id;
+    int64_t ttl;
+    bool too_large;
+  };
+  const std::vector<Case> cases = {
+      {0, 10, false},
+      {5, lease::kMaxLeaseTtlSeconds, false},      // etcd grants 9e9 s
+      {5, lease::kMaxLeaseTtlSeconds + 1, true},   // "too large lease TTL"
+      {0, INT64_MAX, true},
+      {-7, -10, false},  // negative TTL: raised to the minimum at apply
+      {INT64_MIN, 0, false},
+      {INT64_MAX, INT64_MIN, false},
+  };
+  for (const Case& c : cases) {
+    etcdserverpb::LeaseGrantRequest r;
+    r.set_id(c.id);
+    r.set_ttl(c.ttl);
+    absl::Status s = ValidateLeaseGrant(r);
+    if (c.too_large) {
+      EXPECT_TRUE(lease::IsLeaseTTLTooLarge(s)) << c.id << " " << c.ttl << ": " << s;
+    } else {
+      EXPECT_TRUE(s.ok()) << c.id << " " << c.ttl << ": " << s;
+    }
+  }
+  static_assert(lease::kMaxLeaseTtlSeconds <= INT64_MAX / 1000, "TTL in ms fits in int64");
+}
+
+// proto3 enums are open: compares with targets and results outside their
+// enums pass the door, as in etcd 3.4 (the applier evaluates them).
+TEST(ValidateTest, UnknownCompareEnumsPass) {
+  TxnRequest t = Txn({PutOp("a")});
+  auto* c = t.add_compare();
+  c->set_key("a");
+  c->set_target(static_cast<etcdserverpb::Compare::CompareTarget>(9));
+  c->set_result(static_cast<etcdserverpb::Compare::CompareResult>(-4));
+  EXPECT_TRUE(ValidateTxn(t).ok());
 }
 
 }  // namespace
