@@ -168,10 +168,15 @@ struct Node {
   }
 
   // One unary call with `payload` as the request bytes.
-  Reply Call(const std::string& method, const std::string& payload, bool with_token = true) {
+  Reply Call(const std::string& method, const std::string& payload, bool with_token = true,
+             const std::string& forced_token = "") {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    if (with_token && !token.empty()) ctx.AddMetadata("token", token);
+    if (!forced_token.empty()) {
+      ctx.AddMetadata("token", forced_token);
+    } else if (with_token && !token.empty()) {
+      ctx.AddMetadata("token", token);
+    }
     grpc::Slice slice(payload);
     grpc::ByteBuffer req(&slice, 1);
     grpc::CompletionQueue cq;
@@ -224,6 +229,7 @@ struct Request {
   std::string suffix;          // raw bytes appended to the serialized request
   bool with_token = true;      // send the node's auth token (if any)
   bool read_only = false;      // changes no state (Range and the like)
+  std::string forced_token;    // sent instead of the node's token (e.g. a bogus one)
 };
 
 struct Compared {
@@ -381,8 +387,8 @@ class DiffFuzzTest : public ::testing::Test {
     ++step_;
     std::string payload = r.req->SerializeAsString() + r.suffix;
     Compared c;
-    c.ref = ref_.Call(r.method, payload, r.with_token);
-    c.sut = sut_.Call(r.method, payload, r.with_token);
+    c.ref = ref_.Call(r.method, payload, r.with_token, r.forced_token);
+    c.sut = sut_.Call(r.method, payload, r.with_token, r.forced_token);
     if (verbose_) {
       std::cout << "step " << step_ << ": " << r.label << " " << Brief(*r.req, 400)
                 << (r.suffix.empty() ? "" : " +suffix") << " -> " << c.ref.code << " "
@@ -1378,6 +1384,28 @@ class DiffFuzzTest : public ::testing::Test {
     }
     WatchTranscript ta = Transcript(specs, final_rev, a.Responses());
     WatchTranscript tb = Transcript(specs, final_rev, b.Responses());
+    // A watch from exactly the compact revision: etcd 3.4 deletes the
+    // tombstones at that revision from its backend, but its watchers read
+    // through a buffer that does not see deletes until the backend's next
+    // commit (every 100 ms), so right after a Compact etcd may or may not
+    // send a DELETE event at the compact revision. cppetcd does not (etcd's
+    // settled answer). Such events are dropped from both sides.
+    for (size_t i = 0; i < specs.size(); ++i) {
+      if (compact_rev_ <= 0 || specs[i].create.start_revision() != compact_rev_) continue;
+      for (WatchTranscript* t : {&ta, &tb}) {
+        auto* ev = t->events[i].mutable_events();
+        const int before = ev->size();
+        ev->erase(std::remove_if(ev->begin(), ev->end(),
+                                 [&](const mvccpb::Event& e) {
+                                   return e.type() == mvccpb::Event::DELETE &&
+                                          e.kv().mod_revision() == compact_rev_;
+                                 }),
+                  ev->end());
+        if (ev->size() != before) {
+          ++allowed_["etcd 3.4: tombstone at the compact revision seen by a new watch"];
+        }
+      }
+    }
     std::string diff;
     if (a_done != b_done) diff += absl::StrCat("finished: etcd ", a_done, " server ", b_done, "\n");
     if (ta.control != tb.control) {
@@ -1681,8 +1709,25 @@ class DiffFuzzTest : public ::testing::Test {
     return true;
   }
 
-  // With auth on: a few requests without a token and some as root.
+  // With auth on: a few requests without a token or with a bogus one, and
+  // some as root.
   void AfterAuthSteps(int n) {
+    std::vector<Request> bogus;
+    bogus.push_back(Make<pb::RangeResponse>("Range(bogus token)", Kv("Range"), RandomRange()));
+    bogus.push_back(Make<pb::PutResponse>("Put(bogus token)", Kv("Put"), RandomPut()));
+    bogus.push_back(Make<pb::AlarmResponse>("Alarm(bogus token)", MaintM("Alarm"),
+                                            pb::AlarmRequest()));
+    bogus.push_back(Make<pb::AuthUserListResponse>("UserList(bogus token)", AuthM("UserList"),
+                                                   pb::AuthUserListRequest()));
+    bogus.push_back(Make<pb::LeaseGrantResponse>("LeaseGrant(bogus token)",
+                                                 LeaseM("LeaseGrant"), pb::LeaseGrantRequest()));
+    bogus.push_back(Make<pb::StatusResponse>("Status(bogus token)", MaintM("Status"),
+                                             pb::StatusRequest()));
+    for (auto& r : bogus) {
+      r.forced_token = "bogus.token";
+      r.suffix.clear();
+      Send(r);
+    }
     for (int i = 0; i < n; ++i) {
       if (Chance(30)) {
         Request r = Chance(50) ? Make<pb::RangeResponse>("Range(no token)", Kv("Range"),
