@@ -1695,6 +1695,21 @@ class DiffFuzzTest : public ::testing::Test {
     return true;
   }
 
+  // True if auth is enabled on etcd; then both nodes get fresh tokens.
+  bool RefreshTokens() {
+    pb::AuthenticateRequest q;
+    q.set_name("root");
+    q.set_password(kRootPassword);
+    Reply r = ref_.Call(AuthM("Authenticate"), q.SerializeAsString(), false);
+    if (r.code != grpc::StatusCode::OK) {
+      ref_.token.clear();
+      sut_.token.clear();
+      return false;
+    }
+    for (Node* n : {&ref_, &sut_}) EXPECT_TRUE(Authenticate(n)) << n->name;
+    return true;
+  }
+
   static bool Authenticate(Node* n) {
     pb::AuthenticateRequest q;
     q.set_name("root");
@@ -1836,8 +1851,11 @@ TEST_F(DiffFuzzTest, RandomRequestsMatchEtcd) {
   }
   ASSERT_FALSE(sut_died_) << "seed " << seed_ << ": the server under test died at step "
                           << step_;
-  const bool auth = EnableAuth();
+  bool auth = EnableAuth();
   AfterAuthSteps(auth ? 40 : 0);
+  // The random steps may have disabled (or re-enabled) auth, which drops
+  // every token: authenticate again if auth is on.
+  auth = RefreshTokens();
   CompareFinalState("at the end");
   ASSERT_TRUE(sut_.Alive()) << "the server under test died";
 
