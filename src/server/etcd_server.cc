@@ -171,9 +171,9 @@ void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
   *r.mutable_lease_grant() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   if (auto s = impl_->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
-  // etcd: the server picks a positive int63 ID when none (0) is given; a
-  // negative ID is the client's choice like any other.
-  while (r.lease_grant().id() == 0) {
+  // etcd: the server picks a positive int63 ID when none is given; any
+  // other ID, negative ones too, is the client's choice.
+  while (r.lease_grant().id() == lease::kNoLease) {
     r.mutable_lease_grant()->set_id(
         static_cast<int64_t>(impl_->idgen_->Next() & ((uint64_t{1} << 63) - 1)));
   }
