@@ -2,6 +2,8 @@
 // maintenance.go). RPCs not overridden answer UNIMPLEMENTED.
 #include "src/api/services.h"
 
+#include "absl/strings/match.h"
+
 namespace cppetcd::api {
 namespace {
 
@@ -63,7 +65,20 @@ grpc::ServerUnaryReactor* ClusterService::MemberPromote(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* MaintenanceService::Alarm(grpc::CallbackServerContext* context,
                                       const etcdserverpb::AlarmRequest* req,
                                       etcdserverpb::AlarmResponse* resp) {
-  return Forward(context, backend_, &ServerBackend::Alarm, req, resp);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
+  auth::ScopedCredentials creds(CallCredentials(context));
+  backend_->Alarm(*req, [reactor, reply = ReplyTo(reactor, resp, backend_)](
+                            absl::StatusOr<etcdserverpb::AlarmResponse> r) mutable {
+    // etcd's maintenance server returns the caller's auth error (an invalid
+    // token) unmapped: gRPC sends it as UNKNOWN with the auth package's text.
+    if (!r.ok() && absl::StartsWith(r.status().message(), "auth: ")) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNKNOWN, std::string(r.status().message())));
+      return;
+    }
+    std::move(reply)(std::move(r));
+  });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* MaintenanceService::Status(grpc::CallbackServerContext* context,

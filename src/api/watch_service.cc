@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
 #include "cppetcd/api/grpc_server.h"
+#include "cppetcd/api/metrics.h"
 #include "cppetcd/api/watch_fragment.h"
 #include "src/api/services.h"
 
@@ -206,7 +208,13 @@ class WatchReactor final
       etcdserverpb::WatchResponse denied = NewResponse(kInvalidWatchId, ws_rev);
       denied.set_created(true);
       denied.set_canceled(true);
-      denied.set_cancel_reason(ToGrpcStatus(permitted).error_message());
+      // etcd's reason is the gRPC error's Go text, code name included
+      // ("rpc error: code = PermissionDenied desc = etcdserver: permission
+      // denied"); found by diff_fuzz_test.
+      const grpc::Status st = ToGrpcStatus(permitted);
+      denied.set_cancel_reason(absl::StrCat("rpc error: code = ",
+                                            std::string(GrpcMetrics::CodeName(st.error_code())),
+                                            " desc = ", st.error_message()));
       out_.push_back(std::move(denied));
       return;
     }

@@ -28,6 +28,9 @@ absl::Status ErrRoleEmpty() { return absl::InvalidArgumentError("auth: role name
 absl::Status ErrAuthFailed() {
   return absl::InvalidArgumentError("auth: authentication failed, invalid user ID or password");
 }
+absl::Status ErrNoPasswordUser() {
+  return absl::UnknownError("auth: authentication failed, password was given for no password user");
+}
 absl::Status ErrPermissionDenied() { return absl::PermissionDeniedError(kPermissionDenied); }
 absl::Status ErrRoleNotGranted() {
   return absl::FailedPreconditionError("auth: role is not granted to the user");

@@ -466,7 +466,7 @@ absl::StatusOr<std::string> AuthStore::Authenticate(std::string_view name, std::
     if (!enabled_) return ErrAuthNotEnabled();
     auto it = users_.find(name);
     if (it == users_.end()) return ErrAuthFailed();
-    if (it->second.options().no_password()) return ErrAuthFailed();
+    if (it->second.options().no_password()) return ErrNoPasswordUser();
     rev = revision_;
   }
   absl::StatusOr<std::string> token = tokens_->Assign(name, rev, prefix, index);
@@ -523,7 +523,7 @@ absl::StatusOr<uint64_t> AuthStore::CheckPassword(std::string_view name,
     if (!enabled_) return ErrAuthNotEnabled();
     auto it = users_.find(name);
     if (it == users_.end()) return ErrAuthFailed();
-    if (it->second.options().no_password()) return ErrAuthFailed();
+    if (it->second.options().no_password()) return ErrNoPasswordUser();
     hash = it->second.password();
     rev = revision_;
   }

@@ -255,13 +255,16 @@ void EtcdServer::Alarm(const etcdserverpb::AlarmRequest& req,
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
+  // etcd 3.4 proposes every Alarm, GET too, with the caller's auth info: an
+  // invalid token fails it (any valid caller may use it).
+  serverpb::InternalRaftRequest r;
+  if (auto s = impl->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
   if (req.action() == etcdserverpb::AlarmRequest::GET) {
     etcdserverpb::AlarmResponse resp;
     impl->FillHeaderImpl(resp.mutable_header(), true);
     for (auto& a : impl->ListAlarms(req.alarm())) *resp.add_alarms() = std::move(a);
     return std::move(done)(std::move(resp));
   }
-  serverpb::InternalRaftRequest r;
   *r.mutable_alarm() = req;
   impl->Propose(std::move(r), [impl, done = std::move(done)](Outcome o) mutable {
     if (!o.status.ok()) return std::move(done)(std::move(o.status));

@@ -530,11 +530,27 @@ absl::Status ServerProcess::WaitReady() {
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(1000));
-    etcdserverpb::RangeRequest req;
-    req.set_key("health");
-    etcdserverpb::RangeResponse resp;
-    last = kv->Range(&ctx, req, &resp);
-    if (last.ok()) return absl::OkStatus();
+    last = grpc::Status::OK;
+    if (!options_.ready_user.empty()) {
+      // Auth is on: a linearizable read needs a token, and Authenticate
+      // itself goes through the log (etcd 3.4), so it proves readiness too.
+      auto auth = etcdserverpb::Auth::NewStub(NewChannel());
+      grpc::ClientContext auth_ctx;
+      auth_ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(1000));
+      etcdserverpb::AuthenticateRequest areq;
+      areq.set_name(options_.ready_user);
+      areq.set_password(options_.ready_password);
+      etcdserverpb::AuthenticateResponse aresp;
+      last = auth->Authenticate(&auth_ctx, areq, &aresp);
+      if (last.ok()) ctx.AddMetadata("token", aresp.token());
+    }
+    if (last.ok()) {
+      etcdserverpb::RangeRequest req;
+      req.set_key("health");
+      etcdserverpb::RangeResponse resp;
+      last = kv->Range(&ctx, req, &resp);
+      if (last.ok()) return absl::OkStatus();
+    }
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(milliseconds(50));
   }

@@ -128,6 +128,10 @@ class ServerProcess {
     std::string log_path;     // default <data_dir>/../<name>.log
     std::vector<std::string> extra_flags;
     std::chrono::milliseconds ready_timeout = std::chrono::seconds(30);
+    // When auth is enabled in the data dir (e.g. before a Restart): the
+    // readiness probe authenticates as this user first. Empty: no auth.
+    std::string ready_user;
+    std::string ready_password;
   };
 
   // Picks ports, spawns the server and waits until a linearizable Range
@@ -146,6 +150,7 @@ class ServerProcess {
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
   const Options& options() const { return options_; }
+  Options& mutable_options() { return options_; }
 
   // A new channel to the client endpoint (insecure; its own connection).
   std::shared_ptr<grpc::Channel> NewChannel() const;

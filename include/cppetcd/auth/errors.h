@@ -17,6 +17,9 @@ absl::Status ErrRoleAlreadyExist();      // "auth: role already exists"
 absl::Status ErrRoleNotFound();          // "auth: role not found"
 absl::Status ErrRoleEmpty();             // "auth: role name is empty"
 absl::Status ErrAuthFailed();            // "auth: authentication failed, invalid user ID or password"
+// "auth: authentication failed, password was given for no password user";
+// etcd 3.4 has no gRPC mapping for it: clients see UNKNOWN with this text.
+absl::Status ErrNoPasswordUser();
 absl::Status ErrPermissionDenied();      // "auth: permission denied"
 absl::Status ErrRoleNotGranted();        // "auth: role is not granted to the user"
 absl::Status ErrPermissionNotGranted();  // "auth: permission is not granted to the role"

@@ -329,8 +329,10 @@ class WatchableStore {
   void MoveToUnsyncedLocked(const WatcherPtr& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Closes `s`: removes its watchers and forgets it.
   void DetachStreamLocked(WatchStream* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Removes the watcher from whatever group holds it and its stream's map.
-  void RemoveWatcherLocked(const WatcherPtr& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes `w` out of the groups; unless keep_id, also out of its stream's
+  // map (which frees its ID).
+  void RemoveWatcherLocked(const WatcherPtr& w, bool keep_id = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues a RequestProgressAll response on `s` if it waits and is synced.
   void MaybeProgressAllLocked(WatchStream* s, std::vector<WatchStream*>* notify)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -131,6 +131,7 @@ absl::Status WatchStream::Cancel(int64_t watch_id) {
     if (closed_ || it == watchers_.end()) return ErrWatcherNotExist();
     std::shared_ptr<Watcher> w = it->second;
     store->RemoveWatcherLocked(w);
+    watchers_.erase(watch_id);  // also when compaction had removed it (ID kept)
     {
       std::lock_guard<std::mutex> q(qmu_);
       for (auto i = queue_.begin(); i != queue_.end();) {
@@ -435,7 +436,7 @@ void WatchableStore::AddWatcherLocked(const WatcherPtr& w) {
   KickLocked();
 }
 
-void WatchableStore::RemoveWatcherLocked(const WatcherPtr& w) {
+void WatchableStore::RemoveWatcherLocked(const WatcherPtr& w, bool keep_id) {
   switch (w->state) {
     case WatcherState::kSynced:
       groups_->synced.Remove(w->range, w.get());
@@ -453,6 +454,7 @@ void WatchableStore::RemoveWatcherLocked(const WatcherPtr& w) {
       return;
   }
   w->state = WatcherState::kRemoved;
+  if (keep_id) return;
   auto& map = w->stream->watchers_;
   if (auto it = map.find(w->id); it != map.end() && it->second == w) {
     map.erase(it);
@@ -604,9 +606,13 @@ bool WatchableStore::SyncOnce() {
       candidates.push_back(w);
     }
     for (WatcherPtr& w : candidates) {
-      if (compact_rev > 0 && w->next_rev < compact_rev) {
+      if (w->next_rev < compact_rev) {
         // etcd: a watcher whose next revision was compacted is told so and
-        // canceled.
+        // canceled. The compact revision is -1 before any compaction, so a
+        // negative start revision below it is canceled too (etcd's
+        // chooseAll). The stream keeps the ID taken until the client
+        // cancels it, as etcd's watchStream does: a new watch does not get
+        // it, and a cancel request for it is answered.
         WatchResponse r;
         r.watch_id = w->id;
         r.revision = 0;  // as etcd: the response carries no header revision
@@ -615,7 +621,7 @@ bool WatchableStore::SyncOnce() {
         bool need_notify = false;
         if (w->stream->Enqueue(std::move(r), false, false, &need_notify)) {
           WatchStream* s = w->stream;
-          RemoveWatcherLocked(w);
+          RemoveWatcherLocked(w, /*keep_id=*/true);
           ReserveNotifyLocked(s, need_notify, &notify);
           MaybeProgressAllLocked(s, &notify);
         }

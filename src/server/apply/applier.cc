@@ -176,6 +176,7 @@ class TxnRunner {
  public:
   TxnRunner(ReadFn read, mvcc::TxnWrite* tw, lease::Lessor* lessor, int64_t pinned_rev)
       : read_(std::move(read)), tw_(tw), lessor_(lessor), pinned_rev_(pinned_rev) {}
+  void set_first_rev(int64_t rev) { first_rev_ = rev; }
 
   // etcd compareToPath (run before any write).
   absl::StatusOr<TxnPlan> Plan(const TxnRequest& r) {
@@ -219,8 +220,14 @@ class TxnRunner {
         if (auto s = CheckRanges(op.request_txn(), plan.nested[next++]); !s.ok()) return s;
         continue;
       }
-      if (!op.has_request_range() || op.request_range().revision() <= 0) continue;
+      if (!op.has_request_range() || op.request_range().revision() == 0) continue;
       const auto& rq = op.request_range();
+      // etcd compares a negative revision with the read view's first
+      // revision (the compact revision, -1 before any compaction) only.
+      if (rq.revision() < 0) {
+        if (rq.revision() < first_rev_) return mvcc::ErrCompacted();
+        continue;
+      }
       if (pinned_rev_ > 0 && rq.revision() > pinned_rev_) return mvcc::ErrFutureRev();
       mvcc::RangeOptions o;
       o.rev = rq.revision();
@@ -382,6 +389,7 @@ class TxnRunner {
   mvcc::TxnWrite* tw_;  // null: read-only
   lease::Lessor* lessor_;
   int64_t pinned_rev_;  // > 0: the read view's revision (read-only txn)
+  int64_t first_rev_ = -1;  // etcd's FirstRev: the compact revision, -1 before any
 };
 
 ApplyResult Failed(absl::Status s) {
@@ -481,6 +489,7 @@ ApplyResult Applier::ApplyTxn(storage::WriteTxn* btx, const TxnRequest& r) {
     return raw->Range(k, e, o);
   };
   TxnRunner runner(read, raw, lessor_, 0);
+  runner.set_first_rev(store_->CompactRev());
   // Every check runs before the first write, so a failed txn writes nothing.
   absl::StatusOr<TxnPlan> plan = runner.Plan(r);
   if (!plan.ok()) return Failed(plan.status());
@@ -569,6 +578,7 @@ absl::StatusOr<TxnResponse> Applier::ReadOnlyTxn(const TxnRequest& r) const {
     return store_->Range(k, e, o);
   };
   TxnRunner runner(read, nullptr, lessor_, rev);
+  runner.set_first_rev(store_->CompactRev());
   absl::StatusOr<TxnPlan> plan = runner.Plan(r);
   if (!plan.ok()) return plan.status();
   if (auto s = runner.CheckRanges(r, *plan); !s.ok()) return s;

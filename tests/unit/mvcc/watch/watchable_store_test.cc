@@ -174,9 +174,33 @@ TEST_F(WatchableStoreTest, CompactedStartIsCanceledWithCompactRevision) {
   EXPECT_TRUE(w0[0].canceled);
   EXPECT_TRUE(w0[0].events.empty());
   EXPECT_THAT(Revs(EventsOf(r.got, 1)), ElementsAre(6, 7, 8, 9, 10, 11));
-  // The compacted watcher is gone.
+  // As etcd's watchStream: the compacted watcher gets no more events but
+  // keeps its ID until the client cancels it (found by diff_fuzz_test: the
+  // ID was given to the next watch of the stream).
+  ASSERT_EQ(*r.stream->Watch(0, "a", "", 0, false, false, false), 2);
+  EXPECT_FALSE(r.stream->Watch(1, "b", "", 0, false, false, false).ok());  // 1 is live
+  EXPECT_TRUE(r.stream->Cancel(0).ok());
   EXPECT_TRUE(IsWatcherNotExist(r.stream->Cancel(0)));
   EXPECT_TRUE(r.stream->Cancel(1).ok());
+}
+
+// etcd's watchStream keeps a compacted watcher's ID until the client
+// cancels it, and its compact revision is -1 before any compaction, so a
+// start revision below -1 is "compacted" too (found by diff_fuzz_test).
+TEST_F(WatchableStoreTest, CompactedWatcherKeepsItsIdUntilCanceled) {
+  for (int i = 0; i < 4; ++i) source_.Put("a", std::to_string(i));  // revs 2..5
+  Reader r(store_.get());
+  ASSERT_EQ(*r.stream->Watch(7, "a", "", -5, false, false, false), 7);
+  ASSERT_TRUE(r.PollUntil([](auto& got) {
+    return std::any_of(got.begin(), got.end(), [](auto& x) { return x.watch_id == 7; });
+  }));
+  ASSERT_EQ(r.got.size(), 1u);
+  EXPECT_EQ(r.got[0].compact_revision, -1);
+  EXPECT_TRUE(r.got[0].canceled);
+  EXPECT_TRUE(r.got[0].events.empty());
+  EXPECT_FALSE(r.stream->Watch(7, "a", "", 0, false, false, false).ok());  // taken
+  EXPECT_TRUE(r.stream->Cancel(7).ok());
+  EXPECT_EQ(*r.stream->Watch(7, "a", "", 0, false, false, false), 7);  // free again
 }
 
 TEST_F(WatchableStoreTest, Filters) {

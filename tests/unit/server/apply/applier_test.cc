@@ -693,6 +693,14 @@ TEST_F(ApplierTest, TxnChecksBeforeAnyWrite) {
   *fut.add_success() = RangeOp("a", "", 9);  // 9 is this txn's own revision
   EXPECT_TRUE(mvcc::IsFutureRev(Txn(fut).error));
   EXPECT_EQ(store_->Rev(), 8);
+  // A negative revision is compared with the compact revision only (etcd's
+  // checkRequestRange; -1 before any compaction). Found by diff_fuzz_test.
+  TxnRequest neg1;
+  *neg1.add_success() = RangeOp("a", "", -1);
+  EXPECT_TRUE(Txn(neg1).error.ok());
+  TxnRequest neg2;
+  *neg2.add_success() = RangeOp("a", "", -2);
+  EXPECT_TRUE(mvcc::IsCompacted(Txn(neg2).error));
   ApplyResult c = Compact(5);
   ASSERT_TRUE(c.error.ok());
   ASSERT_TRUE(c.compaction_done->get().ok());
@@ -700,6 +708,11 @@ TEST_F(ApplierTest, TxnChecksBeforeAnyWrite) {
   *old.add_success() = PutOp("w", "1");
   *old.add_success() = RangeOp("a", "", 4);
   EXPECT_TRUE(mvcc::IsCompacted(Txn(old).error));
+  EXPECT_EQ(store_->Rev(), 8);
+  TxnRequest neg;
+  *neg.add_success() = PutOp("w", "1");
+  *neg.add_success() = RangeOp("a", "", -1);
+  EXPECT_TRUE(mvcc::IsCompacted(Txn(neg).error));
   EXPECT_EQ(store_->Rev(), 8);
   // At the compact revision itself: fine.
   TxnRequest at;
