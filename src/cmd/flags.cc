@@ -299,6 +299,14 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
       u.host = std::string(rest.substr(0, colon));
       port_text = rest.substr(colon + 1);
     }
+    // Go's net.SplitHostPort (etcd): an IPv6 host needs brackets.
+    const char* why = absl::StrContains(u.host, ':')   ? "too many colons in address"
+                      : absl::StrContains(u.host, '[') ? "unexpected '[' in address"
+                      : absl::StrContains(u.host, ']') ? "unexpected ']' in address"
+                                                       : nullptr;
+    if (why != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("address ", AV(rest), ": ", why));
+    }
   }
   if (!port_text.empty()) {
     int p = 0;
