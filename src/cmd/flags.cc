@@ -280,6 +280,9 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
       return absl::InvalidArgumentError(absl::StrCat("URL must not contain a path: ", AV(text)));
     }
     rest = rest.substr(0, slash);
+    if (rest.empty()) {  // "unix:///": nothing but the root path
+      return absl::InvalidArgumentError(absl::StrCat("URL address does not have the form \"host:port\": ", AV(text)));
+    }
   }
   std::string_view port_text;
   if (!rest.empty() && rest[0] == '[') {

@@ -179,6 +179,7 @@ TEST(FlagsTest, Urls) {
   EXPECT_FALSE(ParseUrl("http://fe80::1:2379").ok());
   EXPECT_FALSE(ParseUrl("unix://a:b[c]:80").ok());
   EXPECT_FALSE(ParseUrl("http://a]:80").ok());
+  EXPECT_FALSE(ParseUrl("unix:///").ok());  // printed as "unix://", which did not parse
   auto dup = ParseUrls("http://a:1,http://a:1,http://b:2");
   ASSERT_TRUE(dup.ok());
   EXPECT_EQ(dup->size(), 2u);
