@@ -86,7 +86,7 @@ class Checker {
     if (db.depth == 0 || db.depth > kMaxDepth) {
       return Bad(absl::StrCat("database ", std::string(name), " depth ", db.depth));
     }
-    return Page(db.root, 1, db.depth, kind, name);
+    return Page(db.root, 1, db.depth, kind, name, nullptr, nullptr);
   }
 
   // Pages named free by the free-page tree, checked against the trees.
@@ -112,7 +112,21 @@ class Checker {
 
   const char* PagePtr(uint64_t pgno) const { return file_.data() + pgno * ps_; }
 
-  absl::Status Page(uint64_t pgno, int depth, int want_depth, int kind, std::string_view name) {
+  // LMDB's key order: bytes then length (mdb_cmp_memn); the free-page
+  // database's keys are native 64-bit integers (MDB_INTEGERKEY).
+  static int Compare(int kind, std::string_view a, std::string_view b) {
+    if (kind == 2 && a.size() == 8 && b.size() == 8) {
+      const uint64_t x = Get64(a.data()), y = Get64(b.data());
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+    return a.compare(b);
+  }
+
+  // Checks page `pgno` at `depth` (1 = root) of a tree whose leaves are at
+  // `want_depth`; its keys must lie in [*lo, *hi) (null: unbounded) and
+  // ascend strictly (LMDB's search and cursor steps rely on the order).
+  absl::Status Page(uint64_t pgno, int depth, int want_depth, int kind, std::string_view name,
+                    const std::string_view* lo, const std::string_view* hi) {
     if (absl::Status s = Claim(pgno, 1); !s.ok()) return s;
     const char* p = PagePtr(pgno);
     if (Get64(p) != pgno) return Bad(absl::StrCat("page ", pgno, " carries number ", Get64(p)));
@@ -133,29 +147,64 @@ class Checker {
     if (nkeys == 0 || (!leaf && nkeys < 2 && depth > 1)) {
       return Bad(absl::StrCat("page ", pgno, " has ", nkeys, " keys"));
     }
+    struct Node {
+      const char* n;
+      uint64_t lo, hi, flags;
+      std::string_view key;
+    };
+    std::vector<Node> nodes;
+    nodes.reserve(nkeys);
     for (size_t i = 0; i < nkeys; ++i) {
       const uint64_t off = Get16(p + kPageHeader + 2 * i);
       if (off < upper || off + kNodeHeader > ps_) {
         return Bad(absl::StrCat("page ", pgno, " node ", i, " at ", off));
       }
       const char* n = p + off;
-      const uint64_t lo = Get16(n), hi = Get16(n + 2), nflags = Get16(n + 4), ksize = Get16(n + 6);
-      const uint64_t key_end = off + kNodeHeader + ksize;
-      if (key_end > ps_) return Bad(absl::StrCat("page ", pgno, " node ", i, " key overflows"));
+      const uint64_t ksize = Get16(n + 6);
+      if (off + kNodeHeader + ksize > ps_) {
+        return Bad(absl::StrCat("page ", pgno, " node ", i, " key overflows"));
+      }
+      Node node{n, Get16(n), Get16(n + 2), Get16(n + 4), std::string_view(n + kNodeHeader, ksize)};
+      // A branch's first key is not used (its child holds everything below
+      // the second key); every other key is checked.
+      if (leaf || i > 0) {
+        const size_t max_key = 511;  // LMDB's default maximum key size
+        if (node.key.empty() || node.key.size() > max_key || (kind == 2 && node.key.size() != 8)) {
+          return Bad(absl::StrCat("page ", pgno, " node ", i, " key of ", node.key.size(), " bytes"));
+        }
+        if ((lo != nullptr && Compare(kind, node.key, *lo) < 0) ||
+            (hi != nullptr && Compare(kind, node.key, *hi) >= 0) ||
+            ((leaf ? i > 0 : i > 1) && Compare(kind, nodes.back().key, node.key) >= 0)) {
+          return Bad(absl::StrCat("page ", pgno, " node ", i, " key out of order"));
+        }
+      }
+      nodes.push_back(node);
+    }
+    for (size_t i = 0; i < nkeys; ++i) {
+      const Node& nd = nodes[i];
+      const uint64_t key_end = static_cast<uint64_t>(nd.key.data() + nd.key.size() - p);
       if (!leaf) {
-        const uint64_t child = lo | (hi << 16) | (nflags << 32);
-        if (absl::Status s = Page(child, depth + 1, want_depth, kind, name); !s.ok()) return s;
+        const uint64_t child = nd.lo | (nd.hi << 16) | (nd.flags << 32);
+        const std::string_view* child_lo = i == 0 ? lo : &nodes[i].key;
+        const std::string_view* child_hi = i + 1 < nkeys ? &nodes[i + 1].key : hi;
+        if (absl::Status s = Page(child, depth + 1, want_depth, kind, name, child_lo, child_hi); !s.ok()) {
+          return s;
+        }
         continue;
       }
-      const uint64_t dsize = lo | (hi << 16);
-      const std::string_view key(n + kNodeHeader, ksize);
+      const uint64_t dsize = nd.lo | (nd.hi << 16);
+      const std::string_view key = nd.key;
       std::string_view value;
-      if (nflags == 0) {
+      if (kind == 0 && nd.flags != kSubData) {
+        // cppetcd's main database holds only its buckets.
+        return Bad(absl::StrCat("page ", pgno, " node ", i, " of the main database is not a bucket"));
+      }
+      if (nd.flags == 0) {
         if (key_end + dsize > ps_) return Bad(absl::StrCat("page ", pgno, " node ", i, " value overflows"));
-        value = std::string_view(n + kNodeHeader + ksize, dsize);
-      } else if (nflags == kBigData) {
+        value = std::string_view(nd.n + kNodeHeader + key.size(), dsize);
+      } else if (nd.flags == kBigData) {
         if (key_end + 8 > ps_) return Bad(absl::StrCat("page ", pgno, " node ", i, " overflows"));
-        const uint64_t opg = Get64(n + kNodeHeader + ksize);
+        const uint64_t opg = Get64(nd.n + kNodeHeader + key.size());
         if (opg < 2 || opg > last_) return Bad(absl::StrCat("overflow page ", opg, " out of range"));
         const char* op = PagePtr(opg);
         const uint64_t pages = Get32(op + 12);
@@ -167,20 +216,19 @@ class Checker {
           return Bad(absl::StrCat("value of ", dsize, " bytes in ", pages, " overflow pages"));
         }
         value = std::string_view(op + kPageHeader, dsize);
-      } else if (nflags == kSubData && kind == 0) {
+      } else if (nd.flags == kSubData && kind == 0) {
         if (dsize != kDbRecord || key_end + dsize > ps_) {
           return Bad(absl::StrCat("page ", pgno, " node ", i, " bad sub-database record"));
         }
-        const DbRecord sub = ParseDb(n + kNodeHeader + ksize);
+        const DbRecord sub = ParseDb(nd.n + kNodeHeader + key.size());
         if (absl::Status s = Tree(sub, 1, key); !s.ok()) return s;
         continue;
       } else {
-        return Bad(absl::StrCat("page ", pgno, " node ", i, " has flags ", nflags));
+        return Bad(absl::StrCat("page ", pgno, " node ", i, " has flags ", nd.flags));
       }
       if (kind == 2) {
         // A free-page list: {count, pgno...} (u64 each).
-        if (key.size() != 8 || value.size() < 8 || value.size() % 8 != 0 ||
-            Get64(value.data()) != value.size() / 8 - 1) {
+        if (value.size() < 8 || value.size() % 8 != 0 || Get64(value.data()) != value.size() / 8 - 1) {
           return Bad(absl::StrCat("free-page list on page ", pgno, " is malformed"));
         }
         for (size_t j = 8; j < value.size(); j += 8) free_pages_.push_back(Get64(value.data() + j));

@@ -15,7 +15,10 @@
 //    (overflow pages only behind F_BIGDATA values) numbered as its position,
 //    lies at or below the last page, is reached exactly once (no cycles, no
 //    sharing), with consistent lower/upper bounds, nodes inside the page,
-//    leaves all at the tree's recorded depth (at most 32);
+//    keys of 1..511 bytes in strictly ascending LMDB order within each page
+//    and inside the range their parent branch gives them, leaves all at the
+//    tree's recorded depth (at most 32); the main database holds only
+//    sub-database records;
 //  - free-page lists name pages in [2, last page] that no tree uses.
 //
 // Format facts: LMDB 0.9 (liblmdb) on 64-bit little-endian hosts: 16-byte
