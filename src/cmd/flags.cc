@@ -311,6 +311,12 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
       return absl::InvalidArgumentError(absl::StrCat("address ", AV(rest), ": ", why));
     }
   }
+  // Go's url.Parse: no control characters or spaces in a host.
+  for (unsigned char c : u.host) {
+    if (c <= 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid character in host name: ", AV(text)));
+    }
+  }
   if (!port_text.empty()) {
     int p = 0;
     if (!absl::SimpleAtoi(AV(port_text), &p) || p < 0 || p > 65535) {
