@@ -324,7 +324,7 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
     }
     u.port = p;
   }
-  if ((u.scheme == "http" || u.scheme == "https") && u.port == 0) {
+  if (((u.scheme == "http" || u.scheme == "https") && u.port == 0) || (u.host.empty() && u.port == 0)) {
     return absl::InvalidArgumentError(absl::StrCat("URL address does not have the form \"host:port\": ", AV(text)));
   }
   return u;

@@ -182,6 +182,7 @@ TEST(FlagsTest, Urls) {
   EXPECT_FALSE(ParseUrl("unix:///").ok());  // printed as "unix://", which did not parse
   EXPECT_FALSE(ParseUrl("unix://a\n/").ok());  // printed as "unix://a\n", read back as "a"
   EXPECT_FALSE(ParseUrl("http://a b:1").ok());
+  EXPECT_FALSE(ParseUrl("unix://:").ok());  // no host, no port: printed as "unix://"
   auto dup = ParseUrls("http://a:1,http://a:1,http://b:2");
   ASSERT_TRUE(dup.ok());
   EXPECT_EQ(dup->size(), 2u);
