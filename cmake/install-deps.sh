@@ -11,6 +11,8 @@ pkgs=(
   etcd-client etcd-server
   # tools the tests use
   curl openssl jq procps iproute2
+  # coverage-guided fuzzing (tests/fuzz/run.sh): clang, libFuzzer, sanitizer runtimes
+  clang libfuzzer-14-dev libclang-rt-14-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do

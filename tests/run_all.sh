@@ -2,7 +2,9 @@
 # The whole test suite: installs what is missing, builds, runs every test
 # (unit, raft simulation, integration with real etcdctl and etcd), then the
 # unit and simulation suites again under ASan+UBSan and the server-side suites
-# under TSan. Set CPPETCD_SANITIZERS=0 to skip the sanitizer passes.
+# under TSan, with a short libFuzzer campaign after the release pass
+# (tests/fuzz/run.sh). Set CPPETCD_SANITIZERS=0 to skip the sanitizer passes,
+# CPPETCD_FUZZ=0 to skip the fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,6 +30,13 @@ echo "== build (RelWithDebInfo)"
 build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== tests (RelWithDebInfo)"
 (cd build/release && ctest -j "$jobs" --timeout 600 --output-on-failure)
+
+# Coverage-guided fuzzing (clang build in build/fuzz, 15 s per target; the
+# corpora also run as CTest tests above). CPPETCD_FUZZ=0 skips it.
+if [ "${CPPETCD_FUZZ:-1}" != "0" ]; then
+  echo "== fuzzing (libFuzzer, ASan+UBSan)"
+  tests/fuzz/run.sh --seconds "${CPPETCD_FUZZ_SECONDS:-15}"
+fi
 
 if [ "${CPPETCD_SANITIZERS:-1}" != "0" ]; then
   echo "== build (ASan+UBSan)"

@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include <cmath>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -154,7 +155,18 @@ class JwtTokenProvider final : public TokenProvider {
     }
     AuthInfo info;
     info.username = claims["username"].get<std::string>();
-    info.revision = static_cast<uint64_t>(claims["revision"].get<double>());
+    // Any JSON number may come in: only a whole one in uint64's range is a
+    // revision (a float outside it would make the conversion undefined).
+    const nlohmann::json& rev = claims["revision"];
+    if (rev.is_number_unsigned()) {
+      info.revision = rev.get<uint64_t>();
+    } else if (rev.is_number_float()) {
+      const double d = rev.get<double>();
+      if (!(d >= 0 && d < 18446744073709551616.0) || d != std::floor(d)) return std::nullopt;
+      info.revision = static_cast<uint64_t>(d);
+    } else {
+      return std::nullopt;  // negative
+    }
     return info;
   }
 

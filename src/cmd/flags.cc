@@ -280,6 +280,9 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
       return absl::InvalidArgumentError(absl::StrCat("URL must not contain a path: ", AV(text)));
     }
     rest = rest.substr(0, slash);
+    if (rest.empty()) {  // "unix:///": nothing but the root path
+      return absl::InvalidArgumentError(absl::StrCat("URL address does not have the form \"host:port\": ", AV(text)));
+    }
   }
   std::string_view port_text;
   if (!rest.empty() && rest[0] == '[') {
@@ -299,6 +302,20 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
       u.host = std::string(rest.substr(0, colon));
       port_text = rest.substr(colon + 1);
     }
+    // Go's net.SplitHostPort (etcd): an IPv6 host needs brackets.
+    const char* why = absl::StrContains(u.host, ':')   ? "too many colons in address"
+                      : absl::StrContains(u.host, '[') ? "unexpected '[' in address"
+                      : absl::StrContains(u.host, ']') ? "unexpected ']' in address"
+                                                       : nullptr;
+    if (why != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("address ", AV(rest), ": ", why));
+    }
+  }
+  // Go's url.Parse: no control characters or spaces in a host.
+  for (unsigned char c : u.host) {
+    if (c <= 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid character in host name: ", AV(text)));
+    }
   }
   if (!port_text.empty()) {
     int p = 0;
@@ -307,7 +324,7 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
     }
     u.port = p;
   }
-  if ((u.scheme == "http" || u.scheme == "https") && u.port == 0) {
+  if (((u.scheme == "http" || u.scheme == "https") && u.port == 0) || (u.host.empty() && u.port == 0)) {
     return absl::InvalidArgumentError(absl::StrCat("URL address does not have the form \"host:port\": ", AV(text)));
   }
   return u;

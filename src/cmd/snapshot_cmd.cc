@@ -27,6 +27,7 @@
 #include "cppetcd/snap/snapshotter.h"
 #include "cppetcd/storage/backend.h"
 #include "cppetcd/storage/bbolt_reader.h"
+#include "cppetcd/storage/lmdb_check.h"
 #include "cppetcd/util/crc32c.h"
 #include "cppetcd/util/env.h"
 #include "cppetcd/util/log.h"
@@ -249,6 +250,7 @@ absl::StatusOr<SnapshotStatus> ComputeSnapshotStatus(const std::string& path) {
   if (auto s = CopyVerified(path, copy, /*skip_hash_check=*/true, &had_hash); !s.ok()) return s;
   std::error_code ec;
   acc.st.total_size = static_cast<int64_t>(fs::file_size(copy, ec));
+  if (auto s = storage::CheckLmdbFile(copy); !s.ok()) return s;
   storage::BackendOptions bopts;
   bopts.logger = util::GetLogger("backend");
   auto be = storage::Backend::Open(copy, bopts);
@@ -405,6 +407,10 @@ absl::Status RestoreSnapshot(const RestoreOptions& o) {
     if (!r.ok()) return r.status();
     bolt = std::move(*r);
   } else {
+    if (auto s = storage::CheckLmdbFile(staged); !s.ok()) {
+      fs::remove(staged, ec);
+      return s;
+    }
     fs::rename(staged, db_path, ec);
     if (ec) return absl::InternalError(absl::StrCat("rename ", staged, ": ", ec.message()));
   }

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "confchange.h"
+#include "cppetcd/raft/peer_message.h"
 #include "cppetcd/util/log.h"
 
 namespace cppetcd::raft {
@@ -456,6 +458,83 @@ VoteResult Raft::Poll(uint64_t id, raftpb::MessageType t, bool granted) {
   return res;
 }
 
+// ---- Messages from peers ----
+
+absl::Status Raft::CheckPeerMessage(const raftpb::Message& m) const {
+  const raftpb::MessageType t = m.type();
+  if (m.from() == kNone || (m.from() == id_ && t != raftpb::MsgTransferLeader)) {
+    return ErrInvalidPeerMessage(absl::StrCat("sender ", m.from()));
+  }
+  // Proposals and read requests are forwarded without a term (Send); every
+  // other message carries one: a term-0 one would be taken as local.
+  const bool termless = t == raftpb::MsgProp || t == raftpb::MsgReadIndex;
+  if (termless != (m.term() == 0)) {
+    return ErrInvalidPeerMessage(absl::StrCat("term ", m.term(), " on message type ", t));
+  }
+  if (t == raftpb::MsgProp && m.entries_size() == 0) return ErrInvalidPeerMessage("empty proposal");
+  if (t == raftpb::MsgApp) {
+    // Entries follow m.index() one by one, with terms that do not go down,
+    // from at least m.log_term() up to at most the sender's term.
+    uint64_t prev_term = m.log_term();
+    for (int i = 0; i < m.entries_size(); ++i) {
+      const raftpb::Entry& e = m.entries(i);
+      if (m.index() > std::numeric_limits<uint64_t>::max() - 1 - static_cast<uint64_t>(i) ||
+          e.index() != m.index() + 1 + static_cast<uint64_t>(i)) {
+        return ErrInvalidPeerMessage(
+            absl::StrCat("entry ", i, " has index ", e.index(), " after index ", m.index()));
+      }
+      if (e.term() < prev_term || e.term() > m.term()) {
+        return ErrInvalidPeerMessage(absl::StrCat("entry ", e.index(), " has term ", e.term(),
+                                                  " (previous ", prev_term, ", message term ",
+                                                  m.term(), ")"));
+      }
+      prev_term = e.term();
+    }
+    if (m.log_term() > m.term()) {
+      return ErrInvalidPeerMessage(absl::StrCat("log term ", m.log_term(), " above term ", m.term()));
+    }
+  }
+  if (m.term() < term_) return absl::OkStatus();  // stale: Step only answers it
+  switch (t) {
+    case raftpb::MsgHeartbeat:
+      // A leader sends min(match, committed) (match <= our last index).
+      if (m.commit() > log_.LastIndex()) {
+        return ErrInvalidPeerMessage(absl::StrCat("heartbeat commit ", m.commit(),
+                                                  " past the last index ", log_.LastIndex()));
+      }
+      break;
+    case raftpb::MsgAppResp:
+      // Only the leader of this term uses it; it acknowledges what we sent.
+      if (state_ == StateType::kLeader && m.term() == term_ && !m.reject() &&
+          m.index() > log_.LastIndex()) {
+        return ErrInvalidPeerMessage(absl::StrCat("append response index ", m.index(),
+                                                  " past the last index ", log_.LastIndex()));
+      }
+      break;
+    case raftpb::MsgSnap: {
+      const raftpb::SnapshotMetadata& md = m.snapshot().metadata();
+      if (md.index() == 0 || md.term() == 0 || md.term() > m.term()) {
+        return ErrInvalidPeerMessage(absl::StrCat("snapshot at index ", md.index(), " term ",
+                                                  md.term(), " in a message of term ", m.term()));
+      }
+      if (md.conf_state().voters_size() == 0) {
+        return ErrInvalidPeerMessage("snapshot without voters");
+      }
+      if (md.index() > log_.committed()) {
+        auto restored = RestoreConfig(md.conf_state(), md.index(), prs_.max_inflight());
+        if (!restored.ok()) {
+          return ErrInvalidPeerMessage(
+              absl::StrCat("snapshot conf state: ", restored.status().message()));
+        }
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return absl::OkStatus();
+}
+
 // ---- Step ----
 
 absl::Status Raft::Step(raftpb::Message m) {
@@ -860,7 +939,10 @@ absl::Status Raft::StepFollower(raftpb::Message& m) {
       HandleSnapshot(m);
       return absl::OkStatus();
     case raftpb::MsgTransferLeader:
-      if (lead_ == kNone) return absl::OkStatus();
+      // Forward a local request only: one from a peer (it carries a term)
+      // was meant for a leader that has since stepped down, and Send
+      // refuses a term on a forwarded message.
+      if (lead_ == kNone || m.term() != 0) return absl::OkStatus();
       m.set_to(lead_);
       Send(m);
       return absl::OkStatus();

@@ -27,6 +27,11 @@ class Raft {
   explicit Raft(const Config& cfg);
 
   absl::Status Step(raftpb::Message m);
+  // Checks a message that arrived from a peer (RawNode::Step) against what
+  // a correct peer can send in this node's state; ErrInvalidPeerMessage for
+  // one raft would abort on or corrupt its log with. Local invariants are
+  // not relaxed: this only keeps foreign bytes from reaching them.
+  absl::Status CheckPeerMessage(const raftpb::Message& m) const;
   void Tick();
   // Handles what the application did with a Ready (applied, persisted).
   void Advance(const Ready& rd);

@@ -141,6 +141,7 @@ raftpb::ConfState RawNode::ApplyConfChange(const raftpb::ConfChange& cc) { retur
 
 absl::Status RawNode::Step(const raftpb::Message& m) {
   if (IsLocalMsg(m.type())) return ErrStepLocalMsg();
+  if (absl::Status s = raft_->CheckPeerMessage(m); !s.ok()) return s;
   if (raft_->tracker().progress.count(m.from()) == 0 && IsResponseMsg(m.type())) return ErrStepPeerNotFound();
   return raft_->Step(m);
 }

@@ -2,6 +2,10 @@
 
 #include <algorithm>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "cppetcd/raft/peer_message.h"
+
 namespace cppetcd::raft {
 namespace {
 
@@ -17,6 +21,7 @@ constexpr const char* kSnapTempMsg = "snapshot is temporarily unavailable";
 constexpr const char* kProposalDroppedMsg = "raft proposal dropped";
 constexpr const char* kStepLocalMsg = "raft: cannot step raft local message";
 constexpr const char* kStepPeerNotFoundMsg = "raft: cannot step as peer not found";
+constexpr const char* kInvalidPeerMessagePrefix = "raft: invalid message from peer: ";
 
 }  // namespace
 
@@ -41,6 +46,13 @@ bool IsStepLocalMsg(const absl::Status& s) { return Matches(s, absl::StatusCode:
 absl::Status ErrStepPeerNotFound() { return absl::NotFoundError(kStepPeerNotFoundMsg); }
 bool IsStepPeerNotFound(const absl::Status& s) {
   return Matches(s, absl::StatusCode::kNotFound, kStepPeerNotFoundMsg);
+}
+absl::Status ErrInvalidPeerMessage(std::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(kInvalidPeerMessagePrefix, std::string(why)));
+}
+bool IsInvalidPeerMessage(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kInvalidArgument &&
+         absl::StartsWith(s.message(), kInvalidPeerMessagePrefix);
 }
 
 uint64_t EntrySize(const raftpb::Entry& e) { return e.ByteSizeLong(); }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "absl/strings/str_format.h"
+#include "cppetcd/server/peer_check.h"
 #include "server_impl.h"
 
 namespace cppetcd::server {
@@ -36,6 +37,16 @@ absl::Status EtcdServer::Impl::Process(raftpb::Message m) {
   {
     std::unique_lock<std::mutex> l(members_mu_);
     if (removed_.contains(m.from())) return ErrMemberRemoved();
+    // Known: a member applied here, or (before the bootstrap conf changes
+    // are applied) one of the initial cluster.
+    auto known = [&](uint64_t id) {
+      if (members_.contains(id)) return true;
+      for (const auto& im : initial_members_) {
+        if (im.id() == id) return true;
+      }
+      return false;
+    };
+    if (absl::Status s = CheckPeerMessage(m, member_id_.load(), known); !s.ok()) return s;
   }
   std::unique_lock<std::mutex> l(raft_mu_);
   if (raft_stop_) return ErrStopped();

@@ -6,8 +6,25 @@
 #include "server_impl.h"
 
 #include "crash_point.h"
+#include "cppetcd/raft/peer_message.h"
 
 namespace cppetcd::server {
+namespace {
+
+// At most one "dropped invalid raft message" line a second (process-wide):
+// a broken or hostile peer must not flood the log.
+bool AllowInvalidPeerLog() {
+  static std::atomic<int64_t> next_ns{0};
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t next = next_ns.load(std::memory_order_relaxed);
+  return now >= next &&
+         next_ns.compare_exchange_strong(next, now + 1'000'000'000, std::memory_order_relaxed);
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------
 // Raft loop.
 
@@ -80,8 +97,16 @@ void EtcdServer::Impl::RaftLoop() {
     }
     for (auto& m : incoming) {
       // Errors (a response from an unknown peer, a stale message) only mean
-      // the message is of no use now.
-      (void)node_->Step(m);
+      // the message is of no use now. A message raft refuses as invalid
+      // (corrupt or hostile peer) is dropped with a line in the log.
+      absl::Status s = node_->Step(m);
+      if (raft::IsInvalidPeerMessage(s) && AllowInvalidPeerLog()) {
+        lg_.Warn("dropped invalid raft message from peer",
+                 {{"local-member-id", util::IdToHex(member_id_)},
+                  {"remote-peer-id", util::IdToHex(m.from())},
+                  {"type", raftpb::MessageType_Name(m.type())},
+                  {"error", std::string(s.message())}});
+      }
     }
     for (auto& t : tasks) std::move(t)();
     for (auto& p : props) held_proposals_.push_back(std::move(p));

@@ -27,6 +27,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cppetcd/storage/lmdb_check.h"
 #include "cppetcd/util/crc32c.h"
 
 namespace cppetcd::storage {
@@ -665,6 +666,9 @@ absl::Status Backend::ReplaceContentsFrom(const std::string& db_path) {
     return absl::DataLossError(
         absl::StrCat("storage: source database ", db_path, " is not a regular file"));
   }
+
+  // LMDB trusts its file; one from another member is checked first.
+  if (absl::Status s = CheckLmdbFile(db_path); !s.ok()) return s;
 
   std::shared_ptr<LmdbEnv> env = CurrentEnv();
   SourceEnv src;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -56,24 +57,34 @@ bool LooksLikeBbolt(std::string_view head) {
 
 // One tree walk: a page is a byte range (in data_ or inside an inline
 // bucket value); the walk visits leaf elements in key order.
+// A page is entered at most once per walk: a B+tree shares no pages, so a
+// page reached again is a cycle or a corrupt reference, and the walk's work
+// stays bounded by the file's size.
 struct BboltReader::Walk {
+  explicit Walk(const BboltReader* reader)
+      : r(reader), pages_in_file(reader->data_.size() / reader->page_size_), seen(pages_in_file) {}
+
   const BboltReader* r;
+  const uint64_t pages_in_file;  // whole pages in the file
+  std::vector<bool> seen;        // by page id
   using Fn = absl::FunctionRef<bool(std::string_view, std::string_view, bool)>;
 
-  absl::StatusOr<std::string_view> PageAt(uint64_t id) const {
-    const uint64_t ps = r->page_size_;
-    if (id < 2 || id >= r->pgid_ || (id + 1) * ps > r->data_.size()) {
+  absl::StatusOr<std::string_view> PageAt(uint64_t id) {
+    // Compare page counts, never byte offsets: id * page_size can overflow.
+    if (id < 2 || id >= r->pgid_ || id >= pages_in_file) {
       return Corrupt(absl::StrCat("page ", id, " out of range"));
     }
+    if (seen[id]) return Corrupt(absl::StrCat("page ", id, " reached twice"));
+    seen[id] = true;
+    const uint64_t ps = r->page_size_;
     const char* p = r->data_.data() + id * ps;
     const uint64_t overflow = Le32(p + 12);
-    const uint64_t len = (overflow + 1) * ps;
-    if (id * ps + len > r->data_.size()) return Corrupt(absl::StrCat("page ", id, " overflows"));
-    return std::string_view(p, len);
+    if (overflow >= pages_in_file - id) return Corrupt(absl::StrCat("page ", id, " overflows"));
+    return std::string_view(p, (overflow + 1) * ps);
   }
 
   // Visits `page`; returns false if fn asked to stop.
-  absl::StatusOr<bool> Visit(std::string_view page, int depth, Fn fn) const {
+  absl::StatusOr<bool> Visit(std::string_view page, int depth, Fn fn) {
     if (depth > kMaxDepth) return Corrupt("tree too deep");
     if (page.size() < kPageHeaderSize) return Corrupt("short page");
     const uint16_t flags = Le16(page.data() + 8);
@@ -106,7 +117,7 @@ struct BboltReader::Walk {
   }
 
   // Visits the bucket whose stored value (header + inline page) is `value`.
-  absl::StatusOr<bool> VisitBucket(std::string_view value, Fn fn) const {
+  absl::StatusOr<bool> VisitBucket(std::string_view value, Fn fn) {
     if (value.size() < kBucketHeaderSize) return Corrupt("short bucket header");
     const uint64_t root = Le64(value.data());
     if (root == 0) return Visit(value.substr(kBucketHeaderSize), 0, fn);
@@ -126,6 +137,8 @@ absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::Open(const std::string
 
 absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::FromBytes(std::string bytes) {
   if (!LooksLikeBbolt(bytes)) return absl::InvalidArgumentError("not a bbolt database");
+  // The first meta page must be whole before its page size is read.
+  if (bytes.size() < kPageHeaderSize + 64) return Corrupt("no valid meta page");
   std::unique_ptr<BboltReader> r(new BboltReader());
   r->data_ = std::move(bytes);
   const uint32_t ps0 = Le32(r->data_.data() + kPageHeaderSize + 8);
@@ -136,6 +149,9 @@ absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::FromBytes(std::string 
     const char* meta = r->data_.data() + off + kPageHeaderSize;
     if (Le32(meta) != kBboltMagic || Le32(meta + 4) != 2) continue;
     if (Fnv1a64(meta, 56) != Le64(meta + 56)) continue;
+    // Every page below the high-water mark is in the file (a snapshot holds
+    // them all); this also keeps pgid * page_size from overflowing.
+    if (Le32(meta + 8) != ps0 || Le64(meta + 40) > r->data_.size() / ps0) continue;
     const uint64_t txid = Le64(meta + 48);
     if (found && txid <= r->txid_) continue;
     found = true;
@@ -150,7 +166,7 @@ absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::FromBytes(std::string 
 
 absl::StatusOr<std::vector<std::string>> BboltReader::ListBuckets() const {
   std::vector<std::string> out;
-  Walk w{this};
+  Walk w(this);
   auto p = w.PageAt(root_);
   if (!p.ok()) return p.status();
   auto done = w.Visit(*p, 0, [&](std::string_view k, std::string_view, bool is_bucket) {
@@ -164,7 +180,7 @@ absl::StatusOr<std::vector<std::string>> BboltReader::ListBuckets() const {
 absl::Status BboltReader::ForEach(
     std::string_view bucket,
     absl::FunctionRef<bool(std::string_view, std::string_view, bool)> fn) const {
-  Walk w{this};
+  Walk w(this);
   auto p = w.PageAt(root_);
   if (!p.ok()) return p.status();
   // Find the bucket's raw value (the walk passes an empty value for
@@ -201,7 +217,8 @@ absl::Status BboltReader::ForEach(
   };
   if (auto s = find(*p, 0, find); !s.ok()) return s;
   if (!found) return absl::NotFoundError(absl::StrCat("bbolt: no bucket \"", std::string(bucket), "\""));
-  auto done = w.VisitBucket(value, fn);
+  Walk bw(this);
+  auto done = bw.VisitBucket(value, fn);
   return done.ok() ? absl::OkStatus() : done.status();
 }
 

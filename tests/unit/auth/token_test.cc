@@ -1,6 +1,7 @@
 #include "cppetcd/auth/token.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 
 #include <cstdlib>
@@ -8,6 +9,7 @@
 #include <fstream>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "cppetcd/auth/errors.h"
@@ -158,6 +160,42 @@ TEST_F(JwtTest, SignVerifyExpireAndTamper) {
     clock_.Advance(301s);
     EXPECT_FALSE((*tp)->Info(*tok, 99).has_value());
   }
+}
+
+// Found by fuzzing (tests/fuzz/jwt): a validly signed token whose revision
+// claim is a negative, fractional or huge number converted a double out of
+// uint64's range (undefined behaviour); such a token is now refused.
+TEST_F(JwtTest, RevisionClaimOutsideUint64IsRefused) {
+  const std::string key = dir_ + "/hmac.key";
+  {
+    std::ofstream f(key);
+    f << "secret";
+  }
+  TokenProviderOptions o;
+  o.clock = &clock_;
+  auto tp = NewTokenProvider("jwt,sign-method=HS256,priv-key=" + key, o);
+  ASSERT_TRUE(tp.ok()) << tp.status();
+  auto sign = [&](const std::string& claims) {
+    const std::string input = absl::WebSafeBase64Escape(R"({"alg":"HS256","typ":"JWT"})") + "." +
+                              absl::WebSafeBase64Escape(claims);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), "secret", 6, reinterpret_cast<const unsigned char*>(input.data()),
+         input.size(), mac, &len);
+    return input + "." +
+           absl::WebSafeBase64Escape(std::string(reinterpret_cast<char*>(mac), len));
+  };
+  for (const char* rev : {"18446744073709551616", "1e300", "-1", "-1.5", "2.5"}) {
+    SCOPED_TRACE(rev);
+    EXPECT_FALSE((*tp)->Info(sign(absl::StrCat(R"({"username":"u","revision":)", rev, "}")), 0)
+                     .has_value());
+  }
+  auto ok = (*tp)->Info(sign(R"({"username":"u","revision":18446744073709551615})"), 0);
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->revision, 18446744073709551615u);
+  ok = (*tp)->Info(sign(R"({"username":"u","revision":4.0})"), 0);
+  ASSERT_TRUE(ok.has_value());
+  EXPECT_EQ(ok->revision, 4u);
 }
 
 TEST_F(JwtTest, VerifyOnlyMemberAndOtherKeys) {

@@ -173,6 +173,16 @@ TEST(FlagsTest, Urls) {
   EXPECT_FALSE(ParseUrl("ftp://a:1").ok());
   EXPECT_FALSE(ParseUrl("http://a:1/path").ok());
   EXPECT_FALSE(ParseUrl("http://a:99999").ok());
+  // Found by fuzzing: an IPv6-looking host without brackets parsed, then
+  // printed as a bracketed URL that did not parse back (Go's SplitHostPort
+  // refuses it: "too many colons in address").
+  EXPECT_FALSE(ParseUrl("http://fe80::1:2379").ok());
+  EXPECT_FALSE(ParseUrl("unix://a:b[c]:80").ok());
+  EXPECT_FALSE(ParseUrl("http://a]:80").ok());
+  EXPECT_FALSE(ParseUrl("unix:///").ok());  // printed as "unix://", which did not parse
+  EXPECT_FALSE(ParseUrl("unix://a\n/").ok());  // printed as "unix://a\n", read back as "a"
+  EXPECT_FALSE(ParseUrl("http://a b:1").ok());
+  EXPECT_FALSE(ParseUrl("unix://:").ok());  // no host, no port: printed as "unix://"
   auto dup = ParseUrls("http://a:1,http://a:1,http://b:2");
   ASSERT_TRUE(dup.ok());
   EXPECT_EQ(dup->size(), 2u);

@@ -174,6 +174,40 @@ TEST(BboltReaderTest, ReportsCorruptionAsDataLoss) {
   EXPECT_TRUE(absl::IsInvalidArgument(BboltReader::FromBytes("not bolt").status()));
 }
 
+// Found by fuzzing (tests/fuzz/bbolt): a branch page that points at itself
+// or back up the tree made the walk exponential (a hang); a page id near
+// 2^64 / page_size made id * page_size wrap around and pass the bounds check.
+TEST(BboltReaderTest, PageCyclesAndHugePageIdsAreDataLossNotHangs) {
+  std::string f = BuildFile();
+  // Branch page 4's children: both point at page 4 itself.
+  Put64(&f, 4 * kPs + 16 + 8, 4);
+  Put64(&f, 4 * kPs + 16 + 16 + 8, 4);
+  auto r = BboltReader::FromBytes(f);
+  ASSERT_TRUE(r.ok());
+  auto s = (*r)->ForEach("big", [](std::string_view, std::string_view, bool) { return true; });
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+
+  // A child id whose byte offset wraps around 2^64 to a real page.
+  std::string g = BuildFile();
+  const uint64_t huge = (uint64_t{1} << 52) + 5;  // huge * 4096 == 5 * 4096 (mod 2^64)
+  Put64(&g, 4 * kPs + 16 + 16 + 8, huge);
+  auto r2 = BboltReader::FromBytes(g);
+  ASSERT_TRUE(r2.ok());
+  auto s2 = (*r2)->ForEach("big", [](std::string_view, std::string_view, bool) { return true; });
+  EXPECT_TRUE(absl::IsDataLoss(s2)) << s2;
+
+  // A high-water mark (pgid) past the file's pages makes a meta invalid (and
+  // SizeBytes, pgid * page size, would overflow): the other meta is used;
+  // with both so, the file is corrupt.
+  Meta(&g, 1, 3, huge + 1, 2);
+  auto r3 = BboltReader::FromBytes(g);
+  ASSERT_TRUE(r3.ok());
+  EXPECT_EQ((*r3)->txid(), 1u);
+  EXPECT_EQ((*r3)->SizeBytes(), 8 * 4096);
+  Meta(&g, 0, 7, ~uint64_t{0}, 1);
+  EXPECT_TRUE(absl::IsDataLoss(BboltReader::FromBytes(g).status()));
+}
+
 TEST(BboltReaderTest, OpenReportsAMissingFile) {
   EXPECT_TRUE(absl::IsNotFound(BboltReader::Open("/nonexistent/bbolt.db").status()));
 }
