@@ -644,21 +644,28 @@ TEST(WatchableStoreLimitsTest, WatchersPerStreamAreBounded) {
 
 // Start revisions and watch IDs at the edges of int64 (the API passes them
 // through unchecked, as etcd does): a watcher from INT64_MAX sees nothing
-// and stays synced, one from a negative revision is caught up from the
-// first revision, IDs may be negative or INT64_MAX; nothing overflows.
+// and stays synced, one from -1 is caught up from the first revision, one
+// from INT64_MIN is below etcd's initial compact revision (-1) and is
+// canceled as compacted; IDs may be negative or INT64_MAX; nothing
+// overflows.
 TEST(WatchableStoreLimitsTest, EdgeRevisionsAndIds) {
   FakeSource source;
   auto store = std::make_unique<WatchableStore>(&source, TestOptions());
   const int64_t first = source.Put("k", "v1");
   Reader r(store.get());
   ASSERT_EQ(*r.stream->Watch(INT64_MAX, "k", "", INT64_MAX, false, false, false), INT64_MAX);
-  ASSERT_EQ(*r.stream->Watch(-7, "k", "", -5, false, false, false), -7);
+  ASSERT_EQ(*r.stream->Watch(-7, "k", "", -1, false, false, false), -7);
   ASSERT_EQ(*r.stream->Watch(0, "k", "", INT64_MIN, false, false, false), 0);
   const int64_t second = source.Put("k", "v2");
   ASSERT_TRUE(r.PollUntil([&](auto& got) {
-    return EventCount(got, -7) == 2 && EventCount(got, 0) == 2;
+    return EventCount(got, -7) == 2 &&
+           std::any_of(got.begin(), got.end(), [](auto& x) { return x.watch_id == 0 && x.canceled; });
   }));
   EXPECT_EQ(Revs(EventsOf(r.got, -7)), (std::vector<int64_t>{first, second}));
+  EXPECT_EQ(EventCount(r.got, 0), 0u);
+  for (const auto& resp : r.got) {
+    if (resp.watch_id == 0) EXPECT_EQ(resp.compact_revision, -1);
+  }
   EXPECT_EQ(EventCount(r.got, INT64_MAX), 0u);
   r.stream->RequestProgress(INT64_MAX);
   ASSERT_TRUE(r.PollUntil([&](auto& got) {
