@@ -35,7 +35,7 @@ echo "== tests (RelWithDebInfo)"
 # corpora also run as CTest tests above). CPPETCD_FUZZ=0 skips it.
 if [ "${CPPETCD_FUZZ:-1}" != "0" ]; then
   echo "== fuzzing (libFuzzer, ASan+UBSan)"
-  tests/fuzz/run.sh --seconds "${CPPETCD_FUZZ_SECONDS:-15}"
+  tests/fuzz/run.sh --seconds "${CPPETCD_FUZZ_SECONDS:-15}" --seed "${CPPETCD_FUZZ_SEED:-20261207}"
 fi
 
 if [ "${CPPETCD_SANITIZERS:-1}" != "0" ]; then

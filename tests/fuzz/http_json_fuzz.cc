@@ -65,8 +65,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto again = NewRequest(data[0]);
     absl::Status s = api::GatewayJsonToMessage(json, again.get());
     FUZZ_CHECK(s.ok(), "printed JSON does not map back: " + s.ToString() + " " + json);
-    FUZZ_CHECK(again->SerializeAsString() == req->SerializeAsString(),
-               "JSON round trip changed the request: " + json);
+    // Printing is a normal form: what it prints maps back to a request that
+    // prints the same. (Binary identity with the first parse is not asked:
+    // keys the parser ignores, as etcd's gateway does, may leave unknown
+    // bytes in the first request that printing drops; found by this target,
+    // regressions/http_json/unknown-key-in-repeated.)
+    const std::string json_again = api::MessageToGatewayJson(*again);
+    FUZZ_CHECK(json_again == json, "JSON round trip is not stable: " + json + " then " + json_again);
+    auto third = NewRequest(data[0]);
+    FUZZ_CHECK(api::GatewayJsonToMessage(json_again, third.get()).ok(), "normal form does not map back");
+    FUZZ_CHECK(third->SerializeAsString() == again->SerializeAsString(),
+               "JSON normal form maps to another request: " + json);
   }
   return 0;
 }

@@ -11,6 +11,8 @@
 #   --jobs J     parallel fuzzing processes per target (libFuzzer -fork=J)
 #   --targets    a subset (names as in tests/fuzz/*_fuzz.cc)
 #   --no-build   use the binaries already in build/fuzz
+#   --seed S     libFuzzer's random seed (default: a new one each run; CI
+#                passes a fixed one so that its short pass is repeatable)
 #   --keep-going keep fuzzing after a crash, timeout or OOM (libFuzzer fork
 #                mode, -ignore_crashes): for long campaigns; every finding
 #                is still left in build/fuzz/artifacts/<target>/ and fails
@@ -27,6 +29,7 @@ jobs=1
 targets=""
 build=1
 keep_going=0
+seed=""
 while (($#)); do
   case $1 in
     --seconds) seconds=$2; shift 2 ;;
@@ -34,7 +37,8 @@ while (($#)); do
     --targets) targets=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --keep-going) keep_going=1; shift ;;
-    *) echo "usage: $0 [--seconds N] [--jobs J] [--targets \"a b\"] [--no-build] [--keep-going]" >&2; exit 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    *) echo "usage: $0 [--seconds N] [--jobs J] [--targets \"a b\"] [--no-build] [--keep-going] [--seed S]" >&2; exit 2 ;;
   esac
 done
 
@@ -75,6 +79,7 @@ for t in $targets; do
   done
   args=(-max_total_time="$seconds" -timeout=60 -rss_limit_mb=4096 -print_final_stats=1
         -artifact_prefix="$art/")
+  [ -n "$seed" ] && args+=(-seed="$seed")
   [ -f "$root/tests/fuzz/dict/$t.dict" ] && args+=(-dict="$root/tests/fuzz/dict/$t.dict")
   if ((keep_going)); then
     args+=(-fork="$jobs" -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
