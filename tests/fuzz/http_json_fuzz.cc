@@ -67,8 +67,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(s.ok(), "printed JSON does not map back: " + s.ToString() + " " + json);
     // Printing is a normal form: what it prints maps back to a request that
     // prints the same. (Binary identity with the first parse is not asked:
-    // keys the parser ignores, as etcd's gateway does, may leave unknown
-    // bytes in the first request that printing drops; found by this target,
+    // a body with keys the parser ignores parsed to other bytes than its
+    // printed form does; found by this target,
     // regressions/http_json/unknown-key-in-repeated.)
     const std::string json_again = api::MessageToGatewayJson(*again);
     FUZZ_CHECK(json_again == json, "JSON round trip is not stable: " + json + " then " + json_again);
