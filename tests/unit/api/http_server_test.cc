@@ -292,11 +292,6 @@ TEST_F(HttpServerTest, KeepAliveEndsAfterOneReplyPerRequest) {
 // under kGatewayStreamQueueBytes plus one response, and the gateway keeps
 // serving other requests.
 TEST_F(HttpServerTest, SlowWatchReaderKeepsTheGatewayQueueBounded) {
-#if defined(__SANITIZE_THREAD__)
-  // Failed under TSan in the session-4 run (17-24 s, not yet diagnosed:
-  // TSan's slowdown or a real race); release and ASan run it. To investigate.
-  GTEST_SKIP() << "failing under TSan, under investigation";
-#endif
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   int small = 4096;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -365,11 +360,6 @@ TEST(GatewayBodyLimitTest, FollowsMaxRequestBytes) {
 }
 
 TEST_F(HttpServerTest, BodyOverTheLimitIs413AndNotBuffered) {
-#if defined(__SANITIZE_THREAD__)
-  // Failed under TSan in the session-4 run (17-24 s, not yet diagnosed:
-  // TSan's slowdown or a real race); release and ASan run it. To investigate.
-  GTEST_SKIP() << "failing under TSan, under investigation";
-#endif
   // Default limit 4 MiB: a body announced at 5 MiB is refused.
   HttpReply big = Request(port_, "POST", "/v3/kv/put",
                           "{\"key\":\"YQ==\",\"value\":\"" +
