@@ -410,15 +410,22 @@ absl::Status AuthStore::RoleGrantPermission(
   auto it = roles_.find(req.name());
   if (it == roles_.end()) return ErrRoleNotFound();
   authpb::Role r = it->second;
-  bool updated = false;
-  for (auto& p : *r.mutable_keypermission()) {
-    if (p.key() == req.perm().key() && p.range_end() == req.perm().range_end()) {
-      p.set_permtype(req.perm().permtype());
-      updated = true;
-      break;
-    }
-  }
-  if (!updated) {
+  // etcd 3.4's rule, kept for compatibility: the permissions are sorted by
+  // key alone, and only the first one whose key is >= the granted key is a
+  // candidate for an update. If it has another range end, the grant is
+  // appended even when an entry with the same key and range end exists
+  // further on; RoleGet then lists both and the permission check takes
+  // their union, as in etcd.
+  auto* perms = r.mutable_keypermission();
+  auto first = std::lower_bound(perms->begin(), perms->end(), req.perm().key(),
+                                [](const authpb::Permission& p, const std::string& key) {
+                                  return p.key() < key;
+                                });
+  const bool updated = first != perms->end() && first->key() == req.perm().key() &&
+                       first->range_end() == req.perm().range_end();
+  if (updated) {
+    first->set_permtype(req.perm().permtype());
+  } else {
     *r.add_keypermission() = req.perm();
     std::stable_sort(r.mutable_keypermission()->begin(), r.mutable_keypermission()->end(),
                      [](const authpb::Permission& a, const authpb::Permission& b) {

@@ -33,6 +33,7 @@ class FakeWatchStream final : public WatchStreamBackend {
   absl::StatusOr<int64_t> Watch(int64_t watch_id, std::string key, std::string end,
                                 int64_t start_rev, bool no_put, bool no_delete,
                                 bool prev_kv) override {
+    backend_->CountWatchCreate();
     const int64_t compact = backend_->CompactRev();
     const int64_t rev = backend_->Rev();
     std::vector<mvccpb::Event> history;

@@ -62,6 +62,9 @@ class FakeBackend final : public ServerBackend {
   // Events with revision >= from, oldest first.
   std::vector<mvccpb::Event> History(int64_t from) const;
   void Unregister(FakeWatchStream* s);
+  // Watch create requests the API layer has handed to any watch stream.
+  int64_t WatchCreates() const { return watch_creates_.load(); }
+  void CountWatchCreate() { watch_creates_.fetch_add(1); }
   size_t StreamCount() const {
     std::lock_guard<std::mutex> lock(mu_);
     return streams_.size();
@@ -76,6 +79,7 @@ class FakeBackend final : public ServerBackend {
      ;
 
   std::atomic<bool> has_leader_{true};
+  std::atomic<int64_t> watch_creates_{0};
   std::atomic<size_t> snapshot_bytes_{kSnapshotBytes};
   std::atomic<size_t> snapshot_written_{0};
   int64_t max_request_bytes_ = 1536 * 1024;

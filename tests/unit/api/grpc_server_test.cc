@@ -2,7 +2,9 @@
 // loopback (port chosen by the OS).
 #include "cppetcd/api/grpc_server.h"
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
@@ -602,6 +604,76 @@ TEST_F(WatchTest, ManyEventsArriveInOrder) {
     }
   }
   CloseStream();
+}
+
+// Resource bound: a client that sends create requests and never reads the
+// answers. The stream stops reading requests once 256 answers are queued
+// (kMaxQueuedResponses), so the server takes only what that queue and the
+// client's receive window hold: far fewer than the client sends. The
+// client's window is fixed at 64 KiB here (no BDP growth), so what the
+// server took is about 256 + 64 KiB / (bytes per answer), not gRPC's
+// window of several MiB. The member keeps serving meanwhile, and once the
+// client reads, every create it sent is answered.
+TEST_F(WatchTest, ClientThatNeverReadsIsHeldBackAtTheAnswerQueue) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+  auto channel = grpc::CreateCustomChannel(
+      "127.0.0.1:" + std::to_string(server_->Ports()[0]), grpc::InsecureChannelCredentials(), args);
+  auto stub = etcdserverpb::Watch::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  auto stream = stub->Watch(&ctx);
+  constexpr int64_t kCreates = 50'000;
+  std::atomic<int64_t> written{0};
+  std::atomic<bool> writer_done{false};
+  std::thread writer([&] {
+    etcdserverpb::WatchRequest req;
+    req.mutable_create_request()->set_key("k");
+    for (int64_t i = 0; i < kCreates; ++i) {
+      if (!stream->Write(req)) break;  // the stream ended (deadline)
+      written.fetch_add(1);
+    }
+    writer_done.store(true);
+  });
+  // Wait until the server stops taking creates: no change for 1 s.
+  int64_t last = -1;
+  auto quiet_since = std::chrono::steady_clock::now();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const int64_t now_creates = backend_.WatchCreates();
+    if (now_creates != last) {
+      last = now_creates;
+      quiet_since = std::chrono::steady_clock::now();
+    } else if (std::chrono::steady_clock::now() - quiet_since > std::chrono::seconds(1)) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // poll interval
+  }
+  const int64_t taken = backend_.WatchCreates();
+  std::printf("server took %lld of %lld creates; the client had written %lld\n",
+              static_cast<long long>(taken), static_cast<long long>(kCreates),
+              static_cast<long long>(written.load()));
+  // An answer is about 20 bytes on the wire: 64 KiB hold ~3,300 of them.
+  EXPECT_LT(taken, 10'000) << "the server kept reading requests nobody read answers to";
+  EXPECT_GE(taken, 256) << "the answer queue should fill before reads stop";
+  // The member still serves other clients.
+  ASSERT_TRUE(Put("other", "v").ok());
+  // The client reads: every create it sent is answered.
+  int64_t answered = 0;
+  const auto drain = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < drain) {
+    if (writer_done.load() && answered >= written.load()) break;
+    etcdserverpb::WatchResponse r;
+    if (!stream->Read(&r)) break;
+    if (r.created()) ++answered;
+  }
+  writer.join();
+  EXPECT_EQ(written.load(), kCreates);
+  EXPECT_EQ(answered, kCreates);
+  EXPECT_EQ(backend_.WatchCreates(), kCreates);
+  ctx.TryCancel();
+  stream->Finish();
 }
 
 TEST_F(WatchTest, ClosingTheStreamCancelsItsWatchers) {

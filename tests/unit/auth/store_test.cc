@@ -238,6 +238,57 @@ TEST_F(AuthStoreTest, PermissionsAndCacheFollowChanges) {
   EXPECT_TRUE(IsErrPermissionDenied(store_->IsRangePermitted(Who("alice"), "app/x", "")));
 }
 
+// etcd 3.4's grant rule (auth/store.go RoleGrantPermission, checked against
+// a running etcd 3.4 by the differential fuzzer): only the first permission
+// whose key is >= the granted key may be updated. Here that is (k, k1), so
+// granting (k, k5) again appends a second (k, k5) entry instead of
+// updating the first one; both are listed and the check unions them.
+TEST_F(AuthStoreTest, GrantUpdatesOnlyTheFirstPermissionOfItsKeyAsEtcdDoes) {
+  SetUpRootAndEnable();
+  ASSERT_TRUE(AddUser("alice", "pw").ok());
+  ASSERT_TRUE(AddRole("r").ok());
+  ASSERT_TRUE(Grant("alice", "r").ok());
+  ASSERT_TRUE(GrantPerm("r", authpb::Permission::READ, "k", "k5").ok());
+  ASSERT_TRUE(GrantPerm("r", authpb::Permission::READ, "a", "b").ok());
+  // The same key and range end first in the list: updated in place.
+  ASSERT_TRUE(GrantPerm("r", authpb::Permission::WRITE, "k", "k5").ok());
+  auto rg = store_->RoleGet("r");
+  ASSERT_TRUE(rg.ok());
+  ASSERT_EQ(rg->perm_size(), 2);
+  EXPECT_EQ(rg->perm(1).permtype(), authpb::Permission::WRITE);
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsRangePermitted(Who("alice"), "k2", "")));
+  // Another range end for the same key, sorted before (k, k5) (stable sort
+  // by key keeps insertion order among equal keys; put it first by
+  // revoking and re-granting (k, k5)).
+  etcdserverpb::AuthRoleRevokePermissionRequest rv;
+  rv.set_role("r");
+  rv.set_key("k");
+  rv.set_range_end("k5");
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->RoleRevokePermission(t, rv); }).ok());
+  ASSERT_TRUE(GrantPerm("r", authpb::Permission::READ, "k", "k1").ok());
+  ASSERT_TRUE(GrantPerm("r", authpb::Permission::READ, "k", "k5").ok());
+  // Now (k, k1) is the first entry of key k: granting (k, k5) appends.
+  ASSERT_TRUE(GrantPerm("r", authpb::Permission::WRITE, "k", "k5").ok());
+  rg = store_->RoleGet("r");
+  ASSERT_TRUE(rg.ok());
+  ASSERT_EQ(rg->perm_size(), 4);
+  EXPECT_EQ(rg->perm(0).key(), "a");
+  EXPECT_EQ(rg->perm(1).range_end(), "k1");
+  EXPECT_EQ(rg->perm(2).range_end(), "k5");
+  EXPECT_EQ(rg->perm(2).permtype(), authpb::Permission::READ);
+  EXPECT_EQ(rg->perm(3).range_end(), "k5");
+  EXPECT_EQ(rg->perm(3).permtype(), authpb::Permission::WRITE);
+  // The union: k2 is readable (entry 2) and writable (entry 3).
+  EXPECT_TRUE(store_->IsRangePermitted(Who("alice"), "k2", "").ok());
+  EXPECT_TRUE(store_->IsPutPermitted(Who("alice"), "k2").ok());
+  // Revoking (k, k5) removes both entries, as etcd does.
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->RoleRevokePermission(t, rv); }).ok());
+  rg = store_->RoleGet("r");
+  ASSERT_TRUE(rg.ok());
+  EXPECT_EQ(rg->perm_size(), 2);
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsPutPermitted(Who("alice"), "k2")));
+}
+
 TEST_F(AuthStoreTest, TxnChecksEveryPart) {
   SetUpRootAndEnable();
   ASSERT_TRUE(AddUser("bob", "pw").ok());
