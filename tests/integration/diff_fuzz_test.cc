@@ -50,6 +50,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "harness.h"
+#include "normalize.h"
 
 namespace cppetcd::integration {
 namespace {
@@ -95,57 +96,7 @@ std::string Multi(const Message& m) {
 
 // ------------------------------------------------------------ normalisation
 
-// Clears what may legitimately differ between two members: header
-// cluster_id, member_id and raft_term; orders taken from hash maps (lease
-// keys, lease lists).
-void Normalize(Message* m) {
-  const auto* desc = m->GetDescriptor();
-  const auto* refl = m->GetReflection();
-  if (desc->full_name() == "etcdserverpb.ResponseHeader") {
-    auto* h = static_cast<pb::ResponseHeader*>(m);
-    h->clear_cluster_id();
-    h->clear_member_id();
-    h->clear_raft_term();
-    return;
-  }
-  if (desc->full_name() == "etcdserverpb.LeaseTimeToLiveResponse") {
-    auto* r = static_cast<pb::LeaseTimeToLiveResponse*>(m);
-    std::sort(r->mutable_keys()->begin(), r->mutable_keys()->end());
-  }
-  if (desc->full_name() == "etcdserverpb.LeaseLeasesResponse") {
-    auto* r = static_cast<pb::LeaseLeasesResponse*>(m);
-    std::sort(r->mutable_leases()->begin(), r->mutable_leases()->end(),
-              [](const auto& x, const auto& y) { return x.id() < y.id(); });
-  }
-  if (desc->full_name() == "etcdserverpb.StatusResponse") {
-    // Only what two members of equal state must agree on is kept: the
-    // header revision, version, errors and learner flag. Database sizes,
-    // raft indexes and terms depend on each implementation's bookkeeping
-    // entries; the leader is each member's own id.
-    auto* r = static_cast<pb::StatusResponse*>(m);
-    r->set_leader(r->leader() != 0 && r->leader() == r->header().member_id() ? 1 : 0);
-    r->clear_dbsize();
-    r->clear_dbsizeinuse();
-    r->clear_raftindex();
-    r->clear_raftterm();
-    r->clear_raftappliedindex();
-  }
-  if (desc->full_name() == "etcdserverpb.AlarmResponse") {
-    // Alarms name the member that raised them; member ids differ.
-    for (auto& a : *static_cast<pb::AlarmResponse*>(m)->mutable_alarms()) a.clear_memberid();
-  }
-  for (int i = 0; i < desc->field_count(); ++i) {
-    const auto* f = desc->field(i);
-    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    if (f->is_repeated()) {
-      for (int j = 0; j < refl->FieldSize(*m, f); ++j) {
-        Normalize(refl->MutableRepeatedMessage(m, f, j));
-      }
-    } else if (refl->HasField(*m, f)) {
-      Normalize(refl->MutableMessage(m, f));
-    }
-  }
-}
+// NormalizeResponse (normalize.h) clears what may legitimately differ.
 
 // ------------------------------------------------------------ raw calls
 
@@ -484,8 +435,8 @@ class DiffFuzzTest : public ::testing::Test {
       b->GetReflection()->ClearField(b.get(), hf);
       ++allowed_["etcd 3.4 sends no header in Alarm/Defragment responses"];
     }
-    Normalize(a.get());
-    Normalize(b.get());
+    NormalizeResponse(a.get());
+    NormalizeResponse(b.get());
     google::protobuf::util::MessageDifferencer d;
     std::string report;
     d.ReportDifferencesToString(&report);

@@ -22,6 +22,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "harness.h"
+#include "normalize.h"
 
 namespace cppetcd::integration {
 namespace {
@@ -41,42 +42,6 @@ const std::vector<std::string> kKeys = {"a", "a/1", "a/2", "a/3", "a/3/x", "b", 
                                         "c", "foo", "foo1", "z", "zz"};
 // Explicit lease ids (so both servers agree on them).
 const std::vector<int64_t> kLeaseIds = {0x1001, 0x1002, 0x1003, 0x1004, 0x77};
-
-// Everything a response carries that may legitimately differ between two
-// members is cleared: header cluster_id, member_id and raft_term; a lease
-// time-to-live's remaining seconds (checked within a tolerance first);
-// orders the server takes from a hash map (lease keys, lease lists).
-void Normalize(Message* m) {
-  const auto* desc = m->GetDescriptor();
-  const auto* refl = m->GetReflection();
-  if (desc->full_name() == "etcdserverpb.ResponseHeader") {
-    auto* h = static_cast<etcdserverpb::ResponseHeader*>(m);
-    h->clear_cluster_id();
-    h->clear_member_id();
-    h->clear_raft_term();
-    return;
-  }
-  if (desc->full_name() == "etcdserverpb.LeaseTimeToLiveResponse") {
-    auto* r = static_cast<etcdserverpb::LeaseTimeToLiveResponse*>(m);
-    std::sort(r->mutable_keys()->begin(), r->mutable_keys()->end());
-  }
-  if (desc->full_name() == "etcdserverpb.LeaseLeasesResponse") {
-    auto* r = static_cast<etcdserverpb::LeaseLeasesResponse*>(m);
-    std::sort(r->mutable_leases()->begin(), r->mutable_leases()->end(),
-              [](const auto& x, const auto& y) { return x.id() < y.id(); });
-  }
-  for (int i = 0; i < desc->field_count(); ++i) {
-    const auto* f = desc->field(i);
-    if (f->cpp_type() != google::protobuf::FieldDescriptor::CPPTYPE_MESSAGE) continue;
-    if (f->is_repeated()) {
-      for (int j = 0; j < refl->FieldSize(*m, f); ++j) {
-        Normalize(refl->MutableRepeatedMessage(m, f, j));
-      }
-    } else if (refl->HasField(*m, f)) {
-      Normalize(refl->MutableMessage(m, f));
-    }
-  }
-}
 
 std::string Text(const Message& m) {
   std::string s;
@@ -158,8 +123,8 @@ class DifferentialTest : public ::testing::TestWithParam<uint64_t> {
       auto* rb = static_cast<Resp*>(b.response.get());
       Resp na = *ra, nb = *rb;
       if (fixup) fixup(&na, &nb);
-      Normalize(&na);
-      Normalize(&nb);
+      NormalizeResponse(&na);
+      NormalizeResponse(&nb);
       google::protobuf::util::MessageDifferencer d;
       std::string report;
       d.ReportDifferencesToString(&report);
