@@ -16,54 +16,22 @@
 #include "cppetcd/auth/store.h"
 #include "cppetcd/server/etcd_server.h"
 #include "cppetcd/util/log.h"
+#include "tests/unit/server/server_test_util.h"
 
 namespace cppetcd::server {
 namespace {
 
 using namespace std::chrono_literals;
+using test_util::Call;
+using test_util::PollUntil;
 namespace pb = etcdserverpb;
 
-template <class Resp>
-absl::StatusOr<Resp> Call(const std::function<void(Done<Resp>)>& fn) {
-  auto p = std::make_shared<std::promise<absl::StatusOr<Resp>>>();
-  auto f = p->get_future();
-  fn([p](absl::StatusOr<Resp> r) { p->set_value(std::move(r)); });
-  if (f.wait_for(15s) != std::future_status::ready) {
-    return absl::DeadlineExceededError("test call did not complete");
-  }
-  return f.get();
-}
 
 #define SERVER_CALL(Method, Req, Resp, req) \
   Call<pb::Resp>([&](Done<pb::Resp> d) { server_->Method(req, std::move(d)); })
 
-class AuthServerTest : public ::testing::Test {
+class AuthServerTest : public test_util::SingleServerTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cppetcd_auth_server_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    server_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  void StartServer() {
-    ServerConfig c;
-    c.data_dir = dir_ + "/data";
-    c.heartbeat_interval = 10ms;
-    c.election_timeout = 50ms;
-    c.request_timeout = 5s;
-    c.bcrypt_cost = 4;
-    c.logger = util::Logger("etcdserver", log_.sink);
-    auto s = EtcdServer::Create(std::move(c));
-    ASSERT_TRUE(s.ok()) << s.status();
-    server_ = std::move(*s);
-    ASSERT_TRUE(server_->Start().ok());
-    ASSERT_TRUE(server_->WaitReady(10s));
-  }
-
   absl::Status AddUser(const std::string& name, const std::string& pw) {
     pb::AuthUserAddRequest r;
     r.set_name(name);
@@ -123,9 +91,6 @@ class AuthServerTest : public ::testing::Test {
     ASSERT_TRUE(SERVER_CALL(AuthEnable, AuthEnableRequest, AuthEnableResponse, en).ok());
   }
 
-  std::string dir_;
-  util::CapturedLog log_ = util::NewCapturedLog();
-  std::unique_ptr<EtcdServer> server_;
 };
 
 TEST_F(AuthServerTest, EnableNeedsRoot) {

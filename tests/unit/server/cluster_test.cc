@@ -26,6 +26,7 @@
 #include "cppetcd/server/errors.h"
 #include "cppetcd/server/etcd_server.h"
 #include "cppetcd/util/log.h"
+#include "tests/unit/server/server_test_util.h"
 #include "mem_transport.h"
 
 namespace cppetcd::server {
@@ -43,23 +44,11 @@ constexpr auto kConverge = 20s;
 
 template <class Resp>
 absl::StatusOr<Resp> Call(const std::function<void(Done<Resp>)>& fn) {
-  auto p = std::make_shared<std::promise<absl::StatusOr<Resp>>>();
-  auto f = p->get_future();
-  fn([p](absl::StatusOr<Resp> r) { p->set_value(std::move(r)); });
-  if (f.wait_for(kCallTimeout) != std::future_status::ready) {
-    return absl::DeadlineExceededError("test call did not complete");
-  }
-  return f.get();
+  return test_util::Call<Resp>(fn, kCallTimeout);
 }
 
-// Polls `cond` until it holds or `timeout` passes.
 bool PollUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout = kConverge) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(10ms);  // poll interval, not a wait for an outcome
-  }
-  return cond();
+  return test_util::PollUntil(cond, timeout);
 }
 
 struct Member {

@@ -21,14 +21,16 @@
 #include "cppetcd/server/errors.h"
 #include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
+#include "tests/unit/server/server_test_util.h"
 
 namespace cppetcd::server {
 namespace {
 
 using namespace std::chrono_literals;
+using test_util::Call;
+using test_util::PollUntil;
 namespace fs = std::filesystem;
 
-constexpr auto kCallTimeout = 15s;
 
 // A manual clock for the lessor and the compactor (util::FakeClock's
 // absl::Mutex is invisible to TSan with Debian's abseil; this one is atomic).
@@ -46,68 +48,10 @@ class TestClock final : public util::Clock {
   std::atomic<int64_t> now_ns_{int64_t{3600} * 1'000'000'000};
 };
 
-// Runs an asynchronous server call and waits for its Done.
-template <class Resp>
-absl::StatusOr<Resp> Call(const std::function<void(Done<Resp>)>& fn) {
-  auto p = std::make_shared<std::promise<absl::StatusOr<Resp>>>();
-  auto f = p->get_future();
-  fn([p](absl::StatusOr<Resp> r) { p->set_value(std::move(r)); });
-  if (f.wait_for(kCallTimeout) != std::future_status::ready) {
-    return absl::DeadlineExceededError("test call did not complete");
-  }
-  return f.get();
-}
 
-// Polls `cond` until it holds or `timeout` passes.
-bool PollUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::yield();
-    std::this_thread::sleep_for(5ms);  // poll interval, not a wait for an outcome
-  }
-  return cond();
-}
 
-class ServerTest : public ::testing::Test {
+class ServerTest : public test_util::SingleServerTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cppetcd_server_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    server_.reset();
-    if (HasFailure()) {
-      auto lines = log_.Lines();
-      size_t from = lines.size() > 80 ? lines.size() - 80 : 0;
-      for (size_t i = from; i < lines.size(); ++i) fprintf(stderr, "%s\n", lines[i].c_str());
-    }
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  ServerConfig Config() {
-    ServerConfig c;
-    c.name = "default";
-    c.data_dir = dir_ + "/data";
-    c.heartbeat_interval = 10ms;
-    c.election_timeout = 50ms;
-    c.request_timeout = 5s;
-    c.advertise_client_urls = {"http://127.0.0.1:2379"};
-    c.logger = util::Logger("etcdserver", log_.sink);
-    return c;
-  }
-
-  void StartServer(ServerConfig c) {
-    auto s = EtcdServer::Create(std::move(c));
-    ASSERT_TRUE(s.ok()) << s.status();
-    server_ = std::move(*s);
-    ASSERT_TRUE(server_->Start().ok());
-    ASSERT_TRUE(server_->WaitReady(10s));
-  }
-  void StartServer() { StartServer(Config()); }
-
   absl::StatusOr<etcdserverpb::PutResponse> Put(const std::string& k, const std::string& v,
                                                 int64_t lease = 0) {
     etcdserverpb::PutRequest req;
@@ -139,9 +83,6 @@ class ServerTest : public ::testing::Test {
         [&](Done<etcdserverpb::AlarmResponse> d) { server_->Alarm(req, std::move(d)); });
   }
 
-  util::CapturedLog log_ = util::NewCapturedLog();
-  std::string dir_;
-  std::unique_ptr<EtcdServer> server_;
 };
 
 TEST_F(ServerTest, PutRangeDeleteTxn) {

@@ -15,61 +15,20 @@
 #include "cppetcd/server/errors.h"
 #include "cppetcd/server/etcd_server.h"
 #include "cppetcd/util/log.h"
+#include "tests/unit/server/server_test_util.h"
 #include "gtest/gtest.h"
 
 namespace cppetcd::server {
 namespace {
 
 using namespace std::chrono_literals;
+using test_util::Call;
+using test_util::PollUntil;
 
-template <class Resp>
-absl::StatusOr<Resp> Call(const std::function<void(Done<Resp>)>& fn) {
-  auto p = std::make_shared<std::promise<absl::StatusOr<Resp>>>();
-  auto f = p->get_future();
-  fn([p](absl::StatusOr<Resp> r) { p->set_value(std::move(r)); });
-  if (f.wait_for(30s) != std::future_status::ready) {
-    return absl::DeadlineExceededError("test call did not complete");
-  }
-  return f.get();
-}
 
-bool PollUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(5ms);  // poll interval, not a wait for an outcome
-  }
-  return cond();
-}
 
-class MaintenanceTest : public ::testing::Test {
+class MaintenanceTest : public test_util::SingleServerTest {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/cppetcd_maint_test_XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    server_.reset();
-    if (HasFailure()) {
-      for (const auto& line : log_.Lines()) fprintf(stderr, "%s\n", line.c_str());
-    }
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  void StartServer() {
-    ServerConfig c;
-    c.data_dir = dir_ + "/data";
-    c.heartbeat_interval = 10ms;
-    c.election_timeout = 50ms;
-    c.request_timeout = 5s;
-    c.logger = util::Logger("etcdserver", log_.sink);
-    auto s = EtcdServer::Create(std::move(c));
-    ASSERT_TRUE(s.ok()) << s.status();
-    server_ = std::move(*s);
-    ASSERT_TRUE(server_->Start().ok());
-    ASSERT_TRUE(server_->WaitReady(10s));
-  }
   absl::Status Put(const std::string& k, const std::string& v) {
     etcdserverpb::PutRequest req;
     req.set_key(k);
@@ -106,9 +65,6 @@ class MaintenanceTest : public ::testing::Test {
         [&](Done<etcdserverpb::AlarmResponse> d) { server_->Alarm(req, std::move(d)); });
   }
 
-  util::CapturedLog log_ = util::NewCapturedLog();
-  std::string dir_;
-  std::unique_ptr<EtcdServer> server_;
 };
 
 TEST_F(MaintenanceTest, DefragmentWhileWritingLosesNothingAndKeepsTheHash) {

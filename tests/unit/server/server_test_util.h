@@ -1,0 +1,110 @@
+// Shared pieces of the single-member EtcdServer tests (etcd_server_test,
+// apply_total_test, auth_server_test, maintenance_test): waiting for an
+// asynchronous server call, polling, and a fixture that owns a fresh data
+// dir and one started member, whose log is printed when a test fails.
+//
+// Thread-safety: test-thread only, except that Call's completion may run
+// on any server thread.
+#ifndef CPPETCD_TESTS_UNIT_SERVER_SERVER_TEST_UTIL_H_
+#define CPPETCD_TESTS_UNIT_SERVER_SERVER_TEST_UTIL_H_
+
+#include <stdlib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "gtest/gtest.h"
+
+#include "cppetcd/server/etcd_server.h"
+#include "cppetcd/util/log.h"
+
+namespace cppetcd::server::test_util {
+
+// How long a test waits for one server call before calling it lost.
+inline constexpr std::chrono::seconds kCallTimeout{30};
+
+// Runs an asynchronous server call and waits for its Done (DeadlineExceeded
+// if it does not come within `timeout`).
+template <class Resp>
+absl::StatusOr<Resp> Call(const std::function<void(Done<Resp>)>& fn,
+                          std::chrono::milliseconds timeout = kCallTimeout) {
+  auto p = std::make_shared<std::promise<absl::StatusOr<Resp>>>();
+  auto f = p->get_future();
+  fn([p](absl::StatusOr<Resp> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(timeout) != std::future_status::ready) {
+    return absl::DeadlineExceededError("test call did not complete");
+  }
+  return f.get();
+}
+
+// Polls `cond` until it holds or `timeout` passes; returns its last value.
+inline bool PollUntil(const std::function<bool()>& cond,
+                      std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  return cond();
+}
+
+// A fresh data dir under /tmp per test and at most one member in it.
+class SingleServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cppetcd_server_test_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override {
+    server_.reset();
+    if (HasFailure()) {  // the member's last 80 log lines
+      auto lines = log_.Lines();
+      const size_t from = lines.size() > 80 ? lines.size() - 80 : 0;
+      for (size_t i = from; i < lines.size(); ++i) std::fprintf(stderr, "%s\n", lines[i].c_str());
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  // Fast timers, the cheapest bcrypt cost, the log captured in log_.
+  ServerConfig Config() {
+    ServerConfig c;
+    c.name = "default";
+    c.data_dir = dir_ + "/data";
+    c.heartbeat_interval = std::chrono::milliseconds(10);
+    c.election_timeout = std::chrono::milliseconds(50);
+    c.request_timeout = std::chrono::seconds(5);
+    c.advertise_client_urls = {"http://127.0.0.1:2379"};
+    c.bcrypt_cost = 4;
+    c.logger = util::Logger("etcdserver", log_.sink);
+    return c;
+  }
+
+  // Stops the member if one runs, then creates, starts and waits for a
+  // leader (10 s).
+  void StartServer(ServerConfig c) {
+    server_.reset();
+    auto s = EtcdServer::Create(std::move(c));
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = std::move(*s);
+    ASSERT_TRUE(server_->Start().ok());
+    ASSERT_TRUE(server_->WaitReady(std::chrono::seconds(10)));
+  }
+  void StartServer() { StartServer(Config()); }
+
+  util::CapturedLog log_ = util::NewCapturedLog();
+  std::string dir_;
+  std::unique_ptr<EtcdServer> server_;
+};
+
+}  // namespace cppetcd::server::test_util
+
+#endif  // CPPETCD_TESTS_UNIT_SERVER_SERVER_TEST_UTIL_H_
