@@ -1,0 +1,95 @@
+// The robustness runner's fault schedule and injector. A schedule is a list
+// of faults, each with a start offset from the beginning of the fault window
+// and a hold time, drawn from the run's seed alone (same seed, same kinds,
+// same targets, same times). The injector applies them one at a time to a
+// real cluster (cluster_harness.h) with a FaultProxy on every peer port:
+// injects, holds, recovers. A "leader" target is resolved when the fault
+// starts (whoever leads then).
+//
+// Thread-safety: FaultInjector drives the Cluster and must be used from the
+// thread that owns the Cluster.
+#ifndef CPPETCD_TESTS_ROBUSTNESS_RUNNER_FAULTS_H_
+#define CPPETCD_TESTS_ROBUSTNESS_RUNNER_FAULTS_H_
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cluster_harness.h"
+
+namespace cppetcd::robustness {
+
+enum class FaultKind {
+  kKill,           // SIGKILL a random member; restart it after the hold
+  kKillLeader,     // SIGKILL the leader; restart it after the hold
+  kPauseLeader,    // SIGSTOP the leader; SIGCONT after the hold
+  kPartition,      // cut a random member off from all peers, both ways
+  kIsolateLeader,  // the same for the leader
+  kResetPeer,      // one-way: connections into a random member's peer
+                   // port are reset and refused; its own dials still work
+  kReplace,        // remove a random non-leader member, add it back with a
+                   // fresh data dir (etcdctl member remove / add)
+};
+
+// "kill", "kill-leader", "pause-leader", "partition", "isolate-leader",
+// "reset-peer", "replace".
+std::string FaultName(FaultKind kind);
+std::optional<FaultKind> ParseFaultName(const std::string& name);
+std::vector<FaultKind> AllFaultKinds();
+
+struct ScheduledFault {
+  FaultKind kind = FaultKind::kKill;
+  int target = 0;  // member index for non-leader kinds
+  std::chrono::milliseconds start{0};  // offset in the fault window
+  std::chrono::milliseconds hold{0};   // how long the fault lasts
+};
+
+// Faults for a window of `window` on `members` members, kinds cycling
+// through a seeded shuffle of `kinds` so that a run covers as many kinds as
+// fit. Pure function of its arguments.
+std::vector<ScheduledFault> MakeSchedule(uint64_t seed, int members,
+                                         const std::vector<FaultKind>& kinds,
+                                         std::chrono::milliseconds window);
+
+// What happened to one scheduled fault.
+struct FaultRecord {
+  FaultKind kind = FaultKind::kKill;
+  std::string member;       // the member it hit ("" if skipped)
+  int64_t start_ns = 0;     // MonotonicNowNs() at injection
+  int64_t end_ns = 0;       // at recovery
+  bool injected = false;
+  std::string note;         // why skipped, or recovery problems
+};
+
+class FaultInjector {
+ public:
+  explicit FaultInjector(integration::Cluster* cluster) : cluster_(cluster) {}
+
+  // Runs `schedule` from now; a fault whose start is past `window` is not
+  // begun. Returns the records (one per fault begun or skipped). A recovery
+  // that fails (member does not restart) is an error.
+  absl::StatusOr<std::vector<FaultRecord>> Run(const std::vector<ScheduledFault>& schedule,
+                                               std::chrono::milliseconds window);
+  // Undoes everything: heals the proxies, SIGCONTs paused members, restarts
+  // stopped ones, and waits for an agreed leader.
+  absl::Status HealAll(std::chrono::milliseconds timeout);
+
+ private:
+  absl::Status Apply(const ScheduledFault& fault, FaultRecord* record);
+  // The leader's index among running members, or -1 if none agreed within
+  // 3 s.
+  int Leader();
+
+  integration::Cluster* cluster_;
+  std::set<int> paused_;  // members stopped with SIGSTOP
+};
+
+}  // namespace cppetcd::robustness
+
+#endif  // CPPETCD_TESTS_ROBUSTNESS_RUNNER_FAULTS_H_
