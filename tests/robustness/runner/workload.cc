@@ -327,6 +327,18 @@ void Workload::LeaseLoop(int client) {
     put.value = absl::StrCat("l", n);
     put.lease = lease;
     DoKv(put, member, KvStub(member), nullptr);
+    // The revoke or expiry below deletes the key without a KV request; the
+    // linearizability checker wants every write of a key it checks, so the
+    // deletion is recorded as a Delete of unknown outcome from here on (it
+    // may take effect at any later time, or never). CheckLeases judges
+    // whether the key is really gone after the revoke or expiry.
+    Operation gone;
+    gone.client = client;
+    gone.kind = OpKind::kDelete;
+    gone.key = put.key;
+    gone.member = member;
+    gone.error = "synthetic: deleted by the lease's revoke or expiry";
+    recorder_->Complete(recorder_->Invoke(gone), gone);
     // Keep-alives, 300 ms apart.
     const int keepalives = static_cast<int>(rng() % 4);
     for (int k = 0; k < keepalives && !stop_clients_.load(); ++k) {
@@ -351,8 +363,7 @@ void Workload::LeaseLoop(int client) {
       if (got) {
         ka.outcome = Outcome::kOk;
         ka.complete_ns = MonotonicNowNs();
-        ka.ttl_seconds = resp.ttl();
-        if (resp.ttl() <= 0) ka.kind = LeaseOpKind::kExpired;
+        ka.ttl_seconds = resp.ttl();  // <= 0: expired (not a renewal)
       } else {
         ka.outcome = Outcome::kUnknown;
         ka.error = fst.error_message();
