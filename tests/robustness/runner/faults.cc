@@ -1,6 +1,13 @@
 #include "faults.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include <algorithm>
 #include <iostream>
@@ -29,6 +36,9 @@ constexpr Named kNames[] = {
     {FaultKind::kIsolateLeader, "isolate-leader"},
     {FaultKind::kResetPeer, "reset-peer"},
     {FaultKind::kReplace, "replace"},
+    {FaultKind::kSlowPeer, "slow-peer"},
+    {FaultKind::kLossyPeer, "lossy-peer"},
+    {FaultKind::kEnospc, "enospc"},
 };
 
 }  // namespace
@@ -79,6 +89,18 @@ std::vector<ScheduledFault> MakeSchedule(uint64_t seed, int members,
       case FaultKind::kReplace:
         f.hold = milliseconds(200 + rng() % 800);
         break;
+      case FaultKind::kSlowPeer:
+        f.hold = milliseconds(1500 + rng() % 2500);
+        f.param = 50 + static_cast<int>(rng() % 251);
+        f.jitter_ms = static_cast<int>(rng() % 101);
+        break;
+      case FaultKind::kLossyPeer:
+        f.hold = milliseconds(1500 + rng() % 2500);
+        f.param = 10 + static_cast<int>(rng() % 91);
+        break;
+      case FaultKind::kEnospc:
+        f.hold = milliseconds(1000 + rng() % 2000);
+        break;
       default:
         f.hold = milliseconds(800 + rng() % 2200);
         break;
@@ -88,6 +110,80 @@ std::vector<ScheduledFault> MakeSchedule(uint64_t seed, int members,
     t += f.hold + milliseconds(700 + rng() % 800);
   }
   return out;
+}
+
+absl::StatusOr<std::unique_ptr<TmpfsDataDirs>> TmpfsDataDirs::Mount(
+    const std::vector<std::string>& dirs, int size_mib) {
+  std::unique_ptr<TmpfsDataDirs> t(new TmpfsDataDirs());
+  t->size_mib_ = size_mib;
+  for (const std::string& d : dirs) {
+    std::error_code ec;
+    std::filesystem::create_directories(d, ec);
+    const std::string opts = absl::StrCat("size=", size_mib, "m,mode=0700");
+    if (::mount("tmpfs", d.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("mount tmpfs on ", d, ": ", std::strerror(errno)));
+    }
+    t->dirs_.push_back(d);
+  }
+  return t;
+}
+
+TmpfsDataDirs::~TmpfsDataDirs() {
+  for (const std::string& d : dirs_) {
+    Free(d);
+    ::umount2(d.c_str(), MNT_DETACH);
+  }
+}
+
+bool TmpfsDataDirs::Mounted(const std::string& dir) const {
+  return std::find(dirs_.begin(), dirs_.end(), dir) != dirs_.end();
+}
+
+absl::StatusOr<int64_t> TmpfsDataDirs::Fill(const std::string& dir) {
+  const std::string path = dir + "/ballast";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
+  const std::string chunk(1 << 20, 'x');
+  int64_t written = 0;
+  // Bounded: the mount holds size_mib_ MiB.
+  for (int i = 0; i < size_mib_ + 16; ++i) {
+    ssize_t n = ::write(fd, chunk.data(), chunk.size());
+    if (n <= 0) break;  // ENOSPC
+    written += n;
+  }
+  // The last partial pages: small writes until nothing fits.
+  for (int i = 0; i < 1024; ++i) {
+    ssize_t n = ::write(fd, chunk.data(), 4096);
+    if (n <= 0) break;
+    written += n;
+  }
+  ::close(fd);
+  return written;
+}
+
+void TmpfsDataDirs::Free(const std::string& dir) { ::unlink((dir + "/ballast").c_str()); }
+
+void TmpfsDataDirs::FreeAll() {
+  for (const std::string& d : dirs_) Free(d);
+}
+
+absl::Status FaultInjector::FillDisk(int target, milliseconds hold, FaultRecord* rec) {
+  integration::ClusterMember& m = cluster_->member(target);
+  if (tmpfs_ == nullptr || !tmpfs_->Mounted(m.data_dir())) {
+    rec->injected = false;
+    rec->note = "data dir not on a tmpfs; skipped";
+    return absl::OkStatus();
+  }
+  auto filled = tmpfs_->Fill(m.data_dir());
+  if (!filled.ok()) return filled.status();
+  std::this_thread::sleep_for(hold);
+  const bool exited = m.Exited();
+  tmpfs_->Free(m.data_dir());
+  rec->note = absl::StrCat("filled ", *filled >> 20, " MiB; member ",
+                           exited ? "exited, restarted" : "kept running");
+  if (exited) return cluster_->Restart(target);
+  return absl::OkStatus();
 }
 
 int FaultInjector::Leader() {
@@ -168,6 +264,22 @@ absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
       std::this_thread::sleep_for(f.hold);
       m.proxy()->SetMode(integration::FaultProxy::Mode::kPass);
       break;
+    case FaultKind::kSlowPeer:
+      rec->note = absl::StrCat("delay ", f.param, " ms + jitter ", f.jitter_ms, " ms");
+      m.proxy()->SetDelay(milliseconds(f.param), milliseconds(f.jitter_ms));
+      std::this_thread::sleep_for(f.hold);
+      m.proxy()->SetDelay(milliseconds(0));
+      break;
+    case FaultKind::kLossyPeer:
+      rec->note = absl::StrCat(f.param, " resets per mille chunks");
+      m.proxy()->SetResetPerMille(f.param);
+      std::this_thread::sleep_for(f.hold);
+      m.proxy()->SetResetPerMille(0);
+      rec->note += absl::StrCat(", ", m.proxy()->lossy_resets(), " resets so far");
+      break;
+    case FaultKind::kEnospc:
+      status = FillDisk(target, f.hold, rec);
+      break;
     case FaultKind::kReplace: {
       auto id = cluster_->MemberId(target);
       if (!id.ok()) {
@@ -206,8 +318,12 @@ absl::Status FaultInjector::HealAll(milliseconds timeout) {
   }
   paused_.clear();
   for (int i = 0; i < cluster_->size(); ++i) {
-    cluster_->member(i).proxy()->SetMode(integration::FaultProxy::Mode::kPass);
+    integration::FaultProxy* proxy = cluster_->member(i).proxy();
+    proxy->SetMode(integration::FaultProxy::Mode::kPass);
+    proxy->SetDelay(milliseconds(0));
+    proxy->SetResetPerMille(0);
   }
+  if (tmpfs_ != nullptr) tmpfs_->FreeAll();
   absl::Status s = cluster_->RestartAll();
   if (!s.ok()) return s;
   auto leader = cluster_->WaitForLeader(timeout);

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -35,10 +36,17 @@ enum class FaultKind {
                    // port are reset and refused; its own dials still work
   kReplace,        // remove a random non-leader member, add it back with a
                    // fresh data dir (etcdctl member remove / add)
+  kSlowPeer,       // a random member's peer links (through its proxy) delay
+                   // every chunk by 50..300 ms plus 0..100 ms jitter
+  kLossyPeer,      // a random member's peer connections are reset at
+                   // 1..10 % of chunks (lost segments break the stream)
+  kEnospc,         // a random member's data dir (its own size-limited
+                   // tmpfs) is filled up; freed after the hold, the member
+                   // restarted if it exited
 };
 
 // "kill", "kill-leader", "pause-leader", "partition", "isolate-leader",
-// "reset-peer", "replace".
+// "reset-peer", "replace", "slow-peer", "lossy-peer", "enospc".
 std::string FaultName(FaultKind kind);
 std::optional<FaultKind> ParseFaultName(const std::string& name);
 std::vector<FaultKind> AllFaultKinds();
@@ -48,6 +56,8 @@ struct ScheduledFault {
   int target = 0;  // member index for non-leader kinds
   std::chrono::milliseconds start{0};  // offset in the fault window
   std::chrono::milliseconds hold{0};   // how long the fault lasts
+  int param = 0;  // kSlowPeer: delay ms; kLossyPeer: resets per mille
+  int jitter_ms = 0;  // kSlowPeer
 };
 
 // Faults for a window of `window` on `members` members, kinds cycling
@@ -67,9 +77,37 @@ struct FaultRecord {
   std::string note;         // why skipped, or recovery problems
 };
 
+// Size-limited tmpfs mounts for members' data dirs, for the ENOSPC fault.
+// Mounted before the cluster starts (needs CAP_SYS_ADMIN); unmounted
+// (detached) on destruction, which must come after the members stopped.
+// Not thread-safe.
+class TmpfsDataDirs {
+ public:
+  static absl::StatusOr<std::unique_ptr<TmpfsDataDirs>> Mount(const std::vector<std::string>& dirs,
+                                                              int size_mib);
+  ~TmpfsDataDirs();
+  TmpfsDataDirs(const TmpfsDataDirs&) = delete;
+  TmpfsDataDirs& operator=(const TmpfsDataDirs&) = delete;
+
+  bool Mounted(const std::string& dir) const;
+  // Writes a ballast file into `dir` until the tmpfs is full; returns the
+  // bytes written.
+  absl::StatusOr<int64_t> Fill(const std::string& dir);
+  // Removes the ballast of `dir` / of every mount.
+  void Free(const std::string& dir);
+  void FreeAll();
+
+ private:
+  TmpfsDataDirs() = default;
+  std::vector<std::string> dirs_;  // mounted
+  int size_mib_ = 0;
+};
+
 class FaultInjector {
  public:
   explicit FaultInjector(integration::Cluster* cluster) : cluster_(cluster) {}
+  // Where kEnospc can act (null: it is skipped).
+  void set_tmpfs(TmpfsDataDirs* tmpfs) { tmpfs_ = tmpfs; }
 
   // Runs `schedule` from now; a fault whose start is past `window` is not
   // begun. Returns the records (one per fault begun or skipped). A recovery
@@ -82,12 +120,14 @@ class FaultInjector {
 
  private:
   absl::Status Apply(const ScheduledFault& fault, FaultRecord* record);
+  absl::Status FillDisk(int target, std::chrono::milliseconds hold, FaultRecord* record);
   // The leader's index among running members, or -1 if none agreed within
   // 3 s.
   int Leader();
 
   integration::Cluster* cluster_;
   std::set<int> paused_;  // members stopped with SIGSTOP
+  TmpfsDataDirs* tmpfs_ = nullptr;
 };
 
 }  // namespace cppetcd::robustness

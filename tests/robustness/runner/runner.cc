@@ -286,6 +286,19 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
   copts.size = options.members;
   copts.binary = options.binary;
   copts.proxies = true;
+  // The ENOSPC fault needs every data dir on its own small tmpfs.
+  std::unique_ptr<TmpfsDataDirs> tmpfs;
+  if (std::find(options.faults.begin(), options.faults.end(), FaultKind::kEnospc) !=
+      options.faults.end()) {
+    std::vector<std::string> dirs;
+    for (int i = 0; i < options.members; ++i) dirs.push_back(absl::StrCat(base.path(), "/m", i, ".data"));
+    auto mounted = TmpfsDataDirs::Mount(dirs, 256);
+    if (mounted.ok()) {
+      tmpfs = std::move(*mounted);
+    } else {
+      std::cout << "  enospc faults will be skipped: " << mounted.status().message() << std::endl;
+    }
+  }
   auto cluster_or = integration::Cluster::Start(copts, base.path());
   if (!cluster_or.ok()) {
     result.infrastructure_error = true;
@@ -308,6 +321,7 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
   // The fault window.
   const auto window_start = Clock::now();
   FaultInjector injector(cluster.get());
+  injector.set_tmpfs(tmpfs.get());
   const auto schedule = MakeSchedule(seed, options.members, options.faults, options.duration);
   auto records = injector.Run(schedule, options.duration);
   if (!records.ok()) {
