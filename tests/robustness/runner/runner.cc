@@ -115,48 +115,6 @@ absl::Status ParseInto(const std::vector<std::string>& args, RunnerOptions* o,
   return absl::OkStatus();
 }
 
-// Replaces one linearizable Get result that saw the value of write P2 with
-// the value of an older write P1 of the same key, where P1 completed before
-// P2 was invoked and P2 completed before the Get was invoked: no
-// linearization can explain the planted read. Returns a description, or ""
-// if the history has no such Get.
-std::string PlantStaleRead(History* h) {
-  struct Write {
-    const Operation* op;
-  };
-  std::map<std::string, std::vector<const Operation*>> writes;  // by key
-  for (const Operation& op : h->operations) {
-    if (op.outcome != Outcome::kOk) continue;
-    if (op.kind == OpKind::kPut || (op.kind == OpKind::kTxnCas && op.succeeded)) {
-      writes[op.key].push_back(&op);
-    }
-  }
-  for (auto it = h->operations.rbegin(); it != h->operations.rend(); ++it) {
-    Operation& get = *it;
-    if (get.kind != OpKind::kGet || get.outcome != Outcome::kOk || get.serializable ||
-        !get.found) {
-      continue;
-    }
-    const auto& ws = writes[get.key];
-    const Operation* p2 = nullptr;
-    for (const Operation* w : ws) {
-      if (w->value == get.found->value && w->complete_ns < get.invoke_ns) p2 = w;
-    }
-    if (p2 == nullptr) continue;
-    for (const Operation* p1 : ws) {
-      if (p1->complete_ns < p2->invoke_ns && p1->value != p2->value) {
-        std::string text = absl::StrCat("planted stale read: op ", get.id, " Get(", get.key,
-                                        ") now returns '", p1->value, "' (op ", p1->id,
-                                        ") instead of '", get.found->value, "' (op ", p2->id, ")");
-        get.found->value = p1->value;
-        get.found->mod_revision = p1->revision;
-        return text;
-      }
-    }
-  }
-  return "";
-}
-
 // Polls until every member's serializable view of the KV prefix is the same
 // and at least at `revision`; returns the difference seen last, "" if none.
 std::string WaitMembersAgree(integration::Cluster* cluster, int64_t revision,
@@ -223,6 +181,40 @@ void SaveFailure(const RunnerOptions& options, uint64_t seed, const History& his
 }
 
 }  // namespace
+
+std::string PlantStaleRead(History* h) {
+  std::map<std::string, std::vector<const Operation*>> writes;  // by key
+  for (const Operation& op : h->operations) {
+    if (op.outcome != Outcome::kOk) continue;
+    if (op.kind == OpKind::kPut || (op.kind == OpKind::kTxnCas && op.succeeded)) {
+      writes[op.key].push_back(&op);
+    }
+  }
+  for (auto it = h->operations.rbegin(); it != h->operations.rend(); ++it) {
+    Operation& get = *it;
+    if (get.kind != OpKind::kGet || get.outcome != Outcome::kOk || get.serializable ||
+        !get.found) {
+      continue;
+    }
+    const auto& ws = writes[get.key];
+    const Operation* p2 = nullptr;
+    for (const Operation* w : ws) {
+      if (w->value == get.found->value && w->complete_ns < get.invoke_ns) p2 = w;
+    }
+    if (p2 == nullptr) continue;
+    for (const Operation* p1 : ws) {
+      if (p1->complete_ns < p2->invoke_ns && p1->value != p2->value) {
+        std::string text = absl::StrCat("planted stale read: op ", get.id, " Get(", get.key,
+                                        ") now returns '", p1->value, "' (op ", p1->id,
+                                        ") instead of '", get.found->value, "' (op ", p2->id, ")");
+        get.found->value = p1->value;
+        get.found->mod_revision = p1->revision;
+        return text;
+      }
+    }
+  }
+  return "";
+}
 
 std::string Usage() {
   return absl::StrCat(

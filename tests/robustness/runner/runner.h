@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "faults.h"
+#include "history.h"
 
 namespace cppetcd::robustness {
 
@@ -58,6 +59,14 @@ struct RunResult {
   std::chrono::milliseconds wall{0};
   std::string saved_dir;  // where the history and logs went, if saved
 };
+
+// The planted bug of --plant stale-read: replaces one linearizable Get
+// result that saw the value of write P2 with the value of an older write P1
+// of the same key, where P1 completed before P2 was invoked and P2
+// completed before the Get was invoked, so no linearization can explain it.
+// Prefers the latest such Get. Returns a description naming the operation
+// ids, or "" if the history has no such Get (nothing changed).
+std::string PlantStaleRead(History* history);
 
 RunResult RunOne(const RunnerOptions& options, uint64_t seed);
 // Runs every seed, prints a line per run and the summary; returns the exit
