@@ -392,30 +392,40 @@ void Workload::LeaseLoop(int client) {
       if (!st.ok()) end.error = st.error_message();
       recorder_->CompleteLease(rid, end);
     } else {
-      SleepUnless(stop_clients_, milliseconds(grant.ttl_seconds * 1000 + 1500));
-      if (stop_clients_.load()) break;
-      end.kind = LeaseOpKind::kExpired;
-      attempted_.fetch_add(1);
-      const int64_t eid = recorder_->InvokeLease(end);
-      end.id = eid;
-      grpc::ClientContext ctx;
-      SetDeadline(&ctx, config_.op_timeout);
-      etcdserverpb::LeaseTimeToLiveRequest req;
-      req.set_id(lease);
-      etcdserverpb::LeaseTimeToLiveResponse resp;
-      st = lease_stub->LeaseTimeToLive(&ctx, req, &resp);
-      if (st.ok() && resp.ttl() <= 0) {
-        end.outcome = Outcome::kOk;
-        end.complete_ns = MonotonicNowNs();
-        end.ttl_seconds = resp.ttl();
-      } else {
-        // Still alive (or no answer): not an expiry report.
-        end.outcome = st.ok() ? Outcome::kFailed : Outcome::kUnknown;
-        end.complete_ns = st.ok() ? MonotonicNowNs() : kNeverCompleted;
-        end.ttl_seconds = st.ok() ? resp.ttl() : 0;
-        end.error = st.ok() ? absl::StrCat("TTL ", resp.ttl()) : st.error_message();
+      SleepUnless(stop_clients_, milliseconds(grant.ttl_seconds * 1000 + 1000));
+      // Asks up to 4 times, 500 ms apart, until the lease is gone.
+      for (int attempt = 0; attempt < 4 && !stop_clients_.load(); ++attempt) {
+        LeaseOperation ask;
+        ask.client = client;
+        ask.lease = lease;
+        ask.kind = LeaseOpKind::kExpired;
+        attempted_.fetch_add(1);
+        const int64_t eid = recorder_->InvokeLease(ask);
+        ask.id = eid;
+        grpc::ClientContext ctx;
+        SetDeadline(&ctx, config_.op_timeout);
+        etcdserverpb::LeaseTimeToLiveRequest req;
+        req.set_id(lease);
+        etcdserverpb::LeaseTimeToLiveResponse resp;
+        st = lease_stub->LeaseTimeToLive(&ctx, req, &resp);
+        const bool gone = st.ok() && resp.ttl() == -1;
+        if (gone) {
+          // etcd's TTL -1: no such lease (revoked on expiry, keys deleted).
+          ask.outcome = Outcome::kOk;
+          ask.ttl_seconds = resp.ttl();
+        } else {
+          // TTL >= 0: the lease still exists. TTL 0 means "expiring": the
+          // leader has not yet committed the revoke that deletes its keys,
+          // so it is no expiry report (nor is no answer).
+          ask.outcome = st.ok() ? Outcome::kFailed : Outcome::kUnknown;
+          ask.ttl_seconds = st.ok() ? resp.ttl() : 0;
+          ask.error = st.ok() ? absl::StrCat("lease still exists, TTL ", resp.ttl())
+                              : st.error_message();
+        }
+        recorder_->CompleteLease(eid, ask);
+        if (gone) break;
+        SleepUnless(stop_clients_, milliseconds(500));
       }
-      recorder_->CompleteLease(eid, end);
     }
     // Read the key back (linearizable): gone once revoked or expired.
     Operation get;
