@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include <algorithm>
 #include <iostream>
@@ -39,6 +41,7 @@ constexpr Named kNames[] = {
     {FaultKind::kSlowPeer, "slow-peer"},
     {FaultKind::kLossyPeer, "lossy-peer"},
     {FaultKind::kEnospc, "enospc"},
+    {FaultKind::kClockJump, "clock-jump"},
 };
 
 }  // namespace
@@ -101,6 +104,12 @@ std::vector<ScheduledFault> MakeSchedule(uint64_t seed, int members,
       case FaultKind::kEnospc:
         f.hold = milliseconds(1000 + rng() % 2000);
         break;
+      case FaultKind::kClockJump: {
+        f.hold = milliseconds(2000 + rng() % 3000);
+        static constexpr int kOffsets[] = {-3600, -600, -30, 30, 600, 3600};
+        f.param = kOffsets[rng() % 6];
+        break;
+      }
       default:
         f.hold = milliseconds(800 + rng() % 2200);
         break;
@@ -166,6 +175,59 @@ void TmpfsDataDirs::Free(const std::string& dir) { ::unlink((dir + "/ballast").c
 
 void TmpfsDataDirs::FreeAll() {
   for (const std::string& d : dirs_) Free(d);
+}
+
+std::string FaketimeLibrary() {
+  for (const char* p : {"/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                        "/usr/lib/faketime/libfaketime.so.1"}) {
+    if (::access(p, R_OK) == 0) return p;
+  }
+  return "";
+}
+
+absl::Status SetClockOffset(const std::string& dir, const std::string& name,
+                            const std::string& offset) {
+  // Replaced by rename so libfaketime never reads a half-written file.
+  const std::string path = absl::StrCat(dir, "/clock.", name);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << offset << "\n";
+    if (!out) return absl::InternalError("write " + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename ", tmp, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ClockWrapper(const std::string& dir, const std::string& server,
+                                         const std::vector<std::string>& names) {
+  const std::string lib = FaketimeLibrary();
+  if (lib.empty()) return absl::NotFoundError("libfaketime not installed");
+  for (const std::string& n : names) {
+    if (absl::Status s = SetClockOffset(dir, n, "+0"); !s.ok()) return s;
+  }
+  const std::string path = dir + "/cppetcd-faketime";
+  {
+    std::ofstream out(path, std::ios::trunc);
+    out << "#!/bin/sh\n"
+        << "# cppetcd-robustness: the server with a fakeable wall clock.\n"
+        << "name=; prev=\n"
+        << "for a in \"$@\"; do\n"
+        << "  case \"$a\" in --name=*) name=${a#--name=} ;; esac\n"
+        << "  [ \"$prev\" = --name ] && name=$a\n"
+        << "  prev=$a\n"
+        << "done\n"
+        << "export LD_PRELOAD=" << lib << "\n"
+        << "export FAKETIME_TIMESTAMP_FILE=" << dir << "/clock.$name\n"
+        << "export FAKETIME_CACHE_DURATION=1 DONT_FAKE_MONOTONIC=1\n"
+        << "exec " << server << " \"$@\"\n";
+    if (!out) return absl::InternalError("write " + path);
+  }
+  ::chmod(path.c_str(), 0755);
+  return path;
 }
 
 absl::Status FaultInjector::FillDisk(int target, milliseconds hold, FaultRecord* rec) {
@@ -279,6 +341,18 @@ absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
       break;
     case FaultKind::kEnospc:
       status = FillDisk(target, f.hold, rec);
+      break;
+    case FaultKind::kClockJump:
+      if (clock_dir_.empty()) {
+        rec->injected = false;
+        rec->note = "libfaketime not installed; skipped";
+        return absl::OkStatus();
+      }
+      rec->note = absl::StrCat("wall clock ", f.param > 0 ? "+" : "", f.param, " s");
+      status = SetClockOffset(clock_dir_, m.name(), absl::StrCat(f.param > 0 ? "+" : "", f.param, "s"));
+      if (!status.ok()) break;
+      std::this_thread::sleep_for(f.hold);
+      status = SetClockOffset(clock_dir_, m.name(), "+0");
       break;
     case FaultKind::kReplace: {
       auto id = cluster_->MemberId(target);

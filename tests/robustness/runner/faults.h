@@ -43,10 +43,12 @@ enum class FaultKind {
   kEnospc,         // a random member's data dir (its own size-limited
                    // tmpfs) is filled up; freed after the hold, the member
                    // restarted if it exited
+  kClockJump,      // a random member's wall clock (CLOCK_REALTIME, through
+                   // libfaketime) jumps by -1 h .. +1 h; back after the hold
 };
 
 // "kill", "kill-leader", "pause-leader", "partition", "isolate-leader",
-// "reset-peer", "replace", "slow-peer", "lossy-peer", "enospc".
+// "reset-peer", "replace", "slow-peer", "lossy-peer", "enospc", "clock-jump".
 std::string FaultName(FaultKind kind);
 std::optional<FaultKind> ParseFaultName(const std::string& name);
 std::vector<FaultKind> AllFaultKinds();
@@ -56,7 +58,8 @@ struct ScheduledFault {
   int target = 0;  // member index for non-leader kinds
   std::chrono::milliseconds start{0};  // offset in the fault window
   std::chrono::milliseconds hold{0};   // how long the fault lasts
-  int param = 0;  // kSlowPeer: delay ms; kLossyPeer: resets per mille
+  int param = 0;  // kSlowPeer: delay ms; kLossyPeer: resets per mille;
+                  // kClockJump: offset in seconds
   int jitter_ms = 0;  // kSlowPeer
 };
 
@@ -103,11 +106,26 @@ class TmpfsDataDirs {
   int size_mib_ = 0;
 };
 
+// libfaketime's preload library, or "" if it is not installed.
+std::string FaketimeLibrary();
+// Writes `dir`/cppetcd-faketime, a wrapper that runs `server` with
+// libfaketime preloaded, faking only CLOCK_REALTIME (the monotonic clock is
+// real) by the offset in `dir`/clock.<--name> (re-read every second), and
+// creates those files ("+0") for `names`. Returns the wrapper's path.
+absl::StatusOr<std::string> ClockWrapper(const std::string& dir, const std::string& server,
+                                         const std::vector<std::string>& names);
+// Sets member `name`'s wall-clock offset (e.g. "+3600s", "+0").
+absl::Status SetClockOffset(const std::string& dir, const std::string& name,
+                            const std::string& offset);
+
 class FaultInjector {
  public:
   explicit FaultInjector(integration::Cluster* cluster) : cluster_(cluster) {}
   // Where kEnospc can act (null: it is skipped).
   void set_tmpfs(TmpfsDataDirs* tmpfs) { tmpfs_ = tmpfs; }
+  // Where the members' libfaketime offset files are (clock.<member name>,
+  // see ClockWrapper); "" = kClockJump is skipped.
+  void set_clock_dir(std::string dir) { clock_dir_ = std::move(dir); }
 
   // Runs `schedule` from now; a fault whose start is past `window` is not
   // begun. Returns the records (one per fault begun or skipped). A recovery
@@ -128,6 +146,7 @@ class FaultInjector {
   integration::Cluster* cluster_;
   std::set<int> paused_;  // members stopped with SIGSTOP
   TmpfsDataDirs* tmpfs_ = nullptr;
+  std::string clock_dir_;
 };
 
 }  // namespace cppetcd::robustness

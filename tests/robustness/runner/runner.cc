@@ -291,6 +291,22 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
       std::cout << "  enospc faults will be skipped: " << mounted.status().message() << std::endl;
     }
   }
+  // The clock-jump fault runs every member under libfaketime.
+  std::string clock_dir;
+  if (std::find(options.faults.begin(), options.faults.end(), FaultKind::kClockJump) !=
+      options.faults.end()) {
+    std::vector<std::string> names;
+    for (int i = 0; i < options.members; ++i) names.push_back(absl::StrCat("m", i));
+    const std::string server = copts.binary.empty() ? integration::ServerBinary() : copts.binary;
+    auto wrapper = ClockWrapper(base.path(), server, names);
+    if (wrapper.ok()) {
+      copts.binary = *wrapper;
+      clock_dir = base.path();
+    } else {
+      std::cout << "  clock-jump faults will be skipped: " << wrapper.status().message()
+                << std::endl;
+    }
+  }
   auto cluster_or = integration::Cluster::Start(copts, base.path());
   if (!cluster_or.ok()) {
     result.infrastructure_error = true;
@@ -314,6 +330,7 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
   const auto window_start = Clock::now();
   FaultInjector injector(cluster.get());
   injector.set_tmpfs(tmpfs.get());
+  injector.set_clock_dir(clock_dir);
   const auto schedule = MakeSchedule(seed, options.members, options.faults, options.duration);
   auto records = injector.Run(schedule, options.duration);
   if (!records.ok()) {
