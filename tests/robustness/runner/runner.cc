@@ -103,6 +103,10 @@ absl::Status ParseInto(const std::vector<std::string>& args, RunnerOptions* o,
       }
     } else if (flag == "--expect-violation") {
       o->expect_violation = !has_value || value == "true" || value == "1";
+    } else if (flag == "--require-all-kinds") {
+      o->require_all_kinds = true;
+    } else if (flag == "--print-schedule") {
+      o->print_schedule = true;
     } else if (flag == "--binary") {
       if (s = need(); s.ok()) o->binary = value;
     } else if (flag == "--replay") {
@@ -221,7 +225,8 @@ std::string Usage() {
       "usage: cppetcd-robustness [--seed S] [--runs N] [--members 3|5]\n"
       "         [--faults all|none|k1,k2,...] [--duration-ms MS] [--clients K]\n"
       "         [--out DIR] [--plant stale-read] [--expect-violation]\n"
-      "         [--binary PATH] [--replay DIR|SEED]\n"
+      "         [--binary PATH] [--replay DIR|SEED] [--print-schedule]\n"
+      "         [--require-all-kinds]\n"
       "fault kinds: ",
       FaultList(AllFaultKinds()), "\n");
 }
@@ -418,6 +423,23 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
 }
 
 int RunAll(const RunnerOptions& options) {
+  if (options.print_schedule) {
+    for (int r = 0; r < options.runs; ++r) {
+      const uint64_t seed = options.seed + static_cast<uint64_t>(r);
+      std::cout << "seed " << seed << ":";
+      for (const ScheduledFault& f :
+           MakeSchedule(seed, options.members, options.faults, options.duration)) {
+        std::cout << " " << FaultName(f.kind) << "@" << f.start.count() << "ms+"
+                  << f.hold.count() << "ms";
+        if (f.kind != FaultKind::kKillLeader && f.kind != FaultKind::kPauseLeader &&
+            f.kind != FaultKind::kIsolateLeader) {
+          std::cout << "/m" << f.target;
+        }
+      }
+      std::cout << "\n";
+    }
+    return 0;
+  }
   const auto started = Clock::now();
   std::map<std::string, int> faults;
   int64_t ops = 0, checked = 0, watch = 0;
@@ -468,6 +490,17 @@ int RunAll(const RunnerOptions& options) {
             << absl::StrJoin(fk, ", ") << "}; " << ops << " ops recorded, " << checked
             << " checked, " << watch << " watch responses; " << violations << " violations, "
             << inconclusive << " inconclusive; " << wall.count() << " ms" << std::endl;
+  std::vector<std::string> missing;
+  for (FaultKind k : options.faults) {
+    if (faults.count(FaultName(k)) == 0) missing.push_back(FaultName(k));
+  }
+  if (!missing.empty()) {
+    std::cout << "fault kinds never injected: " << absl::StrJoin(missing, ", ") << std::endl;
+  }
+  if (options.require_all_kinds && !missing.empty()) {
+    std::cout << "FAIL: --require-all-kinds" << std::endl;
+    return 1;
+  }
   if (options.expect_violation) {
     const bool all = detected == options.runs;
     std::cout << (all ? "expected violations found in every run"

@@ -35,6 +35,10 @@ struct RunnerOptions {
   // planted self-test).
   bool expect_violation = false;
   std::string binary;  // "" = $CPPETCD_TEST_SERVER or the built cppetcd
+  bool print_schedule = false;  // print each seed's fault schedule, run nothing
+  // Fail (exit 1) unless every kind in `faults` was injected at least once
+  // over the runs (CI: the fixed seeds must cover their kinds).
+  bool require_all_kinds = false;
 };
 
 // Parses argv (without argv[0]); --replay DIR reads DIR/replay.args first.
