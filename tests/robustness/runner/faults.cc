@@ -278,6 +278,10 @@ absl::StatusOr<std::vector<FaultRecord>> FaultInjector::Run(
 }
 
 absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
+  if (std::find(skip_.begin(), skip_.end(), f.kind) != skip_.end()) {
+    rec->note = "--skip; not injected";
+    return absl::OkStatus();
+  }
   const int n = cluster_->size();
   int target = f.target % n;
   const bool on_leader = f.kind == FaultKind::kKillLeader || f.kind == FaultKind::kPauseLeader ||

@@ -126,6 +126,8 @@ class FaultInjector {
   // Where the members' libfaketime offset files are (clock.<member name>,
   // see ClockWrapper); "" = kClockJump is skipped.
   void set_clock_dir(std::string dir) { clock_dir_ = std::move(dir); }
+  // Kinds to leave out (recorded as skipped) without changing the schedule.
+  void set_skip(std::vector<FaultKind> kinds) { skip_ = std::move(kinds); }
 
   // Runs `schedule` from now; a fault whose start is past `window` is not
   // begun. Returns the records (one per fault begun or skipped). A recovery
@@ -147,6 +149,7 @@ class FaultInjector {
   std::set<int> paused_;  // members stopped with SIGSTOP
   TmpfsDataDirs* tmpfs_ = nullptr;
   std::string clock_dir_;
+  std::vector<FaultKind> skip_;
 };
 
 }  // namespace cppetcd::robustness

@@ -92,6 +92,15 @@ absl::Status ParseInto(const std::vector<std::string>& args, RunnerOptions* o,
           }
         }
       }
+    } else if (flag == "--skip") {
+      if (s = need(); s.ok()) {
+        o->skip.clear();
+        for (absl::string_view name : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+          auto kind = ParseFaultName(std::string(name));
+          if (!kind) return absl::InvalidArgumentError(absl::StrCat("--skip: unknown kind '", name, "'"));
+          o->skip.push_back(*kind);
+        }
+      }
     } else if (flag == "--out") {
       if (s = need(); s.ok()) o->out = value;
     } else if (flag == "--plant") {
@@ -226,7 +235,7 @@ std::string Usage() {
       "         [--faults all|none|k1,k2,...] [--duration-ms MS] [--clients K]\n"
       "         [--out DIR] [--plant stale-read] [--expect-violation]\n"
       "         [--binary PATH] [--replay DIR|SEED] [--print-schedule]\n"
-      "         [--require-all-kinds]\n"
+      "         [--require-all-kinds] [--skip k1,k2,...]\n"
       "fault kinds: ",
       FaultList(AllFaultKinds()), "\n");
 }
@@ -336,6 +345,7 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
   FaultInjector injector(cluster.get());
   injector.set_tmpfs(tmpfs.get());
   injector.set_clock_dir(clock_dir);
+  injector.set_skip(options.skip);
   const auto schedule = MakeSchedule(seed, options.members, options.faults, options.duration);
   auto records = injector.Run(schedule, options.duration);
   if (!records.ok()) {

@@ -25,6 +25,9 @@ struct RunnerOptions {
   int runs = 1;      // seeds seed .. seed + runs - 1
   int members = 3;   // 3 or 5
   std::vector<FaultKind> faults = AllFaultKinds();
+  // Kinds kept in the schedule (so it stays the seed's) but not injected:
+  // to find which fault of a failing replay matters.
+  std::vector<FaultKind> skip;
   std::chrono::milliseconds duration{10'000};  // fault window per run
   int clients = 4;   // KV clients (plus 2 watchers and 1 lease client)
   std::string out = "/tmp/cppetcd-robustness";  // failed runs: <out>/seed-<S>/
