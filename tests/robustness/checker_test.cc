@@ -3,6 +3,7 @@
 // test checks the linearizability checker against an in-test model (valid
 // histories pass; one mutated read fails).
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -389,17 +390,27 @@ TEST(LinearizabilityTest, DuplicateWriteRevisionIsCaught) {
 
 TEST(LinearizabilityTest, BudgetExhaustedIsInconclusiveNotPass) {
   History h;
-  // Many concurrent unknown puts and a read of a value nobody wrote, with a
-  // budget too small to finish the search.
-  for (int i = 0; i < 12; ++i) h.operations.push_back(Unknown(Put(i + 1, "a", absl::StrCat(i), i, 0, 0)));
-  h.operations.push_back(Get(13, "a", 100, 110, "none", 0, 0));
+  // Twelve concurrent unknown puts; reads then see u3, u5 and u3 again,
+  // which no order explains (each value is written once). Only the search
+  // can tell, and with a tiny budget it cannot finish.
+  for (int i = 0; i < 12; ++i) {
+    h.operations.push_back(Unknown(Put(i + 1, "a", absl::StrCat("u", i), i, 0, 0)));
+  }
+  h.operations.push_back(Get(13, "a", 100, 110, "u3", 0, 0));
+  h.operations.push_back(Get(14, "a", 120, 130, "u5", 0, 0));
+  h.operations.push_back(Get(15, "a", 140, 150, "u3", 0, 0));
   LinearizabilityOptions options;
-  options.max_states_per_part = 50;
+  options.max_states_per_part = 20;
   CheckReport r = CheckLinearizability(h, options);
   EXPECT_VERDICT(r, Verdict::kInconclusive);
   EXPECT_THAT(Problems(r), HasSubstr("inconclusive"));
   // With the default budget the search finishes and finds the violation.
-  EXPECT_VERDICT(CheckLinearizability(h), Verdict::kViolation);
+  r = CheckLinearizability(h);
+  EXPECT_VERDICT(r, Verdict::kViolation);
+  EXPECT_THAT(Problems(r), HasSubstr("#15 get"));
+  // Without the third read it is linearizable.
+  h.operations.pop_back();
+  EXPECT_VERDICT(CheckLinearizability(h), Verdict::kOk);
 }
 
 // --- linearizability: random histories against an in-test model ------------
@@ -413,15 +424,23 @@ struct RandomHistory {
 // and complete are drawn around its point in the sequence, so operations
 // overlap at random. Some writes get outcome kUnknown (half of them took
 // effect). Values are unique per write.
-RandomHistory GenerateHistory(uint32_t seed) {
+struct GenerateOptions {
+  int min_ops = 10;
+  int max_ops = 30;
+  int unknown_one_in = 10;  // 1 in N writes has outcome kUnknown
+  int max_window = 40;      // an op extends up to this far from its point
+                            // (points are 20 apart)
+};
+
+RandomHistory GenerateHistory(uint32_t seed, const GenerateOptions& options = {}) {
   std::mt19937 rng(seed);
   auto uniform = [&rng](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   const std::vector<std::string> keys = {"a", "b", "c"};
   std::map<std::string, KeyValue> store;
   int64_t revision = 1;
   RandomHistory out;
-  const int count = uniform(10, 30);
-  const int window = uniform(0, 40);  // how far an op may extend from its point
+  const int count = uniform(options.min_ops, options.max_ops);
+  const int window = uniform(0, options.max_window);
   for (int i = 0; i < count; ++i) {
     const int64_t point = 100 + 20 * i;
     const std::string key = keys[uniform(0, 2)];
@@ -430,7 +449,7 @@ RandomHistory GenerateHistory(uint32_t seed) {
     op.complete_ns = point + uniform(0, window);
     op.outcome = Outcome::kOk;
     op.key = key;
-    const bool unknown = uniform(0, 9) == 0;
+    const bool unknown = uniform(0, options.unknown_one_in - 1) == 0;
     const bool applies = !unknown || uniform(0, 1) == 0;
     auto do_put = [&](const std::string& value) {
       if (!applies) return;
@@ -531,6 +550,34 @@ TEST(LinearizabilityRandomTest, GeneratedHistoriesPassAndMutatedReadsFail) {
     ++mutated;
   }
   EXPECT_GT(mutated, kSeeds / 2);
+}
+
+TEST(LinearizabilityRandomTest, LargeHistoriesWithManyUnknownWritesFinish) {
+  // ~10 operations in flight, 1 in 5 writes unanswered: the search must
+  // still finish well inside its budget.
+  GenerateOptions options;
+  options.min_ops = 1000;
+  options.max_ops = 1500;
+  options.unknown_one_in = 5;
+  options.max_window = 100;
+  for (uint32_t seed = 1; seed <= 5; ++seed) {
+    RandomHistory rh = GenerateHistory(seed, options);
+    const auto start = std::chrono::steady_clock::now();
+    CheckReport ok = CheckLinearizability(rh.history);
+    ASSERT_EQ(ok.verdict, Verdict::kOk) << "seed " << seed << "\n" << Problems(ok);
+    std::printf("seed %u: %zu ops checked in %lld ms\n", seed, rh.history.operations.size(),
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::steady_clock::now() - start)
+                                           .count()));
+    // A read of a value never written is caught by the quick checks before
+    // any search, so a short search budget does not hide it.
+    Operation& read = rh.history.operations[rh.reads[rh.reads.size() / 2]];
+    read.found = Kv(read.key, "never-written", 0);
+    LinearizabilityOptions short_budget;
+    short_budget.max_time_per_part = std::chrono::milliseconds(500);
+    CheckReport bad = CheckLinearizability(rh.history, short_budget);
+    ASSERT_EQ(bad.verdict, Verdict::kViolation) << "seed " << seed << "\n" << Problems(bad);
+  }
 }
 
 TEST(LinearizabilityRandomTest, StaleReadMutationsFail) {
