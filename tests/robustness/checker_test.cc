@@ -832,6 +832,21 @@ TEST(LeaseCheckerTest, KeyOfRevokedLeaseReadAfterRevokeIsCaught) {
   EXPECT_VERDICT(CheckLeases(h), Verdict::kViolation);
 }
 
+TEST(LeaseCheckerTest, KeyReadAfterLeaseReportedNotFoundIsCaught) {
+  History h;
+  Operation put = Put(2, "a", "1", 20, 30, 2);
+  put.lease = 77;
+  h.operations = {put, Get(4, "a", 60, 70, "1", 2, 2)};
+  LeaseOperation expired = LeaseOp(5, LeaseOpKind::kExpired, 77, 0, 40, 50);
+  h.lease_operations = {expired};
+  // TTL <= 0 of a lease that still exists: etcd may still be revoking it.
+  EXPECT_VERDICT(CheckLeases(h), Verdict::kOk);
+  h.lease_operations[0].not_found = true;
+  CheckReport r = CheckLeases(h);
+  EXPECT_VERDICT(r, Verdict::kViolation);
+  EXPECT_THAT(Problems(r), HasSubstr("#4 get"));
+}
+
 TEST(LeaseCheckerTest, ReadsBeforeRevokeAndAbsentAfterPass) {
   History h;
   Operation put = Put(2, "a", "1", 20, 30, 2);
@@ -901,7 +916,9 @@ TEST(HistoryIoTest, RoundTripKeepsEverythingIncludingBinaryKeys) {
   get.found->create_revision = 2;
   get.found->version = 1;
   h.operations = {put, range, cas, get, Delete(5, "d", 60, 70, 0, 2)};
-  h.lease_operations = {LeaseOp(6, LeaseOpKind::kKeepAlive, 42, 7, 80, 90)};
+  LeaseOperation expired = LeaseOp(7, LeaseOpKind::kExpired, 42, 0, 95, 99);
+  expired.not_found = true;
+  h.lease_operations = {LeaseOp(6, LeaseOpKind::kKeepAlive, 42, 7, 80, 90), expired};
   h.watches = {Watch(1, binary_key, std::string("\0", 1), 2, 0), Watch(2, "a", "", 3, 1)};
   WatchResponseRecord resp = Response(1, 2, {PutEvent(binary_key, "v", 2, 42), DeleteEvent("z", 3)});
   resp.canceled = true;
@@ -930,9 +947,11 @@ TEST(HistoryIoTest, RoundTripKeepsEverythingIncludingBinaryKeys) {
   ASSERT_TRUE(back->operations[3].found.has_value());
   EXPECT_EQ(*back->operations[3].found, *get.found);
   EXPECT_EQ(back->operations[4].kind, OpKind::kDelete);
-  ASSERT_EQ(back->lease_operations.size(), 1u);
+  ASSERT_EQ(back->lease_operations.size(), 2u);
   EXPECT_EQ(back->lease_operations[0].kind, LeaseOpKind::kKeepAlive);
   EXPECT_EQ(back->lease_operations[0].ttl_seconds, 7);
+  EXPECT_FALSE(back->lease_operations[0].not_found);
+  EXPECT_TRUE(back->lease_operations[1].not_found);
   ASSERT_EQ(back->watches.size(), 2u);
   EXPECT_EQ(back->watches[0].key, binary_key);
   EXPECT_EQ(back->watches[1].resumes, 1);
