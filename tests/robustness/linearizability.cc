@@ -362,8 +362,8 @@ SearchOutcome Search(const std::vector<PartOp>& ops, size_t num_slots,
 
 // A first, cheaper search problem for a part. Optional (unknown-outcome)
 // writes are what makes WGL slow: each may be linearized anywhere. Here
-//  - an optional Put/CAS whose (key, value) no read of the part returned is
-//    dropped (as if it never took effect);
+//  - an optional Put/CAS whose (key, value) no read of the part returned
+//    (nor a succeeded CAS compared) is dropped (as if it never took effect);
 //  - an optional Put/CAS whose (key, value) some read returned, and which is
 //    the only write of that value to that key, becomes required, due by the
 //    earliest completion of such a read.
@@ -379,10 +379,13 @@ std::vector<PartOp> Simplify(const std::vector<PartOp>& ops) {
     const OpKind kind = p.op->kind;
     if (kind == OpKind::kPut || kind == OpKind::kTxnCas) ++writers[{p.slot, p.value}];
     if (!p.required) continue;
-    for (const RangeItem& item : p.items) {
-      auto [it, inserted] = observed.emplace(std::make_pair(item.slot, item.value), p.complete_ns);
+    auto observe = [&](int slot, int32_t value) {
+      auto [it, inserted] = observed.emplace(std::make_pair(slot, value), p.complete_ns);
       if (!inserted) it->second = std::min(it->second, p.complete_ns);
-    }
+    };
+    for (const RangeItem& item : p.items) observe(item.slot, item.value);
+    // A CAS that succeeded on `expected` saw that value too.
+    if (kind == OpKind::kTxnCas && p.op->succeeded && !p.op->expect_absent) observe(p.slot, p.expected);
   }
   std::vector<PartOp> out;
   out.reserve(ops.size());
