@@ -734,6 +734,17 @@ TEST(WatchCheckerTest, GapAtTheTailBelowTheHeaderIsCaught) {
   EXPECT_THAT(Problems(r), HasSubstr("missed revision 5"));
 }
 
+TEST(WatchCheckerTest, GapInAWatchFromNowIsCaught) {
+  History h = WatchBase();
+  // Opened "from now" at revision 3 (its created response); revision 4 lost.
+  h.watches = {Watch(1, "a", "", 0)};
+  h.watch_responses = {Response(1, 3, {}), Response(1, 5, {DeleteEvent("a", 5)})};
+  CheckReport r = CheckWatches(h);
+  EXPECT_VERDICT(r, Verdict::kViolation);
+  EXPECT_THAT(Problems(r), HasSubstr("missed revision 4"));
+  EXPECT_THAT(Problems(r), Not(HasSubstr("missed revision 2")));
+}
+
 TEST(WatchCheckerTest, RevisionSplitAcrossResponsesIsCaught) {
   History h;
   // One revision with two events (a multi-key txn not in the KV history).
