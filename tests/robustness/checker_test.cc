@@ -3,6 +3,7 @@
 // test checks the linearizability checker against an in-test model (valid
 // histories pass; one mutated read fails).
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -389,17 +390,27 @@ TEST(LinearizabilityTest, DuplicateWriteRevisionIsCaught) {
 
 TEST(LinearizabilityTest, BudgetExhaustedIsInconclusiveNotPass) {
   History h;
-  // Many concurrent unknown puts and a read of a value nobody wrote, with a
-  // budget too small to finish the search.
-  for (int i = 0; i < 12; ++i) h.operations.push_back(Unknown(Put(i + 1, "a", absl::StrCat(i), i, 0, 0)));
-  h.operations.push_back(Get(13, "a", 100, 110, "none", 0, 0));
+  // Twelve concurrent unknown puts; reads then see u3, u5 and u3 again,
+  // which no order explains (each value is written once). Only the search
+  // can tell, and with a tiny budget it cannot finish.
+  for (int i = 0; i < 12; ++i) {
+    h.operations.push_back(Unknown(Put(i + 1, "a", absl::StrCat("u", i), i, 0, 0)));
+  }
+  h.operations.push_back(Get(13, "a", 100, 110, "u3", 0, 0));
+  h.operations.push_back(Get(14, "a", 120, 130, "u5", 0, 0));
+  h.operations.push_back(Get(15, "a", 140, 150, "u3", 0, 0));
   LinearizabilityOptions options;
-  options.max_states_per_part = 50;
+  options.max_states_per_part = 20;
   CheckReport r = CheckLinearizability(h, options);
   EXPECT_VERDICT(r, Verdict::kInconclusive);
   EXPECT_THAT(Problems(r), HasSubstr("inconclusive"));
   // With the default budget the search finishes and finds the violation.
-  EXPECT_VERDICT(CheckLinearizability(h), Verdict::kViolation);
+  r = CheckLinearizability(h);
+  EXPECT_VERDICT(r, Verdict::kViolation);
+  EXPECT_THAT(Problems(r), HasSubstr("#15 get"));
+  // Without the third read it is linearizable.
+  h.operations.pop_back();
+  EXPECT_VERDICT(CheckLinearizability(h), Verdict::kOk);
 }
 
 // --- linearizability: random histories against an in-test model ------------
@@ -413,15 +424,23 @@ struct RandomHistory {
 // and complete are drawn around its point in the sequence, so operations
 // overlap at random. Some writes get outcome kUnknown (half of them took
 // effect). Values are unique per write.
-RandomHistory GenerateHistory(uint32_t seed) {
+struct GenerateOptions {
+  int min_ops = 10;
+  int max_ops = 30;
+  int unknown_one_in = 10;  // 1 in N writes has outcome kUnknown
+  int max_window = 40;      // an op extends up to this far from its point
+                            // (points are 20 apart)
+};
+
+RandomHistory GenerateHistory(uint32_t seed, const GenerateOptions& options = {}) {
   std::mt19937 rng(seed);
   auto uniform = [&rng](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   const std::vector<std::string> keys = {"a", "b", "c"};
   std::map<std::string, KeyValue> store;
   int64_t revision = 1;
   RandomHistory out;
-  const int count = uniform(10, 30);
-  const int window = uniform(0, 40);  // how far an op may extend from its point
+  const int count = uniform(options.min_ops, options.max_ops);
+  const int window = uniform(0, options.max_window);
   for (int i = 0; i < count; ++i) {
     const int64_t point = 100 + 20 * i;
     const std::string key = keys[uniform(0, 2)];
@@ -430,7 +449,7 @@ RandomHistory GenerateHistory(uint32_t seed) {
     op.complete_ns = point + uniform(0, window);
     op.outcome = Outcome::kOk;
     op.key = key;
-    const bool unknown = uniform(0, 9) == 0;
+    const bool unknown = uniform(0, options.unknown_one_in - 1) == 0;
     const bool applies = !unknown || uniform(0, 1) == 0;
     auto do_put = [&](const std::string& value) {
       if (!applies) return;
@@ -531,6 +550,34 @@ TEST(LinearizabilityRandomTest, GeneratedHistoriesPassAndMutatedReadsFail) {
     ++mutated;
   }
   EXPECT_GT(mutated, kSeeds / 2);
+}
+
+TEST(LinearizabilityRandomTest, LargeHistoriesWithManyUnknownWritesFinish) {
+  // ~10 operations in flight, 1 in 5 writes unanswered: the search must
+  // still finish well inside its budget.
+  GenerateOptions options;
+  options.min_ops = 1000;
+  options.max_ops = 1500;
+  options.unknown_one_in = 5;
+  options.max_window = 100;
+  for (uint32_t seed = 1; seed <= 5; ++seed) {
+    RandomHistory rh = GenerateHistory(seed, options);
+    const auto start = std::chrono::steady_clock::now();
+    CheckReport ok = CheckLinearizability(rh.history);
+    ASSERT_EQ(ok.verdict, Verdict::kOk) << "seed " << seed << "\n" << Problems(ok);
+    std::printf("seed %u: %zu ops checked in %lld ms\n", seed, rh.history.operations.size(),
+                static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::steady_clock::now() - start)
+                                           .count()));
+    // A read of a value never written is caught by the quick checks before
+    // any search, so a short search budget does not hide it.
+    Operation& read = rh.history.operations[rh.reads[rh.reads.size() / 2]];
+    read.found = Kv(read.key, "never-written", 0);
+    LinearizabilityOptions short_budget;
+    short_budget.max_time_per_part = std::chrono::milliseconds(500);
+    CheckReport bad = CheckLinearizability(rh.history, short_budget);
+    ASSERT_EQ(bad.verdict, Verdict::kViolation) << "seed " << seed << "\n" << Problems(bad);
+  }
 }
 
 TEST(LinearizabilityRandomTest, StaleReadMutationsFail) {
@@ -687,6 +734,17 @@ TEST(WatchCheckerTest, GapAtTheTailBelowTheHeaderIsCaught) {
   EXPECT_THAT(Problems(r), HasSubstr("missed revision 5"));
 }
 
+TEST(WatchCheckerTest, GapInAWatchFromNowIsCaught) {
+  History h = WatchBase();
+  // Opened "from now" at revision 3 (its created response); revision 4 lost.
+  h.watches = {Watch(1, "a", "", 0)};
+  h.watch_responses = {Response(1, 3, {}), Response(1, 5, {DeleteEvent("a", 5)})};
+  CheckReport r = CheckWatches(h);
+  EXPECT_VERDICT(r, Verdict::kViolation);
+  EXPECT_THAT(Problems(r), HasSubstr("missed revision 4"));
+  EXPECT_THAT(Problems(r), Not(HasSubstr("missed revision 2")));
+}
+
 TEST(WatchCheckerTest, RevisionSplitAcrossResponsesIsCaught) {
   History h;
   // One revision with two events (a multi-key txn not in the KV history).
@@ -785,6 +843,21 @@ TEST(LeaseCheckerTest, KeyOfRevokedLeaseReadAfterRevokeIsCaught) {
   EXPECT_VERDICT(CheckLeases(h), Verdict::kViolation);
 }
 
+TEST(LeaseCheckerTest, KeyReadAfterLeaseReportedNotFoundIsCaught) {
+  History h;
+  Operation put = Put(2, "a", "1", 20, 30, 2);
+  put.lease = 77;
+  h.operations = {put, Get(4, "a", 60, 70, "1", 2, 2)};
+  LeaseOperation expired = LeaseOp(5, LeaseOpKind::kExpired, 77, 0, 40, 50);
+  h.lease_operations = {expired};
+  // TTL <= 0 of a lease that still exists: etcd may still be revoking it.
+  EXPECT_VERDICT(CheckLeases(h), Verdict::kOk);
+  h.lease_operations[0].not_found = true;
+  CheckReport r = CheckLeases(h);
+  EXPECT_VERDICT(r, Verdict::kViolation);
+  EXPECT_THAT(Problems(r), HasSubstr("#4 get"));
+}
+
 TEST(LeaseCheckerTest, ReadsBeforeRevokeAndAbsentAfterPass) {
   History h;
   Operation put = Put(2, "a", "1", 20, 30, 2);
@@ -854,7 +927,9 @@ TEST(HistoryIoTest, RoundTripKeepsEverythingIncludingBinaryKeys) {
   get.found->create_revision = 2;
   get.found->version = 1;
   h.operations = {put, range, cas, get, Delete(5, "d", 60, 70, 0, 2)};
-  h.lease_operations = {LeaseOp(6, LeaseOpKind::kKeepAlive, 42, 7, 80, 90)};
+  LeaseOperation expired = LeaseOp(7, LeaseOpKind::kExpired, 42, 0, 95, 99);
+  expired.not_found = true;
+  h.lease_operations = {LeaseOp(6, LeaseOpKind::kKeepAlive, 42, 7, 80, 90), expired};
   h.watches = {Watch(1, binary_key, std::string("\0", 1), 2, 0), Watch(2, "a", "", 3, 1)};
   WatchResponseRecord resp = Response(1, 2, {PutEvent(binary_key, "v", 2, 42), DeleteEvent("z", 3)});
   resp.canceled = true;
@@ -883,9 +958,11 @@ TEST(HistoryIoTest, RoundTripKeepsEverythingIncludingBinaryKeys) {
   ASSERT_TRUE(back->operations[3].found.has_value());
   EXPECT_EQ(*back->operations[3].found, *get.found);
   EXPECT_EQ(back->operations[4].kind, OpKind::kDelete);
-  ASSERT_EQ(back->lease_operations.size(), 1u);
+  ASSERT_EQ(back->lease_operations.size(), 2u);
   EXPECT_EQ(back->lease_operations[0].kind, LeaseOpKind::kKeepAlive);
   EXPECT_EQ(back->lease_operations[0].ttl_seconds, 7);
+  EXPECT_FALSE(back->lease_operations[0].not_found);
+  EXPECT_TRUE(back->lease_operations[1].not_found);
   ASSERT_EQ(back->watches.size(), 2u);
   EXPECT_EQ(back->watches[0].key, binary_key);
   EXPECT_EQ(back->watches[1].resumes, 1);

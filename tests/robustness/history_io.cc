@@ -109,6 +109,7 @@ Json LeaseOpToJson(const LeaseOperation& op) {
          {"complete_ns", op.complete_ns},
          {"outcome", OutcomeName(op.outcome)}};
   if (!op.error.empty()) j["error"] = op.error;
+  if (op.not_found) j["not_found"] = true;
   return j;
 }
 
@@ -293,6 +294,7 @@ absl::Status LeaseOpFromJson(const Json& j, LeaseOperation* op) {
   CPPETCD_RETURN_IF_ERROR(ReadInt(j, "complete_ns", &op->complete_ns));
   CPPETCD_RETURN_IF_ERROR(ReadOutcome(j, &op->outcome));
   CPPETCD_RETURN_IF_ERROR(ReadString(j, "error", &op->error));
+  CPPETCD_RETURN_IF_ERROR(ReadBool(j, "not_found", &op->not_found));
   return absl::OkStatus();
 }
 
@@ -457,6 +459,7 @@ void HistoryRecorder::CompleteLease(int64_t id, const LeaseOperation& result) {
   it->complete_ns = result.outcome == Outcome::kUnknown ? kNeverCompleted : now;
   it->lease = result.lease != 0 ? result.lease : it->lease;
   it->ttl_seconds = result.ttl_seconds;
+  it->not_found = result.not_found;
 }
 
 int64_t HistoryRecorder::AddWatch(WatchRecord watch) {

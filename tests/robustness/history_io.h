@@ -35,7 +35,7 @@ class HistoryRecorder {
   // Complete copies from `result` only the outcome and result fields
   // (outcome, error, revision, succeeded, deleted, found, kvs, member) and
   // sets complete_ns to now, or kNeverCompleted for outcome kUnknown;
-  // CompleteLease likewise (outcome, error, ttl_seconds, and lease if
+  // CompleteLease likewise (outcome, error, ttl_seconds, not_found, and lease if
   // nonzero: a Grant learns its id there). An unknown id is ignored.
   int64_t Invoke(Operation op);
   void Complete(int64_t id, const Operation& result);
