@@ -408,11 +408,14 @@ void Workload::LeaseLoop(int client) {
         req.set_id(lease);
         etcdserverpb::LeaseTimeToLiveResponse resp;
         st = lease_stub->LeaseTimeToLive(&ctx, req, &resp);
-        const bool gone = st.ok() && resp.ttl() == -1;
+        // No such lease (revoked on expiry, keys deleted): TTL -1, or
+        // etcd's "requested lease not found" (NotFound).
+        const bool gone = (st.ok() && resp.ttl() == -1) ||
+                          st.error_code() == grpc::StatusCode::NOT_FOUND;
         if (gone) {
-          // etcd's TTL -1: no such lease (revoked on expiry, keys deleted).
           ask.outcome = Outcome::kOk;
-          ask.ttl_seconds = resp.ttl();
+          ask.not_found = true;
+          ask.ttl_seconds = st.ok() ? resp.ttl() : -1;
         } else {
           // TTL >= 0: the lease still exists. TTL 0 means "expiring": the
           // leader has not yet committed the revoke that deletes its keys,
