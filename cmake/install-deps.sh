@@ -11,6 +11,8 @@ pkgs=(
   etcd-client etcd-server
   # tools the tests use
   curl openssl jq procps iproute2
+  # the fault harness's clock-jump fault (tests/robustness/runner)
+  libfaketime
   # coverage-guided fuzzing (tests/fuzz/run.sh): clang, libFuzzer, sanitizer runtimes
   clang libfuzzer-14-dev libclang-rt-14-dev
 )

@@ -8,10 +8,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -97,6 +100,11 @@ struct Conn {
   int up = -1;
   std::string to_up;    // read from down, not yet written to up
   std::string to_down;  // read from up, not yet written to down
+  // Chunks held back by SetDelay: (due time, bytes), due times ascending.
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> delayed_up;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> delayed_down;
+  size_t delayed_up_bytes = 0;
+  size_t delayed_down_bytes = 0;
   bool down_eof = false;
   bool up_eof = false;
   bool blackholed = false;
@@ -198,6 +206,27 @@ void FaultProxy::SetMode(Mode mode) {
   (void)ignored;
 }
 
+void FaultProxy::SetDelay(std::chrono::milliseconds delay, std::chrono::milliseconds jitter) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    delay_ = std::max(delay, std::chrono::milliseconds(0));
+    jitter_ = std::max(jitter, std::chrono::milliseconds(0));
+  }
+  char c = 1;
+  ssize_t ignored = ::write(wake_pipe_[1], &c, 1);
+  (void)ignored;
+}
+
+void FaultProxy::SetResetPerMille(int per_mille) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reset_per_mille_ = std::clamp(per_mille, 0, 1000);
+  }
+  char c = 1;
+  ssize_t ignored = ::write(wake_pipe_[1], &c, 1);
+  (void)ignored;
+}
+
 FaultProxy::Mode FaultProxy::mode() const {
   std::lock_guard<std::mutex> lock(mu_);
   return mode_;
@@ -208,6 +237,36 @@ void FaultProxy::Loop() {
   Mode mode = Mode::kPass;
   std::vector<pid_t> blocked;
   uint64_t epoch = 0;
+  std::chrono::milliseconds delay{0}, jitter{0};
+  int reset_per_mille = 0;
+  std::mt19937_64 rng(static_cast<uint64_t>(port_) * 7919 + 1);
+  using SteadyClock = std::chrono::steady_clock;
+  // Moves a chunk just read into the connection's outgoing buffer, or into
+  // its delay queue when a delay is set.
+  auto take = [&](std::string* pending, std::string* chunk,
+                  std::deque<std::pair<SteadyClock::time_point, std::string>>* delayed,
+                  size_t* delayed_bytes) {
+    if (chunk->empty()) return;
+    if (delay.count() == 0 && jitter.count() == 0 && delayed->empty()) {
+      pending->append(*chunk);
+    } else {
+      const int64_t extra = jitter.count() > 0 ? static_cast<int64_t>(rng() % (jitter.count() + 1)) : 0;
+      SteadyClock::time_point due = SteadyClock::now() + delay + std::chrono::milliseconds(extra);
+      if (!delayed->empty()) due = std::max(due, delayed->back().first);  // keep the order
+      *delayed_bytes += chunk->size();
+      delayed->emplace_back(due, std::move(*chunk));
+    }
+    chunk->clear();
+  };
+  auto release = [&](std::string* pending,
+                     std::deque<std::pair<SteadyClock::time_point, std::string>>* delayed,
+                     size_t* delayed_bytes, SteadyClock::time_point now) {
+    for (int k = 0; k < 100000 && !delayed->empty() && delayed->front().first <= now; ++k) {
+      *delayed_bytes -= delayed->front().second.size();
+      pending->append(delayed->front().second);
+      delayed->pop_front();
+    }
+  };
   // True if connection `c` was dialed by one of the blocked processes.
   auto from_blocked = [&](const Conn& c) {
     if (blocked.empty()) return false;
@@ -228,6 +287,9 @@ void FaultProxy::Loop() {
       new_mode = mode_;
       new_epoch = mode_epoch_;
       if (new_epoch != epoch) blocked = blocked_;
+      delay = delay_;
+      jitter = jitter_;
+      reset_per_mille = reset_per_mille_;
     }
     if (new_epoch != epoch) {
       for (Conn& c : conns) {
@@ -238,6 +300,9 @@ void FaultProxy::Loop() {
           c.blackholed = true;
           c.to_up.clear();
           c.to_down.clear();
+          c.delayed_up.clear();
+          c.delayed_down.clear();
+          c.delayed_up_bytes = c.delayed_down_bytes = 0;
         }
       }
       mode = new_mode;
@@ -245,41 +310,79 @@ void FaultProxy::Loop() {
     }
     std::erase_if(conns, [](const Conn& c) { return c.dead; });
 
+    // Release delayed chunks that are due; poll no longer than the next one.
+    const SteadyClock::time_point now = SteadyClock::now();
+    int timeout_ms = 100;
+    for (Conn& c : conns) {
+      release(&c.to_up, &c.delayed_up, &c.delayed_up_bytes, now);
+      release(&c.to_down, &c.delayed_down, &c.delayed_down_bytes, now);
+      for (const auto* q : {&c.delayed_up, &c.delayed_down}) {
+        if (q->empty()) continue;
+        const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(q->front().first - now);
+        timeout_ms = std::clamp(static_cast<int>(wait.count()) + 1, 1, timeout_ms);
+      }
+    }
+
     std::vector<pollfd> fds;
     fds.push_back({wake_pipe_[0], POLLIN, 0});
     fds.push_back({listen_fd_, POLLIN, 0});
     for (const Conn& c : conns) {
       short down_ev = 0, up_ev = 0;
-      if (!c.down_eof && (c.blackholed || c.to_up.size() < kMaxPending)) down_ev |= POLLIN;
+      if (!c.down_eof && (c.blackholed || c.to_up.size() + c.delayed_up_bytes < kMaxPending)) {
+        down_ev |= POLLIN;
+      }
       if (!c.to_down.empty()) down_ev |= POLLOUT;
-      if (!c.up_eof && (c.blackholed || c.to_down.size() < kMaxPending)) up_ev |= POLLIN;
+      if (!c.up_eof && (c.blackholed || c.to_down.size() + c.delayed_down_bytes < kMaxPending)) {
+        up_ev |= POLLIN;
+      }
       if (!c.to_up.empty()) up_ev |= POLLOUT;
       fds.push_back({c.down, down_ev, 0});
       fds.push_back({c.up, up_ev, 0});  // fd -1 is ignored by poll
     }
-    int pr = ::poll(fds.data(), fds.size(), 100);
+    int pr = ::poll(fds.data(), fds.size(), timeout_ms);
     if (pr <= 0) continue;
     if (fds[0].revents != 0) {
       char buf[64];
       while (::read(wake_pipe_[0], buf, sizeof(buf)) > 0) {
       }
+      // A delay set while we polled applies to the bytes read below.
+      std::lock_guard<std::mutex> lock(mu_);
+      delay = delay_;
+      jitter = jitter_;
+      reset_per_mille = reset_per_mille_;
     }
     for (size_t i = 0; i < conns.size(); ++i) {
       Conn& c = conns[i];
       const short dre = fds[2 + 2 * i].revents;
       const short ure = c.up >= 0 ? fds[3 + 2 * i].revents : 0;
       bool failed = false;
+      bool lossy = false;
+      std::string chunk;
       if (dre & (POLLIN | POLLHUP | POLLERR)) {
-        ssize_t n = ReadSome(c.down, &c.to_up, c.blackholed);
+        ssize_t n = ReadSome(c.down, &chunk, c.blackholed);
         if (n > 0 && c.blackholed) dropped_.fetch_add(n);
+        if (n > 0 && !c.blackholed && reset_per_mille > 0 &&
+            static_cast<int>(rng() % 1000) < reset_per_mille) {
+          lossy = true;
+        }
+        take(&c.to_up, &chunk, &c.delayed_up, &c.delayed_up_bytes);
         if (n == 0) c.down_eof = true;
         if (n == -1) failed = true;
       }
       if (!failed && c.up >= 0 && (ure & (POLLIN | POLLHUP | POLLERR))) {
-        ssize_t n = ReadSome(c.up, &c.to_down, c.blackholed);
+        ssize_t n = ReadSome(c.up, &chunk, c.blackholed);
         if (n > 0 && c.blackholed) dropped_.fetch_add(n);
+        if (n > 0 && !c.blackholed && reset_per_mille > 0 &&
+            static_cast<int>(rng() % 1000) < reset_per_mille) {
+          lossy = true;
+        }
+        take(&c.to_down, &chunk, &c.delayed_down, &c.delayed_down_bytes);
         if (n == 0) c.up_eof = true;
         if (n == -1) failed = true;
+      }
+      if (lossy && !failed) {
+        lossy_resets_.fetch_add(1);
+        failed = true;
       }
       if (failed) {
         CloseConn(c, /*reset=*/true);
@@ -296,9 +399,10 @@ void FaultProxy::Loop() {
       }
       // Half-close forwarding: once one side ended and its bytes are
       // delivered, end the other direction too.
-      if (c.down_eof && c.to_up.empty()) ::shutdown(c.up, SHUT_WR);
-      if (c.up_eof && c.to_down.empty()) ::shutdown(c.down, SHUT_WR);
-      if (c.down_eof && c.up_eof && c.to_up.empty() && c.to_down.empty()) {
+      if (c.down_eof && c.to_up.empty() && c.delayed_up.empty()) ::shutdown(c.up, SHUT_WR);
+      if (c.up_eof && c.to_down.empty() && c.delayed_down.empty()) ::shutdown(c.down, SHUT_WR);
+      if (c.down_eof && c.up_eof && c.to_up.empty() && c.to_down.empty() &&
+          c.delayed_up.empty() && c.delayed_down.empty()) {
         CloseConn(c, /*reset=*/false);
       }
     }

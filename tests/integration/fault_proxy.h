@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -62,6 +63,20 @@ class FaultProxy {
   // Connections that stop being cut are reset, as when leaving kBlackhole.
   void SetBlockedSources(std::vector<pid_t> pids);
 
+  // Holds every chunk of bytes read (either direction) for `delay` plus a
+  // uniform random [0, jitter] before forwarding it; chunks of one
+  // connection keep their order (it is TCP), chunks of different
+  // connections may overtake each other. Zero and zero (the default): no
+  // delay. Applies to bytes read from now on.
+  void SetDelay(std::chrono::milliseconds delay, std::chrono::milliseconds jitter = {});
+  // A lossy link on a byte stream: each chunk read (either direction) resets
+  // its connection with probability `per_mille` / 1000 (the dialer must
+  // reconnect, as after lost segments broke the stream). 0 (the default):
+  // never. Range [0, 1000].
+  void SetResetPerMille(int per_mille);
+
+  // Connections reset by SetResetPerMille so far.
+  int64_t lossy_resets() const { return lossy_resets_.load(); }
   // Connections accepted so far (for tests of the proxy itself).
   int64_t accepted() const { return accepted_.load(); }
   // Bytes dropped while blackholed.
@@ -79,9 +94,13 @@ class FaultProxy {
   Mode mode_ ABSL_GUARDED_BY(mu_) = Mode::kPass;
   std::vector<pid_t> blocked_ ABSL_GUARDED_BY(mu_);
   uint64_t mode_epoch_ ABSL_GUARDED_BY(mu_) = 0;  // bumped by every change
+  std::chrono::milliseconds delay_ ABSL_GUARDED_BY(mu_){0};
+  std::chrono::milliseconds jitter_ ABSL_GUARDED_BY(mu_){0};
+  int reset_per_mille_ ABSL_GUARDED_BY(mu_) = 0;  // [0, 1000]
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> accepted_{0};
   std::atomic<int64_t> dropped_{0};
+  std::atomic<int64_t> lossy_resets_{0};
   std::thread thread_;
 };
 

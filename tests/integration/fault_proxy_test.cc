@@ -1,5 +1,6 @@
 // The fault proxy's own tests (no server needed): pass, blackhole, reset,
-// healing, and cutting the connections a given process dialed.
+// healing, cutting the connections a given process dialed, delay and lossy
+// resets.
 #include "fault_proxy.h"
 
 #include <arpa/inet.h>
@@ -149,6 +150,52 @@ TEST(FaultProxyTest, BlocksConnectionsOfAProcess) {
   ASSERT_GE(c, 0);
   EXPECT_EQ(RoundTrip(c, "five"), "five");
   ::close(c);
+}
+
+// SetDelay holds bytes back in both directions, keeps them whole and in
+// order, and lifting it makes the link fast again.
+TEST(FaultProxyTest, DelaysBytesBothWays) {
+  EchoServer echo;
+  auto proxy = FaultProxy::Start(echo.port());
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  int a = Dial((*proxy)->port());
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "warm"), "warm");
+  (*proxy)->SetDelay(std::chrono::milliseconds(80), std::chrono::milliseconds(20));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(RoundTrip(a, "slow"), "slow");  // 160..200 ms, under Dial's 300 ms
+  const auto rtt = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(rtt, std::chrono::milliseconds(150));
+  // Several chunks in flight arrive whole and in order.
+  EXPECT_EQ(RoundTrip(a, "abcdefghij"), "abcdefghij");
+  (*proxy)->SetDelay(std::chrono::milliseconds(0));
+  // Chunks already queued drain first; then the link is fast.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        const auto t1 = std::chrono::steady_clock::now();
+        return RoundTrip(a, "fast") == "fast" &&
+               std::chrono::steady_clock::now() - t1 < std::chrono::milliseconds(60);
+      },
+      seconds(2)));
+  ::close(a);
+}
+
+// SetResetPerMille(1000) resets a connection at its first chunk; 0 lifts it.
+TEST(FaultProxyTest, LossyLinkResetsConnections) {
+  EchoServer echo;
+  auto proxy = FaultProxy::Start(echo.port());
+  ASSERT_TRUE(proxy.ok()) << proxy.status();
+  (*proxy)->SetResetPerMille(1000);
+  int a = Dial((*proxy)->port());
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "gone"), "<closed>");
+  ::close(a);
+  EXPECT_GE((*proxy)->lossy_resets(), 1);
+  (*proxy)->SetResetPerMille(0);
+  int b = Dial((*proxy)->port());
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(RoundTrip(b, "kept"), "kept");
+  ::close(b);
 }
 
 }  // namespace

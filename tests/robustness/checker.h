@@ -42,6 +42,9 @@ struct LinearizabilityOptions {
   // Search budget per independent part; beyond it the part is inconclusive.
   int64_t max_states_per_part = 5'000'000;
   std::chrono::milliseconds max_time_per_part{20'000};
+  // Approximate memory of the search's memo (seen (linearized set, model
+  // state) pairs) per part; beyond it the part is inconclusive.
+  int64_t max_cache_bytes_per_part = int64_t{2} << 30;
 };
 
 CheckReport CheckLinearizability(const History& history,

@@ -129,6 +129,12 @@ struct LeaseOperation {
   int64_t complete_ns = kNeverCompleted;
   Outcome outcome = Outcome::kUnknown;
   std::string error;
+  // kExpired only: the answer said the lease does not exist (a keep-alive
+  // answered TTL 0 -- etcd answers so only once the revoke is applied -- or
+  // LeaseTimeToLive failed with "requested lease not found"). A TimeToLive
+  // with TTL <= 0 of a lease that still exists leaves this false: etcd may
+  // still be revoking it, so its keys may still be read.
+  bool not_found = false;
 };
 
 struct History {

@@ -32,10 +32,16 @@ class HistoryRecorder {
  public:
   // Records the invoke of `op` (id and invoke_ns are filled in) and returns
   // its id; Complete() later fills in the outcome.
+  // Complete copies from `result` only the outcome and result fields
+  // (outcome, error, revision, succeeded, deleted, found, kvs, member) and
+  // sets complete_ns to now, or kNeverCompleted for outcome kUnknown;
+  // CompleteLease likewise (outcome, error, ttl_seconds, not_found, and lease if
+  // nonzero: a Grant learns its id there). An unknown id is ignored.
   int64_t Invoke(Operation op);
   void Complete(int64_t id, const Operation& result);
   int64_t InvokeLease(LeaseOperation op);
   void CompleteLease(int64_t id, const LeaseOperation& result);
+  // Assigns and returns the watch id (watch.watch is overwritten).
   int64_t AddWatch(WatchRecord watch);
   void AddWatchResponse(WatchResponseRecord response);
 

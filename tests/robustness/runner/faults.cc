@@ -1,0 +1,411 @@
+#include "faults.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <algorithm>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "history_io.h"
+
+namespace cppetcd::robustness {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+struct Named {
+  FaultKind kind;
+  const char* name;
+};
+constexpr Named kNames[] = {
+    {FaultKind::kKill, "kill"},
+    {FaultKind::kKillLeader, "kill-leader"},
+    {FaultKind::kPauseLeader, "pause-leader"},
+    {FaultKind::kPartition, "partition"},
+    {FaultKind::kIsolateLeader, "isolate-leader"},
+    {FaultKind::kResetPeer, "reset-peer"},
+    {FaultKind::kReplace, "replace"},
+    {FaultKind::kSlowPeer, "slow-peer"},
+    {FaultKind::kLossyPeer, "lossy-peer"},
+    {FaultKind::kEnospc, "enospc"},
+    {FaultKind::kClockJump, "clock-jump"},
+};
+
+}  // namespace
+
+std::string FaultName(FaultKind kind) {
+  for (const Named& n : kNames) {
+    if (n.kind == kind) return n.name;
+  }
+  return "?";
+}
+
+std::optional<FaultKind> ParseFaultName(const std::string& name) {
+  for (const Named& n : kNames) {
+    if (name == n.name) return n.kind;
+  }
+  return std::nullopt;
+}
+
+std::vector<FaultKind> AllFaultKinds() {
+  std::vector<FaultKind> out;
+  for (const Named& n : kNames) out.push_back(n.kind);
+  return out;
+}
+
+std::vector<ScheduledFault> MakeSchedule(uint64_t seed, int members,
+                                         const std::vector<FaultKind>& kinds,
+                                         milliseconds window) {
+  std::vector<ScheduledFault> out;
+  if (kinds.empty() || members <= 0) return out;
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + 0xFA17);
+  std::vector<FaultKind> order = kinds;
+  std::shuffle(order.begin(), order.end(), rng);
+  milliseconds t(300 + static_cast<int64_t>(rng() % 700));
+  for (size_t i = 0; i < 1000 && t < window; ++i) {
+    ScheduledFault f;
+    f.kind = order[i % order.size()];
+    f.target = static_cast<int>(rng() % members);
+    f.start = t;
+    switch (f.kind) {
+      case FaultKind::kKill:
+      case FaultKind::kKillLeader:
+        f.hold = milliseconds(300 + rng() % 1700);
+        break;
+      case FaultKind::kPauseLeader:
+        // Longer than the election timeout (500 ms) most of the time.
+        f.hold = milliseconds(400 + rng() % 2100);
+        break;
+      case FaultKind::kReplace:
+        f.hold = milliseconds(200 + rng() % 800);
+        break;
+      case FaultKind::kSlowPeer:
+        f.hold = milliseconds(1500 + rng() % 2500);
+        f.param = 50 + static_cast<int>(rng() % 251);
+        f.jitter_ms = static_cast<int>(rng() % 101);
+        break;
+      case FaultKind::kLossyPeer:
+        f.hold = milliseconds(1500 + rng() % 2500);
+        f.param = 10 + static_cast<int>(rng() % 91);
+        break;
+      case FaultKind::kEnospc:
+        f.hold = milliseconds(1000 + rng() % 2000);
+        break;
+      case FaultKind::kClockJump: {
+        f.hold = milliseconds(2000 + rng() % 3000);
+        static constexpr int kOffsets[] = {-3600, -600, -30, 30, 600, 3600};
+        f.param = kOffsets[rng() % 6];
+        break;
+      }
+      default:
+        f.hold = milliseconds(800 + rng() % 2200);
+        break;
+    }
+    out.push_back(f);
+    // Room for recovery (a restart takes ~1 s) before the next fault.
+    t += f.hold + milliseconds(700 + rng() % 800);
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<TmpfsDataDirs>> TmpfsDataDirs::Mount(
+    const std::vector<std::string>& dirs, int size_mib) {
+  std::unique_ptr<TmpfsDataDirs> t(new TmpfsDataDirs());
+  t->size_mib_ = size_mib;
+  for (const std::string& d : dirs) {
+    std::error_code ec;
+    std::filesystem::create_directories(d, ec);
+    const std::string opts = absl::StrCat("size=", size_mib, "m,mode=0700");
+    if (::mount("tmpfs", d.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str()) != 0) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("mount tmpfs on ", d, ": ", std::strerror(errno)));
+    }
+    t->dirs_.push_back(d);
+  }
+  return t;
+}
+
+TmpfsDataDirs::~TmpfsDataDirs() {
+  for (const std::string& d : dirs_) {
+    Free(d);
+    ::umount2(d.c_str(), MNT_DETACH);
+  }
+}
+
+bool TmpfsDataDirs::Mounted(const std::string& dir) const {
+  return std::find(dirs_.begin(), dirs_.end(), dir) != dirs_.end();
+}
+
+absl::StatusOr<int64_t> TmpfsDataDirs::Fill(const std::string& dir) {
+  const std::string path = dir + "/ballast";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_APPEND, 0600);
+  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
+  const std::string chunk(1 << 20, 'x');
+  int64_t written = 0;
+  // Bounded: the mount holds size_mib_ MiB.
+  for (int i = 0; i < size_mib_ + 16; ++i) {
+    ssize_t n = ::write(fd, chunk.data(), chunk.size());
+    if (n <= 0) break;  // ENOSPC
+    written += n;
+  }
+  // The last partial pages: small writes until nothing fits.
+  for (int i = 0; i < 1024; ++i) {
+    ssize_t n = ::write(fd, chunk.data(), 4096);
+    if (n <= 0) break;
+    written += n;
+  }
+  ::close(fd);
+  return written;
+}
+
+void TmpfsDataDirs::Free(const std::string& dir) { ::unlink((dir + "/ballast").c_str()); }
+
+void TmpfsDataDirs::FreeAll() {
+  for (const std::string& d : dirs_) Free(d);
+}
+
+std::string FaketimeLibrary() {
+  for (const char* p : {"/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                        "/usr/lib/faketime/libfaketime.so.1"}) {
+    if (::access(p, R_OK) == 0) return p;
+  }
+  return "";
+}
+
+absl::Status SetClockOffset(const std::string& dir, const std::string& name,
+                            const std::string& offset) {
+  // Replaced by rename so libfaketime never reads a half-written file.
+  const std::string path = absl::StrCat(dir, "/clock.", name);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << offset << "\n";
+    if (!out) return absl::InternalError("write " + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename ", tmp, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ClockWrapper(const std::string& dir, const std::string& server,
+                                         const std::vector<std::string>& names) {
+  const std::string lib = FaketimeLibrary();
+  if (lib.empty()) return absl::NotFoundError("libfaketime not installed");
+  for (const std::string& n : names) {
+    if (absl::Status s = SetClockOffset(dir, n, "+0"); !s.ok()) return s;
+  }
+  const std::string path = dir + "/cppetcd-faketime";
+  {
+    std::ofstream out(path, std::ios::trunc);
+    out << "#!/bin/sh\n"
+        << "# cppetcd-robustness: the server with a fakeable wall clock.\n"
+        << "name=; prev=\n"
+        << "for a in \"$@\"; do\n"
+        << "  case \"$a\" in --name=*) name=${a#--name=} ;; esac\n"
+        << "  [ \"$prev\" = --name ] && name=$a\n"
+        << "  prev=$a\n"
+        << "done\n"
+        << "export LD_PRELOAD=" << lib << "\n"
+        << "export FAKETIME_TIMESTAMP_FILE=" << dir << "/clock.$name\n"
+        << "export FAKETIME_CACHE_DURATION=1 DONT_FAKE_MONOTONIC=1\n"
+        << "exec " << server << " \"$@\"\n";
+    if (!out) return absl::InternalError("write " + path);
+  }
+  ::chmod(path.c_str(), 0755);
+  return path;
+}
+
+absl::Status FaultInjector::FillDisk(int target, milliseconds hold, FaultRecord* rec) {
+  integration::ClusterMember& m = cluster_->member(target);
+  if (tmpfs_ == nullptr || !tmpfs_->Mounted(m.data_dir())) {
+    rec->injected = false;
+    rec->note = "data dir not on a tmpfs; skipped";
+    return absl::OkStatus();
+  }
+  auto filled = tmpfs_->Fill(m.data_dir());
+  if (!filled.ok()) return filled.status();
+  std::this_thread::sleep_for(hold);
+  const bool exited = m.Exited();
+  tmpfs_->Free(m.data_dir());
+  rec->note = absl::StrCat("filled ", *filled >> 20, " MiB; member ",
+                           exited ? "exited, restarted" : "kept running");
+  if (exited) return cluster_->Restart(target);
+  return absl::OkStatus();
+}
+
+int FaultInjector::Leader() {
+  auto leader = cluster_->WaitForLeader(milliseconds(3000));
+  return leader.ok() ? *leader : -1;
+}
+
+absl::StatusOr<std::vector<FaultRecord>> FaultInjector::Run(
+    const std::vector<ScheduledFault>& schedule, milliseconds window) {
+  std::vector<FaultRecord> records;
+  const auto begin = Clock::now();
+  for (const ScheduledFault& f : schedule) {
+    if (f.start >= window) break;
+    const auto at = begin + f.start;
+    if (Clock::now() >= begin + window) break;
+    if (Clock::now() < at) std::this_thread::sleep_for(at - Clock::now());
+    FaultRecord rec;
+    rec.kind = f.kind;
+    const auto offset = std::chrono::duration_cast<milliseconds>(Clock::now() - begin);
+    absl::Status s = Apply(f, &rec);
+    records.push_back(rec);
+    const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - begin) - offset;
+    std::cout << "  [" << offset.count() << " ms] " << FaultName(f.kind) << " "
+              << (rec.injected ? rec.member : "skipped") << " hold " << f.hold.count()
+              << " ms, recovered after " << took.count() << " ms"
+              << (rec.note.empty() ? "" : " (" + rec.note + ")") << std::endl;
+    if (!s.ok()) return s;
+  }
+  return records;
+}
+
+absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
+  if (std::find(skip_.begin(), skip_.end(), f.kind) != skip_.end()) {
+    rec->note = "--skip; not injected";
+    return absl::OkStatus();
+  }
+  const int n = cluster_->size();
+  int target = f.target % n;
+  const bool on_leader = f.kind == FaultKind::kKillLeader || f.kind == FaultKind::kPauseLeader ||
+                         f.kind == FaultKind::kIsolateLeader;
+  int leader = -1;
+  if (on_leader || f.kind == FaultKind::kReplace) leader = Leader();
+  if (on_leader) {
+    if (leader < 0) {
+      rec->note = "no agreed leader; skipped";
+      return absl::OkStatus();
+    }
+    target = leader;
+  }
+  if (f.kind == FaultKind::kReplace && target == leader) target = (target + 1) % n;
+  integration::ClusterMember& m = cluster_->member(target);
+  if (!m.running()) {
+    rec->note = m.name() + " not running; skipped";
+    return absl::OkStatus();
+  }
+  rec->member = m.name();
+  rec->start_ns = MonotonicNowNs();
+  rec->injected = true;
+  absl::Status status;
+  switch (f.kind) {
+    case FaultKind::kKill:
+    case FaultKind::kKillLeader:
+      m.Kill();
+      std::this_thread::sleep_for(f.hold);
+      status = cluster_->Restart(target);
+      break;
+    case FaultKind::kPauseLeader:
+      ::kill(m.pid(), SIGSTOP);
+      paused_.insert(target);
+      std::this_thread::sleep_for(f.hold);
+      ::kill(m.pid(), SIGCONT);
+      paused_.erase(target);
+      break;
+    case FaultKind::kPartition:
+    case FaultKind::kIsolateLeader:
+      status = cluster_->Isolate(target);
+      std::this_thread::sleep_for(f.hold);
+      cluster_->HealAll();
+      break;
+    case FaultKind::kResetPeer:
+      m.proxy()->SetMode(integration::FaultProxy::Mode::kReset);
+      std::this_thread::sleep_for(f.hold);
+      m.proxy()->SetMode(integration::FaultProxy::Mode::kPass);
+      break;
+    case FaultKind::kSlowPeer:
+      rec->note = absl::StrCat("delay ", f.param, " ms + jitter ", f.jitter_ms, " ms");
+      m.proxy()->SetDelay(milliseconds(f.param), milliseconds(f.jitter_ms));
+      std::this_thread::sleep_for(f.hold);
+      m.proxy()->SetDelay(milliseconds(0));
+      break;
+    case FaultKind::kLossyPeer:
+      rec->note = absl::StrCat(f.param, " resets per mille chunks");
+      m.proxy()->SetResetPerMille(f.param);
+      std::this_thread::sleep_for(f.hold);
+      m.proxy()->SetResetPerMille(0);
+      rec->note += absl::StrCat(", ", m.proxy()->lossy_resets(), " resets so far");
+      break;
+    case FaultKind::kEnospc:
+      status = FillDisk(target, f.hold, rec);
+      break;
+    case FaultKind::kClockJump:
+      if (clock_dir_.empty()) {
+        rec->injected = false;
+        rec->note = "libfaketime not installed; skipped";
+        return absl::OkStatus();
+      }
+      rec->note = absl::StrCat("wall clock ", f.param > 0 ? "+" : "", f.param, " s");
+      status = SetClockOffset(clock_dir_, m.name(), absl::StrCat(f.param > 0 ? "+" : "", f.param, "s"));
+      if (!status.ok()) break;
+      std::this_thread::sleep_for(f.hold);
+      status = SetClockOffset(clock_dir_, m.name(), "+0");
+      break;
+    case FaultKind::kReplace: {
+      auto id = cluster_->MemberId(target);
+      if (!id.ok()) {
+        rec->note = "member id: " + std::string(id.status().message()) + "; skipped";
+        rec->injected = false;
+        return absl::OkStatus();
+      }
+      std::vector<std::string> others;
+      for (int i : cluster_->Running()) {
+        if (i != target) others.push_back(cluster_->member(i).ClientEndpoint());
+      }
+      const std::string via = absl::StrJoin(others, ",");
+      status = cluster_->RemoveMember(*id, via);
+      if (!status.ok()) break;
+      m.Kill();  // removed members stop by themselves; make sure
+      std::this_thread::sleep_for(f.hold);
+      auto added = cluster_->AddMember(m.name(), /*learner=*/false, via, nullptr,
+                                       /*reuse_slot=*/true);
+      status = added.status();
+      break;
+    }
+  }
+  rec->end_ns = MonotonicNowNs();
+  if (!status.ok()) {
+    rec->note = std::string(status.message()).substr(0, 300);
+    return absl::InternalError(
+        absl::StrCat(FaultName(f.kind), " on ", m.name(), ": ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FaultInjector::HealAll(milliseconds timeout) {
+  cluster_->HealAll();
+  for (int i : paused_) {
+    if (cluster_->member(i).running()) ::kill(cluster_->member(i).pid(), SIGCONT);
+  }
+  paused_.clear();
+  for (int i = 0; i < cluster_->size(); ++i) {
+    integration::FaultProxy* proxy = cluster_->member(i).proxy();
+    proxy->SetMode(integration::FaultProxy::Mode::kPass);
+    proxy->SetDelay(milliseconds(0));
+    proxy->SetResetPerMille(0);
+  }
+  if (tmpfs_ != nullptr) tmpfs_->FreeAll();
+  absl::Status s = cluster_->RestartAll();
+  if (!s.ok()) return s;
+  auto leader = cluster_->WaitForLeader(timeout);
+  return leader.status();
+}
+
+}  // namespace cppetcd::robustness

@@ -1,0 +1,157 @@
+// The robustness runner's fault schedule and injector. A schedule is a list
+// of faults, each with a start offset from the beginning of the fault window
+// and a hold time, drawn from the run's seed alone (same seed, same kinds,
+// same targets, same times). The injector applies them one at a time to a
+// real cluster (cluster_harness.h) with a FaultProxy on every peer port:
+// injects, holds, recovers. A "leader" target is resolved when the fault
+// starts (whoever leads then).
+//
+// Thread-safety: FaultInjector drives the Cluster and must be used from the
+// thread that owns the Cluster.
+#ifndef CPPETCD_TESTS_ROBUSTNESS_RUNNER_FAULTS_H_
+#define CPPETCD_TESTS_ROBUSTNESS_RUNNER_FAULTS_H_
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cluster_harness.h"
+
+namespace cppetcd::robustness {
+
+enum class FaultKind {
+  kKill,           // SIGKILL a random member; restart it after the hold
+  kKillLeader,     // SIGKILL the leader; restart it after the hold
+  kPauseLeader,    // SIGSTOP the leader; SIGCONT after the hold
+  kPartition,      // cut a random member off from all peers, both ways
+  kIsolateLeader,  // the same for the leader
+  kResetPeer,      // one-way: connections into a random member's peer
+                   // port are reset and refused; its own dials still work
+  kReplace,        // remove a random non-leader member, add it back with a
+                   // fresh data dir (etcdctl member remove / add)
+  kSlowPeer,       // a random member's peer links (through its proxy) delay
+                   // every chunk by 50..300 ms plus 0..100 ms jitter
+  kLossyPeer,      // a random member's peer connections are reset at
+                   // 1..10 % of chunks (lost segments break the stream)
+  kEnospc,         // a random member's data dir (its own size-limited
+                   // tmpfs) is filled up; freed after the hold, the member
+                   // restarted if it exited
+  kClockJump,      // a random member's wall clock (CLOCK_REALTIME, through
+                   // libfaketime) jumps by -1 h .. +1 h; back after the hold
+};
+
+// "kill", "kill-leader", "pause-leader", "partition", "isolate-leader",
+// "reset-peer", "replace", "slow-peer", "lossy-peer", "enospc", "clock-jump".
+std::string FaultName(FaultKind kind);
+std::optional<FaultKind> ParseFaultName(const std::string& name);
+std::vector<FaultKind> AllFaultKinds();
+
+struct ScheduledFault {
+  FaultKind kind = FaultKind::kKill;
+  int target = 0;  // member index for non-leader kinds
+  std::chrono::milliseconds start{0};  // offset in the fault window
+  std::chrono::milliseconds hold{0};   // how long the fault lasts
+  int param = 0;  // kSlowPeer: delay ms; kLossyPeer: resets per mille;
+                  // kClockJump: offset in seconds
+  int jitter_ms = 0;  // kSlowPeer
+};
+
+// Faults for a window of `window` on `members` members, kinds cycling
+// through a seeded shuffle of `kinds` so that a run covers as many kinds as
+// fit. Pure function of its arguments.
+std::vector<ScheduledFault> MakeSchedule(uint64_t seed, int members,
+                                         const std::vector<FaultKind>& kinds,
+                                         std::chrono::milliseconds window);
+
+// What happened to one scheduled fault.
+struct FaultRecord {
+  FaultKind kind = FaultKind::kKill;
+  std::string member;       // the member it hit ("" if skipped)
+  int64_t start_ns = 0;     // MonotonicNowNs() at injection
+  int64_t end_ns = 0;       // at recovery
+  bool injected = false;
+  std::string note;         // why skipped, or recovery problems
+};
+
+// Size-limited tmpfs mounts for members' data dirs, for the ENOSPC fault.
+// Mounted before the cluster starts (needs CAP_SYS_ADMIN); unmounted
+// (detached) on destruction, which must come after the members stopped.
+// Not thread-safe.
+class TmpfsDataDirs {
+ public:
+  static absl::StatusOr<std::unique_ptr<TmpfsDataDirs>> Mount(const std::vector<std::string>& dirs,
+                                                              int size_mib);
+  ~TmpfsDataDirs();
+  TmpfsDataDirs(const TmpfsDataDirs&) = delete;
+  TmpfsDataDirs& operator=(const TmpfsDataDirs&) = delete;
+
+  bool Mounted(const std::string& dir) const;
+  // Writes a ballast file into `dir` until the tmpfs is full; returns the
+  // bytes written.
+  absl::StatusOr<int64_t> Fill(const std::string& dir);
+  // Removes the ballast of `dir` / of every mount.
+  void Free(const std::string& dir);
+  void FreeAll();
+
+ private:
+  TmpfsDataDirs() = default;
+  std::vector<std::string> dirs_;  // mounted
+  int size_mib_ = 0;
+};
+
+// libfaketime's preload library, or "" if it is not installed.
+std::string FaketimeLibrary();
+// Writes `dir`/cppetcd-faketime, a wrapper that runs `server` with
+// libfaketime preloaded, faking only CLOCK_REALTIME (the monotonic clock is
+// real) by the offset in `dir`/clock.<--name> (re-read every second), and
+// creates those files ("+0") for `names`. Returns the wrapper's path.
+absl::StatusOr<std::string> ClockWrapper(const std::string& dir, const std::string& server,
+                                         const std::vector<std::string>& names);
+// Sets member `name`'s wall-clock offset (e.g. "+3600s", "+0").
+absl::Status SetClockOffset(const std::string& dir, const std::string& name,
+                            const std::string& offset);
+
+class FaultInjector {
+ public:
+  explicit FaultInjector(integration::Cluster* cluster) : cluster_(cluster) {}
+  // Where kEnospc can act (null: it is skipped).
+  void set_tmpfs(TmpfsDataDirs* tmpfs) { tmpfs_ = tmpfs; }
+  // Where the members' libfaketime offset files are (clock.<member name>,
+  // see ClockWrapper); "" = kClockJump is skipped.
+  void set_clock_dir(std::string dir) { clock_dir_ = std::move(dir); }
+  // Kinds to leave out (recorded as skipped) without changing the schedule.
+  void set_skip(std::vector<FaultKind> kinds) { skip_ = std::move(kinds); }
+
+  // Runs `schedule` from now; a fault whose start is past `window` is not
+  // begun. Returns the records (one per fault begun or skipped). A recovery
+  // that fails (member does not restart) is an error.
+  absl::StatusOr<std::vector<FaultRecord>> Run(const std::vector<ScheduledFault>& schedule,
+                                               std::chrono::milliseconds window);
+  // Undoes everything: heals the proxies, SIGCONTs paused members, restarts
+  // stopped ones, and waits for an agreed leader.
+  absl::Status HealAll(std::chrono::milliseconds timeout);
+
+ private:
+  absl::Status Apply(const ScheduledFault& fault, FaultRecord* record);
+  absl::Status FillDisk(int target, std::chrono::milliseconds hold, FaultRecord* record);
+  // The leader's index among running members, or -1 if none agreed within
+  // 3 s.
+  int Leader();
+
+  integration::Cluster* cluster_;
+  std::set<int> paused_;  // members stopped with SIGSTOP
+  TmpfsDataDirs* tmpfs_ = nullptr;
+  std::string clock_dir_;
+  std::vector<FaultKind> skip_;
+};
+
+}  // namespace cppetcd::robustness
+
+#endif  // CPPETCD_TESTS_ROBUSTNESS_RUNNER_FAULTS_H_

@@ -1,0 +1,167 @@
+// The runner's own tests (no server): the fault schedule is a pure function
+// of the seed, flags round-trip through replay.args, and the planted stale
+// read is a violation the checker reports.
+#include "runner.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "checker.h"
+#include "faults.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "history.h"
+
+namespace cppetcd::robustness {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string Describe(const std::vector<ScheduledFault>& s) {
+  std::vector<std::string> parts;
+  for (const ScheduledFault& f : s) {
+    parts.push_back(absl::StrCat(FaultName(f.kind), "@", f.start.count(), "+", f.hold.count(),
+                                 "/m", f.target, "/", f.param, "/", f.jitter_ms));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+TEST(ScheduleTest, SameSeedSameScheduleOtherSeedOther) {
+  const auto kinds = AllFaultKinds();
+  const auto a = MakeSchedule(42, 3, kinds, milliseconds(20'000));
+  const auto b = MakeSchedule(42, 3, kinds, milliseconds(20'000));
+  const auto c = MakeSchedule(43, 3, kinds, milliseconds(20'000));
+  ASSERT_FALSE(a.empty());
+  EXPECT_EQ(Describe(a), Describe(b));
+  EXPECT_NE(Describe(a), Describe(c));
+}
+
+TEST(ScheduleTest, InsideTheWindowInOrderAndCyclingThroughTheKinds) {
+  const std::vector<FaultKind> kinds = {FaultKind::kKill, FaultKind::kPauseLeader,
+                                        FaultKind::kPartition};
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    const auto s = MakeSchedule(seed, 5, kinds, milliseconds(15'000));
+    ASSERT_GE(s.size(), 3u) << seed;
+    std::set<FaultKind> first_three;
+    for (size_t i = 0; i < s.size(); ++i) {
+      EXPECT_LT(s[i].start, milliseconds(15'000));
+      EXPECT_GE(s[i].target, 0);
+      EXPECT_LT(s[i].target, 5);
+      EXPECT_GT(s[i].hold, milliseconds(0));
+      if (i > 0) {
+        EXPECT_GE(s[i].start, s[i - 1].start + s[i - 1].hold) << seed;
+      }
+      if (i < 3) first_three.insert(s[i].kind);
+    }
+    EXPECT_EQ(first_three.size(), 3u) << "seed " << seed << ": " << Describe(s);
+  }
+  EXPECT_TRUE(MakeSchedule(1, 3, {}, milliseconds(15'000)).empty());
+}
+
+TEST(FaultNameTest, RoundTrips) {
+  for (FaultKind k : AllFaultKinds()) {
+    auto parsed = ParseFaultName(FaultName(k));
+    ASSERT_TRUE(parsed.has_value()) << FaultName(k);
+    EXPECT_EQ(*parsed, k);
+  }
+  EXPECT_FALSE(ParseFaultName("meteor").has_value());
+}
+
+TEST(RunnerArgsTest, ParsesAndRejects) {
+  auto o = ParseRunnerArgs({"--seed", "7", "--runs=3", "--members", "5", "--faults",
+                            "kill,pause-leader", "--duration-ms=2000", "--clients", "2"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->seed, 7u);
+  EXPECT_EQ(o->runs, 3);
+  EXPECT_EQ(o->members, 5);
+  EXPECT_THAT(o->faults, ::testing::ElementsAre(FaultKind::kKill, FaultKind::kPauseLeader));
+  EXPECT_EQ(o->duration, milliseconds(2000));
+  EXPECT_EQ(o->clients, 2);
+  EXPECT_FALSE(ParseRunnerArgs({"--members", "4"}).ok());
+  EXPECT_FALSE(ParseRunnerArgs({"--faults", "kill,meteor"}).ok());
+  EXPECT_FALSE(ParseRunnerArgs({"--seed"}).ok());
+  EXPECT_FALSE(ParseRunnerArgs({"--frobnicate"}).ok());
+  EXPECT_FALSE(ParseRunnerArgs({"--plant", "lost-write"}).ok());
+  auto none = ParseRunnerArgs({"--faults", "none"});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->faults.empty());
+}
+
+TEST(RunnerArgsTest, ReplayReadsTheSavedFlagsAndRunsOneSeed) {
+  RunnerOptions saved;
+  saved.members = 5;
+  saved.faults = {FaultKind::kReplace, FaultKind::kEnospc};
+  saved.duration = milliseconds(3000);
+  saved.clients = 6;
+  saved.plant = "stale-read";
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / absl::StrCat("rb-replay-", ::getpid())).string();
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/replay.args") << absl::StrJoin(ReplayArgs(saved, 99), "\n") << "\n";
+  auto o = ParseRunnerArgs({"--replay", dir, "--out", "/tmp/x"});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->seed, 99u);
+  EXPECT_EQ(o->runs, 1);
+  EXPECT_EQ(o->members, 5);
+  EXPECT_EQ(o->faults, saved.faults);
+  EXPECT_EQ(o->duration, saved.duration);
+  EXPECT_EQ(o->clients, 6);
+  EXPECT_EQ(o->plant, "stale-read");
+  EXPECT_EQ(o->out, "/tmp/x");
+  auto by_seed = ParseRunnerArgs({"--replay", "12", "--runs", "5"});
+  ASSERT_TRUE(by_seed.ok());
+  EXPECT_EQ(by_seed->seed, 12u);
+  EXPECT_EQ(by_seed->runs, 1);
+  EXPECT_FALSE(ParseRunnerArgs({"--replay", "/nonexistent/dir"}).ok());
+}
+
+Operation Op(int64_t id, OpKind kind, const std::string& key, const std::string& value,
+             int64_t invoke, int64_t complete, int64_t revision) {
+  Operation op;
+  op.id = id;
+  op.client = static_cast<int>(id);
+  op.kind = kind;
+  op.key = key;
+  op.value = kind == OpKind::kPut ? value : "";
+  op.invoke_ns = invoke;
+  op.complete_ns = complete;
+  op.outcome = Outcome::kOk;
+  op.revision = revision;
+  if (kind == OpKind::kGet) op.found = KeyValue{key, value, revision, 2, 2, 0};
+  return op;
+}
+
+TEST(PlantStaleReadTest, PlantedReadIsAViolationTheCheckerReports) {
+  History h;
+  h.operations.push_back(Op(1, OpKind::kPut, "k", "v1", 10, 20, 2));
+  h.operations.push_back(Op(2, OpKind::kPut, "k", "v2", 30, 40, 3));
+  h.operations.push_back(Op(3, OpKind::kGet, "k", "v2", 50, 60, 3));
+  h.operations[2].found->version = 2;
+  h.operations[2].found->create_revision = 2;
+  EXPECT_EQ(CheckLinearizability(h).verdict, Verdict::kOk);
+  const std::string planted = PlantStaleRead(&h);
+  EXPECT_THAT(planted, ::testing::HasSubstr("op 3"));
+  ASSERT_TRUE(h.operations[2].found.has_value());
+  EXPECT_EQ(h.operations[2].found->value, "v1");
+  EXPECT_EQ(CheckLinearizability(h).verdict, Verdict::kViolation);
+}
+
+TEST(PlantStaleReadTest, NothingToPlantWithoutAnOlderCompletedWrite) {
+  History h;
+  h.operations.push_back(Op(1, OpKind::kPut, "k", "v1", 10, 40, 2));
+  h.operations.push_back(Op(2, OpKind::kPut, "k", "v2", 30, 45, 3));  // concurrent with 1
+  h.operations.push_back(Op(3, OpKind::kGet, "k", "v2", 50, 60, 3));
+  EXPECT_EQ(PlantStaleRead(&h), "");
+  EXPECT_EQ(h.operations[2].found->value, "v2");
+}
+
+}  // namespace
+}  // namespace cppetcd::robustness
