@@ -6,6 +6,7 @@
 #include <limits>
 #include <mutex>
 
+#include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/server_posix.h>
 #include <grpcpp/support/server_interceptor.h>
@@ -130,7 +131,9 @@ class ApiServer::Impl {
       if (server_ == nullptr || shutting_down_) return;
       shutting_down_ = true;
     }
-    server_->Shutdown(std::chrono::system_clock::now() + grace);
+    // Monotonic, so that a wall-clock step cannot stretch the grace period.
+    server_->Shutdown(gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                   gpr_time_from_millis(grace.count(), GPR_TIMESPAN)));
     server_->Wait();
     server_.reset();
   }

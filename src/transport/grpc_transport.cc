@@ -10,6 +10,7 @@
 #include <limits>
 #include <utility>
 
+#include <grpc/support/time.h>
 #include <grpcpp/channel.h>
 
 #include "absl/strings/str_cat.h"
@@ -40,8 +41,12 @@ size_t MessageLimitBytes(const TransportOptions& o) {
   return std::max({kMinMessageLimitBytes, 2 * o.max_batch_bytes, 2 * o.snapshot_chunk_bytes});
 }
 
-std::chrono::system_clock::time_point DeadlineAfter(milliseconds timeout) {
-  return std::chrono::system_clock::now() + timeout;
+// A gRPC deadline `timeout` from now on the monotonic clock: a step of the
+// wall clock (NTP, an operator's `date -s`) must not stretch or cut a peer
+// call or a reconnect wait. Negative timeouts count as 0.
+gpr_timespec DeadlineAfter(milliseconds timeout) {
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                      gpr_time_from_millis(std::max<int64_t>(timeout.count(), 0), GPR_TIMESPAN));
 }
 
 void JoinOrDetach(std::thread& t) {
@@ -359,8 +364,7 @@ void GrpcTransport::Impl::RunProber() {
       }
       if (channel == nullptr) continue;
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       std::min(options_.rtt_probe_interval, milliseconds(1000)));
+      ctx.set_deadline(DeadlineAfter(std::min(options_.rtt_probe_interval, milliseconds(1000))));
       peerpb::ProbeRequest req;
       peerpb::ProbeResponse resp;
       const auto start = std::chrono::steady_clock::now();
@@ -847,7 +851,7 @@ class UnaryCall : public std::enable_shared_from_this<UnaryCall<Req, Resp, Out>>
       : impl_(impl),
         channels_(std::move(channels)),
         req_(std::move(req)),
-        deadline_(std::chrono::system_clock::now() + timeout),
+        deadline_(std::chrono::steady_clock::now() + timeout),
         invoke_(invoke),
         convert_(convert),
         done_(std::move(done)) {}
@@ -869,7 +873,8 @@ class UnaryCall : public std::enable_shared_from_this<UnaryCall<Req, Resp, Out>>
     }
     std::shared_ptr<grpc::Channel> channel = channels_[next_++];
     ctx_ = std::make_unique<grpc::ClientContext>();
-    ctx_->set_deadline(deadline_);
+    ctx_->set_deadline(DeadlineAfter(std::chrono::duration_cast<milliseconds>(
+        deadline_ - std::chrono::steady_clock::now())));
     impl_->AddCallMetadata(ctx_.get());
     resp_.Clear();
     impl_->UpdateCall(token_, ctx_.get());
@@ -885,7 +890,7 @@ class UnaryCall : public std::enable_shared_from_this<UnaryCall<Req, Resp, Out>>
       return;
     }
     absl::Status st = FromGrpc(s);
-    const bool expired = std::chrono::system_clock::now() >= deadline_;
+    const bool expired = std::chrono::steady_clock::now() >= deadline_;
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && expired) {
       st = absl::UnavailableError(
           absl::StrCat("peer did not answer in time: ", s.error_message()));
@@ -907,7 +912,7 @@ class UnaryCall : public std::enable_shared_from_this<UnaryCall<Req, Resp, Out>>
   GrpcTransport::Impl* const impl_;
   const std::vector<std::shared_ptr<grpc::Channel>> channels_;
   const Req req_;
-  const std::chrono::system_clock::time_point deadline_;
+  const std::chrono::steady_clock::time_point deadline_;  // monotonic
   const Invoke invoke_;
   const Convert convert_;
   server::PeerDone<Out> done_;
