@@ -443,7 +443,9 @@ std::vector<const KeyValue*> ResultKvs(const Operation& op) {
 
 // Checks of one read's result that need no other operation.
 void CheckReadSelfConsistent(const Operation& op, std::vector<std::string>* problems) {
-  const std::string_view range_end = op.kind == OpKind::kRange ? op.range_end : "";
+  // (Not a conditional expression: that would make a temporary std::string.)
+  std::string_view range_end;
+  if (op.kind == OpKind::kRange) range_end = op.range_end;
   const std::vector<const KeyValue*> kvs = ResultKvs(op);
   for (size_t j = 0; j < kvs.size(); ++j) {
     const KeyValue& kv = *kvs[j];
