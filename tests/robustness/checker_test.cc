@@ -251,6 +251,26 @@ TEST(LinearizabilityTest, RangesPass) {
   EXPECT_EQ(r.parts, 2);  // k1..k3 with their ranges; the empty range alone
 }
 
+TEST(LinearizabilityTest, KeyWithALeaseMayVanish) {
+  History h;
+  Operation put = Put(1, "a", "1", 0, 10, 2);
+  put.lease = 5;
+  Operation get = Get(2, "a", 20, 30, "1", 2, 2);
+  get.found->lease = 5;
+  // Revoked or expired by now: no KV operation says so.
+  h.operations = {put, get, Get(3, "a", 40, 50, std::nullopt, 0, 3)};
+  EXPECT_VERDICT(CheckLinearizability(h), Verdict::kOk);
+  // Without a lease the same history is a lost write.
+  h.operations[0].lease = 0;
+  h.operations[1].found->lease = 0;
+  EXPECT_VERDICT(CheckLinearizability(h), Verdict::kViolation);
+  // A vanished key does not come back.
+  h.operations[0].lease = 5;
+  h.operations[1].found->lease = 5;
+  h.operations.push_back(Get(4, "a", 60, 70, "1", 2, 3));
+  EXPECT_VERDICT(CheckLinearizability(h), Verdict::kViolation);
+}
+
 TEST(LinearizabilityTest, SerializableReadOfAWrittenValuePasses) {
   History h;
   Operation stale = Get(3, "a", 40, 50, "1", 2, 2);

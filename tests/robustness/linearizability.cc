@@ -27,7 +27,8 @@
 // responses; the model never invents a revision.
 //
 // Assumes the key space starts empty and that the history holds every
-// write to the keys it reads.
+// write to the keys it reads, except deletes by lease revoke or expiry: a
+// key put with a lease may vanish at any time after the Put.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -443,7 +444,9 @@ std::vector<const KeyValue*> ResultKvs(const Operation& op) {
 
 // Checks of one read's result that need no other operation.
 void CheckReadSelfConsistent(const Operation& op, std::vector<std::string>* problems) {
-  const std::string_view range_end = op.kind == OpKind::kRange ? op.range_end : "";
+  // (Not a conditional expression: that would make a temporary std::string.)
+  std::string_view range_end;
+  if (op.kind == OpKind::kRange) range_end = op.range_end;
   const std::vector<const KeyValue*> kvs = ResultKvs(op);
   for (size_t j = 0; j < kvs.size(); ++j) {
     const KeyValue& kv = *kvs[j];
@@ -597,6 +600,26 @@ CheckReport CheckLinearizability(const History& history, const LinearizabilityOp
     if (IsRead(op) && (op.serializable || op.outcome != Outcome::kOk)) continue;
     relevant.push_back(&op);
   }
+  // A key put with a lease disappears when the lease is revoked or expires,
+  // which no KV operation records: each such Put gets an unknown-outcome
+  // Delete of its key, invoked with it (it may take effect any time after,
+  // or never). The lease checker covers the other direction.
+  std::vector<Operation> lease_deletes;
+  for (const Operation& op : history.operations) {
+    if (op.kind == OpKind::kPut && op.lease != 0 && op.outcome != Outcome::kFailed) {
+      Operation del;
+      del.id = op.id;
+      del.client = op.client;
+      del.kind = OpKind::kDelete;
+      del.key = op.key;
+      del.invoke_ns = op.invoke_ns;
+      del.complete_ns = kNeverCompleted;
+      del.outcome = Outcome::kUnknown;
+      del.error = absl::StrCat("implied by lease ", op.lease);
+      lease_deletes.push_back(std::move(del));
+    }
+  }
+  for (const Operation& del : lease_deletes) relevant.push_back(&del);  // no reallocation after this
   CheckRevisionsAgainstRealTime(with_revision, &violations);
   CheckStaleModRevisions(history, &violations);
   std::stable_sort(writes.begin(), writes.end(),
