@@ -1,4 +1,4 @@
-// cppetcd-powerloss-apply <log> [--seed S] [--mode all|random]
+// cppetcd-powerloss-apply <log> [--seed S] [--mode all|random] [--pid P]
 //
 // The crash tool of the power-loss fault: run after the process that wrote
 // the undo log (LD_PRELOAD libcppetcd_powerloss.so) was SIGKILLed, it turns
@@ -14,7 +14,8 @@
 //
 // In both modes a file created since the last fsync of its directory is
 // removed (`all`) or removed with probability 1/2 (`random`). Renames and
-// unlinks are taken as durable at once. Prints one summary line. Exit 0 on
+// unlinks are taken as durable at once. --pid: only the records of that
+// process (several processes sharing one log: a power loss of one of them). Prints one summary line. Exit 0 on
 // success, 1 on a bad log (a torn last record, from a kill during its write,
 // is ignored: the change it announces had not started), 2 on usage errors.
 #include <fcntl.h>
@@ -65,7 +66,8 @@ std::string Parent(const std::string& path) {
 }
 
 // Reads the log into per-file states; false on a malformed record.
-bool ReadLog(const std::string& log_path, std::map<Key, FileState>* files, size_t* records) {
+bool ReadLog(const std::string& log_path, uint32_t only_pid, std::map<Key, FileState>* files,
+             size_t* records) {
   FILE* f = std::fopen(log_path.c_str(), "rb");
   if (f == nullptr) {
     std::fprintf(stderr, "powerloss-apply: open %s: %s\n", log_path.c_str(), std::strerror(errno));
@@ -87,6 +89,7 @@ bool ReadLog(const std::string& log_path, std::map<Key, FileState>* files, size_
     if (h.payload_bytes > 0 && std::fread(payload.data(), 1, payload.size(), f) != payload.size()) {
       break;  // torn last record
     }
+    if (only_pid != 0 && h.pid != only_pid) continue;
     ++*records;
     const Key key{h.dev, h.ino};
     switch (h.type) {
@@ -132,7 +135,16 @@ bool ReadLog(const std::string& log_path, std::map<Key, FileState>* files, size_
       case kRename: {
         const size_t nul = payload.find('\0');
         if (nul == std::string::npos) break;
-        const std::string to = payload.substr(nul + 1);
+        const std::string from = payload.substr(0, nul), to = payload.substr(nul + 1);
+        if (h.b == 1) {  // a directory: move the paths below it
+          for (auto& [k, s] : *files) {
+            if (s.path.size() > from.size() && s.path.compare(0, from.size(), from) == 0 &&
+                s.path[from.size()] == '/') {
+              s.path = to + s.path.substr(from.size());
+            }
+          }
+          break;
+        }
         for (auto& [k, s] : *files) {
           if (k != key && !s.dropped && s.path == to) s.dropped = true;
         }
@@ -245,10 +257,13 @@ bool ApplyFile(FileState& s, bool random, std::mt19937_64& rng, Stats* stats) {
 int Main(int argc, char** argv) {
   std::string log_path, mode = "all";
   uint64_t seed = 1;
+  uint32_t only_pid = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--seed" && i + 1 < argc) {
       seed = std::strtoull(argv[++i], nullptr, 10);
+    } else if (a == "--pid" && i + 1 < argc) {
+      only_pid = static_cast<uint32_t>(std::strtoul(argv[++i], nullptr, 10));
     } else if (a == "--mode" && i + 1 < argc) {
       mode = argv[++i];
     } else if (log_path.empty() && a.rfind("--", 0) != 0) {
@@ -259,12 +274,12 @@ int Main(int argc, char** argv) {
     }
   }
   if (log_path.empty() || (mode != "all" && mode != "random")) {
-    std::fprintf(stderr, "usage: cppetcd-powerloss-apply <log> [--seed S] [--mode all|random]\n");
+    std::fprintf(stderr, "usage: cppetcd-powerloss-apply <log> [--seed S] [--mode all|random] [--pid P]\n");
     return 2;
   }
   std::map<Key, FileState> files;
   size_t records = 0;
-  if (!ReadLog(log_path, &files, &records)) return 1;
+  if (!ReadLog(log_path, only_pid, &files, &records)) return 1;
   std::mt19937_64 rng(seed);
   Stats stats;
   bool ok = true;

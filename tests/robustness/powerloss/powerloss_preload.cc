@@ -484,14 +484,17 @@ int renameat(int olddirfd, const char* oldpath, int newdirfd, const char* newpat
   if (!Under(from) && !Under(to)) return real_renameat(olddirfd, oldpath, newdirfd, newpath);
   Lock l;
   struct stat st;
-  const bool is_file = lstat(from.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  const bool exists = lstat(from.c_str(), &st) == 0;
+  const bool is_dir = exists && S_ISDIR(st.st_mode);
   int rc = real_renameat(olddirfd, oldpath, newdirfd, newpath);
-  if (rc != 0 || !is_file) return rc;
+  if (rc != 0 || !exists || (!is_dir && !S_ISREG(st.st_mode))) return rc;
   const int e = errno;
   std::string payload = from;
   payload.push_back('\0');
   payload += to;
-  Log(pl::kRename, 0, st.st_dev, st.st_ino, 0, 0, 0, payload.data(), payload.size());
+  // A directory rename moves every file below it: b = 1, no (dev, ino).
+  Log(pl::kRename, 0, is_dir ? 0 : st.st_dev, is_dir ? 0 : st.st_ino, 0, is_dir ? 1 : 0, 0,
+      payload.data(), payload.size());
   errno = e;
   return rc;
 }

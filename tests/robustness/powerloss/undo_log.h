@@ -19,7 +19,8 @@
 //   kSync      fsync/fdatasync of the file: every earlier record of it is
 //              durable; a = size at the sync.
 //   kDirSync   fsync of a directory; payload = its absolute path.
-//   kRename    payload = "<old>\0<new>"; (dev, ino) = the file renamed.
+//   kRename    payload = "<old>\0<new>"; (dev, ino) = the file renamed, or
+//              b = 1 and (0, 0) for a directory (every path below moves).
 //   kUnlink    payload = the path; (dev, ino) = the file removed.
 #ifndef CPPETCD_TESTS_ROBUSTNESS_POWERLOSS_UNDO_LOG_H_
 #define CPPETCD_TESTS_ROBUSTNESS_POWERLOSS_UNDO_LOG_H_
