@@ -255,6 +255,13 @@ TEST_F(PowerLossCluster, AllMembersLosePower) {
     ASSERT_GT(acked.size(), 0u);
     ASSERT_EQ(Apply(log, seed).exit_code, 0);
     absl::Status st = cluster_->RestartAll();
+    if (!st.ok()) {
+      for (int i = 0; i < cluster_->size(); ++i) {
+        const std::string l = cluster_->member(i).ReadLog();
+        std::cout << "member " << i << " log tail:\n"
+                  << l.substr(l.size() > 4000 ? l.size() - 4000 : 0) << std::endl;
+      }
+    }
     ASSERT_TRUE(st.ok()) << "restart after power loss: " << st;
     ASSERT_TRUE(cluster_->WaitForLeader(seconds(20)).ok());
     for (int i = 0; i < cluster_->size(); ++i) {
