@@ -231,12 +231,26 @@ uint64_t SizeOf(int fd) {
   return fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
 }
 
+// Whether tracked fd still is the file it was opened as (g_mu held). An fd
+// closed behind the interposer's back (a libc-internal close) and reused
+// for something else is forgotten instead of being logged as that file.
+bool StillSameFile(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == g_fd_dev[fd] &&
+      st.st_ino == g_fd_ino[fd]) {
+    return true;
+  }
+  g_fd_kind[fd].store(0);
+  return false;
+}
+
 bool Tracked(int fd, uint8_t kind) {
   return fd >= 0 && fd < kMaxFds && (g_fd_kind[fd].load(std::memory_order_relaxed) & kind) != 0;
 }
 
 // Logs that [off, off+n) of tracked fd is about to be overwritten (g_mu held).
 void LogWrite(int fd, uint64_t off, uint64_t n) {
+  if (!StillSameFile(fd)) return;
   const uint64_t size = SizeOf(fd);
   bool zero = false;
   std::string old = ReadOld(fd, off, n, size, &zero);
@@ -247,6 +261,7 @@ void LogWrite(int fd, uint64_t off, uint64_t n) {
 
 // Logs a size change of tracked fd from its current size to `new_size`.
 void LogTruncate(int fd, uint64_t new_size) {
+  if (!StillSameFile(fd)) return;
   const uint64_t size = SizeOf(fd);
   bool zero = true;
   std::string old;
@@ -325,7 +340,7 @@ int SyncImpl(int fd, const char* name) {
   const int e = errno;
   if ((g_fd_kind[fd].load() & kKindDir) != 0) {
     Log(pl::kDirSync, 0, 0, 0, 0, 0, 0, g_fd_path[fd]->data(), g_fd_path[fd]->size());
-  } else {
+  } else if (StillSameFile(fd)) {
     Log(pl::kSync, 0, g_fd_dev[fd], g_fd_ino[fd], SizeOf(fd), 0, 0, nullptr, 0);
   }
   errno = e;
