@@ -14,6 +14,7 @@
 // CPPETCD_TEST_KEEP_TMP=1.
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <iostream>

@@ -12,6 +12,7 @@
 // Replay one seed: CPPETCD_POWERLOSS_SEED=<seed> (only that seed runs);
 // keep the files: CPPETCD_TEST_KEEP_TMP=1.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <iostream>
