@@ -6,7 +6,7 @@
 // ("Power loss").
 //
 // Intercepted (glibc names, with their *64 and fortified aliases): open,
-// openat, creat, close, write, writev, pwrite, pwritev, ftruncate, fallocate,
+// openat, creat, close, dup, dup2, dup3, write, writev, pwrite, pwritev, ftruncate, fallocate,
 // fsync, fdatasync, rename, renameat, unlink, unlinkat. Before a change the
 // previous bytes are read (pread) and one record is appended with one plain
 // write() to the log, so the log is in the page cache before the change is,
@@ -16,7 +16,7 @@
 //
 // Not modelled: writes through a shared writable mmap (msync passes
 // through; cppetcd's LMDB does not use MDB_WRITEMAP), descriptors made by
-// dup/dup2/fcntl(F_DUPFD), sync_file_range (not a durability point: passes
+// fcntl(F_DUPFD) (dup, dup2 and dup3 are tracked), sync_file_range (not a durability point: passes
 // through), torn sectors inside one page, mkdir/rmdir, and fds >= kMaxFds.
 //
 // Thread-safety: every tracked operation runs under one process-wide mutex
@@ -62,6 +62,9 @@ std::atomic<uint8_t> g_fd_kind[kMaxFds];  // 0: not tracked
 uint64_t g_fd_dev[kMaxFds];               // guarded by g_mu
 uint64_t g_fd_ino[kMaxFds];               // guarded by g_mu
 std::string* g_fd_path[kMaxFds];          // directories only; guarded by g_mu
+// For a tracked fd opened write-only: a read-only fd on the same file, from
+// which the old bytes are read (pread on an O_WRONLY fd fails). 0 if none.
+int g_fd_reader[kMaxFds];                 // guarded by g_mu
 
 pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 std::string* g_dir = nullptr;  // normalised absolute path, no trailing '/'
@@ -205,6 +208,7 @@ void Log(uint8_t type, uint8_t flags, uint64_t dev, uint64_t ino, uint64_t a, ui
 
 // Reads [off, off+n) of fd clipped to `size`; sets *zero when all zero.
 std::string ReadOld(int fd, uint64_t off, uint64_t n, uint64_t size, bool* zero) {
+  if (g_fd_reader[fd] > 0) fd = g_fd_reader[fd];
   std::string out;
   if (off < size) {
     out.resize(std::min<uint64_t>(n, size - off));
@@ -242,6 +246,11 @@ bool StillSameFile(int fd) {
     return true;
   }
   g_fd_kind[fd].store(0);
+  if (g_fd_reader[fd] > 0) {
+    REAL(close, CloseFn);
+    real_close(g_fd_reader[fd]);
+  }
+  g_fd_reader[fd] = 0;
   return false;
 }
 
@@ -304,6 +313,13 @@ int OpenImpl(int dirfd, const char* path, int flags, mode_t mode) {
   if (fstat(fd, &fst) != 0 || !S_ISREG(fst.st_mode)) return fd;
   g_fd_dev[fd] = fst.st_dev;
   g_fd_ino[fd] = fst.st_ino;
+  g_fd_reader[fd] = (flags & O_ACCMODE) == O_WRONLY
+                        ? RealOpenat(AT_FDCWD, abs.c_str(), O_RDONLY | O_CLOEXEC, 0)
+                        : 0;
+  if (g_fd_reader[fd] < 0) {
+    std::fprintf(stderr, "powerloss: cannot open %s for reading\n", abs.c_str());
+    std::abort();
+  }
   uint8_t kind = kKindFile;
   if ((flags & O_DSYNC) != 0) kind |= kKindDsync;
   if ((flags & O_APPEND) != 0) kind |= kKindAppend;
@@ -418,8 +434,57 @@ int close(int fd) {
     g_fd_kind[fd].store(0);
     delete g_fd_path[fd];
     g_fd_path[fd] = nullptr;
+    if (g_fd_reader[fd] > 0) real_close(g_fd_reader[fd]);
+    g_fd_reader[fd] = 0;
   }
   return real_close(fd);
+}
+
+// dup/dup2/dup3: the new descriptor is tracked as the old one (with its own
+// read-only twin when needed); a tracked descriptor that dup2 replaces is
+// forgotten first.
+static int DupImpl(int oldfd, int newfd, int rc) {
+  if (rc < 0 || rc >= kMaxFds) return rc;
+  if (Tracked(rc, kKindFile | kKindDir) && rc != oldfd) {
+    REAL(close, CloseFn);
+    g_fd_kind[rc].store(0);
+    if (g_fd_reader[rc] > 0) real_close(g_fd_reader[rc]);
+    g_fd_reader[rc] = 0;
+  }
+  (void)newfd;
+  if (!Tracked(oldfd, kKindFile) || rc == oldfd) return rc;
+  g_fd_dev[rc] = g_fd_dev[oldfd];
+  g_fd_ino[rc] = g_fd_ino[oldfd];
+  using DupFn = int (*)(int);
+  REAL(dup, DupFn);
+  g_fd_reader[rc] = g_fd_reader[oldfd] > 0 ? real_dup(g_fd_reader[oldfd]) : 0;
+  if (g_fd_reader[rc] < 0) g_fd_reader[rc] = 0;
+  g_fd_kind[rc].store(g_fd_kind[oldfd].load());
+  return rc;
+}
+
+int dup(int oldfd) {
+  using DupFn = int (*)(int);
+  REAL(dup, DupFn);
+  if (!g_enabled) return real_dup(oldfd);
+  Lock l;
+  return DupImpl(oldfd, -1, real_dup(oldfd));
+}
+
+int dup2(int oldfd, int newfd) {
+  using Dup2Fn = int (*)(int, int);
+  REAL(dup2, Dup2Fn);
+  if (!g_enabled) return real_dup2(oldfd, newfd);
+  Lock l;
+  return DupImpl(oldfd, newfd, real_dup2(oldfd, newfd));
+}
+
+int dup3(int oldfd, int newfd, int flags) {
+  using Dup3Fn = int (*)(int, int, int);
+  REAL(dup3, Dup3Fn);
+  if (!g_enabled) return real_dup3(oldfd, newfd, flags);
+  Lock l;
+  return DupImpl(oldfd, newfd, real_dup3(oldfd, newfd, flags));
 }
 
 ssize_t write(int fd, const void* buf, size_t n) {
