@@ -461,7 +461,16 @@ std::vector<std::string> BucketNames(const BackendOptions& options) {
 
 unsigned EnvFlags(const BackendOptions& options) {
   unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
-  if (options.no_sync) flags |= MDB_NOSYNC;
+  switch (options.sync_mode) {
+    case SyncMode::kNoSync:
+      flags |= MDB_NOSYNC;
+      break;
+    case SyncMode::kNoMetaSync:
+      flags |= MDB_NOMETASYNC;
+      break;
+    case SyncMode::kFull:
+      break;
+  }
   return flags;
 }
 
@@ -506,9 +515,15 @@ absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(const std::string& path,
                             {{"path", DefragPath(path)}});
     ::unlink(DefragPath(path).c_str());
   }
+  const bool existed = ::stat(path.c_str(), &st) == 0;
   auto env = OpenEnv(path, b->options_.map_size_bytes, EnvFlags(b->options_),
                      BucketNames(b->options_));
   if (!env.ok()) return env.status();
+  // LMDB does not fsync the directory of a file it creates: without this a
+  // power loss could drop the new file's directory entry.
+  if (!existed) {
+    if (auto s = FsyncDir(path); !s.ok()) return s;
+  }
   std::lock_guard<std::mutex> l(b->mu_);
   b->env_ = std::move(env).value();
   return b;

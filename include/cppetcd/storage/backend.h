@@ -4,10 +4,18 @@
 // named as etcd's bbolt buckets. Keys in a bucket are ordered bytewise.
 // The bucket contents are described in docs/formats-mvcc.md.
 //
-// Durability: by default the environment runs with MDB_NOSYNC: a commit is
-// atomic and visible at once but reaches the disk only on Sync() (or when the
-// OS writes the pages back). The WAL is the durability point; the server
-// replays entries after the stored consistent index on start-up.
+// Durability (BackendOptions::sync_mode; docs/design.md "Durability"): by
+// default MDB_NOMETASYNC: each commit writes its data pages, fdatasyncs them,
+// then writes the meta page without a sync (the next commit's fdatasync, or
+// Sync(), makes it durable). A power loss can undo at most the last
+// committed transaction and never leaves a meta page pointing at pages that
+// are not on disk, so the B-tree stays intact; the server's WAL (fsynced
+// before entries are applied) replays what was undone from the stored
+// consistent index. MDB_NOSYNC (kNoSync) is NOT crash-safe: its meta pages
+// may reach the disk before the data pages they point at, or after pages of
+// the last synced tree were reused, and a power loss can then corrupt the
+// B-tree (tests/robustness/powerloss shows it); use it only for files that
+// are thrown away on a crash.
 //
 // Threading: Backend is thread-safe. Read transactions are consistent
 // snapshots, any number at once, usable from any thread (MDB_NOTLS), but one
@@ -92,12 +100,26 @@ bool IsCppetcdOnlyBucket(std::string_view bucket);
 // still usable); Delete treats it as absent.
 inline constexpr size_t kMaxKeyBytes = 511;
 
+// LMDB durability mode of a Backend.
+enum class SyncMode {
+  // MDB_NOSYNC: commits never sync; only Sync() does. A power loss can
+  // corrupt the database. Not crash-safe.
+  kNoSync,
+  // MDB_NOMETASYNC: one fdatasync per commit (data pages); the meta page is
+  // made durable by the next commit. A power loss undoes at most the last
+  // committed transaction; the B-tree stays intact.
+  kNoMetaSync,
+  // LMDB's default: fdatasync of the data pages, then the meta page through
+  // an O_DSYNC descriptor. Every returned commit is durable (two flushes).
+  kFull,
+};
+
 struct BackendOptions {
   // Upper bound of the file size (LMDB map size). A write transaction that
   // would grow the file past it fails with ResourceExhausted.
   uint64_t map_size_bytes = 10ull << 30;
-  // MDB_NOSYNC: commits do not fsync; Sync() does.
-  bool no_sync = true;
+  // How commits reach the disk (see the file comment).
+  SyncMode sync_mode = SyncMode::kNoMetaSync;
   // Buckets to create besides kAllBuckets (names up to 64 bytes).
   std::vector<std::string> extra_buckets;
   // Test seam: when set, called before every Put/Append/PutReserve; a
