@@ -502,6 +502,40 @@ TEST_F(EtcdctlTest, EndpointHealthAndStatus) {
   ExpectOut({"defrag"}, absl::StrCat("Finished defragmenting etcd member[", ep, "]\n"));
 }
 
+// etcd 3.4's cluster API fills the header with cluster id, member id and
+// raft term but no revision: `member list -w json` has no "revision" key,
+// while a KV answer of the same server has one.
+TEST_F(EtcdctlTest, MemberListHeaderHasNoRevision) {
+  ExpectOut({"put", "k", "v"}, "OK\n");
+  CommandResult r = Ctl({"member", "list", "-w", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  ASSERT_TRUE(j.contains("header")) << r.out;
+  EXPECT_FALSE(j["header"].contains("revision")) << r.out;
+  EXPECT_TRUE(j["header"].contains("cluster_id")) << r.out;
+  EXPECT_TRUE(j["header"].contains("member_id")) << r.out;
+  EXPECT_TRUE(j["header"].contains("raft_term")) << r.out;
+
+  r = Ctl({"get", "k", "-w", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["header"]["revision"], 2) << r.out;
+
+  // The same through the gRPC stub.
+  auto stub = etcdserverpb::Cluster::NewStub(server_->NewChannel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  etcdserverpb::MemberListResponse resp;
+  grpc::Status st = stub->MemberList(&ctx, etcdserverpb::MemberListRequest(), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.header().revision(), 0);
+  EXPECT_NE(resp.header().cluster_id(), 0u);
+  EXPECT_NE(resp.header().member_id(), 0u);
+  EXPECT_GT(resp.header().raft_term(), 0u);
+}
+
 // Seed session: `snapshot save` on a single endpoint.
 TEST_F(EtcdctlTest, SnapshotSave) {
   ExpectOut({"put", "/registry/x", "1"}, "OK\n");

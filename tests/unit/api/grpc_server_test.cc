@@ -87,6 +87,14 @@ class GrpcServerTest : public ::testing::Test {
     EXPECT_GT(h.revision(), 0);
   }
 
+  // etcd 3.4's Cluster service header: no revision (v3rpc ClusterServer.header).
+  static void ExpectClusterHeader(const etcdserverpb::ResponseHeader& h) {
+    EXPECT_EQ(h.cluster_id(), FakeBackend::kClusterId);
+    EXPECT_EQ(h.member_id(), FakeBackend::kMemberId);
+    EXPECT_EQ(h.raft_term(), 2u);
+    EXPECT_EQ(h.revision(), 0);
+  }
+
   FakeBackend backend_;
   std::unique_ptr<ApiServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -384,7 +392,7 @@ TEST_F(GrpcServerTest, StatusAndMemberListHeaders) {
   SetDeadline(&mctx);
   etcdserverpb::MemberListResponse members;
   ASSERT_TRUE(cluster_->MemberList(&mctx, {}, &members).ok());
-  ExpectHeader(members.header());
+  ExpectClusterHeader(members.header());
   ASSERT_EQ(members.members_size(), 1);
   EXPECT_EQ(members.members(0).id(), FakeBackend::kMemberId);
 }
