@@ -4,6 +4,7 @@
 // and client log lines normalised). Every expectation here was first checked
 // against /usr/bin/etcd (CPPETCD_TEST_SERVER=/usr/bin/etcd).
 #include <filesystem>
+#include <future>
 #include <regex>
 #include <set>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "harness.h"
 #include "nlohmann/json.hpp"
@@ -534,6 +536,31 @@ TEST_F(EtcdctlTest, MemberListHeaderHasNoRevision) {
   EXPECT_NE(resp.header().cluster_id(), 0u);
   EXPECT_NE(resp.header().member_id(), 0u);
   EXPECT_GT(resp.header().raft_term(), 0u);
+}
+
+// grpc.health.v1.Health/Check("") through a generic stub (hand-encoded:
+// the request is empty, the response is field 1, the status enum). etcd 3.4
+// registers the standard health service with "" SERVING (v3rpc/grpc.go).
+TEST_F(EtcdctlTest, GrpcHealthCheckIsServing) {
+  grpc::GenericStub stub(server_->NewChannel());
+  grpc::ByteBuffer request;
+  {
+    grpc::Slice empty("");
+    request = grpc::ByteBuffer(&empty, 1);
+  }
+  grpc::ByteBuffer reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &reply,
+                 [&done](grpc::Status st) { done.set_value(std::move(st)); });
+  grpc::Status st = done.get_future().get();
+  ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(reply.Dump(&slices).ok());
+  std::string body;
+  for (const grpc::Slice& s : slices) body.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(body, std::string("\x08\x01", 2));  // SERVING
 }
 
 // Seed session: `snapshot save` on a single endpoint.
