@@ -252,7 +252,7 @@ absl::Status BadValue(std::string_view value, std::string_view flag, const absl:
 
 std::string Url::ToString() const {
   std::string h = absl::StrContains(host, ':') ? absl::StrCat("[", host, "]") : host;
-  if (port == 0) return absl::StrCat(scheme, "://", h);
+  if (port < 0) return absl::StrCat(scheme, "://", h);
   return absl::StrCat(scheme, "://", h, ":", port);
 }
 
@@ -324,7 +324,9 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
     }
     u.port = p;
   }
-  if (((u.scheme == "http" || u.scheme == "https") && u.port == 0) || (u.host.empty() && u.port == 0)) {
+  // Go's net.SplitHostPort (etcd's types.NewURLs): a port must be present;
+  // port 0 is valid and binds an ephemeral port.
+  if (((u.scheme == "http" || u.scheme == "https") && u.port < 0) || (u.host.empty() && u.port < 0)) {
     return absl::InvalidArgumentError(absl::StrCat("URL address does not have the form \"host:port\": ", AV(text)));
   }
   return u;

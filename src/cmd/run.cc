@@ -325,6 +325,13 @@ int Run(const EtcdConfig& config) {
     return 1;
   }
   transport::GrpcTransport* peer_transport_ptr = peer_transport->get();  // owned by the server
+  // etcd 3.4 embed/etcd.go's line per peer listener, with the bound address
+  // (the OS's choice for a port 0 URL).
+  for (const std::string& url : peer_transport_ptr->BoundUrls()) {
+    const size_t sep = url.find("://");
+    log.Info("serving peer traffic",
+             {{"address", sep == std::string::npos ? url : url.substr(sep + 3)}});
+  }
   server_config->transport = std::shared_ptr<transport::GrpcTransport>(std::move(*peer_transport));
   absl::StatusOr<std::unique_ptr<server::EtcdServer>> server =
       server::EtcdServer::Create(*std::move(server_config));

@@ -180,5 +180,64 @@ TEST(CliTest, ConfigFileConfiguresTheServerAndOverridesFlags) {
   });
 }
 
+// The address after `"msg":"<msg>","address":"` in a zap log, or "".
+std::string LoggedAddress(const std::string& log, const std::string& msg) {
+  const std::string key = absl::StrCat("\"msg\":\"", msg, "\",\"address\":\"");
+  const size_t at = log.find(key);
+  if (at == std::string::npos) return "";
+  const size_t begin = at + key.size();
+  const size_t end = log.find('"', begin);
+  return end == std::string::npos ? "" : log.substr(begin, end - begin);
+}
+
+// Port 0 in the listen URLs binds ports the OS picks, as Go's listener does;
+// the log names the bound addresses (etcd 3.4's "serving ... traffic" lines)
+// and clients reach the member there.
+TEST(CliTest, PortZeroListensOnAnEphemeralPortAndLogsIt) {
+  CPPETCD_REQUIRE_SERVER();
+  TempDir dir;
+  absl::StatusOr<int> advertised = PickFreePort();
+  ASSERT_TRUE(advertised.ok());
+  const std::string peer = absl::StrCat("http://127.0.0.1:", *advertised);
+  auto proc = BackgroundCommand::Start(
+      {ServerBinary(), "--logger=zap", "--name", "zero", "--data-dir", dir.path() + "/data",
+       "--listen-client-urls", "http://127.0.0.1:0", "--advertise-client-urls",
+       "http://127.0.0.1:2379", "--listen-peer-urls", "http://127.0.0.1:0",
+       "--initial-advertise-peer-urls", peer, "--initial-cluster", "zero=" + peer},
+      {}, dir.path());
+  ASSERT_TRUE(proc.ok()) << proc.status();
+  const char* kClientMsg = "serving client traffic insecurely; this is strongly discouraged!";
+  std::string client;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        client = LoggedAddress((*proc)->Stderr(), kClientMsg);
+        return !client.empty();
+      },
+      std::chrono::seconds(30)))
+      << (*proc)->Stderr();
+  ASSERT_THAT(client, ::testing::MatchesRegex("127\\.0\\.0\\.1:[1-9][0-9]*"));
+  const std::string peer_bound = LoggedAddress((*proc)->Stderr(), "serving peer traffic");
+  ASSERT_THAT(peer_bound, ::testing::MatchesRegex("127\\.0\\.0\\.1:[1-9][0-9]*"))
+      << (*proc)->Stderr();
+  EXPECT_NE(peer_bound, client);
+  CommandResult put = Etcdctl(client, {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(put.out, "OK\n");
+  CommandResult get = Etcdctl(client, {"get", "k", "--print-value-only"});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "v\n");
+  // The peer port is bound too.
+  const int peer_port = std::stoi(peer_bound.substr(peer_bound.rfind(':') + 1));
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(peer_port));
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ::close(fd);
+  (*proc)->Kill();
+}
+
 }  // namespace
 }  // namespace cppetcd::integration

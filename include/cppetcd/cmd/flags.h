@@ -27,7 +27,8 @@ namespace cppetcd::cmd {
 struct Url {
   std::string scheme;  // "http", "https", "unix" or "unixs"
   std::string host;    // IP or name, without brackets for IPv6
-  int port = 0;        // 0 when absent
+  int port = -1;       // 0..65535; 0 asks the OS for a free port (as Go's
+                       // listener does); -1 when absent
   std::string ToString() const;  // scheme://host:port (IPv6 in brackets)
   std::string HostPort() const;  // host:port, as gRPC listens on it
   bool operator==(const Url&) const = default;

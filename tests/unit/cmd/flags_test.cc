@@ -183,6 +183,16 @@ TEST(FlagsTest, Urls) {
   EXPECT_FALSE(ParseUrl("unix://a\n/").ok());  // printed as "unix://a\n", read back as "a"
   EXPECT_FALSE(ParseUrl("http://a b:1").ok());
   EXPECT_FALSE(ParseUrl("unix://:").ok());  // no host, no port: printed as "unix://"
+  // Port 0 is a port (Go's listener binds an ephemeral one); a missing port
+  // is refused.
+  auto zero = ParseUrl("http://127.0.0.1:0");
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(zero->port, 0);
+  EXPECT_EQ(zero->ToString(), "http://127.0.0.1:0");
+  EXPECT_EQ(zero->HostPort(), "127.0.0.1:0");
+  EXPECT_EQ(*ParseUrl(zero->ToString()), *zero);
+  EXPECT_FALSE(ParseUrl("http://127.0.0.1").ok());
+  EXPECT_FALSE(ParseUrl("https://[::1]").ok());
   auto dup = ParseUrls("http://a:1,http://a:1,http://b:2");
   ASSERT_TRUE(dup.ok());
   EXPECT_EQ(dup->size(), 2u);
