@@ -79,7 +79,9 @@ absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& con
                                                           const api::MetricsRegistry* metrics) {
   api::HttpServerOptions options;
   options.backend = backend;
-  options.gateway_channel = api->InProcessChannel();
+  // etcd 3.4 embed/serve.go: --enable-grpc-gateway=false drops the /v3/
+  // routes only; /health, /version and /metrics stay.
+  if (config.enable_grpc_gateway) options.gateway_channel = api->InProcessChannel();
   options.metrics = metrics;
   options.server_version = server::kServerVersion;
   options.cluster_version = absl::StrCat(server::kClusterVersion, ".0");
@@ -239,6 +241,11 @@ int Run(const EtcdConfig& config) {
   absl::Notification stop;
   SignalWatcher signals(&stop);
 
+  if (config.experimental_backend_bbolt_freelist_type != "array") {
+    log.Info("--experimental-backend-bbolt-freelist-type does not apply: the backend is LMDB",
+             {{"experimental-backend-bbolt-freelist-type",
+               config.experimental_backend_bbolt_freelist_type}});
+  }
   absl::StatusOr<api::ApiServerOptions> api_options = ToApiServerOptions(config);
   if (!api_options.ok()) {
     log.Error("invalid client URLs", {{"error", api_options.status().ToString()}});

@@ -180,6 +180,26 @@ TEST(CliTest, ConfigFileConfiguresTheServerAndOverridesFlags) {
   });
 }
 
+// A flag for a feature cppetcd lacks, given a value that asks for it, stops
+// the start with a message naming the flag, its variable and its config
+// key (exit 2, as a flag error); never accepted and ignored.
+TEST(CliTest, UnsupportedFeatureFlagIsRefusedAtStartUp) {
+  CPPETCD_REQUIRE_SERVER();
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "etcd has these features";
+  TempDir dir;
+  CommandResult r = RunBinary(ServerBinary(), {"--data-dir", dir.path() + "/data", "--proxy=on"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(FirstLine(r.err),
+            "invalid value \"on\" for flag -proxy: cppetcd has no v2 proxy mode; only etcd's "
+            "default \"off\" is accepted (flag --proxy, environment variable ETCD_PROXY, config "
+            "file key \"proxy\")");
+  r = RunBinary(ServerBinary(), {"--data-dir", dir.path() + "/data"},
+                {"ETCD_DISCOVERY_SRV=example.com"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(FirstLine(r.err), HasSubstr("environment variable ETCD_DISCOVERY_SRV: DNS SRV "
+                                          "discovery is not implemented"));
+}
+
 // The address after `"msg":"<msg>","address":"` in a zap log, or "".
 std::string LoggedAddress(const std::string& log, const std::string& msg) {
   const std::string key = absl::StrCat("\"msg\":\"", msg, "\",\"address\":\"");

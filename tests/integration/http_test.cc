@@ -316,5 +316,35 @@ TEST_F(HttpTest, AuthThroughTheGateway) {
   Post("/v3/kv/range", R"({"key":"YQ=="})");
 }
 
+// --enable-grpc-gateway=false (etcd 3.4 embed/serve.go): the /v3/ JSON
+// gateway is gone from the client port ("404 page not found" for any
+// method, /v3beta/ too) while /health, /version and /metrics stay, and gRPC
+// clients are served as before.
+TEST(HttpGatewayOffTest, V3PathsAre404OtherEndpointsStay) {
+  if (access(kCurl, X_OK) != 0) GTEST_SKIP() << "curl not installed";
+  CPPETCD_REQUIRE_SERVER();
+  TempDir dir;
+  ServerProcess::Options o;
+  o.data_dir = dir.path() + "/data";
+  o.extra_flags = {"--enable-grpc-gateway=false"};
+  auto s = ServerProcess::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string url = "http://" + (*s)->ClientEndpoint();
+  for (const char* path : {"/v3/kv/range", "/v3beta/kv/range", "/v3/maintenance/status"}) {
+    SCOPED_TRACE(path);
+    CurlReply r = Curl(url + path, R"({"key":"YQ=="})");
+    EXPECT_EQ(r.status, 404) << r.headers;
+    EXPECT_EQ(r.body, "404 page not found\n");
+    r = Curl(url + path);
+    EXPECT_EQ(r.status, 404) << r.headers;
+  }
+  EXPECT_EQ(Curl(url + "/health").status, 200);
+  EXPECT_EQ(Curl(url + "/version").status, 200);
+  EXPECT_EQ(Curl(url + "/metrics").status, 200);
+  CommandResult put = Etcdctl((*s)->ClientEndpoint(), {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(put.out, "OK\n");
+}
+
 }  // namespace
 }  // namespace cppetcd::integration
