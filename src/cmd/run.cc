@@ -419,6 +419,13 @@ int Run(const EtcdConfig& config) {
                      {{"address", address}});
           }
         }
+        // etcd 3.4 embed/etcd.go's line per metrics URL; with the bound port
+        // (etcd prints the URL as given, ":0" included).
+        if (metrics_listener != nullptr) {
+          for (const std::string& url : metrics_listener->BoundUrls()) {
+            log.Info("serving metrics", {{"address", url}});
+          }
+        }
         while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&
                !(*server)->StopRequested()) {
         }

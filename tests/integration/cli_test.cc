@@ -221,6 +221,7 @@ TEST(CliTest, PortZeroListensOnAnEphemeralPortAndLogsIt) {
   const std::string peer = absl::StrCat("http://127.0.0.1:", *advertised);
   auto proc = BackgroundCommand::Start(
       {ServerBinary(), "--logger=zap", "--name", "zero", "--data-dir", dir.path() + "/data",
+       "--listen-metrics-urls", "http://127.0.0.1:0",
        "--listen-client-urls", "http://127.0.0.1:0", "--advertise-client-urls",
        "http://127.0.0.1:2379", "--listen-peer-urls", "http://127.0.0.1:0",
        "--initial-advertise-peer-urls", peer, "--initial-cluster", "zero=" + peer},
@@ -247,15 +248,34 @@ TEST(CliTest, PortZeroListensOnAnEphemeralPortAndLogsIt) {
   EXPECT_EQ(get.exit_code, 0) << get.err;
   EXPECT_EQ(get.out, "v\n");
   // The peer port is bound too.
-  const int peer_port = std::stoi(peer_bound.substr(peer_bound.rfind(':') + 1));
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(peer_port));
-  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ::close(fd);
+  auto accepts = [](const std::string& address) {
+    const int port = std::stoi(address.substr(address.rfind(':') + 1));
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    ::close(fd);
+    return ok;
+  };
+  EXPECT_TRUE(accepts(peer_bound)) << peer_bound;
+  // The metrics URL: etcd logs it as given ("http://127.0.0.1:0"); cppetcd
+  // logs the bound port.
+  std::string metrics;
+  PollUntil(
+      [&] {
+        metrics = LoggedAddress((*proc)->Stderr(), "serving metrics");
+        return !metrics.empty();
+      },
+      std::chrono::seconds(10));
+  if (IsReferenceEtcd(ServerBinary())) {
+    EXPECT_EQ(metrics, "http://127.0.0.1:0");
+  } else {
+    ASSERT_THAT(metrics, ::testing::MatchesRegex("http://127\\.0\\.0\\.1:[1-9][0-9]*"));
+    EXPECT_TRUE(accepts(metrics)) << metrics;
+  }
   (*proc)->Kill();
 }
 
