@@ -8,6 +8,7 @@
 
 #include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_posix.h>
 #include <grpcpp/support/server_interceptor.h>
 
@@ -52,6 +53,13 @@ class ApiServer::Impl {
         lock_(backend) {}
 
   absl::Status Start(ServerBackend* backend) {
+    // The standard grpc.health.v1.Health service, as etcd 3.4 registers it
+    // (v3rpc/grpc.go): Check and Watch of service "" answer SERVING for the
+    // server's life, other names NOT_FOUND. gRPC's built-in service does
+    // exactly that; its switch is process-wide and read when a server is
+    // built, so it is turned on for this build only (the peer server has no
+    // health service, as etcd's peer port has none).
+    grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     ports_.assign(options_.listen_addresses.size(), 0);
     for (size_t i = 0; i < options_.listen_addresses.size(); ++i) {
@@ -97,6 +105,7 @@ class ApiServer::Impl {
       builder.experimental().SetInterceptorCreators(std::move(creators));
     }
     server_ = builder.BuildAndStart();
+    grpc::EnableDefaultHealthCheckService(false);
     if (server_ == nullptr) {
       return absl::UnavailableError(
           absl::StrCat("failed to listen on client addresses: ",

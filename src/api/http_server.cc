@@ -695,7 +695,11 @@ class HttpServer::Impl {
     const std::string v3 = "/v3(?:beta)?/(.*)";
     s.Post(v3, [this](const httplib::Request& req, httplib::Response& res) { Gateway(req, res); });
     s.Put(v3, [this](const httplib::Request& req, httplib::Response& res) { Gateway(req, res); });
-    s.Get(v3, [](const httplib::Request&, httplib::Response& res) {
+    s.Get(v3, [this](const httplib::Request&, httplib::Response& res) {
+      if (options_.gateway_channel == nullptr) {
+        NotFound(res);
+        return;
+      }
       res.status = 405;
       res.set_content("Method Not Allowed\n", "text/plain; charset=utf-8");
     });
@@ -865,7 +869,11 @@ class HttpServer::Impl {
   }
 
   void Gateway(const httplib::Request& req, httplib::Response& res) {
-    if (options_.gateway_channel == nullptr || stopping_.load()) {
+    if (options_.gateway_channel == nullptr) {  // etcd --enable-grpc-gateway=false
+      NotFound(res);
+      return;
+    }
+    if (stopping_.load()) {
       res.status = 404;
       res.set_content("Not Found\n", "text/plain; charset=utf-8");
       return;

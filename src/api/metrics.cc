@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cppetcd/mvcc/kvstore.h"
+#include "cppetcd/mvcc/txn_metrics.h"
 #include "cppetcd/server/etcd_server.h"
 #include "cppetcd/storage/backend.h"
 
@@ -416,6 +417,20 @@ void CollectServerMetrics(server::EtcdServer* server, ExpositionWriter& w) {
   w.Histogram("etcd_disk_wal_fsync_duration_seconds",
               "The latency distributions of fsync called by WAL.", m.wal_fsync_seconds.Snapshot());
 
+  // etcd 3.4 mvcc/metrics.go: operations of mvcc txns (mvcc/txn_metrics.h),
+  // also under their etcd_debugging_ names.
+  const mvcc::TxnMetrics& txn = mvcc::TxnMetrics::Global();
+  for (const char* prefix : {"etcd_debugging_mvcc_", "etcd_mvcc_"}) {
+    const std::string p(prefix);
+    w.Counter(p + "delete_total", "Total number of deletes seen by this member.",
+              static_cast<double>(txn.delete_total()));
+    w.Counter(p + "put_total", "Total number of puts seen by this member.",
+              static_cast<double>(txn.put_total()));
+    w.Counter(p + "range_total", "Total number of ranges seen by this member.",
+              static_cast<double>(txn.range_total()));
+    w.Counter(p + "txn_total", "Total number of txns seen by this member.",
+              static_cast<double>(txn.txn_total()));
+  }
   w.Gauge("etcd_mvcc_db_total_size_in_bytes",
           "Total size of the underlying database physically allocated in bytes.", db_size);
   w.Gauge("etcd_mvcc_db_total_size_in_use_in_bytes",

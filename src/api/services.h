@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -39,6 +40,17 @@ auth::Credentials CallCredentials(const grpc::ServerContextBase* context);
 bool Admit(grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor,
            const ServerBackend* backend, const absl::Status& validation);
 
+// True for the answers of etcd's Cluster service, whose header carries
+// cluster id, member id and raft term but never a revision (etcd 3.4
+// v3rpc ClusterServer.header).
+template <class Resp>
+inline constexpr bool kHeaderWithoutRevision =
+    std::is_same_v<Resp, etcdserverpb::MemberListResponse> ||
+    std::is_same_v<Resp, etcdserverpb::MemberAddResponse> ||
+    std::is_same_v<Resp, etcdserverpb::MemberRemoveResponse> ||
+    std::is_same_v<Resp, etcdserverpb::MemberUpdateResponse> ||
+    std::is_same_v<Resp, etcdserverpb::MemberPromoteResponse>;
+
 // Completes a unary call from a server result: fills the header and finishes
 // the reactor, or finishes it with the mapped error.
 template <class Resp>
@@ -51,7 +63,11 @@ Done<Resp> ReplyTo(grpc::ServerUnaryReactor* reactor, Resp* out, const ServerBac
     *out = std::move(*result);
     int64_t rev = out->header().revision();
     backend->FillHeader(out->mutable_header());
-    if (rev != 0) out->mutable_header()->set_revision(rev);
+    if constexpr (kHeaderWithoutRevision<Resp>) {
+      out->mutable_header()->set_revision(0);
+    } else if (rev != 0) {
+      out->mutable_header()->set_revision(rev);
+    }
     reactor->Finish(grpc::Status::OK);
   };
 }

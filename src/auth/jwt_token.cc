@@ -3,10 +3,12 @@
 // {"alg":"<method>","typ":"JWT"}, claims {"exp":..,"revision":..,"username":..}.
 #include <openssl/ec.h>
 #include <openssl/ecdsa.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include <cmath>
 #include <fstream>
@@ -82,10 +84,35 @@ Pkey ParsePrivate(const std::string& pem) {
   return Pkey(k);
 }
 
+// The verification key of a pub-key file as etcd 3.4 reads it (golang-jwt's
+// Parse{RSA,EC}PublicKeyFromPEM): the file's first PEM block, whatever its
+// label, as a SubjectPublicKeyInfo, else as an X.509 certificate whose
+// public key is taken. Null when neither parses.
 Pkey ParsePublic(const std::string& pem) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-  EVP_PKEY* k = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+  char* name = nullptr;
+  char* header = nullptr;
+  unsigned char* der = nullptr;
+  long der_len = 0;
+  const int read = PEM_read_bio(bio, &name, &header, &der, &der_len);
   BIO_free(bio);
+  EVP_PKEY* k = nullptr;
+  if (read == 1) {
+    const unsigned char* p = der;
+    k = d2i_PUBKEY(nullptr, &p, der_len);
+    if (k == nullptr) {
+      p = der;
+      X509* cert = d2i_X509(nullptr, &p, der_len);
+      if (cert != nullptr) {
+        k = X509_get_pubkey(cert);  // a new reference
+        X509_free(cert);
+      }
+    }
+  }
+  OPENSSL_free(name);
+  OPENSSL_free(header);
+  OPENSSL_free(der);
+  ERR_clear_error();
   return Pkey(k);
 }
 

@@ -83,7 +83,8 @@ absl::StatusOr<EtcdConfig> LoadConfigFile(const std::string& path) {
         }
         continue;
       }
-      if (key == "self-signed-cert-validity" || key == "log-package-levels") continue;
+      // etcd 3.5's key; 3.4 ignores it.
+      if (key == "self-signed-cert-validity") continue;
       if (kv.second.IsMap()) continue;
       if (absl::Status s = add(key, kv.second); !s.ok()) return s;
     }

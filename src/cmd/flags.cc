@@ -126,8 +126,58 @@ Setter Ignored() {
   return [](EtcdConfig*, std::string_view) { return absl::OkStatus(); };
 }
 
-// The flags etcd 3.4 defines. Flags cppetcd accepts but does not act on (v2,
-// proxy, discovery) are accepted so that existing unit files keep working.
+std::string EnvName(std::string_view flag);
+
+// A flag for a feature cppetcd does not have (v2 proxy, DNS discovery...):
+// accepted only with a value that leaves the feature off, so that unit files
+// spelling out etcd's defaults keep working; any other value is refused at
+// start-up, naming the flag, its ETCD_* variable and its config file key.
+// `off` says whether a value leaves the feature off, or fails with etcd's
+// own parse error for a malformed value.
+Setter Unsupported(std::string flag, std::function<absl::StatusOr<bool>(std::string_view)> off,
+                   std::string why, std::string accepted) {
+  return [flag = std::move(flag), off = std::move(off), why = std::move(why),
+          accepted = std::move(accepted)](EtcdConfig*, std::string_view v) -> absl::Status {
+    absl::StatusOr<bool> is_off = off(v);
+    if (!is_off.ok()) return is_off.status();
+    if (*is_off) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        why, "; only ", accepted, " is accepted (flag --", flag, ", environment variable ",
+        EnvName(flag), ", config file key \"", flag, "\")"));
+  };
+}
+// Off when empty.
+absl::StatusOr<bool> IsEmpty(std::string_view v) { return v.empty(); }
+// Off when false (Go's boolean syntax).
+absl::StatusOr<bool> IsFalse(std::string_view v) {
+  bool b = false;
+  if (absl::Status s = ParseBool(v, &b); !s.ok()) return s;
+  return !b;
+}
+// Off when the unsigned integer equals `def`.
+std::function<absl::StatusOr<bool>(std::string_view)> IsUint(uint64_t def) {
+  return [def](std::string_view v) -> absl::StatusOr<bool> {
+    uint64_t x = 0;
+    if (absl::Status s = ParseUnsigned(v, &x); !s.ok()) return s;
+    return x == def;
+  };
+}
+// One of etcd's `valids` (else etcd's error "invalid value"); off when `off`.
+std::function<absl::StatusOr<bool>(std::string_view)> IsChoice(std::set<std::string> valids,
+                                                              std::string off) {
+  return [valids = std::move(valids), off = std::move(off)](std::string_view v)
+             -> absl::StatusOr<bool> {
+    if (!valids.count(std::string(v))) return absl::InvalidArgumentError("invalid value");
+    return v == off;
+  };
+}
+
+constexpr char kNoProxy[] = "cppetcd has no v2 proxy mode";
+constexpr char kNoSrv[] = "DNS SRV discovery is not implemented: list the members in --initial-cluster";
+
+// The flags etcd 3.4 defines. Those of features cppetcd does not have (v2
+// API, proxy, discovery, lease checkpoints) are accepted only with values
+// that leave the feature off; see Unsupported and docs/operations.md.
 const std::vector<FlagDef>& Flags() {
   static const std::vector<FlagDef>* flags = new std::vector<FlagDef>{
       {"config-file", false, Str(&EtcdConfig::config_file)},
@@ -162,17 +212,32 @@ const std::vector<FlagDef>& Flags() {
       {"strict-reconfig-check", true, Bool(&EtcdConfig::strict_reconfig_check)},
       {"enable-v2", true, Bool(&EtcdConfig::enable_v2)},
       {"pre-vote", true, Bool(&EtcdConfig::pre_vote)},
-      {"discovery", false, Str(&EtcdConfig::discovery)},
-      {"discovery-fallback", false, Ignored()},
-      {"discovery-proxy", false, Ignored()},
-      {"discovery-srv", false, Ignored()},
-      {"discovery-srv-name", false, Ignored()},
-      {"proxy", false, Ignored()},
-      {"proxy-failure-wait", false, Ignored()},
-      {"proxy-refresh-interval", false, Ignored()},
-      {"proxy-dial-timeout", false, Ignored()},
-      {"proxy-write-timeout", false, Ignored()},
-      {"proxy-read-timeout", false, Ignored()},
+      {"discovery", false,
+       Unsupported("discovery", IsEmpty,
+                   "discovery-service bootstrap is not implemented: list the members in "
+                   "--initial-cluster",
+                   "an empty value")},
+      {"discovery-fallback", false,
+       Unsupported("discovery-fallback", IsChoice({"exit", "proxy"}, "proxy"),
+                   "discovery is not implemented", "etcd's default \"proxy\"")},
+      {"discovery-proxy", false,
+       Unsupported("discovery-proxy", IsEmpty, "discovery is not implemented", "an empty value")},
+      {"discovery-srv", false, Unsupported("discovery-srv", IsEmpty, kNoSrv, "an empty value")},
+      {"discovery-srv-name", false,
+       Unsupported("discovery-srv-name", IsEmpty, kNoSrv, "an empty value")},
+      {"proxy", false,
+       Unsupported("proxy", IsChoice({"off", "readonly", "on"}, "off"), kNoProxy,
+                   "etcd's default \"off\"")},
+      {"proxy-failure-wait", false,
+       Unsupported("proxy-failure-wait", IsUint(5000), kNoProxy, "etcd's default 5000")},
+      {"proxy-refresh-interval", false,
+       Unsupported("proxy-refresh-interval", IsUint(30000), kNoProxy, "etcd's default 30000")},
+      {"proxy-dial-timeout", false,
+       Unsupported("proxy-dial-timeout", IsUint(1000), kNoProxy, "etcd's default 1000")},
+      {"proxy-write-timeout", false,
+       Unsupported("proxy-write-timeout", IsUint(5000), kNoProxy, "etcd's default 5000")},
+      {"proxy-read-timeout", false,
+       Unsupported("proxy-read-timeout", IsUint(0), kNoProxy, "etcd's default 0")},
       {"cert-file", false, Str(&EtcdConfig::cert_file)},
       {"key-file", false, Str(&EtcdConfig::key_file)},
       {"client-cert-auth", true, Bool(&EtcdConfig::client_cert_auth)},
@@ -189,13 +254,18 @@ const std::vector<FlagDef>& Flags() {
       {"peer-cert-allowed-cn", false, Str(&EtcdConfig::peer_cert_allowed_cn)},
       {"peer-cert-allowed-hostname", false, Str(&EtcdConfig::peer_cert_allowed_hostname)},
       {"cipher-suites", false, List(&EtcdConfig::cipher_suites)},
-      {"experimental-peer-skip-client-san-verification", true, Ignored()},
+      {"experimental-peer-skip-client-san-verification", true,
+       Bool(&EtcdConfig::experimental_peer_skip_client_san_verification)},
       {"logger", false, Str(&EtcdConfig::logger)},
       {"log-output", false, List(&EtcdConfig::log_outputs)},
       {"log-outputs", false, List(&EtcdConfig::log_outputs)},
       {"debug", true, Bool(&EtcdConfig::debug)},
       {"log-level", false, Str(&EtcdConfig::log_level)},
-      {"log-package-levels", false, Ignored()},
+      {"log-package-levels", false,
+       Unsupported("log-package-levels", IsEmpty,
+                   "cppetcd logs only in etcd's zap format (--logger=zap), with which etcd "
+                   "ignores package log levels; use --log-level",
+                   "an empty value")},
       {"version", true, Ignored()},
       {"help", true, Ignored()},
       {"h", true, Ignored()},
@@ -206,17 +276,31 @@ const std::vector<FlagDef>& Flags() {
       {"auth-token", false, Str(&EtcdConfig::auth_token)},
       {"bcrypt-cost", false, U32(&EtcdConfig::bcrypt_cost)},
       {"auth-token-ttl", false, U32(&EtcdConfig::auth_token_ttl_seconds)},
-      {"enable-grpc-gateway", true, Ignored()},
+      {"enable-grpc-gateway", true, Bool(&EtcdConfig::enable_grpc_gateway)},
       {"experimental-initial-corrupt-check", true,
        Bool(&EtcdConfig::experimental_initial_corrupt_check)},
       {"experimental-corrupt-check-time", false, Dur(&EtcdConfig::experimental_corrupt_check_time)},
-      {"experimental-enable-v2v3", false, Ignored()},
+      {"experimental-enable-v2v3", false,
+       Unsupported("experimental-enable-v2v3", IsEmpty, "cppetcd has no v2 API",
+                   "an empty value")},
       {"experimental-snapshot-catchup-entries", false,
        U64(&EtcdConfig::experimental_snapshot_catchup_entries)},
-      {"experimental-backend-bbolt-freelist-type", false, Ignored()},
+      {"experimental-backend-bbolt-freelist-type", false,
+       [](EtcdConfig* c, std::string_view v) -> absl::Status {
+         if (v != "array" && v != "map") {
+           return absl::InvalidArgumentError(
+               "bbolt's freelist type is \"array\" or \"map\" (the backend is LMDB, where "
+               "neither applies; see docs/operations.md)");
+         }
+         c->experimental_backend_bbolt_freelist_type = std::string(v);
+         return absl::OkStatus();
+       }},
       {"experimental-enable-lease-checkpoint", true,
-       Bool(&EtcdConfig::experimental_enable_lease_checkpoint)},
-      {"experimental-enable-lease-checkpoint-persist", true, Ignored()},
+       Unsupported("experimental-enable-lease-checkpoint", IsFalse,
+                   "lease checkpoints are not implemented", "false")},
+      {"experimental-enable-lease-checkpoint-persist", true,
+       Unsupported("experimental-enable-lease-checkpoint-persist", IsFalse,
+                   "lease checkpoints are not implemented", "false")},
       {"experimental-compaction-batch-limit", false,
        I64(&EtcdConfig::experimental_compaction_batch_limit)},
       {"experimental-watch-progress-notify-interval", false,
@@ -252,7 +336,7 @@ absl::Status BadValue(std::string_view value, std::string_view flag, const absl:
 
 std::string Url::ToString() const {
   std::string h = absl::StrContains(host, ':') ? absl::StrCat("[", host, "]") : host;
-  if (port == 0) return absl::StrCat(scheme, "://", h);
+  if (port < 0) return absl::StrCat(scheme, "://", h);
   return absl::StrCat(scheme, "://", h, ":", port);
 }
 
@@ -324,7 +408,9 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
     }
     u.port = p;
   }
-  if (((u.scheme == "http" || u.scheme == "https") && u.port == 0) || (u.host.empty() && u.port == 0)) {
+  // Go's net.SplitHostPort (etcd's types.NewURLs): a port must be present;
+  // port 0 is valid and binds an ephemeral port.
+  if (((u.scheme == "http" || u.scheme == "https") && u.port < 0) || (u.host.empty() && u.port < 0)) {
     return absl::InvalidArgumentError(absl::StrCat("URL address does not have the form \"host:port\": ", AV(text)));
   }
   return u;

@@ -79,7 +79,9 @@ absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& con
                                                           const api::MetricsRegistry* metrics) {
   api::HttpServerOptions options;
   options.backend = backend;
-  options.gateway_channel = api->InProcessChannel();
+  // etcd 3.4 embed/serve.go: --enable-grpc-gateway=false drops the /v3/
+  // routes only; /health, /version and /metrics stay.
+  if (config.enable_grpc_gateway) options.gateway_channel = api->InProcessChannel();
   options.metrics = metrics;
   options.server_version = server::kServerVersion;
   options.cluster_version = absl::StrCat(server::kClusterVersion, ".0");
@@ -239,6 +241,11 @@ int Run(const EtcdConfig& config) {
   absl::Notification stop;
   SignalWatcher signals(&stop);
 
+  if (config.experimental_backend_bbolt_freelist_type != "array") {
+    log.Info("--experimental-backend-bbolt-freelist-type does not apply: the backend is LMDB",
+             {{"experimental-backend-bbolt-freelist-type",
+               config.experimental_backend_bbolt_freelist_type}});
+  }
   absl::StatusOr<api::ApiServerOptions> api_options = ToApiServerOptions(config);
   if (!api_options.ok()) {
     log.Error("invalid client URLs", {{"error", api_options.status().ToString()}});
@@ -325,6 +332,13 @@ int Run(const EtcdConfig& config) {
     return 1;
   }
   transport::GrpcTransport* peer_transport_ptr = peer_transport->get();  // owned by the server
+  // etcd 3.4 embed/etcd.go's line per peer listener, with the bound address
+  // (the OS's choice for a port 0 URL).
+  for (const std::string& url : peer_transport_ptr->BoundUrls()) {
+    const size_t sep = url.find("://");
+    log.Info("serving peer traffic",
+             {{"address", sep == std::string::npos ? url : url.substr(sep + 3)}});
+  }
   server_config->transport = std::shared_ptr<transport::GrpcTransport>(std::move(*peer_transport));
   absl::StatusOr<std::unique_ptr<server::EtcdServer>> server =
       server::EtcdServer::Create(*std::move(server_config));
@@ -403,6 +417,13 @@ int Run(const EtcdConfig& config) {
           } else {
             log.Info("serving client traffic insecurely; this is strongly discouraged!",
                      {{"address", address}});
+          }
+        }
+        // etcd 3.4 embed/etcd.go's line per metrics URL; with the bound port
+        // (etcd prints the URL as given, ":0" included).
+        if (metrics_listener != nullptr) {
+          for (const std::string& url : metrics_listener->BoundUrls()) {
+            log.Info("serving metrics", {{"address", url}});
           }
         }
         while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&

@@ -220,7 +220,9 @@ void EtcdServer::MemberList(const etcdserverpb::MemberListRequest&,
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   etcdserverpb::MemberListResponse resp;
-  impl_->FillHeaderImpl(resp.mutable_header(), true);
+  // etcd 3.4's cluster API answers with cluster id, member id and raft term
+  // only: no revision (v3rpc ClusterServer.header).
+  impl_->FillHeaderImpl(resp.mutable_header(), /*set_revision=*/false);
   for (auto& m : impl_->MemberListPb()) *resp.add_members() = std::move(m);
   std::move(done)(std::move(resp));
 }

@@ -70,14 +70,15 @@ bool UrlsTaken(const std::map<uint64_t, serverpb::MemberRecord>& members,
 }  // namespace
 
 // The answer to a membership change once applied: the header and the
-// members after it (etcd's Member*Response all carry the member list).
+// members after it (etcd's Member*Response all carry the member list). As
+// in etcd 3.4's cluster API, the header has no revision.
 template <class Resp>
 Waiter EtcdServer::Impl::AnswerWithMembers(Done<Resp> done,
                                            absl::AnyInvocable<void(Resp*)> fill) {
   return [this, done = std::move(done), fill = std::move(fill)](Outcome o) mutable {
     if (!o.status.ok()) return std::move(done)(std::move(o.status));
     Resp resp;
-    FillHeaderImpl(resp.mutable_header(), true);
+    FillHeaderImpl(resp.mutable_header(), /*set_revision=*/false);
     if (fill) fill(&resp);
     for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
     std::move(done)(std::move(resp));

@@ -185,7 +185,11 @@ void EtcdServer::Impl::RoutePromote(etcdserverpb::MemberPromoteRequest req,
       [this, retry = std::move(retry),
        done = std::move(done)](absl::StatusOr<etcdserverpb::MemberPromoteResponse> r) mutable {
         if (!r.ok() && Retryable(r.status())) return retry(std::move(done));
-        if (r.ok()) FillHeaderImpl(r->mutable_header(), true);
+        if (r.ok()) {
+          // This member's header, without a revision (etcd's cluster API).
+          r->clear_header();
+          FillHeaderImpl(r->mutable_header(), /*set_revision=*/false);
+        }
         std::move(done)(std::move(r));
       });
 }

@@ -180,5 +180,104 @@ TEST(CliTest, ConfigFileConfiguresTheServerAndOverridesFlags) {
   });
 }
 
+// A flag for a feature cppetcd lacks, given a value that asks for it, stops
+// the start with a message naming the flag, its variable and its config
+// key (exit 2, as a flag error); never accepted and ignored.
+TEST(CliTest, UnsupportedFeatureFlagIsRefusedAtStartUp) {
+  CPPETCD_REQUIRE_SERVER();
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "etcd has these features";
+  TempDir dir;
+  CommandResult r = RunBinary(ServerBinary(), {"--data-dir", dir.path() + "/data", "--proxy=on"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(FirstLine(r.err),
+            "invalid value \"on\" for flag -proxy: cppetcd has no v2 proxy mode; only etcd's "
+            "default \"off\" is accepted (flag --proxy, environment variable ETCD_PROXY, config "
+            "file key \"proxy\")");
+  r = RunBinary(ServerBinary(), {"--data-dir", dir.path() + "/data"},
+                {"ETCD_DISCOVERY_SRV=example.com"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(FirstLine(r.err), HasSubstr("environment variable ETCD_DISCOVERY_SRV: DNS SRV "
+                                          "discovery is not implemented"));
+}
+
+// The address after `"msg":"<msg>","address":"` in a zap log, or "".
+std::string LoggedAddress(const std::string& log, const std::string& msg) {
+  const std::string key = absl::StrCat("\"msg\":\"", msg, "\",\"address\":\"");
+  const size_t at = log.find(key);
+  if (at == std::string::npos) return "";
+  const size_t begin = at + key.size();
+  const size_t end = log.find('"', begin);
+  return end == std::string::npos ? "" : log.substr(begin, end - begin);
+}
+
+// Port 0 in the listen URLs binds ports the OS picks, as Go's listener does;
+// the log names the bound addresses (etcd 3.4's "serving ... traffic" lines)
+// and clients reach the member there.
+TEST(CliTest, PortZeroListensOnAnEphemeralPortAndLogsIt) {
+  CPPETCD_REQUIRE_SERVER();
+  TempDir dir;
+  absl::StatusOr<int> advertised = PickFreePort();
+  ASSERT_TRUE(advertised.ok());
+  const std::string peer = absl::StrCat("http://127.0.0.1:", *advertised);
+  auto proc = BackgroundCommand::Start(
+      {ServerBinary(), "--logger=zap", "--name", "zero", "--data-dir", dir.path() + "/data",
+       "--listen-metrics-urls", "http://127.0.0.1:0",
+       "--listen-client-urls", "http://127.0.0.1:0", "--advertise-client-urls",
+       "http://127.0.0.1:2379", "--listen-peer-urls", "http://127.0.0.1:0",
+       "--initial-advertise-peer-urls", peer, "--initial-cluster", "zero=" + peer},
+      {}, dir.path());
+  ASSERT_TRUE(proc.ok()) << proc.status();
+  const char* kClientMsg = "serving client traffic insecurely; this is strongly discouraged!";
+  std::string client;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        client = LoggedAddress((*proc)->Stderr(), kClientMsg);
+        return !client.empty();
+      },
+      std::chrono::seconds(30)))
+      << (*proc)->Stderr();
+  ASSERT_THAT(client, ::testing::MatchesRegex("127\\.0\\.0\\.1:[1-9][0-9]*"));
+  const std::string peer_bound = LoggedAddress((*proc)->Stderr(), "serving peer traffic");
+  ASSERT_THAT(peer_bound, ::testing::MatchesRegex("127\\.0\\.0\\.1:[1-9][0-9]*"))
+      << (*proc)->Stderr();
+  EXPECT_NE(peer_bound, client);
+  CommandResult put = Etcdctl(client, {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(put.out, "OK\n");
+  CommandResult get = Etcdctl(client, {"get", "k", "--print-value-only"});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "v\n");
+  // The peer port is bound too.
+  auto accepts = [](const std::string& address) {
+    const int port = std::stoi(address.substr(address.rfind(':') + 1));
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    ::close(fd);
+    return ok;
+  };
+  EXPECT_TRUE(accepts(peer_bound)) << peer_bound;
+  // The metrics URL: etcd logs it as given ("http://127.0.0.1:0"); cppetcd
+  // logs the bound port.
+  std::string metrics;
+  PollUntil(
+      [&] {
+        metrics = LoggedAddress((*proc)->Stderr(), "serving metrics");
+        return !metrics.empty();
+      },
+      std::chrono::seconds(10));
+  if (IsReferenceEtcd(ServerBinary())) {
+    EXPECT_EQ(metrics, "http://127.0.0.1:0");
+  } else {
+    ASSERT_THAT(metrics, ::testing::MatchesRegex("http://127\\.0\\.0\\.1:[1-9][0-9]*"));
+    EXPECT_TRUE(accepts(metrics)) << metrics;
+  }
+  (*proc)->Kill();
+}
+
 }  // namespace
 }  // namespace cppetcd::integration

@@ -4,6 +4,7 @@
 // and client log lines normalised). Every expectation here was first checked
 // against /usr/bin/etcd (CPPETCD_TEST_SERVER=/usr/bin/etcd).
 #include <filesystem>
+#include <future>
 #include <regex>
 #include <set>
 #include <string>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "harness.h"
 #include "nlohmann/json.hpp"
@@ -500,6 +502,65 @@ TEST_F(EtcdctlTest, EndpointHealthAndStatus) {
 
   ExpectOut({"alarm", "list"}, "");
   ExpectOut({"defrag"}, absl::StrCat("Finished defragmenting etcd member[", ep, "]\n"));
+}
+
+// etcd 3.4's cluster API fills the header with cluster id, member id and
+// raft term but no revision: `member list -w json` has no "revision" key,
+// while a KV answer of the same server has one.
+TEST_F(EtcdctlTest, MemberListHeaderHasNoRevision) {
+  ExpectOut({"put", "k", "v"}, "OK\n");
+  CommandResult r = Ctl({"member", "list", "-w", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  ASSERT_TRUE(j.contains("header")) << r.out;
+  EXPECT_FALSE(j["header"].contains("revision")) << r.out;
+  EXPECT_TRUE(j["header"].contains("cluster_id")) << r.out;
+  EXPECT_TRUE(j["header"].contains("member_id")) << r.out;
+  EXPECT_TRUE(j["header"].contains("raft_term")) << r.out;
+
+  r = Ctl({"get", "k", "-w", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(j.is_object()) << r.out;
+  EXPECT_EQ(j["header"]["revision"], 2) << r.out;
+
+  // The same through the gRPC stub.
+  auto stub = etcdserverpb::Cluster::NewStub(server_->NewChannel());
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  etcdserverpb::MemberListResponse resp;
+  grpc::Status st = stub->MemberList(&ctx, etcdserverpb::MemberListRequest(), &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.header().revision(), 0);
+  EXPECT_NE(resp.header().cluster_id(), 0u);
+  EXPECT_NE(resp.header().member_id(), 0u);
+  EXPECT_GT(resp.header().raft_term(), 0u);
+}
+
+// grpc.health.v1.Health/Check("") through a generic stub (hand-encoded:
+// the request is empty, the response is field 1, the status enum). etcd 3.4
+// registers the standard health service with "" SERVING (v3rpc/grpc.go).
+TEST_F(EtcdctlTest, GrpcHealthCheckIsServing) {
+  grpc::GenericStub stub(server_->NewChannel());
+  grpc::ByteBuffer request;
+  {
+    grpc::Slice empty("");
+    request = grpc::ByteBuffer(&empty, 1);
+  }
+  grpc::ByteBuffer reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &reply,
+                 [&done](grpc::Status st) { done.set_value(std::move(st)); });
+  grpc::Status st = done.get_future().get();
+  ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(reply.Dump(&slices).ok());
+  std::string body;
+  for (const grpc::Slice& s : slices) body.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_EQ(body, std::string("\x08\x01", 2));  // SERVING
 }
 
 // Seed session: `snapshot save` on a single endpoint.

@@ -316,5 +316,92 @@ TEST_F(HttpTest, AuthThroughTheGateway) {
   Post("/v3/kv/range", R"({"key":"YQ=="})");
 }
 
+// etcd_mvcc_{put,delete,range,txn}_total count as etcd 3.4's mvcc txns do
+// (mvcc/metrics_txn.go): each txn adds its ranges, puts and deletes when it
+// ends, and one txn if it ran more than one operation. A prev_kv put or
+// delete reads first (a range, and a txn of two operations); a txn request
+// evaluates its compares in a read txn (stopping at the first false one)
+// before its ops' write txn; a lease revoke deletes its keys in one txn; a
+// compaction reads the revision for its answer with a range. Every expected
+// step below was first measured on etcd 3.4.
+TEST_F(HttpTest, MvccOperationCountersCountAsEtcds) {
+  const std::string ep = server_->ClientEndpoint();
+  struct Totals {
+    double put, del, range, txn;
+  };
+  auto totals = [&] {
+    const std::string body = Curl(metrics_url_ + "/metrics").body;
+    return Totals{MetricValue(body, "etcd_mvcc_put_total"),
+                  MetricValue(body, "etcd_mvcc_delete_total"),
+                  MetricValue(body, "etcd_mvcc_range_total"),
+                  MetricValue(body, "etcd_mvcc_txn_total")};
+  };
+  auto step = [&](const std::string& what, const std::vector<std::string>& args,
+                  const std::string& stdin_data, Totals want) {
+    SCOPED_TRACE(what);
+    const Totals before = totals();
+    ASSERT_GE(before.put, 0) << "no etcd_mvcc_put_total";
+    CommandResult r = Etcdctl(ep, args, stdin_data);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const Totals after = totals();
+    EXPECT_EQ(after.put - before.put, want.put);
+    EXPECT_EQ(after.del - before.del, want.del);
+    EXPECT_EQ(after.range - before.range, want.range);
+    EXPECT_EQ(after.txn - before.txn, want.txn);
+  };
+  step("put", {"put", "a", "1"}, "", {1, 0, 0, 0});
+  step("put --prev-kv", {"put", "a", "2", "--prev-kv"}, "", {1, 0, 1, 1});
+  step("get", {"get", "a"}, "", {0, 0, 1, 0});
+  step("serializable get", {"get", "a", "--consistency=s"}, "", {0, 0, 1, 0});
+  step("del", {"del", "a"}, "", {0, 1, 0, 0});
+  step("del --prev-kv", {"del", "a", "--prev-kv"}, "", {0, 1, 1, 1});
+  step("txn: false compare, one put", {"txn"}, "value(\"a\") = \"x\"\n\nput b 1\n\nput c 1\n\n",
+       {1, 0, 1, 0});
+  step("txn: first of two compares false, two puts", {"txn"},
+       "value(\"a\") = \"x\"\nversion(\"b\") = \"1\"\n\nput b 1\n\nput c 1\nput d 1\n\n",
+       {2, 0, 1, 1});
+  step("read-only txn: one compare, two gets", {"txn"},
+       "version(\"d\") = \"1\"\n\nget b\nget c\n\n\n", {0, 0, 3, 1});
+  CommandResult grant = Etcdctl(ep, {"lease", "grant", "100"});
+  ASSERT_EQ(grant.exit_code, 0) << grant.err;
+  std::vector<std::string> words = absl::StrSplit(grant.out, ' ');
+  ASSERT_GE(words.size(), 2u) << grant.out;
+  const std::string lease = words[1];
+  step("put with a lease", {"put", "l1", "x", "--lease=" + lease}, "", {1, 0, 0, 0});
+  step("put with a lease", {"put", "l2", "x", "--lease=" + lease}, "", {1, 0, 0, 0});
+  step("revoke a lease of two keys", {"lease", "revoke", lease}, "", {0, 2, 0, 1});
+  step("compact", {"compact", "3"}, "", {0, 0, 1, 0});
+}
+
+// --enable-grpc-gateway=false (etcd 3.4 embed/serve.go): the /v3/ JSON
+// gateway is gone from the client port ("404 page not found" for any
+// method, /v3beta/ too) while /health, /version and /metrics stay, and gRPC
+// clients are served as before.
+TEST(HttpGatewayOffTest, V3PathsAre404OtherEndpointsStay) {
+  if (access(kCurl, X_OK) != 0) GTEST_SKIP() << "curl not installed";
+  CPPETCD_REQUIRE_SERVER();
+  TempDir dir;
+  ServerProcess::Options o;
+  o.data_dir = dir.path() + "/data";
+  o.extra_flags = {"--enable-grpc-gateway=false"};
+  auto s = ServerProcess::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string url = "http://" + (*s)->ClientEndpoint();
+  for (const char* path : {"/v3/kv/range", "/v3beta/kv/range", "/v3/maintenance/status"}) {
+    SCOPED_TRACE(path);
+    CurlReply r = Curl(url + path, R"({"key":"YQ=="})");
+    EXPECT_EQ(r.status, 404) << r.headers;
+    EXPECT_EQ(r.body, "404 page not found\n");
+    r = Curl(url + path);
+    EXPECT_EQ(r.status, 404) << r.headers;
+  }
+  EXPECT_EQ(Curl(url + "/health").status, 200);
+  EXPECT_EQ(Curl(url + "/version").status, 200);
+  EXPECT_EQ(Curl(url + "/metrics").status, 200);
+  CommandResult put = Etcdctl((*s)->ClientEndpoint(), {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_EQ(put.out, "OK\n");
+}
+
 }  // namespace
 }  // namespace cppetcd::integration

@@ -27,7 +27,8 @@ namespace cppetcd::cmd {
 struct Url {
   std::string scheme;  // "http", "https", "unix" or "unixs"
   std::string host;    // IP or name, without brackets for IPv6
-  int port = 0;        // 0 when absent
+  int port = -1;       // 0..65535; 0 asks the OS for a free port (as Go's
+                       // listener does); -1 when absent
   std::string ToString() const;  // scheme://host:port (IPv6 in brackets)
   std::string HostPort() const;  // host:port, as gRPC listens on it
   bool operator==(const Url&) const = default;
@@ -82,7 +83,6 @@ struct EtcdConfig {
   bool strict_reconfig_check = true;
   bool enable_v2 = false;
   bool pre_vote = false;
-  std::string discovery;
   // Security (client side)
   std::string cert_file, key_file, trusted_ca_file, client_crl_file;
   bool client_cert_auth = false;
@@ -108,11 +108,18 @@ struct EtcdConfig {
   uint32_t auth_token_ttl_seconds = 300;
   // Profiling and monitoring
   bool enable_pprof = false;
+  // The JSON gateway (/v3/..., /v3beta/...) on the client port.
+  bool enable_grpc_gateway = true;
   std::string metrics = "basic";
   // Experimental / unsafe
   bool experimental_initial_corrupt_check = false;
   std::chrono::milliseconds experimental_corrupt_check_time{0};
-  bool experimental_enable_lease_checkpoint = false;
+  bool experimental_enable_lease_checkpoint = false;  // only false is accepted
+  // bbolt's freelist ("array" or "map"): accepted, no effect on LMDB.
+  std::string experimental_backend_bbolt_freelist_type = "array";
+  // etcd skips the peer client certificate's SAN check against the remote
+  // address when true; cppetcd never makes that check (docs/operations.md).
+  bool experimental_peer_skip_client_san_verification = false;
   int64_t experimental_compaction_batch_limit = 1000;
   std::chrono::milliseconds experimental_watch_progress_notify_interval{10 * 60 * 1000};
   std::chrono::milliseconds experimental_warning_apply_duration{100};

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "cppetcd/mvcc/txn_metrics.h"
 #include "cppetcd/server/validate.h"
 
 namespace cppetcd::server {
@@ -177,6 +178,9 @@ class TxnRunner {
   TxnRunner(ReadFn read, mvcc::TxnWrite* tw, lease::Lessor* lessor, int64_t pinned_rev)
       : read_(std::move(read)), tw_(tw), lessor_(lessor), pinned_rev_(pinned_rev) {}
   void set_first_rev(int64_t rev) { first_rev_ = rev; }
+  // Where the ranges, puts and deletes run from now on are counted (etcd's
+  // metricsTxnWrite); null: not counted.
+  void set_counts(mvcc::TxnOpCounts* counts) { counts_ = counts; }
 
   // etcd compareToPath (run before any write).
   absl::StatusOr<TxnPlan> Plan(const TxnRequest& r) {
@@ -246,7 +250,11 @@ class TxnRunner {
       etcdserverpb::ResponseOp* out = resp->add_responses();
       switch (op.request_case()) {
         case RequestOp::kRequestRange: {
-          absl::StatusOr<RangeResponse> rr = RangeWith(read_, op.request_range(), pinned_rev_);
+          absl::StatusOr<RangeResponse> rr = RangeWith(
+              [this](std::string_view k, std::string_view e, mvcc::RangeOptions o) {
+                return CountedRead(k, e, o);
+              },
+              op.request_range(), pinned_rev_);
           if (!rr.ok()) return rr.status();
           *out->mutable_response_range() = std::move(*rr);
           break;
@@ -285,6 +293,7 @@ class TxnRunner {
     std::string value = p.value();
     int64_t lease_id = p.lease();
     if (p.ignore_value() || p.ignore_lease() || p.prev_kv()) {
+      if (counts_ != nullptr) ++counts_->ranges;
       absl::StatusOr<mvcc::RangeResult> rr = tw_->Range(p.key(), "", {});
       if (!rr.ok()) return rr.status();
       if ((p.ignore_value() || p.ignore_lease()) && rr->kvs.empty()) return ErrKeyNotFound();
@@ -294,6 +303,7 @@ class TxnRunner {
         if (p.prev_kv()) *resp.mutable_prev_kv() = std::move(rr->kvs[0]);
       }
     }
+    if (counts_ != nullptr) ++counts_->puts;
     tw_->Put(p.key(), value, lease_id);
     resp.mutable_header()->set_revision(tw_->Rev());
     return resp;
@@ -305,23 +315,33 @@ class TxnRunner {
     if (tw_ == nullptr) return absl::InvalidArgumentError("delete in a read-only txn");
     etcdserverpb::DeleteRangeResponse resp;
     if (d.prev_kv()) {
+      if (counts_ != nullptr) ++counts_->ranges;
       absl::StatusOr<mvcc::RangeResult> rr = tw_->Range(d.key(), d.range_end(), {});
       if (!rr.ok()) return rr.status();
       for (KeyValue& kv : rr->kvs) *resp.add_prev_kvs() = std::move(kv);
     }
+    if (counts_ != nullptr) ++counts_->deletes;
     resp.set_deleted(tw_->DeleteRange(d.key(), d.range_end()));
     resp.mutable_header()->set_revision(tw_->Rev());
     return resp;
   }
 
  private:
+  // A read that etcd runs through its mvcc txn, so that it counts as a range
+  // (CheckRanges' probes are not: etcd checks revisions without reading).
+  absl::StatusOr<mvcc::RangeResult> CountedRead(std::string_view key, std::string_view end,
+                                                mvcc::RangeOptions o) {
+    if (counts_ != nullptr) ++counts_->ranges;
+    return read_(key, end, o);
+  }
+
   // etcd applyCompare: every key of the range must satisfy the compare; an
   // empty range compares as one missing key (all zero), except that a VALUE
   // compare on missing keys is false.
   absl::StatusOr<bool> ApplyCompare(const Compare& c) {
     mvcc::RangeOptions o;
     o.rev = pinned_rev_;
-    absl::StatusOr<mvcc::RangeResult> rr = read_(c.key(), c.range_end(), o);
+    absl::StatusOr<mvcc::RangeResult> rr = CountedRead(c.key(), c.range_end(), o);
     if (!rr.ok()) return rr.status();
     if (rr->kvs.empty()) {
       if (c.target() == Compare::VALUE) return false;
@@ -365,7 +385,7 @@ class TxnRunner {
       if (p.ignore_value() || p.ignore_lease()) {
         mvcc::RangeOptions o;
         o.count_only = true;
-        absl::StatusOr<mvcc::RangeResult> rr = read_(p.key(), "", o);
+        absl::StatusOr<mvcc::RangeResult> rr = CountedRead(p.key(), "", o);
         if (!rr.ok()) return rr.status();
         if (rr->count == 0) return ErrKeyNotFound();
         // The latest earlier write of the txn touching the key decides.
@@ -390,6 +410,7 @@ class TxnRunner {
   lease::Lessor* lessor_;
   int64_t pinned_rev_;  // > 0: the read view's revision (read-only txn)
   int64_t first_rev_ = -1;  // etcd's FirstRev: the compact revision, -1 before any
+  mvcc::TxnOpCounts* counts_ = nullptr;
 };
 
 ApplyResult Failed(absl::Status s) {
@@ -427,11 +448,14 @@ ApplyResult Applier::Apply(storage::WriteTxn* btx, const serverpb::InternalRaftR
   ApplyResult res;
   if (r.has_range()) {
     auto tw = store_->Write(btx);
-    ReadFn read = [&tw](std::string_view k, std::string_view e, mvcc::RangeOptions o) {
+    mvcc::TxnOpCounts counts;
+    ReadFn read = [&tw, &counts](std::string_view k, std::string_view e, mvcc::RangeOptions o) {
+      ++counts.ranges;
       return tw->Range(k, e, o);
     };
     absl::StatusOr<RangeResponse> rr = RangeWith(read, r.range(), 0);
     tw->End();
+    mvcc::TxnMetrics::Global().Add(counts);
     if (!rr.ok()) return Failed(rr.status());
     res.response = std::move(*rr);
   } else if (r.has_put()) {
@@ -462,8 +486,11 @@ ApplyResult Applier::ApplyPut(storage::WriteTxn* btx, const etcdserverpb::PutReq
   }
   auto tw = store_->Write(btx);
   TxnRunner runner(nullptr, tw.get(), lessor_, 0);
+  mvcc::TxnOpCounts counts;
+  runner.set_counts(&counts);
   absl::StatusOr<etcdserverpb::PutResponse> pr = runner.Put(p);
   tw->End();
+  mvcc::TxnMetrics::Global().Add(counts);
   if (!pr.ok()) return Failed(pr.status());
   ApplyResult res;
   res.response = std::move(*pr);
@@ -474,8 +501,11 @@ ApplyResult Applier::ApplyDeleteRange(storage::WriteTxn* btx,
                                       const etcdserverpb::DeleteRangeRequest& d) {
   auto tw = store_->Write(btx);
   TxnRunner runner(nullptr, tw.get(), lessor_, 0);
+  mvcc::TxnOpCounts counts;
+  runner.set_counts(&counts);
   absl::StatusOr<etcdserverpb::DeleteRangeResponse> dr = runner.DeleteRange(d);
   tw->End();
+  mvcc::TxnMetrics::Global().Add(counts);
   if (!dr.ok()) return Failed(dr.status());
   ApplyResult res;
   res.response = std::move(*dr);
@@ -490,13 +520,33 @@ ApplyResult Applier::ApplyTxn(storage::WriteTxn* btx, const TxnRequest& r) {
   };
   TxnRunner runner(read, raw, lessor_, 0);
   runner.set_first_rev(store_->CompactRev());
+  // etcd 3.4 applierV3backend.Txn runs the compares and checks in a read txn
+  // and, for a write txn, the ops in a write txn: two txns for its metrics.
+  const bool is_write = !IsTxnReadOnly(r);
+  mvcc::TxnOpCounts read_counts, write_counts;
+  runner.set_counts(&read_counts);
+  auto end_read = [&read_counts] { mvcc::TxnMetrics::Global().Add(read_counts); };
   // Every check runs before the first write, so a failed txn writes nothing.
   absl::StatusOr<TxnPlan> plan = runner.Plan(r);
-  if (!plan.ok()) return Failed(plan.status());
-  if (!IsTxnReadOnly(r)) {
-    if (auto s = runner.CheckPuts(r, *plan); !s.ok()) return Failed(s);
+  if (!plan.ok()) {
+    end_read();
+    return Failed(plan.status());
   }
-  if (auto s = runner.CheckRanges(r, *plan); !s.ok()) return Failed(s);
+  if (is_write) {
+    if (auto s = runner.CheckPuts(r, *plan); !s.ok()) {
+      end_read();
+      return Failed(s);
+    }
+  }
+  if (auto s = runner.CheckRanges(r, *plan); !s.ok()) {
+    end_read();
+    return Failed(s);
+  }
+  if (is_write) {
+    end_read();
+    runner.set_counts(&write_counts);
+  }
+  auto end_ops = [&] { mvcc::TxnMetrics::Global().Add(is_write ? write_counts : read_counts); };
 
   TxnResponse resp;
   absl::Status s = runner.Run(r, *plan, &resp);
@@ -506,10 +556,12 @@ ApplyResult Applier::ApplyTxn(storage::WriteTxn* btx, const TxnRequest& r) {
     // error: a local fault for the server.
     options_.logger.Error("unexpected error during txn", {{"error", s.ToString()}});
     tw->End();
+    end_ops();
     return Failed(absl::InternalError("unexpected error during txn: " + s.ToString()));
   }
   resp.mutable_header()->set_revision(tw->Rev());
   tw->End();
+  end_ops();
   ApplyResult res;
   res.response = std::move(resp);
   return res;
@@ -521,6 +573,8 @@ ApplyResult Applier::ApplyCompaction(storage::WriteTxn* btx,
   if (!done.ok()) return Failed(done.status());
   ApplyResult res;
   etcdserverpb::CompactionResponse resp;
+  // etcd reads the revision for the answer with a one-key range.
+  mvcc::TxnMetrics::Global().Add({.ranges = 1});
   resp.mutable_header()->set_revision(CurrentRev(btx));
   res.response = std::move(resp);
   res.compaction_done = std::move(*done);
@@ -550,6 +604,7 @@ ApplyResult Applier::ApplyLeaseRevoke(storage::WriteTxn* btx,
   for (const std::string& k : *keys) tw->DeleteRange(k, "");
   const int64_t rev = tw->Rev();
   tw->End();
+  mvcc::TxnMetrics::Global().Add({.deletes = keys->size()});
   etcdserverpb::LeaseRevokeResponse resp;
   resp.mutable_header()->set_revision(rev);
   ApplyResult res;
@@ -565,10 +620,14 @@ int64_t Applier::CurrentRev(storage::WriteTxn* btx) {
 }
 
 absl::StatusOr<RangeResponse> Applier::Range(const RangeRequest& r) const {
-  ReadFn read = [this](std::string_view k, std::string_view e, mvcc::RangeOptions o) {
+  mvcc::TxnOpCounts counts;
+  ReadFn read = [this, &counts](std::string_view k, std::string_view e, mvcc::RangeOptions o) {
+    ++counts.ranges;
     return store_->Range(k, e, o);
   };
-  return RangeWith(read, r, 0);
+  absl::StatusOr<RangeResponse> resp = RangeWith(read, r, 0);
+  mvcc::TxnMetrics::Global().Add(counts);
+  return resp;
 }
 
 absl::StatusOr<TxnResponse> Applier::ReadOnlyTxn(const TxnRequest& r) const {
@@ -579,12 +638,19 @@ absl::StatusOr<TxnResponse> Applier::ReadOnlyTxn(const TxnRequest& r) const {
   };
   TxnRunner runner(read, nullptr, lessor_, rev);
   runner.set_first_rev(store_->CompactRev());
-  absl::StatusOr<TxnPlan> plan = runner.Plan(r);
-  if (!plan.ok()) return plan.status();
-  if (auto s = runner.CheckRanges(r, *plan); !s.ok()) return s;
-  TxnResponse resp;
-  if (auto s = runner.Run(r, *plan, &resp); !s.ok()) return s;
-  resp.mutable_header()->set_revision(rev);
+  mvcc::TxnOpCounts counts;  // one read txn (etcd applierV3backend.Txn)
+  runner.set_counts(&counts);
+  auto run = [&]() -> absl::StatusOr<TxnResponse> {
+    absl::StatusOr<TxnPlan> plan = runner.Plan(r);
+    if (!plan.ok()) return plan.status();
+    if (auto s = runner.CheckRanges(r, *plan); !s.ok()) return s;
+    TxnResponse resp;
+    if (auto s = runner.Run(r, *plan, &resp); !s.ok()) return s;
+    resp.mutable_header()->set_revision(rev);
+    return resp;
+  };
+  absl::StatusOr<TxnResponse> resp = run();
+  mvcc::TxnMetrics::Global().Add(counts);
   return resp;
 }
 

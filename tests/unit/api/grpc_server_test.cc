@@ -3,6 +3,7 @@
 #include "cppetcd/api/grpc_server.h"
 
 #include <atomic>
+#include <future>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -85,6 +87,14 @@ class GrpcServerTest : public ::testing::Test {
     EXPECT_EQ(h.member_id(), FakeBackend::kMemberId);
     EXPECT_EQ(h.raft_term(), 2u);
     EXPECT_GT(h.revision(), 0);
+  }
+
+  // etcd 3.4's Cluster service header: no revision (v3rpc ClusterServer.header).
+  static void ExpectClusterHeader(const etcdserverpb::ResponseHeader& h) {
+    EXPECT_EQ(h.cluster_id(), FakeBackend::kClusterId);
+    EXPECT_EQ(h.member_id(), FakeBackend::kMemberId);
+    EXPECT_EQ(h.raft_term(), 2u);
+    EXPECT_EQ(h.revision(), 0);
   }
 
   FakeBackend backend_;
@@ -245,6 +255,49 @@ TEST_F(GrpcServerTest, UnsupportedRpcsAreUnimplemented) {
   }
 }
 
+// grpc.health.v1.Health/Check, called with hand-encoded messages (Debian
+// ships no generated health stubs): HealthCheckRequest is field 1, the
+// service name; HealthCheckResponse is field 1, the status enum.
+grpc::Status HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+                         std::string* response) {
+  std::string req;
+  if (!service.empty()) {
+    req.push_back(0x0a);
+    req.push_back(static_cast<char>(service.size()));  // names < 128 bytes
+    req += service;
+  }
+  grpc::Slice slice(req);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer reply;
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kRpcDeadline);
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &reply,
+                 [&done](grpc::Status st) { done.set_value(std::move(st)); });
+  grpc::Status st = done.get_future().get();
+  response->clear();
+  std::vector<grpc::Slice> slices;
+  if (st.ok() && reply.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) {
+      response->append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  return st;
+}
+
+// etcd 3.4 registers the standard health service (v3rpc/grpc.go) with
+// service "" SERVING; probes such as grpc_health_probe call Check.
+TEST_F(GrpcServerTest, StandardHealthServiceAnswersServing) {
+  std::string resp;
+  grpc::Status st = HealthCheck(channel_, "", &resp);
+  ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+  EXPECT_EQ(resp, std::string("\x08\x01", 2));  // status: SERVING (1)
+  // An unknown service name is NOT_FOUND, as with grpc-go's health server.
+  st = HealthCheck(channel_, "etcdserverpb.Nope", &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND) << st.error_message();
+}
+
 TEST_F(GrpcServerTest, SnapshotStreamsBlobsThenChecksum) {
   grpc::ClientContext ctx;
   SetDeadline(&ctx);
@@ -384,7 +437,7 @@ TEST_F(GrpcServerTest, StatusAndMemberListHeaders) {
   SetDeadline(&mctx);
   etcdserverpb::MemberListResponse members;
   ASSERT_TRUE(cluster_->MemberList(&mctx, {}, &members).ok());
-  ExpectHeader(members.header());
+  ExpectClusterHeader(members.header());
   ASSERT_EQ(members.members_size(), 1);
   EXPECT_EQ(members.members(0).id(), FakeBackend::kMemberId);
 }

@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -119,9 +120,68 @@ class JwtTest : public ::testing::Test {
     return "pub-key=" + pub + ",priv-key=" + priv;
   }
 
+  // Writes `key`'s private half and a self-signed X.509 certificate of its
+  // public half as PEM files; returns "pub-key=<cert>,priv-key=<key>".
+  std::string MakeCertAndKey(const std::string& name, EVP_PKEY* key) {
+    const std::string cert_path = dir_ + "/" + name + ".crt", priv = dir_ + "/" + name + ".key";
+    FILE* f = fopen(priv.c_str(), "w");
+    PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr);
+    fclose(f);
+    X509* cert = X509_new();
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    X509_NAME* subject = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("jwt"), -1, -1, 0);
+    X509_set_issuer_name(cert, subject);
+    X509_set_pubkey(cert, key);
+    X509_sign(cert, key, EVP_sha256());
+    f = fopen(cert_path.c_str(), "w");
+    PEM_write_X509(f, cert);
+    fclose(f);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return "pub-key=" + cert_path + ",priv-key=" + priv;
+  }
+
   std::string dir_;
   util::FakeClock clock_;
 };
+
+// etcd 3.4 (golang-jwt) takes pub-key as a PEM public key or as a PEM
+// X.509 certificate whose key it uses; both signing and verify-only members
+// start with a certificate.
+TEST_F(JwtTest, PublicKeyFromCertificate) {
+  const std::string rsa =
+      MakeCertAndKey("rsa", EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}));
+  const std::string ec = MakeCertAndKey("ec", EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  for (const auto& [method, keys] :
+       {std::pair<std::string, std::string>{"RS256", rsa}, {"PS256", rsa}, {"ES256", ec}}) {
+    SCOPED_TRACE(method);
+    TokenProviderOptions o;
+    o.clock = &clock_;
+    auto signer = NewTokenProvider("jwt,sign-method=" + method + "," + keys, o);
+    ASSERT_TRUE(signer.ok()) << signer.status();
+    const std::string cert_only = keys.substr(0, keys.find(','));
+    auto verifier = NewTokenProvider("jwt,sign-method=" + method + "," + cert_only, o);
+    ASSERT_TRUE(verifier.ok()) << verifier.status();
+    auto tok = (*signer)->Assign("root", 3, "", 1);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    auto info = (*verifier)->Info(*tok, 0);
+    ASSERT_TRUE(info.has_value());
+    EXPECT_EQ(info->username, "root");
+    EXPECT_TRUE((*signer)->Info(*tok, 0).has_value());
+  }
+  // A file that is neither a key nor a certificate is refused.
+  const std::string junk = dir_ + "/junk.pem";
+  {
+    std::ofstream f(junk);
+    f << "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+  }
+  EXPECT_FALSE(NewTokenProvider("jwt,sign-method=RS256,pub-key=" + junk, {}).ok());
+}
 
 TEST_F(JwtTest, SignVerifyExpireAndTamper) {
   const std::string rsa = MakeKeys("rsa", EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}));

@@ -93,6 +93,83 @@ TEST(FlagsTest, SeedsUnitFileFlags) {
   EXPECT_EQ(c.max_request_bytes, 10485760u);
 }
 
+// Flags of features cppetcd does not have are accepted with etcd's default
+// (or empty) value only; any other value is refused with a message naming
+// the flag, its ETCD_* variable and its config file key. Never accepted and
+// silently ignored.
+TEST(FlagsTest, UnsupportedFeatureFlagsAcceptOnlyTheirDefaults) {
+  MustParse({"--proxy=off", "--proxy-failure-wait=5000", "--proxy-refresh-interval=30000",
+             "--proxy-dial-timeout=1000", "--proxy-write-timeout=5000", "--proxy-read-timeout=0",
+             "--discovery=", "--discovery-fallback=proxy", "--discovery-proxy=",
+             "--discovery-srv=", "--discovery-srv-name=", "--experimental-enable-v2v3=",
+             "--log-package-levels=", "--experimental-enable-lease-checkpoint=false",
+             "--experimental-enable-lease-checkpoint-persist=false"});
+  struct Case {
+    std::string arg;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"--proxy=on",
+       "invalid value \"on\" for flag -proxy: cppetcd has no v2 proxy mode; only etcd's default "
+       "\"off\" is accepted (flag --proxy, environment variable ETCD_PROXY, config file key "
+       "\"proxy\")"},
+      {"--proxy=readonly", "cppetcd has no v2 proxy mode"},
+      {"--proxy-failure-wait=1", "ETCD_PROXY_FAILURE_WAIT"},
+      {"--proxy-refresh-interval=1", "ETCD_PROXY_REFRESH_INTERVAL"},
+      {"--proxy-dial-timeout=1", "ETCD_PROXY_DIAL_TIMEOUT"},
+      {"--proxy-write-timeout=1", "ETCD_PROXY_WRITE_TIMEOUT"},
+      {"--proxy-read-timeout=1", "ETCD_PROXY_READ_TIMEOUT"},
+      {"--discovery=https://discovery.etcd.io/x", "discovery-service bootstrap is not implemented"},
+      {"--discovery-fallback=exit", "config file key \"discovery-fallback\""},
+      {"--discovery-proxy=http://p:8080", "ETCD_DISCOVERY_PROXY"},
+      {"--discovery-srv=example.com",
+       "invalid value \"example.com\" for flag -discovery-srv: DNS SRV discovery is not "
+       "implemented: list the members in --initial-cluster; only an empty value is accepted "
+       "(flag --discovery-srv, environment variable ETCD_DISCOVERY_SRV, config file key "
+       "\"discovery-srv\")"},
+      {"--discovery-srv-name=x", "ETCD_DISCOVERY_SRV_NAME"},
+      {"--experimental-enable-v2v3=/v2/", "cppetcd has no v2 API"},
+      {"--log-package-levels=etcdserver=DEBUG", "use --log-level"},
+      {"--experimental-enable-lease-checkpoint", "lease checkpoints are not implemented"},
+      {"--experimental-enable-lease-checkpoint-persist=true",
+       "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST"},
+      {"--experimental-backend-bbolt-freelist-type=list", "LMDB"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.arg);
+    auto r = ParseCommandLine({c.arg}, {});
+    ASSERT_FALSE(r.ok());
+    EXPECT_THAT(r.status().message(), HasSubstr(c.message));
+  }
+  // etcd's own errors for values outside a flag's choices or syntax.
+  auto r = ParseCommandLine({"--proxy=bogus"}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "invalid value \"bogus\" for flag -proxy: invalid value");
+  r = ParseCommandLine({"--proxy-dial-timeout=abc"}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), "invalid value \"abc\" for flag -proxy-dial-timeout: parse error");
+  // The environment variable is refused the same way.
+  r = ParseCommandLine({}, {"ETCD_PROXY=on"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(),
+              HasSubstr("invalid value \"on\" for environment variable ETCD_PROXY: cppetcd has no "
+                        "v2 proxy mode"));
+}
+
+TEST(FlagsTest, HonouredFormerlyIgnoredFlags) {
+  EtcdConfig c = MustParse({});
+  EXPECT_TRUE(c.enable_grpc_gateway);
+  EXPECT_FALSE(c.experimental_peer_skip_client_san_verification);
+  EXPECT_EQ(c.experimental_backend_bbolt_freelist_type, "array");
+  c = MustParse({"--enable-grpc-gateway=false", "--experimental-peer-skip-client-san-verification",
+                 "--experimental-backend-bbolt-freelist-type=map"});
+  EXPECT_FALSE(c.enable_grpc_gateway);
+  EXPECT_TRUE(c.experimental_peer_skip_client_san_verification);
+  EXPECT_EQ(c.experimental_backend_bbolt_freelist_type, "map");
+  c = MustParse({}, {"ETCD_ENABLE_GRPC_GATEWAY=false"});
+  EXPECT_FALSE(c.enable_grpc_gateway);
+}
+
 TEST(FlagsTest, UnknownFlagIsAnErrorInEtcdsWords) {
   auto r = ParseCommandLine({"--foo"}, {});
   ASSERT_FALSE(r.ok());
@@ -183,6 +260,16 @@ TEST(FlagsTest, Urls) {
   EXPECT_FALSE(ParseUrl("unix://a\n/").ok());  // printed as "unix://a\n", read back as "a"
   EXPECT_FALSE(ParseUrl("http://a b:1").ok());
   EXPECT_FALSE(ParseUrl("unix://:").ok());  // no host, no port: printed as "unix://"
+  // Port 0 is a port (Go's listener binds an ephemeral one); a missing port
+  // is refused.
+  auto zero = ParseUrl("http://127.0.0.1:0");
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(zero->port, 0);
+  EXPECT_EQ(zero->ToString(), "http://127.0.0.1:0");
+  EXPECT_EQ(zero->HostPort(), "127.0.0.1:0");
+  EXPECT_EQ(*ParseUrl(zero->ToString()), *zero);
+  EXPECT_FALSE(ParseUrl("http://127.0.0.1").ok());
+  EXPECT_FALSE(ParseUrl("https://[::1]").ok());
   auto dup = ParseUrls("http://a:1,http://a:1,http://b:2");
   ASSERT_TRUE(dup.ok());
   EXPECT_EQ(dup->size(), 2u);
@@ -253,6 +340,40 @@ TEST(ConfigFileTest, BadFilesAreClearErrors) {
   std::filesystem::remove(badval);
   ASSERT_FALSE(r.ok());
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("heartbeat-interval"));
+}
+
+// etcd's sample file spells out the defaults of the proxy and discovery
+// keys: it loads; a key asking for the feature is refused, naming the key.
+TEST(ConfigFileTest, UnsupportedFeatureKeysAcceptOnlyDefaults) {
+  const std::string defaults = WriteTemp(
+      "name: 'defaults'\n"
+      "discovery:\n"
+      "discovery-fallback: 'proxy'\n"
+      "discovery-proxy:\n"
+      "discovery-srv:\n"
+      "proxy: 'off'\n"
+      "proxy-failure-wait: 5000\n"
+      "proxy-refresh-interval: 30000\n"
+      "proxy-dial-timeout: 1000\n"
+      "proxy-write-timeout: 5000\n"
+      "proxy-read-timeout: 0\n"
+      "log-package-levels: ''\n"
+      "enable-grpc-gateway: false\n");
+  auto c = LoadConfigFile(defaults);
+  std::filesystem::remove(defaults);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_FALSE(c->enable_grpc_gateway);
+  for (const std::string& line :
+       {std::string("proxy: 'on'\n"), std::string("log-package-levels: 'etcdserver=DEBUG'\n"),
+        std::string("discovery-srv: 'example.com'\n")}) {
+    SCOPED_TRACE(line);
+    const std::string path = WriteTemp("name: 'x'\n" + line);
+    auto r = LoadConfigFile(path);
+    std::filesystem::remove(path);
+    ASSERT_FALSE(r.ok());
+    const std::string key = line.substr(0, line.find(':'));
+    EXPECT_THAT(r.status().message(), HasSubstr("config file key \"" + key + "\""));
+  }
 }
 
 TEST(ConfigFileTest, EtcdSampleConfigLoads) {
