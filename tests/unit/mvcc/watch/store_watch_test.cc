@@ -48,6 +48,10 @@ class StoreWatchTest : public ::testing::Test {
   void SetUp() override {
     storage::BackendOptions bo;
     bo.map_size_bytes = 256 << 20;
+    // Watch delivery is under test, not durability (the power-loss tests
+    // cover the default mode): no fdatasync per commit, so 10,000 puts do
+    // not take minutes on a busy disk.
+    bo.sync_mode = storage::SyncMode::kNoSync;
     auto b = storage::Backend::Open(dir_.File("db"), bo);
     ASSERT_TRUE(b.ok()) << b.status();
     backend_ = std::move(b).value();
@@ -164,8 +168,10 @@ TEST_F(StoreWatchTest, CatchUpAndSlowReaderWhileWriting) {
   std::thread writer([&] {
     for (int i = 0; i < kWrites; ++i) Put("w/" + std::to_string(i % 7), "live");
   });
-  ASSERT_TRUE(history.PollUntil([&](auto& got) { return EventCount(got, 0) == 200 + kWrites; }));
-  writer.join();
+  const bool caught_up =
+      history.PollUntil([&](auto& got) { return EventCount(got, 0) == 200 + kWrites; });
+  writer.join();  // also on failure: a joinable thread would abort the test binary
+  ASSERT_TRUE(caught_up);
   auto h = Revs(EventsOf(history.got, 0));
   for (size_t i = 0; i < h.size(); ++i) ASSERT_EQ(h[i], static_cast<int64_t>(i) + 2);
   // The slow reader polls only now.
