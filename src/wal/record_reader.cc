@@ -81,14 +81,19 @@ absl::StatusOr<SegmentScan> ScanSegment(std::string_view data, const std::string
     return absl::DataLossError(absl::StrCat("wal: corrupt record in ", name, " at offset ", off, ": ", why));
   };
   // Ends the scan at `off`. `torn_possible`: the damage looks like a torn
-  // write (short or zero-filled); it is accepted only in the last segment and
-  // only if no valid record follows.
-  auto stop = [&](bool torn_possible, absl::string_view why) -> absl::Status {
+  // write (short or zero-filled); it is accepted only in the last segment.
+  // `lost_sector`: the damage is a sector (or a sector's end) of zeros. A
+  // power loss writes the pages written since the last fsync back in any
+  // order, so such a sector may be followed by valid records; none of them
+  // was fsynced (an fsync would have made the lost sector durable too), so
+  // none was acknowledged and they go with the torn tail. Any other damage
+  // followed by a valid record is corruption in the middle of the log.
+  auto stop = [&](bool torn_possible, absl::string_view why, bool lost_sector = false) -> absl::Status {
     scan.valid_end = off;
     std::string_view rest = data.substr(off);
     if (AllZero(rest)) return absl::OkStatus();
     if (!is_last || !torn_possible) return corrupt(why);
-    if (uint64_t p = FindValidHeader(data, off + kRecordAlign); p != std::string_view::npos) {
+    if (uint64_t p = FindValidHeader(data, off + kRecordAlign); p != std::string_view::npos && !lost_sector) {
       return corrupt(absl::StrCat(why, ", followed by a valid record at offset ", p));
     }
     scan.torn = true;
@@ -105,7 +110,9 @@ absl::StatusOr<SegmentScan> ScanSegment(std::string_view data, const std::string
     if (AllZero(hdr)) {
       // End of written data in preallocated space; anything non-zero after
       // it is a torn write of the next record (its first sector lost).
-      if (absl::Status s = stop(true, "zero header before non-zero data"); !s.ok()) return s;
+      const uint64_t sector_end = std::min<uint64_t>(data.size(), (off / kSectorSize + 1) * kSectorSize);
+      const bool lost_sector = AllZero(data.substr(off, sector_end - off));
+      if (absl::Status s = stop(true, "zero header before non-zero data", lost_sector); !s.ok()) return s;
       break;
     }
     Header h;
@@ -113,7 +120,7 @@ absl::StatusOr<SegmentScan> ScanSegment(std::string_view data, const std::string
       // A header split by a sector boundary may be half written.
       bool half_zero = (off + 8) % kSectorSize == 0 && (AllZero(hdr.substr(0, 8)) || AllZero(hdr.substr(8)));
       bool torn = half_zero || ZeroFrom(data) < off + kRecordHeaderSize;
-      if (absl::Status s = stop(torn, "bad record header"); !s.ok()) return s;
+      if (absl::Status s = stop(torn, "bad record header", half_zero); !s.ok()) return s;
       break;
     }
     const uint64_t end = off + kRecordHeaderSize + h.length + h.pad;
@@ -134,8 +141,9 @@ absl::StatusOr<SegmentScan> ScanSegment(std::string_view data, const std::string
     uint32_t crc = util::Crc32cExtend(prev, hdr.data(), 8);
     crc = util::Crc32cExtend(crc, payload.data(), payload.size());
     if (crc != h.crc) {
-      bool torn = HasZeroSector(data, off, end) || ZeroFrom(data) < off + kRecordHeaderSize + h.length;
-      if (absl::Status s = stop(torn, "CRC mismatch"); !s.ok()) return s;
+      const bool lost_sector = HasZeroSector(data, off, end);
+      bool torn = lost_sector || ZeroFrom(data) < off + kRecordHeaderSize + h.length;
+      if (absl::Status s = stop(torn, "CRC mismatch", lost_sector); !s.ok()) return s;
       break;
     }
     scan.records.push_back(Record{h.type, payload, off});

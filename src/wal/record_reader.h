@@ -33,7 +33,9 @@ struct SegmentScan {
 // an unfinished write: the record is cut short by the end of the file, its
 // header is all zeros, one of its 512-byte sectors is all zeros, or the
 // zeros that fill the rest of the file begin inside its header or payload;
-// and no valid record header follows. Any other damage, and any damage in
+// and no valid record header follows, unless the damage is a lost sector
+// (zeros to a sector's end, or a whole zero sector), which a power loss can
+// leave before later unsynced records. Any other damage, and any damage in
 // other segments (where only zeros may follow the last record), is DataLoss
 // naming `name` and the offset.
 absl::StatusOr<SegmentScan> ScanSegment(std::string_view data, const std::string& name, bool is_last);

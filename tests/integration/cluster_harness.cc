@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -162,6 +163,7 @@ bool ClusterMember::Exited() {
 
 absl::Status ClusterMember::Spawn() {
   if (running()) return absl::FailedPreconditionError(name_ + " is running");
+  log_size_at_spawn_ = ReadLog().size();
   auto pid = SpawnLogged(args_, log_path_);
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
@@ -216,8 +218,16 @@ absl::Status ClusterMember::WaitServing(milliseconds timeout, bool serializable)
   grpc::Status last;
   for (int i = 0; i < 100000; ++i) {
     if (Exited()) {
-      return absl::UnavailableError(absl::StrCat(
-          name_, " exited before it was serving; log tail:\n", TailOf(ReadLog(), 3000)));
+      const std::string log = ReadLog();
+      // A port taken by another process while this member was down: a
+      // harness problem, not a failure of the server. Reported as such.
+      const bool taken =
+          log.find("address already in use", std::min(log_size_at_spawn_, log.size())) !=
+          std::string::npos;
+      const char* clash =
+          taken ? " (port clash: its port was taken by another process)" : "";
+      return absl::UnavailableError(absl::StrCat(name_, " exited before it was serving", clash,
+                                                 "; log tail:\n", TailOf(log, 3000)));
     }
     // A fresh channel per attempt avoids gRPC's reconnect backoff.
     auto kv = etcdserverpb::KV::NewStub(NewChannel());

@@ -120,6 +120,7 @@ class ClusterMember {
   std::unique_ptr<FaultProxy> proxy_;
   std::vector<std::string> args_;
   pid_t pid_ = -1;
+  size_t log_size_at_spawn_ = 0;  // the log is appended to across restarts
   ClusterTls tls_;
 };
 

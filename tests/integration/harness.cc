@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <mutex>
+#include <random>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -191,13 +192,16 @@ std::string ReferenceEtcdBinary() {
   return env.empty() ? "/usr/bin/etcd" : env;
 }
 
-absl::StatusOr<int> PickFreePort() {
+namespace {
+
+// Binds 127.0.0.1:`port` (0: the kernel picks) and releases it; the bound port.
+absl::StatusOr<int> BindAndRelease(int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     int e = errno;
     ::close(fd);
@@ -211,6 +215,41 @@ absl::StatusOr<int> PickFreePort() {
   }
   ::close(fd);
   return static_cast<int>(ntohs(addr.sin_port));
+}
+
+// The first port of the kernel's ephemeral range (ports it gives to
+// outgoing connections and to binds of port 0).
+int EphemeralLow() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int lo = 0, hi = 0;
+  if (in >> lo >> hi && lo > 0) return lo;
+  return 32768;
+}
+
+}  // namespace
+
+absl::StatusOr<int> PickFreePort() {
+  // Below the ephemeral range: a port from it, released by a killed member,
+  // can be taken by any outgoing connection on the machine (another test's
+  // client, a peer of the same cluster) before the member restarts on it,
+  // and the restart then fails with "address already in use". A port below
+  // the range is only ever taken by an explicit bind.
+  constexpr int kLow = 10000;
+  const int high = EphemeralLow();
+  if (high - kLow >= 1000) {
+    static std::mutex mu;
+    static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+    for (int tries = 0; tries < 200; ++tries) {
+      int port;
+      {
+        std::lock_guard<std::mutex> l(mu);
+        port = kLow + static_cast<int>(rng() % static_cast<unsigned>(high - kLow));
+      }
+      auto p = BindAndRelease(port);
+      if (p.ok()) return p;
+    }
+  }
+  return BindAndRelease(0);
 }
 
 TempDir::TempDir() {

@@ -43,9 +43,10 @@ std::string EtcdctlBinary();
 // Path of the reference etcd: $CPPETCD_TEST_ETCD or /usr/bin/etcd.
 std::string ReferenceEtcdBinary();
 
-// A free TCP port on 127.0.0.1, found by binding port 0 and releasing it.
-// Another process may take it before it is used: callers retry on a bind
-// failure.
+// A free TCP port on 127.0.0.1, found by binding a random port below the
+// kernel's ephemeral range (so no outgoing connection can take it later)
+// and releasing it; port 0 if that range is too small. Another process may
+// still take it before it is used: callers retry on a bind failure.
 absl::StatusOr<int> PickFreePort();
 
 // A fresh directory under $TMPDIR (or /tmp), removed recursively on

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -32,6 +33,20 @@ TEST(HarnessTest, PickFreePortGivesABindablePort) {
   addr.sin_port = htons(static_cast<uint16_t>(*port));
   EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
   ::close(fd);
+}
+
+// A member restarted on its old port must not find it taken by an outgoing
+// connection: the kernel gives those ports from its ephemeral range only.
+TEST(HarnessTest, PickFreePortIsBelowTheEphemeralRange) {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int lo = 0, hi = 0;
+  if (!(in >> lo >> hi) || lo - 10000 < 1000) GTEST_SKIP() << "ephemeral range starts at " << lo;
+  for (int i = 0; i < 20; ++i) {
+    auto port = PickFreePort();
+    ASSERT_TRUE(port.ok()) << port.status();
+    EXPECT_GE(*port, 10000);
+    EXPECT_LT(*port, lo);
+  }
 }
 
 TEST(HarnessTest, RunCommandCapturesOutputsAndExitCode) {

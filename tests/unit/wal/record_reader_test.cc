@@ -1,6 +1,8 @@
 #include "src/wal/record_reader.h"
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -123,6 +125,61 @@ TEST(RecordReaderTest, TornSectorInALargeLastRecord) {
   EXPECT_EQ(r->valid_end, last);
   // The same damage in an earlier segment is DataLoss.
   EXPECT_TRUE(absl::IsDataLoss(ScanSegment(torn, "s", false).status()));
+}
+
+// A power loss writes the unsynced pages of the tail back in any order: a
+// sector holding the start of a record may still be zeros (never written,
+// or written at an earlier version) while a later sector already holds the
+// records after it. Nothing after the last fsync was acknowledged, so that
+// is a torn tail, cut at the zeros, not corruption. (Found by
+// PowerLossCluster.AllMembersLosePower, seed 109: "zero header before
+// non-zero data, followed by a valid record".)
+TEST(RecordReaderTest, ZeroSectorBeforeLaterRecordsIsATornTail) {
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 40; ++i) payloads.push_back(std::string(120, static_cast<char>('a' + i % 26)));
+  const std::string good = Segment(0, payloads);
+  auto scan = ScanSegment(good, "s", true);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  // The first record starting inside the second sector, and the first one
+  // with bytes in the fourth.
+  size_t at = 0, spanning = 0;
+  for (size_t i = 0; i < scan->records.size(); ++i) {
+    const uint64_t o = scan->records[i].offset;
+    if (at == 0 && o >= 512 && o < 1024) at = i;
+    if (spanning == 0 && o + kRecordHeaderSize + 120 > 1536) spanning = i;
+  }
+  ASSERT_GT(at, 0u);
+  ASSERT_GT(spanning, 0u);
+
+  // Its sector, from the record on, at an earlier version (zeros).
+  std::string zero_header = good;
+  const uint64_t off = scan->records[at].offset;
+  std::fill(zero_header.begin() + static_cast<std::ptrdiff_t>(off), zero_header.begin() + 1024, '\0');
+  auto r = ScanSegment(zero_header, "s", true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->torn);
+  EXPECT_EQ(r->valid_end, off);
+  EXPECT_EQ(r->records.size(), at);
+
+  // A whole sector lost inside a record, later sectors written.
+  std::string zero_inside = good;
+  std::fill(zero_inside.begin() + 1536, zero_inside.begin() + 2048, '\0');
+  r = ScanSegment(zero_inside, "s", true);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->torn);
+  EXPECT_EQ(r->valid_end, scan->records[spanning].offset);
+
+  // Not in an earlier segment: those were fsynced whole before the cut.
+  EXPECT_TRUE(absl::IsDataLoss(ScanSegment(zero_header, "s", false).status()));
+  EXPECT_TRUE(absl::IsDataLoss(ScanSegment(zero_inside, "s", false).status()));
+
+  // Zeros that no lost sector explains (a zeroed header in the middle of a
+  // sector, the sector's later bytes written) stay corruption.
+  std::string zero_mid = good;
+  std::fill(zero_mid.begin() + static_cast<std::ptrdiff_t>(off),
+            zero_mid.begin() + static_cast<std::ptrdiff_t>(off + kRecordHeaderSize), '\0');
+  ASSERT_LT(scan->records[at + 1].offset, 1024u);
+  EXPECT_TRUE(absl::IsDataLoss(ScanSegment(zero_mid, "s", true).status()));
 }
 
 TEST(RecordReaderTest, CrcRecordOnlyAtTheHead) {
