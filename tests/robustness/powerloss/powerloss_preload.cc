@@ -19,6 +19,15 @@
 // fcntl(F_DUPFD) (dup, dup2 and dup3 are tracked), sync_file_range (not a durability point: passes
 // through), torn sectors inside one page, mkdir/rmdir, and fds >= kMaxFds.
 //
+// Slow fsync (independent of the undo log; works without
+// CPPETCD_POWERLOSS_DIR): if $CPPETCD_POWERLOSS_FSYNC_DELAY_FILE is set, every
+// fsync and fdatasync of the process (tracked descriptor or not) first
+// sleeps for the number of milliseconds in that file (absent, empty or not a
+// number: 0; capped at 10 s). The file is re-read at most every 100 ms, so a
+// test changes the delay of a running process by rewriting it (write a
+// temporary file and rename it over). The sleep happens before the sync and
+// outside the mutex: other threads' writes go on meanwhile.
+//
 // Thread-safety: every tracked operation runs under one process-wide mutex
 // (the read of old bytes, the change and the record are one step); calls on
 // untracked descriptors take one relaxed atomic load and go straight through.
@@ -29,6 +38,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -154,7 +165,56 @@ bool Under(const std::string& abs) {
                            abs[g_dir->size()] == '/');
 }
 
+// The slow-fsync delay (see the header comment). g_delay_path is set once in
+// Init; the cached delay and the time of its next re-read are atomics.
+const char* g_delay_path = nullptr;
+std::atomic<int> g_delay_ms{0};
+std::atomic<int64_t> g_delay_next_read_ns{0};
+constexpr int64_t kDelayRereadNs = 100'000'000;
+constexpr int kMaxDelayMs = 10'000;
+
+int64_t MonotonicNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+int ReadDelayFile() {
+  int fd = RealOpenat(AT_FDCWD, g_delay_path, O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  char buf[32];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  syscall(SYS_close, fd);  // untracked; skip the interposed close
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  long v = std::strtol(buf, nullptr, 10);
+  return static_cast<int>(std::clamp<long>(v, 0, kMaxDelayMs));
+}
+
+// Sleeps for the current slow-fsync delay, if any. Called with no lock held.
+void SyncDelay() {
+  if (g_delay_path == nullptr) return;
+  const int e = errno;
+  const int64_t now = MonotonicNs();
+  int64_t next = g_delay_next_read_ns.load(std::memory_order_relaxed);
+  // One thread per 100 ms re-reads the file; the others use the cached value.
+  if (now >= next && g_delay_next_read_ns.compare_exchange_strong(next, now + kDelayRereadNs)) {
+    g_delay_ms.store(ReadDelayFile(), std::memory_order_relaxed);
+  }
+  const int ms = g_delay_ms.load(std::memory_order_relaxed);
+  if (ms > 0) {
+    struct timespec ts = {ms / 1000, static_cast<long>(ms % 1000) * 1'000'000};
+    // Bounded: at most a few EINTR restarts.
+    for (int i = 0; i < 16 && nanosleep(&ts, &ts) != 0 && errno == EINTR; ++i) {
+    }
+  }
+  errno = e;
+}
+
 __attribute__((constructor)) void Init() {
+  if (const char* p = std::getenv("CPPETCD_POWERLOSS_FSYNC_DELAY_FILE"); p != nullptr && *p != '\0') {
+    g_delay_path = p;
+  }
   const char* dir = std::getenv("CPPETCD_POWERLOSS_DIR");
   const char* log = std::getenv("CPPETCD_POWERLOSS_LOG");
   if (dir == nullptr || log == nullptr || dir[0] == '\0' || log[0] == '\0') return;
@@ -554,8 +614,14 @@ int fallocate(int fd, int mode, off_t off, off_t len) {
 }
 int fallocate64(int fd, int mode, off_t off, off_t len) { return fallocate(fd, mode, off, len); }
 
-int fsync(int fd) { return SyncImpl(fd, "fsync"); }
-int fdatasync(int fd) { return SyncImpl(fd, "fdatasync"); }
+int fsync(int fd) {
+  SyncDelay();
+  return SyncImpl(fd, "fsync");
+}
+int fdatasync(int fd) {
+  SyncDelay();
+  return SyncImpl(fd, "fdatasync");
+}
 
 int renameat(int olddirfd, const char* oldpath, int newdirfd, const char* newpath) {
   REAL(renameat, RenameatFn);

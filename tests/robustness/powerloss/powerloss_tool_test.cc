@@ -2,7 +2,11 @@
 // ordinary programs as the writers: /bin/sh redirections (open with O_TRUNC,
 // write, no sync) and dd conv=fsync (write, fsync). `all` must undo exactly
 // the unsynced changes and remove files whose directory was never fsynced.
+// The slow-fsync delay ($CPPETCD_POWERLOSS_FSYNC_DELAY_FILE) must hold up
+// each fsync by the file's milliseconds, and nothing when the file says 0.
 #include <sys/stat.h>
+
+#include <chrono>
 
 #include <fstream>
 #include <sstream>
@@ -89,6 +93,35 @@ TEST_F(PowerLossTool, RandomKeepsEachPageAtSomeVersion) {
     const std::string page = got.substr(p * 4096, 4096);
     EXPECT_TRUE(page == std::string(4096, 'o') || page == std::string(4096, 'n')) << "page " << p;
   }
+}
+
+// Runs `syncs` dd conv=fsync writes under the interposer with the delay file
+// `delay_file` (no undo log) and returns the wall time.
+std::chrono::milliseconds TimedSyncs(const std::string& dir, const std::string& delay_file,
+                                     int syncs) {
+  const auto start = std::chrono::steady_clock::now();
+  CommandResult r = RunCommand(
+      {"/bin/sh", "-c",
+       absl::StrCat("for i in $(seq ", syncs, "); do printf x | dd of=", dir,
+                    "/s conv=fsync status=none || exit 1; done")},
+      "",
+      {absl::StrCat("LD_PRELOAD=", CPPETCD_POWERLOSS_LIB),
+       "CPPETCD_POWERLOSS_FSYNC_DELAY_FILE=" + delay_file},
+      seconds(30));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               start);
+}
+
+TEST_F(PowerLossTool, FsyncDelayFromFile) {
+  const std::string delay = tmp_.path() + "/delay";
+  Spit(delay, "300\n");
+  // Three processes, one fsync each (dd conv=fsync): at least 3 x 300 ms.
+  EXPECT_GE(TimedSyncs(dir_, delay, 3).count(), 900);
+  Spit(delay, "0\n");
+  EXPECT_LT(TimedSyncs(dir_, delay, 3).count(), 900);
+  // A missing file means no delay.
+  EXPECT_LT(TimedSyncs(dir_, tmp_.path() + "/absent", 3).count(), 900);
 }
 
 }  // namespace

@@ -42,6 +42,9 @@ constexpr Named kNames[] = {
     {FaultKind::kLossyPeer, "lossy-peer"},
     {FaultKind::kEnospc, "enospc"},
     {FaultKind::kClockJump, "clock-jump"},
+    {FaultKind::kPowerLoss, "power-loss"},
+    {FaultKind::kPowerLossAll, "power-loss-all"},
+    {FaultKind::kSlowFsync, "slow-fsync"},
 };
 
 }  // namespace
@@ -110,6 +113,15 @@ std::vector<ScheduledFault> MakeSchedule(uint64_t seed, int members,
         f.param = kOffsets[rng() % 6];
         break;
       }
+      case FaultKind::kPowerLoss:
+      case FaultKind::kPowerLossAll:
+        f.hold = milliseconds(300 + rng() % 1700);
+        f.param = static_cast<int>(rng() % 1'000'000'000);
+        break;
+      case FaultKind::kSlowFsync:
+        f.hold = milliseconds(1500 + rng() % 2500);
+        f.param = 50 + static_cast<int>(rng() % 451);
+        break;
       default:
         f.hold = milliseconds(800 + rng() % 2200);
         break;
@@ -228,6 +240,121 @@ absl::StatusOr<std::string> ClockWrapper(const std::string& dir, const std::stri
   }
   ::chmod(path.c_str(), 0755);
   return path;
+}
+
+std::string PowerLossLibrary() {
+#ifdef CPPETCD_POWERLOSS_LIB
+  if (::access(CPPETCD_POWERLOSS_LIB, R_OK) == 0) return CPPETCD_POWERLOSS_LIB;
+#endif
+  return "";
+}
+
+std::string PowerLossApplyTool() {
+#ifdef CPPETCD_POWERLOSS_APPLY
+  if (::access(CPPETCD_POWERLOSS_APPLY, X_OK) == 0) return CPPETCD_POWERLOSS_APPLY;
+#endif
+  return "";
+}
+
+std::string PowerLossLog(const std::string& dir, const std::string& name) {
+  return absl::StrCat(dir, "/powerloss.", name, ".log");
+}
+
+absl::Status SetFsyncDelay(const std::string& dir, const std::string& name, int delay_ms) {
+  // Replaced by rename so the interposer never reads a half-written file.
+  const std::string path = absl::StrCat(dir, "/fsync-delay.", name);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << delay_ms << "\n";
+    if (!out) return absl::InternalError("write " + tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename ", tmp, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PowerLossWrapper(const std::string& dir, const std::string& server,
+                                             const std::vector<std::string>& names,
+                                             bool undo_logs, bool fsync_delay) {
+  const std::string lib = PowerLossLibrary();
+  if (lib.empty()) return absl::NotFoundError("power-loss interposer not built");
+  if (undo_logs && PowerLossApplyTool().empty()) {
+    return absl::NotFoundError("cppetcd-powerloss-apply not built");
+  }
+  if (fsync_delay) {
+    for (const std::string& n : names) {
+      if (absl::Status s = SetFsyncDelay(dir, n, 0); !s.ok()) return s;
+    }
+  }
+  const std::string path = dir + "/cppetcd-powerloss";
+  {
+    std::ofstream out(path, std::ios::trunc);
+    out << "#!/bin/sh\n"
+        << "# cppetcd-robustness: the server under the power-loss interposer.\n"
+        << "name=; data=; prev=\n"
+        << "for a in \"$@\"; do\n"
+        << "  case \"$a\" in --name=*) name=${a#--name=} ;; --data-dir=*) data=${a#--data-dir=} ;; esac\n"
+        << "  [ \"$prev\" = --name ] && name=$a\n"
+        << "  [ \"$prev\" = --data-dir ] && data=$a\n"
+        << "  prev=$a\n"
+        << "done\n";
+    if (undo_logs) {
+      out << "export CPPETCD_POWERLOSS_DIR=\"$data\"\n"
+          << "export CPPETCD_POWERLOSS_LOG=" << dir << "/powerloss.$name.log\n";
+    }
+    if (fsync_delay) {
+      out << "export CPPETCD_POWERLOSS_FSYNC_DELAY_FILE=" << dir << "/fsync-delay.$name\n";
+    }
+    out << "export LD_PRELOAD=" << lib << "${LD_PRELOAD:+:$LD_PRELOAD}\n"
+        << "exec " << server << " \"$@\"\n";
+    if (!out) return absl::InternalError("write " + path);
+  }
+  ::chmod(path.c_str(), 0755);
+  return path;
+}
+
+absl::Status FaultInjector::PowerLoss(const std::vector<int>& targets, const ScheduledFault& f,
+                                      FaultRecord* rec) {
+  std::vector<std::pair<int, pid_t>> killed;
+  for (int t : targets) {
+    integration::ClusterMember& m = cluster_->member(t);
+    if (!m.running()) continue;
+    killed.emplace_back(t, m.pid());
+  }
+  // All at once first (power-loss-all: no member gets to write after
+  // another lost power), then the crash tool on each log.
+  for (const auto& k : killed) ::kill(k.second, SIGKILL);
+  for (const auto& k : killed) cluster_->member(k.first).Kill();  // reaps
+  std::vector<std::string> notes;
+  for (const auto& [t, pid] : killed) {
+    const std::string log = PowerLossLog(powerloss_dir_, cluster_->member(t).name());
+    const uint64_t seed = static_cast<uint64_t>(f.param) * 16 + static_cast<uint64_t>(t);
+    integration::CommandResult r = integration::RunCommand(
+        {PowerLossApplyTool(), log, "--mode", "random", "--seed", absl::StrCat(seed), "--pid",
+         absl::StrCat(pid)},
+        "", {}, std::chrono::seconds(120));
+    std::string out = r.out;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    notes.push_back(absl::StrCat(cluster_->member(t).name(), ": ", out));
+    if (r.exit_code != 0) {
+      rec->note = absl::StrJoin(notes, "; ");
+      return absl::InternalError(absl::StrCat("cppetcd-powerloss-apply ", log, " exited ",
+                                              r.exit_code, ": ", r.out, r.err));
+    }
+    // The records are spent; the restarted process appends its own.
+    if (::truncate(log.c_str(), 0) != 0) notes.back() += " (log not emptied)";
+  }
+  rec->note = absl::StrCat("apply seed ", f.param, "; ", absl::StrJoin(notes, "; "));
+  std::this_thread::sleep_for(f.hold);
+  // Several members: all spawned before any is waited for (one alone has
+  // no quorum and would never serve).
+  if (killed.size() > 1) return cluster_->RestartAll();
+  for (const auto& k : killed) {
+    if (absl::Status s = cluster_->Restart(k.first); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status FaultInjector::FillDisk(int target, milliseconds hold, FaultRecord* rec) {
@@ -358,6 +485,33 @@ absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
       std::this_thread::sleep_for(f.hold);
       status = SetClockOffset(clock_dir_, m.name(), "+0");
       break;
+    case FaultKind::kPowerLoss:
+    case FaultKind::kPowerLossAll: {
+      if (powerloss_dir_.empty()) {
+        rec->injected = false;
+        rec->note = "power-loss interposer not built; skipped";
+        return absl::OkStatus();
+      }
+      std::vector<int> targets = {target};
+      if (f.kind == FaultKind::kPowerLossAll) {
+        targets = cluster_->Running();
+        rec->member = "all";
+      }
+      status = PowerLoss(targets, f, rec);
+      break;
+    }
+    case FaultKind::kSlowFsync:
+      if (fsync_delay_dir_.empty()) {
+        rec->injected = false;
+        rec->note = "power-loss interposer not built; skipped";
+        return absl::OkStatus();
+      }
+      rec->note = absl::StrCat("fsync delay ", f.param, " ms");
+      status = SetFsyncDelay(fsync_delay_dir_, m.name(), f.param);
+      if (!status.ok()) break;
+      std::this_thread::sleep_for(f.hold);
+      status = SetFsyncDelay(fsync_delay_dir_, m.name(), 0);
+      break;
     case FaultKind::kReplace: {
       auto id = cluster_->MemberId(target);
       if (!id.ok()) {
@@ -402,6 +556,11 @@ absl::Status FaultInjector::HealAll(milliseconds timeout) {
     proxy->SetResetPerMille(0);
   }
   if (tmpfs_ != nullptr) tmpfs_->FreeAll();
+  if (!fsync_delay_dir_.empty()) {
+    for (int i = 0; i < cluster_->size(); ++i) {
+      SetFsyncDelay(fsync_delay_dir_, cluster_->member(i).name(), 0).IgnoreError();
+    }
+  }
   absl::Status s = cluster_->RestartAll();
   if (!s.ok()) return s;
   auto leader = cluster_->WaitForLeader(timeout);

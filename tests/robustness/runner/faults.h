@@ -45,10 +45,18 @@ enum class FaultKind {
                    // restarted if it exited
   kClockJump,      // a random member's wall clock (CLOCK_REALTIME, through
                    // libfaketime) jumps by -1 h .. +1 h; back after the hold
+  kPowerLoss,      // a random member loses power: SIGKILL, then its writes
+                   // not yet fsynced are dropped (page by page, seeded;
+                   // cppetcd-powerloss-apply --mode random) in the WAL and
+                   // the LMDB file alike; restarted after the hold
+  kPowerLossAll,   // the same for every member at once
+  kSlowFsync,      // a random member's fsync/fdatasync each sleep
+                   // 50..500 ms first (the interposer's delay file)
 };
 
 // "kill", "kill-leader", "pause-leader", "partition", "isolate-leader",
-// "reset-peer", "replace", "slow-peer", "lossy-peer", "enospc", "clock-jump".
+// "reset-peer", "replace", "slow-peer", "lossy-peer", "enospc", "clock-jump",
+// "power-loss", "power-loss-all", "slow-fsync".
 std::string FaultName(FaultKind kind);
 std::optional<FaultKind> ParseFaultName(const std::string& name);
 std::vector<FaultKind> AllFaultKinds();
@@ -59,7 +67,8 @@ struct ScheduledFault {
   std::chrono::milliseconds start{0};  // offset in the fault window
   std::chrono::milliseconds hold{0};   // how long the fault lasts
   int param = 0;  // kSlowPeer: delay ms; kLossyPeer: resets per mille;
-                  // kClockJump: offset in seconds
+                  // kClockJump: offset in seconds; kPowerLoss(All): the
+                  // crash tool's seed; kSlowFsync: delay ms
   int jitter_ms = 0;  // kSlowPeer
 };
 
@@ -118,6 +127,23 @@ absl::StatusOr<std::string> ClockWrapper(const std::string& dir, const std::stri
 absl::Status SetClockOffset(const std::string& dir, const std::string& name,
                             const std::string& offset);
 
+// The power-loss interposer (libcppetcd_powerloss.so) and its crash tool, or
+// "" if they were not built (sanitizer builds).
+std::string PowerLossLibrary();
+std::string PowerLossApplyTool();
+// Writes `dir`/cppetcd-powerloss, a wrapper that runs `server` (which may be
+// the ClockWrapper) with the interposer added to LD_PRELOAD. With
+// `undo_logs`: CPPETCD_POWERLOSS_DIR is the member's --data-dir and its
+// undo log PowerLossLog(dir, name). With `fsync_delay`: the member's
+// fsync delay file is `dir`/fsync-delay.<name>, created "0" for `names`.
+// Returns the wrapper's path.
+absl::StatusOr<std::string> PowerLossWrapper(const std::string& dir, const std::string& server,
+                                             const std::vector<std::string>& names,
+                                             bool undo_logs, bool fsync_delay);
+std::string PowerLossLog(const std::string& dir, const std::string& name);
+// Sets member `name`'s fsync delay (0 = none); seen within 100 ms.
+absl::Status SetFsyncDelay(const std::string& dir, const std::string& name, int delay_ms);
+
 class FaultInjector {
  public:
   explicit FaultInjector(integration::Cluster* cluster) : cluster_(cluster) {}
@@ -126,6 +152,10 @@ class FaultInjector {
   // Where the members' libfaketime offset files are (clock.<member name>,
   // see ClockWrapper); "" = kClockJump is skipped.
   void set_clock_dir(std::string dir) { clock_dir_ = std::move(dir); }
+  // Where the members' undo logs and fsync delay files are (see
+  // PowerLossWrapper); "" = kPowerLoss(All) / kSlowFsync are skipped.
+  void set_powerloss_dir(std::string dir) { powerloss_dir_ = std::move(dir); }
+  void set_fsync_delay_dir(std::string dir) { fsync_delay_dir_ = std::move(dir); }
   // Kinds to leave out (recorded as skipped) without changing the schedule.
   void set_skip(std::vector<FaultKind> kinds) { skip_ = std::move(kinds); }
 
@@ -141,6 +171,10 @@ class FaultInjector {
  private:
   absl::Status Apply(const ScheduledFault& fault, FaultRecord* record);
   absl::Status FillDisk(int target, std::chrono::milliseconds hold, FaultRecord* record);
+  // SIGKILLs `targets`, runs the crash tool on each one's undo log (then
+  // empties it), sleeps `hold`, restarts them.
+  absl::Status PowerLoss(const std::vector<int>& targets, const ScheduledFault& fault,
+                         FaultRecord* record);
   // The leader's index among running members, or -1 if none agreed within
   // 3 s.
   int Leader();
@@ -149,6 +183,8 @@ class FaultInjector {
   std::set<int> paused_;  // members stopped with SIGSTOP
   TmpfsDataDirs* tmpfs_ = nullptr;
   std::string clock_dir_;
+  std::string powerloss_dir_;
+  std::string fsync_delay_dir_;
   std::vector<FaultKind> skip_;
 };
 

@@ -321,6 +321,28 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
                 << std::endl;
     }
   }
+  // The power-loss and slow-fsync faults run every member under the
+  // power-loss interposer (outside the clock wrapper, if any), each with its
+  // own undo log / fsync delay file.
+  auto selected = [&](FaultKind k) {
+    return std::find(options.faults.begin(), options.faults.end(), k) != options.faults.end();
+  };
+  const bool undo_logs = selected(FaultKind::kPowerLoss) || selected(FaultKind::kPowerLossAll);
+  const bool fsync_delay = selected(FaultKind::kSlowFsync);
+  std::string powerloss_dir;
+  if (undo_logs || fsync_delay) {
+    std::vector<std::string> names;
+    for (int i = 0; i < options.members; ++i) names.push_back(absl::StrCat("m", i));
+    const std::string server = copts.binary.empty() ? integration::ServerBinary() : copts.binary;
+    auto wrapper = PowerLossWrapper(base.path(), server, names, undo_logs, fsync_delay);
+    if (wrapper.ok()) {
+      copts.binary = *wrapper;
+      powerloss_dir = base.path();
+    } else {
+      std::cout << "  power-loss and slow-fsync faults will be skipped: "
+                << wrapper.status().message() << std::endl;
+    }
+  }
   auto cluster_or = integration::Cluster::Start(copts, base.path());
   if (!cluster_or.ok()) {
     result.infrastructure_error = true;
@@ -345,6 +367,8 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
   FaultInjector injector(cluster.get());
   injector.set_tmpfs(tmpfs.get());
   injector.set_clock_dir(clock_dir);
+  if (undo_logs) injector.set_powerloss_dir(powerloss_dir);
+  if (fsync_delay) injector.set_fsync_delay_dir(powerloss_dir);
   injector.set_skip(options.skip);
   const auto schedule = MakeSchedule(seed, options.members, options.faults, options.duration);
   auto records = injector.Run(schedule, options.duration);

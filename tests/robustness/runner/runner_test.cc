@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,35 @@ TEST(FaultNameTest, RoundTrips) {
     EXPECT_EQ(*parsed, k);
   }
   EXPECT_FALSE(ParseFaultName("meteor").has_value());
+}
+
+// The power-loss wrapper gives each member its own undo log (outside its
+// data dir) and fsync delay file, and keeps an LD_PRELOAD it was given.
+TEST(PowerLossWrapperTest, PerMemberLogAndDelayFile) {
+  if (PowerLossLibrary().empty() || PowerLossApplyTool().empty()) {
+    GTEST_SKIP() << "power-loss interposer not built";
+  }
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / absl::StrCat("rb-powerloss-", ::getpid())).string();
+  std::filesystem::create_directories(dir);
+  auto wrapper = PowerLossWrapper(dir, "/bin/echo", {"m0", "m1"}, true, true);
+  ASSERT_TRUE(wrapper.ok()) << wrapper.status();
+  std::ifstream delay0(dir + "/fsync-delay.m0");
+  int ms = -1;
+  delay0 >> ms;
+  EXPECT_EQ(ms, 0);
+  ASSERT_TRUE(SetFsyncDelay(dir, "m1", 250).ok());
+  std::ifstream delay1(dir + "/fsync-delay.m1");
+  delay1 >> ms;
+  EXPECT_EQ(ms, 250);
+  std::stringstream script;
+  script << std::ifstream(*wrapper).rdbuf();
+  EXPECT_THAT(script.str(), ::testing::HasSubstr("CPPETCD_POWERLOSS_DIR=\"$data\""));
+  EXPECT_THAT(script.str(), ::testing::HasSubstr(dir + "/powerloss.$name.log"));
+  EXPECT_THAT(script.str(), ::testing::HasSubstr(dir + "/fsync-delay.$name"));
+  EXPECT_THAT(script.str(), ::testing::HasSubstr("${LD_PRELOAD:+:$LD_PRELOAD}"));
+  EXPECT_EQ(PowerLossLog(dir, "m0"), dir + "/powerloss.m0.log");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(RunnerArgsTest, ParsesAndRejects) {
