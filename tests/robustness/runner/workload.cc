@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "cluster_harness.h"
 
 namespace cppetcd::robustness {
 namespace {
@@ -17,17 +18,7 @@ using std::chrono::milliseconds;
 constexpr int64_t kMaxOpsPerClient = 1'000'000;
 constexpr int kMaxWatchReconnects = 10'000;
 
-std::string PrefixEnd(const std::string& prefix) {
-  std::string end = prefix;
-  for (int i = static_cast<int>(end.size()) - 1; i >= 0; --i) {
-    if (static_cast<unsigned char>(end[i]) < 0xff) {
-      end[i] = static_cast<char>(end[i] + 1);
-      end.resize(i + 1);
-      return end;
-    }
-  }
-  return std::string(1, '\0');
-}
+using integration::PrefixEnd;  // cluster_harness.h
 
 KeyValue FromPb(const mvccpb::KeyValue& kv) {
   KeyValue out;
