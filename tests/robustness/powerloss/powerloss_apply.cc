@@ -16,8 +16,9 @@
 // removed (`all`) or removed with probability 1/2 (`random`). Renames and
 // unlinks are taken as durable at once. --pid: only the records of that
 // process (several processes sharing one log: a power loss of one of them). Prints one summary line. Exit 0 on
-// success, 1 on a bad log (a torn last record, from a kill during its write,
-// is ignored: the change it announces had not started), 2 on usage errors.
+// success, 1 on a bad log, 2 on usage errors. Torn records (a SIGKILL during
+// the record's write; undo_log.h) are skipped: the change each announces had
+// not started.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,12 +29,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "cppetcd/util/crc32c.h"
 #include "undo_log.h"
 
 namespace cppetcd::powerloss {
@@ -66,32 +70,90 @@ std::string Parent(const std::string& path) {
   return slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash);
 }
 
-// Reads the log into per-file states; false on a malformed record.
+// Whether the bytes at `p` (of `avail`) are one whole, intact record.
+bool WholeRecordAt(const char* p, size_t avail, RecordHeader* h) {
+  if (avail < sizeof(RecordHeader)) return false;
+  std::memcpy(h, p, sizeof(*h));
+  if (h->magic != kRecordMagic) return false;
+  RecordHeader z = *h;
+  z.header_crc = 0;
+  if (util::Crc32c(&z, sizeof(z)) != h->header_crc) return false;
+  if (avail - sizeof(RecordHeader) < h->payload_bytes) return false;
+  return util::Crc32c(p + sizeof(RecordHeader), h->payload_bytes) == h->payload_crc;
+}
+
+// Whether the bytes at `p` start with an intact header (the payload may be
+// cut short or damaged): then the header's pid is known.
+bool IntactHeaderAt(const char* p, size_t avail, RecordHeader* h) {
+  if (avail < sizeof(RecordHeader)) return false;
+  std::memcpy(h, p, sizeof(*h));
+  if (h->magic != kRecordMagic) return false;
+  RecordHeader z = *h;
+  z.header_crc = 0;
+  return util::Crc32c(&z, sizeof(z)) == h->header_crc;
+}
+
+struct LogStats {
+  size_t records = 0;  // of the process applied (all processes without --pid)
+  size_t torn = 0;     // torn records skipped (undo_log.h)
+};
+
+// Reads the log into per-file states; false on a malformed log: an
+// unknown record type, a damaged record that is not a prefix of a whole one,
+// or a process that wrote records after one of its own torn records (torn
+// for some reason other than its writer's death).
 bool ReadLog(const std::string& log_path, uint32_t only_pid, std::map<Key, FileState>* files,
-             size_t* records) {
-  FILE* f = std::fopen(log_path.c_str(), "rb");
-  if (f == nullptr) {
-    std::fprintf(stderr, "powerloss-apply: open %s: %s\n", log_path.c_str(), std::strerror(errno));
-    return false;
-  }
-  std::vector<FileState> dropped;
-  *records = 0;
-  for (;;) {
-    RecordHeader h;
-    size_t got = std::fread(&h, 1, sizeof(h), f);
-    if (got == 0) break;
-    if (got != sizeof(h)) break;  // torn last record
-    if (h.magic != kRecordMagic) {
-      std::fprintf(stderr, "powerloss-apply: bad magic at record %zu\n", *records);
-      std::fclose(f);
+             LogStats* stats) {
+  std::string data;
+  {
+    std::ifstream in(log_path, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "powerloss-apply: open %s: %s\n", log_path.c_str(), std::strerror(errno));
       return false;
     }
-    std::string payload(h.payload_bytes, '\0');
-    if (h.payload_bytes > 0 && std::fread(payload.data(), 1, payload.size(), f) != payload.size()) {
-      break;  // torn last record
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    data = std::move(ss).str();
+  }
+  std::map<uint32_t, size_t> torn_at;  // pid -> offset of its torn record
+  size_t pos = 0;
+  while (pos < data.size()) {
+    RecordHeader h;
+    if (!WholeRecordAt(data.data() + pos, data.size() - pos, &h)) {
+      // Resume at the next whole record (none: this was the last one).
+      size_t next = pos + 1;
+      while (next < data.size() && !WholeRecordAt(data.data() + next, data.size() - next, &h)) {
+        const void* m = std::memchr(data.data() + next + 1, static_cast<int>(kRecordMagic & 0xFF),
+                                    data.size() - next - 1);
+        next = m == nullptr ? data.size() : static_cast<size_t>(static_cast<const char*>(m) - data.data());
+      }
+      // A torn record is a prefix of one: shorter than its header (the
+      // header is cut) or than header + payload (the header is intact and
+      // names its writer). Anything else is damage, not a death.
+      RecordHeader th;
+      const bool header = IntactHeaderAt(data.data() + pos, data.size() - pos, &th);
+      const size_t length = next - pos;
+      if (header ? length >= sizeof(RecordHeader) + th.payload_bytes : length >= sizeof(RecordHeader)) {
+        std::fprintf(stderr, "powerloss-apply: damaged record at offset %zu (%zu bytes; not a torn one)\n",
+                     pos, length);
+        return false;
+      }
+      if (header) torn_at.emplace(th.pid, pos);
+      ++stats->torn;
+      pos = next;
+      continue;
     }
+    std::string payload(data.data() + pos + sizeof(RecordHeader), h.payload_bytes);
+    if (auto t = torn_at.find(h.pid); t != torn_at.end()) {
+      std::fprintf(stderr,
+                   "powerloss-apply: process %u wrote a record at offset %zu after its own torn "
+                   "record at offset %zu\n",
+                   h.pid, pos, t->second);
+      return false;
+    }
+    pos += sizeof(RecordHeader) + h.payload_bytes;
     if (only_pid != 0 && h.pid != only_pid) continue;
-    ++*records;
+    ++stats->records;
     const Key key{h.dev, h.ino};
     switch (h.type) {
       case kFile: {
@@ -160,11 +222,9 @@ bool ReadLog(const std::string& log_path, uint32_t only_pid, std::map<Key, FileS
       }
       default:
         std::fprintf(stderr, "powerloss-apply: unknown record type %u\n", h.type);
-        std::fclose(f);
         return false;
     }
   }
-  std::fclose(f);
   return true;
 }
 
@@ -279,8 +339,8 @@ int Main(int argc, char** argv) {
     return 2;
   }
   std::map<Key, FileState> files;
-  size_t records = 0;
-  if (!ReadLog(log_path, only_pid, &files, &records)) return 1;
+  LogStats log_stats;
+  if (!ReadLog(log_path, only_pid, &files, &log_stats)) return 1;
   std::mt19937_64 rng(seed);
   Stats stats;
   bool ok = true;
@@ -289,9 +349,10 @@ int Main(int argc, char** argv) {
     ok = ApplyFile(s, mode == "random", rng, &stats) && ok;
   }
   std::printf(
-      "powerloss-apply: mode=%s seed=%llu records=%zu files=%zu unsynced_ops=%zu "
-      "pages_rolled_back=%zu files_removed=%zu\n",
-      mode.c_str(), static_cast<unsigned long long>(seed), records, stats.files, stats.ops,
+      "powerloss-apply: mode=%s seed=%llu records=%zu torn_records=%zu files=%zu "
+      "unsynced_ops=%zu pages_rolled_back=%zu files_removed=%zu\n",
+      mode.c_str(), static_cast<unsigned long long>(seed), log_stats.records, log_stats.torn,
+      stats.files, stats.ops,
       stats.pages_rolled_back, stats.removed);
   return ok ? 0 : 1;
 }

@@ -54,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "cppetcd/util/crc32c.h"
 #include "undo_log.h"
 
 namespace {
@@ -251,6 +252,9 @@ void Log(uint8_t type, uint8_t flags, uint64_t dev, uint64_t ino, uint64_t a, ui
   h.a = a;
   h.b = b;
   h.c = c;
+  h.payload_crc = cppetcd::util::Crc32c(payload, payload_bytes);
+  h.header_crc = 0;
+  h.header_crc = cppetcd::util::Crc32c(&h, sizeof(h));
   std::string buf(reinterpret_cast<const char*>(&h), sizeof(h));
   if (payload_bytes > 0) buf.append(static_cast<const char*>(payload), payload_bytes);
   REAL(write, WriteFn);

@@ -7,6 +7,16 @@
 // machine that wrote it). Files are identified by (dev, ino), so several
 // processes may append to one log (O_APPEND; one write() per record).
 //
+// A SIGKILL can cut a record short: the kernel ends a write() to a regular
+// file early, at a page boundary, when a fatal signal is pending. Later
+// processes sharing the log (or the next incarnation of the same member)
+// append after the torn record, so it can sit in the middle of the log. Each
+// record therefore carries two CRC-32Cs (header, payload); the reader skips a
+// record that fails them and resumes at the next whole one. A torn record
+// announces a change that never started (the record is written before the
+// change), so skipping it is exact, as long as its process wrote nothing
+// after it — which the reader checks.
+//
 //   kFile      a tracked file was opened. a = size at open (bytes), b = 1 if
 //              this open created it, payload = its absolute path.
 //   kWrite     bytes [a, a+b) are about to be written; c = file size before.
@@ -56,8 +66,10 @@ struct RecordHeader {
   uint64_t a = 0;
   uint64_t b = 0;
   uint64_t c = 0;
+  uint32_t payload_crc = 0;  // CRC-32C of the payload
+  uint32_t header_crc = 0;   // CRC-32C of this header with header_crc = 0
 };
-static_assert(sizeof(RecordHeader) == 56);
+static_assert(sizeof(RecordHeader) == 64);
 
 // The page size of the `random` crash mode (bytes).
 inline constexpr uint64_t kPageBytes = 4096;

@@ -380,9 +380,8 @@ int FaultInjector::Leader() {
   return leader.ok() ? *leader : -1;
 }
 
-absl::StatusOr<std::vector<FaultRecord>> FaultInjector::Run(
-    const std::vector<ScheduledFault>& schedule, milliseconds window) {
-  std::vector<FaultRecord> records;
+absl::Status FaultInjector::Run(const std::vector<ScheduledFault>& schedule, milliseconds window,
+                                std::vector<FaultRecord>* records) {
   const auto begin = Clock::now();
   for (const ScheduledFault& f : schedule) {
     if (f.start >= window) break;
@@ -393,7 +392,7 @@ absl::StatusOr<std::vector<FaultRecord>> FaultInjector::Run(
     rec.kind = f.kind;
     const auto offset = std::chrono::duration_cast<milliseconds>(Clock::now() - begin);
     absl::Status s = Apply(f, &rec);
-    records.push_back(rec);
+    records->push_back(rec);
     const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - begin) - offset;
     std::cout << "  [" << offset.count() << " ms] " << FaultName(f.kind) << " "
               << (rec.injected ? rec.member : "skipped") << " hold " << f.hold.count()
@@ -401,7 +400,7 @@ absl::StatusOr<std::vector<FaultRecord>> FaultInjector::Run(
               << (rec.note.empty() ? "" : " (" + rec.note + ")") << std::endl;
     if (!s.ok()) return s;
   }
-  return records;
+  return absl::OkStatus();
 }
 
 absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {

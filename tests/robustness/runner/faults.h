@@ -160,10 +160,11 @@ class FaultInjector {
   void set_skip(std::vector<FaultKind> kinds) { skip_ = std::move(kinds); }
 
   // Runs `schedule` from now; a fault whose start is past `window` is not
-  // begun. Returns the records (one per fault begun or skipped). A recovery
-  // that fails (member does not restart) is an error.
-  absl::StatusOr<std::vector<FaultRecord>> Run(const std::vector<ScheduledFault>& schedule,
-                                               std::chrono::milliseconds window);
+  // begun. Appends to `records` one record per fault begun or skipped, the
+  // failed one included. A recovery that fails (member does not restart)
+  // is an error and ends the schedule.
+  absl::Status Run(const std::vector<ScheduledFault>& schedule, std::chrono::milliseconds window,
+                   std::vector<FaultRecord>* records);
   // Undoes everything: heals the proxies, SIGCONTs paused members, restarts
   // stopped ones, and waits for an agreed leader.
   absl::Status HealAll(std::chrono::milliseconds timeout);

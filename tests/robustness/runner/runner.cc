@@ -371,13 +371,12 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
   if (fsync_delay) injector.set_fsync_delay_dir(powerloss_dir);
   injector.set_skip(options.skip);
   const auto schedule = MakeSchedule(seed, options.members, options.faults, options.duration);
-  auto records = injector.Run(schedule, options.duration);
-  if (!records.ok()) {
-    result.problems.push_back("fault recovery failed: " + std::string(records.status().message()));
-  } else {
-    for (const FaultRecord& r : *records) {
-      if (r.injected) ++result.faults_by_kind[FaultName(r.kind)];
-    }
+  std::vector<FaultRecord> records;
+  if (absl::Status s = injector.Run(schedule, options.duration, &records); !s.ok()) {
+    result.problems.push_back("fault recovery failed: " + std::string(s.message()));
+  }
+  for (const FaultRecord& r : records) {
+    if (r.injected) ++result.faults_by_kind[FaultName(r.kind)];
   }
   // Let the workload run to the end of the window if the faults ended early.
   for (int i = 0; i < 100000 && Clock::now() - window_start < options.duration; ++i) {
