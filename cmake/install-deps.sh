@@ -13,6 +13,8 @@ pkgs=(
   curl openssl jq procps iproute2
   # the fault harness's clock-jump fault (tests/robustness/runner)
   libfaketime
+  # the fault harness's --net netns partitions (network namespaces, nft)
+  nftables
   # coverage-guided fuzzing (tests/fuzz/run.sh): clang, libFuzzer, sanitizer runtimes
   clang libfuzzer-14-dev libclang-rt-14-dev
 )

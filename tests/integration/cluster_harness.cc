@@ -1,6 +1,7 @@
 #include "cluster_harness.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -67,19 +68,26 @@ bool ReapWithin(pid_t pid, milliseconds timeout, CommandResult* r) {
 }
 
 // fork/exec of `args` with stdout and stderr appended to `log_path`, in its
-// own process group, SIGKILLed if the test process dies.
-absl::StatusOr<pid_t> SpawnLogged(std::vector<std::string> args, const std::string& log_path) {
+// own process group, SIGKILLed if the test process dies; in the network
+// namespace `netns_path` if not empty.
+absl::StatusOr<pid_t> SpawnLogged(std::vector<std::string> args, const std::string& log_path,
+                                  const std::string& netns_path) {
   {
     std::ofstream log(log_path, std::ios::app);
-    log << "=== cluster harness: starting " << absl::StrJoin(args, " ") << "\n";
+    log << "=== cluster harness: starting " << absl::StrJoin(args, " ");
+    if (!netns_path.empty()) log << " (network namespace " << netns_path << ")";
+    log << "\n";
   }
   int in_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (in_fd < 0 || log_fd < 0) {
+  int ns_fd = netns_path.empty() ? -2 : ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in_fd < 0 || log_fd < 0 || ns_fd == -1) {
     int e = errno;
     if (in_fd >= 0) ::close(in_fd);
     if (log_fd >= 0) ::close(log_fd);
-    return absl::InternalError(absl::StrCat("open ", log_path, ": ", std::strerror(e)));
+    if (ns_fd >= 0) ::close(ns_fd);
+    return absl::InternalError(absl::StrCat("open ", log_path, " / ", netns_path, ": ",
+                                            std::strerror(e)));
   }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -92,12 +100,19 @@ absl::StatusOr<pid_t> SpawnLogged(std::vector<std::string> args, const std::stri
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     if (::dup2(in_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) ::_exit(127);
+    if (ns_fd >= 0 && ::setns(ns_fd, CLONE_NEWNET) != 0) {
+      static const char kMsg[] = "=== cluster harness: setns failed\n";
+      ssize_t ignored = ::write(2, kMsg, sizeof(kMsg) - 1);
+      (void)ignored;
+      ::_exit(126);
+    }
     ::execve(argv[0], argv.data(), environ);
     ::_exit(127);
   }
   int e = errno;
   ::close(in_fd);
   ::close(log_fd);
+  if (ns_fd >= 0) ::close(ns_fd);
   if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(e)));
   return pid;
 }
@@ -142,13 +157,13 @@ CommandResult EtcdctlReconfig(const std::string& endpoints, const std::vector<st
 ClusterMember::~ClusterMember() { Kill(); }
 
 std::string ClusterMember::ClientEndpoint() const {
-  return absl::StrCat("127.0.0.1:", client_port_);
+  return absl::StrCat(host_, ":", client_port_);
 }
 std::string ClusterMember::ClientUrl() const {
-  return absl::StrCat(tls_.client ? "https" : "http", "://127.0.0.1:", client_port_);
+  return absl::StrCat(tls_.client ? "https" : "http", "://", host_, ":", client_port_);
 }
 std::string ClusterMember::PeerUrl() const {
-  return absl::StrCat(tls_.peer ? "https" : "http", "://127.0.0.1:", advertised_peer_port());
+  return absl::StrCat(tls_.peer ? "https" : "http", "://", host_, ":", advertised_peer_port());
 }
 
 bool ClusterMember::Exited() {
@@ -164,7 +179,7 @@ bool ClusterMember::Exited() {
 absl::Status ClusterMember::Spawn() {
   if (running()) return absl::FailedPreconditionError(name_ + " is running");
   log_size_at_spawn_ = ReadLog().size();
-  auto pid = SpawnLogged(args_, log_path_);
+  auto pid = SpawnLogged(args_, log_path_, netns_path_);
   if (!pid.ok()) return pid.status();
   pid_ = *pid;
   return absl::OkStatus();
@@ -284,6 +299,17 @@ absl::StatusOr<std::unique_ptr<ClusterMember>> Cluster::NewMember(const std::str
   m->tls_ = options_.tls;
   m->data_dir_ = data_dir;
   m->log_path_ = absl::StrCat(base_dir_, "/", name, ".log");
+  const size_t slot = members_.size();
+  if (slot < options_.networks.size()) {
+    if (options_.proxies) {
+      return absl::InvalidArgumentError("member networks and proxies do not mix");
+    }
+    m->host_ = options_.networks[slot].host;
+    m->netns_path_ = options_.networks[slot].netns_path;
+    m->client_port_ = 2379;
+    m->peer_port_ = 2380;
+    return m;
+  }
   std::set<int> taken;
   for (const auto& other : members_) {
     taken.insert(other->client_port_);
@@ -321,7 +347,7 @@ std::vector<std::string> Cluster::BaseArgs(const ClusterMember& m) const {
       "--advertise-client-urls",
       m.ClientUrl(),
       "--listen-peer-urls",
-      absl::StrCat(options_.tls.peer ? "https" : "http", "://127.0.0.1:", m.peer_port()),
+      absl::StrCat(options_.tls.peer ? "https" : "http", "://", m.host(), ":", m.peer_port()),
       "--initial-advertise-peer-urls",
       m.PeerUrl(),
       "--initial-cluster-token",

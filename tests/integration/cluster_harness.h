@@ -1,5 +1,6 @@
 // Multi-member harness for real-process cluster tests: N server processes
-// (cppetcd, or etcd 3.4 to validate the tests) on loopback ports, started
+// (cppetcd, or etcd 3.4 to validate the tests) on loopback ports (or each
+// in a network namespace of the caller's making, Options::networks), started
 // with the flags of the operators' runbook (--name, --initial-cluster,
 // --initial-cluster-token, --initial-cluster-state ...), each optionally
 // behind a FaultProxy on its peer port. Membership changes go through
@@ -68,11 +69,14 @@ class ClusterMember {
   int peer_port() const { return peer_port_; }
   // The port other members dial: the proxy's if there is one.
   int advertised_peer_port() const { return proxy_ ? proxy_->port() : peer_port_; }
-  // "127.0.0.1:<client port>"
+  // The address it listens on: 127.0.0.1, or its own in a network
+  // namespace (Cluster::Options::networks).
+  const std::string& host() const { return host_; }
+  // "<host>:<client port>"
   std::string ClientEndpoint() const;
-  // "http://127.0.0.1:<client port>" ("https://" with client TLS)
+  // "http://<host>:<client port>" ("https://" with client TLS)
   std::string ClientUrl() const;
-  // "http://127.0.0.1:<advertised peer port>" ("https://" with peer TLS)
+  // "http://<host>:<advertised peer port>" ("https://" with peer TLS)
   std::string PeerUrl() const;
   // The proxy in front of the peer port, or null.
   FaultProxy* proxy() const { return proxy_.get(); }
@@ -113,6 +117,8 @@ class ClusterMember {
   ClusterMember() = default;
 
   std::string name_;
+  std::string host_ = "127.0.0.1";
+  std::string netns_path_;  // "" = the harness's own network namespace
   std::string data_dir_;
   std::string log_path_;
   int client_port_ = 0;
@@ -126,6 +132,12 @@ class ClusterMember {
 
 class Cluster {
  public:
+  // Where a member slot lives on the network.
+  struct MemberNetwork {
+    std::string host;        // IPv4 address to listen on and advertise
+    std::string netns_path;  // e.g. /run/netns/<name>: the process is moved
+                             // there (setns) before exec; "" = none
+  };
   struct Options {
     int size = 3;
     std::string binary;  // default ServerBinary()
@@ -139,6 +151,12 @@ class Cluster {
     std::chrono::milliseconds ready_timeout = std::chrono::seconds(40);
     // TLS on client and/or peer URLs.
     ClusterTls tls;
+    // Per member slot (index i = member m<i>, also after a `reuse_slot`
+    // AddMember): its own address and network namespace, reachable from
+    // the harness's namespace. Such a member uses ports 2379 (client) and
+    // 2380 (peer), which nothing else holds there. Slots past the end stay
+    // on loopback with ports the OS picks. Not compatible with `proxies`.
+    std::vector<MemberNetwork> networks;
   };
 
   // Bootstraps `options.size` members under `base_dir` (data dirs

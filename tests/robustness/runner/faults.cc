@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "history_io.h"
+#include "netns.h"
 
 namespace cppetcd::robustness {
 namespace {
@@ -45,6 +46,9 @@ constexpr Named kNames[] = {
     {FaultKind::kPowerLoss, "power-loss"},
     {FaultKind::kPowerLossAll, "power-loss-all"},
     {FaultKind::kSlowFsync, "slow-fsync"},
+    {FaultKind::kNftPartition, "nft-partition"},
+    {FaultKind::kNftOneWay, "nft-oneway"},
+    {FaultKind::kNftIsolateLeader, "nft-isolate-leader"},
 };
 
 }  // namespace
@@ -66,6 +70,39 @@ std::optional<FaultKind> ParseFaultName(const std::string& name) {
 std::vector<FaultKind> AllFaultKinds() {
   std::vector<FaultKind> out;
   for (const Named& n : kNames) out.push_back(n.kind);
+  return out;
+}
+
+bool KindWorksIn(FaultKind kind, NetMode mode) {
+  switch (kind) {
+    case FaultKind::kPartition:
+    case FaultKind::kIsolateLeader:
+    case FaultKind::kResetPeer:
+    case FaultKind::kSlowPeer:
+    case FaultKind::kLossyPeer:
+      return mode == NetMode::kProxy;
+    case FaultKind::kNftPartition:
+    case FaultKind::kNftOneWay:
+    case FaultKind::kNftIsolateLeader:
+      return mode == NetMode::kNetns;
+    default:
+      return true;
+  }
+}
+
+std::vector<FaultKind> FaultKindsFor(NetMode mode) {
+  std::vector<FaultKind> out;
+  for (FaultKind k : AllFaultKinds()) {
+    if (KindWorksIn(k, mode)) out.push_back(k);
+  }
+  return out;
+}
+
+std::vector<int> MembersOf(int mask, int members) {
+  std::vector<int> out;
+  for (int i = 0; i < members && i < 31; ++i) {
+    if ((mask >> i) & 1) out.push_back(i);
+  }
   return out;
 }
 
@@ -122,6 +159,20 @@ std::vector<ScheduledFault> MakeSchedule(uint64_t seed, int members,
         f.hold = milliseconds(1500 + rng() % 2500);
         f.param = 50 + static_cast<int>(rng() % 451);
         break;
+      case FaultKind::kNftPartition:
+      case FaultKind::kNftOneWay: {
+        f.hold = milliseconds(800 + rng() % 2200);
+        // A minority for the partition (the rest keeps a quorum); any
+        // proper subset for the one-way cut.
+        const int most = f.kind == FaultKind::kNftPartition ? std::max(1, (members - 1) / 2)
+                                                            : std::max(1, members - 1);
+        const int size = 1 + static_cast<int>(rng() % static_cast<uint64_t>(most));
+        std::vector<int> order(static_cast<size_t>(members));
+        for (int i = 0; i < members; ++i) order[static_cast<size_t>(i)] = i;
+        std::shuffle(order.begin(), order.end(), rng);
+        for (int i = 0; i < size && i < members; ++i) f.param |= 1 << order[static_cast<size_t>(i)];
+        break;
+      }
       default:
         f.hold = milliseconds(800 + rng() % 2200);
         break;
@@ -410,8 +461,12 @@ absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
   }
   const int n = cluster_->size();
   int target = f.target % n;
+  if (f.kind == FaultKind::kNftPartition || f.kind == FaultKind::kNftOneWay) {
+    return NftCut(f, -1, rec);
+  }
   const bool on_leader = f.kind == FaultKind::kKillLeader || f.kind == FaultKind::kPauseLeader ||
-                         f.kind == FaultKind::kIsolateLeader;
+                         f.kind == FaultKind::kIsolateLeader ||
+                         f.kind == FaultKind::kNftIsolateLeader;
   int leader = -1;
   if (on_leader || f.kind == FaultKind::kReplace) leader = Leader();
   if (on_leader) {
@@ -423,6 +478,10 @@ absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
   }
   if (f.kind == FaultKind::kReplace && target == leader) target = (target + 1) % n;
   integration::ClusterMember& m = cluster_->member(target);
+  if (!KindWorksIn(f.kind, NetMode::kNetns) && m.proxy() == nullptr) {
+    rec->note = "needs the peer proxies (--net proxy); skipped";
+    return absl::OkStatus();
+  }
   if (!m.running()) {
     rec->note = m.name() + " not running; skipped";
     return absl::OkStatus();
@@ -511,6 +570,12 @@ absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
       std::this_thread::sleep_for(f.hold);
       status = SetFsyncDelay(fsync_delay_dir_, m.name(), 0);
       break;
+    case FaultKind::kNftPartition:
+    case FaultKind::kNftOneWay:
+    case FaultKind::kNftIsolateLeader:
+      status = NftCut(f, target, rec);
+      if (!rec->injected) return status;
+      break;
     case FaultKind::kReplace: {
       auto id = cluster_->MemberId(target);
       if (!id.ok()) {
@@ -542,14 +607,71 @@ absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
   return absl::OkStatus();
 }
 
+absl::Status FaultInjector::NftCut(const ScheduledFault& f, int leader, FaultRecord* rec) {
+  if (net_ == nullptr) {
+    rec->injected = false;
+    rec->note = "needs --net netns; skipped";
+    return absl::OkStatus();
+  }
+  const int n = cluster_->size();
+  auto names = [&](const std::vector<int>& v) {
+    std::vector<std::string> out;
+    for (int i : v) out.push_back(cluster_->member(i).name());
+    return absl::StrJoin(out, ",");
+  };
+  std::vector<NetCut> cuts;
+  std::string what;
+  if (f.kind == FaultKind::kNftIsolateLeader) {
+    cuts = IsolateMember(leader, n);
+    rec->member = cluster_->member(leader).name();
+    what = "cut off from every member, both ways";
+  } else {
+    const std::vector<int> a = MembersOf(f.param, n);
+    std::vector<int> b;
+    for (int i = 0; i < n; ++i) {
+      if (std::find(a.begin(), a.end(), i) == a.end()) b.push_back(i);
+    }
+    if (a.empty() || b.empty()) {
+      rec->injected = false;
+      rec->note = absl::StrCat("set ", f.param, " leaves a side empty; skipped");
+      return absl::OkStatus();
+    }
+    const bool full = f.kind == FaultKind::kNftPartition;
+    cuts = full ? FullPartition(a, b) : OneWay(a, b);
+    rec->member = absl::StrCat(names(a), full ? "|" : "->", names(b));
+    what = full ? "partitioned, both ways" : "one way dropped, the other kept";
+  }
+  rec->start_ns = MonotonicNowNs();
+  rec->injected = true;
+  auto set = net_->SetCuts(cuts);
+  if (!set.ok()) {
+    rec->end_ns = MonotonicNowNs();
+    rec->note = std::string(set.status().message()).substr(0, 300);
+    return absl::InternalError(absl::StrCat(FaultName(f.kind), ": ", set.status().message()));
+  }
+  std::this_thread::sleep_for(f.hold);
+  auto dropped = net_->Heal();
+  rec->end_ns = MonotonicNowNs();
+  if (!dropped.ok()) {
+    rec->note = std::string(dropped.status().message()).substr(0, 300);
+    return absl::InternalError(absl::StrCat(FaultName(f.kind), " heal: ", dropped.status().message()));
+  }
+  rec->note = absl::StrCat(what, "; ", *dropped, " packets dropped");
+  return absl::OkStatus();
+}
+
 absl::Status FaultInjector::HealAll(milliseconds timeout) {
   cluster_->HealAll();
+  if (net_ != nullptr) {
+    if (auto healed = net_->Heal(); !healed.ok()) return healed.status();
+  }
   for (int i : paused_) {
     if (cluster_->member(i).running()) ::kill(cluster_->member(i).pid(), SIGCONT);
   }
   paused_.clear();
   for (int i = 0; i < cluster_->size(); ++i) {
     integration::FaultProxy* proxy = cluster_->member(i).proxy();
+    if (proxy == nullptr) continue;
     proxy->SetMode(integration::FaultProxy::Mode::kPass);
     proxy->SetDelay(milliseconds(0));
     proxy->SetResetPerMille(0);

@@ -52,14 +52,34 @@ enum class FaultKind {
   kPowerLossAll,   // the same for every member at once
   kSlowFsync,      // a random member's fsync/fdatasync each sleep
                    // 50..500 ms first (the interposer's delay file)
+  // --net netns only (netns.h): nftables drops between the members'
+  // network namespaces.
+  kNftPartition,      // a seeded minority (1..(n-1)/2 members) and the
+                      // rest cut off from each other, both ways
+  kNftOneWay,         // packets from a seeded set A (1..n-1 members) to
+                      // the rest dropped; the other way kept
+  kNftIsolateLeader,  // the leader cut off from every other member
 };
 
 // "kill", "kill-leader", "pause-leader", "partition", "isolate-leader",
 // "reset-peer", "replace", "slow-peer", "lossy-peer", "enospc", "clock-jump",
-// "power-loss", "power-loss-all", "slow-fsync".
+// "power-loss", "power-loss-all", "slow-fsync", "nft-partition", "nft-oneway",
+// "nft-isolate-leader".
 std::string FaultName(FaultKind kind);
 std::optional<FaultKind> ParseFaultName(const std::string& name);
 std::vector<FaultKind> AllFaultKinds();
+
+// How members reach each other: through a FaultProxy on every peer port,
+// on loopback (the default), or each member in its own network namespace
+// with nftables between them (netns.h).
+enum class NetMode { kProxy, kNetns };
+// Whether `kind` can be injected in `mode` (proxy kinds need the proxies,
+// nft kinds the namespaces; the rest work in both).
+bool KindWorksIn(FaultKind kind, NetMode mode);
+// AllFaultKinds() that work in `mode`, in the same order.
+std::vector<FaultKind> FaultKindsFor(NetMode mode);
+// The members in bit i of `mask` (i < members), ascending.
+std::vector<int> MembersOf(int mask, int members);
 
 struct ScheduledFault {
   FaultKind kind = FaultKind::kKill;
@@ -68,7 +88,9 @@ struct ScheduledFault {
   std::chrono::milliseconds hold{0};   // how long the fault lasts
   int param = 0;  // kSlowPeer: delay ms; kLossyPeer: resets per mille;
                   // kClockJump: offset in seconds; kPowerLoss(All): the
-                  // crash tool's seed; kSlowFsync: delay ms
+                  // crash tool's seed; kSlowFsync: delay ms;
+                  // kNftPartition: the minority, kNftOneWay: the set whose
+                  // packets are dropped (bit i = member i)
   int jitter_ms = 0;  // kSlowPeer
 };
 
@@ -144,6 +166,8 @@ std::string PowerLossLog(const std::string& dir, const std::string& name);
 // Sets member `name`'s fsync delay (0 = none); seen within 100 ms.
 absl::Status SetFsyncDelay(const std::string& dir, const std::string& name, int delay_ms);
 
+class NetnsNetwork;
+
 class FaultInjector {
  public:
   explicit FaultInjector(integration::Cluster* cluster) : cluster_(cluster) {}
@@ -156,6 +180,8 @@ class FaultInjector {
   // PowerLossWrapper); "" = kPowerLoss(All) / kSlowFsync are skipped.
   void set_powerloss_dir(std::string dir) { powerloss_dir_ = std::move(dir); }
   void set_fsync_delay_dir(std::string dir) { fsync_delay_dir_ = std::move(dir); }
+  // The members' namespaces (--net netns); null: nft kinds are skipped.
+  void set_netns(NetnsNetwork* net) { net_ = net; }
   // Kinds to leave out (recorded as skipped) without changing the schedule.
   void set_skip(std::vector<FaultKind> kinds) { skip_ = std::move(kinds); }
 
@@ -165,13 +191,15 @@ class FaultInjector {
   // is an error and ends the schedule.
   absl::Status Run(const std::vector<ScheduledFault>& schedule, std::chrono::milliseconds window,
                    std::vector<FaultRecord>* records);
-  // Undoes everything: heals the proxies, SIGCONTs paused members, restarts
-  // stopped ones, and waits for an agreed leader.
+  // Undoes everything: heals the proxies or the nft rules, SIGCONTs paused
+  // members, restarts stopped ones, and waits for an agreed leader.
   absl::Status HealAll(std::chrono::milliseconds timeout);
 
  private:
   absl::Status Apply(const ScheduledFault& fault, FaultRecord* record);
   absl::Status FillDisk(int target, std::chrono::milliseconds hold, FaultRecord* record);
+  // kNftPartition / kNftOneWay / kNftIsolateLeader (`leader` for the last).
+  absl::Status NftCut(const ScheduledFault& fault, int leader, FaultRecord* record);
   // SIGKILLs `targets`, runs the crash tool on each one's undo log (then
   // empties it), sleeps `hold`, restarts them.
   absl::Status PowerLoss(const std::vector<int>& targets, const ScheduledFault& fault,
@@ -187,6 +215,7 @@ class FaultInjector {
   std::string powerloss_dir_;
   std::string fsync_delay_dir_;
   std::vector<FaultKind> skip_;
+  NetnsNetwork* net_ = nullptr;
 };
 
 }  // namespace cppetcd::robustness

@@ -18,6 +18,7 @@
 #include "cluster_harness.h"
 #include "harness.h"
 #include "history_io.h"
+#include "netns.h"
 #include "workload.h"
 
 namespace cppetcd::robustness {
@@ -32,8 +33,14 @@ std::string FaultList(const std::vector<FaultKind>& kinds) {
   return names.empty() ? "none" : absl::StrJoin(names, ",");
 }
 
+// Set by ParseInto: whether --faults was "all" (or absent), resolved for
+// the --net mode once every flag is read.
+struct ParseState {
+  bool faults_all = true;
+};
+
 absl::Status ParseInto(const std::vector<std::string>& args, RunnerOptions* o,
-                       std::string* replay) {
+                       std::string* replay, ParseState* state) {
   for (size_t i = 0; i < args.size(); ++i) {
     std::string flag = args[i];
     std::string value;
@@ -78,6 +85,7 @@ absl::Status ParseInto(const std::vector<std::string>& args, RunnerOptions* o,
     } else if (flag == "--faults") {
       if (s = need(); s.ok()) {
         o->faults.clear();
+        state->faults_all = value == "all";
         if (value == "all") {
           o->faults = AllFaultKinds();
         } else if (value != "none") {
@@ -99,6 +107,16 @@ absl::Status ParseInto(const std::vector<std::string>& args, RunnerOptions* o,
           auto kind = ParseFaultName(std::string(name));
           if (!kind) return absl::InvalidArgumentError(absl::StrCat("--skip: unknown kind '", name, "'"));
           o->skip.push_back(*kind);
+        }
+      }
+    } else if (flag == "--net") {
+      if (s = need(); s.ok()) {
+        if (value == "proxy") {
+          o->net = NetMode::kProxy;
+        } else if (value == "netns") {
+          o->net = NetMode::kNetns;
+        } else {
+          s = absl::InvalidArgumentError("--net: 'proxy' or 'netns', got '" + value + "'");
         }
       }
     } else if (flag == "--out") {
@@ -124,6 +142,23 @@ absl::Status ParseInto(const std::vector<std::string>& args, RunnerOptions* o,
       s = absl::InvalidArgumentError("unknown flag " + flag + "\n" + Usage());
     }
     if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Resolves "all" for the --net mode; refuses listed kinds that cannot work
+// in it.
+absl::Status Resolve(const ParseState& state, RunnerOptions* o) {
+  if (state.faults_all) {
+    o->faults = FaultKindsFor(o->net);
+    return absl::OkStatus();
+  }
+  for (FaultKind k : o->faults) {
+    if (!KindWorksIn(k, o->net)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--faults: ", FaultName(k), " needs --net ", o->net == NetMode::kProxy ? "netns" : "proxy",
+          " (--net ", o->net == NetMode::kProxy ? "proxy" : "netns", " is in effect)"));
+    }
   }
   return absl::OkStatus();
 }
@@ -235,15 +270,20 @@ std::string Usage() {
       "         [--faults all|none|k1,k2,...] [--duration-ms MS] [--clients K]\n"
       "         [--out DIR] [--plant stale-read] [--expect-violation]\n"
       "         [--binary PATH] [--replay DIR|SEED] [--print-schedule]\n"
-      "         [--require-all-kinds] [--skip k1,k2,...]\n"
-      "fault kinds: ",
-      FaultList(AllFaultKinds()), "\n");
+      "         [--require-all-kinds] [--skip k1,k2,...] [--net proxy|netns]\n"
+      "fault kinds (--net proxy): ",
+      FaultList(FaultKindsFor(NetMode::kProxy)), "\n",
+      "fault kinds (--net netns, root only): ", FaultList(FaultKindsFor(NetMode::kNetns)), "\n",
+      "exit status: 0 passed, 1 failed, 2 harness error, ", kExitUnsupported,
+      " --net netns unsupported here\n");
 }
 
 absl::StatusOr<RunnerOptions> ParseRunnerArgs(const std::vector<std::string>& args) {
   RunnerOptions o;
   std::string replay;
-  if (absl::Status s = ParseInto(args, &o, &replay); !s.ok()) return s;
+  ParseState state;
+  if (absl::Status s = ParseInto(args, &o, &replay, &state); !s.ok()) return s;
+  if (absl::Status s = Resolve(state, &o); !s.ok()) return s;
   if (replay.empty()) return o;
   uint64_t seed = 0;
   if (absl::SimpleAtoi(replay, &seed)) {
@@ -261,8 +301,10 @@ absl::StatusOr<RunnerOptions> ParseRunnerArgs(const std::vector<std::string>& ar
   }
   RunnerOptions r;
   std::string ignored;
-  if (absl::Status s = ParseInto(saved, &r, &ignored); !s.ok()) return s;
-  if (absl::Status s = ParseInto(args, &r, &ignored); !s.ok()) return s;
+  ParseState replay_state;
+  if (absl::Status s = ParseInto(saved, &r, &ignored, &replay_state); !s.ok()) return s;
+  if (absl::Status s = ParseInto(args, &r, &ignored, &replay_state); !s.ok()) return s;
+  if (absl::Status s = Resolve(replay_state, &r); !s.ok()) return s;
   r.runs = 1;
   return r;
 }
@@ -275,6 +317,7 @@ std::vector<std::string> ReplayArgs(const RunnerOptions& o, uint64_t seed) {
       absl::StrCat("--duration-ms=", o.duration.count()),
       absl::StrCat("--clients=", o.clients),
   };
+  if (o.net == NetMode::kNetns) a.push_back("--net=netns");
   if (!o.plant.empty()) a.push_back("--plant=" + o.plant);
   return a;
 }
@@ -291,7 +334,22 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
   integration::Cluster::Options copts;
   copts.size = options.members;
   copts.binary = options.binary;
-  copts.proxies = true;
+  copts.proxies = options.net == NetMode::kProxy;
+  // --net netns: a namespace per member. Declared before the cluster so
+  // that it is torn down after the members are stopped.
+  std::unique_ptr<NetnsNetwork> net;
+  if (options.net == NetMode::kNetns) {
+    auto made = NetnsNetwork::Create(options.members);
+    if (!made.ok()) {
+      result.infrastructure_error = true;
+      result.problems.push_back("network namespaces: " + std::string(made.status().message()));
+      return finish();
+    }
+    net = std::move(*made);
+    copts.networks = net->MemberNetworks();
+    std::cout << "  network: namespaces " << absl::StrJoin(net->addresses(), ", ")
+              << ", nft table bridge " << net->table() << std::endl;
+  }
   // The ENOSPC fault needs every data dir on its own small tmpfs.
   std::unique_ptr<TmpfsDataDirs> tmpfs;
   if (std::find(options.faults.begin(), options.faults.end(), FaultKind::kEnospc) !=
@@ -370,6 +428,7 @@ RunResult RunOne(const RunnerOptions& options, uint64_t seed) {
   if (undo_logs) injector.set_powerloss_dir(powerloss_dir);
   if (fsync_delay) injector.set_fsync_delay_dir(powerloss_dir);
   injector.set_skip(options.skip);
+  injector.set_netns(net.get());
   const auto schedule = MakeSchedule(seed, options.members, options.faults, options.duration);
   std::vector<FaultRecord> records;
   if (absl::Status s = injector.Run(schedule, options.duration, &records); !s.ok()) {
@@ -464,14 +523,29 @@ int RunAll(const RunnerOptions& options) {
            MakeSchedule(seed, options.members, options.faults, options.duration)) {
         std::cout << " " << FaultName(f.kind) << "@" << f.start.count() << "ms+"
                   << f.hold.count() << "ms";
-        if (f.kind != FaultKind::kKillLeader && f.kind != FaultKind::kPauseLeader &&
-            f.kind != FaultKind::kIsolateLeader) {
+        if (f.kind == FaultKind::kNftPartition || f.kind == FaultKind::kNftOneWay) {
+          std::vector<std::string> set;
+          for (int i : MembersOf(f.param, options.members)) set.push_back(absl::StrCat("m", i));
+          std::cout << "/{" << absl::StrJoin(set, ",") << "}";
+        } else if (f.kind != FaultKind::kKillLeader && f.kind != FaultKind::kPauseLeader &&
+                   f.kind != FaultKind::kIsolateLeader && f.kind != FaultKind::kNftIsolateLeader) {
           std::cout << "/m" << f.target;
         }
       }
       std::cout << "\n";
     }
     return 0;
+  }
+  if (options.net == NetMode::kNetns) {
+    if (absl::Status s = CheckNetnsCapability(); !s.ok()) {
+      std::cout << "SKIP: --net netns is not possible here: " << s.message()
+                << " (run as root with ip(8) and nft(8); exit status " << kExitUnsupported
+                << ")" << std::endl;
+      return kExitUnsupported;
+    }
+    for (const std::string& r : CleanStaleNetns()) {
+      std::cout << "removed a crashed run's " << r << std::endl;
+    }
   }
   const auto started = Clock::now();
   std::map<std::string, int> faults;
@@ -481,7 +555,8 @@ int RunAll(const RunnerOptions& options) {
   std::cout << "cppetcd-robustness: seeds " << options.seed << ".."
             << options.seed + options.runs - 1 << ", " << options.members << " members, faults "
             << FaultList(options.faults) << ", " << options.duration.count() << " ms, "
-            << options.clients << " clients" << std::endl;
+            << options.clients << " clients, net "
+            << (options.net == NetMode::kNetns ? "netns" : "proxy") << std::endl;
   for (int r = 0; r < options.runs; ++r) {
     const uint64_t seed = options.seed + static_cast<uint64_t>(r);
     std::cout << "run seed " << seed << std::endl;

@@ -24,7 +24,11 @@ struct RunnerOptions {
   uint64_t seed = 1;
   int runs = 1;      // seeds seed .. seed + runs - 1
   int members = 3;   // 3 or 5
-  std::vector<FaultKind> faults = AllFaultKinds();
+  // Peer proxies on loopback, or a network namespace per member with
+  // nftables between them (netns.h; needs root).
+  NetMode net = NetMode::kProxy;
+  // The kinds of --faults; "all" (the default) means FaultKindsFor(net).
+  std::vector<FaultKind> faults = FaultKindsFor(NetMode::kProxy);
   // Kinds kept in the schedule (so it stays the seed's) but not injected:
   // to find which fault of a failing replay matters.
   std::vector<FaultKind> skip;
@@ -45,7 +49,8 @@ struct RunnerOptions {
 };
 
 // Parses argv (without argv[0]); --replay DIR reads DIR/replay.args first.
-// Errors name the bad flag.
+// Errors name the bad flag; a kind listed in --faults that does not work in
+// the --net mode is an error (`all` takes those that do).
 absl::StatusOr<RunnerOptions> ParseRunnerArgs(const std::vector<std::string>& args);
 // The flags that reproduce one run of `options` with seed `seed`.
 std::vector<std::string> ReplayArgs(const RunnerOptions& options, uint64_t seed);
@@ -77,7 +82,10 @@ std::string PlantStaleRead(History* history);
 
 RunResult RunOne(const RunnerOptions& options, uint64_t seed);
 // Runs every seed, prints a line per run and the summary; returns the exit
-// code (0 ok, 1 violation or unhealthy member, 2 infrastructure error).
+// code (0 ok, 1 violation or unhealthy member, 2 infrastructure error,
+// kExitUnsupported (77) when --net netns cannot be had here: not root, no
+// ip/nft, no namespaces). With --net netns, first removes what crashed
+// runs of this tool left behind (CleanStaleNetns).
 int RunAll(const RunnerOptions& options);
 
 }  // namespace cppetcd::robustness
