@@ -73,13 +73,22 @@ std::string Members(const std::vector<int>& v, const std::vector<std::string>& a
   return absl::StrCat("{ ", absl::StrJoin(a, ", "), " }");
 }
 
-// Whether `pid` is a live process of this tool (comm is cut at 15 bytes).
+// Whether `pid` is a live process of this tool (comm is cut at 15 bytes;
+// a zombie, killed but not yet reaped, is dead).
 bool LiveRunner(pid_t pid) {
   if (pid == ::getpid()) return true;
-  std::ifstream in(absl::StrCat("/proc/", pid, "/comm"));
-  std::string comm;
-  if (!std::getline(in, comm)) return false;
-  return std::string("cppetcd-robustness").rfind(comm, 0) == 0 && !comm.empty();
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string stat;
+  if (!std::getline(in, stat)) return false;
+  // "<pid> (<comm>) <state> ..."; comm may hold spaces and parentheses.
+  const size_t open = stat.find('('), close = stat.rfind(')');
+  if (open == std::string::npos || close == std::string::npos || close + 2 >= stat.size()) {
+    return false;
+  }
+  const std::string comm = stat.substr(open + 1, close - open - 1);
+  const char state = stat[close + 2];
+  if (state == 'Z' || state == 'X') return false;
+  return !comm.empty() && std::string("cppetcd-robustness").rfind(comm, 0) == 0;
 }
 
 // The PID in `name` after `prefix` (digits up to the first non-digit), or 0.
