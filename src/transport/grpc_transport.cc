@@ -1023,6 +1023,11 @@ absl::StatusOr<serverpb::ClusterInfo> GrpcTransport::Impl::FetchClusterInfo(
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(DeadlineAfter(timeout));
+    // Wait for the connection up to the deadline instead of failing on the
+    // first failed attempt: gRPC bounds one attempt (TCP and HTTP/2
+    // handshake) by the minimum reconnect backoff (100 ms by default), which
+    // a loaded peer can miss; a joining member asks only once.
+    ctx.set_wait_for_ready(true);
     ctx.AddMetadata(kFromKey, std::to_string(LocalId()));
     peerpb::ClusterInfoRequest req;  // cluster 0: a joining member does not know it yet
     serverpb::ClusterInfo resp;

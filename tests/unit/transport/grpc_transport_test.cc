@@ -847,6 +847,97 @@ TEST_F(GrpcTransportTest, FetchClusterInfo) {
   EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
 }
 
+// A TCP relay on loopback to `target_port` that holds every chunk the
+// target sends back for `delay` before passing it on: a peer whose HTTP/2
+// handshake (its SETTINGS frame) takes longer than the reconnect backoff, as
+// on a loaded host. Serves connections until destroyed (bounded: 64).
+class SlowRelay {
+ public:
+  SlowRelay(int target_port, milliseconds delay) : target_port_(target_port), delay_(delay) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    ::listen(listener_, 16);
+    socklen_t len = sizeof(addr);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    acceptor_ = std::thread([this] { AcceptLoop(); });
+  }
+  ~SlowRelay() {
+    stop_ = true;
+    ::shutdown(listener_, SHUT_RDWR);
+    acceptor_.join();  // no new pumps after this
+    for (int fd : fds_) ::shutdown(fd, SHUT_RDWR);
+    for (auto& t : pumps_) t.join();
+    ::close(listener_);
+    for (int fd : fds_) ::close(fd);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  void AcceptLoop() {
+    for (int i = 0; i < 64 && !stop_; ++i) {
+      int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) return;
+      int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(target_port_));
+      if (::connect(server, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        ::close(client);
+        ::close(server);
+        continue;
+      }
+      fds_.push_back(client);
+      fds_.push_back(server);
+      pumps_.emplace_back([this, client, server] { Pump(client, server, milliseconds(0)); });
+      pumps_.emplace_back([this, client, server] { Pump(server, client, delay_); });
+    }
+  }
+  void Pump(int from, int to, milliseconds delay) {
+    char buf[16384];
+    for (int i = 0; i < 100000 && !stop_; ++i) {
+      ssize_t n = ::read(from, buf, sizeof(buf));
+      if (n <= 0) break;
+      std::this_thread::sleep_for(delay);
+      if (::send(to, buf, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+    }
+    ::shutdown(to, SHUT_WR);
+  }
+
+  int target_port_;
+  milliseconds delay_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::vector<int> fds_;             // written by acceptor_ only, read after it ended
+  std::vector<std::thread> pumps_;   // likewise
+};
+
+// A joining member asks a peer for the cluster once: a peer whose handshake
+// takes longer than one connection attempt's minimum (gRPC uses the
+// reconnect backoff's minimum for that) must still answer within the
+// call's deadline. Found by the fault harness (seed 9301 under load: a
+// re-added member exited "cannot fetch cluster info" 0.3 s into a 2 s
+// deadline).
+TEST_F(GrpcTransportTest, FetchClusterInfoWaitsOutASlowHandshake) {
+  TransportOptions o = Options();
+  o.min_backoff = milliseconds(50);
+  o.max_backoff = milliseconds(2000);
+  Node* a = Start(1, kCluster, o);
+  Node* b = Start(2);
+  ASSERT_TRUE(a && b);
+  const int b_port = std::stoi(b->url.substr(b->url.rfind(':') + 1));
+  SlowRelay relay(b_port, milliseconds(250));
+  auto info = a->transport->FetchClusterInfo({relay.url()}, milliseconds(4000));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->member_id(), 2u);
+}
+
 // ---- lifecycle
 
 TEST_F(GrpcTransportTest, CallsBeforeSetHandlerAreUnavailable) {
