@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "history.h"
+#include "workload.h"
 
 namespace cppetcd::robustness {
 namespace {
@@ -167,6 +168,27 @@ Operation Op(int64_t id, OpKind kind, const std::string& key, const std::string&
   op.revision = revision;
   if (kind == OpKind::kGet) op.found = KeyValue{key, value, revision, 2, 2, 0};
   return op;
+}
+
+// Only gRPC's own "no connection" Unavailable is a call that was never sent;
+// any other Unavailable (a connection lost mid-call, the server's own) may
+// have been applied.
+TEST(ClassifyStatusTest, OnlyANeverSentCallIsAFailureAmongUnavailables) {
+  using grpc::Status;
+  using grpc::StatusCode;
+  EXPECT_EQ(ClassifyStatus(Status::OK), Outcome::kOk);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::UNAVAILABLE,
+                                  "failed to connect to all addresses; last error: UNKNOWN: "
+                                  "ipv4:127.0.0.1:1: Failed to connect to remote host: "
+                                  "Connection refused")),
+            Outcome::kFailed);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::UNAVAILABLE, "Socket closed")), Outcome::kUnknown);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::UNAVAILABLE, "etcdserver: leader changed")),
+            Outcome::kUnknown);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded")),
+            Outcome::kUnknown);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::INVALID_ARGUMENT, "etcdserver: key is not provided")),
+            Outcome::kFailed);
 }
 
 TEST(PlantStaleReadTest, PlantedReadIsAViolationTheCheckerReports) {
