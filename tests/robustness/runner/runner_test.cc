@@ -3,8 +3,10 @@
 // read is a violation the checker reports.
 #include "runner.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -102,6 +104,39 @@ TEST(PowerLossWrapperTest, PerMemberLogAndDelayFile) {
   EXPECT_THAT(script.str(), ::testing::HasSubstr(dir + "/fsync-delay.$name"));
   EXPECT_THAT(script.str(), ::testing::HasSubstr("${LD_PRELOAD:+:$LD_PRELOAD}"));
   EXPECT_EQ(PowerLossLog(dir, "m0"), dir + "/powerloss.m0.log");
+  std::filesystem::remove_all(dir);
+}
+
+// Both preloading wrappers chained as the runner chains them (power-loss
+// outside, clock inside): the server must end up with both libraries. The
+// clock wrapper once replaced LD_PRELOAD, so every power loss of a run that
+// also had clock jumps was a plain SIGKILL.
+TEST(WrapperChainTest, ServerGetsBothPreloadedLibraries) {
+  if (PowerLossLibrary().empty() || FaketimeLibrary().empty()) {
+    GTEST_SKIP() << "power-loss interposer or libfaketime missing";
+  }
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / absl::StrCat("rb-chain-", ::getpid())).string();
+  std::filesystem::create_directories(dir + "/m0.data");
+  const std::string printer = dir + "/print-preload";
+  {
+    std::ofstream out(printer);
+    out << "#!/bin/sh\necho \"$LD_PRELOAD\"\n";
+  }
+  ASSERT_EQ(::chmod(printer.c_str(), 0755), 0);
+  auto clock = ClockWrapper(dir, printer, {"m0"});
+  ASSERT_TRUE(clock.ok()) << clock.status();
+  auto outer = PowerLossWrapper(dir, *clock, {"m0"}, true, true);
+  ASSERT_TRUE(outer.ok()) << outer.status();
+  const std::string cmd = absl::StrCat(*outer, " --name m0 --data-dir ", dir, "/m0.data");
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096] = {0};
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, p);
+  ::pclose(p);
+  const std::string preload(buf, n);
+  EXPECT_THAT(preload, ::testing::HasSubstr(PowerLossLibrary()));
+  EXPECT_THAT(preload, ::testing::HasSubstr(FaketimeLibrary()));
   std::filesystem::remove_all(dir);
 }
 
