@@ -178,6 +178,14 @@ std::string ServerBinary() {
 #endif
 }
 
+std::string CrashTestServerBinary() {
+#ifdef CPPETCD_CRASHTEST_SERVER
+  return CPPETCD_CRASHTEST_SERVER;
+#else
+  return "";
+#endif
+}
+
 bool IsReferenceEtcd(const std::string& binary) {
   return std::filesystem::path(binary).filename() == "etcd";
 }

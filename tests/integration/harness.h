@@ -32,6 +32,11 @@ namespace cppetcd::integration {
 // else "" (tests then GTEST_SKIP; see CPPETCD_REQUIRE_SERVER below).
 std::string ServerBinary();
 
+// `cppetcd-crashtest` (cppetcd with its named crash points armed by
+// $CPPETCD_CRASH_POINT; include/cppetcd/server/crash_points.h), or "" when
+// not built.
+std::string CrashTestServerBinary();
+
 // True when `binary`'s file name is "etcd" (the reference implementation);
 // used only where etcd's documented behaviour differs from cppetcd's
 // specification (e.g. etcd re-raises SIGTERM instead of exiting 0).

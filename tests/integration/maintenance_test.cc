@@ -281,16 +281,19 @@ TEST(MaintenanceTest, CorruptionDetectedAtStartAndByThePeriodicCheck) {
   EXPECT_EQ(get.out, "1\n");
 }
 
-// A real crash (the named crash points of src/server/crash_point.h, armed
-// through the environment the child inherits) just before and just after
-// the defragmentation's rename: the member restarts with all its data.
+// A real crash (the named crash points of include/cppetcd/server/
+// crash_points.h, armed in cppetcd-crashtest through the environment the
+// child inherits) just before and just after the defragmentation's rename:
+// the member restarts with all its data.
 TEST(MaintenanceTest, CrashDuringDefragLeavesAUsableDatabase) {
   CPPETCD_REQUIRE_SERVER();
   if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "cppetcd's crash points";
+  if (CrashTestServerBinary().empty()) GTEST_SKIP() << "cppetcd-crashtest not built";
   for (const char* step : {"defrag_before_rename", "defrag_after_rename"}) {
     SCOPED_TRACE(step);
     TempDir dir;
     ServerProcess::Options opts;
+    opts.binary = CrashTestServerBinary();
     opts.data_dir = dir.path() + "/data";
     ::setenv("CPPETCD_CRASH_POINT", step, 1);
     auto server = ServerProcess::Start(opts);
@@ -311,6 +314,26 @@ TEST(MaintenanceTest, CrashDuringDefragLeavesAUsableDatabase) {
     EXPECT_EQ(Ctl(ep, {"defrag"}).exit_code, 0);
     ASSERT_EQ(Ctl(ep, {"put", "after", "1"}).exit_code, 0);
   }
+}
+
+// The shipped binary has no armed crash points: the same environment
+// variable that kills cppetcd-crashtest at the defragmentation's rename
+// does nothing to cppetcd.
+TEST(MaintenanceTest, ShippedBinaryIgnoresTheCrashPointVariable) {
+  CPPETCD_REQUIRE_SERVER();
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "cppetcd's crash points";
+  TempDir dir;
+  ServerProcess::Options opts;
+  opts.data_dir = dir.path() + "/data";
+  ::setenv("CPPETCD_CRASH_POINT", "defrag_before_rename", 1);
+  auto server = ServerProcess::Start(opts);
+  ::unsetenv("CPPETCD_CRASH_POINT");
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string ep = (*server)->ClientEndpoint();
+  ASSERT_EQ(Ctl(ep, {"put", "k", "v"}).exit_code, 0);
+  CommandResult defrag = Ctl(ep, {"defrag"});
+  EXPECT_EQ(defrag.exit_code, 0) << defrag.err;
+  EXPECT_EQ(Ctl(ep, {"get", "k", "--print-value-only"}).out, "v\n");
 }
 
 }  // namespace

@@ -283,7 +283,9 @@ absl::StatusOr<std::string> ClockWrapper(const std::string& dir, const std::stri
         << "  [ \"$prev\" = --name ] && name=$a\n"
         << "  prev=$a\n"
         << "done\n"
-        << "export LD_PRELOAD=" << lib << "\n"
+        // Appended: another wrapper (the power-loss interposer) may have set
+        // it already, and replacing it silently disabled that fault.
+        << "export LD_PRELOAD=" << lib << "${LD_PRELOAD:+:$LD_PRELOAD}\n"
         << "export FAKETIME_TIMESTAMP_FILE=" << dir << "/clock.$name\n"
         << "export FAKETIME_CACHE_DURATION=1 DONT_FAKE_MONOTONIC=1\n"
         << "exec " << server << " \"$@\"\n";
@@ -366,12 +368,29 @@ absl::StatusOr<std::string> PowerLossWrapper(const std::string& dir, const std::
   return path;
 }
 
+// Whether process `pid` has a shared object whose path contains `lib`
+// mapped: a fault that works through a preloaded library must not turn
+// silently into a weaker one (a power loss into a plain SIGKILL) when the
+// library was not loaded.
+static absl::Status RequireLoaded(pid_t pid, const std::string& lib, const std::string& fault) {
+  std::ifstream maps(absl::StrCat("/proc/", pid, "/maps"));
+  std::string line;
+  for (int i = 0; i < 1'000'000 && std::getline(maps, line); ++i) {
+    if (line.find(lib) != std::string::npos) return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat(fault, ": ", lib, " is not loaded in process ", pid));
+}
+
 absl::Status FaultInjector::PowerLoss(const std::vector<int>& targets, const ScheduledFault& f,
                                       FaultRecord* rec) {
   std::vector<std::pair<int, pid_t>> killed;
   for (int t : targets) {
     integration::ClusterMember& m = cluster_->member(t);
     if (!m.running()) continue;
+    if (absl::Status s = RequireLoaded(m.pid(), "libcppetcd_powerloss", "power-loss"); !s.ok()) {
+      return s;
+    }
     killed.emplace_back(t, m.pid());
   }
   // All at once first (power-loss-all: no member gets to write after
@@ -538,6 +557,8 @@ absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
         return absl::OkStatus();
       }
       rec->note = absl::StrCat("wall clock ", f.param > 0 ? "+" : "", f.param, " s");
+      if (m.running()) status = RequireLoaded(m.pid(), "libfaketime", "clock-jump");
+      if (!status.ok()) break;
       status = SetClockOffset(clock_dir_, m.name(), absl::StrCat(f.param > 0 ? "+" : "", f.param, "s"));
       if (!status.ok()) break;
       std::this_thread::sleep_for(f.hold);
@@ -565,6 +586,8 @@ absl::Status FaultInjector::Apply(const ScheduledFault& f, FaultRecord* rec) {
         return absl::OkStatus();
       }
       rec->note = absl::StrCat("fsync delay ", f.param, " ms");
+      if (m.running()) status = RequireLoaded(m.pid(), "libcppetcd_powerloss", "slow-fsync");
+      if (!status.ok()) break;
       status = SetFsyncDelay(fsync_delay_dir_, m.name(), f.param);
       if (!status.ok()) break;
       std::this_thread::sleep_for(f.hold);

@@ -3,8 +3,10 @@
 // read is a violation the checker reports.
 #include "runner.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -19,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "history.h"
+#include "workload.h"
 
 namespace cppetcd::robustness {
 namespace {
@@ -104,6 +107,39 @@ TEST(PowerLossWrapperTest, PerMemberLogAndDelayFile) {
   std::filesystem::remove_all(dir);
 }
 
+// Both preloading wrappers chained as the runner chains them (power-loss
+// outside, clock inside): the server must end up with both libraries. The
+// clock wrapper once replaced LD_PRELOAD, so every power loss of a run that
+// also had clock jumps was a plain SIGKILL.
+TEST(WrapperChainTest, ServerGetsBothPreloadedLibraries) {
+  if (PowerLossLibrary().empty() || FaketimeLibrary().empty()) {
+    GTEST_SKIP() << "power-loss interposer or libfaketime missing";
+  }
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / absl::StrCat("rb-chain-", ::getpid())).string();
+  std::filesystem::create_directories(dir + "/m0.data");
+  const std::string printer = dir + "/print-preload";
+  {
+    std::ofstream out(printer);
+    out << "#!/bin/sh\necho \"$LD_PRELOAD\"\n";
+  }
+  ASSERT_EQ(::chmod(printer.c_str(), 0755), 0);
+  auto clock = ClockWrapper(dir, printer, {"m0"});
+  ASSERT_TRUE(clock.ok()) << clock.status();
+  auto outer = PowerLossWrapper(dir, *clock, {"m0"}, true, true);
+  ASSERT_TRUE(outer.ok()) << outer.status();
+  const std::string cmd = absl::StrCat(*outer, " --name m0 --data-dir ", dir, "/m0.data");
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  char buf[4096] = {0};
+  const size_t n = std::fread(buf, 1, sizeof(buf) - 1, p);
+  ::pclose(p);
+  const std::string preload(buf, n);
+  EXPECT_THAT(preload, ::testing::HasSubstr(PowerLossLibrary()));
+  EXPECT_THAT(preload, ::testing::HasSubstr(FaketimeLibrary()));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(RunnerArgsTest, ParsesAndRejects) {
   auto o = ParseRunnerArgs({"--seed", "7", "--runs=3", "--members", "5", "--faults",
                             "kill,pause-leader", "--duration-ms=2000", "--clients", "2"});
@@ -167,6 +203,27 @@ Operation Op(int64_t id, OpKind kind, const std::string& key, const std::string&
   op.revision = revision;
   if (kind == OpKind::kGet) op.found = KeyValue{key, value, revision, 2, 2, 0};
   return op;
+}
+
+// Only gRPC's own "no connection" Unavailable is a call that was never sent;
+// any other Unavailable (a connection lost mid-call, the server's own) may
+// have been applied.
+TEST(ClassifyStatusTest, OnlyANeverSentCallIsAFailureAmongUnavailables) {
+  using grpc::Status;
+  using grpc::StatusCode;
+  EXPECT_EQ(ClassifyStatus(Status::OK), Outcome::kOk);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::UNAVAILABLE,
+                                  "failed to connect to all addresses; last error: UNKNOWN: "
+                                  "ipv4:127.0.0.1:1: Failed to connect to remote host: "
+                                  "Connection refused")),
+            Outcome::kFailed);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::UNAVAILABLE, "Socket closed")), Outcome::kUnknown);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::UNAVAILABLE, "etcdserver: leader changed")),
+            Outcome::kUnknown);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded")),
+            Outcome::kUnknown);
+  EXPECT_EQ(ClassifyStatus(Status(StatusCode::INVALID_ARGUMENT, "etcdserver: key is not provided")),
+            Outcome::kFailed);
 }
 
 TEST(PlantStaleReadTest, PlantedReadIsAViolationTheCheckerReports) {

@@ -6,6 +6,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cluster_harness.h"
 
@@ -65,9 +66,14 @@ std::shared_ptr<grpc::Channel> NewClientChannel(const std::string& endpoint) {
   grpc::ChannelArguments args;
   // A distinct argument keeps the channel off any shared subchannel.
   args.SetInt("cppetcd.robustness.channel", counter.fetch_add(1));
+  // Reconnect quickly after a member restarts: 100 ms, backing off to 1 s.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // gRPC takes this one as the minimum time a connection attempt is given
+  // (its MIN_CONNECT_TIMEOUT), not as a backoff: at 100 ms, an attempt whose
+  // first SYN needed a retransmit (1 s) could never complete, and a channel
+  // stayed down long after its member was back ("tcp handshaker shutdown").
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
   return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
 }
 
@@ -81,6 +87,12 @@ Outcome ClassifyStatus(const grpc::Status& status) {
     case grpc::StatusCode::UNIMPLEMENTED:
     case grpc::StatusCode::OUT_OF_RANGE:
       return Outcome::kFailed;
+    case grpc::StatusCode::UNAVAILABLE:
+      // gRPC's pick failure on a channel without a ready connection; the
+      // server's own Unavailable errors start with "etcdserver:".
+      return absl::StartsWith(status.error_message(), "failed to connect to all addresses")
+                 ? Outcome::kFailed
+                 : Outcome::kUnknown;
     default:
       return Outcome::kUnknown;
   }
@@ -261,8 +273,9 @@ void Workload::KvClientLoop(int client) {
       } else if (done.kind == OpKind::kTxnCas && done.succeeded) {
         seen[done.key] = done.value;
       }
-    } else if (outcome == Outcome::kUnknown) {
-      // The member may be down or cut off: try the next one.
+    } else {
+      // The member may be down or cut off (an unknown outcome, or a call
+      // never sent for want of a connection): try the next one.
       member = (member + 1) % members;
       SleepUnless(stop_clients_, milliseconds(20));
     }
@@ -496,10 +509,19 @@ void Workload::WatchLoop(int watcher) {
 
 int64_t Workload::FinalReads(int member, int attempts) {
   const int client = 2000;
+  const int members = static_cast<int>(config_.endpoints.size());
+  // After a failure, the next attempt goes to the next member on a new
+  // channel: a channel that failed may still be backing off, and the final
+  // reads need one answer, from any member (all are linearizable).
   auto retry = [&](const Operation& op) {
     Operation done;
+    int target = member;
+    std::unique_ptr<etcdserverpb::KV::Stub> fresh;
     for (int a = 0; a < attempts; ++a) {
-      if (DoKv(op, member, KvStub(member), &done) == Outcome::kOk) return done;
+      etcdserverpb::KV::Stub* stub = fresh != nullptr ? fresh.get() : KvStub(target);
+      if (DoKv(op, target, stub, &done) == Outcome::kOk) return done;
+      target = (target + 1) % members;
+      fresh = etcdserverpb::KV::NewStub(NewClientChannel(config_.endpoints[target]));
       std::this_thread::sleep_for(milliseconds(200));
     }
     return done;

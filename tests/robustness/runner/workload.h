@@ -39,13 +39,18 @@ std::vector<std::string> KvKeys();          // the 8 keys, sorted
 std::vector<std::string> KvGroupPrefixes();  // "/rb/kv/a/", "/rb/kv/b/"
 
 // A channel to `endpoint` ("127.0.0.1:port") with short reconnect backoff
-// (100 ms .. 1 s), so a restarted member is found again quickly.
+// (100 ms .. 1 s), so a restarted member is found again quickly, and 5 s for
+// each connection attempt.
 std::shared_ptr<grpc::Channel> NewClientChannel(const std::string& endpoint);
 
 // How a gRPC status maps to an Outcome: OK -> kOk; errors the server gives
 // before it proposes anything (InvalidArgument, PermissionDenied,
-// Unauthenticated, Unimplemented, OutOfRange) -> kFailed; everything else
-// (DeadlineExceeded, Unavailable, Unknown, ...) -> kUnknown.
+// Unauthenticated, Unimplemented, OutOfRange) -> kFailed, and so is an
+// Unavailable that gRPC raised because the channel had no connection ("failed
+// to connect to all addresses": the call was never sent); everything else
+// (DeadlineExceeded, other Unavailable, Unknown, ...) -> kUnknown. A call
+// wrongly taken as failed could hide a write from the checker, so only that
+// exact client-side message counts.
 Outcome ClassifyStatus(const grpc::Status& status);
 
 class Workload {
@@ -69,9 +74,10 @@ class Workload {
   void StopClients();
   void JoinClients();
 
-  // Final reads through member `member`: Put of kSentinelKey, then a
+  // Final reads, first through member `member`: Put of kSentinelKey, then a
   // linearizable Get of every key and a Range of every group, each retried
-  // (recorded every time) up to `attempts` times until it succeeds. Returns
+  // (recorded every time) up to `attempts` times until it succeeds, each
+  // retry on the next member over a new channel. Returns
   // the sentinel Put's revision (0 if it never succeeded).
   int64_t FinalReads(int member, int attempts);
   // Waits until every watcher has seen an event at revision >= `revision`,
