@@ -73,22 +73,20 @@ std::string Members(const std::vector<int>& v, const std::vector<std::string>& a
   return absl::StrCat("{ ", absl::StrJoin(a, ", "), " }");
 }
 
-// Whether `pid` is a live process of this tool (comm is cut at 15 bytes;
-// a zombie, killed but not yet reaped, is dead).
-bool LiveRunner(pid_t pid) {
+// Whether `pid` is a live process (a zombie, killed but not yet reaped,
+// is dead). Any live process counts, not only cppetcd-robustness: the
+// runner's unit test builds networks under its own PID too, and a PID
+// reused by another program only delays the cleanup until it ends.
+bool LiveProcess(pid_t pid) {
   if (pid == ::getpid()) return true;
   std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
   std::string stat;
   if (!std::getline(in, stat)) return false;
   // "<pid> (<comm>) <state> ..."; comm may hold spaces and parentheses.
-  const size_t open = stat.find('('), close = stat.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close + 2 >= stat.size()) {
-    return false;
-  }
-  const std::string comm = stat.substr(open + 1, close - open - 1);
+  const size_t close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return false;
   const char state = stat[close + 2];
-  if (state == 'Z' || state == 'X') return false;
-  return !comm.empty() && std::string("cppetcd-robustness").rfind(comm, 0) == 0;
+  return state != 'Z' && state != 'X';
 }
 
 // The PID in `name` after `prefix` (digits up to the first non-digit), or 0.
@@ -242,14 +240,14 @@ std::vector<std::string> CleanStaleNetns() {
   for (const std::string& name : links) {
     for (const char* prefix : {kVethPrefix, kBridgePrefix}) {
       const pid_t pid = PidAfter(name, prefix);
-      if (pid == 0 || LiveRunner(pid)) continue;
+      if (pid == 0 || LiveProcess(pid)) continue;
       if (Run({ip, "link", "del", name}).ok()) removed.push_back("link " + name);
     }
   }
   for (const auto& e : fs::directory_iterator("/run/netns", ec)) {
     const std::string name = e.path().filename().string();
     const pid_t pid = PidAfter(name, kNamespacePrefix);
-    if (pid == 0 || LiveRunner(pid)) continue;
+    if (pid == 0 || LiveProcess(pid)) continue;
     if (Run({ip, "netns", "del", name}).ok()) removed.push_back("namespace " + name);
   }
   if (!nft.empty()) {
@@ -260,7 +258,7 @@ std::vector<std::string> CleanStaleNetns() {
         std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
         if (words.size() != 3 || words[0] != "table") continue;
         const pid_t pid = PidAfter(words[2], kTablePrefix);
-        if (pid == 0 || LiveRunner(pid)) continue;
+        if (pid == 0 || LiveProcess(pid)) continue;
         if (Run({nft, "delete", "table", words[1], words[2]}).ok()) {
           removed.push_back(absl::StrCat("nft table ", words[1], " ", words[2]));
         }

@@ -75,9 +75,9 @@ std::string NftTool();
 // missing.
 absl::Status CheckNetnsCapability();
 
-// Removes namespaces, links and nft tables of this tool whose PID is not a
-// live cppetcd-robustness process (a crashed or killed run). Returns one
-// line per thing removed.
+// Removes namespaces, links and nft tables of this naming whose PID is not
+// a live process (a crashed or killed run). Returns one line per thing
+// removed.
 std::vector<std::string> CleanStaleNetns();
 
 class NetnsNetwork {
