@@ -128,8 +128,11 @@ std::shared_ptr<grpc::Channel> GrpcTransport::Impl::NewChannel(const std::string
   // grows to 120 s, far too slow for failover.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, ClampInt(options_.min_backoff.count()));
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, ClampInt(options_.min_backoff.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, ClampInt(options_.max_backoff.count()));
+  // gRPC takes this one as the time one connection attempt (TCP and HTTP/2
+  // handshakes) is given, not as a backoff: at min_backoff (100 ms) a peer
+  // that took longer to answer, on a loaded machine, was never reached.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, ClampInt(options_.connect_timeout.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, ClampInt(options_.keepalive_time.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, ClampInt(options_.keepalive_timeout.count()));
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);

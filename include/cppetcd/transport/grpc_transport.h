@@ -62,8 +62,9 @@ struct TransportOptions {
   // channels' reconnect backoff.
   std::chrono::milliseconds min_backoff{100};
   std::chrono::milliseconds max_backoff{2000};
-  // How long one connection attempt may stay in CONNECTING before it counts
-  // as failed (a black-holed peer).
+  // How long one connection attempt (TCP and HTTP/2 handshakes) may take
+  // before it counts as failed (a black-holed peer); also gRPC's minimum
+  // connect timeout for the channels.
   std::chrono::milliseconds connect_timeout{1000};
   // HTTP/2 keepalive on peer connections: a silent peer is dropped after
   // about keepalive_time + keepalive_timeout.

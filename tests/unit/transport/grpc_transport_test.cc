@@ -938,6 +938,28 @@ TEST_F(GrpcTransportTest, FetchClusterInfoWaitsOutASlowHandshake) {
   EXPECT_EQ(info->member_id(), 2u);
 }
 
+// The raft stream to a peer whose handshake takes longer than the reconnect
+// backoff (250 ms against 50-100 ms) connects within connect_timeout: gRPC
+// once gave each connection attempt only about the backoff, so such a peer
+// (a loaded machine) was never reached.
+TEST_F(GrpcTransportTest, StreamConnectsThroughASlowHandshake) {
+  TransportOptions o = Options();
+  o.min_backoff = milliseconds(50);
+  o.max_backoff = milliseconds(100);
+  o.connect_timeout = milliseconds(2000);
+  Node* a = Start(1, kCluster, o);
+  Node* b = Start(2);
+  ASSERT_TRUE(a && b);
+  const int b_port = std::stoi(b->url.substr(b->url.rfind(':') + 1));
+  SlowRelay relay(b_port, milliseconds(250));
+  a->transport->AddPeer(2, {relay.url()});
+  b->transport->AddPeer(1, {a->url});
+  ASSERT_TRUE(WaitFor([&] {
+    a->transport->Send({Msg(1, 2, 1)});
+    return b->handler->MessageCount() >= 1;
+  })) << "no message reached the peer behind the slow handshake";
+}
+
 // ---- lifecycle
 
 TEST_F(GrpcTransportTest, CallsBeforeSetHandlerAreUnavailable) {
