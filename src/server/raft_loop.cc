@@ -79,6 +79,10 @@ void EtcdServer::Impl::RaftLoop() {
         raft_cv_.wait_until(l, next_tick);
       }
       if (raft_stop_) break;
+      if (!proposals_.empty()) {
+        metrics_.stage_propose_queue.Observe(
+            std::chrono::duration<double>(SteadyClock::now() - proposals_oldest_).count());
+      }
       props.swap(proposals_);
       tasks.swap(raft_tasks_);
       incoming.swap(incoming_);
@@ -188,8 +192,12 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
   }
   CPPETCD_CRASH_POINT("raft_before_save");
   if (!raft::IsEmptyHardState(rd.hard_state) || !rd.entries.empty()) {
+    const auto t0 = SteadyClock::now();
     if (auto s = wal_->Save(rd.hard_state, rd.entries, rd.must_sync); !s.ok()) {
       lg_.Fatal("failed to save Raft hard state and entries", {{"error", s.ToString()}});
+    }
+    if (!rd.entries.empty()) {
+      metrics_.stage_wal_save.Observe(std::chrono::duration<double>(SteadyClock::now() - t0).count());
     }
   }
   CPPETCD_CRASH_POINT("raft_after_save");
@@ -234,7 +242,7 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
         ++conf_changes_handed_;
       }
     }
-    apply_queue_.push_back(ApplyItem{rd.snapshot, rd.committed_entries});
+    apply_queue_.push_back(ApplyItem{rd.snapshot, rd.committed_entries, SteadyClock::now()});
     apply_cv_.notify_one();
   }
   CPPETCD_CRASH_POINT("raft_before_advance");
