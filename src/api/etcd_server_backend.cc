@@ -37,7 +37,10 @@ class MvccWatchStream final : public WatchStreamBackend {
     }
     return out;
   }
-  int64_t Rev() const override { return stream_->Rev(); }
+  int64_t Rev() const override {
+    server_->AwaitRepliedWrites();
+    return stream_->Rev();
+  }
 
  private:
   std::unique_ptr<mvcc::WatchStream> stream_;

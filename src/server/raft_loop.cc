@@ -231,22 +231,26 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
     }
     if (!out.empty()) transport_->Send(std::move(out));
   }
+  // Raft learns the Ready was handled first, so that the committed entries
+  // can then be moved (not copied) to the apply loop: Advance reads them
+  // (applied index, uncommitted-size accounting) and does no I/O, and the
+  // apply loop sees them no sooner than before.
+  CPPETCD_CRASH_POINT("raft_before_advance");
+  node_->Advance(rd);
   CPPETCD_CRASH_POINT("raft_before_apply");
   if (!rd.committed_entries.empty() || !raft::IsEmptySnapshot(rd.snapshot)) {
     std::unique_lock<std::mutex> l(apply_mu_);
-    // A copy: Advance needs the committed entries too (applied index,
-    // uncommitted-size accounting). A snapshot from the leader is installed
-    // by the apply loop before the entries that follow it.
+    // A snapshot from the leader is installed by the apply loop before the
+    // entries that follow it.
     for (const auto& e : rd.committed_entries) {
       if (e.type() == raftpb::EntryConfChange || e.type() == raftpb::EntryConfChangeV2) {
         ++conf_changes_handed_;
       }
     }
-    apply_queue_.push_back(ApplyItem{rd.snapshot, rd.committed_entries, SteadyClock::now()});
+    apply_queue_.push_back(
+        ApplyItem{std::move(rd.snapshot), std::move(rd.committed_entries), SteadyClock::now()});
     apply_cv_.notify_one();
   }
-  CPPETCD_CRASH_POINT("raft_before_advance");
-  node_->Advance(rd);
 }
 
 void EtcdServer::Impl::TakeSnapshot(uint64_t index) {

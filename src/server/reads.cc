@@ -22,7 +22,11 @@ void EtcdServer::Impl::FillHeaderImpl(etcdserverpb::ResponseHeader* h, bool set_
   h->set_cluster_id(cluster_id_.load());
   h->set_member_id(member_id_.load());
   h->set_raft_term(term_.load());
-  if (set_revision && store_ != nullptr) h->set_revision(store_->Rev());
+  if (set_revision && store_ != nullptr) {
+    // The revision a client sees must include the writes it was answered.
+    AwaitRepliedWrites();
+    h->set_revision(store_->Rev());
+  }
 }
 
 void EtcdServer::Impl::AwaitRepliedWrites() const {
