@@ -1,8 +1,9 @@
 // EtcdServer apply loop: committed entries go into the backend in one write
 // txn per batch together with the consistent index; conf changes update the
-// member bucket, alarms the alarm bucket; waiters are completed after the
-// commit; a raft snapshot is triggered every snapshot_count entries. Runs on
-// the apply thread; CompleteWaiter and ListAlarms are called from any thread.
+// member bucket, alarms the alarm bucket; waiters are completed before the
+// commit (entries are durable in the WAL; see ApplyBatch); a raft snapshot
+// is triggered every snapshot_count entries. Runs on the apply thread;
+// CompleteWaiter and ListAlarms are called from any thread.
 #include "server_impl.h"
 
 #include "absl/strings/str_format.h"
