@@ -10,12 +10,16 @@
 # Environment (defaults in brackets):
 #   ETCD_BIN     reference etcd                 [/usr/bin/etcd]
 #   CPPETCD_BIN  cppetcd binary; skipped if absent [BUILD_DIR/src/cmd/cppetcd]
+#   BASE_BIN     optional second cppetcd (e.g. a build before a change), run
+#                between the two as column "base"      [unset]
 #   BENCH_BIN    cppetcd-bench                   [BUILD_DIR/bench/cppetcd-bench]
 #   BENCH_BASE   directory for the data dirs     [${TMPDIR:-/tmp}]
 #   PUT_TOTAL    puts per put workload           [20000]
 #   RANGE_TOTAL  ranges per range workload       [20000]
 #   BENCH_TLS    1: client traffic over mutual TLS (certificates made with
 #                openssl for the run; --client-cert-auth)  [0]
+#   WORKLOAD_FILTER  run only the workloads whose name matches this
+#                extended regex (e.g. '^put')  [all]
 set -euo pipefail
 
 BUILD_DIR=${1:-$(cd "$(dirname "$0")/.." && pwd)/build}
@@ -35,6 +39,11 @@ WORKLOADS=(
   "range linearizable 10 x 100|--conns 10 --clients 100 range bench-key --total $RANGE_TOTAL --consistency l"
   "range serializable 10 x 100|--conns 10 --clients 100 range bench-key --total $RANGE_TOTAL --consistency s"
 )
+if [[ -n ${WORKLOAD_FILTER:-} ]]; then
+  kept=()
+  for w in "${WORKLOADS[@]}"; do [[ ${w%%|*} =~ $WORKLOAD_FILTER ]] && kept+=("$w"); done
+  WORKLOADS=("${kept[@]}")
+fi
 
 # Mutual TLS: a CA, a server certificate for 127.0.0.1 and a client one.
 SCHEME=http
@@ -71,6 +80,14 @@ free_port() {
 
 # run_server NAME BINARY -> fills RESULTS[NAME/...]
 declare -A RESULTS
+# Server CPU time (user + system) in microseconds, from /proc/PID/stat.
+cpu_us() {
+  local f
+  read -ra f < "/proc/$1/stat"
+  # Fields 14 and 15 (utime, stime) in clock ticks; the name (field 2) has
+  # no spaces for either server.
+  echo $(( (f[13] + f[14]) * 1000000 / $(getconf CLK_TCK) ))
+}
 run_server() {
   local name=$1 bin=$2
   WORK_DIR=$(mktemp -d "$BENCH_BASE/cppetcd-bench-XXXXXX")
@@ -98,9 +115,15 @@ run_server() {
   for w in "${WORKLOADS[@]}"; do
     local args=${w#*|}
     # shellcheck disable=SC2086
-    local line
+    local line cpu0 cpu1 total
+    total=$(sed -n 's/.*--total \([0-9]*\).*/\1/p' <<<"$args")
+    cpu0=$(cpu_us "$SERVER_PID")
     line=$("$BENCH_BIN" --endpoints "$ep" "${CLIENT_TLS[@]}" $args | grep '^RESULT' || true)
+    cpu1=$(cpu_us "$SERVER_PID")
+    RESULTS[$name/$i/cpu]=$(( (cpu1 - cpu0) / total ))
+    line="$line server_cpu_us_per_req=${RESULTS[$name/$i/cpu]}"
     RESULTS[$name/$i/rps]=$(sed -n 's/.* rps=\([0-9.]*\).*/\1/p' <<<"$line")
+    RESULTS[$name/$i/p50]=$(sed -n 's/.* p50_ms=\([0-9.]*\).*/\1/p' <<<"$line")
     RESULTS[$name/$i/p99]=$(sed -n 's/.* p99_ms=\([0-9.]*\).*/\1/p' <<<"$line")
     RESULTS[$name/$i/err]=$(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")
     echo "$name: ${w%%|*}: $line" >&2
@@ -114,7 +137,13 @@ run_server() {
 }
 
 SERVERS=()
+COLUMNS_=(etcd)
 run_server etcd "$ETCD_BIN" && SERVERS+=(etcd)
+if [[ -n ${BASE_BIN:-} ]]; then
+  COLUMNS_+=(base)
+  run_server base "$BASE_BIN" && SERVERS+=(base)
+fi
+COLUMNS_+=(cppetcd)
 if [[ -x $CPPETCD_BIN ]]; then
   run_server cppetcd "$CPPETCD_BIN" && SERVERS+=(cppetcd)
 else
@@ -123,28 +152,28 @@ fi
 
 val() { local v=${RESULTS[$1]:-}; echo "${v:-n/a}"; }
 printf '\n%-42s' "workload"
-for s in etcd cppetcd; do printf ' | %12s %10s' "$s req/s" "p99 ms"; done
+for s in "${COLUMNS_[@]}"; do printf ' | %12s %14s %8s' "$s req/s" "p50/p99 ms" "CPU us"; done
 printf '\n'
 i=0
 for w in "${WORKLOADS[@]}"; do
   printf '%-42s' "${w%%|*}"
-  for s in etcd cppetcd; do
+  for s in "${COLUMNS_[@]}"; do
     local_err=$(val "$s/$i/err")
     rps=$(val "$s/$i/rps")
     [[ $local_err != n/a && $local_err != 0 ]] && rps="$rps(E$local_err)"
-    printf ' | %12s %10s' "$rps" "$(val "$s/$i/p99")"
+    printf ' | %12s %14s %8s' "$rps" "$(val "$s/$i/p50")/$(val "$s/$i/p99")" "$(val "$s/$i/cpu")"
   done
   printf '\n'
   i=$((i + 1))
 done
 printf '%-42s' "server peak RSS (VmHWM, MiB)"
-for s in etcd cppetcd; do
+for s in "${COLUMNS_[@]}"; do
   r=$(val "$s/rss"); [[ $r != n/a ]] && r=$((r / 1024))
-  printf ' | %12s %10s' "$r" ""
+  printf ' | %12s %14s %8s' "$r" "" ""
 done
 printf '\n%-42s' "data dir size after run (MiB)"
-for s in etcd cppetcd; do
+for s in "${COLUMNS_[@]}"; do
   d=$(val "$s/db"); [[ $d != n/a ]] && d=$((d / 1024))
-  printf ' | %12s %10s' "$d" ""
+  printf ' | %12s %14s %8s' "$d" "" ""
 done
 printf '\n'

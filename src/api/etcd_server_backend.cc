@@ -11,13 +11,15 @@ namespace {
 
 class MvccWatchStream final : public WatchStreamBackend {
  public:
-  explicit MvccWatchStream(std::unique_ptr<mvcc::WatchStream> stream)
-      : stream_(std::move(stream)) {}
+  MvccWatchStream(std::unique_ptr<mvcc::WatchStream> stream, const server::EtcdServer* server)
+      : stream_(std::move(stream)), server_(server) {}
   ~MvccWatchStream() override { stream_->Close(); }
 
   absl::StatusOr<int64_t> Watch(int64_t watch_id, std::string key, std::string end,
                                 int64_t start_rev, bool no_put, bool no_delete,
                                 bool prev_kv) override {
+    // A watch from "now" starts after every write already answered.
+    server_->AwaitRepliedWrites();
     // Periodic progress is driven by the api (StreamHub), so the store's own
     // progress timer is not asked for.
     return stream_->Watch(watch_id, std::move(key), std::move(end), start_rev, no_put, no_delete,
@@ -35,10 +37,14 @@ class MvccWatchStream final : public WatchStreamBackend {
     }
     return out;
   }
-  int64_t Rev() const override { return stream_->Rev(); }
+  int64_t Rev() const override {
+    server_->AwaitRepliedWrites();
+    return stream_->Rev();
+  }
 
  private:
   std::unique_ptr<mvcc::WatchStream> stream_;
+  const server::EtcdServer* server_;
 };
 
 class EtcdServerBackend final : public ServerBackend {
@@ -164,7 +170,7 @@ class EtcdServerBackend final : public ServerBackend {
   }
   bool IsLearner() const override { return s_->IsLearner(); }
   std::unique_ptr<WatchStreamBackend> NewWatchStream(std::function<void()> notify) override {
-    return std::make_unique<MvccWatchStream>(s_->Watchable()->NewWatchStream(std::move(notify)));
+    return std::make_unique<MvccWatchStream>(s_->Watchable()->NewWatchStream(std::move(notify)), s_);
   }
   int64_t MaxRequestBytes() const override {
     return static_cast<int64_t>(s_->Config().max_request_bytes);

@@ -416,6 +416,17 @@ void CollectServerMetrics(server::EtcdServer* server, ExpositionWriter& w) {
               m.backend_commit_seconds.Snapshot());
   w.Histogram("etcd_disk_wal_fsync_duration_seconds",
               "The latency distributions of fsync called by WAL.", m.wal_fsync_seconds.Snapshot());
+  // cppetcd's own: where a write's time goes (ServerMetrics stage_*).
+  const std::pair<const char*, const util::Histogram*> stages[] = {
+      {"propose_queue", &m.stage_propose_queue}, {"wal_save", &m.stage_wal_save},
+      {"apply_queue", &m.stage_apply_queue},     {"apply", &m.stage_apply},
+      {"reply_to_commit", &m.stage_reply_to_commit},
+      {"propose_to_reply", &m.stage_propose_to_reply}};
+  for (const auto& [stage, h] : stages) {
+    w.Histogram("cppetcd_debug_write_stage_duration_seconds",
+                "Latency of the stages of the write path (docs/benchmarks.md).", h->Snapshot(),
+                {{"stage", stage}});
+  }
 
   // etcd 3.4 mvcc/metrics.go: operations of mvcc txns (mvcc/txn_metrics.h),
   // also under their etcd_debugging_ names.

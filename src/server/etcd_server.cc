@@ -46,6 +46,7 @@ mvcc::WatchableStore* EtcdServer::Watchable() { return impl_->watchable_.get(); 
 const mvcc::Store* EtcdServer::Store() const { return impl_->store_.get(); }
 storage::Backend* EtcdServer::Backend() { return impl_->backend_.get(); }
 ServerMetrics& EtcdServer::Metrics() { return impl_->metrics_; }
+void EtcdServer::AwaitRepliedWrites() const { impl_->AwaitRepliedWrites(); }
 void EtcdServer::FillHeader(etcdserverpb::ResponseHeader* header) const {
   impl_->FillHeaderImpl(header, /*set_revision=*/true);
 }
@@ -72,6 +73,7 @@ void EtcdServer::Range(const etcdserverpb::RangeRequest& req,
     std::move(done)(std::move(resp));
   };
   if (req.serializable()) {
+    impl->AwaitRepliedWrites();
     serve(absl::OkStatus());
   } else {
     impl->EnqueueLinearizableRead(std::move(serve));
@@ -126,6 +128,7 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Txn
       std::move(done)(std::move(resp));
     };
     if (serializable) {
+      impl->AwaitRepliedWrites();
       serve(absl::OkStatus());
     } else {
       impl->EnqueueLinearizableRead(std::move(serve));
@@ -280,6 +283,7 @@ void EtcdServer::Status(const etcdserverpb::StatusRequest&,
                         Done<etcdserverpb::StatusResponse> done) {
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
+  impl->AwaitRepliedWrites();
   etcdserverpb::StatusResponse resp;
   impl->FillHeaderImpl(resp.mutable_header(), true);
   resp.set_version(kServerVersion);
@@ -304,6 +308,7 @@ void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& req,
                         Done<etcdserverpb::HashKVResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
+  impl_->AwaitRepliedWrites();
   auto h = impl_->store_->HashByRev(req.revision());
   if (!h.ok()) return std::move(done)(h.status());
   etcdserverpb::HashKVResponse resp;
@@ -323,6 +328,7 @@ void EtcdServer::MoveLeader(const etcdserverpb::MoveLeaderRequest& req,
 
 absl::Status EtcdServer::SnapshotBackend(int fd) {
   if (impl_->Stopping() || impl_->backend_ == nullptr) return ErrStopped();
+  impl_->AwaitRepliedWrites();
   return impl_->backend_->CopyTo(fd);
 }
 

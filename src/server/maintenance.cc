@@ -35,6 +35,7 @@ struct PeerHash {
 void EtcdServer::Hash(const etcdserverpb::HashRequest&, Done<etcdserverpb::HashResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
+  impl_->AwaitRepliedWrites();
   const int64_t rev = impl_->store_->Rev();
   auto h = impl_->backend_->Hash({{std::string(storage::kMetaBucket),
                                    std::string(kConsistentIndexKey)}});
@@ -49,6 +50,7 @@ void EtcdServer::Hash(const etcdserverpb::HashRequest&, Done<etcdserverpb::HashR
 void EtcdServer::Impl::HashKVLocal(int64_t revision,
                                    PeerDone<etcdserverpb::HashKVResponse> done) {
   if (Stopping()) return std::move(done)(ErrStopped());
+  AwaitRepliedWrites();
   auto h = store_->HashByRev(revision);
   if (!h.ok()) return std::move(done)(h.status());
   etcdserverpb::HashKVResponse resp;

@@ -102,7 +102,8 @@ void EtcdServer::Impl::ProposeConfChange(raftpb::ConfChange cc, Waiter w) {
   cc.set_id(id);
   {
     std::unique_lock<std::mutex> l(wait_mu_);
-    waiters_[id] = WaitEntry{std::move(w), SteadyClock::now() + cfg_.request_timeout};
+    const auto now = SteadyClock::now();
+    waiters_[id] = WaitEntry{std::move(w), now + cfg_.request_timeout, now};
   }
   metrics_.proposals_pending.fetch_add(1, std::memory_order_relaxed);
   bool posted = false;

@@ -41,7 +41,8 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
       std::move(w)(Outcome{ErrTooManyRequests(), {}, std::nullopt});
       return;
     }
-    waiters_[id] = WaitEntry{std::move(w), SteadyClock::now() + cfg_.request_timeout};
+    const auto now = SteadyClock::now();
+    waiters_[id] = WaitEntry{std::move(w), now + cfg_.request_timeout, now};
     const auto held = static_cast<int64_t>(waiters_.size());
     if (held > metrics_.proposals_pending_peak.load(std::memory_order_relaxed)) {
       metrics_.proposals_pending_peak.store(held, std::memory_order_relaxed);
@@ -60,6 +61,7 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
         queue_full = true;
       } else {
         metrics_.proposals_queued_bytes.fetch_add(data.size());
+        if (proposals_.empty()) proposals_oldest_ = SteadyClock::now();
         proposals_.emplace_back(id, std::move(data));
         raft_cv_.notify_one();
       }

@@ -79,6 +79,10 @@ void EtcdServer::Impl::RaftLoop() {
         raft_cv_.wait_until(l, next_tick);
       }
       if (raft_stop_) break;
+      if (!proposals_.empty()) {
+        metrics_.stage_propose_queue.Observe(
+            std::chrono::duration<double>(SteadyClock::now() - proposals_oldest_).count());
+      }
       props.swap(proposals_);
       tasks.swap(raft_tasks_);
       incoming.swap(incoming_);
@@ -188,8 +192,12 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
   }
   CPPETCD_CRASH_POINT("raft_before_save");
   if (!raft::IsEmptyHardState(rd.hard_state) || !rd.entries.empty()) {
+    const auto t0 = SteadyClock::now();
     if (auto s = wal_->Save(rd.hard_state, rd.entries, rd.must_sync); !s.ok()) {
       lg_.Fatal("failed to save Raft hard state and entries", {{"error", s.ToString()}});
+    }
+    if (!rd.entries.empty()) {
+      metrics_.stage_wal_save.Observe(std::chrono::duration<double>(SteadyClock::now() - t0).count());
     }
   }
   CPPETCD_CRASH_POINT("raft_after_save");
@@ -223,22 +231,26 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
     }
     if (!out.empty()) transport_->Send(std::move(out));
   }
+  // Raft learns the Ready was handled first, so that the committed entries
+  // can then be moved (not copied) to the apply loop: Advance reads them
+  // (applied index, uncommitted-size accounting) and does no I/O, and the
+  // apply loop sees them no sooner than before.
+  CPPETCD_CRASH_POINT("raft_before_advance");
+  node_->Advance(rd);
   CPPETCD_CRASH_POINT("raft_before_apply");
   if (!rd.committed_entries.empty() || !raft::IsEmptySnapshot(rd.snapshot)) {
     std::unique_lock<std::mutex> l(apply_mu_);
-    // A copy: Advance needs the committed entries too (applied index,
-    // uncommitted-size accounting). A snapshot from the leader is installed
-    // by the apply loop before the entries that follow it.
+    // A snapshot from the leader is installed by the apply loop before the
+    // entries that follow it.
     for (const auto& e : rd.committed_entries) {
       if (e.type() == raftpb::EntryConfChange || e.type() == raftpb::EntryConfChangeV2) {
         ++conf_changes_handed_;
       }
     }
-    apply_queue_.push_back(ApplyItem{rd.snapshot, rd.committed_entries});
+    apply_queue_.push_back(
+        ApplyItem{std::move(rd.snapshot), std::move(rd.committed_entries), SteadyClock::now()});
     apply_cv_.notify_one();
   }
-  CPPETCD_CRASH_POINT("raft_before_advance");
-  node_->Advance(rd);
 }
 
 void EtcdServer::Impl::TakeSnapshot(uint64_t index) {

@@ -22,7 +22,22 @@ void EtcdServer::Impl::FillHeaderImpl(etcdserverpb::ResponseHeader* h, bool set_
   h->set_cluster_id(cluster_id_.load());
   h->set_member_id(member_id_.load());
   h->set_raft_term(term_.load());
-  if (set_revision && store_ != nullptr) h->set_revision(store_->Rev());
+  if (set_revision && store_ != nullptr) {
+    // The revision a client sees must include the writes it was answered.
+    AwaitRepliedWrites();
+    h->set_revision(store_->Rev());
+  }
+}
+
+void EtcdServer::Impl::AwaitRepliedWrites() const {
+  // A waiter's callback runs on the apply thread, before the commit it
+  // would wait for: what it reads is its own batch's past anyway.
+  if (std::this_thread::get_id() == apply_thread_id_.load(std::memory_order_relaxed)) return;
+  const uint64_t replied = replied_index_.load(std::memory_order_acquire);
+  if (applied_index_atomic_.load(std::memory_order_acquire) >= replied) return;
+  std::unique_lock<std::mutex> l(applied_mu_);
+  applied_cv_.wait_for(l, cfg_.request_timeout,
+                       [&] { return applied_index_ >= replied || Stopping(); });
 }
 
 void EtcdServer::Impl::EnqueueLinearizableRead(ReadFn fn) {

@@ -138,6 +138,10 @@ struct Outcome {
   std::optional<etcdserverpb::AlarmResponse> alarm;
   // Auth requests (auth.cc): the response message of the request's type.
   std::shared_ptr<google::protobuf::Message> auth_response;
+  // The store revision right after this entry applied (0: not applied):
+  // the response header's revision when the response carries none. Its
+  // reply may go out before the batch's commit publishes the revision.
+  int64_t revision = 0;
 };
 using Waiter = absl::AnyInvocable<void(Outcome) &&>;
 
@@ -150,6 +154,7 @@ using Waiter = absl::AnyInvocable<void(Outcome) &&>;
 struct ApplyItem {
   raftpb::Snapshot snapshot;
   std::vector<raftpb::Entry> entries;
+  std::chrono::steady_clock::time_point queued;  // for the apply_queue stage metric
 };
 
 class EtcdServer::Impl final : public PeerHandler {
@@ -234,6 +239,11 @@ class EtcdServer::Impl final : public PeerHandler {
   // ---- reads
   using ReadFn = absl::AnyInvocable<void(absl::Status) &&>;
   void EnqueueLinearizableRead(ReadFn fn);
+  // Blocks until every write whose reply went out is committed and
+  // published in the store (applied_index_ >= replied_index_), at most
+  // request_timeout or until the server stops. Any thread but the apply
+  // thread; returns at once in the common case (nothing in flight).
+  void AwaitRepliedWrites() const;
   void FillHeaderImpl(etcdserverpb::ResponseHeader* h, bool set_revision) const;
 
   // ---- threads
@@ -347,6 +357,8 @@ class EtcdServer::Impl final : public PeerHandler {
   std::mutex raft_mu_;
   std::condition_variable raft_cv_;
   std::deque<std::pair<uint64_t, std::string>> proposals_ ABSL_GUARDED_BY(raft_mu_);
+  // When the oldest entry of proposals_ was queued (propose_queue metric).
+  SteadyClock::time_point proposals_oldest_ ABSL_GUARDED_BY(raft_mu_);
   std::vector<absl::AnyInvocable<void()>> raft_tasks_ ABSL_GUARDED_BY(raft_mu_);
   std::vector<raftpb::Message> incoming_ ABSL_GUARDED_BY(raft_mu_);  // from peers
   bool raft_stop_ ABSL_GUARDED_BY(raft_mu_) = false;
@@ -365,15 +377,22 @@ class EtcdServer::Impl final : public PeerHandler {
 
   // Applied index, for ReadIndex waits and status.
   mutable std::mutex applied_mu_;
-  std::condition_variable applied_cv_;
+  mutable std::condition_variable applied_cv_;
   uint64_t applied_index_ ABSL_GUARDED_BY(applied_mu_) = 0;
   std::atomic<uint64_t> applied_index_atomic_{0};
+  // Highest index whose waiters the apply loop completed before its batch's
+  // backend commit (ApplyBatch); applied_index_ catches up at that commit.
+  // Local reads wait for it (AwaitRepliedWrites): a client that got a reply
+  // reads its own write. Written by the apply thread.
+  std::atomic<uint64_t> replied_index_{0};
+  std::atomic<std::thread::id> apply_thread_id_{};  // set by ApplyLoop
 
   // Proposal waiters by request ID.
   std::mutex wait_mu_;
   struct WaitEntry {
     Waiter fn;
     SteadyClock::time_point deadline;
+    SteadyClock::time_point proposed;  // propose_to_reply metric
   };
   absl::flat_hash_map<uint64_t, WaitEntry> waiters_ ABSL_GUARDED_BY(wait_mu_);
   struct PhysicalWait {
@@ -467,6 +486,9 @@ Waiter EtcdServer::Impl::MakeWaiter(Done<Resp> done) {
     Resp* resp = std::get_if<Resp>(&o.result.response);
     Resp out;
     if (resp != nullptr) out = std::move(*resp);
+    if (out.header().revision() == 0 && o.revision != 0) {
+      out.mutable_header()->set_revision(o.revision);
+    }
     FillHeaderImpl(out.mutable_header(), /*set_revision=*/out.header().revision() == 0);
     std::move(done)(std::move(out));
   };

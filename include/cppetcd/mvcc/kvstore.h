@@ -173,6 +173,9 @@ class Store {
 
   // The newest published revision (1 for an empty store, as etcd). Any thread.
   int64_t Rev() const { return published_rev_.load(std::memory_order_acquire); }
+  // The revision including writes not yet published (their backend txn not
+  // committed: OnCommit publishes it). The apply thread only.
+  int64_t ApplyRev() const { return current_rev_; }
   // The compact revision readers see (-1 before any compaction, as etcd).
   int64_t CompactRev() const { return published_compact_rev_.load(std::memory_order_acquire); }
 

@@ -136,6 +136,29 @@ TEST_F(ServerTest, PutRangeDeleteTxn) {
   EXPECT_EQ(Value("foo"), "<none>");
 }
 
+// Replies to writes go out before their backend commit (apply_loop.cc):
+// every local read after a reply must still see the write. Without
+// AwaitRepliedWrites a serializable read at the put's revision would fail as
+// a future revision while the commit's fdatasync runs.
+TEST_F(ServerTest, ReadsAfterAReplySeeTheWrite) {
+  StartServer();
+  for (int i = 0; i < 200; ++i) {
+    const std::string k = "ryw/" + std::to_string(i);
+    auto p = Put(k, "v" + std::to_string(i));
+    ASSERT_TRUE(p.ok()) << p.status();
+    const int64_t rev = p->header().revision();
+    auto at = Get(k, /*serializable=*/true, rev);
+    ASSERT_TRUE(at.ok()) << "put " << i << " at revision " << rev << ": " << at.status();
+    ASSERT_EQ(at->kvs_size(), 1) << i;
+    EXPECT_EQ(at->kvs(0).value(), "v" + std::to_string(i));
+    EXPECT_GE(at->header().revision(), rev);
+    auto p2 = Put(k + "/b", "w");
+    ASSERT_TRUE(p2.ok()) << p2.status();
+    server_->AwaitRepliedWrites();
+    ASSERT_GE(server_->Store()->Rev(), p2->header().revision()) << i;
+  }
+}
+
 TEST_F(ServerTest, DefaultMemberIdAndMemberList) {
   StartServer();
   EXPECT_EQ(util::IdToHex(server_->MemberId()), "8e9e05c52164694d");
