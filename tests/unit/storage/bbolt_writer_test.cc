@@ -106,6 +106,21 @@ uint64_t RoundTrip(const Db& db, uint32_t ps = 4096) {
     EXPECT_EQ((*r)->page_size(), ps);
     EXPECT_EQ(static_cast<uint64_t>((*r)->SizeBytes()), *size);
   }
+  {
+    // The size from the two meta pages alone, as a stream announces it.
+    std::ifstream in(f.path(), std::ios::binary);
+    std::string head(2 * ps, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    auto from_head = BboltSizeFromHead(head);
+    EXPECT_TRUE(from_head.ok()) << from_head.status();
+    if (from_head.ok()) EXPECT_EQ(*from_head, *size);
+    EXPECT_FALSE(BboltSizeFromHead(head.substr(0, 40)).ok());
+    head[16 + 20] ^= 1;  // meta 0's root: its checksum fails, meta 1 is used
+    from_head = BboltSizeFromHead(head);
+    EXPECT_TRUE(from_head.ok() && *from_head == *size);
+    head[ps + 16 + 20] ^= 1;  // both bad
+    EXPECT_FALSE(BboltSizeFromHead(head).ok());
+  }
   Db got = ReadBack(f.path());
   EXPECT_TRUE(got == db) << "round trip differs (" << got.size() << " vs " << db.size()
                          << " buckets)";
