@@ -5,6 +5,7 @@
 #include "cppetcd/mvcc/watchable_store.h"
 #include "cppetcd/server/etcd_server.h"
 #include "cppetcd/storage/backend.h"
+#include "cppetcd/storage/bbolt_reader.h"
 
 namespace cppetcd::api {
 namespace {
@@ -130,7 +131,7 @@ class EtcdServerBackend final : public ServerBackend {
 
   absl::Status SnapshotBackend(int fd) override { return s_->SnapshotBackend(fd); }
   absl::StatusOr<uint64_t> SnapshotSize(std::string_view head) override {
-    return storage::Backend::CopySizeFromHead(head);
+    return storage::BboltSizeFromHead(head);
   }
 
   absl::Status AuthorizeAdmin() override { return s_->AuthorizeAdmin(); }

@@ -1,5 +1,7 @@
-// Maintenance.Snapshot (etcd 3.4 v3rpc/maintenance.go): the backend's copy
-// is written into a pipe on a thread of its own and streamed as it comes, in
+// Maintenance.Snapshot (etcd 3.4 v3rpc/maintenance.go): the backend, as an
+// etcd bbolt database (ServerBackend::SnapshotBackend, so that etcdctl
+// snapshot status/restore and etcd open it), is written into a pipe on a
+// thread of its own and streamed as it comes, in
 // 32 KiB blobs with remaining_bytes counting down, followed by one blob
 // holding the SHA-256 of everything sent (etcdctl checks it on restore).
 //

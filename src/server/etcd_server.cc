@@ -4,7 +4,18 @@
 // thread; Done callbacks run on the thread that completes the request.
 #include "server_impl.h"
 
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "cppetcd/server/etcd_backend_export.h"
+#include "cppetcd/storage/bbolt_writer.h"
 #include "cppetcd/auth/errors.h"
 
 namespace cppetcd::server {
@@ -326,10 +337,50 @@ void EtcdServer::MoveLeader(const etcdserverpb::MoveLeaderRequest& req,
   impl_->MoveLeader(req.targetid(), std::move(done));
 }
 
-absl::Status EtcdServer::SnapshotBackend(int fd) {
+absl::Status EtcdServer::SnapshotBackend(int fd, SnapshotFormat format) {
   if (impl_->Stopping() || impl_->backend_ == nullptr) return ErrStopped();
+  // Answered writes are in LMDB before the copy's read txn starts.
   impl_->AwaitRepliedWrites();
-  return impl_->backend_->CopyTo(fd);
+  if (format == SnapshotFormat::kLmdb) return impl_->backend_->CopyTo(fd);
+  // The bbolt file is built in the data dir from one read txn, then
+  // streamed. It is unlinked at once: the descriptor keeps it until closed,
+  // and a crash leaves nothing behind.
+  std::string tmpl = impl_->snap_dir_ + "/db.snapshot-XXXXXX";
+  const int tmp = ::mkostemp(tmpl.data(), O_CLOEXEC);
+  if (tmp < 0) {
+    return absl::InternalError(absl::StrCat("create ", tmpl, ": ", std::strerror(errno)));
+  }
+  ::unlink(tmpl.c_str());
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{tmp};
+  uint64_t size = 0;
+  {
+    auto rtx = impl_->backend_->BeginRead();
+    if (!rtx.ok()) return rtx.status();
+    auto w = storage::BboltWriter::Create(tmp);
+    if (!w.ok()) return w.status();
+    if (absl::Status s = ExportEtcdBackend(rtx->get(), w->get()); !s.ok()) return s;
+    auto n = (*w)->Finish();
+    if (!n.ok()) return n.status();
+    size = *n;
+  }  // the read txn ends before the (client-paced) stream
+  std::vector<char> buf(256 * 1024);
+  for (uint64_t off = 0; off < size;) {
+    const ssize_t r = ::pread(tmp, buf.data(), std::min<uint64_t>(buf.size(), size - off),
+                              static_cast<off_t>(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return absl::InternalError(absl::StrCat("read ", tmpl, ": ", std::strerror(errno)));
+    for (ssize_t done = 0; done < r;) {
+      const ssize_t wr = ::write(fd, buf.data() + done, static_cast<size_t>(r - done));
+      if (wr < 0 && errno == EINTR) continue;
+      if (wr < 0) return absl::InternalError(absl::StrCat("snapshot write: ", std::strerror(errno)));
+      done += wr;
+    }
+    off += static_cast<uint64_t>(r);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace cppetcd::server

@@ -55,6 +55,30 @@ bool LooksLikeBbolt(std::string_view head) {
   return head.size() >= kPageHeaderSize + 4 && Le32(head.data() + kPageHeaderSize) == kBboltMagic;
 }
 
+absl::StatusOr<uint64_t> BboltSizeFromHead(std::string_view head) {
+  if (!LooksLikeBbolt(head) || head.size() < kPageHeaderSize + 64) {
+    return absl::InvalidArgumentError("not a bbolt database");
+  }
+  const uint32_t ps = Le32(head.data() + kPageHeaderSize + 8);
+  bool found = false;
+  uint64_t best_txid = 0, size = 0;
+  for (uint64_t m = 0; m < 2; ++m) {
+    const uint64_t off = m * ps;
+    if (ps < 1024 || ps > 65536 || off + kPageHeaderSize + 64 > head.size()) continue;
+    const char* meta = head.data() + off + kPageHeaderSize;
+    if (Le32(meta) != kBboltMagic || Le32(meta + 4) != 2 || Le32(meta + 8) != ps) continue;
+    if (Fnv1a64(meta, 56) != Le64(meta + 56)) continue;
+    const uint64_t txid = Le64(meta + 48);
+    if (found && txid <= best_txid) continue;
+    if (Le64(meta + 40) > (uint64_t{1} << 47) / ps) continue;  // no real file is that large
+    found = true;
+    best_txid = txid;
+    size = Le64(meta + 40) * ps;
+  }
+  if (!found) return absl::InvalidArgumentError("bbolt: no valid meta page");
+  return size;
+}
+
 // One tree walk: a page is a byte range (in data_ or inside an inline
 // bucket value); the walk visits leaf elements in key order.
 // A page is entered at most once per walk: a B+tree shares no pages, so a

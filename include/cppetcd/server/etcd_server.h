@@ -281,9 +281,17 @@ class EtcdServer {
   // ErrTimeoutLeaderTransfer. Moving to itself is OK at once.
   void MoveLeader(const etcdserverpb::MoveLeaderRequest& req,
                   Done<etcdserverpb::MoveLeaderResponse> done);
-  // Writes a consistent copy of the backend (bbolt-equivalent snapshot for
-  // Maintenance.Snapshot) to `fd`. Blocking; call from a non-server thread.
-  absl::Status SnapshotBackend(int fd);
+  // Writes a consistent copy of the backend to `fd` as an etcd 3.4 bbolt
+  // database (Maintenance.Snapshot; etcd_backend_export.h), built from one
+  // read txn into an unlinked temporary file in <data-dir>/member/snap and
+  // then copied to `fd` (the read txn ends before the copy). Memory is
+  // bounded (storage::BboltWriter); disk: one compact copy. Blocking; call
+  // from a non-server thread. Errors: ErrStopped, Internal for I/O.
+  // kLmdb instead writes cppetcd's own LMDB file (Backend::CopyTo: a file
+  // that can replace <data-dir>/member/snap/db); nothing serves it to
+  // clients.
+  enum class SnapshotFormat { kEtcdBbolt, kLmdb };
+  absl::Status SnapshotBackend(int fd, SnapshotFormat format = SnapshotFormat::kEtcdBbolt);
 
   // ---- Auth (etcd 3.4 Auth service and the checks of auth/store.go).
   // The caller of every method of this class is taken from

@@ -36,6 +36,13 @@ inline constexpr uint32_t kBboltMagic = 0xED0CDAED;
 // meta page (magic at offset 16).
 bool LooksLikeBbolt(std::string_view head);
 
+// The size of a bbolt file from its first bytes (its two meta pages, so
+// 2 x 64 KiB always does): high-water page id x page size of the valid meta
+// with the higher txid, which is the whole file for a file written by
+// BboltWriter or by bbolt's Tx.WriteTo. InvalidArgument if `head` is not a
+// bbolt file or has no valid meta page.
+absl::StatusOr<uint64_t> BboltSizeFromHead(std::string_view head);
+
 class BboltReader {
  public:
   // Reads and validates the file at `path`; trailing bytes past the last

@@ -12,6 +12,7 @@
 #include "cppetcd/api/etcd_server_backend.h"
 #include "cppetcd/api/grpc_server.h"
 #include "cppetcd/server/etcd_server.h"
+#include "cppetcd/storage/bbolt_reader.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 
 namespace cppetcd::api {
@@ -302,13 +303,27 @@ TEST_F(EtcdServerApiTest, Snapshot) {
   etcdserverpb::SnapshotResponse resp;
   uint64_t bytes = 0;
   int messages = 0;
+  std::string head;
+  uint64_t announced = 0;  // the first message's blob + remaining_bytes
   while (reader->Read(&resp)) {
+    if (messages == 0) {
+      head = resp.blob();
+      announced = resp.blob().size() + resp.remaining_bytes();
+    }
     bytes += resp.blob().size();
     ++messages;
   }
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_GE(messages, 2);
   EXPECT_GT(bytes, 32u);
+  // etcd's format: a bbolt file of whole 4 KiB pages, its size announced
+  // up front, then the 32-byte SHA-256.
+  EXPECT_TRUE(storage::LooksLikeBbolt(head));
+  EXPECT_EQ(announced + 32, bytes);
+  EXPECT_EQ(announced % 4096, 0u);
+  auto size = storage::BboltSizeFromHead(head);
+  ASSERT_TRUE(size.ok()) << size.status();
+  EXPECT_EQ(*size, announced);
 }
 
 TEST_F(EtcdServerApiTest, StatusAndMembers) {

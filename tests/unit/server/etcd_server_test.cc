@@ -263,7 +263,7 @@ TEST_F(ServerTest, ReplaysWalOverStaleBackend) {
   const std::string copy = dir_ + "/db.copy";
   int fd = ::open(copy.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0600);
   ASSERT_GE(fd, 0);
-  ASSERT_TRUE(server_->SnapshotBackend(fd).ok());
+  ASSERT_TRUE(server_->SnapshotBackend(fd, EtcdServer::SnapshotFormat::kLmdb).ok());
   ::close(fd);
   ASSERT_TRUE(Put("y", "2").ok());
   auto last = Put("x", "3");
