@@ -69,10 +69,8 @@ class SignalWatcher {
 };
 
 // The HTTP endpoints of etcd's client port (/health, /version, /metrics and
-// the v3 JSON gateway through `api`'s in-process channel) on an internal
-// loopback port, and on the http:// --listen-metrics-urls. Until a client
-// listener forwards the client URLs' HTTP/1.1 connections to LoopbackPort(),
-// the metrics URLs serve every route so that the gateway is reachable.
+// the v3 JSON gateway through `api`'s in-process channel), served on the
+// connections the client listeners hand over; it listens on nothing.
 absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& config,
                                                           api::ServerBackend* backend,
                                                           api::ApiServer* api,
@@ -85,8 +83,8 @@ absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& con
   options.metrics = metrics;
   options.server_version = server::kServerVersion;
   options.cluster_version = absl::StrCat(server::kClusterVersion, ".0");
-  // The client and metrics URLs are served by ClientListeners that relay
-  // HTTP/1.1 connections to LoopbackPort() / MetricsLoopbackPort().
+  // The client and metrics URLs are served by ClientListeners that hand
+  // their HTTP/1.1 connections to ServeConnection.
   options.max_body_bytes = api::GatewayMaxBodyBytes(config.max_request_bytes);
   options.logger = util::GetLogger("etcdhttp");
   return api::HttpServer::Start(std::move(options));
@@ -134,17 +132,19 @@ absl::StatusOr<util::TlsInfo> TlsInfoFromFlags(bool peer, const EtcdConfig& conf
   return info;
 }
 
-// Binds the client URLs (gRPC to `api`, HTTP/1.1 to the internal HTTP
-// port) and the metrics URLs (HTTP only, to the metrics port).
+// Binds the client URLs (gRPC to `api`, HTTP/1.1 to `http` with every
+// route) and the metrics URLs (HTTP only, metrics and health routes).
 absl::Status StartClientListeners(const EtcdConfig& config, const util::TlsInfo& tls,
-                                  api::ApiServer* api, int http_port, int metrics_port,
+                                  api::ApiServer* api, api::HttpServer* http,
                                   std::unique_ptr<api::ClientListener>* client,
                                   std::unique_ptr<api::ClientListener>* metrics) {
   api::ClientListenerOptions options;
   for (const Url& u : config.listen_client_urls) options.urls.push_back(u.ToString());
   options.tls = tls;
   options.on_grpc_connection = [api](int fd) { api->AddConnection(fd); };
-  options.http_forward_port = http_port;
+  options.on_http_connection = [http](api::HttpConnection& c) {
+    http->ServeConnection(c, api::HttpRoutes::kAll);
+  };
   options.logger = util::GetLogger("embed");
   absl::StatusOr<std::unique_ptr<api::ClientListener>> c =
       api::ClientListener::Start(std::move(options));
@@ -155,7 +155,9 @@ absl::Status StartClientListeners(const EtcdConfig& config, const util::TlsInfo&
   for (const Url& u : config.listen_metrics_urls) moptions.urls.push_back(u.ToString());
   moptions.tls = tls;
   moptions.http_only = true;
-  moptions.http_forward_port = metrics_port;
+  moptions.on_http_connection = [http](api::HttpConnection& c) {
+    http->ServeConnection(c, api::HttpRoutes::kMetrics);
+  };
   moptions.logger = util::GetLogger("embed");
   absl::StatusOr<std::unique_ptr<api::ClientListener>> m =
       api::ClientListener::Start(std::move(moptions));
@@ -392,8 +394,8 @@ int Run(const EtcdConfig& config) {
       } else {
         http = *std::move(http_started);
         absl::Status st =
-            StartClientListeners(config, *client_tls, api.get(), http->LoopbackPort(),
-                                 http->MetricsLoopbackPort(), &client_listener, &metrics_listener);
+            StartClientListeners(config, *client_tls, api.get(), http.get(), &client_listener,
+                                 &metrics_listener);
         if (!st.ok()) {
           log.Error("failed to serve client requests", {{"error", st.ToString()}});
           exit_code = 1;

@@ -4,7 +4,12 @@
 // errors for bad certificate files, and --auto-tls. Certificates come from
 // test_certs.h. Validated against etcd 3.4 with
 // CPPETCD_TEST_SERVER=/usr/bin/etcd.
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -22,6 +27,60 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
+
+constexpr char kCurl[] = "/usr/bin/curl";
+
+// The sockets process `pid` could accept connections or datagrams on:
+// "tcp:<port>" per TCP socket in LISTEN state (IPv4 or IPv6), "udp:<port>"
+// per UDP socket, "unix:<path>" per listening AF_UNIX socket ("unix:" for an
+// unnamed one). Found by matching the socket inodes of /proc/<pid>/fd with
+// /proc/net/{tcp,tcp6,udp,udp6,unix}.
+std::multiset<std::string> ListeningSockets(pid_t pid) {
+  std::set<std::string> inodes;
+  const std::string fd_dir = absl::StrCat("/proc/", pid, "/fd");
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(fd_dir, ec)) {
+    std::error_code lec;
+    const std::string target = std::filesystem::read_symlink(e.path(), lec).string();
+    if (absl::StartsWith(target, "socket:[")) {
+      inodes.insert(target.substr(8, target.size() - 9));
+    }
+  }
+  std::multiset<std::string> out;
+  auto scan = [&](const std::string& file, const std::function<void(std::vector<std::string>&)>& row) {
+    std::ifstream in(file);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      std::istringstream words(line);
+      std::vector<std::string> f;
+      for (std::string w; words >> w;) f.push_back(w);
+      row(f);
+    }
+  };
+  // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+  auto inet = [&](const std::string& file, const std::string& kind, bool listen_only) {
+    scan(file, [&](std::vector<std::string>& f) {
+      if (f.size() < 10 || inodes.count(f[9]) == 0) return;
+      if (listen_only && f[3] != "0A") return;  // TCP_LISTEN
+      const std::string& local = f[1];
+      const int port = std::stoi(local.substr(local.find(':') + 1), nullptr, 16);
+      out.insert(absl::StrCat(kind, ":", port));
+    });
+  };
+  inet("/proc/net/tcp", "tcp", true);
+  inet("/proc/net/tcp6", "tcp", true);
+  inet("/proc/net/udp", "udp", false);
+  inet("/proc/net/udp6", "udp", false);
+  // Num RefCount Protocol Flags Type St Inode [Path]; Flags 00010000:
+  // __SO_ACCEPTCON, a listening socket.
+  scan("/proc/net/unix", [&](std::vector<std::string>& f) {
+    if (f.size() < 7 || inodes.count(f[6]) == 0) return;
+    if ((std::stoul(f[3], nullptr, 16) & 0x10000) == 0) return;
+    out.insert(absl::StrCat("unix:", f.size() > 7 ? f[7] : ""));
+  });
+  return out;
+}
 
 class TlsTest : public ::testing::Test {
  protected:
@@ -298,6 +357,95 @@ TEST_F(TlsTest, AutoTls) {
   // Verifying clients do not trust the self-signed certificate.
   EXPECT_NE(CtlRefused(ep, {"--cacert=" + certs_.ca}, {"get", "x"}).exit_code, 0);
   EXPECT_NE(CtlRefused("http://" + ep, {}, {"get", "x"}).exit_code, 0);
+}
+
+// Issue 12: with an https client URL, --client-cert-auth and a metrics URL,
+// the process listens on exactly the configured URLs (client, peer,
+// metrics): no internal port carries decrypted traffic past the
+// certificate check, also while TLS gRPC and HTTPS gateway streams are
+// open. The gateway is served over TLS to a client with a certificate and
+// refused to one without.
+TEST_F(TlsTest, OnlyConfiguredUrlsListen) {
+  if (access(kCurl, X_OK) != 0) GTEST_SKIP() << "curl not installed";
+  absl::StatusOr<int> metrics_port = PickFreePort();
+  ASSERT_TRUE(metrics_port.ok());
+  const std::string metrics_url = absl::StrCat("http://127.0.0.1:", *metrics_port);
+  Single s;
+  auto argv = SingleArgs({"https"},
+                         {"--cert-file", certs_.server.cert, "--key-file", certs_.server.key,
+                          "--trusted-ca-file", certs_.ca, "--client-cert-auth",
+                          "--listen-metrics-urls", metrics_url},
+                         &s);
+  ASSERT_TRUE(argv.ok()) << argv.status();
+  // The peer port from the command line.
+  int peer_port = 0;
+  for (size_t i = 0; i + 1 < argv->size(); ++i) {
+    if ((*argv)[i] == "--listen-peer-urls") {
+      peer_port = std::stoi((*argv)[i + 1].substr((*argv)[i + 1].rfind(':') + 1));
+    }
+  }
+  ASSERT_GT(peer_port, 0);
+  const std::string out_dir = tmp_.path() + "/listen";
+  std::filesystem::create_directories(out_dir);
+  auto proc = BackgroundCommand::Start(*argv, {}, out_dir);
+  ASSERT_TRUE(proc.ok()) << proc.status();
+  const std::string ep = Endpoint(s.client_ports[0]);
+  ASSERT_TRUE(PollUntil([&] { return Ctl(ep, RootFlags(), {"endpoint", "health"}).exit_code == 0; },
+                        seconds(30)))
+      << (*proc)->Stderr();
+  ASSERT_EQ(Ctl(ep, RootFlags(), {"put", "k", "v"}).exit_code, 0);
+
+  const std::string https = "https://" + ep;
+  const std::vector<std::string> with_cert = {"--cacert", certs_.ca, "--cert",
+                                              certs_.Client("root").cert, "--key",
+                                              certs_.Client("root").key};
+  auto curl = [&](const std::string& url, const std::vector<std::string>& tls,
+                  const std::string& body) {
+    std::vector<std::string> a = {kCurl, "-s", "-S", "--fail"};
+    a.insert(a.end(), tls.begin(), tls.end());
+    if (!body.empty()) a.insert(a.end(), {"-X", "POST", "--data-binary", body});
+    a.push_back(url);
+    return RunCommand(a, "", {}, seconds(10));
+  };
+  CommandResult range = curl(https + "/v3/kv/range", with_cert, R"({"key":"aw=="})");
+  EXPECT_EQ(range.exit_code, 0) << range.err;
+  EXPECT_THAT(range.out, HasSubstr(R"("value":"dg==")"));
+  CommandResult refused = curl(https + "/v3/kv/range", {"--cacert", certs_.ca}, R"({"key":"aw=="})");
+  EXPECT_NE(refused.exit_code, 0) << refused.out;
+  CommandResult metrics = curl(metrics_url + "/metrics", {}, "");
+  EXPECT_EQ(metrics.exit_code, 0) << metrics.err;
+  EXPECT_THAT(metrics.out, HasSubstr("etcd_server_has_leader 1"));
+
+  // Long-lived connections while the sockets are listed: a TLS gRPC watch
+  // (etcdctl) and an HTTPS gateway watch (curl).
+  std::vector<std::string> watch_args = RootFlags();
+  watch_args.insert(watch_args.end(), {"watch", "w"});
+  auto grpc_watch = StartEtcdctl(ep, watch_args, out_dir);
+  ASSERT_TRUE(grpc_watch.ok()) << grpc_watch.status();
+  std::vector<std::string> curl_watch = {kCurl, "-s", "-N"};
+  curl_watch.insert(curl_watch.end(), with_cert.begin(), with_cert.end());
+  curl_watch.insert(curl_watch.end(), {"-X", "POST", "--data-binary",
+                                       R"({"create_request":{"key":"dw=="}})", https + "/v3/watch"});
+  auto http_watch = BackgroundCommand::Start(curl_watch, {}, out_dir);
+  ASSERT_TRUE(http_watch.ok()) << http_watch.status();
+  ASSERT_TRUE((*http_watch)->WaitForStdout(
+      [](const std::string& out) { return out.find("\"created\":true") != std::string::npos; },
+      seconds(10)))
+      << (*http_watch)->Stdout();
+  ASSERT_EQ(Ctl(ep, RootFlags(), {"put", "w", "1"}).exit_code, 0);
+  EXPECT_TRUE((*grpc_watch)->WaitForStdout(
+      [](const std::string& out) { return out.find("PUT\nw\n1") != std::string::npos; },
+      seconds(10)))
+      << (*grpc_watch)->Stdout();
+  EXPECT_TRUE((*http_watch)->WaitForStdout(
+      [](const std::string& out) { return out.find("\"value\":\"MQ==\"") != std::string::npos; },
+      seconds(10)))
+      << (*http_watch)->Stdout();
+
+  const std::multiset<std::string> expected = {absl::StrCat("tcp:", s.client_ports[0]),
+                                               absl::StrCat("tcp:", peer_port),
+                                               absl::StrCat("tcp:", *metrics_port)};
+  EXPECT_EQ(ListeningSockets((*proc)->pid()), expected);
 }
 
 }  // namespace
