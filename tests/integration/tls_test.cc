@@ -82,6 +82,45 @@ std::multiset<std::string> ListeningSockets(pid_t pid) {
   return out;
 }
 
+// A CA made with the openssl CLI (as an operator would), a server/peer
+// certificate, two client certificates (CN "root") and a second
+// server/peer certificate; the second client ("revoked") and the second
+// server certificate ("server-revoked") are revoked in crl.pem. Files
+// <dir>/<name>.crt and .key, <dir>/ca.crt, <dir>/crl.pem.
+absl::Status MakeRevocationFixture(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  const std::string script = R"(set -e
+cd "$1"
+printf '%s\n' '[ ca ]' 'default_ca = CA_default' '[ CA_default ]' 'dir = .' \
+  'database = index.txt' 'new_certs_dir = .' 'serial = serial' 'crlnumber = crlnumber' \
+  'default_md = sha256' 'default_crl_days = 30' 'policy = policy_any' \
+  '[ policy_any ]' 'commonName = supplied' > ca.cnf
+: > index.txt; echo 01 > serial; echo 01 > crlnumber
+openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+  -keyout ca.key -out ca.crt -days 30 -subj /CN=crl-test-ca 2>/dev/null
+issue() {
+  openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout "$1.key" -out "$1.csr" -subj "/CN=$2" 2>/dev/null
+  printf 'extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n' \
+    > "$1.ext"
+  openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+    -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+}
+issue server cppetcd-server
+issue server-revoked cppetcd-server
+issue good root
+issue revoked root
+openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -revoke revoked.crt 2>/dev/null
+openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -revoke server-revoked.crt 2>/dev/null
+openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -gencrl -out crl.pem 2>/dev/null
+)";
+  CommandResult r = RunCommand({"/bin/sh", "-c", script, "sh", dir}, "", {}, seconds(60));
+  if (r.exit_code != 0) {
+    return absl::InternalError(absl::StrCat("openssl fixture failed: ", r.out, r.err));
+  }
+  return absl::OkStatus();
+}
+
 class TlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -446,6 +485,117 @@ TEST_F(TlsTest, OnlyConfiguredUrlsListen) {
                                                absl::StrCat("tcp:", peer_port),
                                                absl::StrCat("tcp:", *metrics_port)};
   EXPECT_EQ(ListeningSockets((*proc)->pid()), expected);
+}
+
+// etcd's TestCtlV3GetRevokedCRL: with --client-crl-file, a client whose
+// certificate the CRL revokes is refused (gRPC and the HTTPS gateway), a
+// client of the same CA that is not revoked is served.
+TEST_F(TlsTest, ClientCrlRefusesRevokedCertificate) {
+  const std::string d = tmp_.path() + "/crl";
+  absl::Status fixture = MakeRevocationFixture(d);
+  ASSERT_TRUE(fixture.ok()) << fixture;
+  auto s = StartSingle({"https"}, {"--cert-file", d + "/server.crt", "--key-file", d + "/server.key",
+                                   "--trusted-ca-file", d + "/ca.crt", "--client-cert-auth",
+                                   "--client-crl-file", d + "/crl.pem"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string ep = Endpoint(s->client_ports[0]);
+  const std::vector<std::string> good = {"--cacert=" + d + "/ca.crt", "--cert=" + d + "/good.crt",
+                                         "--key=" + d + "/good.key"};
+  const std::vector<std::string> revoked = {"--cacert=" + d + "/ca.crt",
+                                            "--cert=" + d + "/revoked.crt",
+                                            "--key=" + d + "/revoked.key"};
+  ASSERT_TRUE(PollUntil([&] { return Ctl(ep, good, {"endpoint", "health"}).exit_code == 0; },
+                        seconds(30)))
+      << s->proc->Stderr();
+  CommandResult refused = CtlRefused(ep, revoked, {"put", "k", "v"});
+  EXPECT_NE(refused.exit_code, 0) << refused.out;
+  EXPECT_THAT(refused.err, HasSubstr("Error:"));
+  CommandResult put = Ctl(ep, good, {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  if (access(kCurl, X_OK) == 0) {
+    auto curl = [&](const std::string& name) {
+      return RunCommand({kCurl, "-s", "-S", "--fail", "--cacert", d + "/ca.crt", "--cert",
+                         d + "/" + name + ".crt", "--key", d + "/" + name + ".key", "-X", "POST",
+                         "--data-binary", R"({"key":"aw=="})", "https://" + ep + "/v3/kv/range"},
+                        "", {}, seconds(10));
+    };
+    EXPECT_NE(curl("revoked").exit_code, 0);
+    CommandResult ok = curl("good");
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+    EXPECT_THAT(ok.out, HasSubstr(R"("value":"dg==")"));
+  }
+  if (!IsReferenceEtcd(ServerBinary())) {
+    EXPECT_THAT(s->proc->Stderr(), HasSubstr("certificate revoked"));
+  }
+}
+
+// --peer-crl-file: members whose peer certificate is not revoked form a
+// cluster; with a revoked peer certificate no peer connection is accepted
+// (nor made), so no quorum forms.
+TEST_F(TlsTest, PeerCrlRefusesRevokedCertificate) {
+  const std::string d = tmp_.path() + "/crl";
+  absl::Status fixture = MakeRevocationFixture(d);
+  ASSERT_TRUE(fixture.ok()) << fixture;
+  Cluster::Options o;
+  o.size = 2;
+  o.tls.peer = true;
+  o.tls.ca_file = d + "/ca.crt";
+  o.tls.cert_file = d + "/server.crt";
+  o.tls.key_file = d + "/server.key";
+  o.extra_flags = {"--peer-crl-file=" + d + "/crl.pem"};
+  std::filesystem::create_directories(tmp_.path() + "/good");
+  std::filesystem::create_directories(tmp_.path() + "/revoked");
+  {
+    auto c = Cluster::Start(o, tmp_.path() + "/good");
+    ASSERT_TRUE(c.ok()) << c.status();
+    CommandResult put = Etcdctl((*c)->RunningEndpoints(), {"put", "k", "v"});
+    EXPECT_EQ(put.exit_code, 0) << put.err;
+  }
+  o.tls.cert_file = d + "/server-revoked.crt";
+  o.tls.key_file = d + "/server-revoked.key";
+  o.ready_timeout = seconds(5);
+  auto refused = Cluster::Start(o, tmp_.path() + "/revoked");
+  EXPECT_FALSE(refused.ok());
+}
+
+TEST_F(TlsTest, CrlFlagsNeedWhatTheyCheck) {
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "cppetcd's start-up checks";
+  const std::string d = tmp_.path() + "/crl";
+  absl::Status fixture = MakeRevocationFixture(d);
+  ASSERT_TRUE(fixture.ok()) << fixture;
+  struct Case {
+    std::vector<std::string> flags;
+    std::string message;
+  };
+  const std::vector<std::string> server = {"--cert-file", d + "/server.crt", "--key-file",
+                                           d + "/server.key"};
+  const std::vector<std::string> mutual = {"--cert-file", d + "/server.crt", "--key-file",
+                                           d + "/server.key", "--trusted-ca-file", d + "/ca.crt",
+                                           "--client-cert-auth"};
+  auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  const std::vector<Case> cases = {
+      {with(server, {"--client-crl-file", d + "/crl.pem"}),
+       "--client-crl-file requires --client-cert-auth"},
+      {with(mutual, {"--client-crl-file", d + "/ca.crt"}),
+       "no certificate revocation list (PEM or DER) found"},
+      {with(mutual, {"--client-crl-file", d + "/missing.pem"}),
+       "open " + d + "/missing.pem: no such file or directory"},
+      {with(server, {"--peer-cert-file", d + "/server.crt", "--peer-key-file", d + "/server.key",
+                     "--peer-crl-file", d + "/crl.pem"}),
+       "--peer-crl-file requires --peer-trusted-ca-file"},
+  };
+  for (const Case& c : cases) {
+    Single s;
+    auto argv = SingleArgs({"https"}, c.flags, &s);
+    ASSERT_TRUE(argv.ok()) << argv.status();
+    CommandResult r = RunCommand(*argv, "", {}, seconds(20));
+    EXPECT_FALSE(r.timed_out) << c.message;
+    EXPECT_NE(r.exit_code, 0) << c.message;
+    EXPECT_THAT(r.out + r.err, HasSubstr(c.message));
+  }
 }
 
 }  // namespace
