@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <time.h>
 
@@ -268,6 +269,17 @@ int Run(const EtcdConfig& config) {
     log.Error("invalid configuration", {{"error", server_config.status().ToString()}});
     return 1;
   }
+  // --cipher-suites: Go's names, checked (as etcd does) even without TLS.
+  absl::StatusOr<std::string> cipher_list = util::OpenSslCipherList(config.cipher_suites);
+  if (!cipher_list.ok()) {
+    log.Error("invalid cipher suites", {{"error", cipher_list.status().ToString()}});
+    return 1;
+  }
+  if (!cipher_list->empty()) {
+    // The peer port's TLS is gRPC's, whose only cipher setting is this
+    // variable, read when its first TLS credentials are made (below).
+    ::setenv("GRPC_SSL_CIPHER_SUITES", cipher_list->c_str(), 1);
+  }
   // Certificates are checked before anything starts: a bad or missing
   // file is a clear error and a non-zero exit, never a plaintext fallback.
   absl::StatusOr<util::TlsInfo> client_tls = TlsInfoFromFlags(false, config, log);
@@ -275,6 +287,7 @@ int Run(const EtcdConfig& config) {
     log.Error("invalid client TLS configuration", {{"error", client_tls.status().ToString()}});
     return 1;
   }
+  client_tls->cipher_list = *cipher_list;
   for (const Url& u : config.listen_client_urls) {
     if (u.scheme == "https" && client_tls->Empty()) {
       log.Error("invalid client TLS configuration",
@@ -299,6 +312,7 @@ int Run(const EtcdConfig& config) {
     log.Error("invalid peer TLS configuration", {{"error", peer_tls.status().ToString()}});
     return 1;
   }
+  peer_tls->cipher_list = *cipher_list;
   // Peer listeners first, as etcd ("configuring peer listeners").
   transport::TransportOptions topts;
   for (const Url& u : config.listen_peer_urls) {

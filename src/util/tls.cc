@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -226,6 +227,43 @@ int VerifyWithCrl(int ok, X509_STORE_CTX* ctx) {
   return ok;
 }
 
+// Go's crypto/tls names of the TLS 1.0-1.2 suites (tls.CipherSuites() and
+// tls.InsecureCipherSuites(), plus the two short CHACHA20 aliases etcd's
+// tlsutil accepts) and OpenSSL's names for the same suites.
+struct CipherName {
+  const char* go;
+  const char* openssl;
+};
+constexpr CipherName kTls12Ciphers[] = {
+    {"TLS_RSA_WITH_RC4_128_SHA", "RC4-SHA"},
+    {"TLS_RSA_WITH_3DES_EDE_CBC_SHA", "DES-CBC3-SHA"},
+    {"TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA"},
+    {"TLS_RSA_WITH_AES_256_CBC_SHA", "AES256-SHA"},
+    {"TLS_RSA_WITH_AES_128_CBC_SHA256", "AES128-SHA256"},
+    {"TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256"},
+    {"TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384"},
+    {"TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", "ECDHE-ECDSA-RC4-SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "ECDHE-ECDSA-AES128-SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", "ECDHE-ECDSA-AES256-SHA"},
+    {"TLS_ECDHE_RSA_WITH_RC4_128_SHA", "ECDHE-RSA-RC4-SHA"},
+    {"TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", "ECDHE-RSA-DES-CBC3-SHA"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "ECDHE-RSA-AES128-SHA"},
+    {"TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "ECDHE-RSA-AES256-SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "ECDHE-ECDSA-AES128-SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "ECDHE-RSA-AES128-SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "ECDHE-RSA-AES128-GCM-SHA256"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384"},
+    {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-RSA-CHACHA20-POLY1305"},
+    {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+    {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"},
+    {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+};
+// Go's TLS 1.3 suites: accepted, and (as in Go) not configurable.
+constexpr const char* kTls13Ciphers[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                         "TLS_CHACHA20_POLY1305_SHA256"};
+
 }  // namespace
 
 std::string OpenSslErrors() {
@@ -330,6 +368,44 @@ absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& d
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> OpenSslCipherList(const std::vector<std::string>& go_names) {
+  std::vector<std::string> list;
+  bool any_tls13 = false;
+  for (const std::string& name : go_names) {
+    if (std::find(std::begin(kTls13Ciphers), std::end(kTls13Ciphers), name) !=
+        std::end(kTls13Ciphers)) {
+      any_tls13 = true;
+      continue;
+    }
+    const CipherName* found = nullptr;
+    for (const CipherName& c : kTls12Ciphers) {
+      if (name == c.go) found = &c;
+    }
+    if (found == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected TLS cipher suite \"", name, "\""));
+    }
+    // Known to Go, but is it in this OpenSSL (RC4 and 3DES are not)?
+    SslCtxPtr probe(SSL_CTX_new(TLS_server_method()));
+    const bool available =
+        probe != nullptr && SSL_CTX_set_cipher_list(probe.get(), found->openssl) == 1;
+    ERR_clear_error();
+    if (!available) {
+      return absl::InvalidArgumentError(absl::StrCat("TLS cipher suite \"", name, "\" (OpenSSL ",
+                                                     found->openssl,
+                                                     ") is not available in this OpenSSL"));
+    }
+    if (std::find(list.begin(), list.end(), found->openssl) == list.end()) {
+      list.emplace_back(found->openssl);
+    }
+  }
+  if (list.empty() && any_tls13) {
+    return absl::InvalidArgumentError(
+        "--cipher-suites lists only TLS 1.3 suites, which are not configurable: TLS 1.2 "
+        "connections would have no cipher suite");
+  }
+  return absl::StrJoin(list, ":");
 }
 
 absl::StatusOr<PemCertificate> IssueCertificate(const CertificateRequest& request) {
@@ -456,6 +532,11 @@ absl::StatusOr<SslCtxPtr> NewServerSslContext(const TlsInfo& info) {
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                   SSL_MODE_RELEASE_BUFFERS);
+  if (!info.cipher_list.empty() &&
+      SSL_CTX_set_cipher_list(ctx.get(), info.cipher_list.c_str()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot use the cipher suites ", info.cipher_list, ": ", OpenSslErrors()));
+  }
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), info.cert_file.c_str()) != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat(info.cert_file, ": cannot load certificate: ", OpenSslErrors()));

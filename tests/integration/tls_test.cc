@@ -598,5 +598,70 @@ TEST_F(TlsTest, CrlFlagsNeedWhatTheyCheck) {
   }
 }
 
+// --cipher-suites with Go's names: a TLS 1.2 client offering only a suite
+// not listed fails the handshake, one offering a listed suite is served;
+// TLS 1.3 is not restricted (as in Go); an unknown name stops the start
+// with etcd's message.
+TEST_F(TlsTest, CipherSuites) {
+  // The test certificates are ECDSA: the ECDSA suites apply.
+  auto s = StartSingle({"https"}, {"--cert-file", certs_.server.cert, "--key-file",
+                                   certs_.server.key, "--cipher-suites",
+                                   "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,"
+                                   "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string ep = Endpoint(s->client_ports[0]);
+  ASSERT_TRUE(PollUntil(
+      [&] { return Ctl(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code == 0; },
+      seconds(30)))
+      << s->proc->Stderr();
+  auto s_client = [&](const std::vector<std::string>& opts) {
+    std::vector<std::string> argv = {"/usr/bin/openssl", "s_client", "-connect", ep, "-CAfile",
+                                     certs_.ca};
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    return RunCommand(argv, "Q\n", {}, seconds(10));
+  };
+  CommandResult listed = s_client({"-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.out << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("ECDHE-ECDSA-AES128-GCM-SHA256"));
+  CommandResult alias = s_client({"-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"});
+  EXPECT_EQ(alias.exit_code, 0) << alias.out << alias.err;
+  CommandResult unlisted = s_client({"-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"});
+  EXPECT_NE(unlisted.exit_code, 0) << unlisted.out;
+  EXPECT_THAT(unlisted.out + unlisted.err, ::testing::Not(HasSubstr("Cipher is ECDHE")));
+  CommandResult tls13 = s_client({"-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"});
+  EXPECT_EQ(tls13.exit_code, 0) << tls13.out << tls13.err;
+
+  // The peer port (gRPC's TLS) of a 2-member cluster: the same list; the
+  // members still reach each other.
+  Cluster::Options o;
+  o.size = 2;
+  o.tls = MutualTls();
+  o.extra_flags = {"--cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"};
+  auto c = Cluster::Start(o, tmp_.path());
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string peer = Endpoint((*c)->member(0).peer_port());
+  auto peer_client = [&](const std::string& cipher) {
+    return RunCommand({"/usr/bin/openssl", "s_client", "-connect", peer, "-CAfile", certs_.ca,
+                       "-cert", certs_.server.cert, "-key", certs_.server.key, "-alpn", "h2",
+                       "-tls1_2", "-cipher", cipher},
+                      "Q\n", {}, seconds(10));
+  };
+  CommandResult peer_listed = peer_client("ECDHE-ECDSA-AES128-GCM-SHA256");
+  EXPECT_EQ(peer_listed.exit_code, 0) << peer_listed.out << peer_listed.err;
+  CommandResult peer_unlisted = peer_client("ECDHE-ECDSA-AES256-GCM-SHA384");
+  EXPECT_NE(peer_unlisted.exit_code, 0) << peer_unlisted.out;
+
+  if (IsReferenceEtcd(ServerBinary())) return;
+  Single bad;
+  auto argv = SingleArgs({"https"},
+                         {"--cert-file", certs_.server.cert, "--key-file", certs_.server.key,
+                          "--cipher-suites", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,BOGUS"},
+                         &bad);
+  ASSERT_TRUE(argv.ok()) << argv.status();
+  CommandResult r = RunCommand(*argv, "", {}, seconds(20));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.out + r.err, HasSubstr(R"(unexpected TLS cipher suite \"BOGUS\")"));
+}
+
 }  // namespace
 }  // namespace cppetcd::integration

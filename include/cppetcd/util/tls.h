@@ -37,6 +37,10 @@ struct TlsInfo {
   // in the file is not affected (etcd checks serials against the file).
   // Read when the SSL_CTX is made (start-up). Empty: no revocation check.
   std::string crl_file;
+  // The TLS 1.2 cipher suites offered, in order of preference, as an
+  // OpenSSL cipher list (OpenSslCipherList of --cipher-suites). Empty:
+  // OpenSSL's default. TLS 1.3 suites are not affected.
+  std::string cipher_list;
   // Require a client certificate signed by trusted_ca_file; handshakes
   // without one fail.
   bool client_cert_auth = false;
@@ -78,6 +82,16 @@ absl::StatusOr<TlsInfo> SelfCert(const std::string& dir, const std::vector<std::
 // <issuer name hash>.r<n>: the directory gRPC's set_crl_directory reads.
 // ValidateTlsInfo's errors for the file; Internal/PermissionDenied on I/O.
 absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& dir);
+
+// etcd's --cipher-suites (Go's crypto/tls names, e.g.
+// "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256") as an OpenSSL cipher list
+// ("ECDHE-RSA-AES128-GCM-SHA256:..."), order kept, duplicates dropped.
+// Go's TLS 1.3 names (TLS_AES_128_GCM_SHA256, ...) are accepted and left out:
+// as in Go, TLS 1.3 suites are not configurable. InvalidArgument with etcd's
+// message for a name Go does not know (`unexpected TLS cipher suite "X"`),
+// for a suite this OpenSSL lacks (RC4, 3DES), and for a list of TLS 1.3
+// suites only (TLS 1.2 would have none).
+absl::StatusOr<std::string> OpenSslCipherList(const std::vector<std::string>& go_names);
 
 // A certificate to issue with IssueCertificate (used by SelfCert and by
 // tests that need a CA and certificates signed by it).
