@@ -128,6 +128,13 @@ absl::StatusOr<util::TlsInfo> TlsInfoFromFlags(bool peer, const EtcdConfig& conf
       self->client_cert_auth = info.client_cert_auth;
       self->trusted_ca_file = info.trusted_ca_file;
       self->crl_file = info.crl_file;
+      if (peer && !info.trusted_ca_file.empty()) {
+        // etcd drops the CA here and trusts any peer; cppetcd verifies the
+        // peers' certificates against it, which self-signed ones fail.
+        log.Warn("peer auto TLS with --peer-trusted-ca-file: peer certificates are verified "
+                 "against the CA",
+                 {{"peer-trusted-ca-file", info.trusted_ca_file}});
+      }
       info = *std::move(self);
     }
   }

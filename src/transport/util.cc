@@ -207,8 +207,9 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
     server_opts.pem_root_certs = ca;
     server_opts.pem_key_cert_pairs.push_back({*key, *cert});
     out.server = grpc::SslServerCredentials(server_opts);
-    if (info.self_signed || ca.empty()) {
-      // etcd skips server verification for self-signed (auto TLS) peers.
+    if (info.self_signed && ca.empty()) {
+      // etcd skips server verification for self-signed (auto TLS) peers
+      // when no CA is given.
       auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
           std::vector<grpc::experimental::IdentityKeyCertPair>{{*key, *cert}});
       grpc::experimental::TlsChannelCredentialsOptions opts;
@@ -220,6 +221,8 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
           std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
       out.channel = grpc::experimental::TlsCredentials(opts);
     } else {
+      // Verified against the CA, or, with none, the system's roots (Go's
+      // TLS client with no RootCAs), host name included.
       grpc::SslCredentialsOptions channel_opts;
       channel_opts.pem_root_certs = ca;
       channel_opts.pem_cert_chain = *cert;

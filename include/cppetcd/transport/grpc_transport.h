@@ -85,9 +85,10 @@ struct TransportOptions {
 // 3.4 rafthttp): the server presents the certificate and, with
 // client_cert_auth, requires and verifies the peer's client certificate
 // against the CA; the channel presents the same certificate as its client
-// certificate and verifies the server against the CA (host name included).
-// A self-signed certificate (--peer-auto-tls) or no CA: the server
-// certificate is not verified. With info.crl_file (needs a CA) both directions refuse a
+// certificate and verifies the server against the CA (host name included),
+// or against the system's roots when no CA is given (as Go's client). Only
+// a self-signed certificate (--peer-auto-tls) with no CA skips server
+// verification, as etcd does. With info.crl_file (needs a CA) both directions refuse a
 // certificate the CRLs revoke; the CRLs are written as hashed files into
 // `crl_directory` (gRPC reads them from there; start-up only). With
 // client_cert_auth, allowed_cn / allowed_hostname (--peer-cert-allowed-cn,
