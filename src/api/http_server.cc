@@ -967,7 +967,8 @@ class HttpServer::Impl {
   // leaves or the server stops; the call is cancelled and awaited when the
   // response is released.
   template <class Bridge>
-  void Serve(httplib::Response& res, std::shared_ptr<Bridge> bridge, bool one_reply_each, size_t expected) {
+  void Serve(httplib::Response& res, std::shared_ptr<Bridge> bridge, bool one_reply_each,
+             size_t expected) {
     res.set_header("Grpc-Metadata-Content-Type", "application/grpc");
     res.set_chunked_content_provider(
         kJson,

@@ -362,10 +362,8 @@ absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& d
     PEM_write_bio_X509_CRL(out.get(), crl.get());
     char* data = nullptr;
     const long n = BIO_get_mem_data(out.get(), &data);
-    if (absl::Status st = WriteFile(dir + "/" + name, std::string(data, static_cast<size_t>(n)), 0600);
-        !st.ok()) {
-      return st;
-    }
+    const std::string pem(data, static_cast<size_t>(n));
+    if (absl::Status st = WriteFile(dir + "/" + name, pem, 0600); !st.ok()) return st;
   }
   return absl::OkStatus();
 }

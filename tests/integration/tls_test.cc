@@ -1,8 +1,10 @@
 // TLS on client and peer URLs with real processes and the real etcdctl:
 // a 3-member mutual-TLS cluster, rejected clients (no certificate, another
 // CA, expired, plaintext), https and http URLs on one member, start-up
-// errors for bad certificate files, and --auto-tls. Certificates come from
-// test_certs.h. Validated against etcd 3.4 with
+// errors for bad certificate files, --auto-tls, and issue 12: only the
+// configured URLs listen, CRLs on client and peer ports, --cipher-suites,
+// peer server-certificate verification. Certificates come from
+// test_certs.h (and the openssl CLI for the CRL tests). Validated against etcd 3.4 with
 // CPPETCD_TEST_SERVER=/usr/bin/etcd.
 #include <unistd.h>
 
@@ -47,7 +49,8 @@ std::multiset<std::string> ListeningSockets(pid_t pid) {
     }
   }
   std::multiset<std::string> out;
-  auto scan = [&](const std::string& file, const std::function<void(std::vector<std::string>&)>& row) {
+  using Row = std::vector<std::string>;
+  auto scan = [&](const std::string& file, const std::function<void(Row&)>& row) {
     std::ifstream in(file);
     std::string line;
     std::getline(in, line);  // header
@@ -449,7 +452,8 @@ TEST_F(TlsTest, OnlyConfiguredUrlsListen) {
   CommandResult range = curl(https + "/v3/kv/range", with_cert, R"({"key":"aw=="})");
   EXPECT_EQ(range.exit_code, 0) << range.err;
   EXPECT_THAT(range.out, HasSubstr(R"("value":"dg==")"));
-  CommandResult refused = curl(https + "/v3/kv/range", {"--cacert", certs_.ca}, R"({"key":"aw=="})");
+  CommandResult refused =
+      curl(https + "/v3/kv/range", {"--cacert", certs_.ca}, R"({"key":"aw=="})");
   EXPECT_NE(refused.exit_code, 0) << refused.out;
   CommandResult metrics = curl(metrics_url + "/metrics", {}, "");
   EXPECT_EQ(metrics.exit_code, 0) << metrics.err;
@@ -464,7 +468,8 @@ TEST_F(TlsTest, OnlyConfiguredUrlsListen) {
   std::vector<std::string> curl_watch = {kCurl, "-s", "-N"};
   curl_watch.insert(curl_watch.end(), with_cert.begin(), with_cert.end());
   curl_watch.insert(curl_watch.end(), {"-X", "POST", "--data-binary",
-                                       R"({"create_request":{"key":"dw=="}})", https + "/v3/watch"});
+                                       R"({"create_request":{"key":"dw=="}})",
+                                       https + "/v3/watch"});
   auto http_watch = BackgroundCommand::Start(curl_watch, {}, out_dir);
   ASSERT_TRUE(http_watch.ok()) << http_watch.status();
   ASSERT_TRUE((*http_watch)->WaitForStdout(
@@ -494,9 +499,10 @@ TEST_F(TlsTest, ClientCrlRefusesRevokedCertificate) {
   const std::string d = tmp_.path() + "/crl";
   absl::Status fixture = MakeRevocationFixture(d);
   ASSERT_TRUE(fixture.ok()) << fixture;
-  auto s = StartSingle({"https"}, {"--cert-file", d + "/server.crt", "--key-file", d + "/server.key",
-                                   "--trusted-ca-file", d + "/ca.crt", "--client-cert-auth",
-                                   "--client-crl-file", d + "/crl.pem"});
+  auto s = StartSingle({"https"},
+                       {"--cert-file", d + "/server.crt", "--key-file", d + "/server.key",
+                        "--trusted-ca-file", d + "/ca.crt", "--client-cert-auth",
+                        "--client-crl-file", d + "/crl.pem"});
   ASSERT_TRUE(s.ok()) << s.status();
   const std::string ep = Endpoint(s->client_ports[0]);
   const std::vector<std::string> good = {"--cacert=" + d + "/ca.crt", "--cert=" + d + "/good.crt",
