@@ -31,6 +31,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cppetcd/api/client_identity.h"
+#include "cppetcd/api/http_connection.h"
 
 namespace cppetcd::api {
 namespace {
@@ -202,55 +203,13 @@ void ReleaseFd(int fd, uint64_t conn) {
   ClearClientCommonName(GrpcPeerForFd(fd));
 }
 
-// A connected pair of TCP sockets on 127.0.0.1: sv[0] accepted, sv[1]
-// connecting. (gRPC's fd endpoint does not see data arriving on an AF_UNIX
-// socketpair after the hand-off in gRPC 1.51, so TCP it is.) The accepted
-// side is checked to be our own connecting socket.
-absl::Status LoopbackPair(int sv[2]) {
-  int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (lfd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || ::listen(lfd, 4) != 0 ||
-      ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    const int err = errno;
-    ::close(lfd);
-    return absl::InternalError(absl::StrCat("loopback listen: ", std::strerror(err)));
+// A connected pair of AF_UNIX stream sockets for a decrypted gRPC
+// connection: sv[0] for gRPC, sv[1] for the relay. Nothing listens: no
+// other process can reach either end.
+absl::Status GrpcSocketPair(int sv[2]) {
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    return absl::InternalError(absl::StrCat("socketpair: ", std::strerror(errno)));
   }
-  int cfd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (cfd < 0 || ::connect(cfd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    const int err = errno;
-    if (cfd >= 0) ::close(cfd);
-    ::close(lfd);
-    return absl::InternalError(absl::StrCat("loopback connect: ", std::strerror(err)));
-  }
-  sockaddr_in mine{};
-  len = sizeof(mine);
-  ::getsockname(cfd, reinterpret_cast<sockaddr*>(&mine), &len);
-  int afd = -1;
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    sockaddr_in from{};
-    len = sizeof(from);
-    int fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&from), &len, SOCK_CLOEXEC);
-    if (fd < 0) break;
-    if (from.sin_port == mine.sin_port && from.sin_addr.s_addr == mine.sin_addr.s_addr) {
-      afd = fd;
-      break;
-    }
-    ::close(fd);  // someone else raced to the temporary port
-  }
-  ::close(lfd);
-  if (afd < 0) {
-    ::close(cfd);
-    return absl::InternalError("loopback accept failed");
-  }
-  int one = 1;
-  ::setsockopt(afd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  sv[0] = afd;
-  sv[1] = cfd;
   return absl::OkStatus();
 }
 
@@ -376,8 +335,8 @@ struct Flow {
   }
 };
 
-// Copies bytes both ways between `a` (the client) and `b` (gRPC's loopback
-// socket or the HTTP server) until `b` is done, `a` is gone, or `stop_fd`
+// Copies bytes both ways between `a` (the client) and `b` (gRPC's end of a
+// socket pair) until `b` is done, `a` is gone, or `stop_fd`
 // becomes readable. `a_to_b` is sent to b first (bytes already read from a).
 // Both sockets must be non-blocking.
 void RelayLoop(const Side& a, const Side& b, std::string a_to_b, int stop_fd) {
@@ -416,6 +375,97 @@ void RelayLoop(const Side& a, const Side& b, std::string a_to_b, int stop_fd) {
     SSL_shutdown(a.ssl);  // best effort close_notify
   }
 }
+
+// A client connection as the HTTP server reads it: `head` (bytes already
+// read while telling gRPC from HTTP) first, then the socket or TLS session.
+// Every wait also ends when `stop_fd` (the listener's) becomes readable.
+class ListenerHttpConnection final : public HttpConnection {
+ public:
+  ListenerHttpConnection(const Side& client, std::string head, int stop_fd,
+                         const sockaddr_storage& remote, const sockaddr_storage& local)
+      : client_(client), head_(std::move(head)), stop_fd_(stop_fd) {
+    SplitAddress(remote, &remote_ip_, &remote_port_);
+    SplitAddress(local, &local_ip_, &local_port_);
+  }
+
+  ssize_t Read(char* buf, size_t size, Clock::time_point deadline, int cancel_fd) override {
+    if (head_off_ < head_.size()) {
+      const size_t n = std::min(size, head_.size() - head_off_);
+      std::memcpy(buf, head_.data() + head_off_, n);
+      head_off_ += n;
+      return static_cast<ssize_t>(n);
+    }
+    while (true) {
+      size_t n = 0;
+      const Io io = ReadSide(client_, buf, size, &n);
+      if (io == Io::kData) return static_cast<ssize_t>(n);
+      if (io == Io::kEof) return 0;
+      if (io == Io::kError || !Wait(EventsFor(io), deadline, cancel_fd)) return -1;
+    }
+  }
+
+  ssize_t Write(const char* buf, size_t size, Clock::time_point deadline, int cancel_fd) override {
+    while (true) {
+      size_t n = 0;
+      const Io io = WriteSide(client_, buf, size, &n);
+      if (io == Io::kData) return static_cast<ssize_t>(n);
+      if (io == Io::kError || io == Io::kEof || !Wait(EventsFor(io), deadline, cancel_fd)) {
+        return -1;
+      }
+    }
+  }
+
+  bool PeerAlive() override {
+    pollfd p{client_.fd, POLLIN | POLLRDHUP, 0};
+    if (::poll(&p, 1, 0) <= 0) return true;
+    if (p.revents & (POLLERR | POLLHUP | POLLRDHUP)) return false;
+    char c;
+    return ::recv(client_.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0;
+  }
+
+  void RemoteAddress(std::string* ip, int* port) const override {
+    *ip = remote_ip_;
+    *port = remote_port_;
+  }
+  void LocalAddress(std::string* ip, int* port) const override {
+    *ip = local_ip_;
+    *port = local_port_;
+  }
+
+ private:
+  static void SplitAddress(const sockaddr_storage& ss, std::string* ip, int* port) {
+    char host[INET6_ADDRSTRLEN] = {0};
+    if (ss.ss_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+      inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+      *port = ntohs(in->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+      inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+      *port = ntohs(in6->sin6_port);
+    }
+    *ip = host;
+  }
+
+  // Until the socket is ready for `events` (true), the deadline, or a stop.
+  bool Wait(short events, Clock::time_point deadline, int cancel_fd) {
+    pollfd fds[3] = {{client_.fd, events, 0}, {stop_fd_, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
+    const nfds_t n = cancel_fd >= 0 ? 3 : 2;
+    while (true) {
+      const int r = ::poll(fds, n, RemainingMs(deadline));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0 || fds[1].revents != 0 || (n == 3 && fds[2].revents != 0)) return false;
+      return true;
+    }
+  }
+
+  const Side client_;
+  const std::string head_;
+  size_t head_off_ = 0;  // head_[head_off_, size) not yet read
+  const int stop_fd_;
+  std::string remote_ip_, local_ip_;
+  int remote_port_ = 0, local_port_ = 0;
+};
 
 }  // namespace
 
@@ -519,6 +569,8 @@ class ClientListener::Impl {
     int fd = -1;
     bool tls = false;
     std::string remote;
+    sockaddr_storage remote_addr{};
+    sockaddr_storage local_addr{};
     std::string local_url;
     std::thread thread;
     std::atomic<bool> done{false};
@@ -591,6 +643,9 @@ class ClientListener::Impl {
     conn->fd = fd;
     conn->tls = from.url.tls;
     conn->remote = RemoteAddress(ss);
+    conn->remote_addr = ss;
+    socklen_t local_len = sizeof(conn->local_addr);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&conn->local_addr), &local_len);
     conn->local_url = from.url.text;
     std::lock_guard<std::mutex> l(mu_);
     if (conns_.size() >= options_.max_connections) {
@@ -637,7 +692,7 @@ class ClientListener::Impl {
 
   void ServePlain(Connection* c) {
     if (options_.http_only) {
-      RelayHttp(c, Side{c->fd, nullptr}, "");
+      ServeHttp(c, Side{c->fd, nullptr}, "");
       return;
     }
     // Peek (the bytes stay in the socket for gRPC) until the preface is
@@ -664,7 +719,7 @@ class ClientListener::Impl {
       HandToGrpc(c->fd, c->id, std::nullopt);
       c->fd = -1;
     } else if (protocol == Protocol::kHttp) {
-      RelayHttp(c, Side{c->fd, nullptr}, "");
+      ServeHttp(c, Side{c->fd, nullptr}, "");
     }
   }
 
@@ -724,7 +779,7 @@ class ClientListener::Impl {
         options_.tls.client_cert_auth ? util::VerifiedPeerCommonName(ssl) : std::nullopt;
     const Side client{c->fd, ssl};
     if (options_.http_only) {
-      RelayHttp(c, client, "");
+      ServeHttp(c, client, "");
     } else {
       // Read decrypted bytes until gRPC and HTTP can be told apart.
       std::string head;
@@ -750,7 +805,7 @@ class ClientListener::Impl {
       if (protocol == Protocol::kGrpc) {
         RelayGrpc(c, client, std::move(head), cn);
       } else if (protocol == Protocol::kHttp) {
-        RelayHttp(c, client, std::move(head));
+        ServeHttp(c, client, std::move(head));
       }
     }
     SSL_free(ssl);
@@ -760,7 +815,7 @@ class ClientListener::Impl {
                  const std::optional<std::string>& cn) {
     if (!options_.on_grpc_connection) return;
     int sv[2] = {-1, -1};
-    if (absl::Status st = LoopbackPair(sv); !st.ok()) {
+    if (absl::Status st = GrpcSocketPair(sv); !st.ok()) {
       logger_.Warn("cannot relay a TLS connection to gRPC", {{"error", st.ToString()}});
       return;
     }
@@ -776,25 +831,16 @@ class ClientListener::Impl {
     ReleaseFd(grpc_end, c->id);
   }
 
-  void RelayHttp(Connection* c, const Side& client, std::string head) {
-    if (options_.http_forward_port == 0) return;
-    int up = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (up < 0) return;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(options_.http_forward_port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(up, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      logger_.Warn("cannot reach the HTTP server", {{"port", options_.http_forward_port},
-                                                    {"error", std::strerror(errno)}});
-      ::close(up);
-      return;
+  // Hands the connection to the HTTP server, which serves it on this
+  // thread until it ends.
+  void ServeHttp(Connection* c, const Side& client, std::string head) {
+    if (!options_.on_http_connection) return;
+    ListenerHttpConnection conn(client, std::move(head), stop_fd_, c->remote_addr, c->local_addr);
+    options_.on_http_connection(conn);
+    if (client.ssl != nullptr) {
+      ERR_clear_error();
+      SSL_shutdown(client.ssl);  // best effort close_notify
     }
-    int one = 1;
-    ::setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    SetNonBlocking(up);
-    RelayLoop(client, Side{up, nullptr}, std::move(head), stop_fd_);
-    ::close(up);
   }
 
   const ClientListenerOptions options_;

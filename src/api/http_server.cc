@@ -1,13 +1,16 @@
 #include "cppetcd/api/http_server.h"
 
-#include <dirent.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <deque>
 #include <functional>
 #include <map>
@@ -211,79 +214,92 @@ namespace {
 
 constexpr char kJson[] = "application/json";
 
-// ---- Connection threads
+// ---- Serving a handed-over connection
 
-// One thread per connection: gateway streams (watch, keep-alive) hold their
-// connection's thread for their whole life, so a fixed pool would starve.
-class ThreadPerConnection : public httplib::TaskQueue {
+// How long a kept-alive connection may wait for its next request, and how
+// many requests it may carry (then the last reply says "Connection: close").
+constexpr std::chrono::seconds kKeepAliveTimeout{30};
+constexpr size_t kKeepAliveMaxRequests = 10000;
+// Bounds of one read or write while a request is read or a reply written
+// (httplib's defaults).
+constexpr std::chrono::seconds kReadTimeout{5};
+constexpr std::chrono::seconds kWriteTimeout{5};
+
+// httplib's request handling without its listening socket: the routes of a
+// Server, fed one request at a time from a ConnectionStream.
+class RouteTable : public httplib::Server {
  public:
-  ThreadPerConnection() : state_(std::make_shared<State>()) {}
-  void enqueue(std::function<void()> fn) override {
-    std::shared_ptr<State> state = state_;
-    {
-      std::lock_guard<std::mutex> lock(state->mu);
-      ++state->active;
-    }
-    std::thread([state, fn = std::move(fn)] {
-      fn();
-      std::lock_guard<std::mutex> lock(state->mu);
-      if (--state->active == 0) state->idle.notify_all();
-    }).detach();
-  }
-  void shutdown() override {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    state_->idle.wait(lock, [&] { return state_->active == 0; });
+  // httplib takes an invalid listening socket for "shutting down" (streamed
+  // replies stop); there is none here, so mark it running until Stop.
+  RouteTable() { svr_sock_ = std::numeric_limits<int>::max(); }
+
+  // Reads one request from `strm` and writes its reply (httplib's step of a
+  // kept-alive connection). False when the connection cannot go on.
+  bool ProcessRequest(httplib::Stream& strm, bool close_connection, bool* connection_closed) {
+    return process_request(strm, close_connection, *connection_closed, nullptr);
   }
 
- private:
-  struct State {
-    std::mutex mu;
-    std::condition_variable idle;
-    int active = 0;
-  };
-  std::shared_ptr<State> state_;
+  // Streamed replies end after their current chunk.
+  void Stop() { svr_sock_ = INVALID_SOCKET; }
 };
 
-// The socket of the request's connection, found by its address pair (the
-// library does not expose it): used to notice a client that went away while
-// a stream has nothing to send. -1 if not found.
-int FindConnectionFd(const httplib::Request& req) {
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  int found = -1;
-  while (dirent* e = readdir(d)) {
-    int fd = 0;
-    if (!absl::SimpleAtoi(e->d_name, &fd)) continue;
-    sockaddr_storage local{}, peer{};
-    socklen_t llen = sizeof(local), plen = sizeof(peer);
-    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) != 0) continue;
-    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) continue;
-    auto port = [](const sockaddr_storage& a) -> int {
-      if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port);
-      if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
-      return -1;
-    };
-    if (port(local) == req.local_port && port(peer) == req.remote_port) {
-      found = fd;
-      break;
-    }
-  }
-  closedir(d);
-  return found;
-}
+// An HttpConnection as httplib's Stream: buffered reads (httplib reads
+// request lines a byte at a time), each read and write bounded by its
+// timeout and cut short by `cancel_fd`.
+class ConnectionStream final : public httplib::Stream {
+ public:
+  ConnectionStream(HttpConnection& conn, int cancel_fd) : conn_(conn), cancel_fd_(cancel_fd) {}
 
-// False once the peer closed (or reset) the connection.
-bool PeerAlive(int fd) {
-  if (fd < 0) return true;
-  pollfd p{fd, POLLIN | POLLRDHUP, 0};
-  if (poll(&p, 1, 0) <= 0) return true;
-  if (p.revents & (POLLERR | POLLHUP | POLLRDHUP)) return false;
-  if (p.revents & POLLIN) {
-    char c;
-    return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0;
+  // Waits up to `timeout` for the first bytes of the next request. False at
+  // the end of the stream, on an error, a timeout or cancellation.
+  bool WaitForRequest(std::chrono::milliseconds timeout) {
+    if (pos_ < len_) return true;
+    return Fill(HttpConnection::Clock::now() + timeout) > 0;
   }
-  return true;
-}
+
+  // Reads wait by themselves (up to kReadTimeout).
+  bool is_readable() const override { return true; }
+  // False once the client has gone: a streamed reply (watch) stops.
+  bool is_writable() const override { return conn_.PeerAlive(); }
+
+  ssize_t read(char* ptr, size_t size) override {
+    if (pos_ == len_) {
+      const ssize_t n = Fill(HttpConnection::Clock::now() + kReadTimeout);
+      if (n <= 0) return n;
+    }
+    const size_t n = std::min(size, len_ - pos_);
+    std::memcpy(ptr, buf_.data() + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, size_t size) override {
+    return conn_.Write(ptr, size, HttpConnection::Clock::now() + kWriteTimeout, cancel_fd_);
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    conn_.RemoteAddress(&ip, &port);
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    conn_.LocalAddress(&ip, &port);
+  }
+  // No descriptor httplib may select() on: readiness is this stream's own.
+  socket_t socket() const override { return INVALID_SOCKET; }
+
+ private:
+  ssize_t Fill(HttpConnection::Clock::time_point deadline) {
+    const ssize_t n = conn_.Read(buf_.data(), buf_.size(), deadline, cancel_fd_);
+    pos_ = 0;
+    len_ = n > 0 ? static_cast<size_t>(n) : 0;
+    return n;
+  }
+
+  HttpConnection& conn_;
+  const int cancel_fd_;
+  std::array<char, 16 * 1024> buf_;
+  size_t pos_ = 0;  // buf_[pos_, len_) is read and not yet consumed
+  size_t len_ = 0;
+};
 
 // ---- Gateway calls
 
@@ -561,50 +577,60 @@ std::string StreamErrorChunk(const grpc::Status& st) {
 class HttpServer::Impl {
  public:
   explicit Impl(HttpServerOptions options) : options_(std::move(options)) {}
-  ~Impl() { Shutdown(); }
+  ~Impl() {
+    Shutdown();
+    CloseCancelFd();
+  }
 
   absl::Status Init() {
     if (options_.backend == nullptr) return absl::InvalidArgumentError("HttpServer: no backend");
+    cancel_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (cancel_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
     if (options_.gateway_channel != nullptr) BuildGateway();
-    if (auto st = Listen("127.0.0.1:0", /*full=*/true, &loopback_port_); !st.ok()) return st;
-    if (auto st = Listen("127.0.0.1:0", /*full=*/false, &metrics_loopback_port_); !st.ok()) {
-      return st;
-    }
-    for (const std::string& a : options_.client_addresses) {
-      int port = 0;
-      if (auto st = Listen(a, true, &port); !st.ok()) return st;
-      ports_.push_back(port);
-    }
-    for (const std::string& a : options_.metrics_addresses) {
-      int port = 0;
-      if (auto st = Listen(a, false, &port); !st.ok()) return st;
-      ports_.push_back(port);
-    }
+    all_routes_ = NewRouteTable(/*full=*/true);
+    metrics_routes_ = NewRouteTable(/*full=*/false);
     return absl::OkStatus();
   }
 
-  void Shutdown() {
-    if (stopping_.exchange(true)) return;
-    calls_.CancelAll();
-    for (auto& s : servers_) {
-      // httplib 0.11's stop() does nothing until the listening thread has
-      // marked the server running, and that thread would then accept
-      // forever: wait for it (it gets there at once on a bound socket).
-      for (int i = 0; i < 1000 && !s->is_running(); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-      s->stop();
+  void ServeConnection(HttpConnection& conn, HttpRoutes routes) {
+    {
+      std::lock_guard<std::mutex> l(connections_mu_);
+      if (stopping_.load()) return;
+      ++connections_;
     }
-    for (auto& t : threads_) t.join();
-    servers_.clear();
-    threads_.clear();
+    RouteTable& table = routes == HttpRoutes::kAll ? *all_routes_ : *metrics_routes_;
+    ConnectionStream stream(conn, cancel_fd_);
+    for (size_t n = 1; n <= kKeepAliveMaxRequests && !stopping_.load(); ++n) {
+      if (!stream.WaitForRequest(kKeepAliveTimeout)) break;
+      bool closed = false;
+      if (!table.ProcessRequest(stream, n == kKeepAliveMaxRequests, &closed) || closed) break;
+    }
+    std::lock_guard<std::mutex> l(connections_mu_);
+    if (--connections_ == 0) connections_idle_.notify_all();
+  }
+
+  void Shutdown() {
+    {
+      std::lock_guard<std::mutex> l(connections_mu_);
+      if (stopping_.exchange(true)) return;
+    }
+    calls_.CancelAll();
+    if (all_routes_ != nullptr) all_routes_->Stop();
+    if (metrics_routes_ != nullptr) metrics_routes_->Stop();
+    if (cancel_fd_ >= 0) {
+      const uint64_t one = 1;
+      (void)!::write(cancel_fd_, &one, sizeof(one));
+    }
+    std::unique_lock<std::mutex> l(connections_mu_);
+    connections_idle_.wait(l, [&] { return connections_ == 0; });
+  }
+
+  void CloseCancelFd() {
+    if (cancel_fd_ >= 0) ::close(cancel_fd_);
+    cancel_fd_ = -1;
   }
 
   int64_t StreamQueuedBytes() const { return stream_queued_bytes_.load(); }
-
-  int loopback_port_ = 0;
-  int metrics_loopback_port_ = 0;
-  std::vector<int> ports_;
 
  private:
   struct GatewayStubs {
@@ -614,45 +640,16 @@ class HttpServer::Impl {
     std::shared_ptr<v3electionpb::Election::Stub> election;
   };
 
-  absl::Status Listen(const std::string& address, bool full, int* port_out) {
-    const size_t colon = address.rfind(':');
-    if (colon == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("bad listen address ", address));
-    }
-    std::string host = address.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
-    }
-    if (host.empty()) host = "0.0.0.0";
-    int port = 0;
-    if (!absl::SimpleAtoi(address.substr(colon + 1), &port)) {
-      return absl::InvalidArgumentError(absl::StrCat("bad listen address ", address));
-    }
-    auto server = std::make_unique<httplib::Server>();
-    server->new_task_queue = [] { return new ThreadPerConnection(); };
-    server->set_payload_max_length(options_.max_body_bytes);
-    server->set_keep_alive_timeout(30);
-    server->set_keep_alive_max_count(10000);
-    server->set_default_headers({
+  std::unique_ptr<RouteTable> NewRouteTable(bool full) {
+    auto table = std::make_unique<RouteTable>();
+    table->set_payload_max_length(options_.max_body_bytes);
+    table->set_default_headers({
         {"Access-Control-Allow-Headers", "accept, content-type, authorization"},
         {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},
         {"Access-Control-Allow-Origin", "*"},
     });
-    Routes(*server, full);
-    int bound = 0;
-    if (port == 0) {
-      bound = server->bind_to_any_port(host);
-    } else {
-      bound = server->bind_to_port(host, port) ? port : -1;
-    }
-    if (bound <= 0) {
-      return absl::UnavailableError(absl::StrCat("cannot listen on ", address, " for HTTP"));
-    }
-    *port_out = bound;
-    httplib::Server* raw = server.get();
-    servers_.push_back(std::move(server));
-    threads_.emplace_back([raw] { raw->listen_after_bind(); });
-    return absl::OkStatus();
+    Routes(*table, full);
+    return table;
   }
 
   void Routes(httplib::Server& s, bool full) {
@@ -946,7 +943,7 @@ class HttpServer::Impl {
     ForwardMetadata(http_req, bridge->context());
     start(bridge->context(), bridge.get());
     bridge->Begin();
-    Serve(http_req, res, bridge, one_reply_each, expected);
+    Serve(res, bridge, one_reply_each, expected);
   }
 
   // A server-streaming gateway call: the body is its one request.
@@ -963,22 +960,22 @@ class HttpServer::Impl {
     ForwardMetadata(http_req, bridge->context());
     start(bridge->context(), bridge->request(), bridge.get());
     bridge->Begin();
-    Serve(http_req, res, bridge, false, 0);
+    Serve(res, bridge, false, 0);
   }
 
   // Writes a started stream's responses as chunks until it ends, the client
   // leaves or the server stops; the call is cancelled and awaited when the
   // response is released.
   template <class Bridge>
-  void Serve(const httplib::Request& http_req, httplib::Response& res,
-             std::shared_ptr<Bridge> bridge, bool one_reply_each, size_t expected) {
-    const int fd = FindConnectionFd(http_req);
+  void Serve(httplib::Response& res, std::shared_ptr<Bridge> bridge, bool one_reply_each,
+             size_t expected) {
     res.set_header("Grpc-Metadata-Content-Type", "application/grpc");
     res.set_chunked_content_provider(
         kJson,
-        [this, bridge, fd, one_reply_each, expected](size_t, httplib::DataSink& sink) {
+        [this, bridge, one_reply_each, expected](size_t, httplib::DataSink& sink) {
           while (true) {
-            if (stopping_.load() || !PeerAlive(fd)) return false;
+            // is_writable: false once the client has gone (ConnectionStream).
+            if (stopping_.load() || !sink.is_writable()) return false;
             bool finished = false;
             grpc::Status status;
             size_t received = 0;
@@ -1007,10 +1004,14 @@ class HttpServer::Impl {
   }
 
   HttpServerOptions options_;
-  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopping_{false};  // set once, under connections_mu_
   std::atomic<int64_t> stream_queued_bytes_{0};  // over every gateway stream's queue
-  std::vector<std::unique_ptr<httplib::Server>> servers_;
-  std::vector<std::thread> threads_;
+  std::unique_ptr<RouteTable> all_routes_;      // HttpRoutes::kAll
+  std::unique_ptr<RouteTable> metrics_routes_;  // HttpRoutes::kMetrics
+  int cancel_fd_ = -1;  // eventfd, readable once Shutdown starts: connections end
+  std::mutex connections_mu_;
+  std::condition_variable connections_idle_;
+  int connections_ ABSL_GUARDED_BY(connections_mu_) = 0;  // in ServeConnection now
   GatewayStubs stubs_;
   CallRegistry calls_;
   std::map<std::string, UnaryHandler> unary_;
@@ -1024,9 +1025,9 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() { Shutdown(); }
-int HttpServer::LoopbackPort() const { return impl_->loopback_port_; }
-int HttpServer::MetricsLoopbackPort() const { return impl_->metrics_loopback_port_; }
-const std::vector<int>& HttpServer::Ports() const { return impl_->ports_; }
+void HttpServer::ServeConnection(HttpConnection& connection, HttpRoutes routes) {
+  impl_->ServeConnection(connection, routes);
+}
 int64_t HttpServer::StreamQueuedBytes() const { return impl_->StreamQueuedBytes(); }
 void HttpServer::Shutdown() { impl_->Shutdown(); }
 

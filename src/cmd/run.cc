@@ -1,6 +1,7 @@
 #include "run.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <time.h>
 
@@ -69,10 +70,8 @@ class SignalWatcher {
 };
 
 // The HTTP endpoints of etcd's client port (/health, /version, /metrics and
-// the v3 JSON gateway through `api`'s in-process channel) on an internal
-// loopback port, and on the http:// --listen-metrics-urls. Until a client
-// listener forwards the client URLs' HTTP/1.1 connections to LoopbackPort(),
-// the metrics URLs serve every route so that the gateway is reachable.
+// the v3 JSON gateway through `api`'s in-process channel), served on the
+// connections the client listeners hand over; it listens on nothing.
 absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& config,
                                                           api::ServerBackend* backend,
                                                           api::ApiServer* api,
@@ -85,8 +84,8 @@ absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& con
   options.metrics = metrics;
   options.server_version = server::kServerVersion;
   options.cluster_version = absl::StrCat(server::kClusterVersion, ".0");
-  // The client and metrics URLs are served by ClientListeners that relay
-  // HTTP/1.1 connections to LoopbackPort() / MetricsLoopbackPort().
+  // The client and metrics URLs are served by ClientListeners that hand
+  // their HTTP/1.1 connections to ServeConnection.
   options.max_body_bytes = api::GatewayMaxBodyBytes(config.max_request_bytes);
   options.logger = util::GetLogger("etcdhttp");
   return api::HttpServer::Start(std::move(options));
@@ -108,6 +107,7 @@ absl::StatusOr<util::TlsInfo> TlsInfoFromFlags(bool peer, const EtcdConfig& conf
   info.cert_file = peer ? config.peer_cert_file : config.cert_file;
   info.key_file = peer ? config.peer_key_file : config.key_file;
   info.trusted_ca_file = peer ? config.peer_trusted_ca_file : config.trusted_ca_file;
+  info.crl_file = peer ? config.peer_crl_file : config.client_crl_file;
   info.client_cert_auth = peer ? config.peer_client_cert_auth : config.client_cert_auth;
   info.allowed_cn = peer ? config.peer_cert_allowed_cn : "";
   info.allowed_hostname =
@@ -127,24 +127,42 @@ absl::StatusOr<util::TlsInfo> TlsInfoFromFlags(bool peer, const EtcdConfig& conf
       if (!self.ok()) return self.status();
       self->client_cert_auth = info.client_cert_auth;
       self->trusted_ca_file = info.trusted_ca_file;
+      self->crl_file = info.crl_file;
+      if (peer && !info.trusted_ca_file.empty()) {
+        // etcd drops the CA here and trusts any peer; cppetcd verifies the
+        // peers' certificates against it, which self-signed ones fail.
+        log.Warn("peer auto TLS with --peer-trusted-ca-file: peer certificates are verified "
+                 "against the CA",
+                 {{"peer-trusted-ca-file", info.trusted_ca_file}});
+      }
       info = *std::move(self);
     }
   }
   if (absl::Status st = util::ValidateTlsInfo(info); !st.ok()) return st;
+  // A CRL is checked against the certificates a client presents, and only
+  // --client-cert-auth asks for one; gRPC enforces peer CRLs only with a CA.
+  if (!peer && !info.crl_file.empty() && !info.client_cert_auth) {
+    return absl::InvalidArgumentError("--client-crl-file requires --client-cert-auth");
+  }
+  if (peer && !info.crl_file.empty() && info.trusted_ca_file.empty()) {
+    return absl::InvalidArgumentError("--peer-crl-file requires --peer-trusted-ca-file");
+  }
   return info;
 }
 
-// Binds the client URLs (gRPC to `api`, HTTP/1.1 to the internal HTTP
-// port) and the metrics URLs (HTTP only, to the metrics port).
+// Binds the client URLs (gRPC to `api`, HTTP/1.1 to `http` with every
+// route) and the metrics URLs (HTTP only, metrics and health routes).
 absl::Status StartClientListeners(const EtcdConfig& config, const util::TlsInfo& tls,
-                                  api::ApiServer* api, int http_port, int metrics_port,
+                                  api::ApiServer* api, api::HttpServer* http,
                                   std::unique_ptr<api::ClientListener>* client,
                                   std::unique_ptr<api::ClientListener>* metrics) {
   api::ClientListenerOptions options;
   for (const Url& u : config.listen_client_urls) options.urls.push_back(u.ToString());
   options.tls = tls;
   options.on_grpc_connection = [api](int fd) { api->AddConnection(fd); };
-  options.http_forward_port = http_port;
+  options.on_http_connection = [http](api::HttpConnection& c) {
+    http->ServeConnection(c, api::HttpRoutes::kAll);
+  };
   options.logger = util::GetLogger("embed");
   absl::StatusOr<std::unique_ptr<api::ClientListener>> c =
       api::ClientListener::Start(std::move(options));
@@ -155,7 +173,9 @@ absl::Status StartClientListeners(const EtcdConfig& config, const util::TlsInfo&
   for (const Url& u : config.listen_metrics_urls) moptions.urls.push_back(u.ToString());
   moptions.tls = tls;
   moptions.http_only = true;
-  moptions.http_forward_port = metrics_port;
+  moptions.on_http_connection = [http](api::HttpConnection& c) {
+    http->ServeConnection(c, api::HttpRoutes::kMetrics);
+  };
   moptions.logger = util::GetLogger("embed");
   absl::StatusOr<std::unique_ptr<api::ClientListener>> m =
       api::ClientListener::Start(std::move(moptions));
@@ -256,6 +276,17 @@ int Run(const EtcdConfig& config) {
     log.Error("invalid configuration", {{"error", server_config.status().ToString()}});
     return 1;
   }
+  // --cipher-suites: Go's names, checked (as etcd does) even without TLS.
+  absl::StatusOr<std::string> cipher_list = util::OpenSslCipherList(config.cipher_suites);
+  if (!cipher_list.ok()) {
+    log.Error("invalid cipher suites", {{"error", cipher_list.status().ToString()}});
+    return 1;
+  }
+  if (!cipher_list->empty()) {
+    // The peer port's TLS is gRPC's, whose only cipher setting is this
+    // variable, read when its first TLS credentials are made (below).
+    ::setenv("GRPC_SSL_CIPHER_SUITES", cipher_list->c_str(), 1);
+  }
   // Certificates are checked before anything starts: a bad or missing
   // file is a clear error and a non-zero exit, never a plaintext fallback.
   absl::StatusOr<util::TlsInfo> client_tls = TlsInfoFromFlags(false, config, log);
@@ -263,6 +294,7 @@ int Run(const EtcdConfig& config) {
     log.Error("invalid client TLS configuration", {{"error", client_tls.status().ToString()}});
     return 1;
   }
+  client_tls->cipher_list = *cipher_list;
   for (const Url& u : config.listen_client_urls) {
     if (u.scheme == "https" && client_tls->Empty()) {
       log.Error("invalid client TLS configuration",
@@ -279,13 +311,15 @@ int Run(const EtcdConfig& config) {
     log.Info("starting with client TLS", {{"cert-file", client_tls->cert_file},
                                           {"key-file", client_tls->key_file},
                                           {"trusted-ca-file", client_tls->trusted_ca_file},
-                                          {"client-cert-auth", client_tls->client_cert_auth}});
+                                          {"client-cert-auth", client_tls->client_cert_auth},
+                                          {"crl-file", client_tls->crl_file}});
   }
   absl::StatusOr<util::TlsInfo> peer_tls = TlsInfoFromFlags(true, config, log);
   if (!peer_tls.ok()) {
     log.Error("invalid peer TLS configuration", {{"error", peer_tls.status().ToString()}});
     return 1;
   }
+  peer_tls->cipher_list = *cipher_list;
   // Peer listeners first, as etcd ("configuring peer listeners").
   transport::TransportOptions topts;
   for (const Url& u : config.listen_peer_urls) {
@@ -305,8 +339,10 @@ int Run(const EtcdConfig& config) {
     log.Info("starting with peer TLS", {{"cert-file", peer_tls->cert_file},
                                         {"key-file", peer_tls->key_file},
                                         {"trusted-ca-file", peer_tls->trusted_ca_file},
-                                        {"client-cert-auth", peer_tls->client_cert_auth}});
-    absl::StatusOr<transport::PeerCredentials> creds = transport::NewPeerCredentials(*peer_tls);
+                                        {"client-cert-auth", peer_tls->client_cert_auth},
+                                        {"crl-file", peer_tls->crl_file}});
+    absl::StatusOr<transport::PeerCredentials> creds = transport::NewPeerCredentials(
+        *peer_tls, absl::StrCat(config.data_dir, "/fixtures/peer-crl"));
     if (!creds.ok()) {
       log.Error("invalid peer TLS configuration", {{"error", creds.status().ToString()}});
       return 1;
@@ -392,8 +428,8 @@ int Run(const EtcdConfig& config) {
       } else {
         http = *std::move(http_started);
         absl::Status st =
-            StartClientListeners(config, *client_tls, api.get(), http->LoopbackPort(),
-                                 http->MetricsLoopbackPort(), &client_listener, &metrics_listener);
+            StartClientListeners(config, *client_tls, api.get(), http.get(), &client_listener,
+                                 &metrics_listener);
         if (!st.ok()) {
           log.Error("failed to serve client requests", {{"error", st.ToString()}});
           exit_code = 1;

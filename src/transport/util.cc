@@ -152,7 +152,8 @@ class AllowedPeerProcessor final : public grpc::AuthMetadataProcessor {
 
 }  // namespace
 
-absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info) {
+absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
+                                                   const std::string& crl_directory) {
   if (info.Empty()) {
     return absl::InvalidArgumentError(
         "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided");
@@ -168,36 +169,71 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info) {
     if (!pem.ok()) return pem.status();
     ca = *std::move(pem);
   }
-  PeerCredentials out;
-  grpc::SslServerCredentialsOptions server_opts(
+  const grpc_ssl_client_certificate_request_type request_type =
       info.client_cert_auth ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-                            : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  server_opts.pem_root_certs = ca;
-  server_opts.pem_key_cert_pairs.push_back({*key, *cert});
-  out.server = grpc::SslServerCredentials(server_opts);
+                            : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  PeerCredentials out;
+  if (!info.crl_file.empty()) {
+    // gRPC enforces CRLs only through its TLS credentials' CRL directory
+    // (hashed files; a certificate whose issuer has no CRL there passes).
+    if (ca.empty()) {
+      return absl::InvalidArgumentError("--peer-crl-file requires --peer-trusted-ca-file");
+    }
+    if (crl_directory.empty()) {
+      return absl::InvalidArgumentError("peer CRL: no directory for the hashed CRL files");
+    }
+    if (absl::Status st = util::WriteCrlDirectory(info.crl_file, crl_directory); !st.ok()) {
+      return st;
+    }
+    auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+        ca, std::vector<grpc::experimental::IdentityKeyCertPair>{{*key, *cert}});
+    grpc::experimental::TlsServerCredentialsOptions server_opts(provider);
+    server_opts.watch_root_certs();
+    server_opts.watch_identity_key_cert_pairs();
+    server_opts.set_cert_request_type(request_type);
+    server_opts.set_crl_directory(crl_directory);
+    out.server = grpc::experimental::TlsServerCredentials(server_opts);
+    grpc::experimental::TlsChannelCredentialsOptions channel_opts;
+    channel_opts.set_certificate_provider(provider);
+    channel_opts.watch_root_certs();
+    channel_opts.watch_identity_key_cert_pairs();
+    channel_opts.set_verify_server_certs(true);
+    channel_opts.set_certificate_verifier(
+        std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
+    channel_opts.set_crl_directory(crl_directory);
+    out.channel = grpc::experimental::TlsCredentials(channel_opts);
+  } else {
+    grpc::SslServerCredentialsOptions server_opts(request_type);
+    server_opts.pem_root_certs = ca;
+    server_opts.pem_key_cert_pairs.push_back({*key, *cert});
+    out.server = grpc::SslServerCredentials(server_opts);
+    if (info.self_signed && ca.empty()) {
+      // etcd skips server verification for self-signed (auto TLS) peers
+      // when no CA is given.
+      auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+          std::vector<grpc::experimental::IdentityKeyCertPair>{{*key, *cert}});
+      grpc::experimental::TlsChannelCredentialsOptions opts;
+      opts.set_certificate_provider(provider);
+      opts.watch_identity_key_cert_pairs();
+      opts.set_verify_server_certs(false);
+      opts.set_check_call_host(false);
+      opts.set_certificate_verifier(
+          std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+      out.channel = grpc::experimental::TlsCredentials(opts);
+    } else {
+      // Verified against the CA, or, with none, the system's roots (Go's
+      // TLS client with no RootCAs), host name included.
+      grpc::SslCredentialsOptions channel_opts;
+      channel_opts.pem_root_certs = ca;
+      channel_opts.pem_cert_chain = *cert;
+      channel_opts.pem_private_key = *key;
+      out.channel = grpc::SslCredentials(channel_opts);
+    }
+  }
   if (out.server != nullptr && info.client_cert_auth &&
       (!info.allowed_cn.empty() || !info.allowed_hostname.empty())) {
     out.server->SetAuthMetadataProcessor(
         std::make_shared<AllowedPeerProcessor>(info.allowed_cn, info.allowed_hostname));
-  }
-  if (info.self_signed || ca.empty()) {
-    // etcd skips server verification for self-signed (auto TLS) peers.
-    auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-        std::vector<grpc::experimental::IdentityKeyCertPair>{{*key, *cert}});
-    grpc::experimental::TlsChannelCredentialsOptions opts;
-    opts.set_certificate_provider(provider);
-    opts.watch_identity_key_cert_pairs();
-    opts.set_verify_server_certs(false);
-    opts.set_check_call_host(false);
-    opts.set_certificate_verifier(
-        std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
-    out.channel = grpc::experimental::TlsCredentials(opts);
-  } else {
-    grpc::SslCredentialsOptions channel_opts;
-    channel_opts.pem_root_certs = ca;
-    channel_opts.pem_cert_chain = *cert;
-    channel_opts.pem_private_key = *key;
-    out.channel = grpc::SslCredentials(channel_opts);
   }
   if (out.server == nullptr || out.channel == nullptr) {
     return absl::InternalError("cannot create peer TLS credentials");

@@ -1,14 +1,17 @@
 #include "cppetcd/util/tls.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -38,6 +41,10 @@ struct PkeyFree {
 using BioPtr = std::unique_ptr<BIO, BioFree>;
 using X509Ptr = std::unique_ptr<X509, X509Free>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
+struct CrlFree {
+  void operator()(X509_CRL* c) const { X509_CRL_free(c); }
+};
+using CrlPtr = std::unique_ptr<X509_CRL, CrlFree>;
 
 // Go's wording of a failed open: "open <path>: no such file or directory".
 std::string OpenError(const std::string& path, int err) {
@@ -167,6 +174,96 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+// The CRLs of a --client-crl-file / --peer-crl-file: one or more PEM
+// "X509 CRL" blocks, or one DER CRL (Go's x509.ParseCRL takes both).
+// InvalidArgument naming the file when it cannot be read, holds no CRL, or
+// a CRL's nextUpdate has passed (OpenSSL then fails every handshake with a
+// certificate of that issuer: better said at start-up).
+absl::StatusOr<std::vector<CrlPtr>> LoadCrls(const std::string& path) {
+  absl::StatusOr<std::string> data = ReadPemFile(path);
+  if (!data.ok()) return data.status();
+  std::vector<CrlPtr> crls;
+  {
+    BioPtr bio = MemBio(*data);
+    while (CrlPtr crl{PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr)}) {
+      crls.push_back(std::move(crl));
+    }
+  }
+  if (crls.empty()) {
+    BioPtr bio = MemBio(*data);
+    if (CrlPtr crl{d2i_X509_CRL_bio(bio.get(), nullptr)}) crls.push_back(std::move(crl));
+  }
+  ERR_clear_error();
+  if (crls.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": no certificate revocation list (PEM or DER) found"));
+  }
+  for (const CrlPtr& crl : crls) {
+    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
+    if (next != nullptr && X509_cmp_current_time(next) < 0) {
+      BioPtr out(BIO_new(BIO_s_mem()));
+      X509_NAME_print_ex(out.get(), X509_CRL_get_issuer(crl.get()), 0, XN_FLAG_ONELINE);
+      BIO_puts(out.get(), " (next update ");
+      ASN1_TIME_print(out.get(), next);
+      BIO_puts(out.get(), ")");
+      char* text = nullptr;
+      const long n = BIO_get_mem_data(out.get(), &text);
+      return absl::InvalidArgumentError(absl::StrCat(path, ": the revocation list has expired: ",
+                                                     std::string(text, static_cast<size_t>(n))));
+    }
+  }
+  return crls;
+}
+
+// Certificate verification with a CRL file: a certificate whose issuer has
+// no CRL in the file is accepted, as etcd accepts any certificate whose
+// serial its CRL file does not list (OpenSSL's CRL_CHECK would refuse it);
+// every other failure stands.
+int VerifyWithCrl(int ok, X509_STORE_CTX* ctx) {
+  if (!ok && X509_STORE_CTX_get_error(ctx) == X509_V_ERR_UNABLE_TO_GET_CRL) {
+    X509_STORE_CTX_set_error(ctx, X509_V_OK);
+    return 1;
+  }
+  return ok;
+}
+
+// Go's crypto/tls names of the TLS 1.0-1.2 suites (tls.CipherSuites() and
+// tls.InsecureCipherSuites(), plus the two short CHACHA20 aliases etcd's
+// tlsutil accepts) and OpenSSL's names for the same suites.
+struct CipherName {
+  const char* go;
+  const char* openssl;
+};
+constexpr CipherName kTls12Ciphers[] = {
+    {"TLS_RSA_WITH_RC4_128_SHA", "RC4-SHA"},
+    {"TLS_RSA_WITH_3DES_EDE_CBC_SHA", "DES-CBC3-SHA"},
+    {"TLS_RSA_WITH_AES_128_CBC_SHA", "AES128-SHA"},
+    {"TLS_RSA_WITH_AES_256_CBC_SHA", "AES256-SHA"},
+    {"TLS_RSA_WITH_AES_128_CBC_SHA256", "AES128-SHA256"},
+    {"TLS_RSA_WITH_AES_128_GCM_SHA256", "AES128-GCM-SHA256"},
+    {"TLS_RSA_WITH_AES_256_GCM_SHA384", "AES256-GCM-SHA384"},
+    {"TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", "ECDHE-ECDSA-RC4-SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", "ECDHE-ECDSA-AES128-SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", "ECDHE-ECDSA-AES256-SHA"},
+    {"TLS_ECDHE_RSA_WITH_RC4_128_SHA", "ECDHE-RSA-RC4-SHA"},
+    {"TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", "ECDHE-RSA-DES-CBC3-SHA"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "ECDHE-RSA-AES128-SHA"},
+    {"TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", "ECDHE-RSA-AES256-SHA"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", "ECDHE-ECDSA-AES128-SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", "ECDHE-RSA-AES128-SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "ECDHE-RSA-AES128-GCM-SHA256"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"},
+    {"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "ECDHE-RSA-AES256-GCM-SHA384"},
+    {"TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384"},
+    {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-RSA-CHACHA20-POLY1305"},
+    {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+    {"TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"},
+    {"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305", "ECDHE-ECDSA-CHACHA20-POLY1305"},
+};
+// Go's TLS 1.3 suites: accepted, and (as in Go) not configurable.
+constexpr const char* kTls13Ciphers[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                         "TLS_CHACHA20_POLY1305_SHA256"};
+
 }  // namespace
 
 std::string OpenSslErrors() {
@@ -233,7 +330,80 @@ absl::Status ValidateTlsInfo(const TlsInfo& info) {
           absl::StrCat(info.trusted_ca_file, ": no PEM certificate found in the trusted CA file"));
     }
   }
+  if (!info.crl_file.empty()) {
+    absl::StatusOr<std::vector<CrlPtr>> crls = LoadCrls(info.crl_file);
+    if (!crls.ok()) return crls.status();
+  }
   return absl::OkStatus();
+}
+
+absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& dir) {
+  absl::StatusOr<std::vector<CrlPtr>> crls = LoadCrls(crl_file);
+  if (!crls.ok()) return crls.status();
+  if (absl::Status st = MakeDirs(dir); !st.ok()) return st;
+  ::chmod(dir.c_str(), 0700);
+  // Only what this call writes: drop the files of an earlier start.
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name.size() > 3 && name.find(".r") != std::string::npos) {
+        ::unlink((dir + "/" + name).c_str());
+      }
+    }
+    ::closedir(d);
+  }
+  std::map<unsigned long, int> next_suffix;  // issuer hash -> next .r<n>
+  for (const CrlPtr& crl : *crls) {
+    const unsigned long hash = X509_NAME_hash_ex(X509_CRL_get_issuer(crl.get()), nullptr, nullptr,
+                                                 nullptr);
+    char name[32];
+    std::snprintf(name, sizeof(name), "%08lx.r%d", hash, next_suffix[hash]++);
+    BioPtr out(BIO_new(BIO_s_mem()));
+    PEM_write_bio_X509_CRL(out.get(), crl.get());
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(out.get(), &data);
+    const std::string pem(data, static_cast<size_t>(n));
+    if (absl::Status st = WriteFile(dir + "/" + name, pem, 0600); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> OpenSslCipherList(const std::vector<std::string>& go_names) {
+  std::vector<std::string> list;
+  bool any_tls13 = false;
+  for (const std::string& name : go_names) {
+    if (std::find(std::begin(kTls13Ciphers), std::end(kTls13Ciphers), name) !=
+        std::end(kTls13Ciphers)) {
+      any_tls13 = true;
+      continue;
+    }
+    const CipherName* found = nullptr;
+    for (const CipherName& c : kTls12Ciphers) {
+      if (name == c.go) found = &c;
+    }
+    if (found == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected TLS cipher suite \"", name, "\""));
+    }
+    // Known to Go, but is it in this OpenSSL (RC4 and 3DES are not)?
+    SslCtxPtr probe(SSL_CTX_new(TLS_server_method()));
+    const bool available =
+        probe != nullptr && SSL_CTX_set_cipher_list(probe.get(), found->openssl) == 1;
+    ERR_clear_error();
+    if (!available) {
+      return absl::InvalidArgumentError(absl::StrCat("TLS cipher suite \"", name, "\" (OpenSSL ",
+                                                     found->openssl,
+                                                     ") is not available in this OpenSSL"));
+    }
+    if (std::find(list.begin(), list.end(), found->openssl) == list.end()) {
+      list.emplace_back(found->openssl);
+    }
+  }
+  if (list.empty() && any_tls13) {
+    return absl::InvalidArgumentError(
+        "--cipher-suites lists only TLS 1.3 suites, which are not configurable: TLS 1.2 "
+        "connections would have no cipher suite");
+  }
+  return absl::StrJoin(list, ":");
 }
 
 absl::StatusOr<PemCertificate> IssueCertificate(const CertificateRequest& request) {
@@ -360,6 +530,11 @@ absl::StatusOr<SslCtxPtr> NewServerSslContext(const TlsInfo& info) {
   SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                   SSL_MODE_RELEASE_BUFFERS);
+  if (!info.cipher_list.empty() &&
+      SSL_CTX_set_cipher_list(ctx.get(), info.cipher_list.c_str()) != 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot use the cipher suites ", info.cipher_list, ": ", OpenSslErrors()));
+  }
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), info.cert_file.c_str()) != 1) {
     return absl::InvalidArgumentError(
         absl::StrCat(info.cert_file, ": cannot load certificate: ", OpenSslErrors()));
@@ -385,7 +560,15 @@ absl::StatusOr<SslCtxPtr> NewServerSslContext(const TlsInfo& info) {
       // As Go with no ClientCAs: the system's roots.
       SSL_CTX_set_default_verify_paths(ctx.get());
     }
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    if (!info.crl_file.empty()) {
+      absl::StatusOr<std::vector<CrlPtr>> crls = LoadCrls(info.crl_file);
+      if (!crls.ok()) return crls.status();
+      X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+      for (const CrlPtr& crl : *crls) X509_STORE_add_crl(store, crl.get());
+      X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    }
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       info.crl_file.empty() ? nullptr : VerifyWithCrl);
   } else {
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
   }

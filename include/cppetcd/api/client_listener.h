@@ -6,28 +6,31 @@
 // - http://: the first bytes are peeked (bounded wait). The HTTP/2 client
 //   preface ("PRI * HTTP/2.0...") hands the socket itself to gRPC
 //   (`on_grpc_connection`, e.g. ApiServer::AddConnection); anything else is
-//   HTTP/1.1 and is relayed to 127.0.0.1:http_forward_port (the internal
-//   HTTP server; 0: such connections are closed).
+//   HTTP/1.1 and goes to `on_http_connection` (e.g.
+//   HttpServer::ServeConnection) on the connection's thread.
 // - https://: a TLS handshake (bounded time) with the listener's
 //   certificate; with client_cert_auth a client certificate signed by the
 //   trusted CA is required. Then the same decision on the decrypted bytes:
-//   gRPC gets one end of a loopback TCP
-//   socket pair (a relay thread encrypts/decrypts),
-//   HTTP is relayed to the loopback port. The verified certificate's CN is
-//   recorded with api::SetClientCommonName under the gRPC peer string of the
+//   gRPC gets one end of an AF_UNIX socket pair (a relay thread encrypts
+//   and decrypts); HTTP/1.1 is served in-process over the TLS session
+//   (HttpConnection). The verified certificate's CN is recorded with
+//   api::SetClientCommonName under the gRPC peer string of the
 //   handed-over socket (GrpcPeerForFd) while the connection lives.
 //   A failed handshake, a missing client certificate or plaintext on an
 //   https URL closes the connection ("rejected connection", warn); there is
 //   never a plaintext fallback.
-// - http_only (--listen-metrics-urls): every connection is relayed to the
-//   HTTP port; no gRPC.
+// - http_only (--listen-metrics-urls): every connection is HTTP; no gRPC.
+//
+// The process listens only on `urls`: no internal port carries decrypted
+// traffic (issue 12), so nothing bypasses the TLS and certificate checks.
 //
 // Starting a listener with an https:// URL sets SIGPIPE to SIG_IGN for
 // the process (OpenSSL writes with write(2)).
 //
 // Resources: one short-lived thread per connection while it is sniffed,
-// and one relay thread per TLS or HTTP connection; plain gRPC connections
-// cost no thread here. Shutdown closes everything and joins every thread.
+// and one thread per TLS gRPC connection (the relay) or HTTP connection
+// (serving it); plain gRPC connections cost no thread here. Shutdown
+// closes everything and joins every thread.
 //
 // Thread-safety: Start, Ports, BoundUrls, StopAccepting and Shutdown from
 // the owning thread; callbacks run on listener threads.
@@ -42,6 +45,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cppetcd/api/http_connection.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/tls.h"
 
@@ -59,9 +63,11 @@ struct ClientListenerOptions {
   // Takes ownership of a connected socket that speaks gRPC (HTTP/2 with
   // prior knowledge); must not block. Null: gRPC connections are closed.
   std::function<void(int fd)> on_grpc_connection;
-  // 127.0.0.1 port of the internal HTTP/1.1 server; 0: HTTP connections
-  // are closed.
-  int http_forward_port = 0;
+  // Serves an HTTP/1.1 connection on the calling (connection) thread and
+  // returns when it is done; the connection is closed afterwards. Must
+  // return soon after Shutdown starts (the connection's reads and writes
+  // fail then). Null: HTTP connections are closed.
+  std::function<void(HttpConnection& connection)> on_http_connection;
   // Upper bounds for a client to complete the TLS handshake and to send
   // enough bytes to tell gRPC from HTTP.
   std::chrono::milliseconds handshake_timeout{10000};

@@ -4,12 +4,11 @@
 // gateway (POST /v3/<service>/<method>, also under /v3beta/) that calls
 // the gRPC services through an in-process channel.
 //
-// The server always listens on 127.0.0.1:<OS-picked port> (LoopbackPort):
-// the client-port demultiplexer forwards HTTP/1.1 connections (plain, or
-// after TLS termination) there; MetricsLoopbackPort likewise for metrics
-// listeners. It may also listen directly on plain
-// "host:port" addresses, e.g. --listen-metrics-urls (metrics and health
-// only) or http:// client URLs when nothing else demultiplexes them.
+// The server listens on nothing itself: the client listener
+// (client_listener.h) hands it each HTTP/1.1 connection of a client or
+// metrics URL (plain, or after TLS termination) and it serves the requests
+// on that connection's thread (ServeConnection). No internal port exists
+// that could bypass the listener's TLS and client-certificate checks.
 #ifndef CPPETCD_API_HTTP_SERVER_H_
 #define CPPETCD_API_HTTP_SERVER_H_
 
@@ -25,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "cppetcd/api/backend.h"
 #include "cppetcd/api/grpc_server.h"
+#include "cppetcd/api/http_connection.h"
 #include "cppetcd/api/metrics.h"
 #include "cppetcd/util/log.h"
 
@@ -65,11 +65,6 @@ struct HttpServerOptions {
   std::shared_ptr<grpc::Channel> gateway_channel;
   // /metrics source; null: 404. Must outlive the HttpServer.
   const MetricsRegistry* metrics = nullptr;
-  // Extra plain listeners serving every route ("host:port"; port 0 picks one).
-  std::vector<std::string> client_addresses;
-  // Extra plain listeners serving /metrics, /health, /livez, /readyz only
-  // (etcd --listen-metrics-urls).
-  std::vector<std::string> metrics_addresses;
   // /version: {"etcdserver": server_version, "etcdcluster": cluster_version}.
   std::string server_version;
   std::string cluster_version;
@@ -80,31 +75,32 @@ struct HttpServerOptions {
   util::Logger logger = util::GetLogger("http");
 };
 
-// Thread-safety: Start and Shutdown from the owner; requests run on one
-// thread per connection (streams block their connection's thread).
+// Which routes a connection is served: every route (a client URL), or
+// /metrics, /health, /livez and /readyz only (etcd --listen-metrics-urls).
+enum class HttpRoutes { kAll, kMetrics };
+
+// Thread-safety: Start and Shutdown from the owner; ServeConnection and
+// StreamQueuedBytes from any thread.
 class HttpServer {
  public:
-  // Binds 127.0.0.1:0 and every extra address and starts serving.
-  // Unavailable when an address cannot be bound; InvalidArgument when
-  // options are incomplete.
+  // Builds the routes. InvalidArgument when options are incomplete.
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(HttpServerOptions options);
   ~HttpServer();  // Shutdown()
 
-  // The internal loopback port (127.0.0.1) every route is served on: the
-  // client-port listener's http_forward_port.
-  int LoopbackPort() const;
-  // A second internal port with the metrics-only routes (/metrics, /health,
-  // /livez, /readyz): the http_forward_port of a --listen-metrics-urls
-  // listener.
-  int MetricsLoopbackPort() const;
-  // Bound ports of client_addresses then metrics_addresses, in order.
-  const std::vector<int>& Ports() const;
+  // Serves the HTTP/1.1 requests of `connection` on the calling thread,
+  // one after the other (keep-alive: up to 30 s idle between requests, up
+  // to 10000 requests); returns when the client closes, a request is
+  // malformed or times out (5 s per read or write), or Shutdown starts.
+  // Streamed replies (watch, keep-alive) block here for their lifetime.
+  // Returns at once after Shutdown.
+  void ServeConnection(HttpConnection& connection, HttpRoutes routes);
+
   // Bytes of gateway stream responses queued for HTTP connections now (each
   // stream holds at most about kGatewayStreamQueueBytes). Any thread.
   int64_t StreamQueuedBytes() const;
 
-  // Stops listening, ends open streams (within about a second) and waits for
-  // connection threads. Idempotent.
+  // Cancels the gateway's calls, ends open streams (within about a second)
+  // and waits until every ServeConnection has returned. Idempotent.
   void Shutdown();
 
   class Impl;

@@ -82,21 +82,26 @@ struct TransportOptions {
 };
 
 // gRPC credentials for the peer port from --peer-cert-file, --peer-key-file,
-// --peer-trusted-ca-file, --peer-client-cert-auth (etcd 3.4 rafthttp):
-// the server presents the certificate and, with client_cert_auth, requires
-// and verifies the peer's client certificate against the CA; the channel
-// presents the same certificate as its client certificate and verifies the
-// server against the CA (host name included). A self-signed certificate
-// (--peer-auto-tls) or no CA: the server certificate is not verified, as
-// etcd does. With client_cert_auth, allowed_cn / allowed_hostname
-// (--peer-cert-allowed-cn, --peer-cert-allowed-hostname) refuse calls whose
-// client certificate has another CN / does not name the host
-// (UNAUTHENTICATED). Errors of util::ValidateTlsInfo.
+// --peer-trusted-ca-file, --peer-client-cert-auth, --peer-crl-file (etcd
+// 3.4 rafthttp): the server presents the certificate and, with
+// client_cert_auth, requires and verifies the peer's client certificate
+// against the CA; the channel presents the same certificate as its client
+// certificate and verifies the server against the CA (host name included),
+// or against the system's roots when no CA is given (as Go's client). Only
+// a self-signed certificate (--peer-auto-tls) with no CA skips server
+// verification, as etcd does. With info.crl_file (needs a CA) both directions refuse a
+// certificate the CRLs revoke; the CRLs are written as hashed files into
+// `crl_directory` (gRPC reads them from there; start-up only). With
+// client_cert_auth, allowed_cn / allowed_hostname (--peer-cert-allowed-cn,
+// --peer-cert-allowed-hostname) refuse calls whose client certificate has
+// another CN / does not name the host (UNAUTHENTICATED). Errors of
+// util::ValidateTlsInfo; InvalidArgument for a CRL without a CA.
 struct PeerCredentials {
   std::shared_ptr<grpc::ServerCredentials> server;
   std::shared_ptr<grpc::ChannelCredentials> channel;
 };
-absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info);
+absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
+                                                   const std::string& crl_directory = "");
 
 // Counters of one peer's outgoing raft stream (monotonic since AddPeer).
 struct PeerStats {

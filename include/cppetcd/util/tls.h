@@ -31,6 +31,16 @@ struct TlsInfo {
   std::string cert_file;        // PEM certificate chain (leaf first)
   std::string key_file;         // PEM private key of the leaf
   std::string trusted_ca_file;  // PEM CA bundle; verifies client (or peer) certificates
+  // Certificate revocation lists (--client-crl-file, --peer-crl-file): PEM
+  // (one or more) or DER. A certificate they revoke, or whose chain has a
+  // revoked CA, fails verification; a certificate whose issuer has no CRL
+  // in the file is not affected (etcd checks serials against the file).
+  // Read when the SSL_CTX is made (start-up). Empty: no revocation check.
+  std::string crl_file;
+  // The TLS 1.2 cipher suites offered, in order of preference, as an
+  // OpenSSL cipher list (OpenSslCipherList of --cipher-suites). Empty:
+  // OpenSSL's default. TLS 1.3 suites are not affected.
+  std::string cipher_list;
   // Require a client certificate signed by trusted_ca_file; handshakes
   // without one fail.
   bool client_cert_auth = false;
@@ -50,7 +60,8 @@ struct TlsInfo {
 
 // Checks at start-up what a handshake would need: both cert and key given,
 // readable, parsable, the key matching the certificate; the CA bundle (if
-// any) readable with at least one certificate; client_cert_auth needs a CA.
+// any) readable with at least one certificate; the CRL file (if any)
+// readable with at least one CRL, none past its nextUpdate.
 // InvalidArgument with a message naming the file, in Go's/etcd's words
 // where they have one ("open /x.pem: no such file or directory", "tls:
 // private key does not match public key").
@@ -65,6 +76,22 @@ absl::Status ValidateTlsInfo(const TlsInfo& info);
 // self_signed set. Internal/PermissionDenied on I/O errors.
 absl::StatusOr<TlsInfo> SelfCert(const std::string& dir, const std::vector<std::string>& hosts,
                                  std::chrono::hours validity = std::chrono::hours(365 * 24));
+
+// Writes the CRLs of `crl_file` into `dir` (made with mode 0700; files of
+// an earlier call removed) under OpenSSL's hashed names,
+// <issuer name hash>.r<n>: the directory gRPC's set_crl_directory reads.
+// ValidateTlsInfo's errors for the file; Internal/PermissionDenied on I/O.
+absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& dir);
+
+// etcd's --cipher-suites (Go's crypto/tls names, e.g.
+// "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256") as an OpenSSL cipher list
+// ("ECDHE-RSA-AES128-GCM-SHA256:..."), order kept, duplicates dropped.
+// Go's TLS 1.3 names (TLS_AES_128_GCM_SHA256, ...) are accepted and left out:
+// as in Go, TLS 1.3 suites are not configurable. InvalidArgument with etcd's
+// message for a name Go does not know (`unexpected TLS cipher suite "X"`),
+// for a suite this OpenSSL lacks (RC4, 3DES), and for a list of TLS 1.3
+// suites only (TLS 1.2 would have none).
+absl::StatusOr<std::string> OpenSslCipherList(const std::vector<std::string>& go_names);
 
 // A certificate to issue with IssueCertificate (used by SelfCert and by
 // tests that need a CA and certificates signed by it).
@@ -96,8 +123,9 @@ using SslCtxPtr = std::unique_ptr<ssl_ctx_st, SslCtxDeleter>;
 // A server-side SSL_CTX: TLS 1.2 or newer, the certificate and key of
 // `info`, ALPN choosing "http/1.1" when the client offers it and "h2"
 // otherwise (gRPC clients offer only h2), and, with client_cert_auth, a
-// required client certificate verified against trusted_ca_file (without it
-// no client certificate is asked for). ValidateTlsInfo's errors.
+// required client certificate verified against trusted_ca_file and
+// crl_file (without client_cert_auth no client certificate is asked for
+// and crl_file is unused). ValidateTlsInfo's errors.
 absl::StatusOr<SslCtxPtr> NewServerSslContext(const TlsInfo& info);
 
 // The Subject Common Name of the certificate the other side of `ssl`

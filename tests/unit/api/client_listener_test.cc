@@ -77,53 +77,37 @@ class PeerInterceptorFactory final
   PeerLog* log_;
 };
 
-// A minimal HTTP/1.1 server on 127.0.0.1: answers every request with 200
-// and the request line in the body, then closes.
-class TinyHttpServer {
- public:
-  TinyHttpServer() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    ::listen(fd_, 16);
-    socklen_t len = sizeof(addr);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~TinyHttpServer() {
-    stop_ = true;
-    ::shutdown(fd_, SHUT_RDWR);
-    thread_.join();
-    ::close(fd_);
-  }
-  int port() const { return port_; }
+// A minimal HTTP/1.1 handler: answers one request with 200 and the request
+// line as the body, and records the addresses the connection reports.
+struct EchoHttp {
+  std::mutex mu;
+  std::string remote_ip, local_ip;
+  int remote_port = 0, local_port = 0;
 
- private:
-  void Loop() {
-    while (!stop_) {
-      int c = ::accept(fd_, nullptr, nullptr);
-      if (c < 0) return;
-      std::string req;
-      char buf[1024];
-      while (req.find("\r\n\r\n") == std::string::npos) {
-        ssize_t n = ::recv(c, buf, sizeof(buf), 0);
-        if (n <= 0) break;
-        req.append(buf, static_cast<size_t>(n));
-      }
-      const std::string line = req.substr(0, req.find("\r\n"));
-      const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: " +
-                               std::to_string(line.size()) + "\r\nConnection: close\r\n\r\n" + line;
-      ::send(c, resp.data(), resp.size(), MSG_NOSIGNAL);
-      ::close(c);
+  void Serve(HttpConnection& conn) {
+    {
+      std::lock_guard<std::mutex> l(mu);
+      conn.RemoteAddress(&remote_ip, &remote_port);
+      conn.LocalAddress(&local_ip, &local_port);
+    }
+    const auto deadline = HttpConnection::Clock::now() + std::chrono::seconds(5);
+    std::string req;
+    char buf[1024];
+    while (req.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = conn.Read(buf, sizeof(buf), deadline, -1);
+      if (n <= 0) return;
+      req.append(buf, static_cast<size_t>(n));
+    }
+    const std::string line = req.substr(0, req.find("\r\n"));
+    const std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: " +
+                             std::to_string(line.size()) + "\r\nConnection: close\r\n\r\n" + line;
+    size_t off = 0;
+    while (off < resp.size()) {
+      ssize_t n = conn.Write(resp.data() + off, resp.size() - off, deadline, -1);
+      if (n <= 0) return;
+      off += static_cast<size_t>(n);
     }
   }
-  int fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
 };
 
 class ClientListenerTest : public ::testing::Test {
@@ -175,14 +159,15 @@ class ClientListenerTest : public ::testing::Test {
     return path;
   }
 
-  void StartListener(std::vector<std::string> urls, bool client_cert_auth, int http_port = 0,
-                     bool http_only = false) {
+  // `http`: the HTTP/1.1 handler (null: HTTP connections are closed).
+  void StartListener(std::vector<std::string> urls, bool client_cert_auth,
+                     EchoHttp* http = nullptr, bool http_only = false) {
     ClientListenerOptions o;
     o.urls = std::move(urls);
     o.tls = tls_;
     o.tls.client_cert_auth = client_cert_auth;
     o.http_only = http_only;
-    o.http_forward_port = http_port;
+    if (http != nullptr) o.on_http_connection = [http](HttpConnection& c) { http->Serve(c); };
     o.handshake_timeout = milliseconds(2000);
     o.sniff_timeout = milliseconds(2000);
     ApiServer* api = api_.get();
@@ -317,8 +302,8 @@ class ClientListenerTest : public ::testing::Test {
 };
 
 TEST_F(ClientListenerTest, PlainGrpcAndHttpShareOnePort) {
-  TinyHttpServer http;
-  StartListener({"http://127.0.0.1:0"}, false, http.port());
+  EchoHttp http;
+  StartListener({"http://127.0.0.1:0"}, false, &http);
   const int port = listener_->Ports()[0];
   ASSERT_GT(port, 0);
   EXPECT_EQ(listener_->BoundUrls()[0], "http://127.0.0.1:" + std::to_string(port));
@@ -330,6 +315,15 @@ TEST_F(ClientListenerTest, PlainGrpcAndHttpShareOnePort) {
   const std::string resp = RawExchange(port, "GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_NE(resp.find("200 OK"), std::string::npos) << resp;
   EXPECT_NE(resp.find("GET /version HTTP/1.1"), std::string::npos) << resp;
+  {
+    // The handler sees the client's TCP connection itself, not a relay's.
+    std::lock_guard<std::mutex> l(http.mu);
+    EXPECT_EQ(http.local_ip, "127.0.0.1");
+    EXPECT_EQ(http.local_port, port);
+    EXPECT_EQ(http.remote_ip, "127.0.0.1");
+    EXPECT_GT(http.remote_port, 0);
+    EXPECT_NE(http.remote_port, port);
+  }
   // The peer string of an fd channel is "fd:N"; a plain one has no CN.
   auto calls = Calls();
   ASSERT_FALSE(calls.empty());
@@ -337,14 +331,14 @@ TEST_F(ClientListenerTest, PlainGrpcAndHttpShareOnePort) {
   EXPECT_EQ(calls[0].second, "");
 }
 
-TEST_F(ClientListenerTest, HttpWithoutForwardPortIsClosed) {
-  StartListener({"http://127.0.0.1:0"}, false, 0);
+TEST_F(ClientListenerTest, HttpWithoutHandlerIsClosed) {
+  StartListener({"http://127.0.0.1:0"}, false, nullptr);
   EXPECT_EQ(RawExchange(listener_->Ports()[0], "GET / HTTP/1.1\r\n\r\n"), "");
 }
 
 TEST_F(ClientListenerTest, MutualTlsRecordsCommonName) {
-  TinyHttpServer http;
-  StartListener({"https://127.0.0.1:0"}, true, http.port());
+  EchoHttp http;
+  StartListener({"https://127.0.0.1:0"}, true, &http);
   const int port = listener_->Ports()[0];
   auto ch = SecureChannel(port, &alice_);
   grpc::Status first = Put(ch, "a");
@@ -402,8 +396,8 @@ TEST_F(ClientListenerTest, HttpsAndHttpOnTwoUrls) {
 }
 
 TEST_F(ClientListenerTest, HttpOnlyModeRefusesGrpc) {
-  TinyHttpServer http;
-  StartListener({"http://127.0.0.1:0"}, false, http.port(), /*http_only=*/true);
+  EchoHttp http;
+  StartListener({"http://127.0.0.1:0"}, false, &http, /*http_only=*/true);
   const int port = listener_->Ports()[0];
   EXPECT_NE(RawExchange(port, "GET /metrics HTTP/1.1\r\n\r\n").find("GET /metrics"),
             std::string::npos);

@@ -193,5 +193,25 @@ TEST_F(TlsTest, IssuedLeafVerifiesAgainstItsCaOnly) {
   EXPECT_FALSE(verify(other_ca->cert_pem));
 }
 
+// --cipher-suites: Go's names to OpenSSL's, in order, duplicates and TLS 1.3
+// names dropped; etcd's message for an unknown name.
+TEST(CipherSuitesTest, GoNamesMapToOpenSsl) {
+  auto list = OpenSslCipherList({"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+                                 "TLS_AES_128_GCM_SHA256", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+                                 "TLS_RSA_WITH_AES_256_GCM_SHA384"});
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(*list, "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305:AES256-GCM-SHA384");
+  EXPECT_EQ(*OpenSslCipherList({}), "");
+  auto bogus = OpenSslCipherList({"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "BOGUS"});
+  ASSERT_FALSE(bogus.ok());
+  EXPECT_EQ(bogus.status().message(), "unexpected TLS cipher suite \"BOGUS\"");
+  // Known to Go, absent from OpenSSL 3: refused, not dropped.
+  auto rc4 = OpenSslCipherList({"TLS_RSA_WITH_RC4_128_SHA"});
+  ASSERT_FALSE(rc4.ok());
+  EXPECT_THAT(std::string(rc4.status().message()), ::testing::HasSubstr("not available"));
+  EXPECT_FALSE(OpenSslCipherList({"TLS_AES_256_GCM_SHA384"}).ok());
+}
+
 }  // namespace
 }  // namespace cppetcd::util
