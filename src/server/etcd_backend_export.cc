@@ -143,6 +143,16 @@ absl::Status WriteMeta(storage::ReadTxn* rtx, storage::BboltWriter* w) {
   return s.ok() ? err : s;
 }
 
+// Writes `kvs` (a map, so sorted by key as the writer needs) into the open
+// bucket.
+template <class SortedMap>
+absl::Status PutAll(const SortedMap& kvs, storage::BboltWriter* w) {
+  for (const auto& [k, v] : kvs) {
+    if (absl::Status p = w->Put(k, v); !p.ok()) return p;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteCluster(storage::ReadTxn* rtx, storage::BboltWriter* w) {
   std::map<std::string, std::string, std::less<>> kvs;  // a handful of entries
   absl::Status s = rtx->Scan(storage::kClusterBucket, "", "",
@@ -152,10 +162,7 @@ absl::Status WriteCluster(storage::ReadTxn* rtx, storage::BboltWriter* w) {
                              });
   if (!s.ok()) return s;
   kvs.emplace(std::string(kClusterVersionKey), std::string(kClusterVersionValue));
-  for (const auto& [k, v] : kvs) {
-    if (absl::Status p = w->Put(k, v); !p.ok()) return p;
-  }
-  return absl::OkStatus();
+  return PutAll(kvs, w);
 }
 
 absl::Status WriteMembers(storage::ReadTxn* rtx, storage::BboltWriter* w) {
@@ -175,10 +182,7 @@ absl::Status WriteMembers(storage::ReadTxn* rtx, storage::BboltWriter* w) {
   });
   if (!s.ok()) return s;
   if (!bad.ok()) return bad;
-  for (const auto& [k, v] : kvs) {
-    if (absl::Status p = w->Put(k, v); !p.ok()) return p;
-  }
-  return absl::OkStatus();
+  return PutAll(kvs, w);
 }
 
 absl::Status WriteMembersRemoved(storage::ReadTxn* rtx, storage::BboltWriter* w) {
@@ -196,10 +200,7 @@ absl::Status WriteMembersRemoved(storage::ReadTxn* rtx, storage::BboltWriter* w)
                              });
   if (!s.ok()) return s;
   if (!bad.ok()) return bad;
-  for (const auto& [k, v] : kvs) {
-    if (absl::Status p = w->Put(k, v); !p.ok()) return p;
-  }
-  return absl::OkStatus();
+  return PutAll(kvs, w);
 }
 
 // The name-keyed auth bucket merged with its hashed twin, by full name.

@@ -8,42 +8,23 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "bbolt_format.h"
 
 namespace cppetcd::storage {
 namespace {
 
-constexpr size_t kPageHeaderSize = 16;
-constexpr size_t kElementSize = 16;
-constexpr uint16_t kBranchPage = 0x01;
-constexpr uint16_t kLeafPage = 0x02;
-constexpr uint32_t kBucketLeafFlag = 0x01;
-constexpr size_t kBucketHeaderSize = 16;
+using bbolt::kPageHeaderBytes;
+using bbolt::kElementBytes;
+using bbolt::kBucketHeaderBytes;
+using bbolt::kBranchPageFlag;
+using bbolt::kLeafPageFlag;
+using bbolt::kBucketLeafFlag;
+using bbolt::Le16;
+using bbolt::Le32;
+using bbolt::Le64;
+using bbolt::Fnv1a64;
+
 constexpr int kMaxDepth = 64;
-
-uint16_t Le16(const char* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;  // x86-64 / little-endian hosts (as bbolt's own files)
-}
-uint32_t Le32(const char* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint64_t Le64(const char* p) {
-  uint64_t v;
-  std::memcpy(&v, p, 8);
-  return v;
-}
-
-uint64_t Fnv1a64(const char* p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(p[i]);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 absl::Status Corrupt(std::string_view what) {
   return absl::DataLossError(absl::StrCat("bbolt: corrupt database: ", std::string(what)));
@@ -52,20 +33,20 @@ absl::Status Corrupt(std::string_view what) {
 }  // namespace
 
 bool LooksLikeBbolt(std::string_view head) {
-  return head.size() >= kPageHeaderSize + 4 && Le32(head.data() + kPageHeaderSize) == kBboltMagic;
+  return head.size() >= kPageHeaderBytes + 4 && Le32(head.data() + kPageHeaderBytes) == kBboltMagic;
 }
 
 absl::StatusOr<uint64_t> BboltSizeFromHead(std::string_view head) {
-  if (!LooksLikeBbolt(head) || head.size() < kPageHeaderSize + 64) {
+  if (!LooksLikeBbolt(head) || head.size() < kPageHeaderBytes + 64) {
     return absl::InvalidArgumentError("not a bbolt database");
   }
-  const uint32_t ps = Le32(head.data() + kPageHeaderSize + 8);
+  const uint32_t ps = Le32(head.data() + kPageHeaderBytes + 8);
   bool found = false;
   uint64_t best_txid = 0, size = 0;
   for (uint64_t m = 0; m < 2; ++m) {
     const uint64_t off = m * ps;
-    if (ps < 1024 || ps > 65536 || off + kPageHeaderSize + 64 > head.size()) continue;
-    const char* meta = head.data() + off + kPageHeaderSize;
+    if (ps < 1024 || ps > 65536 || off + kPageHeaderBytes + 64 > head.size()) continue;
+    const char* meta = head.data() + off + kPageHeaderBytes;
     if (Le32(meta) != kBboltMagic || Le32(meta + 4) != 2 || Le32(meta + 8) != ps) continue;
     if (Fnv1a64(meta, 56) != Le64(meta + 56)) continue;
     const uint64_t txid = Le64(meta + 48);
@@ -110,22 +91,22 @@ struct BboltReader::Walk {
   // Visits `page`; returns false if fn asked to stop.
   absl::StatusOr<bool> Visit(std::string_view page, int depth, Fn fn) {
     if (depth > kMaxDepth) return Corrupt("tree too deep");
-    if (page.size() < kPageHeaderSize) return Corrupt("short page");
+    if (page.size() < kPageHeaderBytes) return Corrupt("short page");
     const uint16_t flags = Le16(page.data() + 8);
     const uint16_t count = Le16(page.data() + 10);
-    if (kPageHeaderSize + size_t{count} * kElementSize > page.size()) {
+    if (kPageHeaderBytes + size_t{count} * kElementBytes > page.size()) {
       return Corrupt("element table past the page end");
     }
     for (size_t i = 0; i < count; ++i) {
-      const size_t at = kPageHeaderSize + i * kElementSize;
+      const size_t at = kPageHeaderBytes + i * kElementBytes;
       const char* e = page.data() + at;
-      if (flags & kBranchPage) {
+      if (flags & kBranchPageFlag) {
         const uint64_t child = Le64(e + 8);
         auto p = PageAt(child);
         if (!p.ok()) return p.status();
         auto more = Visit(*p, depth + 1, fn);
         if (!more.ok() || !*more) return more;
-      } else if (flags & kLeafPage) {
+      } else if (flags & kLeafPageFlag) {
         const uint32_t eflags = Le32(e);
         const size_t pos = Le32(e + 4), ksize = Le32(e + 8), vsize = Le32(e + 12);
         if (at + pos + ksize + vsize > page.size()) return Corrupt("leaf element past the page end");
@@ -142,9 +123,9 @@ struct BboltReader::Walk {
 
   // Visits the bucket whose stored value (header + inline page) is `value`.
   absl::StatusOr<bool> VisitBucket(std::string_view value, Fn fn) {
-    if (value.size() < kBucketHeaderSize) return Corrupt("short bucket header");
+    if (value.size() < kBucketHeaderBytes) return Corrupt("short bucket header");
     const uint64_t root = Le64(value.data());
-    if (root == 0) return Visit(value.substr(kBucketHeaderSize), 0, fn);
+    if (root == 0) return Visit(value.substr(kBucketHeaderBytes), 0, fn);
     auto p = PageAt(root);
     if (!p.ok()) return p.status();
     return Visit(*p, 0, fn);
@@ -162,15 +143,15 @@ absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::Open(const std::string
 absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::FromBytes(std::string bytes) {
   if (!LooksLikeBbolt(bytes)) return absl::InvalidArgumentError("not a bbolt database");
   // The first meta page must be whole before its page size is read.
-  if (bytes.size() < kPageHeaderSize + 64) return Corrupt("no valid meta page");
+  if (bytes.size() < kPageHeaderBytes + 64) return Corrupt("no valid meta page");
   std::unique_ptr<BboltReader> r(new BboltReader());
   r->data_ = std::move(bytes);
-  const uint32_t ps0 = Le32(r->data_.data() + kPageHeaderSize + 8);
+  const uint32_t ps0 = Le32(r->data_.data() + kPageHeaderBytes + 8);
   bool found = false;
   for (uint64_t m = 0; m < 2; ++m) {
     const uint64_t off = m * ps0;
-    if (ps0 < 1024 || off + kPageHeaderSize + 64 > r->data_.size()) continue;
-    const char* meta = r->data_.data() + off + kPageHeaderSize;
+    if (ps0 < 1024 || off + kPageHeaderBytes + 64 > r->data_.size()) continue;
+    const char* meta = r->data_.data() + off + kPageHeaderBytes;
     if (Le32(meta) != kBboltMagic || Le32(meta + 4) != 2) continue;
     if (Fnv1a64(meta, 56) != Le64(meta + 56)) continue;
     // Every page below the high-water mark is in the file (a snapshot holds
@@ -213,20 +194,20 @@ absl::Status BboltReader::ForEach(
   bool found = false;
   auto find = [&](std::string_view page, int depth, auto&& self) -> absl::Status {
     if (depth > kMaxDepth) return Corrupt("tree too deep");
-    if (page.size() < kPageHeaderSize) return Corrupt("short page");
+    if (page.size() < kPageHeaderBytes) return Corrupt("short page");
     const uint16_t flags = Le16(page.data() + 8);
     const uint16_t count = Le16(page.data() + 10);
-    if (kPageHeaderSize + size_t{count} * kElementSize > page.size()) {
+    if (kPageHeaderBytes + size_t{count} * kElementBytes > page.size()) {
       return Corrupt("element table past the page end");
     }
     for (size_t i = 0; i < count && !found; ++i) {
-      const size_t at = kPageHeaderSize + i * kElementSize;
+      const size_t at = kPageHeaderBytes + i * kElementBytes;
       const char* e = page.data() + at;
-      if (flags & kBranchPage) {
+      if (flags & kBranchPageFlag) {
         auto c = w.PageAt(Le64(e + 8));
         if (!c.ok()) return c.status();
         if (auto s = self(*c, depth + 1, self); !s.ok()) return s;
-      } else if (flags & kLeafPage) {
+      } else if (flags & kLeafPageFlag) {
         const size_t pos = Le32(e + 4), ksize = Le32(e + 8), vsize = Le32(e + 12);
         if (at + pos + ksize + vsize > page.size()) return Corrupt("leaf element past the page end");
         if ((Le32(e) & kBucketLeafFlag) && std::string_view(e + pos, ksize) == bucket) {

@@ -8,36 +8,28 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "bbolt_format.h"
 #include "cppetcd/storage/bbolt_reader.h"
 
 namespace cppetcd::storage {
 namespace {
 
-constexpr size_t kPageHeaderBytes = 16;
-constexpr size_t kElementBytes = 16;     // leaf and branch elements alike
-constexpr size_t kBucketHeaderBytes = 16;  // {root u64, sequence u64}
-constexpr size_t kMetaBytes = 64;
-constexpr uint16_t kBranchPageFlag = 0x01;
-constexpr uint16_t kLeafPageFlag = 0x02;
-constexpr uint16_t kMetaPageFlag = 0x04;
-constexpr uint16_t kFreelistPageFlag = 0x10;
-constexpr uint32_t kBucketLeafFlag = 0x01;
-constexpr uint32_t kBboltVersion = 2;
+using bbolt::kPageHeaderBytes;
+using bbolt::kElementBytes;
+using bbolt::kBucketHeaderBytes;
+using bbolt::kMetaBytes;
+using bbolt::kBranchPageFlag;
+using bbolt::kLeafPageFlag;
+using bbolt::kMetaPageFlag;
+using bbolt::kFreelistPageFlag;
+using bbolt::kBucketLeafFlag;
+using bbolt::kVersion;
+using bbolt::Put16;
+using bbolt::Put32;
+using bbolt::Put64;
+using bbolt::Fnv1a64;
+
 constexpr uint64_t kTxid = 1;
-
-// Little-endian stores (x86-64 and arm64 hosts, as bbolt's own files).
-void Put16(char* p, uint16_t v) { std::memcpy(p, &v, 2); }
-void Put32(char* p, uint32_t v) { std::memcpy(p, &v, 4); }
-void Put64(char* p, uint64_t v) { std::memcpy(p, &v, 8); }
-
-uint64_t Fnv1a64(const char* p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; ++i) {
-    h ^= static_cast<unsigned char>(p[i]);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 absl::Status PwriteAll(int fd, const char* p, size_t n, uint64_t offset) {
   while (n > 0) {
@@ -304,7 +296,7 @@ absl::StatusOr<uint64_t> BboltWriter::Finish() {
     Put16(p + 8, kMetaPageFlag);
     char* meta = p + kPageHeaderBytes;
     Put32(meta, kBboltMagic);
-    Put32(meta + 4, kBboltVersion);
+    Put32(meta + 4, kVersion);
     Put32(meta + 8, ps);
     Put32(meta + 12, 0);                     // flags
     std::memcpy(meta + 16, root->data(), 16);  // root bucket {root, sequence}

@@ -70,20 +70,8 @@ std::string Parent(const std::string& path) {
   return slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash);
 }
 
-// Whether the bytes at `p` (of `avail`) are one whole, intact record.
-bool WholeRecordAt(const char* p, size_t avail, RecordHeader* h) {
-  if (avail < sizeof(RecordHeader)) return false;
-  std::memcpy(h, p, sizeof(*h));
-  if (h->magic != kRecordMagic) return false;
-  RecordHeader z = *h;
-  z.header_crc = 0;
-  if (util::Crc32c(&z, sizeof(z)) != h->header_crc) return false;
-  if (avail - sizeof(RecordHeader) < h->payload_bytes) return false;
-  return util::Crc32c(p + sizeof(RecordHeader), h->payload_bytes) == h->payload_crc;
-}
-
-// Whether the bytes at `p` start with an intact header (the payload may be
-// cut short or damaged): then the header's pid is known.
+// Whether the bytes at `p` (of `avail`) start with an intact header (the
+// payload may be cut short or damaged): then the header's pid is known.
 bool IntactHeaderAt(const char* p, size_t avail, RecordHeader* h) {
   if (avail < sizeof(RecordHeader)) return false;
   std::memcpy(h, p, sizeof(*h));
@@ -91,6 +79,13 @@ bool IntactHeaderAt(const char* p, size_t avail, RecordHeader* h) {
   RecordHeader z = *h;
   z.header_crc = 0;
   return util::Crc32c(&z, sizeof(z)) == h->header_crc;
+}
+
+// Whether the bytes at `p` (of `avail`) are one whole, intact record.
+bool WholeRecordAt(const char* p, size_t avail, RecordHeader* h) {
+  if (!IntactHeaderAt(p, avail, h)) return false;
+  if (avail - sizeof(RecordHeader) < h->payload_bytes) return false;
+  return util::Crc32c(p + sizeof(RecordHeader), h->payload_bytes) == h->payload_crc;
 }
 
 struct LogStats {
