@@ -415,6 +415,8 @@ class ListenerHttpConnection final : public HttpConnection {
     }
   }
 
+  bool Tls() const override { return client_.ssl != nullptr; }
+
   bool PeerAlive() override {
     pollfd p{client_.fd, POLLIN | POLLRDHUP, 0};
     if (::poll(&p, 1, 0) <= 0) return true;

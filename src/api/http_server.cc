@@ -587,8 +587,9 @@ class HttpServer::Impl {
     cancel_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (cancel_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
     if (options_.gateway_channel != nullptr) BuildGateway();
-    all_routes_ = NewRouteTable(/*full=*/true);
-    metrics_routes_ = NewRouteTable(/*full=*/false);
+    all_routes_ = NewRouteTable(/*full=*/true, /*tls=*/false);
+    all_routes_tls_ = NewRouteTable(/*full=*/true, /*tls=*/true);
+    metrics_routes_ = NewRouteTable(/*full=*/false, /*tls=*/false);
     return absl::OkStatus();
   }
 
@@ -598,7 +599,9 @@ class HttpServer::Impl {
       if (stopping_.load()) return;
       ++connections_;
     }
-    RouteTable& table = routes == HttpRoutes::kAll ? *all_routes_ : *metrics_routes_;
+    RouteTable& table = routes == HttpRoutes::kMetrics ? *metrics_routes_
+                        : conn.Tls()                   ? *all_routes_tls_
+                                                       : *all_routes_;
     ConnectionStream stream(conn, cancel_fd_);
     for (size_t n = 1; n <= kKeepAliveMaxRequests && !stopping_.load(); ++n) {
       if (!stream.WaitForRequest(kKeepAliveTimeout)) break;
@@ -616,6 +619,7 @@ class HttpServer::Impl {
     }
     calls_.CancelAll();
     if (all_routes_ != nullptr) all_routes_->Stop();
+    if (all_routes_tls_ != nullptr) all_routes_tls_->Stop();
     if (metrics_routes_ != nullptr) metrics_routes_->Stop();
     if (cancel_fd_ >= 0) {
       const uint64_t one = 1;
@@ -640,22 +644,82 @@ class HttpServer::Impl {
     std::shared_ptr<v3electionpb::Election::Stub> election;
   };
 
-  std::unique_ptr<RouteTable> NewRouteTable(bool full) {
+  // `tls`: the table for connections the listener terminated TLS for (no
+  // Host check there, as in etcd).
+  std::unique_ptr<RouteTable> NewRouteTable(bool full, bool tls) {
     auto table = std::make_unique<RouteTable>();
     table->set_payload_max_length(options_.max_body_bytes);
-    table->set_default_headers({
-        {"Access-Control-Allow-Headers", "accept, content-type, authorization"},
-        {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},
-        {"Access-Control-Allow-Origin", "*"},
-    });
-    Routes(*table, full);
+    // Client routes add CORS headers per request (--cors); the metrics
+    // routes always allow every origin.
+    if (!full) table->set_default_headers(CorsHeaders("*"));
+    Routes(*table, full, tls);
     return table;
   }
 
-  void Routes(httplib::Server& s, bool full) {
+  static httplib::Headers CorsHeaders(const std::string& origin) {
+    return {
+        {"Access-Control-Allow-Headers", "accept, content-type, authorization"},
+        {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},
+        {"Access-Control-Allow-Origin", origin},
+    };
+  }
+
+  static bool Listed(const std::vector<std::string>& list, const std::string& value) {
+    if (list.empty()) return true;  // etcd's default, "*"
+    for (const std::string& v : list) {
+      if (v == "*" || v == value) return true;
+    }
+    return false;
+  }
+
+  // The host part of a Host header value ("h", "h:port", "[v6]:port").
+  static std::string HostName(const std::string& host) {
+    if (!host.empty() && host.front() == '[') {
+      const size_t close = host.find(']');
+      return close == std::string::npos ? host : host.substr(1, close - 1);
+    }
+    const size_t colon = host.find(':');
+    if (colon != std::string::npos && host.find(':', colon + 1) == std::string::npos) {
+      return host.substr(0, colon);
+    }
+    return host;
+  }
+
+  // etcd's access control on client URLs: --host-whitelist on plain-text
+  // connections (421, against DNS rebinding), then --cors. True when the
+  // request was answered here.
+  bool AccessControl(const httplib::Request& req, httplib::Response& res, bool tls) {
+    if (!tls) {
+      const std::string host = HostName(req.get_header_value("Host"));
+      if (!Listed(options_.host_whitelist, host)) {
+        options_.logger.Warn("rejecting HTTP request to prevent DNS rebinding attacks",
+                             {{"host", host}});
+        res.status = 421;
+        res.set_header("X-Content-Type-Options", "nosniff");
+        res.set_content(absl::StrCat("the Host header \"", host,
+                                     "\" is not in --host-whitelist; connect over TLS or add "
+                                     "the host with --host-whitelist\n"),
+                        "text/plain; charset=utf-8");
+        return true;
+      }
+    }
+    const auto& cors = options_.cors_origins;
+    const bool any = cors.empty() || std::find(cors.begin(), cors.end(), "*") != cors.end();
+    const std::string origin = req.get_header_value("Origin");
+    if (any) {
+      for (const auto& [k, v] : CorsHeaders("*")) res.set_header(k, v);
+    } else if (!origin.empty() && Listed(options_.cors_origins, origin)) {
+      for (const auto& [k, v] : CorsHeaders(origin)) res.set_header(k, v);
+    }
+    return false;
+  }
+
+  void Routes(httplib::Server& s, bool full, bool tls) {
     // etcd does not compress; the library would gzip JSON for clients that
     // accept it, which breaks line-by-line stream readers.
-    s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response&) {
+    s.set_pre_routing_handler([this, full, tls](const httplib::Request& req,
+                                                httplib::Response& res) {
+      if (full && AccessControl(req, res, tls)) return httplib::Server::HandlerResponse::Handled;
       auto& mutable_req = const_cast<httplib::Request&>(req);
       mutable_req.headers.erase("Accept-Encoding");
       // HTTP/1.1: a request with neither Content-Length nor chunked framing
@@ -1006,7 +1070,8 @@ class HttpServer::Impl {
   HttpServerOptions options_;
   std::atomic<bool> stopping_{false};  // set once, under connections_mu_
   std::atomic<int64_t> stream_queued_bytes_{0};  // over every gateway stream's queue
-  std::unique_ptr<RouteTable> all_routes_;      // HttpRoutes::kAll
+  std::unique_ptr<RouteTable> all_routes_;      // HttpRoutes::kAll, plain text
+  std::unique_ptr<RouteTable> all_routes_tls_;  // HttpRoutes::kAll over TLS
   std::unique_ptr<RouteTable> metrics_routes_;  // HttpRoutes::kMetrics
   int cancel_fd_ = -1;  // eventfd, readable once Shutdown starts: connections end
   std::mutex connections_mu_;

@@ -33,6 +33,9 @@ class HttpConnection {
                         int cancel_fd) = 0;
   // False once the client has closed or reset the connection. Never waits.
   virtual bool PeerAlive() = 0;
+  // True when the listener terminated TLS for this connection (etcd checks
+  // the Host header of plain-text requests only: --host-whitelist).
+  virtual bool Tls() const = 0;
   // The TCP connection's addresses: the client's, and ours (IP text, port).
   virtual void RemoteAddress(std::string* ip, int* port) const = 0;
   virtual void LocalAddress(std::string* ip, int* port) const = 0;

@@ -72,6 +72,14 @@ struct HttpServerOptions {
   std::chrono::milliseconds health_timeout{1000};
   // Largest request body accepted (413 above it): see GatewayMaxBodyBytes.
   size_t max_body_bytes = GatewayMaxBodyBytes(1536 * 1024);
+  // etcd's --cors: origins whose requests get CORS headers naming them;
+  // "*" (or an empty list, etcd's default) answers every request with
+  // Access-Control-Allow-Origin: *. Client URLs only, not metrics URLs.
+  std::vector<std::string> cors_origins;
+  // etcd's --host-whitelist: on plain-text (not TLS) connections, a request
+  // whose Host header names another host is refused with 421 and etcd's
+  // DNS-rebinding message. "*" or empty (etcd's default): every host.
+  std::vector<std::string> host_whitelist;
   util::Logger logger = util::GetLogger("http");
 };
 

@@ -95,7 +95,6 @@ struct EtcdConfig {
   std::string peer_cert_allowed_cn, peer_cert_allowed_hostname;
   std::vector<std::string> cipher_suites;
   // Logging
-  std::string logger = "zap";
   std::vector<std::string> log_outputs = {"default"};
   std::string log_level = "info";
   bool debug = false;

@@ -83,10 +83,12 @@ struct EchoHttp {
   std::mutex mu;
   std::string remote_ip, local_ip;
   int remote_port = 0, local_port = 0;
+  int tls = -1;  // conn.Tls() of the last connection; -1: none yet
 
   void Serve(HttpConnection& conn) {
     {
       std::lock_guard<std::mutex> l(mu);
+      tls = conn.Tls() ? 1 : 0;
       conn.RemoteAddress(&remote_ip, &remote_port);
       conn.LocalAddress(&local_ip, &local_port);
     }
@@ -323,6 +325,7 @@ TEST_F(ClientListenerTest, PlainGrpcAndHttpShareOnePort) {
     EXPECT_EQ(http.remote_ip, "127.0.0.1");
     EXPECT_GT(http.remote_port, 0);
     EXPECT_NE(http.remote_port, port);
+    EXPECT_EQ(http.tls, 0);
   }
   // The peer string of an fd channel is "fd:N"; a plain one has no CN.
   auto calls = Calls();
@@ -353,6 +356,10 @@ TEST_F(ClientListenerTest, MutualTlsRecordsCommonName) {
   const std::string resp = HttpsGet(port, &alice_);
   EXPECT_EQ(alpn_, "http/1.1");
   EXPECT_NE(resp.find("GET /health HTTP/1.1"), std::string::npos) << resp;
+  {
+    std::lock_guard<std::mutex> l(http.mu);
+    EXPECT_EQ(http.tls, 1);  // no Host check for it (--host-whitelist)
+  }
   // Closing the channel forgets the CN (the relay clears it).
   const std::string peer = calls[0].first;
   ch.reset();

@@ -21,6 +21,7 @@ namespace cppetcd::api {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 #if defined(__has_feature)
@@ -128,7 +129,7 @@ struct HttpReply {
 HttpReply Request(int port, const std::string& method, const std::string& path,
                   const std::string& body,
                   std::chrono::milliseconds timeout = std::chrono::milliseconds(5000),
-                  bool no_length = false) {
+                  bool no_length = false, const std::string& headers = "Host: 127.0.0.1\r\n") {
   HttpReply reply;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -142,7 +143,7 @@ HttpReply Request(int port, const std::string& method, const std::string& path,
   timeval tv{static_cast<time_t>(timeout.count() / 1000),
              static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  std::string req = method + " " + path + " HTTP/1.1\r\n" + headers + "Connection: close\r\n";
   if (!no_length && (!body.empty() || method == "POST")) {
     req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
            "\r\n";
@@ -181,6 +182,7 @@ class HttpServerTest : public ::testing::Test {
     options.server_version = "3.4.23";
     options.cluster_version = "3.4.0";
     options.health_timeout = std::chrono::milliseconds(2000);
+    Adjust(options);
     auto http = HttpServer::Start(std::move(options));
     ASSERT_TRUE(http.ok()) << http.status();
     http_ = std::move(*http);
@@ -201,6 +203,9 @@ class HttpServerTest : public ::testing::Test {
     client_.reset();
     metrics_.reset();
   }
+
+  // Lets a derived fixture change the server's options.
+  virtual void Adjust(HttpServerOptions& options) { (void)options; }
 
   std::unique_ptr<ClientListener> StartListener(HttpRoutes routes) {
     ClientListenerOptions o;
@@ -378,6 +383,55 @@ TEST_F(HttpServerTest, SlowWatchReaderKeepsTheGatewayQueueBounded) {
 
 // The request-body limit follows --max-request-bytes (twice the gRPC
 // receive limit, for JSON's base64 and field names), not a fixed 64 MiB.
+// etcd's --host-whitelist and --cors on a plain-text client URL.
+class HttpAccessControlTest : public HttpServerTest {
+ protected:
+  void Adjust(HttpServerOptions& options) override {
+    options.host_whitelist = {"etcd.example", "127.0.0.1"};
+    options.cors_origins = {"https://ui.example"};
+  }
+};
+
+TEST_F(HttpAccessControlTest, HostWhitelistRefusesOtherHostsWith421) {
+  const std::chrono::milliseconds t(5000);
+  HttpReply bad = Request(port_, "GET", "/version", "", t, false, "Host: evil.example:2379\r\n");
+  EXPECT_EQ(bad.status, 421);
+  EXPECT_THAT(bad.body, HasSubstr("evil.example"));
+  // The gateway too: a DNS-rebinding page cannot write.
+  HttpReply put = Request(port_, "POST", "/v3/kv/put", "{\"key\":\"Zm9v\",\"value\":\"YmFy\"}", t,
+                          false, "Host: evil.example\r\n");
+  EXPECT_EQ(put.status, 421);
+  EXPECT_EQ(Request(port_, "GET", "/version", "", t, false, "").status, 421);  // no Host
+  EXPECT_EQ(Request(port_, "GET", "/version", "", t, false, "Host: etcd.example:2379\r\n").status,
+            200);
+  EXPECT_EQ(Request(port_, "GET", "/version", "").status, 200);  // Host: 127.0.0.1
+  // The metrics URL has no access control, as in etcd.
+  EXPECT_EQ(
+      Request(metrics_port_, "GET", "/metrics", "", t, false, "Host: evil.example\r\n").status,
+      200);
+}
+
+TEST_F(HttpAccessControlTest, CorsHeadersOnlyForListedOrigins) {
+  const std::chrono::milliseconds t(5000);
+  HttpReply listed = Request(port_, "GET", "/version", "", t, false,
+                             "Host: 127.0.0.1\r\nOrigin: https://ui.example\r\n");
+  EXPECT_EQ(listed.status, 200);
+  EXPECT_THAT(listed.headers, HasSubstr("Access-Control-Allow-Origin: https://ui.example"));
+  HttpReply other = Request(port_, "GET", "/version", "", t, false,
+                            "Host: 127.0.0.1\r\nOrigin: https://evil.example\r\n");
+  EXPECT_EQ(other.status, 200);
+  EXPECT_THAT(other.headers, Not(HasSubstr("Access-Control-Allow-Origin")));
+}
+
+// The defaults (etcd's "*"): every host, and CORS for every origin.
+TEST_F(HttpServerTest, DefaultAccessControlAllowsEveryHostAndOrigin) {
+  const std::chrono::milliseconds t(5000);
+  HttpReply r = Request(port_, "GET", "/version", "", t, false,
+                        "Host: anything.example\r\nOrigin: https://x.example\r\n");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.headers, HasSubstr("Access-Control-Allow-Origin: *"));
+}
+
 TEST(GatewayBodyLimitTest, FollowsMaxRequestBytes) {
   EXPECT_EQ(GatewayMaxBodyBytes(1536 * 1024), 2u * (1536 * 1024 + 512 * 1024));
   EXPECT_EQ(HttpServerOptions{}.max_body_bytes, GatewayMaxBodyBytes(1536 * 1024));

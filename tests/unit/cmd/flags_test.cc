@@ -102,7 +102,8 @@ TEST(FlagsTest, UnsupportedFeatureFlagsAcceptOnlyTheirDefaults) {
              "--proxy-dial-timeout=1000", "--proxy-write-timeout=5000", "--proxy-read-timeout=0",
              "--discovery=", "--discovery-fallback=proxy", "--discovery-proxy=",
              "--discovery-srv=", "--discovery-srv-name=", "--experimental-enable-v2v3=",
-             "--log-package-levels=", "--experimental-enable-lease-checkpoint=false",
+             "--log-package-levels=", "--logger=zap",
+             "--experimental-enable-lease-checkpoint=false",
              "--experimental-enable-lease-checkpoint-persist=false"});
   struct Case {
     std::string arg;
@@ -130,6 +131,8 @@ TEST(FlagsTest, UnsupportedFeatureFlagsAcceptOnlyTheirDefaults) {
       {"--discovery-srv-name=x", "ETCD_DISCOVERY_SRV_NAME"},
       {"--experimental-enable-v2v3=/v2/", "cppetcd has no v2 API"},
       {"--log-package-levels=etcdserver=DEBUG", "use --log-level"},
+      {"--logger=capnslog", "cppetcd logs only in etcd's zap format"},
+      {"--logger=json", "invalid value \"json\" for flag -logger"},
       {"--experimental-enable-lease-checkpoint", "lease checkpoints are not implemented"},
       {"--experimental-enable-lease-checkpoint-persist=true",
        "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST"},
