@@ -375,6 +375,11 @@ absl::StatusOr<Url> ParseUrl(std::string_view text) {
     size_t close = rest.find(']');
     if (close == std::string_view::npos) return absl::InvalidArgumentError(absl::StrCat("bad IPv6 address in URL: ", AV(text)));
     u.host = std::string(rest.substr(1, close - 1));
+    // Go's net.SplitHostPort: no second '[' inside the brackets.
+    if (absl::StrContains(u.host, '[')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("address ", AV(rest), ": unexpected '[' in address"));
+    }
     std::string_view after = rest.substr(close + 1);
     if (!after.empty()) {
       if (after[0] != ':') return absl::InvalidArgumentError(absl::StrCat("bad URL: ", AV(text)));

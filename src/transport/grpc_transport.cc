@@ -238,6 +238,7 @@ void GrpcTransport::Impl::Stop() {
   for (auto& p : peers) JoinOrDetach(p->thread);
   prober_cv_.notify_all();
   if (prober_.joinable()) prober_.join();
+  if (write_watchdog_.joinable()) write_watchdog_.join();
   // 3. Snapshot senders and forwarded calls.
   std::vector<std::thread> snapshot_threads;
   {
@@ -304,6 +305,9 @@ void GrpcTransport::Impl::AddPeer(uint64_t id, const std::vector<std::string>& u
     if (!prober_.joinable() && options_.rtt_probe_interval.count() > 0) {
       prober_ = std::thread([this] { RunProber(); });
     }
+    if (!write_watchdog_.joinable() && options_.write_timeout.count() > 0) {
+      write_watchdog_ = std::thread([this] { RunWriteWatchdog(); });
+    }
   }
   logger_.Info("added remote peer", {{"local-member-id", LocalIdHex()},
                                      {"remote-peer-id", util::IdToHex(id)},
@@ -348,6 +352,35 @@ std::optional<Clock::time_point> GrpcTransport::Impl::ActiveSince(uint64_t id) {
   if (peer == nullptr) return std::nullopt;
   std::lock_guard<std::mutex> l(peer->mu);
   return peer->active_since;
+}
+
+void GrpcTransport::Impl::RunWriteWatchdog() {
+  const milliseconds tick =
+      std::clamp(options_.write_timeout / 4, milliseconds(10), milliseconds(250));
+  std::unique_lock<std::mutex> l(mu_);
+  while (!stopped_) {
+    prober_cv_.wait_for(l, tick, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; });
+    if (stopped_) return;
+    std::vector<std::shared_ptr<PeerLink>> peers;
+    for (auto& [id, p] : peers_) peers.push_back(p);
+    l.unlock();
+    const Clock::time_point now = Clock::now();
+    for (auto& p : peers) {
+      std::lock_guard<std::mutex> pl(p->mu);
+      if (!p->write_started.has_value() || p->stream_ctx == nullptr ||
+          now - *p->write_started < options_.write_timeout) {
+        continue;
+      }
+      // The blocked Write returns false and the sender reconnects.
+      p->stream_ctx->TryCancel();
+      p->write_started.reset();
+      ++p->stats.write_timeouts;
+      logger_.Warn("raft stream write timed out; reconnecting",
+                   {{"remote-peer-id", util::IdToHex(p->id)},
+                    {"write-timeout", absl::StrCat(options_.write_timeout.count(), "ms")}});
+    }
+    l.lock();
+  }
 }
 
 void GrpcTransport::Impl::RunProber() {
@@ -666,7 +699,16 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
     batch.set_from(LocalId());
     batch.set_to(peer->id);
     const size_t batch_bytes = batch.ByteSizeLong();
-    if (!writer->Write(batch)) {
+    {
+      std::lock_guard<std::mutex> l(peer->mu);
+      peer->write_started = Clock::now();  // watched by RunWriteWatchdog
+    }
+    const bool written = writer->Write(batch);
+    {
+      std::lock_guard<std::mutex> l(peer->mu);
+      peer->write_started.reset();
+    }
+    if (!written) {
       std::lock_guard<std::mutex> l(peer->mu);
       peer->stats.dropped_messages += batch.messages_size();
       result_status = absl::UnavailableError("write failed");

@@ -76,6 +76,8 @@ struct PeerLink {
   std::optional<Clock::time_point> active_since ABSL_GUARDED_BY(mu);
   bool stop ABSL_GUARDED_BY(mu) = false;
   grpc::ClientContext* stream_ctx ABSL_GUARDED_BY(mu) = nullptr;  // to cancel
+  // When the batch write in progress on the stream began (none: no write).
+  std::optional<Clock::time_point> write_started ABSL_GUARDED_BY(mu);
   std::optional<Clock::time_point> last_unreachable ABSL_GUARDED_BY(mu);
   PeerStats stats ABSL_GUARDED_BY(mu);
   // Probe round-trip times in seconds, etcd's buckets (100 us doubling).
@@ -160,6 +162,9 @@ class GrpcTransport::Impl {
   void RunSender(std::shared_ptr<PeerLink> peer);
   // Every rtt_probe_interval: one Probe call per peer, timed into its rtt.
   void RunProber();
+  // Cancels raft streams whose batch write has blocked longer than
+  // options_.write_timeout (the sender then reconnects).
+  void RunWriteWatchdog();
   // One connection attempt and, if it connects, the stream until it ends.
   // *connected tells whether the stream was accepted by the peer.
   absl::Status ConnectAndStream(PeerLink* peer, bool* connected);
@@ -203,6 +208,7 @@ class GrpcTransport::Impl {
   absl::flat_hash_map<uint64_t, std::shared_ptr<PeerLink>> peers_ ABSL_GUARDED_BY(mu_);
   // Round-trip prober: started with the first peer, joined by Stop.
   std::thread prober_;
+  std::thread write_watchdog_;  // RunWriteWatchdog; stops with prober_cv_
   std::condition_variable prober_cv_;  // with mu_: stopped_
 
   struct SnapshotSender {

@@ -72,6 +72,10 @@ struct TransportOptions {
   std::chrono::milliseconds keepalive_timeout{2000};
   // Interval of the round-trip probes (PeerRoundTripTimes); 0: none.
   std::chrono::milliseconds rtt_probe_interval{2000};
+  // Longest one batch write on a raft stream may block (flow control, a
+  // peer that stopped reading, a wait stuck inside gRPC) before the stream
+  // is cancelled and reconnected (etcd's ConnWriteTimeout, 5 s); 0: none.
+  std::chrono::milliseconds write_timeout{5000};
   // Optional: called with (peer ID, seconds) for each successful probe, on
   // the prober thread (e.g. api::PeerRttMetrics::Observe); must not block.
   std::function<void(uint64_t peer_id, double seconds)> on_peer_rtt;
@@ -110,6 +114,7 @@ struct PeerStats {
   uint64_t sent_bytes = 0;     // serialized MessageBatch bytes
   uint64_t dropped_messages = 0;
   uint64_t stream_attempts = 0;  // connection attempts (first one included)
+  uint64_t write_timeouts = 0;   // streams cancelled after write_timeout
 };
 
 class GrpcTransport final : public server::Transport {

@@ -457,6 +457,43 @@ TEST_F(GrpcTransportTest, SlowPeerOverflowsItsQueueOnly) {
   EXPECT_EQ(a->Unreachable(3), 0);
 }
 
+// A batch write that stays blocked (here: the peer stopped reading, so flow
+// control stalls it; in the fault harness a wait stuck inside gRPC after a
+// wall-clock jump) is cancelled after write_timeout, and the stream comes
+// back once the peer reads again.
+TEST_F(GrpcTransportTest, BlockedWriteIsCancelledAfterWriteTimeout) {
+  TransportOptions o = Options();
+  o.write_timeout = milliseconds(300);
+  o.max_queued_messages_per_peer = 16;  // the test's 64 KiB messages stay bounded
+  o.logger = util::Logger("rafthttp", log_a_.sink);
+  Node* a = Start(1, kCluster, o);
+  Node* b = Start(2);
+  ASSERT_TRUE(a && b);
+  Connect(a, b);
+  ASSERT_TRUE(WaitActive(a, 2));
+  b->handler->SetBlocked(true);
+  struct Unblock {
+    FakeHandler* h;
+    ~Unblock() { h->SetBlocked(false); }
+  } unblock{b->handler.get()};
+  uint64_t index = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    a->transport->Send({Msg(1, 2, ++index, 64 << 10)});
+    return a->transport->Stats(2)->write_timeouts >= 1;
+  })) << "a write blocked by flow control was never cancelled";
+  bool logged = false;
+  for (const std::string& line : log_a_.Lines()) {
+    if (line.find("raft stream write timed out; reconnecting") != std::string::npos) logged = true;
+  }
+  EXPECT_TRUE(logged);
+  b->handler->SetBlocked(false);
+  const size_t before = b->handler->MessageCount();
+  ASSERT_TRUE(WaitFor([&] {
+    a->transport->Send({Msg(1, 2, ++index)});
+    return b->handler->MessageCount() > before;
+  }));
+}
+
 TEST_F(GrpcTransportTest, ReconnectsWhenThePeerComesBack) {
   Node* a = Start(1);
   Node* b = Start(2);
