@@ -703,10 +703,8 @@ class HttpServer::Impl {
         return true;
       }
     }
-    const auto& cors = options_.cors_origins;
-    const bool any = cors.empty() || std::find(cors.begin(), cors.end(), "*") != cors.end();
     const std::string origin = req.get_header_value("Origin");
-    if (any) {
+    if (Listed(options_.cors_origins, "*")) {  // "*" listed, or nothing (etcd's default)
       for (const auto& [k, v] : CorsHeaders("*")) res.set_header(k, v);
     } else if (!origin.empty() && Listed(options_.cors_origins, origin)) {
       for (const auto& [k, v] : CorsHeaders(origin)) res.set_header(k, v);

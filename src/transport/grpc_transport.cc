@@ -704,17 +704,13 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
       peer->write_started = Clock::now();  // watched by RunWriteWatchdog
     }
     const bool written = writer->Write(batch);
-    {
-      std::lock_guard<std::mutex> l(peer->mu);
-      peer->write_started.reset();
-    }
+    std::lock_guard<std::mutex> l(peer->mu);
+    peer->write_started.reset();
     if (!written) {
-      std::lock_guard<std::mutex> l(peer->mu);
       peer->stats.dropped_messages += batch.messages_size();
       result_status = absl::UnavailableError("write failed");
       break;
     }
-    std::lock_guard<std::mutex> l(peer->mu);
     peer->stats.sent_messages += batch.messages_size();
     ++peer->stats.sent_batches;
     peer->stats.sent_bytes += batch_bytes;

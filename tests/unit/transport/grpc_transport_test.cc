@@ -414,6 +414,12 @@ TEST_F(GrpcTransportTest, DeadPeerDoesNotBlockSendOrOtherPeers) {
   EXPECT_EQ(a->Unreachable(2), 0);
 }
 
+// Unblocks a FakeHandler blocked by the test when the test ends.
+struct UnblockAtExit {
+  FakeHandler* h;
+  ~UnblockAtExit() { h->SetBlocked(false); }
+};
+
 TEST_F(GrpcTransportTest, SlowPeerOverflowsItsQueueOnly) {
   TransportOptions o = Options();
   o.max_queued_messages_per_peer = 16;
@@ -427,10 +433,7 @@ TEST_F(GrpcTransportTest, SlowPeerOverflowsItsQueueOnly) {
   ASSERT_TRUE(WaitActive(a, 2));
   ASSERT_TRUE(WaitActive(a, 3));
   b->handler->SetBlocked(true);
-  struct Unblock {
-    FakeHandler* h;
-    ~Unblock() { h->SetBlocked(false); }
-  } unblock{b->handler.get()};
+  UnblockAtExit unblock{b->handler.get()};
 
   // B stops reading: flow control stalls A's stream to B, B's queue fills.
   uint64_t index = 0;
@@ -472,10 +475,7 @@ TEST_F(GrpcTransportTest, BlockedWriteIsCancelledAfterWriteTimeout) {
   Connect(a, b);
   ASSERT_TRUE(WaitActive(a, 2));
   b->handler->SetBlocked(true);
-  struct Unblock {
-    FakeHandler* h;
-    ~Unblock() { h->SetBlocked(false); }
-  } unblock{b->handler.get()};
+  UnblockAtExit unblock{b->handler.get()};
   uint64_t index = 0;
   ASSERT_TRUE(WaitFor([&] {
     a->transport->Send({Msg(1, 2, ++index, 64 << 10)});
