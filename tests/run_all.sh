@@ -18,6 +18,15 @@ export CCACHE_NOHASHDIR=1
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
 export CTEST_OUTPUT_ON_FAILURE=1
 
+# CI machines have little disk to spare (a CI run once failed linking the
+# ASan tree with "No space left on device"): under CI, or with
+# CPPETCD_PRUNE_BUILDS=1, each build tree is deleted once its pass is done, so
+# only one tree exists at a time. Each pass also prints the free space.
+prune() {  # prune <dir>
+  case "${CPPETCD_PRUNE_BUILDS:-${CI:-}}" in 1|true) rm -rf "$1" ;; esac
+}
+disk() { df -h "$root" | awk 'NR==2 {print "   disk: " $4 " free of " $2}'; }
+
 build() {  # build <dir> [cmake args...]
   local dir=$1; shift
   cmake -S "$root" -B "$dir" -G Ninja "$@" > "$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; return 1; }
@@ -30,12 +39,16 @@ echo "== build (RelWithDebInfo)"
 build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== tests (RelWithDebInfo)"
 (cd build/release && ctest -j "$jobs" --timeout 600 --output-on-failure)
+disk
+prune build/release
 
 # Coverage-guided fuzzing (clang build in build/fuzz, 15 s per target; the
 # corpora also run as CTest tests above). CPPETCD_FUZZ=0 skips it.
 if [ "${CPPETCD_FUZZ:-1}" != "0" ]; then
   echo "== fuzzing (libFuzzer, ASan+UBSan)"
   tests/fuzz/run.sh --seconds "${CPPETCD_FUZZ_SECONDS:-15}" --seed "${CPPETCD_FUZZ_SEED:-20261207}"
+  disk
+  prune build/fuzz
 fi
 
 if [ "${CPPETCD_SANITIZERS:-1}" != "0" ]; then
@@ -45,6 +58,8 @@ if [ "${CPPETCD_SANITIZERS:-1}" != "0" ]; then
   (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      ctest -j "$jobs" -L 'unit|raft|integration' --timeout 900 --output-on-failure)
+  disk
+  prune build/asan
   echo "== build (TSan)"
   build build/tsan -DCMAKE_BUILD_TYPE=Debug -DCPPETCD_SANITIZE=thread -DCPPETCD_BUILD_BENCH=OFF
   # Unit tests only: Debian's gRPC is not TSan-instrumented, so the tests that
@@ -57,5 +72,7 @@ if [ "${CPPETCD_SANITIZERS:-1}" != "0" ]; then
   # once.
   (cd build/tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppress_equal_addresses=0 suppressions=$root/tests/tsan.supp" \
      ctest -j "$jobs" -L unit --timeout 900 --output-on-failure)
+  disk
+  prune build/tsan
 fi
 echo "== all test passes done in $(( $(date +%s) - start )) s"

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "cluster_harness.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
@@ -212,6 +213,8 @@ TEST_F(PowerLossCluster, OneMemberLosesPower) {
   CPPETCD_REQUIRE_SERVER();
   const uint64_t seed = Seeds(1).front();
   TempDir tmp;
+  // The members stop before their directory is removed, on every way out.
+  absl::Cleanup stop = [this] { cluster_.reset(); };
   const std::string base = tmp.path() + "/c", log = tmp.path() + "/undo.log";
   ASSERT_EQ(::mkdir(base.c_str(), 0700), 0);
   StartCluster(base, log);
@@ -244,6 +247,7 @@ TEST_F(PowerLossCluster, AllMembersLosePower) {
   for (uint64_t seed : Seeds(2)) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     TempDir tmp;
+    absl::Cleanup stop = [this] { cluster_.reset(); };
     const std::string base = tmp.path() + "/c", log = tmp.path() + "/undo.log";
     ASSERT_EQ(::mkdir(base.c_str(), 0700), 0);
     StartCluster(base, log);
@@ -269,7 +273,6 @@ TEST_F(PowerLossCluster, AllMembersLosePower) {
       ExpectAcked(cluster_->member(i).NewChannel(), acked,
                   absl::StrCat("cluster, all lost power, seed ", seed, ", via member ", i));
     }
-    cluster_.reset();
   }
 }
 
