@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,7 @@
 #include "cppetcd/api/etcd_server_backend.h"
 #include "cppetcd/api/http_server.h"
 #include "cppetcd/api/metrics.h"
+#include "cppetcd/transport/grpc_timer_guard.h"
 #include "cppetcd/transport/grpc_transport.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/sd_notify.h"
@@ -322,6 +324,15 @@ int Run(const EtcdConfig& config) {
     return 1;
   }
   peer_tls->cipher_list = *cipher_list;
+  // gRPC's timer thread sleeps on the wall clock: without this, a step back
+  // of the clock stops every gRPC timer in the process for the step's length
+  // (cppetcd/transport/grpc_timer_guard.h). Declared before everything that
+  // uses gRPC, so it outlives them.
+  transport::GrpcTimerGuard grpc_timer_guard;
+  if (absl::Status st = grpc_timer_guard.Start(std::chrono::milliseconds(250)); !st.ok()) {
+    log.Warn("gRPC timers are not guarded against wall-clock steps",
+             {{"error", st.ToString()}});
+  }
   // Peer listeners first, as etcd ("configuring peer listeners").
   transport::TransportOptions topts;
   for (const Url& u : config.listen_peer_urls) {
@@ -464,8 +475,10 @@ int Run(const EtcdConfig& config) {
             log.Info("serving metrics", {{"address", url}});
           }
         }
-        while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&
-               !(*server)->StopRequested()) {
+        // A relative sleep, not WaitForNotificationWithTimeout: Abseil's
+        // timed waits end at a wall-clock instant, which a clock step moves.
+        while (!stop.HasBeenNotified() && !(*server)->StopRequested()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
         }
       }
     }
