@@ -46,6 +46,22 @@ std::string FakeTimeLibrary() {
   return "";
 }
 
+// The ASan or TSan runtime this process runs with (from /proc/self/maps), or "".
+std::string SanitizerRuntime() {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    const size_t slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    if (path.find("/libasan.so") != std::string::npos ||
+        path.find("/libtsan.so") != std::string::npos) {
+      return path;
+    }
+  }
+  return "";
+}
+
 bool WriteClock(const std::string& path, const char* offset) {
   const std::string tmp = path + ".tmp";
   {
@@ -98,7 +114,9 @@ int RunScenario(const std::string& mode) {
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::string(*e).rfind("LD_PRELOAD=", 0) != 0) env_s.emplace_back(*e);
   }
-  env_s.push_back("LD_PRELOAD=" + lib);
+  // A sanitizer build's runtime must stay first in the library list.
+  const std::string runtime = SanitizerRuntime();
+  env_s.push_back("LD_PRELOAD=" + (runtime.empty() ? lib : runtime + ":" + lib));
   env_s.push_back("FAKETIME_TIMESTAMP_FILE=" + clock);
   env_s.push_back("FAKETIME_NO_CACHE=1");
   env_s.push_back("DONT_FAKE_MONOTONIC=1");
