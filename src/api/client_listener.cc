@@ -499,10 +499,14 @@ class ClientListener::Impl {
       // OpenSSL writes to sockets with write(2): a client gone mid-write
       // must be an error, not a SIGPIPE that kills the process.
       ::signal(SIGPIPE, SIG_IGN);
-      absl::StatusOr<util::SslCtxPtr> ctx = util::NewServerSslContext(options_.tls);
+      // Rebuilt when the files change (etcd rereads them for new
+      // handshakes): certificates rotate without a restart.
+      absl::StatusOr<std::unique_ptr<util::ReloadingServerSslContext>> ctx =
+          util::ReloadingServerSslContext::Create(
+              options_.tls, [](ssl_ctx_st* c) { SSL_CTX_set_options(c, SSL_OP_IGNORE_UNEXPECTED_EOF); },
+              options_.tls_reload_interval);
       if (!ctx.ok()) return ctx.status();
-      ssl_ctx_ = std::move(*ctx);
-      SSL_CTX_set_options(ssl_ctx_.get(), SSL_OP_IGNORE_UNEXPECTED_EOF);
+      ssl_ctx_ = *std::move(ctx);
     }
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     accept_stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -735,7 +739,7 @@ class ClientListener::Impl {
   }
 
   void ServeTls(Connection* c) {
-    SSL* ssl = SSL_new(ssl_ctx_.get());
+    SSL* ssl = SSL_new(ssl_ctx_->Get().get());
     if (ssl == nullptr) {
       Reject(c, util::OpenSslErrors());
       return;
@@ -847,7 +851,7 @@ class ClientListener::Impl {
 
   const ClientListenerOptions options_;
   util::Logger logger_;
-  util::SslCtxPtr ssl_ctx_;
+  std::unique_ptr<util::ReloadingServerSslContext> ssl_ctx_;
   std::vector<Listener> listeners_;
   std::vector<int> ports_;
   int stop_fd_ = -1;         // readable once Shutdown starts: every thread ends

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <mutex>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -25,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cppetcd/util/log.h"
 
 namespace cppetcd::util {
 namespace {
@@ -574,6 +576,117 @@ absl::StatusOr<SslCtxPtr> NewServerSslContext(const TlsInfo& info) {
   }
   ERR_clear_error();
   return ctx;
+}
+
+namespace {
+
+// What identifies a file's contents for reloading; all zero when missing.
+struct FileIdentity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+
+FileIdentity IdentityOf(const std::string& path) {
+  FileIdentity id;
+  struct stat st{};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return id;
+  id.dev = st.st_dev;
+  id.ino = st.st_ino;
+  id.size = st.st_size;
+  id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return id;
+}
+
+std::vector<FileIdentity> IdentitiesOf(const TlsInfo& info) {
+  return {IdentityOf(info.cert_file), IdentityOf(info.key_file),
+          IdentityOf(info.trusted_ca_file), IdentityOf(info.crl_file)};
+}
+
+absl::StatusOr<std::shared_ptr<ssl_ctx_st>> BuildContext(
+    const TlsInfo& info, ReloadingServerSslContext::Customize customize) {
+  absl::StatusOr<SslCtxPtr> ctx = NewServerSslContext(info);
+  if (!ctx.ok()) return ctx.status();
+  if (customize != nullptr) customize(ctx->get());
+  return std::shared_ptr<ssl_ctx_st>(ctx->release(), SslCtxDeleter());
+}
+
+}  // namespace
+
+struct ReloadingServerSslContext::State {
+  TlsInfo info;
+  Customize customize = nullptr;
+  std::chrono::milliseconds check_interval{1000};
+  std::mutex mu;
+  std::shared_ptr<ssl_ctx_st> ctx;
+  std::vector<FileIdentity> files;
+  std::chrono::steady_clock::time_point next_check;
+  std::string last_error;
+  uint64_t reloads = 0;
+  uint64_t failed = 0;
+};
+
+ReloadingServerSslContext::ReloadingServerSslContext(std::unique_ptr<State> state)
+    : state_(std::move(state)) {}
+ReloadingServerSslContext::~ReloadingServerSslContext() = default;
+
+absl::StatusOr<std::unique_ptr<ReloadingServerSslContext>> ReloadingServerSslContext::Create(
+    TlsInfo info, Customize customize, std::chrono::milliseconds check_interval) {
+  auto state = std::make_unique<State>();
+  state->files = IdentitiesOf(info);
+  absl::StatusOr<std::shared_ptr<ssl_ctx_st>> ctx = BuildContext(info, customize);
+  if (!ctx.ok()) return ctx.status();
+  state->ctx = *std::move(ctx);
+  state->info = std::move(info);
+  state->customize = customize;
+  state->check_interval = check_interval;
+  state->next_check = std::chrono::steady_clock::now() + check_interval;
+  return std::unique_ptr<ReloadingServerSslContext>(
+      new ReloadingServerSslContext(std::move(state)));
+}
+
+std::shared_ptr<ssl_ctx_st> ReloadingServerSslContext::Get() {
+  State& s = *state_;
+  std::lock_guard<std::mutex> l(s.mu);
+  const auto now = std::chrono::steady_clock::now();
+  if (now < s.next_check) return s.ctx;
+  s.next_check = now + s.check_interval;
+  std::vector<FileIdentity> files = IdentitiesOf(s.info);
+  if (files == s.files) return s.ctx;
+  absl::StatusOr<std::shared_ptr<ssl_ctx_st>> ctx = BuildContext(s.info, s.customize);
+  if (!ctx.ok()) {
+    ++s.failed;
+    // Retried at the next check; said once per distinct error.
+    if (ctx.status().ToString() != s.last_error) {
+      s.last_error = ctx.status().ToString();
+      GetLogger("embed").Error("cannot reload the TLS certificate files; keeping the previous ones",
+                               {{"cert-file", s.info.cert_file},
+                                {"key-file", s.info.key_file},
+                                {"error", s.last_error}});
+    }
+    return s.ctx;
+  }
+  s.ctx = *std::move(ctx);
+  s.files = std::move(files);
+  s.last_error.clear();
+  ++s.reloads;
+  GetLogger("embed").Info("reloaded the TLS certificate files",
+                          {{"cert-file", s.info.cert_file}, {"key-file", s.info.key_file},
+                           {"trusted-ca-file", s.info.trusted_ca_file},
+                           {"crl-file", s.info.crl_file}});
+  return s.ctx;
+}
+
+uint64_t ReloadingServerSslContext::reloads() const {
+  std::lock_guard<std::mutex> l(state_->mu);
+  return state_->reloads;
+}
+
+uint64_t ReloadingServerSslContext::failed_reloads() const {
+  std::lock_guard<std::mutex> l(state_->mu);
+  return state_->failed;
 }
 
 std::optional<std::string> VerifiedPeerCommonName(ssl_st* ssl) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <utility>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -602,6 +603,39 @@ TEST_F(TlsTest, CrlFlagsNeedWhatTheyCheck) {
     EXPECT_NE(r.exit_code, 0) << c.message;
     EXPECT_THAT(r.out + r.err, HasSubstr(c.message));
   }
+}
+
+// Certificates rotate without a restart, as with etcd (which reads the files
+// again for new handshakes): the server's certificate and key files are
+// replaced by ones from another CA, and new connections see the new
+// certificate within seconds; etcd does the same.
+TEST_F(TlsTest, ClientCertificateFilesReloadWithoutRestart) {
+  const std::string cert = tmp_.path() + "/rotating.pem", key = tmp_.path() + "/rotating-key.pem";
+  std::filesystem::copy_file(certs_.server.cert, cert);
+  std::filesystem::copy_file(certs_.server.key, key);
+  auto s = StartSingle({"https"}, {"--cert-file", cert, "--key-file", key});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string ep = Endpoint(s->client_ports[0]);
+  ASSERT_TRUE(PollUntil(
+      [&] { return Ctl(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code == 0; },
+      seconds(30)))
+      << s->proc->Stderr();
+  // The operator's rotation: write aside, rename over (key first, then the
+  // certificate; the server keeps the old pair until both match).
+  for (const auto& [from, to] : {std::pair{certs_.foreign_server.key, key},
+                                 std::pair{certs_.foreign_server.cert, cert}}) {
+    std::filesystem::copy_file(from, to + ".new");
+    std::filesystem::rename(to + ".new", to);
+  }
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        return CtlRefused(ep, {"--cacert=" + certs_.other_ca}, {"endpoint", "health"}).exit_code ==
+               0;
+      },
+      seconds(20)))
+      << s->proc->Stderr();
+  EXPECT_NE(CtlRefused(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code, 0);
+  EXPECT_EQ(Ctl(ep, {"--cacert=" + certs_.other_ca}, {"put", "k", "v"}).exit_code, 0);
 }
 
 // --cipher-suites with Go's names: a TLS 1.2 client offering only a suite

@@ -58,6 +58,9 @@ struct ClientListenerOptions {
   // Certificate, key, CA and client-cert-auth for the https:// URLs
   // (required when there is one; ignored for http://).
   util::TlsInfo tls;
+  // How often new handshakes look for changed certificate, key, CA and CRL
+  // files (util::ReloadingServerSslContext); 0 checks at every handshake.
+  std::chrono::milliseconds tls_reload_interval{1000};
   // Serve only HTTP/1.1 (no gRPC): the --listen-metrics-urls listener.
   bool http_only = false;
   // Takes ownership of a connected socket that speaks gRPC (HTTP/2 with

@@ -11,6 +11,7 @@
 #define CPPETCD_UTIL_TLS_H_
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -127,6 +128,37 @@ using SslCtxPtr = std::unique_ptr<ssl_ctx_st, SslCtxDeleter>;
 // crl_file (without client_cert_auth no client certificate is asked for
 // and crl_file is unused). ValidateTlsInfo's errors.
 absl::StatusOr<SslCtxPtr> NewServerSslContext(const TlsInfo& info);
+
+// A server SSL_CTX that follows its files: etcd reads the certificate, key,
+// CA and CRL again for new handshakes, so operators rotate them without a
+// restart. Get() compares the files' identity (device, inode, size, mtime)
+// with the ones the current context was built from, at most once per
+// `check_interval`, and rebuilds on a change with NewServerSslContext plus
+// `customize`. A rebuild that fails (a half-written or mismatched file) keeps
+// the previous context, is counted in failed_reloads() and logged once per
+// distinct error; the next check tries again.
+//
+// Thread-safety: every method is thread-safe. Connections keep the context
+// they were made from (SSL_new holds a reference).
+class ReloadingServerSslContext {
+ public:
+  using Customize = void (*)(ssl_ctx_st*);
+  // Builds the first context; NewServerSslContext's errors.
+  static absl::StatusOr<std::unique_ptr<ReloadingServerSslContext>> Create(
+      TlsInfo info, Customize customize = nullptr,
+      std::chrono::milliseconds check_interval = std::chrono::milliseconds(1000));
+  ~ReloadingServerSslContext();
+
+  // The context for a new connection (never null).
+  std::shared_ptr<ssl_ctx_st> Get();
+  uint64_t reloads() const;
+  uint64_t failed_reloads() const;
+
+ private:
+  struct State;
+  explicit ReloadingServerSslContext(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
 
 // The Subject Common Name of the certificate the other side of `ssl`
 // presented and OpenSSL verified; nullopt without one (or no CN).
