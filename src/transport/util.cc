@@ -1,6 +1,7 @@
 // Peer URL parsing, status conversion, listen-failure wording, rate limiter.
 #include <netdb.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -31,9 +32,20 @@ absl::StatusOr<PeerUrl> ParsePeerUrl(const std::string& url) {
   } else if (absl::StartsWith(url, "https://")) {
     rest = url.substr(8);
     out.secure = true;
+  } else if (absl::StartsWith(url, "unix://") || absl::StartsWith(url, "unixs://")) {
+    out.secure = absl::StartsWith(url, "unixs://");
+    rest = url.substr(out.secure ? 8 : 7);
+    if (!rest.empty() && rest.back() == '/') rest.pop_back();
+    if (rest.empty() || rest.find('/') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid unix socket URL: ", url));
+    }
+    out.unix_path = rest;
+    out.host = rest;
+    out.target = absl::StrCat("unix:", rest);  // gRPC: a path relative to the working directory
+    return out;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("URL scheme must be http or https: ", url));
+        absl::StrCat("URL scheme must be http, https, unix or unixs: ", url));
   }
   if (!rest.empty() && rest.back() == '/') rest.pop_back();
   if (rest.find('/') != std::string::npos) {
@@ -85,6 +97,28 @@ bool RateLimiter::Allow(const std::string& key) {
 }
 
 std::string DescribeListenFailure(const PeerUrl& url) {
+  if (!url.unix_path.empty()) {
+    const std::string prefix = absl::StrCat("listen unix ", url.unix_path, ": ");
+    sockaddr_un addr{};
+    if (url.unix_path.size() >= sizeof(addr.sun_path)) {
+      return absl::StrCat(prefix, "bind: invalid argument");
+    }
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, url.unix_path.data(), url.unix_path.size());
+    std::string err = absl::StrCat(prefix, "failed to start the peer gRPC server");
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+      if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+        std::string text = std::strerror(errno);
+        if (!text.empty()) text[0] = static_cast<char>(std::tolower(text[0]));
+        err = absl::StrCat(prefix, "bind: ", text);
+      } else {
+        ::unlink(url.unix_path.c_str());
+      }
+      ::close(fd);
+    }
+    return err;
+  }
   std::string host = url.host;
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   const std::string prefix = absl::StrCat("listen tcp ", url.target, ": ");

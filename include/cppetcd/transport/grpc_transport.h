@@ -180,14 +180,18 @@ class GrpcTransport final : public server::Transport {
   std::unique_ptr<Impl> impl_;
 };
 
-// "http://host:port" -> "host:port" (the gRPC target); `secure` tells
-// whether the scheme was https. InvalidArgument for other schemes, a
-// missing port or a path.
+// "http://host:port" -> "host:port" (the gRPC target), "unix://p" ->
+// "unix:p"; `secure` tells whether the scheme was https or unixs.
+// InvalidArgument for other schemes, a missing port or a path.
 struct PeerUrl {
-  std::string target;
+  std::string target;  // gRPC's: "host:port", or "unix:<path>"
   std::string host;
   int port = 0;
-  bool secure = false;
+  bool secure = false;  // https:// or unixs://
+  // unix:// and unixs:// (etcd 3.4): the socket's path is the URL's host
+  // part, relative to the working directory ("unix://localhost:2380": the
+  // file "localhost:2380"); empty for TCP.
+  std::string unix_path;
 };
 absl::StatusOr<PeerUrl> ParsePeerUrl(const std::string& url);
 
