@@ -226,5 +226,41 @@ TEST_F(UnixSocketTest, ThreeMemberClusterWithUnixPeers) {
   }
 }
 
+// unixs:// peers: mutual TLS between members over unix sockets (the
+// dialing member checks the server certificate for "localhost", gRPC's
+// authority for a unix target). etcd 3.4 refuses every such connection with
+// --peer-client-cert-auth ("address @: missing port in address": it checks
+// the client certificate against a unix peer address), so this runs
+// against cppetcd only.
+TEST_F(UnixSocketTest, ThreeMemberClusterWithUnixsPeers) {
+  CPPETCD_REQUIRE_SERVER();
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "etcd 3.4 refuses unixs peers";
+  absl::StatusOr<TestCerts> certs = MakeTestCerts(dir_.path() + "/certs");
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  std::vector<std::string> cluster;
+  for (int i = 1; i <= 3; ++i) cluster.push_back(absl::StrCat("t", i, "=unixs://localhost:2", i, "2"));
+  for (int i = 1; i <= 3; ++i) {
+    const std::string client = absl::StrCat("unix://localhost:2", i, "1");
+    const std::string peer = absl::StrCat("unixs://localhost:2", i, "2");
+    ASSERT_NE(StartMember(absl::StrCat("t", i),
+                          {"--listen-client-urls", client, "--advertise-client-urls", client,
+                           "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                           "--initial-cluster", absl::StrJoin(cluster, ","),
+                           "--peer-cert-file", certs->server.cert, "--peer-key-file",
+                           certs->server.key, "--peer-trusted-ca-file", certs->ca,
+                           "--peer-client-cert-auth"}),
+              nullptr);
+  }
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(WaitHealthy(absl::StrCat("unix://localhost:2", i, "1")))
+        << procs_[static_cast<size_t>(i - 1)]->Stderr();
+  }
+  CommandResult put = Etcdctl("unix://localhost:211", {"put", "shared", "over-unixs"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  CommandResult get = Etcdctl("unix://localhost:231", {"get", "shared", "--print-value-only"});
+  EXPECT_EQ(get.exit_code, 0) << get.err;
+  EXPECT_EQ(get.out, "over-unixs\n");
+}
+
 }  // namespace
 }  // namespace cppetcd::integration
