@@ -234,13 +234,6 @@ absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
 
 absl::StatusOr<api::ApiServerOptions> ToApiServerOptions(const EtcdConfig& config) {
   api::ApiServerOptions options;  // no own ports: the ClientListener hands connections over
-  for (const Url& u : config.listen_client_urls) {
-    if (u.scheme != "http" && u.scheme != "https") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("listen-client-urls: ", u.ToString(),
-                       ": only http:// and https:// client URLs are supported (no unix sockets)"));
-    }
-  }
   options.keepalive_min_time = config.grpc_keepalive_min_time;
   options.keepalive_interval = config.grpc_keepalive_interval;
   options.keepalive_timeout = config.grpc_keepalive_timeout;
@@ -300,13 +293,14 @@ int Run(const EtcdConfig& config) {
   }
   client_tls->cipher_list = *cipher_list;
   for (const Url& u : config.listen_client_urls) {
-    if (u.scheme == "https" && client_tls->Empty()) {
+    const bool secure = u.scheme == "https" || u.scheme == "unixs";
+    if (secure && client_tls->Empty()) {
       log.Error("invalid client TLS configuration",
                 {{"error", absl::StrCat("TLS key/cert (--cert-file, --key-file) must be provided "
                                         "for client url ", u.ToString(), " with HTTPS scheme")}});
       return 1;
     }
-    if (u.scheme == "http" && !client_tls->Empty()) {
+    if (!secure && !client_tls->Empty()) {
       log.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files",
                {{"client-url", u.ToString()}});
     }
@@ -336,13 +330,7 @@ int Run(const EtcdConfig& config) {
   // Peer listeners first, as etcd ("configuring peer listeners").
   transport::TransportOptions topts;
   for (const Url& u : config.listen_peer_urls) {
-    if (u.scheme != "http" && u.scheme != "https") {
-      log.Error("invalid peer URLs",
-                {{"error", absl::StrCat("listen-peer-urls: ", u.ToString(),
-                                        ": only http:// and https:// peer URLs are supported")}});
-      return 1;
-    }
-    if (u.scheme == "http" && !peer_tls->Empty()) {
+    if ((u.scheme == "http" || u.scheme == "unix") && !peer_tls->Empty()) {
       log.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files",
                {{"peer-url", u.ToString()}});
     }
@@ -458,9 +446,12 @@ int Run(const EtcdConfig& config) {
         const std::vector<std::string> bound =
             client_listener ? client_listener->BoundUrls() : std::vector<std::string>{};
         for (const std::string& url : bound) {
-          const bool secure = url.rfind("https://", 0) == 0;
-          std::string address = url.substr(secure ? 8 : 7);
-          if (address.rfind("localhost:", 0) == 0) address = "127.0.0.1" + address.substr(9);
+          const bool secure = url.rfind("https://", 0) == 0 || url.rfind("unixs://", 0) == 0;
+          const bool unix_socket = url.rfind("unix", 0) == 0;
+          std::string address = url.substr(url.find("://") + 3);
+          if (!unix_socket && address.rfind("localhost:", 0) == 0) {
+            address = "127.0.0.1" + address.substr(9);
+          }
           if (secure) {
             log.Info("serving client traffic securely", {{"address", address}});
           } else {

@@ -705,27 +705,65 @@ std::optional<std::string> VerifiedPeerCommonName(ssl_st* ssl) {
   return cn;
 }
 
-absl::Status CheckPeerIdentity(const TlsInfo& info, ssl_st* ssl) {
-  if (info.allowed_cn.empty() && info.allowed_hostname.empty()) return absl::OkStatus();
-  X509Ptr cert(SSL_get1_peer_certificate(ssl));
-  if (cert == nullptr) return absl::PermissionDeniedError("no client certificate");
+namespace {
+
+// etcd 3.4 pkg/transport TLSInfo: a certificate that fails the allowed CN
+// or host name check fails the handshake with this error, on either side.
+constexpr char kIdentityFailed[] = "client certificate authentication failed";
+
+std::optional<std::string> CommonNameOf(X509* cert) {
+  X509_NAME* subject = X509_get_subject_name(cert);
+  const int idx = subject == nullptr ? -1 : X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (idx < 0) return std::nullopt;
+  ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
+  unsigned char* utf8 = nullptr;
+  const int len = ASN1_STRING_to_UTF8(&utf8, data);
+  if (len < 0) return std::nullopt;
+  std::string cn(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
+  OPENSSL_free(utf8);
+  return cn;
+}
+
+// The allowed_cn check (the leaf's Subject CN, exactly) or the
+// allowed_hostname check (Go's x509 VerifyHostname since Go 1.17: DNS or IP
+// SANs only, wildcards in DNS names; the CN is never used).
+absl::Status CheckIdentity(const TlsInfo& info, X509* cert) {
   if (!info.allowed_cn.empty()) {
-    std::optional<std::string> cn = VerifiedPeerCommonName(ssl);
-    if (cn != info.allowed_cn) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("CommonName authentication failed: ", cn.value_or(""), " != ",
-                       info.allowed_cn));
-    }
+    if (CommonNameOf(cert) != info.allowed_cn) return absl::PermissionDeniedError(kIdentityFailed);
     return absl::OkStatus();
   }
   const std::string& h = info.allowed_hostname;
-  const int ok = IsIp(h) ? X509_check_ip_asc(cert.get(), h.c_str(), 0)
-                         : X509_check_host(cert.get(), h.c_str(), h.size(), 0, nullptr);
-  if (ok != 1) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("client certificate authentication failed: not valid for hostname ", h));
-  }
+  const int ok = IsIp(h) ? X509_check_ip_asc(cert, h.c_str(), 0)
+                         : X509_check_host(cert, h.c_str(), h.size(),
+                                           X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, nullptr);
+  if (ok != 1) return absl::PermissionDeniedError(kIdentityFailed);
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckPeerIdentity(const TlsInfo& info, ssl_st* ssl) {
+  if (info.allowed_cn.empty() && info.allowed_hostname.empty()) return absl::OkStatus();
+  X509Ptr cert(SSL_get1_peer_certificate(ssl));
+  if (cert == nullptr) return absl::PermissionDeniedError(kIdentityFailed);
+  return CheckIdentity(info, cert.get());
+}
+
+absl::Status CheckCertificateIdentity(const TlsInfo& info, std::string_view cert_pem) {
+  if (info.allowed_cn.empty() && info.allowed_hostname.empty()) return absl::OkStatus();
+  const std::string pem(cert_pem);
+  BioPtr bio = MemBio(pem);
+  X509Ptr cert(bio == nullptr ? nullptr : PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (cert == nullptr) return absl::PermissionDeniedError(kIdentityFailed);
+  return CheckIdentity(info, cert.get());
+}
+
+std::optional<std::string> CertificateCommonName(std::string_view cert_pem) {
+  const std::string pem(cert_pem);
+  BioPtr bio = MemBio(pem);
+  X509Ptr cert(bio == nullptr ? nullptr : PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (cert == nullptr) return std::nullopt;
+  return CommonNameOf(cert.get());
 }
 
 }  // namespace cppetcd::util

@@ -332,6 +332,75 @@ TEST_F(TlsTest, PeerCertAllowedCn) {
   EXPECT_FALSE(refused.ok());
 }
 
+// etcd 3.4 e2e TestEtcdPeerCNAuth / TestEtcdPeerNameAuth: members 0 and 1
+// have the server certificate (CN cppetcd-server, SANs 127.0.0.1 and
+// localhost) and allow `good`; member 2 has server2 (CN example2.com, SANs
+// 127.0.0.1 and example2.com) and allows `bad`. The certificates are checked
+// in both directions when a peer connection is set up: 0 and 1 form a quorum
+// and serve, 2 is refused and refuses them, and every member logs etcd's
+// "client certificate authentication failed".
+void PeerIdentityScenario(const TempDir& tmp, const TestCerts& certs, const std::string& flag,
+                          const std::string& good, const std::string& bad) {
+  std::vector<int> peer_ports, client_ports;
+  for (int i = 0; i < 6; ++i) {
+    absl::StatusOr<int> p = PickFreePort();
+    ASSERT_TRUE(p.ok()) << p.status();
+    (i < 3 ? peer_ports : client_ports).push_back(*p);
+  }
+  std::vector<std::string> cluster;
+  for (int i = 0; i < 3; ++i) {
+    cluster.push_back(absl::StrCat("e", i, "=https://127.0.0.1:", peer_ports[i]));
+  }
+  std::vector<std::unique_ptr<BackgroundCommand>> procs;
+  for (int i = 0; i < 3; ++i) {
+    const CertFiles& cert = i <= 1 ? certs.server : certs.server2;
+    const std::string dir = absl::StrCat(tmp.path(), "/", flag, "-e", i);
+    std::filesystem::create_directories(dir);
+    const std::string client = absl::StrCat("http://127.0.0.1:", client_ports[i]);
+    const std::string peer = absl::StrCat("https://127.0.0.1:", peer_ports[i]);
+    auto proc = BackgroundCommand::Start(
+        {ServerBinary(), "--name", absl::StrCat("e", i), "--data-dir", dir + "/data",
+         "--listen-client-urls", client, "--advertise-client-urls", client,
+         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+         "--initial-cluster", absl::StrJoin(cluster, ","), "--peer-cert-file", cert.cert,
+         "--peer-key-file", cert.key, "--peer-trusted-ca-file", certs.ca,
+         "--peer-client-cert-auth", absl::StrCat("--", flag, "=", i <= 1 ? good : bad)},
+        {}, dir);
+    ASSERT_TRUE(proc.ok()) << proc.status();
+    procs.push_back(*std::move(proc));
+  }
+  auto healthy = [&](int i, seconds timeout) {
+    return PollUntil(
+        [&] {
+          return Etcdctl(absl::StrCat("127.0.0.1:", client_ports[static_cast<size_t>(i)]),
+                         {"endpoint", "health"}, "", seconds(4))
+                     .exit_code == 0;
+        },
+        timeout);
+  };
+  ASSERT_TRUE(healthy(0, seconds(30))) << procs[0]->Stderr();
+  ASSERT_TRUE(healthy(1, seconds(30))) << procs[1]->Stderr();
+  constexpr char kRefused[] = "client certificate authentication failed";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(PollUntil([&] { return absl::StrContains(procs[static_cast<size_t>(i)]->Stderr(),
+                                                         kRefused); },
+                          seconds(20)))
+        << "member " << i << ":\n" << procs[static_cast<size_t>(i)]->Stderr();
+  }
+  // Member 2 never joined: it has no leader and serves no client.
+  EXPECT_FALSE(healthy(2, seconds(2))) << procs[2]->Stderr();
+  CommandResult put = Etcdctl(absl::StrCat("127.0.0.1:", client_ports[0]), {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+}
+
+TEST_F(TlsTest, PeerCnAuthAsEtcdE2e) {
+  PeerIdentityScenario(tmp_, certs_, "peer-cert-allowed-cn", "cppetcd-server", "example2.com");
+}
+
+TEST_F(TlsTest, PeerHostnameAuthAsEtcdE2e) {
+  PeerIdentityScenario(tmp_, certs_, "peer-cert-allowed-hostname", "localhost", "example2.com");
+}
+
 TEST_F(TlsTest, HttpsAndHttpUrlsOnOneMember) {
   auto s = StartSingle({"https", "http"},
                        {"--cert-file", certs_.server.cert, "--key-file", certs_.server.key,

@@ -293,5 +293,50 @@ TEST(CipherSuitesTest, GoNamesMapToOpenSsl) {
   EXPECT_FALSE(OpenSslCipherList({"TLS_AES_256_GCM_SHA384"}).ok());
 }
 
+// etcd 3.4 TLSInfo AllowedCN / AllowedHostname: the leaf's CN exactly, or
+// Go's VerifyHostname (DNS or IP SANs, wildcards; never the CN).
+TEST(CertificateIdentityTest, AllowedCnAndHostname) {
+  CertificateRequest ca_req;
+  ca_req.common_name = "ca";
+  ca_req.is_ca = true;
+  absl::StatusOr<PemCertificate> ca = IssueCertificate(ca_req);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  auto issue = [&](const std::string& cn, std::vector<std::string> hosts) {
+    CertificateRequest r;
+    r.common_name = cn;
+    r.hosts = std::move(hosts);
+    r.issuer_cert_pem = ca->cert_pem;
+    r.issuer_key_pem = ca->key_pem;
+    absl::StatusOr<PemCertificate> c = IssueCertificate(r);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? c->cert_pem : std::string();
+  };
+  const std::string server = issue("example.com", {"127.0.0.1", "localhost", "*.peers.test"});
+  const std::string cn_only = issue("localhost", {});
+  TlsInfo none;
+  EXPECT_TRUE(CheckCertificateIdentity(none, cn_only).ok());
+  TlsInfo by_cn;
+  by_cn.allowed_cn = "example.com";
+  EXPECT_TRUE(CheckCertificateIdentity(by_cn, server).ok());
+  by_cn.allowed_cn = "example2.com";
+  absl::Status st = CheckCertificateIdentity(by_cn, server);
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(st.message(), "client certificate authentication failed");
+  TlsInfo by_host;
+  for (const char* ok : {"localhost", "127.0.0.1", "a.peers.test"}) {
+    by_host.allowed_hostname = ok;
+    EXPECT_TRUE(CheckCertificateIdentity(by_host, server).ok()) << ok;
+  }
+  for (const char* bad : {"example.com", "127.0.0.2", "a.b.peers.test", "example2.com"}) {
+    by_host.allowed_hostname = bad;
+    EXPECT_FALSE(CheckCertificateIdentity(by_host, server).ok()) << bad;
+  }
+  by_host.allowed_hostname = "localhost";  // only the CN names it: refused
+  EXPECT_FALSE(CheckCertificateIdentity(by_host, cn_only).ok());
+  EXPECT_FALSE(CheckCertificateIdentity(by_host, "not a certificate").ok());
+  EXPECT_EQ(CertificateCommonName(server), "example.com");
+  EXPECT_EQ(CertificateCommonName("garbage"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace cppetcd::util
