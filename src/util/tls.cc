@@ -689,22 +689,6 @@ uint64_t ReloadingServerSslContext::failed_reloads() const {
   return state_->failed;
 }
 
-std::optional<std::string> VerifiedPeerCommonName(ssl_st* ssl) {
-  if (ssl == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return std::nullopt;
-  X509Ptr cert(SSL_get1_peer_certificate(ssl));
-  if (cert == nullptr) return std::nullopt;
-  X509_NAME* subject = X509_get_subject_name(cert.get());
-  const int idx = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
-  if (idx < 0) return std::nullopt;
-  ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
-  unsigned char* utf8 = nullptr;
-  const int len = ASN1_STRING_to_UTF8(&utf8, data);
-  if (len < 0) return std::nullopt;
-  std::string cn(reinterpret_cast<char*>(utf8), static_cast<size_t>(len));
-  OPENSSL_free(utf8);
-  return cn;
-}
-
 namespace {
 
 // etcd 3.4 pkg/transport TLSInfo: a certificate that fails the allowed CN
@@ -741,6 +725,13 @@ absl::Status CheckIdentity(const TlsInfo& info, X509* cert) {
 }
 
 }  // namespace
+
+std::optional<std::string> VerifiedPeerCommonName(ssl_st* ssl) {
+  if (ssl == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return std::nullopt;
+  X509Ptr cert(SSL_get1_peer_certificate(ssl));
+  if (cert == nullptr) return std::nullopt;
+  return CommonNameOf(cert.get());
+}
 
 absl::Status CheckPeerIdentity(const TlsInfo& info, ssl_st* ssl) {
   if (info.allowed_cn.empty() && info.allowed_hostname.empty()) return absl::OkStatus();

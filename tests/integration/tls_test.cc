@@ -211,6 +211,12 @@ class TlsTest : public ::testing::Test {
     return Etcdctl(endpoints, tls, "", seconds(3));
   }
 
+  // Polls `etcdctl endpoint health` with `tls` flags for up to 30 s.
+  static bool BecomesHealthy(const std::string& ep, const std::vector<std::string>& tls) {
+    return PollUntil([&] { return Ctl(ep, tls, {"endpoint", "health"}).exit_code == 0; },
+                     seconds(30));
+  }
+
   std::vector<std::string> RootFlags() const {
     return {"--cacert=" + certs_.ca, "--cert=" + certs_.Client("root").cert,
             "--key=" + certs_.Client("root").key};
@@ -458,8 +464,7 @@ TEST_F(TlsTest, AutoTls) {
   const std::string ep = Endpoint(s->client_ports[0]);
   const std::vector<std::string> skip = {"--insecure-transport=false",
                                          "--insecure-skip-tls-verify"};
-  ASSERT_TRUE(PollUntil([&] { return Ctl(ep, skip, {"endpoint", "health"}).exit_code == 0; },
-                        seconds(30)))
+  ASSERT_TRUE(BecomesHealthy(ep, skip))
       << s->proc->Stderr();
   ASSERT_EQ(Ctl(ep, skip, {"put", "x", "y"}).exit_code, 0);
   CommandResult get = Ctl(ep, skip, {"get", "x", "--print-value-only"});
@@ -502,8 +507,7 @@ TEST_F(TlsTest, OnlyConfiguredUrlsListen) {
   auto proc = BackgroundCommand::Start(*argv, {}, out_dir);
   ASSERT_TRUE(proc.ok()) << proc.status();
   const std::string ep = Endpoint(s.client_ports[0]);
-  ASSERT_TRUE(PollUntil([&] { return Ctl(ep, RootFlags(), {"endpoint", "health"}).exit_code == 0; },
-                        seconds(30)))
+  ASSERT_TRUE(BecomesHealthy(ep, RootFlags()))
       << (*proc)->Stderr();
   ASSERT_EQ(Ctl(ep, RootFlags(), {"put", "k", "v"}).exit_code, 0);
 
@@ -580,8 +584,7 @@ TEST_F(TlsTest, ClientCrlRefusesRevokedCertificate) {
   const std::vector<std::string> revoked = {"--cacert=" + d + "/ca.crt",
                                             "--cert=" + d + "/revoked.crt",
                                             "--key=" + d + "/revoked.key"};
-  ASSERT_TRUE(PollUntil([&] { return Ctl(ep, good, {"endpoint", "health"}).exit_code == 0; },
-                        seconds(30)))
+  ASSERT_TRUE(BecomesHealthy(ep, good))
       << s->proc->Stderr();
   CommandResult refused = CtlRefused(ep, revoked, {"put", "k", "v"});
   EXPECT_NE(refused.exit_code, 0) << refused.out;
@@ -685,10 +688,7 @@ TEST_F(TlsTest, ClientCertificateFilesReloadWithoutRestart) {
   auto s = StartSingle({"https"}, {"--cert-file", cert, "--key-file", key});
   ASSERT_TRUE(s.ok()) << s.status();
   const std::string ep = Endpoint(s->client_ports[0]);
-  ASSERT_TRUE(PollUntil(
-      [&] { return Ctl(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code == 0; },
-      seconds(30)))
-      << s->proc->Stderr();
+  ASSERT_TRUE(BecomesHealthy(ep, {"--cacert=" + certs_.ca})) << s->proc->Stderr();
   // The operator's rotation: write aside, rename over (key first, then the
   // certificate; the server keeps the old pair until both match).
   for (const auto& [from, to] : {std::pair{certs_.foreign_server.key, key},
@@ -719,10 +719,7 @@ TEST_F(TlsTest, CipherSuites) {
                                    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"});
   ASSERT_TRUE(s.ok()) << s.status();
   const std::string ep = Endpoint(s->client_ports[0]);
-  ASSERT_TRUE(PollUntil(
-      [&] { return Ctl(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code == 0; },
-      seconds(30)))
-      << s->proc->Stderr();
+  ASSERT_TRUE(BecomesHealthy(ep, {"--cacert=" + certs_.ca})) << s->proc->Stderr();
   auto s_client = [&](const std::vector<std::string>& opts) {
     std::vector<std::string> argv = {"/usr/bin/openssl", "s_client", "-connect", ep, "-CAfile",
                                      certs_.ca};
