@@ -81,7 +81,6 @@ struct EtcdConfig {
   std::string initial_cluster_token = "etcd-cluster";
   std::string initial_cluster_state = "new";  // "new" or "existing"
   bool strict_reconfig_check = true;
-  bool enable_v2 = false;
   bool pre_vote = false;
   // Security (client side)
   std::string cert_file, key_file, trusted_ca_file, client_crl_file;
@@ -105,8 +104,7 @@ struct EtcdConfig {
   std::string auth_token = "simple";
   uint32_t bcrypt_cost = 10;
   uint32_t auth_token_ttl_seconds = 300;
-  // Profiling and monitoring
-  bool enable_pprof = false;
+  // Monitoring
   // The JSON gateway (/v3/..., /v3beta/...) on the client port.
   bool enable_grpc_gateway = true;
   std::string metrics = "basic";
