@@ -599,14 +599,30 @@ int64_t Backend::SizeBytes() const {
   return static_cast<int64_t>(st.st_size);
 }
 
+namespace {
+bool SameEnv(const std::weak_ptr<LmdbEnv>& a, const std::shared_ptr<LmdbEnv>& b) {
+  return !a.owner_before(b) && !b.owner_before(a);
+}
+}  // namespace
+
 int64_t Backend::SizeInUseBytes() const {
   std::shared_ptr<LmdbEnv> e = CurrentEnv();
   MDB_env* env = e->env;
   MDB_envinfo info;
   MDB_stat st;
   if (mdb_env_info(env, &info) != MDB_SUCCESS || mdb_env_stat(env, &st) != MDB_SUCCESS) return 0;
+  {
+    // The pages in use change only with a commit: the quota check asks for
+    // every write request once the file is near the quota, and the free list
+    // is walked once per commit.
+    std::lock_guard<std::mutex> l(in_use_mu_);
+    if (in_use_.bytes >= 0 && in_use_.txn_id == info.me_last_txnid && SameEnv(in_use_.env, e)) {
+      return in_use_.bytes;
+    }
+  }
   MDB_txn* txn = nullptr;
   if (mdb_txn_begin(env, nullptr, MDB_RDONLY, &txn) != MDB_SUCCESS) return 0;
+  const size_t txn_id = mdb_txn_id(txn);
   // Page 0 and 1 are the meta pages; me_last_pgno is the highest page used.
   uint64_t total_pages = static_cast<uint64_t>(info.me_last_pgno) + 1;
   uint64_t free_pages = 0;
@@ -627,7 +643,10 @@ int64_t Backend::SizeInUseBytes() const {
   }
   mdb_txn_abort(txn);
   if (free_pages > total_pages) free_pages = total_pages;
-  return static_cast<int64_t>((total_pages - free_pages) * st.ms_psize);
+  const int64_t bytes = static_cast<int64_t>((total_pages - free_pages) * st.ms_psize);
+  std::lock_guard<std::mutex> l(in_use_mu_);
+  in_use_ = InUseCache{e, txn_id, bytes};
+  return bytes;
 }
 
 namespace {

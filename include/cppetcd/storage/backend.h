@@ -288,7 +288,9 @@ class Backend {
   // Size of the database file in bytes (etcd: db size).
   int64_t SizeBytes() const;
   // Bytes of the pages in use: pages up to the last used one minus the pages
-  // on LMDB's free list (etcd: db size in use).
+  // on LMDB's free list (etcd: db size in use). Walks the free list once per
+  // committed write txn: later calls until the next commit return the value
+  // remembered for that txn. Any thread.
   int64_t SizeInUseBytes() const;
 
   // Writes a consistent copy of the database to `fd` (mdb_env_copyfd2, with
@@ -371,6 +373,17 @@ class Backend {
   std::vector<ChangedKey> changed_ ABSL_GUARDED_BY(mu_);
 
   std::mutex defrag_mu_;  // one Defragment at a time; taken before mu_
+
+  // SizeInUseBytes of the last commit it was computed for: the environment
+  // (a weak_ptr keeps its identity while another replaces it) and LMDB's id
+  // of that commit.
+  struct InUseCache {
+    std::weak_ptr<internal::LmdbEnv> env;
+    size_t txn_id = 0;
+    int64_t bytes = -1;
+  };
+  mutable std::mutex in_use_mu_;
+  mutable InUseCache in_use_ ABSL_GUARDED_BY(in_use_mu_);
 };
 
 // Converts an LMDB return code into a Status (OK for 0). Exposed for tests.

@@ -275,6 +275,38 @@ TEST(BackendTest, Sizes) {
   EXPECT_LT(b->SizeInUseBytes(), inuse1 / 2);
 }
 
+// SizeInUseBytes remembers its free-list walk per commit (the quota check
+// asks for every write request near the quota): each commit, and a
+// defragmentation's new environment, must still be seen at once.
+TEST(BackendTest, SizeInUseFollowsEveryCommitAndDefragment) {
+  TempDir dir;
+  auto b = MustOpen(dir.File("db"));
+  const std::string big(8000, 'v');
+  int64_t last = b->SizeInUseBytes();
+  for (int i = 0; i < 20; ++i) {
+    MustPut(b.get(), kKeyBucket, {{absl::StrFormat("k%03d", i), big}});
+    const int64_t now = b->SizeInUseBytes();
+    EXPECT_GT(now, last) << "commit " << i;
+    EXPECT_EQ(b->SizeInUseBytes(), now) << "no commit in between";
+    last = now;
+  }
+  {
+    auto w = *b->BeginWrite();
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(w->Delete(kKeyBucket, absl::StrFormat("k%03d", i)).ok());
+    ASSERT_TRUE(w->Commit().ok());
+  }
+  MustPut(b.get(), kMetaBucket, {{"x", "1"}});
+  MustPut(b.get(), kMetaBucket, {{"x", "2"}});
+  const int64_t freed = b->SizeInUseBytes();
+  EXPECT_LT(freed, last / 2);
+  auto res = b->Defragment();
+  ASSERT_TRUE(res.ok()) << res.status();
+  EXPECT_EQ(b->SizeInUseBytes(), res->size_in_use_after_bytes);
+  EXPECT_LE(b->SizeInUseBytes(), b->SizeBytes());
+  MustPut(b.get(), kKeyBucket, {{"after", big}});
+  EXPECT_GT(b->SizeInUseBytes(), res->size_in_use_after_bytes);
+}
+
 TEST(BackendTest, MapFullIsResourceExhausted) {
   TempDir dir;
   BackendOptions o;
