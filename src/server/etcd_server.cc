@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "cppetcd/server/etcd_backend_export.h"
 #include "cppetcd/storage/bbolt_writer.h"
@@ -342,6 +343,9 @@ absl::Status EtcdServer::SnapshotBackend(int fd, SnapshotFormat format) {
   // Answered writes are in LMDB before the copy's read txn starts.
   impl_->AwaitRepliedWrites();
   if (format == SnapshotFormat::kLmdb) return impl_->backend_->CopyTo(fd);
+  const uint64_t estimate = impl_->BackendCopyEstimateBytes();
+  if (absl::Status s = impl_->ReserveDisk("a snapshot", estimate); !s.ok()) return s;
+  absl::Cleanup release = [&] { impl_->ReleaseDisk(estimate); };
   // The bbolt file is built in the data dir from one read txn, then
   // streamed. It is unlinked at once: the descriptor keeps it until closed,
   // and a crash leaves nothing behind.

@@ -61,6 +61,40 @@ void EtcdServer::Impl::HashKVLocal(int64_t revision,
   std::move(done)(std::move(resp));
 }
 
+// ---- Disk room for copies of the backend ----
+
+uint64_t EtcdServer::Impl::BackendCopyEstimateBytes() const {
+  // A compact copy holds the pages in use; bbolt's layout and page fill
+  // differ from LMDB's, so allow a quarter more, and a MiB for the metas
+  // and the bbolt free list.
+  const uint64_t in_use = static_cast<uint64_t>(std::max<int64_t>(backend_->SizeInUseBytes(), 0));
+  return in_use + in_use / 4 + (1u << 20);
+}
+
+absl::Status EtcdServer::Impl::ReserveDisk(std::string_view what, uint64_t bytes) {
+  absl::StatusOr<uint64_t> free = env_->FreeSpaceBytes(member_dir_);
+  const uint64_t reserved_before = disk_reserved_bytes_.fetch_add(bytes);
+  if (!free.ok()) {
+    lg_.Warn("cannot read the free disk space; copying the backend anyway",
+             {{"path", member_dir_}, {"error", free.status().ToString()}});
+    return absl::OkStatus();
+  }
+  const uint64_t need = bytes + reserved_before + cfg_.disk_headroom_bytes;
+  if (*free >= need) return absl::OkStatus();
+  ReleaseDisk(bytes);
+  lg_.Warn("not enough free disk space for a copy of the backend; refusing it",
+           {{"what", std::string(what)},
+            {"path", member_dir_},
+            {"free-bytes", *free},
+            {"copy-estimate-bytes", bytes},
+            {"other-copies-bytes", reserved_before},
+            {"headroom-bytes", cfg_.disk_headroom_bytes}});
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "etcdserver: not enough free disk space for ", std::string(what), ": ", *free, " bytes free in ",
+      member_dir_, ", ", need, " needed (the copy, other copies running, and ",
+      cfg_.disk_headroom_bytes, " kept for the WAL)"));
+}
+
 // ---- Defragment ----
 
 void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
@@ -140,7 +174,14 @@ void EtcdServer::Impl::MaintenanceLoop() {
         (void)name;
         return absl::OkStatus();
       };
-      auto r = backend_->Defragment(opts);
+      const uint64_t estimate = BackendCopyEstimateBytes();
+      absl::StatusOr<storage::DefragmentResult> r;
+      if (absl::Status room = ReserveDisk("a defragmentation", estimate); room.ok()) {
+        r = backend_->Defragment(opts);
+        ReleaseDisk(estimate);
+      } else {
+        r = room;
+      }
       for (auto& w : waiters) {
         if (!r.ok()) {
           std::move(w)(r.status());

@@ -237,6 +237,16 @@ class EtcdServer::Impl final : public PeerHandler {
   // The backend bytes CheckQuota compares with quota_bytes_ for a request
   // of `cost` bytes: the pages in use (see proposals.cc). Any thread.
   int64_t QuotaUsedBytes(int64_t cost) const;
+  // Room on the data dir's file system for a client-requested copy of the
+  // backend (snapshot stream, defragmentation) of about `bytes`: free space
+  // >= bytes + the copies already reserved + cfg_.disk_headroom_bytes. On OK
+  // the bytes stay reserved until ReleaseDisk(bytes); else ResourceExhausted
+  // naming `what`. When the free space cannot be read the copy goes ahead.
+  // Any thread.
+  absl::Status ReserveDisk(std::string_view what, uint64_t bytes);
+  void ReleaseDisk(uint64_t bytes) { disk_reserved_bytes_.fetch_sub(bytes); }
+  // What a compact copy of the backend is expected to take on disk.
+  uint64_t BackendCopyEstimateBytes() const;
   bool Stopping() const { return stopping_.load(std::memory_order_acquire); }
 
   // ---- reads
@@ -455,6 +465,7 @@ class EtcdServer::Impl final : public PeerHandler {
   mutable std::mutex alarm_mu_;
   std::set<std::pair<uint64_t, int>> alarms_ ABSL_GUARDED_BY(alarm_mu_);
   std::atomic<bool> nospace_{false};
+  std::atomic<uint64_t> disk_reserved_bytes_{0};  // ReserveDisk
 
   // ---- maintenance (maintenance.cc): one thread runs defragmentations and
   // the periodic corruption check.

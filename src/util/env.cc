@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -274,6 +275,12 @@ absl::StatusOr<std::string> Env::ReadFileToString(const std::string& path) {
     out += chunk;
   }
   return out;
+}
+
+absl::StatusOr<uint64_t> Env::FreeSpaceBytes(const std::string& path) {
+  struct statvfs vfs;
+  if (::statvfs(path.c_str(), &vfs) != 0) return IoError(errno, "statvfs", path);
+  return static_cast<uint64_t>(vfs.f_bavail) * static_cast<uint64_t>(vfs.f_frsize);
 }
 
 absl::Status Env::RemoveAll(const std::string& path) {

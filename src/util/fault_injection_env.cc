@@ -176,6 +176,19 @@ absl::StatusOr<std::vector<std::string>> FaultInjectionEnv::GetChildren(const st
 }
 absl::StatusOr<uint64_t> FaultInjectionEnv::FileSize(const std::string& path) { return base_->FileSize(path); }
 
+void FaultInjectionEnv::SetFreeSpaceBytes(std::optional<uint64_t> bytes) {
+  absl::MutexLock l(&mu_);
+  free_space_ = bytes;
+}
+
+absl::StatusOr<uint64_t> FaultInjectionEnv::FreeSpaceBytes(const std::string& path) {
+  {
+    absl::MutexLock l(&mu_);
+    if (free_space_.has_value()) return *free_space_;
+  }
+  return base_->FreeSpaceBytes(path);
+}
+
 absl::Status FaultInjectionEnv::RemoveFile(const std::string& path) {
   if (absl::Status s = base_->RemoveFile(path); !s.ok()) return s;
   absl::MutexLock l(&mu_);

@@ -97,6 +97,12 @@ struct ServerConfig {
   // Bytes of proposals handed to the raft loop but not yet to raft (they wait
   // there while no leader is known); one proposal is always let in.
   uint64_t max_queued_proposal_bytes = 64u << 20;
+  // Free space kept on the data dir's file system for the WAL and the
+  // backend's growth when a client asks for a full copy of the backend (a
+  // snapshot stream or a defragmentation): the copy is refused when the free
+  // space is below its estimated size, plus the copies already running,
+  // plus this.
+  uint64_t disk_headroom_bytes = 128u << 20;
   std::string auto_compaction_mode = "periodic";   // --auto-compaction-mode: periodic|revision
   std::string auto_compaction_retention;           // --auto-compaction-retention; "" or "0": off
   bool pre_vote = false;                           // --pre-vote
@@ -270,7 +276,9 @@ class EtcdServer {
   void HashKV(const etcdserverpb::HashKVRequest& req, Done<etcdserverpb::HashKVResponse> done);
   // Online defragmentation of the backend (storage::Backend::Defragment) on
   // the maintenance thread; writes pause only for its switch-over. Calls
-  // arriving while one runs are answered by the next run.
+  // arriving while one runs are answered by the next run. ResourceExhausted
+  // when the data dir's file system has no room for the compact copy
+  // (ServerConfig::disk_headroom_bytes).
   void Defragment(const etcdserverpb::DefragmentRequest& req,
                   Done<etcdserverpb::DefragmentResponse> done);
   // etcd v3 API Maintenance.Hash: CRC-32C of the whole backend except
@@ -286,7 +294,9 @@ class EtcdServer {
   // read txn into an unlinked temporary file in <data-dir>/member/snap and
   // then copied to `fd` (the read txn ends before the copy). Memory is
   // bounded (storage::BboltWriter); disk: one compact copy. Blocking; call
-  // from a non-server thread. Errors: ErrStopped, Internal for I/O.
+  // from a non-server thread. Errors: ErrStopped, Internal for I/O,
+  // ResourceExhausted when the data dir's file system has no room for the
+  // copy (ServerConfig::disk_headroom_bytes).
   // kLmdb instead writes cppetcd's own LMDB file (Backend::CopyTo: a file
   // that can replace <data-dir>/member/snap/db); nothing serves it to
   // clients.

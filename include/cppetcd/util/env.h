@@ -111,6 +111,10 @@ class Env {
   // fsync of a directory: makes creations, renames and removals of its
   // entries durable.
   virtual absl::Status SyncDir(const std::string& dir) = 0;
+  // Bytes an unprivileged process can still write on the file system that
+  // holds `path` (statvfs: f_bavail x f_frsize). Errors: the statvfs error
+  // (NotFound for a missing path).
+  virtual absl::StatusOr<uint64_t> FreeSpaceBytes(const std::string& path);
 
   // Takes an exclusive advisory lock (flock) on `path` (a file, created if
   // missing, or a directory). Fails with Unavailable when another process,

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -47,6 +48,9 @@ class FaultInjectionEnv : public Env {
   // Simulates a machine crash: see the durability model above. Open file
   // objects stay usable but their later writes are not expected to matter.
   absl::Status DropUnsyncedData();
+  // FreeSpaceBytes answers `bytes` for every path (a nearly full disk);
+  // nullopt (the default) asks the base Env.
+  void SetFreeSpaceBytes(std::optional<uint64_t> bytes);
   // Counters, for tests that check how often the code under test syncs.
   int64_t sync_count() const;
   int64_t dir_sync_count() const;
@@ -65,6 +69,7 @@ class FaultInjectionEnv : public Env {
   absl::Status Truncate(const std::string& path, uint64_t size_bytes) override;
   absl::Status SyncDir(const std::string& dir) override;
   absl::StatusOr<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
+  absl::StatusOr<uint64_t> FreeSpaceBytes(const std::string& path) override;
 
  private:
   class File;
@@ -97,6 +102,7 @@ class FaultInjectionEnv : public Env {
   int fail_syncs_ ABSL_GUARDED_BY(mu_) = 0;
   int fail_sync_errno_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t short_write_keep_ ABSL_GUARDED_BY(mu_) = -1;  // -1 = none pending
+  std::optional<uint64_t> free_space_ ABSL_GUARDED_BY(mu_);
   int64_t sync_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t dir_sync_count_ ABSL_GUARDED_BY(mu_) = 0;
   bool skip_real_sync_ ABSL_GUARDED_BY(mu_) = false;

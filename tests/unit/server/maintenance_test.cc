@@ -1,6 +1,8 @@
 // EtcdServer maintenance: online Defragment, Maintenance.Hash and the
 // CORRUPT alarm (etcd applierV3Corrupt: writes refused, reads served).
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -11,9 +13,11 @@
 #include <string>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "cppetcd/server/errors.h"
 #include "cppetcd/server/etcd_server.h"
+#include "cppetcd/util/fault_injection_env.h"
 #include "cppetcd/util/log.h"
 #include "tests/unit/server/server_test_util.h"
 #include "gtest/gtest.h"
@@ -110,6 +114,47 @@ TEST_F(MaintenanceTest, DefragmentWhileWritingLosesNothingAndKeepsTheHash) {
   auto h3 = Hash();
   ASSERT_TRUE(Put("one-more", "x").ok());
   EXPECT_NE(Hash()->hash(), h3->hash());
+}
+
+// A snapshot stream or a defragmentation copies the whole backend into the
+// data dir. With less free space than that copy plus the WAL's headroom it
+// is refused, and the member keeps serving writes (a copy that filled the
+// disk would stop the member at its next WAL write).
+TEST_F(MaintenanceTest, CopiesOfTheBackendNeedRoomOnDisk) {
+  util::FaultInjectionEnv env(util::Env::Default());
+  absl::Cleanup stop_first = [&] { server_.reset(); };  // the member uses env
+  ServerConfig c = Config();
+  c.env = &env;
+  c.disk_headroom_bytes = 64u << 20;
+  StartServer(std::move(c));
+  const std::string big(4000, 'x');
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(Put(absl::StrCat("k", i), big).ok());  // ~2 MB
+
+  const std::string path = dir_ + "/snapshot.db";
+  const auto snapshot = [&] {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0);
+    absl::Status st = server_->SnapshotBackend(fd);
+    ::close(fd);
+    return st;
+  };
+  // Room for the headroom only: both refused, with the sizes in the error.
+  env.SetFreeSpaceBytes(64u << 20);
+  absl::Status st = snapshot();
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_NE(st.message().find("not enough free disk space for a snapshot"), std::string::npos) << st;
+  st = Defragment();
+  EXPECT_EQ(st.code(), absl::StatusCode::kResourceExhausted) << st;
+  EXPECT_NE(st.message().find("a defragmentation"), std::string::npos) << st;
+  ASSERT_TRUE(Put("after-refusal", "v").ok());
+  EXPECT_EQ(Value("after-refusal"), "v");
+
+  // The headroom plus a bit more than the data: both go ahead.
+  env.SetFreeSpaceBytes((64u << 20) + (8u << 20));
+  EXPECT_TRUE(snapshot().ok());
+  EXPECT_TRUE(Defragment().ok());
+  EXPECT_EQ(Value("k499"), big);
+  EXPECT_GT(std::filesystem::file_size(path), 2'000'000u);
 }
 
 TEST_F(MaintenanceTest, CorruptAlarmRefusesWritesServesReadsAndPersists) {

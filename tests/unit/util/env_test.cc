@@ -115,6 +115,34 @@ TEST(EnvTest, LockIsExclusive) {
   EXPECT_FALSE(env->LockFile(JoinPath(dir.path(), "LOCK")).ok());
 }
 
+TEST(EnvTest, FreeSpaceBytes) {
+  TempDir dir;
+  auto free = Env::Default()->FreeSpaceBytes(dir.path());
+  ASSERT_TRUE(free.ok()) << free.status();
+  EXPECT_GT(*free, 0u);
+  // Writing a file takes its bytes from the free space (other writers on
+  // the machine make this approximate: allow them 64 MiB).
+  const std::string big(8 << 20, 'x');
+  {
+    auto f = Env::Default()->NewWritableFile(JoinPath(dir.path(), "big"));
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->Append(big).ok());
+    ASSERT_TRUE((*f)->Sync().ok());
+  }
+  auto after = Env::Default()->FreeSpaceBytes(dir.path());
+  ASSERT_TRUE(after.ok());
+  EXPECT_LT(*after, *free + (64u << 20) - big.size());
+  EXPECT_TRUE(absl::IsNotFound(Env::Default()->FreeSpaceBytes(JoinPath(dir.path(), "none")).status()));
+
+  FaultInjectionEnv fenv(Env::Default());
+  fenv.SetFreeSpaceBytes(4096);
+  EXPECT_EQ(*fenv.FreeSpaceBytes(dir.path()), 4096u);
+  fenv.SetFreeSpaceBytes(std::nullopt);
+  auto real = fenv.FreeSpaceBytes(dir.path());
+  ASSERT_TRUE(real.ok());
+  EXPECT_GT(*real, 4096u);
+}
+
 TEST(EnvTest, WriteFileAtomically) {
   TempDir dir;
   Env* env = Env::Default();
