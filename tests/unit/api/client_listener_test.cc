@@ -810,5 +810,41 @@ TEST_F(ClientListenerTest, LargeMessagesCrossTheRelay) {
   EXPECT_TRUE(resp.kvs(0).value() == value);
 }
 
+// The CN is recorded under "fd:N", and gRPC closes N when a connection
+// ends, so the next connection handed to gRPC often gets the same number.
+// A plain connection that reuses the number of a mutual-TLS one must not
+// be taken for alice.
+TEST_F(ClientListenerTest, ReusedDescriptorNumberDoesNotInheritCommonName) {
+  StartListener({"https://127.0.0.1:0", "http://127.0.0.1:0"}, true);
+  const int tls_port = listener_->Ports()[0];
+  const int plain_port = listener_->Ports()[1];
+  int reused = 0;
+  for (int attempt = 0; attempt < 20 && reused < 3; ++attempt) {
+    std::string tls_peer;
+    {
+      auto ch = SecureChannel(tls_port, &alice_);
+      ASSERT_TRUE(Put(ch, "k").ok());
+      auto calls = Calls();
+      ASSERT_FALSE(calls.empty());
+      EXPECT_EQ(calls.back().second, "alice");
+      tls_peer = calls.back().first;
+    }  // the channel and its connection go
+    // Wait (bounded) for gRPC to let go of the TLS connection's number.
+    std::string plain_peer;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto ch = PlainChannel(plain_port);
+      ASSERT_TRUE(Put(ch, "k").ok());
+      auto calls = Calls();
+      plain_peer = calls.back().first;
+      EXPECT_EQ(calls.back().second, "") << "plain connection on " << plain_peer;
+      if (plain_peer == tls_peer) break;
+    }
+    if (plain_peer == tls_peer) ++reused;
+  }
+  // The case under test did happen.
+  EXPECT_GT(reused, 0);
+}
+
 }  // namespace
 }  // namespace cppetcd::api
