@@ -94,10 +94,11 @@ run_server() {
 run_server etcd "$ETCD_BIN" || true
 run_server cppetcd "$CPPETCD_BIN" || true
 v() { echo "${R[$1]:-n/a}"; }
+mib() { local k; k=$(v "$1"); [[ $k == n/a ]] && echo n/a || echo $((k / 1024)); }
 printf '%-46s | %10s | %10s\n' "$CONNS idle mutual-TLS connections" etcd cppetcd
 printf '%-46s | %10s | %10s\n' "threads before" "$(v etcd/threads0)" "$(v cppetcd/threads0)"
 printf '%-46s | %10s | %10s\n' "threads with them open" "$(v etcd/threads)" "$(v cppetcd/threads)"
-printf '%-46s | %10s | %10s\n' "RSS before (MiB)" "$(( $(v etcd/rss0) / 1024 ))" "$(( $(v cppetcd/rss0) / 1024 ))"
-printf '%-46s | %10s | %10s\n' "RSS with them open (MiB)" "$(( $(v etcd/rss) / 1024 ))" "$(( $(v cppetcd/rss) / 1024 ))"
+printf '%-46s | %10s | %10s\n' "RSS before (MiB)" "$(mib etcd/rss0)" "$(mib cppetcd/rss0)"
+printf '%-46s | %10s | %10s\n' "RSS with them open (MiB)" "$(mib etcd/rss)" "$(mib cppetcd/rss)"
 printf '%-46s | %10s | %10s\n' "sequential set-up rate (conn/s)" "$(v etcd/setup)" "$(v cppetcd/setup)"
 printf '%-46s | %10s | %10s\n' "etcdctl put via a new connection (ms, wall)" "$(v etcd/put)" "$(v cppetcd/put)"

@@ -48,6 +48,9 @@ using Clock = std::chrono::steady_clock;
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 // A relay direction holds at most one read: one TLS record of plaintext.
 constexpr size_t kRelayBufferBytes = 16 * 1024;
+// How long a loop stops accepting after running out of descriptors or
+// memory (accept4: EMFILE, ENFILE, ENOBUFS, ENOMEM).
+constexpr std::chrono::milliseconds kAcceptPause{200};
 
 struct ListenUrl {
   std::string text;
@@ -538,6 +541,8 @@ class ClientListener::Impl {
       for (auto& loop : loops_) {
         Loop* l = loop.get();
         RunInLoop(*l, [this, l] {
+          l->listening = false;
+          l->accept_resume.reset();
           for (const Listener& li : listeners_) ::epoll_ctl(l->epfd, EPOLL_CTL_DEL, li.fd, nullptr);
         });
       }
@@ -649,6 +654,11 @@ class ClientListener::Impl {
     std::vector<Watch> listener_watches;
     std::thread thread;
     bool stopping = false;  // loop thread only
+    // Loop thread only: the listening sockets are in the set (until
+    // StopAccepting), and when accepting is paused for lack of descriptors
+    // or memory, when it resumes.
+    bool listening = true;
+    std::optional<Clock::time_point> accept_resume;
     std::mutex mu;
     std::vector<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
     // Loop thread only: the connections it owns, their deadlines, and
@@ -717,12 +727,16 @@ class ClientListener::Impl {
     constexpr int kMaxEvents = 256;
     epoll_event events[kMaxEvents];
     while (!l.stopping) {
+      std::optional<Clock::time_point> wake;
+      if (!l.timers.empty()) wake = l.timers.begin()->first;
+      if (l.accept_resume.has_value() && (!wake || *l.accept_resume < *wake)) {
+        wake = l.accept_resume;
+      }
       int timeout_ms = -1;
-      if (!l.timers.empty()) {
-        const auto left = l.timers.begin()->first - Clock::now();
+      if (wake.has_value()) {
         // Rounded up: waking before the deadline would spin.
         timeout_ms = static_cast<int>(std::max<int64_t>(
-            0, std::chrono::ceil<std::chrono::milliseconds>(left).count()));
+            0, std::chrono::ceil<std::chrono::milliseconds>(*wake - Clock::now()).count()));
       }
       const int n = ::epoll_wait(l.epfd, events, kMaxEvents, timeout_ms);
       if (n < 0 && errno != EINTR) {
@@ -744,6 +758,14 @@ class ClientListener::Impl {
         }
       }
       RunTimers(l);
+      if (l.accept_resume.has_value() && Clock::now() >= *l.accept_resume) {
+        l.accept_resume.reset();
+        if (l.listening) {
+          for (size_t j = 0; j < listeners_.size(); ++j) {
+            Register(l, listeners_[j].fd, &l.listener_watches[j], EPOLLIN | EPOLLEXCLUSIVE);
+          }
+        }
+      }
       l.dead.clear();
     }
     // Shutdown: every connection this loop still owns ends.
@@ -800,9 +822,16 @@ class ClientListener::Impl {
                          SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-          logger_.Warn("accept failed", {{"address", from.url.text},
-                                         {"error", std::strerror(errno)}});
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        const int err = errno;
+        logger_.Warn("accept failed", {{"address", from.url.text},
+                                       {"error", std::strerror(err)}});
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+          // The connection stays queued and the socket readable: pause this
+          // loop's accepting (level-triggered, it would spin) and retry
+          // later, as Go's accept loop backs off.
+          for (const Listener& li : listeners_) ::epoll_ctl(l.epfd, EPOLL_CTL_DEL, li.fd, nullptr);
+          l.accept_resume = Clock::now() + kAcceptPause;
         }
         return;
       }

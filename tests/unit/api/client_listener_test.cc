@@ -846,5 +846,62 @@ TEST_F(ClientListenerTest, ReusedDescriptorNumberDoesNotInheritCommonName) {
   EXPECT_GT(reused, 0);
 }
 
+// Out of descriptors, accept4 fails (EMFILE) and the connection stays
+// queued, its listening socket readable: the loops pause accepting instead
+// of spinning on it, and take the connection once descriptors are free.
+TEST_F(ClientListenerTest, AcceptPausesWhileDescriptorsRunOut) {
+  EchoHttp http;
+  util::CapturedLog log = util::NewCapturedLog();
+  StartListener({"http://127.0.0.1:0"}, false, &http, false,
+                [&log](ClientListenerOptions& o) { o.logger = util::Logger("embed", log.sink); });
+  const int port = listener_->Ports()[0];
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(client, 0);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Every descriptor number below the lowered limit in use.
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(client) + 16;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = ::dup(client)) >= 0;) fillers.push_back(fd);
+  auto count_failures = [&log] {
+    int n = 0;
+    for (const std::string& line : log.Lines()) n += line.find("accept failed") != std::string::npos;
+    return n;
+  };
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string req = "GET /queued HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(client, req.data(), req.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(req.size()));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (count_failures() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));  // polling a condition
+  }
+  ASSERT_GT(count_failures(), 0);
+  // A spinning loop would log thousands of failures meanwhile.
+  std::this_thread::sleep_for(milliseconds(600));  // the interval being measured
+  const int failures = count_failures();
+  for (int fd : fillers) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_LT(failures, 30);
+  // Descriptors again: the queued connection is served.
+  std::string got;
+  char buf[1024];
+  while (got.find("GET /queued") == std::string::npos) {
+    pollfd p{client, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) break;
+    const ssize_t n = ::recv(client, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(client);
+  EXPECT_NE(got.find("200 OK"), std::string::npos) << got;
+}
+
 }  // namespace
 }  // namespace cppetcd::api
