@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <future>
@@ -740,8 +741,10 @@ class ClientListener::Impl {
       }
       const int n = ::epoll_wait(l.epfd, events, kMaxEvents, timeout_ms);
       if (n < 0 && errno != EINTR) {
+        // Only a broken epoll set (a bug) fails here; carrying on would
+        // leave every connection of this loop, and Shutdown, hanging.
         logger_.Error("epoll_wait failed", {{"error", std::strerror(errno)}});
-        break;
+        std::abort();
       }
       for (int i = 0; i < n; ++i) {
         Watch* w = static_cast<Watch*>(events[i].data.ptr);
@@ -844,12 +847,15 @@ class ClientListener::Impl {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    if (live_.load() >= options_.max_connections) {
-      logger_.Warn("too many client connections; closing", {{"remote-addr", RemoteAddress(ss)}});
-      ::close(fd);
-      return;
-    }
-    live_.fetch_add(1);
+    // Claimed with a compare-and-swap: the loops accept concurrently.
+    size_t live = live_.load();
+    do {
+      if (live >= options_.max_connections) {
+        logger_.Warn("too many client connections; closing", {{"remote-addr", RemoteAddress(ss)}});
+        ::close(fd);
+        return;
+      }
+    } while (!live_.compare_exchange_weak(live, live + 1));
     auto owned = std::make_unique<Conn>();
     Conn& c = *owned;
     c.id = next_connection_id.fetch_add(1);
