@@ -6,9 +6,10 @@
 // silent. One thread, blocking handshakes one after another (so the
 // reported set-up rate is sequential, not concurrent).
 //
-//   idle-conns-bench --endpoint 127.0.0.1:2379 --cacert ca.pem --cert c.pem \
-//     --key c-key.pem --conns 10000 --hold-seconds 60
+//   idle-conns-bench --endpoint 127.0.0.1:2379 --cacert ca.pem
+//     --cert c.pem --key c-key.pem --conns 10000 --hold-seconds 60
 //
+// --plain: the same without TLS, for an http:// URL.
 // Prints "ready <n> <seconds>" once every connection got the server's
 // SETTINGS, then holds them for --hold-seconds (or until killed). Raise
 // `ulimit -n` above --conns first.
@@ -60,8 +61,15 @@ int main(int argc, char** argv) {
   std::string endpoint = "127.0.0.1:2379", cacert, cert, key;
   size_t conns = 1000;
   int hold_seconds = 60;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  bool plain = false;  // --plain: no TLS (http:// URL)
+  for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "--plain") {
+      plain = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) break;
     const std::string value = argv[i + 1];
     if (flag == "--endpoint") endpoint = value;
     else if (flag == "--cacert") cacert = value;
@@ -102,6 +110,14 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "connect %zu: %s\n", i, std::strerror(errno));
       return 1;
     }
+    if (plain) {
+      if (::send(c.fd, hello.data(), hello.size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(hello.size())) {
+        std::fprintf(stderr, "send %zu failed\n", i);
+        return 1;
+      }
+      continue;
+    }
     c.ssl = SSL_new(ctx);
     SSL_set_fd(c.ssl, c.fd);
     SSL_set_tlsext_host_name(c.ssl, host.c_str());
@@ -130,8 +146,13 @@ int main(int argc, char** argv) {
     for (size_t k = 0; k < fds.size(); ++k) {
       if (fds[k].revents == 0) continue;
       Conn& c = all[which[k]];
-      if (SSL_read(c.ssl, buf, sizeof(buf)) > 0) {
-        SSL_write(c.ssl, settings_ack.data(), static_cast<int>(settings_ack.size()));
+      if (plain ? ::recv(c.fd, buf, sizeof(buf), MSG_DONTWAIT) > 0
+                : SSL_read(c.ssl, buf, sizeof(buf)) > 0) {
+        if (plain) {
+          ::send(c.fd, settings_ack.data(), settings_ack.size(), MSG_NOSIGNAL);
+        } else {
+          SSL_write(c.ssl, settings_ack.data(), static_cast<int>(settings_ack.size()));
+        }
         c.settled = true;
         ++settled;
       }
@@ -145,7 +166,7 @@ int main(int argc, char** argv) {
   if (settled < conns) return 1;
   std::this_thread::sleep_for(std::chrono::seconds(hold_seconds));
   for (Conn& c : all) {
-    SSL_free(c.ssl);
+    if (c.ssl != nullptr) SSL_free(c.ssl);
     ::close(c.fd);
   }
   SSL_CTX_free(ctx);
