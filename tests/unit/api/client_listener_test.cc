@@ -663,8 +663,9 @@ TEST_F(ClientListenerTest, ThousandsOfIdleConnectionsUseFewThreads) {
   const int after_calls = ThreadCount();
   std::cerr << "connections: " << 2 * n << " threads: baseline " << baseline << ", with them "
             << during << ", after calls " << after_calls << "\n";
-  // Before the event loops: one thread per TLS connection (n more).
-  EXPECT_LE(during, baseline + 4);
+  // Before the event loops: one thread per TLS connection (n more). The
+  // slack is for gRPC's own pools, which may grow while connections arrive.
+  EXPECT_LE(during, baseline + 16);
   EXPECT_LT(during, 64);
   EXPECT_LT(after_calls, 64);
   for (TlsClient& c : tls) CloseTls(c);
