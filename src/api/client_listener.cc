@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -16,10 +17,14 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <future>
 #include <list>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <openssl/err.h>
@@ -42,7 +47,11 @@ using Clock = std::chrono::steady_clock;
 // RFC 7540 section 3.5: what a client speaking HTTP/2 with prior knowledge
 // (every gRPC client) sends first.
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-constexpr size_t kRelayBufferBytes = 64 * 1024;
+// A relay direction holds at most one read: one TLS record of plaintext.
+constexpr size_t kRelayBufferBytes = 16 * 1024;
+// How long a loop stops accepting after running out of descriptors or
+// memory (accept4: EMFILE, ENFILE, ENOBUFS, ENOMEM).
+constexpr std::chrono::milliseconds kAcceptPause{200};
 
 struct ListenUrl {
   std::string text;
@@ -324,94 +333,6 @@ Io WriteSide(const Side& s, const char* buf, size_t len, size_t* n) {
 
 short EventsFor(Io io) { return io == Io::kWantWrite ? POLLOUT : POLLIN; }
 
-// One direction of a relay: bytes read from `from` and not yet written to
-// `to` are pending[off, size).
-struct Flow {
-  const Side& from;
-  const Side& to;
-  std::string pending;
-  size_t off = 0;
-  bool eof = false;  // `from` has no more bytes
-
-  bool Drained() const { return off == pending.size(); }
-
-  // Reads from `from` when nothing is pending, then writes what is pending
-  // to `to`, without blocking. Sets *progress when bytes moved or EOF was
-  // seen, and adds the poll events each side waits for. False on an error.
-  bool Step(std::string& buf, bool* progress, short* from_events, short* to_events) {
-    if (Drained() && !eof) {
-      size_t n = 0;
-      Io io = ReadSide(from, buf.data(), buf.size(), &n);
-      if (io == Io::kData) {
-        pending.assign(buf.data(), n);
-        off = 0;
-        *progress = true;
-      } else if (io == Io::kEof) {
-        eof = true;
-        *progress = true;
-      } else if (io == Io::kError) {
-        return false;
-      } else {
-        *from_events |= EventsFor(io);
-      }
-    }
-    if (!Drained()) {
-      size_t n = 0;
-      Io io = WriteSide(to, pending.data() + off, pending.size() - off, &n);
-      if (io == Io::kData) {
-        off += n;
-        *progress = true;
-      } else if (io == Io::kError) {
-        return false;
-      } else {
-        *to_events |= EventsFor(io);
-      }
-    }
-    return true;
-  }
-};
-
-// Copies bytes both ways between `a` (the client) and `b` (gRPC's end of a
-// socket pair) until `b` is done, `a` is gone, or `stop_fd`
-// becomes readable. `a_to_b` is sent to b first (bytes already read from a).
-// Both sockets must be non-blocking.
-void RelayLoop(const Side& a, const Side& b, std::string a_to_b, int stop_fd) {
-  Flow up{a, b, std::move(a_to_b)};
-  Flow down{b, a, {}};
-  bool b_write_shut = false, failed = false;
-  std::string buf(kRelayBufferBytes, '\0');
-  while (!failed) {
-    short a_events = 0, b_events = 0;
-    bool progress = true;
-    while (progress && !failed) {
-      progress = false;
-      if (!up.Step(buf, &progress, &a_events, &b_events)) {
-        failed = true;
-        break;
-      }
-      if (up.eof && up.Drained() && !b_write_shut) {
-        ::shutdown(b.fd, SHUT_WR);
-        b_write_shut = true;
-      }
-      if (!down.Step(buf, &progress, &b_events, &a_events)) {
-        failed = true;
-        break;
-      }
-    }
-    if (failed) break;
-    if (down.eof && down.Drained()) break;  // the server side is done
-    pollfd fds[3] = {{a.fd, a_events, 0}, {b.fd, b_events, 0}, {stop_fd, POLLIN, 0}};
-    int r = ::poll(fds, 3, -1);
-    if (r < 0 && errno != EINTR) break;
-    if (fds[2].revents != 0) break;
-    // Errors and hang-ups surface through the next read or write.
-  }
-  if (a.ssl != nullptr && !failed) {
-    ERR_clear_error();
-    SSL_shutdown(a.ssl);  // best effort close_notify
-  }
-}
-
 // A client connection as the HTTP server reads it: `head` (bytes already
 // read while telling gRPC from HTTP) first, then the socket or TLS session.
 // Every wait also ends when `stop_fd` (the listener's) becomes readable.
@@ -509,6 +430,15 @@ class ListenerHttpConnection final : public HttpConnection {
 
 std::string GrpcPeerForFd(int fd) { return absl::StrCat("fd:", fd); }
 
+// The reactor. Every accepted connection belongs to one event loop (a
+// thread with its own epoll set, level-triggered, non-blocking sockets) from
+// accept until it is handed off: the preface peek, the TLS handshake, the
+// sniffing of the decrypted bytes and the TLS <-> socket pair relay of a
+// gRPC connection all run as callbacks of that loop, never blocking.
+// HTTP/1.1 connections leave the loop for a thread of their own (the HTTP
+// server is blocking; issue 12 item 2). Each listening socket is in every
+// loop's set (EPOLLEXCLUSIVE: one loop is woken per connection), and a
+// connection stays with the loop that accepted it.
 class ClientListener::Impl {
  public:
   explicit Impl(ClientListenerOptions options)
@@ -518,6 +448,9 @@ class ClientListener::Impl {
 
   absl::Status Start() {
     if (options_.urls.empty()) return absl::InvalidArgumentError("no client listen URL");
+    if (options_.event_loop_threads == 0) {
+      return absl::InvalidArgumentError("the client listener needs at least one event loop");
+    }
     std::vector<ListenUrl> urls;
     bool any_tls = false;
     for (const std::string& u : options_.urls) {
@@ -545,10 +478,7 @@ class ClientListener::Impl {
       ssl_ctx_ = *std::move(ctx);
     }
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    accept_stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (stop_fd_ < 0 || accept_stop_fd_ < 0) {
-      return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
-    }
+    if (stop_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
     for (const ListenUrl& u : urls) {
       int port = 0;
       absl::StatusOr<int> fd = Listen(u, &port);
@@ -560,7 +490,31 @@ class ClientListener::Impl {
       listeners_.push_back({*fd, u, port});
       ports_.push_back(port);
     }
-    accept_thread_ = std::thread([this] { AcceptLoop(); });
+    for (size_t i = 0; i < options_.event_loop_threads; ++i) {
+      auto loop = std::make_unique<Loop>();
+      loop->index = i;
+      loop->epfd = ::epoll_create1(EPOLL_CLOEXEC);
+      loop->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (loop->epfd < 0 || loop->wake_fd < 0) {
+        const int err = errno;
+        loops_.push_back(std::move(loop));
+        CloseListeners();
+        return absl::InternalError(absl::StrCat("epoll: ", std::strerror(err)));
+      }
+      loop->wake_watch = {Watch::kWake, nullptr, 0};
+      Register(*loop, loop->wake_fd, &loop->wake_watch, EPOLLIN);
+      loop->listener_watches.resize(listeners_.size());
+      for (size_t j = 0; j < listeners_.size(); ++j) {
+        loop->listener_watches[j] = {Watch::kListener, nullptr, j};
+        Register(*loop, listeners_[j].fd, &loop->listener_watches[j], EPOLLIN | EPOLLEXCLUSIVE);
+      }
+      loops_.push_back(std::move(loop));
+    }
+    for (auto& loop : loops_) {
+      Loop* l = loop.get();
+      l->thread = std::thread([this, l] { Run(*l); });
+    }
+    accepting_ = true;
     return absl::OkStatus();
   }
 
@@ -581,27 +535,44 @@ class ClientListener::Impl {
   }
 
   void StopAccepting() {
-    if (accept_thread_.joinable()) {
-      Signal(accept_stop_fd_);
-      accept_thread_.join();
+    if (accepting_) {
+      accepting_ = false;
+      // Each loop forgets the listening sockets before they are closed, so
+      // no loop accepts on a closed (or reused) descriptor number.
+      for (auto& loop : loops_) {
+        Loop* l = loop.get();
+        RunInLoop(*l, [this, l] {
+          l->listening = false;
+          l->accept_resume.reset();
+          for (const Listener& li : listeners_) ::epoll_ctl(l->epfd, EPOLL_CTL_DEL, li.fd, nullptr);
+        });
+      }
     }
     CloseListeners();
   }
 
   void Shutdown() {
     StopAccepting();
-    if (stop_fd_ >= 0) Signal(stop_fd_);
-    std::list<std::unique_ptr<Connection>> conns;
+    if (stop_fd_ >= 0) Signal(stop_fd_);  // HTTP connection threads end
+    for (auto& loop : loops_) {
+      if (!loop->thread.joinable()) continue;
+      Loop* l = loop.get();
+      Post(*l, [l] { l->stopping = true; });
+      loop->thread.join();
+    }
+    std::list<std::unique_ptr<HttpWorker>> workers;
     {
       std::lock_guard<std::mutex> l(mu_);
-      conns.swap(conns_);
+      workers.swap(http_workers_);
     }
-    for (auto& c : conns) {
-      if (c->thread.joinable()) c->thread.join();
+    for (auto& w : workers) w->thread.join();
+    for (auto& loop : loops_) {
+      if (loop->epfd >= 0) ::close(loop->epfd);
+      if (loop->wake_fd >= 0) ::close(loop->wake_fd);
+      loop->epfd = loop->wake_fd = -1;
     }
     if (stop_fd_ >= 0) ::close(stop_fd_);
-    if (accept_stop_fd_ >= 0) ::close(accept_stop_fd_);
-    stop_fd_ = accept_stop_fd_ = -1;
+    stop_fd_ = -1;
   }
 
  private:
@@ -610,16 +581,99 @@ class ClientListener::Impl {
     ListenUrl url;
     int port;
   };
-  struct Connection {
+  struct Conn;
+  // What an epoll registration stands for (its data.ptr).
+  struct Watch {
+    enum Kind { kListener, kWake, kClient, kGrpc } kind;
+    Conn* conn;     // kClient, kGrpc
+    size_t listener;  // kListener: index into listeners_
+  };
+
+  // One relay direction's bytes, read and not yet written: data[off, len).
+  // At most one read's worth (kRelayBufferBytes); the memory is held only
+  // while bytes are pending, so an idle connection holds none.
+  struct RelayBuffer {
+    std::unique_ptr<char[]> data;
+    size_t off = 0, len = 0;
+    bool Empty() const { return off == len; }
+    char* Fill() {
+      if (!data) data.reset(new char[kRelayBufferBytes]);
+      off = len = 0;
+      return data.get();
+    }
+    void ReleaseIfEmpty() {
+      if (Empty() && data) {
+        data.reset();
+        off = len = 0;
+      }
+    }
+  };
+
+  enum class State {
+    kPeek,       // plain: waiting for enough bytes to tell gRPC from HTTP
+    kHandshake,  // TLS: SSL_accept in progress
+    kSniff,      // TLS: reading decrypted bytes to tell gRPC from HTTP
+    kRelay,      // TLS gRPC: copying between the client and the socket pair
+  };
+
+  struct Loop;
+  // A client connection while a loop owns it. Touched only by its loop's
+  // thread (or, after StartHttp, only by its HTTP thread).
+  struct Conn {
     uint64_t id = 0;
-    int fd = -1;
+    Loop* loop = nullptr;
+    int fd = -1;  // the client's socket
     bool tls = false;
     std::string remote;
     sockaddr_storage remote_addr{};
     sockaddr_storage local_addr{};
     std::string local_url;
+    State state = State::kPeek;
+    SSL* ssl = nullptr;
+    std::optional<std::string> cn;  // verified client certificate CN
+    Clock::time_point deadline{};   // end of the handshake or of sniffing
+    std::optional<Clock::time_point> timer;  // its key in loop->timers
+    std::string head;  // kSniff: decrypted bytes read so far
+    // kRelay.
+    int grpc_fd = -1;       // our end of the socket pair
+    int grpc_peer_fd = -1;  // the end handed to gRPC (its number names the peer)
+    bool grpc_registered = false;  // grpc_fd is in the epoll set
+    RelayBuffer up;    // client -> gRPC
+    RelayBuffer down;  // gRPC -> client
+    bool client_eof = false, grpc_eof = false, grpc_write_shut = false;
+    bool client_gone = false;  // the client hung up: its socket left the set
+    uint32_t client_events = 0, grpc_events = 0;  // registered interest
+    Watch client_watch{Watch::kClient, this, 0};
+    Watch grpc_watch{Watch::kGrpc, this, 0};
+  };
+
+  struct Loop {
+    size_t index = 0;
+    int epfd = -1;
+    int wake_fd = -1;  // readable when tasks are queued
+    Watch wake_watch{Watch::kWake, nullptr, 0};
+    std::vector<Watch> listener_watches;
     std::thread thread;
-    std::atomic<bool> done{false};
+    bool stopping = false;  // loop thread only
+    // Loop thread only: the listening sockets are in the set (until
+    // StopAccepting), and when accepting is paused for lack of descriptors
+    // or memory, when it resumes.
+    bool listening = true;
+    std::optional<Clock::time_point> accept_resume;
+    std::mutex mu;
+    std::vector<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
+    // Loop thread only: the connections it owns, their deadlines, and
+    // those closed during the current batch of events (freed after it, as
+    // later events of the batch may still name them).
+    absl::flat_hash_map<Conn*, std::unique_ptr<Conn>> conns;
+    std::set<std::pair<Clock::time_point, Conn*>> timers;
+    std::vector<std::unique_ptr<Conn>> dead;
+  };
+
+  // An HTTP/1.1 connection served on its own thread (blocking HTTP server).
+  struct HttpWorker {
+    std::unique_ptr<Conn> conn;
+    std::thread thread;
   };
 
   static void Signal(int efd) {
@@ -638,139 +692,546 @@ class ClientListener::Impl {
     }
   }
 
-  void Reap() {
-    std::list<std::unique_ptr<Connection>> finished;
+  static void Register(Loop& l, int fd, Watch* w, uint32_t events) {
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = w;
+    ::epoll_ctl(l.epfd, EPOLL_CTL_ADD, fd, &ev);
+  }
+
+  static void Post(Loop& l, std::function<void()> task) {
     {
-      std::lock_guard<std::mutex> l(mu_);
-      for (auto it = conns_.begin(); it != conns_.end();) {
-        if ((*it)->done.load()) {
-          finished.push_back(std::move(*it));
-          it = conns_.erase(it);
-        } else {
-          ++it;
-        }
-      }
+      std::lock_guard<std::mutex> g(l.mu);
+      l.tasks.push_back(std::move(task));
     }
-    for (auto& c : finished) c->thread.join();
+    Signal(l.wake_fd);
   }
 
-  void AcceptLoop() {
-    std::vector<pollfd> fds;
-    for (const Listener& l : listeners_) fds.push_back({l.fd, POLLIN, 0});
-    fds.push_back({accept_stop_fd_, POLLIN, 0});
-    while (true) {
-      for (pollfd& p : fds) p.revents = 0;
-      int r = ::poll(fds.data(), fds.size(), 1000);
-      Reap();
-      if (r < 0 && errno != EINTR) break;
-      if (fds.back().revents != 0) break;
-      for (size_t i = 0; i + 1 < fds.size(); ++i) {
-        if (fds[i].revents == 0) continue;
-        while (true) {
-          sockaddr_storage ss{};
-          socklen_t len = sizeof(ss);
-          int fd = ::accept4(fds[i].fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_CLOEXEC);
-          if (fd < 0) {
-            if (errno == EINTR) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-              logger_.Warn("accept failed", {{"address", listeners_[i].url.text},
-                                             {"error", std::strerror(errno)}});
-            }
+  // Runs `f` on the loop's thread and waits for it.
+  static void RunInLoop(Loop& l, std::function<void()> f) {
+    if (!l.thread.joinable()) {
+      f();
+      return;
+    }
+    std::promise<void> done;
+    std::future<void> waited = done.get_future();
+    Post(l, [&f, &done] {
+      f();
+      done.set_value();
+    });
+    waited.wait();
+  }
+
+  // ---- The loop ----
+
+  void Run(Loop& l) {
+    constexpr int kMaxEvents = 256;
+    epoll_event events[kMaxEvents];
+    while (!l.stopping) {
+      std::optional<Clock::time_point> wake;
+      if (!l.timers.empty()) wake = l.timers.begin()->first;
+      if (l.accept_resume.has_value() && (!wake || *l.accept_resume < *wake)) {
+        wake = l.accept_resume;
+      }
+      int timeout_ms = -1;
+      if (wake.has_value()) {
+        // Rounded up: waking before the deadline would spin.
+        timeout_ms = static_cast<int>(std::max<int64_t>(
+            0, std::chrono::ceil<std::chrono::milliseconds>(*wake - Clock::now()).count()));
+      }
+      const int n = ::epoll_wait(l.epfd, events, kMaxEvents, timeout_ms);
+      if (n < 0 && errno != EINTR) {
+        // Only a broken epoll set (a bug) fails here; carrying on would
+        // leave every connection of this loop, and Shutdown, hanging.
+        logger_.Error("epoll_wait failed", {{"error", std::strerror(errno)}});
+        std::abort();
+      }
+      for (int i = 0; i < n; ++i) {
+        Watch* w = static_cast<Watch*>(events[i].data.ptr);
+        const uint32_t ev = events[i].events;
+        switch (w->kind) {
+          case Watch::kWake: RunTasks(l); break;
+          case Watch::kListener: AcceptSome(l, w->listener); break;
+          case Watch::kClient:
+            if (w->conn->fd >= 0) OnClientEvent(*w->conn, ev);
             break;
-          }
-          Accepted(fd, ss, listeners_[i]);
+          case Watch::kGrpc:
+            if (w->conn->fd >= 0) OnGrpcEvent(*w->conn, ev);
+            break;
         }
       }
+      RunTimers(l);
+      if (l.accept_resume.has_value() && Clock::now() >= *l.accept_resume) {
+        l.accept_resume.reset();
+        if (l.listening) {
+          for (size_t j = 0; j < listeners_.size(); ++j) {
+            Register(l, listeners_[j].fd, &l.listener_watches[j], EPOLLIN | EPOLLEXCLUSIVE);
+          }
+        }
+      }
+      l.dead.clear();
+    }
+    // Shutdown: every connection this loop still owns ends.
+    while (!l.conns.empty()) {
+      Conn* c = l.conns.begin()->first;
+      if (c->state == State::kHandshake) Reject(*c, "listener stopped");
+      if (c->state == State::kRelay && c->ssl != nullptr) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl);  // best effort close_notify
+      }
+      Close(*c);
+    }
+    l.dead.clear();
+    RunTasks(l);
+  }
+
+  void RunTasks(Loop& l) {
+    uint64_t count;
+    ssize_t r = ::read(l.wake_fd, &count, sizeof(count));
+    (void)r;
+    std::vector<std::function<void()>> tasks;
+    {
+      std::lock_guard<std::mutex> g(l.mu);
+      tasks.swap(l.tasks);
+    }
+    for (auto& t : tasks) t();
+  }
+
+  void SetTimer(Conn& c, std::optional<Clock::time_point> at) {
+    if (c.timer.has_value()) c.loop->timers.erase({*c.timer, &c});
+    c.timer = at;
+    if (at.has_value()) c.loop->timers.insert({*at, &c});
+  }
+
+  void RunTimers(Loop& l) {
+    const Clock::time_point now = Clock::now();
+    while (!l.timers.empty() && l.timers.begin()->first <= now) {
+      Conn& c = *l.timers.begin()->second;
+      SetTimer(c, std::nullopt);
+      OnTimer(c, now);
     }
   }
 
-  void Accepted(int fd, const sockaddr_storage& ss, const Listener& from) {
+  // ---- Connections ----
+
+  void AcceptSome(Loop& l, size_t index) {
+    const Listener& from = listeners_[index];
+    // A bounded batch, so one busy listener cannot starve the loop's other
+    // connections (level-triggered: the rest wake the loop again).
+    for (int i = 0; i < 64; ++i) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof(ss);
+      int fd = ::accept4(from.fd, reinterpret_cast<sockaddr*>(&ss), &len,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+        const int err = errno;
+        logger_.Warn("accept failed", {{"address", from.url.text},
+                                       {"error", std::strerror(err)}});
+        if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+          // The connection stays queued and the socket readable: pause this
+          // loop's accepting (level-triggered, it would spin) and retry
+          // later, as Go's accept loop backs off.
+          for (const Listener& li : listeners_) ::epoll_ctl(l.epfd, EPOLL_CTL_DEL, li.fd, nullptr);
+          l.accept_resume = Clock::now() + kAcceptPause;
+        }
+        return;
+      }
+      Accepted(l, fd, ss, from);
+    }
+  }
+
+  void Accepted(Loop& l, int fd, const sockaddr_storage& ss, const Listener& from) {
     if (from.url.unix_path.empty()) {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    auto conn = std::make_unique<Connection>();
-    conn->id = next_connection_id.fetch_add(1);
-    conn->fd = fd;
-    conn->tls = from.url.tls;
-    conn->remote = RemoteAddress(ss);
-    conn->remote_addr = ss;
-    socklen_t local_len = sizeof(conn->local_addr);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&conn->local_addr), &local_len);
-    conn->local_url = from.url.text;
-    std::lock_guard<std::mutex> l(mu_);
-    if (conns_.size() >= options_.max_connections) {
-      logger_.Warn("too many client connections; closing", {{"remote-addr", conn->remote}});
-      ::close(fd);
-      return;
-    }
-    Connection* c = conn.get();
-    conns_.push_back(std::move(conn));
-    c->thread = std::thread([this, c] {
-      Serve(c);
-      c->done.store(true);
-    });
-  }
-
-  // Waits until `fd` is ready for `events`, the deadline passes (false) or
-  // the listener stops (false).
-  bool WaitFor(int fd, short events, Clock::time_point deadline) {
-    pollfd fds[2] = {{fd, events, 0}, {stop_fd_, POLLIN, 0}};
-    while (true) {
-      int r = ::poll(fds, 2, RemainingMs(deadline));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0 || fds[1].revents != 0) return false;
-      return true;
-    }
-  }
-
-  void Reject(const Connection* c, std::string_view error) {
-    logger_.Warn("rejected connection", {{"remote-addr", c->remote},
-                                          {"local-url", c->local_url},
-                                          {"error", error}});
-  }
-
-  void Serve(Connection* c) {
-    SetNonBlocking(c->fd);
-    if (c->tls) {
-      ServeTls(c);
-    } else {
-      ServePlain(c);
-    }
-    if (c->fd >= 0) ::close(c->fd);
-    c->fd = -1;
-  }
-
-  void ServePlain(Connection* c) {
-    if (options_.http_only) {
-      ServeHttp(c, Side{c->fd, nullptr}, "");
-      return;
-    }
-    // Peek (the bytes stay in the socket for gRPC) until the preface is
-    // recognised or ruled out.
-    const Clock::time_point deadline = Clock::now() + options_.sniff_timeout;
-    Protocol protocol = Protocol::kClosed;
-    char buf[kH2Preface.size()];
-    while (true) {
-      if (!WaitFor(c->fd, POLLIN, deadline)) break;
-      ssize_t n = ::recv(c->fd, buf, sizeof(buf), MSG_PEEK);
-      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (n <= 0) break;
-      std::optional<Protocol> p = Classify(std::string_view(buf, static_cast<size_t>(n)));
-      if (p.has_value()) {
-        protocol = *p;
-        break;
+    // Claimed with a compare-and-swap: the loops accept concurrently.
+    size_t live = live_.load();
+    do {
+      if (live >= options_.max_connections) {
+        logger_.Warn("too many client connections; closing", {{"remote-addr", RemoteAddress(ss)}});
+        ::close(fd);
+        return;
       }
-      // A partial preface: the rest is on its way (poll would report the
-      // same bytes again at once, so pause briefly).
-      pollfd stop = {stop_fd_, POLLIN, 0};
-      if (::poll(&stop, 1, 2) != 0) break;
+    } while (!live_.compare_exchange_weak(live, live + 1));
+    auto owned = std::make_unique<Conn>();
+    Conn& c = *owned;
+    c.id = next_connection_id.fetch_add(1);
+    c.loop = &l;
+    c.fd = fd;
+    c.tls = from.url.tls;
+    c.remote = RemoteAddress(ss);
+    c.remote_addr = ss;
+    socklen_t local_len = sizeof(c.local_addr);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&c.local_addr), &local_len);
+    c.local_url = from.url.text;
+    l.conns.emplace(&c, std::move(owned));
+    if (c.tls) {
+      c.ssl = SSL_new(ssl_ctx_->Get().get());  // the context as of this handshake
+      if (c.ssl == nullptr) {
+        Reject(c, util::OpenSslErrors());
+        Close(c);
+        return;
+      }
+      SSL_set_fd(c.ssl, c.fd);
+      // Retries of SSL_write may come with the buffer moved; a write may
+      // complete one record at a time; idle sessions give back OpenSSL's
+      // read and write buffers; no renegotiation (TLS 1.2) mid-relay.
+      SSL_set_mode(c.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+      SSL_set_options(c.ssl, SSL_OP_NO_RENEGOTIATION);
+      c.state = State::kHandshake;
+      c.deadline = Clock::now() + options_.handshake_timeout;
+      SetTimer(c, c.deadline);
+      Register(l, c.fd, &c.client_watch, 0);
+      Handshake(c);
+      return;
     }
-    if (protocol == Protocol::kGrpc) {
-      HandToGrpc(c->fd, c->id, std::nullopt);
-      c->fd = -1;
-    } else if (protocol == Protocol::kHttp) {
-      ServeHttp(c, Side{c->fd, nullptr}, "");
+    if (options_.http_only) {
+      StartHttp(c, "");
+      return;
+    }
+    c.state = State::kPeek;
+    c.deadline = Clock::now() + options_.sniff_timeout;
+    SetTimer(c, c.deadline);
+    Register(l, c.fd, &c.client_watch, EPOLLIN);
+    c.client_events = EPOLLIN;
+    Peek(c, 0);
+  }
+
+  void SetInterest(Conn& c, bool grpc_side, uint32_t events) {
+    uint32_t& current = grpc_side ? c.grpc_events : c.client_events;
+    if (current == events) return;
+    if (grpc_side && !c.grpc_registered) return;
+    current = events;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.ptr = grpc_side ? &c.grpc_watch : &c.client_watch;
+    ::epoll_ctl(c.loop->epfd, EPOLL_CTL_MOD, grpc_side ? c.grpc_fd : c.fd, &ev);
+  }
+
+  static uint32_t EpollFor(Io io) { return io == Io::kWantWrite ? EPOLLOUT : EPOLLIN; }
+
+  void OnClientEvent(Conn& c, uint32_t events) {
+    switch (c.state) {
+      case State::kPeek: Peek(c, events); break;
+      case State::kHandshake: Handshake(c); break;
+      case State::kSniff: Sniff(c); break;
+      case State::kRelay:
+        if (events & (EPOLLERR | EPOLLHUP)) {
+          // The client is gone (reset, or both directions shut): nothing
+          // more comes from it or reaches it. The socket leaves the set (a
+          // hang-up is reported for ever) and gRPC is told by the end of
+          // its stream; the relay ends when gRPC closes its end, as when
+          // the client closes cleanly (gRPC's transport winds down on the
+          // end of stream, not on a broken pipe mid-write).
+          ::epoll_ctl(c.loop->epfd, EPOLL_CTL_DEL, c.fd, nullptr);
+          c.client_gone = true;
+          c.client_eof = true;
+        }
+        Pump(c);
+        break;
+    }
+  }
+
+  void OnGrpcEvent(Conn& c, uint32_t events) {
+    if (events & EPOLLERR) {
+      Close(c);
+      return;
+    }
+    if (events & EPOLLHUP) {
+      // gRPC closed its end. What it wrote before is still to be read and
+      // reads no longer block, so the socket leaves the set (a hang-up is
+      // reported for ever, level-triggered) and Pump reads it to the end.
+      ::epoll_ctl(c.loop->epfd, EPOLL_CTL_DEL, c.grpc_fd, nullptr);
+      c.grpc_registered = false;
+    }
+    Pump(c);
+  }
+
+  void OnTimer(Conn& c, Clock::time_point now) {
+    switch (c.state) {
+      case State::kPeek:
+        if (now >= c.deadline) {
+          Close(c);  // sniff timeout: closed without a word, as before
+          return;
+        }
+        SetInterest(c, false, EPOLLIN);  // a partial preface: look again
+        Peek(c, 0);
+        return;
+      case State::kHandshake:
+        Reject(c, "tls: handshake timed out");
+        Close(c);
+        return;
+      case State::kSniff:
+        Close(c);
+        return;
+      case State::kRelay:
+        return;
+    }
+  }
+
+  // Plain: peeks (the bytes stay in the socket for gRPC) until the HTTP/2
+  // preface is recognised or ruled out.
+  void Peek(Conn& c, uint32_t events) {
+    char buf[kH2Preface.size()];
+    const ssize_t n = ::recv(c.fd, buf, sizeof(buf), MSG_PEEK);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (events & (EPOLLERR | EPOLLHUP)) Close(c);
+      return;
+    }
+    if (n <= 0) {
+      Close(c);
+      return;
+    }
+    std::optional<Protocol> p = Classify(std::string_view(buf, static_cast<size_t>(n)));
+    if (!p.has_value()) {
+      if (events & (EPOLLERR | EPOLLHUP)) {
+        Close(c);
+        return;
+      }
+      // A partial preface: the rest is on its way, but the socket stays
+      // readable (level-triggered), so look again shortly.
+      SetInterest(c, false, 0);
+      SetTimer(c, std::min(c.deadline, Clock::now() + std::chrono::milliseconds(2)));
+      return;
+    }
+    if (*p == Protocol::kHttp) {
+      StartHttp(c, "");
+      return;
+    }
+    // gRPC: the socket itself goes to gRPC.
+    Detach(c);
+    const int fd = c.fd;
+    c.fd = -1;
+    HandToGrpc(fd, c.id, std::nullopt);
+    Close(c);
+  }
+
+  void Handshake(Conn& c) {
+    ERR_clear_error();
+    const int r = SSL_accept(c.ssl);
+    if (r != 1) {
+      const int e = SSL_get_error(c.ssl, r);
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        SetInterest(c, false, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT);
+        return;
+      }
+      std::string error;
+      const long verify = SSL_get_verify_result(c.ssl);
+      if (verify != X509_V_OK) {
+        error = absl::StrCat("tls: bad certificate: ", X509_verify_cert_error_string(verify));
+      } else {
+        error = util::OpenSslErrors();
+        if (error.empty()) error = e == SSL_ERROR_SYSCALL ? "EOF" : "tls: handshake failed";
+      }
+      Reject(c, error);
+      Close(c);
+      return;
+    }
+    if (absl::Status st = util::CheckPeerIdentity(options_.tls, c.ssl); !st.ok()) {
+      Reject(c, std::string(st.message()));
+      Close(c);
+      return;
+    }
+    if (options_.tls.client_cert_auth) c.cn = util::VerifiedPeerCommonName(c.ssl);
+    if (options_.http_only) {
+      StartHttp(c, "");
+      return;
+    }
+    c.state = State::kSniff;
+    c.deadline = Clock::now() + options_.sniff_timeout;
+    SetTimer(c, c.deadline);
+    Sniff(c);
+  }
+
+  // TLS: reads decrypted bytes until gRPC and HTTP can be told apart.
+  void Sniff(Conn& c) {
+    while (true) {
+      char buf[4096];
+      size_t n = 0;
+      const Io io = ReadSide(Side{c.fd, c.ssl}, buf, sizeof(buf), &n);
+      if (io == Io::kWantRead || io == Io::kWantWrite) {
+        SetInterest(c, false, EpollFor(io));
+        return;
+      }
+      if (io != Io::kData) {
+        Close(c);
+        return;
+      }
+      c.head.append(buf, n);
+      if (std::optional<Protocol> p = Classify(c.head)) {
+        if (*p == Protocol::kGrpc) {
+          StartRelay(c);
+        } else {
+          std::string head = std::move(c.head);
+          StartHttp(c, std::move(head));
+        }
+        return;
+      }
+    }
+  }
+
+  void StartRelay(Conn& c) {
+    SetTimer(c, std::nullopt);
+    if (!options_.on_grpc_connection) {
+      Close(c);
+      return;
+    }
+    int sv[2] = {-1, -1};
+    if (absl::Status st = GrpcSocketPair(sv); !st.ok()) {
+      logger_.Warn("cannot relay a TLS connection to gRPC", {{"error", st.ToString()}});
+      Close(c);
+      return;
+    }
+    SetNonBlocking(sv[0]);  // gRPC's endpoint expects a non-blocking socket
+    SetNonBlocking(sv[1]);
+    c.state = State::kRelay;
+    c.grpc_fd = sv[1];
+    c.grpc_peer_fd = sv[0];
+    Register(*c.loop, c.grpc_fd, &c.grpc_watch, 0);
+    c.grpc_registered = true;
+    // The bytes read while sniffing (at most 4 KiB beyond the preface) go
+    // first.
+    std::memcpy(c.up.Fill(), c.head.data(), c.head.size());
+    c.up.len = c.head.size();
+    std::string().swap(c.head);
+    HandToGrpc(c.grpc_peer_fd, c.id, c.cn);
+    Pump(c);
+  }
+
+  // Moves bytes both ways until neither direction can progress without
+  // waiting, then waits for exactly what would let one progress. A
+  // direction reads only when its buffer is empty: a full buffer stops
+  // reading its source (backpressure).
+  void Pump(Conn& c) {
+    const Side client{c.fd, c.ssl};
+    const Side grpc{c.grpc_fd, nullptr};
+    uint32_t client_want = 0, grpc_want = 0;
+    bool progress = true;
+    while (progress) {
+      progress = false;
+      client_want = grpc_want = 0;  // the last round, without progress, decides
+      // Client -> gRPC. SSL_read also returns bytes OpenSSL holds already
+      // (SSL_pending), which epoll cannot see: every event pumps both ways.
+      if (c.up.Empty() && !c.client_eof) {
+        size_t n = 0;
+        const Io io = ReadSide(client, c.up.Fill(), kRelayBufferBytes, &n);
+        if (io == Io::kData) {
+          c.up.len = n;
+          progress = true;
+        } else if (io == Io::kEof) {  // close_notify, or a FIN
+          c.client_eof = true;
+          progress = true;
+        } else if (io == Io::kError) {
+          Close(c);
+          return;
+        } else {
+          client_want |= EpollFor(io);
+        }
+      }
+      if (!c.up.Empty()) {
+        size_t n = 0;
+        const Io io = WriteSide(grpc, c.up.data.get() + c.up.off, c.up.len - c.up.off, &n);
+        if (io == Io::kData) {
+          c.up.off += n;
+          progress = true;
+        } else if (io == Io::kError || io == Io::kEof) {
+          Close(c);
+          return;
+        } else {
+          grpc_want |= EPOLLOUT;
+        }
+      }
+      c.up.ReleaseIfEmpty();
+      if (c.up.Empty() && c.client_eof && !c.grpc_write_shut) {
+        ::shutdown(c.grpc_fd, SHUT_WR);  // half-close: gRPC sees the end
+        c.grpc_write_shut = true;
+      }
+      // gRPC -> client.
+      if (c.down.Empty() && !c.grpc_eof) {
+        size_t n = 0;
+        const Io io = ReadSide(grpc, c.down.Fill(), kRelayBufferBytes, &n);
+        if (io == Io::kData) {
+          c.down.len = n;
+          progress = true;
+        } else if (io == Io::kEof) {
+          c.grpc_eof = true;
+          progress = true;
+        } else if (io == Io::kError) {
+          Close(c);
+          return;
+        } else {
+          grpc_want |= EPOLLIN;
+        }
+      }
+      if (!c.down.Empty() && c.client_gone) {
+        c.down.off = c.down.len;  // nobody to deliver it to
+        progress = true;
+      }
+      if (!c.down.Empty()) {
+        size_t n = 0;
+        const Io io =
+            WriteSide(client, c.down.data.get() + c.down.off, c.down.len - c.down.off, &n);
+        if (io == Io::kData) {
+          c.down.off += n;
+          progress = true;
+        } else if (io == Io::kError || io == Io::kEof) {
+          Close(c);
+          return;
+        } else {
+          client_want |= EpollFor(io);
+        }
+      }
+      c.down.ReleaseIfEmpty();
+    }
+    if (c.grpc_eof && c.down.Empty()) {  // gRPC is done: so is the client
+      if (!c.client_gone) {
+        ERR_clear_error();
+        SSL_shutdown(c.ssl);  // best effort close_notify
+      }
+      Close(c);
+      return;
+    }
+    if (!c.grpc_registered && grpc_want != 0) {
+      // gRPC hung up and a write to it would wait: it never will accept it.
+      Close(c);
+      return;
+    }
+    if (!c.client_gone) SetInterest(c, false, client_want);
+    SetInterest(c, true, grpc_want);
+  }
+
+  // Takes the client socket out of the loop's epoll set and timers.
+  void Detach(Conn& c) {
+    SetTimer(c, std::nullopt);
+    if (c.fd >= 0) ::epoll_ctl(c.loop->epfd, EPOLL_CTL_DEL, c.fd, nullptr);
+  }
+
+  // Ends a connection the loop owns; its memory is freed after the current
+  // batch of events.
+  void Close(Conn& c) {
+    Detach(c);
+    if (c.ssl != nullptr) SSL_free(c.ssl);
+    c.ssl = nullptr;
+    if (c.fd >= 0) ::close(c.fd);
+    c.fd = -1;  // later events of this batch skip it
+    if (c.grpc_fd >= 0) {
+      if (c.grpc_registered) ::epoll_ctl(c.loop->epfd, EPOLL_CTL_DEL, c.grpc_fd, nullptr);
+      ::close(c.grpc_fd);
+      // gRPC closes its end once it sees the end of the stream; its
+      // number may already belong to a newer connection (ReleaseFd checks).
+      ReleaseFd(c.grpc_peer_fd, c.id);
+    }
+    c.grpc_fd = -1;
+    live_.fetch_sub(1);
+    Loop& l = *c.loop;
+    auto it = l.conns.find(&c);
+    if (it != l.conns.end()) {
+      l.dead.push_back(std::move(it->second));
+      l.conns.erase(it);
     }
   }
 
@@ -783,115 +1244,61 @@ class ClientListener::Impl {
     options_.on_grpc_connection(fd);
   }
 
-  void ServeTls(Connection* c) {
-    SSL* ssl = SSL_new(ssl_ctx_->Get().get());
-    if (ssl == nullptr) {
-      Reject(c, util::OpenSslErrors());
-      return;
-    }
-    SSL_set_fd(ssl, c->fd);
-    const Clock::time_point deadline = Clock::now() + options_.handshake_timeout;
-    bool ok = false;
-    std::string error;
-    while (true) {
-      ERR_clear_error();
-      int r = SSL_accept(ssl);
-      if (r == 1) {
-        ok = true;
-        break;
-      }
-      int e = SSL_get_error(ssl, r);
-      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        if (WaitFor(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline)) continue;
-        error = Clock::now() >= deadline ? "tls: handshake timed out" : "listener stopped";
-        break;
-      }
-      const long verify = SSL_get_verify_result(ssl);
-      if (verify != X509_V_OK) {
-        error = absl::StrCat("tls: bad certificate: ", X509_verify_cert_error_string(verify));
-      } else {
-        error = util::OpenSslErrors();
-        if (error.empty()) error = e == SSL_ERROR_SYSCALL ? "EOF" : "tls: handshake failed";
-      }
-      break;
-    }
-    if (ok) {
-      if (absl::Status st = util::CheckPeerIdentity(options_.tls, ssl); !st.ok()) {
-        ok = false;
-        error = std::string(st.message());
-      }
-    }
-    if (!ok) {
-      Reject(c, error);
-      SSL_free(ssl);
-      return;
-    }
-    const std::optional<std::string> cn =
-        options_.tls.client_cert_auth ? util::VerifiedPeerCommonName(ssl) : std::nullopt;
-    const Side client{c->fd, ssl};
-    if (options_.http_only) {
-      ServeHttp(c, client, "");
-    } else {
-      // Read decrypted bytes until gRPC and HTTP can be told apart.
-      std::string head;
-      Protocol protocol = Protocol::kClosed;
-      const Clock::time_point sniff_deadline = Clock::now() + options_.sniff_timeout;
-      while (true) {
-        char buf[4096];
-        size_t n = 0;
-        Io io = ReadSide(client, buf, sizeof(buf), &n);
-        if (io == Io::kData) {
-          head.append(buf, n);
-          if (std::optional<Protocol> p = Classify(head)) {
-            protocol = *p;
-            break;
+  void Reject(const Conn& c, std::string_view error) {
+    logger_.Warn("rejected connection", {{"remote-addr", c.remote},
+                                          {"local-url", c.local_url},
+                                          {"error", error}});
+  }
+
+  // Hands an HTTP/1.1 connection to the HTTP server, which serves it on a
+  // thread of its own until it ends (the blocking server of issue 12 item
+  // 2's gap). The thread counts against max_connections.
+  void StartHttp(Conn& c, std::string head) {
+    Detach(c);
+    Loop& l = *c.loop;
+    auto it = l.conns.find(&c);
+    auto worker = std::make_unique<HttpWorker>();
+    worker->conn = std::move(it->second);
+    l.conns.erase(it);
+    HttpWorker* w = worker.get();
+    std::lock_guard<std::mutex> g(mu_);
+    http_workers_.push_back(std::move(worker));
+    w->thread = std::thread([this, w, &l, head = std::move(head)]() mutable {
+      ServeHttp(*w->conn, std::move(head));
+      live_.fetch_sub(1);
+      // The loop joins this thread once it has ended.
+      Post(l, [this, w] {
+        std::unique_ptr<HttpWorker> mine;
+        {
+          std::lock_guard<std::mutex> g2(mu_);
+          for (auto i = http_workers_.begin(); i != http_workers_.end(); ++i) {
+            if (i->get() == w) {
+              mine = std::move(*i);
+              http_workers_.erase(i);
+              break;
+            }
           }
-          continue;
         }
-        if (io == Io::kWantRead || io == Io::kWantWrite) {
-          if (WaitFor(c->fd, EventsFor(io), sniff_deadline)) continue;
-        }
-        break;
-      }
-      if (protocol == Protocol::kGrpc) {
-        RelayGrpc(c, client, std::move(head), cn);
-      } else if (protocol == Protocol::kHttp) {
-        ServeHttp(c, client, std::move(head));
-      }
-    }
-    SSL_free(ssl);
+        if (mine) mine->thread.join();
+      });
+    });
   }
 
-  void RelayGrpc(Connection* c, const Side& client, std::string head,
-                 const std::optional<std::string>& cn) {
-    if (!options_.on_grpc_connection) return;
-    int sv[2] = {-1, -1};
-    if (absl::Status st = GrpcSocketPair(sv); !st.ok()) {
-      logger_.Warn("cannot relay a TLS connection to gRPC", {{"error", st.ToString()}});
-      return;
+  void ServeHttp(Conn& c, std::string head) {
+    const Side client{c.fd, c.ssl};
+    if (options_.on_http_connection) {
+      // The HTTP server waits with poll(2); the socket stays non-blocking.
+      ListenerHttpConnection conn(client, std::move(head), stop_fd_, c.remote_addr, c.local_addr);
+      options_.on_http_connection(conn);
+      if (c.ssl != nullptr) {
+        ERR_clear_error();
+        SSL_shutdown(c.ssl);  // best effort close_notify
+      }
     }
-    const int grpc_end = sv[0];
-    const int our_end = sv[1];
-    SetNonBlocking(our_end);
-    SetNonBlocking(grpc_end);  // gRPC's endpoint expects a non-blocking socket
-    HandToGrpc(grpc_end, c->id, cn);
-    RelayLoop(client, Side{our_end, nullptr}, std::move(head), stop_fd_);
-    ::close(our_end);
-    // gRPC closes grpc_end once it sees the end of the stream; its number
-    // may already belong to a newer connection (ReleaseFd checks).
-    ReleaseFd(grpc_end, c->id);
-  }
-
-  // Hands the connection to the HTTP server, which serves it on this
-  // thread until it ends.
-  void ServeHttp(Connection* c, const Side& client, std::string head) {
-    if (!options_.on_http_connection) return;
-    ListenerHttpConnection conn(client, std::move(head), stop_fd_, c->remote_addr, c->local_addr);
-    options_.on_http_connection(conn);
-    if (client.ssl != nullptr) {
-      ERR_clear_error();
-      SSL_shutdown(client.ssl);  // best effort close_notify
-    }
+    if (c.ssl != nullptr) SSL_free(c.ssl);
+    c.ssl = nullptr;
+    ::close(c.fd);
+    c.fd = -1;
   }
 
   const ClientListenerOptions options_;
@@ -899,11 +1306,14 @@ class ClientListener::Impl {
   std::unique_ptr<util::ReloadingServerSslContext> ssl_ctx_;
   std::vector<Listener> listeners_;
   std::vector<int> ports_;
-  int stop_fd_ = -1;         // readable once Shutdown starts: every thread ends
-  int accept_stop_fd_ = -1;  // readable once StopAccepting starts
-  std::thread accept_thread_;
+  int stop_fd_ = -1;  // readable once Shutdown starts: HTTP threads end
+  bool accepting_ = false;  // owning thread only
+  std::vector<std::unique_ptr<Loop>> loops_;
+  // Connections accepted and not yet closed or handed to gRPC: those in the
+  // loops and those served on HTTP threads (<= max_connections).
+  std::atomic<size_t> live_{0};
   std::mutex mu_;
-  std::list<std::unique_ptr<Connection>> conns_ ABSL_GUARDED_BY(mu_);
+  std::list<std::unique_ptr<HttpWorker>> http_workers_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Start(

@@ -6,6 +6,11 @@
 // verified certificate's Common Name here under the connection's gRPC peer
 // string; the Auth layer looks it up (etcd: with --client-cert-auth and auth
 // enabled, a call without a token is made as the user named by the CN).
+// That string is "fd:N", and N is reused once gRPC closes a connection: the
+// listener sets or clears the record for N before every hand-off to gRPC
+// and only the connection that set it clears it, so a connection never
+// sees another's CN at the start of its calls (issue 12 asks for the
+// identity to travel with the connection instead).
 //
 // Thread-safety: all functions are thread-safe.
 #ifndef CPPETCD_API_CLIENT_IDENTITY_H_

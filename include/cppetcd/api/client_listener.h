@@ -11,15 +11,18 @@
 //   preface ("PRI * HTTP/2.0...") hands the socket itself to gRPC
 //   (`on_grpc_connection`, e.g. ApiServer::AddConnection); anything else is
 //   HTTP/1.1 and goes to `on_http_connection` (e.g.
-//   HttpServer::ServeConnection) on the connection's thread.
+//   HttpServer::ServeConnection) on a thread of its own.
 // - https://: a TLS handshake (bounded time) with the listener's
-//   certificate; with client_cert_auth a client certificate signed by the
-//   trusted CA is required. Then the same decision on the decrypted bytes:
-//   gRPC gets one end of an AF_UNIX socket pair (a relay thread encrypts
-//   and decrypts); HTTP/1.1 is served in-process over the TLS session
-//   (HttpConnection). The verified certificate's CN is recorded with
-//   api::SetClientCommonName under the gRPC peer string of the
-//   handed-over socket (GrpcPeerForFd) while the connection lives.
+//   certificate (the context as of that handshake: certificates reload);
+//   with client_cert_auth a client certificate signed by the trusted CA is
+//   required, CRLs and identity checks as util::CheckPeerIdentity. Then the
+//   same decision on the decrypted bytes: gRPC gets one end of an AF_UNIX
+//   socket pair and an event loop relays between it and the TLS session;
+//   HTTP/1.1 is served in-process over the TLS session (HttpConnection) on
+//   a thread of its own. The verified certificate's CN is recorded with
+//   api::SetClientCommonName under the gRPC peer string of the handed-over
+//   socket (GrpcPeerForFd) while the connection lives; a descriptor number
+//   reused by a later connection is re-recorded before gRPC sees it.
 //   A failed handshake, a missing client certificate or plaintext on an
 //   https URL closes the connection ("rejected connection", warn); there is
 //   never a plaintext fallback.
@@ -31,13 +34,22 @@
 // Starting a listener with an https:// URL sets SIGPIPE to SIG_IGN for
 // the process (OpenSSL writes with write(2)).
 //
-// Resources: one short-lived thread per connection while it is sniffed,
-// and one thread per TLS gRPC connection (the relay) or HTTP connection
-// (serving it); plain gRPC connections cost no thread here. Shutdown
-// closes everything and joins every thread.
+// Threads and bounds: `event_loop_threads` event loops (epoll) own every
+// connection from accept until it is handed off — the peek, the TLS
+// handshake, the sniffing and, for TLS gRPC connections, the relay for the
+// connection's whole life — so thousands of gRPC connections cost no
+// thread here. A relay holds at most 16 KiB per direction, and only while
+// bytes are in flight (an idle connection holds no relay buffer); a full
+// direction stops reading its source. HTTP/1.1 connections are each served
+// on a thread while they last (the HTTP server blocks; issue 12 item 2).
+// At most `max_connections` connections are peeked, handshaken, relayed or
+// served at once (HTTP threads included); more are closed at once. Plain
+// gRPC connections handed to gRPC no longer count. Shutdown closes
+// everything and joins every thread.
 //
 // Thread-safety: Start, Ports, BoundUrls, StopAccepting and Shutdown from
-// the owning thread; callbacks run on listener threads.
+// the owning thread; `on_grpc_connection` runs on event-loop threads,
+// `on_http_connection` on HTTP connection threads.
 #ifndef CPPETCD_API_CLIENT_LISTENER_H_
 #define CPPETCD_API_CLIENT_LISTENER_H_
 
@@ -80,8 +92,11 @@ struct ClientListenerOptions {
   // enough bytes to tell gRPC from HTTP.
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds sniff_timeout{10000};
-  // Connections being sniffed or relayed at once; more are closed at once.
+  // Connections peeked, handshaken, relayed or served over HTTP at once;
+  // more are closed as soon as they are accepted.
   size_t max_connections = 16384;
+  // Event-loop threads that own the connections (>= 1).
+  size_t event_loop_threads = 2;
   util::Logger logger = util::GetLogger("embed");
 };
 

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -14,6 +15,8 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <iostream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -86,8 +89,10 @@ struct EchoHttp {
   std::string remote_ip, local_ip;
   int remote_port = 0, local_port = 0;
   int tls = -1;  // conn.Tls() of the last connection; -1: none yet
+  std::atomic<int> entered{0};  // connections handed to Serve
 
   void Serve(HttpConnection& conn) {
+    entered.fetch_add(1);
     {
       std::lock_guard<std::mutex> l(mu);
       tls = conn.Tls() ? 1 : 0;
@@ -164,8 +169,10 @@ class ClientListenerTest : public ::testing::Test {
   }
 
   // `http`: the HTTP/1.1 handler (null: HTTP connections are closed).
+  // `tweak`, when given, adjusts the options last.
   void StartListener(std::vector<std::string> urls, bool client_cert_auth,
-                     EchoHttp* http = nullptr, bool http_only = false) {
+                     EchoHttp* http = nullptr, bool http_only = false,
+                     std::function<void(ClientListenerOptions&)> tweak = nullptr) {
     ClientListenerOptions o;
     o.urls = std::move(urls);
     o.tls = tls_;
@@ -176,6 +183,7 @@ class ClientListenerTest : public ::testing::Test {
     o.sniff_timeout = milliseconds(2000);
     ApiServer* api = api_.get();
     o.on_grpc_connection = [api](int fd) { api->AddConnection(fd); };
+    if (tweak) tweak(o);
     auto l = ClientListener::Start(std::move(o));
     ASSERT_TRUE(l.ok()) << l.status();
     listener_ = std::move(*l);
@@ -478,6 +486,422 @@ TEST_F(ClientListenerTest, UnixSocketServesGrpcAndHttp) {
             "listen unix " + path + ": bind: address already in use");
   listener_->Shutdown();
   EXPECT_NE(::access(path.c_str(), F_OK), 0);
+}
+
+// ---- The event loops: many connections, few threads, bounds, timeouts ----
+
+// The HTTP/2 client preface and an empty SETTINGS frame: what a gRPC client
+// sends first.
+const std::string kGrpcHello =
+    std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + std::string("\0\0\0\4\0\0\0\0\0", 9);
+
+int ThreadCount() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+  }
+  return -1;
+}
+
+int ConnectLoopback(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True once `fd` reports end of stream or a reset, false at the deadline.
+bool ClosedByPeer(int fd, milliseconds within) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  char buf[256];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return true;
+  }
+  return false;
+}
+
+// A client SSL_CTX trusting ca_ and presenting `client` (may be null).
+SSL_CTX* ClientContext(const util::PemCertificate& ca, const util::PemCertificate* client) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  BIO* bio = BIO_new_mem_buf(ca.cert_pem.data(), static_cast<int>(ca.cert_pem.size()));
+  X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), x);
+  X509_free(x);
+  BIO_free(bio);
+  if (client != nullptr) {
+    bio = BIO_new_mem_buf(client->cert_pem.data(), static_cast<int>(client->cert_pem.size()));
+    x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    SSL_CTX_use_certificate(ctx, x);
+    X509_free(x);
+    BIO_free(bio);
+    bio = BIO_new_mem_buf(client->key_pem.data(), static_cast<int>(client->key_pem.size()));
+    EVP_PKEY* k = PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr);
+    SSL_CTX_use_PrivateKey(ctx, k);
+    EVP_PKEY_free(k);
+    BIO_free(bio);
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  return ctx;
+}
+
+struct TlsClient {
+  int fd = -1;
+  SSL* ssl = nullptr;
+  bool got = false;  // received bytes (gRPC's SETTINGS)
+};
+
+// Connects and completes a (blocking) TLS handshake; ssl null on failure.
+TlsClient ConnectTls(SSL_CTX* ctx, int port) {
+  TlsClient c;
+  c.fd = ConnectLoopback(port);
+  if (c.fd < 0) return c;
+  c.ssl = SSL_new(ctx);
+  SSL_set_fd(c.ssl, c.fd);
+  if (SSL_connect(c.ssl) != 1) {
+    SSL_free(c.ssl);
+    c.ssl = nullptr;
+  }
+  ERR_clear_error();
+  return c;
+}
+
+void CloseTls(TlsClient& c) {
+  if (c.ssl != nullptr) SSL_free(c.ssl);
+  if (c.fd >= 0) ::close(c.fd);
+  c.ssl = nullptr;
+  c.fd = -1;
+}
+
+// Issue 12: thousands of idle gRPC connections, mutual TLS and plain, cost
+// no thread each; a real gRPC call and an HTTPS call still succeed among
+// them. Every connection is checked to have reached gRPC (its SETTINGS
+// frame comes back through the relay).
+TEST_F(ClientListenerTest, ThousandsOfIdleConnectionsUseFewThreads) {
+  rlimit rl{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  // Descriptors in this process per connection: TLS 4 (ours, the accepted
+  // one, the socket pair), plain 2.
+  const size_t budget = rl.rlim_cur > 600 ? (rl.rlim_cur - 500) / 6 : 0;
+  const size_t n = std::min<size_t>(1000, budget);
+  ASSERT_GE(n, 50u) << "RLIMIT_NOFILE " << rl.rlim_cur << " is too low";
+  EchoHttp http;
+  StartListener({"https://127.0.0.1:0", "http://127.0.0.1:0"}, true, &http);
+  const int tls_port = listener_->Ports()[0];
+  const int plain_port = listener_->Ports()[1];
+  // gRPC's own threads (client and server side) start with the first calls.
+  ASSERT_TRUE(Put(SecureChannel(tls_port, &alice_), "warm-tls").ok());
+  ASSERT_TRUE(Put(PlainChannel(plain_port), "warm-plain").ok());
+  const int baseline = ThreadCount();
+
+  SSL_CTX* ctx = ClientContext(ca_, &alice_);
+  std::vector<TlsClient> tls(n);
+  std::vector<int> plain(n, -1);
+  for (size_t i = 0; i < n; ++i) {
+    tls[i] = ConnectTls(ctx, tls_port);
+    ASSERT_NE(tls[i].ssl, nullptr) << "connection " << i;
+    ASSERT_EQ(SSL_write(tls[i].ssl, kGrpcHello.data(), static_cast<int>(kGrpcHello.size())),
+              static_cast<int>(kGrpcHello.size()));
+    plain[i] = ConnectLoopback(plain_port);
+    ASSERT_GE(plain[i], 0);
+    ASSERT_EQ(::send(plain[i], kGrpcHello.data(), kGrpcHello.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(kGrpcHello.size()));
+  }
+  // Every connection reaches gRPC: its SETTINGS frame comes back.
+  std::vector<bool> plain_got(n, false);
+  size_t got = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (got < 2 * n && std::chrono::steady_clock::now() < deadline) {
+    std::vector<pollfd> fds;
+    std::vector<size_t> which;  // index, + n for plain
+    for (size_t i = 0; i < n; ++i) {
+      if (!tls[i].got) {
+        fds.push_back({tls[i].fd, POLLIN, 0});
+        which.push_back(i);
+      }
+      if (!plain_got[i]) {
+        fds.push_back({plain[i], POLLIN, 0});
+        which.push_back(n + i);
+      }
+    }
+    if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
+    char buf[4096];
+    for (size_t k = 0; k < fds.size(); ++k) {
+      if (fds[k].revents == 0) continue;
+      if (which[k] < n) {
+        TlsClient& c = tls[which[k]];
+        if (SSL_read(c.ssl, buf, sizeof(buf)) > 0) {  // a record is there: no wait
+          c.got = true;
+          ++got;
+        }
+        ERR_clear_error();
+      } else if (::recv(plain[which[k] - n], buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+        plain_got[which[k] - n] = true;
+        ++got;
+      }
+    }
+  }
+  ASSERT_EQ(got, 2 * n) << "connections that did not reach gRPC";
+  const int during = ThreadCount();
+  // Among them, new connections still work: gRPC over mutual TLS and plain,
+  // and an HTTPS call of the gateway.
+  EXPECT_TRUE(Put(SecureChannel(tls_port, &alice_), "among-tls").ok());
+  EXPECT_TRUE(Put(PlainChannel(plain_port), "among-plain").ok());
+  EXPECT_NE(HttpsGet(tls_port, &alice_).find("200 OK"), std::string::npos);
+  const int after_calls = ThreadCount();
+  std::cerr << "connections: " << 2 * n << " threads: baseline " << baseline << ", with them "
+            << during << ", after calls " << after_calls << "\n";
+  // Before the event loops: one thread per TLS connection (n more). The
+  // slack is for gRPC's own pools, which may grow while connections arrive.
+  EXPECT_LE(during, baseline + 16);
+  EXPECT_LT(during, 64);
+  EXPECT_LT(after_calls, 64);
+  for (TlsClient& c : tls) CloseTls(c);
+  for (int fd : plain) ::close(fd);
+  SSL_CTX_free(ctx);
+}
+
+// max_connections bounds every connection the listener holds: those in a
+// TLS handshake and those served over HTTP on their threads alike.
+TEST_F(ClientListenerTest, MaxConnectionsBoundsHandshakesAndHttp) {
+  EchoHttp http;
+  StartListener({"https://127.0.0.1:0", "http://127.0.0.1:0"}, false, &http, false,
+                [](ClientListenerOptions& o) {
+                  o.max_connections = 3;
+                  o.sniff_timeout = milliseconds(20000);
+                });
+  const int tls_port = listener_->Ports()[0];
+  const int plain_port = listener_->Ports()[1];
+  // Two HTTP connections in the middle of a request (served on threads),
+  // one TLS connection that is silent after its handshake.
+  const int h1 = ConnectLoopback(plain_port);
+  const int h2 = ConnectLoopback(plain_port);
+  ASSERT_EQ(::send(h1, "GET / HTTP/1.1\r\n", 16, MSG_NOSIGNAL), 16);
+  ASSERT_EQ(::send(h2, "GET / HTTP/1.1\r\n", 16, MSG_NOSIGNAL), 16);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (http.entered.load() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));  // polling a condition
+  }
+  ASSERT_EQ(http.entered.load(), 2);
+  SSL_CTX* ctx = ClientContext(ca_, nullptr);
+  TlsClient quiet = ConnectTls(ctx, tls_port);
+  ASSERT_NE(quiet.ssl, nullptr);
+  // A fourth is closed at once, on either port.
+  const int extra = ConnectLoopback(plain_port);
+  ASSERT_GE(extra, 0);
+  EXPECT_TRUE(ClosedByPeer(extra, milliseconds(5000)));
+  ::close(extra);
+  TlsClient refused = ConnectTls(ctx, tls_port);
+  EXPECT_EQ(refused.ssl, nullptr);
+  CloseTls(refused);
+  EXPECT_FALSE(ClosedByPeer(h1, milliseconds(50)));
+  // Finishing one HTTP request frees a place.
+  ASSERT_EQ(::send(h1, "Host: x\r\n\r\n", 11, MSG_NOSIGNAL), 11);
+  EXPECT_TRUE(ClosedByPeer(h1, milliseconds(5000)));  // served, Connection: close
+  ::close(h1);
+  bool served = false;
+  const auto deadline2 = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!served && std::chrono::steady_clock::now() < deadline2) {
+    served = RawExchange(plain_port, "GET /again HTTP/1.1\r\nHost: x\r\n\r\n").find("200 OK") !=
+             std::string::npos;
+  }
+  EXPECT_TRUE(served);
+  ::close(h2);
+  CloseTls(quiet);
+  SSL_CTX_free(ctx);
+}
+
+// The handshake and sniff timeouts hold without a thread per connection;
+// a preface that arrives in two pieces still reaches gRPC.
+TEST_F(ClientListenerTest, TimeoutsAndSplitPreface) {
+  StartListener({"https://127.0.0.1:0", "http://127.0.0.1:0"}, false, nullptr, false,
+                [](ClientListenerOptions& o) {
+                  o.handshake_timeout = milliseconds(200);
+                  o.sniff_timeout = milliseconds(200);
+                });
+  const int tls_port = listener_->Ports()[0];
+  const int plain_port = listener_->Ports()[1];
+  const int silent_tls = ConnectLoopback(tls_port);
+  const int partial = ConnectLoopback(plain_port);
+  ASSERT_EQ(::send(partial, "PRI * HTTP", 10, MSG_NOSIGNAL), 10);
+  EXPECT_TRUE(ClosedByPeer(silent_tls, milliseconds(5000)));
+  EXPECT_TRUE(ClosedByPeer(partial, milliseconds(5000)));
+  ::close(silent_tls);
+  ::close(partial);
+  // Silent after the handshake: the sniff timeout.
+  SSL_CTX* ctx = ClientContext(ca_, nullptr);
+  TlsClient quiet = ConnectTls(ctx, tls_port);
+  ASSERT_NE(quiet.ssl, nullptr);
+  EXPECT_TRUE(ClosedByPeer(quiet.fd, milliseconds(5000)));
+  CloseTls(quiet);
+  // A split preface (well within the timeout) goes to gRPC, plain and TLS.
+  const int split = ConnectLoopback(plain_port);
+  ASSERT_EQ(::send(split, kGrpcHello.data(), 10, MSG_NOSIGNAL), 10);
+  std::this_thread::sleep_for(milliseconds(30));  // the gap being tested, not a wait
+  ASSERT_EQ(::send(split, kGrpcHello.data() + 10, kGrpcHello.size() - 10, MSG_NOSIGNAL),
+            static_cast<ssize_t>(kGrpcHello.size() - 10));
+  pollfd p{split, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);
+  char buf[64];
+  ASSERT_GE(::recv(split, buf, sizeof(buf), 0), 9);
+  EXPECT_EQ(buf[3], 4) << "gRPC's SETTINGS frame";
+  ::close(split);
+  TlsClient tls_split = ConnectTls(ctx, tls_port);
+  ASSERT_NE(tls_split.ssl, nullptr);
+  ASSERT_EQ(SSL_write(tls_split.ssl, kGrpcHello.data(), 10), 10);
+  std::this_thread::sleep_for(milliseconds(30));
+  ASSERT_EQ(SSL_write(tls_split.ssl, kGrpcHello.data() + 10,
+                      static_cast<int>(kGrpcHello.size() - 10)),
+            static_cast<int>(kGrpcHello.size() - 10));
+  ASSERT_GE(SSL_read(tls_split.ssl, buf, sizeof(buf)), 9);
+  EXPECT_EQ(buf[3], 4) << "gRPC's SETTINGS frame";
+  // close_notify (the client's half-close) reaches gRPC, which ends the
+  // connection: the relay closes the client in turn.
+  SSL_shutdown(tls_split.ssl);
+  bool ended = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!ended && std::chrono::steady_clock::now() < deadline) {
+    const int r = SSL_read(tls_split.ssl, buf, sizeof(buf));
+    ended = r <= 0;
+  }
+  ERR_clear_error();
+  EXPECT_TRUE(ended);
+  CloseTls(tls_split);
+  SSL_CTX_free(ctx);
+}
+
+// Messages far larger than a relay buffer (16 KiB) cross the TLS relay
+// both ways intact.
+TEST_F(ClientListenerTest, LargeMessagesCrossTheRelay) {
+  StartListener({"https://127.0.0.1:0"}, true);
+  auto ch = SecureChannel(listener_->Ports()[0], &alice_);
+  std::string value(512 * 1024, '\0');  // 32 relay buffers' worth
+  for (size_t i = 0; i < value.size(); ++i) value[i] = static_cast<char>(i * 131 + (i >> 12));
+  auto kv = etcdserverpb::KV::NewStub(ch);
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    etcdserverpb::PutRequest req;
+    req.set_key("big");
+    req.set_value(value);
+    etcdserverpb::PutResponse resp;
+    grpc::Status st = kv->Put(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  etcdserverpb::RangeRequest req;
+  req.set_key("big");
+  etcdserverpb::RangeResponse resp;
+  grpc::Status st = kv->Range(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.kvs_size(), 1);
+  EXPECT_TRUE(resp.kvs(0).value() == value);
+}
+
+// The CN is recorded under "fd:N", and gRPC closes N when a connection
+// ends, so the next connection handed to gRPC often gets the same number.
+// A plain connection that reuses the number of a mutual-TLS one must not
+// be taken for alice.
+TEST_F(ClientListenerTest, ReusedDescriptorNumberDoesNotInheritCommonName) {
+  StartListener({"https://127.0.0.1:0", "http://127.0.0.1:0"}, true);
+  const int tls_port = listener_->Ports()[0];
+  const int plain_port = listener_->Ports()[1];
+  int reused = 0;
+  for (int attempt = 0; attempt < 20 && reused < 3; ++attempt) {
+    std::string tls_peer;
+    {
+      auto ch = SecureChannel(tls_port, &alice_);
+      ASSERT_TRUE(Put(ch, "k").ok());
+      auto calls = Calls();
+      ASSERT_FALSE(calls.empty());
+      EXPECT_EQ(calls.back().second, "alice");
+      tls_peer = calls.back().first;
+    }  // the channel and its connection go
+    // Wait (bounded) for gRPC to let go of the TLS connection's number.
+    std::string plain_peer;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto ch = PlainChannel(plain_port);
+      ASSERT_TRUE(Put(ch, "k").ok());
+      auto calls = Calls();
+      plain_peer = calls.back().first;
+      EXPECT_EQ(calls.back().second, "") << "plain connection on " << plain_peer;
+      if (plain_peer == tls_peer) break;
+    }
+    if (plain_peer == tls_peer) ++reused;
+  }
+  // The case under test did happen.
+  EXPECT_GT(reused, 0);
+}
+
+// Out of descriptors, accept4 fails (EMFILE) and the connection stays
+// queued, its listening socket readable: the loops pause accepting instead
+// of spinning on it, and take the connection once descriptors are free.
+TEST_F(ClientListenerTest, AcceptPausesWhileDescriptorsRunOut) {
+  EchoHttp http;
+  util::CapturedLog log = util::NewCapturedLog();
+  StartListener({"http://127.0.0.1:0"}, false, &http, false,
+                [&log](ClientListenerOptions& o) { o.logger = util::Logger("embed", log.sink); });
+  const int port = listener_->Ports()[0];
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(client, 0);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Every descriptor number below the lowered limit in use.
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(client) + 16;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = ::dup(client)) >= 0;) fillers.push_back(fd);
+  auto count_failures = [&log] {
+    int n = 0;
+    for (const std::string& line : log.Lines()) n += line.find("accept failed") != std::string::npos;
+    return n;
+  };
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string req = "GET /queued HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(client, req.data(), req.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(req.size()));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (count_failures() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));  // polling a condition
+  }
+  ASSERT_GT(count_failures(), 0);
+  // A spinning loop would log thousands of failures meanwhile.
+  std::this_thread::sleep_for(milliseconds(600));  // the interval being measured
+  const int failures = count_failures();
+  for (int fd : fillers) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_LT(failures, 30);
+  // Descriptors again: the queued connection is served.
+  std::string got;
+  char buf[1024];
+  while (got.find("GET /queued") == std::string::npos) {
+    pollfd p{client, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) break;
+    const ssize_t n = ::recv(client, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(client);
+  EXPECT_NE(got.find("200 OK"), std::string::npos) << got;
 }
 
 }  // namespace
