@@ -49,6 +49,9 @@ using Clock = std::chrono::steady_clock;
 constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 // A relay direction holds at most one read: one TLS record of plaintext.
 constexpr size_t kRelayBufferBytes = 16 * 1024;
+// Buffers a relay moves each way in one turn of its loop before the loop's
+// other connections get theirs (16 x 16 KiB = 256 KiB).
+constexpr int kPumpRounds = 16;
 // How long a loop stops accepting after running out of descriptors or
 // memory (accept4: EMFILE, ENFILE, ENOBUFS, ENOMEM).
 constexpr std::chrono::milliseconds kAcceptPause{200};
@@ -668,6 +671,10 @@ class ClientListener::Impl {
     absl::flat_hash_map<Conn*, std::unique_ptr<Conn>> conns;
     std::set<std::pair<Clock::time_point, Conn*>> timers;
     std::vector<std::unique_ptr<Conn>> dead;
+    // Loop thread only: relays that used up their turn's budget with bytes
+    // still moving (by id, as the Conn may end meanwhile); pumped again
+    // after the next round of events.
+    std::vector<std::pair<Conn*, uint64_t>> ready;
   };
 
   // An HTTP/1.1 connection served on its own thread (blocking HTTP server).
@@ -734,7 +741,9 @@ class ClientListener::Impl {
         wake = l.accept_resume;
       }
       int timeout_ms = -1;
-      if (wake.has_value()) {
+      if (!l.ready.empty()) {
+        timeout_ms = 0;  // relays are waiting for their next turn
+      } else if (wake.has_value()) {
         // Rounded up: waking before the deadline would spin.
         timeout_ms = static_cast<int>(std::max<int64_t>(
             0, std::chrono::ceil<std::chrono::milliseconds>(*wake - Clock::now()).count()));
@@ -760,6 +769,7 @@ class ClientListener::Impl {
             break;
         }
       }
+      ResumeReady(l);
       RunTimers(l);
       if (l.accept_resume.has_value() && Clock::now() >= *l.accept_resume) {
         l.accept_resume.reset();
@@ -795,6 +805,16 @@ class ClientListener::Impl {
       tasks.swap(l.tasks);
     }
     for (auto& t : tasks) t();
+  }
+
+  void ResumeReady(Loop& l) {
+    std::vector<std::pair<Conn*, uint64_t>> ready;
+    ready.swap(l.ready);
+    for (const auto& [conn, id] : ready) {
+      auto it = l.conns.find(conn);
+      if (it == l.conns.end() || conn->id != id || conn->fd < 0) continue;
+      if (conn->state == State::kRelay) Pump(*conn);
+    }
   }
 
   void SetTimer(Conn& c, std::optional<Clock::time_point> at) {
@@ -1105,13 +1125,20 @@ class ClientListener::Impl {
   // Moves bytes both ways until neither direction can progress without
   // waiting, then waits for exactly what would let one progress. A
   // direction reads only when its buffer is empty: a full buffer stops
-  // reading its source (backpressure).
+  // reading its source (backpressure). One call moves at most
+  // kPumpRounds buffers each way; a relay with more to move goes to the
+  // back of the loop's ready list, so that a connection that streams fast
+  // cannot starve the loop's others.
   void Pump(Conn& c) {
     const Side client{c.fd, c.ssl};
     const Side grpc{c.grpc_fd, nullptr};
     uint32_t client_want = 0, grpc_want = 0;
     bool progress = true;
-    while (progress) {
+    for (int round = 0; progress; ++round) {
+      if (round == kPumpRounds) {
+        c.loop->ready.emplace_back(&c, c.id);
+        return;
+      }
       progress = false;
       client_want = grpc_want = 0;  // the last round, without progress, decides
       // Client -> gRPC. SSL_read also returns bytes OpenSSL holds already
