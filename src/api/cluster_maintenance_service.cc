@@ -2,7 +2,7 @@
 // maintenance.go). RPCs not overridden answer UNIMPLEMENTED.
 #include "src/api/services.h"
 
-#include "absl/strings/match.h"
+#include "cppetcd/auth/errors.h"
 
 namespace cppetcd::api {
 namespace {
@@ -72,7 +72,7 @@ grpc::ServerUnaryReactor* MaintenanceService::Alarm(grpc::CallbackServerContext*
                             absl::StatusOr<etcdserverpb::AlarmResponse> r) mutable {
     // etcd's maintenance server returns the caller's auth error (an invalid
     // token) unmapped: gRPC sends it as UNKNOWN with the auth package's text.
-    if (!r.ok() && absl::StartsWith(r.status().message(), "auth: ")) {
+    if (!r.ok() && auth::IsAuthError(r.status())) {
       reactor->Finish(grpc::Status(grpc::StatusCode::UNKNOWN, std::string(r.status().message())));
       return;
     }

@@ -4,6 +4,10 @@
 
 #include <algorithm>
 
+#include "cppetcd/lease/lessor.h"
+#include "cppetcd/mvcc/errors.h"
+#include "cppetcd/mvcc/watchable_store.h"
+
 namespace cppetcd::api::testing {
 
 namespace {
@@ -14,13 +18,11 @@ bool InRange(const std::string& k, const std::string& key, const std::string& en
   return k >= key && k < end;
 }
 
-absl::Status ErrCompacted() {
-  return absl::OutOfRangeError("mvcc: required revision has been compacted");
-}
-absl::Status ErrFutureRev() {
-  return absl::OutOfRangeError("mvcc: required revision is a future revision");
-}
-absl::Status ErrLeaseNotFound() { return absl::NotFoundError("lease not found"); }
+// The real modules' typed errors, so the api maps them as in production.
+using lease::ErrLeaseExists;
+using lease::ErrLeaseNotFound;
+using mvcc::ErrCompacted;
+using mvcc::ErrFutureRev;
 
 }  // namespace
 
@@ -44,7 +46,7 @@ class FakeWatchStream final : public WatchStreamBackend {
         while (watchers_.contains(next_id_)) ++next_id_;
         watch_id = next_id_++;
       } else if (watchers_.contains(watch_id)) {
-        return absl::AlreadyExistsError("mvcc: duplicate watch ID provided on the WatchStream");
+        return mvcc::ErrWatcherDuplicateID();
       }
       Watcher w{std::move(key), std::move(end), no_put, no_delete, prev_kv};
       if (start_rev != 0 && start_rev <= compact) {
@@ -61,7 +63,7 @@ class FakeWatchStream final : public WatchStreamBackend {
 
   absl::Status Cancel(int64_t watch_id) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (watchers_.erase(watch_id) == 0) return absl::NotFoundError("mvcc: watcher does not exist");
+    if (watchers_.erase(watch_id) == 0) return mvcc::ErrWatcherNotExist();
     return absl::OkStatus();
   }
 
@@ -351,7 +353,7 @@ void FakeBackend::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
     std::lock_guard<std::mutex> lock(mu_);
     int64_t id = req.id() != 0 ? req.id() : next_lease_++;
     if (leases_.contains(id)) {
-      return absl::AlreadyExistsError("lease already exists");
+      return ErrLeaseExists();
     }
     leases_[id] = req.ttl();
     resp.set_id(id);
