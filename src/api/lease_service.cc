@@ -119,8 +119,7 @@ grpc::ServerUnaryReactor* LeaseService::LeaseGrant(grpc::CallbackServerContext* 
                                                    etcdserverpb::LeaseGrantResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidateLeaseGrant(*req))) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    backend_->LeaseGrant(*req, ReplyTo(reactor, resp, backend_));
+    backend_->LeaseGrant(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
 }
@@ -130,8 +129,7 @@ grpc::ServerUnaryReactor* LeaseService::LeaseRevoke(grpc::CallbackServerContext*
                                                     etcdserverpb::LeaseRevokeResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, absl::OkStatus())) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    backend_->LeaseRevoke(*req, ReplyTo(reactor, resp, backend_));
+    backend_->LeaseRevoke(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
 }

@@ -225,7 +225,7 @@ int64_t FakeBackend::PutLocked(const std::string& key, const std::string& value,
   return rev_;
 }
 
-void FakeBackend::Range(const etcdserverpb::RangeRequest& req,
+void FakeBackend::Range(const auth::Credentials& caller, const etcdserverpb::RangeRequest& req,
                         Done<etcdserverpb::RangeResponse> done) {
   etcdserverpb::RangeResponse resp;
   absl::Status err = [&]() -> absl::Status {
@@ -252,7 +252,8 @@ void FakeBackend::Range(const etcdserverpb::RangeRequest& req,
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) {
+void FakeBackend::Put(const auth::Credentials& caller,
+                      const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) {
   etcdserverpb::PutResponse resp;
   absl::Status err = [&]() -> absl::Status {
     std::lock_guard<std::mutex> lock(mu_);
@@ -271,7 +272,8 @@ void FakeBackend::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::Pu
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
+void FakeBackend::DeleteRange(const auth::Credentials& caller,
+                              const etcdserverpb::DeleteRangeRequest& req,
                               Done<etcdserverpb::DeleteRangeResponse> done) {
   etcdserverpb::DeleteRangeResponse resp;
   absl::Status err = [&]() -> absl::Status {
@@ -304,7 +306,8 @@ void FakeBackend::DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) {
+void FakeBackend::Txn(const auth::Credentials& caller,
+                      const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) {
   // Compares are ignored: the success branch's puts run, one revision each.
   etcdserverpb::TxnResponse resp;
   absl::Status err = [&]() -> absl::Status {
@@ -326,7 +329,8 @@ void FakeBackend::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Tx
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::Compact(const etcdserverpb::CompactionRequest& req,
+void FakeBackend::Compact(const auth::Credentials& caller,
+                          const etcdserverpb::CompactionRequest& req,
                           Done<etcdserverpb::CompactionResponse> done) {
   absl::Status err = [&]() -> absl::Status {
     std::lock_guard<std::mutex> lock(mu_);
@@ -346,7 +350,8 @@ void FakeBackend::Compact(const etcdserverpb::CompactionRequest& req,
   std::move(done)(etcdserverpb::CompactionResponse());
 }
 
-void FakeBackend::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
+void FakeBackend::LeaseGrant(const auth::Credentials& caller,
+                             const etcdserverpb::LeaseGrantRequest& req,
                              Done<etcdserverpb::LeaseGrantResponse> done) {
   etcdserverpb::LeaseGrantResponse resp;
   absl::Status err = [&]() -> absl::Status {
@@ -367,7 +372,8 @@ void FakeBackend::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
+void FakeBackend::LeaseRevoke(const auth::Credentials& caller,
+                              const etcdserverpb::LeaseRevokeRequest& req,
                               Done<etcdserverpb::LeaseRevokeResponse> done) {
   absl::Status err = [&]() -> absl::Status {
     std::lock_guard<std::mutex> lock(mu_);
