@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -48,6 +49,10 @@ struct ListenUrl {
   bool tls = false;
   std::string host;
   int port = 0;
+  // unix:// and unixs://: the socket's path, the URL's whole host part
+  // ("unix://localhost:2379" listens on the file "localhost:2379" in the
+  // working directory, as etcd 3.4); empty for TCP.
+  std::string unix_path;
 };
 
 absl::StatusOr<ListenUrl> ParseListenUrl(const std::string& url) {
@@ -59,8 +64,17 @@ absl::StatusOr<ListenUrl> ParseListenUrl(const std::string& url) {
   } else if (absl::StartsWith(url, "https://")) {
     rest = url.substr(8);
     out.tls = true;
+  } else if (absl::StartsWith(url, "unix://") || absl::StartsWith(url, "unixs://")) {
+    out.tls = absl::StartsWith(url, "unixs://");
+    out.unix_path = url.substr(out.tls ? 8 : 7);
+    if (!out.unix_path.empty() && out.unix_path.back() == '/') out.unix_path.pop_back();
+    if (out.unix_path.empty() || out.unix_path.size() >= sizeof(sockaddr_un{}.sun_path)) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid unix socket URL: ", url));
+    }
+    return out;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("URL scheme must be http or https: ", url));
+    return absl::InvalidArgumentError(
+        absl::StrCat("URL scheme must be http, https, unix or unixs: ", url));
   }
   if (!rest.empty() && rest.back() == '/') rest.pop_back();
   std::string port_text;
@@ -91,8 +105,30 @@ std::string GoErrno(int err) {
   return text;
 }
 
-// Binds and listens; sets *port to the bound port.
+// etcd 3.4's client listener for unix://: Go's net.Listen("unix", path),
+// which fails on an existing file and removes the file when closed.
+absl::StatusOr<int> ListenUnix(const std::string& path) {
+  const std::string what = absl::StrCat("listen unix ", path);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());  // size checked by the parser
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat(what, ": socket: ", GoErrno(errno)));
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, 1024) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat(what, ": bind: ", GoErrno(err)));
+  }
+  return fd;
+}
+
+// Binds and listens; sets *port to the bound port (0 for a unix socket).
 absl::StatusOr<int> Listen(const ListenUrl& url, int* port) {
+  if (!url.unix_path.empty()) {
+    *port = 0;
+    return ListenUnix(url.unix_path);
+  }
   const std::string what = absl::StrCat("listen tcp ", url.host, ":", url.port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -499,10 +535,14 @@ class ClientListener::Impl {
       // OpenSSL writes to sockets with write(2): a client gone mid-write
       // must be an error, not a SIGPIPE that kills the process.
       ::signal(SIGPIPE, SIG_IGN);
-      absl::StatusOr<util::SslCtxPtr> ctx = util::NewServerSslContext(options_.tls);
+      // Rebuilt when the files change (etcd rereads them for new
+      // handshakes): certificates rotate without a restart.
+      absl::StatusOr<std::unique_ptr<util::ReloadingServerSslContext>> ctx =
+          util::ReloadingServerSslContext::Create(
+              options_.tls, [](ssl_ctx_st* c) { SSL_CTX_set_options(c, SSL_OP_IGNORE_UNEXPECTED_EOF); },
+              options_.tls_reload_interval);
       if (!ctx.ok()) return ctx.status();
-      ssl_ctx_ = std::move(*ctx);
-      SSL_CTX_set_options(ssl_ctx_.get(), SSL_OP_IGNORE_UNEXPECTED_EOF);
+      ssl_ctx_ = *std::move(ctx);
     }
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     accept_stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -529,6 +569,10 @@ class ClientListener::Impl {
   std::vector<std::string> BoundUrls() const {
     std::vector<std::string> out;
     for (const Listener& l : listeners_) {
+      if (!l.url.unix_path.empty()) {
+        out.push_back(absl::StrCat(l.url.tls ? "unixs://" : "unix://", l.url.unix_path));
+        continue;
+      }
       const bool v6 = l.url.host.find(':') != std::string::npos;
       out.push_back(absl::StrCat(l.url.tls ? "https://" : "http://", v6 ? "[" : "", l.url.host,
                                  v6 ? "]" : "", ":", l.port));
@@ -586,7 +630,10 @@ class ClientListener::Impl {
 
   void CloseListeners() {
     for (Listener& l : listeners_) {
-      if (l.fd >= 0) ::close(l.fd);
+      if (l.fd < 0) continue;
+      // A unix socket's file goes with its listener (Go's UnixListener).
+      if (!l.url.unix_path.empty()) ::unlink(l.url.unix_path.c_str());
+      ::close(l.fd);
       l.fd = -1;
     }
   }
@@ -638,8 +685,10 @@ class ClientListener::Impl {
   }
 
   void Accepted(int fd, const sockaddr_storage& ss, const Listener& from) {
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (from.url.unix_path.empty()) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     auto conn = std::make_unique<Connection>();
     conn->id = next_connection_id.fetch_add(1);
     conn->fd = fd;
@@ -735,7 +784,7 @@ class ClientListener::Impl {
   }
 
   void ServeTls(Connection* c) {
-    SSL* ssl = SSL_new(ssl_ctx_.get());
+    SSL* ssl = SSL_new(ssl_ctx_->Get().get());
     if (ssl == nullptr) {
       Reject(c, util::OpenSslErrors());
       return;
@@ -847,7 +896,7 @@ class ClientListener::Impl {
 
   const ClientListenerOptions options_;
   util::Logger logger_;
-  util::SslCtxPtr ssl_ctx_;
+  std::unique_ptr<util::ReloadingServerSslContext> ssl_ctx_;
   std::vector<Listener> listeners_;
   std::vector<int> ports_;
   int stop_fd_ = -1;         // readable once Shutdown starts: every thread ends

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +15,7 @@
 #include "cppetcd/api/etcd_server_backend.h"
 #include "cppetcd/api/http_server.h"
 #include "cppetcd/api/metrics.h"
+#include "cppetcd/transport/grpc_timer_guard.h"
 #include "cppetcd/transport/grpc_transport.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/sd_notify.h"
@@ -232,13 +234,6 @@ absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
 
 absl::StatusOr<api::ApiServerOptions> ToApiServerOptions(const EtcdConfig& config) {
   api::ApiServerOptions options;  // no own ports: the ClientListener hands connections over
-  for (const Url& u : config.listen_client_urls) {
-    if (u.scheme != "http" && u.scheme != "https") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("listen-client-urls: ", u.ToString(),
-                       ": only http:// and https:// client URLs are supported (no unix sockets)"));
-    }
-  }
   options.keepalive_min_time = config.grpc_keepalive_min_time;
   options.keepalive_interval = config.grpc_keepalive_interval;
   options.keepalive_timeout = config.grpc_keepalive_timeout;
@@ -298,13 +293,14 @@ int Run(const EtcdConfig& config) {
   }
   client_tls->cipher_list = *cipher_list;
   for (const Url& u : config.listen_client_urls) {
-    if (u.scheme == "https" && client_tls->Empty()) {
+    const bool secure = u.scheme == "https" || u.scheme == "unixs";
+    if (secure && client_tls->Empty()) {
       log.Error("invalid client TLS configuration",
                 {{"error", absl::StrCat("TLS key/cert (--cert-file, --key-file) must be provided "
                                         "for client url ", u.ToString(), " with HTTPS scheme")}});
       return 1;
     }
-    if (u.scheme == "http" && !client_tls->Empty()) {
+    if (!secure && !client_tls->Empty()) {
       log.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files",
                {{"client-url", u.ToString()}});
     }
@@ -322,16 +318,19 @@ int Run(const EtcdConfig& config) {
     return 1;
   }
   peer_tls->cipher_list = *cipher_list;
+  // gRPC's timer thread sleeps on the wall clock: without this, a step back
+  // of the clock stops every gRPC timer in the process for the step's length
+  // (cppetcd/transport/grpc_timer_guard.h). Declared before everything that
+  // uses gRPC, so it outlives them.
+  transport::GrpcTimerGuard grpc_timer_guard;
+  if (absl::Status st = grpc_timer_guard.Start(std::chrono::milliseconds(250)); !st.ok()) {
+    log.Warn("gRPC timers are not guarded against wall-clock steps",
+             {{"error", st.ToString()}});
+  }
   // Peer listeners first, as etcd ("configuring peer listeners").
   transport::TransportOptions topts;
   for (const Url& u : config.listen_peer_urls) {
-    if (u.scheme != "http" && u.scheme != "https") {
-      log.Error("invalid peer URLs",
-                {{"error", absl::StrCat("listen-peer-urls: ", u.ToString(),
-                                        ": only http:// and https:// peer URLs are supported")}});
-      return 1;
-    }
-    if (u.scheme == "http" && !peer_tls->Empty()) {
+    if ((u.scheme == "http" || u.scheme == "unix") && !peer_tls->Empty()) {
       log.Warn("scheme is HTTP while key and cert files are present; ignoring key and cert files",
                {{"peer-url", u.ToString()}});
     }
@@ -447,9 +446,12 @@ int Run(const EtcdConfig& config) {
         const std::vector<std::string> bound =
             client_listener ? client_listener->BoundUrls() : std::vector<std::string>{};
         for (const std::string& url : bound) {
-          const bool secure = url.rfind("https://", 0) == 0;
-          std::string address = url.substr(secure ? 8 : 7);
-          if (address.rfind("localhost:", 0) == 0) address = "127.0.0.1" + address.substr(9);
+          const bool secure = url.rfind("https://", 0) == 0 || url.rfind("unixs://", 0) == 0;
+          const bool unix_socket = url.rfind("unix", 0) == 0;
+          std::string address = url.substr(url.find("://") + 3);
+          if (!unix_socket && address.rfind("localhost:", 0) == 0) {
+            address = "127.0.0.1" + address.substr(9);
+          }
           if (secure) {
             log.Info("serving client traffic securely", {{"address", address}});
           } else {
@@ -464,8 +466,10 @@ int Run(const EtcdConfig& config) {
             log.Info("serving metrics", {{"address", url}});
           }
         }
-        while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(200)) &&
-               !(*server)->StopRequested()) {
+        // A relative sleep, not WaitForNotificationWithTimeout: Abseil's
+        // timed waits end at a wall-clock instant, which a clock step moves.
+        while (!stop.HasBeenNotified() && !(*server)->StopRequested()) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
         }
       }
     }

@@ -24,12 +24,13 @@ etcdserverpb::Member ToMember(const serverpb::MemberRecord& m) {
   return out;
 }
 
-// "http(s)://host:port" with nothing after the port (etcd types.NewURLs).
+// "http(s)://host:port" or "unix(s)://host:port" with nothing after the
+// port (etcd types.NewURLs).
 bool ValidPeerUrl(const std::string& u) {
   std::string_view rest;
-  if (u.starts_with("http://")) {
+  if (u.starts_with("http://") || u.starts_with("unix://")) {
     rest = std::string_view(u).substr(7);
-  } else if (u.starts_with("https://")) {
+  } else if (u.starts_with("https://") || u.starts_with("unixs://")) {
     rest = std::string_view(u).substr(8);
   } else {
     return false;

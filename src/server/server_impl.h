@@ -234,6 +234,9 @@ class EtcdServer::Impl final : public PeerHandler {
   template <class Resp>
   Waiter MakeWaiter(Done<Resp> done);
   absl::Status CheckQuota(const serverpb::InternalRaftRequest& r);
+  // The backend bytes CheckQuota compares with quota_bytes_ for a request
+  // of `cost` bytes: the pages in use (see proposals.cc). Any thread.
+  int64_t QuotaUsedBytes(int64_t cost) const;
   bool Stopping() const { return stopping_.load(std::memory_order_acquire); }
 
   // ---- reads

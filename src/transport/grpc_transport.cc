@@ -194,6 +194,11 @@ absl::Status GrpcTransport::Impl::Listen() {
   }
   bound_urls_.clear();
   for (size_t i = 0; i < urls.size(); ++i) {
+    if (!urls[i].unix_path.empty()) {
+      bound_urls_.push_back(
+          absl::StrCat(urls[i].secure ? "unixs://" : "unix://", urls[i].unix_path));
+      continue;
+    }
     bound_urls_.push_back(
         absl::StrCat(urls[i].secure ? "https://" : "http://", urls[i].host, ":", ports[i]));
   }

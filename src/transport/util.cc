@@ -1,6 +1,7 @@
 // Peer URL parsing, status conversion, listen-failure wording, rate limiter.
 #include <netdb.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -31,9 +32,20 @@ absl::StatusOr<PeerUrl> ParsePeerUrl(const std::string& url) {
   } else if (absl::StartsWith(url, "https://")) {
     rest = url.substr(8);
     out.secure = true;
+  } else if (absl::StartsWith(url, "unix://") || absl::StartsWith(url, "unixs://")) {
+    out.secure = absl::StartsWith(url, "unixs://");
+    rest = url.substr(out.secure ? 8 : 7);
+    if (!rest.empty() && rest.back() == '/') rest.pop_back();
+    if (rest.empty() || rest.find('/') != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid unix socket URL: ", url));
+    }
+    out.unix_path = rest;
+    out.host = rest;
+    out.target = absl::StrCat("unix:", rest);  // gRPC: a path relative to the working directory
+    return out;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("URL scheme must be http or https: ", url));
+        absl::StrCat("URL scheme must be http, https, unix or unixs: ", url));
   }
   if (!rest.empty() && rest.back() == '/') rest.pop_back();
   if (rest.find('/') != std::string::npos) {
@@ -106,6 +118,28 @@ bool RateLimiter::Allow(const std::string& key) {
 }
 
 std::string DescribeListenFailure(const PeerUrl& url) {
+  if (!url.unix_path.empty()) {
+    const std::string prefix = absl::StrCat("listen unix ", url.unix_path, ": ");
+    sockaddr_un addr{};
+    if (url.unix_path.size() >= sizeof(addr.sun_path)) {
+      return absl::StrCat(prefix, "bind: invalid argument");
+    }
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, url.unix_path.data(), url.unix_path.size());
+    std::string err = absl::StrCat(prefix, "failed to start the peer gRPC server");
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+      if (::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+        std::string text = std::strerror(errno);
+        if (!text.empty()) text[0] = static_cast<char>(std::tolower(text[0]));
+        err = absl::StrCat(prefix, "bind: ", text);
+      } else {
+        ::unlink(url.unix_path.c_str());
+      }
+      ::close(fd);
+    }
+    return err;
+  }
   std::string host = url.host;
   if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   const std::string prefix = absl::StrCat("listen tcp ", url.target, ": ");
@@ -140,41 +174,80 @@ std::string DescribeListenFailure(const PeerUrl& url) {
 
 namespace {
 
-// --peer-cert-allowed-cn / --peer-cert-allowed-hostname: every call on the
-// peer port must come with a verified client certificate whose CN is the
-// allowed one, or that names the allowed host (SAN or CN).
-class AllowedPeerProcessor final : public grpc::AuthMetadataProcessor {
+// --peer-cert-allowed-cn / --peer-cert-allowed-hostname, checked on the
+// certificate the other member presents when a connection is set up (gRPC's
+// security handshake, right after the TLS handshake, before any call): on
+// the listener side its client certificate, on the dialing side its server
+// certificate, as etcd's TLS config checks both. A refused certificate ends
+// the connection with etcd's error, logged as "rejected connection" (at
+// most once a second per side and CN: members redial every backoff).
+// `hostname` (dialing side only): gRPC's host name check, done first.
+class AllowedPeerVerifier final : public grpc::experimental::ExternalCertificateVerifier {
  public:
-  AllowedPeerProcessor(std::string cn, std::string hostname)
-      : cn_(std::move(cn)), hostname_(std::move(hostname)) {}
-  bool IsBlocking() const override { return false; }
-  grpc::Status Process(const InputMetadata&, grpc::AuthContext* context, OutputMetadata*,
-                       OutputMetadata*) override {
-    auto has = [&](const char* property, const std::string& want) {
-      for (const grpc::string_ref& v : context->FindPropertyValues(property)) {
-        if (std::string(v.data(), v.size()) == want) return true;
+  AllowedPeerVerifier(util::TlsInfo info, bool dialing,
+                      std::shared_ptr<grpc::experimental::CertificateVerifier> hostname,
+                      util::Logger logger)
+      : info_(std::move(info)),
+        dialing_(dialing),
+        hostname_(std::move(hostname)),
+        logger_(std::move(logger)) {}
+
+  bool Verify(grpc::experimental::TlsCustomVerificationCheckRequest* request,
+              std::function<void(grpc::Status)>, grpc::Status* sync_status) override {
+    if (hostname_ != nullptr) {
+      // gRPC's HostNameCertificateVerifier answers synchronously.
+      if (!hostname_->Verify(request, [](grpc::Status) {}, sync_status)) {
+        *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                                    "host name verification did not complete");
+        return true;
       }
-      return false;
-    };
-    if (!cn_.empty() && has("x509_common_name", cn_)) return grpc::Status::OK;
-    if (!hostname_.empty() &&
-        (has("x509_subject_alternative_name", hostname_) || has("x509_common_name", hostname_))) {
-      return grpc::Status::OK;
+      if (!sync_status->ok()) return true;
     }
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        cn_.empty() ? "client certificate is not valid for the allowed hostname"
-                                    : "CommonName authentication failed");
+    const grpc::string_ref pem = request->peer_cert();
+    const std::string_view cert(pem.data(), pem.size());
+    const absl::Status st = util::CheckCertificateIdentity(info_, cert);
+    if (st.ok()) {
+      *sync_status = grpc::Status::OK;
+      return true;
+    }
+    const std::string cn = util::CertificateCommonName(cert).value_or("");
+    if (limiter_.Allow(cn)) {
+      const grpc::string_ref target = request->target_name();
+      const char* allowed_key = info_.allowed_cn.empty() ? "allowed-hostname" : "allowed-cn";
+      const std::string& allowed =
+          info_.allowed_cn.empty() ? info_.allowed_hostname : info_.allowed_cn;
+      if (dialing_) {
+        // The peer's server certificate, for the URL host dialed.
+        logger_.Warn("rejected connection",
+                     {{"remote-peer-host", std::string(target.data(), target.size())},
+                      {"server-certificate-cn", cn},
+                      {allowed_key, allowed},
+                      {"error", std::string(st.message())}});
+      } else {
+        logger_.Warn("rejected connection", {{"client-certificate-cn", cn},
+                                             {allowed_key, allowed},
+                                             {"error", std::string(st.message())}});
+      }
+    }
+    *sync_status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(st.message()));
+    return true;
   }
 
+  void Cancel(grpc::experimental::TlsCustomVerificationCheckRequest*) override {}
+
  private:
-  const std::string cn_;
-  const std::string hostname_;
+  const util::TlsInfo info_;
+  const bool dialing_;
+  const std::shared_ptr<grpc::experimental::CertificateVerifier> hostname_;
+  util::Logger logger_;
+  RateLimiter limiter_{std::chrono::seconds(1)};
 };
 
 }  // namespace
 
 absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
-                                                   const std::string& crl_directory) {
+                                                   const std::string& crl_directory,
+                                                   util::Logger logger) {
   if (info.Empty()) {
     return absl::InvalidArgumentError(
         "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided");
@@ -194,41 +267,74 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
       info.client_cert_auth ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                             : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
   PeerCredentials out;
-  if (!info.crl_file.empty()) {
-    // gRPC enforces CRLs only through its TLS credentials' CRL directory
-    // (hashed files; a certificate whose issuer has no CRL there passes).
-    if (ca.empty()) {
-      return absl::InvalidArgumentError("--peer-crl-file requires --peer-trusted-ca-file");
+  const bool identity = !info.allowed_cn.empty() || !info.allowed_hostname.empty();
+  const bool self_signed_no_ca = info.self_signed && ca.empty();
+  if (!info.crl_file.empty() || identity) {
+    // gRPC's TLS credentials: CRLs and certificate verifiers are theirs only.
+    if (!info.crl_file.empty()) {
+      // gRPC enforces CRLs only through its TLS credentials' CRL directory
+      // (hashed files; a certificate whose issuer has no CRL there passes).
+      if (ca.empty()) {
+        return absl::InvalidArgumentError("--peer-crl-file requires --peer-trusted-ca-file");
+      }
+      if (crl_directory.empty()) {
+        return absl::InvalidArgumentError("peer CRL: no directory for the hashed CRL files");
+      }
+      if (absl::Status st = util::WriteCrlDirectory(info.crl_file, crl_directory); !st.ok()) {
+        return st;
+      }
     }
-    if (crl_directory.empty()) {
-      return absl::InvalidArgumentError("peer CRL: no directory for the hashed CRL files");
-    }
-    if (absl::Status st = util::WriteCrlDirectory(info.crl_file, crl_directory); !st.ok()) {
-      return st;
-    }
-    auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-        ca, std::vector<grpc::experimental::IdentityKeyCertPair>{{*key, *cert}});
+    const std::vector<grpc::experimental::IdentityKeyCertPair> identity_pair = {{*key, *cert}};
+    auto provider =
+        ca.empty()
+            ? std::make_shared<grpc::experimental::StaticDataCertificateProvider>(identity_pair)
+            : std::make_shared<grpc::experimental::StaticDataCertificateProvider>(ca,
+                                                                                  identity_pair);
     grpc::experimental::TlsServerCredentialsOptions server_opts(provider);
-    server_opts.watch_root_certs();
+    if (!ca.empty()) server_opts.watch_root_certs();
     server_opts.watch_identity_key_cert_pairs();
     server_opts.set_cert_request_type(request_type);
-    server_opts.set_crl_directory(crl_directory);
+    if (!info.crl_file.empty()) server_opts.set_crl_directory(crl_directory);
+    // Without client_cert_auth no client certificate is asked for, and
+    // etcd checks allowed_cn / allowed_hostname only on a requested one.
+    if (identity && info.client_cert_auth) {
+      server_opts.set_certificate_verifier(
+          grpc::experimental::ExternalCertificateVerifier::Create<AllowedPeerVerifier>(
+              info, false, nullptr, logger));
+    }
     out.server = grpc::experimental::TlsServerCredentials(server_opts);
     grpc::experimental::TlsChannelCredentialsOptions channel_opts;
     channel_opts.set_certificate_provider(provider);
-    channel_opts.watch_root_certs();
+    if (!ca.empty()) channel_opts.watch_root_certs();
     channel_opts.watch_identity_key_cert_pairs();
-    channel_opts.set_verify_server_certs(true);
-    channel_opts.set_certificate_verifier(
-        std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
-    channel_opts.set_crl_directory(crl_directory);
+    if (!info.crl_file.empty()) channel_opts.set_crl_directory(crl_directory);
+    std::shared_ptr<grpc::experimental::CertificateVerifier> hostname;
+    if (self_signed_no_ca) {
+      // etcd skips server verification for self-signed (auto TLS) peers
+      // when no CA is given.
+      channel_opts.set_verify_server_certs(false);
+      channel_opts.set_check_call_host(false);
+    } else {
+      channel_opts.set_verify_server_certs(true);
+      hostname = std::make_shared<grpc::experimental::HostNameCertificateVerifier>();
+    }
+    if (identity) {
+      channel_opts.set_certificate_verifier(
+          grpc::experimental::ExternalCertificateVerifier::Create<AllowedPeerVerifier>(
+              info, true, hostname, logger));
+    } else if (hostname != nullptr) {
+      channel_opts.set_certificate_verifier(hostname);
+    } else {
+      channel_opts.set_certificate_verifier(
+          std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+    }
     out.channel = grpc::experimental::TlsCredentials(channel_opts);
   } else {
     grpc::SslServerCredentialsOptions server_opts(request_type);
     server_opts.pem_root_certs = ca;
     server_opts.pem_key_cert_pairs.push_back({*key, *cert});
     out.server = grpc::SslServerCredentials(server_opts);
-    if (info.self_signed && ca.empty()) {
+    if (self_signed_no_ca) {
       // etcd skips server verification for self-signed (auto TLS) peers
       // when no CA is given.
       auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
@@ -250,11 +356,6 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
       channel_opts.pem_private_key = *key;
       out.channel = grpc::SslCredentials(channel_opts);
     }
-  }
-  if (out.server != nullptr && info.client_cert_auth &&
-      (!info.allowed_cn.empty() || !info.allowed_hostname.empty())) {
-    out.server->SetAuthMetadataProcessor(
-        std::make_shared<AllowedPeerProcessor>(info.allowed_cn, info.allowed_hostname));
   }
   if (out.server == nullptr || out.channel == nullptr) {
     return absl::InternalError("cannot create peer TLS credentials");

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <mutex>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -25,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cppetcd/util/log.h"
 
 namespace cppetcd::util {
 namespace {
@@ -576,12 +578,126 @@ absl::StatusOr<SslCtxPtr> NewServerSslContext(const TlsInfo& info) {
   return ctx;
 }
 
-std::optional<std::string> VerifiedPeerCommonName(ssl_st* ssl) {
-  if (ssl == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return std::nullopt;
-  X509Ptr cert(SSL_get1_peer_certificate(ssl));
-  if (cert == nullptr) return std::nullopt;
-  X509_NAME* subject = X509_get_subject_name(cert.get());
-  const int idx = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+namespace {
+
+// What identifies a file's contents for reloading; all zero when missing.
+struct FileIdentity {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+
+FileIdentity IdentityOf(const std::string& path) {
+  FileIdentity id;
+  struct stat st{};
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return id;
+  id.dev = st.st_dev;
+  id.ino = st.st_ino;
+  id.size = st.st_size;
+  id.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return id;
+}
+
+std::vector<FileIdentity> IdentitiesOf(const TlsInfo& info) {
+  return {IdentityOf(info.cert_file), IdentityOf(info.key_file),
+          IdentityOf(info.trusted_ca_file), IdentityOf(info.crl_file)};
+}
+
+absl::StatusOr<std::shared_ptr<ssl_ctx_st>> BuildContext(
+    const TlsInfo& info, ReloadingServerSslContext::Customize customize) {
+  absl::StatusOr<SslCtxPtr> ctx = NewServerSslContext(info);
+  if (!ctx.ok()) return ctx.status();
+  if (customize != nullptr) customize(ctx->get());
+  return std::shared_ptr<ssl_ctx_st>(ctx->release(), SslCtxDeleter());
+}
+
+}  // namespace
+
+struct ReloadingServerSslContext::State {
+  TlsInfo info;
+  Customize customize = nullptr;
+  std::chrono::milliseconds check_interval{1000};
+  std::mutex mu;
+  std::shared_ptr<ssl_ctx_st> ctx;
+  std::vector<FileIdentity> files;
+  std::chrono::steady_clock::time_point next_check;
+  std::string last_error;
+  uint64_t reloads = 0;
+  uint64_t failed = 0;
+};
+
+ReloadingServerSslContext::ReloadingServerSslContext(std::unique_ptr<State> state)
+    : state_(std::move(state)) {}
+ReloadingServerSslContext::~ReloadingServerSslContext() = default;
+
+absl::StatusOr<std::unique_ptr<ReloadingServerSslContext>> ReloadingServerSslContext::Create(
+    TlsInfo info, Customize customize, std::chrono::milliseconds check_interval) {
+  auto state = std::make_unique<State>();
+  state->files = IdentitiesOf(info);
+  absl::StatusOr<std::shared_ptr<ssl_ctx_st>> ctx = BuildContext(info, customize);
+  if (!ctx.ok()) return ctx.status();
+  state->ctx = *std::move(ctx);
+  state->info = std::move(info);
+  state->customize = customize;
+  state->check_interval = check_interval;
+  state->next_check = std::chrono::steady_clock::now() + check_interval;
+  return std::unique_ptr<ReloadingServerSslContext>(
+      new ReloadingServerSslContext(std::move(state)));
+}
+
+std::shared_ptr<ssl_ctx_st> ReloadingServerSslContext::Get() {
+  State& s = *state_;
+  std::lock_guard<std::mutex> l(s.mu);
+  const auto now = std::chrono::steady_clock::now();
+  if (now < s.next_check) return s.ctx;
+  s.next_check = now + s.check_interval;
+  std::vector<FileIdentity> files = IdentitiesOf(s.info);
+  if (files == s.files) return s.ctx;
+  absl::StatusOr<std::shared_ptr<ssl_ctx_st>> ctx = BuildContext(s.info, s.customize);
+  if (!ctx.ok()) {
+    ++s.failed;
+    // Retried at the next check; said once per distinct error.
+    if (ctx.status().ToString() != s.last_error) {
+      s.last_error = ctx.status().ToString();
+      GetLogger("embed").Error("cannot reload the TLS certificate files; keeping the previous ones",
+                               {{"cert-file", s.info.cert_file},
+                                {"key-file", s.info.key_file},
+                                {"error", s.last_error}});
+    }
+    return s.ctx;
+  }
+  s.ctx = *std::move(ctx);
+  s.files = std::move(files);
+  s.last_error.clear();
+  ++s.reloads;
+  GetLogger("embed").Info("reloaded the TLS certificate files",
+                          {{"cert-file", s.info.cert_file}, {"key-file", s.info.key_file},
+                           {"trusted-ca-file", s.info.trusted_ca_file},
+                           {"crl-file", s.info.crl_file}});
+  return s.ctx;
+}
+
+uint64_t ReloadingServerSslContext::reloads() const {
+  std::lock_guard<std::mutex> l(state_->mu);
+  return state_->reloads;
+}
+
+uint64_t ReloadingServerSslContext::failed_reloads() const {
+  std::lock_guard<std::mutex> l(state_->mu);
+  return state_->failed;
+}
+
+namespace {
+
+// etcd 3.4 pkg/transport TLSInfo: a certificate that fails the allowed CN
+// or host name check fails the handshake with this error, on either side.
+constexpr char kIdentityFailed[] = "client certificate authentication failed";
+
+std::optional<std::string> CommonNameOf(X509* cert) {
+  X509_NAME* subject = X509_get_subject_name(cert);
+  const int idx = subject == nullptr ? -1 : X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
   if (idx < 0) return std::nullopt;
   ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx));
   unsigned char* utf8 = nullptr;
@@ -592,27 +708,53 @@ std::optional<std::string> VerifiedPeerCommonName(ssl_st* ssl) {
   return cn;
 }
 
-absl::Status CheckPeerIdentity(const TlsInfo& info, ssl_st* ssl) {
-  if (info.allowed_cn.empty() && info.allowed_hostname.empty()) return absl::OkStatus();
-  X509Ptr cert(SSL_get1_peer_certificate(ssl));
-  if (cert == nullptr) return absl::PermissionDeniedError("no client certificate");
+// The allowed_cn check (the leaf's Subject CN, exactly) or the
+// allowed_hostname check (Go's x509 VerifyHostname since Go 1.17: DNS or IP
+// SANs only, wildcards in DNS names; the CN is never used).
+absl::Status CheckIdentity(const TlsInfo& info, X509* cert) {
   if (!info.allowed_cn.empty()) {
-    std::optional<std::string> cn = VerifiedPeerCommonName(ssl);
-    if (cn != info.allowed_cn) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("CommonName authentication failed: ", cn.value_or(""), " != ",
-                       info.allowed_cn));
-    }
+    if (CommonNameOf(cert) != info.allowed_cn) return absl::PermissionDeniedError(kIdentityFailed);
     return absl::OkStatus();
   }
   const std::string& h = info.allowed_hostname;
-  const int ok = IsIp(h) ? X509_check_ip_asc(cert.get(), h.c_str(), 0)
-                         : X509_check_host(cert.get(), h.c_str(), h.size(), 0, nullptr);
-  if (ok != 1) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("client certificate authentication failed: not valid for hostname ", h));
-  }
+  const int ok = IsIp(h) ? X509_check_ip_asc(cert, h.c_str(), 0)
+                         : X509_check_host(cert, h.c_str(), h.size(),
+                                           X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, nullptr);
+  if (ok != 1) return absl::PermissionDeniedError(kIdentityFailed);
   return absl::OkStatus();
+}
+
+}  // namespace
+
+std::optional<std::string> VerifiedPeerCommonName(ssl_st* ssl) {
+  if (ssl == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return std::nullopt;
+  X509Ptr cert(SSL_get1_peer_certificate(ssl));
+  if (cert == nullptr) return std::nullopt;
+  return CommonNameOf(cert.get());
+}
+
+absl::Status CheckPeerIdentity(const TlsInfo& info, ssl_st* ssl) {
+  if (info.allowed_cn.empty() && info.allowed_hostname.empty()) return absl::OkStatus();
+  X509Ptr cert(SSL_get1_peer_certificate(ssl));
+  if (cert == nullptr) return absl::PermissionDeniedError(kIdentityFailed);
+  return CheckIdentity(info, cert.get());
+}
+
+absl::Status CheckCertificateIdentity(const TlsInfo& info, std::string_view cert_pem) {
+  if (info.allowed_cn.empty() && info.allowed_hostname.empty()) return absl::OkStatus();
+  const std::string pem(cert_pem);
+  BioPtr bio = MemBio(pem);
+  X509Ptr cert(bio == nullptr ? nullptr : PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (cert == nullptr) return absl::PermissionDeniedError(kIdentityFailed);
+  return CheckIdentity(info, cert.get());
+}
+
+std::optional<std::string> CertificateCommonName(std::string_view cert_pem) {
+  const std::string pem(cert_pem);
+  BioPtr bio = MemBio(pem);
+  X509Ptr cert(bio == nullptr ? nullptr : PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  if (cert == nullptr) return std::nullopt;
+  return CommonNameOf(cert.get());
 }
 
 }  // namespace cppetcd::util

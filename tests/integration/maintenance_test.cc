@@ -2,7 +2,8 @@
 // operators' runbook does: `defrag --cluster` under a concurrent write load
 // (no request fails; the longest write stall is reported), `endpoint hashkv
 // --cluster` equal after writes, compaction and defragmentation, the NOSPACE
-// alarm at a small quota recovered by compaction + defrag + disarm, and
+// alarm at a small quota recovered by compaction + defrag + disarm (and
+// etcd's e2e TestCtlV3Alarm at a 13-page quota), and
 // CORRUPT detection on a member whose data was altered while it was stopped.
 // Runs against etcd 3.4 as well (CPPETCD_TEST_SERVER=/usr/bin/etcd).
 #include <fcntl.h>
@@ -209,6 +210,59 @@ TEST(MaintenanceTest, NospaceAlarmRecoveredByCompactDefragDisarm) {
   CommandResult put = Ctl(ep, {"put", "small", "x"});
   EXPECT_EQ(put.exit_code, 0) << put.err;
   EXPECT_EQ(put.out, "OK\n");
+}
+
+// etcd 3.4's e2e TestCtlV3Alarm: a fresh cluster with a 13-page quota
+// (53248 bytes, "the boltdb minimum working set is six pages") takes a
+// small put, then 4 KiB puts until NOSPACE; the alarm is listed, /health is
+// false, puts fail; after compaction (physical), defrag and disarm a small
+// put succeeds. etcd takes three 4 KiB puts here; cppetcd two (its quota
+// counts LMDB's pages in use: docs/operations.md, runbook 10).
+TEST(MaintenanceTest, EtcdE2eAlarmScenarioAtThirteenPageQuota) {
+  CPPETCD_REQUIRE_SERVER();
+  TempDir dir;
+  Cluster::Options opts;
+  opts.extra_flags = {absl::StrCat("--quota-backend-bytes=", 13 * 4096)};
+  auto c = Cluster::Start(opts, dir.path());
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string ep = (*c)->member(0).ClientEndpoint();
+  CommandResult small = Ctl(ep, {"put", "1st_test", std::string(64, 'a')});
+  ASSERT_EQ(small.exit_code, 0) << small.err;
+  ASSERT_EQ(small.out, "OK\n");
+  const std::string page(4096, 'b');
+  CommandResult full;
+  int accepted = 0;
+  for (int i = 0; i < 40; ++i) {
+    full = Ctl(ep, {"put", "2nd_test", page});
+    if (full.exit_code != 0) break;
+    ++accepted;
+  }
+  std::fprintf(stderr, "[maintenance] 13-page quota: %d puts of 4 KiB accepted\n", accepted);
+  ASSERT_NE(full.exit_code, 0) << "quota never reached";
+  EXPECT_THAT(StripClientLogLines(full.err),
+              HasSubstr("Error: etcdserver: mvcc: database space exceeded"));
+  EXPECT_GE(accepted, 1);
+  auto id0 = (*c).get()->MemberId(0);
+  ASSERT_TRUE(id0.ok());
+  EXPECT_THAT(Ctl(ep, {"alarm", "list"}).out,
+              HasSubstr(absl::StrCat("memberID:", *id0, " alarm:NOSPACE")));
+  CommandResult health =
+      RunCommand({"/usr/bin/curl", "-s", absl::StrCat("http://", ep, "/health")}, "", {}, kTimeout);
+  EXPECT_EQ(health.out, "{\"health\":\"false\"}\n");
+  CommandResult third = Ctl(ep, {"put", "3rd_test", std::string(64, 'a')});
+  EXPECT_NE(third.exit_code, 0);
+  EXPECT_THAT(StripClientLogLines(third.err), HasSubstr("database space exceeded"));
+  CommandResult compact =
+      Ctl(ep, {"compact", std::to_string(CurrentRevision(ep)), "--physical"});
+  EXPECT_EQ(compact.exit_code, 0) << compact.err;
+  CommandResult defrag = Ctl(ep, {"defrag", "--cluster"});
+  EXPECT_EQ(defrag.exit_code, 0) << defrag.err;
+  CommandResult disarm = Ctl(ep, {"alarm", "disarm"});
+  EXPECT_EQ(disarm.exit_code, 0) << disarm.err;
+  EXPECT_THAT(disarm.out, HasSubstr("alarm:NOSPACE"));
+  CommandResult fourth = Ctl(ep, {"put", "4th_test", std::string(64, 'a')});
+  EXPECT_EQ(fourth.exit_code, 0) << fourth.err;
+  EXPECT_EQ(fourth.out, "OK\n");
 }
 
 // Overwrites every occurrence of `from` in the file with `to` (same length):

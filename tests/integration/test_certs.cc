@@ -79,6 +79,7 @@ absl::StatusOr<TestCerts> MakeTestCerts(const std::string& dir,
       {"foreign-client", &*other, "root", {}, false, &out.foreign_client},
       {"expired-client", &*ca, "root", {}, true, &out.expired_client},
       {"foreign-server", &*other, "cppetcd-server", hosts, false, &out.foreign_server},
+      {"server2", &*ca, "example2.com", {"127.0.0.1", "example2.com"}, false, &out.server2},
   };
   for (const std::string& cn : client_cns) {
     items.push_back({"client-" + cn, &*ca, cn, {}, false, &out.clients[cn]});

@@ -33,6 +33,10 @@ struct TestCerts {
   CertFiles foreign_client;  // CN "root" signed by other_ca
   CertFiles expired_client;  // CN "root" signed by ca, expired a day ago
   CertFiles foreign_server;  // like server, signed by other_ca
+  // server2.pem/server2-key.pem: CN "example2.com", SANs 127.0.0.1 and
+  // example2.com (not localhost), signed by `ca`: a second peer identity
+  // for --peer-cert-allowed-cn/-hostname (etcd e2e's server2.crt).
+  CertFiles server2;
 
   // The client certificate for `cn` (must have been requested).
   const CertFiles& Client(const std::string& cn) const { return clients.at(cn); }

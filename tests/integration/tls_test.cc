@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <utility>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -210,6 +211,12 @@ class TlsTest : public ::testing::Test {
     return Etcdctl(endpoints, tls, "", seconds(3));
   }
 
+  // Polls `etcdctl endpoint health` with `tls` flags for up to 30 s.
+  static bool BecomesHealthy(const std::string& ep, const std::vector<std::string>& tls) {
+    return PollUntil([&] { return Ctl(ep, tls, {"endpoint", "health"}).exit_code == 0; },
+                     seconds(30));
+  }
+
   std::vector<std::string> RootFlags() const {
     return {"--cacert=" + certs_.ca, "--cert=" + certs_.Client("root").cert,
             "--key=" + certs_.Client("root").key};
@@ -331,6 +338,75 @@ TEST_F(TlsTest, PeerCertAllowedCn) {
   EXPECT_FALSE(refused.ok());
 }
 
+// etcd 3.4 e2e TestEtcdPeerCNAuth / TestEtcdPeerNameAuth: members 0 and 1
+// have the server certificate (CN cppetcd-server, SANs 127.0.0.1 and
+// localhost) and allow `good`; member 2 has server2 (CN example2.com, SANs
+// 127.0.0.1 and example2.com) and allows `bad`. The certificates are checked
+// in both directions when a peer connection is set up: 0 and 1 form a quorum
+// and serve, 2 is refused and refuses them, and every member logs etcd's
+// "client certificate authentication failed".
+void PeerIdentityScenario(const TempDir& tmp, const TestCerts& certs, const std::string& flag,
+                          const std::string& good, const std::string& bad) {
+  std::vector<int> peer_ports, client_ports;
+  for (int i = 0; i < 6; ++i) {
+    absl::StatusOr<int> p = PickFreePort();
+    ASSERT_TRUE(p.ok()) << p.status();
+    (i < 3 ? peer_ports : client_ports).push_back(*p);
+  }
+  std::vector<std::string> cluster;
+  for (int i = 0; i < 3; ++i) {
+    cluster.push_back(absl::StrCat("e", i, "=https://127.0.0.1:", peer_ports[i]));
+  }
+  std::vector<std::unique_ptr<BackgroundCommand>> procs;
+  for (int i = 0; i < 3; ++i) {
+    const CertFiles& cert = i <= 1 ? certs.server : certs.server2;
+    const std::string dir = absl::StrCat(tmp.path(), "/", flag, "-e", i);
+    std::filesystem::create_directories(dir);
+    const std::string client = absl::StrCat("http://127.0.0.1:", client_ports[i]);
+    const std::string peer = absl::StrCat("https://127.0.0.1:", peer_ports[i]);
+    auto proc = BackgroundCommand::Start(
+        {ServerBinary(), "--name", absl::StrCat("e", i), "--data-dir", dir + "/data",
+         "--listen-client-urls", client, "--advertise-client-urls", client,
+         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+         "--initial-cluster", absl::StrJoin(cluster, ","), "--peer-cert-file", cert.cert,
+         "--peer-key-file", cert.key, "--peer-trusted-ca-file", certs.ca,
+         "--peer-client-cert-auth", absl::StrCat("--", flag, "=", i <= 1 ? good : bad)},
+        {}, dir);
+    ASSERT_TRUE(proc.ok()) << proc.status();
+    procs.push_back(*std::move(proc));
+  }
+  auto healthy = [&](int i, seconds timeout) {
+    return PollUntil(
+        [&] {
+          return Etcdctl(absl::StrCat("127.0.0.1:", client_ports[static_cast<size_t>(i)]),
+                         {"endpoint", "health"}, "", seconds(4))
+                     .exit_code == 0;
+        },
+        timeout);
+  };
+  ASSERT_TRUE(healthy(0, seconds(30))) << procs[0]->Stderr();
+  ASSERT_TRUE(healthy(1, seconds(30))) << procs[1]->Stderr();
+  constexpr char kRefused[] = "client certificate authentication failed";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(PollUntil([&] { return absl::StrContains(procs[static_cast<size_t>(i)]->Stderr(),
+                                                         kRefused); },
+                          seconds(20)))
+        << "member " << i << ":\n" << procs[static_cast<size_t>(i)]->Stderr();
+  }
+  // Member 2 never joined: it has no leader and serves no client.
+  EXPECT_FALSE(healthy(2, seconds(2))) << procs[2]->Stderr();
+  CommandResult put = Etcdctl(absl::StrCat("127.0.0.1:", client_ports[0]), {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+}
+
+TEST_F(TlsTest, PeerCnAuthAsEtcdE2e) {
+  PeerIdentityScenario(tmp_, certs_, "peer-cert-allowed-cn", "cppetcd-server", "example2.com");
+}
+
+TEST_F(TlsTest, PeerHostnameAuthAsEtcdE2e) {
+  PeerIdentityScenario(tmp_, certs_, "peer-cert-allowed-hostname", "localhost", "example2.com");
+}
+
 TEST_F(TlsTest, HttpsAndHttpUrlsOnOneMember) {
   auto s = StartSingle({"https", "http"},
                        {"--cert-file", certs_.server.cert, "--key-file", certs_.server.key,
@@ -388,8 +464,7 @@ TEST_F(TlsTest, AutoTls) {
   const std::string ep = Endpoint(s->client_ports[0]);
   const std::vector<std::string> skip = {"--insecure-transport=false",
                                          "--insecure-skip-tls-verify"};
-  ASSERT_TRUE(PollUntil([&] { return Ctl(ep, skip, {"endpoint", "health"}).exit_code == 0; },
-                        seconds(30)))
+  ASSERT_TRUE(BecomesHealthy(ep, skip))
       << s->proc->Stderr();
   ASSERT_EQ(Ctl(ep, skip, {"put", "x", "y"}).exit_code, 0);
   CommandResult get = Ctl(ep, skip, {"get", "x", "--print-value-only"});
@@ -432,8 +507,7 @@ TEST_F(TlsTest, OnlyConfiguredUrlsListen) {
   auto proc = BackgroundCommand::Start(*argv, {}, out_dir);
   ASSERT_TRUE(proc.ok()) << proc.status();
   const std::string ep = Endpoint(s.client_ports[0]);
-  ASSERT_TRUE(PollUntil([&] { return Ctl(ep, RootFlags(), {"endpoint", "health"}).exit_code == 0; },
-                        seconds(30)))
+  ASSERT_TRUE(BecomesHealthy(ep, RootFlags()))
       << (*proc)->Stderr();
   ASSERT_EQ(Ctl(ep, RootFlags(), {"put", "k", "v"}).exit_code, 0);
 
@@ -510,8 +584,7 @@ TEST_F(TlsTest, ClientCrlRefusesRevokedCertificate) {
   const std::vector<std::string> revoked = {"--cacert=" + d + "/ca.crt",
                                             "--cert=" + d + "/revoked.crt",
                                             "--key=" + d + "/revoked.key"};
-  ASSERT_TRUE(PollUntil([&] { return Ctl(ep, good, {"endpoint", "health"}).exit_code == 0; },
-                        seconds(30)))
+  ASSERT_TRUE(BecomesHealthy(ep, good))
       << s->proc->Stderr();
   CommandResult refused = CtlRefused(ep, revoked, {"put", "k", "v"});
   EXPECT_NE(refused.exit_code, 0) << refused.out;
@@ -604,6 +677,36 @@ TEST_F(TlsTest, CrlFlagsNeedWhatTheyCheck) {
   }
 }
 
+// Certificates rotate without a restart, as with etcd (which reads the files
+// again for new handshakes): the server's certificate and key files are
+// replaced by ones from another CA, and new connections see the new
+// certificate within seconds; etcd does the same.
+TEST_F(TlsTest, ClientCertificateFilesReloadWithoutRestart) {
+  const std::string cert = tmp_.path() + "/rotating.pem", key = tmp_.path() + "/rotating-key.pem";
+  std::filesystem::copy_file(certs_.server.cert, cert);
+  std::filesystem::copy_file(certs_.server.key, key);
+  auto s = StartSingle({"https"}, {"--cert-file", cert, "--key-file", key});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string ep = Endpoint(s->client_ports[0]);
+  ASSERT_TRUE(BecomesHealthy(ep, {"--cacert=" + certs_.ca})) << s->proc->Stderr();
+  // The operator's rotation: write aside, rename over (key first, then the
+  // certificate; the server keeps the old pair until both match).
+  for (const auto& [from, to] : {std::pair{certs_.foreign_server.key, key},
+                                 std::pair{certs_.foreign_server.cert, cert}}) {
+    std::filesystem::copy_file(from, to + ".new");
+    std::filesystem::rename(to + ".new", to);
+  }
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        return CtlRefused(ep, {"--cacert=" + certs_.other_ca}, {"endpoint", "health"}).exit_code ==
+               0;
+      },
+      seconds(20)))
+      << s->proc->Stderr();
+  EXPECT_NE(CtlRefused(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code, 0);
+  EXPECT_EQ(Ctl(ep, {"--cacert=" + certs_.other_ca}, {"put", "k", "v"}).exit_code, 0);
+}
+
 // --cipher-suites with Go's names: a TLS 1.2 client offering only a suite
 // not listed fails the handshake, one offering a listed suite is served;
 // TLS 1.3 is not restricted (as in Go); an unknown name stops the start
@@ -616,10 +719,7 @@ TEST_F(TlsTest, CipherSuites) {
                                    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"});
   ASSERT_TRUE(s.ok()) << s.status();
   const std::string ep = Endpoint(s->client_ports[0]);
-  ASSERT_TRUE(PollUntil(
-      [&] { return Ctl(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code == 0; },
-      seconds(30)))
-      << s->proc->Stderr();
+  ASSERT_TRUE(BecomesHealthy(ep, {"--cacert=" + certs_.ca})) << s->proc->Stderr();
   auto s_client = [&](const std::vector<std::string>& opts) {
     std::vector<std::string> argv = {"/usr/bin/openssl", "s_client", "-connect", ep, "-CAfile",
                                      certs_.ca};

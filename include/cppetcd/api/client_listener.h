@@ -1,6 +1,10 @@
 // The client port: one listening socket per --listen-client-urls entry that
 // serves gRPC and HTTP/1.1 on the same port, plain (http://) or over TLS
-// (https://), as etcd 3.4's embed/serve.go does with cmux.
+// (https://), as etcd 3.4's embed/serve.go does with cmux. unix:// and
+// unixs:// are the same over a unix domain socket whose path is the URL's
+// host part, relative to the working directory ("unix://localhost:2379":
+// the file "localhost:2379"); binding fails on an existing file, and the
+// file is removed when the listener closes (Go's net.Listen("unix")).
 //
 // Per accepted connection:
 // - http://: the first bytes are peeked (bounded wait). The HTTP/2 client
@@ -53,11 +57,15 @@ namespace cppetcd::api {
 
 struct ClientListenerOptions {
   // "http://host:port" or "https://host:port" (port 0: the OS picks one;
-  // host "" or 0.0.0.0: every address; names are resolved, IPv4 first).
+  // host "" or 0.0.0.0: every address; names are resolved, IPv4 first),
+  // "unix://path" or "unixs://path" (TLS as https).
   std::vector<std::string> urls;
   // Certificate, key, CA and client-cert-auth for the https:// URLs
   // (required when there is one; ignored for http://).
   util::TlsInfo tls;
+  // How often new handshakes look for changed certificate, key, CA and CRL
+  // files (util::ReloadingServerSslContext); 0 checks at every handshake.
+  std::chrono::milliseconds tls_reload_interval{1000};
   // Serve only HTTP/1.1 (no gRPC): the --listen-metrics-urls listener.
   bool http_only = false;
   // Takes ownership of a connected socket that speaks gRPC (HTTP/2 with
@@ -84,13 +92,14 @@ class ClientListener {
   // --key-file) must be provided for client url ... with HTTPS scheme"),
   // the TLS errors of util::NewServerSslContext, Unavailable when a port
   // cannot be bound ("listen tcp 127.0.0.1:2379: bind: address already in
-  // use").
+  // use", "listen unix localhost:2379: bind: address already in use").
   static absl::StatusOr<std::unique_ptr<ClientListener>> Start(ClientListenerOptions options);
   ~ClientListener();  // Shutdown()
 
-  // The bound port of each URL, in order.
+  // The bound port of each URL, in order (0 for a unix socket).
   const std::vector<int>& Ports() const;
-  // Each URL with its bound port ("https://127.0.0.1:40123").
+  // Each URL with its bound port ("https://127.0.0.1:40123"); a unix
+  // socket URL as given ("unix://localhost:2379").
   std::vector<std::string> BoundUrls() const;
 
   // Closes the listening sockets; connections already accepted go on.

@@ -95,17 +95,23 @@ struct TransportOptions {
 // a self-signed certificate (--peer-auto-tls) with no CA skips server
 // verification, as etcd does. With info.crl_file (needs a CA) both directions refuse a
 // certificate the CRLs revoke; the CRLs are written as hashed files into
-// `crl_directory` (gRPC reads them from there; start-up only). With
-// client_cert_auth, allowed_cn / allowed_hostname (--peer-cert-allowed-cn,
-// --peer-cert-allowed-hostname) refuse calls whose client certificate has
-// another CN / does not name the host (UNAUTHENTICATED). Errors of
-// util::ValidateTlsInfo; InvalidArgument for a CRL without a CA.
+// `crl_directory` (gRPC reads them from there; start-up only).
+// allowed_cn / allowed_hostname (--peer-cert-allowed-cn,
+// --peer-cert-allowed-hostname; util::CheckCertificateIdentity) are checked
+// as etcd 3.4 does, on both sides when a connection is set up: the dialing
+// member refuses a server certificate that fails them, and with
+// client_cert_auth the listener refuses such a client certificate; the
+// connection ends before any call and the refusing member logs "rejected
+// connection" with "client certificate authentication failed" (through
+// `logger`, rate-limited). Errors of util::ValidateTlsInfo; InvalidArgument
+// for a CRL without a CA.
 struct PeerCredentials {
   std::shared_ptr<grpc::ServerCredentials> server;
   std::shared_ptr<grpc::ChannelCredentials> channel;
 };
-absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
-                                                   const std::string& crl_directory = "");
+absl::StatusOr<PeerCredentials> NewPeerCredentials(
+    const util::TlsInfo& info, const std::string& crl_directory = "",
+    util::Logger logger = util::GetLogger("rafthttp"));
 
 // Counters of one peer's outgoing raft stream (monotonic since AddPeer).
 struct PeerStats {
@@ -180,14 +186,18 @@ class GrpcTransport final : public server::Transport {
   std::unique_ptr<Impl> impl_;
 };
 
-// "http://host:port" -> "host:port" (the gRPC target); `secure` tells
-// whether the scheme was https. InvalidArgument for other schemes, a
-// missing port or a path.
+// "http://host:port" -> "host:port" (the gRPC target), "unix://p" ->
+// "unix:p"; `secure` tells whether the scheme was https or unixs.
+// InvalidArgument for other schemes, a missing port or a path.
 struct PeerUrl {
-  std::string target;
+  std::string target;  // gRPC's: "host:port", or "unix:<path>"
   std::string host;
   int port = 0;
-  bool secure = false;
+  bool secure = false;  // https:// or unixs://
+  // unix:// and unixs:// (etcd 3.4): the socket's path is the URL's host
+  // part, relative to the working directory ("unix://localhost:2380": the
+  // file "localhost:2380"); empty for TCP.
+  std::string unix_path;
 };
 absl::StatusOr<PeerUrl> ParsePeerUrl(const std::string& url);
 

@@ -7,10 +7,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <mutex>
@@ -434,6 +436,48 @@ TEST_F(ClientListenerTest, StartErrors) {
   ASSERT_FALSE(taken.ok());
   EXPECT_NE(taken.status().message().find("bind: address already in use"), std::string::npos)
       << taken.status();
+}
+
+// unix:// (etcd 3.4): gRPC and HTTP on a unix socket named by the URL's
+// host part; an existing file is not taken over; the file goes with the
+// listener.
+TEST_F(ClientListenerTest, UnixSocketServesGrpcAndHttp) {
+  if (kSkipGrpcTests) GTEST_SKIP() << "gRPC under TSan";
+  EchoHttp http;
+  const std::string path = dir_ + "/localhost:2379";
+  StartListener({"unix://" + path}, false, &http);
+  EXPECT_EQ(listener_->Ports()[0], 0);
+  EXPECT_EQ(listener_->BoundUrls()[0], "unix://" + path);
+  auto ch = grpc::CreateCustomChannel("unix:" + path, grpc::InsecureChannelCredentials(),
+                                      FreshArgs());
+  EXPECT_TRUE(Put(ch, "a").ok());
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string req = "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  std::string got;
+  char buf[1024];
+  for (int i = 0; i < 32; ++i) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) break;
+    const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  EXPECT_NE(got.find("GET /health"), std::string::npos) << got;
+
+  ClientListenerOptions o;
+  o.urls = {"unix://" + path};
+  auto taken = ClientListener::Start(o);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.status().message(),
+            "listen unix " + path + ": bind: address already in use");
+  listener_->Shutdown();
+  EXPECT_NE(::access(path.c_str(), F_OK), 0);
 }
 
 }  // namespace

@@ -1050,7 +1050,7 @@ TEST_F(GrpcTransportTest, ListenReportsATakenPort) {
 
 TEST_F(GrpcTransportTest, RejectsBadUrlsAndHttpsWithoutTls) {
   TransportOptions o = Options();
-  o.listen_peer_urls = {"unix://x"};
+  o.listen_peer_urls = {"ftp://127.0.0.1:2380"};
   EXPECT_EQ(GrpcTransport::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
   o.listen_peer_urls = {"https://127.0.0.1:0"};
   auto t = GrpcTransport::Create(o);
@@ -1062,6 +1062,18 @@ TEST_F(GrpcTransportTest, RejectsBadUrlsAndHttpsWithoutTls) {
   EXPECT_EQ(u->target, "[::1]:2380");
   EXPECT_FALSE(ParsePeerUrl("http://127.0.0.1").ok());
   EXPECT_FALSE(ParsePeerUrl("http://127.0.0.1:2380/x").ok());
+  // etcd 3.4: a unix socket named by the URL's host part, in the working
+  // directory; unixs is TLS.
+  auto un = ParsePeerUrl("unix://localhost:2380");
+  ASSERT_TRUE(un.ok());
+  EXPECT_EQ(un->target, "unix:localhost:2380");
+  EXPECT_EQ(un->unix_path, "localhost:2380");
+  EXPECT_FALSE(un->secure);
+  auto us = ParsePeerUrl("unixs://m1:1");
+  ASSERT_TRUE(us.ok());
+  EXPECT_TRUE(us->secure);
+  EXPECT_FALSE(ParsePeerUrl("unix://").ok());
+  EXPECT_FALSE(ParsePeerUrl("unix://a/b").ok());
 }
 
 TEST_F(GrpcTransportTest, StopIsQuickWithADeadPeer) {

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include <gmock/gmock.h>
@@ -156,6 +157,85 @@ TEST_F(TlsTest, ServerContextNeedsCertificate) {
   EXPECT_EQ(SSL_CTX_get_verify_mode(no_auth->get()), SSL_VERIFY_NONE);
 }
 
+// The CN of the certificate a server context presents.
+std::string ContextCn(ssl_ctx_st* ctx) {
+  X509* cert = SSL_CTX_get0_certificate(ctx);
+  if (cert == nullptr) return "";
+  char buf[256] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof(buf));
+  return buf;
+}
+
+// Replaces `path` as an operator's rotation would (write aside, rename).
+void Replace(const std::string& path, const std::string& data) {
+  std::ofstream(path + ".new") << data;
+  ASSERT_EQ(std::rename((path + ".new").c_str(), path.c_str()), 0);
+}
+
+TEST_F(TlsTest, ReloadingContextFollowsRotatedFiles) {
+  TlsInfo info = MakeSignedServer();
+  auto rc = ReloadingServerSslContext::Create(info, nullptr, std::chrono::milliseconds(0));
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  std::shared_ptr<ssl_ctx_st> first = (*rc)->Get();
+  EXPECT_EQ(ContextCn(first.get()), "server");
+  EXPECT_EQ((*rc)->Get(), first);  // unchanged files: the same context
+  EXPECT_EQ((*rc)->reloads(), 0u);
+
+  CertificateRequest req;
+  req.common_name = "rotated";
+  req.hosts = {"127.0.0.1"};
+  auto next = IssueCertificate(req);
+  ASSERT_TRUE(next.ok());
+  // Half-way through a rotation (new certificate, old key): the previous
+  // context stays in use.
+  Replace(info.cert_file, next->cert_pem);
+  EXPECT_EQ((*rc)->Get(), first);
+  EXPECT_EQ((*rc)->failed_reloads(), 1u);
+  Replace(info.key_file, next->key_pem);
+  std::shared_ptr<ssl_ctx_st> second = (*rc)->Get();
+  EXPECT_NE(second, first);
+  EXPECT_EQ(ContextCn(second.get()), "rotated");
+  EXPECT_EQ((*rc)->reloads(), 1u);
+  EXPECT_EQ(ContextCn(first.get()), "server");  // held contexts stay valid
+
+  // A removed file fails the rebuild too; the last good context stays.
+  ASSERT_EQ(::unlink(info.cert_file.c_str()), 0);
+  EXPECT_EQ((*rc)->Get(), second);
+  EXPECT_EQ((*rc)->failed_reloads(), 2u);
+}
+
+TEST_F(TlsTest, ReloadingContextChecksAtMostOncePerInterval) {
+  TlsInfo info = MakeSignedServer();
+  auto rc = ReloadingServerSslContext::Create(info, nullptr, std::chrono::hours(1));
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  std::shared_ptr<ssl_ctx_st> first = (*rc)->Get();
+  CertificateRequest req;
+  req.common_name = "rotated";
+  auto next = IssueCertificate(req);
+  ASSERT_TRUE(next.ok());
+  Replace(info.cert_file, next->cert_pem);
+  Replace(info.key_file, next->key_pem);
+  EXPECT_EQ((*rc)->Get(), first);  // not due for a check yet
+  EXPECT_EQ((*rc)->reloads(), 0u);
+}
+
+TEST_F(TlsTest, ReloadingContextAppliesTheCustomization) {
+  TlsInfo info = MakeSignedServer();
+  auto rc = ReloadingServerSslContext::Create(
+      info, [](ssl_ctx_st* c) { SSL_CTX_set_options(c, SSL_OP_NO_TICKET); },
+      std::chrono::milliseconds(0));
+  ASSERT_TRUE(rc.ok()) << rc.status();
+  EXPECT_NE(SSL_CTX_get_options((*rc)->Get().get()) & SSL_OP_NO_TICKET, 0u);
+  CertificateRequest req;
+  req.common_name = "rotated";
+  auto next = IssueCertificate(req);
+  ASSERT_TRUE(next.ok());
+  Replace(info.key_file, next->key_pem);
+  Replace(info.cert_file, next->cert_pem);
+  ASSERT_EQ(ContextCn((*rc)->Get().get()), "rotated");
+  EXPECT_NE(SSL_CTX_get_options((*rc)->Get().get()) & SSL_OP_NO_TICKET, 0u);
+}
+
 TEST_F(TlsTest, IssuedLeafVerifiesAgainstItsCaOnly) {
   CertificateRequest ca_req;
   ca_req.is_ca = true;
@@ -211,6 +291,51 @@ TEST(CipherSuitesTest, GoNamesMapToOpenSsl) {
   ASSERT_FALSE(rc4.ok());
   EXPECT_THAT(std::string(rc4.status().message()), ::testing::HasSubstr("not available"));
   EXPECT_FALSE(OpenSslCipherList({"TLS_AES_256_GCM_SHA384"}).ok());
+}
+
+// etcd 3.4 TLSInfo AllowedCN / AllowedHostname: the leaf's CN exactly, or
+// Go's VerifyHostname (DNS or IP SANs, wildcards; never the CN).
+TEST(CertificateIdentityTest, AllowedCnAndHostname) {
+  CertificateRequest ca_req;
+  ca_req.common_name = "ca";
+  ca_req.is_ca = true;
+  absl::StatusOr<PemCertificate> ca = IssueCertificate(ca_req);
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  auto issue = [&](const std::string& cn, std::vector<std::string> hosts) {
+    CertificateRequest r;
+    r.common_name = cn;
+    r.hosts = std::move(hosts);
+    r.issuer_cert_pem = ca->cert_pem;
+    r.issuer_key_pem = ca->key_pem;
+    absl::StatusOr<PemCertificate> c = IssueCertificate(r);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? c->cert_pem : std::string();
+  };
+  const std::string server = issue("example.com", {"127.0.0.1", "localhost", "*.peers.test"});
+  const std::string cn_only = issue("localhost", {});
+  TlsInfo none;
+  EXPECT_TRUE(CheckCertificateIdentity(none, cn_only).ok());
+  TlsInfo by_cn;
+  by_cn.allowed_cn = "example.com";
+  EXPECT_TRUE(CheckCertificateIdentity(by_cn, server).ok());
+  by_cn.allowed_cn = "example2.com";
+  absl::Status st = CheckCertificateIdentity(by_cn, server);
+  EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(st.message(), "client certificate authentication failed");
+  TlsInfo by_host;
+  for (const char* ok : {"localhost", "127.0.0.1", "a.peers.test"}) {
+    by_host.allowed_hostname = ok;
+    EXPECT_TRUE(CheckCertificateIdentity(by_host, server).ok()) << ok;
+  }
+  for (const char* bad : {"example.com", "127.0.0.2", "a.b.peers.test", "example2.com"}) {
+    by_host.allowed_hostname = bad;
+    EXPECT_FALSE(CheckCertificateIdentity(by_host, server).ok()) << bad;
+  }
+  by_host.allowed_hostname = "localhost";  // only the CN names it: refused
+  EXPECT_FALSE(CheckCertificateIdentity(by_host, cn_only).ok());
+  EXPECT_FALSE(CheckCertificateIdentity(by_host, "not a certificate").ok());
+  EXPECT_EQ(CertificateCommonName(server), "example.com");
+  EXPECT_EQ(CertificateCommonName("garbage"), std::nullopt);
 }
 
 }  // namespace
