@@ -24,8 +24,7 @@ auth::Credentials CallCredentials(const grpc::ServerContextBase* context) {
                                                 etcdserverpb::Resp* resp) {              \
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();                       \
     if (Admit(context, reactor, backend_, absl::OkStatus())) {                           \
-      auth::ScopedCredentials creds(CallCredentials(context));                           \
-      backend_->Method(*req, ReplyTo(reactor, resp, backend_));                          \
+      backend_->Method(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_)); \
     }                                                                                    \
     return reactor;                                                                      \
   }

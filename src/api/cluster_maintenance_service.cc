@@ -2,29 +2,50 @@
 // maintenance.go). RPCs not overridden answer UNIMPLEMENTED.
 #include "src/api/services.h"
 
-#include "absl/strings/match.h"
+#include "cppetcd/auth/errors.h"
 
 namespace cppetcd::api {
 namespace {
 
-// A unary call passed straight to the backend under the caller's
-// credentials; `admin`: the caller needs role root when auth is enabled
-// (etcd authMaintenanceServer: Defragment, Snapshot, Hash, HashKV).
+// Admit's checks, then, for `admin` calls, role root for `caller` when auth
+// is enabled (etcd authMaintenanceServer: Defragment, Snapshot, Hash,
+// HashKV). Returns false after finishing `reactor` with the error.
+bool AdmitCall(grpc::CallbackServerContext* context, grpc::ServerUnaryReactor* reactor,
+               ServerBackend* backend, const auth::Credentials& caller, bool admin) {
+  if (!Admit(context, reactor, backend, absl::OkStatus())) return false;
+  if (admin) {
+    if (absl::Status s = backend->AuthorizeAdmin(caller); !s.ok()) {
+      // etcd's maintenance server returns the auth error unmapped: gRPC
+      // sends it as UNKNOWN with the auth package's text.
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNKNOWN, std::string(s.message())));
+      return false;
+    }
+  }
+  return true;
+}
+
+// A unary call passed straight to the backend with the caller's credentials.
+template <class Req, class Resp>
+grpc::ServerUnaryReactor* Forward(
+    grpc::CallbackServerContext* context, ServerBackend* backend,
+    void (ServerBackend::*method)(const auth::Credentials&, const Req&, Done<Resp>),
+    const Req* req, Resp* resp) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const auth::Credentials caller = CallCredentials(context);
+  if (AdmitCall(context, reactor, backend, caller, /*admin=*/false)) {
+    (backend->*method)(caller, *req, ReplyTo(reactor, resp, backend));
+  }
+  return reactor;
+}
+
+// The same for calls the server does not check against the caller; `admin`
+// ones are checked here.
 template <class Req, class Resp>
 grpc::ServerUnaryReactor* Forward(grpc::CallbackServerContext* context, ServerBackend* backend,
                                   void (ServerBackend::*method)(const Req&, Done<Resp>),
                                   const Req* req, Resp* resp, bool admin = false) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (Admit(context, reactor, backend, absl::OkStatus())) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    if (admin) {
-      if (absl::Status s = backend->AuthorizeAdmin(); !s.ok()) {
-        // etcd's maintenance server returns the auth error unmapped: gRPC
-        // sends it as UNKNOWN with the auth package's text.
-        reactor->Finish(grpc::Status(grpc::StatusCode::UNKNOWN, std::string(s.message())));
-        return reactor;
-      }
-    }
+  if (AdmitCall(context, reactor, backend, CallCredentials(context), admin)) {
     (backend->*method)(*req, ReplyTo(reactor, resp, backend));
   }
   return reactor;
@@ -67,12 +88,12 @@ grpc::ServerUnaryReactor* MaintenanceService::Alarm(grpc::CallbackServerContext*
                                       etcdserverpb::AlarmResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
-  auth::ScopedCredentials creds(CallCredentials(context));
-  backend_->Alarm(*req, [reactor, reply = ReplyTo(reactor, resp, backend_)](
+  backend_->Alarm(CallCredentials(context), *req,
+                  [reactor, reply = ReplyTo(reactor, resp, backend_)](
                             absl::StatusOr<etcdserverpb::AlarmResponse> r) mutable {
     // etcd's maintenance server returns the caller's auth error (an invalid
     // token) unmapped: gRPC sends it as UNKNOWN with the auth package's text.
-    if (!r.ok() && absl::StartsWith(r.status().message(), "auth: ")) {
+    if (!r.ok() && auth::IsAuthError(r.status())) {
       reactor->Finish(grpc::Status(grpc::StatusCode::UNKNOWN, std::string(r.status().message())));
       return;
     }

@@ -74,16 +74,16 @@ std::string QueueKey(const std::string& prefix, int64_t lease);
 class CreateOrderWait : public std::enable_shared_from_this<CreateOrderWait> {
  public:
   using DoneFn = absl::AnyInvocable<void(absl::StatusOr<etcdserverpb::ResponseHeader>) &&>;
+  // `caller`: the credentials of the call that waits; its Ranges are
+  // checked against them.
   CreateOrderWait(ServerBackend* backend, std::shared_ptr<SerialExecutor> executor,
-                  std::string prefix, int64_t my_rev, DoneFn done)
+                  std::string prefix, int64_t my_rev, auth::Credentials caller, DoneFn done)
       : backend_(backend),
         executor_(std::move(executor)),
         prefix_(std::move(prefix)),
         my_rev_(my_rev),
-        done_(std::move(done)) {
-    // Created on an executor step of a call: its checks act as that caller.
-    if (const auth::Credentials* c = auth::CurrentCredentials()) credentials_ = *c;
-  }
+        credentials_(std::move(caller)),
+        done_(std::move(done)) {}
 
   void Start();
   void Cancel();
@@ -98,7 +98,7 @@ class CreateOrderWait : public std::enable_shared_from_this<CreateOrderWait> {
   const std::shared_ptr<SerialExecutor> executor_;
   const std::string prefix_;
   const int64_t my_rev_;
-  auth::Credentials credentials_;  // the caller's, for the Range checks
+  const auth::Credentials credentials_;  // the caller's, for the Range checks
   DoneFn done_;
   bool finished_ = false;
   bool checking_ = false;  // a Range is in flight
@@ -114,10 +114,10 @@ class CreateOrderWait : public std::enable_shared_from_this<CreateOrderWait> {
 // gRPC's OnDone and completions still in flight.
 class QueueCall : public grpc::ServerUnaryReactor, public std::enable_shared_from_this<QueueCall> {
  public:
-  // The caller's credentials (token, TLS CN); every step on the executor
-  // runs under them, so the server checks the caller's permissions (etcd's
-  // lock/election servers call the KV API with the caller's context). Set
-  // before Begin.
+  // The caller's credentials (token, TLS CN), passed with every backend
+  // call the steps make, so the server checks the caller's permissions
+  // (etcd's lock/election servers call the KV API with the caller's
+  // context). Set before Begin.
   void SetCredentials(auth::Credentials c) { credentials_ = std::move(c); }
   // Starts the call; `self` is the owning pointer to this object.
   void Begin(std::shared_ptr<QueueCall> self);
@@ -159,7 +159,7 @@ class QueueCall : public grpc::ServerUnaryReactor, public std::enable_shared_fro
   std::string key_;     // the queue key, once the lease is known
   int64_t my_rev_ = 0;  // create revision of key_, once put
   etcdserverpb::ResponseHeader txn_header_;
-  auth::Credentials credentials_;
+  auth::Credentials credentials_;  // set before Begin, then read only
 
  private:
   void OnLease(absl::StatusOr<int64_t> lease);
@@ -232,8 +232,10 @@ grpc::Status GrpcFromClientError(const absl::Status& status);
 
 // The lease the concurrency session of etcd's services uses: `lease`, or when
 // 0 a new lease of 60 s (concurrency.NewSession's default TTL, never kept
-// alive). Runs `done` with the lease ID or the grant error.
-void SessionLease(ServerBackend* backend, int64_t lease, Done<int64_t> done);
+// alive), granted as `caller`. Runs `done` with the lease ID or the grant
+// error.
+void SessionLease(ServerBackend* backend, const auth::Credentials& caller, int64_t lease,
+                  Done<int64_t> done);
 
 }  // namespace cppetcd::api
 

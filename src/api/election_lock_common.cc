@@ -97,14 +97,15 @@ grpc::Status GrpcFromClientError(const absl::Status& status) {
   }
 }
 
-void SessionLease(ServerBackend* backend, int64_t lease, Done<int64_t> done) {
+void SessionLease(ServerBackend* backend, const auth::Credentials& caller, int64_t lease,
+                  Done<int64_t> done) {
   if (lease != 0) {
     std::move(done)(lease);
     return;
   }
   etcdserverpb::LeaseGrantRequest req;
   req.set_ttl(kSessionTtlSeconds);
-  backend->LeaseGrant(req, [done = std::move(done)](
+  backend->LeaseGrant(caller, req, [done = std::move(done)](
                                absl::StatusOr<etcdserverpb::LeaseGrantResponse> r) mutable {
     if (!r.ok()) {
       std::move(done)(r.status());
@@ -166,8 +167,8 @@ void CreateOrderWait::Check() {
   req.set_keys_only(true);
   std::weak_ptr<CreateOrderWait> weak = weak_from_this();
   std::shared_ptr<SerialExecutor> executor = executor_;
-  auth::ScopedCredentials creds(credentials_);
-  backend_->Range(req, [weak, executor](absl::StatusOr<etcdserverpb::RangeResponse> r) mutable {
+  backend_->Range(credentials_, req, [weak, executor](
+                                         absl::StatusOr<etcdserverpb::RangeResponse> r) mutable {
     executor->Post([weak, r = std::move(r)]() mutable {
       auto self = weak.lock();
       if (self == nullptr || self->finished_) return;
@@ -217,7 +218,7 @@ void QueueCall::Begin(std::shared_ptr<QueueCall> self) {
   self_ = std::move(self);
   OnExecutor([](QueueCall* call) {
     if (call->finished_) return;
-    SessionLease(call->backend_, call->lease_,
+    SessionLease(call->backend_, call->credentials_, call->lease_,
                  [self = call->shared_from_this()](absl::StatusOr<int64_t> lease) mutable {
                    self->OnExecutor([lease = std::move(lease)](QueueCall* c) mutable {
                      c->OnLease(std::move(lease));
@@ -235,7 +236,6 @@ void QueueCall::OnCancel() {
 
 void QueueCall::OnExecutor(absl::AnyInvocable<void(QueueCall*) &&> fn) {
   executor_->Post([self = shared_from_this(), fn = std::move(fn)]() mutable {
-    auth::ScopedCredentials creds(self->credentials_);
     std::move(fn)(self.get());
   });
 }
@@ -286,7 +286,7 @@ void QueueCall::OnLease(absl::StatusOr<int64_t> lease) {
   put->set_value(value_);
   put->set_lease(lease_);
   txn.add_failure()->mutable_request_range()->set_key(key_);
-  backend_->Txn(txn, [self = shared_from_this()](
+  backend_->Txn(credentials_, txn, [self = shared_from_this()](
                          absl::StatusOr<etcdserverpb::TxnResponse> r) mutable {
     self->OnExecutor([r = std::move(r)](QueueCall* c) mutable { c->OnPut(std::move(r)); });
   });
@@ -328,7 +328,7 @@ void QueueCall::OnPut(absl::StatusOr<etcdserverpb::TxnResponse> txn) {
   put->set_key(key_);
   put->set_value(value_);
   put->set_lease(lease_);
-  backend_->Txn(proclaim, [self = shared_from_this()](
+  backend_->Txn(credentials_, proclaim, [self = shared_from_this()](
                               absl::StatusOr<etcdserverpb::TxnResponse> r) mutable {
     self->OnExecutor([r = std::move(r)](QueueCall* c) mutable {
       if (c->finished_) {
@@ -349,7 +349,7 @@ void QueueCall::OnPut(absl::StatusOr<etcdserverpb::TxnResponse> txn) {
 void QueueCall::StartWait() {
   std::weak_ptr<QueueCall> weak = weak_from_this();
   wait_ = std::make_shared<CreateOrderWait>(
-      backend_, executor_, prefix_, my_rev_,
+      backend_, executor_, prefix_, my_rev_, credentials_,
       [weak](absl::StatusOr<etcdserverpb::ResponseHeader> r) mutable {
         auto self = weak.lock();
         if (self == nullptr || self->finished_) return;

@@ -46,7 +46,7 @@ class CampaignCall final : public QueueCall {
     cmp->set_result(etcdserverpb::Compare::EQUAL);
     cmp->set_create_revision(my_rev_);
     txn.add_success()->mutable_request_delete_range()->set_key(key_);
-    backend_->Txn(txn, [](absl::StatusOr<etcdserverpb::TxnResponse>) {});
+    backend_->Txn(credentials_, txn, [](absl::StatusOr<etcdserverpb::TxnResponse>) {});
   }
 
   const std::string name_;
@@ -102,13 +102,12 @@ class ObserveCall final : public grpc::ServerWriteReactor<v3electionpb::LeaderRe
     });
   }
   void OnDone() override { self_.reset(); }
-  // The caller's credentials, for every step on the executor. Before Begin.
+  // The caller's credentials, passed with its Ranges. Before Begin.
   void SetCredentials(auth::Credentials c) { credentials_ = std::move(c); }
 
  private:
   void OnExecutor(absl::AnyInvocable<void(ObserveCall*) &&> fn) {
     executor_->Post([self = shared_from_this(), fn = std::move(fn)]() mutable {
-      auth::ScopedCredentials creds(self->credentials_);
       std::move(fn)(self.get());
     });
   }
@@ -135,7 +134,7 @@ class ObserveCall final : public grpc::ServerWriteReactor<v3electionpb::LeaderRe
   void FindLeader() {
     ranging_ = true;
     leader_key_.reset();
-    backend_->Range(FirstCreated(name_), [self = shared_from_this()](
+    backend_->Range(credentials_, FirstCreated(name_), [self = shared_from_this()](
                                              absl::StatusOr<etcdserverpb::RangeResponse> r) {
       self->OnExecutor([r = std::move(r)](ObserveCall* c) mutable {
         if (c->finished_) return;
@@ -256,7 +255,7 @@ grpc::ServerUnaryReactor* ElectionService::Proclaim(grpc::CallbackServerContext*
                                                     v3electionpb::ProclaimResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
-  auth::ScopedCredentials creds(CallCredentials(context));
+  const auth::Credentials caller = CallCredentials(context);
   if (!req->has_leader()) {
     reactor->Finish(GrpcMissingLeaderKey());
     return reactor;
@@ -267,7 +266,7 @@ grpc::ServerUnaryReactor* ElectionService::Proclaim(grpc::CallbackServerContext*
   put->set_value(req->value());
   put->set_lease(req->leader().lease());
   ServerBackend* backend = backend_;
-  backend_->Txn(txn, [reactor, resp, backend](absl::StatusOr<etcdserverpb::TxnResponse> r) {
+  backend_->Txn(caller, txn, [reactor, resp, backend](absl::StatusOr<etcdserverpb::TxnResponse> r) {
     if (!r.ok()) {
       reactor->Finish(GrpcFromClientError(r.status()));
       return;
@@ -289,9 +288,8 @@ grpc::ServerUnaryReactor* ElectionService::Leader(grpc::CallbackServerContext* c
                                                   v3electionpb::LeaderResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
-  auth::ScopedCredentials creds(CallCredentials(context));
   ServerBackend* backend = backend_;
-  backend_->Range(FirstCreated(req->name()),
+  backend_->Range(CallCredentials(context), FirstCreated(req->name()),
                   [reactor, resp, backend](absl::StatusOr<etcdserverpb::RangeResponse> r) {
                     if (!r.ok()) {
                       reactor->Finish(GrpcFromClientError(r.status()));
@@ -323,7 +321,7 @@ grpc::ServerUnaryReactor* ElectionService::Resign(grpc::CallbackServerContext* c
                                                   v3electionpb::ResignResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
-  auth::ScopedCredentials creds(CallCredentials(context));
+  const auth::Credentials caller = CallCredentials(context);
   if (!req->has_leader()) {
     reactor->Finish(GrpcMissingLeaderKey());
     return reactor;
@@ -331,7 +329,7 @@ grpc::ServerUnaryReactor* ElectionService::Resign(grpc::CallbackServerContext* c
   etcdserverpb::TxnRequest txn = IfStillCreated(req->leader());
   txn.add_success()->mutable_request_delete_range()->set_key(req->leader().key());
   ServerBackend* backend = backend_;
-  backend_->Txn(txn, [reactor, resp, backend](absl::StatusOr<etcdserverpb::TxnResponse> r) {
+  backend_->Txn(caller, txn, [reactor, resp, backend](absl::StatusOr<etcdserverpb::TxnResponse> r) {
     if (!r.ok()) {
       reactor->Finish(GrpcFromClientError(r.status()));
       return;

@@ -52,30 +52,33 @@ class EtcdServerBackend final : public ServerBackend {
  public:
   explicit EtcdServerBackend(server::EtcdServer* s) : s_(s) {}
 
-  void Range(const etcdserverpb::RangeRequest& r, Done<etcdserverpb::RangeResponse> d) override {
-    s_->Range(r, std::move(d));
+  void Range(const auth::Credentials& c,
+             const etcdserverpb::RangeRequest& r, Done<etcdserverpb::RangeResponse> d) override {
+    s_->Range(c, r, std::move(d));
   }
-  void Put(const etcdserverpb::PutRequest& r, Done<etcdserverpb::PutResponse> d) override {
-    s_->Put(r, std::move(d));
+  void Put(const auth::Credentials& c,
+           const etcdserverpb::PutRequest& r, Done<etcdserverpb::PutResponse> d) override {
+    s_->Put(c, r, std::move(d));
   }
-  void DeleteRange(const etcdserverpb::DeleteRangeRequest& r,
+  void DeleteRange(const auth::Credentials& c, const etcdserverpb::DeleteRangeRequest& r,
                    Done<etcdserverpb::DeleteRangeResponse> d) override {
-    s_->DeleteRange(r, std::move(d));
+    s_->DeleteRange(c, r, std::move(d));
   }
-  void Txn(const etcdserverpb::TxnRequest& r, Done<etcdserverpb::TxnResponse> d) override {
-    s_->Txn(r, std::move(d));
+  void Txn(const auth::Credentials& c,
+           const etcdserverpb::TxnRequest& r, Done<etcdserverpb::TxnResponse> d) override {
+    s_->Txn(c, r, std::move(d));
   }
-  void Compact(const etcdserverpb::CompactionRequest& r,
+  void Compact(const auth::Credentials& c, const etcdserverpb::CompactionRequest& r,
                Done<etcdserverpb::CompactionResponse> d) override {
-    s_->Compact(r, std::move(d));
+    s_->Compact(c, r, std::move(d));
   }
-  void LeaseGrant(const etcdserverpb::LeaseGrantRequest& r,
+  void LeaseGrant(const auth::Credentials& c, const etcdserverpb::LeaseGrantRequest& r,
                   Done<etcdserverpb::LeaseGrantResponse> d) override {
-    s_->LeaseGrant(r, std::move(d));
+    s_->LeaseGrant(c, r, std::move(d));
   }
-  void LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& r,
+  void LeaseRevoke(const auth::Credentials& c, const etcdserverpb::LeaseRevokeRequest& r,
                    Done<etcdserverpb::LeaseRevokeResponse> d) override {
-    s_->LeaseRevoke(r, std::move(d));
+    s_->LeaseRevoke(c, r, std::move(d));
   }
   void LeaseRenew(int64_t id, Done<int64_t> d) override { s_->LeaseRenew(id, std::move(d)); }
   void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& r,
@@ -90,28 +93,29 @@ class EtcdServerBackend final : public ServerBackend {
                   Done<etcdserverpb::MemberListResponse> d) override {
     s_->MemberList(r, std::move(d));
   }
-  void MemberAdd(const etcdserverpb::MemberAddRequest& r,
+  void MemberAdd(const auth::Credentials& c, const etcdserverpb::MemberAddRequest& r,
                  Done<etcdserverpb::MemberAddResponse> d) override {
-    s_->MemberAdd(r, std::move(d));
+    s_->MemberAdd(c, r, std::move(d));
   }
-  void MemberRemove(const etcdserverpb::MemberRemoveRequest& r,
+  void MemberRemove(const auth::Credentials& c, const etcdserverpb::MemberRemoveRequest& r,
                     Done<etcdserverpb::MemberRemoveResponse> d) override {
-    s_->MemberRemove(r, std::move(d));
+    s_->MemberRemove(c, r, std::move(d));
   }
-  void MemberUpdate(const etcdserverpb::MemberUpdateRequest& r,
+  void MemberUpdate(const auth::Credentials& c, const etcdserverpb::MemberUpdateRequest& r,
                     Done<etcdserverpb::MemberUpdateResponse> d) override {
-    s_->MemberUpdate(r, std::move(d));
+    s_->MemberUpdate(c, r, std::move(d));
   }
-  void MemberPromote(const etcdserverpb::MemberPromoteRequest& r,
+  void MemberPromote(const auth::Credentials& c, const etcdserverpb::MemberPromoteRequest& r,
                      Done<etcdserverpb::MemberPromoteResponse> d) override {
-    s_->MemberPromote(r, std::move(d));
+    s_->MemberPromote(c, r, std::move(d));
   }
   void Status(const etcdserverpb::StatusRequest& r,
               Done<etcdserverpb::StatusResponse> d) override {
     s_->Status(r, std::move(d));
   }
-  void Alarm(const etcdserverpb::AlarmRequest& r, Done<etcdserverpb::AlarmResponse> d) override {
-    s_->Alarm(r, std::move(d));
+  void Alarm(const auth::Credentials& c,
+             const etcdserverpb::AlarmRequest& r, Done<etcdserverpb::AlarmResponse> d) override {
+    s_->Alarm(c, r, std::move(d));
   }
   void HashKV(const etcdserverpb::HashKVRequest& r,
               Done<etcdserverpb::HashKVResponse> d) override {
@@ -134,13 +138,17 @@ class EtcdServerBackend final : public ServerBackend {
     return storage::BboltSizeFromHead(head);
   }
 
-  absl::Status AuthorizeAdmin() override { return s_->AuthorizeAdmin(); }
-  absl::Status AuthorizeRange(const std::string& key, const std::string& range_end) override {
-    return s_->AuthorizeRange(key, range_end);
+  absl::Status AuthorizeAdmin(const auth::Credentials& c) override {
+    return s_->AuthorizeAdmin(c);
+  }
+  absl::Status AuthorizeRange(const auth::Credentials& c, const std::string& key,
+                              const std::string& range_end) override {
+    return s_->AuthorizeRange(c, key, range_end);
   }
 #define CPPETCD_FORWARD_AUTH(Method, Req, Resp)                                          \
-  void Method(const etcdserverpb::Req& r, Done<etcdserverpb::Resp> d) override { \
-    s_->Method(r, std::move(d));                                                         \
+  void Method(const auth::Credentials& c, const etcdserverpb::Req& r,                    \
+              Done<etcdserverpb::Resp> d) override {                                     \
+    s_->Method(c, r, std::move(d));                                                      \
   }
   CPPETCD_FORWARD_AUTH(AuthEnable, AuthEnableRequest, AuthEnableResponse)
   CPPETCD_FORWARD_AUTH(AuthDisable, AuthDisableRequest, AuthDisableResponse)

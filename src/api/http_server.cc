@@ -798,7 +798,7 @@ class HttpServer::Impl {
     etcdserverpb::AlarmRequest areq;
     areq.set_action(etcdserverpb::AlarmRequest::GET);
     auto alarms = Await<etcdserverpb::AlarmResponse>(
-        [&](auto done) { b->Alarm(areq, std::move(done)); });
+        [&](auto done) { b->Alarm(auth::kNoCredentials, areq, std::move(done)); });
     if (alarms.has_value() && alarms->ok()) {
       for (const auto& a : (*alarms)->alarms()) {
         const std::string name = etcdserverpb::AlarmType_Name(a.alarm());
@@ -813,7 +813,7 @@ class HttpServer::Impl {
     rreq.set_key("health");
     rreq.set_count_only(true);
     auto range = Await<etcdserverpb::RangeResponse>(
-        [&](auto done) { b->Range(rreq, std::move(done)); });
+        [&](auto done) { b->Range(auth::kNoCredentials, rreq, std::move(done)); });
     if (!range.has_value()) return std::string("etcdserver: request timed out");
     if (!range->ok()) {
       // Without credentials the read may be refused when auth is enabled:

@@ -28,8 +28,7 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* context,
                                            etcdserverpb::RangeResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidateRange(*req))) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    backend_->Range(*req, ReplyTo(reactor, resp, backend_));
+    backend_->Range(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
 }
@@ -39,8 +38,7 @@ grpc::ServerUnaryReactor* KvService::Put(grpc::CallbackServerContext* context,
                                          etcdserverpb::PutResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidatePut(*req))) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    backend_->Put(*req, ReplyTo(reactor, resp, backend_));
+    backend_->Put(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
 }
@@ -50,8 +48,7 @@ grpc::ServerUnaryReactor* KvService::DeleteRange(grpc::CallbackServerContext* co
                                                  etcdserverpb::DeleteRangeResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidateDeleteRange(*req))) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    backend_->DeleteRange(*req, ReplyTo(reactor, resp, backend_));
+    backend_->DeleteRange(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
 }
@@ -61,8 +58,7 @@ grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* context,
                                          etcdserverpb::TxnResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidateTxn(*req, backend_->MaxTxnOps()))) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    backend_->Txn(*req, ReplyTo(reactor, resp, backend_));
+    backend_->Txn(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
 }
@@ -72,8 +68,7 @@ grpc::ServerUnaryReactor* KvService::Compact(grpc::CallbackServerContext* contex
                                              etcdserverpb::CompactionResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, absl::OkStatus())) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    backend_->Compact(*req, ReplyTo(reactor, resp, backend_));
+    backend_->Compact(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
 }

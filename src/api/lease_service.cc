@@ -2,6 +2,7 @@
 #include <deque>
 
 #include "src/api/services.h"
+#include "cppetcd/lease/lessor.h"
 #include "cppetcd/server/validate.h"
 
 namespace cppetcd::api {
@@ -68,11 +69,9 @@ class KeepAliveReactor final
  private:
   void OnRenewed(absl::StatusOr<int64_t> ttl) {
     if (!ttl.ok()) {
-      grpc::Status st = ToGrpcStatus(ttl.status());
       // A missing lease is answered with TTL 0, not an error.
-      if (st.error_code() != grpc::StatusCode::NOT_FOUND ||
-          st.error_message() != "etcdserver: requested lease not found") {
-        gate_.RequestFinish(this, st);
+      if (!lease::IsLeaseNotFound(ttl.status())) {
+        gate_.RequestFinish(this, ToGrpcStatus(ttl.status()));
         return;
       }
       response_.set_ttl(0);
@@ -120,8 +119,7 @@ grpc::ServerUnaryReactor* LeaseService::LeaseGrant(grpc::CallbackServerContext* 
                                                    etcdserverpb::LeaseGrantResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, server::ValidateLeaseGrant(*req))) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    backend_->LeaseGrant(*req, ReplyTo(reactor, resp, backend_));
+    backend_->LeaseGrant(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
 }
@@ -131,8 +129,7 @@ grpc::ServerUnaryReactor* LeaseService::LeaseRevoke(grpc::CallbackServerContext*
                                                     etcdserverpb::LeaseRevokeResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (Admit(context, reactor, backend_, absl::OkStatus())) {
-    auth::ScopedCredentials creds(CallCredentials(context));
-    backend_->LeaseRevoke(*req, ReplyTo(reactor, resp, backend_));
+    backend_->LeaseRevoke(CallCredentials(context), *req, ReplyTo(reactor, resp, backend_));
   }
   return reactor;
 }
@@ -147,10 +144,8 @@ grpc::ServerUnaryReactor* LeaseService::LeaseTimeToLive(
   backend_->LeaseTimeToLive(
       *req, [reactor, resp, backend, id](absl::StatusOr<etcdserverpb::LeaseTimeToLiveResponse> r) {
         if (!r.ok()) {
-          grpc::Status st = ToGrpcStatus(r.status());
-          if (st.error_code() != grpc::StatusCode::NOT_FOUND ||
-              st.error_message() != "etcdserver: requested lease not found") {
-            reactor->Finish(st);
+          if (!lease::IsLeaseNotFound(r.status())) {
+            reactor->Finish(ToGrpcStatus(r.status()));
             return;
           }
           // etcd answers a missing lease with TTL -1, not an error.

@@ -33,7 +33,8 @@ class LockCall final : public QueueCall {
   void Release() override {
     etcdserverpb::DeleteRangeRequest del;
     del.set_key(key_);
-    backend_->DeleteRange(del, [](absl::StatusOr<etcdserverpb::DeleteRangeResponse>) {});
+    backend_->DeleteRange(credentials_, del,
+                          [](absl::StatusOr<etcdserverpb::DeleteRangeResponse>) {});
   }
 
   v3lockpb::LockResponse* const resp_;  // valid until Finish
@@ -60,11 +61,10 @@ grpc::ServerUnaryReactor* LockService::Unlock(grpc::CallbackServerContext* conte
                                               v3lockpb::UnlockResponse* resp) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!Admit(context, reactor, backend_, absl::OkStatus())) return reactor;
-  auth::ScopedCredentials creds(CallCredentials(context));
   etcdserverpb::DeleteRangeRequest del;
   del.set_key(req->key());
   ServerBackend* backend = backend_;
-  backend_->DeleteRange(del, [reactor, resp, backend](
+  backend_->DeleteRange(CallCredentials(context), del, [reactor, resp, backend](
                                  absl::StatusOr<etcdserverpb::DeleteRangeResponse> r) {
     if (!r.ok()) {
       reactor->Finish(GrpcFromClientError(r.status()));

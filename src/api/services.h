@@ -31,8 +31,8 @@ bool RequiresLeader(const grpc::CallbackServerContext* context);
 
 // The credentials a call carries (auth/credentials.h): metadata "token",
 // else "authorization" (HTTP gateway), and the verified TLS client CN of
-// its connection. Services hold an auth::ScopedCredentials of these around
-// their synchronous calls into the backend.
+// its connection. Services pass them with each backend call they make for
+// the client (ServerBackend's `caller`).
 auth::Credentials CallCredentials(const grpc::ServerContextBase* context);
 
 // Common prologue of unary calls: the leader requirement, then `validation`.

@@ -274,12 +274,9 @@ grpc::ServerWriteReactor<etcdserverpb::SnapshotResponse>* MaintenanceService::Sn
     grpc::CallbackServerContext* context, const etcdserverpb::SnapshotRequest* req) {
   (void)req;
   if (backend_->IsLearner()) return new RejectedSnapshot(GrpcNotForLearner());
-  {
-    // etcd: a snapshot needs role root when auth is enabled.
-    auth::ScopedCredentials creds(CallCredentials(context));
-    if (absl::Status s = backend_->AuthorizeAdmin(); !s.ok()) {
-      return new RejectedSnapshot(grpc::Status(grpc::StatusCode::UNKNOWN, std::string(s.message())));
-    }
+  // etcd: a snapshot needs role root when auth is enabled.
+  if (absl::Status s = backend_->AuthorizeAdmin(CallCredentials(context)); !s.ok()) {
+    return new RejectedSnapshot(grpc::Status(grpc::StatusCode::UNKNOWN, std::string(s.message())));
   }
   if (active_snapshots_->fetch_add(1) >= kMaxConcurrentSnapshots) {
     active_snapshots_->fetch_sub(1);

@@ -197,12 +197,8 @@ class WatchReactor final
       if (f == etcdserverpb::WatchCreateRequest::NODELETE) no_delete = true;
     }
     const int64_t ws_rev = ws_->Rev();
-    absl::Status permitted;
-    {
-      // etcd isWatchPermitted: read permission on the watched range.
-      auth::ScopedCredentials creds(credentials_);
-      permitted = backend_->AuthorizeRange(key, c.range_end());
-    }
+    // etcd isWatchPermitted: read permission on the watched range.
+    const absl::Status permitted = backend_->AuthorizeRange(credentials_, key, c.range_end());
     if (!permitted.ok()) {
       std::lock_guard<std::mutex> lock(mu_);
       etcdserverpb::WatchResponse denied = NewResponse(kInvalidWatchId, ws_rev);

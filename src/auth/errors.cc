@@ -1,62 +1,142 @@
 #include "cppetcd/auth/errors.h"
 
+#include "cppetcd/util/error.h"
+
 namespace cppetcd::auth {
 namespace {
 
-constexpr char kPermissionDenied[] = "auth: permission denied";
-constexpr char kInvalidAuthToken[] = "auth: invalid auth token";
-constexpr char kAuthOldRevision[] = "auth: revision in header is old";
-constexpr char kUserEmpty[] = "auth: user name is empty";
-constexpr char kAuthNotEnabled[] = "auth: authentication is not enabled";
+using util::ErrorCode;
 
-bool HasMessage(const absl::Status& s, const char* msg) { return !s.ok() && s.message() == msg; }
+absl::Status Make(absl::StatusCode code, ErrorCode error, std::string_view message) {
+  return util::MakeError(code, error, message);
+}
 
 }  // namespace
 
 absl::Status ErrRootUserNotExist() {
-  return absl::FailedPreconditionError("auth: root user does not exist");
+  return Make(absl::StatusCode::kFailedPrecondition, ErrorCode::kRootUserNotExist,
+              "auth: root user does not exist");
 }
 absl::Status ErrRootRoleNotExist() {
-  return absl::FailedPreconditionError("auth: root user does not have root role");
+  return Make(absl::StatusCode::kFailedPrecondition, ErrorCode::kRootRoleNotExist,
+              "auth: root user does not have root role");
 }
-absl::Status ErrUserAlreadyExist() { return absl::AlreadyExistsError("auth: user already exists"); }
-absl::Status ErrUserEmpty() { return absl::InvalidArgumentError(kUserEmpty); }
-absl::Status ErrUserNotFound() { return absl::NotFoundError("auth: user not found"); }
-absl::Status ErrRoleAlreadyExist() { return absl::AlreadyExistsError("auth: role already exists"); }
-absl::Status ErrRoleNotFound() { return absl::NotFoundError("auth: role not found"); }
-absl::Status ErrRoleEmpty() { return absl::InvalidArgumentError("auth: role name is empty"); }
+absl::Status ErrUserAlreadyExist() {
+  return Make(absl::StatusCode::kAlreadyExists, ErrorCode::kUserAlreadyExist,
+              "auth: user already exists");
+}
+absl::Status ErrUserEmpty() {
+  return Make(absl::StatusCode::kInvalidArgument, ErrorCode::kUserEmpty,
+              "auth: user name is empty");
+}
+absl::Status ErrUserNotFound() {
+  return Make(absl::StatusCode::kNotFound, ErrorCode::kUserNotFound, "auth: user not found");
+}
+absl::Status ErrRoleAlreadyExist() {
+  return Make(absl::StatusCode::kAlreadyExists, ErrorCode::kRoleAlreadyExist,
+              "auth: role already exists");
+}
+absl::Status ErrRoleNotFound() {
+  return Make(absl::StatusCode::kNotFound, ErrorCode::kRoleNotFound, "auth: role not found");
+}
+absl::Status ErrRoleEmpty() {
+  return Make(absl::StatusCode::kInvalidArgument, ErrorCode::kRoleEmpty,
+              "auth: role name is empty");
+}
 absl::Status ErrAuthFailed() {
-  return absl::InvalidArgumentError("auth: authentication failed, invalid user ID or password");
+  return Make(absl::StatusCode::kInvalidArgument, ErrorCode::kAuthFailed,
+              "auth: authentication failed, invalid user ID or password");
 }
 absl::Status ErrNoPasswordUser() {
-  return absl::UnknownError("auth: authentication failed, password was given for no password user");
+  return Make(absl::StatusCode::kUnknown, ErrorCode::kNoPasswordUser,
+              "auth: authentication failed, password was given for no password user");
 }
-absl::Status ErrPermissionDenied() { return absl::PermissionDeniedError(kPermissionDenied); }
+absl::Status ErrPermissionDenied() {
+  return Make(absl::StatusCode::kPermissionDenied, ErrorCode::kPermissionDenied,
+              "auth: permission denied");
+}
 absl::Status ErrRoleNotGranted() {
-  return absl::FailedPreconditionError("auth: role is not granted to the user");
+  return Make(absl::StatusCode::kFailedPrecondition, ErrorCode::kRoleNotGranted,
+              "auth: role is not granted to the user");
 }
 absl::Status ErrPermissionNotGranted() {
-  return absl::FailedPreconditionError("auth: permission is not granted to the role");
+  return Make(absl::StatusCode::kFailedPrecondition, ErrorCode::kPermissionNotGranted,
+              "auth: permission is not granted to the role");
 }
-absl::Status ErrAuthNotEnabled() { return absl::FailedPreconditionError(kAuthNotEnabled); }
-absl::Status ErrAuthOldRevision() { return absl::InvalidArgumentError(kAuthOldRevision); }
-absl::Status ErrInvalidAuthToken() { return absl::UnauthenticatedError(kInvalidAuthToken); }
-absl::Status ErrInvalidAuthOpts() { return absl::InvalidArgumentError("auth: invalid auth options"); }
+absl::Status ErrAuthNotEnabled() {
+  return Make(absl::StatusCode::kFailedPrecondition, ErrorCode::kAuthNotEnabled,
+              "auth: authentication is not enabled");
+}
+absl::Status ErrAuthOldRevision() {
+  return Make(absl::StatusCode::kInvalidArgument, ErrorCode::kAuthOldRevision,
+              "auth: revision in header is old");
+}
+absl::Status ErrInvalidAuthToken() {
+  return Make(absl::StatusCode::kUnauthenticated, ErrorCode::kInvalidAuthToken,
+              "auth: invalid auth token");
+}
+absl::Status ErrInvalidAuthOpts() {
+  return Make(absl::StatusCode::kInvalidArgument, ErrorCode::kInvalidAuthOpts,
+              "auth: invalid auth options");
+}
 absl::Status ErrInvalidAuthMgmt() {
-  return absl::InvalidArgumentError("auth: invalid auth management");
+  return Make(absl::StatusCode::kInvalidArgument, ErrorCode::kInvalidAuthMgmt,
+              "auth: invalid auth management");
 }
 absl::Status ErrInvalidAuthMethod() {
-  return absl::InvalidArgumentError("auth: invalid auth signature method");
+  return Make(absl::StatusCode::kInvalidArgument, ErrorCode::kInvalidAuthMethod,
+              "auth: invalid auth signature method");
 }
-absl::Status ErrMissingKey() { return absl::InvalidArgumentError("auth: missing key data"); }
+absl::Status ErrMissingKey() {
+  return Make(absl::StatusCode::kInvalidArgument, ErrorCode::kMissingKey,
+              "auth: missing key data");
+}
 absl::Status ErrVerifyOnly() {
-  return absl::FailedPreconditionError("auth: token signing attempted with verify-only key");
+  return Make(absl::StatusCode::kFailedPrecondition, ErrorCode::kVerifyOnly,
+              "auth: token signing attempted with verify-only key");
 }
 
-bool IsErrPermissionDenied(const absl::Status& s) { return HasMessage(s, kPermissionDenied); }
-bool IsInvalidAuthToken(const absl::Status& s) { return HasMessage(s, kInvalidAuthToken); }
-bool IsAuthOldRevision(const absl::Status& s) { return HasMessage(s, kAuthOldRevision); }
-bool IsUserEmpty(const absl::Status& s) { return HasMessage(s, kUserEmpty); }
-bool IsAuthNotEnabled(const absl::Status& s) { return HasMessage(s, kAuthNotEnabled); }
+bool IsErrPermissionDenied(const absl::Status& s) {
+  return util::HasErrorCode(s, ErrorCode::kPermissionDenied);
+}
+bool IsInvalidAuthToken(const absl::Status& s) {
+  return util::HasErrorCode(s, ErrorCode::kInvalidAuthToken);
+}
+bool IsAuthOldRevision(const absl::Status& s) {
+  return util::HasErrorCode(s, ErrorCode::kAuthOldRevision);
+}
+bool IsUserEmpty(const absl::Status& s) { return util::HasErrorCode(s, ErrorCode::kUserEmpty); }
+bool IsAuthNotEnabled(const absl::Status& s) {
+  return util::HasErrorCode(s, ErrorCode::kAuthNotEnabled);
+}
+
+bool IsAuthError(const absl::Status& s) {
+  switch (util::ErrorCodeOf(s)) {
+    case ErrorCode::kRootUserNotExist:
+    case ErrorCode::kRootRoleNotExist:
+    case ErrorCode::kUserAlreadyExist:
+    case ErrorCode::kUserEmpty:
+    case ErrorCode::kUserNotFound:
+    case ErrorCode::kRoleAlreadyExist:
+    case ErrorCode::kRoleNotFound:
+    case ErrorCode::kRoleEmpty:
+    case ErrorCode::kAuthFailed:
+    case ErrorCode::kNoPasswordUser:
+    case ErrorCode::kPermissionDenied:
+    case ErrorCode::kRoleNotGranted:
+    case ErrorCode::kPermissionNotGranted:
+    case ErrorCode::kAuthNotEnabled:
+    case ErrorCode::kAuthOldRevision:
+    case ErrorCode::kInvalidAuthToken:
+    case ErrorCode::kInvalidAuthOpts:
+    case ErrorCode::kInvalidAuthMgmt:
+    case ErrorCode::kInvalidAuthMethod:
+    case ErrorCode::kMissingKey:
+    case ErrorCode::kVerifyOnly:
+      return true;
+    default:
+      return false;
+  }
+}
 
 }  // namespace cppetcd::auth

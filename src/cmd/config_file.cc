@@ -8,9 +8,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "cppetcd/cmd/flags.h"
+#include "cppetcd/util/error.h"
 #include "yaml-cpp/yaml.h"
 
 namespace cppetcd::cmd {
@@ -96,7 +96,7 @@ absl::StatusOr<EtcdConfig> LoadConfigFile(const std::string& path) {
   std::vector<std::string> known;
   for (const std::string& a : args) {
     auto r = ParseCommandLine({a}, {});
-    if (r.ok() || !absl::StrContains(r.status().message(), "flag provided but not defined")) {
+    if (!util::HasErrorCode(r.status(), util::ErrorCode::kFlagNotDefined)) {
       known.push_back(a);
     }
   }

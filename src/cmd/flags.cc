@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "cppetcd/util/error.h"
 
 #ifndef CPPETCD_VERSION
 #define CPPETCD_VERSION "0.0.0"
@@ -595,7 +596,8 @@ absl::StatusOr<ParseResult> ParseCommandLine(const std::vector<std::string>& arg
     }
     const FlagDef* def = FindFlag(name);
     if (def == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("flag provided but not defined: -", AV(name)));
+      return util::MakeError(absl::StatusCode::kInvalidArgument, util::ErrorCode::kFlagNotDefined,
+                             absl::StrCat("flag provided but not defined: -", AV(name)));
     }
     if (name == "version") {
       result.action = Action::kVersion;

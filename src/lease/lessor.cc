@@ -7,20 +7,16 @@
 
 #include "absl/strings/str_format.h"
 #include "cppetcd/storage/backend.h"
+#include "cppetcd/util/error.h"
 #include "leasepb/lease.pb.h"
 
 namespace cppetcd::lease {
 namespace {
 
-// absl::string_view is not std::string_view in Debian's Abseil build.
 constexpr char kMsgNotFound[] = "lease not found";
 constexpr char kMsgExists[] = "lease already exists";
 constexpr char kMsgTTLTooLarge[] = "too large lease TTL";
 constexpr char kMsgNotPrimary[] = "not a primary lessor";
-
-bool Matches(const absl::Status& s, absl::StatusCode code, absl::string_view msg) {
-  return s.code() == code && s.message() == msg;
-}
 
 std::string LeaseKey(int64_t id) {
   std::string key(8, '\0');
@@ -34,22 +30,30 @@ std::string LeaseKey(int64_t id) {
 
 }  // namespace
 
-absl::Status ErrLeaseNotFound() { return absl::NotFoundError(kMsgNotFound); }
-absl::Status ErrLeaseExists() { return absl::AlreadyExistsError(kMsgExists); }
-absl::Status ErrLeaseTTLTooLarge() { return absl::OutOfRangeError(kMsgTTLTooLarge); }
-absl::Status ErrNotPrimary() { return absl::FailedPreconditionError(kMsgNotPrimary); }
+using util::ErrorCode;
+
+absl::Status ErrLeaseNotFound() {
+  return util::MakeError(absl::StatusCode::kNotFound, ErrorCode::kLeaseNotFound, kMsgNotFound);
+}
+absl::Status ErrLeaseExists() {
+  return util::MakeError(absl::StatusCode::kAlreadyExists, ErrorCode::kLeaseExists, kMsgExists);
+}
+absl::Status ErrLeaseTTLTooLarge() {
+  return util::MakeError(absl::StatusCode::kOutOfRange, ErrorCode::kLeaseTTLTooLarge,
+                         kMsgTTLTooLarge);
+}
+absl::Status ErrNotPrimary() {
+  return util::MakeError(absl::StatusCode::kFailedPrecondition, ErrorCode::kNotPrimary,
+                         kMsgNotPrimary);
+}
 bool IsLeaseNotFound(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kNotFound, kMsgNotFound);
+  return util::HasErrorCode(s, ErrorCode::kLeaseNotFound);
 }
-bool IsLeaseExists(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kAlreadyExists, kMsgExists);
-}
+bool IsLeaseExists(const absl::Status& s) { return util::HasErrorCode(s, ErrorCode::kLeaseExists); }
 bool IsLeaseTTLTooLarge(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kOutOfRange, kMsgTTLTooLarge);
+  return util::HasErrorCode(s, ErrorCode::kLeaseTTLTooLarge);
 }
-bool IsNotPrimary(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kFailedPrecondition, kMsgNotPrimary);
-}
+bool IsNotPrimary(const absl::Status& s) { return util::HasErrorCode(s, ErrorCode::kNotPrimary); }
 
 Lessor::Lessor(LessorOptions options)
     : min_ttl_seconds_(options.min_ttl_seconds),

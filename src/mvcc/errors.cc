@@ -1,22 +1,25 @@
 #include "cppetcd/mvcc/errors.h"
 
-#include <string>
-#include <string_view>
+#include "cppetcd/util/error.h"
 
 namespace cppetcd::mvcc {
-namespace {
-constexpr std::string_view kCompactedMsg = "mvcc: required revision has been compacted";
-constexpr std::string_view kFutureRevMsg = "mvcc: required revision is a future revision";
-}  // namespace
 
-absl::Status ErrCompacted() { return absl::OutOfRangeError(std::string(kCompactedMsg)); }
-absl::Status ErrFutureRev() { return absl::OutOfRangeError(std::string(kFutureRevMsg)); }
+using util::ErrorCode;
+
+absl::Status ErrCompacted() {
+  return util::MakeError(absl::StatusCode::kOutOfRange, ErrorCode::kCompacted,
+                         "mvcc: required revision has been compacted");
+}
+absl::Status ErrFutureRev() {
+  return util::MakeError(absl::StatusCode::kOutOfRange, ErrorCode::kFutureRev,
+                         "mvcc: required revision is a future revision");
+}
 
 bool IsCompacted(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kOutOfRange && std::string_view(status.message().data(), status.message().size()) == kCompactedMsg;
+  return util::HasErrorCode(status, ErrorCode::kCompacted);
 }
 bool IsFutureRev(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kOutOfRange && std::string_view(status.message().data(), status.message().size()) == kFutureRevMsg;
+  return util::HasErrorCode(status, ErrorCode::kFutureRev);
 }
 
 }  // namespace cppetcd::mvcc

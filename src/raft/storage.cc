@@ -2,17 +2,16 @@
 
 #include <algorithm>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "cppetcd/raft/peer_message.h"
+#include "cppetcd/util/error.h"
 
 namespace cppetcd::raft {
 namespace {
 
-// Errors are told apart by code plus exact message.
-bool Matches(const absl::Status& s, absl::StatusCode code, const char* msg) {
-  return s.code() == code && s.message() == absl::string_view(msg);
-}
+using util::ErrorCode;
+using util::HasErrorCode;
+using util::MakeError;
 
 constexpr const char* kCompactedMsg = "requested index is unavailable due to compaction";
 constexpr const char* kSnapOutOfDateMsg = "requested index is older than the existing snapshot";
@@ -25,34 +24,51 @@ constexpr const char* kInvalidPeerMessagePrefix = "raft: invalid message from pe
 
 }  // namespace
 
-absl::Status ErrCompacted() { return absl::OutOfRangeError(kCompactedMsg); }
-bool IsCompacted(const absl::Status& s) { return Matches(s, absl::StatusCode::kOutOfRange, kCompactedMsg); }
-absl::Status ErrSnapOutOfDate() { return absl::FailedPreconditionError(kSnapOutOfDateMsg); }
-bool IsSnapOutOfDate(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kFailedPrecondition, kSnapOutOfDateMsg);
+// Errors are told apart by their typed code (util/error.h), never by text.
+absl::Status ErrCompacted() {
+  return MakeError(absl::StatusCode::kOutOfRange, ErrorCode::kRaftCompacted, kCompactedMsg);
 }
-absl::Status ErrUnavailable() { return absl::UnavailableError(kUnavailableMsg); }
-bool IsUnavailable(const absl::Status& s) { return Matches(s, absl::StatusCode::kUnavailable, kUnavailableMsg); }
-absl::Status ErrSnapshotTemporarilyUnavailable() { return absl::UnavailableError(kSnapTempMsg); }
+bool IsCompacted(const absl::Status& s) { return HasErrorCode(s, ErrorCode::kRaftCompacted); }
+absl::Status ErrSnapOutOfDate() {
+  return MakeError(absl::StatusCode::kFailedPrecondition, ErrorCode::kSnapOutOfDate,
+                   kSnapOutOfDateMsg);
+}
+bool IsSnapOutOfDate(const absl::Status& s) { return HasErrorCode(s, ErrorCode::kSnapOutOfDate); }
+absl::Status ErrUnavailable() {
+  return MakeError(absl::StatusCode::kUnavailable, ErrorCode::kRaftUnavailable, kUnavailableMsg);
+}
+bool IsUnavailable(const absl::Status& s) { return HasErrorCode(s, ErrorCode::kRaftUnavailable); }
+absl::Status ErrSnapshotTemporarilyUnavailable() {
+  return MakeError(absl::StatusCode::kUnavailable, ErrorCode::kSnapshotTemporarilyUnavailable,
+                   kSnapTempMsg);
+}
 bool IsSnapshotTemporarilyUnavailable(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kUnavailable, kSnapTempMsg);
+  return HasErrorCode(s, ErrorCode::kSnapshotTemporarilyUnavailable);
 }
-absl::Status ErrProposalDropped() { return absl::UnavailableError(kProposalDroppedMsg); }
+absl::Status ErrProposalDropped() {
+  return MakeError(absl::StatusCode::kUnavailable, ErrorCode::kProposalDropped,
+                   kProposalDroppedMsg);
+}
 bool IsProposalDropped(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kUnavailable, kProposalDroppedMsg);
+  return HasErrorCode(s, ErrorCode::kProposalDropped);
 }
-absl::Status ErrStepLocalMsg() { return absl::InvalidArgumentError(kStepLocalMsg); }
-bool IsStepLocalMsg(const absl::Status& s) { return Matches(s, absl::StatusCode::kInvalidArgument, kStepLocalMsg); }
-absl::Status ErrStepPeerNotFound() { return absl::NotFoundError(kStepPeerNotFoundMsg); }
+absl::Status ErrStepLocalMsg() {
+  return MakeError(absl::StatusCode::kInvalidArgument, ErrorCode::kStepLocalMsg, kStepLocalMsg);
+}
+bool IsStepLocalMsg(const absl::Status& s) { return HasErrorCode(s, ErrorCode::kStepLocalMsg); }
+absl::Status ErrStepPeerNotFound() {
+  return MakeError(absl::StatusCode::kNotFound, ErrorCode::kStepPeerNotFound,
+                   kStepPeerNotFoundMsg);
+}
 bool IsStepPeerNotFound(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kNotFound, kStepPeerNotFoundMsg);
+  return HasErrorCode(s, ErrorCode::kStepPeerNotFound);
 }
 absl::Status ErrInvalidPeerMessage(std::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat(kInvalidPeerMessagePrefix, std::string(why)));
+  return MakeError(absl::StatusCode::kInvalidArgument, ErrorCode::kInvalidPeerMessage,
+                   absl::StrCat(kInvalidPeerMessagePrefix, std::string(why)));
 }
 bool IsInvalidPeerMessage(const absl::Status& s) {
-  return s.code() == absl::StatusCode::kInvalidArgument &&
-         absl::StartsWith(s.message(), kInvalidPeerMessagePrefix);
+  return HasErrorCode(s, ErrorCode::kInvalidPeerMessage);
 }
 
 uint64_t EntrySize(const raftpb::Entry& e) { return e.ByteSizeLong(); }

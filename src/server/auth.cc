@@ -71,18 +71,19 @@ bool EtcdServer::Impl::WaitApplied(uint64_t index, milliseconds timeout) {
          applied_index_ >= index;
 }
 
-absl::StatusOr<auth::AuthInfo> EtcdServer::Impl::CallerAuthInfo() const {
-  const auth::Credentials* c = auth::CurrentCredentials();
-  if (c == nullptr || auth_ == nullptr) return auth::AuthInfo{};
-  if (c->token.has_value()) return auth_->AuthInfoFromToken(*c->token);
-  if (c->common_name.has_value() && !c->common_name->empty()) {
-    return auth_->AuthInfoFromCommonName(*c->common_name);
+absl::StatusOr<auth::AuthInfo> EtcdServer::Impl::CallerAuthInfo(
+    const auth::Credentials& caller) const {
+  if (auth_ == nullptr) return auth::AuthInfo{};
+  if (caller.token.has_value()) return auth_->AuthInfoFromToken(*caller.token);
+  if (caller.common_name.has_value() && !caller.common_name->empty()) {
+    return auth_->AuthInfoFromCommonName(*caller.common_name);
   }
   return auth::AuthInfo{};
 }
 
-absl::Status EtcdServer::Impl::StampCaller(serverpb::InternalRaftRequest* r) const {
-  absl::StatusOr<auth::AuthInfo> ai = CallerAuthInfo();
+absl::Status EtcdServer::Impl::StampCaller(const auth::Credentials& caller,
+                                           serverpb::InternalRaftRequest* r) const {
+  absl::StatusOr<auth::AuthInfo> ai = CallerAuthInfo(caller);
   if (!ai.ok()) return ai.status();
   r->mutable_header()->set_username(ai->username);
   r->mutable_header()->set_auth_revision(ai->revision);
@@ -237,10 +238,11 @@ bool EtcdServer::Impl::ApplyAuthRequest(storage::WriteTxn* btx, const raftpb::En
 }
 
 template <class Resp>
-void EtcdServer::Impl::ProposeAuth(serverpb::InternalRaftRequest r, Done<Resp> done) {
+void EtcdServer::Impl::ProposeAuth(const auth::Credentials& caller,
+                                   serverpb::InternalRaftRequest r, Done<Resp> done) {
   if (self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (Stopping()) return std::move(done)(ErrStopped());
-  if (auto s = StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
   Propose(std::move(r), [this, done = std::move(done)](Outcome o) mutable {
     if (!o.status.ok()) return std::move(done)(std::move(o.status));
     Resp resp;
@@ -287,32 +289,35 @@ void EtcdServer::Impl::AuthenticateAttempt(etcdserverpb::AuthenticateRequest req
 
 auth::AuthStore* EtcdServer::AuthStore() { return impl_->auth_.get(); }
 
-absl::Status EtcdServer::AuthorizeAdmin() {
+absl::Status EtcdServer::AuthorizeAdmin(const auth::Credentials& caller) {
   if (impl_->auth_ == nullptr) return ErrStopped();
-  absl::StatusOr<auth::AuthInfo> ai = impl_->CallerAuthInfo();
+  absl::StatusOr<auth::AuthInfo> ai = impl_->CallerAuthInfo(caller);
   if (!ai.ok()) return ai.status();
   return impl_->auth_->IsAdminPermitted(*ai);
 }
 
-absl::Status EtcdServer::AuthorizeRange(const std::string& key, const std::string& range_end) {
+absl::Status EtcdServer::AuthorizeRange(const auth::Credentials& caller, const std::string& key,
+                                        const std::string& range_end) {
   if (impl_->auth_ == nullptr) return ErrStopped();
-  absl::StatusOr<auth::AuthInfo> ai = impl_->CallerAuthInfo();
+  absl::StatusOr<auth::AuthInfo> ai = impl_->CallerAuthInfo(caller);
   if (!ai.ok()) return ai.status();
   return impl_->auth_->IsRangePermitted(*ai, key, range_end);
 }
 
-void EtcdServer::Authenticate(const etcdserverpb::AuthenticateRequest& req,
+void EtcdServer::Authenticate(const auth::Credentials& /*caller: anybody may*/,
+                              const etcdserverpb::AuthenticateRequest& req,
                               Done<etcdserverpb::AuthenticateResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   impl_->AuthenticateAttempt(req, kAuthenticateAttempts, std::move(done));
 }
 
-#define CPPETCD_AUTH_CALL(Method, Field, Req, Resp)                           \
-  void EtcdServer::Method(const etcdserverpb::Req& req, Done<etcdserverpb::Resp> done) { \
-    serverpb::InternalRaftRequest r;                                            \
-    *r.mutable_##Field() = req;                                                 \
-    impl_->ProposeAuth<etcdserverpb::Resp>(std::move(r), std::move(done));     \
+#define CPPETCD_AUTH_CALL(Method, Field, Req, Resp)                                     \
+  void EtcdServer::Method(const auth::Credentials& caller, const etcdserverpb::Req& req, \
+                          Done<etcdserverpb::Resp> done) {                               \
+    serverpb::InternalRaftRequest r;                                                     \
+    *r.mutable_##Field() = req;                                                          \
+    impl_->ProposeAuth<etcdserverpb::Resp>(caller, std::move(r), std::move(done));      \
   }
 
 CPPETCD_AUTH_CALL(AuthEnable, auth_enable, AuthEnableRequest, AuthEnableResponse)
@@ -334,7 +339,8 @@ CPPETCD_AUTH_CALL(RoleRevokePermission, auth_role_revoke_permission,
                   AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse)
 #undef CPPETCD_AUTH_CALL
 
-void EtcdServer::UserAdd(const etcdserverpb::AuthUserAddRequest& req,
+void EtcdServer::UserAdd(const auth::Credentials& caller,
+                         const etcdserverpb::AuthUserAddRequest& req,
                          Done<etcdserverpb::AuthUserAddResponse> done) {
   serverpb::InternalRaftRequest r;
   *r.mutable_auth_user_add() = req;
@@ -346,17 +352,19 @@ void EtcdServer::UserAdd(const etcdserverpb::AuthUserAddRequest& req,
   } else {
     r.mutable_auth_user_add()->clear_password();
   }
-  impl_->ProposeAuth<etcdserverpb::AuthUserAddResponse>(std::move(r), std::move(done));
+  impl_->ProposeAuth<etcdserverpb::AuthUserAddResponse>(caller, std::move(r), std::move(done));
 }
 
-void EtcdServer::UserChangePassword(const etcdserverpb::AuthUserChangePasswordRequest& req,
+void EtcdServer::UserChangePassword(const auth::Credentials& caller,
+                                    const etcdserverpb::AuthUserChangePasswordRequest& req,
                                     Done<etcdserverpb::AuthUserChangePasswordResponse> done) {
   serverpb::InternalRaftRequest r;
   *r.mutable_auth_user_change_password() = req;
   absl::StatusOr<std::string> h = impl_->auth_->HashPassword(req.password());
   if (!h.ok()) return std::move(done)(h.status());
   r.mutable_auth_user_change_password()->set_password(*h);
-  impl_->ProposeAuth<etcdserverpb::AuthUserChangePasswordResponse>(std::move(r), std::move(done));
+  impl_->ProposeAuth<etcdserverpb::AuthUserChangePasswordResponse>(caller, std::move(r),
+                                                                   std::move(done));
 }
 
 }  // namespace cppetcd::server

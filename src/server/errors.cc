@@ -3,107 +3,136 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "cppetcd/util/error.h"
 
 namespace cppetcd::server {
 namespace {
 
-constexpr char kTooLarge[] = "etcdserver: request is too large";
-constexpr char kTooMany[] = "etcdserver: too many requests";
-constexpr char kNoSpace[] = "etcdserver: mvcc: database space exceeded";
-constexpr char kNoLeader[] = "etcdserver: no leader";
-constexpr char kStopped[] = "etcdserver: server stopped";
-constexpr char kTimeout[] = "etcdserver: request timed out";
-constexpr char kLeaderChanged[] = "etcdserver: leader changed";
-constexpr char kNotCapable[] = "etcdserver: not capable";
-constexpr char kMemberNotFound[] = "etcdserver: member not found";
-constexpr char kBadTransferee[] = "etcdserver: bad leader transferee";
-constexpr char kNotLeader[] = "etcdserver: not leader";
-constexpr char kRemoved[] = "the member has been permanently removed from the cluster";
+using util::ErrorCode;
+using Code = absl::StatusCode;
 
-bool Matches(const absl::Status& s, absl::StatusCode code, std::string_view msg) {
-  return s.code() == code && std::string_view(s.message().data(), s.message().size()) == msg;
+absl::Status Make(Code code, ErrorCode error, std::string_view message) {
+  return util::MakeError(code, error, message);
 }
+bool Is(const absl::Status& s, ErrorCode error) { return util::HasErrorCode(s, error); }
 
 }  // namespace
 
-absl::Status ErrRequestTooLarge() { return absl::InvalidArgumentError(kTooLarge); }
-bool IsRequestTooLarge(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kInvalidArgument, kTooLarge);
+absl::Status ErrRequestTooLarge() {
+  return Make(Code::kInvalidArgument, ErrorCode::kRequestTooLarge,
+              "etcdserver: request is too large");
 }
-absl::Status ErrTooManyRequests() { return absl::ResourceExhaustedError(kTooMany); }
-bool IsTooManyRequests(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kResourceExhausted, kTooMany);
+bool IsRequestTooLarge(const absl::Status& s) { return Is(s, ErrorCode::kRequestTooLarge); }
+absl::Status ErrTooManyRequests() {
+  return Make(Code::kResourceExhausted, ErrorCode::kTooManyRequests,
+              "etcdserver: too many requests");
 }
-absl::Status ErrNoSpace() { return absl::ResourceExhaustedError(kNoSpace); }
-bool IsNoSpace(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kResourceExhausted, kNoSpace);
+bool IsTooManyRequests(const absl::Status& s) { return Is(s, ErrorCode::kTooManyRequests); }
+absl::Status ErrNoSpace() {
+  return Make(Code::kResourceExhausted, ErrorCode::kNoSpace,
+              "etcdserver: mvcc: database space exceeded");
 }
-absl::Status ErrCorrupt() { return absl::DataLossError("etcdserver: corrupt cluster"); }
-bool IsCorrupt(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kDataLoss, "etcdserver: corrupt cluster");
+bool IsNoSpace(const absl::Status& s) { return Is(s, ErrorCode::kNoSpace); }
+absl::Status ErrCorrupt() {
+  return Make(Code::kDataLoss, ErrorCode::kCorrupt, "etcdserver: corrupt cluster");
 }
-absl::Status ErrNoLeader() { return absl::UnavailableError(kNoLeader); }
-bool IsNoLeader(const absl::Status& s) { return Matches(s, absl::StatusCode::kUnavailable, kNoLeader); }
-absl::Status ErrStopped() { return absl::UnavailableError(kStopped); }
-bool IsStopped(const absl::Status& s) { return Matches(s, absl::StatusCode::kUnavailable, kStopped); }
-absl::Status ErrTimeout() { return absl::UnavailableError(kTimeout); }
-bool IsTimeout(const absl::Status& s) { return Matches(s, absl::StatusCode::kUnavailable, kTimeout); }
-absl::Status ErrLeaderChanged() { return absl::UnavailableError(kLeaderChanged); }
-bool IsLeaderChanged(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kUnavailable, kLeaderChanged);
+bool IsCorrupt(const absl::Status& s) { return Is(s, ErrorCode::kCorrupt); }
+absl::Status ErrNoLeader() {
+  return Make(Code::kUnavailable, ErrorCode::kNoLeader, "etcdserver: no leader");
 }
-absl::Status ErrNotCapable() { return absl::UnavailableError(kNotCapable); }
-bool IsNotCapable(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kUnavailable, kNotCapable);
+bool IsNoLeader(const absl::Status& s) { return Is(s, ErrorCode::kNoLeader); }
+absl::Status ErrStopped() {
+  return Make(Code::kUnavailable, ErrorCode::kStopped, "etcdserver: server stopped");
 }
+bool IsStopped(const absl::Status& s) { return Is(s, ErrorCode::kStopped); }
+absl::Status ErrTimeout() {
+  return Make(Code::kUnavailable, ErrorCode::kTimeout, "etcdserver: request timed out");
+}
+bool IsTimeout(const absl::Status& s) { return Is(s, ErrorCode::kTimeout); }
+absl::Status ErrTimeoutDueToLeaderFail() {
+  return Make(Code::kUnavailable, ErrorCode::kTimeoutDueToLeaderFail,
+              "etcdserver: request timed out, possibly due to previous leader failure");
+}
+absl::Status ErrTimeoutDueToConnectionLost() {
+  return Make(Code::kUnavailable, ErrorCode::kTimeoutDueToConnectionLost,
+              "etcdserver: request timed out, possibly due to connection lost");
+}
+absl::Status ErrTimeoutWaitAppliedIndex() {
+  return Make(Code::kUnavailable, ErrorCode::kTimeoutWaitAppliedIndex,
+              "etcdserver: request timed out, waiting for the applied index took too long");
+}
+absl::Status ErrLeaderChanged() {
+  return Make(Code::kUnavailable, ErrorCode::kLeaderChanged, "etcdserver: leader changed");
+}
+bool IsLeaderChanged(const absl::Status& s) { return Is(s, ErrorCode::kLeaderChanged); }
+absl::Status ErrNotCapable() {
+  return Make(Code::kUnavailable, ErrorCode::kNotCapable, "etcdserver: not capable");
+}
+bool IsNotCapable(const absl::Status& s) { return Is(s, ErrorCode::kNotCapable); }
 absl::Status ErrUnimplemented(std::string_view what) {
-  return absl::UnimplementedError(absl::StrCat("etcdserver: ", std::string(what), " is not implemented yet"));
+  return Make(Code::kUnimplemented, ErrorCode::kUnimplemented,
+              absl::StrCat("etcdserver: ", std::string(what), " is not implemented yet"));
 }
-absl::Status ErrMemberNotFound() { return absl::NotFoundError(kMemberNotFound); }
-bool IsMemberNotFound(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kNotFound, kMemberNotFound);
+absl::Status ErrMemberNotFound() {
+  return Make(Code::kNotFound, ErrorCode::kMemberNotFound, "etcdserver: member not found");
 }
-absl::Status ErrBadLeaderTransferee() { return absl::FailedPreconditionError(kBadTransferee); }
+bool IsMemberNotFound(const absl::Status& s) { return Is(s, ErrorCode::kMemberNotFound); }
+absl::Status ErrBadLeaderTransferee() {
+  return Make(Code::kFailedPrecondition, ErrorCode::kBadLeaderTransferee,
+              "etcdserver: bad leader transferee");
+}
 bool IsBadLeaderTransferee(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kFailedPrecondition, kBadTransferee);
+  return Is(s, ErrorCode::kBadLeaderTransferee);
 }
 
-absl::Status ErrNotLeader() { return absl::FailedPreconditionError(kNotLeader); }
-bool IsNotLeader(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kFailedPrecondition, kNotLeader);
+absl::Status ErrNotLeader() {
+  return Make(Code::kFailedPrecondition, ErrorCode::kNotLeader, "etcdserver: not leader");
 }
-absl::Status ErrUnhealthy() { return absl::UnavailableError("etcdserver: unhealthy cluster"); }
+bool IsNotLeader(const absl::Status& s) { return Is(s, ErrorCode::kNotLeader); }
+absl::Status ErrUnhealthy() {
+  return Make(Code::kUnavailable, ErrorCode::kUnhealthy, "etcdserver: unhealthy cluster");
+}
 absl::Status ErrNotEnoughStartedMembers() {
-  return absl::FailedPreconditionError(
-      "etcdserver: re-configuration failed due to not enough started members");
+  return Make(Code::kFailedPrecondition, ErrorCode::kNotEnoughStartedMembers,
+              "etcdserver: re-configuration failed due to not enough started members");
 }
 absl::Status ErrLearnerNotReady() {
-  return absl::FailedPreconditionError(
-      "etcdserver: can only promote a learner member which is in sync with leader");
+  return Make(Code::kFailedPrecondition, ErrorCode::kLearnerNotReady,
+              "etcdserver: can only promote a learner member which is in sync with leader");
 }
 absl::Status ErrTimeoutLeaderTransfer() {
-  return absl::UnavailableError("etcdserver: request timed out, leader transfer took too long");
+  return Make(Code::kUnavailable, ErrorCode::kTimeoutLeaderTransfer,
+              "etcdserver: request timed out, leader transfer took too long");
 }
 absl::Status ErrInvalidPeerUrls() {
-  return absl::InvalidArgumentError("etcdserver: given member URLs are invalid");
+  return Make(Code::kInvalidArgument, ErrorCode::kInvalidPeerUrls,
+              "etcdserver: given member URLs are invalid");
 }
 absl::Status ErrPeerUrlExists() {
-  return absl::FailedPreconditionError("membership: peerURL exists");
+  return Make(Code::kFailedPrecondition, ErrorCode::kPeerUrlExists, "membership: peerURL exists");
 }
-absl::Status ErrIdRemoved() { return absl::NotFoundError("membership: ID removed"); }
-absl::Status ErrIdExists() { return absl::FailedPreconditionError("membership: ID exists"); }
+absl::Status ErrIdRemoved() {
+  return Make(Code::kNotFound, ErrorCode::kIdRemoved, "membership: ID removed");
+}
+absl::Status ErrIdExists() {
+  return Make(Code::kFailedPrecondition, ErrorCode::kIdExists, "membership: ID exists");
+}
 absl::Status ErrTooManyLearners() {
-  return absl::FailedPreconditionError("membership: too many learner members in cluster");
+  return Make(Code::kFailedPrecondition, ErrorCode::kTooManyLearners,
+              "membership: too many learner members in cluster");
 }
 absl::Status ErrMemberNotLearner() {
-  return absl::FailedPreconditionError("membership: can only promote a learner member");
+  return Make(Code::kFailedPrecondition, ErrorCode::kMemberNotLearner,
+              "membership: can only promote a learner member");
 }
 absl::Status ErrNotSupportedForLearner() {
-  return absl::UnavailableError("etcdserver: rpc not supported for learner");
+  return Make(Code::kUnavailable, ErrorCode::kNotSupportedForLearner,
+              "etcdserver: rpc not supported for learner");
 }
-absl::Status ErrMemberRemoved() { return absl::PermissionDeniedError(kRemoved); }
-bool IsMemberRemoved(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kPermissionDenied, kRemoved);
+absl::Status ErrMemberRemoved() {
+  return Make(Code::kPermissionDenied, ErrorCode::kMemberRemoved,
+              "the member has been permanently removed from the cluster");
 }
+bool IsMemberRemoved(const absl::Status& s) { return Is(s, ErrorCode::kMemberRemoved); }
 
 }  // namespace cppetcd::server

@@ -63,13 +63,13 @@ void EtcdServer::FillHeader(etcdserverpb::ResponseHeader* header) const {
   impl_->FillHeaderImpl(header, /*set_revision=*/true);
 }
 
-void EtcdServer::Range(const etcdserverpb::RangeRequest& req,
+void EtcdServer::Range(const auth::Credentials& caller, const etcdserverpb::RangeRequest& req,
                        Done<etcdserverpb::RangeResponse> done) {
   // etcd 3.4: a learner serves only Status and serializable Range.
   if (!req.serializable() && impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
-  absl::StatusOr<auth::AuthInfo> ai = impl->CallerAuthInfo();
+  absl::StatusOr<auth::AuthInfo> ai = impl->CallerAuthInfo(caller);
   if (!ai.ok()) return std::move(done)(ai.status());
   auto serve = [impl, req, ai = *ai, done = std::move(done)](absl::Status s) mutable {
     if (!s.ok()) return std::move(done)(std::move(s));
@@ -92,27 +92,30 @@ void EtcdServer::Range(const etcdserverpb::RangeRequest& req,
   }
 }
 
-void EtcdServer::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) {
+void EtcdServer::Put(const auth::Credentials& caller,
+                     const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_put() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
-  if (auto s = impl_->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = impl_->StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
   if (auto s = impl_->CheckQuota(r); !s.ok()) return std::move(done)(std::move(s));
   impl_->Propose(std::move(r), impl_->MakeWaiter<etcdserverpb::PutResponse>(std::move(done)));
 }
 
-void EtcdServer::DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
+void EtcdServer::DeleteRange(const auth::Credentials& caller,
+                             const etcdserverpb::DeleteRangeRequest& req,
                              Done<etcdserverpb::DeleteRangeResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_delete_range() = req;
-  if (auto s = impl_->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = impl_->StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
   impl_->Propose(std::move(r),
                  impl_->MakeWaiter<etcdserverpb::DeleteRangeResponse>(std::move(done)));
 }
 
-void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) {
+void EtcdServer::Txn(const auth::Credentials& caller,
+                     const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
@@ -125,7 +128,7 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Txn
         if (op.has_request_range() && !op.request_range().serializable()) serializable = false;
       }
     }
-    absl::StatusOr<auth::AuthInfo> ai = impl->CallerAuthInfo();
+    absl::StatusOr<auth::AuthInfo> ai = impl->CallerAuthInfo(caller);
     if (!ai.ok()) return std::move(done)(ai.status());
     auto serve = [impl, req, ai = *ai, done = std::move(done)](absl::Status s) mutable {
       if (!s.ok()) return std::move(done)(std::move(s));
@@ -149,18 +152,19 @@ void EtcdServer::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Txn
   }
   serverpb::InternalRaftRequest r;
   *r.mutable_txn() = req;
-  if (auto s = impl->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = impl->StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
   if (auto s = impl->CheckQuota(r); !s.ok()) return std::move(done)(std::move(s));
   impl->Propose(std::move(r), impl->MakeWaiter<etcdserverpb::TxnResponse>(std::move(done)));
 }
 
-void EtcdServer::Compact(const etcdserverpb::CompactionRequest& req,
+void EtcdServer::Compact(const auth::Credentials& caller,
+                         const etcdserverpb::CompactionRequest& req,
                          Done<etcdserverpb::CompactionResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   serverpb::InternalRaftRequest r;
   *r.mutable_compaction() = req;
-  if (auto s = impl->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = impl->StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
   const bool physical = req.physical();
   impl->Propose(std::move(r), [impl, physical, done = std::move(done)](Outcome o) mutable {
     if (!o.status.ok()) return std::move(done)(std::move(o.status));
@@ -179,13 +183,14 @@ void EtcdServer::Compact(const etcdserverpb::CompactionRequest& req,
   });
 }
 
-void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
+void EtcdServer::LeaseGrant(const auth::Credentials& caller,
+                            const etcdserverpb::LeaseGrantRequest& req,
                             Done<etcdserverpb::LeaseGrantResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_lease_grant() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
-  if (auto s = impl_->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = impl_->StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
   // etcd: the server picks a positive int63 ID when none is given; any
   // other ID, negative ones too, is the client's choice.
   while (r.lease_grant().id() == lease::kNoLease) {
@@ -197,12 +202,13 @@ void EtcdServer::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
                  impl_->MakeWaiter<etcdserverpb::LeaseGrantResponse>(std::move(done)));
 }
 
-void EtcdServer::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
+void EtcdServer::LeaseRevoke(const auth::Credentials& caller,
+                             const etcdserverpb::LeaseRevokeRequest& req,
                              Done<etcdserverpb::LeaseRevokeResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_lease_revoke() = req;
-  if (auto s = impl_->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = impl_->StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
   impl_->Propose(std::move(r),
                  impl_->MakeWaiter<etcdserverpb::LeaseRevokeResponse>(std::move(done)));
 }
@@ -242,32 +248,36 @@ void EtcdServer::MemberList(const etcdserverpb::MemberListRequest&,
   std::move(done)(std::move(resp));
 }
 
-void EtcdServer::MemberAdd(const etcdserverpb::MemberAddRequest& req,
+void EtcdServer::MemberAdd(const auth::Credentials& caller,
+                           const etcdserverpb::MemberAddRequest& req,
                            Done<etcdserverpb::MemberAddResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
-  if (auto s = AuthorizeAdmin(); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = AuthorizeAdmin(caller); !s.ok()) return std::move(done)(std::move(s));
   impl_->MemberAdd(req, std::move(done));
 }
-void EtcdServer::MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
+void EtcdServer::MemberRemove(const auth::Credentials& caller,
+                              const etcdserverpb::MemberRemoveRequest& req,
                               Done<etcdserverpb::MemberRemoveResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
-  if (auto s = AuthorizeAdmin(); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = AuthorizeAdmin(caller); !s.ok()) return std::move(done)(std::move(s));
   impl_->MemberRemove(req, std::move(done));
 }
-void EtcdServer::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req,
+void EtcdServer::MemberUpdate(const auth::Credentials& caller,
+                              const etcdserverpb::MemberUpdateRequest& req,
                               Done<etcdserverpb::MemberUpdateResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
-  if (auto s = AuthorizeAdmin(); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = AuthorizeAdmin(caller); !s.ok()) return std::move(done)(std::move(s));
   impl_->MemberUpdate(req, std::move(done));
 }
-void EtcdServer::MemberPromote(const etcdserverpb::MemberPromoteRequest& req,
+void EtcdServer::MemberPromote(const auth::Credentials& caller,
+                               const etcdserverpb::MemberPromoteRequest& req,
                                Done<etcdserverpb::MemberPromoteResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
-  if (auto s = AuthorizeAdmin(); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = AuthorizeAdmin(caller); !s.ok()) return std::move(done)(std::move(s));
   impl_->RoutePromote(req, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
 }
 
-void EtcdServer::Alarm(const etcdserverpb::AlarmRequest& req,
+void EtcdServer::Alarm(const auth::Credentials& caller, const etcdserverpb::AlarmRequest& req,
                        Done<etcdserverpb::AlarmResponse> done) {
   if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
@@ -275,7 +285,7 @@ void EtcdServer::Alarm(const etcdserverpb::AlarmRequest& req,
   // etcd 3.4 proposes every Alarm, GET too, with the caller's auth info: an
   // invalid token fails it (any valid caller may use it).
   serverpb::InternalRaftRequest r;
-  if (auto s = impl->StampCaller(&r); !s.ok()) return std::move(done)(std::move(s));
+  if (auto s = impl->StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
   if (req.action() == etcdserverpb::AlarmRequest::GET) {
     etcdserverpb::AlarmResponse resp;
     impl->FillHeaderImpl(resp.mutable_header(), true);

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "cppetcd/util/error.h"
+
 namespace cppetcd::server {
 namespace {
 
@@ -107,7 +109,7 @@ void EtcdServer::Impl::ReadLoop() {
     }
     // Each caller gets its own Status object: a shared error rep's refcount
     // would be touched from many threads inside uninstrumented abseil code.
-    for (auto& fn : batch) std::move(fn)(absl::Status(status.code(), status.message()));
+    for (auto& fn : batch) std::move(fn)(util::CopyStatus(status));
   }
   std::vector<ReadFn> rest;
   {

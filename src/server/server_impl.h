@@ -286,11 +286,11 @@ class EtcdServer::Impl final : public PeerHandler {
 
   // ---- auth (auth.cc)
   absl::Status OpenAuthStore();
-  // The caller of the current call (auth::CurrentCredentials on this
-  // thread): empty AuthInfo when none; ErrInvalidAuthToken for a bad token.
-  absl::StatusOr<auth::AuthInfo> CallerAuthInfo() const;
+  // The user `caller` (passed with the request) resolves to: empty
+  // AuthInfo when it carries nothing; ErrInvalidAuthToken for a bad token.
+  absl::StatusOr<auth::AuthInfo> CallerAuthInfo(const auth::Credentials& caller) const;
   // Stamps the caller into the request header; the caller's error if any.
-  absl::Status StampCaller(serverpb::InternalRaftRequest* r) const;
+  absl::Status StampCaller(const auth::Credentials& caller, serverpb::InternalRaftRequest* r) const;
   // Stamps user root at the current auth revision: the server's own
   // requests (lease expiry), as etcd's AuthStore.WithRoot.
   void StampRoot(serverpb::InternalRaftRequest* r) const;
@@ -300,7 +300,8 @@ class EtcdServer::Impl final : public PeerHandler {
   bool ApplyAuthRequest(storage::WriteTxn* btx, const raftpb::Entry& e,
                         const serverpb::InternalRaftRequest& req, Outcome* o);
   template <class Resp>
-  void ProposeAuth(serverpb::InternalRaftRequest r, Done<Resp> done);
+  void ProposeAuth(const auth::Credentials& caller, serverpb::InternalRaftRequest r,
+                   Done<Resp> done);
   void AuthenticateAttempt(etcdserverpb::AuthenticateRequest req, int attempts_left,
                            Done<etcdserverpb::AuthenticateResponse> done);
   // Waits until `index` is applied here, at most `timeout`; false if not.

@@ -13,13 +13,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cppetcd/util/crc32c.h"
+#include "cppetcd/util/error.h"
 #include "snappb/snap.pb.h"
 
 namespace cppetcd::snap {
 namespace {
 
 constexpr std::string_view kSuffix = ".snap";
-constexpr absl::string_view kNoSnapshotMessage = "snap: no available snapshot";
+constexpr std::string_view kNoSnapshotMessage = "snap: no available snapshot";
 
 // Parses `<term:016x>-<index:016x>.snap`.
 bool ParseSnapName(std::string_view name, uint64_t* term, uint64_t* index) {
@@ -35,9 +36,12 @@ bool ParseSnapName(std::string_view name, uint64_t* term, uint64_t* index) {
 
 }  // namespace
 
-absl::Status ErrNoSnapshot() { return absl::NotFoundError(kNoSnapshotMessage); }
+absl::Status ErrNoSnapshot() {
+  return util::MakeError(absl::StatusCode::kNotFound, util::ErrorCode::kNoSnapshot,
+                         kNoSnapshotMessage);
+}
 bool IsNoSnapshot(const absl::Status& status) {
-  return absl::IsNotFound(status) && status.message() == kNoSnapshotMessage;
+  return util::HasErrorCode(status, util::ErrorCode::kNoSnapshot);
 }
 
 std::string SnapFileName(uint64_t term, uint64_t index) { return absl::StrFormat("%016x-%016x.snap", term, index); }

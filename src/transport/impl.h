@@ -36,6 +36,10 @@ inline constexpr char kFromKey[] = "cppetcd-from";
 // the sender counts the stream as connected only after seeing it.
 inline constexpr char kAcceptedKey[] = "cppetcd-accepted";
 
+// The one conversion of errors between members: code, message and the
+// absl::Status payloads (the typed error code, util/error.h) travel as gRPC
+// status details (peerpb::StatusDetails), so a member's error keeps its type
+// across the hop. A status from a peer without details stays untyped.
 absl::Status FromGrpc(const grpc::Status& s);
 grpc::Status ToGrpc(const absl::Status& s);
 

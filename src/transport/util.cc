@@ -78,12 +78,33 @@ absl::StatusOr<PeerUrl> ParsePeerUrl(const std::string& url) {
 
 absl::Status FromGrpc(const grpc::Status& s) {
   if (s.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  absl::Status out(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+  // Details a peer could not have sent (garbage, or from another program)
+  // leave the error untyped.
+  peerpb::StatusDetails details;
+  if (!s.error_details().empty() && details.ParseFromString(s.error_details())) {
+    for (const peerpb::StatusPayload& p : details.details()) {
+      out.SetPayload(p.type_url(), absl::Cord(p.value()));
+    }
+  }
+  return out;
 }
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  peerpb::StatusDetails details;
+  s.ForEachPayload([&details](absl::string_view url, const absl::Cord& payload) {
+    peerpb::StatusPayload* p = details.add_details();
+    p->set_type_url(std::string(url));
+    p->set_value(std::string(payload));
+  });
+  if (details.details_size() == 0) {
+    return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  }
+  details.set_code(static_cast<int32_t>(s.code()));
+  details.set_message(std::string(s.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()),
+                      details.SerializeAsString());
 }
 
 bool RateLimiter::Allow(const std::string& key) {

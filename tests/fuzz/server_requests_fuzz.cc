@@ -63,27 +63,43 @@ absl::StatusOr<Resp> Call(const std::function<void(server::Done<Resp>)>& fn, std
   return f.get();
 }
 
-// Parses the payload as Req and calls (server->*method)(req, done).
+// Parses the payload as Req and calls (server->*method)(caller, req, done).
 template <class Req, class Resp>
-void Do(void (server::EtcdServer::*method)(const Req&, server::Done<Resp>), std::string_view payload,
-        std::string_view what) {
+void Do(const auth::Credentials& caller,
+        void (server::EtcdServer::*method)(const auth::Credentials&, const Req&,
+                                           server::Done<Resp>),
+        std::string_view payload, std::string_view what) {
+  Req req;
+  if (!req.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
+  server::EtcdServer* s = Server();
+  (void)Call<Resp>([&](server::Done<Resp> d) { (s->*method)(caller, req, std::move(d)); }, what);
+}
+
+// The same for calls the server does not check against a caller.
+template <class Req, class Resp>
+void Do(const auth::Credentials& /*caller*/,
+        void (server::EtcdServer::*method)(const Req&, server::Done<Resp>),
+        std::string_view payload, std::string_view what) {
   Req req;
   if (!req.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
   server::EtcdServer* s = Server();
   (void)Call<Resp>([&](server::Done<Resp> d) { (s->*method)(req, std::move(d)); }, what);
 }
 
-void RunOp(uint8_t kind, std::string_view payload) {
+// Root by its TLS client CN (ops with the high bit set and the final check).
+const auth::Credentials kRoot{std::nullopt, std::string("root")};
+
+void RunOp(uint8_t kind, std::string_view payload, const auth::Credentials& caller) {
   server::EtcdServer* s = Server();
   using S = server::EtcdServer;
   switch ((kind & 0x7f) % 38) {
-    case 0: return Do(&S::Range, payload, "Range");
-    case 1: return Do(&S::Put, payload, "Put");
-    case 2: return Do(&S::DeleteRange, payload, "DeleteRange");
-    case 3: return Do(&S::Txn, payload, "Txn");
-    case 4: return Do(&S::Compact, payload, "Compact");
-    case 5: return Do(&S::LeaseGrant, payload, "LeaseGrant");
-    case 6: return Do(&S::LeaseRevoke, payload, "LeaseRevoke");
+    case 0: return Do(caller, &S::Range, payload, "Range");
+    case 1: return Do(caller, &S::Put, payload, "Put");
+    case 2: return Do(caller, &S::DeleteRange, payload, "DeleteRange");
+    case 3: return Do(caller, &S::Txn, payload, "Txn");
+    case 4: return Do(caller, &S::Compact, payload, "Compact");
+    case 5: return Do(caller, &S::LeaseGrant, payload, "LeaseGrant");
+    case 6: return Do(caller, &S::LeaseRevoke, payload, "LeaseRevoke");
     case 7: {
       std::string_view in = payload;
       const int64_t id = fuzz::TakeInt<int64_t>(&in);
@@ -91,38 +107,38 @@ void RunOp(uint8_t kind, std::string_view payload) {
                           "LeaseRenew");
       return;
     }
-    case 8: return Do(&S::LeaseTimeToLive, payload, "LeaseTimeToLive");
-    case 9: return Do(&S::LeaseLeases, payload, "LeaseLeases");
-    case 10: return Do(&S::Alarm, payload, "Alarm");
-    case 11: return Do(&S::Status, payload, "Status");
-    case 12: return Do(&S::HashKV, payload, "HashKV");
-    case 13: return Do(&S::Hash, payload, "Hash");
-    case 14: return Do(&S::MoveLeader, payload, "MoveLeader");
-    case 15: return Do(&S::AuthEnable, payload, "AuthEnable");
-    case 16: return Do(&S::AuthDisable, payload, "AuthDisable");
-    case 17: return Do(&S::Authenticate, payload, "Authenticate");
-    case 18: return Do(&S::UserAdd, payload, "UserAdd");
-    case 19: return Do(&S::UserGet, payload, "UserGet");
-    case 20: return Do(&S::UserList, payload, "UserList");
-    case 21: return Do(&S::UserDelete, payload, "UserDelete");
-    case 22: return Do(&S::UserChangePassword, payload, "UserChangePassword");
-    case 23: return Do(&S::UserGrantRole, payload, "UserGrantRole");
-    case 24: return Do(&S::UserRevokeRole, payload, "UserRevokeRole");
-    case 25: return Do(&S::RoleAdd, payload, "RoleAdd");
-    case 26: return Do(&S::RoleGet, payload, "RoleGet");
-    case 27: return Do(&S::RoleList, payload, "RoleList");
-    case 28: return Do(&S::RoleDelete, payload, "RoleDelete");
-    case 29: return Do(&S::RoleGrantPermission, payload, "RoleGrantPermission");
-    case 30: return Do(&S::RoleRevokePermission, payload, "RoleRevokePermission");
-    case 31: return Do(&S::MemberAdd, payload, "MemberAdd");
-    case 32: return Do(&S::MemberRemove, payload, "MemberRemove");
-    case 33: return Do(&S::MemberUpdate, payload, "MemberUpdate");
-    case 34: return Do(&S::MemberPromote, payload, "MemberPromote");
-    case 35: return Do(&S::MemberList, payload, "MemberList");
+    case 8: return Do(caller, &S::LeaseTimeToLive, payload, "LeaseTimeToLive");
+    case 9: return Do(caller, &S::LeaseLeases, payload, "LeaseLeases");
+    case 10: return Do(caller, &S::Alarm, payload, "Alarm");
+    case 11: return Do(caller, &S::Status, payload, "Status");
+    case 12: return Do(caller, &S::HashKV, payload, "HashKV");
+    case 13: return Do(caller, &S::Hash, payload, "Hash");
+    case 14: return Do(caller, &S::MoveLeader, payload, "MoveLeader");
+    case 15: return Do(caller, &S::AuthEnable, payload, "AuthEnable");
+    case 16: return Do(caller, &S::AuthDisable, payload, "AuthDisable");
+    case 17: return Do(caller, &S::Authenticate, payload, "Authenticate");
+    case 18: return Do(caller, &S::UserAdd, payload, "UserAdd");
+    case 19: return Do(caller, &S::UserGet, payload, "UserGet");
+    case 20: return Do(caller, &S::UserList, payload, "UserList");
+    case 21: return Do(caller, &S::UserDelete, payload, "UserDelete");
+    case 22: return Do(caller, &S::UserChangePassword, payload, "UserChangePassword");
+    case 23: return Do(caller, &S::UserGrantRole, payload, "UserGrantRole");
+    case 24: return Do(caller, &S::UserRevokeRole, payload, "UserRevokeRole");
+    case 25: return Do(caller, &S::RoleAdd, payload, "RoleAdd");
+    case 26: return Do(caller, &S::RoleGet, payload, "RoleGet");
+    case 27: return Do(caller, &S::RoleList, payload, "RoleList");
+    case 28: return Do(caller, &S::RoleDelete, payload, "RoleDelete");
+    case 29: return Do(caller, &S::RoleGrantPermission, payload, "RoleGrantPermission");
+    case 30: return Do(caller, &S::RoleRevokePermission, payload, "RoleRevokePermission");
+    case 31: return Do(caller, &S::MemberAdd, payload, "MemberAdd");
+    case 32: return Do(caller, &S::MemberRemove, payload, "MemberRemove");
+    case 33: return Do(caller, &S::MemberUpdate, payload, "MemberUpdate");
+    case 34: return Do(caller, &S::MemberPromote, payload, "MemberPromote");
+    case 35: return Do(caller, &S::MemberList, payload, "MemberList");
     case 36: {
       WatchCreateRequest req;
       if (!req.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return;
-      if (absl::Status a = s->AuthorizeRange(req.key(), req.range_end()); !a.ok()) return;
+      if (absl::Status a = s->AuthorizeRange(caller, req.key(), req.range_end()); !a.ok()) return;
       auto ws = s->Watchable()->NewWatchStream([] {});
       bool no_put = false, no_delete = false;
       for (int f : req.filters()) {
@@ -134,19 +150,18 @@ void RunOp(uint8_t kind, std::string_view payload) {
       if (id.ok()) (void)ws->Cancel(*id);
       return;
     }
-    default: return Do(&S::Defragment, payload, "Defragment");
+    default: return Do(caller, &S::Defragment, payload, "Defragment");
   }
 }
 
 // The member keeps serving: a fresh value is written and read back.
 void CheckServing() {
   server::EtcdServer* s = Server();
-  auth::ScopedCredentials root(auth::Credentials{std::nullopt, std::string("root")});
   auto alarms = Call<AlarmResponse>(
       [&](server::Done<AlarmResponse> d) {
         AlarmRequest req;
         req.set_action(AlarmRequest::GET);
-        s->Alarm(req, std::move(d));
+        s->Alarm(kRoot, req, std::move(d));
       },
       "Alarm GET");
   FUZZ_CHECK(alarms.ok(), "alarm list: " + alarms.status().ToString());
@@ -155,8 +170,9 @@ void CheckServing() {
     req.set_action(AlarmRequest::DEACTIVATE);
     req.set_memberid(a.memberid());
     req.set_alarm(a.alarm());
-    auto r = Call<AlarmResponse>([&](server::Done<AlarmResponse> d) { s->Alarm(req, std::move(d)); },
-                                 "Alarm DEACTIVATE");
+    auto r = Call<AlarmResponse>(
+        [&](server::Done<AlarmResponse> d) { s->Alarm(kRoot, req, std::move(d)); },
+        "Alarm DEACTIVATE");
     FUZZ_CHECK(r.ok(), "alarm deactivate: " + r.status().ToString());
   }
   static uint64_t n = 0;
@@ -164,12 +180,14 @@ void CheckServing() {
   PutRequest put;
   put.set_key("fuzz/serving");
   put.set_value(value);
-  auto p = Call<PutResponse>([&](server::Done<PutResponse> d) { s->Put(put, std::move(d)); }, "Put");
+  auto p = Call<PutResponse>(
+      [&](server::Done<PutResponse> d) { s->Put(kRoot, put, std::move(d)); }, "Put");
   FUZZ_CHECK(p.ok(), "the member stopped serving writes: " + p.status().ToString());
   RangeRequest get;
   get.set_key("fuzz/serving");
-  auto g = Call<RangeResponse>([&](server::Done<RangeResponse> d) { s->Range(get, std::move(d)); },
-                               "Range");
+  auto g = Call<RangeResponse>(
+      [&](server::Done<RangeResponse> d) { s->Range(kRoot, get, std::move(d)); },
+      "Range");
   FUZZ_CHECK(g.ok(), "the member stopped serving reads: " + g.status().ToString());
   FUZZ_CHECK(g->kvs_size() == 1 && g->kvs(0).value() == value, "read back another value");
 }
@@ -183,12 +201,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t len = std::min<size_t>(fuzz::TakeInt<uint16_t>(&in), in.size());
     const std::string_view payload = in.substr(0, len);
     in.remove_prefix(len);
-    if ((kind & 0x80) != 0) {
-      auth::ScopedCredentials root(auth::Credentials{std::nullopt, std::string("root")});
-      RunOp(kind, payload);
-    } else {
-      RunOp(kind, payload);
-    }
+    RunOp(kind, payload, (kind & 0x80) != 0 ? kRoot : auth::kNoCredentials);
   }
   CheckServing();
   return 0;

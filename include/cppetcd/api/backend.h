@@ -16,6 +16,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cppetcd/auth/credentials.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "mvccpb/kv.pb.h"
 
@@ -64,24 +65,30 @@ class WatchStreamBackend {
 
 // The server as the gRPC layer sees it. Thread-safe. Every call with a Done
 // completes it exactly once; errors are the modules' absl::Status values,
-// mapped to gRPC by api::ToGrpcStatus. Defaults answer Unimplemented.
+// mapped to gRPC by api::ToGrpcStatus. Defaults answer Unimplemented. Calls
+// the server checks against the client take `caller`: the credentials the
+// call carried (api::CallCredentials: metadata "token" or "authorization",
+// TLS client CN), passed with the request rather than kept in thread state.
 class ServerBackend {
  public:
   virtual ~ServerBackend() = default;
 
   // etcd v3 KV.
-  virtual void Range(const etcdserverpb::RangeRequest&, Done<etcdserverpb::RangeResponse>) = 0;
-  virtual void Put(const etcdserverpb::PutRequest&, Done<etcdserverpb::PutResponse>) = 0;
-  virtual void DeleteRange(const etcdserverpb::DeleteRangeRequest&,
+  virtual void Range(const auth::Credentials& caller,
+                     const etcdserverpb::RangeRequest&, Done<etcdserverpb::RangeResponse>) = 0;
+  virtual void Put(const auth::Credentials& caller,
+                   const etcdserverpb::PutRequest&, Done<etcdserverpb::PutResponse>) = 0;
+  virtual void DeleteRange(const auth::Credentials& caller, const etcdserverpb::DeleteRangeRequest&,
                            Done<etcdserverpb::DeleteRangeResponse>) = 0;
-  virtual void Txn(const etcdserverpb::TxnRequest&, Done<etcdserverpb::TxnResponse>) = 0;
-  virtual void Compact(const etcdserverpb::CompactionRequest&,
+  virtual void Txn(const auth::Credentials& caller,
+                   const etcdserverpb::TxnRequest&, Done<etcdserverpb::TxnResponse>) = 0;
+  virtual void Compact(const auth::Credentials& caller, const etcdserverpb::CompactionRequest&,
                        Done<etcdserverpb::CompactionResponse>) = 0;
 
   // etcd v3 Lease. LeaseRenew completes with the new TTL in seconds.
-  virtual void LeaseGrant(const etcdserverpb::LeaseGrantRequest&,
+  virtual void LeaseGrant(const auth::Credentials& caller, const etcdserverpb::LeaseGrantRequest&,
                           Done<etcdserverpb::LeaseGrantResponse>) = 0;
-  virtual void LeaseRevoke(const etcdserverpb::LeaseRevokeRequest&,
+  virtual void LeaseRevoke(const auth::Credentials& caller, const etcdserverpb::LeaseRevokeRequest&,
                            Done<etcdserverpb::LeaseRevokeResponse>) = 0;
   virtual void LeaseRenew(int64_t id, Done<int64_t> ttl_seconds) = 0;
   virtual void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest&,
@@ -93,7 +100,8 @@ class ServerBackend {
   virtual void MemberList(const etcdserverpb::MemberListRequest&,
                           Done<etcdserverpb::MemberListResponse>) = 0;
   virtual void Status(const etcdserverpb::StatusRequest&, Done<etcdserverpb::StatusResponse>) = 0;
-  virtual void Alarm(const etcdserverpb::AlarmRequest&, Done<etcdserverpb::AlarmResponse> done) {
+  virtual void Alarm(const auth::Credentials& caller,
+                     const etcdserverpb::AlarmRequest&, Done<etcdserverpb::AlarmResponse> done) {
     std::move(done)(absl::UnimplementedError("Alarm"));
   }
   virtual void HashKV(const etcdserverpb::HashKVRequest&, Done<etcdserverpb::HashKVResponse> done) {
@@ -111,37 +119,38 @@ class ServerBackend {
                           Done<etcdserverpb::MoveLeaderResponse> done) {
     std::move(done)(absl::UnimplementedError("MoveLeader"));
   }
-  virtual void MemberAdd(const etcdserverpb::MemberAddRequest&,
+  virtual void MemberAdd(const auth::Credentials& caller, const etcdserverpb::MemberAddRequest&,
                          Done<etcdserverpb::MemberAddResponse> done) {
     std::move(done)(absl::UnimplementedError("MemberAdd"));
   }
-  virtual void MemberRemove(const etcdserverpb::MemberRemoveRequest&,
+  virtual void MemberRemove(const auth::Credentials& caller,
+                            const etcdserverpb::MemberRemoveRequest&,
                             Done<etcdserverpb::MemberRemoveResponse> done) {
     std::move(done)(absl::UnimplementedError("MemberRemove"));
   }
-  virtual void MemberUpdate(const etcdserverpb::MemberUpdateRequest&,
+  virtual void MemberUpdate(const auth::Credentials& caller,
+                            const etcdserverpb::MemberUpdateRequest&,
                             Done<etcdserverpb::MemberUpdateResponse> done) {
     std::move(done)(absl::UnimplementedError("MemberUpdate"));
   }
-  virtual void MemberPromote(const etcdserverpb::MemberPromoteRequest&,
+  virtual void MemberPromote(const auth::Credentials& caller,
+                             const etcdserverpb::MemberPromoteRequest&,
                              Done<etcdserverpb::MemberPromoteResponse> done) {
     std::move(done)(absl::UnimplementedError("MemberPromote"));
   }
 
-  // etcd v3 Auth. The caller's credentials reach the server through
-  // auth::ScopedCredentials (cppetcd/auth/credentials.h): every service
-  // opens one (token from metadata "token" or "authorization", TLS client
-  // CN) around its synchronous call into the backend, and the server reads
-  // them on entry for every call here (KV, lease, cluster, auth).
-  // AuthorizeAdmin / AuthorizeRange check the current caller for the api's
-  // own gates (Maintenance needs role root; Watch needs read permission).
-  virtual absl::Status AuthorizeAdmin() { return absl::OkStatus(); }
-  virtual absl::Status AuthorizeRange(const std::string& key, const std::string& range_end) {
+  // etcd v3 Auth. AuthorizeAdmin / AuthorizeRange check `caller` for the
+  // api's own gates (Maintenance needs role root; Watch needs read
+  // permission).
+  virtual absl::Status AuthorizeAdmin(const auth::Credentials& caller) { return absl::OkStatus(); }
+  virtual absl::Status AuthorizeRange(const auth::Credentials& caller, const std::string& key,
+                                      const std::string& range_end) {
     return absl::OkStatus();
   }
-#define CPPETCD_API_AUTH_CALL(Method, Req, Resp)                                  \
-  virtual void Method(const etcdserverpb::Req&, Done<etcdserverpb::Resp> done) { \
-    std::move(done)(absl::UnimplementedError(#Method));                          \
+#define CPPETCD_API_AUTH_CALL(Method, Req, Resp)                                          \
+  virtual void Method(const auth::Credentials& caller, const etcdserverpb::Req&,         \
+                      Done<etcdserverpb::Resp> done) {                                    \
+    std::move(done)(absl::UnimplementedError(#Method));                                  \
   }
   CPPETCD_API_AUTH_CALL(AuthEnable, AuthEnableRequest, AuthEnableResponse)
   CPPETCD_API_AUTH_CALL(AuthDisable, AuthDisableRequest, AuthDisableResponse)

@@ -1,36 +1,40 @@
-// The one table that turns the modules' absl::Status errors into the gRPC
+// The one mapping from the modules' typed errors (util/error.h) to the gRPC
 // status etcd 3.4 sends (code and exact message). etcdctl and the client
 // libraries recognise errors by these texts, so they must match
-// etcdserver/api/v3rpc/rpctypes byte for byte.
+// etcdserver/api/v3rpc/rpctypes byte for byte. Only the typed code decides:
+// a status without one passes through whatever its message says.
 #ifndef CPPETCD_API_ERRORS_H_
 #define CPPETCD_API_ERRORS_H_
 
+#include <optional>
 #include <string_view>
 #include <vector>
 
 #include <grpcpp/support/status.h>
 
 #include "absl/status/status.h"
+#include "cppetcd/util/error.h"
 
 namespace cppetcd::api {
 
-// One row of the table: an internal error (recognised by its message, which
-// the modules keep equal to etcd's Go error text, e.g. "mvcc: required
-// revision has been compacted") and the gRPC status etcd answers with.
+// etcd's gRPC answer to one typed error.
 struct ErrorMapping {
-  std::string_view internal_message;
+  util::ErrorCode error;
   grpc::StatusCode code;
-  std::string_view grpc_message;
+  std::string_view grpc_message;  // starts with "etcdserver: "
 };
 
-// The whole table, for tests and documentation.
+// etcd's answer to `error`, or nullopt for codes etcd has no gRPC error for
+// (raft, snap, watch internals, kNoPasswordUser, ...): those pass through.
+std::optional<ErrorMapping> EtcdGrpcError(util::ErrorCode error);
+
+// Every code that has an answer, in util::AllErrorCodes() order (tests and
+// documentation).
 const std::vector<ErrorMapping>& ErrorTable();
 
-// Maps an error to etcd's gRPC status. A status whose message is an
-// internal message of the table, or already one of etcd's gRPC messages, gets
-// that row's code and message; Cancelled/DeadlineExceeded keep their code;
-// anything else keeps its code number (absl and gRPC share them) and message.
-// OK maps to OK.
+// Maps an error to etcd's gRPC status: a typed error with an etcd answer gets
+// that answer; anything else keeps its code number (absl and gRPC share
+// them) and message. OK maps to OK.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // Statuses the api layer produces itself.

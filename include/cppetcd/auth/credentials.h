@@ -1,10 +1,8 @@
-// The credentials a client call arrived with, handed from the gRPC services
-// (api) to the server without changing every request signature: the service
-// opens a ScopedCredentials around its synchronous call into the server,
-// and the server reads CurrentCredentials() on entry, before any hop to
-// another thread (the Go analogue is etcd's per-call context metadata).
-//
-// Thread-safety: the current credentials are per thread.
+// The credentials a client call arrived with. The gRPC services (api) read
+// them from the call (api::CallCredentials) and pass them with every request
+// to the server, which resolves them to a user on entry (the Go analogue is
+// etcd's per-call context). Values, not thread state: a request keeps its
+// caller whatever thread serves it.
 #ifndef CPPETCD_AUTH_CREDENTIALS_H_
 #define CPPETCD_AUTH_CREDENTIALS_H_
 
@@ -21,22 +19,9 @@ struct Credentials {
   std::optional<std::string> common_name;
 };
 
-// Makes `creds` the current thread's credentials until destroyed (nests).
-class ScopedCredentials {
- public:
-  explicit ScopedCredentials(Credentials creds);
-  ~ScopedCredentials();
-  ScopedCredentials(const ScopedCredentials&) = delete;
-  ScopedCredentials& operator=(const ScopedCredentials&) = delete;
-
- private:
-  Credentials creds_;
-  const Credentials* prev_;
-};
-
-// The innermost ScopedCredentials of this thread, or null (no call context:
-// internal requests, which the server treats as carrying no credentials).
-const Credentials* CurrentCredentials();
+// No credentials: the server's own requests and callers without token or
+// certificate (with auth enabled such a caller is nobody: ErrUserEmpty).
+inline const Credentials kNoCredentials{};
 
 }  // namespace cppetcd::auth
 

@@ -1,5 +1,6 @@
-// Errors of the auth module. Each message is etcd 3.4's auth package text
-// (auth/store.go); api/errors.cc maps it to etcd's gRPC status (code and
+// Errors of the auth module. Each carries a typed code (util/error.h), which
+// the predicates below test, and etcd 3.4's auth package text (auth/store.go)
+// for display; api/errors.cc maps the code to etcd's gRPC status (code and
 // "etcdserver: ..." message) that etcdctl and the client libraries match.
 #ifndef CPPETCD_AUTH_ERRORS_H_
 #define CPPETCD_AUTH_ERRORS_H_
@@ -37,6 +38,8 @@ bool IsInvalidAuthToken(const absl::Status& s);
 bool IsAuthOldRevision(const absl::Status& s);
 bool IsUserEmpty(const absl::Status& s);
 bool IsAuthNotEnabled(const absl::Status& s);
+// Any of the errors above (etcd: an error of the auth package).
+bool IsAuthError(const absl::Status& s);
 
 }  // namespace cppetcd::auth
 

@@ -144,7 +144,8 @@ struct ParseResult {
 // ("KEY=VALUE" strings). InvalidArgument with etcd's wording
 // ("flag provided but not defined: -foo", "invalid value \"abc\" for flag
 // -heartbeat-interval: parse error") for bad input: main prints it with the
-// usage and exits 2. The result is finalized (see Finalize).
+// usage and exits 2; an unknown flag's error has util::ErrorCode::
+// kFlagNotDefined. The result is finalized (see Finalize).
 absl::StatusOr<ParseResult> ParseCommandLine(const std::vector<std::string>& args,
                                              const std::vector<std::string>& environ);
 

@@ -45,8 +45,9 @@ inline constexpr std::chrono::seconds kExpiredLeaseRetryInterval{3};
 // more than 3/4 of this many expire in any one second (etcd leaseRevokeRate).
 inline constexpr int kLeaseRevokeRate = 1000;
 
-// Errors, with etcd's lease package texts. The api maps them to etcd's gRPC
-// errors ("etcdserver: requested lease not found", ...).
+// Errors, with etcd's lease package texts and a typed code (util/error.h)
+// that the predicates test. The api maps them to etcd's gRPC errors
+// ("etcdserver: requested lease not found", ...).
 absl::Status ErrLeaseNotFound();     // NotFound "lease not found"
 absl::Status ErrLeaseExists();       // AlreadyExists "lease already exists"
 absl::Status ErrLeaseTTLTooLarge();  // OutOfRange "too large lease TTL"

@@ -1,5 +1,6 @@
-// The mvcc module's errors. The api layer maps them to gRPC codes and adds
-// etcd's "etcdserver: " prefix.
+// The mvcc module's errors, typed (util/error.h): the predicates test the
+// code, never the text. The api layer maps them to gRPC codes and etcd's
+// "etcdserver: ..." messages.
 #ifndef CPPETCD_MVCC_ERRORS_H_
 #define CPPETCD_MVCC_ERRORS_H_
 

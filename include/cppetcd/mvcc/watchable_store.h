@@ -52,7 +52,8 @@ class Store;
 // response (RequestProgressAll) and of a failed create.
 inline constexpr int64_t kInvalidWatchId = -1;
 
-// Errors of the watch API, with etcd's messages (mvcc/watcher.go).
+// Errors of the watch API, with etcd's messages (mvcc/watcher.go), typed
+// (util/error.h): the predicates test the code, never the text.
 // NotFound "mvcc: watcher does not exist" (Cancel of an unknown id).
 absl::Status ErrWatcherNotExist();
 bool IsWatcherNotExist(const absl::Status& s);

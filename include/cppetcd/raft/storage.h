@@ -26,7 +26,8 @@ namespace cppetcd::raft {
 
 inline constexpr uint64_t kNoLimit = std::numeric_limits<uint64_t>::max();
 
-// Errors. Each has a constructor and a predicate; messages follow etcd raft.
+// Errors. Each has a constructor and a predicate, which tests the typed code
+// (util/error.h), never the text; messages follow etcd raft.
 // ErrCompacted: the requested index is below FirstIndex (compacted away).
 absl::Status ErrCompacted();
 bool IsCompacted(const absl::Status& s);

@@ -1,7 +1,6 @@
 // Errors of the server module (etcd 3.4 etcdserver / rpctypes). Each status
-// carries etcd's exact client-visible message and the absl code matching the
-// gRPC code etcd returns, so the api layer's table can map them by predicate
-// or simply pass code and message through.
+// carries a typed code (util/error.h), which the predicates test and the api
+// layer maps to etcd's gRPC status; the message (etcd's text) is for display.
 #ifndef CPPETCD_SERVER_ERRORS_H_
 #define CPPETCD_SERVER_ERRORS_H_
 
@@ -41,6 +40,13 @@ bool IsStopped(const absl::Status& s);
 absl::Status ErrTimeout();
 bool IsTimeout(const absl::Status& s);
 
+// Unavailable "etcdserver: request timed out, possibly due to previous
+// leader failure" / "..., possibly due to connection lost" / "..., waiting
+// for the applied index took too long" (etcd's variants of ErrTimeout).
+absl::Status ErrTimeoutDueToLeaderFail();
+absl::Status ErrTimeoutDueToConnectionLost();
+absl::Status ErrTimeoutWaitAppliedIndex();
+
 // Unavailable "etcdserver: leader changed".
 absl::Status ErrLeaderChanged();
 bool IsLeaderChanged(const absl::Status& s);
@@ -62,8 +68,8 @@ absl::Status ErrBadLeaderTransferee();
 bool IsBadLeaderTransferee(const absl::Status& s);
 
 // ---- Membership and leadership (etcd 3.4 etcdserver/errors.go,
-// membership/errors.go). Raised with etcd's internal text; the api table
-// maps them to etcd's gRPC answer.
+// membership/errors.go). Raised with etcd's internal text; the api maps
+// their codes to etcd's gRPC answer.
 
 // FailedPrecondition "etcdserver: not leader".
 absl::Status ErrNotLeader();

@@ -29,6 +29,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cppetcd/auth/credentials.h"
 #include "cppetcd/server/errors.h"
 #include "cppetcd/server/transport.h"
 #include "cppetcd/util/clock.h"
@@ -216,26 +217,30 @@ class EtcdServer {
 
   // ---- KV (etcd v3 API). Errors: see errors.h and mvcc::ErrCompacted/ErrFutureRev,
   // validation errors from validate.h, ErrNoSpace for writes under NOSPACE.
+  // `caller`: the client's credentials, checked as described under Auth.
 
   // Range: serializable → served at once from the local store; otherwise
   // linearizable through ReadIndex. Served off the raft/apply threads.
-  void Range(const etcdserverpb::RangeRequest& req, Done<etcdserverpb::RangeResponse> done);
-  void Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done);
-  void DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
+  void Range(const auth::Credentials& caller,
+             const etcdserverpb::RangeRequest& req, Done<etcdserverpb::RangeResponse> done);
+  void Put(const auth::Credentials& caller,
+           const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done);
+  void DeleteRange(const auth::Credentials& caller, const etcdserverpb::DeleteRangeRequest& req,
                    Done<etcdserverpb::DeleteRangeResponse> done);
   // A read-only txn is served as a read (linearizable unless every range in
   // it is serializable); other txns go through raft.
-  void Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done);
+  void Txn(const auth::Credentials& caller,
+           const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done);
   // physical=true: the reply waits until the compaction is on disk.
-  void Compact(const etcdserverpb::CompactionRequest& req,
+  void Compact(const auth::Credentials& caller, const etcdserverpb::CompactionRequest& req,
                Done<etcdserverpb::CompactionResponse> done);
 
   // ---- Lease.
   // ID 0: the server picks a random positive unique ID. TTL below the
   // minimum (ceil(1.5 * election timeout) seconds) is raised to it.
-  void LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
+  void LeaseGrant(const auth::Credentials& caller, const etcdserverpb::LeaseGrantRequest& req,
                   Done<etcdserverpb::LeaseGrantResponse> done);
-  void LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
+  void LeaseRevoke(const auth::Credentials& caller, const etcdserverpb::LeaseRevokeRequest& req,
                    Done<etcdserverpb::LeaseRevokeResponse> done);
   // Keep-alive of lease `id`: the new TTL in seconds, or lease::ErrLeaseNotFound.
   // Answered by the leader (single node: locally).
@@ -258,19 +263,20 @@ class EtcdServer {
   // errors: ErrInvalidPeerUrls, ErrPeerUrlExists, ErrMemberNotFound,
   // ErrIdRemoved, ErrMemberNotLearner, ErrTimeout. Promote is decided by
   // the leader (forwarded by followers).
-  void MemberAdd(const etcdserverpb::MemberAddRequest& req,
+  void MemberAdd(const auth::Credentials& caller, const etcdserverpb::MemberAddRequest& req,
                  Done<etcdserverpb::MemberAddResponse> done);
-  void MemberRemove(const etcdserverpb::MemberRemoveRequest& req,
+  void MemberRemove(const auth::Credentials& caller, const etcdserverpb::MemberRemoveRequest& req,
                     Done<etcdserverpb::MemberRemoveResponse> done);
-  void MemberUpdate(const etcdserverpb::MemberUpdateRequest& req,
+  void MemberUpdate(const auth::Credentials& caller, const etcdserverpb::MemberUpdateRequest& req,
                     Done<etcdserverpb::MemberUpdateResponse> done);
-  void MemberPromote(const etcdserverpb::MemberPromoteRequest& req,
+  void MemberPromote(const auth::Credentials& caller, const etcdserverpb::MemberPromoteRequest& req,
                      Done<etcdserverpb::MemberPromoteResponse> done);
 
   // ---- Maintenance.
   // GET lists alarms; ACTIVATE/DEACTIVATE go through raft and persist in the
   // alarm bucket. Deactivating NOSPACE re-enables writes.
-  void Alarm(const etcdserverpb::AlarmRequest& req, Done<etcdserverpb::AlarmResponse> done);
+  void Alarm(const auth::Credentials& caller,
+             const etcdserverpb::AlarmRequest& req, Done<etcdserverpb::AlarmResponse> done);
   void Status(const etcdserverpb::StatusRequest& req, Done<etcdserverpb::StatusResponse> done);
   // HashKV of the store at `revision` (0: current).
   void HashKV(const etcdserverpb::HashKVRequest& req, Done<etcdserverpb::HashKVResponse> done);
@@ -304,55 +310,63 @@ class EtcdServer {
   absl::Status SnapshotBackend(int fd, SnapshotFormat format = SnapshotFormat::kEtcdBbolt);
 
   // ---- Auth (etcd 3.4 Auth service and the checks of auth/store.go).
-  // The caller of every method of this class is taken from
-  // auth::CurrentCredentials() on entry (auth/credentials.h): a token
-  // (invalid or expired: "auth: invalid auth token"), else a TLS client
-  // certificate's CN, else nobody (with auth enabled: ErrUserEmpty).
+  // Every method taking `caller` (auth/credentials.h: what the client call
+  // carried, auth::kNoCredentials for none) checks that caller, resolved on
+  // entry: a token (invalid or expired: "auth: invalid auth token"), else a
+  // TLS client certificate's CN, else nobody (with auth enabled:
+  // ErrUserEmpty). The identity is a value carried with the request, so any
+  // thread may serve it.
   // KV reads are checked at once; writes carry the user and auth revision
   // in the raft request header and are checked again at apply, so every
   // member decides alike (stale: ErrAuthOldRevision). Admin calls need
   // role root. Errors are auth/errors.h's.
-  void AuthEnable(const etcdserverpb::AuthEnableRequest& req,
+  void AuthEnable(const auth::Credentials& caller, const etcdserverpb::AuthEnableRequest& req,
                   Done<etcdserverpb::AuthEnableResponse> done);
-  void AuthDisable(const etcdserverpb::AuthDisableRequest& req,
+  void AuthDisable(const auth::Credentials& caller, const etcdserverpb::AuthDisableRequest& req,
                    Done<etcdserverpb::AuthDisableResponse> done);
   // Checks the password here (bcrypt, on the calling thread), then proposes
   // the token's creation so that every member knows a simple token.
-  void Authenticate(const etcdserverpb::AuthenticateRequest& req,
+  void Authenticate(const auth::Credentials& caller, const etcdserverpb::AuthenticateRequest& req,
                     Done<etcdserverpb::AuthenticateResponse> done);
   // Passwords are hashed here (bcrypt at --bcrypt-cost, on the calling
   // thread): raft entries carry the hash, never the clear text.
-  void UserAdd(const etcdserverpb::AuthUserAddRequest& req,
+  void UserAdd(const auth::Credentials& caller, const etcdserverpb::AuthUserAddRequest& req,
                Done<etcdserverpb::AuthUserAddResponse> done);
-  void UserGet(const etcdserverpb::AuthUserGetRequest& req,
+  void UserGet(const auth::Credentials& caller, const etcdserverpb::AuthUserGetRequest& req,
                Done<etcdserverpb::AuthUserGetResponse> done);
-  void UserList(const etcdserverpb::AuthUserListRequest& req,
+  void UserList(const auth::Credentials& caller, const etcdserverpb::AuthUserListRequest& req,
                 Done<etcdserverpb::AuthUserListResponse> done);
-  void UserDelete(const etcdserverpb::AuthUserDeleteRequest& req,
+  void UserDelete(const auth::Credentials& caller, const etcdserverpb::AuthUserDeleteRequest& req,
                   Done<etcdserverpb::AuthUserDeleteResponse> done);
-  void UserChangePassword(const etcdserverpb::AuthUserChangePasswordRequest& req,
+  void UserChangePassword(const auth::Credentials& caller,
+                          const etcdserverpb::AuthUserChangePasswordRequest& req,
                           Done<etcdserverpb::AuthUserChangePasswordResponse> done);
-  void UserGrantRole(const etcdserverpb::AuthUserGrantRoleRequest& req,
+  void UserGrantRole(const auth::Credentials& caller,
+                     const etcdserverpb::AuthUserGrantRoleRequest& req,
                      Done<etcdserverpb::AuthUserGrantRoleResponse> done);
-  void UserRevokeRole(const etcdserverpb::AuthUserRevokeRoleRequest& req,
+  void UserRevokeRole(const auth::Credentials& caller,
+                      const etcdserverpb::AuthUserRevokeRoleRequest& req,
                       Done<etcdserverpb::AuthUserRevokeRoleResponse> done);
-  void RoleAdd(const etcdserverpb::AuthRoleAddRequest& req,
+  void RoleAdd(const auth::Credentials& caller, const etcdserverpb::AuthRoleAddRequest& req,
                Done<etcdserverpb::AuthRoleAddResponse> done);
-  void RoleGet(const etcdserverpb::AuthRoleGetRequest& req,
+  void RoleGet(const auth::Credentials& caller, const etcdserverpb::AuthRoleGetRequest& req,
                Done<etcdserverpb::AuthRoleGetResponse> done);
-  void RoleList(const etcdserverpb::AuthRoleListRequest& req,
+  void RoleList(const auth::Credentials& caller, const etcdserverpb::AuthRoleListRequest& req,
                 Done<etcdserverpb::AuthRoleListResponse> done);
-  void RoleDelete(const etcdserverpb::AuthRoleDeleteRequest& req,
+  void RoleDelete(const auth::Credentials& caller, const etcdserverpb::AuthRoleDeleteRequest& req,
                   Done<etcdserverpb::AuthRoleDeleteResponse> done);
-  void RoleGrantPermission(const etcdserverpb::AuthRoleGrantPermissionRequest& req,
+  void RoleGrantPermission(const auth::Credentials& caller,
+                           const etcdserverpb::AuthRoleGrantPermissionRequest& req,
                            Done<etcdserverpb::AuthRoleGrantPermissionResponse> done);
-  void RoleRevokePermission(const etcdserverpb::AuthRoleRevokePermissionRequest& req,
+  void RoleRevokePermission(const auth::Credentials& caller,
+                            const etcdserverpb::AuthRoleRevokePermissionRequest& req,
                             Done<etcdserverpb::AuthRoleRevokePermissionResponse> done);
-  // For the api's own checks, with the current credentials: role root
-  // (etcd: Maintenance Defragment/Snapshot/Hash/HashKV and member changes),
-  // read permission on [key, range_end) (Watch creation). OK when auth is off.
-  absl::Status AuthorizeAdmin();
-  absl::Status AuthorizeRange(const std::string& key, const std::string& range_end);
+  // For the api's own checks of `caller`: role root (etcd: Maintenance
+  // Defragment/Snapshot/Hash/HashKV and member changes), read permission on
+  // [key, range_end) (Watch creation). OK when auth is off.
+  absl::Status AuthorizeAdmin(const auth::Credentials& caller);
+  absl::Status AuthorizeRange(const auth::Credentials& caller, const std::string& key,
+                              const std::string& range_end);
   // The auth store (never null after Start).
   auth::AuthStore* AuthStore();
 

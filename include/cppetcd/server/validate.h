@@ -1,14 +1,13 @@
 // Request checks the api layer runs before proposing a KV request: etcd 3.4's
 // v3rpc checks (etcdserver/api/v3rpc/key.go) with the same errors. Every
-// error is InvalidArgument with etcd's exact client-visible message (the
-// api's table passes it through), and has a predicate.
+// error is InvalidArgument with etcd's exact client-visible message and a
+// typed code (the api maps it), and has a predicate.
 //
 // Thread-safety: pure functions.
 #ifndef CPPETCD_SERVER_VALIDATE_H_
 #define CPPETCD_SERVER_VALIDATE_H_
 
 #include <cstdint>
-#include <optional>
 
 #include "absl/status/status.h"
 #include "etcdserverpb/rpc.pb.h"
@@ -18,24 +17,20 @@ namespace cppetcd::server {
 // etcd's --max-txn-ops default.
 inline constexpr int64_t kDefaultMaxTxnOps = 128;
 
-// The validation (and applier) errors, for the api's error table.
-enum class RequestError {
-  kEmptyKey,       // "etcdserver: key is not provided"
-  kKeyNotFound,    // "etcdserver: key not found" (empty txn op; ignore_value/ignore_lease
-                   // on a missing key, raised by the applier)
-  kValueProvided,  // "etcdserver: value is provided" (ignore_value with a value)
-  kLeaseProvided,  // "etcdserver: lease is provided" (ignore_lease with a lease)
-  kTooManyOps,     // "etcdserver: too many operations in txn request"
-  kDuplicateKey,   // "etcdserver: duplicate key given in txn request"
-  kInvalidSortOption,  // "etcdserver: invalid sort option" (sort order or target
-                       // outside its enum; etcd 3.5's check)
-};
-
-// The status for `e`: InvalidArgument with etcd's message.
-absl::Status MakeRequestError(RequestError e);
-// Which RequestError `s` is, if any (matched by code and message).
-std::optional<RequestError> ClassifyRequestError(const absl::Status& s);
-
+// The validation (and applier) errors: InvalidArgument, typed
+// (util/error.h), with etcd's messages:
+//   ErrEmptyKey          "etcdserver: key is not provided"
+//   ErrKeyNotFound       "etcdserver: key not found" (empty txn op;
+//                        ignore_value/ignore_lease on a missing key, raised
+//                        by the applier)
+//   ErrValueProvided     "etcdserver: value is provided" (ignore_value with a
+//                        value)
+//   ErrLeaseProvided     "etcdserver: lease is provided" (ignore_lease with a
+//                        lease)
+//   ErrTooManyOps        "etcdserver: too many operations in txn request"
+//   ErrDuplicateKey      "etcdserver: duplicate key given in txn request"
+//   ErrInvalidSortOption "etcdserver: invalid sort option" (sort order or
+//                        target outside its enum; etcd 3.5's check)
 absl::Status ErrEmptyKey();
 absl::Status ErrKeyNotFound();
 absl::Status ErrValueProvided();

@@ -7,6 +7,7 @@
 #include <random>
 #include <utility>
 
+#include "cppetcd/util/error.h"
 #include "src/mvcc/watch/watcher.h"
 
 namespace cppetcd::mvcc {
@@ -16,6 +17,7 @@ using watch_internal::IntervalIndex;
 using watch_internal::KeyRange;
 using watch_internal::Watcher;
 using watch_internal::WatcherState;
+using util::ErrorCode;
 
 namespace {
 
@@ -26,10 +28,6 @@ constexpr char kMsgDuplicateID[] =
 constexpr char kMsgStreamClosed[] = "mvcc: watch stream closed";
 constexpr char kMsgTooManyWatchers[] = "mvcc: too many watchers on the WatchStream";
 
-bool Matches(const absl::Status& s, absl::StatusCode code, absl::string_view msg) {
-  return s.code() == code && s.message() == msg;
-}
-
 // A copy of `ev` as a watcher sees it (prev_kv only when asked for).
 mvccpb::Event CopyFor(const Watcher& w, const mvccpb::Event& ev) {
   mvccpb::Event out = ev;
@@ -39,25 +37,40 @@ mvccpb::Event CopyFor(const Watcher& w, const mvccpb::Event& ev) {
 
 }  // namespace
 
-absl::Status ErrWatcherNotExist() { return absl::NotFoundError(kMsgWatcherNotExist); }
+absl::Status ErrWatcherNotExist() {
+  return util::MakeError(absl::StatusCode::kNotFound, ErrorCode::kWatcherNotExist,
+                         kMsgWatcherNotExist);
+}
 bool IsWatcherNotExist(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kNotFound, kMsgWatcherNotExist);
+  return util::HasErrorCode(s, ErrorCode::kWatcherNotExist);
 }
-absl::Status ErrEmptyWatcherRange() { return absl::InvalidArgumentError(kMsgEmptyWatcherRange); }
+absl::Status ErrEmptyWatcherRange() {
+  return util::MakeError(absl::StatusCode::kInvalidArgument, ErrorCode::kEmptyWatcherRange,
+                         kMsgEmptyWatcherRange);
+}
 bool IsEmptyWatcherRange(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kInvalidArgument, kMsgEmptyWatcherRange);
+  return util::HasErrorCode(s, ErrorCode::kEmptyWatcherRange);
 }
-absl::Status ErrWatcherDuplicateID() { return absl::AlreadyExistsError(kMsgDuplicateID); }
+absl::Status ErrWatcherDuplicateID() {
+  return util::MakeError(absl::StatusCode::kAlreadyExists, ErrorCode::kWatcherDuplicateID,
+                         kMsgDuplicateID);
+}
 bool IsWatcherDuplicateID(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kAlreadyExists, kMsgDuplicateID);
+  return util::HasErrorCode(s, ErrorCode::kWatcherDuplicateID);
 }
-absl::Status ErrTooManyWatchers() { return absl::ResourceExhaustedError(kMsgTooManyWatchers); }
+absl::Status ErrTooManyWatchers() {
+  return util::MakeError(absl::StatusCode::kResourceExhausted, ErrorCode::kTooManyWatchers,
+                         kMsgTooManyWatchers);
+}
 bool IsTooManyWatchers(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kResourceExhausted, kMsgTooManyWatchers);
+  return util::HasErrorCode(s, ErrorCode::kTooManyWatchers);
 }
-absl::Status ErrWatchStreamClosed() { return absl::FailedPreconditionError(kMsgStreamClosed); }
+absl::Status ErrWatchStreamClosed() {
+  return util::MakeError(absl::StatusCode::kFailedPrecondition, ErrorCode::kWatchStreamClosed,
+                         kMsgStreamClosed);
+}
 bool IsWatchStreamClosed(const absl::Status& s) {
-  return Matches(s, absl::StatusCode::kFailedPrecondition, kMsgStreamClosed);
+  return util::HasErrorCode(s, ErrorCode::kWatchStreamClosed);
 }
 
 // ---------------------------------------------------------------------------

@@ -8,24 +8,15 @@
 #include <vector>
 
 #include "cppetcd/lease/lessor.h"
+#include "cppetcd/util/error.h"
 
 namespace cppetcd::server {
 namespace {
 
-// const char*: absl::string_view is not std::string_view in Debian's Abseil.
-constexpr std::pair<RequestError, const char*> kMessages[] = {
-    {RequestError::kEmptyKey, "etcdserver: key is not provided"},
-    {RequestError::kKeyNotFound, "etcdserver: key not found"},
-    {RequestError::kValueProvided, "etcdserver: value is provided"},
-    {RequestError::kLeaseProvided, "etcdserver: lease is provided"},
-    {RequestError::kTooManyOps, "etcdserver: too many operations in txn request"},
-    {RequestError::kDuplicateKey, "etcdserver: duplicate key given in txn request"},
-    {RequestError::kInvalidSortOption, "etcdserver: invalid sort option"},
-};
+using util::ErrorCode;
 
-bool Is(const absl::Status& s, RequestError e) {
-  auto c = ClassifyRequestError(s);
-  return c.has_value() && *c == e;
+absl::Status Invalid(ErrorCode error, std::string_view message) {
+  return util::MakeError(absl::StatusCode::kInvalidArgument, error, message);
 }
 
 // A deleted key range as etcd's interval check sees it: [begin, end) where an
@@ -127,35 +118,44 @@ absl::Status CheckTxn(const etcdserverpb::TxnRequest& r, int64_t max_txn_ops) {
 
 }  // namespace
 
-absl::Status MakeRequestError(RequestError e) {
-  for (const auto& [err, msg] : kMessages) {
-    if (err == e) return absl::InvalidArgumentError(msg);
-  }
-  return absl::InternalError("unknown request error");
+absl::Status ErrEmptyKey() {
+  return Invalid(ErrorCode::kEmptyKey, "etcdserver: key is not provided");
 }
-
-std::optional<RequestError> ClassifyRequestError(const absl::Status& s) {
-  if (s.code() != absl::StatusCode::kInvalidArgument) return std::nullopt;
-  for (const auto& [err, msg] : kMessages) {
-    if (s.message() == absl::string_view(msg)) return err;
-  }
-  return std::nullopt;
+absl::Status ErrKeyNotFound() {
+  return Invalid(ErrorCode::kKeyNotFound, "etcdserver: key not found");
 }
-
-absl::Status ErrEmptyKey() { return MakeRequestError(RequestError::kEmptyKey); }
-absl::Status ErrKeyNotFound() { return MakeRequestError(RequestError::kKeyNotFound); }
-absl::Status ErrValueProvided() { return MakeRequestError(RequestError::kValueProvided); }
-absl::Status ErrLeaseProvided() { return MakeRequestError(RequestError::kLeaseProvided); }
-absl::Status ErrTooManyOps() { return MakeRequestError(RequestError::kTooManyOps); }
-absl::Status ErrDuplicateKey() { return MakeRequestError(RequestError::kDuplicateKey); }
-absl::Status ErrInvalidSortOption() { return MakeRequestError(RequestError::kInvalidSortOption); }
-bool IsEmptyKey(const absl::Status& s) { return Is(s, RequestError::kEmptyKey); }
-bool IsKeyNotFound(const absl::Status& s) { return Is(s, RequestError::kKeyNotFound); }
-bool IsValueProvided(const absl::Status& s) { return Is(s, RequestError::kValueProvided); }
-bool IsLeaseProvided(const absl::Status& s) { return Is(s, RequestError::kLeaseProvided); }
-bool IsTooManyOps(const absl::Status& s) { return Is(s, RequestError::kTooManyOps); }
-bool IsDuplicateKey(const absl::Status& s) { return Is(s, RequestError::kDuplicateKey); }
-bool IsInvalidSortOption(const absl::Status& s) { return Is(s, RequestError::kInvalidSortOption); }
+absl::Status ErrValueProvided() {
+  return Invalid(ErrorCode::kValueProvided, "etcdserver: value is provided");
+}
+absl::Status ErrLeaseProvided() {
+  return Invalid(ErrorCode::kLeaseProvided, "etcdserver: lease is provided");
+}
+absl::Status ErrTooManyOps() {
+  return Invalid(ErrorCode::kTooManyOps, "etcdserver: too many operations in txn request");
+}
+absl::Status ErrDuplicateKey() {
+  return Invalid(ErrorCode::kDuplicateKey, "etcdserver: duplicate key given in txn request");
+}
+absl::Status ErrInvalidSortOption() {
+  return Invalid(ErrorCode::kInvalidSortOption, "etcdserver: invalid sort option");
+}
+bool IsEmptyKey(const absl::Status& s) { return util::HasErrorCode(s, ErrorCode::kEmptyKey); }
+bool IsKeyNotFound(const absl::Status& s) {
+  return util::HasErrorCode(s, ErrorCode::kKeyNotFound);
+}
+bool IsValueProvided(const absl::Status& s) {
+  return util::HasErrorCode(s, ErrorCode::kValueProvided);
+}
+bool IsLeaseProvided(const absl::Status& s) {
+  return util::HasErrorCode(s, ErrorCode::kLeaseProvided);
+}
+bool IsTooManyOps(const absl::Status& s) { return util::HasErrorCode(s, ErrorCode::kTooManyOps); }
+bool IsDuplicateKey(const absl::Status& s) {
+  return util::HasErrorCode(s, ErrorCode::kDuplicateKey);
+}
+bool IsInvalidSortOption(const absl::Status& s) {
+  return util::HasErrorCode(s, ErrorCode::kInvalidSortOption);
+}
 
 absl::Status ValidateRange(const etcdserverpb::RangeRequest& r) {
   if (r.key().empty()) return ErrEmptyKey();

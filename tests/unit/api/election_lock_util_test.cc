@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "cppetcd/lease/lessor.h"
 #include "src/api/election_lock.h"
 
 namespace cppetcd::api {
@@ -27,8 +28,9 @@ TEST(ElectionLockUtilTest, QueueKeyIsLowercaseHexLikeGoPercentX) {
 }
 
 TEST(ElectionLockUtilTest, ClientErrorsBecomeUnknownWithEtcdsMessage) {
-  grpc::Status st = GrpcFromClientError(absl::NotFoundError("lease not found"));
+  grpc::Status st = GrpcFromClientError(lease::ErrLeaseNotFound());
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNKNOWN);
+  EXPECT_EQ(st.error_message(), "etcdserver: requested lease not found");
   EXPECT_EQ(GrpcFromClientError(absl::CancelledError("x")).error_code(),
             grpc::StatusCode::CANCELLED);
   EXPECT_TRUE(GrpcFromClientError(absl::OkStatus()).ok());

@@ -4,6 +4,10 @@
 
 #include <algorithm>
 
+#include "cppetcd/lease/lessor.h"
+#include "cppetcd/mvcc/errors.h"
+#include "cppetcd/mvcc/watchable_store.h"
+
 namespace cppetcd::api::testing {
 
 namespace {
@@ -14,13 +18,11 @@ bool InRange(const std::string& k, const std::string& key, const std::string& en
   return k >= key && k < end;
 }
 
-absl::Status ErrCompacted() {
-  return absl::OutOfRangeError("mvcc: required revision has been compacted");
-}
-absl::Status ErrFutureRev() {
-  return absl::OutOfRangeError("mvcc: required revision is a future revision");
-}
-absl::Status ErrLeaseNotFound() { return absl::NotFoundError("lease not found"); }
+// The real modules' typed errors, so the api maps them as in production.
+using lease::ErrLeaseExists;
+using lease::ErrLeaseNotFound;
+using mvcc::ErrCompacted;
+using mvcc::ErrFutureRev;
 
 }  // namespace
 
@@ -44,7 +46,7 @@ class FakeWatchStream final : public WatchStreamBackend {
         while (watchers_.contains(next_id_)) ++next_id_;
         watch_id = next_id_++;
       } else if (watchers_.contains(watch_id)) {
-        return absl::AlreadyExistsError("mvcc: duplicate watch ID provided on the WatchStream");
+        return mvcc::ErrWatcherDuplicateID();
       }
       Watcher w{std::move(key), std::move(end), no_put, no_delete, prev_kv};
       if (start_rev != 0 && start_rev <= compact) {
@@ -61,7 +63,7 @@ class FakeWatchStream final : public WatchStreamBackend {
 
   absl::Status Cancel(int64_t watch_id) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (watchers_.erase(watch_id) == 0) return absl::NotFoundError("mvcc: watcher does not exist");
+    if (watchers_.erase(watch_id) == 0) return mvcc::ErrWatcherNotExist();
     return absl::OkStatus();
   }
 
@@ -223,7 +225,7 @@ int64_t FakeBackend::PutLocked(const std::string& key, const std::string& value,
   return rev_;
 }
 
-void FakeBackend::Range(const etcdserverpb::RangeRequest& req,
+void FakeBackend::Range(const auth::Credentials& caller, const etcdserverpb::RangeRequest& req,
                         Done<etcdserverpb::RangeResponse> done) {
   etcdserverpb::RangeResponse resp;
   absl::Status err = [&]() -> absl::Status {
@@ -250,7 +252,8 @@ void FakeBackend::Range(const etcdserverpb::RangeRequest& req,
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) {
+void FakeBackend::Put(const auth::Credentials& caller,
+                      const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) {
   etcdserverpb::PutResponse resp;
   absl::Status err = [&]() -> absl::Status {
     std::lock_guard<std::mutex> lock(mu_);
@@ -269,7 +272,8 @@ void FakeBackend::Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::Pu
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
+void FakeBackend::DeleteRange(const auth::Credentials& caller,
+                              const etcdserverpb::DeleteRangeRequest& req,
                               Done<etcdserverpb::DeleteRangeResponse> done) {
   etcdserverpb::DeleteRangeResponse resp;
   absl::Status err = [&]() -> absl::Status {
@@ -302,7 +306,8 @@ void FakeBackend::DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) {
+void FakeBackend::Txn(const auth::Credentials& caller,
+                      const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) {
   // Compares are ignored: the success branch's puts run, one revision each.
   etcdserverpb::TxnResponse resp;
   absl::Status err = [&]() -> absl::Status {
@@ -324,7 +329,8 @@ void FakeBackend::Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::Tx
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::Compact(const etcdserverpb::CompactionRequest& req,
+void FakeBackend::Compact(const auth::Credentials& caller,
+                          const etcdserverpb::CompactionRequest& req,
                           Done<etcdserverpb::CompactionResponse> done) {
   absl::Status err = [&]() -> absl::Status {
     std::lock_guard<std::mutex> lock(mu_);
@@ -344,14 +350,15 @@ void FakeBackend::Compact(const etcdserverpb::CompactionRequest& req,
   std::move(done)(etcdserverpb::CompactionResponse());
 }
 
-void FakeBackend::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
+void FakeBackend::LeaseGrant(const auth::Credentials& caller,
+                             const etcdserverpb::LeaseGrantRequest& req,
                              Done<etcdserverpb::LeaseGrantResponse> done) {
   etcdserverpb::LeaseGrantResponse resp;
   absl::Status err = [&]() -> absl::Status {
     std::lock_guard<std::mutex> lock(mu_);
     int64_t id = req.id() != 0 ? req.id() : next_lease_++;
     if (leases_.contains(id)) {
-      return absl::AlreadyExistsError("lease already exists");
+      return ErrLeaseExists();
     }
     leases_[id] = req.ttl();
     resp.set_id(id);
@@ -365,7 +372,8 @@ void FakeBackend::LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
   std::move(done)(std::move(resp));
 }
 
-void FakeBackend::LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
+void FakeBackend::LeaseRevoke(const auth::Credentials& caller,
+                              const etcdserverpb::LeaseRevokeRequest& req,
                               Done<etcdserverpb::LeaseRevokeResponse> done) {
   absl::Status err = [&]() -> absl::Status {
     std::lock_guard<std::mutex> lock(mu_);

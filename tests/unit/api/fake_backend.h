@@ -21,17 +21,19 @@ class FakeBackend final : public ServerBackend {
   FakeBackend() = default;
   ~FakeBackend() override;
 
-  void Range(const etcdserverpb::RangeRequest& req,
+  void Range(const auth::Credentials& caller, const etcdserverpb::RangeRequest& req,
              Done<etcdserverpb::RangeResponse> done) override;
-  void Put(const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) override;
-  void DeleteRange(const etcdserverpb::DeleteRangeRequest& req,
+  void Put(const auth::Credentials& caller,
+           const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) override;
+  void DeleteRange(const auth::Credentials& caller, const etcdserverpb::DeleteRangeRequest& req,
                    Done<etcdserverpb::DeleteRangeResponse> done) override;
-  void Txn(const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) override;
-  void Compact(const etcdserverpb::CompactionRequest& req,
+  void Txn(const auth::Credentials& caller,
+           const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) override;
+  void Compact(const auth::Credentials& caller, const etcdserverpb::CompactionRequest& req,
                Done<etcdserverpb::CompactionResponse> done) override;
-  void LeaseGrant(const etcdserverpb::LeaseGrantRequest& req,
+  void LeaseGrant(const auth::Credentials& caller, const etcdserverpb::LeaseGrantRequest& req,
                   Done<etcdserverpb::LeaseGrantResponse> done) override;
-  void LeaseRevoke(const etcdserverpb::LeaseRevokeRequest& req,
+  void LeaseRevoke(const auth::Credentials& caller, const etcdserverpb::LeaseRevokeRequest& req,
                    Done<etcdserverpb::LeaseRevokeResponse> done) override;
   void LeaseRenew(int64_t id, Done<int64_t> done) override;
   void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,

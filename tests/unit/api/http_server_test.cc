@@ -350,7 +350,7 @@ TEST_F(HttpServerTest, SlowWatchReaderKeepsTheGatewayQueueBounded) {
     etcdserverpb::PutRequest put;
     put.set_key("big");
     put.set_value(value);
-    backend_.Put(put, [](absl::StatusOr<etcdserverpb::PutResponse>) {});
+    backend_.Put(auth::kNoCredentials, put, [](absl::StatusOr<etcdserverpb::PutResponse>) {});
     peak = std::max(peak, http_->StreamQueuedBytes());
   }
   // The queue fills (the HTTP thread is stuck writing to the socket) ...

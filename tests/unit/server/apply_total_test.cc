@@ -27,8 +27,10 @@ using ::testing::IsEmpty;
 namespace pb = etcdserverpb;
 
 
+// Calls without a client: auth stays disabled in these tests.
 #define SERVER_CALL(Method, Resp, req) \
-  Call<pb::Resp>([&](Done<pb::Resp> d) { server_->Method(req, std::move(d)); })
+  Call<pb::Resp>(                      \
+      [&](Done<pb::Resp> d) { server_->Method(auth::kNoCredentials, req, std::move(d)); })
 
 class ApplyTotalTest : public test_util::SingleServerTest {
  protected:

@@ -1,6 +1,7 @@
 // EtcdServer with auth (etcd 3.4 semantics): Auth calls through raft, the
-// caller taken from auth::ScopedCredentials, checks on reads at once and on
-// writes at apply, state kept across a restart.
+// caller passed with each request, checks on reads at once and on writes at
+// apply, state kept across a restart.
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -8,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -27,8 +29,11 @@ using test_util::PollUntil;
 namespace pb = etcdserverpb;
 
 
-#define SERVER_CALL(Method, Req, Resp, req) \
-  Call<pb::Resp>([&](Done<pb::Resp> d) { server_->Method(req, std::move(d)); })
+// Calls server_->Method(caller, req, done) and waits for the result.
+#define SERVER_CALL(caller, Method, Req, Resp, req) \
+  Call<pb::Resp>([&](Done<pb::Resp> d) { server_->Method(caller, req, std::move(d)); })
+
+const auth::Credentials& kNobody = auth::kNoCredentials;
 
 class AuthServerTest : public test_util::SingleServerTest {
  protected:
@@ -36,33 +41,35 @@ class AuthServerTest : public test_util::SingleServerTest {
     pb::AuthUserAddRequest r;
     r.set_name(name);
     r.set_password(pw);
-    return SERVER_CALL(UserAdd, AuthUserAddRequest, AuthUserAddResponse, r).status();
+    return SERVER_CALL(kNobody, UserAdd, AuthUserAddRequest, AuthUserAddResponse, r).status();
   }
   absl::Status GrantRole(const std::string& user, const std::string& role) {
     pb::AuthUserGrantRoleRequest r;
     r.set_user(user);
     r.set_role(role);
-    return SERVER_CALL(UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse, r)
+    return SERVER_CALL(kNobody, UserGrantRole, AuthUserGrantRoleRequest, AuthUserGrantRoleResponse,
+                       r)
         .status();
   }
   absl::StatusOr<std::string> Login(const std::string& user, const std::string& pw) {
     pb::AuthenticateRequest r;
     r.set_name(user);
     r.set_password(pw);
-    auto resp = SERVER_CALL(Authenticate, AuthenticateRequest, AuthenticateResponse, r);
+    auto resp = SERVER_CALL(kNobody, Authenticate, AuthenticateRequest, AuthenticateResponse, r);
     if (!resp.ok()) return resp.status();
     return resp->token();
   }
-  absl::Status Put(const std::string& k, const std::string& v) {
+  absl::Status Put(const auth::Credentials& caller, const std::string& k, const std::string& v) {
     pb::PutRequest r;
     r.set_key(k);
     r.set_value(v);
-    return SERVER_CALL(Put, PutRequest, PutResponse, r).status();
+    return SERVER_CALL(caller, Put, PutRequest, PutResponse, r).status();
   }
-  absl::Status Get(const std::string& k) {
+  // Linearizable: served on the server's read thread.
+  absl::Status Get(const auth::Credentials& caller, const std::string& k) {
     pb::RangeRequest r;
     r.set_key(k);
-    return SERVER_CALL(Range, RangeRequest, RangeResponse, r).status();
+    return SERVER_CALL(caller, Range, RangeRequest, RangeResponse, r).status();
   }
   static auth::Credentials Token(const std::string& t) {
     auth::Credentials c;
@@ -76,19 +83,19 @@ class AuthServerTest : public test_util::SingleServerTest {
     ASSERT_TRUE(GrantRole("root", "root").ok());
     pb::AuthRoleAddRequest ra;
     ra.set_name("rw");
-    ASSERT_TRUE(SERVER_CALL(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse, ra).ok());
+    ASSERT_TRUE(SERVER_CALL(kNobody, RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse, ra).ok());
     pb::AuthRoleGrantPermissionRequest gp;
     gp.set_name("rw");
     gp.mutable_perm()->set_permtype(authpb::Permission::READWRITE);
     gp.mutable_perm()->set_key("a/");
     gp.mutable_perm()->set_range_end("a0");
-    ASSERT_TRUE(SERVER_CALL(RoleGrantPermission, AuthRoleGrantPermissionRequest,
+    ASSERT_TRUE(SERVER_CALL(kNobody, RoleGrantPermission, AuthRoleGrantPermissionRequest,
                             AuthRoleGrantPermissionResponse, gp)
                     .ok());
     ASSERT_TRUE(AddUser("u", "upw").ok());
     ASSERT_TRUE(GrantRole("u", "rw").ok());
     pb::AuthEnableRequest en;
-    ASSERT_TRUE(SERVER_CALL(AuthEnable, AuthEnableRequest, AuthEnableResponse, en).ok());
+    ASSERT_TRUE(SERVER_CALL(kNobody, AuthEnable, AuthEnableRequest, AuthEnableResponse, en).ok());
   }
 
 };
@@ -96,62 +103,121 @@ class AuthServerTest : public test_util::SingleServerTest {
 TEST_F(AuthServerTest, EnableNeedsRoot) {
   StartServer();
   pb::AuthEnableRequest en;
-  EXPECT_EQ(SERVER_CALL(AuthEnable, AuthEnableRequest, AuthEnableResponse, en).status().message(),
+  EXPECT_EQ(SERVER_CALL(kNobody, AuthEnable, AuthEnableRequest, AuthEnableResponse, en)
+                .status()
+                .message(),
             "auth: root user does not exist");
   pb::AuthenticateRequest login;
   EXPECT_TRUE(auth::IsAuthNotEnabled(
-      SERVER_CALL(Authenticate, AuthenticateRequest, AuthenticateResponse, login).status()));
+      SERVER_CALL(kNobody, Authenticate, AuthenticateRequest, AuthenticateResponse, login)
+          .status()));
 }
 
 TEST_F(AuthServerTest, CallersAreCheckedOnReadsAndAtApply) {
   StartServer();
   SetUpAndEnable();
-  EXPECT_TRUE(auth::IsUserEmpty(Put("a/1", "x")));
-  EXPECT_TRUE(auth::IsUserEmpty(Get("a/1")));
+  EXPECT_TRUE(auth::IsUserEmpty(Put(kNobody, "a/1", "x")));
+  EXPECT_TRUE(auth::IsUserEmpty(Get(kNobody, "a/1")));
   EXPECT_EQ(Login("u", "bad").status().message(),
             "auth: authentication failed, invalid user ID or password");
   auto tok = Login("u", "upw");
   ASSERT_TRUE(tok.ok()) << tok.status();
   {
-    auth::ScopedCredentials creds(Token(*tok));
-    EXPECT_TRUE(Put("a/1", "x").ok());
-    EXPECT_TRUE(Get("a/1").ok());
-    EXPECT_TRUE(auth::IsErrPermissionDenied(Put("b", "x")));
-    EXPECT_TRUE(auth::IsErrPermissionDenied(Get("b")));
-    EXPECT_TRUE(auth::IsErrPermissionDenied(server_->AuthorizeAdmin()));
+    const auth::Credentials u = Token(*tok);
+    EXPECT_TRUE(Put(u, "a/1", "x").ok());
+    EXPECT_TRUE(Get(u, "a/1").ok());
+    EXPECT_TRUE(auth::IsErrPermissionDenied(Put(u, "b", "x")));
+    EXPECT_TRUE(auth::IsErrPermissionDenied(Get(u, "b")));
+    EXPECT_TRUE(auth::IsErrPermissionDenied(server_->AuthorizeAdmin(u)));
+    EXPECT_TRUE(auth::IsErrPermissionDenied(server_->AuthorizeRange(u, "b", "")));
+    EXPECT_TRUE(server_->AuthorizeRange(u, "a/1", "").ok());
     pb::AuthUserListRequest ul;
     EXPECT_TRUE(auth::IsErrPermissionDenied(
-        SERVER_CALL(UserList, AuthUserListRequest, AuthUserListResponse, ul).status()));
+        SERVER_CALL(u, UserList, AuthUserListRequest, AuthUserListResponse, ul).status()));
     // A user may read itself.
     pb::AuthUserGetRequest ug;
     ug.set_name("u");
-    auto got = SERVER_CALL(UserGet, AuthUserGetRequest, AuthUserGetResponse, ug);
+    auto got = SERVER_CALL(u, UserGet, AuthUserGetRequest, AuthUserGetResponse, ug);
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ(got->roles(0), "rw");
   }
-  {
-    auth::ScopedCredentials creds(Token("nosuch.1"));
-    EXPECT_TRUE(auth::IsInvalidAuthToken(Get("a/1")));
+  EXPECT_TRUE(auth::IsInvalidAuthToken(Get(Token("nosuch.1"), "a/1")));
+  auto root_tok = Login("root", "rootpw");
+  ASSERT_TRUE(root_tok.ok());
+  const auth::Credentials root = Token(*root_tok);
+  EXPECT_TRUE(Put(root, "b", "x").ok());
+  EXPECT_TRUE(server_->AuthorizeAdmin(root).ok());
+  EXPECT_TRUE(auth::IsUserEmpty(server_->AuthorizeAdmin(kNobody)));
+  pb::AuthUserDeleteRequest del;
+  del.set_name("root");
+  EXPECT_EQ(SERVER_CALL(root, UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse, del)
+                .status()
+                .message(),
+            "auth: invalid auth management");
+  // A TLS client CN names a user too (tokens first).
+  auth::Credentials cn;
+  cn.common_name = "u";
+  EXPECT_TRUE(Put(cn, "a/2", "y").ok());
+  EXPECT_TRUE(auth::IsErrPermissionDenied(Put(cn, "b", "y")));
+  auth::Credentials token_and_cn = root;
+  token_and_cn.common_name = "u";
+  EXPECT_TRUE(Put(token_and_cn, "b", "y").ok());
+}
+
+// The caller is a value carried with the request, not state of the thread
+// that makes the call: requests of different users, interleaved on several
+// threads, each checked on the server's own threads (linearizable reads on
+// the read thread, writes at apply), and a request made from inside another
+// request's completion (a server thread), are each checked as their own
+// caller.
+TEST_F(AuthServerTest, CallerTravelsWithTheRequestAcrossThreads) {
+  StartServer();
+  SetUpAndEnable();
+  auto u_tok = Login("u", "upw");
+  auto root_tok = Login("root", "rootpw");
+  ASSERT_TRUE(u_tok.ok() && root_tok.ok());
+  const auth::Credentials callers[] = {Token(*u_tok), Token(*root_tok), kNobody};
+  // u: no permission on "b"; root: all; nobody: no user.
+  auto expect = [](int who, const absl::Status& s) {
+    switch (who) {
+      case 0: return auth::IsErrPermissionDenied(s);
+      case 1: return s.ok();
+      default: return auth::IsUserEmpty(s);
+    }
+  };
+  constexpr int kThreads = 4;
+  constexpr int kRounds = 6;  // per thread: 2 calls each, bounded in count
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kRounds; ++i) {
+        const int who = (t + i) % 3;
+        if (!expect(who, Put(callers[who], "b", "v"))) ++wrong;
+        if (!expect(who, Get(callers[who], "b"))) ++wrong;
+      }
+    });
   }
-  auto root = Login("root", "rootpw");
-  ASSERT_TRUE(root.ok());
-  {
-    auth::ScopedCredentials creds(Token(*root));
-    EXPECT_TRUE(Put("b", "x").ok());
-    EXPECT_TRUE(server_->AuthorizeAdmin().ok());
-    pb::AuthUserDeleteRequest del;
-    del.set_name("root");
-    EXPECT_EQ(SERVER_CALL(UserDelete, AuthUserDeleteRequest, AuthUserDeleteResponse, del)
-                  .status()
-                  .message(),
-              "auth: invalid auth management");
-    // A TLS client CN names a user too (tokens first).
-    auth::Credentials cn;
-    cn.common_name = "u";
-    auth::ScopedCredentials by_cn(cn);
-    EXPECT_TRUE(Put("a/2", "y").ok());
-    EXPECT_TRUE(auth::IsErrPermissionDenied(Put("b", "y")));
-  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+
+  // From root's completion, on a server thread, a read as u.
+  auto nested = std::make_shared<std::promise<absl::Status>>();
+  auto nested_f = nested->get_future();
+  const auth::Credentials u = callers[0];
+  pb::PutRequest p;
+  p.set_key("b");
+  p.set_value("w");
+  server_->Put(callers[1], p, [this, u, nested](absl::StatusOr<pb::PutResponse> r) {
+    if (!r.ok()) return nested->set_value(r.status());
+    pb::RangeRequest get;
+    get.set_key("b");
+    server_->Range(u, get, [nested](absl::StatusOr<pb::RangeResponse> got) {
+      nested->set_value(got.status());
+    });
+  });
+  ASSERT_EQ(nested_f.wait_for(test_util::kCallTimeout), std::future_status::ready);
+  EXPECT_TRUE(auth::IsErrPermissionDenied(nested_f.get()));
 }
 
 // The server revokes expired leases as root (etcd WithRoot), whoever
@@ -161,22 +227,22 @@ TEST_F(AuthServerTest, ExpiredLeasesAreRevokedWithAuthEnabled) {
   SetUpAndEnable();
   auto tok = Login("u", "upw");
   ASSERT_TRUE(tok.ok());
-  auth::ScopedCredentials creds(Token(*tok));
+  const auth::Credentials u = Token(*tok);
   pb::LeaseGrantRequest g;
   g.set_ttl(1);
-  auto lease = SERVER_CALL(LeaseGrant, LeaseGrantRequest, LeaseGrantResponse, g);
+  auto lease = SERVER_CALL(u, LeaseGrant, LeaseGrantRequest, LeaseGrantResponse, g);
   ASSERT_TRUE(lease.ok()) << lease.status();
   pb::PutRequest p;
   p.set_key("a/leased");
   p.set_value("v");
   p.set_lease(lease->id());
-  ASSERT_TRUE(SERVER_CALL(Put, PutRequest, PutResponse, p).ok());
+  ASSERT_TRUE(SERVER_CALL(u, Put, PutRequest, PutResponse, p).ok());
   pb::RangeRequest r;
   r.set_key("a/leased");
   bool gone = false;
   const auto deadline = std::chrono::steady_clock::now() + 15s;
   while (!gone && std::chrono::steady_clock::now() < deadline) {
-    auto got = SERVER_CALL(Range, RangeRequest, RangeResponse, r);
+    auto got = SERVER_CALL(u, Range, RangeRequest, RangeResponse, r);
     ASSERT_TRUE(got.ok()) << got.status();
     gone = got->kvs_size() == 0;
     if (!gone) std::this_thread::sleep_for(50ms);  // poll interval

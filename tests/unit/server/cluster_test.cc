@@ -199,30 +199,32 @@ class ClusterTest : public ::testing::Test {
     return nullptr;
   }
 
-  absl::StatusOr<etcdserverpb::PutResponse> Put(Member* m, const std::string& k,
-                                                const std::string& v, int64_t lease = 0) {
+  absl::StatusOr<etcdserverpb::PutResponse> Put(
+      Member* m, const std::string& k, const std::string& v, int64_t lease = 0,
+      const auth::Credentials& caller = auth::kNoCredentials) {
     etcdserverpb::PutRequest req;
     req.set_key(k);
     req.set_value(v);
     req.set_lease(lease);
     return Call<etcdserverpb::PutResponse>(
-        [&](Done<etcdserverpb::PutResponse> d) { m->server->Put(req, std::move(d)); });
+        [&](Done<etcdserverpb::PutResponse> d) { m->server->Put(caller, req, std::move(d)); });
   }
 
-  absl::StatusOr<etcdserverpb::RangeResponse> Get(Member* m, const std::string& k,
-                                                  bool serializable = false,
-                                                  const std::string& end = "") {
+  absl::StatusOr<etcdserverpb::RangeResponse> Get(
+      Member* m, const std::string& k, bool serializable = false, const std::string& end = "",
+      const auth::Credentials& caller = auth::kNoCredentials) {
     etcdserverpb::RangeRequest req;
     req.set_key(k);
     req.set_range_end(end);
     req.set_serializable(serializable);
     return Call<etcdserverpb::RangeResponse>(
-        [&](Done<etcdserverpb::RangeResponse> d) { m->server->Range(req, std::move(d)); });
+        [&](Done<etcdserverpb::RangeResponse> d) { m->server->Range(caller, req, std::move(d)); });
   }
 
   // The value of `k` read on `m` ("<none>" if absent, "<error: ...>" on errors).
-  std::string Value(Member* m, const std::string& k, bool serializable = false) {
-    auto r = Get(m, k, serializable);
+  std::string Value(Member* m, const std::string& k, bool serializable = false,
+                    const auth::Credentials& caller = auth::kNoCredentials) {
+    auto r = Get(m, k, serializable, "", caller);
     if (!r.ok()) return absl::StrCat("<error: ", r.status().ToString(), ">");
     if (r->kvs_size() != 1) return "<none>";
     return r->kvs(0).value();
@@ -235,8 +237,9 @@ class ClusterTest : public ::testing::Test {
     req.set_range_end("key0");
     req.set_serializable(true);
     req.set_count_only(true);
-    auto r = Call<etcdserverpb::RangeResponse>(
-        [&](Done<etcdserverpb::RangeResponse> d) { m->server->Range(req, std::move(d)); });
+    auto r = Call<etcdserverpb::RangeResponse>([&](Done<etcdserverpb::RangeResponse> d) {
+      m->server->Range(auth::kNoCredentials, req, std::move(d));
+    });
     return r.ok() ? r->count() : -1;
   }
 
@@ -245,8 +248,9 @@ class ClusterTest : public ::testing::Test {
     etcdserverpb::MemberAddRequest req;
     req.add_peerurls(url);
     req.set_islearner(learner);
-    return Call<etcdserverpb::MemberAddResponse>(
-        [&](Done<etcdserverpb::MemberAddResponse> d) { via->server->MemberAdd(req, std::move(d)); });
+    return Call<etcdserverpb::MemberAddResponse>([&](Done<etcdserverpb::MemberAddResponse> d) {
+      via->server->MemberAdd(auth::kNoCredentials, req, std::move(d));
+    });
   }
 
   absl::StatusOr<etcdserverpb::MemberRemoveResponse> MemberRemove(Member* via, uint64_t id) {
@@ -254,7 +258,7 @@ class ClusterTest : public ::testing::Test {
     req.set_id(id);
     return Call<etcdserverpb::MemberRemoveResponse>(
         [&](Done<etcdserverpb::MemberRemoveResponse> d) {
-          via->server->MemberRemove(req, std::move(d));
+          via->server->MemberRemove(auth::kNoCredentials, req, std::move(d));
         });
   }
 
@@ -549,9 +553,9 @@ TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {
     etcdserverpb::PutRequest req;
     req.set_key(absl::StrCat("key/", i));
     req.set_value(std::string(100, 'v'));
-    Running()[i % 3]->server->Put(req, [p](absl::StatusOr<etcdserverpb::PutResponse> r) {
-      p->set_value(std::move(r));
-    });
+    Running()[i % 3]->server->Put(
+        auth::kNoCredentials, req,
+        [p](absl::StatusOr<etcdserverpb::PutResponse> r) { p->set_value(std::move(r)); });
   }
   for (auto& f : puts) {
     ASSERT_EQ(f.wait_for(kCallTimeout), std::future_status::ready);
@@ -586,7 +590,7 @@ TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {
   EXPECT_TRUE(PollUntil([&] {
     promoted = Call<etcdserverpb::MemberPromoteResponse>(
         [&](Done<etcdserverpb::MemberPromoteResponse> d) {
-          follower->server->MemberPromote(preq, std::move(d));
+          follower->server->MemberPromote(auth::kNoCredentials, preq, std::move(d));
         });
     return promoted.ok() || promoted.status().message() != ErrLearnerNotReady().message();
   }));
@@ -630,9 +634,10 @@ TEST_F(ClusterTest, SecondLearnerRefusedEvenWhereFirstIsNotAppliedYet) {
   // The second add starts at the leader the moment the first is answered
   // by the follower (where it is applied; on the leader maybe not yet).
   EtcdServer* lead = leader->server.get();
-  follower->server->MemberAdd(req, [=](AddResult r) {
+  follower->server->MemberAdd(auth::kNoCredentials, req, [=](AddResult r) {
     first->set_value(std::move(r));
-    lead->MemberAdd(req2, [second](AddResult r2) { second->set_value(std::move(r2)); });
+    lead->MemberAdd(auth::kNoCredentials, req2,
+                    [second](AddResult r2) { second->set_value(std::move(r2)); });
   });
   ASSERT_EQ(first_f.wait_for(kCallTimeout), std::future_status::ready);
   AddResult r1 = first_f.get();
@@ -677,8 +682,10 @@ TEST_F(ClusterTest, MoveLeaderAndLeaseCallsRoutedToLeader) {
   Member* follower = SomeFollower(now);
   etcdserverpb::LeaseGrantRequest greq;
   greq.set_ttl(30);
-  auto granted = Call<etcdserverpb::LeaseGrantResponse>(
-      [&](Done<etcdserverpb::LeaseGrantResponse> d) { now->server->LeaseGrant(greq, std::move(d)); });
+  auto granted =
+      Call<etcdserverpb::LeaseGrantResponse>([&](Done<etcdserverpb::LeaseGrantResponse> d) {
+        now->server->LeaseGrant(auth::kNoCredentials, greq, std::move(d));
+      });
   ASSERT_TRUE(granted.ok()) << granted.status();
   const int64_t lease_id = granted->id();
   // Through the leader: it answers TTL queries from its own applied state.
@@ -730,8 +737,9 @@ TEST_F(ClusterTest, AuthStateAndSimpleTokensReachEveryMember) {
     etcdserverpb::AuthUserAddRequest r;
     r.set_name(name);
     r.set_password(pw);
-    return Call<etcdserverpb::AuthUserAddResponse>(
-        [&](Done<etcdserverpb::AuthUserAddResponse> d) { m->server->UserAdd(r, std::move(d)); });
+    return Call<etcdserverpb::AuthUserAddResponse>([&](Done<etcdserverpb::AuthUserAddResponse> d) {
+      m->server->UserAdd(auth::kNoCredentials, r, std::move(d));
+    });
   };
   auto grant = [&](Member* m, const std::string& user, const std::string& role) {
     etcdserverpb::AuthUserGrantRoleRequest r;
@@ -739,7 +747,7 @@ TEST_F(ClusterTest, AuthStateAndSimpleTokensReachEveryMember) {
     r.set_role(role);
     return Call<etcdserverpb::AuthUserGrantRoleResponse>(
         [&](Done<etcdserverpb::AuthUserGrantRoleResponse> d) {
-          m->server->UserGrantRole(r, std::move(d));
+          m->server->UserGrantRole(auth::kNoCredentials, r, std::move(d));
         });
   };
   ASSERT_TRUE(add_user(leader, "root", "rootpw").ok());
@@ -748,7 +756,7 @@ TEST_F(ClusterTest, AuthStateAndSimpleTokensReachEveryMember) {
   etcdserverpb::AuthRoleAddRequest ra;
   ra.set_name("w");
   ASSERT_TRUE(Call<etcdserverpb::AuthRoleAddResponse>([&](Done<etcdserverpb::AuthRoleAddResponse> d) {
-                leader->server->RoleAdd(ra, std::move(d));
+                leader->server->RoleAdd(auth::kNoCredentials, ra, std::move(d));
               }).ok());
   etcdserverpb::AuthRoleGrantPermissionRequest gp;
   gp.set_name("w");
@@ -757,13 +765,13 @@ TEST_F(ClusterTest, AuthStateAndSimpleTokensReachEveryMember) {
   gp.mutable_perm()->set_range_end("key0");
   ASSERT_TRUE(Call<etcdserverpb::AuthRoleGrantPermissionResponse>(
                   [&](Done<etcdserverpb::AuthRoleGrantPermissionResponse> d) {
-                    leader->server->RoleGrantPermission(gp, std::move(d));
+                    leader->server->RoleGrantPermission(auth::kNoCredentials, gp, std::move(d));
                   })
                   .ok());
   ASSERT_TRUE(grant(leader, "u", "w").ok());
   etcdserverpb::AuthEnableRequest en;
   ASSERT_TRUE(Call<etcdserverpb::AuthEnableResponse>([&](Done<etcdserverpb::AuthEnableResponse> d) {
-                follower->server->AuthEnable(en, std::move(d));
+                follower->server->AuthEnable(auth::kNoCredentials, en, std::move(d));
               }).ok());
 
   etcdserverpb::AuthenticateRequest login;
@@ -771,18 +779,17 @@ TEST_F(ClusterTest, AuthStateAndSimpleTokensReachEveryMember) {
   login.set_password("upw");
   auto tok = Call<etcdserverpb::AuthenticateResponse>(
       [&](Done<etcdserverpb::AuthenticateResponse> d) {
-        follower->server->Authenticate(login, std::move(d));
+        follower->server->Authenticate(auth::kNoCredentials, login, std::move(d));
       });
   ASSERT_TRUE(tok.ok()) << tok.status();
   auth::Credentials creds;
   creds.token = tok->token();
   int i = 0;
   for (Member* m : Running()) {
-    auth::ScopedCredentials scoped(creds);
     const std::string key = absl::StrCat("key/", i++);
-    EXPECT_TRUE(Put(m, key, "v").ok()) << m->name;
-    EXPECT_EQ(Value(m, key), "v") << m->name;
-    EXPECT_TRUE(auth::IsErrPermissionDenied(Put(m, "other", "v").status())) << m->name;
+    EXPECT_TRUE(Put(m, key, "v", 0, creds).ok()) << m->name;
+    EXPECT_EQ(Value(m, key, false, creds), "v") << m->name;
+    EXPECT_TRUE(auth::IsErrPermissionDenied(Put(m, "other", "v", 0, creds).status())) << m->name;
     EXPECT_TRUE(m->server->AuthStore()->IsEnabled());
   }
   // No credentials: refused everywhere.

@@ -58,8 +58,9 @@ class ServerTest : public test_util::SingleServerTest {
     req.set_key(k);
     req.set_value(v);
     req.set_lease(lease);
-    return Call<etcdserverpb::PutResponse>(
-        [&](Done<etcdserverpb::PutResponse> d) { server_->Put(req, std::move(d)); });
+    return Call<etcdserverpb::PutResponse>([&](Done<etcdserverpb::PutResponse> d) {
+      server_->Put(auth::kNoCredentials, req, std::move(d));
+    });
   }
   absl::StatusOr<etcdserverpb::RangeResponse> Get(const std::string& k, bool serializable = false,
                                                   int64_t rev = 0, std::string end = "") {
@@ -68,8 +69,9 @@ class ServerTest : public test_util::SingleServerTest {
     req.set_range_end(end);
     req.set_serializable(serializable);
     req.set_revision(rev);
-    return Call<etcdserverpb::RangeResponse>(
-        [&](Done<etcdserverpb::RangeResponse> d) { server_->Range(req, std::move(d)); });
+    return Call<etcdserverpb::RangeResponse>([&](Done<etcdserverpb::RangeResponse> d) {
+      server_->Range(auth::kNoCredentials, req, std::move(d));
+    });
   }
   std::string Value(const std::string& k) {
     auto r = Get(k);
@@ -79,8 +81,9 @@ class ServerTest : public test_util::SingleServerTest {
   absl::StatusOr<etcdserverpb::AlarmResponse> Alarms() {
     etcdserverpb::AlarmRequest req;
     req.set_action(etcdserverpb::AlarmRequest::GET);
-    return Call<etcdserverpb::AlarmResponse>(
-        [&](Done<etcdserverpb::AlarmResponse> d) { server_->Alarm(req, std::move(d)); });
+    return Call<etcdserverpb::AlarmResponse>([&](Done<etcdserverpb::AlarmResponse> d) {
+      server_->Alarm(auth::kNoCredentials, req, std::move(d));
+    });
   }
 
 };
@@ -112,8 +115,9 @@ TEST_F(ServerTest, PutRangeDeleteTxn) {
   auto* put = txn.add_success()->mutable_request_put();
   put->set_key("foo");
   put->set_value("baz");
-  auto t = Call<etcdserverpb::TxnResponse>(
-      [&](Done<etcdserverpb::TxnResponse> d) { server_->Txn(txn, std::move(d)); });
+  auto t = Call<etcdserverpb::TxnResponse>([&](Done<etcdserverpb::TxnResponse> d) {
+    server_->Txn(auth::kNoCredentials, txn, std::move(d));
+  });
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_TRUE(t->succeeded());
   EXPECT_EQ(Value("foo"), "baz");
@@ -121,16 +125,18 @@ TEST_F(ServerTest, PutRangeDeleteTxn) {
   // A read-only txn goes the read path.
   etcdserverpb::TxnRequest ro;
   ro.add_success()->mutable_request_range()->set_key("foo");
-  auto tr = Call<etcdserverpb::TxnResponse>(
-      [&](Done<etcdserverpb::TxnResponse> d) { server_->Txn(ro, std::move(d)); });
+  auto tr = Call<etcdserverpb::TxnResponse>([&](Done<etcdserverpb::TxnResponse> d) {
+    server_->Txn(auth::kNoCredentials, ro, std::move(d));
+  });
   ASSERT_TRUE(tr.ok()) << tr.status();
   ASSERT_EQ(tr->responses_size(), 1);
   EXPECT_EQ(tr->responses(0).response_range().kvs(0).value(), "baz");
 
   etcdserverpb::DeleteRangeRequest del;
   del.set_key("foo");
-  auto dr = Call<etcdserverpb::DeleteRangeResponse>(
-      [&](Done<etcdserverpb::DeleteRangeResponse> d) { server_->DeleteRange(del, std::move(d)); });
+  auto dr = Call<etcdserverpb::DeleteRangeResponse>([&](Done<etcdserverpb::DeleteRangeResponse> d) {
+    server_->DeleteRange(auth::kNoCredentials, del, std::move(d));
+  });
   ASSERT_TRUE(dr.ok()) << dr.status();
   EXPECT_EQ(dr->deleted(), 1);
   EXPECT_EQ(Value("foo"), "<none>");
@@ -306,8 +312,9 @@ TEST_F(ServerTest, LeaseExpiryDeletesKeys) {
   StartServer(c);
   etcdserverpb::LeaseGrantRequest g;
   g.set_ttl(5);
-  auto lg = Call<etcdserverpb::LeaseGrantResponse>(
-      [&](Done<etcdserverpb::LeaseGrantResponse> d) { server_->LeaseGrant(g, std::move(d)); });
+  auto lg = Call<etcdserverpb::LeaseGrantResponse>([&](Done<etcdserverpb::LeaseGrantResponse> d) {
+    server_->LeaseGrant(auth::kNoCredentials, g, std::move(d));
+  });
   ASSERT_TRUE(lg.ok()) << lg.status();
   ASSERT_GT(lg->id(), 0);
   EXPECT_EQ(lg->ttl(), 5);
@@ -349,19 +356,23 @@ TEST_F(ServerTest, LeaseRevokeDeletesKeys) {
   etcdserverpb::LeaseGrantRequest g;
   g.set_ttl(100);
   g.set_id(42);
-  auto lg = Call<etcdserverpb::LeaseGrantResponse>(
-      [&](Done<etcdserverpb::LeaseGrantResponse> d) { server_->LeaseGrant(g, std::move(d)); });
+  auto lg = Call<etcdserverpb::LeaseGrantResponse>([&](Done<etcdserverpb::LeaseGrantResponse> d) {
+    server_->LeaseGrant(auth::kNoCredentials, g, std::move(d));
+  });
   ASSERT_TRUE(lg.ok()) << lg.status();
   EXPECT_EQ(lg->id(), 42);
   ASSERT_TRUE(Put("k", "v", 42).ok());
   etcdserverpb::LeaseRevokeRequest rv;
   rv.set_id(42);
-  auto r = Call<etcdserverpb::LeaseRevokeResponse>(
-      [&](Done<etcdserverpb::LeaseRevokeResponse> d) { server_->LeaseRevoke(rv, std::move(d)); });
+  auto r = Call<etcdserverpb::LeaseRevokeResponse>([&](Done<etcdserverpb::LeaseRevokeResponse> d) {
+    server_->LeaseRevoke(auth::kNoCredentials, rv, std::move(d));
+  });
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(Value("k"), "<none>");
-  auto again = Call<etcdserverpb::LeaseRevokeResponse>(
-      [&](Done<etcdserverpb::LeaseRevokeResponse> d) { server_->LeaseRevoke(rv, std::move(d)); });
+  auto again =
+      Call<etcdserverpb::LeaseRevokeResponse>([&](Done<etcdserverpb::LeaseRevokeResponse> d) {
+        server_->LeaseRevoke(auth::kNoCredentials, rv, std::move(d));
+      });
   EXPECT_TRUE(lease::IsLeaseNotFound(again.status())) << again.status();
 }
 
@@ -371,16 +382,19 @@ TEST_F(ServerTest, CompactionPhysical) {
   etcdserverpb::CompactionRequest cr;
   cr.set_revision(4);
   cr.set_physical(true);
-  auto c = Call<etcdserverpb::CompactionResponse>(
-      [&](Done<etcdserverpb::CompactionResponse> d) { server_->Compact(cr, std::move(d)); });
+  auto c = Call<etcdserverpb::CompactionResponse>([&](Done<etcdserverpb::CompactionResponse> d) {
+    server_->Compact(auth::kNoCredentials, cr, std::move(d));
+  });
   ASSERT_TRUE(c.ok()) << c.status();
   auto old = Get("c", false, 3);
   EXPECT_TRUE(mvcc::IsCompacted(old.status())) << old.status();
   auto at4 = Get("c", false, 4);
   ASSERT_TRUE(at4.ok()) << at4.status();
   EXPECT_EQ(at4->kvs(0).value(), "2");
-  auto again = Call<etcdserverpb::CompactionResponse>(
-      [&](Done<etcdserverpb::CompactionResponse> d) { server_->Compact(cr, std::move(d)); });
+  auto again =
+      Call<etcdserverpb::CompactionResponse>([&](Done<etcdserverpb::CompactionResponse> d) {
+        server_->Compact(auth::kNoCredentials, cr, std::move(d));
+      });
   EXPECT_TRUE(mvcc::IsCompacted(again.status())) << again.status();
 }
 
@@ -402,19 +416,19 @@ TEST_F(ServerTest, QuotaRaisesPersistentNoSpaceAlarm) {
   etcdserverpb::DeleteRangeRequest del;
   del.set_key("big");
   EXPECT_TRUE(Call<etcdserverpb::DeleteRangeResponse>([&](Done<etcdserverpb::DeleteRangeResponse> d) {
-                server_->DeleteRange(del, std::move(d));
+                server_->DeleteRange(auth::kNoCredentials, del, std::move(d));
               }).ok());
   // A txn that only deletes adds nothing (etcd's quota cost 0); one that puts
   // is refused.
   etcdserverpb::TxnRequest del_txn;
   del_txn.add_success()->mutable_request_delete_range()->set_key("big");
   EXPECT_TRUE(Call<etcdserverpb::TxnResponse>([&](Done<etcdserverpb::TxnResponse> d) {
-                server_->Txn(del_txn, std::move(d));
+                server_->Txn(auth::kNoCredentials, del_txn, std::move(d));
               }).ok());
   etcdserverpb::TxnRequest put_txn;
   put_txn.add_success()->mutable_request_put()->set_key("big");
   EXPECT_TRUE(IsNoSpace(Call<etcdserverpb::TxnResponse>([&](Done<etcdserverpb::TxnResponse> d) {
-                          server_->Txn(put_txn, std::move(d));
+                          server_->Txn(auth::kNoCredentials, put_txn, std::move(d));
                         }).status()));
   auto st = Call<etcdserverpb::StatusResponse>(
       [&](Done<etcdserverpb::StatusResponse> d) { server_->Status({}, std::move(d)); });
@@ -436,8 +450,9 @@ TEST_F(ServerTest, QuotaRaisesPersistentNoSpaceAlarm) {
   dis.set_action(etcdserverpb::AlarmRequest::DEACTIVATE);
   dis.set_memberid(server_->MemberId());
   dis.set_alarm(etcdserverpb::NOSPACE);
-  auto d = Call<etcdserverpb::AlarmResponse>(
-      [&](Done<etcdserverpb::AlarmResponse> done) { server_->Alarm(dis, std::move(done)); });
+  auto d = Call<etcdserverpb::AlarmResponse>([&](Done<etcdserverpb::AlarmResponse> done) {
+    server_->Alarm(auth::kNoCredentials, dis, std::move(done));
+  });
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->alarms_size(), 1);
   EXPECT_TRUE(Put("big", "value").ok());
@@ -510,7 +525,7 @@ TEST_F(ServerTest, ProposalFloodIsBoundedByPendingProposals) {
     etcdserverpb::PutRequest req;
     req.set_key("flood/" + std::to_string(i));
     req.set_value(std::string(100, 'v'));
-    server_->Put(req, [&](absl::StatusOr<etcdserverpb::PutResponse> r) {
+    server_->Put(auth::kNoCredentials, req, [&](absl::StatusOr<etcdserverpb::PutResponse> r) {
       if (r.ok()) {
         ok++;
       } else if (IsTooManyRequests(r.status())) {
@@ -550,7 +565,7 @@ TEST_F(ServerTest, ProposalsWithoutLeaderAreBoundedByQueuedBytes) {
     etcdserverpb::PutRequest req;
     req.set_key("held/" + std::to_string(i));
     req.set_value(std::string(64 << 10, 'v'));
-    server_->Put(req, [&](absl::StatusOr<etcdserverpb::PutResponse> r) {
+    server_->Put(auth::kNoCredentials, req, [&](absl::StatusOr<etcdserverpb::PutResponse> r) {
       if (IsTooManyRequests(r.status())) too_many++;
       done++;
     });
@@ -584,7 +599,7 @@ TEST_F(ServerTest, LinearizableReadsWithoutLeaderAreBounded) {
   for (int i = 0; i < kFlood; ++i) {
     etcdserverpb::RangeRequest req;
     req.set_key("k");
-    server_->Range(req, [&](absl::StatusOr<etcdserverpb::RangeResponse> r) {
+    server_->Range(auth::kNoCredentials, req, [&](absl::StatusOr<etcdserverpb::RangeResponse> r) {
       if (IsTooManyRequests(r.status())) too_many++;
       done++;
     });

@@ -37,15 +37,17 @@ class MaintenanceTest : public test_util::SingleServerTest {
     etcdserverpb::PutRequest req;
     req.set_key(k);
     req.set_value(v);
-    return Call<etcdserverpb::PutResponse>(
-               [&](Done<etcdserverpb::PutResponse> d) { server_->Put(req, std::move(d)); })
+    return Call<etcdserverpb::PutResponse>([&](Done<etcdserverpb::PutResponse> d) {
+             server_->Put(auth::kNoCredentials, req, std::move(d));
+           })
         .status();
   }
   std::string Value(const std::string& k) {
     etcdserverpb::RangeRequest req;
     req.set_key(k);
-    auto r = Call<etcdserverpb::RangeResponse>(
-        [&](Done<etcdserverpb::RangeResponse> d) { server_->Range(req, std::move(d)); });
+    auto r = Call<etcdserverpb::RangeResponse>([&](Done<etcdserverpb::RangeResponse> d) {
+      server_->Range(auth::kNoCredentials, req, std::move(d));
+    });
     if (!r.ok() || r->kvs_size() != 1) return "<none>";
     return r->kvs(0).value();
   }
@@ -65,8 +67,9 @@ class MaintenanceTest : public test_util::SingleServerTest {
     req.set_action(a);
     req.set_memberid(member);
     req.set_alarm(t);
-    return Call<etcdserverpb::AlarmResponse>(
-        [&](Done<etcdserverpb::AlarmResponse> d) { server_->Alarm(req, std::move(d)); });
+    return Call<etcdserverpb::AlarmResponse>([&](Done<etcdserverpb::AlarmResponse> d) {
+      server_->Alarm(auth::kNoCredentials, req, std::move(d));
+    });
   }
 
 };

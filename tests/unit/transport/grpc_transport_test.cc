@@ -26,6 +26,7 @@
 #include <gtest/gtest.h>
 
 #include "cppetcd/util/crc32c.h"
+#include "cppetcd/util/error.h"
 #include "peerpb/peer.grpc.pb.h"
 
 namespace cppetcd::transport {
@@ -132,7 +133,9 @@ class FakeHandler final : public server::PeerHandler {
       if (lease_id == 7) {
         std::move(done)(int64_t{42});
       } else {
-        std::move(done)(absl::NotFoundError("etcdserver: requested lease not found"));
+        // Typed, as lease::ErrLeaseNotFound: the type must cross the hop.
+        std::move(done)(util::MakeError(absl::StatusCode::kNotFound,
+                                        util::ErrorCode::kLeaseNotFound, "lease not found"));
       }
     });
   }
@@ -140,8 +143,13 @@ class FakeHandler final : public server::PeerHandler {
   void LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
                        server::PeerDone<etcdserverpb::LeaseTimeToLiveResponse> done) override {
     Later([req, done = std::move(done)]() mutable {
+      if (req.id() == 9) {  // the same text, untyped: stays untyped
+        std::move(done)(absl::NotFoundError("lease not found"));
+        return;
+      }
       if (req.id() != 7) {
-        std::move(done)(absl::NotFoundError("etcdserver: requested lease not found"));
+        std::move(done)(util::MakeError(absl::StatusCode::kNotFound,
+                                        util::ErrorCode::kLeaseNotFound, "lease not found"));
         return;
       }
       etcdserverpb::LeaseTimeToLiveResponse resp;
@@ -157,7 +165,8 @@ class FakeHandler final : public server::PeerHandler {
                      server::PeerDone<etcdserverpb::MemberPromoteResponse> done) override {
     Later([req, done = std::move(done)]() mutable {
       if (req.id() == 5) {
-        std::move(done)(absl::FailedPreconditionError(
+        std::move(done)(util::MakeError(
+            absl::StatusCode::kFailedPrecondition, util::ErrorCode::kLearnerNotReady,
             "etcdserver: can only promote a learner member which is in sync with leader"));
         return;
       }
@@ -815,7 +824,8 @@ TEST_F(GrpcTransportTest, ForwardsCallsWithResultsAndErrors) {
   a->transport->LeaseRenew(2, 8, timeout, missing.Done());
   absl::StatusOr<int64_t> err = missing.Wait();
   EXPECT_EQ(err.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(err.status().message(), "etcdserver: requested lease not found");
+  EXPECT_EQ(err.status().message(), "lease not found");
+  EXPECT_EQ(util::ErrorCodeOf(err.status()), util::ErrorCode::kLeaseNotFound);
 
   Result<etcdserverpb::LeaseTimeToLiveResponse> ttl_resp;
   etcdserverpb::LeaseTimeToLiveRequest ttl_req;
@@ -832,7 +842,17 @@ TEST_F(GrpcTransportTest, ForwardsCallsWithResultsAndErrors) {
   Result<etcdserverpb::LeaseTimeToLiveResponse> ttl_missing;
   ttl_req.set_id(8);
   a->transport->LeaseTimeToLive(2, ttl_req, timeout, ttl_missing.Done());
-  EXPECT_EQ(ttl_missing.Wait().status().code(), absl::StatusCode::kNotFound);
+  const absl::Status missing_status = ttl_missing.Wait().status();
+  EXPECT_EQ(missing_status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(util::ErrorCodeOf(missing_status), util::ErrorCode::kLeaseNotFound);
+
+  Result<etcdserverpb::LeaseTimeToLiveResponse> ttl_untyped;
+  ttl_req.set_id(9);
+  a->transport->LeaseTimeToLive(2, ttl_req, timeout, ttl_untyped.Done());
+  const absl::Status untyped_status = ttl_untyped.Wait().status();
+  EXPECT_EQ(untyped_status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(untyped_status.message(), "lease not found");
+  EXPECT_EQ(util::ErrorCodeOf(untyped_status), util::ErrorCode::kNone);
 
   Result<etcdserverpb::MemberPromoteResponse> promote;
   etcdserverpb::MemberPromoteRequest preq;
@@ -850,6 +870,7 @@ TEST_F(GrpcTransportTest, ForwardsCallsWithResultsAndErrors) {
   EXPECT_EQ(nr.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(nr.status().message(),
             "etcdserver: can only promote a learner member which is in sync with leader");
+  EXPECT_EQ(util::ErrorCodeOf(nr.status()), util::ErrorCode::kLearnerNotReady);
 
   Result<int64_t> unknown;
   a->transport->LeaseRenew(42, 7, timeout, unknown.Done());

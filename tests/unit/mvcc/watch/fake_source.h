@@ -12,6 +12,7 @@
 #include <mutex>
 
 #include "absl/base/thread_annotations.h"
+#include "cppetcd/mvcc/errors.h"
 #include "cppetcd/mvcc/watchable_store.h"
 
 namespace cppetcd::mvcc::testing {
@@ -43,7 +44,7 @@ class FakeSource : public WatchSource {
       std::lock_guard<std::mutex> l(mu_);
       ++read_calls_;
       if (from_rev < compact_rev_) {
-        return absl::OutOfRangeError("mvcc: required revision has been compacted");
+        return ErrCompacted();
       }
       int64_t stop_after = -1;
       for (const mvccpb::Event& ev : history_) {
@@ -62,7 +63,7 @@ class FakeSource : public WatchSource {
                                                       int64_t rev) const override {
     std::lock_guard<std::mutex> l(mu_);
     if (rev < compact_rev_) {
-      return absl::OutOfRangeError("mvcc: required revision has been compacted");
+      return ErrCompacted();
     }
     std::optional<mvccpb::KeyValue> found;
     for (const mvccpb::Event& ev : history_) {
