@@ -20,17 +20,26 @@
 #include <thread>
 #include <utility>
 
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/type.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/type_resolver.h>
+#include <google/protobuf/util/type_resolver_util.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "cppetcd/api/errors.h"
+#include "cppetcd/util/utf8.h"
+#include "cppetcdpb/options.pb.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "v3electionpb/v3election.grpc.pb.h"
 #include "v3lockpb/v3lock.grpc.pb.h"
@@ -191,22 +200,254 @@ std::string GatewayErrorJson(int grpc_code, std::string_view message) {
   return absl::StrCat("{\"error\":", m, ",\"message\":", m, ",\"code\":", grpc_code, "}");
 }
 
+bool IsGatewayJsonString(const google::protobuf::FieldDescriptor& field) {
+  return field.type() == google::protobuf::FieldDescriptor::TYPE_BYTES &&
+         field.options().GetExtension(cppetcdpb::json_string);
+}
+
+namespace {
+
+constexpr std::string_view kReplacementUtf8 = "\xEF\xBF\xBD";  // U+FFFD
+
+// The value of the four hex digits at s[i..i+4), or -1.
+int Hex4(std::string_view s, size_t i) {
+  if (i + 4 > s.size()) return -1;
+  int v = 0;
+  for (size_t k = i; k < i + 4; ++k) {
+    const char c = s[k];
+    int d;
+    if (c >= '0' && c <= '9') {
+      d = c - '0';
+    } else if (c >= 'a' && c <= 'f') {
+      d = c - 'a' + 10;
+    } else if (c >= 'A' && c <= 'F') {
+      d = c - 'A' + 10;
+    } else {
+      return -1;
+    }
+    v = v * 16 + d;
+  }
+  return v;
+}
+
+// Reports the json_string fields as TYPE_STRING to protobuf's JSON
+// conversion (their binary encoding is the same as a string's), everything
+// else as the generated descriptors say. Resolved types are cached: at most
+// one entry per generated message type (the gateway converts only those).
+class GatewayTypeResolver final : public google::protobuf::util::TypeResolver {
+ public:
+  GatewayTypeResolver()
+      : pool_(google::protobuf::DescriptorPool::generated_pool()),
+        inner_(google::protobuf::util::NewTypeResolverForDescriptorPool(kTypeUrlPrefix, pool_)) {}
+
+  google::protobuf::util::Status ResolveMessageType(const std::string& type_url,
+                                                    google::protobuf::Type* type) override {
+    {
+      absl::MutexLock l(&mu_);
+      if (auto it = cache_.find(type_url); it != cache_.end()) {
+        *type = it->second;
+        return google::protobuf::util::Status();
+      }
+    }
+    google::protobuf::util::Status st = inner_->ResolveMessageType(type_url, type);
+    if (!st.ok()) return st;
+    if (const google::protobuf::Descriptor* d = pool_->FindMessageTypeByName(type->name())) {
+      for (google::protobuf::Field& f : *type->mutable_fields()) {
+        const google::protobuf::FieldDescriptor* fd = d->FindFieldByNumber(f.number());
+        if (fd != nullptr && IsGatewayJsonString(*fd)) {
+          f.set_kind(google::protobuf::Field::TYPE_STRING);
+        }
+      }
+    }
+    absl::MutexLock l(&mu_);
+    cache_.emplace(type_url, *type);
+    return st;
+  }
+
+  google::protobuf::util::Status ResolveEnumType(const std::string& type_url,
+                                                 google::protobuf::Enum* enum_type) override {
+    return inner_->ResolveEnumType(type_url, enum_type);
+  }
+
+  static constexpr char kTypeUrlPrefix[] = "type.googleapis.com";
+
+ private:
+  const google::protobuf::DescriptorPool* const pool_;
+  const std::unique_ptr<google::protobuf::util::TypeResolver> inner_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, google::protobuf::Type> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+GatewayTypeResolver& GatewayResolver() {
+  static auto* r = new GatewayTypeResolver();  // never destroyed: used by any thread until exit
+  return *r;
+}
+
+std::string GatewayTypeUrl(const google::protobuf::Message& message) {
+  return absl::StrCat(GatewayTypeResolver::kTypeUrlPrefix, "/",
+                      message.GetDescriptor()->full_name());
+}
+
+// Whether a message of type `d` can hold a json_string field, itself or in
+// a sub-message (computed once per type).
+bool HoldsJsonStrings(const google::protobuf::Descriptor* d) {
+  static absl::Mutex mu;
+  static auto* cache = new absl::flat_hash_map<const google::protobuf::Descriptor*, bool>();
+  {
+    absl::MutexLock l(&mu);
+    if (auto it = cache->find(d); it != cache->end()) return it->second;
+  }
+  absl::flat_hash_set<const google::protobuf::Descriptor*> seen;
+  std::vector<const google::protobuf::Descriptor*> todo = {d};
+  bool holds = false;
+  while (!todo.empty() && !holds) {
+    const google::protobuf::Descriptor* t = todo.back();
+    todo.pop_back();
+    if (!seen.insert(t).second) continue;
+    for (int i = 0; i < t->field_count() && !holds; ++i) {
+      const google::protobuf::FieldDescriptor* f = t->field(i);
+      holds = IsGatewayJsonString(*f);
+      if (f->message_type() != nullptr) todo.push_back(f->message_type());
+    }
+  }
+  absl::MutexLock l(&mu);
+  cache->emplace(d, holds);
+  return holds;
+}
+
+// Replaces the json_string values of `m` and its sub-messages that are not
+// valid UTF-8 by CoerceToUtf8's.
+void CoerceJsonStrings(google::protobuf::Message* m) {
+  const google::protobuf::Descriptor* d = m->GetDescriptor();
+  const google::protobuf::Reflection* r = m->GetReflection();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    if (IsGatewayJsonString(*f)) {
+      if (f->is_repeated()) {
+        for (int k = 0; k < r->FieldSize(*m, f); ++k) {
+          std::string v = r->GetRepeatedString(*m, f, k);
+          std::string c = util::CoerceToUtf8(v);
+          if (c != v) r->SetRepeatedString(m, f, k, std::move(c));
+        }
+      } else {
+        std::string v = r->GetString(*m, f);
+        std::string c = util::CoerceToUtf8(v);
+        if (c != v) r->SetString(m, f, std::move(c));
+      }
+    } else if (f->message_type() != nullptr && HoldsJsonStrings(f->message_type())) {
+      if (f->is_repeated()) {
+        for (int k = 0; k < r->FieldSize(*m, f); ++k) {
+          CoerceJsonStrings(r->MutableRepeatedMessage(m, f, k));
+        }
+      } else if (r->HasField(*m, f)) {
+        CoerceJsonStrings(r->MutableMessage(m, f));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> CoerceJsonToUtf8(std::string_view json) {
+  std::string out;
+  size_t copied = 0;  // json[0, copied) is in `out`
+  bool changed = false;
+  const auto replace = [&](size_t begin, size_t end, std::string_view with) {
+    out.append(json.data() + copied, begin - copied);
+    out += with;
+    copied = end;
+    changed = true;
+  };
+  bool in_string = false;
+  for (size_t i = 0; i < json.size();) {
+    const unsigned char c = static_cast<unsigned char>(json[i]);
+    if (c >= 0x80) {
+      const size_t n = util::Utf8SequenceLength(json.substr(i));
+      if (n == 0) {
+        replace(i, i + 1, kReplacementUtf8);
+        ++i;
+      } else {
+        i += n;
+      }
+      continue;
+    }
+    if (!in_string) {
+      if (c == '"') in_string = true;
+      ++i;
+      continue;
+    }
+    if (c == '"') {
+      in_string = false;
+      ++i;
+      continue;
+    }
+    if (c != '\\') {
+      ++i;
+      continue;
+    }
+    if (i + 1 >= json.size() || json[i + 1] != 'u') {
+      i += 2;  // a two-character escape (or a truncated one: the parser says)
+      continue;
+    }
+    const int cp = Hex4(json, i + 2);
+    if (cp < 0xD800 || cp > 0xDFFF) {  // not a surrogate, or not four hex digits
+      i += 2;
+      continue;
+    }
+    if (cp <= 0xDBFF && i + 12 <= json.size() && json[i + 6] == '\\' && json[i + 7] == 'u') {
+      const int low = Hex4(json, i + 8);
+      if (low >= 0xDC00 && low <= 0xDFFF) {  // a valid pair
+        i += 12;
+        continue;
+      }
+    }
+    replace(i, i + 6, "\\ufffd");
+    i += 6;
+  }
+  if (!changed) return std::nullopt;
+  out.append(json.data() + copied, json.size() - copied);
+  return out;
+}
+
 std::string MessageToGatewayJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = false;
   options.always_print_primitive_fields = false;
   options.preserve_proto_field_names = true;
   std::string out;
-  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  if (!HoldsJsonStrings(message.GetDescriptor())) {
+    // KV, Watch, Lease...: protobuf's own (faster) path, as before.
+    (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+    return out;
+  }
+  // Auth and Member messages (small): through the resolver, with the
+  // names made valid UTF-8 first.
+  std::unique_ptr<google::protobuf::Message> m(message.New());
+  m->CopyFrom(message);
+  CoerceJsonStrings(m.get());
+  (void)google::protobuf::util::BinaryToJsonString(&GatewayResolver(), GatewayTypeUrl(*m),
+                                                   m->SerializeAsString(), &out, options);
   return out;
 }
 
 absl::Status GatewayJsonToMessage(std::string_view json, google::protobuf::Message* message) {
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
-  auto st = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), message, options);
+  const std::optional<std::string> coerced = CoerceJsonToUtf8(json);
+  if (coerced) json = *coerced;
+  const google::protobuf::StringPiece piece(json.data(), json.size());
+  if (!HoldsJsonStrings(message->GetDescriptor())) {
+    auto st = google::protobuf::util::JsonStringToMessage(piece, message, options);
+    if (!st.ok()) return absl::InvalidArgumentError(std::string(st.message()));
+    return absl::OkStatus();
+  }
+  std::string binary;
+  auto st = google::protobuf::util::JsonToBinaryString(
+      &GatewayResolver(), GatewayTypeUrl(*message), piece, &binary, options);
   if (!st.ok()) return absl::InvalidArgumentError(std::string(st.message()));
+  if (!message->ParseFromString(binary)) {
+    return absl::InvalidArgumentError("the JSON does not map to a valid request");
+  }
   return absl::OkStatus();
 }
 

@@ -144,7 +144,12 @@ class JwtTokenProvider final : public TokenProvider {
     const int64_t exp = (clock_->WallMillis() / 1000) + ttl_.count();
     nlohmann::json claims = {
         {"exp", exp}, {"revision", revision}, {"username", std::string(username)}};
-    const std::string signing_input = absl::StrCat(B64(header.dump()), ".", B64(claims.dump()));
+    // A user name need not be valid UTF-8: JSON cannot carry its bytes, so
+    // (as Go's encoding/json in etcd) they are written as U+FFFD, and such a
+    // token names no user. dump() would throw on them otherwise.
+    constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
+    const std::string signing_input = absl::StrCat(B64(header.dump(-1, ' ', false, kReplace)), ".",
+                                                   B64(claims.dump(-1, ' ', false, kReplace)));
     absl::StatusOr<std::string> sig = Sign(signing_input);
     if (!sig.ok()) return sig.status();
     return absl::StrCat(signing_input, ".", B64(*sig));

@@ -48,9 +48,26 @@ bool ValidPeerUrl(const std::string& u) {
 absl::StatusOr<std::vector<std::string>> CheckPeerUrls(
     const google::protobuf::RepeatedPtrField<std::string>& urls) {
   if (urls.empty()) return ErrInvalidPeerUrls();
-  std::vector<std::string> out(urls.begin(), urls.end());
-  for (const auto& u : out) {
-    if (!ValidPeerUrl(u)) return ErrInvalidPeerUrls();
+  std::vector<std::string> out;
+  out.reserve(urls.size());
+  for (const auto& u : urls) {
+    // As Go's url.Parse and URL.String in etcd: a control character is
+    // refused, a byte above ASCII (any bytes come in: the field is `bytes`)
+    // is kept percent-escaped, so that a stored URL is always ASCII.
+    std::string norm;
+    for (unsigned char c : u) {
+      if (c < 0x20 || c == 0x7f) return ErrInvalidPeerUrls();
+      if (c >= 0x80) {
+        constexpr char kHex[] = "0123456789ABCDEF";
+        norm += '%';
+        norm += kHex[c >> 4];
+        norm += kHex[c & 0xF];
+      } else {
+        norm += static_cast<char>(c);
+      }
+    }
+    if (!ValidPeerUrl(norm)) return ErrInvalidPeerUrls();
+    out.push_back(std::move(norm));
   }
   std::sort(out.begin(), out.end());
   return out;

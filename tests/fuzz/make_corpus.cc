@@ -275,6 +275,23 @@ void ServerSeeds() {
   Write("server_requests", "auth",
         Op(18, user) + Op(25, role) + Op(23, gr) + Op(29, perm) + Op(15, AuthEnableRequest()) +
             Op(0x80 | 1, put) + Op(0x80 | 16, AuthDisableRequest()));
+  // Names and a password that are not valid UTF-8 (etcd takes any bytes).
+  AuthUserAddRequest odd_user;
+  odd_user.set_name("\xff\xfeu");
+  odd_user.set_password("p\xff");
+  AuthRoleAddRequest odd_role;
+  odd_role.set_name("\xc3\x28");
+  AuthUserGrantRoleRequest odd_grant;
+  odd_grant.set_user(odd_user.name());
+  odd_grant.set_role(odd_role.name());
+  AuthUserGetRequest odd_get;
+  odd_get.set_name(odd_user.name());
+  AuthenticateRequest odd_login;
+  odd_login.set_name(odd_user.name());
+  odd_login.set_password(odd_user.password());
+  Write("server_requests", "auth-names-not-utf8",
+        Op(18, odd_user) + Op(25, odd_role) + Op(23, odd_grant) + Op(19, odd_get) +
+            Op(27, AuthRoleListRequest()) + Op(17, odd_login));
   MemberAddRequest madd;
   madd.add_peerurls("http://127.0.0.1:12380");
   madd.set_islearner(true);

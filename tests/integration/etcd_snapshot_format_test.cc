@@ -4,8 +4,9 @@
 // Debian's etcd 3.4; `etcdctl snapshot status` reports the same revision and
 // key count for both snapshots; `etcdctl snapshot restore` of cppetcd's
 // snapshot starts etcd with every key (revisions, versions, lease), the
-// lease, the user and the role; `cppetcd snapshot restore` of the same file
-// starts cppetcd the same way.
+// lease, the users and the roles (names that are not valid UTF-8 among
+// them); `cppetcd snapshot restore` of the same file, and of etcd's own
+// snapshot, starts cppetcd the same way.
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -47,6 +48,10 @@ std::string Populate(const std::string& ep) {
   Ok(ep, {"role", "add", "reader"});
   Ok(ep, {"role", "grant-permission", "reader", "--prefix=true", "read", "a"});
   Ok(ep, {"user", "grant-role", "alice", "reader"});
+  // Names that are not valid UTF-8 (etcd takes any bytes).
+  Ok(ep, {"user", "add", "\xff\xfeu", "--new-user-password=x"});
+  Ok(ep, {"role", "add", "\xc3\x28"});
+  Ok(ep, {"user", "grant-role", "\xff\xfeu", "\xc3\x28"});
   return id;
 }
 
@@ -81,6 +86,8 @@ void ExpectSameState(const std::string& ep, const nlohmann::json& want_kvs, int6
   EXPECT_THAT(ttl, HasSubstr("granted with TTL(3000s)"));
   EXPECT_THAT(Ok(ep, {"user", "get", "alice"}), HasSubstr("Roles: reader"));
   EXPECT_THAT(Ok(ep, {"role", "get", "reader"}), HasSubstr("[a, b) (prefix a)"));
+  EXPECT_EQ(Ok(ep, {"user", "get", "\xff\xfeu"}), "User: \xff\xfeu\nRoles: \xc3\x28\n");
+  EXPECT_EQ(Ok(ep, {"role", "list"}), "reader\n\xc3\x28\n");
   // The restored member serves writes.
   Ok(ep, {"put", "after-restore", "1"});
 }
@@ -154,20 +161,30 @@ TEST(EtcdSnapshotFormatTest, EtcdToolsTakeCppetcdSnapshots) {
     ASSERT_TRUE(s.ok()) << s.status();
     ExpectSameState((*s)->ClientEndpoint(), kvs, rev, lease_id);
   }
-  // cppetcd snapshot restore of the same file, then cppetcd.
-  const std::string cpp_restored = dir.path() + "/cppetcd-restored";
-  r = RunCommand({ServerBinary(), "snapshot", "restore", cpp_snap, "--name", "restored",
-                  "--data-dir", cpp_restored, "--initial-cluster",
-                  std::string("restored=") + kPeerUrl, "--initial-advertise-peer-urls", kPeerUrl},
-                 "", {}, kTimeout);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  {
+  // cppetcd snapshot restore of the same file, and of etcd's, then cppetcd.
+  for (const std::string& snap : {cpp_snap, etcd_snap}) {
+    SCOPED_TRACE(snap);
+    const std::string cpp_restored = snap + ".cppetcd-restored";
+    r = RunCommand({ServerBinary(), "snapshot", "restore", snap, "--name", "restored",
+                    "--data-dir", cpp_restored, "--initial-cluster",
+                    std::string("restored=") + kPeerUrl, "--initial-advertise-peer-urls",
+                    kPeerUrl},
+                   "", {}, kTimeout);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
     ServerProcess::Options o;
     o.name = "restored";
     o.data_dir = cpp_restored;
     auto s = ServerProcess::Start(o);
     ASSERT_TRUE(s.ok()) << s.status();
-    ExpectSameState((*s)->ClientEndpoint(), kvs, rev, lease_id);
+    // etcd's snapshot has its own lease ID.
+    if (snap == cpp_snap) ExpectSameState((*s)->ClientEndpoint(), kvs, rev, lease_id);
+    if (snap == etcd_snap) {
+      const std::string ep = (*s)->ClientEndpoint();
+      EXPECT_EQ(Ok(ep, {"user", "get", "\xff\xfeu"}), "User: \xff\xfeu\nRoles: \xc3\x28\n");
+      EXPECT_EQ(Ok(ep, {"role", "list"}), "reader\n\xc3\x28\n");
+      EXPECT_THAT(Ok(ep, {"user", "get", "alice"}), HasSubstr("Roles: reader"));
+      EXPECT_EQ(Revision(ep), rev);
+    }
   }
 }
 

@@ -316,6 +316,29 @@ TEST_F(HttpTest, AuthThroughTheGateway) {
   Post("/v3/kv/range", R"({"key":"YQ=="})");
 }
 
+// Names that are not valid UTF-8 (etcd takes any bytes): the gateway prints
+// each bad byte as U+FFFD (Go's encoding/json), reads a body's bad bytes as
+// U+FFFD, and keeps names JSON strings (not base64).
+TEST_F(HttpTest, NamesThatAreNotUtf8ThroughTheGateway) {
+  const std::string ep = server_->ClientEndpoint();
+  ASSERT_EQ(Etcdctl(ep, {"user", "add", "\xff\xfeu", "--new-user-password=x"}).exit_code, 0);
+  ASSERT_EQ(Etcdctl(ep, {"role", "add", "\xc3\x28"}).exit_code, 0);
+  ASSERT_EQ(Etcdctl(ep, {"user", "grant-role", "\xff\xfeu", "\xc3\x28"}).exit_code, 0);
+  const std::string r3 = "\xef\xbf\xbd";  // U+FFFD
+  json users = Post("/v3/auth/user/list", "{}");
+  EXPECT_EQ(users["users"], json::array({r3 + r3 + "u"})) << users;
+  json roles = Post("/v3/auth/role/list", "{}");
+  EXPECT_EQ(roles["roles"], json::array({r3 + "("})) << roles;
+  // The body's bytes become U+FFFD: another user, not the one above.
+  Post("/v3/auth/user/add", "{\"name\":\"\xff\xfeu\",\"password\":\"y\"}");
+  users = Post("/v3/auth/user/list", "{}");
+  EXPECT_EQ(users["users"], json::array({r3 + r3 + "u", r3 + r3 + "u"})) << users;
+  json got = Post("/v3/auth/user/get", "{\"name\":\"\\ufffd\\ufffdu\"}");
+  EXPECT_FALSE(got.contains("roles")) << got;
+  CommandResult list = Etcdctl(ep, {"user", "list"});
+  EXPECT_EQ(list.out, r3 + r3 + "u\n\xff\xfeu\n");
+}
+
 // etcd_mvcc_{put,delete,range,txn}_total count as etcd 3.4's mvcc txns do
 // (mvcc/metrics_txn.go): each txn adds its ranges, puts and deletes when it
 // ends, and one txn if it ran more than one operation. A prev_kv put or

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,7 @@ namespace grpc {
 class Channel;
 }
 namespace google::protobuf {
+class FieldDescriptor;
 class Message;
 }
 
@@ -126,11 +128,25 @@ class HttpServer {
 absl::StatusOr<std::vector<std::string_view>> SplitJsonValues(std::string_view body);
 
 // grpc-gateway's JSON mapping (jsonpb with original field names): int64 as
-// strings, bytes as base64, enums by name, zero values omitted.
+// strings, bytes as base64, enums by name, zero values omitted. A `bytes`
+// field marked (cppetcdpb.json_string) (etcd's `string`, e.g. user and role
+// names, member URLs) is a JSON string, each byte of it that is not part of
+// valid UTF-8 written as U+FFFD, as Go's encoding/json does.
 std::string MessageToGatewayJson(const google::protobuf::Message& message);
 // The reverse; accepts both field name styles, ignores unknown fields.
+// As Go's decoder, a byte of the body that is not valid UTF-8 and a
+// \u escape of an unpaired UTF-16 surrogate read as U+FFFD.
 // InvalidArgument with the parser's message on malformed input.
 absl::Status GatewayJsonToMessage(std::string_view json, google::protobuf::Message* message);
+
+// Whether `field` is one the gateway encodes as a JSON string although it is
+// declared `bytes` (the option cppetcdpb.json_string).
+bool IsGatewayJsonString(const google::protobuf::FieldDescriptor& field);
+
+// `json` with the bytes that are not valid UTF-8 and the \u escapes of
+// unpaired surrogates replaced by U+FFFD (as Go's encoding/json reads them);
+// nullopt when there is none (the common case).
+std::optional<std::string> CoerceJsonToUtf8(std::string_view json);
 
 // grpc-gateway's HTTP status for a gRPC status code (runtime.HTTPStatusFromCode).
 int HttpStatusFromGrpcCode(int grpc_code);

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <set>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -14,6 +16,8 @@
 
 #include "cppetcd/api/client_listener.h"
 #include "cppetcd/api/grpc_server.h"
+#include "absl/strings/str_split.h"
+#include "cppetcdpb/options.pb.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "tests/unit/api/fake_backend.h"
 
@@ -91,6 +95,165 @@ TEST(GatewayJsonTest, ParsesNumbersOrStringsAndIgnoresUnknownFields) {
   etcdserverpb::RangeRequest r;
   absl::Status st = GatewayJsonToMessage("{\"key\":", &r);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---- Fields etcd declares `string` that cppetcd declares `bytes` (etcd
+// takes any bytes in them), marked (cppetcdpb.json_string).
+
+std::set<std::string> JsonStringFields() {
+  std::set<std::string> out;
+  const auto* file = etcdserverpb::AuthUserAddRequest::descriptor()->file();
+  std::vector<const google::protobuf::Descriptor*> todo;
+  for (int i = 0; i < file->message_type_count(); ++i) todo.push_back(file->message_type(i));
+  while (!todo.empty()) {
+    const google::protobuf::Descriptor* d = todo.back();
+    todo.pop_back();
+    for (int i = 0; i < d->nested_type_count(); ++i) todo.push_back(d->nested_type(i));
+    for (int k = 0; k < d->field_count(); ++k) {
+      const google::protobuf::FieldDescriptor* f = d->field(k);
+      if (f->options().GetExtension(cppetcdpb::json_string)) {
+        EXPECT_EQ(f->type(), google::protobuf::FieldDescriptor::TYPE_BYTES) << f->full_name();
+        EXPECT_TRUE(IsGatewayJsonString(*f)) << f->full_name();
+        out.insert(f->full_name());
+      }
+    }
+  }
+  return out;
+}
+
+TEST(GatewayJsonStringTest, MarkedFieldsAreBytesAndTheNamesAndPasswords) {
+  const std::set<std::string> want = {
+      "etcdserverpb.AuthenticateRequest.name",
+      "etcdserverpb.AuthenticateRequest.password",
+      "etcdserverpb.AuthUserAddRequest.name",
+      "etcdserverpb.AuthUserAddRequest.password",
+      "etcdserverpb.AuthUserGetRequest.name",
+      "etcdserverpb.AuthUserDeleteRequest.name",
+      "etcdserverpb.AuthUserChangePasswordRequest.name",
+      "etcdserverpb.AuthUserChangePasswordRequest.password",
+      "etcdserverpb.AuthUserGrantRoleRequest.user",
+      "etcdserverpb.AuthUserGrantRoleRequest.role",
+      "etcdserverpb.AuthUserRevokeRoleRequest.name",
+      "etcdserverpb.AuthUserRevokeRoleRequest.role",
+      "etcdserverpb.AuthRoleAddRequest.name",
+      "etcdserverpb.AuthRoleGetRequest.role",
+      "etcdserverpb.AuthRoleDeleteRequest.role",
+      "etcdserverpb.AuthRoleGrantPermissionRequest.name",
+      "etcdserverpb.AuthRoleRevokePermissionRequest.role",
+      "etcdserverpb.AuthUserGetResponse.roles",
+      "etcdserverpb.AuthRoleListResponse.roles",
+      "etcdserverpb.AuthUserListResponse.users",
+      "etcdserverpb.Member.name",
+      "etcdserverpb.Member.peerURLs",
+      "etcdserverpb.Member.clientURLs",
+      "etcdserverpb.MemberAddRequest.peerURLs",
+      "etcdserverpb.MemberUpdateRequest.peerURLs",
+  };
+  EXPECT_EQ(JsonStringFields(), want);
+}
+
+// Against etcd 3.4's own rpc.proto where it is installed (Debian's
+// golang-etcd-server-dev): every field etcd declares `string` is a string
+// or a json_string bytes field here; every other bytes field is etcd's bytes.
+TEST(GatewayJsonStringTest, AgreesWithEtcdsRpcProto) {
+  const char* path = "/usr/share/gocode/src/go.etcd.io/etcd/etcdserver/etcdserverpb/rpc.proto";
+  std::ifstream in(path);
+  if (!in) GTEST_SKIP() << path << " is not installed";
+  const auto* file = etcdserverpb::AuthUserAddRequest::descriptor()->file();
+  std::string line, message;
+  int checked = 0;
+  while (std::getline(in, line)) {
+    std::vector<std::string> w = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (w.size() >= 2 && w[0] == "message") {
+      message = w[1];
+      continue;
+    }
+    size_t i = 0;
+    if (!w.empty() && w[0] == "repeated") i = 1;
+    if (w.size() < i + 3 || (w[i] != "string" && w[i] != "bytes")) continue;
+    const google::protobuf::Descriptor* d = file->FindMessageTypeByName(message);
+    ASSERT_NE(d, nullptr) << message;
+    const google::protobuf::FieldDescriptor* f = d->FindFieldByName(w[i + 1]);
+    ASSERT_NE(f, nullptr) << message << "." << w[i + 1];
+    if (w[i] == "bytes") {
+      EXPECT_EQ(f->type(), google::protobuf::FieldDescriptor::TYPE_BYTES) << f->full_name();
+      EXPECT_FALSE(IsGatewayJsonString(*f)) << f->full_name();
+    } else {
+      EXPECT_TRUE(f->type() == google::protobuf::FieldDescriptor::TYPE_STRING ||
+                  IsGatewayJsonString(*f))
+          << f->full_name();
+    }
+    ++checked;
+  }
+  EXPECT_GT(checked, 40);
+}
+
+TEST(GatewayJsonStringTest, NamesArePlainJsonStringsBothWays) {
+  etcdserverpb::AuthUserAddRequest add;
+  add.set_name("root");
+  add.set_password("x");
+  EXPECT_EQ(MessageToGatewayJson(add), "{\"name\":\"root\",\"password\":\"x\"}");
+  etcdserverpb::AuthUserAddRequest parsed;
+  ASSERT_TRUE(GatewayJsonToMessage("{\"name\":\"root\",\"password\":\"x\"}", &parsed).ok());
+  EXPECT_EQ(parsed.name(), "root");
+  EXPECT_EQ(parsed.password(), "x");
+  etcdserverpb::AuthUserGrantRoleRequest g;
+  ASSERT_TRUE(GatewayJsonToMessage("{\"user\":\"\\u00e9\",\"role\":\"r\"}", &g).ok());
+  EXPECT_EQ(g.user(), "\xc3\xa9");
+  etcdserverpb::AuthUserListResponse l;
+  l.add_users("a");
+  l.add_users("\xe2\x82\xac");
+  EXPECT_EQ(MessageToGatewayJson(l), "{\"users\":[\"a\",\"\xe2\x82\xac\"]}");
+  etcdserverpb::MemberAddRequest m;
+  ASSERT_TRUE(GatewayJsonToMessage("{\"peerURLs\":[\"http://h:1\"]}", &m).ok());
+  ASSERT_EQ(m.peerurls_size(), 1);
+  EXPECT_EQ(m.peerurls(0), "http://h:1");
+  // Real bytes fields stay base64.
+  etcdserverpb::AuthRoleRevokePermissionRequest rp;
+  rp.set_role("r");
+  rp.set_key("foo");
+  EXPECT_EQ(MessageToGatewayJson(rp), "{\"role\":\"r\",\"key\":\"Zm9v\"}");
+}
+
+// etcd 3.4's gateway (Go's encoding/json) prints each byte of a name that
+// is not part of valid UTF-8 as U+FFFD (it writes "\ufffd"; cppetcd the
+// same character unescaped), and reads such bytes and unpaired surrogate
+// escapes in a request body as U+FFFD.
+TEST(GatewayJsonStringTest, BytesThatAreNotUtf8AsEtcdsGateway) {
+  const std::string r3 = "\xef\xbf\xbd";  // U+FFFD
+  etcdserverpb::AuthUserListResponse l;
+  l.add_users("\xff\xfeu");
+  l.add_users(r3 + r3 + "u");  // etcd: a name made by the gateway from the one above
+  EXPECT_EQ(MessageToGatewayJson(l),
+            "{\"users\":[\"" + r3 + r3 + "u\",\"" + r3 + r3 + "u\"]}");
+  EXPECT_EQ(l.users(0), "\xff\xfeu");  // the message itself is left alone
+  etcdserverpb::MemberListResponse ml;  // names in a sub-message
+  ml.add_members()->set_name("m\xff");
+  ml.mutable_members(0)->add_peerurls("http://h:1");
+  EXPECT_EQ(MessageToGatewayJson(ml),
+            "{\"members\":[{\"name\":\"m" + r3 + "\",\"peerURLs\":[\"http://h:1\"]}]}");
+  etcdserverpb::AuthUserGetResponse g;
+  g.add_roles("\xc3\x28");
+  EXPECT_EQ(MessageToGatewayJson(g), "{\"roles\":[\"" + r3 + "(\"]}");
+
+  etcdserverpb::AuthUserAddRequest add;
+  ASSERT_TRUE(GatewayJsonToMessage("{\"name\":\"\xff\xfeu\",\"password\":\"y\"}", &add).ok());
+  EXPECT_EQ(add.name(), r3 + r3 + "u");
+  etcdserverpb::AuthRoleAddRequest ra;
+  ASSERT_TRUE(GatewayJsonToMessage("{\"name\":\"\\ud800x\\udc00\\ud83d\\ude00\"}", &ra).ok());
+  EXPECT_EQ(ra.name(), r3 + "x" + r3 + "\xf0\x9f\x98\x80");
+  ASSERT_TRUE(GatewayJsonToMessage("{\"name\":\"\\ud800\\u0041\"}", &ra).ok());
+  EXPECT_EQ(ra.name(), r3 + "A");
+  // Keys are base64 and untouched; a body that is not JSON still fails.
+  etcdserverpb::RangeRequest rr;
+  EXPECT_FALSE(GatewayJsonToMessage("{\xff}", &rr).ok());
+}
+
+TEST(GatewayJsonStringTest, CoerceJsonToUtf8) {
+  EXPECT_EQ(CoerceJsonToUtf8("{\"name\":\"\\u00ff\\ud83d\\ude00\"}"), std::nullopt);
+  EXPECT_EQ(CoerceJsonToUtf8("{\"a\":\"\\\\ud800\"}"), std::nullopt);  // an escaped backslash
+  EXPECT_EQ(CoerceJsonToUtf8("{\"a\":\"\\ud800\"}"), "{\"a\":\"\\ufffd\"}");
+  EXPECT_EQ(CoerceJsonToUtf8("{\"a\":\"\\uDC00\\uD800\"}"), "{\"a\":\"\\ufffd\\ufffd\"}");
 }
 
 TEST(GatewayJsonTest, SplitsConcatenatedValues) {

@@ -551,6 +551,62 @@ INSTANTIATE_TEST_SUITE_P(Lengths, AuthStoreLongNameTest,
                          ::testing::Values(storage::kMaxKeyBytes, storage::kMaxKeyBytes + 1, 600,
                                            70 * 1024, 100 * 1024));
 
+// etcd takes any bytes as user and role names and passwords (Go strings);
+// so does cppetcd (the fields are `bytes` in its protos). A user record
+// holding a role name that is not valid UTF-8 must load again on restart.
+TEST_F(AuthStoreTest, NamesAndPasswordsThatAreNotUtf8) {
+  const std::string user = "\xff\xfeu";
+  const std::string role = "\xc3\x28";
+  const std::string pw = "p\xff\xc3w";
+  ASSERT_TRUE(AddUser(user, pw).ok());
+  ASSERT_TRUE(AddUser("a", "pa").ok());
+  ASSERT_TRUE(AddRole(role).ok());
+  ASSERT_TRUE(AddRole("r\xed\xa0\x80").ok());  // an encoded surrogate
+  ASSERT_TRUE(Grant(user, role).ok());
+  ASSERT_TRUE(Grant("a", role).ok());
+  ASSERT_TRUE(Grant(user, "r\xed\xa0\x80").ok());
+  ASSERT_TRUE(GrantPerm(role, authpb::Permission::READ, "k", "l").ok());
+  auto check = [&](const char* when) {
+    SCOPED_TRACE(when);
+    EXPECT_THAT(store_->UserList().users(), ElementsAre("a", user));  // bytewise order
+    EXPECT_THAT(store_->RoleList().roles(), ElementsAre("r\xed\xa0\x80", role));
+    auto ug = store_->UserGet(user);
+    ASSERT_TRUE(ug.ok()) << ug.status();
+    EXPECT_THAT(ug->roles(), ElementsAre("r\xed\xa0\x80", role));
+    EXPECT_TRUE(store_->HasRole("a", role));
+    auto rg = store_->RoleGet(role);
+    ASSERT_TRUE(rg.ok()) << rg.status();
+    ASSERT_EQ(rg->perm_size(), 1);
+  };
+  check("applied");
+  OpenAll();
+  check("reopened");
+  {
+    auto rtx = backend_->BeginRead();
+    ASSERT_TRUE(rtx.ok());
+    auto u = (*rtx)->Get(storage::kAuthUsersBucket, user);
+    ASSERT_TRUE(u.ok() && u->has_value());
+    authpb::User rec;
+    ASSERT_TRUE(rec.ParseFromArray((*u)->data(), static_cast<int>((*u)->size())));
+    EXPECT_EQ(rec.name(), user);
+    EXPECT_THAT(rec.roles(), ElementsAre("r\xed\xa0\x80", role));
+  }
+  SetUpRootAndEnable();
+  EXPECT_TRUE(store_->CheckPassword(user, pw).ok());
+  EXPECT_FALSE(store_->CheckPassword(user, "p\xef\xbf\xbd\xef\xbf\xbdw").ok());
+  EXPECT_TRUE(store_->IsRangePermitted(Who(user), "k", "").ok());
+  EXPECT_TRUE(IsErrPermissionDenied(store_->IsPutPermitted(Who(user), "k")));
+  ASSERT_TRUE(Disable().ok());
+  ASSERT_TRUE(Revoke(user, role).ok());
+  etcdserverpb::AuthRoleDeleteRequest rd;
+  rd.set_role("r\xed\xa0\x80");
+  ASSERT_TRUE(Do([&](storage::WriteTxn* t) { return store_->RoleDelete(t, rd); }).ok());
+  OpenAll();
+  EXPECT_THAT(store_->UserGet(user)->roles(), IsEmpty());
+  EXPECT_THAT(store_->RoleList().roles(), ::testing::Contains(role));
+  EXPECT_THAT(store_->RoleList().roles(), ::testing::Not(::testing::Contains("r\xed\xa0\x80")));
+}
+
 TEST_F(AuthStoreTest, EmptyNamesGetEtcdErrors) {
   EXPECT_TRUE(IsErrorMessage(AddUser("", "pw"), "auth: user name is empty"));
   EXPECT_TRUE(IsErrorMessage(AddRole(""), "auth: role name is empty"));

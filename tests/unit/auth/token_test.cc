@@ -222,6 +222,24 @@ TEST_F(JwtTest, SignVerifyExpireAndTamper) {
   }
 }
 
+// A user name that is not valid UTF-8 (etcd takes any bytes) cannot be
+// carried by JSON: its bytes are written as U+FFFD, as Go's encoding/json
+// does in etcd, and the token names that other user. No exception.
+TEST_F(JwtTest, UserNameNotValidUtf8IsReplacedNotThrown) {
+  const std::string ec = MakeKeys("ec", EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+  TokenProviderOptions o;
+  o.clock = &clock_;
+  auto tp = NewTokenProvider("jwt,sign-method=ES256," + ec, o);
+  ASSERT_TRUE(tp.ok()) << tp.status();
+  auto tok = (*tp)->Assign("\xff\xfeu", 7, "", 3);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  auto info = (*tp)->Info(*tok, 99);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_NE(info->username, "\xff\xfeu");
+  EXPECT_EQ(info->username.substr(info->username.size() - 1), "u");
+  EXPECT_NE(info->username.find("\xef\xbf\xbd"), std::string::npos);
+}
+
 // Found by fuzzing (tests/fuzz/jwt): a validly signed token whose revision
 // claim is a negative, fractional or huge number converted a double out of
 // uint64's range (undefined behaviour); such a token is now refused.

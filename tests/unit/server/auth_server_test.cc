@@ -272,5 +272,49 @@ TEST_F(AuthServerTest, PasswordsTravelHashedAndStateSurvivesRestart) {
   EXPECT_FALSE(clear_text_found);
 }
 
+// Names and passwords that are not valid UTF-8 (etcd takes any bytes) go
+// through raft in every auth entry (the request, InternalAuthenticateRequest,
+// the caller's name in the header) and are replayed from the WAL.
+TEST_F(AuthServerTest, NamesThatAreNotUtf8GoThroughRaftAndRestart) {
+  StartServer();
+  const std::string user = "\xff\xfeu", role = "\xc3\x28", pw = "p\xff";
+  ASSERT_TRUE(AddUser("root", "rootpw").ok());
+  ASSERT_TRUE(GrantRole("root", "root").ok());
+  ASSERT_TRUE(AddUser(user, pw).ok());
+  pb::AuthRoleAddRequest ra;
+  ra.set_name(role);
+  ASSERT_TRUE(SERVER_CALL(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse, ra).ok());
+  pb::AuthRoleGrantPermissionRequest gp;
+  gp.set_name(role);
+  gp.mutable_perm()->set_permtype(authpb::Permission::READWRITE);
+  gp.mutable_perm()->set_key("a/");
+  gp.mutable_perm()->set_range_end("a0");
+  ASSERT_TRUE(SERVER_CALL(RoleGrantPermission, AuthRoleGrantPermissionRequest,
+                          AuthRoleGrantPermissionResponse, gp)
+                  .ok());
+  ASSERT_TRUE(GrantRole(user, role).ok());
+  pb::AuthEnableRequest en;
+  ASSERT_TRUE(SERVER_CALL(AuthEnable, AuthEnableRequest, AuthEnableResponse, en).ok());
+  auto check = [&] {
+    EXPECT_FALSE(Login(user, "p\xef\xbf\xbd").ok());
+    auto tok = Login(user, pw);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    auth::ScopedCredentials creds(Token(*tok));
+    EXPECT_TRUE(Put("a/1", "x").ok());  // applied as this user
+    EXPECT_TRUE(auth::IsErrPermissionDenied(Put("b", "x")));
+    pb::AuthUserGetRequest ug;
+    ug.set_name(user);
+    auto got = SERVER_CALL(UserGet, AuthUserGetRequest, AuthUserGetResponse, ug);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->roles_size(), 1);
+    EXPECT_EQ(got->roles(0), role);
+  };
+  check();
+  server_->Stop();
+  server_.reset();
+  StartServer();
+  check();
+}
+
 }  // namespace
 }  // namespace cppetcd::server

@@ -507,6 +507,26 @@ TEST_F(ClusterTest, MemberAddJoinRemove) {
   }
 }
 
+// Peer URLs are any bytes on the wire (etcd's Go strings). As etcd's
+// url.Parse and URL.String: a byte above ASCII is kept percent-escaped (so
+// a member record is always ASCII), a control character is refused.
+TEST_F(ClusterTest, PeerUrlBytesAboveAsciiAreEscapedAsEtcdDoes) {
+  StartCluster(1);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  auto ctl = MemberAdd(leader, "http://h\x01:1", /*learner=*/true);
+  EXPECT_EQ(ctl.status().message(), ErrInvalidPeerUrls().message()) << ctl.status();
+  auto add = MemberAdd(leader, "http://\xff\xc3\xa9:1", /*learner=*/true);
+  ASSERT_TRUE(add.ok()) << add.status();
+  ASSERT_EQ(add->member().peerurls_size(), 1);
+  EXPECT_EQ(add->member().peerurls(0), "http://%FF%C3%A9:1");
+  auto dup = MemberAdd(leader, "http://%FF%C3%A9:1", /*learner=*/true);
+  EXPECT_EQ(dup.status().message(), ErrPeerUrlExists().message()) << dup.status();
+  auto ml = MemberList(leader);
+  ASSERT_TRUE(ml.ok()) << ml.status();
+  EXPECT_EQ(ml->members_size(), 2);
+}
+
 TEST_F(ClusterTest, StrictReconfigCheckNeedsLongConnectedPeers) {
   // Links count as connected only from when they came up: all are younger
   // than etcd's 5 s health interval here.

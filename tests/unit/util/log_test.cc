@@ -29,6 +29,15 @@ TEST(LogTest, EscapesControlCharactersAndQuotes) {
   EXPECT_NE(line.find("\"level\":\"warn\""), std::string::npos) << line;
 }
 
+// A user name may be any bytes: the line stays valid JSON, as zap's.
+TEST(LogTest, BytesThatAreNotUtf8AreReplacementCharacters) {
+  Logger log("x", NewCapturedLog().sink);
+  std::string line =
+      log.Format(LogLevel::kInfo, "m", {{"user-name", std::string("\xff\xc3\xa9u\xe2\x82")}});
+  EXPECT_NE(line.find("\"user-name\":\"\\ufffd\xc3\xa9u\\ufffd\\ufffd\""), std::string::npos)
+      << line;
+}
+
 TEST(LogTest, ParsesEtcdLevelNames) {
   EXPECT_EQ(ParseLogLevel("debug"), LogLevel::kDebug);
   EXPECT_EQ(ParseLogLevel("warn"), LogLevel::kWarn);
