@@ -283,28 +283,28 @@ TEST_F(AuthServerTest, NamesThatAreNotUtf8GoThroughRaftAndRestart) {
   ASSERT_TRUE(AddUser(user, pw).ok());
   pb::AuthRoleAddRequest ra;
   ra.set_name(role);
-  ASSERT_TRUE(SERVER_CALL(RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse, ra).ok());
+  ASSERT_TRUE(SERVER_CALL(kNobody, RoleAdd, AuthRoleAddRequest, AuthRoleAddResponse, ra).ok());
   pb::AuthRoleGrantPermissionRequest gp;
   gp.set_name(role);
   gp.mutable_perm()->set_permtype(authpb::Permission::READWRITE);
   gp.mutable_perm()->set_key("a/");
   gp.mutable_perm()->set_range_end("a0");
-  ASSERT_TRUE(SERVER_CALL(RoleGrantPermission, AuthRoleGrantPermissionRequest,
+  ASSERT_TRUE(SERVER_CALL(kNobody, RoleGrantPermission, AuthRoleGrantPermissionRequest,
                           AuthRoleGrantPermissionResponse, gp)
                   .ok());
   ASSERT_TRUE(GrantRole(user, role).ok());
   pb::AuthEnableRequest en;
-  ASSERT_TRUE(SERVER_CALL(AuthEnable, AuthEnableRequest, AuthEnableResponse, en).ok());
+  ASSERT_TRUE(SERVER_CALL(kNobody, AuthEnable, AuthEnableRequest, AuthEnableResponse, en).ok());
   auto check = [&] {
     EXPECT_FALSE(Login(user, "p\xef\xbf\xbd").ok());
     auto tok = Login(user, pw);
     ASSERT_TRUE(tok.ok()) << tok.status();
-    auth::ScopedCredentials creds(Token(*tok));
-    EXPECT_TRUE(Put("a/1", "x").ok());  // applied as this user
-    EXPECT_TRUE(auth::IsErrPermissionDenied(Put("b", "x")));
+    const auth::Credentials creds = Token(*tok);
+    EXPECT_TRUE(Put(creds, "a/1", "x").ok());  // applied as this user
+    EXPECT_TRUE(auth::IsErrPermissionDenied(Put(creds, "b", "x")));
     pb::AuthUserGetRequest ug;
     ug.set_name(user);
-    auto got = SERVER_CALL(UserGet, AuthUserGetRequest, AuthUserGetResponse, ug);
+    auto got = SERVER_CALL(creds, UserGet, AuthUserGetRequest, AuthUserGetResponse, ug);
     ASSERT_TRUE(got.ok()) << got.status();
     ASSERT_EQ(got->roles_size(), 1);
     EXPECT_EQ(got->roles(0), role);
