@@ -516,7 +516,7 @@ class ClientListener::Impl {
 
   ~Impl() { Shutdown(); }
 
-  absl::Status Start() {
+  absl::Status Bind() {
     if (options_.urls.empty()) return absl::InvalidArgumentError("no client listen URL");
     std::vector<ListenUrl> urls;
     bool any_tls = false;
@@ -560,8 +560,13 @@ class ClientListener::Impl {
       listeners_.push_back({*fd, u, port});
       ports_.push_back(port);
     }
-    accept_thread_ = std::thread([this] { AcceptLoop(); });
     return absl::OkStatus();
+  }
+
+  void Serve() {
+    if (serving_ || listeners_.empty() || listeners_[0].fd < 0) return;  // or stopped
+    serving_ = true;
+    accept_thread_ = std::thread([this] { AcceptLoop(); });
   }
 
   const std::vector<int>& Ports() const { return ports_; }
@@ -901,17 +906,27 @@ class ClientListener::Impl {
   std::vector<int> ports_;
   int stop_fd_ = -1;         // readable once Shutdown starts: every thread ends
   int accept_stop_fd_ = -1;  // readable once StopAccepting starts
+  bool serving_ = false;  // Serve was called (owning thread only)
   std::thread accept_thread_;
   std::mutex mu_;
   std::list<std::unique_ptr<Connection>> conns_ ABSL_GUARDED_BY(mu_);
 };
 
-absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Start(
+absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Bind(
     ClientListenerOptions options) {
   auto impl = std::make_unique<Impl>(std::move(options));
-  if (absl::Status st = impl->Start(); !st.ok()) return st;
+  if (absl::Status st = impl->Bind(); !st.ok()) return st;
   return std::unique_ptr<ClientListener>(new ClientListener(std::move(impl)));
 }
+
+absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Start(
+    ClientListenerOptions options) {
+  absl::StatusOr<std::unique_ptr<ClientListener>> l = Bind(std::move(options));
+  if (l.ok()) (*l)->Serve();
+  return l;
+}
+
+void ClientListener::Serve() { impl_->Serve(); }
 
 ClientListener::ClientListener(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ClientListener::~ClientListener() { impl_->Shutdown(); }
