@@ -86,6 +86,14 @@ command -v go > /dev/null || { echo "run.sh: no go (apt-get install golang-go)" 
 mkdir -p "$build_dir"
 build_dir=$(realpath "$build_dir")
 
+# --- one run at a time on this machine (fixed ports, shared build dir) -------
+lock=/tmp/cppetcd-e2e-etcd.lock
+exec 9> "$lock"
+if ! flock -n 9; then
+  echo "== e2e: waiting for another run of the suite on this machine ($lock)"
+  flock -w 7200 9 || { echo "run.sh: lock not free after 2 h" >&2; exit 2; }
+fi
+
 # --- the test binary, rebuilt when the etcd sources or Go change ------------
 testbin="$build_dir/e2e.test"
 stamp="$build_dir/e2e.test.stamp"
@@ -154,13 +162,6 @@ done
 ((bad == 0)) || exit 2
 ((${#tests[@]})) || { echo "run.sh: no test selected" >&2; exit 2; }
 
-# --- one run at a time on this machine (fixed ports) --------------------------
-lock=/tmp/cppetcd-e2e-etcd.lock
-exec 9> "$lock"
-if ! flock -n 9; then
-  echo "== e2e: waiting for another run of the suite on this machine ($lock)"
-  flock -w 7200 9 || { echo "run.sh: lock not free after 2 h" >&2; exit 2; }
-fi
 busy=$(ss -Hltn 2>/dev/null | awk '{print $4}' | grep -cE ':20[01][0-9]{2}$' || true)
 ((busy == 0)) || echo "   warning: $busy listening TCP port(s) in 20000-20199 on this machine, where the suite binds its ports"
 
@@ -220,6 +221,7 @@ for t in "${tests[@]}"; do
   exp=${want[$t]}
   mark=""
   if [ "$got" != "$exp" ]; then mark="  UNEXPECTED (expected $exp)"; unexpected+=("$t: $got, expected $exp$why"); fi
+  [ -z "$mark" ] && [ "$got" != PASS ] && [ -n "${reason[$t]}" ] && why="$why (known: ${reason[$t]:0:70}...)"
   printf '   %-55s %s %6d ms%s%s\n' "$t" "$got" "$ms" "$why" "$mark"
   if [ $got = PASS ] && [ -z "$mark" ] && ((keep_logs == 0)); then rm -f "$log"; fi
 done
