@@ -17,6 +17,9 @@ pkgs=(
   nftables
   # coverage-guided fuzzing (tests/fuzz/run.sh): clang, libFuzzer, sanitizer runtimes
   clang libfuzzer-14-dev libclang-rt-14-dev
+  # etcd 3.4's own e2e suite (tests/e2e_etcd/run.sh): Go and etcd's sources
+  # with the Go packages they build against
+  golang-go golang-etcd-server-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -3,8 +3,11 @@
 # (unit, raft simulation, integration with real etcdctl and etcd), then the
 # unit and simulation suites again under ASan+UBSan and the server-side suites
 # under TSan, with a short libFuzzer campaign after the release pass
-# (tests/fuzz/run.sh). Set CPPETCD_SANITIZERS=0 to skip the sanitizer passes,
-# CPPETCD_FUZZ=0 to skip the fuzzing.
+# (tests/fuzz/run.sh) and etcd 3.4's own e2e suite against the release build
+# (tests/e2e_etcd/run.sh: every non-v2 test, or its shorter shard with
+# CPPETCD_E2E_SHARD=ci). Set CPPETCD_SANITIZERS=0 to skip the sanitizer
+# passes, CPPETCD_FUZZ=0 to skip the fuzzing, CPPETCD_E2E=0 to skip etcd's
+# e2e suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -40,6 +43,17 @@ build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== tests (RelWithDebInfo)"
 (cd build/release && ctest -j "$jobs" --timeout 600 --output-on-failure)
 disk
+
+# etcd 3.4.23's e2e suite (Debian's golang-etcd-server-dev) against the
+# release cppetcd, one test at a time, compared with
+# tests/e2e_etcd/expected.txt (docs/testing.md).
+if [ "${CPPETCD_E2E:-1}" != "0" ]; then
+  echo "== etcd's e2e suite against cppetcd (shard ${CPPETCD_E2E_SHARD:-all})"
+  tests/e2e_etcd/run.sh --server build/release/src/cmd/cppetcd --build-dir build/e2e_etcd \
+    --shard "${CPPETCD_E2E_SHARD:-all}"
+  disk
+  prune build/e2e_etcd
+fi
 prune build/release
 
 # Coverage-guided fuzzing (clang build in build/fuzz, 15 s per target; the

@@ -449,7 +449,7 @@ class ClientListener::Impl {
 
   ~Impl() { Shutdown(); }
 
-  absl::Status Start() {
+  absl::Status Bind() {
     if (options_.urls.empty()) return absl::InvalidArgumentError("no client listen URL");
     if (options_.event_loop_threads == 0) {
       return absl::InvalidArgumentError("the client listener needs at least one event loop");
@@ -513,12 +513,19 @@ class ClientListener::Impl {
       }
       loops_.push_back(std::move(loop));
     }
+    return absl::OkStatus();
+  }
+
+  // The loops start: connections waiting in the backlog since Bind are
+  // accepted from now on.
+  void Serve() {
+    if (serving_ || listeners_.empty() || listeners_[0].fd < 0) return;  // or stopped
+    serving_ = true;
     for (auto& loop : loops_) {
       Loop* l = loop.get();
       l->thread = std::thread([this, l] { Run(*l); });
     }
     accepting_ = true;
-    return absl::OkStatus();
   }
 
   const std::vector<int>& Ports() const { return ports_; }
@@ -1335,6 +1342,7 @@ class ClientListener::Impl {
   std::vector<int> ports_;
   int stop_fd_ = -1;  // readable once Shutdown starts: HTTP threads end
   bool accepting_ = false;  // owning thread only
+  bool serving_ = false;    // Serve was called (owning thread only)
   std::vector<std::unique_ptr<Loop>> loops_;
   // Connections accepted and not yet closed or handed to gRPC: those in the
   // loops and those served on HTTP threads (<= max_connections).
@@ -1343,12 +1351,21 @@ class ClientListener::Impl {
   std::list<std::unique_ptr<HttpWorker>> http_workers_ ABSL_GUARDED_BY(mu_);
 };
 
-absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Start(
+absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Bind(
     ClientListenerOptions options) {
   auto impl = std::make_unique<Impl>(std::move(options));
-  if (absl::Status st = impl->Start(); !st.ok()) return st;
+  if (absl::Status st = impl->Bind(); !st.ok()) return st;
   return std::unique_ptr<ClientListener>(new ClientListener(std::move(impl)));
 }
+
+absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Start(
+    ClientListenerOptions options) {
+  absl::StatusOr<std::unique_ptr<ClientListener>> l = Bind(std::move(options));
+  if (l.ok()) (*l)->Serve();
+  return l;
+}
+
+void ClientListener::Serve() { impl_->Serve(); }
 
 ClientListener::ClientListener(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ClientListener::~ClientListener() { impl_->Shutdown(); }

@@ -154,22 +154,30 @@ absl::StatusOr<util::TlsInfo> TlsInfoFromFlags(bool peer, const EtcdConfig& conf
   return info;
 }
 
-// Binds the client URLs (gRPC to `api`, HTTP/1.1 to `http` with every
-// route) and the metrics URLs (HTTP only, metrics and health routes).
-absl::Status StartClientListeners(const EtcdConfig& config, const util::TlsInfo& tls,
-                                  api::ApiServer* api, api::HttpServer* http,
-                                  std::unique_ptr<api::ClientListener>* client,
-                                  std::unique_ptr<api::ClientListener>* metrics) {
+// The servers the client listeners hand connections to; set before the
+// listeners Serve (so before any callback runs), never changed after.
+struct ClientHandlers {
+  api::ApiServer* api = nullptr;
+  api::HttpServer* http = nullptr;
+};
+
+// Binds the client URLs (gRPC to `handlers->api`, HTTP/1.1 to
+// `handlers->http` with every route) and the metrics URLs (HTTP only,
+// metrics and health routes), without accepting yet (ClientListener::Bind).
+absl::Status BindClientListeners(const EtcdConfig& config, const util::TlsInfo& tls,
+                                 const ClientHandlers* handlers,
+                                 std::unique_ptr<api::ClientListener>* client,
+                                 std::unique_ptr<api::ClientListener>* metrics) {
   api::ClientListenerOptions options;
   for (const Url& u : config.listen_client_urls) options.urls.push_back(u.ToString());
   options.tls = tls;
-  options.on_grpc_connection = [api](int fd) { api->AddConnection(fd); };
-  options.on_http_connection = [http](api::HttpConnection& c) {
-    http->ServeConnection(c, api::HttpRoutes::kAll);
+  options.on_grpc_connection = [handlers](int fd) { handlers->api->AddConnection(fd); };
+  options.on_http_connection = [handlers](api::HttpConnection& c) {
+    handlers->http->ServeConnection(c, api::HttpRoutes::kAll);
   };
   options.logger = util::GetLogger("embed");
   absl::StatusOr<std::unique_ptr<api::ClientListener>> c =
-      api::ClientListener::Start(std::move(options));
+      api::ClientListener::Bind(std::move(options));
   if (!c.ok()) return c.status();
   *client = *std::move(c);
   if (config.listen_metrics_urls.empty()) return absl::OkStatus();
@@ -177,12 +185,12 @@ absl::Status StartClientListeners(const EtcdConfig& config, const util::TlsInfo&
   for (const Url& u : config.listen_metrics_urls) moptions.urls.push_back(u.ToString());
   moptions.tls = tls;
   moptions.http_only = true;
-  moptions.on_http_connection = [http](api::HttpConnection& c) {
-    http->ServeConnection(c, api::HttpRoutes::kMetrics);
+  moptions.on_http_connection = [handlers](api::HttpConnection& c) {
+    handlers->http->ServeConnection(c, api::HttpRoutes::kMetrics);
   };
   moptions.logger = util::GetLogger("embed");
   absl::StatusOr<std::unique_ptr<api::ClientListener>> m =
-      api::ClientListener::Start(std::move(moptions));
+      api::ClientListener::Bind(std::move(moptions));
   if (!m.ok()) return m.status();
   *metrics = *std::move(m);
   return absl::OkStatus();
@@ -376,6 +384,23 @@ int Run(const EtcdConfig& config) {
     log.Info("serving peer traffic",
              {{"address", sep == std::string::npos ? url : url.substr(sep + 3)}});
   }
+  // Client listeners next, as etcd ("configuring client listeners"): bound
+  // now and served once the member is ready, so a client that connects
+  // in between waits in the backlog instead of being refused.
+  ClientHandlers handlers;
+  std::unique_ptr<api::ClientListener> client_listener;
+  std::unique_ptr<api::ClientListener> metrics_listener;
+  {
+    std::vector<std::string> urls;
+    for (const Url& u : config.listen_client_urls) urls.push_back(u.ToString());
+    log.Info("configuring client listeners", {{"listen-client-urls", urls}});
+  }
+  if (absl::Status st = BindClientListeners(config, *client_tls, &handlers, &client_listener,
+                                            &metrics_listener);
+      !st.ok()) {
+    log.Error("failed to serve client requests", {{"error", st.ToString()}});
+    return 1;
+  }
   server_config->transport = std::shared_ptr<transport::GrpcTransport>(std::move(*peer_transport));
   absl::StatusOr<std::unique_ptr<server::EtcdServer>> server =
       server::EtcdServer::Create(*std::move(server_config));
@@ -406,10 +431,6 @@ int Run(const EtcdConfig& config) {
   std::unique_ptr<api::ServerBackend> backend;
   std::unique_ptr<api::ApiServer> api;
   std::unique_ptr<api::HttpServer> http;
-  // The client URLs (gRPC and HTTP on each, plain or TLS) and the metrics
-  // URLs (HTTP only).
-  std::unique_ptr<api::ClientListener> client_listener;
-  std::unique_ptr<api::ClientListener> metrics_listener;
   int exit_code = 0;
   if (!stop.HasBeenNotified()) {
     backend = api::NewEtcdServerBackend(server->get());
@@ -428,13 +449,12 @@ int Run(const EtcdConfig& config) {
         exit_code = 1;
       } else {
         http = *std::move(http_started);
-        absl::Status st =
-            StartClientListeners(config, *client_tls, api.get(), http.get(), &client_listener,
-                                 &metrics_listener);
-        if (!st.ok()) {
-          log.Error("failed to serve client requests", {{"error", st.ToString()}});
-          exit_code = 1;
-        }
+        // The client URLs (gRPC and HTTP on each, plain or TLS) and the
+        // metrics URLs (HTTP only) start accepting.
+        handlers.api = api.get();
+        handlers.http = http.get();
+        client_listener->Serve();
+        if (metrics_listener != nullptr) metrics_listener->Serve();
       }
       if (exit_code == 0) {  // every listener is up: tell clients and systemd
         log.Info("ready to serve client requests");

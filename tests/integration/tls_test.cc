@@ -89,8 +89,10 @@ std::multiset<std::string> ListeningSockets(pid_t pid) {
 // A CA made with the openssl CLI (as an operator would), a server/peer
 // certificate, two client certificates (CN "root") and a second
 // server/peer certificate; the second client ("revoked") and the second
-// server certificate ("server-revoked") are revoked in crl.pem. Files
-// <dir>/<name>.crt and .key, <dir>/ca.crt, <dir>/crl.pem.
+// server certificate ("server-revoked") are revoked in crl.pem, and in
+// crl-stale.pem, the same list whose nextUpdate passed in 2020 (as etcd's
+// e2e fixture revoke.crl). Files <dir>/<name>.crt and .key, <dir>/ca.crt,
+// <dir>/crl.pem, <dir>/crl-stale.pem.
 absl::Status MakeRevocationFixture(const std::string& dir) {
   std::filesystem::create_directories(dir);
   const std::string script = R"(set -e
@@ -117,6 +119,8 @@ issue revoked root
 openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -revoke revoked.crt 2>/dev/null
 openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -revoke server-revoked.crt 2>/dev/null
 openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -gencrl -out crl.pem 2>/dev/null
+openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -gencrl -crl_lastupdate 20200101000000Z \
+  -crl_nextupdate 20200201000000Z -out crl-stale.pem 2>/dev/null
 )";
   CommandResult r = RunCommand({"/bin/sh", "-c", script, "sh", dir}, "", {}, seconds(60));
   if (r.exit_code != 0) {
@@ -195,6 +199,8 @@ class TlsTest : public ::testing::Test {
   }
 
   static std::string Endpoint(int port) { return absl::StrCat("127.0.0.1:", port); }
+
+  void ExpectClientCrlRefusesRevoked(const std::string& d, const std::string& crl);
 
   // etcdctl with TLS flags; `args` after them.
   static CommandResult Ctl(const std::string& endpoints, std::vector<std::string> tls,
@@ -573,10 +579,27 @@ TEST_F(TlsTest, ClientCrlRefusesRevokedCertificate) {
   const std::string d = tmp_.path() + "/crl";
   absl::Status fixture = MakeRevocationFixture(d);
   ASSERT_TRUE(fixture.ok()) << fixture;
+  ExpectClientCrlRefusesRevoked(d, d + "/crl.pem");
+}
+
+// A client CRL past its nextUpdate still revokes what it lists and lets the
+// other clients in, as etcd (which only looks up serials; its e2e fixture
+// revoke.crl expired in 2021).
+TEST_F(TlsTest, ClientCrlPastNextUpdateStillRevokes) {
+  const std::string d = tmp_.path() + "/crl";
+  absl::Status fixture = MakeRevocationFixture(d);
+  ASSERT_TRUE(fixture.ok()) << fixture;
+  ExpectClientCrlRefusesRevoked(d, d + "/crl-stale.pem");
+}
+
+// A single member with client TLS, client certificate auth and `crl` as
+// --client-crl-file (certificates of MakeRevocationFixture in `d`): the
+// revoked client is refused, the good one served (etcdctl and curl).
+void TlsTest::ExpectClientCrlRefusesRevoked(const std::string& d, const std::string& crl) {
   auto s = StartSingle({"https"},
                        {"--cert-file", d + "/server.crt", "--key-file", d + "/server.key",
                         "--trusted-ca-file", d + "/ca.crt", "--client-cert-auth",
-                        "--client-crl-file", d + "/crl.pem"});
+                        "--client-crl-file", crl});
   ASSERT_TRUE(s.ok()) << s.status();
   const std::string ep = Endpoint(s->client_ports[0]);
   const std::vector<std::string> good = {"--cacert=" + d + "/ca.crt", "--cert=" + d + "/good.crt",
@@ -665,6 +688,11 @@ TEST_F(TlsTest, CrlFlagsNeedWhatTheyCheck) {
       {with(server, {"--peer-cert-file", d + "/server.crt", "--peer-key-file", d + "/server.key",
                      "--peer-crl-file", d + "/crl.pem"}),
        "--peer-crl-file requires --peer-trusted-ca-file"},
+      // gRPC's peer verification would fail every handshake with it.
+      {with(server, {"--peer-cert-file", d + "/server.crt", "--peer-key-file", d + "/server.key",
+                     "--peer-trusted-ca-file", d + "/ca.crt", "--peer-crl-file",
+                     d + "/crl-stale.pem"}),
+       "crl-stale.pem: the revocation list has expired"},
   };
   for (const Case& c : cases) {
     Single s;

@@ -47,9 +47,9 @@
 // gRPC connections handed to gRPC no longer count. Shutdown closes
 // everything and joins every thread.
 //
-// Thread-safety: Start, Ports, BoundUrls, StopAccepting and Shutdown from
-// the owning thread; `on_grpc_connection` runs on event-loop threads,
-// `on_http_connection` on HTTP connection threads.
+// Thread-safety: Start, Bind, Serve, Ports, BoundUrls, StopAccepting and
+// Shutdown from the owning thread; `on_grpc_connection` runs on event-loop
+// threads, `on_http_connection` on HTTP connection threads.
 #ifndef CPPETCD_API_CLIENT_LISTENER_H_
 #define CPPETCD_API_CLIENT_LISTENER_H_
 
@@ -109,6 +109,15 @@ class ClientListener {
   // cannot be bound ("listen tcp 127.0.0.1:2379: bind: address already in
   // use", "listen unix localhost:2379: bind: address already in use").
   static absl::StatusOr<std::unique_ptr<ClientListener>> Start(ClientListenerOptions options);
+  // Start in two steps, as etcd opens its client sockets at start-up and
+  // serves them once the member is ready: Bind binds and listens on every
+  // URL (Start's errors) without accepting, so a client that connects in
+  // between waits in the kernel's backlog instead of being refused; Serve
+  // starts accepting (the callbacks run from then on). Serve again does
+  // nothing; a listener destroyed without Serve closes the waiting
+  // connections.
+  static absl::StatusOr<std::unique_ptr<ClientListener>> Bind(ClientListenerOptions options);
+  void Serve();
   ~ClientListener();  // Shutdown()
 
   // The bound port of each URL, in order (0 for a unix socket).

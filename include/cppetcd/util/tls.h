@@ -37,6 +37,9 @@ struct TlsInfo {
   // (one or more) or DER. A certificate they revoke, or whose chain has a
   // revoked CA, fails verification; a certificate whose issuer has no CRL
   // in the file is not affected (etcd checks serials against the file).
+  // On the client port a CRL past its nextUpdate still revokes what it
+  // lists, as etcd's; gRPC's peer verification cannot take such a CRL, so a
+  // stale --peer-crl-file is refused at start-up (WriteCrlDirectory).
   // Read when the SSL_CTX is made (start-up). Empty: no revocation check.
   std::string crl_file;
   // The TLS 1.2 cipher suites offered, in order of preference, as an
@@ -64,7 +67,7 @@ struct TlsInfo {
 // Checks at start-up what a handshake would need: both cert and key given,
 // readable, parsable, the key matching the certificate; the CA bundle (if
 // any) readable with at least one certificate; the CRL file (if any)
-// readable with at least one CRL, none past its nextUpdate.
+// readable with at least one CRL.
 // InvalidArgument with a message naming the file, in Go's/etcd's words
 // where they have one ("open /x.pem: no such file or directory", "tls:
 // private key does not match public key").
@@ -83,7 +86,10 @@ absl::StatusOr<TlsInfo> SelfCert(const std::string& dir, const std::vector<std::
 // Writes the CRLs of `crl_file` into `dir` (made with mode 0700; files of
 // an earlier call removed) under OpenSSL's hashed names,
 // <issuer name hash>.r<n>: the directory gRPC's set_crl_directory reads.
-// ValidateTlsInfo's errors for the file; Internal/PermissionDenied on I/O.
+// ValidateTlsInfo's errors for the file, and InvalidArgument ("the
+// revocation list has expired") for a CRL past its nextUpdate, which gRPC's
+// verification would take as a failure for every certificate of its issuer;
+// Internal/PermissionDenied on I/O.
 absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& dir);
 
 // etcd's --cipher-suites (Go's crypto/tls names, e.g.

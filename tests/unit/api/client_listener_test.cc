@@ -344,6 +344,47 @@ TEST_F(ClientListenerTest, PlainGrpcAndHttpShareOnePort) {
   EXPECT_EQ(calls[0].second, "");
 }
 
+// Bind listens without accepting: a client that connects before Serve is
+// not refused; its request is answered once Serve starts accepting.
+TEST_F(ClientListenerTest, BoundListenerHoldsConnectionsUntilServe) {
+  EchoHttp http;
+  ClientListenerOptions o;
+  o.urls = {"http://127.0.0.1:0"};
+  o.on_http_connection = [&http](HttpConnection& c) { http.Serve(c); };
+  auto l = ClientListener::Bind(std::move(o));
+  ASSERT_TRUE(l.ok()) << l.status();
+  listener_ = std::move(*l);
+  const int port = listener_->Ports()[0];
+  ASSERT_GT(port, 0);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0)
+      << std::strerror(errno);
+  const std::string req = "GET /early HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+  // Not accepted yet: no answer.
+  pollfd p = {fd, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, 200), 0);
+  listener_->Serve();
+  listener_->Serve();  // again: nothing
+  std::string out;
+  char buf[4096];
+  while (true) {
+    p = {fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) break;
+    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  EXPECT_NE(out.find("200 OK"), std::string::npos) << out;
+  EXPECT_NE(out.find("GET /early HTTP/1.1"), std::string::npos) << out;
+}
+
 TEST_F(ClientListenerTest, HttpWithoutHandlerIsClosed) {
   StartListener({"http://127.0.0.1:0"}, false, nullptr);
   EXPECT_EQ(RawExchange(listener_->Ports()[0], "GET / HTTP/1.1\r\n\r\n"), "");
