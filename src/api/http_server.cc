@@ -28,6 +28,7 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -572,11 +573,53 @@ void ForwardMetadata(const httplib::Request& req, grpc::ClientContext* ctx) {
 
 using UnaryHandler = std::function<void(const httplib::Request&, httplib::Response&)>;
 
+// The HTTP connection whose request this thread is serving (set by
+// ServeConnection for its duration), so that a gateway call waiting for a
+// free slot notices that its client has gone.
+thread_local HttpConnection* t_serving = nullptr;
+
 // The gateway's calls in flight, cancelled at shutdown: some wait without
 // bound (v3lock Lock, v3election Campaign) and would hold their connection
 // thread, which Shutdown joins, until the gRPC server goes.
+//
+// It also bounds how many run at once, as etcd's does: etcd's gateway
+// reaches its own gRPC server over one HTTP/2 connection, whose
+// MAX_CONCURRENT_STREAMS is --max-concurrent-streams, so while that many
+// gateway calls (streams included) are open, the next one waits for one of
+// them to end (etcd e2e TestV3Curl_MaxStreams_*).
 class CallRegistry {
  public:
+  void SetMaxCalls(uint64_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    max_calls_ = n == 0 ? 1 : n;
+  }
+  // Takes a slot, waiting while every slot is taken. False (no slot) once
+  // cancelled or once the HTTP client being served on this thread has gone.
+  bool AcquireSlot() {
+    HttpConnection* const conn = t_serving;
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!cancelled_ && slots_taken_ >= max_calls_) {
+      slot_freed_.wait_for(lock, std::chrono::milliseconds(200));
+      if (conn != nullptr && !conn->PeerAlive()) return false;
+    }
+    if (cancelled_) return false;
+    ++slots_taken_;
+    return true;
+  }
+  void ReleaseSlot() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --slots_taken_;
+    }
+    slot_freed_.notify_one();
+  }
+  // A slot held until the returned object is destroyed; null when
+  // AcquireSlot failed.
+  std::shared_ptr<void> Slot() {
+    if (!AcquireSlot()) return nullptr;
+    return std::shared_ptr<void>(this, [](CallRegistry* r) { r->ReleaseSlot(); });
+  }
+
   // False once cancelled: the call must not start.
   bool Add(grpc::ClientContext* ctx) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -589,16 +632,26 @@ class CallRegistry {
     calls_.erase(ctx);
   }
   void CancelAll() {
-    std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
-    for (grpc::ClientContext* c : calls_) c->TryCancel();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancelled_ = true;
+      for (grpc::ClientContext* c : calls_) c->TryCancel();
+    }
+    slot_freed_.notify_all();
   }
 
  private:
   std::mutex mu_;
+  std::condition_variable slot_freed_;
   std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t max_calls_ ABSL_GUARDED_BY(mu_) = UINT64_MAX;
+  uint64_t slots_taken_ ABSL_GUARDED_BY(mu_) = 0;
 };
+
+void WriteNoSlot(httplib::Response& res) {
+  WriteGrpcError(res, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+}
 
 template <class Stub, class Req, class Resp>
 UnaryHandler Unary(CallRegistry* calls, std::shared_ptr<Stub> stub,
@@ -610,6 +663,11 @@ UnaryHandler Unary(CallRegistry* calls, std::shared_ptr<Stub> stub,
         WriteParseError(res, st);
         return;
       }
+    }
+    const std::shared_ptr<void> slot = calls->Slot();
+    if (slot == nullptr) {  // shutting down, or the client left while waiting
+      WriteNoSlot(res);
+      return;
     }
     grpc::ClientContext ctx;
     ForwardMetadata(http_req, &ctx);
@@ -827,6 +885,7 @@ class HttpServer::Impl {
     if (options_.backend == nullptr) return absl::InvalidArgumentError("HttpServer: no backend");
     cancel_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (cancel_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
+    calls_.SetMaxCalls(options_.max_concurrent_streams);
     if (options_.gateway_channel != nullptr) BuildGateway();
     all_routes_ = NewRouteTable(/*full=*/true, /*tls=*/false);
     all_routes_tls_ = NewRouteTable(/*full=*/true, /*tls=*/true);
@@ -844,6 +903,8 @@ class HttpServer::Impl {
                         : conn.Tls()                   ? *all_routes_tls_
                                                        : *all_routes_;
     ConnectionStream stream(conn, cancel_fd_);
+    t_serving = &conn;
+    absl::Cleanup not_serving = [] { t_serving = nullptr; };
     for (size_t n = 1; n <= kKeepAliveMaxRequests && !stopping_.load(); ++n) {
       if (!stream.WaitForRequest(kKeepAliveTimeout)) break;
       bool closed = false;
@@ -1241,12 +1302,14 @@ class HttpServer::Impl {
       requests.push_back(std::move(r));
     }
     const size_t expected = requests.size();
+    std::shared_ptr<void> slot = calls_.Slot();
+    if (slot == nullptr) return WriteNoSlot(res);
     auto bridge =
         std::make_shared<BidiBridge<Req, Resp>>(std::move(requests), &stream_queued_bytes_);
     ForwardMetadata(http_req, bridge->context());
     start(bridge->context(), bridge.get());
     bridge->Begin();
-    Serve(res, bridge, one_reply_each, expected);
+    Serve(res, bridge, std::move(slot), one_reply_each, expected);
   }
 
   // A server-streaming gateway call: the body is its one request.
@@ -1259,19 +1322,21 @@ class HttpServer::Impl {
         return;
       }
     }
+    std::shared_ptr<void> slot = calls_.Slot();
+    if (slot == nullptr) return WriteNoSlot(res);
     auto bridge = std::make_shared<ReadBridge<Req, Resp>>(std::move(req), &stream_queued_bytes_);
     ForwardMetadata(http_req, bridge->context());
     start(bridge->context(), bridge->request(), bridge.get());
     bridge->Begin();
-    Serve(res, bridge, false, 0);
+    Serve(res, bridge, std::move(slot), false, 0);
   }
 
   // Writes a started stream's responses as chunks until it ends, the client
   // leaves or the server stops; the call is cancelled and awaited when the
-  // response is released.
+  // response is released, and then its slot (CallRegistry) is freed.
   template <class Bridge>
-  void Serve(httplib::Response& res, std::shared_ptr<Bridge> bridge, bool one_reply_each,
-             size_t expected) {
+  void Serve(httplib::Response& res, std::shared_ptr<Bridge> bridge, std::shared_ptr<void> slot,
+             bool one_reply_each, size_t expected) {
     res.set_header("Grpc-Metadata-Content-Type", "application/grpc");
     res.set_chunked_content_provider(
         kJson,
@@ -1303,7 +1368,10 @@ class HttpServer::Impl {
             if (!chunks.empty()) return true;
           }
         },
-        [bridge](bool) { bridge->CancelAndWait(); });
+        [bridge, slot = std::move(slot)](bool) mutable {
+          bridge->CancelAndWait();
+          slot.reset();
+        });
   }
 
   HttpServerOptions options_;

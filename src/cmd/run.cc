@@ -89,6 +89,7 @@ absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& con
   // The client and metrics URLs are served by ClientListeners that hand
   // their HTTP/1.1 connections to ServeConnection.
   options.max_body_bytes = api::GatewayMaxBodyBytes(config.max_request_bytes);
+  options.max_concurrent_streams = config.max_concurrent_streams;  // --max-concurrent-streams
   options.cors_origins = config.cors;              // --cors
   options.host_whitelist = config.host_whitelist;  // --host-whitelist
   options.logger = util::GetLogger("etcdhttp");

@@ -72,6 +72,11 @@ struct HttpServerOptions {
   std::string cluster_version;
   // How long /health and /readyz wait for the server (etcd: 1 s).
   std::chrono::milliseconds health_timeout{1000};
+  // --max-concurrent-streams: gateway calls (unary and streams) open at
+  // once, as etcd's gateway gets over its one HTTP/2 connection to its gRPC
+  // server; a call past it waits until one ends, or until its client
+  // leaves.
+  uint64_t max_concurrent_streams = 0xffffffffu;
   // Largest request body accepted (413 above it): see GatewayMaxBodyBytes.
   size_t max_body_bytes = GatewayMaxBodyBytes(1536 * 1024);
   // etcd's --cors: origins whose requests get CORS headers naming them;

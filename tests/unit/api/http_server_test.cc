@@ -544,6 +544,60 @@ TEST_F(HttpServerTest, SlowWatchReaderKeepsTheGatewayQueueBounded) {
   EXPECT_EQ(http_->StreamQueuedBytes(), 0);
 }
 
+// --max-concurrent-streams bounds the gateway's open calls, as etcd's
+// gateway (one HTTP/2 connection to its gRPC server) is bounded: with 2
+// watch streams open, a range waits (etcd e2e
+// TestV3Curl_MaxStreams_ReachLimit: curl times out); once a watch client
+// leaves, the range is answered.
+class HttpMaxStreamsTest : public HttpServerTest {
+ protected:
+  void Adjust(HttpServerOptions& options) override { options.max_concurrent_streams = 2; }
+};
+
+TEST_F(HttpMaxStreamsTest, GatewayCallsPastTheLimitWaitForAFreeSlot) {
+  auto open_watch = [&](const std::string& key_b64) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port_));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    const std::string body = "{\"create_request\":{\"key\":\"" + key_b64 + "\"}}";
+    const std::string req = "POST /v3/watch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            "Content-Type: application/json\r\nContent-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    EXPECT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+    return fd;
+  };
+  const int w1 = open_watch("YQ==");
+  const int w2 = open_watch("Yg==");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.StreamCount() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  ASSERT_EQ(backend_.StreamCount(), 2u);
+  // Both slots taken: a range gets no answer while they stay open.
+  HttpReply waited = Request(port_, "POST", "/v3/kv/range", "{\"key\":\"Zm9v\"}",
+                             std::chrono::milliseconds(1500));
+  EXPECT_EQ(waited.status, 0) << waited.body;
+  // A third watch waits too (it never reaches the server).
+  const int w3 = open_watch("Yw==");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // time to (wrongly) start
+  EXPECT_EQ(backend_.StreamCount(), 2u);
+  // One watch client leaves: its slot goes to the waiting watch, and once
+  // the second leaves, a range is answered.
+  close(w1);
+  const auto third = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.StreamCount() != 2 && std::chrono::steady_clock::now() < third) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  close(w2);
+  HttpReply r = Request(port_, "POST", "/v3/kv/range", "{\"key\":\"Zm9v\"}",
+                        std::chrono::milliseconds(10000));
+  EXPECT_EQ(r.status, 200) << r.body;
+  close(w3);
+}
+
 // The request-body limit follows --max-request-bytes (twice the gRPC
 // receive limit, for JSON's base64 and field names), not a fixed 64 MiB.
 // etcd's --host-whitelist and --cors on a plain-text client URL.
