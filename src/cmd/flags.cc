@@ -457,6 +457,9 @@ absl::StatusOr<InitialCluster> ParseInitialCluster(std::string_view text) {
   return out;
 }
 
+// The longest Go time.Duration (2^63 - 1 ns) in milliseconds.
+constexpr double kMaxGoDurationMs = 9223372036854.775807;
+
 absl::StatusOr<std::chrono::milliseconds> ParseGoDuration(std::string_view text) {
   std::string_view s = SV(absl::StripAsciiWhitespace(AV(text)));
   if (s.empty()) return absl::InvalidArgumentError("empty duration");
@@ -493,6 +496,11 @@ absl::StatusOr<std::chrono::milliseconds> ParseGoDuration(std::string_view text)
     any = true;
   }
   if (!any) return absl::InvalidArgumentError(absl::StrCat("invalid duration \"", AV(text), "\""));
+  // Go's time.Duration is int64 nanoseconds: about 2562047 h at most; a
+  // longer duration is invalid there too (and would overflow here).
+  if (!(total_ms <= kMaxGoDurationMs)) {
+    return absl::InvalidArgumentError(absl::StrCat("invalid duration \"", AV(text), "\""));
+  }
   auto ms = std::chrono::milliseconds(static_cast<int64_t>(std::llround(total_ms)));
   return neg ? -ms : ms;
 }
@@ -503,6 +511,10 @@ absl::StatusOr<std::chrono::milliseconds> ParsePeriodicRetention(std::string_vie
   double hours = 0;
   if (absl::SimpleAtod(AV(s), &hours)) {
     if (hours < 0) return absl::InvalidArgumentError("negative auto-compaction-retention");
+    if (!(hours * 3'600'000 <= kMaxGoDurationMs)) {  // NaN, infinity, past Go's durations
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid auto-compaction-retention \"", AV(text), "\""));
+    }
     return std::chrono::milliseconds(static_cast<int64_t>(std::llround(hours * 3'600'000)));
   }
   auto d = ParseGoDuration(s);

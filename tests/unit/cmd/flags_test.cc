@@ -240,11 +240,22 @@ TEST(FlagsTest, GoDurations) {
   EXPECT_EQ(*ParseGoDuration("0"), std::chrono::milliseconds(0));
   EXPECT_FALSE(ParseGoDuration("5").ok());
   EXPECT_FALSE(ParseGoDuration("abc").ok());
+  // Go's range: int64 nanoseconds (fuzz finding: a 40-digit value
+  // overflowed the conversion, and negating it was undefined).
+  EXPECT_EQ(*ParseGoDuration("2562047h"), std::chrono::hours(2562047));
+  EXPECT_EQ(*ParseGoDuration("-2562047h"), -std::chrono::hours(2562047));
+  EXPECT_FALSE(ParseGoDuration("2562048h").ok());
+  EXPECT_FALSE(ParseGoDuration("-155555555555555555555555555555555555555ms").ok());
+  EXPECT_FALSE(ParseGoDuration(std::string(400, '9') + "s").ok());
 }
 
 TEST(FlagsTest, PeriodicRetentionInHoursOrDuration) {
   EXPECT_EQ(*ParsePeriodicRetention("1"), std::chrono::hours(1));
   EXPECT_EQ(*ParsePeriodicRetention("0.5"), std::chrono::minutes(30));
+  EXPECT_FALSE(ParsePeriodicRetention("inf").ok());
+  EXPECT_FALSE(ParsePeriodicRetention("nan").ok());
+  EXPECT_FALSE(ParsePeriodicRetention("1e300").ok());
+  EXPECT_TRUE(ParsePeriodicRetention("2562047").ok());
   EXPECT_EQ(*ParsePeriodicRetention("30m"), std::chrono::minutes(30));
   EXPECT_EQ(*ParsePeriodicRetention("0"), std::chrono::milliseconds(0));
   EXPECT_FALSE(ParsePeriodicRetention("soon").ok());
