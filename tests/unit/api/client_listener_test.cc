@@ -892,6 +892,13 @@ TEST_F(ClientListenerTest, ReusedDescriptorNumberDoesNotInheritCommonName) {
 // queued, its listening socket readable: the loops pause accepting instead
 // of spinning on it, and take the connection once descriptors are free.
 TEST_F(ClientListenerTest, AcceptPausesWhileDescriptorsRunOut) {
+#if defined(CPPETCD_UBSAN)
+  // UBSan's vptr check reads the vtable only after probing the memory with a
+  // pipe(); out of descriptors the probe fails and every virtual call (the
+  // logger's fmt buffer first) is reported as an invalid object. The release
+  // and TSan passes run this test.
+  GTEST_SKIP() << "UBSan's vptr check needs free descriptors (gcc 12 runtime)";
+#endif
   EchoHttp http;
   util::CapturedLog log = util::NewCapturedLog();
   StartListener({"http://127.0.0.1:0"}, false, &http, false,
