@@ -345,6 +345,7 @@ int Run(const EtcdConfig& config) {
     }
     topts.listen_peer_urls.push_back(u.ToString());
   }
+  std::shared_ptr<void> peer_tls_files;  // keeps fixtures/peer-tls current
   if (!peer_tls->Empty()) {
     log.Info("starting with peer TLS", {{"cert-file", peer_tls->cert_file},
                                         {"key-file", peer_tls->key_file},
@@ -352,13 +353,15 @@ int Run(const EtcdConfig& config) {
                                         {"client-cert-auth", peer_tls->client_cert_auth},
                                         {"crl-file", peer_tls->crl_file}});
     absl::StatusOr<transport::PeerCredentials> creds = transport::NewPeerCredentials(
-        *peer_tls, absl::StrCat(config.data_dir, "/fixtures/peer-crl"));
+        *peer_tls, absl::StrCat(config.data_dir, "/fixtures/peer-crl"),
+        absl::StrCat(config.data_dir, "/fixtures/peer-tls"));
     if (!creds.ok()) {
       log.Error("invalid peer TLS configuration", {{"error", creds.status().ToString()}});
       return 1;
     }
     topts.server_credentials = creds->server;
     topts.channel_credentials = creds->channel;
+    peer_tls_files = creds->files;
   } else if (AnyHttps(config.listen_peer_urls)) {
     log.Error("invalid peer TLS configuration",
               {{"error", "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for "

@@ -1,4 +1,5 @@
 // Peer URL parsing, status conversion, listen-failure wording, rate limiter.
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -6,12 +7,17 @@
 
 #include <cctype>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <filesystem>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "src/transport/impl.h"
 
 #include <grpcpp/security/auth_context.h>
@@ -243,10 +249,163 @@ class AllowedPeerVerifier final : public grpc::experimental::ExternalCertificate
   RateLimiter limiter_{std::chrono::seconds(1)};
 };
 
+// Writes `data` to `path` through `<path>.tmp` and a rename, so a reader
+// sees the old or the new content, never a mix. Mode 0600: the file may
+// hold a private key.
+absl::Status ReplaceFile(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("open ", tmp, ": ", std::strerror(errno)));
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      return absl::UnavailableError(absl::StrCat("write ", tmp, ": ", std::strerror(err)));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::UnavailableError(absl::StrCat("rename ", tmp, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// The operator's peer certificate, key and CA files mirrored into a private
+// directory for gRPC's file watcher, which would otherwise load a key and a
+// certificate that do not match (one replaced, the other not yet) and fail
+// every handshake until both are. A set is copied only once it validates;
+// the key and the certificate go into one file (gRPC reads the key and the
+// chain out of it), so the watcher always reads a matching pair.
+class PeerTlsFiles {
+ public:
+  // Copies the current set (which the caller has validated) and starts the
+  // thread that looks again every `interval`.
+  static absl::StatusOr<std::shared_ptr<PeerTlsFiles>> Start(const util::TlsInfo& info,
+                                                             const std::string& dir,
+                                                             std::chrono::milliseconds interval,
+                                                             util::Logger logger) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return absl::UnavailableError(absl::StrCat("create ", dir, ": ", ec.message()));
+    std::shared_ptr<PeerTlsFiles> f(new PeerTlsFiles(info, dir, interval, std::move(logger)));
+    absl::StatusOr<bool> first = f->Sync();
+    if (!first.ok()) return first.status();
+    f->thread_ = std::thread([raw = f.get()] { raw->Run(); });
+    return f;
+  }
+
+  ~PeerTlsFiles() {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  std::string identity_path() const { return dir_ + "/identity.pem"; }
+  std::string ca_path() const { return info_.trusted_ca_file.empty() ? "" : dir_ + "/ca.pem"; }
+
+ private:
+  PeerTlsFiles(const util::TlsInfo& info, std::string dir, std::chrono::milliseconds interval,
+               util::Logger logger)
+      : info_(info), dir_(std::move(dir)), interval_(interval), logger_(std::move(logger)) {}
+
+  void Run() {
+    std::unique_lock<std::mutex> l(mu_);
+    while (!cv_.wait_for(l, interval_, [this] { return stop_; })) {
+      l.unlock();
+      absl::StatusOr<bool> changed = Sync();
+      if (!changed.ok()) {
+        // Once per distinct failure: the operator may take minutes.
+        if (changed.status().ToString() != last_error_) {
+          last_error_ = changed.status().ToString();
+          logger_.Warn("cannot reload the peer TLS certificate files",
+                       {{"error", last_error_}});
+        }
+      } else if (*changed) {
+        last_error_.clear();
+        logger_.Info("reloaded the peer TLS certificate files",
+                     {{"cert-file", info_.cert_file}, {"key-file", info_.key_file},
+                      {"trusted-ca-file", info_.trusted_ca_file}});
+      }
+      l.lock();
+    }
+  }
+
+  // Copies the operator's files when they changed and validate; true when
+  // copied.
+  absl::StatusOr<bool> Sync() {
+    absl::StatusOr<std::string> cert = util::ReadPemFile(info_.cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = util::ReadPemFile(info_.key_file);
+    if (!key.ok()) return key.status();
+    std::string ca;
+    if (!info_.trusted_ca_file.empty()) {
+      absl::StatusOr<std::string> pem = util::ReadPemFile(info_.trusted_ca_file);
+      if (!pem.ok()) return pem.status();
+      ca = *std::move(pem);
+    }
+    if (*cert == cert_ && *key == key_ && ca == ca_) return false;
+    // Validate the bytes read, not the files again (they may change
+    // meanwhile): staged copies, checked as the start-up check does.
+    util::TlsInfo staged;
+    staged.cert_file = dir_ + "/staged-cert.pem";
+    staged.key_file = dir_ + "/staged-key.pem";
+    if (!ca.empty()) staged.trusted_ca_file = dir_ + "/staged-ca.pem";
+    absl::Status st = ReplaceFile(staged.cert_file, *cert);
+    if (st.ok()) st = ReplaceFile(staged.key_file, *key);
+    if (st.ok() && !ca.empty()) st = ReplaceFile(staged.trusted_ca_file, ca);
+    if (st.ok()) st = util::ValidateTlsInfo(staged);
+    if (st.ok() && !ca.empty() && ca != ca_) st = ReplaceFile(ca_path(), ca);
+    if (st.ok() && (*cert != cert_ || *key != key_)) {
+      st = ReplaceFile(identity_path(), absl::StrCat(*key, "\n", *cert));
+    }
+    for (const std::string& f : {staged.cert_file, staged.key_file, staged.trusted_ca_file}) {
+      if (!f.empty()) ::unlink(f.c_str());
+    }
+    if (!st.ok()) {
+      if (absl::IsInvalidArgument(st)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the files do not form a valid set (kept the last good one): ",
+            absl::StrReplaceAll(st.message(), {{staged.cert_file, info_.cert_file},
+                                               {staged.key_file, info_.key_file},
+                                               {staged.trusted_ca_file, info_.trusted_ca_file}})));
+      }
+      return st;
+    }
+    cert_ = *std::move(cert);
+    key_ = *std::move(key);
+    ca_ = std::move(ca);
+    return true;
+  }
+
+  const util::TlsInfo info_;
+  const std::string dir_;
+  const std::chrono::milliseconds interval_;
+  util::Logger logger_;
+  std::string cert_, key_, ca_;  // the set last copied (Sync's thread only)
+  std::string last_error_;       // Run's thread only
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
 }  // namespace
+
+// How often the peer credentials look at their files again.
+constexpr std::chrono::milliseconds kPeerTlsRefresh{1000};
+// gRPC's file watcher's interval, in seconds: it follows the mirror.
+constexpr unsigned int kPeerTlsWatchSeconds = 1;
 
 absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
                                                    const std::string& crl_directory,
+                                                   const std::string& files_directory,
                                                    util::Logger logger) {
   if (info.Empty()) {
     return absl::InvalidArgumentError(
@@ -266,30 +425,52 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
   const grpc_ssl_client_certificate_request_type request_type =
       info.client_cert_auth ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                             : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;
+  if (!info.crl_file.empty()) {
+    // gRPC enforces CRLs only through its TLS credentials' CRL directory
+    // (hashed files; a certificate whose issuer has no CRL there passes).
+    if (ca.empty()) {
+      return absl::InvalidArgumentError("--peer-crl-file requires --peer-trusted-ca-file");
+    }
+    if (crl_directory.empty()) {
+      return absl::InvalidArgumentError("peer CRL: no directory for the hashed CRL files");
+    }
+    if (absl::Status st = util::WriteCrlDirectory(info.crl_file, crl_directory); !st.ok()) {
+      return st;
+    }
+  }
   PeerCredentials out;
   const bool identity = !info.allowed_cn.empty() || !info.allowed_hostname.empty();
   const bool self_signed_no_ca = info.self_signed && ca.empty();
-  if (!info.crl_file.empty() || identity) {
-    // gRPC's TLS credentials: CRLs and certificate verifiers are theirs only.
-    if (!info.crl_file.empty()) {
-      // gRPC enforces CRLs only through its TLS credentials' CRL directory
-      // (hashed files; a certificate whose issuer has no CRL there passes).
-      if (ca.empty()) {
-        return absl::InvalidArgumentError("--peer-crl-file requires --peer-trusted-ca-file");
-      }
-      if (crl_directory.empty()) {
-        return absl::InvalidArgumentError("peer CRL: no directory for the hashed CRL files");
-      }
-      if (absl::Status st = util::WriteCrlDirectory(info.crl_file, crl_directory); !st.ok()) {
-        return st;
-      }
-    }
+  // gRPC's TLS credentials. With a files directory, over gRPC's file
+  // watcher on the mirrored files: new peer connections use the operator's
+  // files as they are on disk (etcd re-reads them per handshake), checked
+  // every second; otherwise the files as read now.
+  std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider;
+  if (!files_directory.empty()) {
+    absl::StatusOr<std::shared_ptr<PeerTlsFiles>> files =
+        PeerTlsFiles::Start(info, files_directory, kPeerTlsRefresh, logger);
+    if (!files.ok()) return files.status();
+    provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        (*files)->identity_path(), (*files)->identity_path(), (*files)->ca_path(),
+        kPeerTlsWatchSeconds);
+    out.files = *std::move(files);
+  } else {
     const std::vector<grpc::experimental::IdentityKeyCertPair> identity_pair = {{*key, *cert}};
-    auto provider =
-        ca.empty()
-            ? std::make_shared<grpc::experimental::StaticDataCertificateProvider>(identity_pair)
-            : std::make_shared<grpc::experimental::StaticDataCertificateProvider>(ca,
-                                                                                  identity_pair);
+    provider = ca.empty()
+                   ? std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+                         identity_pair)
+                   : std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+                         ca, identity_pair);
+  }
+  if (info.client_cert_auth && ca.empty()) {
+    // Client certificates verified against the system's roots (Go's server
+    // with no ClientCAs): gRPC's TLS credentials verify only against the
+    // provider's roots, so this rare set-up keeps the SSL credentials and
+    // reads its files at start-up only.
+    grpc::SslServerCredentialsOptions server_opts(request_type);
+    server_opts.pem_key_cert_pairs.push_back({*key, *cert});
+    out.server = grpc::SslServerCredentials(server_opts);
+  } else {
     grpc::experimental::TlsServerCredentialsOptions server_opts(provider);
     if (!ca.empty()) server_opts.watch_root_certs();
     server_opts.watch_identity_key_cert_pairs();
@@ -303,60 +484,35 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
               info, false, nullptr, logger));
     }
     out.server = grpc::experimental::TlsServerCredentials(server_opts);
-    grpc::experimental::TlsChannelCredentialsOptions channel_opts;
-    channel_opts.set_certificate_provider(provider);
-    if (!ca.empty()) channel_opts.watch_root_certs();
-    channel_opts.watch_identity_key_cert_pairs();
-    if (!info.crl_file.empty()) channel_opts.set_crl_directory(crl_directory);
-    std::shared_ptr<grpc::experimental::CertificateVerifier> hostname;
-    if (self_signed_no_ca) {
-      // etcd skips server verification for self-signed (auto TLS) peers
-      // when no CA is given.
-      channel_opts.set_verify_server_certs(false);
-      channel_opts.set_check_call_host(false);
-    } else {
-      channel_opts.set_verify_server_certs(true);
-      hostname = std::make_shared<grpc::experimental::HostNameCertificateVerifier>();
-    }
-    if (identity) {
-      channel_opts.set_certificate_verifier(
-          grpc::experimental::ExternalCertificateVerifier::Create<AllowedPeerVerifier>(
-              info, true, hostname, logger));
-    } else if (hostname != nullptr) {
-      channel_opts.set_certificate_verifier(hostname);
-    } else {
-      channel_opts.set_certificate_verifier(
-          std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
-    }
-    out.channel = grpc::experimental::TlsCredentials(channel_opts);
-  } else {
-    grpc::SslServerCredentialsOptions server_opts(request_type);
-    server_opts.pem_root_certs = ca;
-    server_opts.pem_key_cert_pairs.push_back({*key, *cert});
-    out.server = grpc::SslServerCredentials(server_opts);
-    if (self_signed_no_ca) {
-      // etcd skips server verification for self-signed (auto TLS) peers
-      // when no CA is given.
-      auto provider = std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
-          std::vector<grpc::experimental::IdentityKeyCertPair>{{*key, *cert}});
-      grpc::experimental::TlsChannelCredentialsOptions opts;
-      opts.set_certificate_provider(provider);
-      opts.watch_identity_key_cert_pairs();
-      opts.set_verify_server_certs(false);
-      opts.set_check_call_host(false);
-      opts.set_certificate_verifier(
-          std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
-      out.channel = grpc::experimental::TlsCredentials(opts);
-    } else {
-      // Verified against the CA, or, with none, the system's roots (Go's
-      // TLS client with no RootCAs), host name included.
-      grpc::SslCredentialsOptions channel_opts;
-      channel_opts.pem_root_certs = ca;
-      channel_opts.pem_cert_chain = *cert;
-      channel_opts.pem_private_key = *key;
-      out.channel = grpc::SslCredentials(channel_opts);
-    }
   }
+  grpc::experimental::TlsChannelCredentialsOptions channel_opts;
+  channel_opts.set_certificate_provider(provider);
+  // No CA: the server is verified against the system's roots (Go's TLS
+  // client with no RootCAs), which gRPC uses when no roots are watched.
+  if (!ca.empty()) channel_opts.watch_root_certs();
+  channel_opts.watch_identity_key_cert_pairs();
+  if (!info.crl_file.empty()) channel_opts.set_crl_directory(crl_directory);
+  std::shared_ptr<grpc::experimental::CertificateVerifier> hostname;
+  if (self_signed_no_ca) {
+    // etcd skips server verification for self-signed (auto TLS) peers
+    // when no CA is given.
+    channel_opts.set_verify_server_certs(false);
+    channel_opts.set_check_call_host(false);
+  } else {
+    channel_opts.set_verify_server_certs(true);
+    hostname = std::make_shared<grpc::experimental::HostNameCertificateVerifier>();
+  }
+  if (identity) {
+    channel_opts.set_certificate_verifier(
+        grpc::experimental::ExternalCertificateVerifier::Create<AllowedPeerVerifier>(
+            info, true, hostname, logger));
+  } else if (hostname != nullptr) {
+    channel_opts.set_certificate_verifier(hostname);
+  } else {
+    channel_opts.set_certificate_verifier(
+        std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+  }
+  out.channel = grpc::experimental::TlsCredentials(channel_opts);
   if (out.server == nullptr || out.channel == nullptr) {
     return absl::InternalError("cannot create peer TLS credentials");
   }

@@ -735,6 +735,79 @@ TEST_F(TlsTest, ClientCertificateFilesReloadWithoutRestart) {
   EXPECT_EQ(Ctl(ep, {"--cacert=" + certs_.other_ca}, {"put", "k", "v"}).exit_code, 0);
 }
 
+// The peer port follows its certificate, key and CA files too: the CA file
+// becomes a bundle of both CAs, then the key and the certificate are replaced
+// by ones from the other CA. While only the key is new the old pair stays in
+// use; then new handshakes present the new certificate, and a restarted
+// member (which dials and is dialled with the new files) rejoins and serves.
+TEST_F(TlsTest, PeerCertificateFilesReloadWithoutRestart) {
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "checks cppetcd's logs and timing";
+  const std::string dir = tmp_.path() + "/rotating";
+  std::filesystem::create_directories(dir);
+  const std::string ca = dir + "/ca.pem", cert = dir + "/peer.pem", key = dir + "/peer-key.pem";
+  std::filesystem::copy_file(certs_.ca, ca);
+  std::filesystem::copy_file(certs_.server.cert, cert);
+  std::filesystem::copy_file(certs_.server.key, key);
+  Cluster::Options o;
+  o.size = 2;
+  o.tls.peer = true;
+  o.tls.ca_file = ca;
+  o.tls.cert_file = cert;
+  o.tls.key_file = key;
+  std::filesystem::create_directories(tmp_.path() + "/cluster");
+  auto c = Cluster::Start(o, tmp_.path() + "/cluster");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string peer = Endpoint((*c)->member(0).peer_port());
+  // A handshake with the peer port that verifies its certificate against
+  // `trusted` (the port asks for a client certificate: the original one,
+  // trusted before and after the rotation).
+  std::string last;  // the last handshake's output, for failure messages
+  auto handshake_verified = [&](const std::string& trusted) {
+    CommandResult r =
+        RunCommand({"/usr/bin/openssl", "s_client", "-connect", peer, "-CAfile", trusted, "-cert",
+                    certs_.server.cert, "-key", certs_.server.key, "-alpn", "h2",
+                    "-verify_return_error"},
+                   "Q\n", {}, seconds(10));
+    last = r.out + r.err;
+    return r.exit_code == 0 && absl::StrContains(r.out, "Verify return code: 0 (ok)");
+  };
+  ASSERT_TRUE(handshake_verified(certs_.ca)) << last;
+  ASSERT_FALSE(handshake_verified(certs_.other_ca)) << last;
+  auto replace = [](const std::string& from, const std::string& to) {
+    std::filesystem::copy_file(from, to + ".new");
+    std::filesystem::rename(to + ".new", to);
+  };
+  {
+    std::ofstream bundle(dir + "/bundle.pem", std::ios::binary);
+    for (const std::string& f : {certs_.ca, certs_.other_ca}) {
+      std::ifstream in(f, std::ios::binary);
+      bundle << in.rdbuf();
+    }
+    bundle.close();
+    ASSERT_TRUE(bundle.good());
+    replace(dir + "/bundle.pem", ca);
+  }
+  // The new key alone does not match the certificate: the old pair stays.
+  replace(certs_.foreign_server.key, key);
+  std::this_thread::sleep_for(milliseconds(2500));  // past two refresh intervals
+  EXPECT_TRUE(handshake_verified(certs_.ca)) << last;
+  EXPECT_THAT((*c)->member(0).ReadLog(), HasSubstr("cannot reload the peer TLS certificate files"));
+  replace(certs_.foreign_server.cert, cert);
+  EXPECT_TRUE(PollUntil([&] { return handshake_verified(certs_.other_ca); }, seconds(20))) << last;
+  EXPECT_FALSE(handshake_verified(certs_.ca)) << last;
+  EXPECT_THAT((*c)->member(0).ReadLog(), HasSubstr("reloaded the peer TLS certificate files"));
+  // Member 1 restarted: both directions now use the new files.
+  ClusterMember& m1 = (*c)->member(1);
+  m1.Kill();
+  ASSERT_TRUE(m1.Spawn().ok());
+  ASSERT_TRUE(m1.WaitServing(seconds(30)).ok()) << m1.ReadLog();
+  EXPECT_EQ(Ctl(m1.ClientEndpoint(), {}, {"put", "after-rotation", "v"}).exit_code, 0);
+  ASSERT_TRUE((*c)->member(0).WaitServing(seconds(10)).ok());
+  CommandResult get =
+      Ctl((*c)->member(0).ClientEndpoint(), {}, {"get", "after-rotation", "--print-value-only"});
+  EXPECT_EQ(get.out, "v\n") << get.err;
+}
+
 // --cipher-suites with Go's names: a TLS 1.2 client offering only a suite
 // not listed fails the handshake, one offering a listed suite is served;
 // TLS 1.3 is not restricted (as in Go); an unknown name stops the start

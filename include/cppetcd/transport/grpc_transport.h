@@ -96,6 +96,14 @@ struct TransportOptions {
 // verification, as etcd does. With info.crl_file (needs a CA) both directions refuse a
 // certificate the CRLs revoke; the CRLs are written as hashed files into
 // `crl_directory` (gRPC reads them from there; start-up only).
+// With `files_directory`, the certificate, key and CA files are looked at
+// again every second: a changed set that passes util::ValidateTlsInfo (the
+// key matches the certificate, the CA parses) is copied into that directory
+// (key and certificate as one file, each file replaced by rename) and gRPC's
+// file watcher gives it to new connections on both sides; a set that does
+// not pass leaves the last good one in use, logged ("cannot reload the peer
+// TLS certificate files"). Without it, or for the server side of
+// client_cert_auth without a CA, the files are read here only.
 // allowed_cn / allowed_hostname (--peer-cert-allowed-cn,
 // --peer-cert-allowed-hostname; util::CheckCertificateIdentity) are checked
 // as etcd 3.4 does, on both sides when a connection is set up: the dialing
@@ -108,10 +116,13 @@ struct TransportOptions {
 struct PeerCredentials {
   std::shared_ptr<grpc::ServerCredentials> server;
   std::shared_ptr<grpc::ChannelCredentials> channel;
+  // Keeps the files of `files_directory` up to date (a thread); keep it
+  // alive as long as the credentials are in use.
+  std::shared_ptr<void> files;
 };
 absl::StatusOr<PeerCredentials> NewPeerCredentials(
     const util::TlsInfo& info, const std::string& crl_directory = "",
-    util::Logger logger = util::GetLogger("rafthttp"));
+    const std::string& files_directory = "", util::Logger logger = util::GetLogger("rafthttp"));
 
 // Counters of one peer's outgoing raft stream (monotonic since AddPeer).
 struct PeerStats {
