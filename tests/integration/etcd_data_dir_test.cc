@@ -266,5 +266,26 @@ TEST_F(EtcdDataDirTest, ReadsADataDirMadeByEtcdctlSnapshotRestore) {
   (*server)->Terminate();
 }
 
+// The detection on real bytes of both implementations: a dir cppetcd wrote
+// is never taken for etcd's, and the etcd reader refuses it.
+TEST_F(EtcdDataDirTest, TellsADataDirCppetcdWroteFromEtcds) {
+  if (ServerBinary().empty() || IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "no cppetcd binary";
+  const std::string dir = util::JoinPath(tmp_.path(), "cppetcd");
+  ServerProcess::Options o;
+  o.name = "c1";
+  o.data_dir = dir;
+  o.log_path = util::JoinPath(tmp_.path(), "cppetcd.log");
+  auto server = ServerProcess::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  CommandResult put = Etcdctl((*server)->ClientEndpoint(), {"put", "a", "b"});
+  ASSERT_EQ(put.exit_code, 0) << put.err;
+  (*server)->Terminate();
+  auto format = storage::DetectDataDirFormat(env_, dir);
+  ASSERT_TRUE(format.ok()) << format.status();
+  EXPECT_EQ(*format, storage::DataDirFormat::kCppetcd);
+  EXPECT_EQ(storage::ReadEtcdDataDir(env_, dir).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(wal::ReadEtcdWal(env_, util::JoinPath(dir, "member/wal"), {}).ok());
+}
+
 }  // namespace
 }  // namespace cppetcd::integration
