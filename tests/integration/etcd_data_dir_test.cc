@@ -187,11 +187,9 @@ TEST_F(EtcdDataDirTest, DamagedAndTornCopiesOfARealWal) {
   const std::string seg = FirstSegment(dir);
   ASSERT_FALSE(seg.empty());
   const std::string bytes = *env_->ReadFileToString(seg);
-  // Where the records end (etcd preallocated the rest with zeros).
   auto scan = wal::ScanEtcdSegment(bytes, seg, std::nullopt, true);
   ASSERT_TRUE(scan.ok()) << scan.status();
   ASSERT_GT(scan->records.size(), 10u);
-  const uint64_t end = scan->valid_end;
   const auto& last = scan->records.back();
 
   auto write = [&](const std::string& data) {
@@ -217,7 +215,6 @@ TEST_F(EtcdDataDirTest, DamagedAndTornCopiesOfARealWal) {
   EXPECT_TRUE(absl::IsDataLoss(bad.status())) << bad.status();
   EXPECT_THAT(bad.status().message(), HasSubstr(fs::path(seg).filename().string()));
   EXPECT_THAT(bad.status().message(), HasSubstr(absl::StrCat("offset ", mid.offset)));
-  (void)end;
 }
 
 TEST_F(EtcdDataDirTest, ReadsADataDirMadeByEtcdctlSnapshotRestore) {
@@ -264,6 +261,69 @@ TEST_F(EtcdDataDirTest, ReadsADataDirMadeByEtcdctlSnapshotRestore) {
   EXPECT_EQ(j["header"]["cluster_id"].get<uint64_t>(), d->cluster_id);
   EXPECT_EQ(j["count"].get<int>(), 1);
   (*server)->Terminate();
+}
+
+// More than one 64 MB segment: etcd cuts the WAL, and the reader follows
+// the CRC chain across the real segment heads.
+TEST_F(EtcdDataDirTest, FollowsTheChainAcrossSegmentsEtcdCut) {
+  const std::string dir = util::JoinPath(tmp_.path(), "etcd");
+  ServerProcess::Options o;
+  o.binary = ReferenceEtcdBinary();
+  o.name = "e1";
+  o.data_dir = dir;
+  o.log_path = util::JoinPath(tmp_.path(), "etcd.log");
+  o.extra_flags = {"--snapshot-count", "1000"};
+  auto server = ServerProcess::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto kv = etcdserverpb::KV::NewStub((*server)->NewChannel());
+  const std::string value(1 << 20, 'w');  // below etcd's 1.5 MiB request limit
+  uint64_t member_id = 0;
+  for (int i = 0; i < 70; ++i) {  // 70 MiB of entries: one cut
+    etcdserverpb::PutRequest put;
+    put.set_key(absl::StrCat("big", i));
+    put.set_value(value);
+    etcdserverpb::PutResponse resp;
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Status s = kv->Put(&ctx, put, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    member_id = resp.header().member_id();
+  }
+  (*server)->Terminate();
+  auto d = storage::ReadEtcdDataDir(env_, dir);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->member_id, member_id);
+  EXPECT_EQ(d->wal_segments.size(), 2u);
+  EXPECT_FALSE(d->snapshot.has_value());
+  ASSERT_FALSE(d->entries.empty());
+  EXPECT_EQ(d->entries.front().index(), 1u);
+  EXPECT_EQ(d->last_index, d->entries.size());
+  uint64_t last_put = 0;
+  for (const auto& e : d->entries) {
+    if (e.data().find("big69") != std::string::npos) last_put = e.index();
+  }
+  ASSERT_GT(last_put, 0u);
+  EXPECT_GE(d->hard_state.commit(), last_put);
+  EXPECT_GE(d->consistent_index, last_put);
+  EXPECT_LE(d->consistent_index, d->last_index);
+
+  // A flipped byte inside a record of the first (not the last) segment:
+  // refused with the file's name and the record's offset.
+  const std::string seg0 = FirstSegment(dir);
+  std::string bytes = *env_->ReadFileToString(seg0);
+  auto scan = wal::ScanEtcdSegment(bytes, seg0, std::nullopt, /*is_last=*/false);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  const auto& mid = scan->records[scan->records.size() / 2];
+  bytes[mid.offset + 8 + mid.data.size() / 2] ^= 0x01;
+  {
+    auto f = env_->NewWritableFile(seg0);
+    ASSERT_TRUE(f.ok());
+    ASSERT_TRUE((*f)->Append(bytes).ok());
+  }
+  auto bad = storage::ReadEtcdDataDir(env_, dir);
+  EXPECT_TRUE(absl::IsDataLoss(bad.status())) << bad.status();
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr(absl::StrCat(fs::path(seg0).filename().string(), " at offset ", mid.offset)));
 }
 
 // The detection on real bytes of both implementations: a dir cppetcd wrote
