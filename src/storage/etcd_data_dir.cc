@@ -48,7 +48,10 @@ absl::StatusOr<DbFormat> DetectDbFormat(util::Env* env, const std::string& path)
 // Keys of the members buckets are IDs in hex (etcd types.ID.String()).
 absl::StatusOr<uint64_t> MemberKey(std::string_view key) {
   uint64_t id = 0;
-  if (key.empty() || key.size() > 16 || !absl::SimpleHexAtoi(std::string(key), &id)) {
+  const bool hex_digits = std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
+  if (key.empty() || key.size() > 16 || !hex_digits || !absl::SimpleHexAtoi(std::string(key), &id)) {
     return absl::DataLossError(absl::StrCat("etcd backend: member key \"", absl::CHexEscape(std::string(key)),
                                             "\" is not a hex member ID"));
   }

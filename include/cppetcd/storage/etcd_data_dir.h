@@ -14,6 +14,10 @@
 // reach the snapshot (else etcd opens `<index:016x>.snap.db`, and so does
 // this reader). Format facts: docs/formats-wal.md, "etcd's formats".
 //
+// Memory: the WAL one segment at a time, the entries after the snapshot,
+// the chosen .snap file, and the whole backend file while its meta and
+// members buckets are read (BboltReader loads the file).
+//
 // Thread-safety: free functions; safe to call concurrently.
 #ifndef CPPETCD_STORAGE_ETCD_DATA_DIR_H_
 #define CPPETCD_STORAGE_ETCD_DATA_DIR_H_

@@ -17,6 +17,9 @@
 // past the next index, snapshot marker missing or of another term);
 // NotFound when there is no segment to read; the Env's error for I/O.
 //
+// Memory: ReadEtcdWal and EtcdWalValidSnapshots hold one segment file at a
+// time (at most kEtcdMaxSegmentBytes) plus what they return.
+//
 // Thread-safety: free functions on values; safe to call concurrently.
 #ifndef CPPETCD_WAL_ETCD_WAL_H_
 #define CPPETCD_WAL_ETCD_WAL_H_

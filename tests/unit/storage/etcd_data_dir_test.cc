@@ -155,6 +155,8 @@ TEST_F(EtcdDataDirTest, BadMemberRecordIsDataLoss) {
   EXPECT_TRUE(absl::IsDataLoss(d.status())) << d.status();
   PutDb(Sub("member/snap/db"), 10, {{"zz", "{}"}});
   EXPECT_TRUE(absl::IsDataLoss(ReadEtcdDataDir(env_, dir_).status()));
+  PutDb(Sub("member/snap/db"), 10, {{"0x12", "{}"}});
+  EXPECT_TRUE(absl::IsDataLoss(ReadEtcdDataDir(env_, dir_).status()));
   PutDb(Sub("member/snap/db"), 10, {{"bdae9bbc11dd390d", R"({"id":1})"}});
   EXPECT_THAT(ReadEtcdDataDir(env_, dir_).status().message(), HasSubstr("id differs"));
 }
