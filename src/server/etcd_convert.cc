@@ -409,6 +409,13 @@ absl::StatusOr<ConvertStats> Convert(util::Env* env, const std::string& data_dir
     }
   }
   st.entries = entries.size();
+  for (const auto& e : entries) {
+    if (e.index() > d->hard_state.commit()) {
+      ++st.entries_uncommitted;
+    } else if (e.index() > d->consistent_index) {
+      ++st.entries_to_apply;
+    }
+  }
   if (auto s = BuildMemberDir(env, *d, entries, tmp, log); !s.ok()) {
     return Annotate(s, absl::StrCat("cannot build the converted member dir in ", tmp));
   }
@@ -443,7 +450,9 @@ absl::StatusOr<ConvertStats> Convert(util::Env* env, const std::string& data_dir
             {"entries-member-attributes", st.entries_attributes},
             {"entries-cluster-version", st.entries_version},
             {"entries-conf-change", st.entries_conf_change},
-            {"entries-emptied", st.entries_blanked}});
+            {"entries-emptied", st.entries_blanked},
+            {"entries-committed-to-apply", st.entries_to_apply},
+            {"entries-uncommitted", st.entries_uncommitted}});
   return st;
 }
 
@@ -454,11 +463,10 @@ absl::StatusOr<ConvertStats> PrepareDataDir(util::Env* env, const std::string& d
   ConvertStats st;
   const std::string member = data_dir + "/member";
   const std::string tmp = data_dir + "/" + kConvertTempDirName;
-  const std::string backup = data_dir + "/" + kEtcdBackupDirName;
   if (env->IsDirectory(tmp)) {
-    if (env->FileExists(tmp + "/" + kConvertDoneMarker) && !env->FileExists(member) &&
-        env->IsDirectory(backup)) {
-      // Interrupted between the two renames: the new dir is complete.
+    if (env->FileExists(tmp + "/" + kConvertDoneMarker) && !env->FileExists(member)) {
+      // Interrupted between the two renames: the new dir is complete (and
+      // the only copy left if the backup was moved away meanwhile).
       log.Info("finishing an interrupted etcd data dir conversion", {{"data-dir", data_dir}});
       if (auto s = env->RenameFile(tmp, member); !s.ok()) return s;
       if (auto s = env->SyncDir(data_dir); !s.ok()) return s;

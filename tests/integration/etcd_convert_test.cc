@@ -215,7 +215,7 @@ TEST_F(EtcdConvertTest, InterruptedConversionResumesOrStartsOver) {
 
 // The "done when": each member of a 3-member etcd 3.4 cluster is
 // replaced by cppetcd on the same data dir and flags.
-TEST_F(EtcdConvertTest, ThreeMemberClusterMemberByMember) {
+TEST_F(EtcdConvertTest, ThreeMemberClusterStoppedAndReplaced) {
   Cluster::Options opts;
   opts.size = 3;
   opts.binary = ReferenceEtcdBinary();

@@ -62,6 +62,8 @@ struct ConvertStats {
   uint64_t entries_version = 0;      // v2 cluster version updates emptied
   uint64_t entries_conf_change = 0;  // ConfChange contexts translated
   uint64_t entries_blanked = 0;      // other payloads at/below the consistent index
+  uint64_t entries_to_apply = 0;     // committed, above the consistent index
+  uint64_t entries_uncommitted = 0;  // after the commit index
 };
 
 // Readies `data_dir` (`wal_dir` empty: `<data_dir>/member/wal`) for the
