@@ -375,6 +375,24 @@ absl::StatusOr<ConvertStats> Convert(util::Env* env, const std::string& data_dir
     log.Warn("etcd WAL ends in a torn write; converting the records before it",
              {{"reason", d->wal_torn_reason}});
   }
+  if (d->snapshot.has_value()) {
+    // etcd's v2 store (JSON): keys under /1 are v2 API data, which cppetcd
+    // (no v2 API) does not carry over.
+    const nlohmann::json v2 = nlohmann::json::parse(d->snapshot->data(), nullptr, false);
+    if (v2.is_object() && v2.contains("Root")) {
+      const auto& root = v2["Root"];
+      if (root.is_object() && root.contains("Children") && root["Children"].is_object() &&
+          root["Children"].contains("1")) {
+        const auto& user = root["Children"]["1"];
+        if (user.is_object() && user.contains("Children") && user["Children"].is_object() &&
+            !user["Children"].empty()) {
+          log.Warn("etcd's v2 store holds v2 API keys; cppetcd has no v2 API and does not "
+                   "convert them",
+                   {{"top-level-keys", static_cast<uint64_t>(user["Children"].size())}});
+        }
+      }
+    }
+  }
   std::vector<raftpb::Entry> entries = d->entries;
   for (auto& e : entries) {
     std::string why;
@@ -389,8 +407,9 @@ absl::StatusOr<ConvertStats> Convert(util::Env* env, const std::string& data_dir
               "cannot convert the etcd data dir: raft entry ", e.index(), " (term ", e.term(),
               ", ", e.index() <= d->hard_state.commit() ? "committed" : "not committed",
               ") is ", why, " above the backend's consistent index ", d->consistent_index,
-              ", which cppetcd cannot apply; start etcd once more on this data dir until it has "
-              "applied its log, stop it, and start cppetcd again (the data dir is unchanged)"));
+              ", which cppetcd cannot apply; start etcd once more on this data dir with "
+              "--snapshot-count=1 until it logs \"saved snapshot\" (it then records all it "
+              "applied), stop it, and start cppetcd again (the data dir is unchanged)"));
         }
         // In the backend already and skipped at apply on every member.
         if (e.type() == raftpb::EntryConfChange) {
