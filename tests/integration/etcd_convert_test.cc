@@ -199,6 +199,14 @@ TEST_F(EtcdConvertTest, InterruptedConversionResumesOrStartsOver) {
   EXPECT_FALSE(fs::exists(backup));
   EXPECT_TRUE(fs::exists(o.data_dir + "/member/snap/db"));
 
+  // Complete and marked, the etcd dir not yet moved: started over.
+  r = crash_at("convert_before_backup_rename");
+  ASSERT_EQ(r.exit_code, 99) << r.err;
+  EXPECT_THAT(r.out + r.err, HasSubstr("discarding an unfinished etcd data dir conversion"));
+  EXPECT_TRUE(fs::exists(tmp + "/CONVERTED"));
+  EXPECT_TRUE(fs::exists(o.data_dir + "/member/snap/db"));
+  EXPECT_FALSE(fs::exists(backup));
+
   r = crash_at("convert_between_renames");
   ASSERT_EQ(r.exit_code, 99) << r.err;
   EXPECT_THAT(r.out + r.err, HasSubstr("discarding an unfinished etcd data dir conversion"));
