@@ -58,11 +58,12 @@ absl::StatusOr<uint64_t> MemberKey(std::string_view key) {
   return id;
 }
 
-absl::StatusOr<EtcdMember> ParseMember(std::string_view key, std::string_view value) {
-  auto id = MemberKey(key);
-  if (!id.ok()) return id.status();
+// `key` names the member in errors; `id` is 0 when the JSON's "id" is the
+// only source of the ID (a ConfChange context).
+absl::StatusOr<EtcdMember> ParseMemberJson(std::string_view key, uint64_t id,
+                                           std::string_view value) {
   EtcdMember m;
-  m.id = *id;
+  m.id = id;
   m.json = std::string(value);
   const nlohmann::json j = nlohmann::json::parse(value, nullptr, /*allow_exceptions=*/false);
   auto bad = [&](std::string_view why) {
@@ -90,9 +91,17 @@ absl::StatusOr<EtcdMember> ParseMember(std::string_view key, std::string_view va
     m.is_learner = it->get<bool>();
   }
   if (auto it = j.find("id"); it != j.end()) {
-    if (!it->is_number_unsigned() || it->get<uint64_t>() != m.id) return bad("id differs from the key");
+    if (!it->is_number_unsigned()) return bad("id is not an unsigned number");
+    if (id == 0) m.id = it->get<uint64_t>();
+    if (it->get<uint64_t>() != m.id) return bad("id differs from the key");
   }
   return m;
+}
+
+absl::StatusOr<EtcdMember> ParseMember(std::string_view key, std::string_view value) {
+  auto id = MemberKey(key);
+  if (!id.ok()) return id.status();
+  return ParseMemberJson(key, *id, value);
 }
 
 absl::Status ReadBackend(const std::string& path, EtcdDataDir* out) {
@@ -237,6 +246,13 @@ absl::StatusOr<EtcdDataDir> ReadEtcdDataDir(util::Env* env, const std::string& d
     if (absl::Status s = ReadBackend(snap_db, &out); !s.ok()) return s;
   }
   return out;
+}
+
+absl::StatusOr<EtcdMember> ParseEtcdMemberJson(std::string_view json) {
+  auto m = ParseMemberJson("(conf change context)", 0, json);
+  if (!m.ok()) return m.status();
+  if (m->id == 0) return absl::DataLossError("etcd member JSON has no id");
+  return m;
 }
 
 }  // namespace cppetcd::storage

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -60,6 +61,11 @@ struct EtcdMember {
   bool is_learner = false;
   std::string json;  // the stored value, verbatim
 };
+
+// Parses etcd's member JSON as carried in a ConfChange's context (the ID
+// from its "id" field). DataLoss if it is not such a JSON object or has no
+// non-zero id.
+absl::StatusOr<EtcdMember> ParseEtcdMemberJson(std::string_view json);
 
 struct EtcdDataDir {
   uint64_t member_id = 0;   // from the WAL metadata
