@@ -21,14 +21,17 @@
 // guarded fields says so with ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) (as above)
 // or calls mu_.AssertHeld() first.
 //
-// Thread-safety: Mutex and CondVar are thread-safe; a MutexLock belongs to the
-// thread that made it. Not recursive; no reader/writer mode (mvcc/rw_mutex.h).
+// Thread-safety: Mutex, SharedMutex and CondVar are thread-safe; a scoped lock
+// belongs to the thread that made it. Not recursive. SharedMutex is
+// std::shared_mutex (glibc: readers preferred, so a reader may re-enter while
+// a writer waits); mvcc/rw_mutex.h is the writer-preferring one.
 #ifndef CPPETCD_UTIL_MUTEX_H_
 #define CPPETCD_UTIL_MUTEX_H_
 
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <shared_mutex>
 
 #include "absl/base/thread_annotations.h"
 
@@ -78,6 +81,49 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
  private:
   Mutex* mu_;
   bool held_ = true;
+};
+
+// std::shared_mutex with the attributes: Lock/Unlock exclusive,
+// ReaderLock/ReaderUnlock shared.
+class ABSL_LOCKABLE SharedMutex {
+ public:
+  SharedMutex() = default;
+  SharedMutex(const SharedMutex&) = delete;
+  SharedMutex& operator=(const SharedMutex&) = delete;
+
+  void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
+  void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
+  void ReaderLock() ABSL_SHARED_LOCK_FUNCTION() { mu_.lock_shared(); }
+  void ReaderUnlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock_shared(); }
+
+ private:
+  std::shared_mutex mu_;
+};
+
+class ABSL_SCOPED_LOCKABLE ReaderMutexLock {
+ public:
+  explicit ReaderMutexLock(SharedMutex* mu) ABSL_SHARED_LOCK_FUNCTION(mu) : mu_(mu) {
+    mu_->ReaderLock();
+  }
+  ~ReaderMutexLock() ABSL_UNLOCK_FUNCTION() { mu_->ReaderUnlock(); }
+  ReaderMutexLock(const ReaderMutexLock&) = delete;
+  ReaderMutexLock& operator=(const ReaderMutexLock&) = delete;
+
+ private:
+  SharedMutex* mu_;
+};
+
+class ABSL_SCOPED_LOCKABLE WriterMutexLock {
+ public:
+  explicit WriterMutexLock(SharedMutex* mu) ABSL_EXCLUSIVE_LOCK_FUNCTION(mu) : mu_(mu) {
+    mu_->Lock();
+  }
+  ~WriterMutexLock() ABSL_UNLOCK_FUNCTION() { mu_->Unlock(); }
+  WriterMutexLock(const WriterMutexLock&) = delete;
+  WriterMutexLock& operator=(const WriterMutexLock&) = delete;
+
+ private:
+  SharedMutex* mu_;
 };
 
 // A condition variable used with a util::Mutex the caller holds. Waits may
