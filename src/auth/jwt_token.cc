@@ -11,9 +11,7 @@
 #include <openssl/x509.h>
 
 #include <cmath>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -22,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "cppetcd/auth/errors.h"
+#include "cppetcd/util/tls.h"
 #include "src/auth/token_impl.h"
 
 namespace cppetcd::auth {
@@ -69,12 +68,14 @@ struct MdCtxFree {
 };
 using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
 
+// A key file, read up to util::kMaxPemFileBytes.
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read key file ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  absl::StatusOr<std::string> pem = util::ReadPemFile(path);
+  if (!pem.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read key file ", path, ": ", pem.status().message()));
+  }
+  return pem;
 }
 
 Pkey ParsePrivate(const std::string& pem) {

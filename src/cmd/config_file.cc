@@ -2,15 +2,14 @@
 // command-line flags, with TLS settings in client-transport-security and
 // peer-transport-security sections. Keys etcd does not know are ignored, as
 // etcd's YAML decoding ignores them; a null value keeps the default.
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cppetcd/cmd/flags.h"
 #include "cppetcd/util/error.h"
+#include "cppetcd/util/tls.h"
 #include "yaml-cpp/yaml.h"
 
 namespace cppetcd::cmd {
@@ -36,14 +35,17 @@ absl::StatusOr<std::optional<std::string>> ScalarText(const YAML::Node& n, const
 }  // namespace
 
 absl::StatusOr<EtcdConfig> LoadConfigFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file \"", path, "\""));
-  std::stringstream buf;
-  buf << in.rdbuf();
+  // Read as a certificate file is: up to util::kMaxPemFileBytes, so that a
+  // wrong path (a device, a huge file) ends with an error.
+  absl::StatusOr<std::string> text = util::ReadPemFile(path);
+  if (!text.ok()) {
+    return absl::NotFoundError(
+        absl::StrCat("cannot read config file \"", path, "\": ", text.status().message()));
+  }
 
   YAML::Node root;
   try {
-    root = YAML::Load(buf.str());
+    root = YAML::Load(*text);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("error parsing config file \"", path, "\": ", e.what()));
   }

@@ -15,8 +15,10 @@
 #include "cppetcd/api/etcd_server_backend.h"
 #include "cppetcd/api/http_server.h"
 #include "cppetcd/api/metrics.h"
+#include "cppetcd/server/etcd_convert.h"
 #include "cppetcd/transport/grpc_timer_guard.h"
 #include "cppetcd/transport/grpc_transport.h"
+#include "cppetcd/util/env.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/sd_notify.h"
 #include "cppetcd/util/tls.h"
@@ -280,6 +282,15 @@ int Run(const EtcdConfig& config) {
   absl::StatusOr<server::ServerConfig> server_config = ToServerConfig(config);
   if (!server_config.ok()) {
     log.Error("invalid configuration", {{"error", server_config.status().ToString()}});
+    return 1;
+  }
+  // Before anything opens the data dir: an etcd data dir is converted once
+  // (server/etcd_convert.h); a mixed one stops here.
+  if (absl::StatusOr<server::ConvertStats> prepared = server::PrepareDataDir(
+          util::Env::Default(), config.data_dir, config.wal_dir, log);
+      !prepared.ok()) {
+    log.Error("cannot use the data dir", {{"data-dir", config.data_dir},
+                                          {"error", prepared.status().ToString()}});
     return 1;
   }
   // --cipher-suites: Go's names, checked (as etcd does) even without TLS.

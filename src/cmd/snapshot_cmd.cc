@@ -23,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cppetcd/auth/store.h"
+#include "cppetcd/server/etcd_backend_export.h"
 #include "cppetcd/server/etcd_server.h"
 #include "cppetcd/snap/snapshotter.h"
 #include "cppetcd/storage/backend.h"
@@ -178,42 +179,6 @@ std::string HumanBytes(uint64_t s) {
 std::string Centre(const std::string& s, size_t width) {
   const size_t gap = width - s.size();
   return std::string(gap / 2, ' ') + s + std::string(gap - gap / 2, ' ');
-}
-
-// Copies every bucket of an etcd bbolt database into `be` (same encodings;
-// see docs/formats-mvcc.md), except the member buckets.
-absl::Status ImportBbolt(const storage::BboltReader& bolt, storage::Backend* be) {
-  auto names = bolt.ListBuckets();
-  if (!names.ok()) return names.status();
-  auto wtx = be->BeginWrite();
-  if (!wtx.ok()) return wtx.status();
-  for (const std::string& name : *names) {
-    if (name == storage::kMembersBucket || name == storage::kMembersRemovedBucket) continue;
-    if (std::find(std::begin(storage::kAllBuckets), std::end(storage::kAllBuckets), name) ==
-        std::end(storage::kAllBuckets)) {
-      util::GetLogger("snapshot").Warn("skipping unknown bucket", {{"bucket", name}});
-      continue;
-    }
-    absl::Status err;
-    auto s = bolt.ForEach(name, [&](std::string_view k, std::string_view v, bool is_bucket) {
-      if (is_bucket) return true;
-      std::string value(v);
-      if (name == storage::kMetaBucket &&
-          (k == "scheduledCompactRev" || k == "finishedCompactRev") && v.size() >= 8) {
-        value = std::string(v.substr(0, 8));  // etcd's 17-byte revision -> 8-byte main
-      }
-      if (name == storage::kAuthUsersBucket || name == storage::kAuthRolesBucket) {
-        // bbolt takes names LMDB cannot key on: the auth store's layout.
-        err = auth::PutAuthRecord(wtx->get(), name, k, value);
-      } else {
-        err = (*wtx)->Put(name, k, value);
-      }
-      return err.ok();
-    });
-    if (!s.ok()) return s;
-    if (!err.ok()) return err;
-  }
-  return (*wtx)->Commit();
 }
 
 struct NewMember {
@@ -421,7 +386,7 @@ absl::Status RestoreSnapshot(const RestoreOptions& o) {
     auto be = storage::Backend::Open(db_path, bopts);
     if (!be.ok()) return be.status();
     if (bolt != nullptr) {
-      if (auto s = ImportBbolt(*bolt, be->get()); !s.ok()) return s;
+      if (auto s = server::ImportEtcdBackend(*bolt, be->get(), lg); !s.ok()) return s;
       bolt.reset();
     }
     auto wtx = (*be)->BeginWrite();

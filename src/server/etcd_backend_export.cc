@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "authpb/auth.pb.h"
+#include "cppetcd/auth/store.h"
 #include "serverpb/internal.pb.h"
 
 namespace cppetcd::server {
@@ -288,6 +289,41 @@ absl::Status ExportEtcdBackend(storage::ReadTxn* rtx, storage::BboltWriter* w) {
     if (absl::Status e = w->EndBucket(); !e.ok()) return e;
   }
   return absl::OkStatus();
+}
+
+absl::Status ImportEtcdBackend(const storage::BboltReader& bolt, storage::Backend* be,
+                               const util::Logger& log) {
+  auto names = bolt.ListBuckets();
+  if (!names.ok()) return names.status();
+  auto wtx = be->BeginWrite();
+  if (!wtx.ok()) return wtx.status();
+  for (const std::string& name : *names) {
+    if (name == storage::kMembersBucket || name == storage::kMembersRemovedBucket) continue;
+    if (std::find(std::begin(storage::kAllBuckets), std::end(storage::kAllBuckets), name) ==
+        std::end(storage::kAllBuckets)) {
+      log.Warn("skipping unknown bucket", {{"bucket", name}});
+      continue;
+    }
+    absl::Status err;
+    auto s = bolt.ForEach(name, [&](std::string_view k, std::string_view v, bool is_bucket) {
+      if (is_bucket) return true;
+      std::string value(v);
+      if (name == storage::kMetaBucket &&
+          (k == "scheduledCompactRev" || k == "finishedCompactRev") && v.size() >= 8) {
+        value = std::string(v.substr(0, 8));  // etcd's 17-byte revision -> 8-byte main
+      }
+      if (name == storage::kAuthUsersBucket || name == storage::kAuthRolesBucket) {
+        // bbolt takes names LMDB cannot key on: the auth store's layout.
+        err = auth::PutAuthRecord(wtx->get(), name, k, value);
+      } else {
+        err = (*wtx)->Put(name, k, value);
+      }
+      return err.ok();
+    });
+    if (!s.ok()) return s;
+    if (!err.ok()) return err;
+  }
+  return (*wtx)->Commit();
 }
 
 }  // namespace cppetcd::server

@@ -1,5 +1,4 @@
 // Peer URL parsing, status conversion, listen-failure wording, rate limiter.
-#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -8,7 +7,6 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <thread>
 
@@ -16,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "cppetcd/util/env.h"
 #include "src/transport/impl.h"
 
 #include <grpcpp/security/auth_context.h>
@@ -247,29 +246,20 @@ class AllowedPeerVerifier final : public grpc::experimental::ExternalCertificate
   RateLimiter limiter_{std::chrono::seconds(1)};
 };
 
-// Writes `data` to `path` through `<path>.tmp` and a rename, so a reader
-// sees the old or the new content, never a mix. Mode 0600: the file may
-// hold a private key.
-absl::Status ReplaceFile(const std::string& path, const std::string& data) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("open ", tmp, ": ", std::strerror(errno)));
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::UnavailableError(absl::StrCat("write ", tmp, ": ", std::strerror(err)));
-    }
-    done += static_cast<size_t>(n);
+// The contents of a certificate, key and CA file ("" without a CA file).
+struct PemSet {
+  std::string cert, key, ca;
+};
+absl::StatusOr<PemSet> ReadPemSet(const util::TlsInfo& info) {
+  PemSet out;
+  for (auto [path, to] : {std::pair{&info.cert_file, &out.cert}, std::pair{&info.key_file, &out.key},
+                          std::pair{&info.trusted_ca_file, &out.ca}}) {
+    if (path->empty() && to == &out.ca) continue;
+    absl::StatusOr<std::string> pem = util::ReadPemFile(*path);
+    if (!pem.ok()) return pem.status();
+    *to = *std::move(pem);
   }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::UnavailableError(absl::StrCat("rename ", tmp, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
+  return out;
 }
 
 // The operator's peer certificate, key and CA files mirrored into a private
@@ -286,9 +276,7 @@ class PeerTlsFiles {
                                                              const std::string& dir,
                                                              std::chrono::milliseconds interval,
                                                              util::Logger logger) {
-    std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return absl::UnavailableError(absl::StrCat("create ", dir, ": ", ec.message()));
+    if (absl::Status st = util::Env::Default()->CreateDirAll(dir); !st.ok()) return st;
     std::shared_ptr<PeerTlsFiles> f(new PeerTlsFiles(info, dir, interval, std::move(logger)));
     absl::StatusOr<bool> first = f->Sync();
     if (!first.ok()) return first.status();
@@ -338,16 +326,11 @@ class PeerTlsFiles {
   // Copies the operator's files when they changed and validate; true when
   // copied.
   absl::StatusOr<bool> Sync() {
-    absl::StatusOr<std::string> cert = util::ReadPemFile(info_.cert_file);
-    if (!cert.ok()) return cert.status();
-    absl::StatusOr<std::string> key = util::ReadPemFile(info_.key_file);
-    if (!key.ok()) return key.status();
-    std::string ca;
-    if (!info_.trusted_ca_file.empty()) {
-      absl::StatusOr<std::string> pem = util::ReadPemFile(info_.trusted_ca_file);
-      if (!pem.ok()) return pem.status();
-      ca = *std::move(pem);
-    }
+    absl::StatusOr<PemSet> read = ReadPemSet(info_);
+    if (!read.ok()) return read.status();
+    std::string* cert = &read->cert;
+    std::string* key = &read->key;
+    std::string& ca = read->ca;
     if (*cert == cert_ && *key == key_ && ca == ca_) return false;
     // Validate the bytes read, not the files again (they may change
     // meanwhile): staged copies, checked as the start-up check does.
@@ -355,16 +338,16 @@ class PeerTlsFiles {
     staged.cert_file = dir_ + "/staged-cert.pem";
     staged.key_file = dir_ + "/staged-key.pem";
     if (!ca.empty()) staged.trusted_ca_file = dir_ + "/staged-ca.pem";
-    absl::Status st = ReplaceFile(staged.cert_file, *cert);
-    if (st.ok()) st = ReplaceFile(staged.key_file, *key);
-    if (st.ok() && !ca.empty()) st = ReplaceFile(staged.trusted_ca_file, ca);
+    absl::Status st = Replace(staged.cert_file, *cert);
+    if (st.ok()) st = Replace(staged.key_file, *key);
+    if (st.ok() && !ca.empty()) st = Replace(staged.trusted_ca_file, ca);
     if (st.ok()) st = util::ValidateTlsInfo(staged);
-    if (st.ok() && !ca.empty() && ca != ca_) st = ReplaceFile(ca_path(), ca);
+    if (st.ok() && !ca.empty() && ca != ca_) st = Replace(ca_path(), ca);
     if (st.ok() && (*cert != cert_ || *key != key_)) {
-      st = ReplaceFile(identity_path(), absl::StrCat(*key, "\n", *cert));
+      st = Replace(identity_path(), absl::StrCat(*key, "\n", *cert));
     }
     for (const std::string& f : {staged.cert_file, staged.key_file, staged.trusted_ca_file}) {
-      if (!f.empty()) ::unlink(f.c_str());
+      if (!f.empty()) util::Env::Default()->RemoveFile(f).IgnoreError();
     }
     if (!st.ok()) {
       if (absl::IsInvalidArgument(st)) {
@@ -376,13 +359,18 @@ class PeerTlsFiles {
       }
       return st;
     }
-    cert_ = *std::move(cert);
-    key_ = *std::move(key);
+    cert_ = std::move(*cert);
+    key_ = std::move(*key);
     ca_ = std::move(ca);
     return true;
   }
 
   const util::TlsInfo info_;
+  // Files are written through a temporary file and a rename (mode 0600).
+  static absl::Status Replace(const std::string& path, const std::string& data) {
+    return util::WriteFileAtomically(util::Env::Default(), path, data);
+  }
+
   const std::string dir_;
   const std::chrono::milliseconds interval_;
   util::Logger logger_;
@@ -410,16 +398,11 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
         "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided");
   }
   if (absl::Status st = util::ValidateTlsInfo(info); !st.ok()) return st;
-  absl::StatusOr<std::string> cert = util::ReadPemFile(info.cert_file);
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = util::ReadPemFile(info.key_file);
-  if (!key.ok()) return key.status();
-  std::string ca;
-  if (!info.trusted_ca_file.empty()) {
-    absl::StatusOr<std::string> pem = util::ReadPemFile(info.trusted_ca_file);
-    if (!pem.ok()) return pem.status();
-    ca = *std::move(pem);
-  }
+  absl::StatusOr<PemSet> read = ReadPemSet(info);
+  if (!read.ok()) return read.status();
+  const std::string* cert = &read->cert;
+  const std::string* key = &read->key;
+  const std::string& ca = read->ca;
   const grpc_ssl_client_certificate_request_type request_type =
       info.client_cert_auth ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
                             : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE;

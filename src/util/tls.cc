@@ -301,6 +301,11 @@ absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
       return absl::InvalidArgumentError(absl::StrCat("read ", path, ": ", std::strerror(err)));
     }
     if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > kMaxPemFileBytes) {
+      ::close(fd);
+      return absl::InvalidArgumentError(absl::StrCat(
+          "read ", path, ": file is larger than ", kMaxPemFileBytes >> 20, " MiB"));
+    }
     out.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);

@@ -3,7 +3,8 @@
 # writes: `fuzz_make_corpus` (built in a normal build dir, default
 # build/release) writes the WAL, snapshot, LMDB, peer-message and
 # server-request seeds; a throw-away etcd 3.4 (/usr/bin/etcd, loopback, OS
-# ports) writes the bbolt seeds with `etcdctl snapshot save`. The hand-written
+# ports) writes the bbolt seeds with `etcdctl snapshot save` and, stopped,
+# the etcd_wal seed from its own WAL. The hand-written
 # seeds (jwt, http_json, flags, config_file) are edited in place.
 #   tests/fuzz/gen_corpus.sh [build-dir]
 set -euo pipefail
@@ -41,4 +42,15 @@ ctl put leased v --lease="$id" > /dev/null
 ctl snapshot save "$tmp/snap.db" > /dev/null 2>&1
 mkdir -p "$corpus/bbolt"
 cp "$tmp/snap.db" "$corpus/bbolt/etcd-3.4-snapshot"
+# etcd_wal: etcd's own WAL segment after a clean stop, without its
+# preallocated zeros, as input {mode 0, index byte 0, segment}.
+kill "$etcd_pid" && wait "$etcd_pid" 2>/dev/null || true
+etcd_pid=""
+mkdir -p "$corpus/etcd_wal"
+python3 - "$tmp/etcd/member/wal/0000000000000000-0000000000000000.wal" "$corpus/etcd_wal/etcd-3.4-wal" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read().rstrip(b"\0")
+data += b"\0" * (-len(data) % 8)
+open(sys.argv[2], "wb").write(b"\0\0" + data)
+PY
 echo "seeds written under $corpus"

@@ -24,6 +24,7 @@
 #include "etcdserverpb/rpc.pb.h"
 #include "peerpb/peer.pb.h"
 #include "raftpb/raft.pb.h"
+#include "tests/unit/wal/etcd_wal_test_util.h"
 
 namespace {
 
@@ -107,6 +108,31 @@ void WalSeeds() {
   one += '\0';
   one += segs[0];
   Write("wal_dir", "first-segment-only", one);
+}
+
+// etcd-format WAL (etcd_wal): two chained segments with markers, a leader
+// overwrite and a torn tail, in the wal_dir input layout. The seed from a
+// real etcd's WAL is added by gen_corpus.sh.
+void EtcdWalSeeds() {
+  wal::testing::EtcdSegmentBuilder s0;
+  s0.Metadata(0xbdae9bbc11dd390dULL, 0xd1cf3db3e1cba16aULL).Snapshot(0, 0);
+  for (uint64_t i = 1; i <= 4; ++i) s0.Entry(i, 1, absl::StrCat("put k", i)).State(1, 1, i);
+  s0.Snapshot(3, 1);
+  wal::testing::EtcdSegmentBuilder s1(s0.crc());
+  s1.Metadata(0xbdae9bbc11dd390dULL, 0xd1cf3db3e1cba16aULL).State(1, 1, 4);
+  s1.Entry(5, 1, std::string(600, 'v')).Entry(5, 2, "overwrite").State(2, 0, 5);
+  for (int mode = 0; mode < 2; ++mode) {
+    std::string in(1, static_cast<char>(mode));
+    in += '\0';
+    in += s0.bytes();
+    in += "\nSEGMENT\n";
+    in += '\5';
+    in += s1.bytes();
+    Write("etcd_wal", absl::StrCat("two-segments-mode", mode), in);
+  }
+  std::string torn(2, '\0');
+  torn += s0.bytes().substr(0, s0.size() - 13);
+  Write("etcd_wal", "torn-tail", torn);
 }
 
 void SnapSeeds() {
@@ -313,6 +339,7 @@ int main(int argc, char** argv) {
   }
   root = argv[1];
   WalSeeds();
+  EtcdWalSeeds();
   SnapSeeds();
   LmdbSeeds();
   PeerSeeds();

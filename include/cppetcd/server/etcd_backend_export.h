@@ -30,7 +30,9 @@
 
 #include "absl/status/status.h"
 #include "cppetcd/storage/backend.h"
+#include "cppetcd/storage/bbolt_reader.h"
 #include "cppetcd/storage/bbolt_writer.h"
+#include "cppetcd/util/log.h"
 
 namespace cppetcd::server {
 
@@ -39,6 +41,17 @@ namespace cppetcd::server {
 // writer's; DataLoss for a record that does not decode (a member, a hashed
 // auth record). Not thread-safe (one txn, one writer).
 absl::Status ExportEtcdBackend(storage::ReadTxn* rtx, storage::BboltWriter* writer);
+
+// The import direction (`cppetcd snapshot restore` of an etcd snapshot, and
+// the start-up conversion of an etcd data dir, etcd_convert.h): copies every
+// bucket of an etcd bbolt backend into `be` in one write transaction, with
+// the same encodings except scheduledCompactRev / finishedCompactRev (etcd's
+// 17-byte revision -> 8-byte main) and the auth records (auth::PutAuthRecord's
+// layout). The members buckets are not copied (etcd's JSON is not cppetcd's
+// record: the caller writes them); unknown buckets are skipped with a
+// warning on `log`. Errors: the reader's or the backend's. Not thread-safe.
+absl::Status ImportEtcdBackend(const storage::BboltReader& bolt, storage::Backend* be,
+                               const util::Logger& log);
 
 // Go's encoding/json of etcd's membership.Member (exposed for tests).
 std::string EtcdMemberJson(uint64_t id, const std::vector<std::string>& peer_urls,

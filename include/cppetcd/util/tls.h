@@ -186,7 +186,10 @@ absl::Status CheckCertificateIdentity(const TlsInfo& info, std::string_view cert
 std::optional<std::string> CertificateCommonName(std::string_view cert_pem);
 
 // The contents of a (PEM) file; InvalidArgument in Go's words
-// ("open <path>: no such file or directory") when it cannot be read.
+// ("open <path>: no such file or directory") when it cannot be read, and
+// when it holds more than kMaxPemFileBytes (a certificate, key, CA bundle or
+// CRL file is far smaller; a path such as /dev/zero would never end).
+inline constexpr size_t kMaxPemFileBytes = size_t{64} << 20;
 absl::StatusOr<std::string> ReadPemFile(const std::string& path);
 
 // The last OpenSSL errors of this thread as one string (and clears them).

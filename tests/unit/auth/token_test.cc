@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "cppetcd/auth/errors.h"
 
@@ -181,6 +182,10 @@ TEST_F(JwtTest, PublicKeyFromCertificate) {
     f << "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
   }
   EXPECT_FALSE(NewTokenProvider("jwt,sign-method=RS256,pub-key=" + junk, {}).ok());
+  // A key path that never ends is refused at the read bound, not read on.
+  auto endless = NewTokenProvider("jwt,sign-method=RS256,pub-key=/dev/zero", {});
+  ASSERT_FALSE(endless.ok());
+  EXPECT_THAT(std::string(endless.status().message()), ::testing::HasSubstr("larger than"));
 }
 
 TEST_F(JwtTest, SignVerifyExpireAndTamper) {

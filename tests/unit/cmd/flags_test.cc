@@ -355,6 +355,10 @@ TEST(ConfigFileTest, ConfigFileReplacesFlagsAndEnvironment) {
 
 TEST(ConfigFileTest, BadFilesAreClearErrors) {
   EXPECT_EQ(LoadConfigFile("/nonexistent/x.yml").status().code(), absl::StatusCode::kNotFound);
+  // A path that never ends (a device) is refused at the read bound.
+  auto endless = LoadConfigFile("/dev/zero");
+  ASSERT_FALSE(endless.ok());
+  EXPECT_THAT(std::string(endless.status().message()), ::testing::HasSubstr("larger than 64 MiB"));
   std::string bad = WriteTemp("name: [unclosed\n");
   EXPECT_EQ(LoadConfigFile(bad).status().code(), absl::StatusCode::kInvalidArgument);
   std::filesystem::remove(bad);

@@ -113,7 +113,9 @@ uint64_t RoundTrip(const Db& db, uint32_t ps = 4096) {
     in.read(head.data(), static_cast<std::streamsize>(head.size()));
     auto from_head = BboltSizeFromHead(head);
     EXPECT_TRUE(from_head.ok()) << from_head.status();
-    if (from_head.ok()) EXPECT_EQ(*from_head, *size);
+    if (from_head.ok()) {
+      EXPECT_EQ(*from_head, *size);
+    }
     EXPECT_FALSE(BboltSizeFromHead(head.substr(0, 40)).ok());
     head[16 + 20] ^= 1;  // meta 0's root: its checksum fails, meta 1 is used
     from_head = BboltSizeFromHead(head);

@@ -75,6 +75,19 @@ TEST_F(TlsTest, MissingFileNamesItInGoWords) {
   EXPECT_EQ(st.message(), "open " + dir_ + "/nope.pem: no such file or directory");
 }
 
+// A file that never ends (or is huge) is refused after kMaxPemFileBytes,
+// not read until memory runs out.
+TEST_F(TlsTest, EndlessFileIsRefusedAtTheBound) {
+  absl::StatusOr<std::string> pem = ReadPemFile("/dev/zero");
+  ASSERT_FALSE(pem.ok());
+  EXPECT_THAT(std::string(pem.status().message()),
+              ::testing::HasSubstr("read /dev/zero: file is larger than 64 MiB"));
+  TlsInfo info;
+  info.cert_file = "/dev/zero";
+  info.key_file = "/dev/zero";
+  EXPECT_FALSE(ValidateTlsInfo(info).ok());
+}
+
 TEST_F(TlsTest, CertWithoutKeyIsRejected) {
   TlsInfo info = MakeSignedServer();
   info.key_file.clear();
