@@ -61,7 +61,8 @@ fi
 prune build/release
 
 # Coverage-guided fuzzing (clang build in build/fuzz, 15 s per target; the
-# corpora also run as CTest tests above). CPPETCD_FUZZ=0 skips it.
+# corpora also run as CTest tests above). That build is also the lock
+# analysis (-Werror=thread-safety, docs/testing.md). CPPETCD_FUZZ=0 skips both.
 if [ "${CPPETCD_FUZZ:-1}" != "0" ]; then
   echo "== fuzzing (libFuzzer, ASan+UBSan) at +$(( $(date +%s) - start )) s"
   tests/fuzz/run.sh --seconds "${CPPETCD_FUZZ_SECONDS:-15}" --seed "${CPPETCD_FUZZ_SEED:-20261207}"

@@ -1,15 +1,14 @@
 #include "cppetcd/api/client_identity.h"
 
-#include <mutex>
-
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "cppetcd/util/mutex.h"
 
 namespace cppetcd::api {
 namespace {
 
 struct Registry {
-  std::mutex mu;
+  util::Mutex mu;
   absl::flat_hash_map<std::string, std::string> names ABSL_GUARDED_BY(mu);
 };
 
@@ -22,19 +21,19 @@ Registry& GetRegistry() {
 
 void SetClientCommonName(std::string grpc_peer, std::string common_name) {
   Registry& r = GetRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  util::MutexLock lock(&r.mu);
   r.names[std::move(grpc_peer)] = std::move(common_name);
 }
 
 void ClearClientCommonName(std::string_view grpc_peer) {
   Registry& r = GetRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  util::MutexLock lock(&r.mu);
   r.names.erase(std::string(grpc_peer));
 }
 
 std::optional<std::string> ClientCommonName(std::string_view grpc_peer) {
   Registry& r = GetRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  util::MutexLock lock(&r.mu);
   auto it = r.names.find(std::string(grpc_peer));
   if (it == r.names.end()) return std::nullopt;
   return it->second;

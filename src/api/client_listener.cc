@@ -22,7 +22,6 @@
 #include <functional>
 #include <future>
 #include <list>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
@@ -38,6 +37,7 @@
 #include "absl/strings/str_cat.h"
 #include "cppetcd/api/client_identity.h"
 #include "cppetcd/api/http_connection.h"
+#include "cppetcd/util/mutex.h"
 
 namespace cppetcd::api {
 namespace {
@@ -220,7 +220,7 @@ int RemainingMs(Clock::time_point deadline) {
 // got the same number (descriptor numbers are reused as soon as gRPC closes
 // one). Process-wide, as descriptor numbers are.
 struct FdOwners {
-  std::mutex mu;
+  util::Mutex mu;
   absl::flat_hash_map<int, uint64_t> owner ABSL_GUARDED_BY(mu);
 };
 
@@ -233,7 +233,7 @@ std::atomic<uint64_t> next_connection_id{1};
 
 void AssignFd(int fd, uint64_t conn, const std::optional<std::string>& cn) {
   FdOwners& o = Owners();
-  std::lock_guard<std::mutex> l(o.mu);
+  util::MutexLock l(&o.mu);
   o.owner[fd] = conn;
   if (cn.has_value()) {
     SetClientCommonName(GrpcPeerForFd(fd), *cn);
@@ -244,7 +244,7 @@ void AssignFd(int fd, uint64_t conn, const std::optional<std::string>& cn) {
 
 void ReleaseFd(int fd, uint64_t conn) {
   FdOwners& o = Owners();
-  std::lock_guard<std::mutex> l(o.mu);
+  util::MutexLock l(&o.mu);
   auto it = o.owner.find(fd);
   if (it == o.owner.end() || it->second != conn) return;
   o.owner.erase(it);
@@ -572,7 +572,7 @@ class ClientListener::Impl {
     }
     std::list<std::unique_ptr<HttpWorker>> workers;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      util::MutexLock l(&mu_);
       workers.swap(http_workers_);
     }
     for (auto& w : workers) w->thread.join();
@@ -670,7 +670,7 @@ class ClientListener::Impl {
     // or memory, when it resumes.
     bool listening = true;
     std::optional<Clock::time_point> accept_resume;
-    std::mutex mu;
+    util::Mutex mu;
     std::vector<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
     // Loop thread only: the connections it owns, their deadlines, and
     // those closed during the current batch of events (freed after it, as
@@ -715,7 +715,7 @@ class ClientListener::Impl {
 
   static void Post(Loop& l, std::function<void()> task) {
     {
-      std::lock_guard<std::mutex> g(l.mu);
+      util::MutexLock g(&l.mu);
       l.tasks.push_back(std::move(task));
     }
     Signal(l.wake_fd);
@@ -808,7 +808,7 @@ class ClientListener::Impl {
     (void)r;
     std::vector<std::function<void()>> tasks;
     {
-      std::lock_guard<std::mutex> g(l.mu);
+      util::MutexLock g(&l.mu);
       tasks.swap(l.tasks);
     }
     for (auto& t : tasks) t();
@@ -1295,7 +1295,7 @@ class ClientListener::Impl {
     worker->conn = std::move(it->second);
     l.conns.erase(it);
     HttpWorker* w = worker.get();
-    std::lock_guard<std::mutex> g(mu_);
+    util::MutexLock g(&mu_);
     http_workers_.push_back(std::move(worker));
     w->thread = std::thread([this, w, &l, head = std::move(head)]() mutable {
       ServeHttp(*w->conn, std::move(head));
@@ -1304,7 +1304,7 @@ class ClientListener::Impl {
       Post(l, [this, w] {
         std::unique_ptr<HttpWorker> mine;
         {
-          std::lock_guard<std::mutex> g2(mu_);
+          util::MutexLock g2(&mu_);
           for (auto i = http_workers_.begin(); i != http_workers_.end(); ++i) {
             if (i->get() == w) {
               mine = std::move(*i);
@@ -1347,7 +1347,7 @@ class ClientListener::Impl {
   // Connections accepted and not yet closed or handed to gRPC: those in the
   // loops and those served on HTTP threads (<= max_connections).
   std::atomic<size_t> live_{0};
-  std::mutex mu_;
+  util::Mutex mu_;
   std::list<std::unique_ptr<HttpWorker>> http_workers_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -14,11 +14,9 @@
 #ifndef CPPETCD_SRC_API_ELECTION_LOCK_H_
 #define CPPETCD_SRC_API_ELECTION_LOCK_H_
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -29,6 +27,7 @@
 #include "cppetcd/api/backend.h"
 #include "cppetcd/api/errors.h"
 #include "cppetcd/auth/credentials.h"
+#include "cppetcd/util/mutex.h"
 #include "v3electionpb/v3election.grpc.pb.h"
 #include "v3lockpb/v3lock.grpc.pb.h"
 
@@ -51,8 +50,8 @@ class SerialExecutor {
  private:
   void Run();
 
-  std::mutex mu_;
-  std::condition_variable cv_;  // tasks_ or stop_ changed
+  util::Mutex mu_;
+  util::CondVar cv_;  // tasks_ or stop_ changed
   std::deque<absl::AnyInvocable<void() &&>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;

@@ -19,10 +19,10 @@ SerialExecutor::~SerialExecutor() { Stop(); }
 
 void SerialExecutor::Post(absl::AnyInvocable<void() &&> task) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     if (!stop_) {
       tasks_.push_back(std::move(task));
-      cv_.notify_one();
+      cv_.Signal();
       return;
     }
   }
@@ -31,9 +31,9 @@ void SerialExecutor::Post(absl::AnyInvocable<void() &&> task) {
 
 void SerialExecutor::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     stop_ = true;
-    cv_.notify_one();
+    cv_.Signal();
   }
   if (thread_.joinable()) thread_.join();
 }
@@ -42,8 +42,8 @@ void SerialExecutor::Run() {
   while (true) {
     absl::AnyInvocable<void() &&> task;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+      util::MutexLock lock(&mu_);
+      cv_.Wait(&mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !tasks_.empty(); });
       if (tasks_.empty()) return;  // stopped and drained
       task = std::move(tasks_.front());
       tasks_.pop_front();

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <limits>
-#include <mutex>
 
 #include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
@@ -16,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "src/api/election_lock.h"
 #include "src/api/services.h"
+#include "cppetcd/util/mutex.h"
 
 namespace cppetcd::api {
 namespace {
@@ -104,6 +104,7 @@ class ApiServer::Impl {
       }
       builder.experimental().SetInterceptorCreators(std::move(creators));
     }
+    util::MutexLock l(&mu_);
     server_ = builder.BuildAndStart();
     grpc::EnableDefaultHealthCheckService(false);
     if (server_ == nullptr) {
@@ -123,8 +124,8 @@ class ApiServer::Impl {
   }
 
   void AddConnection(int fd) {
-    std::lock_guard<std::mutex> l(mu_);
-    if (server_ == nullptr || shutting_down_) {
+    util::MutexLock l(&mu_);
+    if (shutting_down_ || server_ == nullptr) {
       ::close(fd);
       return;
     }
@@ -135,15 +136,20 @@ class ApiServer::Impl {
   }
 
   void Shutdown(std::chrono::milliseconds grace) {
+    grpc::Server* server = nullptr;
     {
-      std::lock_guard<std::mutex> l(mu_);
-      if (server_ == nullptr || shutting_down_) return;
+      util::MutexLock l(&mu_);
+      if (shutting_down_ || server_ == nullptr) return;
       shutting_down_ = true;
+      server = server_.get();
     }
-    // Monotonic, so that a wall-clock step cannot stretch the grace period.
-    server_->Shutdown(gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                   gpr_time_from_millis(grace.count(), GPR_TIMESPAN)));
-    server_->Wait();
+    // Not under mu_: AddConnection takes it (and then refuses the socket)
+    // while the server drains. Monotonic, so that a wall-clock step cannot
+    // stretch the grace period.
+    server->Shutdown(gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                  gpr_time_from_millis(grace.count(), GPR_TIMESPAN)));
+    server->Wait();
+    util::MutexLock l(&mu_);
     server_.reset();
   }
 
@@ -154,6 +160,7 @@ class ApiServer::Impl {
     // MaxInt32); the request side is limited by the server's receive limit.
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(std::numeric_limits<int32_t>::max());
+    util::MutexLock l(&mu_);
     return server_->InProcessChannel(args);
   }
 
@@ -169,9 +176,11 @@ class ApiServer::Impl {
   ElectionService election_;  // etcd v3election and v3lock
   LockService lock_;
   std::vector<int> ports_;
-  std::mutex mu_;               // orders AddConnection against Shutdown
-  bool shutting_down_ = false;  // guarded by mu_
-  std::unique_ptr<grpc::Server> server_;
+  util::Mutex mu_;  // orders AddConnection against Shutdown
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  // Set by Start; reset by Shutdown once drained (read by AddConnection on
+  // the listener's thread meanwhile).
+  std::unique_ptr<grpc::Server> server_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(ServerBackend* backend,

@@ -7,14 +7,12 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
@@ -37,8 +35,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/synchronization/mutex.h"
 #include "cppetcd/api/errors.h"
+#include "cppetcd/util/mutex.h"
 #include "cppetcd/util/utf8.h"
 #include "cppetcdpb/options.pb.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
@@ -244,7 +242,7 @@ class GatewayTypeResolver final : public google::protobuf::util::TypeResolver {
   google::protobuf::util::Status ResolveMessageType(const std::string& type_url,
                                                     google::protobuf::Type* type) override {
     {
-      absl::MutexLock l(&mu_);
+      util::MutexLock l(&mu_);
       if (auto it = cache_.find(type_url); it != cache_.end()) {
         *type = it->second;
         return google::protobuf::util::Status();
@@ -260,7 +258,7 @@ class GatewayTypeResolver final : public google::protobuf::util::TypeResolver {
         }
       }
     }
-    absl::MutexLock l(&mu_);
+    util::MutexLock l(&mu_);
     cache_.emplace(type_url, *type);
     return st;
   }
@@ -275,7 +273,7 @@ class GatewayTypeResolver final : public google::protobuf::util::TypeResolver {
  private:
   const google::protobuf::DescriptorPool* const pool_;
   const std::unique_ptr<google::protobuf::util::TypeResolver> inner_;
-  absl::Mutex mu_;
+  util::Mutex mu_;
   absl::flat_hash_map<std::string, google::protobuf::Type> cache_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -292,10 +290,10 @@ std::string GatewayTypeUrl(const google::protobuf::Message& message) {
 // Whether a message of type `d` can hold a json_string field, itself or in
 // a sub-message (computed once per type).
 bool HoldsJsonStrings(const google::protobuf::Descriptor* d) {
-  static absl::Mutex mu;
+  static util::Mutex mu;
   static auto* cache = new absl::flat_hash_map<const google::protobuf::Descriptor*, bool>();
   {
-    absl::MutexLock l(&mu);
+    util::MutexLock l(&mu);
     if (auto it = cache->find(d); it != cache->end()) return it->second;
   }
   absl::flat_hash_set<const google::protobuf::Descriptor*> seen;
@@ -311,7 +309,7 @@ bool HoldsJsonStrings(const google::protobuf::Descriptor* d) {
       if (f->message_type() != nullptr) todo.push_back(f->message_type());
     }
   }
-  absl::MutexLock l(&mu);
+  util::MutexLock l(&mu);
   cache->emplace(d, holds);
   return holds;
 }
@@ -590,16 +588,16 @@ thread_local HttpConnection* t_serving = nullptr;
 class CallRegistry {
  public:
   void SetMaxCalls(uint64_t n) {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     max_calls_ = n == 0 ? 1 : n;
   }
   // Takes a slot, waiting while every slot is taken. False (no slot) once
   // cancelled or once the HTTP client being served on this thread has gone.
   bool AcquireSlot() {
     HttpConnection* const conn = t_serving;
-    std::unique_lock<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     while (!cancelled_ && slots_taken_ >= max_calls_) {
-      slot_freed_.wait_for(lock, std::chrono::milliseconds(200));
+      slot_freed_.WaitFor(&mu_, std::chrono::milliseconds(200));
       if (conn != nullptr && !conn->PeerAlive()) return false;
     }
     if (cancelled_) return false;
@@ -608,10 +606,10 @@ class CallRegistry {
   }
   void ReleaseSlot() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       --slots_taken_;
     }
-    slot_freed_.notify_one();
+    slot_freed_.Signal();
   }
   // A slot held until the returned object is destroyed; null when
   // AcquireSlot failed.
@@ -622,27 +620,27 @@ class CallRegistry {
 
   // False once cancelled: the call must not start.
   bool Add(grpc::ClientContext* ctx) {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     if (cancelled_) return false;
     calls_.insert(ctx);
     return true;
   }
   void Remove(grpc::ClientContext* ctx) {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     calls_.erase(ctx);
   }
   void CancelAll() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       cancelled_ = true;
       for (grpc::ClientContext* c : calls_) c->TryCancel();
     }
-    slot_freed_.notify_all();
+    slot_freed_.SignalAll();
   }
 
  private:
-  std::mutex mu_;
-  std::condition_variable slot_freed_;
+  util::Mutex mu_;
+  util::CondVar slot_freed_;
   std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t max_calls_ ABSL_GUARDED_BY(mu_) = UINT64_MAX;
@@ -705,7 +703,7 @@ class StreamOutput {
   bool Push(std::string json) {
     bool room = true;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       queued_bytes_ += json.size();
       gauge_->fetch_add(static_cast<int64_t>(json.size()));
       queue_.push_back(std::move(json));
@@ -716,16 +714,16 @@ class StreamOutput {
         room = false;
       }
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     return room;
   }
   void Finish(const grpc::Status& status) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       done_ = true;
       status_ = status;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   // Waits up to `timeout` for output. Returns the queued responses; `finished`
@@ -736,8 +734,8 @@ class StreamOutput {
     std::vector<std::string> out;
     bool resume = false;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || done_; });
+      util::MutexLock lock(&mu_);
+      cv_.WaitFor(&mu_, timeout, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || done_; });
       out.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
       queue_.clear();
       gauge_->fetch_sub(static_cast<int64_t>(queued_bytes_));
@@ -756,14 +754,14 @@ class StreamOutput {
     ctx_.TryCancel();
     bool resume = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       resume = std::exchange(paused_, false);
     }
     // A paused call holds its end (see ResumeRead): the read fails at once
     // on the cancelled call and lets it end.
     if (resume) ResumeRead();
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return done_; });
+    util::MutexLock lock(&mu_);
+    cv_.Wait(&mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; });
   }
 
  protected:
@@ -775,8 +773,8 @@ class StreamOutput {
  private:
   grpc::ClientContext ctx_;
   std::atomic<int64_t>* const gauge_;  // the server's total of queued bytes
-  std::mutex mu_;
-  std::condition_variable cv_;
+  util::Mutex mu_;
+  util::CondVar cv_;
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);  // JSON of responses not yet written
   size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;        // their size
   bool paused_ ABSL_GUARDED_BY(mu_) = false;            // no read in flight: queue was full
@@ -895,7 +893,7 @@ class HttpServer::Impl {
 
   void ServeConnection(HttpConnection& conn, HttpRoutes routes) {
     {
-      std::lock_guard<std::mutex> l(connections_mu_);
+      util::MutexLock l(&connections_mu_);
       if (stopping_.load()) return;
       ++connections_;
     }
@@ -910,13 +908,13 @@ class HttpServer::Impl {
       bool closed = false;
       if (!table.ProcessRequest(stream, n == kKeepAliveMaxRequests, &closed) || closed) break;
     }
-    std::lock_guard<std::mutex> l(connections_mu_);
-    if (--connections_ == 0) connections_idle_.notify_all();
+    util::MutexLock l(&connections_mu_);
+    if (--connections_ == 0) connections_idle_.SignalAll();
   }
 
   void Shutdown() {
     {
-      std::lock_guard<std::mutex> l(connections_mu_);
+      util::MutexLock l(&connections_mu_);
       if (stopping_.exchange(true)) return;
     }
     calls_.CancelAll();
@@ -927,8 +925,9 @@ class HttpServer::Impl {
       const uint64_t one = 1;
       (void)!::write(cancel_fd_, &one, sizeof(one));
     }
-    std::unique_lock<std::mutex> l(connections_mu_);
-    connections_idle_.wait(l, [&] { return connections_ == 0; });
+    util::MutexLock l(&connections_mu_);
+    connections_idle_.Wait(&connections_mu_,
+                           [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(connections_mu_) { return connections_ == 0; });
   }
 
   void CloseCancelFd() {
@@ -1077,18 +1076,18 @@ class HttpServer::Impl {
   template <class Resp, class Call>
   std::optional<absl::StatusOr<Resp>> Await(Call call) {
     struct Shared {
-      std::mutex mu;
-      std::condition_variable cv;
+      util::Mutex mu;
+      util::CondVar cv;
       std::optional<absl::StatusOr<Resp>> result;
     };
     auto shared = std::make_shared<Shared>();
     call([shared](absl::StatusOr<Resp> r) {
-      std::lock_guard<std::mutex> lock(shared->mu);
+      util::MutexLock lock(&shared->mu);
       shared->result = std::move(r);
-      shared->cv.notify_all();
+      shared->cv.SignalAll();
     });
-    std::unique_lock<std::mutex> lock(shared->mu);
-    shared->cv.wait_for(lock, options_.health_timeout, [&] { return shared->result.has_value(); });
+    util::MutexLock lock(&shared->mu);
+    shared->cv.WaitFor(&shared->mu, options_.health_timeout, [&] { return shared->result.has_value(); });
     return shared->result;
   }
 
@@ -1381,8 +1380,8 @@ class HttpServer::Impl {
   std::unique_ptr<RouteTable> all_routes_tls_;  // HttpRoutes::kAll over TLS
   std::unique_ptr<RouteTable> metrics_routes_;  // HttpRoutes::kMetrics
   int cancel_fd_ = -1;  // eventfd, readable once Shutdown starts: connections end
-  std::mutex connections_mu_;
-  std::condition_variable connections_idle_;
+  util::Mutex connections_mu_;
+  util::CondVar connections_idle_;
   int connections_ ABSL_GUARDED_BY(connections_mu_) = 0;  // in ServeConnection now
   GatewayStubs stubs_;
   CallRegistry calls_;

@@ -126,14 +126,14 @@ void ExpositionWriter::Declare(std::string_view name, std::string_view help,
 // ---- MetricsRegistry
 
 void MetricsRegistry::Add(Collector collector) {
-  std::lock_guard<std::mutex> lock(mu_);
+  util::MutexLock lock(&mu_);
   collectors_.push_back(std::move(collector));
 }
 
 std::string MetricsRegistry::Render() const {
   std::vector<Collector> collectors;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     collectors = collectors_;
   }
   ExpositionWriter w;
@@ -264,25 +264,25 @@ GrpcMetrics::Counts& GrpcMetrics::Slot(std::string_view full_method, std::string
 }
 
 void GrpcMetrics::OnStarted(std::string_view full_method, std::string_view type) {
-  std::lock_guard<std::mutex> lock(mu_);
+  util::MutexLock lock(&mu_);
   ++Slot(full_method, type).started;
 }
 void GrpcMetrics::OnReceived(std::string_view full_method, std::string_view type) {
-  std::lock_guard<std::mutex> lock(mu_);
+  util::MutexLock lock(&mu_);
   ++Slot(full_method, type).received;
 }
 void GrpcMetrics::OnSent(std::string_view full_method, std::string_view type) {
-  std::lock_guard<std::mutex> lock(mu_);
+  util::MutexLock lock(&mu_);
   ++Slot(full_method, type).sent;
 }
 void GrpcMetrics::OnHandled(std::string_view full_method, std::string_view type, int code) {
-  std::lock_guard<std::mutex> lock(mu_);
+  util::MutexLock lock(&mu_);
   ++Slot(full_method, type).handled[code];
 }
 
 void GrpcMetrics::OnHandlingTime(std::string_view full_method, std::string_view type,
                                  double seconds) {
-  std::lock_guard<std::mutex> lock(mu_);
+  util::MutexLock lock(&mu_);
   Counts& c = Slot(full_method, type);
   if (c.handling_seconds == nullptr) {
     c.handling_seconds = std::make_unique<util::Histogram>(
@@ -292,7 +292,7 @@ void GrpcMetrics::OnHandlingTime(std::string_view full_method, std::string_view 
 }
 
 void GrpcMetrics::Collect(ExpositionWriter& w) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  util::MutexLock lock(&mu_);
   // Label order as the Go client prints them (sorted by label name).
   auto labels = [](const Key& k) {
     return Labels{{"grpc_method", k.method}, {"grpc_service", k.service}, {"grpc_type", k.type}};

@@ -5,9 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <type_traits>
@@ -20,6 +18,7 @@
 #include "cppetcd/auth/credentials.h"
 #include "cppetcd/api/errors.h"
 #include "cppetcd/util/log.h"
+#include "cppetcd/util/mutex.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 
 namespace cppetcd::api {
@@ -82,7 +81,7 @@ class StreamGate {
   // False once a finish was requested; otherwise the caller must start its
   // operation and then call EndStart.
   bool BeginStart() {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     if (finish_requested_) return false;
     ++starting_;
     return true;
@@ -92,7 +91,7 @@ class StreamGate {
   void EndStart(Reactor* reactor) {
     std::optional<grpc::Status> finish;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       if (--starting_ == 0 && pending_.has_value()) finish = std::exchange(pending_, std::nullopt);
     }
     if (finish.has_value()) reactor->Finish(std::move(*finish));
@@ -102,7 +101,7 @@ class StreamGate {
   template <class Reactor>
   void RequestFinish(Reactor* reactor, grpc::Status status) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       if (finish_requested_) return;
       finish_requested_ = true;
       if (starting_ > 0) {
@@ -113,15 +112,15 @@ class StreamGate {
     reactor->Finish(std::move(status));
   }
   bool FinishRequested() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     return finish_requested_;
   }
 
  private:
-  mutable std::mutex mu_;
-  bool finish_requested_ = false;
-  int starting_ = 0;
-  std::optional<grpc::Status> pending_;
+  mutable util::Mutex mu_;
+  bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
+  int starting_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<grpc::Status> pending_ ABSL_GUARDED_BY(mu_);
 };
 
 // A stream that must end when the member loses its leader (hasleader).
@@ -158,16 +157,16 @@ class StreamHub {
   const std::chrono::milliseconds progress_interval_;
   const std::chrono::milliseconds leader_check_interval_;
   util::Logger logger_;
-  // std::mutex rather than absl::Mutex throughout the api: Debian's Abseil is
+  // util::Mutex rather than absl::Mutex throughout the api: Debian's Abseil is
   // not TSan-instrumented, so TSan would not see absl::Mutex ordering.
-  std::mutex mu_;
-  std::condition_variable cv_;  // scheduled_ or stop_ changed
-  bool stop_ = false;
-  std::vector<std::weak_ptr<WatchReactor>> scheduled_;
-  std::vector<std::weak_ptr<WatchReactor>> watches_;
-  std::vector<std::weak_ptr<LeaderBoundStream>> leader_bound_;
-  size_t watches_after_prune_ = 0;       // sizes after the last pruning
-  size_t leader_bound_after_prune_ = 0;
+  util::Mutex mu_;
+  util::CondVar cv_;  // scheduled_ or stop_ changed
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::weak_ptr<WatchReactor>> scheduled_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::weak_ptr<WatchReactor>> watches_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::weak_ptr<LeaderBoundStream>> leader_bound_ ABSL_GUARDED_BY(mu_);
+  size_t watches_after_prune_ ABSL_GUARDED_BY(mu_) = 0;       // sizes after the last pruning
+  size_t leader_bound_after_prune_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

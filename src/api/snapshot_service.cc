@@ -18,13 +18,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "cppetcd/util/mutex.h"
 #include "src/api/services.h"
 
 namespace cppetcd::api {
@@ -79,11 +78,11 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
   void OnWriteDone(bool ok) override {
     auto keep = shared_from_this();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       writing_ = false;
       if (!ok) cancelled_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     if (!ok) {
       gate_.RequestFinish(this, grpc::Status(grpc::StatusCode::CANCELLED, "snapshot send failed"));
       return;
@@ -94,10 +93,10 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
   void OnCancel() override {
     auto keep = shared_from_this();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       cancelled_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     gate_.RequestFinish(this, grpc::Status(grpc::StatusCode::CANCELLED, "context canceled"));
   }
 
@@ -108,11 +107,11 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
     absl::Status st = backend_->SnapshotBackend(fd);
     ::close(fd);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       copy_status_ = std::move(st);
       copy_done_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   // Reader thread: head, size, blobs, checksum.
@@ -172,7 +171,7 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
     sum.set_blob(std::string(reinterpret_cast<const char*>(digest), len));
     if (!Push(std::move(sum))) return;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       produced_all_ = true;
       total_ = total;
     }
@@ -183,8 +182,10 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
   // stream was cancelled.
   bool Push(etcdserverpb::SnapshotResponse r) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return cancelled_ || queue_.size() < kSnapshotQueuedChunks; });
+      util::MutexLock lock(&mu_);
+      cv_.Wait(&mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return cancelled_ || queue_.size() < kSnapshotQueuedChunks;
+      });
       if (cancelled_) return false;
       queue_.push_back(std::move(r));
     }
@@ -198,14 +199,14 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
     std::string sink(kSnapshotChunkBytes, '\0');
     while (ReadFull(read_fd_, sink.data(), sink.size()) > 0) {
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return copy_done_; });
+    util::MutexLock lock(&mu_);
+    cv_.Wait(&mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return copy_done_; });
     return copy_status_;
   }
 
   void Fail(grpc::Status st) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       cancelled_ = true;
     }
     gate_.RequestFinish(this, std::move(st));
@@ -216,7 +217,7 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
     bool finish = false;
     uint64_t total = 0;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       if (writing_ || cancelled_) return;
       if (queue_.empty()) {
         if (!produced_all_ || finished_) return;
@@ -228,7 +229,7 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
         writing_ = true;
       }
     }
-    cv_.notify_all();  // room in the queue
+    cv_.SignalAll();  // room in the queue
     if (finish) {
       logger_.Info("sent database snapshot to client", {{"total-bytes", total}});
       gate_.RequestFinish(this, grpc::Status::OK);
@@ -247,17 +248,17 @@ class SnapshotReactor final : public grpc::ServerWriteReactor<etcdserverpb::Snap
   int read_fd_ = -1;                                // reader thread after Begin
   StreamGate gate_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<etcdserverpb::SnapshotResponse> queue_;  // <= kSnapshotQueuedChunks
+  util::Mutex mu_;
+  util::CondVar cv_;
+  std::deque<etcdserverpb::SnapshotResponse> queue_ ABSL_GUARDED_BY(mu_);  // <= kSnapshotQueuedChunks
   etcdserverpb::SnapshotResponse current_;  // the write in flight (set with writing_)
-  bool writing_ = false;
-  bool cancelled_ = false;     // client gone or stream failed: stop producing
-  bool produced_all_ = false;  // the checksum is queued
-  bool finished_ = false;
-  uint64_t total_ = 0;
-  bool copy_done_ = false;
-  absl::Status copy_status_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;     // client gone or stream failed: stop producing
+  bool produced_all_ ABSL_GUARDED_BY(mu_) = false;  // the checksum is queued
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t total_ ABSL_GUARDED_BY(mu_) = 0;
+  bool copy_done_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status copy_status_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<SnapshotReactor> self_;  // released in OnDone
 };
 

@@ -64,7 +64,7 @@ class WatchReactor final
     for (int round = 0; round < kMaxPumpRounds; ++round) {
       bool start_write = false;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        util::MutexLock lock(&mu_);
         if (writing_ || gate_.FinishRequested()) return;
         if (!out_.empty()) {
           if (!gate_.BeginStart()) return;
@@ -86,7 +86,7 @@ class WatchReactor final
         return;
       }
       std::vector<WatchUpdate> updates = ws_->Poll(kPollBatch);
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       polling_ = false;
       for (WatchUpdate& u : updates) EnqueueUpdateLocked(std::move(u));
       if (out_.empty() && !repoll_) return;
@@ -100,7 +100,7 @@ class WatchReactor final
   void ProgressTick() {
     std::vector<int64_t> due;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       if (gate_.FinishRequested()) return;
       for (auto& [id, w] : watchers_) {
         if (!w.progress_notify) continue;
@@ -136,7 +136,7 @@ class WatchReactor final
     }
     bool paused = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       paused = read_paused_ = out_.size() >= kMaxQueuedResponses;
     }
     if (!paused) Read();
@@ -147,7 +147,7 @@ class WatchReactor final
     auto keep = shared_from_this();
     bool resume_read = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       writing_ = false;
       if (ok && read_paused_ && out_.size() < kMaxQueuedResponses / 2) {
         read_paused_ = false;
@@ -200,7 +200,7 @@ class WatchReactor final
     // etcd isWatchPermitted: read permission on the watched range.
     const absl::Status permitted = backend_->AuthorizeRange(credentials_, key, c.range_end());
     if (!permitted.ok()) {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       etcdserverpb::WatchResponse denied = NewResponse(kInvalidWatchId, ws_rev);
       denied.set_created(true);
       denied.set_canceled(true);
@@ -216,13 +216,13 @@ class WatchReactor final
     }
     const int64_t start_rev = c.start_revision() == 0 ? ws_rev + 1 : c.start_revision();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      util::MutexLock lock(&mu_);
       creating_ = true;
     }
     absl::StatusOr<int64_t> id =
         ws_->Watch(c.watch_id(), std::move(key), c.range_end(), start_rev, no_put, no_delete,
                    c.prev_kv());
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     creating_ = false;
     etcdserverpb::WatchResponse created = NewResponse(id.ok() ? *id : kInvalidWatchId, ws_rev);
     created.set_created(true);
@@ -246,7 +246,7 @@ class WatchReactor final
     absl::Status st = ws_->Cancel(id);
     if (!st.ok()) return;  // unknown ID: no answer (etcd)
     const int64_t rev = ws_->Rev();
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     watchers_.erase(id);
     etcdserverpb::WatchResponse r = NewResponse(id, rev);
     r.set_canceled(true);
@@ -259,7 +259,7 @@ class WatchReactor final
   // 3.4 answered at once; later versions wait like this).
   void HandleProgressRequest() { ws_->RequestProgressAll(); }
 
-  void EnqueueUpdateLocked(WatchUpdate u) {
+  void EnqueueUpdateLocked(WatchUpdate u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (u.watch_id == kInvalidWatchId) {
       out_.push_back(NewResponse(kInvalidWatchId, u.revision));
       return;
@@ -308,15 +308,15 @@ class WatchReactor final
   // until OnWriteDone.
   etcdserverpb::WatchResponse current_;
 
-  std::mutex mu_;
-  std::deque<etcdserverpb::WatchResponse> out_;
-  absl::flat_hash_map<int64_t, Watcher> watchers_;
-  absl::flat_hash_map<int64_t, std::vector<WatchUpdate>> held_;
-  bool creating_ = false;  // a Watch call is running
-  bool read_paused_ = false;  // no read in flight: out_ reached kMaxQueuedResponses
-  bool writing_ = false;
-  bool polling_ = false;
-  bool repoll_ = false;
+  util::Mutex mu_;
+  std::deque<etcdserverpb::WatchResponse> out_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int64_t, std::vector<WatchUpdate>> held_ ABSL_GUARDED_BY(mu_);
+  bool creating_ ABSL_GUARDED_BY(mu_) = false;  // a Watch call is running
+  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;  // no read in flight: out_ reached kMaxQueuedResponses
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool polling_ ABSL_GUARDED_BY(mu_) = false;
+  bool repoll_ ABSL_GUARDED_BY(mu_) = false;
   std::shared_ptr<WatchReactor> self_;  // released in OnDone
 };
 
@@ -346,19 +346,19 @@ StreamHub::StreamHub(ServerBackend* backend, std::chrono::milliseconds progress_
 
 StreamHub::~StreamHub() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_one();
+  cv_.Signal();
   thread_.join();
 }
 
 void StreamHub::Schedule(std::weak_ptr<WatchReactor> reactor) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    util::MutexLock lock(&mu_);
     scheduled_.push_back(std::move(reactor));
   }
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 namespace {
@@ -369,7 +369,7 @@ void PruneExpired(std::vector<std::weak_ptr<T>>* v) {
 }  // namespace
 
 void StreamHub::AddWatch(std::weak_ptr<WatchReactor> reactor) {
-  std::lock_guard<std::mutex> lock(mu_);
+  util::MutexLock lock(&mu_);
   // Ended streams are pruned here too, not only on progress ticks (10 min
   // by default), so that their memory goes back soon.
   if (watches_.size() >= 2 * watches_after_prune_ + 64) {
@@ -380,7 +380,7 @@ void StreamHub::AddWatch(std::weak_ptr<WatchReactor> reactor) {
 }
 
 void StreamHub::AddLeaderBound(std::weak_ptr<LeaderBoundStream> stream) {
-  std::lock_guard<std::mutex> lock(mu_);
+  util::MutexLock lock(&mu_);
   if (leader_bound_.size() >= 2 * leader_bound_after_prune_ + 64) {
     PruneExpired(&leader_bound_);
     leader_bound_after_prune_ = leader_bound_.size();
@@ -398,9 +398,9 @@ void StreamHub::Run() {
     std::vector<std::weak_ptr<LeaderBoundStream>> leader_bound;
     bool check_leader = false;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_until(lock, std::min(next_progress, next_leader_check),
-                     [this] { return stop_ || !scheduled_.empty(); });
+      util::MutexLock lock(&mu_);
+      cv_.WaitUntil(&mu_, std::min(next_progress, next_leader_check),
+                    [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !scheduled_.empty(); });
       if (stop_) return;
       scheduled.swap(scheduled_);
       const Clock::time_point now = Clock::now();
@@ -427,7 +427,7 @@ void StreamHub::Run() {
       no_leader_checks = backend_->HasLeader() ? 0 : no_leader_checks + 1;
       if (no_leader_checks >= 3) {
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          util::MutexLock lock(&mu_);
           leader_bound.swap(leader_bound_);
         }
         if (!leader_bound.empty()) {

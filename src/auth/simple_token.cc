@@ -3,11 +3,11 @@
 #include <openssl/rand.h>
 
 #include <map>
-#include <mutex>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cppetcd/util/mutex.h"
 #include "src/auth/token_impl.h"
 
 namespace cppetcd::auth {
@@ -26,16 +26,16 @@ class SimpleTokenProvider final : public TokenProvider {
         lg_(std::move(logger)) {}
 
   void Enable() override {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     enabled_ = true;
   }
   void Disable() override {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     enabled_ = false;
     tokens_.clear();
   }
   void InvalidateUser(std::string_view username) override {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     for (auto it = tokens_.begin(); it != tokens_.end();) {
       if (it->second.username == username) {
         it = tokens_.erase(it);
@@ -63,7 +63,7 @@ class SimpleTokenProvider final : public TokenProvider {
   absl::StatusOr<std::string> Assign(std::string_view username, uint64_t, std::string_view prefix,
                                      uint64_t index) override {
     std::string token = absl::StrCat(std::string(prefix), ".", index);
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (!enabled_) return token;  // as etcd: handed out, but never valid here
     const auto now = clock_->Now();
     for (auto it = tokens_.begin(); it != tokens_.end();) {
@@ -88,7 +88,7 @@ class SimpleTokenProvider final : public TokenProvider {
     }
     for (int attempt = 0; attempt < 2; ++attempt) {
       {
-        std::lock_guard<std::mutex> l(mu_);
+        util::MutexLock l(&mu_);
         auto it = tokens_.find(std::string(token));
         if (it != tokens_.end()) {
           const auto now = clock_->Now();
@@ -117,7 +117,7 @@ class SimpleTokenProvider final : public TokenProvider {
   const std::chrono::seconds ttl_;
   const std::function<bool(uint64_t)> wait_applied_;
   util::Logger lg_;
-  std::mutex mu_;
+  util::Mutex mu_;
   bool enabled_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, Entry, std::less<>> tokens_ ABSL_GUARDED_BY(mu_);
 };

@@ -108,7 +108,7 @@ absl::StatusOr<std::unique_ptr<AuthStore>> AuthStore::Open(storage::Backend* bac
   auto wtx = backend->BeginWrite();
   if (!wtx.ok()) return wtx.status();
   {
-    std::lock_guard<std::mutex> l(as->mu_);
+    util::MutexLock l(&as->mu_);
     if (auto s = as->LoadLocked(wtx->get()); !s.ok()) return s;
     if (as->revision_ == 0) {
       if (auto s = as->CommitRevisionLocked(wtx->get()); !s.ok()) return s;
@@ -122,7 +122,7 @@ absl::StatusOr<std::unique_ptr<AuthStore>> AuthStore::Open(storage::Backend* bac
 absl::Status AuthStore::Recover(storage::ReadTxn* rtx) {
   bool enabled;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (auto s = LoadLocked(rtx); !s.ok()) return s;
     enabled = enabled_;
   }
@@ -174,12 +174,12 @@ absl::Status AuthStore::DeleteRecord(storage::WriteTxn* btx, std::string_view bu
 }
 
 bool AuthStore::IsEnabled() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return enabled_;
 }
 
 uint64_t AuthStore::Revision() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return revision_;
 }
 
@@ -212,7 +212,7 @@ absl::Status AuthStore::WriteRole(storage::WriteTxn* btx, const authpb::Role& r)
 
 absl::Status AuthStore::AuthEnable(storage::WriteTxn* btx) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (enabled_) {
       lg_.Info("authentication is already enabled; ignored auth enable request");
       return absl::OkStatus();
@@ -235,7 +235,7 @@ absl::Status AuthStore::AuthEnable(storage::WriteTxn* btx) {
 
 absl::Status AuthStore::AuthDisable(storage::WriteTxn* btx) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (!enabled_) return absl::OkStatus();
     if (auto s = btx->Put(storage::kAuthBucket, kEnableFlagKey, std::string_view(kDisabled, 1));
         !s.ok()) {
@@ -253,7 +253,7 @@ absl::Status AuthStore::AuthDisable(storage::WriteTxn* btx) {
 absl::Status AuthStore::UserAdd(storage::WriteTxn* btx,
                                 const etcdserverpb::AuthUserAddRequest& req) {
   if (req.name().empty()) return ErrUserEmpty();
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (users_.count(req.name()) > 0) return ErrUserAlreadyExist();
   authpb::User u;
   u.set_name(req.name());
@@ -271,7 +271,7 @@ absl::Status AuthStore::UserAdd(storage::WriteTxn* btx,
 absl::Status AuthStore::UserDelete(storage::WriteTxn* btx,
                                    const etcdserverpb::AuthUserDeleteRequest& req) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (enabled_ && req.name() == kRootUser) {
       lg_.Warn("cannot delete 'root' user", {{"user-name", req.name()}});
       return ErrInvalidAuthMgmt();
@@ -291,7 +291,7 @@ absl::Status AuthStore::UserDelete(storage::WriteTxn* btx,
 absl::Status AuthStore::UserChangePassword(
     storage::WriteTxn* btx, const etcdserverpb::AuthUserChangePasswordRequest& req) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     auto it = users_.find(req.name());
     if (it == users_.end()) return ErrUserNotFound();
     authpb::User u = it->second;
@@ -308,7 +308,7 @@ absl::Status AuthStore::UserChangePassword(
 
 absl::Status AuthStore::UserGrantRole(storage::WriteTxn* btx,
                                       const etcdserverpb::AuthUserGrantRoleRequest& req) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto it = users_.find(req.user());
   if (it == users_.end()) return ErrUserNotFound();
   if (req.role() != kRootRole && roles_.count(req.role()) == 0) return ErrRoleNotFound();
@@ -334,7 +334,7 @@ absl::Status AuthStore::UserGrantRole(storage::WriteTxn* btx,
 
 absl::Status AuthStore::UserRevokeRole(storage::WriteTxn* btx,
                                        const etcdserverpb::AuthUserRevokeRoleRequest& req) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (enabled_ && req.name() == kRootUser && req.role() == kRootRole) {
     lg_.Warn("'root' user cannot revoke 'root' role");
     return ErrInvalidAuthMgmt();
@@ -359,7 +359,7 @@ absl::Status AuthStore::UserRevokeRole(storage::WriteTxn* btx,
 absl::Status AuthStore::RoleAdd(storage::WriteTxn* btx,
                                 const etcdserverpb::AuthRoleAddRequest& req) {
   if (req.name().empty()) return ErrRoleEmpty();
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (roles_.count(req.name()) > 0) return ErrRoleAlreadyExist();
   authpb::Role r;
   r.set_name(req.name());
@@ -373,7 +373,7 @@ absl::Status AuthStore::RoleAdd(storage::WriteTxn* btx,
 
 absl::Status AuthStore::RoleDelete(storage::WriteTxn* btx,
                                    const etcdserverpb::AuthRoleDeleteRequest& req) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (enabled_ && req.role() == kRootRole) {
     lg_.Warn("cannot delete 'root' role", {{"role-name", req.role()}});
     return ErrInvalidAuthMgmt();
@@ -406,7 +406,7 @@ absl::Status AuthStore::RoleDelete(storage::WriteTxn* btx,
 
 absl::Status AuthStore::RoleGrantPermission(
     storage::WriteTxn* btx, const etcdserverpb::AuthRoleGrantPermissionRequest& req) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto it = roles_.find(req.name());
   if (it == roles_.end()) return ErrRoleNotFound();
   authpb::Role r = it->second;
@@ -446,7 +446,7 @@ absl::Status AuthStore::RoleGrantPermission(
 
 absl::Status AuthStore::RoleRevokePermission(
     storage::WriteTxn* btx, const etcdserverpb::AuthRoleRevokePermissionRequest& req) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto it = roles_.find(req.role());
   if (it == roles_.end()) return ErrRoleNotFound();
   authpb::Role r;
@@ -469,7 +469,7 @@ absl::StatusOr<std::string> AuthStore::Authenticate(std::string_view name, std::
                                                     uint64_t index) {
   uint64_t rev;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (!enabled_) return ErrAuthNotEnabled();
     auto it = users_.find(name);
     if (it == users_.end()) return ErrAuthFailed();
@@ -482,7 +482,7 @@ absl::StatusOr<std::string> AuthStore::Authenticate(std::string_view name, std::
 }
 
 absl::StatusOr<etcdserverpb::AuthUserGetResponse> AuthStore::UserGet(std::string_view name) const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto it = users_.find(name);
   if (it == users_.end()) return ErrUserNotFound();
   etcdserverpb::AuthUserGetResponse resp;
@@ -491,14 +491,14 @@ absl::StatusOr<etcdserverpb::AuthUserGetResponse> AuthStore::UserGet(std::string
 }
 
 etcdserverpb::AuthUserListResponse AuthStore::UserList() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   etcdserverpb::AuthUserListResponse resp;
   for (const auto& [name, u] : users_) resp.add_users(name);
   return resp;
 }
 
 absl::StatusOr<etcdserverpb::AuthRoleGetResponse> AuthStore::RoleGet(std::string_view role) const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto it = roles_.find(role);
   if (it == roles_.end()) return ErrRoleNotFound();
   etcdserverpb::AuthRoleGetResponse resp;
@@ -507,14 +507,14 @@ absl::StatusOr<etcdserverpb::AuthRoleGetResponse> AuthStore::RoleGet(std::string
 }
 
 etcdserverpb::AuthRoleListResponse AuthStore::RoleList() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   etcdserverpb::AuthRoleListResponse resp;
   for (const auto& [name, r] : roles_) resp.add_roles(name);
   return resp;
 }
 
 bool AuthStore::HasRole(std::string_view user, std::string_view role) const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto it = users_.find(user);
   if (it == users_.end()) return false;
   return std::find(it->second.roles().begin(), it->second.roles().end(), role) !=
@@ -526,7 +526,7 @@ absl::StatusOr<uint64_t> AuthStore::CheckPassword(std::string_view name,
   std::string hash;
   uint64_t rev;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (!enabled_) return ErrAuthNotEnabled();
     auto it = users_.find(name);
     if (it == users_.end()) return ErrAuthFailed();
@@ -571,7 +571,7 @@ std::shared_ptr<const UnifiedPerms> AuthStore::PermsLocked(const authpb::User& u
 absl::Status AuthStore::IsOpPermitted(const AuthInfo& who, std::string_view key,
                                       std::string_view range_end,
                                       authpb::Permission::Type type) const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (!enabled_) return absl::OkStatus();
   if (who.revision == 0) return ErrUserEmpty();
   if (who.revision < revision_) {
@@ -604,7 +604,7 @@ absl::Status AuthStore::IsDeleteRangePermitted(const AuthInfo& who, std::string_
 }
 
 absl::Status AuthStore::IsAdminPermitted(const AuthInfo& who) const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (!enabled_) return absl::OkStatus();
   if (who.username.empty()) return ErrUserEmpty();
   auto it = users_.find(who.username);

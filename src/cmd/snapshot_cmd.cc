@@ -172,7 +172,10 @@ std::string HumanBytes(uint64_t s) {
   const char* sizes[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
   const double e = std::floor(std::log(static_cast<double>(s)) / std::log(1000.0));
   const double val = std::floor(static_cast<double>(s) / std::pow(1000.0, e) * 10 + 0.5) / 10;
-  return absl::StrFormat(val < 10 ? "%.1f %s" : "%.0f %s", val, sizes[static_cast<int>(e)]);
+  // Two calls: clang checks StrFormat's format at compile time and refuses
+  // one chosen at run time.
+  const char* unit = sizes[static_cast<int>(e)];
+  return val < 10 ? absl::StrFormat("%.1f %s", val, unit) : absl::StrFormat("%.0f %s", val, unit);
 }
 
 // Go tablewriter's centre padding (extra space on the right).

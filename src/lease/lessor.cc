@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 #include <utility>
 
 #include "absl/strings/str_format.h"
@@ -87,7 +86,7 @@ absl::StatusOr<std::unordered_map<int64_t, Lessor::Lease>> Lessor::Load(
 absl::Status Lessor::Restore(storage::ReadTxn* txn) {
   auto loaded = Load(txn);
   if (!loaded.ok()) return loaded.status();
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   const size_t dropped = leases_.size();
   leases_ = *std::move(loaded);  // the old leases go with their keys
   heap_ = {};
@@ -102,7 +101,7 @@ absl::Status Lessor::Recover(storage::ReadTxn* txn) {
   if (!loaded_or.ok()) return loaded_or.status();
   std::unordered_map<int64_t, Lease> loaded = *std::move(loaded_or);
 
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   leases_ = std::move(loaded);
   heap_ = {};
   // Recovered leases never expire until Promote, even if this lessor was
@@ -119,7 +118,7 @@ absl::StatusOr<LeaseInfo> Lessor::Grant(storage::WriteTxn* txn, int64_t id, int6
   if (id == kNoLease) return ErrLeaseNotFound();
   if (ttl_seconds > kMaxLeaseTtlSeconds) return ErrLeaseTTLTooLarge();
 
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   if (leases_.contains(id)) return ErrLeaseExists();
   Lease l;
   l.id = id;
@@ -139,7 +138,7 @@ absl::StatusOr<LeaseInfo> Lessor::Grant(storage::WriteTxn* txn, int64_t id, int6
 }
 
 absl::StatusOr<std::vector<std::string>> Lessor::Revoke(storage::WriteTxn* txn, int64_t id) {
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   auto it = leases_.find(id);
   if (it == leases_.end()) return ErrLeaseNotFound();
   if (absl::Status s = txn->Delete(storage::kLeaseBucket, LeaseKey(id)); !s.ok()) return s;
@@ -150,14 +149,14 @@ absl::StatusOr<std::vector<std::string>> Lessor::Revoke(storage::WriteTxn* txn, 
 }
 
 void Lessor::Attach(int64_t id, std::string_view key) {
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   auto it = leases_.find(id);
   if (it == leases_.end()) return;
   it->second.keys.emplace(key);
 }
 
 void Lessor::Detach(int64_t id, std::string_view key) {
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   auto it = leases_.find(id);
   if (it == leases_.end()) return;
   auto k = it->second.keys.find(key);
@@ -165,7 +164,7 @@ void Lessor::Detach(int64_t id, std::string_view key) {
 }
 
 absl::StatusOr<int64_t> Lessor::Renew(int64_t id) {
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   if (!primary_) return ErrNotPrimary();
   auto it = leases_.find(id);
   if (it == leases_.end()) return ErrLeaseNotFound();
@@ -180,7 +179,7 @@ absl::StatusOr<int64_t> Lessor::Renew(int64_t id) {
 }
 
 std::optional<LeaseInfo> Lessor::Lookup(int64_t id) const {
-  std::shared_lock lock(mu_);
+  util::ReaderMutexLock lock(&mu_);
   auto it = leases_.find(id);
   if (it == leases_.end()) return std::nullopt;
   return InfoLocked(it->second, clock_->Now());
@@ -189,7 +188,7 @@ std::optional<LeaseInfo> Lessor::Lookup(int64_t id) const {
 std::vector<LeaseInfo> Lessor::Leases() const {
   std::vector<std::pair<TimePoint, LeaseInfo>> all;
   {
-    std::shared_lock lock(mu_);
+    util::ReaderMutexLock lock(&mu_);
     const TimePoint now = clock_->Now();
     all.reserve(leases_.size());
     for (const auto& [id, l] : leases_) {
@@ -206,12 +205,12 @@ std::vector<LeaseInfo> Lessor::Leases() const {
 }
 
 bool Lessor::Exists(int64_t id) const {
-  std::shared_lock lock(mu_);
+  util::ReaderMutexLock lock(&mu_);
   return leases_.contains(id);
 }
 
 void Lessor::Promote(std::chrono::milliseconds extend) {
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   primary_ = true;
   PromoteLocked(extend);
 }
@@ -257,7 +256,7 @@ void Lessor::PromoteLocked(std::chrono::milliseconds extend) {
 }
 
 void Lessor::Demote() {
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   primary_ = false;
   heap_ = {};
   for (auto& [id, l] : leases_) {
@@ -267,13 +266,13 @@ void Lessor::Demote() {
 }
 
 bool Lessor::IsPrimary() const {
-  std::shared_lock lock(mu_);
+  util::ReaderMutexLock lock(&mu_);
   return primary_;
 }
 
 std::vector<int64_t> Lessor::ExpiredLeases(size_t max) {
   std::vector<int64_t> out;
-  std::unique_lock lock(mu_);
+  util::WriterMutexLock lock(&mu_);
   if (!primary_) return out;
   const TimePoint now = clock_->Now();
   while (out.size() < max && !heap_.empty()) {
@@ -294,7 +293,7 @@ std::vector<int64_t> Lessor::ExpiredLeases(size_t max) {
 }
 
 size_t Lessor::Size() const {
-  std::shared_lock lock(mu_);
+  util::ReaderMutexLock lock(&mu_);
   return leases_.size();
 }
 

@@ -224,14 +224,14 @@ absl::Status Store::Reload(absl::FunctionRef<absl::Status()> replace_contents) {
   // keep set belongs to the old contents.
   std::vector<CompactionJob> cancelled;
   {
-    std::unique_lock<std::mutex> l(compact_mu_);
+    util::MutexLock l(&compact_mu_);
     cancel_compaction_.store(true);
     for (auto& job : compact_queue_) cancelled.push_back(std::move(job));
     compact_queue_.clear();
-    compact_cv_.wait(l, [this] { return !compact_running_; });
+    compact_cv_.Wait(&compact_mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(compact_mu_) { return !compact_running_; });
     cancel_compaction_.store(false);
   }
-  compact_cv_.notify_all();  // WaitCompactionIdle
+  compact_cv_.SignalAll();  // WaitCompactionIdle
   for (auto& job : pending_compactions_) cancelled.push_back(std::move(job));
   pending_compactions_.clear();
   for (auto& job : cancelled) {
@@ -264,13 +264,13 @@ absl::Status Store::Reload(absl::FunctionRef<absl::Status()> replace_contents) {
 
 Store::~Store() {
   {
-    std::lock_guard<std::mutex> l(compact_mu_);
+    util::MutexLock l(&compact_mu_);
     stopping_ = true;
   }
-  compact_cv_.notify_all();
+  compact_cv_.SignalAll();
   stop_.store(true);
   if (compact_thread_.joinable()) compact_thread_.join();
-  std::lock_guard<std::mutex> l(compact_mu_);
+  util::MutexLock l(&compact_mu_);
   for (auto& job : compact_queue_) job.done->set_value(absl::CancelledError("mvcc: closed"));
   compact_queue_.clear();
   for (auto& job : pending_compactions_) job.done->set_value(absl::CancelledError("mvcc: closed"));
@@ -451,7 +451,7 @@ absl::StatusOr<HashResult> Store::HashByRev(int64_t rev) const {
 
 void Store::EnqueueCompaction(CompactionJob job) {
   {
-    std::lock_guard<std::mutex> l(compact_mu_);
+    util::MutexLock l(&compact_mu_);
     if (!stopping_) {
       compact_queue_.push_back(std::move(job));
       job.done.reset();
@@ -461,15 +461,15 @@ void Store::EnqueueCompaction(CompactionJob job) {
     job.done->set_value(absl::CancelledError("mvcc: closed"));
     return;
   }
-  compact_cv_.notify_all();
+  compact_cv_.SignalAll();
 }
 
 void Store::CompactionLoop() {
   while (true) {
     CompactionJob job;
     {
-      std::unique_lock<std::mutex> l(compact_mu_);
-      compact_cv_.wait(l, [this] { return stopping_ || !compact_queue_.empty(); });
+      util::MutexLock l(&compact_mu_);
+      compact_cv_.Wait(&compact_mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(compact_mu_) { return stopping_ || !compact_queue_.empty(); });
       if (stopping_) return;
       job = std::move(compact_queue_.front());
       compact_queue_.pop_front();
@@ -478,10 +478,10 @@ void Store::CompactionLoop() {
     absl::Status st = RunCompaction(job.rev);
     job.done->set_value(st);
     {
-      std::lock_guard<std::mutex> l(compact_mu_);
+      util::MutexLock l(&compact_mu_);
       compact_running_ = false;
     }
-    compact_cv_.notify_all();
+    compact_cv_.SignalAll();
   }
 }
 
@@ -531,8 +531,8 @@ absl::Status Store::RunCompaction(int64_t rev) {
 }
 
 void Store::WaitCompactionIdle() const {
-  std::unique_lock<std::mutex> l(compact_mu_);
-  compact_cv_.wait(l, [this] { return stopping_ || (compact_queue_.empty() && !compact_running_); });
+  util::MutexLock l(&compact_mu_);
+  compact_cv_.Wait(&compact_mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(compact_mu_) { return stopping_ || (compact_queue_.empty() && !compact_running_); });
 }
 
 }  // namespace cppetcd::mvcc

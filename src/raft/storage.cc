@@ -87,7 +87,7 @@ void LimitSize(std::vector<raftpb::Entry>* ents, uint64_t max_size) {
 MemoryStorage::MemoryStorage() { ents_.emplace_back(); }
 
 absl::StatusOr<std::pair<raftpb::HardState, raftpb::ConfState>> MemoryStorage::InitialState() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return std::make_pair(hard_state_, snapshot_.metadata().conf_state());
 }
 
@@ -96,7 +96,7 @@ uint64_t MemoryStorage::LastIndexLocked() const { return ents_[0].index() + ents
 
 absl::StatusOr<std::vector<raftpb::Entry>> MemoryStorage::Entries(uint64_t lo, uint64_t hi,
                                                                   uint64_t max_size_bytes) const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   uint64_t offset = ents_[0].index();
   if (lo <= offset) return ErrCompacted();
   if (hi > LastIndexLocked() + 1) return ErrUnavailable();
@@ -108,7 +108,7 @@ absl::StatusOr<std::vector<raftpb::Entry>> MemoryStorage::Entries(uint64_t lo, u
 }
 
 absl::StatusOr<uint64_t> MemoryStorage::Term(uint64_t index) const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   uint64_t offset = ents_[0].index();
   if (index < offset) return ErrCompacted();
   if (index - offset >= ents_.size()) return ErrUnavailable();
@@ -116,22 +116,22 @@ absl::StatusOr<uint64_t> MemoryStorage::Term(uint64_t index) const {
 }
 
 absl::StatusOr<uint64_t> MemoryStorage::LastIndex() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return LastIndexLocked();
 }
 
 absl::StatusOr<uint64_t> MemoryStorage::FirstIndex() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return FirstIndexLocked();
 }
 
 absl::StatusOr<raftpb::Snapshot> MemoryStorage::Snapshot() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return snapshot_;
 }
 
 absl::Status MemoryStorage::ApplySnapshot(raftpb::Snapshot snap) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (snapshot_.metadata().index() >= snap.metadata().index()) return ErrSnapOutOfDate();
   ents_.clear();
   raftpb::Entry dummy;
@@ -144,7 +144,7 @@ absl::Status MemoryStorage::ApplySnapshot(raftpb::Snapshot snap) {
 
 absl::StatusOr<raftpb::Snapshot> MemoryStorage::CreateSnapshot(uint64_t index, const raftpb::ConfState* cs,
                                                                std::string data) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (index <= snapshot_.metadata().index()) return ErrSnapOutOfDate();
   uint64_t offset = ents_[0].index();
   if (index > LastIndexLocked()) return ErrUnavailable();
@@ -156,7 +156,7 @@ absl::StatusOr<raftpb::Snapshot> MemoryStorage::CreateSnapshot(uint64_t index, c
 }
 
 absl::Status MemoryStorage::Compact(uint64_t compact_index) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   uint64_t offset = ents_[0].index();
   if (compact_index <= offset) return ErrCompacted();
   if (compact_index > LastIndexLocked()) return ErrUnavailable();
@@ -174,7 +174,7 @@ absl::Status MemoryStorage::Compact(uint64_t compact_index) {
 
 absl::Status MemoryStorage::Append(const std::vector<raftpb::Entry>& entries) {
   if (entries.empty()) return absl::OkStatus();
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   uint64_t first = FirstIndexLocked();
   uint64_t last = entries.back().index();
   if (last < first) return absl::OkStatus();  // all compacted already
@@ -191,7 +191,7 @@ absl::Status MemoryStorage::Append(const std::vector<raftpb::Entry>& entries) {
 }
 
 void MemoryStorage::SetHardState(const raftpb::HardState& hs) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   hard_state_ = hs;
 }
 

@@ -37,8 +37,8 @@ void EtcdServer::Impl::ApplyLoop() {
     raftpb::Snapshot snapshot;
     std::vector<raftpb::Entry> batch;
     {
-      std::unique_lock<std::mutex> l(apply_mu_);
-      while (!apply_stop_ && apply_queue_.empty()) apply_cv_.wait(l);
+      util::MutexLock l(&apply_mu_);
+      while (!apply_stop_ && apply_queue_.empty()) apply_cv_.Wait(&apply_mu_);
       if (apply_queue_.empty() || (apply_stop_ && !apply_drain_)) break;
       // Merge everything queued into one backend txn, up to the next
       // snapshot (installed before the entries that follow it).
@@ -61,7 +61,7 @@ void EtcdServer::Impl::CompleteWaiter(uint64_t id, Outcome o) {
   Waiter fn;
   SteadyClock::time_point proposed;
   {
-    std::unique_lock<std::mutex> l(wait_mu_);
+    util::MutexLock l(&wait_mu_);
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return;
     fn = std::move(it->second.fn);
@@ -186,10 +186,10 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
   store_->OnCommit();
   CPPETCD_CRASH_POINT("apply_after_commit");
   {
-    std::unique_lock<std::mutex> l(applied_mu_);
+    util::MutexLock l(&applied_mu_);
     if (last_index > applied_index_) applied_index_ = last_index;
     applied_index_atomic_ = applied_index_;
-    applied_cv_.notify_all();
+    applied_cv_.SignalAll();
   }
   metrics_.proposals_applied.store(last_index, std::memory_order_relaxed);
   if (SteadyClock::now() - t0 > milliseconds(100)) {
@@ -222,7 +222,7 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
   *has_waiter = req->header().id() != 0;
   if (req->has_member_attributes()) {
     const auto& ma = req->member_attributes();
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     auto it = members_.find(ma.member_id());
     if (it != members_.end()) {
       it->second.set_name(ma.name());
@@ -276,7 +276,7 @@ void EtcdServer::Impl::ApplyConfChange(storage::WriteTxn* btx, const raftpb::Con
   std::optional<std::pair<uint64_t, std::vector<std::string>>> peer_update;
   bool removed_self = false;
   {
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     switch (cc.type()) {
       case raftpb::ConfChangeAddNode:
       case raftpb::ConfChangeAddLearnerNode:
@@ -352,7 +352,7 @@ etcdserverpb::AlarmResponse EtcdServer::Impl::ApplyAlarm(storage::WriteTxn* btx,
   am.set_memberid(ar.memberid());
   am.set_alarm(ar.alarm());
   const std::string key = am.SerializeAsString();
-  std::unique_lock<std::mutex> l(alarm_mu_);
+  util::MutexLock l(&alarm_mu_);
   switch (ar.action()) {
     case etcdserverpb::AlarmRequest::GET:
       for (const auto& [m, t] : alarms_) {
@@ -402,7 +402,7 @@ etcdserverpb::AlarmResponse EtcdServer::Impl::ApplyAlarm(storage::WriteTxn* btx,
 std::vector<etcdserverpb::AlarmMember> EtcdServer::Impl::ListAlarms(
     etcdserverpb::AlarmType type) const {
   std::vector<etcdserverpb::AlarmMember> out;
-  std::unique_lock<std::mutex> l(alarm_mu_);
+  util::MutexLock l(&alarm_mu_);
   for (const auto& [m, t] : alarms_) {
     if (type != etcdserverpb::NONE && t != type) continue;
     etcdserverpb::AlarmMember a;

@@ -60,14 +60,17 @@ absl::Status EtcdServer::Impl::OpenAuthStore() {
 }
 
 bool EtcdServer::Impl::WaitApplied(uint64_t index, milliseconds timeout) {
-  std::unique_lock<std::mutex> l(applied_mu_);
+  util::MutexLock l(&applied_mu_);
   if (std::this_thread::get_id() == apply_thread_id_.load(std::memory_order_relaxed)) {
     // A waiter's callback on the apply thread runs before its batch
     // commits (ApplyBatch): waiting here would stall that commit. Entries of
     // the batch being answered are applied in memory already.
     return applied_index_ >= index || replied_index_.load(std::memory_order_relaxed) >= index;
   }
-  return applied_cv_.wait_for(l, timeout, [&] { return applied_index_ >= index || Stopping(); }) &&
+  return applied_cv_.WaitFor(&applied_mu_, timeout,
+                             [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(applied_mu_) {
+                               return applied_index_ >= index || Stopping();
+                             }) &&
          applied_index_ >= index;
 }
 

@@ -394,12 +394,13 @@ absl::Status EtcdServer::Impl::ForceNewCluster(raftpb::HardState* hs,
 absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
   auto rtx = backend_->BeginRead();
   if (!rtx.ok()) return rtx.status();
-  std::unique_lock<std::mutex> l(members_mu_);
+  util::MutexLock l(&members_mu_);
   members_.clear();
   removed_.clear();
   absl::Status bad;
   auto s = (*rtx)->Scan(storage::kMembersRemovedBucket, "", "",
-                        [&](std::string_view k, std::string_view) {
+                        [&](std::string_view k, std::string_view)
+                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(members_mu_) {
                           uint64_t id = 0;
                           if (absl::SimpleHexAtoi(absl::string_view(k.data(), k.size()), &id)) {
                             removed_.insert(id);
@@ -407,7 +408,8 @@ absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
                           return true;
                         });
   if (!s.ok()) return s;
-  s = (*rtx)->Scan(storage::kMembersBucket, "", "", [&](std::string_view, std::string_view v) {
+  s = (*rtx)->Scan(storage::kMembersBucket, "", "",
+                   [&](std::string_view, std::string_view v) ABSL_EXCLUSIVE_LOCKS_REQUIRED(members_mu_) {
     serverpb::MemberRecord m;
     if (!m.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
       bad = absl::DataLossError("undecodable member record");
@@ -422,11 +424,12 @@ absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
     auto self = members_.find(member_id_.load());
     self_learner_ = self != members_.end() && self->second.is_learner();
   }
-  std::unique_lock<std::mutex> al(alarm_mu_);
+  util::MutexLock al(&alarm_mu_);
   alarms_.clear();
   nospace_ = false;
   corrupt_ = false;
-  s = (*rtx)->Scan(storage::kAlarmBucket, "", "", [&](std::string_view k, std::string_view) {
+  s = (*rtx)->Scan(storage::kAlarmBucket, "", "",
+                   [&](std::string_view k, std::string_view) ABSL_EXCLUSIVE_LOCKS_REQUIRED(alarm_mu_) {
     etcdserverpb::AlarmMember am;
     if (am.ParseFromArray(k.data(), static_cast<int>(k.size()))) {
       alarms_.insert({am.memberid(), static_cast<int>(am.alarm())});
@@ -523,7 +526,7 @@ absl::Status EtcdServer::Impl::Start() {
         snapshot_index_, "; the backend was lost"));
   }
   {
-    std::unique_lock<std::mutex> l(applied_mu_);
+    util::MutexLock l(&applied_mu_);
     applied_index_ = std::max(consistent_index_, snapshot_index_);
     applied_index_atomic_ = applied_index_;
   }
@@ -576,25 +579,25 @@ void EtcdServer::Impl::Stop(bool graceful) {
   stopping_ = true;
   StopMaintenance();  // waits for a running defragmentation
   {
-    std::unique_lock<std::mutex> l(hk_mu_);
+    util::MutexLock l(&hk_mu_);
     hk_stop_ = true;
-    hk_cv_.notify_one();
+    hk_cv_.Signal();
   }
   if (hk_thread_.joinable()) hk_thread_.join();
   {
-    std::unique_lock<std::mutex> l(read_mu_);
+    util::MutexLock l(&read_mu_);
     read_stop_ = true;
-    read_cv_.notify_all();
+    read_cv_.SignalAll();
   }
   {
-    std::unique_lock<std::mutex> l(applied_mu_);
-    applied_cv_.notify_all();
+    util::MutexLock l(&applied_mu_);
+    applied_cv_.SignalAll();
   }
   if (read_thread_.joinable()) read_thread_.join();
   {
-    std::unique_lock<std::mutex> l(raft_mu_);
+    util::MutexLock l(&raft_mu_);
     raft_stop_ = true;
-    raft_cv_.notify_one();
+    raft_cv_.Signal();
   }
   if (raft_thread_.joinable()) raft_thread_.join();
   // No more handler calls after this; then the snapshot senders finish.
@@ -602,16 +605,16 @@ void EtcdServer::Impl::Stop(bool graceful) {
   {
     std::vector<std::thread> senders;
     {
-      std::unique_lock<std::mutex> l(senders_mu_);
+      util::MutexLock l(&senders_mu_);
       senders.swap(snapshot_senders_);
     }
     for (auto& t : senders) t.join();
   }
   {
-    std::unique_lock<std::mutex> l(apply_mu_);
+    util::MutexLock l(&apply_mu_);
     apply_stop_ = true;
     apply_drain_ = graceful;
-    apply_cv_.notify_one();
+    apply_cv_.Signal();
   }
   if (apply_thread_.joinable()) apply_thread_.join();
 
@@ -619,7 +622,7 @@ void EtcdServer::Impl::Stop(bool graceful) {
   absl::flat_hash_map<uint64_t, WaitEntry> waiters;
   std::vector<PhysicalWait> physical;
   {
-    std::unique_lock<std::mutex> l(wait_mu_);
+    util::MutexLock l(&wait_mu_);
     waiters.swap(waiters_);
     physical.swap(physical_waits_);
   }

@@ -39,11 +39,14 @@ void EtcdServer::Stop() { impl_->Stop(/*graceful=*/true); }
 void EtcdServer::CrashForTesting() { impl_->Stop(/*graceful=*/false); }
 
 bool EtcdServer::WaitReady(std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> l(impl_->ready_mu_);
-  return impl_->ready_cv_.wait_for(l, timeout, [this] { return impl_->ready_; });
+  util::MutexLock l(&impl_->ready_mu_);
+  return impl_->ready_cv_.WaitFor(&impl_->ready_mu_, timeout, [this] {
+    impl_->ready_mu_.AssertHeld();
+    return impl_->ready_;
+  });
 }
 bool EtcdServer::IsReady() const {
-  std::unique_lock<std::mutex> l(impl_->ready_mu_);
+  util::MutexLock l(&impl_->ready_mu_);
   return impl_->ready_;
 }
 
@@ -173,7 +176,7 @@ void EtcdServer::Compact(const auth::Credentials& caller,
     impl->FillHeaderImpl(resp.mutable_header(), resp.header().revision() == 0);
     if (!physical || !o.result.compaction_done.has_value()) return std::move(done)(std::move(resp));
     // Wait for the physical compaction off the apply thread.
-    std::unique_lock<std::mutex> l(impl->wait_mu_);
+    util::MutexLock l(&impl->wait_mu_);
     impl->physical_waits_.push_back(Impl::PhysicalWait{
         *o.result.compaction_done,
         [resp = std::move(resp), done = std::move(done)](absl::Status s) mutable {
@@ -316,7 +319,7 @@ void EtcdServer::Status(const etcdserverpb::StatusRequest&,
   resp.set_raftterm(impl->term_.load());
   resp.set_raftappliedindex(impl->applied_index_atomic_.load());
   {
-    std::unique_lock<std::mutex> l(impl->members_mu_);
+    util::MutexLock l(&impl->members_mu_);
     auto it = impl->members_.find(impl->member_id_.load());
     resp.set_islearner(it != impl->members_.end() && it->second.is_learner());
   }

@@ -28,7 +28,7 @@ constexpr size_t kMaxLeaseRevokesPerRound = 500;
 
 void EtcdServer::Impl::PostDelayed(milliseconds delay, absl::AnyInvocable<void()> fn) {
   {
-    std::unique_lock<std::mutex> l(hk_mu_);
+    util::MutexLock l(&hk_mu_);
     if (!hk_stop_) {
       delayed_.push_back(Delayed{SteadyClock::now() + delay, std::move(fn)});
       return;
@@ -43,8 +43,8 @@ void EtcdServer::Impl::HousekeepingLoop() {
     std::vector<absl::AnyInvocable<void()>> due;
     bool stop = false;
     {
-      std::unique_lock<std::mutex> l(hk_mu_);
-      if (!hk_stop_) hk_cv_.wait_for(l, kHousekeepingInterval);
+      util::MutexLock l(&hk_mu_);
+      if (!hk_stop_) hk_cv_.WaitFor(&hk_mu_, kHousekeepingInterval);
       stop = hk_stop_;
       const auto t = SteadyClock::now();
       for (auto it = delayed_.begin(); it != delayed_.end();) {
@@ -63,7 +63,7 @@ void EtcdServer::Impl::HousekeepingLoop() {
     std::vector<Waiter> expired;
     std::vector<PhysicalWait> finished;
     {
-      std::unique_lock<std::mutex> l(wait_mu_);
+      util::MutexLock l(&wait_mu_);
       for (auto it = waiters_.begin(); it != waiters_.end();) {
         if (it->second.deadline <= now) {
           expired.push_back(std::move(it->second.fn));
@@ -159,9 +159,9 @@ void EtcdServer::Impl::Publish() {
               {"cluster-id", util::IdToHex(cluster_id_)},
               {"publish-timeout", DurationString(cfg_.request_timeout)}});
     {
-      std::unique_lock<std::mutex> l(ready_mu_);
+      util::MutexLock l(&ready_mu_);
       ready_ = true;
-      ready_cv_.notify_all();
+      ready_cv_.SignalAll();
     }
     publish_done_ = true;
     publish_in_flight_ = false;

@@ -106,10 +106,10 @@ void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
 
 void EtcdServer::Impl::Defragment(Done<etcdserverpb::DefragmentResponse> done) {
   {
-    std::unique_lock<std::mutex> l(maint_mu_);
+    util::MutexLock l(&maint_mu_);
     if (!maint_stop_ && maint_thread_.joinable()) {
       defrag_waiters_.push_back(std::move(done));
-      maint_cv_.notify_all();
+      maint_cv_.SignalAll();
       return;
     }
   }
@@ -125,21 +125,21 @@ absl::Status EtcdServer::Impl::StartMaintenance() {
              {{"local-member-id", util::IdToHex(member_id_.load())},
               {"interval", DurationString(cfg_.corrupt_check_time)}});
   }
-  std::unique_lock<std::mutex> l(maint_mu_);
+  util::MutexLock l(&maint_mu_);
   maint_thread_ = std::thread([this] { MaintenanceLoop(); });
   return absl::OkStatus();
 }
 
 void EtcdServer::Impl::StopMaintenance() {
   {
-    std::unique_lock<std::mutex> l(maint_mu_);
+    util::MutexLock l(&maint_mu_);
     maint_stop_ = true;
-    maint_cv_.notify_all();
+    maint_cv_.SignalAll();
   }
   if (maint_thread_.joinable()) maint_thread_.join();
   std::vector<Done<etcdserverpb::DefragmentResponse>> waiters;
   {
-    std::unique_lock<std::mutex> l(maint_mu_);
+    util::MutexLock l(&maint_mu_);
     waiters.swap(defrag_waiters_);
   }
   for (auto& w : waiters) std::move(w)(ErrStopped());
@@ -152,14 +152,14 @@ void EtcdServer::Impl::MaintenanceLoop() {
   while (true) {
     std::vector<Done<etcdserverpb::DefragmentResponse>> waiters;
     {
-      std::unique_lock<std::mutex> l(maint_mu_);
+      util::MutexLock l(&maint_mu_);
       auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(maint_mu_) {
         return maint_stop_ || !defrag_waiters_.empty();
       };
       if (next_check == SteadyClock::time_point::max()) {
-        maint_cv_.wait(l, woken);
+        maint_cv_.Wait(&maint_mu_, woken);
       } else {
-        maint_cv_.wait_until(l, next_check, woken);
+        maint_cv_.WaitUntil(&maint_mu_, next_check, woken);
       }
       if (maint_stop_) return;
       waiters.swap(defrag_waiters_);
@@ -210,8 +210,8 @@ std::vector<PeerHash> PeerHashKVs(Transport* transport,
                                   const std::vector<std::pair<uint64_t, std::vector<std::string>>>& peers,
                                   int64_t rev, milliseconds timeout) {
   struct Shared {
-    std::mutex mu;
-    std::condition_variable cv;
+    util::Mutex mu;
+    util::CondVar cv;
     std::vector<PeerHash> out;
     size_t pending = 0;
   };
@@ -223,14 +223,14 @@ std::vector<PeerHash> PeerHashKVs(Transport* transport,
     shared->out[i].urls = peers[i].second;
     transport->HashKV(peers[i].first, rev, timeout,
                       [shared, i](absl::StatusOr<etcdserverpb::HashKVResponse> r) {
-                        std::unique_lock<std::mutex> l(shared->mu);
+                        util::MutexLock l(&shared->mu);
                         shared->out[i].resp = std::move(r);
                         --shared->pending;
-                        shared->cv.notify_all();
+                        shared->cv.SignalAll();
                       });
   }
-  std::unique_lock<std::mutex> l(shared->mu);
-  shared->cv.wait_for(l, timeout + milliseconds(500), [&] { return shared->pending == 0; });
+  util::MutexLock l(&shared->mu);
+  shared->cv.WaitFor(&shared->mu, timeout + milliseconds(500), [&] { return shared->pending == 0; });
   return shared->out;
 }
 

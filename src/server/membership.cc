@@ -109,7 +109,7 @@ absl::Status EtcdServer::Impl::MissingMemberError(uint64_t id) const {
 
 std::vector<etcdserverpb::Member> EtcdServer::Impl::MemberListPb() const {
   std::vector<etcdserverpb::Member> out;
-  std::unique_lock<std::mutex> l(members_mu_);
+  util::MutexLock l(&members_mu_);
   for (const auto& [id, m] : members_) out.push_back(ToMember(m));
   return out;
 }
@@ -119,14 +119,14 @@ void EtcdServer::Impl::ProposeConfChange(raftpb::ConfChange cc, Waiter w) {
   const uint64_t id = idgen_->Next();
   cc.set_id(id);
   {
-    std::unique_lock<std::mutex> l(wait_mu_);
+    util::MutexLock l(&wait_mu_);
     const auto now = SteadyClock::now();
     waiters_[id] = WaitEntry{std::move(w), now + cfg_.request_timeout, now};
   }
   metrics_.proposals_pending.fetch_add(1, std::memory_order_relaxed);
   bool posted = false;
   {
-    std::unique_lock<std::mutex> l(raft_mu_);
+    util::MutexLock l(&raft_mu_);
     if (!raft_stop_) {
       posted = true;
       raft_tasks_.push_back([this, cc, id] {
@@ -140,7 +140,7 @@ void EtcdServer::Impl::ProposeConfChange(raftpb::ConfChange cc, Waiter w) {
                                      std::nullopt});
         }
       });
-      raft_cv_.notify_one();
+      raft_cv_.Signal();
     }
   }
   if (!posted) CompleteWaiter(id, Outcome{ErrStopped(), {}, std::nullopt});
@@ -150,7 +150,7 @@ absl::Status EtcdServer::Impl::ValidateConfChange(const raftpb::ConfChange& cc) 
   serverpb::MemberRecord m;
   if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
   const std::vector<std::string> urls(m.peer_urls().begin(), m.peer_urls().end());
-  std::unique_lock<std::mutex> l(members_mu_);
+  util::MutexLock l(&members_mu_);
   if (removed_.contains(cc.node_id())) return ErrIdRemoved();
   const auto it = members_.find(cc.node_id());
   const bool exists = it != members_.end();
@@ -187,13 +187,13 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
   for (const auto& u : *urls) m.add_peer_urls(u);
   m.set_is_learner(req.islearner());
   {
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     if (UrlsTaken(members_, *urls, raft::kNone)) {
-      l.unlock();
+      l.Unlock();
       return std::move(done)(ErrPeerUrlExists());
     }
     if (members_.contains(m.id())) {
-      l.unlock();
+      l.Unlock();
       return std::move(done)(ErrIdExists());
     }
     size_t learners = 0, voters = 0, started = 0;
@@ -207,7 +207,7 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
     }
     if (req.islearner() && learners >= 1) {
       // etcd 3.4 allows one learner at a time.
-      l.unlock();
+      l.Unlock();
       return std::move(done)(ErrTooManyLearners());
     }
     if (cfg_.strict_reconfig_check) {
@@ -218,7 +218,7 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
       if (!req.islearner() && !single_to_two && started < n / 2 + 1) {
         lg_.Warn("rejecting member add; started member will be less than quorum",
                  {{"local-member-id", util::IdToHex(member_id_)}});
-        l.unlock();
+        l.Unlock();
         return std::move(done)(ErrNotEnoughStartedMembers());
       }
       for (const auto& [id, other] : members_) {
@@ -229,7 +229,7 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
                    "peers, reconfigure breaks active quorum",
                    {{"local-member-id", util::IdToHex(member_id_)},
                     {"requested-member-add", util::IdToHex(m.id())}});
-          l.unlock();
+          l.Unlock();
           return std::move(done)(ErrUnhealthy());
         }
       }
@@ -252,11 +252,11 @@ void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req
   const uint64_t id = req.id();
   const auto now = SteadyClock::now();
   {
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     auto it = members_.find(id);
     if (it == members_.end()) {
       absl::Status err = MissingMemberError(id);
-      l.unlock();
+      l.Unlock();
       return std::move(done)(std::move(err));
     }
     if (cfg_.strict_reconfig_check && !it->second.is_learner()) {
@@ -269,7 +269,7 @@ void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req
         if (!other.name().empty()) ++started;
       }
       if (started < n / 2 + 1) {
-        l.unlock();
+        l.Unlock();
         return std::move(done)(ErrNotEnoughStartedMembers());
       }
       // A member that is down is safe to remove; otherwise the connected
@@ -292,7 +292,7 @@ void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req
                    "peers, reconfigure breaks active quorum",
                    {{"local-member-id", util::IdToHex(member_id_)},
                     {"requested-member-remove", util::IdToHex(id)}});
-          l.unlock();
+          l.Unlock();
           return std::move(done)(ErrUnhealthy());
         }
       }
@@ -312,15 +312,15 @@ void EtcdServer::Impl::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req
   if (!urls.ok()) return std::move(done)(urls.status());
   serverpb::MemberRecord m;
   {
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     auto it = members_.find(req.id());
     if (it == members_.end()) {
       absl::Status err = MissingMemberError(req.id());
-      l.unlock();
+      l.Unlock();
       return std::move(done)(std::move(err));
     }
     if (UrlsTaken(members_, *urls, req.id())) {
-      l.unlock();
+      l.Unlock();
       return std::move(done)(ErrPeerUrlExists());
     }
     m = it->second;
@@ -341,15 +341,15 @@ void EtcdServer::Impl::LocalPromote(const etcdserverpb::MemberPromoteRequest& re
   if (Stopping()) return std::move(done)(ErrStopped());
   serverpb::MemberRecord m;
   {
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     auto it = members_.find(req.id());
     if (it == members_.end()) {
       absl::Status err = MissingMemberError(req.id());
-      l.unlock();
+      l.Unlock();
       return std::move(done)(std::move(err));
     }
     if (!it->second.is_learner()) {
-      l.unlock();
+      l.Unlock();
       return std::move(done)(ErrMemberNotLearner());
     }
     m = it->second;
@@ -361,7 +361,7 @@ void EtcdServer::Impl::LocalPromote(const etcdserverpb::MemberPromoteRequest& re
         if (!other.name().empty()) ++started;
       }
       if (started < n / 2 + 1) {
-        l.unlock();
+        l.Unlock();
         return std::move(done)(ErrNotEnoughStartedMembers());
       }
     }

@@ -35,11 +35,11 @@ milliseconds Remaining(SteadyClock::time_point deadline) {
 
 absl::Status EtcdServer::Impl::Process(raftpb::Message m) {
   {
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     if (removed_.contains(m.from())) return ErrMemberRemoved();
     // Known: a member applied here, or (before the bootstrap conf changes
     // are applied) one of the initial cluster.
-    auto known = [&](uint64_t id) {
+    auto known = [&](uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(members_mu_) {
       if (members_.contains(id)) return true;
       for (const auto& im : initial_members_) {
         if (im.id() == id) return true;
@@ -48,10 +48,10 @@ absl::Status EtcdServer::Impl::Process(raftpb::Message m) {
     };
     if (absl::Status s = CheckPeerMessage(m, member_id_.load(), known); !s.ok()) return s;
   }
-  std::unique_lock<std::mutex> l(raft_mu_);
+  util::MutexLock l(&raft_mu_);
   if (raft_stop_) return ErrStopped();
   incoming_.push_back(std::move(m));
-  raft_cv_.notify_one();
+  raft_cv_.Signal();
   return absl::OkStatus();
 }
 
@@ -96,7 +96,7 @@ serverpb::ClusterInfo EtcdServer::Impl::ClusterInfo() const {
   serverpb::ClusterInfo info;
   info.set_cluster_id(cluster_id_.load());
   info.set_member_id(member_id_.load());
-  std::unique_lock<std::mutex> l(members_mu_);
+  util::MutexLock l(&members_mu_);
   for (const auto& [id, m] : members_) *info.add_members() = m;
   for (uint64_t id : removed_) info.add_removed_ids(id);
   return info;
@@ -201,21 +201,21 @@ std::optional<raft::Status> EtcdServer::Impl::RaftStatus(milliseconds timeout) {
   // A task the raft loop drops at shutdown must not leave the caller with a
   // broken promise: the result slot is shared and stays empty then.
   struct Slot {
-    std::mutex mu;
-    std::condition_variable cv;
+    util::Mutex mu;
+    util::CondVar cv;
     std::optional<raft::Status> status;
   };
   auto slot = std::make_shared<Slot>();
   if (!PostRaftTask([this, slot] {
         raft::Status st = node_->GetStatus();
-        std::lock_guard<std::mutex> l(slot->mu);
+        util::MutexLock l(&slot->mu);
         slot->status = std::move(st);
-        slot->cv.notify_all();
+        slot->cv.SignalAll();
       })) {
     return std::nullopt;
   }
-  std::unique_lock<std::mutex> l(slot->mu);
-  slot->cv.wait_for(l, timeout, [&] { return slot->status.has_value() || Stopping(); });
+  util::MutexLock l(&slot->mu);
+  slot->cv.WaitFor(&slot->mu, timeout, [&] { return slot->status.has_value() || Stopping(); });
   return std::move(slot->status);
 }
 
@@ -231,10 +231,10 @@ void EtcdServer::Impl::MoveLeader(uint64_t target, Done<etcdserverpb::MoveLeader
     return std::move(done)(std::move(resp));
   }
   {
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     auto it = members_.find(target);
     if (it == members_.end() || it->second.is_learner()) {
-      l.unlock();
+      l.Unlock();
       return std::move(done)(ErrBadLeaderTransferee());
     }
   }
@@ -319,7 +319,7 @@ void EtcdServer::Impl::TransferLeadershipOnStop() {
 // through ReportSnapshot.
 
 void EtcdServer::Impl::SendSnapshotAsync(raftpb::Message m) {
-  std::unique_lock<std::mutex> l(senders_mu_);
+  util::MutexLock l(&senders_mu_);
   if (Stopping()) return;
   snapshot_senders_.emplace_back([this, m = std::move(m)]() mutable {
     const uint64_t to = m.to();
@@ -424,7 +424,7 @@ std::vector<std::pair<uint64_t, std::vector<std::string>>> EtcdServer::Impl::Cur
   };
   bool any_member = false;
   {
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     any_member = !members_.empty();
     for (const auto& [id, m] : members_) add(m);
   }

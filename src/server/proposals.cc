@@ -32,12 +32,12 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
     return;
   }
   {
-    std::unique_lock<std::mutex> l(wait_mu_);
+    util::MutexLock l(&wait_mu_);
     // Every waiter holds a callback (and through it the caller's response
     // buffer) until its entry applies: bounded, so that a flood while raft
     // cannot commit (no leader, slow disk) fails fast instead of growing.
     if (waiters_.size() >= cfg_.max_pending_proposals) {
-      l.unlock();
+      l.Unlock();
       std::move(w)(Outcome{ErrTooManyRequests(), {}, std::nullopt});
       return;
     }
@@ -52,7 +52,7 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
   bool raft_gone = false;
   bool queue_full = false;
   {
-    std::unique_lock<std::mutex> l(raft_mu_);
+    util::MutexLock l(&raft_mu_);
     raft_gone = raft_stop_;
     if (!raft_gone) {
       // Checked and added under raft_mu_; the raft loop only subtracts.
@@ -63,7 +63,7 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
         metrics_.proposals_queued_bytes.fetch_add(data.size());
         if (proposals_.empty()) proposals_oldest_ = SteadyClock::now();
         proposals_.emplace_back(id, std::move(data));
-        raft_cv_.notify_one();
+        raft_cv_.Signal();
       }
     }
   }

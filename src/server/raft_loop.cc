@@ -29,10 +29,10 @@ bool AllowInvalidPeerLog() {
 // Raft loop.
 
 bool EtcdServer::Impl::PostRaftTask(absl::AnyInvocable<void()> task) {
-  std::unique_lock<std::mutex> l(raft_mu_);
+  util::MutexLock l(&raft_mu_);
   if (raft_stop_) return false;
   raft_tasks_.push_back(std::move(task));
-  raft_cv_.notify_one();
+  raft_cv_.Signal();
   return true;
 }
 
@@ -50,7 +50,7 @@ void EtcdServer::Impl::MaybeFastForwardTicks() {
     // Raft's configuration is rebuilt entry by entry on a restart: {self}
     // may be an intermediate step of a larger cluster. Only a member whose
     // applied membership is itself alone fast-forwards.
-    std::unique_lock<std::mutex> l(members_mu_);
+    util::MutexLock l(&members_mu_);
     if (members_.size() > 1) return;
   }
   fast_forwarded_ = true;
@@ -72,11 +72,11 @@ void EtcdServer::Impl::RaftLoop() {
     std::vector<absl::AnyInvocable<void()>> tasks;
     std::vector<raftpb::Message> incoming;
     {
-      std::unique_lock<std::mutex> l(raft_mu_);
+      util::MutexLock l(&raft_mu_);
       while (!raft_stop_ && proposals_.empty() && raft_tasks_.empty() && incoming_.empty()) {
         auto now = SteadyClock::now();
         if (now >= next_tick) break;
-        raft_cv_.wait_until(l, next_tick);
+        raft_cv_.WaitUntil(&raft_mu_, next_tick);
       }
       if (raft_stop_) break;
       if (!proposals_.empty()) {
@@ -124,7 +124,7 @@ void EtcdServer::Impl::RaftLoop() {
   }
   // Proposals never handed to raft fail now.
   {
-    std::unique_lock<std::mutex> l(raft_mu_);
+    util::MutexLock l(&raft_mu_);
     for (auto& p : proposals_) held_proposals_.push_back(std::move(p));
     proposals_.clear();
   }
@@ -171,11 +171,11 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
     }
   }
   if (!rd.read_states.empty()) {
-    std::unique_lock<std::mutex> l(read_mu_);
+    util::MutexLock l(&read_mu_);
     for (const auto& rs : rd.read_states) {
       if (rs.request_ctx == current_read_ctx_) {
         read_index_result_ = rs.index;
-        read_cv_.notify_all();
+        read_cv_.SignalAll();
       }
     }
   }
@@ -239,7 +239,7 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
   node_->Advance(rd);
   CPPETCD_CRASH_POINT("raft_before_apply");
   if (!rd.committed_entries.empty() || !raft::IsEmptySnapshot(rd.snapshot)) {
-    std::unique_lock<std::mutex> l(apply_mu_);
+    util::MutexLock l(&apply_mu_);
     // A snapshot from the leader is installed by the apply loop before the
     // entries that follow it.
     for (const auto& e : rd.committed_entries) {
@@ -249,7 +249,7 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
     }
     apply_queue_.push_back(
         ApplyItem{std::move(rd.snapshot), std::move(rd.committed_entries), SteadyClock::now()});
-    apply_cv_.notify_one();
+    apply_cv_.Signal();
   }
 }
 

@@ -37,22 +37,24 @@ void EtcdServer::Impl::AwaitRepliedWrites() const {
   if (std::this_thread::get_id() == apply_thread_id_.load(std::memory_order_relaxed)) return;
   const uint64_t replied = replied_index_.load(std::memory_order_acquire);
   if (applied_index_atomic_.load(std::memory_order_acquire) >= replied) return;
-  std::unique_lock<std::mutex> l(applied_mu_);
-  applied_cv_.wait_for(l, cfg_.request_timeout,
-                       [&] { return applied_index_ >= replied || Stopping(); });
+  util::MutexLock l(&applied_mu_);
+  applied_cv_.WaitFor(&applied_mu_, cfg_.request_timeout,
+                      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(applied_mu_) {
+                        return applied_index_ >= replied || Stopping();
+                      });
 }
 
 void EtcdServer::Impl::EnqueueLinearizableRead(ReadFn fn) {
   {
-    std::unique_lock<std::mutex> l(read_mu_);
+    util::MutexLock l(&read_mu_);
     if (!read_stop_) {
       if (pending_reads_.size() >= cfg_.max_pending_reads) {
-        l.unlock();
+        l.Unlock();
         std::move(fn)(ErrTooManyRequests());
         return;
       }
       pending_reads_.push_back(std::move(fn));
-      read_cv_.notify_all();
+      read_cv_.SignalAll();
       return;
     }
   }
@@ -66,8 +68,8 @@ void EtcdServer::Impl::ReadLoop() {
     std::vector<ReadFn> batch;
     std::string ctx;
     {
-      std::unique_lock<std::mutex> l(read_mu_);
-      while (!read_stop_ && pending_reads_.empty()) read_cv_.wait(l);
+      util::MutexLock l(&read_mu_);
+      while (!read_stop_ && pending_reads_.empty()) read_cv_.Wait(&read_mu_);
       if (read_stop_) break;
       batch.swap(pending_reads_);
       ctx = EncodeReadContext(++read_ctx_counter_);
@@ -79,10 +81,10 @@ void EtcdServer::Impl::ReadLoop() {
     std::optional<uint64_t> index;
     while (true) {
       PostRaftTask([this, ctx] { node_->ReadIndex(ctx); });
-      std::unique_lock<std::mutex> l(read_mu_);
+      util::MutexLock l(&read_mu_);
       const auto retry_at = std::min(deadline, SteadyClock::now() + kReadIndexRetry);
       while (!read_stop_ && !read_index_result_.has_value() && SteadyClock::now() < retry_at) {
-        read_cv_.wait_until(l, retry_at);
+        read_cv_.WaitUntil(&read_mu_, retry_at);
       }
       if (read_index_result_.has_value()) {
         index = read_index_result_;
@@ -101,9 +103,9 @@ void EtcdServer::Impl::ReadLoop() {
                 {"retry-timeout", DurationString(kReadIndexRetry)}});
     }
     if (index.has_value()) {
-      std::unique_lock<std::mutex> l(applied_mu_);
+      util::MutexLock l(&applied_mu_);
       while (applied_index_ < *index && !Stopping() && SteadyClock::now() < deadline) {
-        applied_cv_.wait_until(l, deadline);
+        applied_cv_.WaitUntil(&applied_mu_, deadline);
       }
       if (applied_index_ < *index) status = Stopping() ? ErrStopped() : ErrTimeout();
     }
@@ -113,7 +115,7 @@ void EtcdServer::Impl::ReadLoop() {
   }
   std::vector<ReadFn> rest;
   {
-    std::unique_lock<std::mutex> l(read_mu_);
+    util::MutexLock l(&read_mu_);
     rest.swap(pending_reads_);
   }
   for (auto& fn : rest) std::move(fn)(ErrStopped());

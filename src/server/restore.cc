@@ -59,10 +59,10 @@ void EtcdServer::Impl::InstallSnapshot(const raftpb::Snapshot& snap) {
   snapshot_index_ = index;
   snapshot_term_ = snap.metadata().term();
   {
-    std::unique_lock<std::mutex> l(applied_mu_);
+    util::MutexLock l(&applied_mu_);
     applied_index_ = std::max({applied_index_, consistent_index_, index});
     applied_index_atomic_ = applied_index_;
-    applied_cv_.notify_all();
+    applied_cv_.SignalAll();
   }
   metrics_.proposals_applied.store(applied_index_atomic_.load(), std::memory_order_relaxed);
   (void)env_->RemoveFile(path);

@@ -30,12 +30,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <future>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -58,6 +56,7 @@
 #include "cppetcd/snap/snapshotter.h"
 #include "cppetcd/storage/backend.h"
 #include "cppetcd/util/env.h"
+#include "cppetcd/util/mutex.h"
 #include "cppetcd/wal/wal.h"
 #include "serverpb/internal.pb.h"
 #include "compactor.h"
@@ -145,7 +144,7 @@ struct Outcome {
 };
 using Waiter = absl::AnyInvocable<void(Outcome) &&>;
 
-// Locks are std::mutex (not absl::Mutex): Debian's abseil is not built with
+// Locks are util::Mutex (not absl::Mutex): Debian's abseil is not built with
 // TSan, so its mutexes are invisible to the TSan pass. Lock order: none of
 // the mutexes below is held while taking another, except where noted, and
 // no callback (Done, waiter) runs under any of them.
@@ -210,8 +209,8 @@ class EtcdServer::Impl final : public PeerHandler {
   void ProposeConfChange(raftpb::ConfChange cc, Waiter w);
   template <class Resp>
   Waiter AnswerWithMembers(Done<Resp> done, absl::AnyInvocable<void(Resp*)> fill);
-  // ErrIdRemoved or ErrMemberNotFound for an unknown `id`; members_mu_ held.
-  absl::Status MissingMemberError(uint64_t id) const;
+  // ErrIdRemoved or ErrMemberNotFound for an unknown `id`.
+  absl::Status MissingMemberError(uint64_t id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(members_mu_);
   // Members as etcdserverpb.Member, sorted by ID.
   std::vector<etcdserverpb::Member> MemberListPb() const;
   // Apply-time validation of a conf change against members_ (etcd
@@ -368,8 +367,8 @@ class EtcdServer::Impl final : public PeerHandler {
   std::atomic<bool> stopped_{false};
 
   // Raft loop inputs.
-  std::mutex raft_mu_;
-  std::condition_variable raft_cv_;
+  util::Mutex raft_mu_;
+  util::CondVar raft_cv_;
   std::deque<std::pair<uint64_t, std::string>> proposals_ ABSL_GUARDED_BY(raft_mu_);
   // When the oldest entry of proposals_ was queued (propose_queue metric).
   SteadyClock::time_point proposals_oldest_ ABSL_GUARDED_BY(raft_mu_);
@@ -379,8 +378,8 @@ class EtcdServer::Impl final : public PeerHandler {
   std::thread raft_thread_;
 
   // Apply loop input: batches of committed entries, in log order.
-  std::mutex apply_mu_;
-  std::condition_variable apply_cv_;
+  util::Mutex apply_mu_;
+  util::CondVar apply_cv_;
   std::deque<ApplyItem> apply_queue_ ABSL_GUARDED_BY(apply_mu_);
   bool apply_stop_ ABSL_GUARDED_BY(apply_mu_) = false;
   bool apply_drain_ ABSL_GUARDED_BY(apply_mu_) = true;  // finish queued batches on stop
@@ -390,8 +389,8 @@ class EtcdServer::Impl final : public PeerHandler {
   uint64_t snapshot_term_ = 0;
 
   // Applied index, for ReadIndex waits and status.
-  mutable std::mutex applied_mu_;
-  mutable std::condition_variable applied_cv_;
+  mutable util::Mutex applied_mu_;
+  mutable util::CondVar applied_cv_;
   uint64_t applied_index_ ABSL_GUARDED_BY(applied_mu_) = 0;
   std::atomic<uint64_t> applied_index_atomic_{0};
   // Highest index whose waiters the apply loop completed before its batch's
@@ -402,7 +401,7 @@ class EtcdServer::Impl final : public PeerHandler {
   std::atomic<std::thread::id> apply_thread_id_{};  // set by ApplyLoop
 
   // Proposal waiters by request ID.
-  std::mutex wait_mu_;
+  util::Mutex wait_mu_;
   struct WaitEntry {
     Waiter fn;
     SteadyClock::time_point deadline;
@@ -416,8 +415,8 @@ class EtcdServer::Impl final : public PeerHandler {
   std::vector<PhysicalWait> physical_waits_ ABSL_GUARDED_BY(wait_mu_);
 
   // Linearizable reads.
-  std::mutex read_mu_;
-  std::condition_variable read_cv_;
+  util::Mutex read_mu_;
+  util::CondVar read_cv_;
   std::vector<ReadFn> pending_reads_ ABSL_GUARDED_BY(read_mu_);
   bool read_stop_ ABSL_GUARDED_BY(read_mu_) = false;
   std::string current_read_ctx_ ABSL_GUARDED_BY(read_mu_);
@@ -426,8 +425,8 @@ class EtcdServer::Impl final : public PeerHandler {
   std::thread read_thread_;
 
   // Housekeeping.
-  std::mutex hk_mu_;
-  std::condition_variable hk_cv_;
+  util::Mutex hk_mu_;
+  util::CondVar hk_cv_;
   bool hk_stop_ ABSL_GUARDED_BY(hk_mu_) = false;
   std::thread hk_thread_;
   SteadyClock::time_point next_lease_check_{};
@@ -448,22 +447,22 @@ class EtcdServer::Impl final : public PeerHandler {
   std::vector<Delayed> delayed_ ABSL_GUARDED_BY(hk_mu_);
 
   // Snapshot senders (one thread per MsgSnap in flight), joined at Stop.
-  std::mutex senders_mu_;
+  util::Mutex senders_mu_;
   std::vector<std::thread> snapshot_senders_ ABSL_GUARDED_BY(senders_mu_);
   std::atomic<bool> stop_requested_{false};
   std::set<uint64_t> transport_peers_;  // peers handed to the transport (SyncTransportPeers)
 
   // Ready (published) signal.
-  std::mutex ready_mu_;
-  std::condition_variable ready_cv_;
+  util::Mutex ready_mu_;
+  util::CondVar ready_cv_;
   bool ready_ ABSL_GUARDED_BY(ready_mu_) = false;
 
   // Members and alarms (in-memory mirrors of their buckets).
-  mutable std::mutex members_mu_;
+  mutable util::Mutex members_mu_;
   std::map<uint64_t, serverpb::MemberRecord> members_ ABSL_GUARDED_BY(members_mu_);
   std::set<uint64_t> removed_ ABSL_GUARDED_BY(members_mu_);
   std::atomic<bool> self_learner_{false};  // mirrors members_[member_id_].is_learner
-  mutable std::mutex alarm_mu_;
+  mutable util::Mutex alarm_mu_;
   std::set<std::pair<uint64_t, int>> alarms_ ABSL_GUARDED_BY(alarm_mu_);
   std::atomic<bool> nospace_{false};
   std::atomic<uint64_t> disk_reserved_bytes_{0};  // ReserveDisk
@@ -480,8 +479,8 @@ class EtcdServer::Impl final : public PeerHandler {
   void StopMaintenance();              // Stop, before the apply loop ends
   void MaintenanceLoop();
   void CheckHashKV();                  // leader: compare with followers
-  std::mutex maint_mu_;
-  std::condition_variable maint_cv_;
+  util::Mutex maint_mu_;
+  util::CondVar maint_cv_;
   std::vector<Done<etcdserverpb::DefragmentResponse>> defrag_waiters_ ABSL_GUARDED_BY(maint_mu_);
   bool maint_stop_ ABSL_GUARDED_BY(maint_mu_) = false;
   std::thread maint_thread_;

@@ -23,7 +23,6 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
-#include <mutex>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -52,14 +51,14 @@ std::string_view FromVal(const MDB_val& v) {
 
 namespace internal {
 
-// std::mutex, not absl::Mutex: Debian's abseil is not TSan-instrumented.
+// util::Mutex (util/mutex.h), not absl::Mutex: Debian's abseil is not TSan-instrumented.
 struct LmdbEnv {
   MDB_env* env = nullptr;
   // Bucket names and their LMDB handles (MDB_dbi), fixed once opened; the
   // same order in every environment of one Backend.
   std::vector<std::pair<std::string, unsigned>> buckets;
   unsigned key_dbi = 0;  // kKeyBucket's handle, the hot path
-  std::mutex pool_mu;
+  util::Mutex pool_mu;
   std::vector<MDB_txn*> pool ABSL_GUARDED_BY(pool_mu);  // reset read txns for reuse
 
   LmdbEnv() = default;
@@ -67,7 +66,7 @@ struct LmdbEnv {
   LmdbEnv& operator=(const LmdbEnv&) = delete;
   ~LmdbEnv() {
     {
-      std::lock_guard<std::mutex> l(pool_mu);
+      util::MutexLock l(&pool_mu);
       for (MDB_txn* t : pool) mdb_txn_abort(t);
       pool.clear();
     }
@@ -156,7 +155,7 @@ void ReadTxn::Release() {
   MDB_txn* txn = std::exchange(txn_, nullptr);
   {  // only read txns get here: WriteTxn ends its txn in its destructor
     mdb_txn_reset(txn);
-    std::lock_guard<std::mutex> l(env_->pool_mu);
+    util::MutexLock l(&env_->pool_mu);
     if (env_->pool.size() < kMaxPooledReadTxns) {
       env_->pool.push_back(txn);
       return;
@@ -524,7 +523,7 @@ absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(const std::string& path,
   if (!existed) {
     if (auto s = FsyncDir(path); !s.ok()) return s;
   }
-  std::lock_guard<std::mutex> l(b->mu_);
+  util::MutexLock l(&b->mu_);
   b->env_ = std::move(env).value();
   return b;
 }
@@ -532,7 +531,7 @@ absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(const std::string& path,
 Backend::~Backend() = default;
 
 std::shared_ptr<LmdbEnv> Backend::CurrentEnv() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return env_;
 }
 
@@ -540,7 +539,7 @@ absl::StatusOr<std::unique_ptr<ReadTxn>> Backend::BeginRead() {
   std::shared_ptr<LmdbEnv> env = CurrentEnv();
   MDB_txn* txn = nullptr;
   {
-    std::lock_guard<std::mutex> l(env->pool_mu);
+    util::MutexLock l(&env->pool_mu);
     if (!env->pool.empty()) {
       txn = env->pool.back();
       env->pool.pop_back();
@@ -561,8 +560,8 @@ absl::StatusOr<std::unique_ptr<ReadTxn>> Backend::BeginRead() {
 }
 
 std::pair<std::shared_ptr<LmdbEnv>, bool> Backend::AcquireWriter() {
-  std::unique_lock<std::mutex> l(mu_);
-  writer_cv_.wait(l, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  util::MutexLock l(&mu_);
+  writer_cv_.Wait(&mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !writer_active_ && !switching_;
   });
   writer_active_ = true;
@@ -571,13 +570,13 @@ std::pair<std::shared_ptr<LmdbEnv>, bool> Backend::AcquireWriter() {
 
 void Backend::ReleaseWriter(std::vector<ChangedKey>* changes) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (changes != nullptr && recording_) {
       for (auto& c : *changes) changed_.push_back(std::move(c));
     }
     writer_active_ = false;
   }
-  writer_cv_.notify_all();
+  writer_cv_.SignalAll();
 }
 
 absl::StatusOr<std::unique_ptr<WriteTxn>> Backend::BeginWrite() {
@@ -615,7 +614,7 @@ int64_t Backend::SizeInUseBytes() const {
     // The pages in use change only with a commit: the quota check asks for
     // every write request once the file is near the quota, and the free list
     // is walked once per commit.
-    std::lock_guard<std::mutex> l(in_use_mu_);
+    util::MutexLock l(&in_use_mu_);
     if (in_use_.bytes >= 0 && in_use_.txn_id == info.me_last_txnid && SameEnv(in_use_.env, e)) {
       return in_use_.bytes;
     }
@@ -644,7 +643,7 @@ int64_t Backend::SizeInUseBytes() const {
   mdb_txn_abort(txn);
   if (free_pages > total_pages) free_pages = total_pages;
   const int64_t bytes = static_cast<int64_t>((total_pages - free_pages) * st.ms_psize);
-  std::lock_guard<std::mutex> l(in_use_mu_);
+  util::MutexLock l(&in_use_mu_);
   in_use_ = InUseCache{e, txn_id, bytes};
   return bytes;
 }
@@ -767,7 +766,7 @@ absl::Status Backend::ReplaceContentsFrom(const std::string& db_path) {
     ~SlotGuard() { b->ReleaseWriter(nullptr); }
   } slot{this};
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (recording_) {
       defrag_cancelled_ = true;
       recording_ = false;
@@ -900,7 +899,7 @@ absl::StatusOr<uint32_t> Backend::Hash(
 // ---- Defragmentation ----
 
 absl::StatusOr<DefragmentResult> Backend::Defragment(const DefragmentOptions& options) {
-  std::lock_guard<std::mutex> one(defrag_mu_);
+  util::MutexLock one(&defrag_mu_);
   const auto start = std::chrono::steady_clock::now();
   DefragmentResult result;
   result.size_before_bytes = SizeBytes();
@@ -967,19 +966,19 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
   bool holding_writers = false;  // whether this call set switching_
   auto fail = [&](absl::Status s) {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      util::MutexLock l(&mu_);
       recording_ = false;
       defrag_cancelled_ = false;
       changed_.clear();
       if (holding_writers) switching_ = false;
     }
-    writer_cv_.notify_all();
+    writer_cv_.SignalAll();
     copy.reset();
     ::unlink(tmp_path.c_str());
     return s;
   };
   auto cancelled = [&]() {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     return defrag_cancelled_;
   };
   auto replay = [&](const std::vector<ChangedKey>& changes) -> absl::Status {
@@ -1014,14 +1013,14 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
   std::shared_ptr<LmdbEnv> src;
   MDB_txn* snapshot = nullptr;
   {
-    std::unique_lock<std::mutex> l(mu_);
-    writer_cv_.wait(l, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    util::MutexLock l(&mu_);
+    writer_cv_.Wait(&mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return !writer_active_ && !switching_;
     });
     src = env_;
     int rc = mdb_txn_begin(src->env, nullptr, MDB_RDONLY, &snapshot);
     if (rc != MDB_SUCCESS) {
-      l.unlock();
+      l.Unlock();
       return fail(LmdbStatus(rc, "defrag: begin read"));
     }
     recording_ = true;
@@ -1072,7 +1071,7 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
     std::vector<ChangedKey> changes;
     bool was_cancelled;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      util::MutexLock l(&mu_);
       was_cancelled = defrag_cancelled_;
       changes.swap(changed_);
     }
@@ -1085,12 +1084,12 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
   const auto switch_start = std::chrono::steady_clock::now();
   std::vector<ChangedKey> last;
   {
-    std::unique_lock<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     switching_ = true;
     holding_writers = true;
-    writer_cv_.wait(l, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writer_active_; });
+    writer_cv_.Wait(&mu_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writer_active_; });
     if (defrag_cancelled_) {
-      l.unlock();
+      l.Unlock();
       return fail(absl::AbortedError("storage: defragmentation cancelled"));
     }
     last.swap(changed_);
@@ -1127,18 +1126,18 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
     options_.logger.Error("failed to open the defragmented database",
                           {{"path", path_}, {"error", fresh.status().ToString()}});
     {
-      std::lock_guard<std::mutex> l(mu_);
+      util::MutexLock l(&mu_);
       switching_ = false;
     }
-    writer_cv_.notify_all();
+    writer_cv_.SignalAll();
     return fresh.status();
   }
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     env_ = std::move(fresh).value();
     switching_ = false;
   }
-  writer_cv_.notify_all();
+  writer_cv_.SignalAll();
   result->switch_over = std::chrono::steady_clock::now() - switch_start;
   return absl::OkStatus();
 }

@@ -18,7 +18,7 @@ absl::Status GrpcTimerGuard::Start(std::chrono::milliseconds period) {
   if (grpc_kick_poller == nullptr) {
     return absl::UnimplementedError("this gRPC does not export grpc_kick_poller");
   }
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (started_) return absl::FailedPreconditionError("timer guard already started");
   started_ = true;
   stop_ = false;
@@ -29,31 +29,33 @@ absl::Status GrpcTimerGuard::Start(std::chrono::milliseconds period) {
 
 void GrpcTimerGuard::Stop() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (!started_) return;
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   thread_.join();
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   started_ = false;
   grpc_shutdown();
 }
 
 uint64_t GrpcTimerGuard::kicks() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return kicks_;
 }
 
 void GrpcTimerGuard::Run(std::chrono::milliseconds period) {
-  std::unique_lock<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   while (true) {
-    // std::condition_variable waits on the steady clock (CLOCK_MONOTONIC), so
+    // util::CondVar waits on the steady clock (CLOCK_MONOTONIC), so
     // this loop itself is immune to the steps it guards against.
-    if (cv_.wait_for(l, period, [this] { return stop_; })) return;
-    l.unlock();
+    if (cv_.WaitFor(&mu_, period, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; })) {
+      return;
+    }
+    l.Unlock();
     grpc_kick_poller();
-    l.lock();
+    l.Lock();
     ++kicks_;
   }
 }

@@ -74,7 +74,7 @@ GrpcTransport::Impl::HandlerRef::~HandlerRef() {
 }
 
 GrpcTransport::Impl::HandlerRef GrpcTransport::Impl::AcquireHandler() {
-  std::lock_guard<std::mutex> l(handler_mu_);
+  util::MutexLock l(&handler_mu_);
   if (handler_closed_ || handler_ == nullptr) return HandlerRef();
   ++handler_pins_;
   ++tls_handler_pins;
@@ -82,14 +82,14 @@ GrpcTransport::Impl::HandlerRef GrpcTransport::Impl::AcquireHandler() {
 }
 
 void GrpcTransport::Impl::ReleaseHandler() {
-  std::lock_guard<std::mutex> l(handler_mu_);
+  util::MutexLock l(&handler_mu_);
   --handler_pins_;
   --tls_handler_pins;
-  handler_cv_.notify_all();
+  handler_cv_.SignalAll();
 }
 
 void GrpcTransport::Impl::SetHandler(server::PeerHandler* handler) {
-  std::lock_guard<std::mutex> l(handler_mu_);
+  util::MutexLock l(&handler_mu_);
   if (handler_closed_) return;
   handler_ = handler;
   if (handler != nullptr && local_id_.load() == 0) local_id_.store(handler->MemberId());
@@ -159,7 +159,7 @@ absl::Status GrpcTransport::Impl::Listen() {
     urls.push_back(*p);
   }
   if (urls.empty()) return absl::InvalidArgumentError("no listen peer URL");
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (stopped_) return absl::FailedPreconditionError("transport stopped");
   if (listened_) return absl::FailedPreconditionError("transport already listening");
   grpc::ServerBuilder builder;
@@ -214,14 +214,14 @@ absl::Status GrpcTransport::Impl::Listen() {
 }
 
 std::vector<std::string> GrpcTransport::Impl::BoundUrls() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return bound_urls_;
 }
 
 void GrpcTransport::Impl::Stop() {
   std::vector<std::shared_ptr<PeerLink>> peers;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (stopped_) return;
     stopped_ = true;
     for (auto& [id, p] : peers_) peers.push_back(p);
@@ -229,32 +229,35 @@ void GrpcTransport::Impl::Stop() {
   }
   // 1. No handler method runs from now on.
   {
-    std::unique_lock<std::mutex> l(handler_mu_);
+    util::MutexLock l(&handler_mu_);
     handler_closed_ = true;
-    handler_cv_.wait(l, [&] { return handler_pins_ <= tls_handler_pins; });
+    handler_cv_.Wait(&handler_mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(handler_mu_) {
+      return handler_pins_ <= tls_handler_pins;
+    });
   }
   // 2. Raft streams.
   for (auto& p : peers) {
-    std::lock_guard<std::mutex> l(p->mu);
+    util::MutexLock l(&p->mu);
     p->stop = true;
     if (p->stream_ctx != nullptr) p->stream_ctx->TryCancel();
-    p->cv.notify_all();
+    p->cv.SignalAll();
   }
   for (auto& p : peers) JoinOrDetach(p->thread);
-  prober_cv_.notify_all();
+  prober_cv_.SignalAll();
   if (prober_.joinable()) prober_.join();
   if (write_watchdog_.joinable()) write_watchdog_.join();
   // 3. Snapshot senders and forwarded calls.
   std::vector<std::thread> snapshot_threads;
   {
-    std::unique_lock<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     for (auto& [token, s] : snapshots_) {
       if (s.ctx != nullptr) s.ctx->TryCancel();
     }
     for (auto& [token, ctx] : calls_) {
       if (ctx != nullptr) ctx->TryCancel();
     }
-    calls_cv_.wait_for(l, std::chrono::seconds(2), [&] { return calls_.empty(); });
+    calls_cv_.WaitFor(&mu_, std::chrono::seconds(2),
+                      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_.empty(); });
     for (auto& [token, s] : snapshots_) snapshot_threads.push_back(std::move(s.thread));
     snapshots_.clear();
   }
@@ -262,7 +265,7 @@ void GrpcTransport::Impl::Stop() {
   // 4. The server: cancel what is still running on it.
   std::unique_ptr<grpc::Server> server;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     server = std::move(server_);
   }
   if (server != nullptr) {
@@ -274,7 +277,7 @@ void GrpcTransport::Impl::Stop() {
 // ============================================================ peers
 
 std::shared_ptr<PeerLink> GrpcTransport::Impl::FindPeer(uint64_t id) const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto it = peers_.find(id);
   return it == peers_.end() ? nullptr : it->second;
 }
@@ -286,23 +289,23 @@ void GrpcTransport::Impl::SetUrls(PeerLink* peer, const std::vector<std::string>
   peer->url_index = 0;
   ++peer->generation;
   if (peer->stream_ctx != nullptr) peer->stream_ctx->TryCancel();
-  peer->cv.notify_all();
+  peer->cv.SignalAll();
 }
 
 void GrpcTransport::Impl::AddPeer(uint64_t id, const std::vector<std::string>& urls) {
   std::shared_ptr<PeerLink> peer;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (stopped_ || id == 0 || id == LocalId()) return;  // never a stream to ourselves
     auto it = peers_.find(id);
     if (it != peers_.end()) {
-      std::lock_guard<std::mutex> pl(it->second->mu);
+      util::MutexLock pl(&it->second->mu);
       if (it->second->urls != urls) SetUrls(it->second.get(), urls);
       return;
     }
     peer = std::make_shared<PeerLink>(id);
     {
-      std::lock_guard<std::mutex> pl(peer->mu);
+      util::MutexLock pl(&peer->mu);
       SetUrls(peer.get(), urls);
     }
     peers_[id] = peer;
@@ -323,7 +326,7 @@ void GrpcTransport::Impl::UpdatePeer(uint64_t id, const std::vector<std::string>
   std::shared_ptr<PeerLink> peer = FindPeer(id);
   if (peer == nullptr) return;
   {
-    std::lock_guard<std::mutex> l(peer->mu);
+    util::MutexLock l(&peer->mu);
     if (peer->urls == urls) return;
     SetUrls(peer.get(), urls);
   }
@@ -335,17 +338,17 @@ void GrpcTransport::Impl::UpdatePeer(uint64_t id, const std::vector<std::string>
 void GrpcTransport::Impl::RemovePeer(uint64_t id) {
   std::shared_ptr<PeerLink> peer;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     auto it = peers_.find(id);
     if (it == peers_.end()) return;
     peer = it->second;
     peers_.erase(it);
   }
   {
-    std::lock_guard<std::mutex> l(peer->mu);
+    util::MutexLock l(&peer->mu);
     peer->stop = true;
     if (peer->stream_ctx != nullptr) peer->stream_ctx->TryCancel();
-    peer->cv.notify_all();
+    peer->cv.SignalAll();
   }
   JoinOrDetach(peer->thread);
   logger_.Info("removed remote peer",
@@ -355,23 +358,23 @@ void GrpcTransport::Impl::RemovePeer(uint64_t id) {
 std::optional<Clock::time_point> GrpcTransport::Impl::ActiveSince(uint64_t id) {
   std::shared_ptr<PeerLink> peer = FindPeer(id);
   if (peer == nullptr) return std::nullopt;
-  std::lock_guard<std::mutex> l(peer->mu);
+  util::MutexLock l(&peer->mu);
   return peer->active_since;
 }
 
 void GrpcTransport::Impl::RunWriteWatchdog() {
   const milliseconds tick =
       std::clamp(options_.write_timeout / 4, milliseconds(10), milliseconds(250));
-  std::unique_lock<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   while (!stopped_) {
-    prober_cv_.wait_for(l, tick, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; });
+    prober_cv_.WaitFor(&mu_, tick, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; });
     if (stopped_) return;
     std::vector<std::shared_ptr<PeerLink>> peers;
     for (auto& [id, p] : peers_) peers.push_back(p);
-    l.unlock();
+    l.Unlock();
     const Clock::time_point now = Clock::now();
     for (auto& p : peers) {
-      std::lock_guard<std::mutex> pl(p->mu);
+      util::MutexLock pl(&p->mu);
       if (!p->write_started.has_value() || p->stream_ctx == nullptr ||
           now - *p->write_started < options_.write_timeout) {
         continue;
@@ -384,23 +387,23 @@ void GrpcTransport::Impl::RunWriteWatchdog() {
                    {{"remote-peer-id", util::IdToHex(p->id)},
                     {"write-timeout", absl::StrCat(options_.write_timeout.count(), "ms")}});
     }
-    l.lock();
+    l.Lock();
   }
 }
 
 void GrpcTransport::Impl::RunProber() {
-  std::unique_lock<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   while (!stopped_) {
-    prober_cv_.wait_for(l, options_.rtt_probe_interval,
-                        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; });
+    prober_cv_.WaitFor(&mu_, options_.rtt_probe_interval,
+                       [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; });
     if (stopped_) return;
     std::vector<std::shared_ptr<PeerLink>> peers;
     for (auto& [id, p] : peers_) peers.push_back(p);
-    l.unlock();
+    l.Unlock();
     for (auto& p : peers) {
       std::shared_ptr<grpc::Channel> channel;
       {
-        std::lock_guard<std::mutex> pl(p->mu);
+        util::MutexLock pl(&p->mu);
         if (p->url_index < p->channels.size()) channel = p->channels[p->url_index];
       }
       if (channel == nullptr) continue;
@@ -417,13 +420,13 @@ void GrpcTransport::Impl::RunProber() {
         if (options_.on_peer_rtt) options_.on_peer_rtt(p->id, seconds);
       }
     }
-    l.lock();
+    l.Lock();
   }
 }
 
 std::map<uint64_t, util::HistogramSnapshot> GrpcTransport::Impl::PeerRoundTripTimes() const {
   std::map<uint64_t, util::HistogramSnapshot> out;
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   for (const auto& [id, p] : peers_) out[id] = p->rtt.Snapshot();
   return out;
 }
@@ -431,18 +434,18 @@ std::map<uint64_t, util::HistogramSnapshot> GrpcTransport::Impl::PeerRoundTripTi
 std::optional<PeerStats> GrpcTransport::Impl::Stats(uint64_t id) const {
   std::shared_ptr<PeerLink> peer = FindPeer(id);
   if (peer == nullptr) return std::nullopt;
-  std::lock_guard<std::mutex> l(peer->mu);
+  util::MutexLock l(&peer->mu);
   return peer->stats;
 }
 
 void GrpcTransport::Impl::SetUnreachableCallback(absl::AnyInvocable<void(uint64_t)> cb) {
-  std::lock_guard<std::mutex> l(unreachable_mu_);
+  util::MutexLock l(&unreachable_mu_);
   unreachable_cb_ = std::move(cb);
 }
 
 void GrpcTransport::Impl::MaybeReportUnreachable(PeerLink* peer) {
   {
-    std::lock_guard<std::mutex> l(peer->mu);
+    util::MutexLock l(&peer->mu);
     const Clock::time_point now = Clock::now();
     if (peer->last_unreachable.has_value() &&
         now - *peer->last_unreachable < options_.min_backoff) {
@@ -450,7 +453,7 @@ void GrpcTransport::Impl::MaybeReportUnreachable(PeerLink* peer) {
     }
     peer->last_unreachable = now;
   }
-  std::lock_guard<std::mutex> l(unreachable_mu_);
+  util::MutexLock l(&unreachable_mu_);
   if (unreachable_cb_) unreachable_cb_(peer->id);
 }
 
@@ -469,7 +472,7 @@ void GrpcTransport::Impl::Send(std::vector<raftpb::Message> messages) {
   // Group by peer under the map lock, then queue per peer.
   std::vector<std::pair<std::shared_ptr<PeerLink>, std::vector<raftpb::Message>>> groups;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (stopped_) return;
     for (raftpb::Message& m : messages) {
       auto it = peers_.find(m.to());
@@ -495,7 +498,7 @@ void GrpcTransport::Impl::Send(std::vector<raftpb::Message> messages) {
     bool overflow = false;
     bool active = false;
     {
-      std::lock_guard<std::mutex> l(peer->mu);
+      util::MutexLock l(&peer->mu);
       active = peer->state == PeerLink::State::kConnected;
       if (peer->state == PeerLink::State::kBackoff) {
         // Not connected: raft learns of the loss now rather than later.
@@ -510,7 +513,7 @@ void GrpcTransport::Impl::Send(std::vector<raftpb::Message> messages) {
           }
           peer->queue.push_back(std::move(m));
         }
-        peer->cv.notify_all();
+        peer->cv.SignalAll();
       }
     }
     if (overflow) {
@@ -532,7 +535,7 @@ void GrpcTransport::Impl::RunSender(std::shared_ptr<PeerLink> peer) {
   while (true) {
     uint64_t generation;
     {
-      std::lock_guard<std::mutex> l(peer->mu);
+      util::MutexLock l(&peer->mu);
       if (peer->stop) break;
       peer->state = PeerLink::State::kConnecting;
       generation = peer->generation;
@@ -544,7 +547,7 @@ void GrpcTransport::Impl::RunSender(std::shared_ptr<PeerLink> peer) {
     bool stop = false;
     bool updated = false;
     {
-      std::lock_guard<std::mutex> l(peer->mu);
+      util::MutexLock l(&peer->mu);
       stop = peer->stop;
       updated = peer->generation != generation;
       dropped = peer->queue.size();
@@ -591,8 +594,11 @@ void GrpcTransport::Impl::RunSender(std::shared_ptr<PeerLink> peer) {
     MaybeReportUnreachable(peer.get());
     // Back off; Send drops (and reports) meanwhile.
     {
-      std::unique_lock<std::mutex> l(peer->mu);
-      peer->cv.wait_for(l, backoff, [&] { return peer->stop || peer->generation != generation; });
+      util::MutexLock l(&peer->mu);
+      peer->cv.WaitFor(&peer->mu, backoff, [&] {
+        peer->mu.AssertHeld();
+        return peer->stop || peer->generation != generation;
+      });
       if (peer->stop) break;
       for (auto& ch : peer->channels) {
         if (ch != nullptr) grpc::experimental::ChannelResetConnectionBackoff(ch.get());
@@ -607,14 +613,14 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
   std::shared_ptr<grpc::Channel> channel;
   uint64_t generation;
   {
-    std::lock_guard<std::mutex> l(peer->mu);
+    util::MutexLock l(&peer->mu);
     if (peer->channels.empty()) return absl::UnavailableError("peer has no URL");
     channel = peer->channels[peer->url_index % peer->channels.size()];
     generation = peer->generation;
   }
   if (channel == nullptr) return absl::UnavailableError("unsupported peer URL");
   auto interrupted = [&] {
-    std::lock_guard<std::mutex> l(peer->mu);
+    util::MutexLock l(&peer->mu);
     return peer->stop || peer->generation != generation;
   };
 
@@ -638,12 +644,12 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
   auto ctx = std::make_unique<grpc::ClientContext>();
   AddCallMetadata(ctx.get());
   {
-    std::lock_guard<std::mutex> l(peer->mu);
+    util::MutexLock l(&peer->mu);
     if (peer->stop || peer->generation != generation) return absl::CancelledError("stopped");
     peer->stream_ctx = ctx.get();
   }
   auto unregister = [&] {
-    std::lock_guard<std::mutex> l(peer->mu);
+    util::MutexLock l(&peer->mu);
     peer->stream_ctx = nullptr;
   };
   auto stub = peerpb::Peer::NewStub(channel);
@@ -659,7 +665,7 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
   *connected = true;
   const std::string peer_hex = util::IdToHex(peer->id);
   {
-    std::lock_guard<std::mutex> l(peer->mu);
+    util::MutexLock l(&peer->mu);
     peer->active_since = Clock::now();
     peer->state = PeerLink::State::kConnected;
   }
@@ -673,8 +679,9 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
   while (true) {
     peerpb::MessageBatch batch;
     {
-      std::unique_lock<std::mutex> l(peer->mu);
-      peer->cv.wait_for(l, kIdleCheck, [&] {
+      util::MutexLock l(&peer->mu);
+      peer->cv.WaitFor(&peer->mu, kIdleCheck, [&] {
+        peer->mu.AssertHeld();
         return !peer->queue.empty() || peer->stop || peer->generation != generation;
       });
       if (peer->stop || peer->generation != generation) {
@@ -683,7 +690,7 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
         break;
       }
       if (peer->queue.empty()) {
-        l.unlock();
+        l.Unlock();
         if (channel->GetState(false) != GRPC_CHANNEL_READY) {
           ctx->TryCancel();
           result_status = absl::UnavailableError("connection lost");
@@ -705,11 +712,11 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
     batch.set_to(peer->id);
     const size_t batch_bytes = batch.ByteSizeLong();
     {
-      std::lock_guard<std::mutex> l(peer->mu);
+      util::MutexLock l(&peer->mu);
       peer->write_started = Clock::now();  // watched by RunWriteWatchdog
     }
     const bool written = writer->Write(batch);
-    std::lock_guard<std::mutex> l(peer->mu);
+    util::MutexLock l(&peer->mu);
     peer->write_started.reset();
     if (!written) {
       peer->stats.dropped_messages += batch.messages_size();
@@ -731,9 +738,9 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
 
 void GrpcTransport::Impl::SendSnapshot(raftpb::Message msg, std::string db_path,
                                        absl::AnyInvocable<void(absl::Status) &&> done) {
-  std::unique_lock<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (stopped_) {
-    l.unlock();
+    l.Unlock();
     ::unlink(db_path.c_str());
     std::move(done)(absl::UnavailableError("peer transport stopped"));
     return;
@@ -776,7 +783,7 @@ void GrpcTransport::Impl::RunSnapshot(uint64_t token, raftpb::Message msg, std::
     if (st.code() == absl::StatusCode::kPermissionDenied) NotifyLocalMemberRemoved(msg.to());
   }
   std::move(done)(st);
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto it = snapshots_.find(token);
   if (it != snapshots_.end()) it->second.finished = true;
 }
@@ -801,13 +808,13 @@ absl::Status GrpcTransport::Impl::SendSnapshotStream(const raftpb::Message& msg,
   grpc::ClientContext ctx;
   AddCallMetadata(&ctx);
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     auto it = snapshots_.find(token);
     if (stopped_ || it == snapshots_.end()) return absl::CancelledError("transport stopped");
     it->second.ctx = &ctx;
   }
   auto unregister = [&] {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     auto it = snapshots_.find(token);
     if (it != snapshots_.end()) it->second.ctx = nullptr;
   };
@@ -851,7 +858,7 @@ absl::Status GrpcTransport::Impl::SendSnapshotStream(const raftpb::Message& msg,
 std::vector<std::shared_ptr<grpc::Channel>> GrpcTransport::Impl::ChannelsFor(uint64_t to) {
   std::shared_ptr<PeerLink> peer = FindPeer(to);
   if (peer == nullptr) return {};
-  std::lock_guard<std::mutex> l(peer->mu);
+  util::MutexLock l(&peer->mu);
   // Start with the URL the raft stream currently uses.
   std::vector<std::shared_ptr<grpc::Channel>> out;
   for (size_t i = 0; i < peer->channels.size(); ++i) {
@@ -861,7 +868,7 @@ std::vector<std::shared_ptr<grpc::Channel>> GrpcTransport::Impl::ChannelsFor(uin
 }
 
 bool GrpcTransport::Impl::RegisterCall(uint64_t* token, grpc::ClientContext* ctx) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   if (stopped_) return false;
   *token = next_token_++;
   calls_[*token] = ctx;
@@ -869,7 +876,7 @@ bool GrpcTransport::Impl::RegisterCall(uint64_t* token, grpc::ClientContext* ctx
 }
 
 void GrpcTransport::Impl::UpdateCall(uint64_t token, grpc::ClientContext* ctx) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto it = calls_.find(token);
   if (it == calls_.end()) return;
   it->second = ctx;
@@ -877,9 +884,9 @@ void GrpcTransport::Impl::UpdateCall(uint64_t token, grpc::ClientContext* ctx) {
 }
 
 void GrpcTransport::Impl::UnregisterCall(uint64_t token) {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   calls_.erase(token);
-  calls_cv_.notify_all();
+  calls_cv_.SignalAll();
 }
 
 // One forwarded call: tries the peer's URLs in turn while they answer
@@ -1059,7 +1066,7 @@ absl::StatusOr<serverpb::ClusterInfo> GrpcTransport::Impl::FetchClusterInfo(
   absl::Status last = absl::InvalidArgumentError("no peer URL to ask for the cluster");
   for (const std::string& url : urls) {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      util::MutexLock l(&mu_);
       if (stopped_) return absl::UnavailableError("peer transport stopped");
     }
     std::shared_ptr<grpc::Channel> channel = NewChannel(url);

@@ -5,12 +5,10 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -23,6 +21,7 @@
 #include "absl/status/status.h"
 #include "cppetcd/transport/grpc_transport.h"
 #include "cppetcd/util/histogram.h"
+#include "cppetcd/util/mutex.h"
 #include "peerpb/peer.grpc.pb.h"
 
 namespace cppetcd::transport {
@@ -52,7 +51,7 @@ class RateLimiter {
 
  private:
   const std::chrono::milliseconds interval_;
-  std::mutex mu_;
+  util::Mutex mu_;
   std::map<std::string, Clock::time_point> last_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -67,8 +66,8 @@ struct PeerLink {
   explicit PeerLink(uint64_t peer_id) : id(peer_id) {}
 
   const uint64_t id;
-  std::mutex mu;
-  std::condition_variable cv;  // queue, stop or generation changed
+  util::Mutex mu;
+  util::CondVar cv;  // queue, stop or generation changed
   std::vector<std::string> urls ABSL_GUARDED_BY(mu);
   // One channel per URL (null for an unsupported URL); url_index is the one
   // the raft stream uses, rotated after a failed connection.
@@ -195,8 +194,8 @@ class GrpcTransport::Impl {
   RateLimiter log_limiter_{std::chrono::seconds(1)};
 
   // Handler gate.
-  std::mutex handler_mu_;
-  std::condition_variable handler_cv_;
+  util::Mutex handler_mu_;
+  util::CondVar handler_cv_;
   server::PeerHandler* handler_ ABSL_GUARDED_BY(handler_mu_) = nullptr;
   bool handler_closed_ ABSL_GUARDED_BY(handler_mu_) = false;
   int handler_pins_ ABSL_GUARDED_BY(handler_mu_) = 0;
@@ -204,16 +203,16 @@ class GrpcTransport::Impl {
   std::atomic<bool> removed_notified_{false};
 
   // Unreachable callback; calls are serialised by its mutex.
-  std::mutex unreachable_mu_;
+  util::Mutex unreachable_mu_;
   absl::AnyInvocable<void(uint64_t)> unreachable_cb_ ABSL_GUARDED_BY(unreachable_mu_);
 
-  mutable std::mutex mu_;
+  mutable util::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<uint64_t, std::shared_ptr<PeerLink>> peers_ ABSL_GUARDED_BY(mu_);
   // Round-trip prober: started with the first peer, joined by Stop.
   std::thread prober_;
   std::thread write_watchdog_;  // RunWriteWatchdog; stops with prober_cv_
-  std::condition_variable prober_cv_;  // with mu_: stopped_
+  util::CondVar prober_cv_;  // with mu_: stopped_
 
   struct SnapshotSender {
     std::thread thread;
@@ -223,7 +222,7 @@ class GrpcTransport::Impl {
   std::map<uint64_t, SnapshotSender> snapshots_ ABSL_GUARDED_BY(mu_);
   uint64_t next_token_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);
-  std::condition_variable calls_cv_;  // calls_ shrank
+  util::CondVar calls_cv_;  // calls_ shrank
 
   // Server side.
   std::unique_ptr<peerpb::Peer::CallbackService> service_;

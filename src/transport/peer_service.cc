@@ -7,7 +7,6 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -307,14 +306,14 @@ template <class Resp>
 class ForwardReactor final : public grpc::ServerUnaryReactor {
  public:
   struct State {
-    std::mutex mu;
+    util::Mutex mu;
     bool finished ABSL_GUARDED_BY(mu) = false;
     ForwardReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
     Resp* response ABSL_GUARDED_BY(mu) = nullptr;
   };
 
   explicit ForwardReactor(Resp* response) : state_(std::make_shared<State>()) {
-    std::lock_guard<std::mutex> l(state_->mu);
+    util::MutexLock l(&state_->mu);
     state_->reactor = this;
     state_->response = response;
   }
@@ -324,7 +323,7 @@ class ForwardReactor final : public grpc::ServerUnaryReactor {
   // Answers once; later answers (after a cancellation) are ignored.
   template <class Fill>
   static void Answer(const std::shared_ptr<State>& s, grpc::Status st, Fill fill) {
-    std::lock_guard<std::mutex> l(s->mu);
+    util::MutexLock l(&s->mu);
     if (s->finished) return;
     s->finished = true;
     if (st.ok()) fill(s->response);

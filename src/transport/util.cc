@@ -6,9 +6,7 @@
 
 #include <cctype>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -114,7 +112,7 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 bool RateLimiter::Allow(const std::string& key) {
   const Clock::time_point now = Clock::now();
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   auto [it, inserted] = last_.emplace(key, now);
   if (inserted) return true;
   if (now - it->second < interval_) return false;
@@ -288,10 +286,10 @@ class PeerTlsFiles {
 
   ~PeerTlsFiles() {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      util::MutexLock l(&mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     if (thread_.joinable()) thread_.join();
   }
 
@@ -304,9 +302,9 @@ class PeerTlsFiles {
       : info_(info), dir_(std::move(dir)), interval_(interval), logger_(std::move(logger)) {}
 
   void Run() {
-    std::unique_lock<std::mutex> l(mu_);
-    while (!cv_.wait_for(l, interval_, [this] { return stop_; })) {
-      l.unlock();
+    util::MutexLock l(&mu_);
+    while (!cv_.WaitFor(&mu_, interval_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; })) {
+      l.Unlock();
       absl::StatusOr<bool> changed = Sync();
       if (!changed.ok()) {
         // Once per distinct failure: the operator may take minutes.
@@ -321,7 +319,7 @@ class PeerTlsFiles {
                      {{"cert-file", info_.cert_file}, {"key-file", info_.key_file},
                       {"trusted-ca-file", info_.trusted_ca_file}});
       }
-      l.lock();
+      l.Lock();
     }
   }
 
@@ -378,9 +376,9 @@ class PeerTlsFiles {
   util::Logger logger_;
   std::string cert_, key_, ca_;  // the set last copied (Sync's thread only)
   std::string last_error_;       // Run's thread only
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  util::Mutex mu_;
+  util::CondVar cv_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -14,17 +14,17 @@ int64_t SystemClock::WallMillis() const {
 }
 
 FakeClock::TimePoint FakeClock::Now() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return now_;
 }
 
 int64_t FakeClock::WallMillis() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return wall_ms_;
 }
 
 void FakeClock::Advance(std::chrono::nanoseconds d) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   now_ += d;
   wall_ms_ += std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }

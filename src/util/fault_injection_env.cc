@@ -53,44 +53,44 @@ FaultInjectionEnv::FaultInjectionEnv(Env* base) : base_(base) {}
 FaultInjectionEnv::~FaultInjectionEnv() = default;
 
 void FaultInjectionEnv::FailWrites(int n, int error_number) {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   fail_writes_ = n;
   fail_write_errno_ = error_number;
 }
 
 void FaultInjectionEnv::FailSyncs(int n, int error_number) {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   fail_syncs_ = n;
   fail_sync_errno_ = error_number;
 }
 
 void FaultInjectionEnv::ShortWriteNext(size_t keep_bytes) {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   short_write_keep_ = static_cast<int64_t>(keep_bytes);
 }
 
 void FaultInjectionEnv::SetSkipRealSync(bool skip) {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   skip_real_sync_ = skip;
 }
 
 bool FaultInjectionEnv::skip_real_sync() const {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   return skip_real_sync_;
 }
 
 int64_t FaultInjectionEnv::sync_count() const {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   return sync_count_;
 }
 
 int64_t FaultInjectionEnv::dir_sync_count() const {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   return dir_sync_count_;
 }
 
 absl::Status FaultInjectionEnv::TakeWriteFault(const std::string& path, size_t* keep_bytes) {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   if (fail_writes_ > 0) {
     --fail_writes_;
     *keep_bytes = 0;
@@ -105,7 +105,7 @@ absl::Status FaultInjectionEnv::TakeWriteFault(const std::string& path, size_t* 
 }
 
 absl::Status FaultInjectionEnv::TakeSyncFault(const std::string& path) {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   if (fail_syncs_ > 0) {
     --fail_syncs_;
     return IoError(fail_sync_errno_, "fdatasync (injected)", path);
@@ -115,7 +115,7 @@ absl::Status FaultInjectionEnv::TakeSyncFault(const std::string& path) {
 }
 
 void FaultInjectionEnv::RecordSync(FileState* state, uint64_t pos) {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   state->synced_pos = pos;
   auto size = base_->FileSize(state->path);
   state->synced_size = size.ok() ? *size : pos;
@@ -124,7 +124,7 @@ void FaultInjectionEnv::RecordSync(FileState* state, uint64_t pos) {
 void FaultInjectionEnv::RecordTruncate(FileState* state, uint64_t size_bytes) {
   // Treated as durable at once when it shrinks durable data: losing bytes a
   // crash might also have kept is the pessimistic side for readers.
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   if (state->synced_pos > size_bytes) state->synced_pos = size_bytes;
   if (state->synced_size > size_bytes) state->synced_size = size_bytes;
 }
@@ -144,7 +144,7 @@ absl::StatusOr<std::unique_ptr<WritableFile>> FaultInjectionEnv::NewWritableFile
   bool existed = base_->FileExists(path);
   auto base = base_->NewWritableFile(path);
   if (!base.ok()) return base.status();
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   auto it = files_.find(path);
   // A truncated file that was already tracked keeps its directory status.
   bool dir_synced = it != files_.end() ? it->second->dir_synced : existed;
@@ -156,7 +156,7 @@ absl::StatusOr<std::unique_ptr<WritableFile>> FaultInjectionEnv::NewAppendableFi
   bool existed = base_->FileExists(path);
   auto base = base_->NewAppendableFile(path);
   if (!base.ok()) return base.status();
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   std::shared_ptr<FileState> state;
   if (auto it = files_.find(path); it != files_.end()) {
     state = it->second;
@@ -177,13 +177,13 @@ absl::StatusOr<std::vector<std::string>> FaultInjectionEnv::GetChildren(const st
 absl::StatusOr<uint64_t> FaultInjectionEnv::FileSize(const std::string& path) { return base_->FileSize(path); }
 
 void FaultInjectionEnv::SetFreeSpaceBytes(std::optional<uint64_t> bytes) {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   free_space_ = bytes;
 }
 
 absl::StatusOr<uint64_t> FaultInjectionEnv::FreeSpaceBytes(const std::string& path) {
   {
-    absl::MutexLock l(&mu_);
+    util::MutexLock l(&mu_);
     if (free_space_.has_value()) return *free_space_;
   }
   return base_->FreeSpaceBytes(path);
@@ -191,7 +191,7 @@ absl::StatusOr<uint64_t> FaultInjectionEnv::FreeSpaceBytes(const std::string& pa
 
 absl::Status FaultInjectionEnv::RemoveFile(const std::string& path) {
   if (absl::Status s = base_->RemoveFile(path); !s.ok()) return s;
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   files_.erase(path);
   return absl::OkStatus();
 }
@@ -201,7 +201,7 @@ absl::Status FaultInjectionEnv::CreateDir(const std::string& path) { return base
 
 absl::Status FaultInjectionEnv::RenameFile(const std::string& src, const std::string& dst) {
   if (absl::Status s = base_->RenameFile(src, dst); !s.ok()) return s;
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   files_.erase(dst);  // replaced
   std::vector<std::pair<std::string, std::shared_ptr<FileState>>> moved;
   const std::string prefix = src + "/";
@@ -230,7 +230,7 @@ absl::Status FaultInjectionEnv::Truncate(const std::string& path, uint64_t size_
   if (absl::Status s = base_->Truncate(path, size_bytes); !s.ok()) return s;
   std::shared_ptr<FileState> state;
   {
-    absl::MutexLock l(&mu_);
+    util::MutexLock l(&mu_);
     if (auto it = files_.find(path); it != files_.end()) state = it->second;
   }
   if (state) RecordTruncate(state.get(), size_bytes);
@@ -241,7 +241,7 @@ absl::Status FaultInjectionEnv::SyncDir(const std::string& dir) {
   if (!skip_real_sync()) {
     if (absl::Status s = base_->SyncDir(dir); !s.ok()) return s;
   }
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   ++dir_sync_count_;
   for (auto& [path, state] : files_) {
     if (DirName(path) == DirName(JoinPath(dir, "x"))) state->dir_synced = true;
@@ -254,7 +254,7 @@ absl::StatusOr<std::unique_ptr<FileLock>> FaultInjectionEnv::LockFile(const std:
 }
 
 absl::Status FaultInjectionEnv::DropUnsyncedData() {
-  absl::MutexLock l(&mu_);
+  util::MutexLock l(&mu_);
   for (auto it = files_.begin(); it != files_.end();) {
     FileState& st = *it->second;
     if (!st.dir_synced) {

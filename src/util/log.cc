@@ -5,10 +5,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <mutex>
 #include <sstream>
 
 #include "absl/strings/str_format.h"
+#include "cppetcd/util/mutex.h"
 #include "cppetcd/util/utf8.h"
 #include "spdlog/sinks/basic_file_sink.h"
 #include "spdlog/details/null_mutex.h"
@@ -19,9 +19,9 @@
 namespace cppetcd::util {
 namespace {
 
-std::mutex g_mu;
-std::shared_ptr<spdlog::logger> g_sink;  // guarded by g_mu for replacement
-LogLevel g_level = LogLevel::kInfo;
+Mutex g_mu;
+std::shared_ptr<spdlog::logger> g_sink ABSL_GUARDED_BY(g_mu);
+LogLevel g_level ABSL_GUARDED_BY(g_mu) = LogLevel::kInfo;
 
 std::shared_ptr<spdlog::logger> MakeSink(std::string_view output) {
   std::shared_ptr<spdlog::logger> l;
@@ -42,7 +42,7 @@ std::shared_ptr<spdlog::logger> MakeSink(std::string_view output) {
 }
 
 std::shared_ptr<spdlog::logger> DefaultSink() {
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(&g_mu);
   if (!g_sink) g_sink = MakeSink("stderr");
   return g_sink;
 }
@@ -137,7 +137,7 @@ Logger Logger::WithComponent(std::string component) const {
 
 bool Logger::Enabled(LogLevel level) const {
   if (sink_) return true;
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(&g_mu);
   return level >= g_level;
 }
 
@@ -195,13 +195,13 @@ void Logger::Fatal(std::string_view msg, LogFields fields) const {
 
 void InitLogging(LogLevel level, std::string_view output) {
   auto sink = MakeSink(output);
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(&g_mu);
   g_sink = std::move(sink);
   g_level = level;
 }
 
 void SetLogLevel(LogLevel level) {
-  std::lock_guard<std::mutex> lock(g_mu);
+  MutexLock lock(&g_mu);
   g_level = level;
 }
 
@@ -212,8 +212,8 @@ namespace {
 // so Lines() never reads the buffer while spdlog writes it (an
 // ostream_sink_mt would guard the stream with its own, different mutex).
 struct CapturedState {
-  std::mutex mu;
-  std::string text;
+  Mutex mu;
+  std::string text ABSL_GUARDED_BY(mu);
 };
 
 class CapturingSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
@@ -224,7 +224,7 @@ class CapturingSink final : public spdlog::sinks::base_sink<spdlog::details::nul
   void sink_it_(const spdlog::details::log_msg& msg) override {
     spdlog::memory_buf_t formatted;
     formatter_->format(msg, formatted);
-    std::lock_guard<std::mutex> lock(st_->mu);
+    MutexLock lock(&st_->mu);
     st_->text.append(formatted.data(), formatted.size());
   }
   void flush_() override {}
@@ -238,7 +238,7 @@ std::vector<std::string> CapturedLog::Lines() const {
   auto* st = static_cast<CapturedState*>(impl.get());
   std::string all;
   {
-    std::lock_guard<std::mutex> lock(st->mu);
+    MutexLock lock(&st->mu);
     all = st->text;
   }
   std::vector<std::string> out;

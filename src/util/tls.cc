@@ -12,7 +12,6 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <mutex>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -27,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cppetcd/util/log.h"
+#include "cppetcd/util/mutex.h"
 
 namespace cppetcd::util {
 namespace {
@@ -633,13 +633,13 @@ struct ReloadingServerSslContext::State {
   TlsInfo info;
   Customize customize = nullptr;
   std::chrono::milliseconds check_interval{1000};
-  std::mutex mu;
-  std::shared_ptr<ssl_ctx_st> ctx;
-  std::vector<FileIdentity> files;
-  std::chrono::steady_clock::time_point next_check;
-  std::string last_error;
-  uint64_t reloads = 0;
-  uint64_t failed = 0;
+  Mutex mu;
+  std::shared_ptr<ssl_ctx_st> ctx ABSL_GUARDED_BY(mu);
+  std::vector<FileIdentity> files ABSL_GUARDED_BY(mu);
+  std::chrono::steady_clock::time_point next_check ABSL_GUARDED_BY(mu);
+  std::string last_error ABSL_GUARDED_BY(mu);
+  uint64_t reloads ABSL_GUARDED_BY(mu) = 0;
+  uint64_t failed ABSL_GUARDED_BY(mu) = 0;
 };
 
 ReloadingServerSslContext::ReloadingServerSslContext(std::unique_ptr<State> state)
@@ -649,21 +649,25 @@ ReloadingServerSslContext::~ReloadingServerSslContext() = default;
 absl::StatusOr<std::unique_ptr<ReloadingServerSslContext>> ReloadingServerSslContext::Create(
     TlsInfo info, Customize customize, std::chrono::milliseconds check_interval) {
   auto state = std::make_unique<State>();
-  state->files = IdentitiesOf(info);
+  std::vector<FileIdentity> files = IdentitiesOf(info);
   absl::StatusOr<std::shared_ptr<ssl_ctx_st>> ctx = BuildContext(info, customize);
   if (!ctx.ok()) return ctx.status();
-  state->ctx = *std::move(ctx);
+  {
+    MutexLock l(&state->mu);  // not shared yet; for the analysis
+    state->files = std::move(files);
+    state->ctx = *std::move(ctx);
+    state->next_check = std::chrono::steady_clock::now() + check_interval;
+  }
   state->info = std::move(info);
   state->customize = customize;
   state->check_interval = check_interval;
-  state->next_check = std::chrono::steady_clock::now() + check_interval;
   return std::unique_ptr<ReloadingServerSslContext>(
       new ReloadingServerSslContext(std::move(state)));
 }
 
 std::shared_ptr<ssl_ctx_st> ReloadingServerSslContext::Get() {
   State& s = *state_;
-  std::lock_guard<std::mutex> l(s.mu);
+  MutexLock l(&s.mu);
   const auto now = std::chrono::steady_clock::now();
   if (now < s.next_check) return s.ctx;
   s.next_check = now + s.check_interval;
@@ -694,12 +698,12 @@ std::shared_ptr<ssl_ctx_st> ReloadingServerSslContext::Get() {
 }
 
 uint64_t ReloadingServerSslContext::reloads() const {
-  std::lock_guard<std::mutex> l(state_->mu);
+  MutexLock l(&state_->mu);
   return state_->reloads;
 }
 
 uint64_t ReloadingServerSslContext::failed_reloads() const {
-  std::lock_guard<std::mutex> l(state_->mu);
+  MutexLock l(&state_->mu);
   return state_->failed;
 }
 

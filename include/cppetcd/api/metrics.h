@@ -9,7 +9,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -17,6 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "cppetcd/util/histogram.h"
+#include "cppetcd/util/mutex.h"
 
 namespace grpc::experimental {
 class ServerInterceptorFactoryInterface;
@@ -70,7 +70,7 @@ class MetricsRegistry {
   std::string Render() const;
 
  private:
-  mutable std::mutex mu_;
+  mutable util::Mutex mu_;
   std::vector<Collector> collectors_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -116,7 +116,7 @@ class GrpcMetrics {
   Counts& Slot(std::string_view full_method, std::string_view type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const bool extensive_;
-  mutable std::mutex mu_;
+  mutable util::Mutex mu_;
   std::map<Key, Counts> counts_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -35,7 +35,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -46,6 +45,7 @@
 #include "cppetcd/auth/range_perm.h"
 #include "cppetcd/auth/token.h"
 #include "cppetcd/util/log.h"
+#include "cppetcd/util/mutex.h"
 #include "etcdserverpb/rpc.pb.h"
 
 namespace cppetcd::storage {
@@ -170,7 +170,7 @@ class AuthStore {
   const std::unique_ptr<TokenProvider> tokens_;
   util::Logger lg_;
 
-  mutable std::mutex mu_;
+  mutable util::Mutex mu_;
   bool enabled_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, authpb::User, std::less<>> users_ ABSL_GUARDED_BY(mu_);

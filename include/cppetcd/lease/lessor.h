@@ -16,16 +16,17 @@
 #include <optional>
 #include <queue>
 #include <set>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
+#include "cppetcd/util/mutex.h"
 
 namespace cppetcd::storage {
 class ReadTxn;
@@ -163,28 +164,29 @@ class Lessor {
 
   // Sets the lease's expiry to now + its TTL + extend and (re)schedules it.
   // The *Locked helpers require mu_ (exclusive, shared for InfoLocked).
-  void RefreshLocked(Lease& l, TimePoint now, std::chrono::nanoseconds extend);
+  void RefreshLocked(Lease& l, TimePoint now, std::chrono::nanoseconds extend)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Promote's work, with mu_ held: every lease expires at now + TTL + extend,
   // spread when there are many.
-  void PromoteLocked(std::chrono::milliseconds extend);
+  void PromoteLocked(std::chrono::milliseconds extend) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads the lease bucket of `txn`.
   absl::StatusOr<std::unordered_map<int64_t, Lease>> Load(storage::ReadTxn* txn) const;
-  void ScheduleLocked(Lease& l, TimePoint time);
-  LeaseInfo InfoLocked(const Lease& l, TimePoint now) const;
+  void ScheduleLocked(Lease& l, TimePoint time) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  LeaseInfo InfoLocked(const Lease& l, TimePoint now) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
 
   const int64_t min_ttl_seconds_;
   util::Clock* const clock_;
   const util::Logger logger_;
 
-  // std::shared_mutex rather than absl::Mutex: Debian's abseil is not built
-  // with TSan, so its mutexes are invisible to the TSan pass. Guards the
-  // fields below.
-  mutable std::shared_mutex mu_;
-  std::unordered_map<int64_t, Lease> leases_;
-  bool primary_ = false;
+  // util::SharedMutex (std::shared_mutex) rather than absl::Mutex: Debian's
+  // abseil is not built with TSan, so its mutexes are invisible to the TSan
+  // pass.
+  mutable util::SharedMutex mu_;
+  std::unordered_map<int64_t, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  bool primary_ ABSL_GUARDED_BY(mu_) = false;
   // Min-heap of expiry checks; an item is live iff it equals its lease's
   // heap_time (stale items are dropped when they reach the top).
-  std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<>> heap_;
+  std::priority_queue<HeapItem, std::vector<HeapItem>, std::greater<>> heap_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace cppetcd::lease

@@ -20,7 +20,6 @@
 #include <future>
 #include <memory>
 #include <mutex>
-#include <condition_variable>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -36,6 +35,7 @@
 #include "cppetcd/mvcc/rw_mutex.h"
 #include "cppetcd/storage/backend.h"
 #include "cppetcd/util/log.h"
+#include "cppetcd/util/mutex.h"
 #include "mvccpb/kv.pb.h"
 
 namespace cppetcd::mvcc {
@@ -302,13 +302,13 @@ class Store {
   std::atomic<int64_t> published_rev_{1};
   std::atomic<int64_t> published_compact_rev_{-1};
 
-  // Compaction worker. std::mutex rather than absl::Mutex: Debian's abseil
-  // is not TSan-instrumented (see rw_mutex.h). All guarded by compact_mu_.
-  mutable std::mutex compact_mu_;
-  mutable std::condition_variable compact_cv_;
-  std::deque<CompactionJob> compact_queue_;
-  bool compact_running_ = false;
-  bool stopping_ = false;
+  // Compaction worker. util::Mutex rather than absl::Mutex: Debian's abseil
+  // is not TSan-instrumented (see util/mutex.h).
+  mutable util::Mutex compact_mu_;
+  mutable util::CondVar compact_cv_;
+  std::deque<CompactionJob> compact_queue_ ABSL_GUARDED_BY(compact_mu_);
+  bool compact_running_ ABSL_GUARDED_BY(compact_mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(compact_mu_) = false;
   std::atomic<bool> stop_{false};
   // Set by Reload: the running compaction stops at its next batch.
   std::atomic<bool> cancel_compaction_{false};

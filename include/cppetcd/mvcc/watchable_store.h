@@ -19,7 +19,6 @@
 #define CPPETCD_MVCC_WATCHABLE_STORE_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -28,7 +27,6 @@
 #include <mutex>
 #include <optional>
 #include <random>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -43,6 +41,7 @@
 #include "mvccpb/kv.pb.h"
 #include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
+#include "cppetcd/util/mutex.h"
 
 namespace cppetcd::mvcc {
 
@@ -226,7 +225,7 @@ class WatchStream {
   // The streams' way to their store; store becomes null when the store is
   // destroyed (writer lock), so a stream may outlive it.
   struct StoreLink {
-    std::shared_mutex mu;  // before WatchableStore::mu_ in lock order
+    util::SharedMutex mu;  // before WatchableStore::mu_ in lock order
     WatchableStore* store ABSL_GUARDED_BY(mu) = nullptr;
   };
 
@@ -260,14 +259,14 @@ class WatchStream {
   size_t unsynced_count_ = 0;          // watchers not in the synced group
   std::chrono::steady_clock::time_point next_progress_at_{};
 
-  mutable std::mutex qmu_;  // after WatchableStore::mu_ in lock order
+  mutable util::Mutex qmu_;  // after WatchableStore::mu_ in lock order
   std::deque<Queued> queue_ ABSL_GUARDED_BY(qmu_);
   size_t capacity_used_ ABSL_GUARDED_BY(qmu_) = 0;  // queued responses that count
   size_t bytes_used_ ABSL_GUARDED_BY(qmu_) = 0;     // their approximate bytes
   bool saw_full_ ABSL_GUARDED_BY(qmu_) = false;     // an Enqueue was refused
 
-  std::mutex nmu_;  // notify-in-flight protocol with Close
-  std::condition_variable notify_cv_;  // notify_in_flight_ dropped to 0
+  util::Mutex nmu_;  // notify-in-flight protocol with Close
+  util::CondVar notify_cv_;  // notify_in_flight_ dropped to 0
   bool notify_closed_ ABSL_GUARDED_BY(nmu_) = false;
   int notify_in_flight_ ABSL_GUARDED_BY(nmu_) = 0;
 };
@@ -355,10 +354,10 @@ class WatchableStore {
   const WatchOptions options_;
   util::Clock* const clock_;
 
-  // std::mutex rather than absl::Mutex: Debian's abseil is not built with
+  // util::Mutex rather than absl::Mutex: Debian's abseil is not built with
   // TSan, which then cannot see absl::Mutex ordering.
-  mutable std::mutex mu_;
-  std::condition_variable sync_cv_;  // wakes the catch-up thread
+  mutable util::Mutex mu_;
+  util::CondVar sync_cv_;  // wakes the catch-up thread
   int64_t observed_rev_ ABSL_GUARDED_BY(mu_) = 0;  // last revision fanned out
   std::unique_ptr<watch_internal::Groups> groups_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<WatchStream*> streams_ ABSL_GUARDED_BY(mu_);

@@ -17,9 +17,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include <mutex>
-
-#include "absl/base/thread_annotations.h"
+#include "cppetcd/util/mutex.h"
 #include "raftpb/raft.pb.h"
 
 namespace cppetcd::raft {
@@ -108,7 +106,7 @@ class MemoryStorage : public Storage {
   uint64_t FirstIndexLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint64_t LastIndexLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable std::mutex mu_;  // std::mutex: visible to TSan (Debian abseil is not instrumented)
+  mutable util::Mutex mu_;  // util::Mutex: visible to TSan (Debian abseil is not instrumented)
   raftpb::HardState hard_state_ ABSL_GUARDED_BY(mu_);
   raftpb::Snapshot snapshot_ ABSL_GUARDED_BY(mu_);
   // ents_[0] is a dummy entry whose index/term are the compaction point.

@@ -36,11 +36,9 @@
 #define CPPETCD_STORAGE_BACKEND_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +50,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "cppetcd/util/log.h"
+#include "cppetcd/util/mutex.h"
 
 // LMDB's handle types, kept out of users' translation units.
 struct MDB_env;
@@ -356,13 +355,14 @@ class Backend {
   std::pair<std::shared_ptr<internal::LmdbEnv>, bool> AcquireWriter();
   // Frees the writer slot; appends `changes` to the defragmentation's log.
   void ReleaseWriter(std::vector<ChangedKey>* changes);
-  absl::Status DefragmentLocked(const DefragmentOptions& options, DefragmentResult* result);
+  absl::Status DefragmentLocked(const DefragmentOptions& options, DefragmentResult* result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(defrag_mu_);
 
   std::string path_;
   BackendOptions options_;
 
-  mutable std::mutex mu_;
-  std::condition_variable writer_cv_;
+  mutable util::Mutex mu_;
+  util::CondVar writer_cv_;
   std::shared_ptr<internal::LmdbEnv> env_ ABSL_GUARDED_BY(mu_);
   bool writer_active_ ABSL_GUARDED_BY(mu_) = false;
   bool switching_ ABSL_GUARDED_BY(mu_) = false;  // defrag switch-over: writers wait
@@ -372,7 +372,7 @@ class Backend {
   bool defrag_cancelled_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<ChangedKey> changed_ ABSL_GUARDED_BY(mu_);
 
-  std::mutex defrag_mu_;  // one Defragment at a time; taken before mu_
+  util::Mutex defrag_mu_;  // one Defragment at a time; taken before mu_
 
   // SizeInUseBytes of the last commit it was computed for: the environment
   // (a weak_ptr keeps its identity while another replaces it) and LMDB's id
@@ -382,7 +382,7 @@ class Backend {
     size_t txn_id = 0;
     int64_t bytes = -1;
   };
-  mutable std::mutex in_use_mu_;
+  mutable util::Mutex in_use_mu_;
   mutable InUseCache in_use_ ABSL_GUARDED_BY(in_use_mu_);
 };
 

@@ -24,12 +24,11 @@
 #define CPPETCD_TRANSPORT_GRPC_TIMER_GUARD_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "cppetcd/util/mutex.h"
 
 namespace cppetcd::transport {
 
@@ -54,11 +53,11 @@ class GrpcTimerGuard {
  private:
   void Run(std::chrono::milliseconds period);
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool started_ = false;
-  uint64_t kicks_ = 0;
+  mutable util::Mutex mu_;
+  util::CondVar cv_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t kicks_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -5,9 +5,9 @@
 
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 
 #include "absl/base/thread_annotations.h"
+#include "cppetcd/util/mutex.h"
 
 namespace cppetcd::util {
 
@@ -29,8 +29,7 @@ class SystemClock final : public Clock {
   int64_t WallMillis() const override;
 };
 
-// A clock that moves only when told. Thread-safe. (std::mutex rather than
-// absl::Mutex: Debian's Abseil is not TSan-instrumented.)
+// A clock that moves only when told. Thread-safe.
 class FakeClock final : public Clock {
  public:
   FakeClock() = default;
@@ -39,7 +38,7 @@ class FakeClock final : public Clock {
   void Advance(std::chrono::nanoseconds d);
 
  private:
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   TimePoint now_ ABSL_GUARDED_BY(mu_){std::chrono::hours(1)};
   int64_t wall_ms_ ABSL_GUARDED_BY(mu_) = 1'700'000'000'000;
 };

@@ -21,7 +21,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "cppetcd/util/mutex.h"
 #include "cppetcd/util/env.h"
 
 namespace cppetcd::util {
@@ -95,7 +95,7 @@ class FaultInjectionEnv : public Env {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Env* const base_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<std::string, std::shared_ptr<FileState>> files_ ABSL_GUARDED_BY(mu_);
   int fail_writes_ ABSL_GUARDED_BY(mu_) = 0;
   int fail_write_errno_ ABSL_GUARDED_BY(mu_) = 0;

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <limits>
 #include <mutex>
-#include <shared_mutex>
+
 #include <random>
 #include <utility>
 
@@ -99,10 +99,10 @@ absl::StatusOr<int64_t> WatchStream::Watch(int64_t watch_id, std::string key, st
     range.end = std::move(end);
   }
 
-  std::shared_lock<std::shared_mutex> ll(link_->mu);
+  util::ReaderMutexLock ll(&link_->mu);
   WatchableStore* store = link_->store;
   if (store == nullptr) return ErrWatchStreamClosed();
-  std::lock_guard<std::mutex> l(store->mu_);
+  util::MutexLock l(&store->mu_);
   if (closed_) return ErrWatchStreamClosed();
   const size_t range_bytes = range.key.size() + range.end.size();
   if (watchers_.size() >= store->options_.max_watchers_per_stream ||
@@ -136,17 +136,17 @@ absl::StatusOr<int64_t> WatchStream::Watch(int64_t watch_id, std::string key, st
 absl::Status WatchStream::Cancel(int64_t watch_id) {
   std::vector<WatchStream*> notify;
   {
-    std::shared_lock<std::shared_mutex> ll(link_->mu);
+    util::ReaderMutexLock ll(&link_->mu);
     WatchableStore* store = link_->store;
     if (store == nullptr) return ErrWatcherNotExist();
-    std::lock_guard<std::mutex> l(store->mu_);
+    util::MutexLock l(&store->mu_);
     auto it = watchers_.find(watch_id);
     if (closed_ || it == watchers_.end()) return ErrWatcherNotExist();
     std::shared_ptr<Watcher> w = it->second;
     store->RemoveWatcherLocked(w);
     watchers_.erase(watch_id);  // also when compaction had removed it (ID kept)
     {
-      std::lock_guard<std::mutex> q(qmu_);
+      util::MutexLock q(&qmu_);
       for (auto i = queue_.begin(); i != queue_.end();) {
         if (i->response.watch_id == watch_id) {
           Unaccount(*i);
@@ -169,10 +169,10 @@ absl::Status WatchStream::Cancel(int64_t watch_id) {
 void WatchStream::RequestProgress(int64_t watch_id) {
   std::vector<WatchStream*> notify;
   {
-    std::shared_lock<std::shared_mutex> ll(link_->mu);
+    util::ReaderMutexLock ll(&link_->mu);
     WatchableStore* store = link_->store;
     if (store == nullptr) return;
-    std::lock_guard<std::mutex> l(store->mu_);
+    util::MutexLock l(&store->mu_);
     auto it = watchers_.find(watch_id);
     if (it == watchers_.end()) return;
     store->ProgressLocked(it->second.get(), &notify);
@@ -183,10 +183,10 @@ void WatchStream::RequestProgress(int64_t watch_id) {
 void WatchStream::RequestProgressAll() {
   std::vector<WatchStream*> notify;
   {
-    std::shared_lock<std::shared_mutex> ll(link_->mu);
+    util::ReaderMutexLock ll(&link_->mu);
     WatchableStore* store = link_->store;
     if (store == nullptr) return;
-    std::lock_guard<std::mutex> l(store->mu_);
+    util::MutexLock l(&store->mu_);
     if (closed_) return;
     progress_all_pending_ = true;
     store->MaybeProgressAllLocked(this, &notify);
@@ -197,10 +197,10 @@ void WatchStream::RequestProgressAll() {
 void WatchStream::ProgressNotifyAll() {
   std::vector<WatchStream*> notify;
   {
-    std::shared_lock<std::shared_mutex> ll(link_->mu);
+    util::ReaderMutexLock ll(&link_->mu);
     WatchableStore* store = link_->store;
     if (store == nullptr) return;
-    std::lock_guard<std::mutex> l(store->mu_);
+    util::MutexLock l(&store->mu_);
     store->ProgressNotifyStreamLocked(this, &notify);
   }
   WatchableStore::RunNotify(notify);
@@ -210,7 +210,7 @@ std::vector<WatchResponse> WatchStream::Poll(size_t max) {
   std::vector<Queued> taken;
   bool wake = false;
   {
-    std::lock_guard<std::mutex> q(qmu_);
+    util::MutexLock q(&qmu_);
     size_t n = (max == 0) ? queue_.size() : std::min(max, queue_.size());
     taken.reserve(n);
     for (size_t i = 0; i < n; ++i) {
@@ -224,7 +224,7 @@ std::vector<WatchResponse> WatchStream::Poll(size_t max) {
     }
   }
 
-  std::shared_lock<std::shared_mutex> ll(link_->mu);
+  util::ReaderMutexLock ll(&link_->mu);
   WatchableStore* store = link_->store;
   if (store != nullptr && wake) store->Kick();
   std::vector<WatchResponse> out;
@@ -247,32 +247,33 @@ std::vector<WatchResponse> WatchStream::Poll(size_t max) {
 }
 
 int64_t WatchStream::Rev() const {
-  std::shared_lock<std::shared_mutex> ll(link_->mu);
+  util::ReaderMutexLock ll(&link_->mu);
   WatchableStore* store = link_->store;
   if (store == nullptr) return 0;
-  std::lock_guard<std::mutex> l(store->mu_);
+  util::MutexLock l(&store->mu_);
   return store->observed_rev_;
 }
 
 void WatchStream::Close() {
   {
-    std::shared_lock<std::shared_mutex> ll(link_->mu);
+    util::ReaderMutexLock ll(&link_->mu);
     WatchableStore* store = link_->store;
     if (store != nullptr) {
-      std::lock_guard<std::mutex> l(store->mu_);
+      util::MutexLock l(&store->mu_);
       store->DetachStreamLocked(this);
     }
   }
   {
-    std::lock_guard<std::mutex> q(qmu_);
+    util::MutexLock q(&qmu_);
     queue_.clear();
     capacity_used_ = 0;
     bytes_used_ = 0;
     saw_full_ = false;
   }
-  std::unique_lock<std::mutex> n(nmu_);
+  util::MutexLock n(&nmu_);
   notify_closed_ = true;
-  notify_cv_.wait(n, [this] { return notify_in_flight_ == 0; });
+  notify_cv_.Wait(&nmu_,
+                  [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(nmu_) { return notify_in_flight_ == 0; });
 }
 
 namespace {
@@ -299,7 +300,7 @@ void WatchStream::Unaccount(const Queued& q) {
 
 bool WatchStream::Enqueue(WatchResponse response, bool fill_prev_kv, bool force,
                           bool* need_notify) {
-  std::lock_guard<std::mutex> q(qmu_);
+  util::MutexLock q(&qmu_);
   const size_t bytes = force ? 0 : ApproxBytes(response);
   // A response larger than the byte budget still goes into an empty queue.
   if (!force && (capacity_used_ >= capacity_ ||
@@ -317,7 +318,7 @@ bool WatchStream::Enqueue(WatchResponse response, bool fill_prev_kv, bool force,
 }
 
 bool WatchStream::QueueFull() {
-  std::lock_guard<std::mutex> q(qmu_);
+  util::MutexLock q(&qmu_);
   if (FullLocked()) {
     saw_full_ = true;  // Poll will wake the catch-up thread
     return true;
@@ -326,7 +327,7 @@ bool WatchStream::QueueFull() {
 }
 
 bool WatchStream::ReserveNotify() {
-  std::unique_lock<std::mutex> n(nmu_);
+  util::MutexLock n(&nmu_);
   if (notify_closed_ || !notify_) return false;
   ++notify_in_flight_;
   return true;
@@ -334,8 +335,8 @@ bool WatchStream::ReserveNotify() {
 
 void WatchStream::RunReservedNotify() {
   notify_();
-  std::unique_lock<std::mutex> n(nmu_);
-  if (--notify_in_flight_ == 0) notify_cv_.notify_all();
+  util::MutexLock n(&nmu_);
+  if (--notify_in_flight_ == 0) notify_cv_.SignalAll();
 }
 
 // ---------------------------------------------------------------------------
@@ -351,18 +352,18 @@ WatchableStore::WatchableStore(WatchSource* source, WatchOptions options)
 void WatchableStore::Init() {
   link_ = std::make_shared<WatchStream::StoreLink>();
   {
-    std::unique_lock<std::shared_mutex> ll(link_->mu);
+    util::WriterMutexLock ll(&link_->mu);
     link_->store = this;
   }
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     groups_ = std::make_unique<Groups>();
   }
   source_->SetCommitObserver([this](int64_t rev, const std::vector<mvccpb::Event>& events) {
     OnCommit(rev, events);
   });
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     observed_rev_ = std::max(observed_rev_, source_->Rev());
   }
   sync_thread_ = std::thread([this] { SyncLoop(); });
@@ -371,16 +372,16 @@ void WatchableStore::Init() {
 WatchableStore::~WatchableStore() {
   source_->SetCommitObserver(nullptr);
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     stop_ = true;
-    sync_cv_.notify_one();
+    sync_cv_.Signal();
   }
   if (sync_thread_.joinable()) sync_thread_.join();
   // Streams may outlive the store: cut them off (waits for their calls in
   // progress); afterwards they behave as closed.
-  std::unique_lock<std::shared_mutex> ll(link_->mu);
+  util::WriterMutexLock ll(&link_->mu);
   link_->store = nullptr;
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   while (!streams_.empty()) DetachStreamLocked(*streams_.begin());
 }
 
@@ -398,24 +399,24 @@ std::unique_ptr<WatchStream> WatchableStore::NewWatchStream(std::function<void()
   std::unique_ptr<WatchStream> s(
       new WatchStream(link_, options_.stream_queue_capacity, options_.stream_queue_bytes,
                       std::move(notify)));
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   streams_.insert(s.get());
   s->next_progress_at_ = NextProgressAtLocked(clock_->Now());
   return s;
 }
 
 int64_t WatchableStore::Rev() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return observed_rev_;
 }
 
 size_t WatchableStore::SyncedCount() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return groups_->synced.size();
 }
 
 size_t WatchableStore::UnsyncedCount() const {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   return groups_->unsynced.size() + groups_->syncing;
 }
 
@@ -508,19 +509,19 @@ void WatchableStore::ProgressNotifyStreamLocked(WatchStream* s,
 }
 
 void WatchableStore::Kick() {
-  std::lock_guard<std::mutex> l(mu_);
+  util::MutexLock l(&mu_);
   KickLocked();
 }
 
 void WatchableStore::KickLocked() {
   kick_ = true;
-  sync_cv_.notify_one();
+  sync_cv_.Signal();
 }
 
 void WatchableStore::OnCommit(int64_t rev, const std::vector<mvccpb::Event>& events) {
   std::vector<WatchStream*> notify;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (rev <= observed_rev_) return;  // seen at construction
     observed_rev_ = rev;
     if (groups_->synced.empty() || events.empty()) return;
@@ -559,7 +560,7 @@ void WatchableStore::OnCommit(int64_t rev, const std::vector<mvccpb::Event>& eve
 void WatchableStore::Restore() {
   std::vector<WatchStream*> notify;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     const int64_t old_rev = observed_rev_;
     observed_rev_ = source_->Rev();
     // Every synced watcher catches up from the restored history, from its
@@ -585,10 +586,9 @@ void WatchableStore::Restore() {
 void WatchableStore::SyncLoop() {
   while (true) {
     {
-      std::unique_lock<std::mutex> l(mu_);
-      sync_cv_.wait_for(l, options_.sync_interval, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return kick_ || stop_;
-      });
+      util::MutexLock l(&mu_);
+      sync_cv_.WaitFor(&mu_, options_.sync_interval,
+                       [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return kick_ || stop_; });
       if (stop_) return;
       kick_ = false;
     }
@@ -605,7 +605,7 @@ bool WatchableStore::SyncOnce() {
   int64_t min_rev = std::numeric_limits<int64_t>::max();
   bool more = false;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     if (groups_->unsynced.empty()) return false;
     cur = observed_rev_;
     const int64_t compact_rev = source_->CompactRev();
@@ -705,11 +705,11 @@ bool WatchableStore::SyncOnce() {
   }
 
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     groups_->syncing = 0;
     for (WatcherPtr& w : chosen) {
       if (w->state == WatcherState::kRemoved) continue;
-      auto back_to_unsynced = [&] {
+      auto back_to_unsynced = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         w->state = WatcherState::kUnsynced;
         groups_->unsynced[w.get()] = w;
       };
@@ -752,7 +752,7 @@ void WatchableStore::ProgressTimer() {
   const auto now = clock_->Now();
   std::vector<WatchStream*> notify;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    util::MutexLock l(&mu_);
     for (WatchStream* s : streams_) {
       if (now < s->next_progress_at_) continue;
       ProgressNotifyStreamLocked(s, &notify);
