@@ -33,7 +33,9 @@ class AuthTest : public ::testing::Test {
     o.extra_flags = std::move(flags);
     auto c = Cluster::Start(std::move(o), tmp_.path());
     EXPECT_TRUE(c.ok()) << c.status();
-    if (c.ok()) EXPECT_TRUE((*c)->WaitForLeader(seconds(20)).ok());
+    if (c.ok()) {
+      EXPECT_TRUE((*c)->WaitForLeader(seconds(20)).ok());
+    }
     return c.ok() ? std::move(*c) : nullptr;
   }
 

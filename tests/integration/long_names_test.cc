@@ -33,7 +33,9 @@ class LongNamesTest : public ::testing::Test {
     o.size = 3;
     auto c = Cluster::Start(std::move(o), tmp_.path());
     EXPECT_TRUE(c.ok()) << c.status();
-    if (c.ok()) EXPECT_TRUE((*c)->WaitForLeader(seconds(20)).ok());
+    if (c.ok()) {
+      EXPECT_TRUE((*c)->WaitForLeader(seconds(20)).ok());
+    }
     return c.ok() ? std::move(*c) : nullptr;
   }
 
@@ -136,8 +138,12 @@ TEST_F(LongNamesTest, HugeNamesNeverStopAMember) {
   ExpectAllServing(c.get(), "added");
   auto check = [&](const char* when) {
     SCOPED_TRACE(when);
-    if (ra.exit_code == 0) EXPECT_THAT(Lines(Ok(ep, {"role", "list"})), ElementsAre(role));
-    if (ua.exit_code == 0) EXPECT_THAT(Lines(Ok(ep, {"user", "list"})), ElementsAre(user));
+    if (ra.exit_code == 0) {
+      EXPECT_THAT(Lines(Ok(ep, {"role", "list"})), ElementsAre(role));
+    }
+    if (ua.exit_code == 0) {
+      EXPECT_THAT(Lines(Ok(ep, {"user", "list"})), ElementsAre(user));
+    }
     if (gr.exit_code == 0) {
       EXPECT_EQ(Ok(ep, {"user", "get", user}),
                 absl::StrCat("User: ", user, "\nRoles: ", role, "\n"));

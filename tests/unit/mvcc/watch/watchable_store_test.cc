@@ -668,7 +668,9 @@ TEST(WatchableStoreLimitsTest, EdgeRevisionsAndIds) {
   EXPECT_EQ(Revs(EventsOf(r.got, -7)), (std::vector<int64_t>{first, second}));
   EXPECT_EQ(EventCount(r.got, 0), 0u);
   for (const auto& resp : r.got) {
-    if (resp.watch_id == 0) EXPECT_EQ(resp.compact_revision, -1);
+    if (resp.watch_id == 0) {
+      EXPECT_EQ(resp.compact_revision, -1);
+    }
   }
   EXPECT_EQ(EventCount(r.got, INT64_MAX), 0u);
   r.stream->RequestProgress(INT64_MAX);
