@@ -197,14 +197,12 @@ absl::Status BuildMemberDir(util::Env* env, const storage::EtcdDataDir& d,
                             const util::Logger& log) {
   const std::string snap_dir = tmp + "/snap";
   if (auto s = env->CreateDirAll(snap_dir); !s.ok()) return s;
-  if (!d.db_path.empty()) {
-    auto bolt = storage::BboltReader::Open(d.db_path);
-    if (!bolt.ok()) return Annotate(bolt.status(), d.db_path);
+  if (d.db != nullptr) {
     storage::BackendOptions bopts;
     bopts.logger = log.WithComponent("backend");
     auto be = storage::Backend::Open(snap_dir + "/db", bopts);
     if (!be.ok()) return be.status();
-    if (auto s = ImportEtcdBackend(**bolt, be->get(), log); !s.ok()) return s;
+    if (auto s = ImportEtcdBackend(*d.db, be->get(), log); !s.ok()) return s;
     auto wtx = (*be)->BeginWrite();
     if (!wtx.ok()) return wtx.status();
     for (const auto& m : d.members) {
@@ -263,13 +261,12 @@ absl::Status Verify(util::Env* env, const storage::EtcdDataDir& d,
   auto fail = [](std::string what) {
     return absl::DataLossError(absl::StrCat("converted data dir check failed: ", what));
   };
-  if (!d.db_path.empty()) {
+  if (d.db != nullptr) {
+    // The source as read once by ReadEtcdDataDir; the target is re-opened.
     uint64_t bolt_keys = 0;
     int64_t bolt_rev = 0;
     {
-      auto bolt = storage::BboltReader::Open(d.db_path);
-      if (!bolt.ok()) return bolt.status();
-      auto s = (*bolt)->ForEach(storage::kKeyBucket, [&](std::string_view k, std::string_view, bool b) {
+      auto s = d.db->ForEach(storage::kKeyBucket, [&](std::string_view k, std::string_view, bool b) {
         if (b) return true;
         ++bolt_keys;
         if (k.size() >= 8) bolt_rev = static_cast<int64_t>(storage::GetBigEndian64(k.data()));

@@ -110,8 +110,9 @@ absl::Status ReadBackend(const std::string& path, EtcdDataDir* out) {
     return absl::Status(db.status().code(), absl::StrCat(path, ": ", db.status().message()));
   }
   out->db_path = path;
+  out->db = std::shared_ptr<const BboltReader>(std::move(*db));
   absl::Status inner;
-  absl::Status s = (*db)->ForEach("meta", [&](std::string_view k, std::string_view v, bool) {
+  absl::Status s = out->db->ForEach("meta", [&](std::string_view k, std::string_view v, bool) {
     if (k != "consistent_index") return true;
     if (v.size() != 8) {
       inner = absl::DataLossError(absl::StrCat(path, ": meta consistent_index is ", v.size(), " bytes, not 8"));
@@ -122,7 +123,7 @@ absl::Status ReadBackend(const std::string& path, EtcdDataDir* out) {
   });
   if (!s.ok() && !absl::IsNotFound(s)) return s;
   if (!inner.ok()) return inner;
-  s = (*db)->ForEach("members", [&](std::string_view k, std::string_view v, bool is_bucket) {
+  s = out->db->ForEach("members", [&](std::string_view k, std::string_view v, bool is_bucket) {
     if (is_bucket) return true;
     auto m = ParseMember(k, v);
     if (!m.ok()) {
@@ -134,7 +135,7 @@ absl::Status ReadBackend(const std::string& path, EtcdDataDir* out) {
   });
   if (!s.ok() && !absl::IsNotFound(s)) return s;
   if (!inner.ok()) return inner;
-  s = (*db)->ForEach("members_removed", [&](std::string_view k, std::string_view, bool is_bucket) {
+  s = out->db->ForEach("members_removed", [&](std::string_view k, std::string_view, bool is_bucket) {
     if (is_bucket) return true;
     auto id = MemberKey(k);
     if (!id.ok()) {
@@ -240,6 +241,7 @@ absl::StatusOr<EtcdDataDir> ReadEtcdDataDir(util::Env* env, const std::string& d
           " is behind the snapshot at ", start.index, " and ", snap_db, " does not exist"));
     }
     out.db_path.clear();
+    out.db.reset();
     out.consistent_index = 0;
     out.members.clear();
     out.removed_member_ids.clear();

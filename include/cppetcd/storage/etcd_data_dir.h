@@ -23,12 +23,14 @@
 #define CPPETCD_STORAGE_ETCD_DATA_DIR_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cppetcd/storage/bbolt_reader.h"
 #include "cppetcd/util/env.h"
 #include "cppetcd/wal/wal.h"
 #include "raftpb/raft.pb.h"
@@ -85,6 +87,9 @@ struct EtcdDataDir {
 
   // The backend (member/snap/db, or the `.snap.db` etcd would swap in).
   std::string db_path;                     // empty when there is no backend
+  // That backend as read here (the whole file in memory), for the caller
+  // to import from without reading it again; null when db_path is empty.
+  std::shared_ptr<const BboltReader> db;
   uint64_t consistent_index = 0;           // meta bucket `consistent_index` (0 if absent)
   std::vector<EtcdMember> members;         // `members` bucket, by ID
   std::vector<uint64_t> removed_member_ids;  // `members_removed` bucket
