@@ -5,8 +5,6 @@
 // tests/integration/etcd_convert_test.cc.
 #include "cppetcd/server/etcd_convert.h"
 
-#include <fcntl.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -15,12 +13,12 @@
 
 #include "absl/strings/str_format.h"
 #include "cppetcd/storage/backend.h"
-#include "cppetcd/storage/bbolt_writer.h"
 #include "cppetcd/wal/wal.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "serverpb/internal.pb.h"
+#include "tests/unit/storage/etcd_dir_fixture.h"
 #include "tests/unit/wal/etcd_wal_test_util.h"
 
 namespace cppetcd::server {
@@ -31,16 +29,10 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using wal::testing::EtcdSegmentBuilder;
 
-constexpr uint64_t kMember = 0xbdae9bbc11dd390dULL;
-constexpr uint64_t kCluster = 0xd1cf3db3e1cba16aULL;
-constexpr char kMemberJson[] =
-    R"({"id":13668033151171901709,"peerURLs":["http://127.0.0.1:2380"],"name":"s1","clientURLs":["http://127.0.0.1:2379"]})";
-
-std::string BigEndian(uint64_t v) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(v >> (56 - 8 * i));
-  return s;
-}
+using storage::testing::BigEndian;
+constexpr uint64_t kMember = storage::testing::kEtcdMember;
+constexpr uint64_t kCluster = storage::testing::kEtcdCluster;
+constexpr const char* kMemberJson = storage::testing::kEtcdMemberJson;
 
 // Protobuf length-delimited field (lengths < 128 here).
 std::string Field(int number, const std::string& bytes) {
@@ -75,22 +67,8 @@ raftpb::Entry ConfChangeEntry(uint64_t index, uint64_t term) {
   return e;
 }
 
-class EtcdConvertTest : public ::testing::Test {
+class EtcdConvertTest : public storage::testing::EtcdDirFixture {
  protected:
-  EtcdConvertTest() {
-    std::string tmpl = ::testing::TempDir() + "etcdconvXXXXXX";
-    if (::mkdtemp(tmpl.data()) != nullptr) dir_ = tmpl;
-    EXPECT_TRUE(env_->CreateDirAll(Sub("member/wal")).ok());
-    EXPECT_TRUE(env_->CreateDirAll(Sub("member/snap")).ok());
-  }
-  ~EtcdConvertTest() override { (void)env_->RemoveAll(dir_); }
-
-  std::string Sub(const std::string& p) const { return util::JoinPath(dir_, p); }
-  void Put(const std::string& path, const std::string& bytes) {
-    auto f = env_->NewWritableFile(path);
-    ASSERT_TRUE(f.ok());
-    ASSERT_TRUE((*f)->Append(bytes).ok());
-  }
   // `payloads[i]` is entry i+2 (entry 1 is the ConfChange adding kMember).
   void PutWal(const std::vector<std::string>& payloads, uint64_t commit) {
     EtcdSegmentBuilder b;
@@ -101,25 +79,11 @@ class EtcdConvertTest : public ::testing::Test {
     Put(Sub("member/wal/0000000000000000-0000000000000000.wal"), b.Preallocate(16384).bytes());
   }
   void PutDb(uint64_t consistent_index) {
-    const std::string path = Sub("member/snap/db");
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
-    ASSERT_GE(fd, 0);
-    auto w = storage::BboltWriter::Create(fd);
-    ASSERT_TRUE(w.ok());
-    ASSERT_TRUE((*w)->BeginBucket("key").ok());
-    ASSERT_TRUE((*w)->Put(BigEndian(2) + "_" + BigEndian(0), "kv-record").ok());
-    ASSERT_TRUE((*w)->EndBucket().ok());
-    ASSERT_TRUE((*w)->BeginBucket("members").ok());
-    ASSERT_TRUE((*w)->Put("bdae9bbc11dd390d", kMemberJson).ok());
-    ASSERT_TRUE((*w)->EndBucket().ok());
-    ASSERT_TRUE((*w)->BeginBucket("members_removed").ok());
-    ASSERT_TRUE((*w)->Put("1234", "removed").ok());
-    ASSERT_TRUE((*w)->EndBucket().ok());
-    ASSERT_TRUE((*w)->BeginBucket("meta").ok());
-    ASSERT_TRUE((*w)->Put("consistent_index", BigEndian(consistent_index)).ok());
-    ASSERT_TRUE((*w)->EndBucket().ok());
-    ASSERT_TRUE((*w)->Finish().ok());
-    ::close(fd);
+    PutBbolt(Sub("member/snap/db"),
+             {{"key", {{BigEndian(2) + "_" + BigEndian(0), "kv-record"}}},
+              {"members", {{"bdae9bbc11dd390d", kMemberJson}}},
+              {"members_removed", {{"1234", "removed"}}},
+              {"meta", {{"consistent_index", BigEndian(consistent_index)}}}});
   }
   std::vector<std::string> Files() const {
     std::vector<std::string> out;
@@ -127,9 +91,7 @@ class EtcdConvertTest : public ::testing::Test {
     return out;
   }
 
-  util::Env* env_ = util::Env::Default();
   util::Logger log_ = util::GetLogger("test");
-  std::string dir_;
 };
 
 // etcd 3.5's InternalRaftRequest.cluster_version_set (field 1300): unknown

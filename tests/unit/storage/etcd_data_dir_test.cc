@@ -1,18 +1,16 @@
 #include "cppetcd/storage/etcd_data_dir.h"
 
-#include <fcntl.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <map>
 #include <string>
 
 #include "absl/strings/str_format.h"
-#include "cppetcd/storage/bbolt_writer.h"
 #include "cppetcd/util/crc32c.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "snappb/snap.pb.h"
+#include "tests/unit/storage/etcd_dir_fixture.h"
 #include "tests/unit/wal/etcd_wal_test_util.h"
 
 namespace cppetcd::storage {
@@ -22,32 +20,13 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using wal::testing::EtcdSegmentBuilder;
 
-constexpr uint64_t kMember = 0xbdae9bbc11dd390dULL;
-constexpr uint64_t kCluster = 0xd1cf3db3e1cba16aULL;
-
-std::string BigEndian(uint64_t v) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) s[i] = static_cast<char>(v >> (56 - 8 * i));
-  return s;
-}
+using testing::BigEndian;
+constexpr uint64_t kMember = testing::kEtcdMember;
+constexpr uint64_t kCluster = testing::kEtcdCluster;
 
 // A hand-built etcd data dir: WAL, .snap files and a bbolt backend.
-class EtcdDataDirTest : public ::testing::Test {
+class EtcdDataDirTest : public testing::EtcdDirFixture {
  protected:
-  EtcdDataDirTest() {
-    std::string tmpl = ::testing::TempDir() + "etcddirXXXXXX";
-    if (::mkdtemp(tmpl.data()) != nullptr) dir_ = tmpl;
-    EXPECT_TRUE(env_->CreateDirAll(Sub("member/wal")).ok());
-    EXPECT_TRUE(env_->CreateDirAll(Sub("member/snap")).ok());
-  }
-  ~EtcdDataDirTest() override { (void)env_->RemoveAll(dir_); }
-
-  std::string Sub(const std::string& p) const { return util::JoinPath(dir_, p); }
-  void Put(const std::string& path, const std::string& bytes) {
-    auto f = env_->NewWritableFile(path);
-    ASSERT_TRUE(f.ok());
-    ASSERT_TRUE((*f)->Append(bytes).ok());
-  }
   // Entries 1..10 of term 2, markers at 0 and 5, commit 10.
   void PutWal(uint64_t commit = 10) {
     EtcdSegmentBuilder b;
@@ -71,27 +50,11 @@ class EtcdDataDirTest : public ::testing::Test {
   }
   void PutDb(const std::string& path, uint64_t consistent_index,
              std::map<std::string, std::string> members = {
-                 {"bdae9bbc11dd390d",
-                  R"({"id":13668033151171901709,"peerURLs":["http://127.0.0.1:2380"],"name":"s1","clientURLs":["http://127.0.0.1:2379"]})"}}) {
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0600);
-    ASSERT_GE(fd, 0);
-    auto w = BboltWriter::Create(fd);
-    ASSERT_TRUE(w.ok());
-    ASSERT_TRUE((*w)->BeginBucket("members").ok());
-    for (const auto& [k, v] : members) ASSERT_TRUE((*w)->Put(k, v).ok());
-    ASSERT_TRUE((*w)->EndBucket().ok());
-    ASSERT_TRUE((*w)->BeginBucket("members_removed").ok());
-    ASSERT_TRUE((*w)->Put("1234", "removed").ok());
-    ASSERT_TRUE((*w)->EndBucket().ok());
-    ASSERT_TRUE((*w)->BeginBucket("meta").ok());
-    ASSERT_TRUE((*w)->Put("consistent_index", BigEndian(consistent_index)).ok());
-    ASSERT_TRUE((*w)->EndBucket().ok());
-    ASSERT_TRUE((*w)->Finish().ok());
-    ::close(fd);
+                 {"bdae9bbc11dd390d", testing::kEtcdMemberJson}}) {
+    PutBbolt(path, {{"members", members},
+                    {"members_removed", {{"1234", "removed"}}},
+                    {"meta", {{"consistent_index", BigEndian(consistent_index)}}}});
   }
-
-  util::Env* env_ = util::Env::Default();
-  std::string dir_;
 };
 
 TEST_F(EtcdDataDirTest, ReadsWalSnapshotAndBackend) {
