@@ -17,7 +17,7 @@
 #                    (default: build/e2e_etcd)
 #   --timeout S      per-test limit in seconds (default 90): Go's -test.timeout,
 #                    and a wall-clock kill 30 s later
-#   --shard all|ci   all non-v2 tests (default) or those marked ci in expected.txt
+#   --shard all|ci   all non-v2 tests (default) or all but those marked noci in expected.txt
 #   --run REGEX      only the non-v2 tests whose names match REGEX (grep -E);
 #                    with --run, a test's result is printed but the run fails
 #                    only on unexpected results among the tests run
@@ -133,7 +133,11 @@ while read -r name cpp etcd rest; do
   esac
   if [ "$column" = etcd ]; then want[$name]=$etcd; else want[$name]=$cpp; fi
   r=$rest
-  [[ $r == ci || $r == "ci "* ]] && { inci[$name]=1; r=${r#ci}; r=${r# }; }
+  if [[ $r == noci || $r == "noci "* ]]; then
+    r=${r#noci}; r=${r# }
+  else
+    inci[$name]=1
+  fi
   reason[$name]=$r
 done < "$expected"
 
