@@ -25,6 +25,7 @@
 #include "cppetcd/wal/wal.h"
 #include "raftpb/raft.pb.h"
 #include "serverpb/internal.pb.h"
+#include "walpb/etcd.pb.h"
 
 namespace cppetcd::server {
 namespace {
@@ -35,6 +36,11 @@ constexpr char kConsistentIndexKey[] = "consistent_index";
 // etcdserverpb.InternalRaftRequest's v2 field (a pb.Request), absent from
 // cppetcd's InternalRaftRequest.
 constexpr int kV2Field = 2;
+// etcd 3.5's membership requests in InternalRaftRequest, unknown to cppetcd's:
+// cluster_version_set, cluster_member_attr_set, downgrade_info_set.
+constexpr int kClusterVersionSetField = 1300;
+constexpr int kClusterMemberAttrSetField = 1301;
+constexpr int kDowngradeInfoSetField = 1302;
 
 // The fields of etcd's v2 pb.Request the conversion looks at.
 struct V2Request {
@@ -126,6 +132,33 @@ Translation TranslateV2(const V2Request& v2, std::string* out, std::string* why)
   return Translation::kUntranslatable;
 }
 
+// etcd 3.5's membership requests (InternalRaftRequest field `field`):
+// member attributes become cppetcd's member_attributes request; the cluster
+// version and downgrade info (cppetcd has neither) become no-op entries, as
+// etcd 3.4's v2 cluster version entries do.
+Translation TranslateEtcd35(const serverpb::InternalRaftRequest& req, int field,
+                            raftpb::Entry* e, std::string* why) {
+  if (field == kClusterVersionSetField || field == kDowngradeInfoSetField) {
+    if (!UnknownBytes(req, field).has_value()) return Translation::kUntranslatable;
+    e->clear_data();
+    return Translation::kVersion;
+  }
+  if (field != kClusterMemberAttrSetField) return Translation::kUntranslatable;
+  auto bytes = UnknownBytes(req, field);
+  walpb::EtcdClusterMemberAttrSetRequest in;
+  if (!bytes.has_value() || !in.ParseFromString(*bytes) || in.member_id() == 0) {
+    *why = "an etcd 3.5 member attributes request that does not decode";
+    return Translation::kUntranslatable;
+  }
+  serverpb::InternalRaftRequest out;
+  auto* ma = out.mutable_member_attributes();
+  ma->set_member_id(in.member_id());
+  ma->set_name(in.member_attributes().name());
+  for (const auto& u : in.member_attributes().client_urls()) ma->add_client_urls(u);
+  e->set_data(out.SerializeAsString());
+  return Translation::kAttributes;
+}
+
 // One entry's payload in cppetcd's form (`e` is changed in place unless the
 // result is kUntranslatable).
 Translation TranslateEntry(raftpb::Entry* e, std::string* why) {
@@ -136,8 +169,15 @@ Translation TranslateEntry(raftpb::Entry* e, std::string* why) {
       if (req.ParseFromString(e->data())) {
         auto v2 = UnknownBytes(req, kV2Field);
         if (!v2.has_value()) {
-          if (req.GetReflection()->GetUnknownFields(req).empty()) return Translation::kKept;
-          *why = "a request of a kind cppetcd does not know (etcd 3.5 or later?)";
+          const auto& unknown = req.GetReflection()->GetUnknownFields(req);
+          if (unknown.empty()) return Translation::kKept;
+          if (unknown.field_count() == 1) {
+            if (Translation t = TranslateEtcd35(req, unknown.field(0).number(), e, why);
+                t != Translation::kUntranslatable) {
+              return t;
+            }
+          }
+          if (why->empty()) *why = "a request of a kind cppetcd does not know";
           return Translation::kUntranslatable;
         }
         auto r = DecodeV2Request(*v2);

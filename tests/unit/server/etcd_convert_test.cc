@@ -94,10 +94,26 @@ class EtcdConvertTest : public storage::testing::EtcdDirFixture {
   util::Logger log_ = util::GetLogger("test");
 };
 
-// etcd 3.5's InternalRaftRequest.cluster_version_set (field 1300): unknown
-// to cppetcd.
+// etcd 3.5's InternalRaftRequest.cluster_version_set (field 1300).
 std::string Etcd35Request() {
   return std::string("\xa2\x51\x07", 3) + Field(1, "3.5.0");
+}
+// etcd 3.5's cluster_member_attr_set (field 1301): {member_ID = 1,
+// member_attributes = 2 {name = 1, client_urls = 2}}, after a header (100).
+std::string Etcd35MemberAttrSet() {
+  const std::string attrs = Field(1, "s1") + Field(2, "http://127.0.0.1:2379");
+  const std::string inner = std::string("\x08\x8d\xf2\xf4\x8e\xc1\xf7\xa6\xd7\xbd\x01", 11) +
+                            Field(2, attrs);
+  return std::string("\xa2\x06\x02\x08\x09", 5) +  // header {ID: 9}
+         std::string("\xaa\x51", 2) + std::string(1, static_cast<char>(inner.size())) + inner;
+}
+// etcd 3.5's downgrade_info_set (field 1302).
+std::string Etcd35Downgrade() {
+  return std::string("\xb2\x51\x02\x08\x01", 5);
+}
+// A request kind no etcd 3.4 or 3.5 writes (InternalRaftRequest field 1400).
+std::string UnknownRequest() {
+  return std::string("\xc2\x57\x02\x08\x01", 5);
 }
 
 TEST_F(EtcdConvertTest, TranslatesEveryEtcd34PayloadKind) {
@@ -107,7 +123,7 @@ TEST_F(EtcdConvertTest, TranslatesEveryEtcd34PayloadKind) {
           /*3*/ attrs,
           /*4*/ Field(2, V2Request("PUT", "/0/version", "3.4.0")),  // wrapped in field 2
           /*5*/ V3Put("a"),
-          /*6*/ Etcd35Request(),
+          /*6*/ UnknownRequest(),
           /*7*/ V2Request("PUT", "/1/foo", "bar"),
           /*8*/ V3Put("b"),
           /*9*/ V3Put("c")},
@@ -196,8 +212,42 @@ TEST_F(EtcdConvertTest, TranslatesEveryEtcd34PayloadKind) {
   EXPECT_FALSE(again->converted);
 }
 
+// etcd 3.5 proposes member attributes and the cluster version as v3
+// requests (fields 1300..1302): above the consistent index they are
+// translated, not refused.
+TEST_F(EtcdConvertTest, TranslatesEtcd35MembershipRequests) {
+  PutWal({/*2*/ V3Put("a"),
+          /*3*/ Etcd35MemberAttrSet(),
+          /*4*/ Etcd35Request(),
+          /*5*/ Etcd35Downgrade(),
+          /*6*/ V3Put("b")},
+         /*commit=*/6);
+  PutDb(/*consistent_index=*/2);
+  auto st = PrepareDataDir(env_, dir_, "", log_);
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->entries_attributes, 1u);
+  EXPECT_EQ(st->entries_version, 2u);
+  EXPECT_EQ(st->entries_blanked, 0u);
+  EXPECT_EQ(st->entries_to_apply, 4u);
+  auto w = wal::Wal::Open(env_, Sub("member/wal"), {}, wal::Options{});
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto rr = (*w)->ReadAll();
+  ASSERT_TRUE(rr.ok()) << rr.status();
+  ASSERT_EQ(rr->entries.size(), 6u);
+  serverpb::InternalRaftRequest req;
+  ASSERT_TRUE(req.ParseFromString(rr->entries[2].data()));
+  ASSERT_TRUE(req.has_member_attributes());
+  EXPECT_EQ(req.member_attributes().member_id(), kMember);
+  EXPECT_EQ(req.member_attributes().name(), "s1");
+  EXPECT_THAT(req.member_attributes().client_urls(), ElementsAre("http://127.0.0.1:2379"));
+  EXPECT_EQ(rr->entries[3].data(), "");
+  EXPECT_EQ(rr->entries[4].data(), "");
+  EXPECT_EQ(rr->entries[5].data(), V3Put("b"));
+  ASSERT_TRUE((*w)->Close().ok());
+}
+
 TEST_F(EtcdConvertTest, RefusesWhatItCannotApplyAboveTheConsistentIndex) {
-  for (const std::string& payload : {Etcd35Request(), V2Request("PUT", "/1/foo", "bar"),
+  for (const std::string& payload : {UnknownRequest(), V2Request("PUT", "/1/foo", "bar"),
                                      std::string("\xff\xff", 2)}) {
     SCOPED_TRACE(payload);
     PutWal({V3Put("a"), payload}, /*commit=*/3);
