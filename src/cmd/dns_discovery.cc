@@ -233,7 +233,9 @@ absl::StatusOr<SrvBootstrap> DiscoverSrvCluster(SrvResolver& resolver, const Etc
     absl::StatusOr<std::vector<std::string>> found =
         GetSrvCluster(resolver, scheme, service, config.name, config.discovery_srv,
                       config.initial_advertise_peer_urls, &placeholder);
-    const std::vector<std::string> entries = found.ok() ? *found : std::vector<std::string>{};
+    if (found.ok()) out.members.insert(out.members.end(), found->begin(), found->end());
+    // etcd logs the entries found so far (https, then both).
+    const std::vector<std::string>& entries = out.members;
     std::string error = found.ok() ? "" : std::string(found.status().message());
     const char* msg =
         https ? "get cluster for etcd-server-ssl SRV" : "get cluster for etcd-server SRV";
@@ -254,7 +256,6 @@ absl::StatusOr<SrvBootstrap> DiscoverSrvCluster(SrvResolver& resolver, const Etc
                      {"error", error}});
     }
     if (!found.ok()) errors.push_back(error);
-    out.members.insert(out.members.end(), entries.begin(), entries.end());
   }
   if (out.members.empty() && !errors.empty()) {
     absl::Status st = absl::NotFoundError(absl::StrJoin(errors, "; "));

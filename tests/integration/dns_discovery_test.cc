@@ -522,7 +522,8 @@ TEST_F(DnsDiscoveryTest, SameClusterAsEtcdOverHttpsWithTheDomainAsServerName) {
     std::vector<std::vector<std::string>> argvs;
     for (const Member& m : members) {
       std::vector<std::string> argv = MemberArgs(
-          binary, m, domain, "https", absl::StrCat(tmp_.path(), "/run", run, "-", m.name), false);
+          binary, m, domain, "https", absl::StrCat(tmp_.path(), "/run", run, "-", m.name),
+          m.name == "m1");
       argv.push_back("--peer-cert-file=" + certs->cert);
       argv.push_back("--peer-key-file=" + certs->key);
       argvs.push_back(argv);
