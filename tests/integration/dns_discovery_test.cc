@@ -486,6 +486,23 @@ TEST_F(DnsDiscoveryTest, MissingRecordsStopTheMemberAsEtcdDoes) {
     EXPECT_THAT(r.err, HasSubstr("error querying DNS SRV records for _etcd-server-ssl lookup "
                                  "_etcd-server-ssl._tcp.httponly.test"));
   }
+  // --discovery-srv-name alone drops the default initial cluster (etcd
+  // 3.4's flag handling), so a new member finds no member of its name.
+  for (const std::string& binary : binaries) {
+    std::vector<std::string> argv = MemberArgs(binary, members[0], "listed.test", "http",
+                                               tmp_.path() + "/name-only-" +
+                                                   std::to_string(procs_started_++),
+                                               true);
+    argv.erase(std::remove_if(argv.begin(), argv.end(),
+                              [](const std::string& a) { return a.find("--discovery-srv=") == 0; }),
+               argv.end());
+    argv.push_back("--discovery-srv-name=blue");
+    CommandResult r = RunCommand(argv, "", {}, std::chrono::seconds(20));
+    EXPECT_EQ(r.exit_code, 1) << binary << r.err;
+    EXPECT_THAT(r.err, HasSubstr("\"msg\":\"discovery failed\",\"error\":\"couldn't find local "
+                                 "name \\\"m1\\\" in the initial cluster configuration\""))
+        << binary;
+  }
   // --initial-cluster with --discovery-srv: etcd's conflict error, before
   // anything starts.
   for (const std::string& binary : binaries) {
