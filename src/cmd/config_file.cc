@@ -2,6 +2,7 @@
 // command-line flags, with TLS settings in client-transport-security and
 // peer-transport-security sections. Keys etcd does not know are ignored, as
 // etcd's YAML decoding ignores them; a null value keeps the default.
+#include <algorithm>
 #include <optional>
 
 #include "absl/status/status.h"
@@ -92,6 +93,17 @@ absl::StatusOr<EtcdConfig> LoadConfigFile(const std::string& path) {
     }
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("error reading config file \"", path, "\": ", e.what()));
+  }
+
+  // etcd 3.4 (embed/config.go): with discovery-srv, an initial-cluster
+  // equal to the default ("default=http://localhost:2380") counts as unset.
+  const bool dns_discovery = std::any_of(args.begin(), args.end(), [](const std::string& a) {
+    return a.rfind("--discovery-srv=", 0) == 0 && a != "--discovery-srv=";
+  });
+  if (dns_discovery) {
+    args.erase(std::remove(args.begin(), args.end(),
+                           std::string("--initial-cluster=default=http://localhost:2380")),
+               args.end());
   }
 
   // Unknown keys are ignored (etcd decodes into a struct); drop them here.

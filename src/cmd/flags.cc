@@ -129,7 +129,7 @@ Setter Ignored() {
 
 std::string EnvName(std::string_view flag);
 
-// A flag for a feature cppetcd does not have (v2 proxy, DNS discovery...):
+// A flag for a feature cppetcd does not have (v2 proxy, discovery service...):
 // accepted only with a value that leaves the feature off, so that unit files
 // spelling out etcd's defaults keep working; any other value is refused at
 // start-up, naming the flag, its ETCD_* variable and its config file key.
@@ -174,7 +174,6 @@ std::function<absl::StatusOr<bool>(std::string_view)> IsChoice(std::set<std::str
 }
 
 constexpr char kNoProxy[] = "cppetcd has no v2 proxy mode";
-constexpr char kNoSrv[] = "DNS SRV discovery is not implemented: list the members in --initial-cluster";
 
 // The flags etcd 3.4 defines. Those of features cppetcd does not have (v2
 // API, proxy, discovery, lease checkpoints) are accepted only with values
@@ -207,7 +206,12 @@ const std::vector<FlagDef>& Flags() {
       {"host-whitelist", false, List(&EtcdConfig::host_whitelist)},
       {"initial-advertise-peer-urls", false, Urls(&EtcdConfig::initial_advertise_peer_urls)},
       {"advertise-client-urls", false, Urls(&EtcdConfig::advertise_client_urls)},
-      {"initial-cluster", false, Str(&EtcdConfig::initial_cluster)},
+      {"initial-cluster", false,
+       [](EtcdConfig* c, std::string_view v) {
+         c->initial_cluster = std::string(v);
+         c->initial_cluster_given = true;
+         return absl::OkStatus();
+       }},
       {"initial-cluster-token", false, Str(&EtcdConfig::initial_cluster_token)},
       {"initial-cluster-state", false, Str(&EtcdConfig::initial_cluster_state)},
       {"strict-reconfig-check", true, Bool(&EtcdConfig::strict_reconfig_check)},
@@ -225,9 +229,8 @@ const std::vector<FlagDef>& Flags() {
                    "discovery is not implemented", "etcd's default \"proxy\"")},
       {"discovery-proxy", false,
        Unsupported("discovery-proxy", IsEmpty, "discovery is not implemented", "an empty value")},
-      {"discovery-srv", false, Unsupported("discovery-srv", IsEmpty, kNoSrv, "an empty value")},
-      {"discovery-srv-name", false,
-       Unsupported("discovery-srv-name", IsEmpty, kNoSrv, "an empty value")},
+      {"discovery-srv", false, Str(&EtcdConfig::discovery_srv)},
+      {"discovery-srv-name", false, Str(&EtcdConfig::discovery_srv_name)},
       {"proxy", false,
        Unsupported("proxy", IsChoice({"off", "readonly", "on"}, "off"), kNoProxy,
                    "etcd's default \"off\"")},
@@ -533,7 +536,16 @@ absl::Status Finalize(EtcdConfig* c) {
   }
   if (c->advertise_client_urls.empty()) c->advertise_client_urls = {Url{"http", "localhost", 2379}};
   if (c->data_dir.empty()) c->data_dir = c->name + ".etcd";
-  if (c->initial_cluster.empty()) {
+  // etcd 3.4 (etcdmain/config.go): a DNS discovery flag drops the default
+  // initial cluster; one given explicitly with --discovery-srv conflicts.
+  const bool dns_discovery = !c->discovery_srv.empty() || !c->discovery_srv_name.empty();
+  if (dns_discovery && !c->initial_cluster_given) c->initial_cluster.clear();
+  if (!c->discovery_srv.empty() && !c->initial_cluster.empty()) {
+    return absl::InvalidArgumentError(
+        "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", "
+        "\"discovery\" or \"discovery-srv\"");
+  }
+  if (c->initial_cluster.empty() && !dns_discovery) {
     std::vector<std::string> parts;
     for (const Url& u : c->initial_advertise_peer_urls) {
       parts.push_back(absl::StrCat(c->name, "=", u.ToString()));
@@ -573,8 +585,10 @@ absl::Status Finalize(EtcdConfig* c) {
                                                      "\" for revision mode"));
     }
   }
-  auto cluster = ParseInitialCluster(c->initial_cluster);
-  if (!cluster.ok()) return cluster.status();
+  if (!c->initial_cluster.empty()) {
+    auto cluster = ParseInitialCluster(c->initial_cluster);
+    if (!cluster.ok()) return cluster.status();
+  }
   if (c->quota_backend_bytes < 0) {
     return absl::InvalidArgumentError("--quota-backend-bytes must not be negative");
   }
@@ -722,6 +736,8 @@ Clustering:
   --initial-cluster 'default=http://localhost:2380'
                                         Initial cluster configuration for bootstrapping.
   --initial-cluster-state 'new'         Initial cluster state ('new' or 'existing').
+  --discovery-srv ''                    DNS domain whose SRV records list the initial cluster.
+  --discovery-srv-name ''               Suffix of the SRV service names queried (_etcd-server-<name>).
   --initial-cluster-token 'etcd-cluster'
                                         Initial cluster token for the cluster during bootstrap.
   --advertise-client-urls 'http://localhost:2379'

@@ -10,11 +10,13 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "cppetcd/api/client_listener.h"
 #include "cppetcd/api/etcd_server_backend.h"
 #include "cppetcd/api/http_server.h"
 #include "cppetcd/api/metrics.h"
+#include "cppetcd/cmd/dns_discovery.h"
 #include "cppetcd/server/etcd_convert.h"
 #include "cppetcd/transport/grpc_timer_guard.h"
 #include "cppetcd/transport/grpc_transport.h"
@@ -22,6 +24,7 @@
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/sd_notify.h"
 #include "cppetcd/util/tls.h"
+#include "cppetcd/wal/wal.h"
 
 namespace cppetcd::cmd {
 namespace {
@@ -199,6 +202,45 @@ absl::Status BindClientListeners(const EtcdConfig& config, const util::TlsInfo& 
   return absl::OkStatus();
 }
 
+// --discovery-srv as etcd 3.4 (embed.StartEtcd): a member without a WAL
+// takes its initial cluster from DNS (cmd/dns_discovery.h); one with a WAL
+// restarts from it and looks nothing up. `config` is updated in place;
+// `peer_server_name` gets etcd's peer TLS ServerName. Errors: those of
+// DiscoverSrvCluster, with etcd's prefix.
+absl::Status BootstrapFromDns(EtcdConfig* config, std::string* peer_server_name,
+                              const util::Logger& log) {
+  const bool dns = !config->discovery_srv.empty() || !config->discovery_srv_name.empty();
+  if (!dns || !config->initial_cluster.empty()) return absl::OkStatus();  // static cluster
+  const std::string wal_dir =
+      config->wal_dir.empty() ? config->data_dir + "/member/wal" : config->wal_dir;
+  if (wal::Wal::Exists(util::Env::Default(), wal_dir)) {
+    // The members are in the WAL; this only satisfies the server's check
+    // of the advertised URLs against the initial cluster.
+    std::vector<std::string> parts;
+    for (const Url& u : config->initial_advertise_peer_urls) {
+      parts.push_back(absl::StrCat(config->name, "=", u.ToString()));
+    }
+    config->initial_cluster = absl::StrJoin(parts, ",");
+    return absl::OkStatus();
+  }
+  if (config->discovery_srv.empty()) {
+    // etcd: --discovery-srv-name alone drops the default initial cluster,
+    // and the bootstrap then finds no member of this name.
+    return absl::InvalidArgumentError(absl::StrCat("couldn't find local name \"", config->name,
+                                                   "\" in the initial cluster configuration"));
+  }
+  std::unique_ptr<SrvResolver> resolver = NewSystemResolver();
+  absl::StatusOr<SrvBootstrap> found = DiscoverSrvCluster(*resolver, *config, log);
+  if (!found.ok()) {
+    return absl::Status(found.status().code(), absl::StrCat("error setting up initial cluster: ",
+                                                            found.status().message()));
+  }
+  config->initial_cluster = found->initial_cluster;
+  config->initial_advertise_peer_urls = found->advertise_peer_urls;
+  *peer_server_name = found->peer_server_name;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
@@ -256,8 +298,9 @@ absl::StatusOr<api::ApiServerOptions> ToApiServerOptions(const EtcdConfig& confi
   return options;
 }
 
-int Run(const EtcdConfig& config) {
+int Run(const EtcdConfig& given_config) {
   util::Logger log = util::GetLogger("etcdmain");
+  EtcdConfig config = given_config;  // DNS discovery fills in the initial cluster
 
   // Block the stop signals in this thread before any other starts, so every
   // thread inherits the mask and only the watcher receives them.
@@ -279,11 +322,6 @@ int Run(const EtcdConfig& config) {
     log.Error("invalid client URLs", {{"error", api_options.status().ToString()}});
     return 1;
   }
-  absl::StatusOr<server::ServerConfig> server_config = ToServerConfig(config);
-  if (!server_config.ok()) {
-    log.Error("invalid configuration", {{"error", server_config.status().ToString()}});
-    return 1;
-  }
   // Before anything opens the data dir: an etcd data dir is converted once
   // (server/etcd_convert.h); a mixed one stops here.
   if (absl::StatusOr<server::ConvertStats> prepared = server::PrepareDataDir(
@@ -291,6 +329,18 @@ int Run(const EtcdConfig& config) {
       !prepared.ok()) {
     log.Error("cannot use the data dir", {{"data-dir", config.data_dir},
                                           {"error", prepared.status().ToString()}});
+    return 1;
+  }
+  std::string peer_server_name;
+  if (absl::Status st = BootstrapFromDns(&config, &peer_server_name, util::GetLogger("embed"));
+      !st.ok()) {
+    // etcd 3.4 etcdmain: a fatal line, exit code 1.
+    log.Log(util::LogLevel::kFatal, "discovery failed", {{"error", std::string(st.message())}});
+    return 1;
+  }
+  absl::StatusOr<server::ServerConfig> server_config = ToServerConfig(config);
+  if (!server_config.ok()) {
+    log.Error("invalid configuration", {{"error", server_config.status().ToString()}});
     return 1;
   }
   // --cipher-suites: Go's names, checked (as etcd does) even without TLS.
@@ -379,6 +429,7 @@ int Run(const EtcdConfig& config) {
                          "https peer URLs"}});
     return 1;
   }
+  topts.tls_server_name = peer_server_name;
   topts.logger = util::GetLogger("rafthttp");
   log.Info("configuring peer listeners", {{"listen-peer-urls", topts.listen_peer_urls}});
   absl::StatusOr<std::unique_ptr<transport::GrpcTransport>> peer_transport =

@@ -19,7 +19,8 @@ absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config);
 absl::StatusOr<api::ApiServerOptions> ToApiServerOptions(const EtcdConfig& config);
 
 // Starts the member and serves clients until SIGTERM or SIGINT, then stops
-// gracefully. Logging must be initialised. Returns the exit code: 0 after a
+// gracefully. With --discovery-srv, a member without a WAL first takes its
+// initial cluster from DNS SRV records (cmd/dns_discovery.h). Logging must be initialised. Returns the exit code: 0 after a
 // signal, 1 when start-up fails (the reason is logged).
 int Run(const EtcdConfig& config);
 

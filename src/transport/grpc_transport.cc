@@ -138,6 +138,9 @@ std::shared_ptr<grpc::Channel> GrpcTransport::Impl::NewChannel(const std::string
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  if (parsed->secure && !options_.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options_.tls_server_name);
+  }
   return grpc::CreateCustomChannel(parsed->target, creds, args);
 }
 

@@ -194,10 +194,10 @@ TEST(CliTest, UnsupportedFeatureFlagIsRefusedAtStartUp) {
             "default \"off\" is accepted (flag --proxy, environment variable ETCD_PROXY, config "
             "file key \"proxy\")");
   r = RunBinary(ServerBinary(), {"--data-dir", dir.path() + "/data"},
-                {"ETCD_DISCOVERY_SRV=example.com"});
+                {"ETCD_DISCOVERY_PROXY=http://proxy.example.com:8080"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_THAT(FirstLine(r.err), HasSubstr("environment variable ETCD_DISCOVERY_SRV: DNS SRV "
-                                          "discovery is not implemented"));
+  EXPECT_THAT(FirstLine(r.err), HasSubstr("environment variable ETCD_DISCOVERY_PROXY: discovery "
+                                          "is not implemented"));
 }
 
 // The address after `"msg":"<msg>","address":"` in a zap log, or "".

@@ -77,7 +77,18 @@ struct EtcdConfig {
   // Clustering
   std::vector<Url> initial_advertise_peer_urls;  // default http://localhost:2380
   std::vector<Url> advertise_client_urls;        // default http://localhost:2379
-  std::string initial_cluster;  // raw flag; empty: "<name>=<initial-advertise-peer-urls>"
+  // Raw flag; empty: "<name>=<initial-advertise-peer-urls>" after Finalize,
+  // unless DNS discovery is asked for (then it stays empty).
+  std::string initial_cluster;
+  // --initial-cluster was given (flag, variable or config file key): with
+  // --discovery-srv that is etcd's conflict error; without, DNS discovery
+  // flags clear the default.
+  bool initial_cluster_given = false;
+  // --discovery-srv: the DNS domain whose SRV records list the initial
+  // cluster (cmd/dns_discovery.h); --discovery-srv-name: the suffix of the
+  // service names looked up ("_etcd-server-<name>._tcp.<domain>").
+  std::string discovery_srv;
+  std::string discovery_srv_name;
   std::string initial_cluster_token = "etcd-cluster";
   std::string initial_cluster_state = "new";  // "new" or "existing"
   bool strict_reconfig_check = true;

@@ -83,6 +83,10 @@ struct TransportOptions {
   // from NewPeerCredentials. Null: "https://" URLs are refused.
   std::shared_ptr<grpc::ServerCredentials> server_credentials;
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  // etcd's peer TLSInfo.ServerName: when not empty, the name an https
+  // peer's certificate is checked against (and sent as SNI) instead of the
+  // peer URL's host; set by DNS discovery (cmd/dns_discovery.h).
+  std::string tls_server_name;
 };
 
 // gRPC credentials for the peer port from --peer-cert-file, --peer-key-file,

@@ -103,7 +103,7 @@ TEST(FlagsTest, UnsupportedFeatureFlagsAcceptOnlyTheirDefaults) {
   MustParse({"--proxy=off", "--proxy-failure-wait=5000", "--proxy-refresh-interval=30000",
              "--proxy-dial-timeout=1000", "--proxy-write-timeout=5000", "--proxy-read-timeout=0",
              "--discovery=", "--discovery-fallback=proxy", "--discovery-proxy=",
-             "--discovery-srv=", "--discovery-srv-name=", "--experimental-enable-v2v3=",
+             "--experimental-enable-v2v3=",
              "--log-package-levels=", "--logger=zap",
              "--experimental-enable-lease-checkpoint=false",
              "--experimental-enable-lease-checkpoint-persist=false", "--enable-v2=false",
@@ -126,12 +126,6 @@ TEST(FlagsTest, UnsupportedFeatureFlagsAcceptOnlyTheirDefaults) {
       {"--discovery=https://discovery.etcd.io/x", "discovery-service bootstrap is not implemented"},
       {"--discovery-fallback=exit", "config file key \"discovery-fallback\""},
       {"--discovery-proxy=http://p:8080", "ETCD_DISCOVERY_PROXY"},
-      {"--discovery-srv=example.com",
-       "invalid value \"example.com\" for flag -discovery-srv: DNS SRV discovery is not "
-       "implemented: list the members in --initial-cluster; only an empty value is accepted "
-       "(flag --discovery-srv, environment variable ETCD_DISCOVERY_SRV, config file key "
-       "\"discovery-srv\")"},
-      {"--discovery-srv-name=x", "ETCD_DISCOVERY_SRV_NAME"},
       {"--experimental-enable-v2v3=/v2/", "cppetcd has no v2 API"},
       {"--log-package-levels=etcdserver=DEBUG", "use --log-level"},
       {"--logger=capnslog", "cppetcd logs only in etcd's zap format"},
@@ -392,7 +386,7 @@ TEST(ConfigFileTest, UnsupportedFeatureKeysAcceptOnlyDefaults) {
   EXPECT_FALSE(c->enable_grpc_gateway);
   for (const std::string& line :
        {std::string("proxy: 'on'\n"), std::string("log-package-levels: 'etcdserver=DEBUG'\n"),
-        std::string("discovery-srv: 'example.com'\n")}) {
+        std::string("discovery-proxy: 'http://p:8080'\n")}) {
     SCOPED_TRACE(line);
     const std::string path = WriteTemp("name: 'x'\n" + line);
     auto r = LoadConfigFile(path);
@@ -401,6 +395,76 @@ TEST(ConfigFileTest, UnsupportedFeatureKeysAcceptOnlyDefaults) {
     const std::string key = line.substr(0, line.find(':'));
     EXPECT_THAT(r.status().message(), HasSubstr("config file key \"" + key + "\""));
   }
+}
+
+// --discovery-srv / --discovery-srv-name (etcd 3.4 etcdmain/config.go and
+// embed.Config.Validate): either drops the default initial cluster; an
+// initial cluster given with --discovery-srv is etcd's conflict error.
+TEST(FlagsTest, DnsDiscoveryFlagsDropTheDefaultClusterAndConflictWithAGivenOne) {
+  const std::string conflict =
+      "multiple discovery or bootstrap flags are set. Choose one of \"initial-cluster\", "
+      "\"discovery\" or \"discovery-srv\"";
+  EtcdConfig c = MustParse({"--name=m1", "--discovery-srv=example.com"});
+  EXPECT_EQ(c.discovery_srv, "example.com");
+  EXPECT_EQ(c.discovery_srv_name, "");
+  EXPECT_EQ(c.initial_cluster, "");
+  c = MustParse({"--discovery-srv=example.com", "--discovery-srv-name=prod"});
+  EXPECT_EQ(c.discovery_srv_name, "prod");
+  EXPECT_EQ(c.initial_cluster, "");
+  // The name alone also drops the default (etcd's bootstrap then fails).
+  c = MustParse({"--discovery-srv-name=prod"});
+  EXPECT_EQ(c.initial_cluster, "");
+  c = MustParse({"--discovery-srv-name=prod", "--initial-cluster=a=http://a:1"});
+  EXPECT_EQ(c.initial_cluster, "a=http://a:1");
+  // An explicitly empty initial cluster does not conflict.
+  c = MustParse({"--discovery-srv=example.com", "--initial-cluster="});
+  EXPECT_EQ(c.initial_cluster, "");
+  // Without discovery the default stays.
+  c = MustParse({"--name=m1"});
+  EXPECT_EQ(c.initial_cluster, "m1=http://localhost:2380");
+
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--discovery-srv=example.com", "--initial-cluster=a=http://a:1"},
+        std::vector<std::string>{"--initial-cluster=default=http://localhost:2380",
+                                 "--discovery-srv=example.com"}}) {
+    auto r = ParseCommandLine(args, {});
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().message(), conflict);
+  }
+  // The same through ETCD_* variables.
+  auto r = ParseCommandLine({}, {"ETCD_DISCOVERY_SRV=example.com", "ETCD_DISCOVERY_SRV_NAME=x"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->config.discovery_srv, "example.com");
+  EXPECT_EQ(r->config.discovery_srv_name, "x");
+  EXPECT_EQ(r->config.initial_cluster, "");
+  r = ParseCommandLine({"--discovery-srv=example.com"}, {"ETCD_INITIAL_CLUSTER=a=http://a:1"});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message(), conflict);
+}
+
+// The config file keys discovery-srv and discovery-srv-name; as etcd's
+// ConfigFromFile, an initial-cluster equal to the default counts as unset
+// there, any other one conflicts.
+TEST(ConfigFileTest, DnsDiscoveryKeys) {
+  const std::string path = WriteTemp(
+      "name: 'm1'\n"
+      "discovery-srv: 'example.com'\n"
+      "discovery-srv-name: 'prod'\n"
+      "initial-cluster: 'default=http://localhost:2380'\n");
+  auto c = LoadConfigFile(path);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->discovery_srv, "example.com");
+  EXPECT_EQ(c->discovery_srv_name, "prod");
+  EXPECT_EQ(c->initial_cluster, "");
+  const std::string conflicting = WriteTemp(
+      "name: 'm1'\n"
+      "discovery-srv: 'example.com'\n"
+      "initial-cluster: 'm1=http://10.0.0.1:2380'\n");
+  auto r = LoadConfigFile(conflicting);
+  std::filesystem::remove(conflicting);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("multiple discovery or bootstrap flags are set"));
 }
 
 // etcd's sample config file asks for the v2 API and pprof, which cppetcd
