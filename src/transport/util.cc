@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <thread>
 
@@ -272,12 +273,35 @@ class PeerTlsFiles {
  public:
   // Copies the current set (which the caller has validated) and starts the
   // thread that looks again every `interval`.
+  // With a --peer-crl-file, `crl_dir` is the path gRPC reads hashed CRLs
+  // from: a symbolic link, swapped to a new generation directory when the
+  // file changes (an earlier real directory there is replaced).
   static absl::StatusOr<std::shared_ptr<PeerTlsFiles>> Start(const util::TlsInfo& info,
                                                              const std::string& dir,
+                                                             const std::string& crl_dir,
                                                              std::chrono::milliseconds interval,
                                                              util::Logger logger) {
     if (absl::Status st = util::Env::Default()->CreateDirAll(dir); !st.ok()) return st;
-    std::shared_ptr<PeerTlsFiles> f(new PeerTlsFiles(info, dir, interval, std::move(logger)));
+    std::shared_ptr<PeerTlsFiles> f(
+        new PeerTlsFiles(info, dir, crl_dir, interval, std::move(logger)));
+    if (!info.crl_file.empty()) {
+      std::error_code ec;
+      if (std::filesystem::is_directory(std::filesystem::symlink_status(crl_dir, ec))) {
+        std::filesystem::remove_all(crl_dir, ec);  // an older start's real directory
+        if (ec) {
+          return absl::InternalError(absl::StrCat("cannot replace ", crl_dir, ": ", ec.message()));
+        }
+      }
+      // Generations of an earlier start.
+      const std::filesystem::path link(crl_dir);
+      const std::string prefix = link.filename().string() + ".g";
+      for (const auto& e : std::filesystem::directory_iterator(link.parent_path(), ec)) {
+        if (e.path().filename().string().starts_with(prefix)) {
+          std::error_code ignored;
+          std::filesystem::remove_all(e.path(), ignored);
+        }
+      }
+    }
     absl::StatusOr<bool> first = f->Sync();
     if (!first.ok()) return first.status();
     f->thread_ = std::thread([raw = f.get()] { raw->Run(); });
@@ -297,9 +321,46 @@ class PeerTlsFiles {
   std::string ca_path() const { return info_.trusted_ca_file.empty() ? "" : dir_ + "/ca.pem"; }
 
  private:
-  PeerTlsFiles(const util::TlsInfo& info, std::string dir, std::chrono::milliseconds interval,
-               util::Logger logger)
-      : info_(info), dir_(std::move(dir)), interval_(interval), logger_(std::move(logger)) {}
+  PeerTlsFiles(const util::TlsInfo& info, std::string dir, std::string crl_dir,
+               std::chrono::milliseconds interval, util::Logger logger)
+      : info_(info),
+        dir_(std::move(dir)),
+        crl_dir_(std::move(crl_dir)),
+        interval_(interval),
+        logger_(std::move(logger)) {}
+
+  // Makes `crl_dir_` show the CRLs of `crl` (the file's bytes): a new
+  // generation directory, then the link swapped by a rename, so a handshake
+  // sees the old set or the new one, never none. Older generations go.
+  absl::Status InstallCrl(const std::string& crl) {
+    const uint64_t gen = ++crl_generation_;
+    const std::string target = absl::StrCat(crl_dir_, ".g", gen);
+    // Validate and write the bytes read (the file may change meanwhile).
+    const std::string staged = dir_ + "/staged-crl";
+    if (absl::Status st = Replace(staged, crl); !st.ok()) return st;
+    absl::Status st = util::WriteCrlDirectory(staged, target);
+    util::Env::Default()->RemoveFile(staged).IgnoreError();
+    if (!st.ok()) {
+      std::error_code ec;
+      std::filesystem::remove_all(target, ec);
+      return absl::Status(st.code(),
+                          absl::StrReplaceAll(st.message(), {{staged, info_.crl_file}}));
+    }
+    const std::string link_tmp = crl_dir_ + ".link";
+    std::error_code ec;
+    std::filesystem::remove(link_tmp, ec);
+    std::filesystem::create_directory_symlink(std::filesystem::path(target).filename(), link_tmp,
+                                              ec);
+    if (!ec) std::filesystem::rename(link_tmp, crl_dir_, ec);
+    if (ec) {
+      return absl::InternalError(absl::StrCat("cannot switch ", crl_dir_, " to ", target, ": ",
+                                              ec.message()));
+    }
+    // The generation before stays for a handshake that resolved the link
+    // just before the swap.
+    if (gen > 2) std::filesystem::remove_all(absl::StrCat(crl_dir_, ".g", gen - 2), ec);
+    return absl::OkStatus();
+  }
 
   void Run() {
     util::MutexLock l(&mu_);
@@ -317,7 +378,8 @@ class PeerTlsFiles {
         last_error_.clear();
         logger_.Info("reloaded the peer TLS certificate files",
                      {{"cert-file", info_.cert_file}, {"key-file", info_.key_file},
-                      {"trusted-ca-file", info_.trusted_ca_file}});
+                      {"trusted-ca-file", info_.trusted_ca_file},
+                      {"crl-file", info_.crl_file}});
       }
       l.Lock();
     }
@@ -331,7 +393,13 @@ class PeerTlsFiles {
     std::string* cert = &read->cert;
     std::string* key = &read->key;
     std::string& ca = read->ca;
-    if (*cert == cert_ && *key == key_ && ca == ca_) return false;
+    std::string crl;
+    if (!info_.crl_file.empty()) {
+      absl::StatusOr<std::string> c = util::ReadPemFile(info_.crl_file);
+      if (!c.ok()) return c.status();
+      crl = *std::move(c);
+    }
+    if (*cert == cert_ && *key == key_ && ca == ca_ && crl == crl_) return false;
     // Validate the bytes read, not the files again (they may change
     // meanwhile): staged copies, checked as the start-up check does.
     util::TlsInfo staged;
@@ -342,7 +410,15 @@ class PeerTlsFiles {
     if (st.ok()) st = Replace(staged.key_file, *key);
     if (st.ok() && !ca.empty()) st = Replace(staged.trusted_ca_file, ca);
     if (st.ok()) st = util::ValidateTlsInfo(staged);
-    if (st.ok() && !ca.empty() && ca != ca_) st = Replace(ca_path(), ca);
+    const bool crl_changed = !info_.crl_file.empty() && crl != crl_;
+    if (st.ok() && crl_changed) st = InstallCrl(crl);
+    // gRPC reads the CRL directory into each TLS context it builds, and
+    // builds one when the certificates it watches change: the CA mirror
+    // carries the CRL's generation in a comment line (outside the PEM
+    // blocks) so that a new CRL makes it build the next one.
+    const std::string ca_mirror =
+        info_.crl_file.empty() ? ca : absl::StrCat(ca, "\n# peer CRL generation ", crl_generation_, "\n");
+    if (st.ok() && !ca.empty() && (ca != ca_ || crl_changed)) st = Replace(ca_path(), ca_mirror);
     if (st.ok() && (*cert != cert_ || *key != key_)) {
       st = Replace(identity_path(), absl::StrCat(*key, "\n", *cert));
     }
@@ -362,6 +438,7 @@ class PeerTlsFiles {
     cert_ = std::move(*cert);
     key_ = std::move(*key);
     ca_ = std::move(ca);
+    crl_ = std::move(crl);
     return true;
   }
 
@@ -372,9 +449,11 @@ class PeerTlsFiles {
   }
 
   const std::string dir_;
+  const std::string crl_dir_;  // with a CRL file: gRPC's CRL directory (a link)
   const std::chrono::milliseconds interval_;
   util::Logger logger_;
-  std::string cert_, key_, ca_;  // the set last copied (Sync's thread only)
+  std::string cert_, key_, ca_, crl_;  // the set last copied (Sync's thread only)
+  uint64_t crl_generation_ = 0;        // Sync's thread only
   std::string last_error_;       // Run's thread only
   util::Mutex mu_;
   util::CondVar cv_;
@@ -415,8 +494,11 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
     if (crl_directory.empty()) {
       return absl::InvalidArgumentError("peer CRL: no directory for the hashed CRL files");
     }
-    if (absl::Status st = util::WriteCrlDirectory(info.crl_file, crl_directory); !st.ok()) {
-      return st;
+    // With a files directory, PeerTlsFiles writes (and rewrites) it.
+    if (files_directory.empty()) {
+      if (absl::Status st = util::WriteCrlDirectory(info.crl_file, crl_directory); !st.ok()) {
+        return st;
+      }
     }
   }
   PeerCredentials out;
@@ -429,7 +511,7 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider;
   if (!files_directory.empty()) {
     absl::StatusOr<std::shared_ptr<PeerTlsFiles>> files =
-        PeerTlsFiles::Start(info, files_directory, kPeerTlsRefresh, logger);
+        PeerTlsFiles::Start(info, files_directory, crl_directory, kPeerTlsRefresh, logger);
     if (!files.ok()) return files.status();
     provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
         (*files)->identity_path(), (*files)->identity_path(), (*files)->ca_path(),

@@ -116,6 +116,7 @@ issue server cppetcd-server
 issue server-revoked cppetcd-server
 issue good root
 issue revoked root
+openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -gencrl -out crl-none.pem 2>/dev/null
 openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -revoke revoked.crt 2>/dev/null
 openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -revoke server-revoked.crt 2>/dev/null
 openssl ca -config ca.cnf -keyfile ca.key -cert ca.crt -gencrl -out crl.pem 2>/dev/null
@@ -658,6 +659,59 @@ TEST_F(TlsTest, PeerCrlRefusesRevokedCertificate) {
   o.ready_timeout = seconds(5);
   auto refused = Cluster::Start(o, tmp_.path() + "/revoked");
   EXPECT_FALSE(refused.ok());
+}
+
+// The peer port follows its CRL file too (etcd reads it per handshake): a
+// client certificate that the first CRL does not list is accepted; once the
+// file is replaced by one that revokes it, new handshakes refuse it, and the
+// certificate it does not list is still accepted.
+TEST_F(TlsTest, PeerCrlReloadsWithoutRestart) {
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "checks cppetcd's logs";
+  const std::string d = tmp_.path() + "/crl";
+  absl::Status fixture = MakeRevocationFixture(d);
+  ASSERT_TRUE(fixture.ok()) << fixture;
+  const std::string crl = d + "/peer-crl.pem";
+  std::filesystem::copy_file(d + "/crl-none.pem", crl);
+  Cluster::Options o;
+  o.size = 1;
+  o.tls.peer = true;
+  o.tls.ca_file = d + "/ca.crt";
+  o.tls.cert_file = d + "/server.crt";
+  o.tls.key_file = d + "/server.key";
+  o.extra_flags = {"--peer-crl-file=" + crl, "--peer-client-cert-auth"};
+  std::filesystem::create_directories(tmp_.path() + "/cluster");
+  auto c = Cluster::Start(o, tmp_.path() + "/cluster");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string peer = Endpoint((*c)->member(0).peer_port());
+  std::string last;
+  // TLS 1.2, so that a refused client certificate fails the handshake itself.
+  auto accepted = [&](const std::string& name) {
+    CommandResult r = RunCommand({"/usr/bin/openssl", "s_client", "-connect", peer, "-tls1_2",
+                                  "-CAfile", d + "/ca.crt", "-cert", d + "/" + name + ".crt",
+                                  "-key", d + "/" + name + ".key", "-alpn", "h2"},
+                                 "Q\n", {}, seconds(10));
+    last = r.out + r.err;
+    return r.exit_code == 0 && absl::StrContains(r.out, "Verify return code: 0 (ok)");
+  };
+  ASSERT_TRUE(accepted("revoked")) << last;
+  ASSERT_TRUE(accepted("good")) << last;
+  std::filesystem::copy_file(d + "/crl.pem", crl + ".new");
+  std::filesystem::rename(crl + ".new", crl);
+  EXPECT_TRUE(PollUntil([&] { return !accepted("revoked"); }, seconds(20))) << last;
+  EXPECT_TRUE(accepted("good")) << last;
+  EXPECT_THAT((*c)->member(0).ReadLog(), HasSubstr("reloaded the peer TLS certificate files"));
+  // A file that is not a CRL keeps the last good one.
+  {
+    std::ofstream bad(crl + ".new", std::ios::binary);
+    bad << "not a CRL\n";
+  }
+  std::filesystem::rename(crl + ".new", crl);
+  EXPECT_TRUE(PollUntil([&] {
+    return absl::StrContains((*c)->member(0).ReadLog(),
+                             "cannot reload the peer TLS certificate files");
+  }, seconds(20)));
+  EXPECT_FALSE(accepted("revoked")) << last;
+  EXPECT_TRUE(accepted("good")) << last;
 }
 
 TEST_F(TlsTest, CrlFlagsNeedWhatTheyCheck) {
