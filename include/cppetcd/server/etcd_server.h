@@ -161,8 +161,9 @@ struct ServerMetrics {
   std::atomic<uint64_t> backend_commits{0};
   std::atomic<uint64_t> backend_commit_total_ns{0};
   std::atomic<uint64_t> slow_applies{0};
-  // Lease checkpoints applied on this member (one per lease per entry), and
-  // checkpoint entries proposed by it as leader.
+  // Lease checkpoints applied on this member (one per lease per entry,
+  // keep-alive resets included), and entries of scheduled checkpoints it
+  // proposed as leader.
   std::atomic<uint64_t> lease_checkpoints_applied{0};
   std::atomic<uint64_t> lease_checkpoint_proposals{0};
   // Latency histograms with etcd's buckets (1 ms doubling to ~8 s):
