@@ -176,7 +176,7 @@ std::function<absl::StatusOr<bool>(std::string_view)> IsChoice(std::set<std::str
 constexpr char kNoProxy[] = "cppetcd has no v2 proxy mode";
 
 // The flags etcd 3.4 defines. Those of features cppetcd does not have (v2
-// API, proxy, discovery, lease checkpoints) are accepted only with values
+// API, proxy, discovery) are accepted only with values
 // that leave the feature off; see Unsupported and docs/operations.md.
 const std::vector<FlagDef>& Flags() {
   static const std::vector<FlagDef>* flags = new std::vector<FlagDef>{
@@ -308,11 +308,9 @@ const std::vector<FlagDef>& Flags() {
          return absl::OkStatus();
        }},
       {"experimental-enable-lease-checkpoint", true,
-       Unsupported("experimental-enable-lease-checkpoint", IsFalse,
-                   "lease checkpoints are not implemented", "false")},
+       Bool(&EtcdConfig::experimental_enable_lease_checkpoint)},
       {"experimental-enable-lease-checkpoint-persist", true,
-       Unsupported("experimental-enable-lease-checkpoint-persist", IsFalse,
-                   "lease checkpoints are not implemented", "false")},
+       Bool(&EtcdConfig::experimental_enable_lease_checkpoint_persist)},
       {"experimental-compaction-batch-limit", false,
        I64(&EtcdConfig::experimental_compaction_batch_limit)},
       {"experimental-watch-progress-notify-interval", false,
@@ -592,6 +590,12 @@ absl::Status Finalize(EtcdConfig* c) {
   if (c->quota_backend_bytes < 0) {
     return absl::InvalidArgumentError("--quota-backend-bytes must not be negative");
   }
+  // etcd embed.Config.Validate.
+  if (c->experimental_enable_lease_checkpoint_persist && !c->experimental_enable_lease_checkpoint) {
+    return absl::InvalidArgumentError(
+        "setting experimental-enable-lease-checkpoint-persist requires "
+        "experimental-enable-lease-checkpoint");
+  }
   if (c->debug) c->log_level = "debug";
   if (c->log_level != "debug" && c->log_level != "info" && c->log_level != "warn" &&
       c->log_level != "error" && c->log_level != "dpanic" && c->log_level != "panic" &&
@@ -773,6 +777,10 @@ Experimental:
                                         Compare the data with the peers' before serving.
   --experimental-corrupt-check-time '0s'
                                         Period of the leader's data consistency check (0 disables).
+  --experimental-enable-lease-checkpoint 'false'
+                                        Leader checkpoints lease remaining TTLs through raft (every 5 min), kept on leader change.
+  --experimental-enable-lease-checkpoint-persist 'false'
+                                        Also persist the checkpointed remaining TTLs, kept on restart (needs the flag above).
 
 Logging:
   --logger 'zap'                        Structured JSON lines (etcd's zap format).

@@ -271,6 +271,8 @@ absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
   sc.quota_backend_bytes = config.quota_backend_bytes;
   sc.initial_corrupt_check = config.experimental_initial_corrupt_check;
   sc.corrupt_check_time = config.experimental_corrupt_check_time;
+  sc.lease_checkpoint = config.experimental_enable_lease_checkpoint;
+  sc.lease_checkpoint_persist = config.experimental_enable_lease_checkpoint_persist;
   sc.max_request_bytes = config.max_request_bytes;
   sc.max_txn_ops = config.max_txn_ops;
   sc.auto_compaction_mode = config.auto_compaction_mode;
@@ -312,6 +314,13 @@ int Run(const EtcdConfig& given_config) {
   absl::Notification stop;
   SignalWatcher signals(&stop);
 
+  if (config.experimental_enable_lease_checkpoint &&
+      !config.experimental_enable_lease_checkpoint_persist) {
+    // etcd embed.Config.Validate's warning.
+    log.Warn(
+        "Detected that checkpointing is enabled without persistence. Consider enabling "
+        "experimental-enable-lease-checkpoint-persist");
+  }
   if (config.experimental_backend_bbolt_freelist_type != "array") {
     log.Info("--experimental-backend-bbolt-freelist-type does not apply: the backend is LMDB",
              {{"experimental-backend-bbolt-freelist-type",

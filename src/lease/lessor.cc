@@ -57,7 +57,11 @@ bool IsNotPrimary(const absl::Status& s) { return util::HasErrorCode(s, ErrorCod
 Lessor::Lessor(LessorOptions options)
     : min_ttl_seconds_(options.min_ttl_seconds),
       clock_(options.clock != nullptr ? options.clock : util::SystemClock::Get()),
-      logger_(std::move(options.logger)) {}
+      logger_(std::move(options.logger)),
+      checkpointing_(options.checkpointing),
+      checkpoint_interval_(options.checkpoint_interval.count() > 0 ? options.checkpoint_interval
+                                                                   : kDefaultCheckpointInterval),
+      checkpoint_persist_(options.checkpoint_persist) {}
 
 absl::StatusOr<std::unordered_map<int64_t, Lessor::Lease>> Lessor::Load(
     storage::ReadTxn* txn) const {
@@ -90,6 +94,7 @@ absl::Status Lessor::Restore(storage::ReadTxn* txn) {
   const size_t dropped = leases_.size();
   leases_ = *std::move(loaded);  // the old leases go with their keys
   heap_ = {};
+  checkpoint_heap_ = {};
   if (primary_) PromoteLocked(std::chrono::milliseconds(0));
   logger_.Info("restored leases from a snapshot",
                {{"dropped", dropped}, {"count", leases_.size()}, {"primary", primary_}});
@@ -104,11 +109,15 @@ absl::Status Lessor::Recover(storage::ReadTxn* txn) {
   util::WriterMutexLock lock(&mu_);
   leases_ = std::move(loaded);
   heap_ = {};
+  checkpoint_heap_ = {};
   // Recovered leases never expire until Promote, even if this lessor was
   // primary before (etcd: initAndRecover sets every expiry to forever).
   if (primary_) {
     const TimePoint now = clock_->Now();
-    for (auto& [id, l] : leases_) RefreshLocked(l, now, std::chrono::nanoseconds(0));
+    for (auto& [id, l] : leases_) {
+      RefreshLocked(l, now, std::chrono::nanoseconds(0));
+      ScheduleCheckpointLocked(l, now);
+    }
   }
   logger_.Info("recovered leases", {{"count", leases_.size()}});
   return absl::OkStatus();
@@ -124,17 +133,77 @@ absl::StatusOr<LeaseInfo> Lessor::Grant(storage::WriteTxn* txn, int64_t id, int6
   l.id = id;
   l.ttl_seconds = std::max(ttl_seconds, min_ttl_seconds_);
 
-  leasepb::Lease pb;
-  pb.set_id(id);
-  pb.set_ttl(l.ttl_seconds);
-  if (absl::Status s = txn->Put(storage::kLeaseBucket, LeaseKey(id), pb.SerializeAsString());
-      !s.ok()) {
-    return s;
-  }
+  if (absl::Status s = PersistLocked(txn, l); !s.ok()) return s;
   const TimePoint now = clock_->Now();
   Lease& stored = leases_[id] = std::move(l);
-  if (primary_) RefreshLocked(stored, now, std::chrono::nanoseconds(0));
+  if (primary_) {
+    RefreshLocked(stored, now, std::chrono::nanoseconds(0));
+    ScheduleCheckpointLocked(stored, now);
+  }
   return InfoLocked(stored, now);
+}
+
+absl::Status Lessor::PersistLocked(storage::WriteTxn* txn, const Lease& l) {
+  leasepb::Lease pb;
+  pb.set_id(l.id);
+  pb.set_ttl(l.ttl_seconds);
+  pb.set_remainingttl(l.remaining_ttl_seconds);  // 0 is not encoded, as etcd's
+  return txn->Put(storage::kLeaseBucket, LeaseKey(l.id), pb.SerializeAsString());
+}
+
+absl::Status Lessor::Checkpoint(storage::WriteTxn* txn, int64_t id,
+                                int64_t remaining_ttl_seconds) {
+  util::WriterMutexLock lock(&mu_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return absl::OkStatus();  // revoked since: nothing to keep
+  Lease& l = it->second;
+  const int64_t before = l.remaining_ttl_seconds;
+  l.remaining_ttl_seconds = remaining_ttl_seconds;
+  if (checkpoint_persist_) {
+    if (absl::Status s = PersistLocked(txn, l); !s.ok()) {
+      l.remaining_ttl_seconds = before;
+      return s;
+    }
+  }
+  if (primary_) ScheduleCheckpointLocked(l, clock_->Now(), /*keep_scheduled=*/true);
+  return absl::OkStatus();
+}
+
+std::vector<LeaseCheckpoint> Lessor::DueCheckpoints(size_t max) {
+  std::vector<LeaseCheckpoint> out;
+  util::WriterMutexLock lock(&mu_);
+  if (!primary_ || !checkpointing_) return out;
+  const TimePoint now = clock_->Now();
+  while (out.size() < max && !checkpoint_heap_.empty()) {
+    const HeapItem top = checkpoint_heap_.top();
+    auto it = leases_.find(top.id);
+    if (it == leases_.end() || it->second.checkpoint_time != top.time) {
+      checkpoint_heap_.pop();  // revoked or rescheduled since
+      continue;
+    }
+    if (top.time > now) break;
+    checkpoint_heap_.pop();
+    Lease& l = it->second;
+    l.checkpoint_time.reset();
+    if (!l.expiry.has_value() || *l.expiry <= now) continue;  // expired: being revoked
+    // Whole seconds, rounded up: a checkpoint never shortens a lease.
+    const auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*l.expiry - now);
+    constexpr int64_t kNanosPerSecond = 1'000'000'000;
+    const int64_t remaining = left.count() / kNanosPerSecond +
+                              (left.count() % kNanosPerSecond != 0 ? 1 : 0);
+    // Scheduled again whether or not this one is proposed (see the header).
+    ScheduleCheckpointLocked(l, now);
+    if (remaining >= l.ttl_seconds) continue;  // renewed since: nothing to keep
+    out.push_back(LeaseCheckpoint{l.id, remaining});
+  }
+  return out;
+}
+
+bool Lessor::NeedsCheckpointReset(int64_t id) const {
+  if (!checkpointing_) return false;
+  util::ReaderMutexLock lock(&mu_);
+  auto it = leases_.find(id);
+  return it != leases_.end() && it->second.remaining_ttl_seconds > 0;
 }
 
 absl::StatusOr<std::vector<std::string>> Lessor::Revoke(storage::WriteTxn* txn, int64_t id) {
@@ -217,8 +286,12 @@ void Lessor::Promote(std::chrono::milliseconds extend) {
 
 void Lessor::PromoteLocked(std::chrono::milliseconds extend) {
   heap_ = {};
+  checkpoint_heap_ = {};
   const TimePoint now = clock_->Now();
-  for (auto& [id, l] : leases_) RefreshLocked(l, now, extend);
+  for (auto& [id, l] : leases_) {
+    RefreshLocked(l, now, extend);
+    ScheduleCheckpointLocked(l, now);
+  }
   if (leases_.size() < static_cast<size_t>(kLeaseRevokeRate)) return;
 
   // Many leases would expire together after a restart or failover: push the
@@ -259,9 +332,11 @@ void Lessor::Demote() {
   util::WriterMutexLock lock(&mu_);
   primary_ = false;
   heap_ = {};
+  checkpoint_heap_ = {};
   for (auto& [id, l] : leases_) {
     l.expiry.reset();
     l.heap_time.reset();
+    l.checkpoint_time.reset();
   }
 }
 
@@ -315,6 +390,19 @@ void Lessor::ScheduleLocked(Lease& l, TimePoint time) {
   heap_.push(HeapItem{time, l.id});
 }
 
+void Lessor::ScheduleCheckpointLocked(Lease& l, TimePoint now, bool keep_scheduled) {
+  if (!checkpointing_) return;
+  if (keep_scheduled && l.checkpoint_time.has_value()) return;
+  const int64_t ttl = l.remaining_ttl_seconds > 0 ? l.remaining_ttl_seconds : l.ttl_seconds;
+  // etcd compares with the interval in whole seconds.
+  const int64_t interval_seconds =
+      std::chrono::duration_cast<std::chrono::seconds>(checkpoint_interval_).count();
+  if (ttl <= interval_seconds) return;
+  const TimePoint at = now + checkpoint_interval_;
+  l.checkpoint_time = at;
+  checkpoint_heap_.push(HeapItem{at, l.id});
+}
+
 LeaseInfo Lessor::InfoLocked(const Lease& l, TimePoint now) const {
   LeaseInfo info;
   info.id = l.id;
@@ -327,6 +415,7 @@ LeaseInfo Lessor::InfoLocked(const Lease& l, TimePoint now) const {
     info.remaining_seconds = -1;
   }
   info.keys.assign(l.keys.begin(), l.keys.end());
+  info.checkpointed_ttl_seconds = std::max<int64_t>(l.remaining_ttl_seconds, 0);
   return info;
 }
 

@@ -254,6 +254,10 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
     return o;
   }
   o.result = applier_->Apply(btx, *req);
+  if (req->has_lease_checkpoint() && o.result.error.ok()) {
+    metrics_.lease_checkpoints_applied.fetch_add(req->lease_checkpoint().checkpoints_size(),
+                                                 std::memory_order_relaxed);
+  }
   if (o.result.unhandled) {
     o.status = ErrUnimplemented("this request type");
   } else if (!o.result.error.ok()) {

@@ -465,7 +465,9 @@ absl::Status EtcdServer::Impl::Start() {
             {"quota-size-bytes", quota_bytes_},
             {"pre-vote", cfg_.pre_vote},
             {"auto-compaction-mode", cfg_.auto_compaction_mode},
-            {"auto-compaction-retention", cfg_.auto_compaction_retention}});
+            {"auto-compaction-retention", cfg_.auto_compaction_retention},
+            {"enable-lease-checkpoint", cfg_.lease_checkpoint},
+            {"enable-lease-checkpoint-persist", cfg_.lease_checkpoint_persist}});
   if (auto s = env_->CreateDirAll(member_dir_); !s.ok()) return s;
   if (auto s = OpenOrBootstrap(); !s.ok()) return s;
 
@@ -476,6 +478,9 @@ absl::Status EtcdServer::Impl::Start() {
   lopts.min_ttl_seconds = static_cast<int64_t>(std::ceil(min_ttl));
   lopts.clock = clock_;
   lopts.logger = lg_.WithComponent("lease");
+  lopts.checkpointing = cfg_.lease_checkpoint;
+  lopts.checkpoint_interval = cfg_.lease_checkpoint_interval;
+  lopts.checkpoint_persist = cfg_.lease_checkpoint_persist;
   lessor_ = std::make_unique<lease::Lessor>(lopts);
   auto read_consistent_index = [this]() -> absl::Status {
     auto rtx = backend_->BeginRead();

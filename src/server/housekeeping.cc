@@ -94,6 +94,7 @@ void EtcdServer::Impl::HousekeepingLoop() {
       next_lease_check_ = now + kLeaseExpiryInterval;
       CheckLeaseExpiry();
     }
+    ProposeLeaseCheckpoints();
     RunAutoCompaction();
   }
 }
@@ -182,6 +183,35 @@ void EtcdServer::Impl::CheckLeaseExpiry() {
       }
     });
   }
+}
+
+void EtcdServer::Impl::ProposeLeaseCheckpoints() {
+  // etcd's lessor hands due checkpoints to the checkpointer every 500 ms and
+  // waits for each entry; here they are looked for at every housekeeping
+  // round (cheap: the top of a heap), with one entry in flight at a time.
+  if (!cfg_.lease_checkpoint || checkpoint_in_flight_.load()) return;
+  std::vector<lease::LeaseCheckpoint> due = lessor_->DueCheckpoints(lease::kMaxCheckpointBatchSize);
+  if (due.empty()) return;
+  serverpb::InternalRaftRequest r;
+  auto* req = r.mutable_lease_checkpoint();
+  for (const auto& c : due) {
+    auto* cp = req->add_checkpoints();
+    cp->set_id(c.id);
+    cp->set_remaining_ttl(c.remaining_ttl_seconds);
+  }
+  lg_.Debug("checkpointing leases", {{"count", due.size()},
+                                     {"first-lease-id", absl::StrFormat("%016x", due.front().id)},
+                                     {"first-remaining-ttl", due.front().remaining_ttl_seconds}});
+  checkpoint_in_flight_ = true;
+  metrics_.lease_checkpoint_proposals.fetch_add(1, std::memory_order_relaxed);
+  // A lost entry (leader change, timeout) is not retried: the lessor has
+  // scheduled these leases again one interval later.
+  Propose(std::move(r), [this](Outcome o) {
+    if (!o.status.ok() && !Stopping()) {
+      lg_.Warn("failed to checkpoint leases", {{"error", o.status.ToString()}});
+    }
+    checkpoint_in_flight_ = false;
+  });
 }
 
 void EtcdServer::Impl::RunAutoCompaction() {

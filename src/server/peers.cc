@@ -73,7 +73,25 @@ void EtcdServer::Impl::RequestSelfStop(std::string_view why) {
 void EtcdServer::Impl::LeaseRenew(int64_t lease_id, PeerDone<int64_t> done) {
   if (Stopping()) return std::move(done)(ErrStopped());
   if (!lessor_->IsPrimary()) return std::move(done)(ErrNotLeader());
-  std::move(done)(lessor_->Renew(lease_id));
+  RenewOnPrimary(lease_id, std::move(done));
+}
+
+void EtcdServer::Impl::RenewOnPrimary(int64_t id,
+                                      absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&> done) {
+  if (!lessor_->NeedsCheckpointReset(id)) return std::move(done)(lessor_->Renew(id));
+  // etcd Renew: the checkpointed remaining TTL is cleared on every member
+  // (a raft entry {id, 0}; at most one per lease per checkpoint) before the
+  // renewal, so that a later leader does not cut the renewed lease short.
+  // As etcd, the renewal follows whatever the entry's outcome.
+  serverpb::InternalRaftRequest r;
+  auto* cp = r.mutable_lease_checkpoint()->add_checkpoints();
+  cp->set_id(id);
+  cp->set_remaining_ttl(0);
+  Propose(std::move(r), [this, id, done = std::move(done)](Outcome o) mutable {
+    if (!o.status.ok() && Stopping()) return std::move(done)(ErrStopped());
+    if (!lessor_->IsPrimary()) return std::move(done)(ErrNotLeader());
+    std::move(done)(lessor_->Renew(id));
+  });
 }
 
 void EtcdServer::Impl::LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
@@ -109,14 +127,20 @@ serverpb::ClusterInfo EtcdServer::Impl::ClusterInfo() const {
 void EtcdServer::Impl::RouteLeaseRenew(int64_t id, SteadyClock::time_point deadline,
                                        Done<int64_t> done) {
   if (Stopping()) return std::move(done)(ErrStopped());
-  if (lessor_->IsPrimary()) return std::move(done)(lessor_->Renew(id));
-  const uint64_t lead = lead_.load();
   auto retry = [this, id, deadline](Done<int64_t> d) {
     if (SteadyClock::now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
     PostDelayed(kRouteRetry, [this, id, deadline, d = std::move(d)]() mutable {
       RouteLeaseRenew(id, deadline, std::move(d));
     });
   };
+  if (lessor_->IsPrimary()) {
+    // Leadership may go while a checkpoint reset is in raft: route again.
+    return RenewOnPrimary(id, [retry, done = std::move(done)](absl::StatusOr<int64_t> r) mutable {
+      if (!r.ok() && IsNotLeader(r.status())) return retry(std::move(done));
+      std::move(done)(std::move(r));
+    });
+  }
+  const uint64_t lead = lead_.load();
   if (lead == raft::kNone || lead == member_id_.load()) return retry(std::move(done));
   transport_->LeaseRenew(
       lead, id, std::min(Remaining(deadline), kForwardTimeout),

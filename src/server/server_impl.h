@@ -315,6 +315,12 @@ class EtcdServer::Impl final : public PeerHandler {
   void Publish();
   void MaybeAdvanceInitialTicks();
   void CheckLeaseExpiry();
+  // Leader with lease checkpoints: proposes the due checkpoints, one entry
+  // of up to lease::kMaxCheckpointBatchSize at a time.
+  void ProposeLeaseCheckpoints();
+  // Keep-alive on the primary: a lease with a checkpointed remaining TTL is
+  // first reset to its full TTL through raft (etcd Renew), then renewed.
+  void RenewOnPrimary(int64_t id, absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&> done);
   void RunAutoCompaction();
   std::vector<etcdserverpb::AlarmMember> ListAlarms(etcdserverpb::AlarmType type) const;
 
@@ -430,6 +436,10 @@ class EtcdServer::Impl final : public PeerHandler {
   bool hk_stop_ ABSL_GUARDED_BY(hk_mu_) = false;
   std::thread hk_thread_;
   SteadyClock::time_point next_lease_check_{};
+  // A lease checkpoint entry proposed and not yet answered: at most one at
+  // a time, as etcd's checkpointer waits for each (housekeeping thread sets,
+  // the waiter clears).
+  std::atomic<bool> checkpoint_in_flight_{false};
   std::atomic<bool> publish_in_flight_{false};
   bool initial_advance_done_ = false;            // housekeeping thread
   SteadyClock::time_point started_at_{};         // housekeeping thread

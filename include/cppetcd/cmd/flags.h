@@ -122,7 +122,10 @@ struct EtcdConfig {
   // Experimental / unsafe
   bool experimental_initial_corrupt_check = false;
   std::chrono::milliseconds experimental_corrupt_check_time{0};
-  bool experimental_enable_lease_checkpoint = false;  // only false is accepted
+  // Lease checkpoints (server::ServerConfig::lease_checkpoint); persist
+  // without checkpoint is refused by Finalize, as etcd 3.4 refuses it.
+  bool experimental_enable_lease_checkpoint = false;
+  bool experimental_enable_lease_checkpoint_persist = false;
   // bbolt's freelist ("array" or "map"): accepted, no effect on LMDB.
   std::string experimental_backend_bbolt_freelist_type = "array";
   // etcd skips the peer client certificate's SAN check against the remote

@@ -54,7 +54,7 @@ struct ApplyResult {
       std::variant<std::monostate, etcdserverpb::RangeResponse, etcdserverpb::PutResponse,
                    etcdserverpb::DeleteRangeResponse, etcdserverpb::TxnResponse,
                    etcdserverpb::CompactionResponse, etcdserverpb::LeaseGrantResponse,
-                   etcdserverpb::LeaseRevokeResponse>;
+                   etcdserverpb::LeaseRevokeResponse, etcdserverpb::LeaseCheckpointResponse>;
   // The response (meaningful when error is OK). header.revision is set as
   // etcd sets it (the store revision after the request); the server fills
   // cluster_id, member_id and raft_term.
@@ -67,7 +67,7 @@ struct ApplyResult {
   // Compaction only: completes when the compaction is physically done.
   std::optional<std::shared_future<absl::Status>> compaction_done;
   // The request is none of those the applier handles (member attributes,
-  // alarms, auth, lease checkpoints...): the server applies it itself.
+  // alarms, auth...): the server applies it itself.
   bool unhandled = false;
 
   // The response message, or nullptr for monostate (to fill the header).
@@ -80,7 +80,8 @@ class Applier {
   Applier(mvcc::Store* store, lease::Lessor* lessor, ApplierOptions options = {});
 
   // Applies a committed request (range, put, delete_range, txn, compaction,
-  // lease_grant or lease_revoke) within the apply loop's write txn `btx`;
+  // lease_grant, lease_revoke or lease_checkpoint) within the apply loop's
+  // write txn `btx`;
   // the caller commits btx and calls Store::OnCommit. A failed request
   // writes nothing. Apply loop only.
   ApplyResult Apply(storage::WriteTxn* btx, const serverpb::InternalRaftRequest& r);
@@ -109,6 +110,10 @@ class Applier {
   ApplyResult ApplyCompaction(storage::WriteTxn* btx, const etcdserverpb::CompactionRequest& r);
   ApplyResult ApplyLeaseGrant(storage::WriteTxn* btx, const etcdserverpb::LeaseGrantRequest& r);
   ApplyResult ApplyLeaseRevoke(storage::WriteTxn* btx, const etcdserverpb::LeaseRevokeRequest& r);
+  // etcd applierV3backend.LeaseCheckpoint: each checkpoint in order; those of
+  // unknown leases are no-ops, so only a backend fault fails it.
+  ApplyResult ApplyLeaseCheckpoint(storage::WriteTxn* btx,
+                                   const etcdserverpb::LeaseCheckpointRequest& r);
   // The store revision including changes not yet published (apply loop).
   int64_t CurrentRev(storage::WriteTxn* btx);
 

@@ -123,6 +123,17 @@ struct ServerConfig {
   // with every follower at that interval and raises CORRUPT on a mismatch).
   bool initial_corrupt_check = false;
   std::chrono::milliseconds corrupt_check_time{0};
+  // etcd lease checkpoints (lease/lessor.h): --experimental-enable-lease-
+  // checkpoint makes the leader propose, through raft, each long lease's
+  // remaining TTL every lease_checkpoint_interval (etcd's fixed 5 min; only
+  // leases longer than the interval), so that a new leader continues it
+  // instead of granting the full TTL again; a keep-alive of a checkpointed
+  // lease first resets it through raft. --experimental-enable-lease-
+  // checkpoint-persist also writes it to the lease's record (restarts keep
+  // it). The cmd layer refuses persist without checkpoint, as etcd.
+  bool lease_checkpoint = false;
+  bool lease_checkpoint_persist = false;
+  std::chrono::milliseconds lease_checkpoint_interval{5 * 60 * 1000};
   util::Logger logger = util::GetLogger("etcdserver");
   util::Clock* clock = nullptr;  // lessor, compactor and ID timestamps; null: SystemClock
   util::Env* env = nullptr;      // WAL and snapshot files; null: Env::Default()
@@ -150,6 +161,11 @@ struct ServerMetrics {
   std::atomic<uint64_t> backend_commits{0};
   std::atomic<uint64_t> backend_commit_total_ns{0};
   std::atomic<uint64_t> slow_applies{0};
+  // Lease checkpoints applied on this member (one per lease per entry,
+  // keep-alive resets included), and entries of scheduled checkpoints it
+  // proposed as leader.
+  std::atomic<uint64_t> lease_checkpoints_applied{0};
+  std::atomic<uint64_t> lease_checkpoint_proposals{0};
   // Latency histograms with etcd's buckets (1 ms doubling to ~8 s):
   // etcd_disk_wal_fsync_duration_seconds, etcd_disk_backend_commit_duration_seconds.
   util::Histogram wal_fsync_seconds{util::Histogram::ExponentialBounds(0.001, 2, 14)};

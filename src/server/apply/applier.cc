@@ -470,6 +470,8 @@ ApplyResult Applier::Apply(storage::WriteTxn* btx, const serverpb::InternalRaftR
     res = ApplyLeaseGrant(btx, r.lease_grant());
   } else if (r.has_lease_revoke()) {
     res = ApplyLeaseRevoke(btx, r.lease_revoke());
+  } else if (r.has_lease_checkpoint()) {
+    res = ApplyLeaseCheckpoint(btx, r.lease_checkpoint());
   } else {
     res.unhandled = true;
   }
@@ -607,6 +609,20 @@ ApplyResult Applier::ApplyLeaseRevoke(storage::WriteTxn* btx,
   mvcc::TxnMetrics::Global().Add({.deletes = keys->size()});
   etcdserverpb::LeaseRevokeResponse resp;
   resp.mutable_header()->set_revision(rev);
+  ApplyResult res;
+  res.response = std::move(resp);
+  return res;
+}
+
+ApplyResult Applier::ApplyLeaseCheckpoint(storage::WriteTxn* btx,
+                                          const etcdserverpb::LeaseCheckpointRequest& r) {
+  for (const etcdserverpb::LeaseCheckpoint& c : r.checkpoints()) {
+    if (absl::Status s = lessor_->Checkpoint(btx, c.id(), c.remaining_ttl()); !s.ok()) {
+      return Failed(s);
+    }
+  }
+  etcdserverpb::LeaseCheckpointResponse resp;
+  resp.mutable_header()->set_revision(CurrentRev(btx));
   ApplyResult res;
   res.response = std::move(resp);
   return res;

@@ -104,9 +104,7 @@ TEST(FlagsTest, UnsupportedFeatureFlagsAcceptOnlyTheirDefaults) {
              "--proxy-dial-timeout=1000", "--proxy-write-timeout=5000", "--proxy-read-timeout=0",
              "--discovery=", "--discovery-fallback=proxy", "--discovery-proxy=",
              "--experimental-enable-v2v3=",
-             "--log-package-levels=", "--logger=zap",
-             "--experimental-enable-lease-checkpoint=false",
-             "--experimental-enable-lease-checkpoint-persist=false", "--enable-v2=false",
+             "--log-package-levels=", "--logger=zap", "--enable-v2=false",
              "--enable-pprof=false"});
   struct Case {
     std::string arg;
@@ -130,9 +128,6 @@ TEST(FlagsTest, UnsupportedFeatureFlagsAcceptOnlyTheirDefaults) {
       {"--log-package-levels=etcdserver=DEBUG", "use --log-level"},
       {"--logger=capnslog", "cppetcd logs only in etcd's zap format"},
       {"--logger=json", "invalid value \"json\" for flag -logger"},
-      {"--experimental-enable-lease-checkpoint", "lease checkpoints are not implemented"},
-      {"--experimental-enable-lease-checkpoint-persist=true",
-       "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST"},
       {"--experimental-backend-bbolt-freelist-type=list", "LMDB"},
       {"--enable-v2",
        "invalid value \"true\" for flag -enable-v2: cppetcd has no v2 API (etcd 3.4's default is "
@@ -174,6 +169,44 @@ TEST(FlagsTest, HonouredFormerlyIgnoredFlags) {
   EXPECT_EQ(c.experimental_backend_bbolt_freelist_type, "map");
   c = MustParse({}, {"ETCD_ENABLE_GRPC_GATEWAY=false"});
   EXPECT_FALSE(c.enable_grpc_gateway);
+}
+
+// etcd 3.4's lease checkpoint flags are honoured (server::ServerConfig::
+// lease_checkpoint); persist without checkpoint is refused with etcd's
+// message (embed.Config.Validate).
+TEST(FlagsTest, LeaseCheckpointFlags) {
+  EtcdConfig c = MustParse({});
+  EXPECT_FALSE(c.experimental_enable_lease_checkpoint);
+  EXPECT_FALSE(c.experimental_enable_lease_checkpoint_persist);
+  c = MustParse({"--experimental-enable-lease-checkpoint"});
+  EXPECT_TRUE(c.experimental_enable_lease_checkpoint);
+  EXPECT_FALSE(c.experimental_enable_lease_checkpoint_persist);
+  c = MustParse({"--experimental-enable-lease-checkpoint=true",
+                 "--experimental-enable-lease-checkpoint-persist"});
+  EXPECT_TRUE(c.experimental_enable_lease_checkpoint);
+  EXPECT_TRUE(c.experimental_enable_lease_checkpoint_persist);
+  c = MustParse({}, {"ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT=true",
+                     "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT_PERSIST=true"});
+  EXPECT_TRUE(c.experimental_enable_lease_checkpoint);
+  EXPECT_TRUE(c.experimental_enable_lease_checkpoint_persist);
+  c = MustParse({"--experimental-enable-lease-checkpoint=false",
+                 "--experimental-enable-lease-checkpoint-persist=false"});
+  EXPECT_FALSE(c.experimental_enable_lease_checkpoint);
+
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"--experimental-enable-lease-checkpoint-persist"},
+        std::vector<std::string>{"--experimental-enable-lease-checkpoint=false",
+                                 "--experimental-enable-lease-checkpoint-persist=true"}}) {
+    auto r = ParseCommandLine(args, {});
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().message(),
+              "setting experimental-enable-lease-checkpoint-persist requires "
+              "experimental-enable-lease-checkpoint");
+  }
+  auto bad = ParseCommandLine({"--experimental-enable-lease-checkpoint=maybe"}, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("invalid value \"maybe\" for flag -experimental-enable-lease-checkpoint"));
 }
 
 TEST(FlagsTest, UnknownFlagIsAnErrorInEtcdsWords) {
@@ -345,6 +378,23 @@ TEST(ConfigFileTest, ConfigFileReplacesFlagsAndEnvironment) {
   EXPECT_EQ(r->config.snapshot_count, 100000u);
   EXPECT_EQ(r->config.wal_dir, "");
   EXPECT_EQ(r->config.data_dir, "fromfile.etcd");
+}
+
+TEST(ConfigFileTest, LeaseCheckpointKeys) {
+  std::string path = WriteTemp(
+      "experimental-enable-lease-checkpoint: true\n"
+      "experimental-enable-lease-checkpoint-persist: true\n");
+  auto c = LoadConfigFile(path);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->experimental_enable_lease_checkpoint);
+  EXPECT_TRUE(c->experimental_enable_lease_checkpoint_persist);
+  path = WriteTemp("experimental-enable-lease-checkpoint-persist: true\n");
+  auto refused = LoadConfigFile(path);
+  std::filesystem::remove(path);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("experimental-enable-lease-checkpoint-persist requires"));
 }
 
 TEST(ConfigFileTest, BadFilesAreClearErrors) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -25,6 +26,7 @@
 #include "cppetcd/lease/lessor.h"
 #include "cppetcd/server/errors.h"
 #include "cppetcd/server/etcd_server.h"
+#include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
 #include "tests/unit/server/server_test_util.h"
 #include "mem_transport.h"
@@ -821,6 +823,191 @@ TEST_F(ClusterTest, AuthStateAndSimpleTokensReachEveryMember) {
     EXPECT_TRUE(PollUntil([&] { return m->server->AuthStore()->Revision() == rev; }));
   }
 }
+
+// ---------------------------------------------------------------------------
+// Lease checkpoints (etcd 3.4 --experimental-enable-lease-checkpoint[-persist]).
+
+// A manual clock shared by the members' lessors (atomic rather than
+// util::FakeClock, whose mutex TSan cannot see with Debian's abseil).
+class ManualClock final : public util::Clock {
+ public:
+  TimePoint Now() const override {
+    return TimePoint(std::chrono::nanoseconds(now_ns_.load(std::memory_order_acquire)));
+  }
+  int64_t WallMillis() const override {
+    return 1'700'000'000'000 + now_ns_.load(std::memory_order_acquire) / 1'000'000;
+  }
+  void Advance(std::chrono::nanoseconds d) { now_ns_.fetch_add(d.count(), std::memory_order_acq_rel); }
+
+ private:
+  std::atomic<int64_t> now_ns_{int64_t{3600} * 1'000'000'000};
+};
+
+class LeaseCheckpointClusterTest : public ClusterTest {
+ protected:
+  static constexpr int64_t kTtl = 100;
+  static constexpr auto kInterval = 10s;
+
+  // Members m0..m2 on one manual clock, checkpointing every 10 s if asked.
+  void Start(bool checkpoint, bool persist) {
+    checkpoint_ = checkpoint;
+    persist_ = persist;
+    StartCluster(3, [this](ServerConfig& c) { Tweak(c); });
+  }
+  void Tweak(ServerConfig& c) {
+    c.clock = &clock_;
+    c.lease_checkpoint = checkpoint_;
+    c.lease_checkpoint_persist = persist_;
+    c.lease_checkpoint_interval = kInterval;
+  }
+  int64_t Grant(Member* via) {
+    etcdserverpb::LeaseGrantRequest req;
+    req.set_ttl(kTtl);
+    auto r = Call<etcdserverpb::LeaseGrantResponse>([&](Done<etcdserverpb::LeaseGrantResponse> d) {
+      via->server->LeaseGrant(auth::kNoCredentials, req, std::move(d));
+    });
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->id() : 0;
+  }
+  // The TTL the leader reports (any member routes the call to it).
+  int64_t TimeToLive(Member* via, int64_t id) {
+    etcdserverpb::LeaseTimeToLiveRequest req;
+    req.set_id(id);
+    auto r = Call<etcdserverpb::LeaseTimeToLiveResponse>(
+        [&](Done<etcdserverpb::LeaseTimeToLiveResponse> d) {
+          via->server->LeaseTimeToLive(req, std::move(d));
+        });
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return -2;
+    EXPECT_EQ(r->grantedttl(), kTtl);
+    return r->ttl();
+  }
+  // Waits until every running member has applied `n` lease checkpoints.
+  bool WaitCheckpointsApplied(uint64_t n) {
+    return PollUntil([&] {
+      for (Member* m : Running()) {
+        if (m->server->Metrics().lease_checkpoints_applied.load() < n) return false;
+      }
+      return true;
+    });
+  }
+  // Hands leadership to `target` and returns it once every member agrees.
+  Member* MoveTo(Member* target) {
+    Member* leader = WaitLeader();
+    if (leader == nullptr) return nullptr;
+    if (leader != target) {
+      auto moved = MoveLeader(leader, target->server->MemberId());
+      EXPECT_TRUE(moved.ok()) << moved.status();
+    }
+    return WaitLeader();
+  }
+  Member* OtherFollower(Member* leader, Member* not_this) {
+    for (Member* m : Running()) {
+      if (m != leader && m != not_this) return m;
+    }
+    return nullptr;
+  }
+
+  ManualClock clock_;
+  bool checkpoint_ = false;
+  bool persist_ = false;
+};
+
+// Without the flag a new leader grants every lease its full TTL again, and
+// no checkpoint is ever proposed (etcd 3.4's default).
+TEST_F(LeaseCheckpointClusterTest, WithoutCheckpointsNewLeaderGrantsTheFullTtl) {
+  Start(/*checkpoint=*/false, /*persist=*/false);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  const int64_t id = Grant(leader);
+  ASSERT_NE(id, 0);
+  EXPECT_EQ(TimeToLive(leader, id), kTtl);  // the manual clock has not moved
+  clock_.Advance(30s);
+  EXPECT_EQ(TimeToLive(leader, id), 70);
+  Member* next = MoveTo(SomeFollower(leader));
+  ASSERT_NE(next, nullptr);
+  ASSERT_NE(next, leader);
+  // Promote: full TTL plus the election timeout (150 ms), truncated.
+  EXPECT_EQ(TimeToLive(leader, id), kTtl);
+  for (Member* m : Running()) {
+    EXPECT_EQ(m->server->Metrics().lease_checkpoint_proposals.load(), 0u) << m->name;
+    EXPECT_EQ(m->server->Metrics().lease_checkpoints_applied.load(), 0u) << m->name;
+  }
+}
+
+// With checkpoints the leader proposes the remaining TTL (70 s after 30 s
+// of a 100 s lease); the next leader continues from it. A keep-alive resets
+// it through raft on every member, so the leader after that grants the full
+// TTL again.
+TEST_F(LeaseCheckpointClusterTest, NewLeaderContinuesFromTheCheckpoint) {
+  Start(/*checkpoint=*/true, /*persist=*/false);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  const int64_t id = Grant(leader);
+  ASSERT_NE(id, 0);
+  clock_.Advance(30s);
+  ASSERT_TRUE(WaitCheckpointsApplied(1));
+  EXPECT_EQ(leader->server->Metrics().lease_checkpoint_proposals.load(), 1u);
+
+  Member* next = MoveTo(SomeFollower(leader));
+  ASSERT_NE(next, nullptr);
+  ASSERT_NE(next, leader);
+  EXPECT_EQ(TimeToLive(leader, id), 70);  // 70 s + 150 ms, truncated
+
+  // Keep-alive through a follower: reset {id, 0} through raft, then renewed.
+  auto renewed = Call<int64_t>([&](Done<int64_t> d) { leader->server->LeaseRenew(id, std::move(d)); });
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_EQ(*renewed, kTtl);
+  ASSERT_TRUE(WaitCheckpointsApplied(2));
+  EXPECT_EQ(TimeToLive(next, id), kTtl);
+  // A second keep-alive has nothing to reset: no entry.
+  renewed = Call<int64_t>([&](Done<int64_t> d) { next->server->LeaseRenew(id, std::move(d)); });
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  Member* third = MoveTo(OtherFollower(next, leader));
+  ASSERT_NE(third, nullptr);
+  EXPECT_EQ(TimeToLive(third, id), kTtl);
+  for (Member* m : Running()) {
+    EXPECT_EQ(m->server->Metrics().lease_checkpoints_applied.load(), 2u) << m->name;
+  }
+}
+
+// With -persist the checkpoint is in the lease's record: a member restarted
+// and then made leader still continues from it. Without, a restart forgets
+// it (as etcd 3.4): the restarted leader grants the full TTL.
+
+class LeaseCheckpointRestartTest : public LeaseCheckpointClusterTest,
+                                   public ::testing::WithParamInterface<bool> {};
+
+TEST_P(LeaseCheckpointRestartTest, RestartedMemberContinuesFromThePersistedCheckpoint) {
+  const bool persist = GetParam();
+  Start(/*checkpoint=*/true, persist);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  const int64_t id = Grant(leader);
+  ASSERT_NE(id, 0);
+  clock_.Advance(30s);
+  ASSERT_TRUE(WaitCheckpointsApplied(1));
+
+  Member* restarted = SomeFollower(leader);
+  const uint64_t restarted_id = restarted->server->MemberId();
+  restarted->server.reset();  // graceful stop
+  ServerConfig c = Config(restarted, {"m0", "m1", "m2"});
+  Tweak(c);
+  ASSERT_TRUE(StartMember(restarted, std::move(c)).ok());
+  ASSERT_EQ(restarted->server->MemberId(), restarted_id);
+  ASSERT_TRUE(restarted->server->WaitReady(kConverge));
+  // The restart replayed nothing: the checkpoint comes from the backend.
+  EXPECT_EQ(restarted->server->Metrics().lease_checkpoints_applied.load(), 0u);
+
+  Member* next = MoveTo(restarted);
+  ASSERT_EQ(next, restarted);
+  EXPECT_EQ(TimeToLive(leader, id), persist ? 70 : kTtl);
+}
+
+INSTANTIATE_TEST_SUITE_P(Persist, LeaseCheckpointRestartTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& i) {
+                           return i.param ? std::string("Persist") : std::string("NoPersist");
+                         });
 
 }  // namespace
 }  // namespace cppetcd::server

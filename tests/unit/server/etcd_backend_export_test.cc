@@ -16,7 +16,10 @@
 #include <vector>
 
 #include "authpb/auth.pb.h"
+#include "cppetcd/lease/lessor.h"
 #include "cppetcd/storage/bbolt_reader.h"
+#include "cppetcd/util/clock.h"
+#include "cppetcd/util/log.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "serverpb/internal.pb.h"
@@ -159,6 +162,45 @@ TEST_F(ExportTest, ConvertsCppetcdLayouts) {
   EXPECT_THAT(got["authRoles"], ElementsAre(Pair(long_name, r.SerializeAsString())));
   EXPECT_THAT(got["key"], ElementsAre(Pair(std::string(17, '\x01'), "kv")));
   EXPECT_EQ(got.count("authUsersHashed"), 0u);
+}
+
+// A lease checkpoint persisted by -persist travels as etcd writes it: the
+// lease bucket's leasepb.Lease{ID, TTL, RemainingTTL} goes out byte for byte
+// and comes back in, where the lessor continues from it.
+TEST_F(ExportTest, PersistedLeaseCheckpointSurvivesExportAndImport) {
+  util::FakeClock clock;
+  lease::LessorOptions lo;
+  lo.clock = &clock;
+  lo.checkpointing = true;
+  lo.checkpoint_persist = true;
+  {
+    lease::Lessor lessor(lo);
+    auto w = be_->BeginWrite();
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE(lessor.Grant(w->get(), 5, 100).ok());
+    ASSERT_TRUE(lessor.Checkpoint(w->get(), 5, 70).ok());
+    ASSERT_TRUE((*w)->Commit().ok());
+  }
+  auto got = Export();
+  // etcd's encoding: 8-byte big-endian ID; ID 5, TTL 100, RemainingTTL 70.
+  EXPECT_THAT(got["lease"], ElementsAre(Pair(std::string("\0\0\0\0\0\0\0\x05", 8),
+                                             std::string("\x08\x05\x10\x64\x18\x46", 6))));
+
+  auto bolt = storage::BboltReader::Open(dir_ + "/snap.db");
+  ASSERT_TRUE(bolt.ok()) << bolt.status();
+  auto imported = storage::Backend::Open(dir_ + "/imported", {});
+  ASSERT_TRUE(imported.ok()) << imported.status();
+  ASSERT_TRUE(ImportEtcdBackend(**bolt, imported->get(), util::Logger("test")).ok());
+  lease::Lessor lessor(lo);
+  {
+    auto rtx = (*imported)->BeginRead();
+    ASSERT_TRUE(rtx.ok());
+    ASSERT_TRUE(lessor.Recover(rtx->get()).ok());
+  }
+  lessor.Promote(std::chrono::milliseconds(0));
+  ASSERT_TRUE(lessor.Lookup(5).has_value());
+  EXPECT_EQ(lessor.Lookup(5)->checkpointed_ttl_seconds, 70);
+  EXPECT_EQ(lessor.Lookup(5)->remaining_seconds, 70);
 }
 
 TEST_F(ExportTest, UndecodableMemberIsDataLoss) {

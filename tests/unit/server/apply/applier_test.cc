@@ -852,6 +852,35 @@ TEST_F(ApplierTest, LeaseGrantAndRevoke) {
   EXPECT_EQ(std::get<etcdserverpb::LeaseRevokeResponse>(rv.response).header().revision(), 7);
 }
 
+// etcd applierV3backend.LeaseCheckpoint: checkpoints of unknown leases are
+// no-ops, the others are kept; the entry succeeds either way (apply is total).
+TEST_F(ApplierTest, LeaseCheckpointOfUnknownLeaseIsANoOp) {
+  ASSERT_TRUE(Grant(42, 100).error.ok());
+  ASSERT_TRUE(Put("k", "v").error.ok());
+  serverpb::InternalRaftRequest r;
+  auto* cp = r.mutable_lease_checkpoint()->add_checkpoints();
+  cp->set_id(7);  // never granted
+  cp->set_remaining_ttl(30);
+  cp = r.mutable_lease_checkpoint()->add_checkpoints();
+  cp->set_id(42);
+  cp->set_remaining_ttl(60);
+  ApplyResult res = Apply(r);
+  ASSERT_TRUE(res.error.ok()) << res.error;
+  EXPECT_FALSE(res.unhandled);
+  ASSERT_NE(res.message(), nullptr);
+  EXPECT_EQ(res.message()->GetTypeName(), "etcdserverpb.LeaseCheckpointResponse");
+  EXPECT_EQ(std::get<etcdserverpb::LeaseCheckpointResponse>(res.response).header().revision(), 2);
+  EXPECT_FALSE(lessor_->Exists(7));
+  EXPECT_EQ(lessor_->Lookup(42)->checkpointed_ttl_seconds, 60);
+  EXPECT_EQ(store_->Rev(), 2);  // the store does not move
+  // An empty request and a checkpoint of a revoked lease: no-ops as well.
+  ASSERT_TRUE(Revoke(42).error.ok());
+  EXPECT_TRUE(Apply(r).error.ok());
+  serverpb::InternalRaftRequest empty;
+  empty.mutable_lease_checkpoint();
+  EXPECT_TRUE(Apply(empty).error.ok());
+}
+
 TEST_F(ApplierTest, UnhandledRequests) {
   serverpb::InternalRaftRequest r;
   r.mutable_alarm();
