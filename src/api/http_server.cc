@@ -1523,7 +1523,6 @@ class HttpServer::Impl {
   // The reply of a request answered at once, or nullopt when it waits
   // (then the exchange is finished later, from another thread).
   std::optional<Reply> Dispatch(const std::shared_ptr<Exchange>& ex) {
-    MHD_Connection* c = ex->connection();
     const bool full = ex->info().routes == HttpRoutes::kAll;
     if (full) {
       if (std::optional<Reply> refused = AccessControl(ex)) return refused;
@@ -1566,7 +1565,6 @@ class HttpServer::Impl {
     if (m == "GET") return TextReply(405, "Method Not Allowed\n");
     if (m != "POST" && m != "PUT") return NotFoundReply();
     if (stopping_.load()) return TextReply(404, "Not Found\n");
-    (void)c;
     return Gateway(ex, rest);
   }
 
