@@ -662,6 +662,56 @@ TEST_F(HttpMaxStreamsTest, WaitingRequestsHoldNoThreadAndLeaveTheQueue) {
   close(w2);
 }
 
+// Shutdown with requests in every waiting state (two watch streams open,
+// a range waiting for a slot, an idle keep-alive connection) returns
+// promptly: the calls are cancelled, the waiter is answered, every
+// connection is closed.
+TEST_F(HttpMaxStreamsTest, ShutdownEndsStreamsAndWaitersPromptly) {
+  const int w1 = OpenRequest(port_, "POST", "/v3/watch", "{\"create_request\":{\"key\":\"YQ==\"}}");
+  const int w2 = OpenRequest(port_, "POST", "/v3/watch", "{\"create_request\":{\"key\":\"Yg==\"}}");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.StreamCount() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  ASSERT_EQ(backend_.StreamCount(), 2u);
+  const int waiting = OpenRequest(port_, "POST", "/v3/kv/range", "{\"key\":\"Zm9v\"}");
+  const int idle = OpenRequest(port_, "GET", "/livez", "");
+  pollfd p{idle, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 5000), 1);  // answered; stays open (keep-alive)
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the range reaches the queue
+  const auto start = std::chrono::steady_clock::now();
+  http_->Shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  // Every connection ends (what was queued for it may come first).
+  for (int fd : {w1, w2, waiting, idle}) {
+    std::string got;
+    char buf[4096];
+    bool closed = false;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!closed && std::chrono::steady_clock::now() < end) {
+      pollfd q{fd, POLLIN, 0};
+      if (poll(&q, 1, 100) <= 0) continue;
+      const ssize_t n = read(fd, buf, sizeof(buf));
+      if (n <= 0) {
+        closed = true;
+      } else {
+        got.append(buf, static_cast<size_t>(n));
+      }
+    }
+    EXPECT_TRUE(closed) << "fd " << fd << " still open after Shutdown: " << got;
+    if (fd == waiting) EXPECT_THAT(got, HasSubstr("server is shutting down"));
+    close(fd);
+  }
+  const auto gone = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (backend_.StreamCount() != 0 && std::chrono::steady_clock::now() < gone) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  EXPECT_EQ(backend_.StreamCount(), 0u);
+  // A connection handed over after Shutdown is closed at once.
+  HttpReply late = Request(port_, "GET", "/livez", "", std::chrono::milliseconds(2000));
+  EXPECT_EQ(late.status, 0);
+}
+
 // The request-body limit follows --max-request-bytes (twice the gRPC
 // receive limit, for JSON's base64 and field names), not a fixed 64 MiB.
 // etcd's --host-whitelist and --cors on a plain-text client URL.
