@@ -880,6 +880,57 @@ TEST_F(ClientListenerTest, ThousandsOfIdleHttpConnectionsUseFewThreads) {
   server->Shutdown();
 }
 
+// A watch over HTTPS whose client leaves mid-stream: the listener closes
+// the relay's pair, the HTTP server (its request suspended, waiting for
+// events) sees the hang-up and cancels the gRPC watch.
+TEST_F(ClientListenerTest, HttpsWatchClientLeavingCancelsTheWatch) {
+  HttpServerOptions ho;
+  ho.backend = &backend_;
+  ho.gateway_channel = api_->InProcessChannel();
+  auto started = HttpServer::Start(std::move(ho));
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<HttpServer> server = std::move(*started);
+  HttpServer* hs = server.get();
+  StartListener({"https://127.0.0.1:0"}, true, nullptr, false, [hs](ClientListenerOptions& o) {
+    o.on_http_connection = [hs](int fd, const HttpPeer& peer) {
+      hs->AddConnection(fd, peer, HttpRoutes::kAll);
+    };
+  });
+  SSL_CTX* ctx = ClientContext(ca_, &alice_);
+  TlsClient c = ConnectTls(ctx, listener_->Ports()[0]);
+  ASSERT_NE(c.ssl, nullptr);
+  const std::string body = "{\"create_request\":{\"key\":\"YQ==\"}}";
+  const std::string req = "POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(SSL_write(c.ssl, req.data(), static_cast<int>(req.size())),
+            static_cast<int>(req.size()));
+  std::string got;
+  char buf[4096];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (got.find("\"created\":true") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    pollfd p{c.fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    const int n = SSL_read(c.ssl, buf, sizeof(buf));
+    ERR_clear_error();
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+  }
+  ASSERT_NE(got.find("\"created\":true"), std::string::npos) << got;
+  EXPECT_EQ(backend_.StreamCount(), 1u);
+  // The client resets the connection (no close_notify, no FIN first).
+  linger lg{1, 0};
+  ::setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  CloseTls(c);
+  const auto gone = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.StreamCount() != 0 && std::chrono::steady_clock::now() < gone) {
+    std::this_thread::sleep_for(milliseconds(5));  // polling a condition
+  }
+  EXPECT_EQ(backend_.StreamCount(), 0u) << "the departed client's watch still runs";
+  SSL_CTX_free(ctx);
+  listener_->Shutdown();
+  server->Shutdown();
+}
+
 // max_connections bounds every connection the listener holds: those in a
 // TLS handshake and those it relays (HTTP over TLS included). A plain
 // HTTP connection is handed over as a socket, as a plain gRPC one is: the
