@@ -10,8 +10,10 @@
 //     --cert c.pem --key c-key.pem --conns 10000 --hold-seconds 60
 //
 // --plain: the same without TLS, for an http:// URL.
+// --http: HTTP/1.1 instead of gRPC: each connection sends one keep-alive
+// "GET /version" (the JSON gateway's port) and, answered, stays open idle.
 // Prints "ready <n> <seconds>" once every connection got the server's
-// SETTINGS, then holds them for --hold-seconds (or until killed). Raise
+// SETTINGS (--http: its reply), then holds them for --hold-seconds (or until killed). Raise
 // `ulimit -n` above --conns first.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -62,10 +64,11 @@ int main(int argc, char** argv) {
   size_t conns = 1000;
   int hold_seconds = 60;
   bool plain = false;  // --plain: no TLS (http:// URL)
+  bool http = false;   // --http: HTTP/1.1 keep-alive connections, not gRPC
   for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--plain") {
-      plain = true;
+    if (flag == "--plain" || flag == "--http") {
+      (flag == "--plain" ? plain : http) = true;
       --i;
       continue;
     }
@@ -94,12 +97,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  static const unsigned char kAlpn[] = "\x02h2";
-  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn) - 1);
+  static const unsigned char kAlpnH2[] = "\x02h2";
+  static const unsigned char kAlpnHttp1[] = "\x08http/1.1";
+  if (http) {
+    SSL_CTX_set_alpn_protos(ctx, kAlpnHttp1, sizeof(kAlpnHttp1) - 1);
+  } else {
+    SSL_CTX_set_alpn_protos(ctx, kAlpnH2, sizeof(kAlpnH2) - 1);
+  }
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 
-  const std::string hello = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
-                            std::string("\0\0\0\4\0\0\0\0\0", 9);
+  const std::string hello =
+      http ? std::string("GET /version HTTP/1.1\r\nHost: ") + endpoint + "\r\n\r\n"
+           : std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                 std::string("\0\0\0\4\0\0\0\0\0", 9);
   const std::string settings_ack("\0\0\0\4\1\0\0\0\0", 9);
   const auto start = std::chrono::steady_clock::now();
   std::vector<Conn> all(conns);
@@ -148,7 +158,9 @@ int main(int argc, char** argv) {
       Conn& c = all[which[k]];
       if (plain ? ::recv(c.fd, buf, sizeof(buf), MSG_DONTWAIT) > 0
                 : SSL_read(c.ssl, buf, sizeof(buf)) > 0) {
-        if (plain) {
+        if (http) {
+          // The reply (a few hundred bytes) came in one read; stay idle.
+        } else if (plain) {
           ::send(c.fd, settings_ack.data(), settings_ack.size(), MSG_NOSIGNAL);
         } else {
           SSL_write(c.ssl, settings_ack.data(), static_cast<int>(settings_ack.size()));

@@ -8,6 +8,10 @@
 # RSS before and while they are open, plus the latency of an etcdctl put
 # through a new connection among them. See docs/benchmarks.md.
 #
+# With HTTP=1 the idle connections are HTTP/1.1 instead (each sent one
+# keep-alive GET /version, got its reply, and stays open), and the latency
+# is of a curl GET /version through a new connection among them.
+#
 # Usage: bench/idle_conns.sh [BUILD_DIR]
 # Environment: ETCD_BIN [/usr/bin/etcd], CPPETCD_BIN
 # [BUILD_DIR/src/cmd/cppetcd], IDLE_BIN [BUILD_DIR/bench/idle-conns-bench],
@@ -70,7 +74,8 @@ run_server() {
   R[$name/threads0]=$(status "$SERVER_PID" Threads)
   R[$name/rss0]=$(status "$SERVER_PID" VmRSS)
   "$IDLE_BIN" --endpoint "127.0.0.1:$cport" --cacert "$PKI/ca.crt" --cert "$PKI/client.crt" \
-    --key "$PKI/client.key" --conns "$CONNS" --hold-seconds 600 >"$WORK_DIR/idle.out" 2>&1 &
+    --key "$PKI/client.key" --conns "$CONNS" --hold-seconds 600 ${HTTP:+--http} \
+    >"$WORK_DIR/idle.out" 2>&1 &
   IDLE_PID=$!
   for _ in $(seq 1 3000); do   # up to ~10 min
     grep -q '^ready' "$WORK_DIR/idle.out" && break
@@ -84,7 +89,12 @@ run_server() {
   R[$name/rss]=$(status "$SERVER_PID" VmRSS)
   local t0 t1
   t0=$(ms_now)
-  "${CTL[@]}" --endpoints "$ep" --command-timeout=10s put among idle >/dev/null && t1=$(ms_now) || t1=""
+  if [[ -n ${HTTP:-} ]]; then
+    curl -sf -m 10 --cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key" \
+      "$ep/version" >/dev/null && t1=$(ms_now) || t1=""
+  else
+    "${CTL[@]}" --endpoints "$ep" --command-timeout=10s put among idle >/dev/null && t1=$(ms_now) || t1=""
+  fi
   R[$name/put]=${t1:+$((t1 - t0))}
   R[$name/threads_after]=$(status "$SERVER_PID" Threads)
   echo "$name: $(cat "$WORK_DIR/idle.out" | tr '\n' ' ')" >&2
@@ -95,10 +105,11 @@ run_server etcd "$ETCD_BIN" || true
 run_server cppetcd "$CPPETCD_BIN" || true
 v() { echo "${R[$1]:-n/a}"; }
 mib() { local k; k=$(v "$1"); [[ $k == n/a ]] && echo n/a || echo $((k / 1024)); }
-printf '%-46s | %10s | %10s\n' "$CONNS idle mutual-TLS connections" etcd cppetcd
+printf '%-46s | %10s | %10s\n' "$CONNS idle mutual-TLS ${HTTP:+HTTP/1.1 }connections" etcd cppetcd
 printf '%-46s | %10s | %10s\n' "threads before" "$(v etcd/threads0)" "$(v cppetcd/threads0)"
 printf '%-46s | %10s | %10s\n' "threads with them open" "$(v etcd/threads)" "$(v cppetcd/threads)"
 printf '%-46s | %10s | %10s\n' "RSS before (MiB)" "$(mib etcd/rss0)" "$(mib cppetcd/rss0)"
 printf '%-46s | %10s | %10s\n' "RSS with them open (MiB)" "$(mib etcd/rss)" "$(mib cppetcd/rss)"
 printf '%-46s | %10s | %10s\n' "sequential set-up rate (conn/s)" "$(v etcd/setup)" "$(v cppetcd/setup)"
-printf '%-46s | %10s | %10s\n' "etcdctl put via a new connection (ms, wall)" "$(v etcd/put)" "$(v cppetcd/put)"
+probe="etcdctl put"; [[ -n ${HTTP:-} ]] && probe="curl GET /version"
+printf '%-46s | %10s | %10s\n' "$probe via a new connection (ms, wall)" "$(v etcd/put)" "$(v cppetcd/put)"

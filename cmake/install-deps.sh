@@ -6,7 +6,7 @@ pkgs=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev liblmdb-dev libspdlog-dev libssl-dev libgtest-dev libgmock-dev
-  libbenchmark-dev libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libsystemd-dev libcrypt-dev
+  libbenchmark-dev libyaml-cpp-dev nlohmann-json3-dev libmicrohttpd-dev libsystemd-dev libcrypt-dev
   # reference client and server for the integration and differential tests
   etcd-client etcd-server
   # tools the tests use

@@ -210,11 +210,6 @@ void SetNonBlocking(int fd) {
   ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
-int RemainingMs(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  return static_cast<int>(std::max<int64_t>(0, left.count()));
-}
-
 // Which connection currently owns a descriptor number handed to gRPC, so a
 // relay that ends late never clears the identity of a newer connection that
 // got the same number (descriptor numbers are reused as soon as gRPC closes
@@ -334,101 +329,6 @@ Io WriteSide(const Side& s, const char* buf, size_t len, size_t* n) {
   }
 }
 
-short EventsFor(Io io) { return io == Io::kWantWrite ? POLLOUT : POLLIN; }
-
-// A client connection as the HTTP server reads it: `head` (bytes already
-// read while telling gRPC from HTTP) first, then the socket or TLS session.
-// Every wait also ends when `stop_fd` (the listener's) becomes readable.
-class ListenerHttpConnection final : public HttpConnection {
- public:
-  ListenerHttpConnection(const Side& client, std::string head, int stop_fd,
-                         const sockaddr_storage& remote, const sockaddr_storage& local)
-      : client_(client), head_(std::move(head)), stop_fd_(stop_fd) {
-    SplitAddress(remote, &remote_ip_, &remote_port_);
-    SplitAddress(local, &local_ip_, &local_port_);
-  }
-
-  ssize_t Read(char* buf, size_t size, Clock::time_point deadline, int cancel_fd) override {
-    if (head_off_ < head_.size()) {
-      const size_t n = std::min(size, head_.size() - head_off_);
-      std::memcpy(buf, head_.data() + head_off_, n);
-      head_off_ += n;
-      return static_cast<ssize_t>(n);
-    }
-    while (true) {
-      size_t n = 0;
-      const Io io = ReadSide(client_, buf, size, &n);
-      if (io == Io::kData) return static_cast<ssize_t>(n);
-      if (io == Io::kEof) return 0;
-      if (io == Io::kError || !Wait(EventsFor(io), deadline, cancel_fd)) return -1;
-    }
-  }
-
-  ssize_t Write(const char* buf, size_t size, Clock::time_point deadline, int cancel_fd) override {
-    while (true) {
-      size_t n = 0;
-      const Io io = WriteSide(client_, buf, size, &n);
-      if (io == Io::kData) return static_cast<ssize_t>(n);
-      if (io == Io::kError || io == Io::kEof || !Wait(EventsFor(io), deadline, cancel_fd)) {
-        return -1;
-      }
-    }
-  }
-
-  bool Tls() const override { return client_.ssl != nullptr; }
-
-  bool PeerAlive() override {
-    pollfd p{client_.fd, POLLIN | POLLRDHUP, 0};
-    if (::poll(&p, 1, 0) <= 0) return true;
-    if (p.revents & (POLLERR | POLLHUP | POLLRDHUP)) return false;
-    char c;
-    return ::recv(client_.fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0;
-  }
-
-  void RemoteAddress(std::string* ip, int* port) const override {
-    *ip = remote_ip_;
-    *port = remote_port_;
-  }
-  void LocalAddress(std::string* ip, int* port) const override {
-    *ip = local_ip_;
-    *port = local_port_;
-  }
-
- private:
-  static void SplitAddress(const sockaddr_storage& ss, std::string* ip, int* port) {
-    char host[INET6_ADDRSTRLEN] = {0};
-    if (ss.ss_family == AF_INET) {
-      const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
-      inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-      *port = ntohs(in->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-      inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-      *port = ntohs(in6->sin6_port);
-    }
-    *ip = host;
-  }
-
-  // Until the socket is ready for `events` (true), the deadline, or a stop.
-  bool Wait(short events, Clock::time_point deadline, int cancel_fd) {
-    pollfd fds[3] = {{client_.fd, events, 0}, {stop_fd_, POLLIN, 0}, {cancel_fd, POLLIN, 0}};
-    const nfds_t n = cancel_fd >= 0 ? 3 : 2;
-    while (true) {
-      const int r = ::poll(fds, n, RemainingMs(deadline));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0 || fds[1].revents != 0 || (n == 3 && fds[2].revents != 0)) return false;
-      return true;
-    }
-  }
-
-  const Side client_;
-  const std::string head_;
-  size_t head_off_ = 0;  // head_[head_off_, size) not yet read
-  const int stop_fd_;
-  std::string remote_ip_, local_ip_;
-  int remote_port_ = 0, local_port_ = 0;
-};
-
 }  // namespace
 
 std::string GrpcPeerForFd(int fd) { return absl::StrCat("fd:", fd); }
@@ -437,9 +337,9 @@ std::string GrpcPeerForFd(int fd) { return absl::StrCat("fd:", fd); }
 // thread with its own epoll set, level-triggered, non-blocking sockets) from
 // accept until it is handed off: the preface peek, the TLS handshake, the
 // sniffing of the decrypted bytes and the TLS <-> socket pair relay of a
-// gRPC connection all run as callbacks of that loop, never blocking.
-// HTTP/1.1 connections leave the loop for a thread of their own (the HTTP
-// server is blocking; issue 12 item 2). Each listening socket is in every
+// gRPC or HTTP/1.1 connection all run as callbacks of that loop, never
+// blocking. Plain connections leave the loop as sockets: to gRPC, or to
+// the HTTP server (which multiplexes them itself; issue 12 item 2). Each listening socket is in every
 // loop's set (EPOLLEXCLUSIVE: one loop is woken per connection), and a
 // connection stays with the loop that accepted it.
 class ClientListener::Impl {
@@ -480,8 +380,6 @@ class ClientListener::Impl {
       if (!ctx.ok()) return ctx.status();
       ssl_ctx_ = *std::move(ctx);
     }
-    stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (stop_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
     for (const ListenUrl& u : urls) {
       int port = 0;
       absl::StatusOr<int> fd = Listen(u, &port);
@@ -563,26 +461,17 @@ class ClientListener::Impl {
 
   void Shutdown() {
     StopAccepting();
-    if (stop_fd_ >= 0) Signal(stop_fd_);  // HTTP connection threads end
     for (auto& loop : loops_) {
       if (!loop->thread.joinable()) continue;
       Loop* l = loop.get();
       Post(*l, [l] { l->stopping = true; });
       loop->thread.join();
     }
-    std::list<std::unique_ptr<HttpWorker>> workers;
-    {
-      util::MutexLock l(&mu_);
-      workers.swap(http_workers_);
-    }
-    for (auto& w : workers) w->thread.join();
     for (auto& loop : loops_) {
       if (loop->epfd >= 0) ::close(loop->epfd);
       if (loop->wake_fd >= 0) ::close(loop->wake_fd);
       loop->epfd = loop->wake_fd = -1;
     }
-    if (stop_fd_ >= 0) ::close(stop_fd_);
-    stop_fd_ = -1;
   }
 
  private:
@@ -623,12 +512,12 @@ class ClientListener::Impl {
     kPeek,       // plain: waiting for enough bytes to tell gRPC from HTTP
     kHandshake,  // TLS: SSL_accept in progress
     kSniff,      // TLS: reading decrypted bytes to tell gRPC from HTTP
-    kRelay,      // TLS gRPC: copying between the client and the socket pair
+    kRelay,      // TLS gRPC or HTTP: copying between the client and the socket pair
   };
 
   struct Loop;
   // A client connection while a loop owns it. Touched only by its loop's
-  // thread (or, after StartHttp, only by its HTTP thread).
+  // thread.
   struct Conn {
     uint64_t id = 0;
     Loop* loop = nullptr;
@@ -636,7 +525,7 @@ class ClientListener::Impl {
     bool tls = false;
     std::string remote;
     sockaddr_storage remote_addr{};
-    sockaddr_storage local_addr{};
+    socklen_t remote_len = 0;
     std::string local_url;
     State state = State::kPeek;
     SSL* ssl = nullptr;
@@ -645,6 +534,7 @@ class ClientListener::Impl {
     std::optional<Clock::time_point> timer;  // its key in loop->timers
     std::string head;  // kSniff: decrypted bytes read so far
     // kRelay.
+    bool http = false;      // the relay carries HTTP/1.1 (to the HTTP server)
     int grpc_fd = -1;       // our end of the socket pair
     int grpc_peer_fd = -1;  // the end handed to gRPC (its number names the peer)
     bool grpc_registered = false;  // grpc_fd is in the epoll set
@@ -682,12 +572,6 @@ class ClientListener::Impl {
     // still moving (by id, as the Conn may end meanwhile); pumped again
     // after the next round of events.
     std::vector<std::pair<Conn*, uint64_t>> ready;
-  };
-
-  // An HTTP/1.1 connection served on its own thread (blocking HTTP server).
-  struct HttpWorker {
-    std::unique_ptr<Conn> conn;
-    std::thread thread;
   };
 
   static void Signal(int efd) {
@@ -865,11 +749,12 @@ class ClientListener::Impl {
         }
         return;
       }
-      Accepted(l, fd, ss, from);
+      Accepted(l, fd, ss, len, from);
     }
   }
 
-  void Accepted(Loop& l, int fd, const sockaddr_storage& ss, const Listener& from) {
+  void Accepted(Loop& l, int fd, const sockaddr_storage& ss, socklen_t ss_len,
+                const Listener& from) {
     if (from.url.unix_path.empty()) {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -891,8 +776,7 @@ class ClientListener::Impl {
     c.tls = from.url.tls;
     c.remote = RemoteAddress(ss);
     c.remote_addr = ss;
-    socklen_t local_len = sizeof(c.local_addr);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&c.local_addr), &local_len);
+    c.remote_len = ss_len;
     c.local_url = from.url.text;
     l.conns.emplace(&c, std::move(owned));
     if (c.tls) {
@@ -917,7 +801,7 @@ class ClientListener::Impl {
       return;
     }
     if (options_.http_only) {
-      StartHttp(c, "");
+      HandToHttp(c);
       return;
     }
     c.state = State::kPeek;
@@ -947,6 +831,13 @@ class ClientListener::Impl {
       case State::kHandshake: Handshake(c); break;
       case State::kSniff: Sniff(c); break;
       case State::kRelay:
+        if ((events & (EPOLLERR | EPOLLHUP)) && c.http) {
+          // An HTTP client is gone: the HTTP server sees its end of the
+          // pair close (a write fails, a suspended request's watch sees the
+          // hang-up) and cancels what the client was waiting for.
+          Close(c);
+          return;
+        }
         if (events & (EPOLLERR | EPOLLHUP)) {
           // The client is gone (reset, or both directions shut): nothing
           // more comes from it or reaches it. The socket leaves the set (a
@@ -1026,7 +917,7 @@ class ClientListener::Impl {
       return;
     }
     if (*p == Protocol::kHttp) {
-      StartHttp(c, "");
+      HandToHttp(c);  // peeked only: the request is still in the socket
       return;
     }
     // gRPC: the socket itself goes to gRPC.
@@ -1065,7 +956,7 @@ class ClientListener::Impl {
     }
     if (options_.tls.client_cert_auth) c.cn = util::VerifiedPeerCommonName(c.ssl);
     if (options_.http_only) {
-      StartHttp(c, "");
+      StartRelay(c, /*http=*/true);
       return;
     }
     c.state = State::kSniff;
@@ -1090,20 +981,18 @@ class ClientListener::Impl {
       }
       c.head.append(buf, n);
       if (std::optional<Protocol> p = Classify(c.head)) {
-        if (*p == Protocol::kGrpc) {
-          StartRelay(c);
-        } else {
-          std::string head = std::move(c.head);
-          StartHttp(c, std::move(head));
-        }
+        StartRelay(c, /*http=*/*p == Protocol::kHttp);
         return;
       }
     }
   }
 
-  void StartRelay(Conn& c) {
+  // A TLS connection's decrypted bytes go through a socket pair, to gRPC
+  // or (`http`) to the HTTP server, which then never sees the TLS session:
+  // OpenSSL, CRLs, cipher suites and certificate reloads stay here.
+  void StartRelay(Conn& c, bool http) {
     SetTimer(c, std::nullopt);
-    if (!options_.on_grpc_connection) {
+    if (http ? !options_.on_http_connection : !options_.on_grpc_connection) {
       Close(c);
       return;
     }
@@ -1116,6 +1005,7 @@ class ClientListener::Impl {
     SetNonBlocking(sv[0]);  // gRPC's endpoint expects a non-blocking socket
     SetNonBlocking(sv[1]);
     c.state = State::kRelay;
+    c.http = http;
     c.grpc_fd = sv[1];
     c.grpc_peer_fd = sv[0];
     Register(*c.loop, c.grpc_fd, &c.grpc_watch, 0);
@@ -1125,7 +1015,16 @@ class ClientListener::Impl {
     std::memcpy(c.up.Fill(), c.head.data(), c.head.size());
     c.up.len = c.head.size();
     std::string().swap(c.head);
-    HandToGrpc(c.grpc_peer_fd, c.id, c.cn);
+    if (http) {
+      HttpPeer peer;
+      peer.remote = c.remote_addr;
+      peer.remote_len = c.remote_len;
+      peer.tls = true;
+      peer.common_name = c.cn;
+      options_.on_http_connection(c.grpc_peer_fd, peer);
+    } else {
+      HandToGrpc(c.grpc_peer_fd, c.id, c.cn);
+    }
     Pump(c);
   }
 
@@ -1284,55 +1183,22 @@ class ClientListener::Impl {
                                           {"error", error}});
   }
 
-  // Hands an HTTP/1.1 connection to the HTTP server, which serves it on a
-  // thread of its own until it ends (the blocking server of issue 12 item
-  // 2's gap). The thread counts against max_connections.
-  void StartHttp(Conn& c, std::string head) {
+  // Hands a plain HTTP/1.1 connection's socket to the HTTP server (which
+  // multiplexes its connections on its own threads); the listener forgets
+  // it, as it does a plain gRPC connection.
+  void HandToHttp(Conn& c) {
     Detach(c);
-    Loop& l = *c.loop;
-    auto it = l.conns.find(&c);
-    auto worker = std::make_unique<HttpWorker>();
-    worker->conn = std::move(it->second);
-    l.conns.erase(it);
-    HttpWorker* w = worker.get();
-    util::MutexLock g(&mu_);
-    http_workers_.push_back(std::move(worker));
-    w->thread = std::thread([this, w, &l, head = std::move(head)]() mutable {
-      ServeHttp(*w->conn, std::move(head));
-      live_.fetch_sub(1);
-      // The loop joins this thread once it has ended.
-      Post(l, [this, w] {
-        std::unique_ptr<HttpWorker> mine;
-        {
-          util::MutexLock g2(&mu_);
-          for (auto i = http_workers_.begin(); i != http_workers_.end(); ++i) {
-            if (i->get() == w) {
-              mine = std::move(*i);
-              http_workers_.erase(i);
-              break;
-            }
-          }
-        }
-        if (mine) mine->thread.join();
-      });
-    });
-  }
-
-  void ServeHttp(Conn& c, std::string head) {
-    const Side client{c.fd, c.ssl};
-    if (options_.on_http_connection) {
-      // The HTTP server waits with poll(2); the socket stays non-blocking.
-      ListenerHttpConnection conn(client, std::move(head), stop_fd_, c.remote_addr, c.local_addr);
-      options_.on_http_connection(conn);
-      if (c.ssl != nullptr) {
-        ERR_clear_error();
-        SSL_shutdown(c.ssl);  // best effort close_notify
-      }
-    }
-    if (c.ssl != nullptr) SSL_free(c.ssl);
-    c.ssl = nullptr;
-    ::close(c.fd);
+    const int fd = c.fd;
     c.fd = -1;
+    if (options_.on_http_connection) {
+      HttpPeer peer;
+      peer.remote = c.remote_addr;
+      peer.remote_len = c.remote_len;
+      options_.on_http_connection(fd, peer);
+    } else {
+      ::close(fd);
+    }
+    Close(c);
   }
 
   const ClientListenerOptions options_;
@@ -1340,15 +1206,12 @@ class ClientListener::Impl {
   std::unique_ptr<util::ReloadingServerSslContext> ssl_ctx_;
   std::vector<Listener> listeners_;
   std::vector<int> ports_;
-  int stop_fd_ = -1;  // readable once Shutdown starts: HTTP threads end
   bool accepting_ = false;  // owning thread only
   bool serving_ = false;    // Serve was called (owning thread only)
   std::vector<std::unique_ptr<Loop>> loops_;
-  // Connections accepted and not yet closed or handed to gRPC: those in the
-  // loops and those served on HTTP threads (<= max_connections).
+  // Connections accepted and not yet closed or handed over as sockets (to
+  // gRPC or the HTTP server): those in the loops (<= max_connections).
   std::atomic<size_t> live_{0};
-  util::Mutex mu_;
-  std::list<std::unique_ptr<HttpWorker>> http_workers_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::StatusOr<std::unique_ptr<ClientListener>> ClientListener::Bind(

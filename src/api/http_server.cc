@@ -1,5 +1,6 @@
 #include "cppetcd/api/http_server.h"
 
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -8,6 +9,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <deque>
@@ -24,7 +27,7 @@
 #include <google/protobuf/util/type_resolver.h>
 #include <google/protobuf/util/type_resolver_util.h>
 #include <grpcpp/grpcpp.h>
-#include <httplib.h>
+#include <microhttpd.h>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/base/thread_annotations.h"
@@ -453,250 +456,544 @@ absl::Status GatewayJsonToMessage(std::string_view json, google::protobuf::Messa
 namespace {
 
 constexpr char kJson[] = "application/json";
+constexpr char kText[] = "text/plain; charset=utf-8";
 
-// ---- Serving a handed-over connection
+// ---- Serving handed-over connections with libmicrohttpd
+//
+// Why libmicrohttpd (issue 12 item 2; docs/design.md): the gateway needs an
+// HTTP/1.1 server that takes connections it did not accept itself (the
+// listener sniffs gRPC from HTTP and terminates TLS), multiplexes them on a
+// few threads, lets a request wait without holding a thread and pulls a
+// streamed reply only when the socket takes more. Debian's libmicrohttpd
+// does all four through its C API (MHD_add_connection, an internal epoll
+// thread pool, suspend/resume, callback responses), is small and
+// long-maintained (GNU), and adds no framework the rest of the code must
+// follow; Boost.Beast would need our own connection loop on Asio,
+// libevent's evhttp cannot suspend a request without owning its socket
+// loop, and nghttp2's asio server is HTTP/2 only.
 
-// How long a kept-alive connection may wait for its next request, and how
-// many requests it may carry (then the last reply says "Connection: close").
-constexpr std::chrono::seconds kKeepAliveTimeout{30};
-constexpr size_t kKeepAliveMaxRequests = 10000;
-// Bounds of one read or write while a request is read or a reply written
-// (httplib's defaults).
-constexpr std::chrono::seconds kReadTimeout{5};
-constexpr std::chrono::seconds kWriteTimeout{5};
+// MHD's threads (an epoll loop each) serving every HTTP connection.
+constexpr unsigned kHttpThreads = 2;
+// Memory MHD gives a connection for its request line, headers and I/O
+// buffers (MHD's default): a request whose headers do not fit is refused
+// (431).
+constexpr size_t kConnectionMemoryBytes = 32 * 1024;
+// /health and /readyz checks queued for the health thread at once; more
+// are answered 503 at once.
+constexpr size_t kMaxQueuedHealthChecks = 64;
+// How long Shutdown waits for the suspended requests to be resumed (their
+// calls cancelled) before it stops MHD.
+constexpr std::chrono::seconds kResumeWait{10};
 
-// httplib's request handling without its listening socket: the routes of a
-// Server, fed one request at a time from a ConnectionStream.
-class RouteTable : public httplib::Server {
- public:
-  // httplib takes an invalid listening socket for "shutting down" (streamed
-  // replies stop); there is none here, so mark it running until Stop.
-  RouteTable() { svr_sock_ = std::numeric_limits<int>::max(); }
-
-  // Reads one request from `strm` and writes its reply (httplib's step of a
-  // kept-alive connection). False when the connection cannot go on.
-  bool ProcessRequest(httplib::Stream& strm, bool close_connection, bool* connection_closed) {
-    return process_request(strm, close_connection, *connection_closed, nullptr);
-  }
-
-  // Streamed replies end after their current chunk.
-  void Stop() { svr_sock_ = INVALID_SOCKET; }
+// One reply of a plain (not streamed) request.
+struct Reply {
+  int status = 200;
+  std::string content_type;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  // A streamed gateway reply: the exchange's stream (the other fields are
+  // unused).
+  bool stream = false;
 };
 
-// An HttpConnection as httplib's Stream: buffered reads (httplib reads
-// request lines a byte at a time), each read and write bounded by its
-// timeout and cut short by `cancel_fd`.
-class ConnectionStream final : public httplib::Stream {
- public:
-  ConnectionStream(HttpConnection& conn, int cancel_fd) : conn_(conn), cancel_fd_(cancel_fd) {}
-
-  // Waits up to `timeout` for the first bytes of the next request. False at
-  // the end of the stream, on an error, a timeout or cancellation.
-  bool WaitForRequest(std::chrono::milliseconds timeout) {
-    if (pos_ < len_) return true;
-    return Fill(HttpConnection::Clock::now() + timeout) > 0;
-  }
-
-  // Reads wait by themselves (up to kReadTimeout).
-  bool is_readable() const override { return true; }
-  // False once the client has gone: a streamed reply (watch) stops.
-  bool is_writable() const override { return conn_.PeerAlive(); }
-
-  ssize_t read(char* ptr, size_t size) override {
-    if (pos_ == len_) {
-      const ssize_t n = Fill(HttpConnection::Clock::now() + kReadTimeout);
-      if (n <= 0) return n;
-    }
-    const size_t n = std::min(size, len_ - pos_);
-    std::memcpy(ptr, buf_.data() + pos_, n);
-    pos_ += n;
-    return static_cast<ssize_t>(n);
-  }
-
-  ssize_t write(const char* ptr, size_t size) override {
-    return conn_.Write(ptr, size, HttpConnection::Clock::now() + kWriteTimeout, cancel_fd_);
-  }
-
-  void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    conn_.RemoteAddress(&ip, &port);
-  }
-  void get_local_ip_and_port(std::string& ip, int& port) const override {
-    conn_.LocalAddress(&ip, &port);
-  }
-  // No descriptor httplib may select() on: readiness is this stream's own.
-  socket_t socket() const override { return INVALID_SOCKET; }
-
- private:
-  ssize_t Fill(HttpConnection::Clock::time_point deadline) {
-    const ssize_t n = conn_.Read(buf_.data(), buf_.size(), deadline, cancel_fd_);
-    pos_ = 0;
-    len_ = n > 0 ? static_cast<size_t>(n) : 0;
-    return n;
-  }
-
-  HttpConnection& conn_;
-  const int cancel_fd_;
-  std::array<char, 16 * 1024> buf_;
-  size_t pos_ = 0;  // buf_[pos_, len_) is read and not yet consumed
-  size_t len_ = 0;
-};
-
-// ---- Gateway calls
-
-void WriteGrpcError(httplib::Response& res, const grpc::Status& st) {
-  const int code = static_cast<int>(st.error_code());
-  res.status = HttpStatusFromGrpcCode(code);
-  res.set_content(GatewayErrorJson(code, st.error_message()), kJson);
+Reply TextReply(int status, std::string body) {
+  return Reply{status, kText, std::move(body), {}};
 }
 
-void WriteParseError(httplib::Response& res, const absl::Status& st) {
-  res.status = 400;
-  res.set_content(GatewayErrorJson(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT),
-                                   std::string(st.message())),
-                  kJson);
+Reply GrpcErrorReply(const grpc::Status& st) {
+  const int code = static_cast<int>(st.error_code());
+  return Reply{HttpStatusFromGrpcCode(code), kJson, GatewayErrorJson(code, st.error_message()),
+               {}};
+}
+
+Reply ParseErrorReply(const absl::Status& st) {
+  return Reply{400, kJson,
+               GatewayErrorJson(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT),
+                                std::string(st.message())),
+               {}};
+}
+
+Reply ShuttingDownReply() {
+  return GrpcErrorReply(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+}
+
+Reply NotFoundReply() { return TextReply(404, "404 page not found\n"); }
+
+// What the listener said of a connection (HttpServer::AddConnection), kept
+// as MHD's socket context of the connection while it lives.
+struct ConnectionInfo {
+  HttpPeer peer;
+  HttpRoutes routes = HttpRoutes::kMetrics;
+};
+
+class Exchange;
+class StreamOutput;
+
+// Notices clients that leave while their request is suspended: MHD does
+// not watch a suspended connection's socket, so the socket is put in this
+// epoll set (EPOLLRDHUP: the client's FIN; HUP and ERR: reset or both
+// sides shut) for as long as it is suspended, and the request is told
+// (Exchange::ClientGone), which cancels its gRPC call. One thread.
+class DepartureWatch {
+ public:
+  absl::Status Start() {
+    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (epfd_ < 0 || wake_fd_ < 0) {
+      return absl::InternalError(absl::StrCat("epoll: ", std::strerror(errno)));
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_fd_;
+    ::epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+    thread_ = std::thread([this] { Run(); });
+    return absl::OkStatus();
+  }
+
+  ~DepartureWatch() { Stop(); }
+
+  void Stop() {
+    if (thread_.joinable()) {
+      stop_.store(true);
+      const uint64_t one = 1;
+      (void)!::write(wake_fd_, &one, sizeof(one));
+      thread_.join();
+    }
+    if (epfd_ >= 0) ::close(epfd_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    epfd_ = wake_fd_ = -1;
+    util::MutexLock l(&mu_);
+    watched_.clear();
+  }
+
+  // `fd` stays open until Remove (the connection is suspended meanwhile).
+  void Add(int fd, std::shared_ptr<Exchange> exchange) {
+    util::MutexLock l(&mu_);
+    if (epfd_ < 0) return;
+    epoll_event ev{};
+    ev.events = EPOLLRDHUP;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0) watched_[fd] = std::move(exchange);
+  }
+
+  void Remove(int fd) {
+    util::MutexLock l(&mu_);
+    if (watched_.erase(fd) > 0) ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);
+  }
+
+ private:
+  void Run();
+
+  int epfd_ = -1;
+  int wake_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  util::Mutex mu_;
+  absl::flat_hash_map<int, std::shared_ptr<Exchange>> watched_ ABSL_GUARDED_BY(mu_);
+};
+
+// One HTTP request from its first byte to the end of its reply, shared by
+// MHD's callbacks, the gRPC callbacks and the threads that wake it. While
+// its answer is not there the connection is suspended (MHD does not touch
+// it); Wake resumes it and MHD calls the request's handler (or the reply's
+// reader) again, which looks at what changed.
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  Exchange(MHD_Connection* connection, int fd, const ConnectionInfo* info, DepartureWatch* watch)
+      : connection_(connection), fd_(fd), info_(info), watch_(watch) {}
+
+  MHD_Connection* connection() const { return connection_; }
+  const ConnectionInfo& info() const { return *info_; }
+
+  // The request as received (MHD thread only until dispatched).
+  std::string method, path, body;
+  bool body_too_large = false;
+  bool dispatched = false;
+  // Headers added to every reply (CORS).
+  std::vector<std::pair<std::string, std::string>> extra_headers;
+  // A gateway stream, once its call started (Reply::stream).
+  std::shared_ptr<StreamOutput> stream;
+  bool one_reply_each = false;
+  size_t expected_replies = 0;
+
+  // MHD thread, in a handler or reader: suspends the connection unless a
+  // Wake came since the last call (then false: look again). True:
+  // suspended; return from the callback.
+  bool Suspend() {
+    util::MutexLock l(&mu_);
+    if (woken_ || closed_) {
+      woken_ = false;
+      return false;
+    }
+    suspended_ = true;
+    {
+      util::MutexLock c(count_mu_);
+      ++*suspended_count_;
+    }
+    watch_->Add(fd_, shared_from_this());
+    MHD_suspend_connection(connection_);
+    return true;
+  }
+
+  // Any thread: something the request waits for happened.
+  void Wake() {
+    {
+      util::MutexLock l(&mu_);
+      woken_ = true;
+      if (!suspended_ || closed_) return;
+      suspended_ = false;
+      watch_->Remove(fd_);
+    }
+    // Outside mu_ (MHD takes its own locks): the connection stays suspended,
+    // so alive, until this resume.
+    MHD_resume_connection(connection_);
+    util::MutexLock c(count_mu_);
+    if (--*suspended_count_ == 0) suspended_idle_->SignalAll();
+  }
+
+  // Suspensions are counted in `count` (guarded by `mu`), which Shutdown
+  // waits to reach zero before it stops MHD (stopping MHD with a suspended
+  // connection is not allowed).
+  void CountSuspensionsIn(util::Mutex* mu, int* count, util::CondVar* idle) {
+    count_mu_ = mu;
+    suspended_count_ = count;
+    suspended_idle_ = idle;
+  }
+
+  // Sets the answer of a request that waited (any thread) and wakes it.
+  void Finish(Reply reply) {
+    {
+      util::MutexLock l(&mu_);
+      reply_ = std::move(reply);
+    }
+    Wake();
+  }
+  std::optional<Reply> TakeReply() {
+    util::MutexLock l(&mu_);
+    return std::exchange(reply_, std::nullopt);
+  }
+
+  // What to do when the client leaves or MHD ends the request (cancels
+  // the gRPC call); replaced by the next.
+  void OnCancel(std::function<void()> cancel) {
+    bool now = false;
+    {
+      util::MutexLock l(&mu_);
+      now = gone_ || closed_;
+      if (!now) cancel_ = cancel;
+    }
+    if (now) cancel();
+  }
+
+  // DepartureWatch: the client has gone while the request was suspended.
+  void ClientGone() {
+    std::function<void()> cancel;
+    {
+      util::MutexLock l(&mu_);
+      gone_ = true;
+      cancel = std::move(cancel_);
+    }
+    if (cancel) cancel();
+    Wake();
+  }
+  bool Gone() {
+    util::MutexLock l(&mu_);
+    return gone_ || closed_;
+  }
+
+  // MHD ended the request (NOTIFY_COMPLETED): no more resumes.
+  void Closed() {
+    std::function<void()> cancel;
+    {
+      util::MutexLock l(&mu_);
+      closed_ = true;
+      cancel = std::move(cancel_);
+    }
+    if (cancel) cancel();
+  }
+
+ private:
+  MHD_Connection* const connection_;
+  const int fd_;
+  const ConnectionInfo* const info_;
+  DepartureWatch* const watch_;
+  util::Mutex* count_mu_ = nullptr;
+  int* suspended_count_ = nullptr;
+  util::CondVar* suspended_idle_ = nullptr;
+  util::Mutex mu_;
+  bool suspended_ ABSL_GUARDED_BY(mu_) = false;
+  bool woken_ ABSL_GUARDED_BY(mu_) = false;
+  bool gone_ ABSL_GUARDED_BY(mu_) = false;    // the client left while suspended
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;  // MHD is done with it
+  std::optional<Reply> reply_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> cancel_ ABSL_GUARDED_BY(mu_);
+};
+
+void DepartureWatch::Run() {
+  epoll_event events[64];
+  while (!stop_.load()) {
+    const int n = ::epoll_wait(epfd_, events, 64, -1);
+    for (int i = 0; i < n; ++i) {
+      const int fd = events[i].data.fd;
+      if (fd == wake_fd_) continue;
+      std::shared_ptr<Exchange> gone;
+      {
+        util::MutexLock l(&mu_);
+        auto it = watched_.find(fd);
+        if (it == watched_.end()) continue;
+        gone = std::move(it->second);
+        watched_.erase(it);
+        ::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr);  // reported once
+      }
+      gone->ClientGone();
+    }
+  }
 }
 
 // What the gateway forwards from HTTP headers (grpc-gateway's defaults):
 // Authorization as "authorization", Grpc-Metadata-<K> as <k>.
-void ForwardMetadata(const httplib::Request& req, grpc::ClientContext* ctx) {
-  for (const auto& [name, value] : req.headers) {
-    const std::string lower = absl::AsciiStrToLower(name);
-    if (lower == "authorization") {
-      ctx->AddMetadata("authorization", value);
-    } else if (absl::StartsWith(lower, "grpc-metadata-") && lower.size() > 14) {
-      ctx->AddMetadata(lower.substr(14), value);
-    }
-  }
+void ForwardMetadata(MHD_Connection* connection, grpc::ClientContext* ctx) {
+  MHD_get_connection_values(
+      connection, MHD_HEADER_KIND,
+      [](void* cls, MHD_ValueKind, const char* key, const char* value) -> MHD_Result {
+        auto* c = static_cast<grpc::ClientContext*>(cls);
+        const std::string lower = absl::AsciiStrToLower(key);
+        const std::string v = value == nullptr ? "" : value;
+        if (lower == "authorization") {
+          c->AddMetadata("authorization", v);
+        } else if (absl::StartsWith(lower, "grpc-metadata-") && lower.size() > 14) {
+          c->AddMetadata(lower.substr(14), v);
+        }
+        return MHD_YES;
+      },
+      ctx);
 }
 
-using UnaryHandler = std::function<void(const httplib::Request&, httplib::Response&)>;
+std::string Header(MHD_Connection* connection, const char* name) {
+  const char* v = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, name);
+  return v == nullptr ? "" : v;
+}
 
-// The HTTP connection whose request this thread is serving (set by
-// ServeConnection for its duration), so that a gateway call waiting for a
-// free slot notices that its client has gone.
-thread_local HttpConnection* t_serving = nullptr;
+// Every value of the query parameter `name`; `present` tells whether it
+// appears at all (also without a value: "?verbose").
+std::vector<std::string> QueryValues(MHD_Connection* connection, const std::string& name,
+                                     bool* present) {
+  struct Ctx {
+    const std::string* name;
+    std::vector<std::string> values;
+    bool present = false;
+  } ctx{&name, {}, false};
+  MHD_get_connection_values(
+      connection, MHD_GET_ARGUMENT_KIND,
+      [](void* cls, MHD_ValueKind, const char* key, const char* value) -> MHD_Result {
+        auto* c = static_cast<Ctx*>(cls);
+        if (key != nullptr && *c->name == key) {
+          c->present = true;
+          if (value != nullptr) c->values.emplace_back(value);
+        }
+        return MHD_YES;
+      },
+      &ctx);
+  if (present != nullptr) *present = ctx.present;
+  return ctx.values;
+}
 
 // The gateway's calls in flight, cancelled at shutdown: some wait without
-// bound (v3lock Lock, v3election Campaign) and would hold their connection
-// thread, which Shutdown joins, until the gRPC server goes.
+// bound (v3lock Lock, v3election Campaign).
 //
 // It also bounds how many run at once, as etcd's does: etcd's gateway
 // reaches its own gRPC server over one HTTP/2 connection, whose
 // MAX_CONCURRENT_STREAMS is --max-concurrent-streams, so while that many
 // gateway calls (streams included) are open, the next one waits for one of
-// them to end (etcd e2e TestV3Curl_MaxStreams_*).
+// them to end (etcd e2e TestV3Curl_MaxStreams_*). A waiting call holds no
+// thread: it is a starter in a FIFO, run by whoever frees a slot.
 class CallRegistry {
  public:
+  // Starts a call that holds a slot: granted true with a slot (returns
+  // whether a call started and holds it; false gives the slot to the next
+  // waiter), granted false when the registry is cancelled (no slot).
+  using Starter = std::function<bool(bool granted)>;
+
   void SetMaxCalls(uint64_t n) {
     util::MutexLock lock(&mu_);
     max_calls_ = n == 0 ? 1 : n;
   }
-  // Takes a slot, waiting while every slot is taken. False (no slot) once
-  // cancelled or once the HTTP client being served on this thread has gone.
-  bool AcquireSlot() {
-    HttpConnection* const conn = t_serving;
-    util::MutexLock lock(&mu_);
-    while (!cancelled_ && slots_taken_ >= max_calls_) {
-      slot_freed_.WaitFor(&mu_, std::chrono::milliseconds(200));
-      if (conn != nullptr && !conn->PeerAlive()) return false;
-    }
-    if (cancelled_) return false;
-    ++slots_taken_;
-    return true;
-  }
-  void ReleaseSlot() {
+
+  // Runs `start` at once when a slot is free, else when one frees (first
+  // come, first served); with granted=false at once when cancelled.
+  void Acquire(Starter start) {
     {
       util::MutexLock lock(&mu_);
-      --slots_taken_;
+      if (!cancelled_ && slots_taken_ >= max_calls_) {
+        waiters_.push_back(std::move(start));
+        return;
+      }
+      if (!cancelled_) ++slots_taken_;
     }
-    slot_freed_.Signal();
-  }
-  // A slot held until the returned object is destroyed; null when
-  // AcquireSlot failed.
-  std::shared_ptr<void> Slot() {
-    if (!AcquireSlot()) return nullptr;
-    return std::shared_ptr<void>(this, [](CallRegistry* r) { r->ReleaseSlot(); });
+    if (!Cancelled()) {
+      if (!start(true)) Release();
+    } else {
+      start(false);
+    }
   }
 
-  // False once cancelled: the call must not start.
+  // A call that held a slot has ended: the slot goes to the first waiter
+  // that starts a call.
+  void Release() {
+    while (true) {
+      Starter next;
+      {
+        util::MutexLock lock(&mu_);
+        if (cancelled_ || waiters_.empty()) {
+          --slots_taken_;
+          return;
+        }
+        next = std::move(waiters_.front());
+        waiters_.pop_front();
+      }
+      if (next(true)) return;
+    }
+  }
+
+  bool Cancelled() {
+    util::MutexLock lock(&mu_);
+    return cancelled_;
+  }
+
+  // False once cancelled: the call must not start. Each call added ends
+  // with End.
   bool Add(grpc::ClientContext* ctx) {
     util::MutexLock lock(&mu_);
     if (cancelled_) return false;
     calls_.insert(ctx);
     return true;
   }
-  void Remove(grpc::ClientContext* ctx) {
+
+  // A call added has ended (its last touch of its exchange done): its slot
+  // is released.
+  void End(grpc::ClientContext* ctx) {
+    {
+      util::MutexLock lock(&mu_);
+      calls_.erase(ctx);
+      ++ending_;
+    }
+    Release();
     util::MutexLock lock(&mu_);
-    calls_.erase(ctx);
+    if (--ending_ == 0 && calls_.empty()) idle_.SignalAll();
   }
+
   void CancelAll() {
+    std::deque<Starter> waiters;
     {
       util::MutexLock lock(&mu_);
       cancelled_ = true;
       for (grpc::ClientContext* c : calls_) c->TryCancel();
+      waiters.swap(waiters_);
     }
-    slot_freed_.SignalAll();
+    for (Starter& w : waiters) w(false);
+  }
+
+  // After CancelAll: waits until every call has ended. False at the
+  // deadline.
+  bool WaitIdle(std::chrono::milliseconds timeout) {
+    util::MutexLock lock(&mu_);
+    return idle_.WaitFor(&mu_, timeout, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return calls_.empty() && ending_ == 0;
+    });
   }
 
  private:
   util::Mutex mu_;
-  util::CondVar slot_freed_;
+  util::CondVar idle_;
   std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(mu_);
+  int ending_ ABSL_GUARDED_BY(mu_) = 0;  // End calls in progress
+  std::deque<Starter> waiters_ ABSL_GUARDED_BY(mu_);
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t max_calls_ ABSL_GUARDED_BY(mu_) = UINT64_MAX;
   uint64_t slots_taken_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-void WriteNoSlot(httplib::Response& res) {
-  WriteGrpcError(res, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-}
+template <class Stub, class Req, class Resp>
+using AsyncUnary = void (Stub::async::*)(grpc::ClientContext*, const Req*, Resp*,
+                                         std::function<void(grpc::Status)>);
+
+// Starts a unary gateway call for `exchange` (its body is the request) and
+// finishes the exchange with its reply. Never blocks.
+using UnaryHandler = std::function<void(const std::shared_ptr<Exchange>& exchange)>;
 
 template <class Stub, class Req, class Resp>
 UnaryHandler Unary(CallRegistry* calls, std::shared_ptr<Stub> stub,
-                   grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&, Resp*)) {
-  return [calls, stub, method](const httplib::Request& http_req, httplib::Response& res) {
-    Req req;
-    if (!http_req.body.empty()) {
-      if (absl::Status st = GatewayJsonToMessage(http_req.body, &req); !st.ok()) {
-        WriteParseError(res, st);
+                   AsyncUnary<Stub, Req, Resp> method) {
+  return [calls, stub, method](const std::shared_ptr<Exchange>& ex) {
+    struct Call {
+      grpc::ClientContext ctx;
+      Req req;
+      Resp resp;
+    };
+    auto call = std::make_shared<Call>();
+    if (!ex->body.empty()) {
+      if (absl::Status st = GatewayJsonToMessage(ex->body, &call->req); !st.ok()) {
+        ex->Finish(ParseErrorReply(st));
         return;
       }
     }
-    const std::shared_ptr<void> slot = calls->Slot();
-    if (slot == nullptr) {  // shutting down, or the client left while waiting
-      WriteNoSlot(res);
-      return;
-    }
-    grpc::ClientContext ctx;
-    ForwardMetadata(http_req, &ctx);
-    Resp resp;
-    if (!calls->Add(&ctx)) {
-      WriteGrpcError(res, grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-      return;
-    }
-    grpc::Status st = ((*stub).*method)(&ctx, req, &resp);
-    calls->Remove(&ctx);
-    if (!st.ok()) {
-      WriteGrpcError(res, st);
-      return;
-    }
-    res.set_header("Grpc-Metadata-Content-Type", "application/grpc");
-    res.set_content(MessageToGatewayJson(resp), kJson);
+    ForwardMetadata(ex->connection(), &call->ctx);
+    // The client leaving (or MHD ending the request) cancels the call,
+    // waiting for a slot or running.
+    ex->OnCancel([call] { call->ctx.TryCancel(); });
+    calls->Acquire([calls, stub, method, call, ex](bool granted) {
+      if (!granted) {
+        ex->Finish(ShuttingDownReply());
+        return false;
+      }
+      if (ex->Gone()) {
+        ex->Wake();
+        return false;  // the client left while waiting: the slot goes on
+      }
+      if (!calls->Add(&call->ctx)) {
+        ex->Finish(ShuttingDownReply());
+        return false;
+      }
+      ((*stub->async()).*method)(&call->ctx, &call->req, &call->resp,
+                                 [calls, call, ex](grpc::Status st) {
+                                   Reply reply;
+                                   if (!st.ok()) {
+                                     reply = GrpcErrorReply(st);
+                                   } else {
+                                     reply.content_type = kJson;
+                                     reply.body = MessageToGatewayJson(call->resp);
+                                     reply.headers.emplace_back("Grpc-Metadata-Content-Type",
+                                                                "application/grpc");
+                                   }
+                                   ex->Finish(std::move(reply));
+                                   calls->End(&call->ctx);
+                                 });
+      return true;
+    });
   };
 }
 
 // The response side of a gateway stream: responses as JSON, queued for the
-// HTTP connection's thread, and the call's end. The queue is bounded
+// HTTP connection, and the call's end. The queue is bounded
 // (kGatewayStreamQueue*): when it fills, the bridge stops reading from the
-// gRPC call until the connection's thread has taken what is queued, so a
-// slow HTTP reader holds back the gRPC stream (and through its flow control
-// the server's watch, keep-alive or snapshot) instead of growing this queue.
+// gRPC call until the connection has taken what is queued, so a slow HTTP
+// reader holds back the gRPC stream (and through its flow control the
+// server's watch, keep-alive or snapshot) instead of growing this queue.
+// MHD takes from the queue only when the client's socket takes more bytes.
 class StreamOutput {
  public:
-  explicit StreamOutput(std::atomic<int64_t>* queued_bytes_gauge)
-      : gauge_(queued_bytes_gauge) {}
+  explicit StreamOutput(std::shared_ptr<std::atomic<int64_t>> queued_bytes_gauge)
+      : gauge_(std::move(queued_bytes_gauge)) {}
   virtual ~StreamOutput() { gauge_->fetch_sub(static_cast<int64_t>(queued_bytes_)); }
+
   grpc::ClientContext* context() { return &ctx_; }
+
+  // Called (any thread) when a response is queued or the call ends; and,
+  // once, when the call has ended. Set before the call starts.
+  void SetCallbacks(std::function<void()> on_output, std::function<void()> on_done) {
+    on_output_ = std::move(on_output);
+    on_done_ = std::move(on_done);
+  }
 
   // Queues a response. False: the queue is full; the caller must not read
   // the next one until ResumeRead is called.
@@ -714,28 +1011,28 @@ class StreamOutput {
         room = false;
       }
     }
-    cv_.SignalAll();
+    if (on_output_) on_output_();
     return room;
   }
+
   void Finish(const grpc::Status& status) {
     {
       util::MutexLock lock(&mu_);
       done_ = true;
       status_ = status;
     }
-    cv_.SignalAll();
+    if (on_output_) on_output_();
+    if (on_done_) on_done_();
   }
 
-  // Waits up to `timeout` for output. Returns the queued responses; `finished`
-  // and `status` tell whether the call is over, `received` how many
-  // responses arrived in all. Restarts reading if a full queue paused it.
-  std::vector<std::string> Wait(std::chrono::milliseconds timeout, bool* finished,
-                                grpc::Status* status, size_t* received) {
+  // Takes the queued responses without waiting; `finished` and `status`
+  // tell whether the call is over, `received` how many responses arrived
+  // in all. Restarts reading if a full queue paused it.
+  std::vector<std::string> Take(bool* finished, grpc::Status* status, size_t* received) {
     std::vector<std::string> out;
     bool resume = false;
     {
       util::MutexLock lock(&mu_);
-      cv_.WaitFor(&mu_, timeout, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty() || done_; });
       out.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
       queue_.clear();
       gauge_->fetch_sub(static_cast<int64_t>(queued_bytes_));
@@ -749,8 +1046,9 @@ class StreamOutput {
     return out;
   }
 
-  // Cancels the call if still running and waits for its end.
-  void CancelAndWait() {
+  // Cancels the call if still running; never waits (the bridge keeps
+  // itself alive until its OnDone).
+  void Cancel() {
     ctx_.TryCancel();
     bool resume = false;
     {
@@ -760,8 +1058,6 @@ class StreamOutput {
     // A paused call holds its end (see ResumeRead): the read fails at once
     // on the cancelled call and lets it end.
     if (resume) ResumeRead();
-    util::MutexLock lock(&mu_);
-    cv_.Wait(&mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return done_; });
   }
 
  protected:
@@ -772,9 +1068,10 @@ class StreamOutput {
 
  private:
   grpc::ClientContext ctx_;
-  std::atomic<int64_t>* const gauge_;  // the server's total of queued bytes
+  // The server's total of queued bytes (shared: a bridge may end after the server).
+  const std::shared_ptr<std::atomic<int64_t>> gauge_;
+  std::function<void()> on_output_, on_done_;  // set before the call starts
   util::Mutex mu_;
-  util::CondVar cv_;
   std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);  // JSON of responses not yet written
   size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;        // their size
   bool paused_ ABSL_GUARDED_BY(mu_) = false;            // no read in flight: queue was full
@@ -784,15 +1081,19 @@ class StreamOutput {
 };
 
 // A bidirectional gateway stream: the requests of the HTTP body are written
-// in order, responses are queued as they arrive.
+// in order, responses are queued as they arrive. Keeps itself alive from
+// Begin until OnDone.
 template <class Req, class Resp>
-class BidiBridge : public grpc::ClientBidiReactor<Req, Resp>, public StreamOutput {
+class BidiBridge : public grpc::ClientBidiReactor<Req, Resp>,
+                   public StreamOutput,
+                   public std::enable_shared_from_this<BidiBridge<Req, Resp>> {
  public:
-  BidiBridge(std::vector<Req> requests, std::atomic<int64_t>* gauge)
-      : StreamOutput(gauge), requests_(std::move(requests)) {}
+  BidiBridge(std::vector<Req> requests, std::shared_ptr<std::atomic<int64_t>> gauge)
+      : StreamOutput(std::move(gauge)), requests_(std::move(requests)) {}
 
   // After the stub registered the reactor.
   void Begin() {
+    self_ = this->shared_from_this();
     this->StartRead(&incoming_);
     if (!requests_.empty()) this->StartWrite(&requests_[0]);
     this->StartCall();
@@ -810,7 +1111,10 @@ class BidiBridge : public grpc::ClientBidiReactor<Req, Resp>, public StreamOutpu
       this->RemoveHold();
     }
   }
-  void OnDone(const grpc::Status& status) override { Finish(status); }
+  void OnDone(const grpc::Status& status) override {
+    Finish(status);
+    std::shared_ptr<BidiBridge> last = std::move(self_);  // may free this on return
+  }
 
  protected:
   void ResumeRead() override {
@@ -822,21 +1126,28 @@ class BidiBridge : public grpc::ClientBidiReactor<Req, Resp>, public StreamOutpu
   std::vector<Req> requests_;
   size_t next_write_ = 0;  // reactor callbacks only
   Resp incoming_;
+  std::shared_ptr<BidiBridge> self_;
 };
 
 // A server-streaming gateway call (Maintenance.Snapshot, Election.Observe):
-// one request, responses queued as they arrive.
+// one request, responses queued as they arrive. Alive from Begin until
+// OnDone.
 template <class Req, class Resp>
-class ReadBridge : public grpc::ClientReadReactor<Resp>, public StreamOutput {
+class ReadBridge : public grpc::ClientReadReactor<Resp>,
+                   public StreamOutput,
+                   public std::enable_shared_from_this<ReadBridge<Req, Resp>> {
  public:
-  ReadBridge(Req request, std::atomic<int64_t>* gauge)
-      : StreamOutput(gauge), request_(std::move(request)) {}
+  ReadBridge(Req request, std::shared_ptr<std::atomic<int64_t>> gauge)
+      : StreamOutput(std::move(gauge)), request_(std::move(request)) {}
+
   const Req* request() const { return &request_; }
 
   void Begin() {
+    self_ = this->shared_from_this();
     this->StartRead(&incoming_);
     this->StartCall();
   }
+
   void OnReadDone(bool ok) override {
     if (!ok) return;
     this->AddHold();  // taken before Push: a full queue may resume at once
@@ -845,7 +1156,10 @@ class ReadBridge : public grpc::ClientReadReactor<Resp>, public StreamOutput {
       this->RemoveHold();
     }
   }
-  void OnDone(const grpc::Status& status) override { Finish(status); }
+  void OnDone(const grpc::Status& status) override {
+    Finish(status);
+    std::shared_ptr<ReadBridge> last = std::move(self_);
+  }
 
  protected:
   void ResumeRead() override {
@@ -856,6 +1170,7 @@ class ReadBridge : public grpc::ClientReadReactor<Resp>, public StreamOutput {
  private:
   const Req request_;
   Resp incoming_;
+  std::shared_ptr<ReadBridge> self_;
 };
 
 // grpc-gateway's error chunk of a stream that failed after it started.
@@ -867,6 +1182,138 @@ std::string StreamErrorChunk(const grpc::Status& st) {
                       JsonQuote(HttpStatusText(http)), "}}\n");
 }
 
+// A streamed gateway reply (MHD_create_response_from_callback, chunked):
+// MHD asks for bytes only when the client's socket takes more; each
+// response is one line {"result":...}. With nothing queued the connection
+// is suspended until the bridge queues more or ends.
+struct StreamReply {
+  std::shared_ptr<StreamOutput> output;
+  std::shared_ptr<Exchange> exchange;
+  const std::atomic<bool>* stopping;
+  bool one_reply_each = false;  // ends after `expected` responses (keep-alive)
+  size_t expected = 0;
+  std::string pending;  // taken from the queue, not yet given to MHD: [off, size)
+  size_t off = 0;
+  bool ended = false;
+
+  ~StreamReply() { output->Cancel(); }
+
+  static ssize_t Read(void* cls, uint64_t, char* buf, size_t max) {
+    auto* s = static_cast<StreamReply*>(cls);
+    while (true) {
+      if (s->off < s->pending.size()) {
+        const size_t n = std::min(max, s->pending.size() - s->off);
+        std::memcpy(buf, s->pending.data() + s->off, n);
+        s->off += n;
+        return static_cast<ssize_t>(n);
+      }
+      s->pending.clear();
+      s->off = 0;
+      if (s->ended) return MHD_CONTENT_READER_END_OF_STREAM;
+      if (s->exchange->Gone()) return MHD_CONTENT_READER_END_WITH_ERROR;
+      bool finished = false;
+      grpc::Status status;
+      size_t received = 0;
+      for (const std::string& c : s->output->Take(&finished, &status, &received)) {
+        absl::StrAppend(&s->pending, "{\"result\":", c, "}\n");
+      }
+      if (finished) {
+        if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+          s->pending += StreamErrorChunk(status);
+        }
+        s->ended = true;
+      } else if (s->one_reply_each && received >= s->expected) {
+        s->ended = true;
+        s->output->Cancel();
+      } else if (s->stopping->load()) {
+        s->ended = true;
+      }
+      if (!s->pending.empty() || s->ended) continue;
+      if (!s->exchange->Suspend()) continue;
+      return 0;  // resumed by the bridge (StreamOutput's on_output)
+    }
+  }
+
+  static void Free(void* cls) { delete static_cast<StreamReply*>(cls); }
+};
+
+// Runs /health and /readyz checks, which wait for the backend (up to the
+// health timeout per step), off MHD's threads: one thread, a bounded queue.
+class HealthWorker {
+ public:
+  // A check: run(true) computes and answers; run(false) answers without
+  // checking (shutting down).
+  using Task = std::function<void(bool run)>;
+
+  void Start() {
+    thread_ = std::thread([this] { Run(); });
+  }
+
+  // False (task not taken) when the queue is full or the worker stopped.
+  bool Post(Task t) {
+    {
+      util::MutexLock l(&mu_);
+      if (stopped_ || tasks_.size() >= kMaxQueuedHealthChecks) return false;
+      tasks_.push_back(std::move(t));
+    }
+    cv_.Signal();
+    return true;
+  }
+
+  void Stop() {
+    std::deque<Task> left;
+    {
+      util::MutexLock l(&mu_);
+      stopped_ = true;
+    }
+    cv_.SignalAll();
+    if (thread_.joinable()) thread_.join();
+    {
+      util::MutexLock l(&mu_);
+      left.swap(tasks_);
+    }
+    for (Task& t : left) t(false);
+  }
+
+ private:
+  void Run() {
+    while (true) {
+      Task t;
+      {
+        util::MutexLock l(&mu_);
+        cv_.Wait(&mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopped_ || !tasks_.empty();
+        });
+        if (stopped_) return;
+        t = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      t(true);
+    }
+  }
+
+  util::Mutex mu_;
+  util::CondVar cv_;
+  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+MHD_Result QueueReply(MHD_Connection* connection, const Reply& r,
+                      const std::vector<std::pair<std::string, std::string>>& extra) {
+  MHD_Response* resp = MHD_create_response_from_buffer(
+      r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
+  if (resp == nullptr) return MHD_NO;
+  for (const auto& [k, v] : extra) MHD_add_response_header(resp, k.c_str(), v.c_str());
+  for (const auto& [k, v] : r.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
+  if (!r.content_type.empty()) {
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r.content_type.c_str());
+  }
+  const MHD_Result ret = MHD_queue_response(connection, static_cast<unsigned>(r.status), resp);
+  MHD_destroy_response(resp);
+  return ret;
+}
+
 }  // namespace
 
 // ---- HttpServer::Impl
@@ -874,68 +1321,92 @@ std::string StreamErrorChunk(const grpc::Status& st) {
 class HttpServer::Impl {
  public:
   explicit Impl(HttpServerOptions options) : options_(std::move(options)) {}
-  ~Impl() {
-    Shutdown();
-    CloseCancelFd();
-  }
+
+  ~Impl() { Shutdown(); }
 
   absl::Status Init() {
     if (options_.backend == nullptr) return absl::InvalidArgumentError("HttpServer: no backend");
-    cancel_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (cancel_fd_ < 0) return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
     calls_.SetMaxCalls(options_.max_concurrent_streams);
     if (options_.gateway_channel != nullptr) BuildGateway();
-    all_routes_ = NewRouteTable(/*full=*/true, /*tls=*/false);
-    all_routes_tls_ = NewRouteTable(/*full=*/true, /*tls=*/true);
-    metrics_routes_ = NewRouteTable(/*full=*/false, /*tls=*/false);
+    if (absl::Status st = watch_.Start(); !st.ok()) return st;
+    health_.Start();
+    const unsigned flags = MHD_USE_NO_LISTEN_SOCKET | MHD_USE_EPOLL_INTERNAL_THREAD |
+                           MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    daemon_ = MHD_start_daemon(
+        flags, 0, nullptr, nullptr, &Impl::OnRequest, this,
+        MHD_OPTION_NOTIFY_CONNECTION, &Impl::OnConnection, this,
+        MHD_OPTION_NOTIFY_COMPLETED, &Impl::OnCompleted, this,
+        MHD_OPTION_THREAD_POOL_SIZE, kHttpThreads,
+        MHD_OPTION_CONNECTION_LIMIT,
+        static_cast<unsigned>(std::max<size_t>(options_.max_connections, kHttpThreads)),
+        MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned>(options_.idle_timeout.count()),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemoryBytes,
+        MHD_OPTION_EXTERNAL_LOGGER, &Impl::OnLog, this, MHD_OPTION_END);
+    if (daemon_ == nullptr) {
+      health_.Stop();
+      watch_.Stop();
+      return absl::InternalError("cannot start the HTTP server (libmicrohttpd)");
+    }
     return absl::OkStatus();
   }
 
-  void ServeConnection(HttpConnection& conn, HttpRoutes routes) {
+  void AddConnection(int fd, const HttpPeer& peer, HttpRoutes routes) {
+    uint64_t id = 0;
     {
-      util::MutexLock l(&connections_mu_);
-      if (stopping_.load()) return;
-      ++connections_;
+      util::MutexLock l(&mu_);
+      if (stopping_.load() || daemon_ == nullptr) {
+        ::close(fd);
+        return;
+      }
+      id = ++next_pending_;
+      pending_[fd] = {id, ConnectionInfo{peer, routes}};
+      ++adding_;
     }
-    RouteTable& table = routes == HttpRoutes::kMetrics ? *metrics_routes_
-                        : conn.Tls()                   ? *all_routes_tls_
-                                                       : *all_routes_;
-    ConnectionStream stream(conn, cancel_fd_);
-    t_serving = &conn;
-    absl::Cleanup not_serving = [] { t_serving = nullptr; };
-    for (size_t n = 1; n <= kKeepAliveMaxRequests && !stopping_.load(); ++n) {
-      if (!stream.WaitForRequest(kKeepAliveTimeout)) break;
-      bool closed = false;
-      if (!table.ProcessRequest(stream, n == kKeepAliveMaxRequests, &closed) || closed) break;
+    // The identity waits under the descriptor number until MHD's
+    // NOTIFY_CONNECTION attaches it to the connection.
+    const MHD_Result added = MHD_add_connection(
+        daemon_, fd, reinterpret_cast<const sockaddr*>(&peer.remote), peer.remote_len);
+    util::MutexLock l(&mu_);
+    if (added != MHD_YES) {  // MHD closed the socket
+      auto it = pending_.find(fd);
+      if (it != pending_.end() && it->second.first == id) pending_.erase(it);
+      options_.logger.Warn("too many HTTP connections or no memory; closing",
+                           {{"error", std::strerror(errno)}});
     }
-    util::MutexLock l(&connections_mu_);
-    if (--connections_ == 0) connections_idle_.SignalAll();
+    if (--adding_ == 0) adding_idle_.SignalAll();
   }
 
   void Shutdown() {
     {
-      util::MutexLock l(&connections_mu_);
+      util::MutexLock l(&mu_);
       if (stopping_.exchange(true)) return;
+      adding_idle_.Wait(&mu_, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return adding_ == 0; });
     }
+    // Every waiting request is answered and resumed: calls cancelled (their
+    // completions resume their requests, streams end), slot waiters and
+    // health checks answered. MHD must not be stopped with a connection
+    // suspended.
     calls_.CancelAll();
-    if (all_routes_ != nullptr) all_routes_->Stop();
-    if (all_routes_tls_ != nullptr) all_routes_tls_->Stop();
-    if (metrics_routes_ != nullptr) metrics_routes_->Stop();
-    if (cancel_fd_ >= 0) {
-      const uint64_t one = 1;
-      (void)!::write(cancel_fd_, &one, sizeof(one));
+    if (!calls_.WaitIdle(kResumeWait)) {
+      options_.logger.Error("gateway calls still running at shutdown");
     }
-    util::MutexLock l(&connections_mu_);
-    connections_idle_.Wait(&connections_mu_,
-                           [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(connections_mu_) { return connections_ == 0; });
+    health_.Stop();
+    {
+      util::MutexLock l(&suspend_mu_);
+      if (!suspended_idle_.WaitFor(&suspend_mu_, kResumeWait,
+                                   [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(suspend_mu_) {
+                                     return suspended_ == 0;
+                                   })) {
+        options_.logger.Error("HTTP requests still suspended at shutdown",
+                              {{"suspended", suspended_}});
+      }
+    }
+    if (daemon_ != nullptr) MHD_stop_daemon(daemon_);
+    daemon_ = nullptr;
+    watch_.Stop();
   }
 
-  void CloseCancelFd() {
-    if (cancel_fd_ >= 0) ::close(cancel_fd_);
-    cancel_fd_ = -1;
-  }
-
-  int64_t StreamQueuedBytes() const { return stream_queued_bytes_.load(); }
+  int64_t StreamQueuedBytes() const { return stream_queued_bytes_->load(); }
 
  private:
   struct GatewayStubs {
@@ -945,19 +1416,159 @@ class HttpServer::Impl {
     std::shared_ptr<v3electionpb::Election::Stub> election;
   };
 
-  // `tls`: the table for connections the listener terminated TLS for (no
-  // Host check there, as in etcd).
-  std::unique_ptr<RouteTable> NewRouteTable(bool full, bool tls) {
-    auto table = std::make_unique<RouteTable>();
-    table->set_payload_max_length(options_.max_body_bytes);
-    // Client routes add CORS headers per request (--cors); the metrics
-    // routes always allow every origin.
-    if (!full) table->set_default_headers(CorsHeaders("*"));
-    Routes(*table, full, tls);
-    return table;
+  // ---- MHD callbacks
+
+  static void OnLog(void* cls, const char* fmt, va_list ap) {
+    char buf[512];
+    std::vsnprintf(buf, sizeof(buf), fmt, ap);
+    std::string text = buf;
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    static_cast<Impl*>(cls)->options_.logger.Debug("libmicrohttpd", {{"message", text}});
   }
 
-  static httplib::Headers CorsHeaders(const std::string& origin) {
+  static void OnConnection(void* cls, MHD_Connection* connection, void** socket_context,
+                           MHD_ConnectionNotificationCode code) {
+    auto* self = static_cast<Impl*>(cls);
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+      delete static_cast<ConnectionInfo*>(*socket_context);
+      *socket_context = nullptr;
+      return;
+    }
+    auto info = std::make_unique<ConnectionInfo>();
+    const MHD_ConnectionInfo* fd_info =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    util::MutexLock l(&self->mu_);
+    if (fd_info != nullptr) {
+      auto it = self->pending_.find(fd_info->connect_fd);
+      if (it != self->pending_.end()) {
+        *info = std::move(it->second.second);
+        self->pending_.erase(it);
+      }
+    }
+    // Without its record (cannot happen) the connection gets the metrics
+    // routes only and counts as plain text: the least it could be.
+    *socket_context = info.release();
+  }
+
+  static void OnCompleted(void*, MHD_Connection*, void** req_cls,
+                          MHD_RequestTerminationCode) {
+    auto* holder = static_cast<std::shared_ptr<Exchange>*>(*req_cls);
+    if (holder == nullptr) return;
+    (*holder)->Closed();  // cancels a call still running for it
+    delete holder;
+    *req_cls = nullptr;
+  }
+
+  static MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char* url,
+                              const char* method, const char*, const char* upload_data,
+                              size_t* upload_data_size, void** req_cls) {
+    auto* self = static_cast<Impl*>(cls);
+    auto* holder = static_cast<std::shared_ptr<Exchange>*>(*req_cls);
+    if (holder == nullptr) {
+      const MHD_ConnectionInfo* ci =
+          MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+      const MHD_ConnectionInfo* fi =
+          MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+      static const ConnectionInfo kUnknown;
+      const ConnectionInfo* info =
+          ci != nullptr && ci->socket_context != nullptr
+              ? static_cast<const ConnectionInfo*>(ci->socket_context)
+              : &kUnknown;
+      auto ex = std::make_shared<Exchange>(connection, fi != nullptr ? fi->connect_fd : -1, info,
+                                           &self->watch_);
+      ex->CountSuspensionsIn(&self->suspend_mu_, &self->suspended_, &self->suspended_idle_);
+      ex->method = method;
+      ex->path = url;
+      *req_cls = new std::shared_ptr<Exchange>(ex);
+      // A declared body over the limit is refused before any of it is read.
+      const std::string length = Header(connection, MHD_HTTP_HEADER_CONTENT_LENGTH);
+      uint64_t declared = 0;
+      if (!length.empty() && absl::SimpleAtoi(length, &declared) &&
+          declared > self->options_.max_body_bytes) {
+        return QueueReply(connection, TextReply(413, "Payload Too Large"), {});
+      }
+      return MHD_YES;
+    }
+    const std::shared_ptr<Exchange>& ex = *holder;
+    if (*upload_data_size > 0) {
+      if (ex->body.size() + *upload_data_size > self->options_.max_body_bytes) {
+        ex->body_too_large = true;  // the rest is read and dropped
+        std::string().swap(ex->body);
+      } else if (!ex->body_too_large) {
+        ex->body.append(upload_data, *upload_data_size);
+      }
+      *upload_data_size = 0;
+      return MHD_YES;
+    }
+    if (ex->body_too_large) return QueueReply(connection, TextReply(413, "Payload Too Large"), {});
+    if (!ex->dispatched) {
+      ex->dispatched = true;
+      if (std::optional<Reply> now = self->Dispatch(ex)) {
+        return QueueReply(connection, *now, ex->extra_headers);
+      }
+    }
+    // The request waits for its answer (a gateway call, a health check).
+    while (true) {
+      if (std::optional<Reply> r = ex->TakeReply()) {
+        if (r->stream) return self->QueueStream(ex);
+        return QueueReply(connection, *r, ex->extra_headers);
+      }
+      if (ex->Gone()) return MHD_NO;  // the client left: close
+      if (ex->Suspend()) return MHD_YES;
+    }
+  }
+
+  // ---- Routing
+
+  // The reply of a request answered at once, or nullopt when it waits
+  // (then the exchange is finished later, from another thread).
+  std::optional<Reply> Dispatch(const std::shared_ptr<Exchange>& ex) {
+    const bool full = ex->info().routes == HttpRoutes::kAll;
+    if (full) {
+      if (std::optional<Reply> refused = AccessControl(ex)) return refused;
+    } else {
+      ex->extra_headers = CorsHeaders("*");
+    }
+    const std::string& m = ex->method;
+    const std::string& p = ex->path;
+    if (m == "OPTIONS") return Reply{200, "", "", {}};
+    if (m == "GET" || m == "HEAD") {
+      if (p == "/health" || p == "/readyz") {
+        if (!StartHealthCheck(ex, p == "/readyz")) {
+          return TextReply(503, "too many health checks\n");
+        }
+        return std::nullopt;
+      }
+      if (p == "/livez") return TextReply(200, "ok");
+      if (p == "/metrics") {
+        if (options_.metrics == nullptr) return NotFoundReply();
+        return Reply{200, "text/plain; version=0.0.4; charset=utf-8", options_.metrics->Render(),
+                     {}};
+      }
+    }
+    if (!full) return NotFoundReply();
+    if (m == "GET" && p == "/version") {
+      return Reply{200, kJson,
+                   absl::StrCat("{\"etcdserver\":", JsonQuote(options_.server_version),
+                                ",\"etcdcluster\":", JsonQuote(options_.cluster_version), "}"),
+                   {}};
+    }
+    std::string rest;
+    if (absl::StartsWith(p, "/v3/")) {
+      rest = p.substr(4);
+    } else if (absl::StartsWith(p, "/v3beta/")) {
+      rest = p.substr(8);
+    } else {
+      return NotFoundReply();
+    }
+    if (options_.gateway_channel == nullptr) return NotFoundReply();
+    if (m == "GET") return TextReply(405, "Method Not Allowed\n");
+    if (m != "POST" && m != "PUT") return NotFoundReply();
+    if (stopping_.load()) return TextReply(404, "Not Found\n");
+    return Gateway(ex, rest);
+  }
+
+  static std::vector<std::pair<std::string, std::string>> CorsHeaders(const std::string& origin) {
     return {
         {"Access-Control-Allow-Headers", "accept, content-type, authorization"},
         {"Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"},
@@ -987,87 +1598,29 @@ class HttpServer::Impl {
   }
 
   // etcd's access control on client URLs: --host-whitelist on plain-text
-  // connections (421, against DNS rebinding), then --cors. True when the
-  // request was answered here.
-  bool AccessControl(const httplib::Request& req, httplib::Response& res, bool tls) {
-    if (!tls) {
-      const std::string host = HostName(req.get_header_value("Host"));
+  // connections (421, against DNS rebinding), then --cors (headers kept in
+  // the exchange for its reply). A reply when the request is refused.
+  std::optional<Reply> AccessControl(const std::shared_ptr<Exchange>& ex) {
+    MHD_Connection* c = ex->connection();
+    if (!ex->info().peer.tls) {
+      const std::string host = HostName(Header(c, MHD_HTTP_HEADER_HOST));
       if (!Listed(options_.host_whitelist, host)) {
         options_.logger.Warn("rejecting HTTP request to prevent DNS rebinding attacks",
                              {{"host", host}});
-        res.status = 421;
-        res.set_header("X-Content-Type-Options", "nosniff");
-        res.set_content(absl::StrCat("the Host header \"", host,
-                                     "\" is not in --host-whitelist; connect over TLS or add "
-                                     "the host with --host-whitelist\n"),
-                        "text/plain; charset=utf-8");
-        return true;
+        Reply r = TextReply(421, absl::StrCat("the Host header \"", host,
+                                              "\" is not in --host-whitelist; connect over TLS "
+                                              "or add the host with --host-whitelist\n"));
+        r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+        return r;
       }
     }
-    const std::string origin = req.get_header_value("Origin");
+    const std::string origin = Header(c, "Origin");
     if (Listed(options_.cors_origins, "*")) {  // "*" listed, or nothing (etcd's default)
-      for (const auto& [k, v] : CorsHeaders("*")) res.set_header(k, v);
+      ex->extra_headers = CorsHeaders("*");
     } else if (!origin.empty() && Listed(options_.cors_origins, origin)) {
-      for (const auto& [k, v] : CorsHeaders(origin)) res.set_header(k, v);
+      ex->extra_headers = CorsHeaders(origin);
     }
-    return false;
-  }
-
-  void Routes(httplib::Server& s, bool full, bool tls) {
-    // etcd does not compress; the library would gzip JSON for clients that
-    // accept it, which breaks line-by-line stream readers.
-    s.set_pre_routing_handler([this, full, tls](const httplib::Request& req,
-                                                httplib::Response& res) {
-      if (full && AccessControl(req, res, tls)) return httplib::Server::HandlerResponse::Handled;
-      auto& mutable_req = const_cast<httplib::Request&>(req);
-      mutable_req.headers.erase("Accept-Encoding");
-      // HTTP/1.1: a request with neither Content-Length nor chunked framing
-      // has an empty body (`curl -X POST .../v3/maintenance/status`); the
-      // library would refuse it.
-      if (!req.has_header("Content-Length") && !req.has_header("Transfer-Encoding")) {
-        mutable_req.headers.emplace("Content-Length", "0");
-      }
-      return httplib::Server::HandlerResponse::Unhandled;
-    });
-    s.Options(".*", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
-    s.Get("/health", [this](const httplib::Request& req, httplib::Response& res) {
-      Health(req, res);
-    });
-    s.Get("/livez", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok", "text/plain; charset=utf-8");
-    });
-    s.Get("/readyz", [this](const httplib::Request& req, httplib::Response& res) {
-      Readyz(req, res);
-    });
-    s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      if (options_.metrics == nullptr) {
-        NotFound(res);
-        return;
-      }
-      res.set_content(options_.metrics->Render(), "text/plain; version=0.0.4; charset=utf-8");
-    });
-    if (!full) return;
-    s.Get("/version", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(absl::StrCat("{\"etcdserver\":", JsonQuote(options_.server_version),
-                                   ",\"etcdcluster\":", JsonQuote(options_.cluster_version), "}"),
-                      kJson);
-    });
-    const std::string v3 = "/v3(?:beta)?/(.*)";
-    s.Post(v3, [this](const httplib::Request& req, httplib::Response& res) { Gateway(req, res); });
-    s.Put(v3, [this](const httplib::Request& req, httplib::Response& res) { Gateway(req, res); });
-    s.Get(v3, [this](const httplib::Request&, httplib::Response& res) {
-      if (options_.gateway_channel == nullptr) {
-        NotFound(res);
-        return;
-      }
-      res.status = 405;
-      res.set_content("Method Not Allowed\n", "text/plain; charset=utf-8");
-    });
-  }
-
-  static void NotFound(httplib::Response& res) {
-    res.status = 404;
-    res.set_content("404 page not found\n", "text/plain; charset=utf-8");
+    return std::nullopt;
   }
 
   // ---- health
@@ -1130,34 +1683,44 @@ class HttpServer::Impl {
     return std::nullopt;
   }
 
-  void Health(const httplib::Request& req, httplib::Response& res) {
+  // /health (etcd 3.4) or /readyz (etcd 3.5) on the health thread; false
+  // when its queue is full.
+  bool StartHealthCheck(const std::shared_ptr<Exchange>& ex, bool readyz) {
     std::vector<std::string> excluded;
-    for (auto [it, end] = req.params.equal_range("exclude"); it != end; ++it) {
-      if (!it->second.empty()) excluded.push_back(it->second);
+    bool verbose = false;
+    if (readyz) {
+      QueryValues(ex->connection(), "verbose", &verbose);
+    } else {
+      for (std::string& v : QueryValues(ex->connection(), "exclude", nullptr)) {
+        if (!v.empty()) excluded.push_back(std::move(v));
+      }
     }
+    return health_.Post([this, ex, readyz, verbose, excluded](bool run) {
+      if (!run) {
+        ex->Finish(TextReply(503, "server is shutting down\n"));
+        return;
+      }
+      ex->Finish(readyz ? Readyz(verbose) : Health(excluded));
+    });
+  }
+
+  Reply Health(const std::vector<std::string>& excluded) {
     if (auto reason = Unhealthy(excluded, false); reason.has_value()) {
       options_.logger.Warn("/health error", {{"reason", *reason}, {"status-code", 503}});
-      res.status = 503;
-      res.set_content("{\"health\":\"false\"}\n", "text/plain; charset=utf-8");
-      return;
+      return TextReply(503, "{\"health\":\"false\"}\n");
     }
-    res.set_content("{\"health\":\"true\"}", "text/plain; charset=utf-8");
+    return TextReply(200, "{\"health\":\"true\"}");
   }
 
   // etcd 3.5's /readyz: plain "ok", or the failed check and 503.
-  void Readyz(const httplib::Request& req, httplib::Response& res) {
-    const bool verbose = req.has_param("verbose");
+  Reply Readyz(bool verbose) {
     if (auto reason = Unhealthy({}, true); reason.has_value()) {
-      res.status = 503;
-      res.set_content(absl::StrCat("[-]linearizable_read failed: ", *reason,
-                                   "\nreadyz check failed\n"),
-                      "text/plain; charset=utf-8");
-      return;
+      return TextReply(503, absl::StrCat("[-]linearizable_read failed: ", *reason,
+                                         "\nreadyz check failed\n"));
     }
-    res.set_content(verbose ? "[+]data_corruption ok\n[+]serializable_read ok\n"
-                              "[+]linearizable_read ok\nok\n"
-                            : "ok",
-                    "text/plain; charset=utf-8");
+    return TextReply(200, verbose ? "[+]data_corruption ok\n[+]serializable_read ok\n"
+                                    "[+]linearizable_read ok\nok\n"
+                                  : "ok");
   }
 
   // ---- gateway
@@ -1182,100 +1745,84 @@ class HttpServer::Impl {
     using M = etcdserverpb::Maintenance::Stub;
     using A = etcdserverpb::Auth::Stub;
     auto& u = unary_;
-    u["kv/range"] = Unary(&calls_, kv, &KV::Range);
-    u["kv/put"] = Unary(&calls_, kv, &KV::Put);
-    u["kv/deleterange"] = Unary(&calls_, kv, &KV::DeleteRange);
-    u["kv/txn"] = Unary(&calls_, kv, &KV::Txn);
-    u["kv/compaction"] = Unary(&calls_, kv, &KV::Compact);
-    u["lease/grant"] = Unary(&calls_, lease, &L::LeaseGrant);
-    u["lease/revoke"] = u["kv/lease/revoke"] = Unary(&calls_, lease, &L::LeaseRevoke);
-    u["lease/timetolive"] = u["kv/lease/timetolive"] = Unary(&calls_, lease, &L::LeaseTimeToLive);
-    u["lease/leases"] = u["kv/lease/leases"] = Unary(&calls_, lease, &L::LeaseLeases);
-    u["cluster/member/add"] = Unary(&calls_, cluster, &C::MemberAdd);
-    u["cluster/member/remove"] = Unary(&calls_, cluster, &C::MemberRemove);
-    u["cluster/member/update"] = Unary(&calls_, cluster, &C::MemberUpdate);
-    u["cluster/member/list"] = Unary(&calls_, cluster, &C::MemberList);
-    u["cluster/member/promote"] = Unary(&calls_, cluster, &C::MemberPromote);
-    u["maintenance/alarm"] = Unary(&calls_, maint, &M::Alarm);
-    u["maintenance/status"] = Unary(&calls_, maint, &M::Status);
-    u["maintenance/defragment"] = Unary(&calls_, maint, &M::Defragment);
+    u["kv/range"] = Unary(&calls_, kv, &KV::async::Range);
+    u["kv/put"] = Unary(&calls_, kv, &KV::async::Put);
+    u["kv/deleterange"] = Unary(&calls_, kv, &KV::async::DeleteRange);
+    u["kv/txn"] = Unary(&calls_, kv, &KV::async::Txn);
+    u["kv/compaction"] = Unary(&calls_, kv, &KV::async::Compact);
+    u["lease/grant"] = Unary(&calls_, lease, &L::async::LeaseGrant);
+    u["lease/revoke"] = u["kv/lease/revoke"] = Unary(&calls_, lease, &L::async::LeaseRevoke);
+    u["lease/timetolive"] = u["kv/lease/timetolive"] = Unary(&calls_, lease, &L::async::LeaseTimeToLive);
+    u["lease/leases"] = u["kv/lease/leases"] = Unary(&calls_, lease, &L::async::LeaseLeases);
+    u["cluster/member/add"] = Unary(&calls_, cluster, &C::async::MemberAdd);
+    u["cluster/member/remove"] = Unary(&calls_, cluster, &C::async::MemberRemove);
+    u["cluster/member/update"] = Unary(&calls_, cluster, &C::async::MemberUpdate);
+    u["cluster/member/list"] = Unary(&calls_, cluster, &C::async::MemberList);
+    u["cluster/member/promote"] = Unary(&calls_, cluster, &C::async::MemberPromote);
+    u["maintenance/alarm"] = Unary(&calls_, maint, &M::async::Alarm);
+    u["maintenance/status"] = Unary(&calls_, maint, &M::async::Status);
+    u["maintenance/defragment"] = Unary(&calls_, maint, &M::async::Defragment);
     // etcd's gateway maps both Hash and HashKV to /v3/maintenance/hash; the
     // first registration (Hash) wins there.
-    u["maintenance/hash"] = Unary(&calls_, maint, &M::Hash);
-    u["maintenance/transfer-leadership"] = Unary(&calls_, maint, &M::MoveLeader);
-    u["auth/enable"] = Unary(&calls_, auth, &A::AuthEnable);
-    u["auth/disable"] = Unary(&calls_, auth, &A::AuthDisable);
-    u["auth/authenticate"] = Unary(&calls_, auth, &A::Authenticate);
-    u["auth/user/add"] = Unary(&calls_, auth, &A::UserAdd);
-    u["auth/user/get"] = Unary(&calls_, auth, &A::UserGet);
-    u["auth/user/list"] = Unary(&calls_, auth, &A::UserList);
-    u["auth/user/delete"] = Unary(&calls_, auth, &A::UserDelete);
-    u["auth/user/changepw"] = Unary(&calls_, auth, &A::UserChangePassword);
-    u["auth/user/grant"] = Unary(&calls_, auth, &A::UserGrantRole);
-    u["auth/user/revoke"] = Unary(&calls_, auth, &A::UserRevokeRole);
-    u["auth/role/add"] = Unary(&calls_, auth, &A::RoleAdd);
-    u["auth/role/get"] = Unary(&calls_, auth, &A::RoleGet);
-    u["auth/role/list"] = Unary(&calls_, auth, &A::RoleList);
-    u["auth/role/delete"] = Unary(&calls_, auth, &A::RoleDelete);
-    u["auth/role/grant"] = Unary(&calls_, auth, &A::RoleGrantPermission);
-    u["auth/role/revoke"] = Unary(&calls_, auth, &A::RoleRevokePermission);
-    u["lock/lock"] = Unary(&calls_, lock, &v3lockpb::Lock::Stub::Lock);
-    u["lock/unlock"] = Unary(&calls_, lock, &v3lockpb::Lock::Stub::Unlock);
+    u["maintenance/hash"] = Unary(&calls_, maint, &M::async::Hash);
+    u["maintenance/transfer-leadership"] = Unary(&calls_, maint, &M::async::MoveLeader);
+    u["auth/enable"] = Unary(&calls_, auth, &A::async::AuthEnable);
+    u["auth/disable"] = Unary(&calls_, auth, &A::async::AuthDisable);
+    u["auth/authenticate"] = Unary(&calls_, auth, &A::async::Authenticate);
+    u["auth/user/add"] = Unary(&calls_, auth, &A::async::UserAdd);
+    u["auth/user/get"] = Unary(&calls_, auth, &A::async::UserGet);
+    u["auth/user/list"] = Unary(&calls_, auth, &A::async::UserList);
+    u["auth/user/delete"] = Unary(&calls_, auth, &A::async::UserDelete);
+    u["auth/user/changepw"] = Unary(&calls_, auth, &A::async::UserChangePassword);
+    u["auth/user/grant"] = Unary(&calls_, auth, &A::async::UserGrantRole);
+    u["auth/user/revoke"] = Unary(&calls_, auth, &A::async::UserRevokeRole);
+    u["auth/role/add"] = Unary(&calls_, auth, &A::async::RoleAdd);
+    u["auth/role/get"] = Unary(&calls_, auth, &A::async::RoleGet);
+    u["auth/role/list"] = Unary(&calls_, auth, &A::async::RoleList);
+    u["auth/role/delete"] = Unary(&calls_, auth, &A::async::RoleDelete);
+    u["auth/role/grant"] = Unary(&calls_, auth, &A::async::RoleGrantPermission);
+    u["auth/role/revoke"] = Unary(&calls_, auth, &A::async::RoleRevokePermission);
+    u["lock/lock"] = Unary(&calls_, lock, &v3lockpb::Lock::Stub::async::Lock);
+    u["lock/unlock"] = Unary(&calls_, lock, &v3lockpb::Lock::Stub::async::Unlock);
     using E = v3electionpb::Election::Stub;
-    u["election/campaign"] = Unary(&calls_, election, &E::Campaign);
-    u["election/proclaim"] = Unary(&calls_, election, &E::Proclaim);
-    u["election/leader"] = Unary(&calls_, election, &E::Leader);
-    u["election/resign"] = Unary(&calls_, election, &E::Resign);
+    u["election/campaign"] = Unary(&calls_, election, &E::async::Campaign);
+    u["election/proclaim"] = Unary(&calls_, election, &E::async::Proclaim);
+    u["election/leader"] = Unary(&calls_, election, &E::async::Leader);
+    u["election/resign"] = Unary(&calls_, election, &E::async::Resign);
   }
 
-  void Gateway(const httplib::Request& req, httplib::Response& res) {
-    if (options_.gateway_channel == nullptr) {  // etcd --enable-grpc-gateway=false
-      NotFound(res);
-      return;
-    }
-    if (stopping_.load()) {
-      res.status = 404;
-      res.set_content("Not Found\n", "text/plain; charset=utf-8");
-      return;
-    }
-    const std::string path = req.matches.size() > 1 ? req.matches[1].str() : "";
+
+  // POST /v3/<path>: a reply now, or nullopt when the call started (or
+  // waits for a slot) and will finish the exchange.
+  std::optional<Reply> Gateway(const std::shared_ptr<Exchange>& ex, const std::string& path) {
     if (path == "watch") {
-      Stream<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>(
-          req, res, /*one_reply_each=*/false,
-          [this](grpc::ClientContext* ctx, auto* reactor) {
+      return Stream<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>(
+          ex, /*one_reply_each=*/false, [this](grpc::ClientContext* ctx, auto* reactor) {
             stubs_.watch->async()->Watch(ctx, reactor);
           });
-      return;
     }
     if (path == "maintenance/snapshot") {
-      ServerStream<etcdserverpb::SnapshotRequest, etcdserverpb::SnapshotResponse>(
-          req, res, [this](grpc::ClientContext* ctx, const auto* r, auto* reactor) {
+      return ServerStream<etcdserverpb::SnapshotRequest, etcdserverpb::SnapshotResponse>(
+          ex, [this](grpc::ClientContext* ctx, const auto* r, auto* reactor) {
             stubs_.maintenance->async()->Snapshot(ctx, r, reactor);
           });
-      return;
     }
     if (path == "election/observe") {
-      ServerStream<v3electionpb::LeaderRequest, v3electionpb::LeaderResponse>(
-          req, res, [this](grpc::ClientContext* ctx, const auto* r, auto* reactor) {
+      return ServerStream<v3electionpb::LeaderRequest, v3electionpb::LeaderResponse>(
+          ex, [this](grpc::ClientContext* ctx, const auto* r, auto* reactor) {
             stubs_.election->async()->Observe(ctx, r, reactor);
           });
-      return;
     }
     if (path == "lease/keepalive") {
-      Stream<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>(
-          req, res, /*one_reply_each=*/true,
-          [this](grpc::ClientContext* ctx, auto* reactor) {
+      return Stream<etcdserverpb::LeaseKeepAliveRequest, etcdserverpb::LeaseKeepAliveResponse>(
+          ex, /*one_reply_each=*/true, [this](grpc::ClientContext* ctx, auto* reactor) {
             stubs_.lease->async()->LeaseKeepAlive(ctx, reactor);
           });
-      return;
     }
     auto it = unary_.find(path);
-    if (it == unary_.end()) {
-      res.status = 404;
-      res.set_content("Not Found\n", "text/plain; charset=utf-8");
-      return;
-    }
-    it->second(req, res);
+    if (it == unary_.end()) return TextReply(404, "Not Found\n");
+    it->second(ex);
+    return std::nullopt;
   }
 
   // A gateway stream: every JSON value of the body is one request; each
@@ -1284,105 +1831,125 @@ class HttpServer::Impl {
   // request, as etcd's ends when the request body does; otherwise (watch) it
   // lasts until the client leaves or the call ends.
   template <class Req, class Resp, class StartFn>
-  void Stream(const httplib::Request& http_req, httplib::Response& res, bool one_reply_each,
-              StartFn start) {
-    absl::StatusOr<std::vector<std::string_view>> values = SplitJsonValues(http_req.body);
-    if (!values.ok()) {
-      WriteParseError(res, values.status());
-      return;
-    }
+  std::optional<Reply> Stream(const std::shared_ptr<Exchange>& ex, bool one_reply_each,
+                              StartFn start) {
+    absl::StatusOr<std::vector<std::string_view>> values = SplitJsonValues(ex->body);
+    if (!values.ok()) return ParseErrorReply(values.status());
     std::vector<Req> requests;
     for (std::string_view v : *values) {
       Req r;
-      if (absl::Status st = GatewayJsonToMessage(v, &r); !st.ok()) {
-        WriteParseError(res, st);
-        return;
-      }
+      if (absl::Status st = GatewayJsonToMessage(v, &r); !st.ok()) return ParseErrorReply(st);
       requests.push_back(std::move(r));
     }
-    const size_t expected = requests.size();
-    std::shared_ptr<void> slot = calls_.Slot();
-    if (slot == nullptr) return WriteNoSlot(res);
+    ex->one_reply_each = one_reply_each;
+    ex->expected_replies = requests.size();
     auto bridge =
-        std::make_shared<BidiBridge<Req, Resp>>(std::move(requests), &stream_queued_bytes_);
-    ForwardMetadata(http_req, bridge->context());
-    start(bridge->context(), bridge.get());
-    bridge->Begin();
-    Serve(res, bridge, std::move(slot), one_reply_each, expected);
+        std::make_shared<BidiBridge<Req, Resp>>(std::move(requests), stream_queued_bytes_);
+    StartStream(ex, bridge, [bridge, start] {
+      start(bridge->context(), bridge.get());
+      bridge->Begin();
+    });
+    return std::nullopt;
   }
 
   // A server-streaming gateway call: the body is its one request.
   template <class Req, class Resp, class StartFn>
-  void ServerStream(const httplib::Request& http_req, httplib::Response& res, StartFn start) {
+  std::optional<Reply> ServerStream(const std::shared_ptr<Exchange>& ex, StartFn start) {
     Req req;
-    if (!http_req.body.empty()) {
-      if (absl::Status st = GatewayJsonToMessage(http_req.body, &req); !st.ok()) {
-        WriteParseError(res, st);
-        return;
+    if (!ex->body.empty()) {
+      if (absl::Status st = GatewayJsonToMessage(ex->body, &req); !st.ok()) {
+        return ParseErrorReply(st);
       }
     }
-    std::shared_ptr<void> slot = calls_.Slot();
-    if (slot == nullptr) return WriteNoSlot(res);
-    auto bridge = std::make_shared<ReadBridge<Req, Resp>>(std::move(req), &stream_queued_bytes_);
-    ForwardMetadata(http_req, bridge->context());
-    start(bridge->context(), bridge->request(), bridge.get());
-    bridge->Begin();
-    Serve(res, bridge, std::move(slot), false, 0);
+    auto bridge = std::make_shared<ReadBridge<Req, Resp>>(std::move(req), stream_queued_bytes_);
+    StartStream(ex, bridge, [bridge, start] {
+      start(bridge->context(), bridge->request(), bridge.get());
+      bridge->Begin();
+    });
+    return std::nullopt;
   }
 
-  // Writes a started stream's responses as chunks until it ends, the client
-  // leaves or the server stops; the call is cancelled and awaited when the
-  // response is released, and then its slot (CallRegistry) is freed.
-  template <class Bridge>
-  void Serve(httplib::Response& res, std::shared_ptr<Bridge> bridge, std::shared_ptr<void> slot,
-             bool one_reply_each, size_t expected) {
-    res.set_header("Grpc-Metadata-Content-Type", "application/grpc");
-    res.set_chunked_content_provider(
-        kJson,
-        [this, bridge, one_reply_each, expected](size_t, httplib::DataSink& sink) {
-          while (true) {
-            // is_writable: false once the client has gone (ConnectionStream).
-            if (stopping_.load() || !sink.is_writable()) return false;
-            bool finished = false;
-            grpc::Status status;
-            size_t received = 0;
-            std::vector<std::string> chunks =
-                bridge->Wait(std::chrono::milliseconds(500), &finished, &status, &received);
-            for (const std::string& c : chunks) {
-              const std::string line = absl::StrCat("{\"result\":", c, "}\n");
-              if (!sink.write(line.data(), line.size())) return false;
-            }
-            if (finished) {
-              if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-                const std::string e = StreamErrorChunk(status);
-                sink.write(e.data(), e.size());
-              }
-              sink.done();
-              return true;
-            }
-            if (one_reply_each && received >= expected) {
-              sink.done();
-              return true;
-            }
-            if (!chunks.empty()) return true;
-          }
-        },
-        [bridge, slot = std::move(slot)](bool) mutable {
-          bridge->CancelAndWait();
-          slot.reset();
-        });
+  // Starts a stream's call once it has a slot (CallRegistry), then the
+  // exchange queues the streamed reply (QueueStream). The slot is freed
+  // when the call ends.
+  void StartStream(const std::shared_ptr<Exchange>& ex, std::shared_ptr<StreamOutput> output,
+                   std::function<void()> begin) {
+    ForwardMetadata(ex->connection(), output->context());
+    ex->OnCancel([output] { output->Cancel(); });
+    calls_.Acquire([this, ex, output, begin](bool granted) {
+      if (!granted) {
+        ex->Finish(ShuttingDownReply());
+        return false;
+      }
+      if (ex->Gone()) {
+        ex->Wake();
+        return false;
+      }
+      grpc::ClientContext* ctx = output->context();
+      if (!calls_.Add(ctx)) {
+        ex->Finish(ShuttingDownReply());
+        return false;
+      }
+      std::weak_ptr<Exchange> weak = ex;
+      output->SetCallbacks(
+          [weak] {
+            if (auto e = weak.lock()) e->Wake();
+          },
+          [this, ctx] { calls_.End(ctx); });
+      ex->stream = output;
+      Reply r;
+      r.stream = true;
+      ex->Finish(std::move(r));
+      begin();
+      return true;
+    });
+  }
+
+  // Queues the chunked reply of a started stream (MHD thread).
+  MHD_Result QueueStream(const std::shared_ptr<Exchange>& ex) {
+    auto* reply = new StreamReply;
+    reply->output = ex->stream;
+    reply->exchange = ex;
+    reply->stopping = &stopping_;
+    reply->one_reply_each = ex->one_reply_each;
+    reply->expected = ex->expected_replies;
+    // The block size bounds one Read: at most one such piece of a queued
+    // response is held by MHD at a time.
+    MHD_Response* resp = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 16 * 1024, &StreamReply::Read, reply, &StreamReply::Free);
+    if (resp == nullptr) {
+      delete reply;
+      return MHD_NO;
+    }
+    for (const auto& [k, v] : ex->extra_headers) {
+      MHD_add_response_header(resp, k.c_str(), v.c_str());
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, kJson);
+    MHD_add_response_header(resp, "Grpc-Metadata-Content-Type", "application/grpc");
+    const MHD_Result ret = MHD_queue_response(ex->connection(), MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp);
+    return ret;
   }
 
   HttpServerOptions options_;
-  std::atomic<bool> stopping_{false};  // set once, under connections_mu_
-  std::atomic<int64_t> stream_queued_bytes_{0};  // over every gateway stream's queue
-  std::unique_ptr<RouteTable> all_routes_;      // HttpRoutes::kAll, plain text
-  std::unique_ptr<RouteTable> all_routes_tls_;  // HttpRoutes::kAll over TLS
-  std::unique_ptr<RouteTable> metrics_routes_;  // HttpRoutes::kMetrics
-  int cancel_fd_ = -1;  // eventfd, readable once Shutdown starts: connections end
-  util::Mutex connections_mu_;
-  util::CondVar connections_idle_;
-  int connections_ ABSL_GUARDED_BY(connections_mu_) = 0;  // in ServeConnection now
+  std::atomic<bool> stopping_{false};  // set once, by Shutdown
+  // Over every gateway stream's queue.
+  const std::shared_ptr<std::atomic<int64_t>> stream_queued_bytes_ =
+      std::make_shared<std::atomic<int64_t>>(0);
+  MHD_Daemon* daemon_ = nullptr;
+  DepartureWatch watch_;
+  HealthWorker health_;
+  // Connections handed over and not yet attached by MHD: their identity by
+  // descriptor number (with an id, so a late failure removes only its own).
+  util::Mutex mu_;
+  util::CondVar adding_idle_;
+  absl::flat_hash_map<int, std::pair<uint64_t, ConnectionInfo>> pending_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_pending_ ABSL_GUARDED_BY(mu_) = 0;
+  int adding_ ABSL_GUARDED_BY(mu_) = 0;  // AddConnection calls in MHD_add_connection
+  // Requests suspended now (Exchange::Suspend, Wake).
+  util::Mutex suspend_mu_;
+  util::CondVar suspended_idle_;
+  int suspended_ ABSL_GUARDED_BY(suspend_mu_) = 0;
   GatewayStubs stubs_;
   CallRegistry calls_;
   std::map<std::string, UnaryHandler> unary_;
@@ -1396,10 +1963,13 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(HttpServerOptions 
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HttpServer::~HttpServer() { Shutdown(); }
-void HttpServer::ServeConnection(HttpConnection& connection, HttpRoutes routes) {
-  impl_->ServeConnection(connection, routes);
+
+void HttpServer::AddConnection(int fd, const HttpPeer& peer, HttpRoutes routes) {
+  impl_->AddConnection(fd, peer, routes);
 }
+
 int64_t HttpServer::StreamQueuedBytes() const { return impl_->StreamQueuedBytes(); }
+
 void HttpServer::Shutdown() { impl_->Shutdown(); }
 
 }  // namespace cppetcd::api

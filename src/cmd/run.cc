@@ -92,7 +92,7 @@ absl::StatusOr<std::unique_ptr<api::HttpServer>> StartHttp(const EtcdConfig& con
   options.server_version = server::kServerVersion;
   options.cluster_version = absl::StrCat(server::kClusterVersion, ".0");
   // The client and metrics URLs are served by ClientListeners that hand
-  // their HTTP/1.1 connections to ServeConnection.
+  // their HTTP/1.1 connections to AddConnection.
   options.max_body_bytes = api::GatewayMaxBodyBytes(config.max_request_bytes);
   options.max_concurrent_streams = config.max_concurrent_streams;  // --max-concurrent-streams
   options.cors_origins = config.cors;              // --cors
@@ -178,8 +178,8 @@ absl::Status BindClientListeners(const EtcdConfig& config, const util::TlsInfo& 
   for (const Url& u : config.listen_client_urls) options.urls.push_back(u.ToString());
   options.tls = tls;
   options.on_grpc_connection = [handlers](int fd) { handlers->api->AddConnection(fd); };
-  options.on_http_connection = [handlers](api::HttpConnection& c) {
-    handlers->http->ServeConnection(c, api::HttpRoutes::kAll);
+  options.on_http_connection = [handlers](int fd, const api::HttpPeer& peer) {
+    handlers->http->AddConnection(fd, peer, api::HttpRoutes::kAll);
   };
   options.logger = util::GetLogger("embed");
   absl::StatusOr<std::unique_ptr<api::ClientListener>> c =
@@ -191,8 +191,8 @@ absl::Status BindClientListeners(const EtcdConfig& config, const util::TlsInfo& 
   for (const Url& u : config.listen_metrics_urls) moptions.urls.push_back(u.ToString());
   moptions.tls = tls;
   moptions.http_only = true;
-  moptions.on_http_connection = [handlers](api::HttpConnection& c) {
-    handlers->http->ServeConnection(c, api::HttpRoutes::kMetrics);
+  moptions.on_http_connection = [handlers](int fd, const api::HttpPeer& peer) {
+    handlers->http->AddConnection(fd, peer, api::HttpRoutes::kMetrics);
   };
   moptions.logger = util::GetLogger("embed");
   absl::StatusOr<std::unique_ptr<api::ClientListener>> m =

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -274,6 +275,45 @@ TEST_F(HttpTest, WatchStreamReceivesPut) {
     saw = true;
   }
   EXPECT_TRUE(saw) << w.body;
+}
+
+// The value of the metric line that starts with `prefix` (0 if none).
+double MetricWithPrefix(const std::string& text, const std::string& prefix) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, prefix)) {
+      double v = 0;
+      if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) return v;
+    }
+  }
+  return 0;
+}
+
+// Issue 12 item 2: a client that leaves while its gateway call waits (a
+// v3lock Lock queued behind the holder) has its gRPC call cancelled: the
+// server counts the Lock as Canceled soon after curl gives up. Nothing
+// polls for the departure; a suspended request's socket is watched.
+TEST_F(HttpTest, ClientLeavingMidCallCancelsTheGrpcCall) {
+  auto lease = [&] { return Post("/v3/lease/grant", R"({"TTL":60})")["ID"].get<std::string>(); };
+  const std::string first = R"({"name":"bG9jaw==","lease":")" + lease() + "\"}";
+  const std::string second = R"({"name":"bG9jaw==","lease":")" + lease() + "\"}";
+  json held = Post("/v3/lock/lock", first);
+  ASSERT_TRUE(held.contains("key")) << held;
+  const std::string canceled =
+      R"(grpc_server_handled_total{grpc_code="Canceled",grpc_method="Lock",)";
+  const double before = MetricWithPrefix(Curl(metrics_url_ + "/metrics").body, canceled);
+  // The second Lock waits for the first; curl leaves after a second.
+  CurlReply waited = Curl(gw_ + "/v3/lock/lock", second, {"--max-time", "1"});
+  EXPECT_EQ(waited.status, 0) << "the second Lock was answered: " << waited.body;
+  double after = before;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (after == before && std::chrono::steady_clock::now() < deadline) {
+    after = MetricWithPrefix(Curl(metrics_url_ + "/metrics").body, canceled);
+  }
+  EXPECT_EQ(after, before + 1) << "the departed client's Lock was not cancelled";
+  // The lock is free for the next once the holder unlocks.
+  Post("/v3/lock/unlock", R"({"key":")" + held["key"].get<std::string>() + "\"}");
+  json next = Post("/v3/lock/lock", R"({"name":"bG9jaw==","lease":")" + lease() + "\"}");
+  EXPECT_TRUE(next.contains("key")) << next;
 }
 
 TEST_F(HttpTest, ClusterAndMaintenance) {

@@ -10,16 +10,16 @@
 // - http://: the first bytes are peeked (bounded wait). The HTTP/2 client
 //   preface ("PRI * HTTP/2.0...") hands the socket itself to gRPC
 //   (`on_grpc_connection`, e.g. ApiServer::AddConnection); anything else is
-//   HTTP/1.1 and goes to `on_http_connection` (e.g.
-//   HttpServer::ServeConnection) on a thread of its own.
+//   HTTP/1.1 and the socket itself, with nothing of it read, goes to
+//   `on_http_connection` (e.g. HttpServer::AddConnection).
 // - https://: a TLS handshake (bounded time) with the listener's
 //   certificate (the context as of that handshake: certificates reload);
 //   with client_cert_auth a client certificate signed by the trusted CA is
 //   required, CRLs and identity checks as util::CheckPeerIdentity. Then the
-//   same decision on the decrypted bytes: gRPC gets one end of an AF_UNIX
-//   socket pair and an event loop relays between it and the TLS session;
-//   HTTP/1.1 is served in-process over the TLS session (HttpConnection) on
-//   a thread of its own. The verified certificate's CN is recorded with
+//   same decision on the decrypted bytes: gRPC, or the HTTP server, gets
+//   one end of an AF_UNIX socket pair and an event loop relays between it
+//   and the TLS session (HTTP: with an HttpPeer naming the client, its CN
+//   and tls=true). The verified certificate's CN is recorded with
 //   api::SetClientCommonName under the gRPC peer string of the handed-over
 //   socket (GrpcPeerForFd) while the connection lives; a descriptor number
 //   reused by a later connection is re-recorded before gRPC sees it.
@@ -36,20 +36,20 @@
 //
 // Threads and bounds: `event_loop_threads` event loops (epoll) own every
 // connection from accept until it is handed off — the peek, the TLS
-// handshake, the sniffing and, for TLS gRPC connections, the relay for the
-// connection's whole life — so thousands of gRPC connections cost no
-// thread here. A relay holds at most 16 KiB per direction, and only while
-// bytes are in flight (an idle connection holds no relay buffer); a full
-// direction stops reading its source. HTTP/1.1 connections are each served
-// on a thread while they last (the HTTP server blocks; issue 12 item 2).
-// At most `max_connections` connections are peeked, handshaken, relayed or
-// served at once (HTTP threads included); more are closed at once. Plain
-// gRPC connections handed to gRPC no longer count. Shutdown closes
+// handshake, the sniffing and, for TLS connections (gRPC and HTTP), the
+// relay for the connection's whole life — so thousands of connections cost
+// no thread here. A relay holds at most 16 KiB per direction, and only
+// while bytes are in flight (an idle connection holds no relay buffer); a
+// full direction stops reading its source. When an HTTP client hangs up,
+// its relay closes the pair at once (the HTTP server notices).
+// At most `max_connections` connections are peeked, handshaken or relayed
+// at once; more are closed at once. Plain connections handed over as
+// sockets (to gRPC or the HTTP server) no longer count. Shutdown closes
 // everything and joins every thread.
 //
 // Thread-safety: Start, Bind, Serve, Ports, BoundUrls, StopAccepting and
-// Shutdown from the owning thread; `on_grpc_connection` runs on event-loop
-// threads, `on_http_connection` on HTTP connection threads.
+// Shutdown from the owning thread; `on_grpc_connection` and
+// `on_http_connection` run on event-loop threads.
 #ifndef CPPETCD_API_CLIENT_LISTENER_H_
 #define CPPETCD_API_CLIENT_LISTENER_H_
 
@@ -83,17 +83,17 @@ struct ClientListenerOptions {
   // Takes ownership of a connected socket that speaks gRPC (HTTP/2 with
   // prior knowledge); must not block. Null: gRPC connections are closed.
   std::function<void(int fd)> on_grpc_connection;
-  // Serves an HTTP/1.1 connection on the calling (connection) thread and
-  // returns when it is done; the connection is closed afterwards. Must
-  // return soon after Shutdown starts (the connection's reads and writes
-  // fail then). Null: HTTP connections are closed.
-  std::function<void(HttpConnection& connection)> on_http_connection;
+  // Takes ownership of a connected, non-blocking socket that speaks
+  // HTTP/1.1 (the client's own, or the HTTP end of a TLS relay's pair;
+  // nothing of it read) and of serving it; `peer` names the client. Must
+  // not block. Null: HTTP connections are closed.
+  std::function<void(int fd, const HttpPeer& peer)> on_http_connection;
   // Upper bounds for a client to complete the TLS handshake and to send
   // enough bytes to tell gRPC from HTTP.
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds sniff_timeout{10000};
-  // Connections peeked, handshaken, relayed or served over HTTP at once;
-  // more are closed as soon as they are accepted.
+  // Connections peeked, handshaken or relayed at once; more are closed as
+  // soon as they are accepted.
   size_t max_connections = 16384;
   // Event-loop threads that own the connections (>= 1).
   size_t event_loop_threads = 2;

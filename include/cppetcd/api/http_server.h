@@ -6,9 +6,17 @@
 //
 // The server listens on nothing itself: the client listener
 // (client_listener.h) hands it each HTTP/1.1 connection of a client or
-// metrics URL (plain, or after TLS termination) and it serves the requests
-// on that connection's thread (ServeConnection). No internal port exists
-// that could bypass the listener's TLS and client-certificate checks.
+// metrics URL as a socket (AddConnection): the client's own TCP socket, or
+// one end of a socket pair the listener relays to a TLS session. No
+// internal port exists that could bypass the listener's TLS and
+// client-certificate checks.
+//
+// Connections are multiplexed by libmicrohttpd on a few threads (issue 12
+// item 2): no thread per connection, and none of them ever waits for gRPC,
+// the backend or a --max-concurrent-streams slot. A request that waits is
+// suspended and resumed when its answer is there; a streamed reply is
+// pulled only when the socket takes more (backpressure); a client that
+// leaves while its request waits has the gateway call cancelled.
 #ifndef CPPETCD_API_HTTP_SERVER_H_
 #define CPPETCD_API_HTTP_SERVER_H_
 
@@ -74,9 +82,15 @@ struct HttpServerOptions {
   std::chrono::milliseconds health_timeout{1000};
   // --max-concurrent-streams: gateway calls (unary and streams) open at
   // once, as etcd's gateway gets over its one HTTP/2 connection to its gRPC
-  // server; a call past it waits until one ends, or until its client
-  // leaves.
+  // server; a call past it waits (first come, first served) until one
+  // ends, or until its client leaves.
   uint64_t max_concurrent_streams = 0xffffffffu;
+  // HTTP connections served at once; one past it is closed as soon as it
+  // is handed over.
+  size_t max_connections = 16384;
+  // A kept-alive connection idle (no request, no bytes moving) this long is
+  // closed.
+  std::chrono::seconds idle_timeout{30};
   // Largest request body accepted (413 above it): see GatewayMaxBodyBytes.
   size_t max_body_bytes = GatewayMaxBodyBytes(1536 * 1024);
   // etcd's --cors: origins whose requests get CORS headers naming them;
@@ -94,7 +108,7 @@ struct HttpServerOptions {
 // /metrics, /health, /livez and /readyz only (etcd --listen-metrics-urls).
 enum class HttpRoutes { kAll, kMetrics };
 
-// Thread-safety: Start and Shutdown from the owner; ServeConnection and
+// Thread-safety: Start and Shutdown from the owner; AddConnection and
 // StreamQueuedBytes from any thread.
 class HttpServer {
  public:
@@ -102,20 +116,19 @@ class HttpServer {
   static absl::StatusOr<std::unique_ptr<HttpServer>> Start(HttpServerOptions options);
   ~HttpServer();  // Shutdown()
 
-  // Serves the HTTP/1.1 requests of `connection` on the calling thread,
-  // one after the other (keep-alive: up to 30 s idle between requests, up
-  // to 10000 requests); returns when the client closes, a request is
-  // malformed or times out (5 s per read or write), or Shutdown starts.
-  // Streamed replies (watch, keep-alive) block here for their lifetime.
-  // Returns at once after Shutdown.
-  void ServeConnection(HttpConnection& connection, HttpRoutes routes);
+  // Takes ownership of `fd`, a connected stream socket that speaks
+  // HTTP/1.1 (nothing of it read yet), and serves its requests with
+  // `routes` (keep-alive: closed after idle_timeout without a request).
+  // `peer` says who the client is. Never blocks; after Shutdown, or past
+  // max_connections, the socket is closed.
+  void AddConnection(int fd, const HttpPeer& peer, HttpRoutes routes);
 
   // Bytes of gateway stream responses queued for HTTP connections now (each
   // stream holds at most about kGatewayStreamQueueBytes). Any thread.
   int64_t StreamQueuedBytes() const;
 
-  // Cancels the gateway's calls, ends open streams (within about a second)
-  // and waits until every ServeConnection has returned. Idempotent.
+  // Cancels the gateway's calls, ends open streams, answers the requests
+  // still waiting and closes every connection. Idempotent.
   void Shutdown();
 
   class Impl;

@@ -1,7 +1,9 @@
 #include "cppetcd/api/http_server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -279,6 +281,18 @@ TEST(GatewayJsonTest, ErrorsAsGrpcGateway) {
   EXPECT_EQ(HttpStatusFromGrpcCode(16), 401);
 }
 
+// Threads of this process now (/proc/self/task).
+int ThreadCount() {
+  int n = 0;
+  if (DIR* d = opendir("/proc/self/task")) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.') ++n;
+    }
+    closedir(d);
+  }
+  return n;
+}
+
 // ---- The server over the in-process gRPC services of a fake backend.
 
 struct HttpReply {
@@ -375,7 +389,9 @@ class HttpServerTest : public ::testing::Test {
     o.urls = {"http://127.0.0.1:0"};
     o.http_only = true;
     HttpServer* http = http_.get();
-    o.on_http_connection = [http, routes](HttpConnection& c) { http->ServeConnection(c, routes); };
+    o.on_http_connection = [http, routes](int fd, const HttpPeer& peer) {
+      http->AddConnection(fd, peer, routes);
+    };
     auto l = ClientListener::Start(std::move(o));
     EXPECT_TRUE(l.ok()) << l.status();
     return l.ok() ? std::move(*l) : nullptr;
@@ -544,6 +560,23 @@ TEST_F(HttpServerTest, SlowWatchReaderKeepsTheGatewayQueueBounded) {
   EXPECT_EQ(http_->StreamQueuedBytes(), 0);
 }
 
+// A plain connection that sent `method path` with `body` and reads nothing
+// yet (the caller closes it).
+int OpenRequest(int port, const std::string& method, const std::string& path,
+                const std::string& body) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                          "Content-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  EXPECT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  return fd;
+}
+
 // --max-concurrent-streams bounds the gateway's open calls, as etcd's
 // gateway (one HTTP/2 connection to its gRPC server) is bounded: with 2
 // watch streams open, a range waits (etcd e2e
@@ -596,6 +629,87 @@ TEST_F(HttpMaxStreamsTest, GatewayCallsPastTheLimitWaitForAFreeSlot) {
                         std::chrono::milliseconds(10000));
   EXPECT_EQ(r.status, 200) << r.body;
   close(w3);
+}
+
+// Requests past --max-concurrent-streams wait in order without a thread
+// each; one whose client leaves while it waits gives its turn to the next.
+TEST_F(HttpMaxStreamsTest, WaitingRequestsHoldNoThreadAndLeaveTheQueue) {
+  const int w1 = OpenRequest(port_, "POST", "/v3/watch", "{\"create_request\":{\"key\":\"YQ==\"}}");
+  const int w2 = OpenRequest(port_, "POST", "/v3/watch", "{\"create_request\":{\"key\":\"Yg==\"}}");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.StreamCount() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  ASSERT_EQ(backend_.StreamCount(), 2u);
+  const int threads_before = ThreadCount();
+  // 50 ranges wait for a slot, then all but the last leave.
+  std::vector<int> waiting;
+  for (int i = 0; i < 50; ++i) {
+    waiting.push_back(OpenRequest(port_, "POST", "/v3/kv/range", "{\"key\":\"Zm9v\"}"));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // time to (wrongly) answer
+  EXPECT_LE(ThreadCount(), threads_before + 2);
+  for (size_t i = 0; i + 1 < waiting.size(); ++i) close(waiting[i]);
+  // A watch leaves: the one range still waiting is answered.
+  close(w1);
+  pollfd p{waiting.back(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1) << "the waiting range was not answered";
+  char buf[256];
+  const ssize_t n = read(waiting.back(), buf, sizeof(buf));
+  ASSERT_GT(n, 12);
+  EXPECT_EQ(std::string(buf, 12), "HTTP/1.1 200");
+  close(waiting.back());
+  close(w2);
+}
+
+// Shutdown with requests in every waiting state (two watch streams open,
+// a range waiting for a slot, an idle keep-alive connection) returns
+// promptly: the calls are cancelled, the waiter is answered, every
+// connection is closed.
+TEST_F(HttpMaxStreamsTest, ShutdownEndsStreamsAndWaitersPromptly) {
+  const int w1 = OpenRequest(port_, "POST", "/v3/watch", "{\"create_request\":{\"key\":\"YQ==\"}}");
+  const int w2 = OpenRequest(port_, "POST", "/v3/watch", "{\"create_request\":{\"key\":\"Yg==\"}}");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (backend_.StreamCount() < 2 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  ASSERT_EQ(backend_.StreamCount(), 2u);
+  const int waiting = OpenRequest(port_, "POST", "/v3/kv/range", "{\"key\":\"Zm9v\"}");
+  const int idle = OpenRequest(port_, "GET", "/livez", "");
+  pollfd p{idle, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 5000), 1);  // answered; stays open (keep-alive)
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the range reaches the queue
+  const auto start = std::chrono::steady_clock::now();
+  http_->Shutdown();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  // Every connection ends (what was queued for it may come first).
+  for (int fd : {w1, w2, waiting, idle}) {
+    std::string got;
+    char buf[4096];
+    bool closed = false;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!closed && std::chrono::steady_clock::now() < end) {
+      pollfd q{fd, POLLIN, 0};
+      if (poll(&q, 1, 100) <= 0) continue;
+      const ssize_t n = read(fd, buf, sizeof(buf));
+      if (n <= 0) {
+        closed = true;
+      } else {
+        got.append(buf, static_cast<size_t>(n));
+      }
+    }
+    EXPECT_TRUE(closed) << "fd " << fd << " still open after Shutdown: " << got;
+    if (fd == waiting) EXPECT_THAT(got, HasSubstr("server is shutting down"));
+    close(fd);
+  }
+  const auto gone = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (backend_.StreamCount() != 0 && std::chrono::steady_clock::now() < gone) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  EXPECT_EQ(backend_.StreamCount(), 0u);
+  // A connection handed over after Shutdown is closed at once.
+  HttpReply late = Request(port_, "GET", "/livez", "", std::chrono::milliseconds(2000));
+  EXPECT_EQ(late.status, 0);
 }
 
 // The request-body limit follows --max-request-bytes (twice the gRPC
