@@ -7,7 +7,12 @@
 //       [--key-space-size N]
 //   cppetcd-bench --endpoints 127.0.0.1:2379 --conns 10 --clients 100
 //       range KEY [END] --total 20000 --consistency l|s
+//   cppetcd-bench --endpoints 127.0.0.1:2379 --conns 10 --clients 10
+//       list KEY END --total 10 --consistency l|s --timeout 300
 //
+// `list` is a Range like `range`, for large responses (a full-keyspace LIST):
+// the answer is received as raw bytes and not parsed, so the client's own
+// memory stays at one copy per call; the bytes received are reported.
 // --conns gRPC connections are shared round-robin by --clients client
 // threads; each client issues one request at a time until --total requests
 // have been sent. With --cacert (and --cert/--key for a client
@@ -19,6 +24,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -32,6 +38,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 
 namespace {
@@ -42,7 +49,7 @@ struct Flags {
   std::vector<std::string> endpoints = {"127.0.0.1:2379"};
   int conns = 1;
   int clients = 1;
-  std::string command;  // "put" or "range"
+  std::string command;  // "put", "range" or "list"
   int64_t total = 10000;
   int key_size = 8;
   int val_size = 8;
@@ -64,7 +71,8 @@ struct Flags {
                "[--clients M] [--cacert CA --cert CERT --key KEY]\n"
                "         put [--total T] [--key-size K] [--val-size V] [--sequential-keys] "
                "[--key-space-size S]\n"
-               "       | range KEY [END] [--total T] [--consistency l|s]\n",
+               "       | range KEY [END] [--total T] [--consistency l|s]\n"
+               "       | list KEY END [--total T] [--consistency l|s]\n",
                msg);
   std::exit(2);
 }
@@ -145,7 +153,7 @@ Flags ParseFlags(int argc, char** argv) {
   f.command = positional[0];
   if (f.command == "put") {
     if (positional.size() != 1) Usage("put takes no arguments");
-  } else if (f.command == "range") {
+  } else if (f.command == "range" || f.command == "list") {
     if (positional.size() < 2 || positional.size() > 3) Usage("range takes KEY [END]");
     f.range_key = positional[1];
     if (positional.size() == 3) f.range_end = positional[2];
@@ -218,6 +226,7 @@ int main(int argc, char** argv) {
 
   std::atomic<int64_t> next{0};
   std::atomic<int64_t> errors{0};
+  std::atomic<int64_t> bytes_received{0};
   std::mutex mu;
   std::map<std::string, int64_t> error_messages;
   std::vector<std::vector<double>> latencies(static_cast<size_t>(f.clients));
@@ -225,7 +234,9 @@ int main(int argc, char** argv) {
   const auto start = Clock::now();
   for (int c = 0; c < f.clients; ++c) {
     threads.emplace_back([&, c] {
-      auto kv = etcdserverpb::KV::NewStub(channels[static_cast<size_t>(c) % channels.size()]);
+      auto& channel = channels[static_cast<size_t>(c) % channels.size()];
+      auto kv = etcdserverpb::KV::NewStub(channel);
+      grpc::GenericStub generic(channel);
       std::mt19937_64 rng(static_cast<uint64_t>(c) * 7919 + 1);
       auto& lat = latencies[static_cast<size_t>(c)];
       lat.reserve(static_cast<size_t>(f.total / f.clients + 1));
@@ -242,6 +253,27 @@ int main(int argc, char** argv) {
           req.set_value(value);
           etcdserverpb::PutResponse resp;
           st = kv->Put(&ctx, req, &resp);
+        } else if (f.command == "list") {
+          etcdserverpb::RangeRequest req;
+          req.set_key(f.range_key);
+          req.set_range_end(f.range_end);
+          req.set_serializable(f.consistency == "s");
+          std::string wire = req.SerializeAsString();
+          grpc::Slice slice(wire);
+          grpc::ByteBuffer request(&slice, 1), response;
+          std::mutex call_mu;
+          std::condition_variable call_cv;
+          bool call_done = false;
+          generic.UnaryCall(&ctx, "/etcdserverpb.KV/Range", grpc::StubOptions(), &request,
+                            &response, [&](grpc::Status s) {
+                              std::lock_guard<std::mutex> lock(call_mu);
+                              st = std::move(s);
+                              call_done = true;
+                              call_cv.notify_one();
+                            });
+          std::unique_lock<std::mutex> lock(call_mu);
+          call_cv.wait(lock, [&] { return call_done; });
+          if (st.ok()) bytes_received.fetch_add(static_cast<int64_t>(response.Length()));
         } else {
           etcdserverpb::RangeRequest req;
           req.set_key(f.range_key);
@@ -284,6 +316,9 @@ int main(int argc, char** argv) {
   std::printf("  Requests/sec:\t%.4f\n", rps);
   std::printf("  Succeeded:\t%zu\n  Errors:\t%lld\n", all.size(),
               static_cast<long long>(errors.load()));
+  if (f.command == "list") {
+    std::printf("  Bytes received:\t%lld\n", static_cast<long long>(bytes_received.load()));
+  }
   for (const auto& [msg, n] : error_messages) {
     std::printf("    %lld x %s\n", static_cast<long long>(n), msg.c_str());
   }

@@ -56,6 +56,19 @@ class EtcdServerBackend final : public ServerBackend {
              const etcdserverpb::RangeRequest& r, Done<etcdserverpb::RangeResponse> d) override {
     s_->Range(c, r, std::move(d));
   }
+  void RangeEncoded(const auth::Credentials& c, const etcdserverpb::RangeRequest& r,
+                    uint64_t size_hint, Done<EncodedRangeResponse> d) override {
+    s_->RangeEncoded(c, r, size_hint,
+                     [d = std::move(d)](absl::StatusOr<server::EncodedRange> e) mutable {
+                       if (!e.ok()) return std::move(d)(e.status());
+                       std::move(d)(EncodedRangeResponse{std::move(e->header), std::move(e->body)});
+                     });
+  }
+  uint64_t EstimateRangeBytes(const etcdserverpb::RangeRequest& r) override {
+    // An error (a compacted or future revision) is the Range's to report.
+    absl::StatusOr<uint64_t> bytes = s_->EstimateRangeBytes(r);
+    return bytes.ok() ? *bytes : 0;
+  }
   void Put(const auth::Credentials& c,
            const etcdserverpb::PutRequest& r, Done<etcdserverpb::PutResponse> d) override {
     s_->Put(c, r, std::move(d));

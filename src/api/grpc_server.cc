@@ -41,9 +41,11 @@ class ApiServer::Impl {
  public:
   Impl(ServerBackend* backend, ApiServerOptions options)
       : options_(std::move(options)),
+        range_budget_(options_.range_budget != nullptr ? options_.range_budget
+                                                       : std::make_shared<RangeBudget>()),
         hub_(backend, options_.watch_progress_notify_interval, options_.leader_check_interval,
              options_.logger),
-        kv_(backend),
+        kv_(backend, range_budget_),
         watch_(backend, &hub_, options_.logger),
         lease_(backend, &hub_),
         cluster_(backend),
@@ -154,6 +156,7 @@ class ApiServer::Impl {
   }
 
   const std::vector<int>& Ports() const { return ports_; }
+  RangeBudget& range_budget() { return *range_budget_; }
 
   std::shared_ptr<grpc::Channel> InProcessChannel() {
     // etcd's gateway receives responses of any size (MaxCallRecvMsgSize
@@ -166,6 +169,8 @@ class ApiServer::Impl {
 
  private:
   ApiServerOptions options_;
+  // Shared with the calls' charges, which may outlive the gRPC server.
+  std::shared_ptr<RangeBudget> range_budget_;
   StreamHub hub_;  // outlives the gRPC server (destroyed after it)
   KvService kv_;
   WatchService watch_;
@@ -195,6 +200,8 @@ ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ApiServer::~ApiServer() { impl_->Shutdown(std::chrono::milliseconds(0)); }
 
 const std::vector<int>& ApiServer::Ports() const { return impl_->Ports(); }
+
+RangeBudget& ApiServer::range_budget() { return impl_->range_budget(); }
 
 void ApiServer::AddConnection(int fd) { impl_->AddConnection(fd); }
 

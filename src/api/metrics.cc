@@ -478,4 +478,20 @@ void CollectServerMetrics(server::EtcdServer* server, ExpositionWriter& w) {
           {{"server_version", server::kServerVersion}});
 }
 
+void CollectRangeBudgetMetrics(const RangeBudget::Stats& stats, ExpositionWriter& w) {
+  w.Gauge("cppetcd_range_response_bytes_in_flight",
+          "Estimated bytes of Range answers admitted and not yet sent.",
+          static_cast<double>(stats.in_flight_bytes));
+  w.Gauge("cppetcd_range_response_bytes_limit",
+          "The bound on the bytes of Range answers in flight.",
+          static_cast<double>(stats.limit_bytes));
+  w.Gauge("cppetcd_range_responses_in_flight", "Range calls admitted and not yet done.",
+          static_cast<double>(stats.in_flight));
+  w.Gauge("cppetcd_range_requests_queued", "Range calls waiting for the bound on answers in flight.",
+          static_cast<double>(stats.queued));
+  w.Counter("cppetcd_range_requests_queued_total",
+            "Range calls that waited for the bound on answers in flight.",
+            static_cast<double>(stats.queued_total));
+}
+
 }  // namespace cppetcd::api

@@ -17,6 +17,7 @@
 #include "cppetcd/api/backend.h"
 #include "cppetcd/auth/credentials.h"
 #include "cppetcd/api/errors.h"
+#include "cppetcd/api/range_budget.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/mutex.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
@@ -170,11 +171,17 @@ class StreamHub {
   std::thread thread_;
 };
 
-class KvService final : public etcdserverpb::KV::CallbackService {
+// Range is a raw method: its answer goes out as the bytes the backend built
+// (RangeEncoded), never parsed into a RangeResponse, and its size is held
+// against `budget` (range_budget.h) from admission until gRPC is done with
+// the call.
+class KvService final
+    : public etcdserverpb::KV::WithRawCallbackMethod_Range<etcdserverpb::KV::CallbackService> {
  public:
-  explicit KvService(ServerBackend* backend) : backend_(backend) {}
-  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext*, const etcdserverpb::RangeRequest*,
-                                  etcdserverpb::RangeResponse*) override;
+  KvService(ServerBackend* backend, std::shared_ptr<RangeBudget> budget)
+      : backend_(backend), budget_(std::move(budget)) {}
+  grpc::ServerUnaryReactor* Range(grpc::CallbackServerContext*, const grpc::ByteBuffer* request,
+                                  grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* Put(grpc::CallbackServerContext*, const etcdserverpb::PutRequest*,
                                 etcdserverpb::PutResponse*) override;
   grpc::ServerUnaryReactor* DeleteRange(grpc::CallbackServerContext*,
@@ -188,6 +195,7 @@ class KvService final : public etcdserverpb::KV::CallbackService {
 
  private:
   ServerBackend* const backend_;
+  const std::shared_ptr<RangeBudget> budget_;
 };
 
 class WatchService final : public etcdserverpb::Watch::CallbackService {

@@ -503,6 +503,10 @@ int Run(const EtcdConfig& given_config) {
   });
   metrics.Add([&](api::ExpositionWriter& w) { grpc_metrics.Collect(w); });
   metrics.Add([](api::ExpositionWriter& w) { api::CollectProcessMetrics(w); });
+  auto range_budget = std::make_shared<api::RangeBudget>();
+  metrics.Add([range_budget](api::ExpositionWriter& w) {
+    api::CollectRangeBudgetMetrics(range_budget->GetStats(), w);
+  });
   std::unique_ptr<api::ServerBackend> backend;
   std::unique_ptr<api::ApiServer> api;
   std::unique_ptr<api::HttpServer> http;
@@ -510,6 +514,7 @@ int Run(const EtcdConfig& given_config) {
   if (!stop.HasBeenNotified()) {
     backend = api::NewEtcdServerBackend(server->get());
     api_options->interceptors.push_back(grpc_metrics.InterceptorFactory());
+    api_options->range_budget = range_budget;
     absl::StatusOr<std::unique_ptr<api::ApiServer>> started =
         api::ApiServer::Start(backend.get(), *std::move(api_options));
     if (!started.ok()) {

@@ -285,6 +285,38 @@ std::unique_ptr<TxnWrite> Store::Write(storage::WriteTxn* btx) {
 
 absl::StatusOr<RangeResult> Store::Range(std::string_view key, std::string_view end,
                                          RangeOptions options) const {
+  std::vector<mvccpb::KeyValue> kvs;
+  auto parse = [&kvs](size_t i, int64_t main_rev, std::string_view record) -> absl::Status {
+    if (kvs.size() <= i) kvs.resize(i + 1);
+    if (!kvs[i].ParseFromArray(record.data(), static_cast<int>(record.size()))) {
+      return absl::DataLossError(absl::StrCat("mvcc: malformed KeyValue at revision ", main_rev));
+    }
+    return absl::OkStatus();
+  };
+  absl::StatusOr<RangeResult> r = RangeRecords(key, end, options, parse);
+  if (r.ok()) r->kvs = std::move(kvs);
+  return r;
+}
+
+absl::StatusOr<RangeResult> Store::RangeStored(
+    std::string_view key, std::string_view end, RangeOptions options,
+    absl::FunctionRef<void(std::string_view record)> fn) const {
+  auto check = [fn](size_t, int64_t main_rev, std::string_view record) -> absl::Status {
+    // The record goes out unparsed: it must at least be a well-formed
+    // KeyValue (the check skips over the value without copying it).
+    internal::KvMeta meta;
+    if (!internal::DecodeKvMeta(record, &meta)) {
+      return absl::DataLossError(absl::StrCat("mvcc: malformed KeyValue at revision ", main_rev));
+    }
+    fn(record);
+    return absl::OkStatus();
+  };
+  return RangeRecords(key, end, options, check);
+}
+
+absl::StatusOr<RangeResult> Store::RangeRecords(std::string_view key, std::string_view end,
+                                                const RangeOptions& options,
+                                                const RecordFn& fn) const {
   ReaderLock lock(&reload_mu_);
   while (true) {
     // Published revision first, then the snapshot: it holds that revision.
@@ -292,9 +324,10 @@ absl::StatusOr<RangeResult> Store::Range(std::string_view key, std::string_view 
     if (options.rev > cur) return ErrFutureRev();
     auto txn = backend_->BeginRead();
     if (!txn.ok()) return txn.status();
-    auto r = RangeAt(txn->get(), key, end, options, cur, kIndexCompactRev);
+    auto r = RangeVisit(txn->get(), key, end, options, cur, kIndexCompactRev, fn);
     // A read at the current revision must not fail as compacted: this one
     // lost a race with a compaction past it, so take the newer revision.
+    // (Nothing was visited then: the check comes before the records.)
     if (options.rev <= 0 && !r.ok() && IsCompacted(r.status())) continue;
     return r;
   }
@@ -303,6 +336,23 @@ absl::StatusOr<RangeResult> Store::Range(std::string_view key, std::string_view 
 absl::StatusOr<RangeResult> Store::RangeAt(storage::ReadTxn* txn, std::string_view key,
                                            std::string_view end, const RangeOptions& options,
                                            int64_t cur_rev, int64_t compact_rev) const {
+  std::vector<mvccpb::KeyValue> kvs;
+  auto parse = [&kvs](size_t i, int64_t main_rev, std::string_view record) -> absl::Status {
+    if (kvs.size() <= i) kvs.resize(i + 1);
+    if (!kvs[i].ParseFromArray(record.data(), static_cast<int>(record.size()))) {
+      return absl::DataLossError(absl::StrCat("mvcc: malformed KeyValue at revision ", main_rev));
+    }
+    return absl::OkStatus();
+  };
+  absl::StatusOr<RangeResult> r = RangeVisit(txn, key, end, options, cur_rev, compact_rev, parse);
+  if (r.ok()) r->kvs = std::move(kvs);
+  return r;
+}
+
+absl::StatusOr<RangeResult> Store::RangeVisit(storage::ReadTxn* txn, std::string_view key,
+                                              std::string_view end, const RangeOptions& options,
+                                              int64_t cur_rev, int64_t compact_rev,
+                                              const RecordFn& fn) const {
   if (options.rev > cur_rev) return ErrFutureRev();
   const int64_t rev = options.rev <= 0 ? cur_rev : options.rev;
   if (compact_rev != kIndexCompactRev && rev < compact_rev) return ErrCompacted();
@@ -319,7 +369,6 @@ absl::StatusOr<RangeResult> Store::RangeAt(storage::ReadTxn* txn, std::string_vi
   if (limit != 0 && limit < 1024) revs.reserve(limit);
   result.count = index_->Revisions(key, end, rev, limit, &revs, &seen_compact);
   if (rev < seen_compact) return ErrCompacted();
-  result.kvs.resize(revs.size());
   char rkey[kRevisionBytes];
   for (size_t i = 0; i < revs.size(); ++i) {
     EncodeRevision(revs[i], rkey);
@@ -331,10 +380,7 @@ absl::StatusOr<RangeResult> Store::RangeAt(storage::ReadTxn* txn, std::string_vi
       return absl::InternalError(absl::StrCat("mvcc: missing revision ", revs[i].main, "_",
                                               revs[i].sub));
     }
-    if (!result.kvs[i].ParseFromArray((*v)->data(), static_cast<int>((*v)->size()))) {
-      return absl::DataLossError(absl::StrCat("mvcc: malformed KeyValue at revision ",
-                                              revs[i].main));
-    }
+    if (absl::Status s = fn(i, revs[i].main, **v); !s.ok()) return s;
   }
   return result;
 }

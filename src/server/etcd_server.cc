@@ -66,25 +66,40 @@ void EtcdServer::FillHeader(etcdserverpb::ResponseHeader* header) const {
   impl_->FillHeaderImpl(header, /*set_revision=*/true);
 }
 
-void EtcdServer::Range(const auth::Credentials& caller, const etcdserverpb::RangeRequest& req,
-                       Done<etcdserverpb::RangeResponse> done) {
+namespace {
+
+etcdserverpb::ResponseHeader* MutableHeader(etcdserverpb::RangeResponse& r) {
+  return r.mutable_header();
+}
+etcdserverpb::ResponseHeader* MutableHeader(EncodedRange& r) { return &r.header; }
+
+// EtcdServer::Range and RangeEncoded: `read` builds the answer
+// (Applier::Range or RangeEncoded).
+template <class Resp, class ReadFn>
+void ServeRange(EtcdServer::Impl* impl, const auth::Credentials& caller,
+                const etcdserverpb::RangeRequest& req, Done<Resp> done, ReadFn read) {
   // etcd 3.4: a learner serves only Status and serializable Range.
-  if (!req.serializable() && impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
-  Impl* impl = impl_.get();
+  if (!req.serializable() && impl->self_learner_.load()) {
+    return std::move(done)(ErrNotSupportedForLearner());
+  }
   if (impl->Stopping()) return std::move(done)(ErrStopped());
   absl::StatusOr<auth::AuthInfo> ai = impl->CallerAuthInfo(caller);
   if (!ai.ok()) return std::move(done)(ai.status());
-  auto serve = [impl, req, ai = *ai, done = std::move(done)](absl::Status s) mutable {
+  auto serve = [impl, req, ai = *ai, done = std::move(done),
+                read = std::move(read)](absl::Status s) mutable {
     if (!s.ok()) return std::move(done)(std::move(s));
     // etcd doSerialize: check, read, then refuse if auth changed meanwhile.
     if (auto a = impl->auth_->IsRangePermitted(ai, req.key(), req.range_end()); !a.ok()) {
       return std::move(done)(std::move(a));
     }
-    auto resp = impl->applier_->Range(req);
+    absl::StatusOr<Resp> resp = read(req);
     if (ai.revision != 0 && ai.revision != impl->auth_->Revision()) {
       return std::move(done)(auth::ErrAuthOldRevision());
     }
-    if (resp.ok()) impl->FillHeaderImpl(resp->mutable_header(), resp->header().revision() == 0);
+    if (resp.ok()) {
+      etcdserverpb::ResponseHeader* h = MutableHeader(*resp);
+      impl->FillHeaderImpl(h, h->revision() == 0);
+    }
     std::move(done)(std::move(resp));
   };
   if (req.serializable()) {
@@ -93,6 +108,31 @@ void EtcdServer::Range(const auth::Credentials& caller, const etcdserverpb::Rang
   } else {
     impl->EnqueueLinearizableRead(std::move(serve));
   }
+}
+
+}  // namespace
+
+void EtcdServer::Range(const auth::Credentials& caller, const etcdserverpb::RangeRequest& req,
+                       Done<etcdserverpb::RangeResponse> done) {
+  Impl* impl = impl_.get();
+  ServeRange(impl, caller, req, std::move(done),
+             [impl](const etcdserverpb::RangeRequest& r) { return impl->applier_->Range(r); });
+}
+
+void EtcdServer::RangeEncoded(const auth::Credentials& caller,
+                              const etcdserverpb::RangeRequest& req, uint64_t size_hint,
+                              Done<EncodedRange> done) {
+  Impl* impl = impl_.get();
+  ServeRange(impl, caller, req, std::move(done),
+             [impl, size_hint](const etcdserverpb::RangeRequest& r) {
+               return impl->applier_->RangeEncoded(r, size_hint);
+             });
+}
+
+absl::StatusOr<uint64_t> EtcdServer::EstimateRangeBytes(
+    const etcdserverpb::RangeRequest& req) const {
+  if (impl_->Stopping()) return ErrStopped();
+  return impl_->applier_->EstimateRangeBytes(req);
 }
 
 void EtcdServer::Put(const auth::Credentials& caller,

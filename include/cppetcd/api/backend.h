@@ -27,6 +27,13 @@ namespace cppetcd::api {
 template <class T>
 using Done = absl::AnyInvocable<void(absl::StatusOr<T>) &&>;
 
+// A Range answer in protobuf wire form (ServerBackend::RangeEncoded): the
+// serialized header followed by body is the serialized RangeResponse.
+struct EncodedRangeResponse {
+  etcdserverpb::ResponseHeader header;  // as Range's; the service fills it
+  std::string body;                     // kvs, more and count in wire form
+};
+
 // One batch of watch output for one watcher (watch_id -1: for the whole
 // stream), as mvcc's WatchStream produces it. compact_revision != 0 means the
 // watcher's start revision was compacted and the watcher is gone; events
@@ -78,6 +85,29 @@ class ServerBackend {
                      const etcdserverpb::RangeRequest&, Done<etcdserverpb::RangeResponse>) = 0;
   virtual void Put(const auth::Credentials& caller,
                    const etcdserverpb::PutRequest&, Done<etcdserverpb::PutResponse>) = 0;
+  // Range with the answer in wire form, for the gRPC service to send without
+  // a parsed copy; `size_hint`: the expected body bytes. Default: Range's
+  // answer, serialized.
+  virtual void RangeEncoded(const auth::Credentials& caller, const etcdserverpb::RangeRequest& req,
+                            uint64_t size_hint, Done<EncodedRangeResponse> done) {
+    (void)size_hint;
+    Range(caller, req, [done = std::move(done)](
+                           absl::StatusOr<etcdserverpb::RangeResponse> r) mutable {
+      if (!r.ok()) return std::move(done)(r.status());
+      EncodedRangeResponse out;
+      out.header = std::move(*r->mutable_header());
+      r->clear_header();
+      r->SerializeToString(&out.body);
+      std::move(done)(std::move(out));
+    });
+  }
+  // The estimated serialized size of Range's answer to `req`, in bytes, for
+  // the bound on range answers in flight (range_budget.h); 0 when unknown.
+  // Must not block. Default: 0.
+  virtual uint64_t EstimateRangeBytes(const etcdserverpb::RangeRequest& req) {
+    (void)req;
+    return 0;
+  }
   virtual void DeleteRange(const auth::Credentials& caller, const etcdserverpb::DeleteRangeRequest&,
                            Done<etcdserverpb::DeleteRangeResponse>) = 0;
   virtual void Txn(const auth::Credentials& caller,

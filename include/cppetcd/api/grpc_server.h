@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "cppetcd/api/backend.h"
+#include "cppetcd/api/range_budget.h"
 #include "cppetcd/util/log.h"
 
 namespace grpc {
@@ -47,6 +48,10 @@ struct ApiServerOptions {
   // no leader" (etcd: every election timeout).
   std::chrono::milliseconds leader_check_interval{1000};
   util::Logger logger = util::GetLogger("api");
+  // The bound on the bytes of Range answers in flight (range_budget.h),
+  // shared by every server given it; null: a budget of its own with
+  // RangeBudget::kDefaultLimitBytes.
+  std::shared_ptr<RangeBudget> range_budget;
   // Server interceptors (e.g. the grpc_server_* request counters), in order.
   std::vector<std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       interceptors;
@@ -64,6 +69,9 @@ class ApiServer {
 
   // The bound port of each listen address, in order (useful with port 0).
   const std::vector<int>& Ports() const;
+
+  // The Range budget the KV service uses (stats for metrics and tests).
+  RangeBudget& range_budget();
 
   // Takes ownership of a connected socket whose peer speaks gRPC (HTTP/2
   // with prior knowledge, plain: TLS, if any, is terminated by the caller)

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "cppetcd/api/range_budget.h"
 #include "cppetcd/util/histogram.h"
 #include "cppetcd/util/mutex.h"
 
@@ -138,6 +139,12 @@ void CollectProcessMetrics(ExpositionWriter& w);
 // histograms, db total size and in-use size (both the etcd_mvcc_ and the
 // etcd_debugging_mvcc_ names), keys total and current/compact revision.
 void CollectServerMetrics(server::EtcdServer* server, ExpositionWriter& w);
+
+// cppetcd's own gauges of the bound on Range answers in flight
+// (range_budget.h): cppetcd_range_response_bytes_in_flight,
+// cppetcd_range_responses_in_flight, cppetcd_range_requests_queued and the
+// limit, cppetcd_range_response_bytes_limit.
+void CollectRangeBudgetMetrics(const RangeBudget::Stats& stats, ExpositionWriter& w);
 
 }  // namespace cppetcd::api
 

@@ -171,6 +171,19 @@ class Store {
   absl::StatusOr<RangeResult> Range(std::string_view key, std::string_view end,
                                     RangeOptions options) const;
 
+  // Range without parsing: calls `fn` with each matching key's stored
+  // record, the protobuf wire form of its mvccpb::KeyValue (what Range would
+  // parse), in key order, at most options.limit of them; count_only visits
+  // none. A view is valid only during its call (it points into the
+  // backend's read snapshot). Returns rev and count as Range, kvs empty.
+  // Each record is checked to be a well-formed KeyValue first (DataLoss
+  // otherwise, as Range). Errors as Range; fn may have run for some records
+  // before an error. Any thread; fn must not call the store or block long
+  // (it runs under the reload lock, inside a read transaction).
+  absl::StatusOr<RangeResult> RangeStored(std::string_view key, std::string_view end,
+                                          RangeOptions options,
+                                          absl::FunctionRef<void(std::string_view record)> fn) const;
+
   // The newest published revision (1 for an empty store, as etcd). Any thread.
   int64_t Rev() const { return published_rev_.load(std::memory_order_acquire); }
   // The revision including writes not yet published (their backend txn not
@@ -274,6 +287,18 @@ class Store {
   absl::StatusOr<RangeResult> RangeAt(storage::ReadTxn* txn, std::string_view key,
                                       std::string_view end, const RangeOptions& options,
                                       int64_t cur_rev, int64_t compact_rev) const;
+  // Visits the i-th record of a range (index i, its main revision, the
+  // stored bytes); a non-OK status stops the range with that error.
+  using RecordFn = absl::FunctionRef<absl::Status(size_t i, int64_t main_rev,
+                                                  std::string_view record)>;
+  // RangeAt's walk with each record handed to fn; result.kvs stays empty.
+  absl::StatusOr<RangeResult> RangeVisit(storage::ReadTxn* txn, std::string_view key,
+                                         std::string_view end, const RangeOptions& options,
+                                         int64_t cur_rev, int64_t compact_rev,
+                                         const RecordFn& fn) const;
+  // The published-revision read loop of Range / RangeStored.
+  absl::StatusOr<RangeResult> RangeRecords(std::string_view key, std::string_view end,
+                                           const RangeOptions& options, const RecordFn& fn) const;
   void CompactionLoop();
   absl::Status RunCompaction(int64_t rev);
   void EnqueueCompaction(CompactionJob job);

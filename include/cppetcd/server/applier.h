@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <future>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <variant>
 
@@ -42,6 +43,16 @@ class LessorLeaseObserver final : public mvcc::LeaseObserver {
 
  private:
   lease::Lessor* lessor_;
+};
+
+// A Range answer in protobuf wire form, header apart: what
+// Applier::RangeEncoded gives and the gRPC layer sends without parsing.
+struct EncodedRange {
+  // The header as Range's (revision set; the server fills the rest).
+  etcdserverpb::ResponseHeader header;
+  // RangeResponse's other fields (kvs, more, count) in wire form: the
+  // serialized header followed by body is the serialized RangeResponse.
+  std::string body;
 };
 
 struct ApplierOptions {
@@ -93,6 +104,22 @@ class Applier {
   // keys_only, count_only. Errors: mvcc::ErrCompacted, mvcc::ErrFutureRev.
   // Any thread.
   absl::StatusOr<etcdserverpb::RangeResponse> Range(const etcdserverpb::RangeRequest& r) const;
+
+  // Range's answer in wire form, the same bytes as Range's response
+  // serialized. Without sorting, revision filters or keys_only (a plain
+  // LIST), the store's records are copied once into body with no parsed
+  // copy; otherwise Range's response is serialized. `size_hint`: the
+  // expected body size in bytes (EstimateRangeBytes), reserved up front.
+  // Errors as Range. Any thread.
+  absl::StatusOr<EncodedRange> RangeEncoded(const etcdserverpb::RangeRequest& r,
+                                            uint64_t size_hint = 0) const;
+
+  // An estimate, in bytes, of the serialized size of Range's answer to `r`,
+  // from the key index and the stored record sizes (no parse, no copy):
+  // exact for a plain LIST at an unchanged store, an upper bound with
+  // keys_only, sorting or filters (every record of the range counted), a
+  // small constant for count_only. Errors as Range. Any thread.
+  absl::StatusOr<uint64_t> EstimateRangeBytes(const etcdserverpb::RangeRequest& r) const;
 
   // A txn whose success and failure ops are all ranges (nested txns are not
   // read-only, as etcd's isTxnReadonly), evaluated at one published revision

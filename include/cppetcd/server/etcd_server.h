@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cppetcd/auth/credentials.h"
+#include "cppetcd/server/applier.h"
 #include "cppetcd/server/errors.h"
 #include "cppetcd/server/transport.h"
 #include "cppetcd/util/clock.h"
@@ -239,6 +240,14 @@ class EtcdServer {
   // linearizable through ReadIndex. Served off the raft/apply threads.
   void Range(const auth::Credentials& caller,
              const etcdserverpb::RangeRequest& req, Done<etcdserverpb::RangeResponse> done);
+  // Range with the answer in wire form (Applier::RangeEncoded: a plain LIST
+  // is copied once from the store, never parsed); `size_hint` is the
+  // expected body size (EstimateRangeBytes). Served as Range.
+  void RangeEncoded(const auth::Credentials& caller, const etcdserverpb::RangeRequest& req,
+                    uint64_t size_hint, Done<EncodedRange> done);
+  // Applier::EstimateRangeBytes on the local store, now (no ReadIndex, no
+  // auth check: the estimate is not shown to the client). Any thread.
+  absl::StatusOr<uint64_t> EstimateRangeBytes(const etcdserverpb::RangeRequest& req) const;
   void Put(const auth::Credentials& caller,
            const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done);
   void DeleteRange(const auth::Credentials& caller, const etcdserverpb::DeleteRangeRequest& req,

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "google/protobuf/io/coded_stream.h"
 #include "cppetcd/mvcc/txn_metrics.h"
 #include "cppetcd/server/validate.h"
 
@@ -644,6 +645,110 @@ absl::StatusOr<RangeResponse> Applier::Range(const RangeRequest& r) const {
   absl::StatusOr<RangeResponse> resp = RangeWith(read, r, 0);
   mvcc::TxnMetrics::Global().Add(counts);
   return resp;
+}
+
+namespace {
+
+using google::protobuf::io::CodedOutputStream;
+
+// Wire tags of RangeResponse: kvs (field 2, length-delimited), more (3,
+// varint), count (4, varint).
+constexpr uint8_t kKvsTag = (2 << 3) | 2;
+constexpr uint8_t kMoreTag = (3 << 3) | 0;
+constexpr uint8_t kCountTag = (4 << 3) | 0;
+// Room for a header and the more/count fields.
+constexpr uint64_t kRangeOverheadBytes = 128;
+
+void AppendVarint(std::string* out, uint64_t v) {
+  uint8_t buf[10];
+  uint8_t* end = CodedOutputStream::WriteVarint64ToArray(v, buf);
+  out->append(reinterpret_cast<const char*>(buf), static_cast<size_t>(end - buf));
+}
+
+uint64_t KvFieldBytes(size_t record_size) {
+  return 1 + CodedOutputStream::VarintSize64(record_size) + record_size;
+}
+
+// Range options of RangeWith before filters and sorting: the range's limit
+// (+1 to tell whether there are more), or all of it when it is to be sorted
+// or filtered.
+mvcc::RangeOptions StoreOptions(const RangeRequest& r, bool whole) {
+  int64_t limit = whole ? 0 : std::max<int64_t>(r.limit(), 0);
+  if (limit > 0 && limit < std::numeric_limits<int64_t>::max()) ++limit;
+  mvcc::RangeOptions opts;
+  opts.limit = limit;
+  opts.rev = r.revision() > 0 ? r.revision() : 0;
+  opts.count_only = r.count_only();
+  return opts;
+}
+
+// RangeWith reads the whole range (then truncates) when it sorts by an
+// explicit order or filters by revisions.
+bool ReadsWhole(const RangeRequest& r) {
+  return r.min_mod_revision() != 0 || r.max_mod_revision() != 0 ||
+         r.min_create_revision() != 0 || r.max_create_revision() != 0 ||
+         r.sort_order() != RangeRequest::NONE;
+}
+
+// The answer is not the store's records in key order.
+bool SortsOrFilters(const RangeRequest& r) {
+  return r.min_mod_revision() != 0 || r.max_mod_revision() != 0 ||
+         r.min_create_revision() != 0 || r.max_create_revision() != 0 ||
+         r.sort_order() != RangeRequest::NONE || r.sort_target() != RangeRequest::KEY;
+}
+
+}  // namespace
+
+absl::StatusOr<EncodedRange> Applier::RangeEncoded(const RangeRequest& r,
+                                                   uint64_t size_hint) const {
+  EncodedRange out;
+  if (SortsOrFilters(r) || r.keys_only()) {
+    absl::StatusOr<RangeResponse> resp = Range(r);
+    if (!resp.ok()) return resp.status();
+    out.header = std::move(*resp->mutable_header());
+    resp->clear_header();
+    resp->SerializeToString(&out.body);
+    return out;
+  }
+  // A plain range: the stored records are KeyValues in wire form already.
+  const int64_t max_kvs = r.limit() > 0 ? r.limit() : std::numeric_limits<int64_t>::max();
+  int64_t n = 0;
+  bool more = false;
+  out.body.reserve(size_hint);
+  absl::StatusOr<mvcc::RangeResult> rr =
+      store_->RangeStored(r.key(), r.range_end(), StoreOptions(r, /*whole=*/false),
+                          [&](std::string_view record) {
+                            if (n >= max_kvs) {
+                              more = true;
+                              return;
+                            }
+                            out.body.push_back(static_cast<char>(kKvsTag));
+                            AppendVarint(&out.body, record.size());
+                            out.body.append(record);
+                            ++n;
+                          });
+  mvcc::TxnMetrics::Global().Add({.ranges = 1});
+  if (!rr.ok()) return rr.status();
+  if (more) {
+    out.body.push_back(static_cast<char>(kMoreTag));
+    out.body.push_back(1);
+  }
+  if (rr->count != 0) {
+    out.body.push_back(static_cast<char>(kCountTag));
+    AppendVarint(&out.body, static_cast<uint64_t>(rr->count));
+  }
+  out.header.set_revision(rr->rev);
+  return out;
+}
+
+absl::StatusOr<uint64_t> Applier::EstimateRangeBytes(const RangeRequest& r) const {
+  if (r.count_only()) return kRangeOverheadBytes;
+  uint64_t bytes = kRangeOverheadBytes;
+  absl::StatusOr<mvcc::RangeResult> rr = store_->RangeStored(
+      r.key(), r.range_end(), StoreOptions(r, ReadsWhole(r)),
+      [&bytes](std::string_view record) { bytes += KvFieldBytes(record.size()); });
+  if (!rr.ok()) return rr.status();
+  return bytes;
 }
 
 absl::StatusOr<TxnResponse> Applier::ReadOnlyTxn(const TxnRequest& r) const {

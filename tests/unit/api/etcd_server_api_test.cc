@@ -1,5 +1,9 @@
 // The gRPC services over a real single-member EtcdServer (temp data dir,
 // loopback port picked by the OS), driven through generated stubs.
+#include <atomic>
+#include <cstdio>
+#include <thread>
+#include <vector>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -11,6 +15,7 @@
 
 #include "cppetcd/api/etcd_server_backend.h"
 #include "cppetcd/api/grpc_server.h"
+#include "cppetcd/api/range_budget.h"
 #include "cppetcd/server/etcd_server.h"
 #include "cppetcd/storage/bbolt_reader.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
@@ -48,6 +53,7 @@ class EtcdServerApiTest : public ::testing::Test {
     backend_ = NewEtcdServerBackend(server_.get());
     ApiServerOptions options;
     options.listen_addresses = {"127.0.0.1:0"};
+    options.range_budget = range_budget_;
     auto api = ApiServer::Start(backend_.get(), std::move(options));
     ASSERT_TRUE(api.ok()) << api.status();
     api_ = std::move(*api);
@@ -102,6 +108,7 @@ class EtcdServerApiTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::shared_ptr<RangeBudget> range_budget_;  // null: the default budget
   std::unique_ptr<server::EtcdServer> server_;
   std::unique_ptr<ServerBackend> backend_;
   std::unique_ptr<ApiServer> api_;
@@ -342,6 +349,218 @@ TEST_F(EtcdServerApiTest, StatusAndMembers) {
   ExpectClusterHeader(members.header());
   ASSERT_EQ(members.members_size(), 1);
   EXPECT_EQ(members.members(0).id(), server_->MemberId());
+}
+
+// The bound on Range answers in flight (range_budget.h), over real gRPC
+// calls: a small budget, answers larger than it.
+class RangeBudgetApiTest : public EtcdServerApiTest {
+ protected:
+  static constexpr uint64_t kLimit = 64 << 10;
+  static constexpr int kKeys = 48;
+  static constexpr size_t kValueBytes = 4096;
+
+  void SetUp() override {
+    range_budget_ = std::make_shared<RangeBudget>(kLimit);
+    EtcdServerApiTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    for (int i = 0; i < kKeys; ++i) {
+      grpc::ClientContext ctx;
+      SetDeadline(&ctx);
+      etcdserverpb::PutRequest put;
+      put.set_key(Key(i));
+      put.set_value(Value(i));
+      etcdserverpb::PutResponse resp;
+      ASSERT_TRUE(kv_->Put(&ctx, put, &resp).ok());
+    }
+  }
+
+  static std::string Key(int i) {
+    char buf[16];
+    std::snprintf(buf, sizeof(buf), "big/%03d", i);
+    return buf;
+  }
+  static std::string Value(int i) { return std::string(kValueBytes, static_cast<char>('a' + i % 26)); }
+
+  template <class Pred>
+  static bool Eventually(Pred pred) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    return pred();
+  }
+};
+
+TEST_F(RangeBudgetApiTest, LargeRangesQueueAndAllSucceed) {
+  RangeBudget& budget = api_->range_budget();
+  ASSERT_EQ(&budget, range_budget_.get());
+  // Hold the whole budget, as answers in flight would: every range queues.
+  const RangeBudget::Ticket held = budget.NewTicket();
+  ASSERT_TRUE(budget.Acquire(held, kLimit, [] {}));
+
+  struct Call {
+    etcdserverpb::RangeRequest req;
+    etcdserverpb::RangeResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status status;
+  };
+  constexpr int kCalls = 8;
+  std::vector<std::unique_ptr<Call>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    auto c = std::make_unique<Call>();
+    c->req.set_key("big/");
+    c->req.set_range_end("big0");  // every key: ~200 KiB, over the bound
+    c->req.set_serializable(i % 2 == 1);
+    if (i == 5) c->req.set_limit(3);
+    if (i == 6) {
+      c->req.set_key(Key(7));
+      c->req.clear_range_end();
+    }
+    if (i == 7) c->req.set_count_only(true);
+    SetDeadline(&c->ctx);
+    calls.push_back(std::move(c));
+  }
+  std::atomic<int> done{0};
+  for (auto& c : calls) {
+    Call* p = c.get();
+    kv_->async()->Range(&p->ctx, &p->req, &p->resp, [p, &done](grpc::Status st) {
+      p->status = std::move(st);
+      done.fetch_add(1);
+    });
+  }
+  ASSERT_TRUE(Eventually([&] { return budget.GetStats().queued == kCalls; }))
+      << budget.GetStats().queued;
+  EXPECT_EQ(done.load(), 0);
+  budget.Release(kLimit);
+  ASSERT_TRUE(Eventually([&] { return done.load() == kCalls; }));
+
+  for (int i = 0; i < kCalls; ++i) {
+    SCOPED_TRACE(i);
+    const Call& c = *calls[static_cast<size_t>(i)];
+    ASSERT_TRUE(c.status.ok()) << c.status.error_message();
+    ExpectHeader(c.resp.header());
+    if (i == 6) {
+      ASSERT_EQ(c.resp.kvs_size(), 1);
+      EXPECT_EQ(c.resp.kvs(0).key(), Key(7));
+      EXPECT_EQ(c.resp.kvs(0).value(), Value(7));
+      EXPECT_EQ(c.resp.count(), 1);
+      continue;
+    }
+    EXPECT_EQ(c.resp.count(), kKeys);
+    if (i == 7) {
+      EXPECT_EQ(c.resp.kvs_size(), 0);
+      continue;
+    }
+    const int want = i == 5 ? 3 : kKeys;
+    EXPECT_EQ(c.resp.more(), i == 5);
+    ASSERT_EQ(c.resp.kvs_size(), want);
+    for (int k = 0; k < want; ++k) {
+      EXPECT_EQ(c.resp.kvs(k).key(), Key(k));
+      EXPECT_EQ(c.resp.kvs(k).value(), Value(k));
+      EXPECT_EQ(c.resp.kvs(k).version(), 1);
+    }
+  }
+  // Every charge returns once gRPC is done with the calls.
+  ASSERT_TRUE(Eventually([&] { return budget.GetStats().in_flight == 0; }));
+  const RangeBudget::Stats s = budget.GetStats();
+  EXPECT_EQ(s.in_flight_bytes, 0u);
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_GE(s.queued_total, static_cast<uint64_t>(kCalls));
+  EXPECT_EQ(s.peak_queued, static_cast<uint64_t>(kCalls));
+  // Full ranges ran alone; only the small ones shared the budget.
+  EXPECT_LE(s.peak_shared_in_flight_bytes, kLimit);
+}
+
+TEST_F(RangeBudgetApiTest, QueuedRangeLeavesTheQueueWhenItsClientGivesUp) {
+  RangeBudget& budget = api_->range_budget();
+  const RangeBudget::Ticket held = budget.NewTicket();
+  ASSERT_TRUE(budget.Acquire(held, kLimit, [] {}));
+  const uint64_t admitted_before = budget.GetStats().admitted_total;
+  etcdserverpb::RangeRequest req;
+  req.set_key("big/");
+  req.set_range_end("big0");
+
+  {  // A deadline passes while queued.
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + milliseconds(300));
+    etcdserverpb::RangeResponse resp;
+    grpc::Status st = kv_->Range(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    ASSERT_TRUE(Eventually([&] { return budget.GetStats().queued == 0; }));
+  }
+  {  // The client cancels while queued.
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx);
+    etcdserverpb::RangeResponse resp;
+    std::atomic<bool> finished{false};
+    grpc::Status st;
+    kv_->async()->Range(&ctx, &req, &resp, [&](grpc::Status s) {
+      st = std::move(s);
+      finished = true;
+    });
+    ASSERT_TRUE(Eventually([&] { return budget.GetStats().queued == 1; }));
+    ctx.TryCancel();
+    ASSERT_TRUE(Eventually([&] { return finished.load(); }));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::CANCELLED);
+    ASSERT_TRUE(Eventually([&] { return budget.GetStats().queued == 0; }));
+  }
+  // Neither was ever admitted, nor holds anything.
+  RangeBudget::Stats s = budget.GetStats();
+  EXPECT_EQ(s.admitted_total, admitted_before);
+  EXPECT_EQ(s.in_flight, 1u);
+  EXPECT_EQ(s.in_flight_bytes, kLimit);
+  budget.Release(kLimit);
+
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx);
+  etcdserverpb::RangeResponse resp;
+  ASSERT_TRUE(kv_->Range(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.kvs_size(), kKeys);
+  ASSERT_TRUE(Eventually([&] { return budget.GetStats().in_flight == 0; }));
+}
+
+TEST_F(RangeBudgetApiTest, ReadOnlyTxnWaitsForTheBudgetAndWritesDoNot) {
+  RangeBudget& budget = api_->range_budget();
+  const RangeBudget::Ticket held = budget.NewTicket();
+  ASSERT_TRUE(budget.Acquire(held, kLimit, [] {}));
+
+  etcdserverpb::TxnRequest read;
+  etcdserverpb::RangeRequest* all = read.add_success()->mutable_request_range();
+  all->set_key("big/");
+  all->set_range_end("big0");
+  grpc::ClientContext read_ctx;
+  SetDeadline(&read_ctx);
+  etcdserverpb::TxnResponse read_resp;
+  std::atomic<bool> read_done{false};
+  grpc::Status read_status;
+  kv_->async()->Txn(&read_ctx, &read, &read_resp, [&](grpc::Status st) {
+    read_status = std::move(st);
+    read_done = true;
+  });
+  ASSERT_TRUE(Eventually([&] { return budget.GetStats().queued == 1; }));
+
+  // A txn that writes is not held back, range op or not.
+  etcdserverpb::TxnRequest write;
+  write.add_success()->mutable_request_put()->set_key("other");
+  write.add_success()->mutable_request_range()->set_key(Key(0));
+  grpc::ClientContext write_ctx;
+  SetDeadline(&write_ctx);
+  etcdserverpb::TxnResponse write_resp;
+  ASSERT_TRUE(kv_->Txn(&write_ctx, write, &write_resp).ok());
+  ASSERT_EQ(write_resp.responses_size(), 2);
+  EXPECT_EQ(write_resp.responses(1).response_range().kvs_size(), 1);
+  EXPECT_FALSE(read_done.load());
+
+  budget.Release(kLimit);
+  ASSERT_TRUE(Eventually([&] { return read_done.load(); }));
+  ASSERT_TRUE(read_status.ok()) << read_status.error_message();
+  ASSERT_EQ(read_resp.responses_size(), 1);
+  const etcdserverpb::RangeResponse& got = read_resp.responses(0).response_range();
+  ASSERT_EQ(got.kvs_size(), kKeys);
+  for (int k = 0; k < kKeys; ++k) EXPECT_EQ(got.kvs(k).value(), Value(k));
+  ASSERT_TRUE(Eventually([&] { return budget.GetStats().in_flight == 0; }));
+  EXPECT_EQ(budget.GetStats().in_flight_bytes, 0u);
 }
 
 }  // namespace

@@ -166,6 +166,50 @@ TEST_F(StoreTest, RangeTable) {
             "mvcc: required revision is a future revision");
 }
 
+// RangeStored hands out the very records Range parses, under the same
+// limit, count and revision rules; a malformed record is DataLoss for both.
+TEST_F(StoreTest, RangeStoredGivesTheRecordsRangeParses) {
+  Put("foo", "bar");
+  Put("foo1", "bar1");
+  Put("foo2", "bar2");
+  Put("foo", "bar5");
+  const std::vector<RangeOptions> options = {
+      {}, {.limit = 2}, {.rev = 3}, {.count_only = true}, {.limit = 1, .rev = 4}};
+  for (const RangeOptions& o : options) {
+    SCOPED_TRACE(o.limit * 100 + o.rev * 10 + (o.count_only ? 1 : 0));
+    std::vector<mvccpb::KeyValue> got;
+    auto r = store_->RangeStored("foo", "foo3", o, [&](std::string_view record) {
+      mvccpb::KeyValue kv;
+      EXPECT_TRUE(kv.ParseFromArray(record.data(), static_cast<int>(record.size())));
+      got.push_back(kv);
+    });
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->kvs.empty());
+    auto want = MustRange("foo", "foo3", o);
+    EXPECT_EQ(r->count, want.count);
+    EXPECT_EQ(r->rev, want.rev);
+    ASSERT_EQ(got.size(), want.kvs.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_EQ(got[i].SerializeAsString(), want.kvs[i].SerializeAsString());
+    }
+  }
+  EXPECT_TRUE(IsFutureRev(store_->RangeStored("foo", "", {.rev = 9}, [](std::string_view) {})
+                              .status()));
+
+  // foo1's record (revision 3) is overwritten with bytes that are no KeyValue.
+  {
+    auto btx = backend_->BeginWrite();
+    ASSERT_TRUE(btx.ok());
+    ASSERT_TRUE((*btx)->Put(storage::kKeyBucket, RevisionKey(Revision{3, 0}), "\x0a\xff\xff").ok());
+    ASSERT_TRUE((*btx)->Commit().ok());
+  }
+  int visited = 0;
+  auto bad = store_->RangeStored("foo", "foo3", {}, [&](std::string_view) { ++visited; });
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss) << bad.status();
+  EXPECT_EQ(visited, 1);  // foo, then the bad record stops the range
+  EXPECT_EQ(store_->Range("foo", "foo3", {}).status().code(), absl::StatusCode::kDataLoss);
+}
+
 TEST_F(StoreTest, VersionsAcrossPutDeleteRecreate) {
   Put("a", "1");      // 2
   Put("a", "2");      // 3

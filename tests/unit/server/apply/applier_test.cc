@@ -120,6 +120,30 @@ class ApplierTest : public ::testing::Test {
     return resp->kvs(0);
   }
 
+  // RangeEncoded gives Range's answer byte for byte (header then body), and
+  // EstimateRangeBytes is at least its size (exact for a plain range).
+  void ExpectEncodedAsRange(const RangeRequest& req) {
+    auto resp = applier_->Range(req);
+    ASSERT_TRUE(resp.ok()) << resp.status();
+    auto enc = applier_->RangeEncoded(req);
+    ASSERT_TRUE(enc.ok()) << enc.status();
+    etcdserverpb::RangeResponse head;
+    *head.mutable_header() = enc->header;
+    EXPECT_EQ(head.SerializeAsString() + enc->body, resp->SerializeAsString());
+    auto estimate = applier_->EstimateRangeBytes(req);
+    ASSERT_TRUE(estimate.ok()) << estimate.status();
+    EXPECT_GE(*estimate, resp->ByteSizeLong());
+    const bool plain = !req.keys_only() && !req.count_only() &&
+                       req.sort_order() == RangeRequest::NONE &&
+                       req.sort_target() == RangeRequest::KEY && req.min_mod_revision() == 0 &&
+                       req.max_mod_revision() == 0 && req.min_create_revision() == 0 &&
+                       req.max_create_revision() == 0;
+    if (plain && !resp->more()) {
+      // The records counted are the answer's kvs, plus room for the rest.
+      EXPECT_LE(*estimate, resp->ByteSizeLong() + 128);
+    }
+  }
+
   // a(create 2, mod 5, version 2, "va2"), b(3, 3, 1, "vb"), c(4, 4, 1, "vc"),
   // d(6, 6, 1, "vd"), foo(7, 7, 1, "x"); store revision 7.
   void Seed() {
@@ -271,6 +295,10 @@ TEST_F(ApplierTest, RangeTable) {
     EXPECT_EQ(resp->more(), c.more);
     EXPECT_EQ(resp->count(), c.count);
     EXPECT_EQ(resp->header().revision(), 7);
+    ExpectEncodedAsRange(c.req);
+    RangeRequest keys_only = c.req;
+    keys_only.set_keys_only(true);
+    ExpectEncodedAsRange(keys_only);
   }
 }
 
@@ -328,6 +356,8 @@ TEST_F(ApplierTest, RangeValuesKeysOnlyAndErrors) {
   RangeRequest future = R("a");
   future.set_revision(8);
   EXPECT_TRUE(mvcc::IsFutureRev(applier_->Range(future).status()));
+  EXPECT_TRUE(mvcc::IsFutureRev(applier_->RangeEncoded(future).status()));
+  EXPECT_TRUE(mvcc::IsFutureRev(applier_->EstimateRangeBytes(future).status()));
 
   ApplyResult c = Compact(4);
   ASSERT_TRUE(c.error.ok()) << c.error;
@@ -337,7 +367,9 @@ TEST_F(ApplierTest, RangeValuesKeysOnlyAndErrors) {
   RangeRequest compacted = R("a");
   compacted.set_revision(3);
   EXPECT_TRUE(mvcc::IsCompacted(applier_->Range(compacted).status()));
+  EXPECT_TRUE(mvcc::IsCompacted(applier_->RangeEncoded(compacted).status()));
   compacted.set_revision(4);
+  ExpectEncodedAsRange(compacted);
   EXPECT_TRUE(applier_->Range(compacted).ok());
   EXPECT_TRUE(mvcc::IsCompacted(Compact(3).error));
   EXPECT_TRUE(mvcc::IsFutureRev(Compact(100).error));

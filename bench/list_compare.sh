@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Large LISTs side by side: etcd and cppetcd (and optionally a second
+# cppetcd build, e.g. one from before a change), one after the other in one
+# run, each on free loopback ports with a fresh data dir.
+#
+# For each server: loads KEYS keys of VAL_SIZE bytes (sequential keys, so the
+# keyspace is KEYS x VAL_SIZE), records the peak RSS (VmHWM) after the load,
+# then runs LISTS full-keyspace Ranges from CLIENTS concurrent clients (one
+# connection each; cppetcd-bench `list`, which does not parse the answers),
+# and records the wall time, the bytes received and the peak RSS again.
+# See docs/benchmarks.md ("Large LISTs").
+#
+# Usage: bench/list_compare.sh [BUILD_DIR]
+# Environment (defaults in brackets):
+#   ETCD_BIN     reference etcd                     [/usr/bin/etcd]
+#   CPPETCD_BIN  cppetcd binary                     [BUILD_DIR/src/cmd/cppetcd]
+#   BASE_BIN     optional second cppetcd, column "base"   [unset]
+#   BENCH_BIN    cppetcd-bench                      [BUILD_DIR/bench/cppetcd-bench]
+#   BENCH_BASE   directory for the data dirs        [${TMPDIR:-/tmp}]
+#   KEYS [100000]  VAL_SIZE [2048]  CLIENTS [10]  LISTS [10]
+#   CONSISTENCY  l or s                             [l]
+set -euo pipefail
+
+BUILD_DIR=${1:-$(cd "$(dirname "$0")/.." && pwd)/build}
+ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
+CPPETCD_BIN=${CPPETCD_BIN:-$BUILD_DIR/src/cmd/cppetcd}
+BENCH_BIN=${BENCH_BIN:-$BUILD_DIR/bench/cppetcd-bench}
+BENCH_BASE=${BENCH_BASE:-${TMPDIR:-/tmp}}
+KEYS=${KEYS:-100000}
+VAL_SIZE=${VAL_SIZE:-2048}
+CLIENTS=${CLIENTS:-10}
+LISTS=${LISTS:-10}
+CONSISTENCY=${CONSISTENCY:-l}
+
+[[ -x $BENCH_BIN ]] || { echo "cppetcd-bench not found at $BENCH_BIN" >&2; exit 2; }
+
+SERVER_PID=""
+WORK_DIR=""
+cleanup() {
+  if [[ -n $SERVER_PID ]]; then kill -KILL "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [[ -n $WORK_DIR ]]; then rm -rf "$WORK_DIR"; fi
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+hwm_mib() { awk '/^VmHWM:/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
+
+run_server() {
+  local name=$1 bin=$2
+  WORK_DIR=$(mktemp -d "$BENCH_BASE/cppetcd-list-XXXXXX")
+  local cport pport
+  cport=$(free_port); pport=$(free_port)
+  "$bin" --name bench --data-dir "$WORK_DIR/data" \
+    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
+    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+    --initial-cluster "bench=http://127.0.0.1:$pport" >"$WORK_DIR/server.log" 2>&1 &
+  SERVER_PID=$!
+  local ep="127.0.0.1:$cport" ok=""
+  for _ in $(seq 1 150); do   # up to ~30 s
+    if ETCDCTL_API=3 etcdctl --endpoints "http://$ep" --command-timeout=1s \
+         endpoint health >/dev/null 2>&1; then ok=1; break; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.2
+  done
+  if [[ -z $ok ]]; then
+    echo "$name did not start; log:" >&2; tail -20 "$WORK_DIR/server.log" >&2
+    cleanup; SERVER_PID=""; WORK_DIR=""
+    return 1
+  fi
+  # Keys "0000000000".."00000NNNNN" (10 digits): LIST ["0", ":").
+  "$BENCH_BIN" --endpoints "$ep" --conns 4 --clients 32 put --total "$KEYS" \
+    --key-size 10 --val-size "$VAL_SIZE" --sequential-keys --timeout 60 | grep '^RESULT' >&2
+  local load_hwm list_line list_hwm
+  load_hwm=$(hwm_mib "$SERVER_PID")
+  list_line=$("$BENCH_BIN" --endpoints "$ep" --conns "$CLIENTS" --clients "$CLIENTS" \
+    list 0 : --total "$LISTS" --consistency "$CONSISTENCY" --timeout 600 |
+    grep -E '^RESULT|Bytes received' | tr '\n' ' ')
+  list_hwm=$(hwm_mib "$SERVER_PID")
+  echo "$name: load_hwm_mib=$load_hwm list_hwm_mib=$list_hwm $list_line" >&2
+  printf '%-8s after load: %6s MiB  after LISTs: %6s MiB  %s\n' "$name" "$load_hwm" "$list_hwm" \
+    "$(sed -n 's/.*Bytes received:[^0-9]*\([0-9]*\).*seconds=\([0-9.]*\).*/wall=\2 s bytes=\1/p; s/.*errors=\([0-9]*\).*/ errors=\1/p' <<<"$list_line" | tr '\n' ' ')"
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  cleanup; SERVER_PID=""; WORK_DIR=""
+}
+
+echo "LISTs: $KEYS keys x $VAL_SIZE B, $LISTS full-keyspace ranges from $CLIENTS clients," \
+     "consistency $CONSISTENCY; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+run_server etcd "$ETCD_BIN"
+if [[ -n ${BASE_BIN:-} ]]; then run_server base "$BASE_BIN"; fi
+if [[ -x $CPPETCD_BIN ]]; then run_server cppetcd "$CPPETCD_BIN"; fi

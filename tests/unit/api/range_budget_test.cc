@@ -1,0 +1,186 @@
+// RangeBudget: admission, FIFO order, the single-oversized-entry rule,
+// cancellation, and the bound under a random load driven past it.
+#include "cppetcd/api/range_budget.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace cppetcd::api {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+// Polls `pred` until it holds or 10 s pass.
+template <class Pred>
+bool Eventually(Pred pred) {
+  const auto deadline = steady_clock::now() + std::chrono::seconds(10);
+  while (steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  return pred();
+}
+
+TEST(RangeBudgetTest, AdmitsWhatFitsAndQueuesTheRestInOrder) {
+  RangeBudget b(100);
+  std::mutex mu;
+  std::vector<int> order;
+  std::vector<std::thread::id> threads;
+  auto record = [&](int n) {
+    return [&, n] {
+      std::lock_guard<std::mutex> l(mu);
+      order.push_back(n);
+      threads.push_back(std::this_thread::get_id());
+    };
+  };
+  EXPECT_TRUE(b.Acquire(b.NewTicket(), 60, record(0)));
+  EXPECT_TRUE(b.Acquire(b.NewTicket(), 40, record(1)));  // exactly the limit
+  EXPECT_FALSE(b.Acquire(b.NewTicket(), 10, record(2)));
+  // FIFO: a 0-byte entry does not overtake the one waiting.
+  EXPECT_FALSE(b.Acquire(b.NewTicket(), 0, record(3)));
+  EXPECT_FALSE(b.Acquire(b.NewTicket(), 90, record(4)));
+  RangeBudget::Stats s = b.GetStats();
+  EXPECT_EQ(s.in_flight_bytes, 100u);
+  EXPECT_EQ(s.in_flight, 2u);
+  EXPECT_EQ(s.queued, 3u);
+
+  b.Release(40);  // 60 + 10 + 0 fit; 90 waits
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return order.size() == 2;
+  }));
+  s = b.GetStats();
+  EXPECT_EQ(s.in_flight_bytes, 70u);
+  EXPECT_EQ(s.queued, 1u);
+  b.Release(60);
+  b.Release(10);
+  b.Release(0);  // nothing in flight: 90 is admitted
+  ASSERT_TRUE(Eventually([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return order.size() == 3;
+  }));
+  {
+    std::lock_guard<std::mutex> l(mu);
+    EXPECT_EQ(order, (std::vector<int>{2, 3, 4}));
+    // Run on the budget's thread, not the releasing one.
+    for (auto id : threads) EXPECT_NE(id, std::this_thread::get_id());
+  }
+  b.Release(90);
+  s = b.GetStats();
+  EXPECT_EQ(s.in_flight_bytes, 0u);
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.admitted_total, 5u);
+  EXPECT_EQ(s.queued_total, 3u);
+  EXPECT_EQ(s.peak_queued, 3u);
+  EXPECT_LE(s.peak_shared_in_flight_bytes, 100u);
+}
+
+TEST(RangeBudgetTest, AnEntryLargerThanTheLimitRunsAlone) {
+  RangeBudget b(100);
+  EXPECT_TRUE(b.Acquire(b.NewTicket(), 1000, [] {}));  // nothing in flight
+  std::atomic<bool> small_ran{false};
+  EXPECT_FALSE(b.Acquire(b.NewTicket(), 1, [&] { small_ran = true; }));
+  std::atomic<bool> big_ran{false};
+  EXPECT_FALSE(b.Acquire(b.NewTicket(), 500, [&] { big_ran = true; }));
+  b.Release(1000);
+  ASSERT_TRUE(Eventually([&] { return small_ran.load(); }));
+  // 1 + 500 > 100: the second oversized entry waits for the small one.
+  EXPECT_FALSE(big_ran.load());
+  EXPECT_EQ(b.GetStats().queued, 1u);
+  b.Release(1);
+  ASSERT_TRUE(Eventually([&] { return big_ran.load(); }));
+  b.Release(500);
+  EXPECT_LE(b.GetStats().peak_shared_in_flight_bytes, 100u);
+}
+
+TEST(RangeBudgetTest, CancelRemovesAQueuedEntryOnly) {
+  RangeBudget b(10);
+  const auto first = b.NewTicket();
+  EXPECT_TRUE(b.Acquire(first, 10, [] {}));
+  const auto head = b.NewTicket();
+  std::atomic<bool> head_ran{false};
+  EXPECT_FALSE(b.Acquire(head, 10, [&] { head_ran = true; }));
+  const auto next = b.NewTicket();
+  std::atomic<bool> next_ran{false};
+  EXPECT_FALSE(b.Acquire(next, 5, [&] { next_ran = true; }));
+  EXPECT_FALSE(b.Cancel(first));  // admitted: not cancellable here
+  EXPECT_TRUE(b.Cancel(head));
+  EXPECT_FALSE(b.Cancel(head));  // gone
+  EXPECT_EQ(b.GetStats().queued, 1u);
+  b.Release(10);
+  ASSERT_TRUE(Eventually([&] { return next_ran.load(); }));
+  EXPECT_FALSE(head_ran.load());
+  b.Release(5);
+  EXPECT_EQ(b.GetStats().in_flight, 0u);
+  EXPECT_EQ(b.GetStats().admitted_total, 2u);
+}
+
+TEST(RangeBudgetTest, CancellingTheHeadAdmitsTheEntriesBehindIt) {
+  RangeBudget b(10);
+  EXPECT_TRUE(b.Acquire(b.NewTicket(), 4, [] {}));
+  const auto head = b.NewTicket();
+  EXPECT_FALSE(b.Acquire(head, 8, [] {}));
+  std::atomic<bool> small_ran{false};
+  EXPECT_FALSE(b.Acquire(b.NewTicket(), 3, [&] { small_ran = true; }));
+  EXPECT_TRUE(b.Cancel(head));
+  ASSERT_TRUE(Eventually([&] { return small_ran.load(); }));
+  EXPECT_EQ(b.GetStats().in_flight_bytes, 7u);
+}
+
+TEST(RangeBudgetTest, AdjustDownAdmitsMore) {
+  RangeBudget b(10);
+  EXPECT_TRUE(b.Acquire(b.NewTicket(), 10, [] {}));
+  std::atomic<bool> ran{false};
+  EXPECT_FALSE(b.Acquire(b.NewTicket(), 6, [&] { ran = true; }));
+  b.Adjust(10, 4);  // the answer came out smaller than estimated
+  ASSERT_TRUE(Eventually([&] { return ran.load(); }));
+  EXPECT_EQ(b.GetStats().in_flight_bytes, 10u);
+  b.Release(4);
+  b.Release(6);
+  EXPECT_EQ(b.GetStats().in_flight_bytes, 0u);
+}
+
+// Several threads acquire random sizes (some above the limit) and release
+// them after a short hold: every entry runs exactly once, and the bytes in
+// flight never pass the limit while two or more entries share it.
+TEST(RangeBudgetTest, BoundHoldsUnderConcurrentLoad) {
+  constexpr uint64_t kLimit = 1000;
+  RangeBudget b(kLimit);
+  constexpr int kThreads = 4, kPerThread = 200;
+  std::atomic<int> ran{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(static_cast<uint64_t>(t) + 1);
+      for (int i = 0; i < kPerThread; ++i) {
+        const uint64_t bytes = rng() % 10 == 0 ? 1500 : rng() % 400;
+        std::atomic<bool> admitted{false};
+        if (b.Acquire(b.NewTicket(), bytes, [&] { admitted = true; })) admitted = true;
+        while (!admitted.load()) std::this_thread::yield();
+        ran.fetch_add(1);
+        std::this_thread::sleep_for(std::chrono::microseconds(100));  // the answer in flight
+        b.Release(bytes);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(ran.load(), kThreads * kPerThread);
+  RangeBudget::Stats s = b.GetStats();
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.in_flight_bytes, 0u);
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_EQ(s.admitted_total, static_cast<uint64_t>(kThreads * kPerThread));
+  EXPECT_GT(s.queued_total, 0u);  // the load went past the bound
+  EXPECT_LE(s.peak_shared_in_flight_bytes, kLimit);
+}
+
+}  // namespace
+}  // namespace cppetcd::api
