@@ -14,6 +14,7 @@
 #include "cppetcd/storage/backend.h"
 #include "cppetcd/util/clock.h"
 #include "leasepb/lease.pb.h"
+#include "tests/unit/lease/lessor_fixture.h"
 
 namespace cppetcd::lease {
 namespace {
@@ -22,34 +23,15 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using namespace std::chrono_literals;
 
-class LessorCheckpointTest : public ::testing::Test {
+class LessorCheckpointTest : public testing::LessorFixture {
  protected:
   void SetUp() override {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "lessor_checkpoint_test_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    OpenBackend();
+    LessorFixture::SetUp();
     lessor_ = NewLessor();
   }
-  void TearDown() override {
-    lessor_.reset();
-    backend_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  void OpenBackend() {
-    storage::BackendOptions opts;
-    opts.map_size_bytes = 64 << 20;
-    auto b = storage::Backend::Open((std::filesystem::path(dir_) / "db").string(), opts);
-    ASSERT_TRUE(b.ok()) << b.status();
-    backend_ = std::move(*b);
-  }
-  // Checkpoints every 10 s unless told otherwise.
   std::unique_ptr<Lessor> NewLessor(bool checkpointing = true, bool persist = false,
                                     std::chrono::milliseconds interval = 10s) {
-    LessorOptions opts;
-    opts.min_ttl_seconds = 1;
-    opts.clock = &clock_;
+    LessorOptions opts = BaseOptions();
     opts.checkpointing = checkpointing;
     opts.checkpoint_persist = persist;
     opts.checkpoint_interval = interval;
@@ -75,26 +57,6 @@ class LessorCheckpointTest : public ::testing::Test {
     ASSERT_TRUE(lessor_->Revoke(tx->get(), id).ok());
     ASSERT_TRUE((*tx)->Commit().ok());
   }
-  std::vector<leasepb::Lease> Records() {
-    std::vector<leasepb::Lease> out;
-    auto tx = backend_->BeginRead();
-    EXPECT_TRUE(tx.ok());
-    if (!tx.ok()) return out;
-    EXPECT_TRUE((*tx)->Scan(storage::kLeaseBucket, "", "",
-                            [&](std::string_view, std::string_view v) {
-                              leasepb::Lease l;
-                              EXPECT_TRUE(l.ParseFromArray(v.data(), static_cast<int>(v.size())));
-                              out.push_back(l);
-                              return true;
-                            })
-                    .ok());
-    return out;
-  }
-
-  std::string dir_;
-  util::FakeClock clock_;
-  std::unique_ptr<storage::Backend> backend_;
-  std::unique_ptr<Lessor> lessor_;
 };
 
 TEST_F(LessorCheckpointTest, PrimarySchedulesLongLeasesEveryInterval) {

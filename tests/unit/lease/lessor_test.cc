@@ -12,6 +12,7 @@
 #include "cppetcd/storage/backend.h"
 #include "cppetcd/util/clock.h"
 #include "leasepb/lease.pb.h"
+#include "tests/unit/lease/lessor_fixture.h"
 
 namespace cppetcd::lease {
 namespace {
@@ -20,31 +21,15 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using namespace std::chrono_literals;
 
-class LessorTest : public ::testing::Test {
+class LessorTest : public testing::LessorFixture {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "lessor_test_XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    OpenBackend();
+    LessorFixture::SetUp();
     lessor_ = NewLessor();
   }
-  void TearDown() override {
-    lessor_.reset();
-    backend_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  void OpenBackend() {
-    storage::BackendOptions opts;
-    opts.map_size_bytes = 64 << 20;
-    auto b = storage::Backend::Open((std::filesystem::path(dir_) / "db").string(), opts);
-    ASSERT_TRUE(b.ok()) << b.status();
-    backend_ = std::move(*b);
-  }
   std::unique_ptr<Lessor> NewLessor(int64_t min_ttl = 1) {
-    LessorOptions opts;
+    LessorOptions opts = BaseOptions();
     opts.min_ttl_seconds = min_ttl;
-    opts.clock = &clock_;
     return std::make_unique<Lessor>(opts);
   }
   absl::StatusOr<LeaseInfo> Grant(int64_t id, int64_t ttl) {
@@ -70,28 +55,6 @@ class LessorTest : public ::testing::Test {
     if (!tx.ok()) return tx.status();
     return l->Recover(tx->get());
   }
-  // The decoded records of the lease bucket, by key order.
-  std::vector<leasepb::Lease> Records() {
-    std::vector<leasepb::Lease> out;
-    auto tx = backend_->BeginRead();
-    EXPECT_TRUE(tx.ok());
-    if (!tx.ok()) return out;
-    EXPECT_TRUE((*tx)->Scan(storage::kLeaseBucket, "", "",
-                            [&](std::string_view k, std::string_view v) {
-                              leasepb::Lease l;
-                              EXPECT_TRUE(l.ParseFromArray(v.data(), static_cast<int>(v.size())));
-                              EXPECT_EQ(k.size(), 8u);
-                              out.push_back(l);
-                              return true;
-                            })
-                    .ok());
-    return out;
-  }
-
-  std::string dir_;
-  util::FakeClock clock_;
-  std::unique_ptr<storage::Backend> backend_;
-  std::unique_ptr<Lessor> lessor_;
 };
 
 TEST_F(LessorTest, GrantPersistsAndRaisesMinTtl) {

@@ -827,21 +827,7 @@ TEST_F(ClusterTest, AuthStateAndSimpleTokensReachEveryMember) {
 // ---------------------------------------------------------------------------
 // Lease checkpoints (etcd 3.4 --experimental-enable-lease-checkpoint[-persist]).
 
-// A manual clock shared by the members' lessors (atomic rather than
-// util::FakeClock, whose mutex TSan cannot see with Debian's abseil).
-class ManualClock final : public util::Clock {
- public:
-  TimePoint Now() const override {
-    return TimePoint(std::chrono::nanoseconds(now_ns_.load(std::memory_order_acquire)));
-  }
-  int64_t WallMillis() const override {
-    return 1'700'000'000'000 + now_ns_.load(std::memory_order_acquire) / 1'000'000;
-  }
-  void Advance(std::chrono::nanoseconds d) { now_ns_.fetch_add(d.count(), std::memory_order_acq_rel); }
-
- private:
-  std::atomic<int64_t> now_ns_{int64_t{3600} * 1'000'000'000};
-};
+using ManualClock = test_util::AtomicManualClock;
 
 class LeaseCheckpointClusterTest : public ClusterTest {
  protected:

@@ -31,22 +31,7 @@ using test_util::Call;
 using test_util::PollUntil;
 namespace fs = std::filesystem;
 
-
-// A manual clock for the lessor and the compactor (util::FakeClock's
-// absl::Mutex is invisible to TSan with Debian's abseil; this one is atomic).
-class TestClock final : public util::Clock {
- public:
-  TimePoint Now() const override {
-    return TimePoint(std::chrono::nanoseconds(now_ns_.load(std::memory_order_acquire)));
-  }
-  int64_t WallMillis() const override {
-    return 1'700'000'000'000 + now_ns_.load(std::memory_order_acquire) / 1'000'000;
-  }
-  void Advance(std::chrono::nanoseconds d) { now_ns_.fetch_add(d.count(), std::memory_order_acq_rel); }
-
- private:
-  std::atomic<int64_t> now_ns_{int64_t{3600} * 1'000'000'000};
-};
+using TestClock = test_util::AtomicManualClock;
 
 
 
