@@ -643,7 +643,6 @@ SSL_CTX* ClientContext(const util::PemCertificate& ca, const util::PemCertificat
 struct TlsClient {
   int fd = -1;
   SSL* ssl = nullptr;
-  bool got = false;  // received bytes (gRPC's SETTINGS)
 };
 
 // Connects and completes a (blocking) TLS handshake; ssl null on failure.
@@ -668,21 +667,105 @@ void CloseTls(TlsClient& c) {
   c.fd = -1;
 }
 
+// Raises RLIMIT_NOFILE to its hard limit and returns how many pairs of
+// connections (one TLS, one plain) a test may hold, at most 1000:
+// descriptors in this process per pair: TLS 4 (ours, the accepted one, the
+// socket pair), plain 2.
+size_t IdleConnectionPairs() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  rl.rlim_cur = rl.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &rl);
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  const size_t budget = rl.rlim_cur > 600 ? (rl.rlim_cur - 500) / 6 : 0;
+  return std::min<size_t>(1000, budget);
+}
+
+// `n` TLS connections to `tls_port` and `n` plain ones to `plain_port`,
+// each of which sent `hello`; what each received so far. Closed when it
+// goes.
+struct IdleConnections {
+  std::vector<TlsClient> tls;
+  std::vector<int> plain;
+  std::vector<std::string> tls_got, plain_got;
+  ~IdleConnections() { Close(); }
+  void Close() {
+    for (TlsClient& c : tls) CloseTls(c);
+    for (int& fd : plain) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+    }
+  }
+};
+
+// Opens the connections of `out` and reads until `answered` holds for what
+// each received or 30 s pass; returns how many are answered.
+size_t OpenIdleConnections(SSL_CTX* ctx, int tls_port, int plain_port, size_t n,
+                           const std::string& hello,
+                           const std::function<bool(const std::string&)>& answered,
+                           IdleConnections* out) {
+  out->tls.resize(n);
+  out->plain.assign(n, -1);
+  out->tls_got.assign(n, "");
+  out->plain_got.assign(n, "");
+  for (size_t i = 0; i < n; ++i) {
+    out->tls[i] = ConnectTls(ctx, tls_port);
+    EXPECT_NE(out->tls[i].ssl, nullptr) << "connection " << i;
+    if (out->tls[i].ssl == nullptr) return 0;
+    EXPECT_EQ(SSL_write(out->tls[i].ssl, hello.data(), static_cast<int>(hello.size())),
+              static_cast<int>(hello.size()));
+    out->plain[i] = ConnectLoopback(plain_port);
+    EXPECT_GE(out->plain[i], 0);
+    if (out->plain[i] < 0) return 0;
+    EXPECT_EQ(::send(out->plain[i], hello.data(), hello.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(hello.size()));
+  }
+  size_t got = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (got < 2 * n && std::chrono::steady_clock::now() < deadline) {
+    std::vector<pollfd> fds;
+    std::vector<size_t> which;  // index, + n for plain
+    for (size_t i = 0; i < n; ++i) {
+      if (!answered(out->tls_got[i])) {
+        fds.push_back({out->tls[i].fd, POLLIN, 0});
+        which.push_back(i);
+      }
+      if (!answered(out->plain_got[i])) {
+        fds.push_back({out->plain[i], POLLIN, 0});
+        which.push_back(n + i);
+      }
+    }
+    if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
+    char buf[4096];
+    for (size_t k = 0; k < fds.size(); ++k) {
+      if (fds[k].revents == 0) continue;
+      if (which[k] < n) {
+        // A readable socket holds a record: this read does not wait.
+        const int r = SSL_read(out->tls[which[k]].ssl, buf, sizeof(buf));
+        ERR_clear_error();
+        if (r > 0) {
+          out->tls_got[which[k]].append(buf, static_cast<size_t>(r));
+          if (answered(out->tls_got[which[k]])) ++got;
+        }
+      } else {
+        const ssize_t r = ::recv(out->plain[which[k] - n], buf, sizeof(buf), MSG_DONTWAIT);
+        if (r > 0) {
+          out->plain_got[which[k] - n].append(buf, static_cast<size_t>(r));
+          if (answered(out->plain_got[which[k] - n])) ++got;
+        }
+      }
+    }
+  }
+  return got;
+}
+
 // Issue 12: thousands of idle gRPC connections, mutual TLS and plain, cost
 // no thread each; a real gRPC call and an HTTPS call still succeed among
 // them. Every connection is checked to have reached gRPC (its SETTINGS
 // frame comes back through the relay).
 TEST_F(ClientListenerTest, ThousandsOfIdleConnectionsUseFewThreads) {
-  rlimit rl{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
-  rl.rlim_cur = rl.rlim_max;
-  ::setrlimit(RLIMIT_NOFILE, &rl);
-  ::getrlimit(RLIMIT_NOFILE, &rl);
-  // Descriptors in this process per connection: TLS 4 (ours, the accepted
-  // one, the socket pair), plain 2.
-  const size_t budget = rl.rlim_cur > 600 ? (rl.rlim_cur - 500) / 6 : 0;
-  const size_t n = std::min<size_t>(1000, budget);
-  ASSERT_GE(n, 50u) << "RLIMIT_NOFILE " << rl.rlim_cur << " is too low";
+  const size_t n = IdleConnectionPairs();
+  ASSERT_GE(n, 50u) << "RLIMIT_NOFILE is too low";
   EchoHttp http;
   StartListener({"https://127.0.0.1:0", "http://127.0.0.1:0"}, true, &http);
   const int tls_port = listener_->Ports()[0];
@@ -693,52 +776,11 @@ TEST_F(ClientListenerTest, ThousandsOfIdleConnectionsUseFewThreads) {
   const int baseline = ThreadCount();
 
   SSL_CTX* ctx = ClientContext(ca_, &alice_);
-  std::vector<TlsClient> tls(n);
-  std::vector<int> plain(n, -1);
-  for (size_t i = 0; i < n; ++i) {
-    tls[i] = ConnectTls(ctx, tls_port);
-    ASSERT_NE(tls[i].ssl, nullptr) << "connection " << i;
-    ASSERT_EQ(SSL_write(tls[i].ssl, kGrpcHello.data(), static_cast<int>(kGrpcHello.size())),
-              static_cast<int>(kGrpcHello.size()));
-    plain[i] = ConnectLoopback(plain_port);
-    ASSERT_GE(plain[i], 0);
-    ASSERT_EQ(::send(plain[i], kGrpcHello.data(), kGrpcHello.size(), MSG_NOSIGNAL),
-              static_cast<ssize_t>(kGrpcHello.size()));
-  }
+  IdleConnections conns;
   // Every connection reaches gRPC: its SETTINGS frame comes back.
-  std::vector<bool> plain_got(n, false);
-  size_t got = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (got < 2 * n && std::chrono::steady_clock::now() < deadline) {
-    std::vector<pollfd> fds;
-    std::vector<size_t> which;  // index, + n for plain
-    for (size_t i = 0; i < n; ++i) {
-      if (!tls[i].got) {
-        fds.push_back({tls[i].fd, POLLIN, 0});
-        which.push_back(i);
-      }
-      if (!plain_got[i]) {
-        fds.push_back({plain[i], POLLIN, 0});
-        which.push_back(n + i);
-      }
-    }
-    if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
-    char buf[4096];
-    for (size_t k = 0; k < fds.size(); ++k) {
-      if (fds[k].revents == 0) continue;
-      if (which[k] < n) {
-        TlsClient& c = tls[which[k]];
-        if (SSL_read(c.ssl, buf, sizeof(buf)) > 0) {  // a record is there: no wait
-          c.got = true;
-          ++got;
-        }
-        ERR_clear_error();
-      } else if (::recv(plain[which[k] - n], buf, sizeof(buf), MSG_DONTWAIT) > 0) {
-        plain_got[which[k] - n] = true;
-        ++got;
-      }
-    }
-  }
+  const size_t got =
+      OpenIdleConnections(ctx, tls_port, plain_port, n, std::string(kGrpcHello),
+                          [](const std::string& s) { return !s.empty(); }, &conns);
   ASSERT_EQ(got, 2 * n) << "connections that did not reach gRPC";
   const int during = ThreadCount();
   // Among them, new connections still work: gRPC over mutual TLS and plain,
@@ -754,8 +796,7 @@ TEST_F(ClientListenerTest, ThousandsOfIdleConnectionsUseFewThreads) {
   EXPECT_LE(during, baseline + 16);
   EXPECT_LT(during, 64);
   EXPECT_LT(after_calls, 64);
-  for (TlsClient& c : tls) CloseTls(c);
-  for (int fd : plain) ::close(fd);
+  conns.Close();
   SSL_CTX_free(ctx);
 }
 
@@ -765,16 +806,8 @@ TEST_F(ClientListenerTest, ThousandsOfIdleConnectionsUseFewThreads) {
 // stays open, the process's thread count stays where it was, and a new
 // request on either port is still answered promptly.
 TEST_F(ClientListenerTest, ThousandsOfIdleHttpConnectionsUseFewThreads) {
-  rlimit rl{};
-  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &rl), 0);
-  rl.rlim_cur = rl.rlim_max;
-  ::setrlimit(RLIMIT_NOFILE, &rl);
-  ::getrlimit(RLIMIT_NOFILE, &rl);
-  // Descriptors per pair of connections: TLS 4 (ours, the accepted one,
-  // the socket pair), plain 2.
-  const size_t budget = rl.rlim_cur > 600 ? (rl.rlim_cur - 500) / 6 : 0;
-  const size_t n = std::min<size_t>(1000, budget);
-  ASSERT_GE(n, 50u) << "RLIMIT_NOFILE " << rl.rlim_cur << " is too low";
+  const size_t n = IdleConnectionPairs();
+  ASSERT_GE(n, 50u) << "RLIMIT_NOFILE is too low";
   HttpServerOptions ho;
   ho.backend = &backend_;
   ho.gateway_channel = api_->InProcessChannel();
@@ -800,58 +833,13 @@ TEST_F(ClientListenerTest, ThousandsOfIdleHttpConnectionsUseFewThreads) {
   const int baseline = ThreadCount();
 
   SSL_CTX* ctx = ClientContext(ca_, &alice_);
-  std::vector<TlsClient> tls(n);
-  std::vector<int> plain(n, -1);
-  for (size_t i = 0; i < n; ++i) {
-    tls[i] = ConnectTls(ctx, tls_port);
-    ASSERT_NE(tls[i].ssl, nullptr) << "connection " << i;
-    ASSERT_EQ(SSL_write(tls[i].ssl, livez.data(), static_cast<int>(livez.size())),
-              static_cast<int>(livez.size()));
-    plain[i] = ConnectLoopback(plain_port);
-    ASSERT_GE(plain[i], 0);
-    ASSERT_EQ(::send(plain[i], livez.data(), livez.size(), MSG_NOSIGNAL),
-              static_cast<ssize_t>(livez.size()));
-  }
+  IdleConnections conns;
   // Every connection is answered (200) and kept alive.
-  std::vector<std::string> tls_got(n), plain_got(n);
-  auto answered = [](const std::string& s) { return s.find("\r\n\r\nok") != std::string::npos; };
-  size_t got = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (got < 2 * n && std::chrono::steady_clock::now() < deadline) {
-    std::vector<pollfd> fds;
-    std::vector<size_t> which;  // index, + n for plain
-    for (size_t i = 0; i < n; ++i) {
-      if (!answered(tls_got[i])) {
-        fds.push_back({tls[i].fd, POLLIN, 0});
-        which.push_back(i);
-      }
-      if (!answered(plain_got[i])) {
-        fds.push_back({plain[i], POLLIN, 0});
-        which.push_back(n + i);
-      }
-    }
-    if (::poll(fds.data(), fds.size(), 100) <= 0) continue;
-    char buf[4096];
-    for (size_t k = 0; k < fds.size(); ++k) {
-      if (fds[k].revents == 0) continue;
-      if (which[k] < n) {
-        const int r = SSL_read(tls[which[k]].ssl, buf, sizeof(buf));
-        ERR_clear_error();
-        if (r > 0) {
-          tls_got[which[k]].append(buf, static_cast<size_t>(r));
-          if (answered(tls_got[which[k]])) ++got;
-        }
-      } else {
-        const ssize_t r = ::recv(plain[which[k] - n], buf, sizeof(buf), MSG_DONTWAIT);
-        if (r > 0) {
-          plain_got[which[k] - n].append(buf, static_cast<size_t>(r));
-          if (answered(plain_got[which[k] - n])) ++got;
-        }
-      }
-    }
-  }
+  const size_t got = OpenIdleConnections(
+      ctx, tls_port, plain_port, n, livez,
+      [](const std::string& s) { return s.find("\r\n\r\nok") != std::string::npos; }, &conns);
   ASSERT_EQ(got, 2 * n) << "connections not answered";
-  EXPECT_NE(plain_got[0].find("HTTP/1.1 200 OK"), std::string::npos) << plain_got[0];
+  EXPECT_NE(conns.plain_got[0].find("HTTP/1.1 200 OK"), std::string::npos) << conns.plain_got[0];
   const int during = ThreadCount();
   // A new request on each port is answered promptly among them.
   const auto start = std::chrono::steady_clock::now();
@@ -862,9 +850,9 @@ TEST_F(ClientListenerTest, ThousandsOfIdleHttpConnectionsUseFewThreads) {
   const auto took = std::chrono::steady_clock::now() - start;
   EXPECT_LT(took, std::chrono::seconds(2));
   // The idle connections are still open: a second request on one of each.
-  ASSERT_EQ(::send(plain[n / 2], livez.data(), livez.size(), MSG_NOSIGNAL),
+  ASSERT_EQ(::send(conns.plain[n / 2], livez.data(), livez.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(livez.size()));
-  pollfd p{plain[n / 2], POLLIN, 0};
+  pollfd p{conns.plain[n / 2], POLLIN, 0};
   EXPECT_EQ(::poll(&p, 1, 5000), 1);
   const int after = ThreadCount();
   std::cerr << "HTTP connections: " << 2 * n << " threads: baseline " << baseline
@@ -873,8 +861,7 @@ TEST_F(ClientListenerTest, ThousandsOfIdleHttpConnectionsUseFewThreads) {
   EXPECT_LE(during, baseline + 4);
   EXPECT_LT(during, 100);
   EXPECT_LT(after, 100);
-  for (TlsClient& c : tls) CloseTls(c);
-  for (int fd : plain) ::close(fd);
+  conns.Close();
   SSL_CTX_free(ctx);
   listener_->Shutdown();
   server->Shutdown();
