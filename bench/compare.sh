@@ -36,8 +36,8 @@ RANGE_TOTAL=${RANGE_TOTAL:-20000}
 WORKLOADS=(
   "put 1 conn x 1 client (seq keys, 256 B)|--conns 1 --clients 1 put --total $((PUT_TOTAL / 4)) --key-size 8 --val-size 256 --sequential-keys"
   "put 10 conns x 100 clients (256 B)|--conns 10 --clients 100 put --total $PUT_TOTAL --key-size 8 --val-size 256 --key-space-size 100000"
-  "range linearizable 10 x 100|--conns 10 --clients 100 range bench-key --total $RANGE_TOTAL --consistency l"
-  "range serializable 10 x 100|--conns 10 --clients 100 range bench-key --total $RANGE_TOTAL --consistency s"
+  "range linearizable 10 x 100|--conns 10 --clients 100 range bench-ready --total $RANGE_TOTAL --consistency l"
+  "range serializable 10 x 100|--conns 10 --clients 100 range bench-ready --total $RANGE_TOTAL --consistency s"
 )
 if [[ -n ${WORKLOAD_FILTER:-} ]]; then
   kept=()
@@ -45,38 +45,22 @@ if [[ -n ${WORKLOAD_FILTER:-} ]]; then
   WORKLOADS=("${kept[@]}")
 fi
 
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 # Mutual TLS: a CA, a server certificate for 127.0.0.1 and a client one.
 SCHEME=http
 SERVER_TLS=()
 CLIENT_TLS=()
 if [[ ${BENCH_TLS:-0} == 1 ]]; then
   PKI=$(mktemp -d "$BENCH_BASE/cppetcd-bench-pki-XXXXXX")
-  ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-  openssl req -x509 "${ec[@]}" -keyout "$PKI/ca.key" -out "$PKI/ca.crt" -days 2 \
-    -subj /CN=bench-ca 2>/dev/null
-  for n in server client; do
-    openssl req -new "${ec[@]}" -keyout "$PKI/$n.key" -out "$PKI/$n.csr" -subj "/CN=$n" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' > "$PKI/ext"
-    openssl x509 -req -in "$PKI/$n.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
-      -days 2 -extfile "$PKI/ext" -out "$PKI/$n.crt" 2>/dev/null
-  done
+  bench_make_pki "$PKI"
   SCHEME=https
   SERVER_TLS=(--cert-file "$PKI/server.crt" --key-file "$PKI/server.key"
               --trusted-ca-file "$PKI/ca.crt" --client-cert-auth)
   CLIENT_TLS=(--cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key")
 fi
 
-SERVER_PID=""
-WORK_DIR=""
-cleanup() {
-  if [[ -n $SERVER_PID ]]; then kill -KILL "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  if [[ -n $WORK_DIR ]]; then rm -rf "$WORK_DIR"; fi
-}
-trap 'cleanup; if [[ -n ${PKI:-} ]]; then rm -rf "$PKI"; fi' EXIT
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
+trap 'bench_stop_member; if [[ -n ${PKI:-} ]]; then rm -rf "$PKI"; fi' EXIT
 
 # run_server NAME BINARY -> fills RESULTS[NAME/...]
 declare -A RESULTS
@@ -90,27 +74,10 @@ cpu_us() {
 }
 run_server() {
   local name=$1 bin=$2
-  WORK_DIR=$(mktemp -d "$BENCH_BASE/cppetcd-bench-XXXXXX")
-  local cport pport
-  cport=$(free_port); pport=$(free_port)
-  "$bin" --name bench --data-dir "$WORK_DIR/data" \
-    --listen-client-urls "$SCHEME://127.0.0.1:$cport" --advertise-client-urls "$SCHEME://127.0.0.1:$cport" \
-    "${SERVER_TLS[@]}" \
-    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "bench=http://127.0.0.1:$pport" >"$WORK_DIR/server.log" 2>&1 &
-  SERVER_PID=$!
-  local ep="127.0.0.1:$cport" ok=""
-  for _ in $(seq 1 150); do   # up to ~30 s
-    if ETCDCTL_API=3 etcdctl --endpoints "$SCHEME://$ep" "${CLIENT_TLS[@]}" --command-timeout=1s \
-         put bench-key bench-value >/dev/null 2>&1; then ok=1; break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.2
-  done
-  if [[ -z $ok ]]; then
-    echo "$name did not start; log:" >&2; tail -20 "$WORK_DIR/server.log" >&2
-    cleanup; SERVER_PID=""; WORK_DIR=""
+  BENCH_CTL_FLAGS=(${CLIENT_TLS[@]+"${CLIENT_TLS[@]}"})
+  bench_start_member "$name" "$bin" cppetcd-bench "$SCHEME" ${SERVER_TLS[@]+"${SERVER_TLS[@]}"} ||
     return 1
-  fi
+  local ep="127.0.0.1:$CLIENT_PORT"
   local i=0
   for w in "${WORKLOADS[@]}"; do
     local args=${w#*|}
@@ -131,9 +98,7 @@ run_server() {
   done
   RESULTS[$name/rss]=$(awk '/^VmHWM:/ {print $2}' "/proc/$SERVER_PID/status")
   RESULTS[$name/db]=$(du -sk "$WORK_DIR/data" | cut -f1)
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-  cleanup; SERVER_PID=""; WORK_DIR=""
+  bench_stop_member
 }
 
 SERVERS=()

@@ -34,41 +34,16 @@ CONSISTENCY=${CONSISTENCY:-l}
 
 [[ -x $BENCH_BIN ]] || { echo "cppetcd-bench not found at $BENCH_BIN" >&2; exit 2; }
 
-SERVER_PID=""
-WORK_DIR=""
-cleanup() {
-  if [[ -n $SERVER_PID ]]; then kill -KILL "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-  if [[ -n $WORK_DIR ]]; then rm -rf "$WORK_DIR"; fi
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+trap bench_stop_member EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 hwm_mib() { awk '/^VmHWM:/ {printf "%d", $2 / 1024}' "/proc/$1/status"; }
 
 run_server() {
   local name=$1 bin=$2
-  WORK_DIR=$(mktemp -d "$BENCH_BASE/cppetcd-list-XXXXXX")
-  local cport pport
-  cport=$(free_port); pport=$(free_port)
-  "$bin" --name bench --data-dir "$WORK_DIR/data" \
-    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
-    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "bench=http://127.0.0.1:$pport" >"$WORK_DIR/server.log" 2>&1 &
-  SERVER_PID=$!
-  local ep="127.0.0.1:$cport" ok=""
-  for _ in $(seq 1 150); do   # up to ~30 s
-    if ETCDCTL_API=3 etcdctl --endpoints "http://$ep" --command-timeout=1s \
-         endpoint health >/dev/null 2>&1; then ok=1; break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.2
-  done
-  if [[ -z $ok ]]; then
-    echo "$name did not start; log:" >&2; tail -20 "$WORK_DIR/server.log" >&2
-    cleanup; SERVER_PID=""; WORK_DIR=""
-    return 1
-  fi
+  bench_start_member "$name" "$bin" cppetcd-list http || return 1
+  local ep="127.0.0.1:$CLIENT_PORT"
   # Keys "0000000000".."00000NNNNN" (10 digits): LIST ["0", ":").
   "$BENCH_BIN" --endpoints "$ep" --conns 4 --clients 32 put --total "$KEYS" \
     --key-size 10 --val-size "$VAL_SIZE" --sequential-keys --timeout 60 | grep '^RESULT' >&2
@@ -81,9 +56,7 @@ run_server() {
   echo "$name: load_hwm_mib=$load_hwm list_hwm_mib=$list_hwm $list_line" >&2
   printf '%-8s after load: %6s MiB  after LISTs: %6s MiB  %s\n' "$name" "$load_hwm" "$list_hwm" \
     "$(sed -n 's/.*Bytes received:[^0-9]*\([0-9]*\).*seconds=\([0-9.]*\).*/wall=\2 s bytes=\1/p; s/.*errors=\([0-9]*\).*/ errors=\1/p' <<<"$list_line" | tr '\n' ' ')"
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-  cleanup; SERVER_PID=""; WORK_DIR=""
+  bench_stop_member
 }
 
 echo "LISTs: $KEYS keys x $VAL_SIZE B, $LISTS full-keyspace ranges from $CLIENTS clients," \

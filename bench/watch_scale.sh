@@ -27,42 +27,25 @@ DURATION=${DURATION:-20}
 CONNS=${CONNS:-10}
 BENCH_BASE=${BENCH_BASE:-${TMPDIR:-/tmp}}
 
-SERVER_PID="" BENCH_PID="" WORK_DIR=""
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+BENCH_PID=""
 cleanup() {
   [[ -n $BENCH_PID ]] && { kill -KILL "$BENCH_PID" 2>/dev/null || true; wait "$BENCH_PID" 2>/dev/null || true; }
-  [[ -n $SERVER_PID ]] && { kill -KILL "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
-  [[ -n $WORK_DIR ]] && rm -rf "$WORK_DIR"
-  SERVER_PID="" BENCH_PID="" WORK_DIR=""
+  BENCH_PID=""
+  bench_stop_member
 }
 trap cleanup EXIT
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-status() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 declare -A R
 run_server() {
-  local name=$1 bin=$2 cport pport ep
-  WORK_DIR=$(mktemp -d "$BENCH_BASE/watch-scale-XXXXXX")
-  cport=$(free_port); pport=$(free_port); ep="http://127.0.0.1:$cport"
-  "$bin" --name bench --data-dir "$WORK_DIR/data" \
-    --listen-client-urls "$ep" --advertise-client-urls "$ep" \
-    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "bench=http://127.0.0.1:$pport" >"$WORK_DIR/server.log" 2>&1 &
-  SERVER_PID=$!
-  local ok=""
-  for _ in $(seq 1 150); do
-    if ETCDCTL_API=3 etcdctl --endpoints "$ep" --command-timeout=1s put k v >/dev/null 2>&1; then ok=1; break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.2
-  done
-  [[ -n $ok ]] || { echo "$name did not start" >&2; tail -20 "$WORK_DIR/server.log" >&2; cleanup; return 1; }
-  R[$name/threads0]=$(status "$SERVER_PID" Threads)
-  R[$name/rss0]=$(status "$SERVER_PID" VmRSS)
+  local name=$1 bin=$2
+  bench_start_member "$name" "$bin" watch-scale http || return 1
+  R[$name/threads0]=$(bench_proc_status "$SERVER_PID" Threads)
+  R[$name/rss0]=$(bench_proc_status "$SERVER_PID" VmRSS)
   local c0 hz
-  c0=$(cpu_ticks "$SERVER_PID"); hz=$(getconf CLK_TCK)
-  "$BENCH_BIN" --endpoints "127.0.0.1:$cport" --conns "$CONNS" --streams "$STREAMS" \
+  c0=$(bench_cpu_ticks "$SERVER_PID"); hz=$(getconf CLK_TCK)
+  "$BENCH_BIN" --endpoints "127.0.0.1:$CLIENT_PORT" --conns "$CONNS" --streams "$STREAMS" \
     --watchers-per-stream "$WATCHERS_PER_STREAM" --keys "$KEYS" --put-rate "$PUT_RATE" \
     --duration "$DURATION" >"$WORK_DIR/bench.out" 2>&1 &
   BENCH_PID=$!
@@ -70,7 +53,7 @@ run_server() {
   local max_threads=0 max_rss=0 t r
   while kill -0 "$BENCH_PID" 2>/dev/null; do
     if grep -qs "watchers on" "$WORK_DIR/bench.out"; then
-      t=$(status "$SERVER_PID" Threads); r=$(status "$SERVER_PID" VmRSS)
+      t=$(bench_proc_status "$SERVER_PID" Threads); r=$(bench_proc_status "$SERVER_PID" VmRSS)
       (( t > max_threads )) && max_threads=$t
       (( r > max_rss )) && max_rss=$r
     fi
@@ -81,8 +64,8 @@ run_server() {
   BENCH_PID=""
   R[$name/threads]=$max_threads
   R[$name/rss]=$max_rss
-  R[$name/hwm]=$(status "$SERVER_PID" VmHWM)
-  R[$name/cpu]=$(awk -v a="$c0" -v b="$(cpu_ticks "$SERVER_PID")" -v hz="$hz" 'BEGIN {printf "%.1f", (b - a) / hz}')
+  R[$name/hwm]=$(bench_proc_status "$SERVER_PID" VmHWM)
+  R[$name/cpu]=$(awk -v a="$c0" -v b="$(bench_cpu_ticks "$SERVER_PID")" -v hz="$hz" 'BEGIN {printf "%.1f", (b - a) / hz}')
   R[$name/result]=$(grep '^RESULT' "$WORK_DIR/bench.out" || true)
   R[$name/setup_line]=$(grep 'watchers on' "$WORK_DIR/bench.out" || true)
   [[ $rc -eq 0 ]] || { echo "$name: watch-scale-bench exited $rc" >&2; cat "$WORK_DIR/bench.out" >&2; }
