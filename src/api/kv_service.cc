@@ -226,8 +226,10 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* context,
   grpc::Status parsed =
       grpc::SerializationTraits<etcdserverpb::RangeRequest>::Deserialize(&copy, &req);
   if (!parsed.ok()) {
+    // etcd's (grpc-go's) code and prefix; the decoder's own words differ.
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(parsed);
+    reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL,
+                                 "grpc: error unmarshalling request: not a valid RangeRequest"));
     return reactor;
   }
   if (RequiresLeader(context) && !backend_->HasLeader()) {
