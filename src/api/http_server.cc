@@ -913,17 +913,20 @@ class CallRegistry {
   uint64_t slots_taken_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-template <class Stub, class Req, class Resp>
-using AsyncUnary = void (Stub::async::*)(grpc::ClientContext*, const Req*, Resp*,
-                                         std::function<void(grpc::Status)>);
+// A method of a stub's async() interface (Async is Stub::async, deduced:
+// clang does not take `Stub::async` as a type, the stub's async() member
+// function hides it).
+template <class Async, class Req, class Resp>
+using AsyncUnary = void (Async::*)(grpc::ClientContext*, const Req*, Resp*,
+                                   std::function<void(grpc::Status)>);
 
 // Starts a unary gateway call for `exchange` (its body is the request) and
 // finishes the exchange with its reply. Never blocks.
 using UnaryHandler = std::function<void(const std::shared_ptr<Exchange>& exchange)>;
 
-template <class Stub, class Req, class Resp>
+template <class Stub, class Async, class Req, class Resp>
 UnaryHandler Unary(CallRegistry* calls, std::shared_ptr<Stub> stub,
-                   AsyncUnary<Stub, Req, Resp> method) {
+                   AsyncUnary<Async, Req, Resp> method) {
   return [calls, stub, method](const std::shared_ptr<Exchange>& ex) {
     struct Call {
       grpc::ClientContext ctx;
