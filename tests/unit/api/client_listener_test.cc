@@ -660,6 +660,22 @@ TlsClient ConnectTls(SSL_CTX* ctx, int port) {
   return c;
 }
 
+// Reads from `c` until what arrived contains `needle` or `timeout` passes;
+// returns what arrived.
+std::string ReadTlsUntil(TlsClient& c, std::string_view needle, std::chrono::seconds timeout) {
+  std::string got;
+  char buf[4096];
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (got.find(needle) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{c.fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    const int n = SSL_read(c.ssl, buf, sizeof(buf));
+    ERR_clear_error();
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
 void CloseTls(TlsClient& c) {
   if (c.ssl != nullptr) SSL_free(c.ssl);
   if (c.fd >= 0) ::close(c.fd);
@@ -891,17 +907,7 @@ TEST_F(ClientListenerTest, HttpsWatchClientLeavingCancelsTheWatch) {
                           std::to_string(body.size()) + "\r\n\r\n" + body;
   ASSERT_EQ(SSL_write(c.ssl, req.data(), static_cast<int>(req.size())),
             static_cast<int>(req.size()));
-  std::string got;
-  char buf[4096];
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (got.find("\"created\":true") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline) {
-    pollfd p{c.fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
-    const int n = SSL_read(c.ssl, buf, sizeof(buf));
-    ERR_clear_error();
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-  }
+  std::string got = ReadTlsUntil(c, "\"created\":true", std::chrono::seconds(10));
   ASSERT_NE(got.find("\"created\":true"), std::string::npos) << got;
   EXPECT_EQ(backend_.StreamCount(), 1u);
   // The client resets the connection (no close_notify, no FIN first).
@@ -963,17 +969,7 @@ TEST_F(ClientListenerTest, MaxConnectionsBoundsHandshakesAndRelays) {
   }
   // ... and finishing one HTTPS request frees a place.
   ASSERT_EQ(SSL_write(h1.ssl, "Host: x\r\n\r\n", 11), 11);
-  std::string out;
-  char buf[512];
-  const auto read_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (out.find("GET / HTTP/1.1") == std::string::npos &&
-         std::chrono::steady_clock::now() < read_deadline) {
-    pollfd p{h1.fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
-    const int n = SSL_read(h1.ssl, buf, sizeof(buf));
-    ERR_clear_error();
-    if (n > 0) out.append(buf, static_cast<size_t>(n));
-  }
+  std::string out = ReadTlsUntil(h1, "GET / HTTP/1.1", std::chrono::seconds(5));
   EXPECT_NE(out.find("200 OK"), std::string::npos) << out;
   CloseTls(h1);
   bool served = false;
