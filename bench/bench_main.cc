@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "flag_parser.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
@@ -77,70 +78,39 @@ struct Flags {
   std::exit(2);
 }
 
-int64_t ParseInt(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  long long n = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || n < 0) Usage(("bad value for " + flag + ": " + v).c_str());
-  return n;
-}
-
-std::vector<std::string> Split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t p = s.find(sep, start);
-    out.push_back(s.substr(start, p - start));
-    if (p == std::string::npos) break;
-    start = p + 1;
-  }
-  return out;
-}
-
 Flags ParseFlags(int argc, char** argv) {
   Flags f;
   std::vector<std::string> positional;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    std::string value;
-    bool has_inline = false;
-    if (a.rfind("--", 0) == 0) {
-      if (auto eq = a.find('='); eq != std::string::npos) {
-        value = a.substr(eq + 1);
-        a = a.substr(0, eq);
-        has_inline = true;
-      }
-    }
-    auto next = [&]() -> std::string {
-      if (has_inline) return value;
-      if (i + 1 >= argc) Usage(("missing value for " + a).c_str());
-      return argv[++i];
-    };
+  constexpr int64_t kMaxInt = 1'000'000'000;
+  cppetcd::bench::FlagParser p(argc, argv, Usage);
+  while (p.Next()) {
+    const std::string& a = p.name();
     if (a == "--endpoints") {
-      f.endpoints = Split(next(), ',');
+      f.endpoints = cppetcd::bench::SplitList(p.Value(), ',');
     } else if (a == "--conns") {
-      f.conns = static_cast<int>(ParseInt(a, next()));
+      f.conns = static_cast<int>(p.Int(0, kMaxInt));
     } else if (a == "--clients") {
-      f.clients = static_cast<int>(ParseInt(a, next()));
+      f.clients = static_cast<int>(p.Int(0, kMaxInt));
     } else if (a == "--total") {
-      f.total = ParseInt(a, next());
+      f.total = p.Int(0, INT64_MAX);
     } else if (a == "--key-size") {
-      f.key_size = static_cast<int>(ParseInt(a, next()));
+      f.key_size = static_cast<int>(p.Int(0, kMaxInt));
     } else if (a == "--val-size") {
-      f.val_size = static_cast<int>(ParseInt(a, next()));
+      f.val_size = static_cast<int>(p.Int(0, kMaxInt));
     } else if (a == "--sequential-keys") {
       f.sequential_keys = true;
     } else if (a == "--key-space-size") {
-      f.key_space_size = ParseInt(a, next());
+      f.key_space_size = p.Int(0, INT64_MAX);
     } else if (a == "--consistency") {
-      f.consistency = next();
+      f.consistency = p.Value();
     } else if (a == "--cacert") {
-      f.cacert = next();
+      f.cacert = p.Value();
     } else if (a == "--cert") {
-      f.cert = next();
+      f.cert = p.Value();
     } else if (a == "--key") {
-      f.key = next();
+      f.key = p.Value();
     } else if (a == "--timeout") {
-      f.timeout_seconds = static_cast<int>(ParseInt(a, next()));
+      f.timeout_seconds = static_cast<int>(p.Int(0, kMaxInt));
     } else if (a == "-h" || a == "--help") {
       Usage("help requested");
     } else if (a.rfind("--", 0) == 0) {

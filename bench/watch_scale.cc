@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "flag_parser.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -61,58 +62,32 @@ struct Flags {
   std::exit(2);
 }
 
-int ParsePositive(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  const long long n = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || n < 1 || n > 100000000) {
-    Usage(("bad value for " + flag + ": " + v).c_str());
-  }
-  return static_cast<int>(n);
-}
-
 Flags ParseFlags(int argc, char** argv) {
   Flags f;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    std::string value;
-    bool has_inline = false;
-    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a = a.substr(0, eq);
-      has_inline = true;
-    }
-    auto next = [&]() -> std::string {
-      if (has_inline) return value;
-      if (i + 1 >= argc) Usage(("missing value for " + a).c_str());
-      return argv[++i];
-    };
+  constexpr int64_t kMax = 100'000'000;
+  cppetcd::bench::FlagParser p(argc, argv, Usage);
+  while (p.Next()) {
+    const std::string& a = p.name();
     if (a == "--endpoints") {
-      f.endpoints.clear();
-      std::string s = next();
-      for (size_t start = 0;;) {
-        const size_t p = s.find(',', start);
-        f.endpoints.push_back(s.substr(start, p - start));
-        if (p == std::string::npos) break;
-        start = p + 1;
-      }
+      f.endpoints = cppetcd::bench::SplitList(p.Value(), ',');
     } else if (a == "--conns") {
-      f.conns = ParsePositive(a, next());
+      f.conns = static_cast<int>(p.Int(1, kMax));
     } else if (a == "--streams") {
-      f.streams = ParsePositive(a, next());
+      f.streams = static_cast<int>(p.Int(1, kMax));
     } else if (a == "--watchers-per-stream") {
-      f.watchers_per_stream = ParsePositive(a, next());
+      f.watchers_per_stream = static_cast<int>(p.Int(1, kMax));
     } else if (a == "--keys") {
-      f.keys = ParsePositive(a, next());
+      f.keys = static_cast<int>(p.Int(1, kMax));
     } else if (a == "--put-rate") {
-      f.put_rate = ParsePositive(a, next());
+      f.put_rate = static_cast<int>(p.Int(1, kMax));
     } else if (a == "--duration") {
-      f.duration_s = ParsePositive(a, next());
+      f.duration_s = static_cast<int>(p.Int(1, kMax));
     } else if (a == "--drain") {
-      f.drain_s = ParsePositive(a, next());
+      f.drain_s = static_cast<int>(p.Int(1, kMax));
     } else if (a == "--setup-timeout") {
-      f.setup_timeout_s = ParsePositive(a, next());
+      f.setup_timeout_s = static_cast<int>(p.Int(1, kMax));
     } else if (a == "--val-size") {
-      f.val_size = std::max(24, ParsePositive(a, next()));
+      f.val_size = std::max(24, static_cast<int>(p.Int(1, kMax)));
     } else {
       Usage(("unknown argument " + a).c_str());
     }
