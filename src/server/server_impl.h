@@ -6,6 +6,10 @@
 //   apply_loop.cc    the apply thread (committed entries into the backend)
 //   proposals.cc     Propose and the quota check (any thread)
 //   reads.cc         linearizable reads (the read thread)
+// and the types it keeps its concepts in (each with a unit test):
+//   wait_registry.h  proposal waiters by request ID (etcd pkg/wait)
+//   applied_index.h  applied/replied index and the waits on it
+//   read_index.h     the linearizable-read queue (ReadIndex batches)
 //   housekeeping.cc  timeouts, lease expiry, publish, auto compaction
 //   membership.cc    member add/remove/update/promote, safety checks
 //   peers.cc         the PeerHandler side (raft messages, forwarded calls),
