@@ -32,7 +32,7 @@ std::vector<std::string> ToVector(const google::protobuf::RepeatedPtrField<std::
 // Apply loop.
 
 void EtcdServer::Impl::ApplyLoop() {
-  apply_thread_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  applied_.SetPublisherThread(std::this_thread::get_id());
   while (true) {
     raftpb::Snapshot snapshot;
     std::vector<raftpb::Entry> batch;
@@ -58,23 +58,7 @@ void EtcdServer::Impl::ApplyLoop() {
 }
 
 void EtcdServer::Impl::CompleteWaiter(uint64_t id, Outcome o) {
-  Waiter fn;
-  SteadyClock::time_point proposed;
-  {
-    util::MutexLock l(&wait_mu_);
-    auto it = waiters_.find(id);
-    if (it == waiters_.end()) return;
-    fn = std::move(it->second.fn);
-    proposed = it->second.proposed;
-    waiters_.erase(it);
-  }
-  metrics_.proposals_pending.fetch_sub(1, std::memory_order_relaxed);
-  if (!o.status.ok()) metrics_.proposals_failed.fetch_add(1, std::memory_order_relaxed);
-  if (o.revision != 0) {
-    metrics_.stage_propose_to_reply.Observe(
-        std::chrono::duration<double>(SteadyClock::now() - proposed).count());
-  }
-  std::move(fn)(std::move(o));
+  waits_->Complete(id, std::move(o));
 }
 
 void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
@@ -164,11 +148,11 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
   // consistent index written above. The commit's fdatasync then runs while
   // the clients prepare their next requests and the raft loop persists
   // them. Until the commit publishes the batch, local reads wait on
-  // replied_index_ (AwaitRepliedWrites) so a client reads its own write;
-  // linearizable reads wait for applied_index_ anyway.
+  // the replied index (AwaitRepliedWrites) so a client reads its own write;
+  // linearizable reads wait for the applied index anyway.
   const auto tr = SteadyClock::now();
   metrics_.stage_apply.Observe(std::chrono::duration<double>(tr - t0).count());
-  if (!done.empty()) replied_index_.store(last_index, std::memory_order_release);
+  if (!done.empty()) applied_.PublishReplied(last_index);
   for (auto& [id, o] : done) CompleteWaiter(id, std::move(o));
   done.clear();
   CPPETCD_CRASH_POINT("apply_before_commit");
@@ -185,12 +169,7 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
       std::chrono::duration<double>(SteadyClock::now() - tr).count());
   store_->OnCommit();
   CPPETCD_CRASH_POINT("apply_after_commit");
-  {
-    util::MutexLock l(&applied_mu_);
-    if (last_index > applied_index_) applied_index_ = last_index;
-    applied_index_atomic_ = applied_index_;
-    applied_cv_.SignalAll();
-  }
+  applied_.Publish(last_index);
   metrics_.proposals_applied.store(last_index, std::memory_order_relaxed);
   if (SteadyClock::now() - t0 > milliseconds(100)) {
     metrics_.slow_applies.fetch_add(1, std::memory_order_relaxed);

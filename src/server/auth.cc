@@ -60,18 +60,9 @@ absl::Status EtcdServer::Impl::OpenAuthStore() {
 }
 
 bool EtcdServer::Impl::WaitApplied(uint64_t index, milliseconds timeout) {
-  util::MutexLock l(&applied_mu_);
-  if (std::this_thread::get_id() == apply_thread_id_.load(std::memory_order_relaxed)) {
-    // A waiter's callback on the apply thread runs before its batch
-    // commits (ApplyBatch): waiting here would stall that commit. Entries of
-    // the batch being answered are applied in memory already.
-    return applied_index_ >= index || replied_index_.load(std::memory_order_relaxed) >= index;
-  }
-  return applied_cv_.WaitFor(&applied_mu_, timeout,
-                             [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(applied_mu_) {
-                               return applied_index_ >= index || Stopping();
-                             }) &&
-         applied_index_ >= index;
+  // On the apply thread (a waiter's callback, before its batch commits)
+  // this does not wait: see AppliedIndex::WaitFor.
+  return applied_.WaitFor(index, timeout);
 }
 
 absl::StatusOr<auth::AuthInfo> EtcdServer::Impl::CallerAuthInfo(

@@ -59,7 +59,10 @@ EtcdServer::Impl::Impl(ServerConfig cfg)
       lg_(cfg_.logger),
       clock_(cfg_.clock != nullptr ? cfg_.clock : util::SystemClock::Get()),
       env_(cfg_.env != nullptr ? cfg_.env : util::Env::Default()),
-      transport_(cfg_.transport != nullptr ? cfg_.transport : std::make_shared<NoopTransport>()) {
+      transport_(cfg_.transport != nullptr ? cfg_.transport : std::make_shared<NoopTransport>()),
+      waits_(std::make_unique<WaitRegistry>(WaitRegistry::Options{
+          clock_, cfg_.request_timeout, cfg_.max_pending_proposals, &metrics_})),
+      reads_(std::make_unique<ReadIndexQueue>(cfg_.max_pending_reads)) {
   raft_logger_ = lg_.WithComponent("raft");
 }
 
@@ -530,11 +533,7 @@ absl::Status EtcdServer::Impl::Start() {
         "backend consistent index ", consistent_index_, " is behind the raft snapshot at ",
         snapshot_index_, "; the backend was lost"));
   }
-  {
-    util::MutexLock l(&applied_mu_);
-    applied_index_ = std::max(consistent_index_, snapshot_index_);
-    applied_index_atomic_ = applied_index_;
-  }
+  applied_.Publish(std::max(consistent_index_, snapshot_index_));
   idgen_ = std::make_unique<IdGenerator>(member_id_, clock_->WallMillis());
   transport_->SetHandler(this);
   transport_->SetUnreachableCallback([this](uint64_t id) {
@@ -582,6 +581,7 @@ void EtcdServer::Impl::Stop(bool graceful) {
   if (!started_.load() || stopped_.exchange(true)) return;
   if (graceful && !stop_requested_.load()) TransferLeadershipOnStop();
   stopping_ = true;
+  applied_.Stop();  // the waits on the applied index end (they did on stopping_)
   StopMaintenance();  // waits for a running defragmentation
   {
     util::MutexLock l(&hk_mu_);
@@ -589,15 +589,7 @@ void EtcdServer::Impl::Stop(bool graceful) {
     hk_cv_.Signal();
   }
   if (hk_thread_.joinable()) hk_thread_.join();
-  {
-    util::MutexLock l(&read_mu_);
-    read_stop_ = true;
-    read_cv_.SignalAll();
-  }
-  {
-    util::MutexLock l(&applied_mu_);
-    applied_cv_.SignalAll();
-  }
+  reads_->Stop();
   if (read_thread_.joinable()) read_thread_.join();
   {
     util::MutexLock l(&raft_mu_);
@@ -624,18 +616,7 @@ void EtcdServer::Impl::Stop(bool graceful) {
   if (apply_thread_.joinable()) apply_thread_.join();
 
   // Whatever still waits will never complete.
-  absl::flat_hash_map<uint64_t, WaitEntry> waiters;
-  std::vector<PhysicalWait> physical;
-  {
-    util::MutexLock l(&wait_mu_);
-    waiters.swap(waiters_);
-    physical.swap(physical_waits_);
-  }
-  for (auto& [id, w] : waiters) {
-    metrics_.proposals_pending.fetch_sub(1, std::memory_order_relaxed);
-    std::move(w.fn)(Outcome{ErrStopped(), {}, std::nullopt});
-  }
-  for (auto& p : physical) std::move(p.fn)(ErrStopped());
+  waits_->FailAll();
 
   if (lessor_) lessor_->Demote();
   if (graceful) {

@@ -216,13 +216,12 @@ void EtcdServer::Compact(const auth::Credentials& caller,
     impl->FillHeaderImpl(resp.mutable_header(), resp.header().revision() == 0);
     if (!physical || !o.result.compaction_done.has_value()) return std::move(done)(std::move(resp));
     // Wait for the physical compaction off the apply thread.
-    util::MutexLock l(&impl->wait_mu_);
-    impl->physical_waits_.push_back(Impl::PhysicalWait{
+    impl->waits_->AddPhysicalWait(
         *o.result.compaction_done,
         [resp = std::move(resp), done = std::move(done)](absl::Status s) mutable {
           if (!s.ok()) return std::move(done)(std::move(s));
           std::move(done)(std::move(resp));
-        }});
+        });
   });
 }
 
@@ -357,7 +356,7 @@ void EtcdServer::Status(const etcdserverpb::StatusRequest&,
   resp.set_leader(impl->lead_.load());
   resp.set_raftindex(impl->commit_index_.load());
   resp.set_raftterm(impl->term_.load());
-  resp.set_raftappliedindex(impl->applied_index_atomic_.load());
+  resp.set_raftappliedindex(impl->applied_.applied());
   {
     util::MutexLock l(&impl->members_mu_);
     auto it = impl->members_.find(impl->member_id_.load());

@@ -59,34 +59,10 @@ void EtcdServer::Impl::HousekeepingLoop() {
     for (auto& fn : due) fn();
     if (stop) break;
     const auto now = SteadyClock::now();
-    // Proposal timeouts.
-    std::vector<Waiter> expired;
-    std::vector<PhysicalWait> finished;
-    {
-      util::MutexLock l(&wait_mu_);
-      for (auto it = waiters_.begin(); it != waiters_.end();) {
-        if (it->second.deadline <= now) {
-          expired.push_back(std::move(it->second.fn));
-          waiters_.erase(it++);
-        } else {
-          ++it;
-        }
-      }
-      for (auto it = physical_waits_.begin(); it != physical_waits_.end();) {
-        if (it->future.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-          finished.push_back(std::move(*it));
-          it = physical_waits_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-    }
-    for (auto& fn : expired) {
-      metrics_.proposals_pending.fetch_sub(1, std::memory_order_relaxed);
-      metrics_.proposals_failed.fetch_add(1, std::memory_order_relaxed);
-      std::move(fn)(Outcome{ErrTimeout(), {}, std::nullopt});
-    }
-    for (auto& p : finished) std::move(p.fn)(p.future.get());
+    // Proposal timeouts (on the injected clock) and finished physical
+    // compactions.
+    waits_->ExpireDue(clock_->Now());
+    waits_->PollPhysical();
 
     if (!initial_advance_done_) MaybeAdvanceInitialTicks();
     if (!publish_done_.load() && !publish_in_flight_) Publish();

@@ -118,12 +118,7 @@ void EtcdServer::Impl::ProposeConfChange(raftpb::ConfChange cc, Waiter w) {
   if (Stopping()) return std::move(w)(Outcome{ErrStopped(), {}, std::nullopt});
   const uint64_t id = idgen_->Next();
   cc.set_id(id);
-  {
-    util::MutexLock l(&wait_mu_);
-    const auto now = SteadyClock::now();
-    waiters_[id] = WaitEntry{std::move(w), now + cfg_.request_timeout, now};
-  }
-  metrics_.proposals_pending.fetch_add(1, std::memory_order_relaxed);
+  if (!waits_->Register(id, std::move(w), WaitRegistry::Bound::kExempt).ok()) return;
   bool posted = false;
   {
     util::MutexLock l(&raft_mu_);

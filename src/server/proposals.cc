@@ -20,7 +20,7 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
     std::move(w)(Outcome{ErrStopped(), {}, std::nullopt});
     return;
   }
-  if (commit_index_.load() > applied_index_atomic_.load() + kMaxGapBetweenApplyAndCommit) {
+  if (commit_index_.load() > applied_.applied() + kMaxGapBetweenApplyAndCommit) {
     std::move(w)(Outcome{ErrTooManyRequests(), {}, std::nullopt});
     return;
   }
@@ -31,24 +31,8 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
     std::move(w)(Outcome{ErrRequestTooLarge(), {}, std::nullopt});
     return;
   }
-  {
-    util::MutexLock l(&wait_mu_);
-    // Every waiter holds a callback (and through it the caller's response
-    // buffer) until its entry applies: bounded, so that a flood while raft
-    // cannot commit (no leader, slow disk) fails fast instead of growing.
-    if (waiters_.size() >= cfg_.max_pending_proposals) {
-      l.Unlock();
-      std::move(w)(Outcome{ErrTooManyRequests(), {}, std::nullopt});
-      return;
-    }
-    const auto now = SteadyClock::now();
-    waiters_[id] = WaitEntry{std::move(w), now + cfg_.request_timeout, now};
-    const auto held = static_cast<int64_t>(waiters_.size());
-    if (held > metrics_.proposals_pending_peak.load(std::memory_order_relaxed)) {
-      metrics_.proposals_pending_peak.store(held, std::memory_order_relaxed);
-    }
-  }
-  metrics_.proposals_pending.fetch_add(1, std::memory_order_relaxed);
+  // At most cfg_.max_pending_proposals waiters (ErrTooManyRequests).
+  if (!waits_->Register(id, std::move(w)).ok()) return;  // `w` has run
   bool raft_gone = false;
   bool queue_full = false;
   {

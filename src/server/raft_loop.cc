@@ -170,15 +170,7 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
       lessor_->Demote();
     }
   }
-  if (!rd.read_states.empty()) {
-    util::MutexLock l(&read_mu_);
-    for (const auto& rs : rd.read_states) {
-      if (rs.request_ctx == current_read_ctx_) {
-        read_index_result_ = rs.index;
-        read_cv_.SignalAll();
-      }
-    }
-  }
+  for (const auto& rs : rd.read_states) reads_->OnReadState(rs.request_ctx, rs.index);
 
   CPPETCD_CRASH_POINT("raft_before_save_snapshot");
   if (!raft::IsEmptySnapshot(rd.snapshot)) {

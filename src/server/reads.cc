@@ -5,15 +5,11 @@
 
 #include <algorithm>
 
-#include "cppetcd/util/error.h"
-
 namespace cppetcd::server {
 namespace {
 
 // A ReadIndex request without an answer is sent again after this long.
 constexpr milliseconds kReadIndexRetry{500};
-
-std::string EncodeReadContext(uint64_t v) { return storage::EncodeBigEndian64(v); }
 
 }  // namespace
 
@@ -33,68 +29,34 @@ void EtcdServer::Impl::FillHeaderImpl(etcdserverpb::ResponseHeader* h, bool set_
 
 void EtcdServer::Impl::AwaitRepliedWrites() const {
   // A waiter's callback runs on the apply thread, before the commit it
-  // would wait for: what it reads is its own batch's past anyway.
-  if (std::this_thread::get_id() == apply_thread_id_.load(std::memory_order_relaxed)) return;
-  const uint64_t replied = replied_index_.load(std::memory_order_acquire);
-  if (applied_index_atomic_.load(std::memory_order_acquire) >= replied) return;
-  util::MutexLock l(&applied_mu_);
-  applied_cv_.WaitFor(&applied_mu_, cfg_.request_timeout,
-                      [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(applied_mu_) {
-                        return applied_index_ >= replied || Stopping();
-                      });
+  // would wait for: what it reads is its own batch's past anyway, so the
+  // apply thread does not wait (AppliedIndex::AwaitReplied).
+  applied_.AwaitReplied(cfg_.request_timeout);
 }
 
-void EtcdServer::Impl::EnqueueLinearizableRead(ReadFn fn) {
-  {
-    util::MutexLock l(&read_mu_);
-    if (!read_stop_) {
-      if (pending_reads_.size() >= cfg_.max_pending_reads) {
-        l.Unlock();
-        std::move(fn)(ErrTooManyRequests());
-        return;
-      }
-      pending_reads_.push_back(std::move(fn));
-      read_cv_.SignalAll();
-      return;
-    }
-  }
-  std::move(fn)(ErrStopped());
-}
+void EtcdServer::Impl::EnqueueLinearizableRead(ReadFn fn) { reads_->Enqueue(std::move(fn)); }
 
 void EtcdServer::Impl::ReadLoop() {
   // etcd linearizableReadLoop: every read queued while the previous ReadIndex
-  // round ran shares the next one.
-  while (true) {
-    std::vector<ReadFn> batch;
-    std::string ctx;
-    {
-      util::MutexLock l(&read_mu_);
-      while (!read_stop_ && pending_reads_.empty()) read_cv_.Wait(&read_mu_);
-      if (read_stop_) break;
-      batch.swap(pending_reads_);
-      ctx = EncodeReadContext(++read_ctx_counter_);
-      current_read_ctx_ = ctx;
-      read_index_result_.reset();
-    }
-    const auto deadline = SteadyClock::now() + cfg_.request_timeout;
+  // round ran shares the next one. The deadline is on the injected clock;
+  // the waits are real time, at most kReadIndexRetry each, and a batch gets
+  // at most request_timeout / kReadIndexRetry + 1 ReadIndex requests.
+  const int max_attempts = static_cast<int>(cfg_.request_timeout / kReadIndexRetry) + 1;
+  while (std::optional<ReadIndexQueue::Batch> batch = reads_->WaitBatch()) {
+    const std::string ctx = batch->ctx;
+    const auto deadline = clock_->Now() + cfg_.request_timeout;
     absl::Status status;
     std::optional<uint64_t> index;
-    while (true) {
+    for (int attempt = 1;; ++attempt) {
       PostRaftTask([this, ctx] { node_->ReadIndex(ctx); });
-      util::MutexLock l(&read_mu_);
-      const auto retry_at = std::min(deadline, SteadyClock::now() + kReadIndexRetry);
-      while (!read_stop_ && !read_index_result_.has_value() && SteadyClock::now() < retry_at) {
-        read_cv_.WaitUntil(&read_mu_, retry_at);
-      }
-      if (read_index_result_.has_value()) {
-        index = read_index_result_;
-        break;
-      }
-      if (read_stop_) {
+      const auto left = std::max<std::chrono::nanoseconds>(deadline - clock_->Now(), {});
+      index = reads_->WaitIndex(std::min<std::chrono::nanoseconds>(left, kReadIndexRetry));
+      if (index.has_value()) break;
+      if (reads_->stopped()) {
         status = ErrStopped();
         break;
       }
-      if (SteadyClock::now() >= deadline) {
+      if (clock_->Now() >= deadline || attempt >= max_attempts) {
         status = ErrTimeout();
         break;
       }
@@ -103,22 +65,14 @@ void EtcdServer::Impl::ReadLoop() {
                 {"retry-timeout", DurationString(kReadIndexRetry)}});
     }
     if (index.has_value()) {
-      util::MutexLock l(&applied_mu_);
-      while (applied_index_ < *index && !Stopping() && SteadyClock::now() < deadline) {
-        applied_cv_.WaitUntil(&applied_mu_, deadline);
+      const auto left = std::max<std::chrono::nanoseconds>(deadline - clock_->Now(), {});
+      if (!applied_.WaitFor(*index, left)) {
+        status = applied_.stopped() ? ErrStopped() : ErrTimeout();
       }
-      if (applied_index_ < *index) status = Stopping() ? ErrStopped() : ErrTimeout();
     }
-    // Each caller gets its own Status object: a shared error rep's refcount
-    // would be touched from many threads inside uninstrumented abseil code.
-    for (auto& fn : batch) std::move(fn)(util::CopyStatus(status));
+    std::move(*batch).Finish(status);
   }
-  std::vector<ReadFn> rest;
-  {
-    util::MutexLock l(&read_mu_);
-    rest.swap(pending_reads_);
-  }
-  for (auto& fn : rest) std::move(fn)(ErrStopped());
+  reads_->FailPending();  // ErrStopped
 }
 
 }  // namespace cppetcd::server

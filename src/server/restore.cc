@@ -58,16 +58,11 @@ void EtcdServer::Impl::InstallSnapshot(const raftpb::Snapshot& snap) {
   SyncTransportPeers();
   snapshot_index_ = index;
   snapshot_term_ = snap.metadata().term();
-  {
-    util::MutexLock l(&applied_mu_);
-    applied_index_ = std::max({applied_index_, consistent_index_, index});
-    applied_index_atomic_ = applied_index_;
-    applied_cv_.SignalAll();
-  }
-  metrics_.proposals_applied.store(applied_index_atomic_.load(), std::memory_order_relaxed);
+  applied_.Publish(std::max(consistent_index_, index));
+  metrics_.proposals_applied.store(applied_.applied(), std::memory_order_relaxed);
   (void)env_->RemoveFile(path);
   lg_.Info("applied snapshot",
-           {{"applied-index", applied_index_atomic_.load()},
+           {{"applied-index", applied_.applied()},
             {"incoming-leader-snapshot-index", index},
             {"took", DurationString(std::chrono::duration_cast<milliseconds>(
                          SteadyClock::now() - t0))}});

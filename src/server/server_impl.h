@@ -6,6 +6,10 @@
 //   apply_loop.cc    the apply thread (committed entries into the backend)
 //   proposals.cc     Propose and the quota check (any thread)
 //   reads.cc         linearizable reads (the read thread)
+// and the types it keeps its concepts in (each with a unit test):
+//   wait_registry.h  proposal waiters by request ID (etcd pkg/wait)
+//   applied_index.h  applied/replied index and the waits on it
+//   read_index.h     the linearizable-read queue (ReadIndex batches)
 //   housekeeping.cc  timeouts, lease expiry, publish, auto compaction
 //   membership.cc    member add/remove/update/promote, safety checks
 //   peers.cc         the PeerHandler side (raft messages, forwarded calls),
@@ -59,8 +63,11 @@
 #include "cppetcd/util/mutex.h"
 #include "cppetcd/wal/wal.h"
 #include "serverpb/internal.pb.h"
+#include "applied_index.h"
 #include "compactor.h"
 #include "id_generator.h"
+#include "read_index.h"
+#include "wait_registry.h"
 
 namespace cppetcd::server {
 
@@ -130,19 +137,7 @@ inline const char* AlarmName(etcdserverpb::AlarmType t) {
 
 // ---------------------------------------------------------------------------
 
-// The outcome of a proposal as seen by its waiter.
-struct Outcome {
-  absl::Status status;  // ErrStopped/ErrTimeout/... or the request's error
-  ApplyResult result;
-  std::optional<etcdserverpb::AlarmResponse> alarm;
-  // Auth requests (auth.cc): the response message of the request's type.
-  std::shared_ptr<google::protobuf::Message> auth_response;
-  // The store revision right after this entry applied (0: not applied):
-  // the response header's revision when the response carries none. Its
-  // reply may go out before the batch's commit publishes the revision.
-  int64_t revision = 0;
-};
-using Waiter = absl::AnyInvocable<void(Outcome) &&>;
+// Outcome and Waiter: wait_registry.h.
 
 // Locks are util::Mutex (not absl::Mutex): Debian's abseil is not built with
 // TSan, so its mutexes are invisible to the TSan pass. Lock order: none of
@@ -249,10 +244,10 @@ class EtcdServer::Impl final : public PeerHandler {
   bool Stopping() const { return stopping_.load(std::memory_order_acquire); }
 
   // ---- reads
-  using ReadFn = absl::AnyInvocable<void(absl::Status) &&>;
+  using ReadFn = ReadIndexQueue::ReadFn;
   void EnqueueLinearizableRead(ReadFn fn);
   // Blocks until every write whose reply went out is committed and
-  // published in the store (applied_index_ >= replied_index_), at most
+  // published in the store (applied >= replied, applied_index.h), at most
   // request_timeout or until the server stops. Any thread but the apply
   // thread; returns at once in the common case (nothing in flight).
   void AwaitRepliedWrites() const;
@@ -394,40 +389,14 @@ class EtcdServer::Impl final : public PeerHandler {
   uint64_t snapshot_index_ = 0;          // apply thread: index of the last raft snapshot
   uint64_t snapshot_term_ = 0;
 
-  // Applied index, for ReadIndex waits and status.
-  mutable util::Mutex applied_mu_;
-  mutable util::CondVar applied_cv_;
-  uint64_t applied_index_ ABSL_GUARDED_BY(applied_mu_) = 0;
-  std::atomic<uint64_t> applied_index_atomic_{0};
-  // Highest index whose waiters the apply loop completed before its batch's
-  // backend commit (ApplyBatch); applied_index_ catches up at that commit.
-  // Local reads wait for it (AwaitRepliedWrites): a client that got a reply
-  // reads its own write. Written by the apply thread.
-  std::atomic<uint64_t> replied_index_{0};
-  std::atomic<std::thread::id> apply_thread_id_{};  // set by ApplyLoop
-
-  // Proposal waiters by request ID.
-  util::Mutex wait_mu_;
-  struct WaitEntry {
-    Waiter fn;
-    SteadyClock::time_point deadline;
-    SteadyClock::time_point proposed;  // propose_to_reply metric
-  };
-  absl::flat_hash_map<uint64_t, WaitEntry> waiters_ ABSL_GUARDED_BY(wait_mu_);
-  struct PhysicalWait {
-    std::shared_future<absl::Status> future;
-    absl::AnyInvocable<void(absl::Status) &&> fn;
-  };
-  std::vector<PhysicalWait> physical_waits_ ABSL_GUARDED_BY(wait_mu_);
-
-  // Linearizable reads.
-  util::Mutex read_mu_;
-  util::CondVar read_cv_;
-  std::vector<ReadFn> pending_reads_ ABSL_GUARDED_BY(read_mu_);
-  bool read_stop_ ABSL_GUARDED_BY(read_mu_) = false;
-  std::string current_read_ctx_ ABSL_GUARDED_BY(read_mu_);
-  std::optional<uint64_t> read_index_result_ ABSL_GUARDED_BY(read_mu_);
-  uint64_t read_ctx_counter_ = 0;  // read thread
+  // Applied and replied index, for ReadIndex waits, local reads and status
+  // (applied_index.h); the apply thread publishes.
+  AppliedIndex applied_;
+  // Proposal waiters by request ID and physical compaction waits
+  // (wait_registry.h); created in the constructor.
+  std::unique_ptr<WaitRegistry> waits_;
+  // Linearizable reads (read_index.h), served by the read thread (ReadLoop).
+  std::unique_ptr<ReadIndexQueue> reads_;
   std::thread read_thread_;
 
   // Housekeeping.
