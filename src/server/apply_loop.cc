@@ -3,16 +3,13 @@
 // member bucket, alarms the alarm bucket; waiters are completed before the
 // commit (entries are durable in the WAL; see ApplyBatch); a raft snapshot
 // is triggered every snapshot_count entries. Runs on the apply thread;
-// CompleteWaiter and ListAlarms are called from any thread.
+// CompleteWaiter is called from any thread.
 #include "server_impl.h"
 
-#include "absl/strings/str_format.h"
 #include "crash_point.h"
 
 namespace cppetcd::server {
 namespace {
-
-std::string MemberKey(uint64_t id) { return absl::StrFormat("%016x", id); }
 
 // Errors of an apply step that come from this member's storage (I/O,
 // corruption, a full map: ResourceExhausted) rather than from the entry.
@@ -93,10 +90,8 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
           cc.Clear();
           cc.set_node_id(raft::kNone);
         } else if (!already_applied) {
-          verdict = ValidateConfChange(cc);
-          if (verdict.ok()) {
-            ApplyConfChange(btx, cc);
-          } else {
+          verdict = ApplyConfChange(btx, cc);
+          if (!verdict.ok()) {
             lg_.Warn("rejected conf change at apply", {{"index", e.index()},
                                                        {"error", verdict.ToString()}});
             cc.set_node_id(raft::kNone);  // raft ignores a change of node 0
@@ -200,33 +195,25 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
   }
   *has_waiter = req->header().id() != 0;
   if (req->has_member_attributes()) {
-    const auto& ma = req->member_attributes();
-    util::MutexLock l(&members_mu_);
-    auto it = members_.find(ma.member_id());
-    if (it != members_.end()) {
-      it->second.set_name(ma.name());
-      it->second.clear_client_urls();
-      for (const auto& u : ma.client_urls()) it->second.add_client_urls(u);
-      if (auto s = btx->Put(storage::kMembersBucket, MemberKey(ma.member_id()),
-                            it->second.SerializeAsString());
-          !s.ok()) {
-        lg_.Fatal("failed to write member", {{"error", s.ToString()}});
-      }
+    if (auto s = membership_.ApplyAttributes(btx, req->member_attributes()); !s.ok()) {
+      lg_.Fatal("failed to write member", {{"error", s.status().ToString()}});
     }
     return o;
   }
   if (req->has_alarm()) {
-    o.alarm = ApplyAlarm(btx, req->alarm());
+    auto resp = alarm_store_.Apply(btx, req->alarm());
+    if (!resp.ok()) lg_.Fatal("failed to write alarm", {{"error", resp.status().ToString()}});
+    o.alarm = std::move(*resp);
     return o;
   }
   if (ApplyAuthRequest(btx, e, *req, &o)) return o;
   if (o.status = CheckAtApply(*req); !o.status.ok()) return o;
-  if (nospace_.load() && GrowsBackend(*req)) {
+  if (alarm_store_.NoSpace() && GrowsBackend(*req)) {
     o.status = ErrNoSpace();
     return o;
   }
   // etcd applierV3Corrupt: every write fails while CORRUPT is active.
-  if (corrupt_.load() && (req->has_put() || req->has_delete_range() || req->has_txn() ||
+  if (alarm_store_.Corrupt() && (req->has_put() || req->has_delete_range() || req->has_txn() ||
                           req->has_compaction() || req->has_lease_grant() ||
                           req->has_lease_revoke())) {
     o.status = ErrCorrupt();
@@ -254,146 +241,51 @@ Outcome EtcdServer::Impl::ApplyNormal(storage::WriteTxn* btx, const raftpb::Entr
   return o;
 }
 
-void EtcdServer::Impl::ApplyConfChange(storage::WriteTxn* btx, const raftpb::ConfChange& cc) {
+absl::Status EtcdServer::Impl::ApplyConfChange(storage::WriteTxn* btx,
+                                               const raftpb::ConfChange& cc) {
   const uint64_t self = member_id_.load();
-  std::optional<std::pair<uint64_t, std::vector<std::string>>> peer_update;
-  bool removed_self = false;
-  {
-    util::MutexLock l(&members_mu_);
-    switch (cc.type()) {
-      case raftpb::ConfChangeAddNode:
-      case raftpb::ConfChangeAddLearnerNode:
-      case raftpb::ConfChangeUpdateNode: {
-        serverpb::MemberRecord m;
-        if (cc.context().empty() || !m.ParseFromString(cc.context())) break;
-        if (m.id() == 0) m.set_id(cc.node_id());
-        auto it = members_.find(m.id());
-        if (it != members_.end()) {
-          // Keep published attributes; update raft attributes.
-          if (m.name().empty()) m.set_name(it->second.name());
-          if (m.client_urls_size() == 0) *m.mutable_client_urls() = it->second.client_urls();
-        }
-        m.set_is_learner(cc.type() == raftpb::ConfChangeAddLearnerNode ||
-                         (cc.type() == raftpb::ConfChangeUpdateNode && it != members_.end() &&
-                          it->second.is_learner()));
-        if (auto s = btx->Put(storage::kMembersBucket, MemberKey(m.id()), m.SerializeAsString());
-            !s.ok()) {
-          lg_.Fatal("failed to write member", {{"error", s.ToString()}});
-        }
-        if (it == members_.end()) {
-          lg_.Info("added member", {{"cluster-id", util::IdToHex(cluster_id_)},
-                                    {"local-member-id", util::IdToHex(self)},
-                                    {"added-peer-id", util::IdToHex(m.id())},
-                                    {"added-peer-peer-urls", ToVector(m.peer_urls())},
-                                    {"added-peer-is-learner", m.is_learner()}});
-        } else if (cc.type() == raftpb::ConfChangeUpdateNode) {
-          lg_.Info("updated member", {{"cluster-id", util::IdToHex(cluster_id_)},
-                                      {"local-member-id", util::IdToHex(self)},
-                                      {"updated-remote-peer-id", util::IdToHex(m.id())},
-                                      {"updated-remote-peer-urls", ToVector(m.peer_urls())}});
-        } else if (it->second.is_learner() && !m.is_learner()) {
-          lg_.Info("promote member", {{"cluster-id", util::IdToHex(cluster_id_)},
-                                      {"local-member-id", util::IdToHex(self)},
-                                      {"promoted-member-id", util::IdToHex(m.id())}});
-        }
-        if (m.id() != self) peer_update.emplace(m.id(), ToVector(m.peer_urls()));
-        if (m.id() == self) self_learner_ = m.is_learner();
-        members_[m.id()] = std::move(m);
-        break;
-      }
-      case raftpb::ConfChangeRemoveNode: {
-        // Fixed-width keys: only a storage fault fails these.
-        absl::Status ws = btx->Delete(storage::kMembersBucket, MemberKey(cc.node_id()));
-        if (ws.ok()) ws = btx->Put(storage::kMembersRemovedBucket, MemberKey(cc.node_id()), "removed");
-        if (!ws.ok()) lg_.Fatal("failed to write member", {{"error", ws.ToString()}});
-        members_.erase(cc.node_id());
-        removed_.insert(cc.node_id());
-        lg_.Info("removed member", {{"cluster-id", util::IdToHex(cluster_id_)},
-                                    {"local-member-id", util::IdToHex(self)},
-                                    {"removed-remote-peer-id", util::IdToHex(cc.node_id())}});
-        removed_self = cc.node_id() == self;
-        break;
-      }
-      default:
-        break;
-    }
-  }
-  if (peer_update.has_value()) {
-    transport_->AddPeer(peer_update->first, peer_update->second);
-    transport_peers_.insert(peer_update->first);
-  } else if (cc.type() == raftpb::ConfChangeRemoveNode && !removed_self) {
-    transport_->RemovePeer(cc.node_id());
-    transport_peers_.erase(cc.node_id());
-  }
-  if (removed_self) RequestSelfStop("the member has been permanently removed from the cluster");
-}
-
-etcdserverpb::AlarmResponse EtcdServer::Impl::ApplyAlarm(storage::WriteTxn* btx,
-                                                          const etcdserverpb::AlarmRequest& ar) {
-  etcdserverpb::AlarmResponse resp;
-  etcdserverpb::AlarmMember am;
-  am.set_memberid(ar.memberid());
-  am.set_alarm(ar.alarm());
-  const std::string key = am.SerializeAsString();
-  util::MutexLock l(&alarm_mu_);
-  switch (ar.action()) {
-    case etcdserverpb::AlarmRequest::GET:
-      for (const auto& [m, t] : alarms_) {
-        if (ar.alarm() != etcdserverpb::NONE && t != ar.alarm()) continue;
-        auto* a = resp.add_alarms();
-        a->set_memberid(m);
-        a->set_alarm(static_cast<etcdserverpb::AlarmType>(t));
-      }
+  auto r = membership_.ApplyConfChange(btx, cc);
+  if (!r.ok()) lg_.Fatal("failed to write member", {{"error", r.status().ToString()}});
+  const serverpb::MemberRecord& m = r->member;
+  using Kind = ConfChangeResult::Kind;
+  switch (r->kind) {
+    case Kind::kNone:
+      return r->verdict;
+    case Kind::kAdded:
+      lg_.Info("added member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                {"local-member-id", util::IdToHex(self)},
+                                {"added-peer-id", util::IdToHex(m.id())},
+                                {"added-peer-peer-urls", ToVector(m.peer_urls())},
+                                {"added-peer-is-learner", m.is_learner()}});
       break;
-    case etcdserverpb::AlarmRequest::ACTIVATE: {
-      if (ar.alarm() == etcdserverpb::NONE) break;
-      if (!alarms_.insert({ar.memberid(), static_cast<int>(ar.alarm())}).second) break;
-      if (auto s = btx->Put(storage::kAlarmBucket, key, ""); !s.ok()) {
-        lg_.Fatal("failed to write alarm", {{"error", s.ToString()}});
-      }
-      *resp.add_alarms() = am;
-      if (ar.alarm() == etcdserverpb::NOSPACE) nospace_ = true;
-      if (ar.alarm() == etcdserverpb::CORRUPT) corrupt_ = true;
-      lg_.Warn("alarm raised", {{"alarm", AlarmName(ar.alarm())},
-                                {"from", util::IdToHex(ar.memberid())}});
+    case Kind::kUpdated:
+      lg_.Info("updated member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                  {"local-member-id", util::IdToHex(self)},
+                                  {"updated-remote-peer-id", util::IdToHex(m.id())},
+                                  {"updated-remote-peer-urls", ToVector(m.peer_urls())}});
       break;
-    }
-    case etcdserverpb::AlarmRequest::DEACTIVATE: {
-      if (alarms_.erase({ar.memberid(), static_cast<int>(ar.alarm())}) == 0) break;
-      if (auto s = btx->Delete(storage::kAlarmBucket, key); !s.ok()) {
-        lg_.Fatal("failed to delete alarm", {{"error", s.ToString()}});
-      }
-      *resp.add_alarms() = am;
-      bool any_nospace = false;
-      bool any_corrupt = false;
-      for (const auto& [m, t] : alarms_) {
-        any_nospace |= t == etcdserverpb::NOSPACE;
-        any_corrupt |= t == etcdserverpb::CORRUPT;
-      }
-      nospace_ = any_nospace;
-      corrupt_ = any_corrupt;
-      lg_.Warn("alarm disarmed", {{"alarm", AlarmName(ar.alarm())},
-                                  {"from", util::IdToHex(ar.memberid())}});
+    case Kind::kPromoted:
+      lg_.Info("promote member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                  {"local-member-id", util::IdToHex(self)},
+                                  {"promoted-member-id", util::IdToHex(m.id())}});
       break;
-    }
-    default:
-      break;
+    case Kind::kRemoved:
+      lg_.Info("removed member", {{"cluster-id", util::IdToHex(cluster_id_)},
+                                  {"local-member-id", util::IdToHex(self)},
+                                  {"removed-remote-peer-id", util::IdToHex(m.id())}});
+      if (m.id() == self) {
+        RequestSelfStop("the member has been permanently removed from the cluster");
+      } else {
+        transport_->RemovePeer(m.id());
+        transport_peers_.erase(m.id());
+      }
+      return r->verdict;
   }
-  return resp;
-}
-
-std::vector<etcdserverpb::AlarmMember> EtcdServer::Impl::ListAlarms(
-    etcdserverpb::AlarmType type) const {
-  std::vector<etcdserverpb::AlarmMember> out;
-  util::MutexLock l(&alarm_mu_);
-  for (const auto& [m, t] : alarms_) {
-    if (type != etcdserverpb::NONE && t != type) continue;
-    etcdserverpb::AlarmMember a;
-    a.set_memberid(m);
-    a.set_alarm(static_cast<etcdserverpb::AlarmType>(t));
-    out.push_back(a);
+  if (m.id() != self) {
+    transport_->AddPeer(m.id(), ToVector(m.peer_urls()));
+    transport_peers_.insert(m.id());
   }
-  return out;
+  return r->verdict;
 }
 
 }  // namespace cppetcd::server

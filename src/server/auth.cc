@@ -234,7 +234,7 @@ bool EtcdServer::Impl::ApplyAuthRequest(storage::WriteTxn* btx, const raftpb::En
 template <class Resp>
 void EtcdServer::Impl::ProposeAuth(const auth::Credentials& caller,
                                    serverpb::InternalRaftRequest r, Done<Resp> done) {
-  if (self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (Stopping()) return std::move(done)(ErrStopped());
   if (auto s = StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
   Propose(std::move(r), [this, done = std::move(done)](Outcome o) mutable {
@@ -301,7 +301,7 @@ absl::Status EtcdServer::AuthorizeRange(const auth::Credentials& caller, const s
 void EtcdServer::Authenticate(const auth::Credentials& /*caller: anybody may*/,
                               const etcdserverpb::AuthenticateRequest& req,
                               Done<etcdserverpb::AuthenticateResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   impl_->AuthenticateAttempt(req, kAuthenticateAttempts, std::move(done));
 }

@@ -84,6 +84,7 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Create(ServerConfig conf
   auto impl = std::make_unique<Impl>(std::move(config));
   const ServerConfig& c = impl->cfg_;
   std::vector<uint64_t> ids;
+  std::vector<serverpb::MemberRecord> initial_members;
   for (const auto& [name, urls] : c.initial_cluster) {
     serverpb::MemberRecord m;
     m.set_id(ComputeMemberId(urls, c.initial_cluster_token));
@@ -100,8 +101,9 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Create(ServerConfig conf
       impl->member_id_ = m.id();
       impl->peer_urls_.assign(m.peer_urls().begin(), m.peer_urls().end());
     }
-    impl->initial_members_.push_back(std::move(m));
+    initial_members.push_back(std::move(m));
   }
+  impl->membership_.SetInitialMembers(std::move(initial_members));
   impl->cluster_id_ = ComputeClusterId(ids);
   if (!c.initial_advertise_peer_urls.empty()) {
     std::vector<std::string> adv = c.initial_advertise_peer_urls;
@@ -204,7 +206,7 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
     // leader sends it the log (or a snapshot) including its own addition.
     if (join) return absl::OkStatus();
     std::vector<raft::Peer> peers;
-    for (const auto& m : initial_members_) {
+    for (const auto& m : membership_.InitialMembers()) {
       peers.push_back(raft::Peer{m.id(), m.SerializeAsString()});
     }
     if (auto s = node_->Bootstrap(peers); !s.ok()) return s;
@@ -270,8 +272,9 @@ absl::Status EtcdServer::Impl::JoinExistingCluster(serverpb::WalMetadata* md) {
   // etcd GetClusterFromRemotePeers + ValidateClusterAndAssignIDs: ask the
   // other members listed in --initial-cluster for the cluster, check that it
   // has exactly the members listed (by peer URLs) and take its IDs.
+  const std::vector<serverpb::MemberRecord> initial_members = membership_.InitialMembers();
   std::vector<std::string> urls;
-  for (const auto& m : initial_members_) {
+  for (const auto& m : initial_members) {
     if (m.id() == member_id_.load()) continue;
     for (const auto& u : m.peer_urls()) urls.push_back(u);
   }
@@ -284,13 +287,13 @@ absl::Status EtcdServer::Impl::JoinExistingCluster(serverpb::WalMetadata* md) {
     return absl::UnavailableError(absl::StrCat(
         "cannot fetch cluster info from peer urls: ", std::string(info.status().message())));
   }
-  if (static_cast<size_t>(info->members_size()) != initial_members_.size()) {
+  if (static_cast<size_t>(info->members_size()) != initial_members.size()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "error validating peerURLs: member count is unequal (local ", initial_members_.size(),
+        "error validating peerURLs: member count is unequal (local ", initial_members.size(),
         ", remote ", info->members_size(), ")"));
   }
   std::vector<serverpb::MemberRecord> assigned;
-  for (const auto& local : initial_members_) {
+  for (const auto& local : initial_members) {
     std::vector<std::string> lu(local.peer_urls().begin(), local.peer_urls().end());
     const serverpb::MemberRecord* match = nullptr;
     for (const auto& remote : info->members()) {
@@ -311,7 +314,7 @@ absl::Status EtcdServer::Impl::JoinExistingCluster(serverpb::WalMetadata* md) {
     if (id == member_id_.load()) return ErrMemberRemoved();
   }
   cluster_id_ = info->cluster_id();
-  initial_members_ = std::move(assigned);
+  membership_.SetInitialMembers(std::move(assigned));
   md->set_member_id(member_id_);
   md->set_cluster_id(cluster_id_);
   lg_.Info("joining an existing cluster", {{"cluster-id", util::IdToHex(cluster_id_)},
@@ -397,57 +400,14 @@ absl::Status EtcdServer::Impl::ForceNewCluster(raftpb::HardState* hs,
 absl::Status EtcdServer::Impl::LoadMembersAndAlarms() {
   auto rtx = backend_->BeginRead();
   if (!rtx.ok()) return rtx.status();
-  util::MutexLock l(&members_mu_);
-  members_.clear();
-  removed_.clear();
-  absl::Status bad;
-  auto s = (*rtx)->Scan(storage::kMembersRemovedBucket, "", "",
-                        [&](std::string_view k, std::string_view)
-                            ABSL_EXCLUSIVE_LOCKS_REQUIRED(members_mu_) {
-                          uint64_t id = 0;
-                          if (absl::SimpleHexAtoi(absl::string_view(k.data(), k.size()), &id)) {
-                            removed_.insert(id);
-                          }
-                          return true;
-                        });
-  if (!s.ok()) return s;
-  s = (*rtx)->Scan(storage::kMembersBucket, "", "",
-                   [&](std::string_view, std::string_view v) ABSL_EXCLUSIVE_LOCKS_REQUIRED(members_mu_) {
-    serverpb::MemberRecord m;
-    if (!m.ParseFromArray(v.data(), static_cast<int>(v.size()))) {
-      bad = absl::DataLossError("undecodable member record");
-      return false;
-    }
-    members_[m.id()] = std::move(m);
-    return true;
-  });
-  if (!s.ok()) return s;
-  if (!bad.ok()) return bad;
-  {
-    auto self = members_.find(member_id_.load());
-    self_learner_ = self != members_.end() && self->second.is_learner();
-  }
-  util::MutexLock al(&alarm_mu_);
-  alarms_.clear();
-  nospace_ = false;
-  corrupt_ = false;
-  s = (*rtx)->Scan(storage::kAlarmBucket, "", "",
-                   [&](std::string_view k, std::string_view) ABSL_EXCLUSIVE_LOCKS_REQUIRED(alarm_mu_) {
-    etcdserverpb::AlarmMember am;
-    if (am.ParseFromArray(k.data(), static_cast<int>(k.size()))) {
-      alarms_.insert({am.memberid(), static_cast<int>(am.alarm())});
-      if (am.alarm() == etcdserverpb::NOSPACE) nospace_ = true;
-      if (am.alarm() == etcdserverpb::CORRUPT) corrupt_ = true;
-    }
-    return true;
-  });
-  return s;
+  if (auto s = membership_.Load(rtx->get(), member_id_.load()); !s.ok()) return s;
+  return alarm_store_.Load(rtx->get());
 }
 
 absl::Status EtcdServer::Impl::Start() {
   if (started_.exchange(true)) return absl::FailedPreconditionError("server already started");
   std::vector<std::string> initial_cluster;
-  for (const auto& m : initial_members_) {
+  for (const auto& m : membership_.InitialMembers()) {
     for (const auto& u : m.peer_urls()) initial_cluster.push_back(absl::StrCat(m.name(), "=", u));
   }
   lg_.Info("starting an etcd server",

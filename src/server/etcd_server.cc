@@ -50,7 +50,7 @@ bool EtcdServer::IsReady() const {
   return impl_->ready_;
 }
 
-bool EtcdServer::IsLearner() const { return impl_->self_learner_.load(); }
+bool EtcdServer::IsLearner() const { return impl_->membership_.LocalIsLearner(); }
 bool EtcdServer::StopRequested() const { return impl_->stop_requested_.load(); }
 
 uint64_t EtcdServer::MemberId() const { return impl_->member_id_.load(); }
@@ -79,7 +79,7 @@ template <class Resp, class ReadFn>
 void ServeRange(EtcdServer::Impl* impl, const auth::Credentials& caller,
                 const etcdserverpb::RangeRequest& req, Done<Resp> done, ReadFn read) {
   // etcd 3.4: a learner serves only Status and serializable Range.
-  if (!req.serializable() && impl->self_learner_.load()) {
+  if (!req.serializable() && impl->membership_.LocalIsLearner()) {
     return std::move(done)(ErrNotSupportedForLearner());
   }
   if (impl->Stopping()) return std::move(done)(ErrStopped());
@@ -137,7 +137,7 @@ absl::StatusOr<uint64_t> EtcdServer::EstimateRangeBytes(
 
 void EtcdServer::Put(const auth::Credentials& caller,
                      const etcdserverpb::PutRequest& req, Done<etcdserverpb::PutResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_put() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
@@ -149,7 +149,7 @@ void EtcdServer::Put(const auth::Credentials& caller,
 void EtcdServer::DeleteRange(const auth::Credentials& caller,
                              const etcdserverpb::DeleteRangeRequest& req,
                              Done<etcdserverpb::DeleteRangeResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_delete_range() = req;
   if (auto s = impl_->StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
@@ -159,7 +159,7 @@ void EtcdServer::DeleteRange(const auth::Credentials& caller,
 
 void EtcdServer::Txn(const auth::Credentials& caller,
                      const etcdserverpb::TxnRequest& req, Done<etcdserverpb::TxnResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
   if (Applier::IsTxnReadOnly(req)) {
@@ -203,7 +203,7 @@ void EtcdServer::Txn(const auth::Credentials& caller,
 void EtcdServer::Compact(const auth::Credentials& caller,
                          const etcdserverpb::CompactionRequest& req,
                          Done<etcdserverpb::CompactionResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   serverpb::InternalRaftRequest r;
   *r.mutable_compaction() = req;
@@ -228,7 +228,7 @@ void EtcdServer::Compact(const auth::Credentials& caller,
 void EtcdServer::LeaseGrant(const auth::Credentials& caller,
                             const etcdserverpb::LeaseGrantRequest& req,
                             Done<etcdserverpb::LeaseGrantResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_lease_grant() = req;
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
@@ -247,7 +247,7 @@ void EtcdServer::LeaseGrant(const auth::Credentials& caller,
 void EtcdServer::LeaseRevoke(const auth::Credentials& caller,
                              const etcdserverpb::LeaseRevokeRequest& req,
                              Done<etcdserverpb::LeaseRevokeResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   serverpb::InternalRaftRequest r;
   *r.mutable_lease_revoke() = req;
   if (auto s = impl_->StampCaller(caller, &r); !s.ok()) return std::move(done)(std::move(s));
@@ -256,21 +256,21 @@ void EtcdServer::LeaseRevoke(const auth::Credentials& caller,
 }
 
 void EtcdServer::LeaseRenew(int64_t id, Done<int64_t> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   // The leader's lessor answers; other members forward (etcd 3.4).
   impl_->RouteLeaseRenew(id, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
 }
 
 void EtcdServer::LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
                                  Done<etcdserverpb::LeaseTimeToLiveResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   impl_->RouteLeaseTimeToLive(req, SteadyClock::now() + impl_->cfg_.request_timeout,
                               std::move(done));
 }
 
 void EtcdServer::LeaseLeases(const etcdserverpb::LeaseLeasesRequest&,
                              Done<etcdserverpb::LeaseLeasesResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   etcdserverpb::LeaseLeasesResponse resp;
   impl_->FillHeaderImpl(resp.mutable_header(), true);
@@ -280,48 +280,48 @@ void EtcdServer::LeaseLeases(const etcdserverpb::LeaseLeasesRequest&,
 
 void EtcdServer::MemberList(const etcdserverpb::MemberListRequest&,
                             Done<etcdserverpb::MemberListResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   etcdserverpb::MemberListResponse resp;
   // etcd 3.4's cluster API answers with cluster id, member id and raft term
   // only: no revision (v3rpc ClusterServer.header).
   impl_->FillHeaderImpl(resp.mutable_header(), /*set_revision=*/false);
-  for (auto& m : impl_->MemberListPb()) *resp.add_members() = std::move(m);
+  for (auto& m : impl_->membership_.List()) *resp.add_members() = std::move(m);
   std::move(done)(std::move(resp));
 }
 
 void EtcdServer::MemberAdd(const auth::Credentials& caller,
                            const etcdserverpb::MemberAddRequest& req,
                            Done<etcdserverpb::MemberAddResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (auto s = AuthorizeAdmin(caller); !s.ok()) return std::move(done)(std::move(s));
   impl_->MemberAdd(req, std::move(done));
 }
 void EtcdServer::MemberRemove(const auth::Credentials& caller,
                               const etcdserverpb::MemberRemoveRequest& req,
                               Done<etcdserverpb::MemberRemoveResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (auto s = AuthorizeAdmin(caller); !s.ok()) return std::move(done)(std::move(s));
   impl_->MemberRemove(req, std::move(done));
 }
 void EtcdServer::MemberUpdate(const auth::Credentials& caller,
                               const etcdserverpb::MemberUpdateRequest& req,
                               Done<etcdserverpb::MemberUpdateResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (auto s = AuthorizeAdmin(caller); !s.ok()) return std::move(done)(std::move(s));
   impl_->MemberUpdate(req, std::move(done));
 }
 void EtcdServer::MemberPromote(const auth::Credentials& caller,
                                const etcdserverpb::MemberPromoteRequest& req,
                                Done<etcdserverpb::MemberPromoteResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (auto s = AuthorizeAdmin(caller); !s.ok()) return std::move(done)(std::move(s));
   impl_->RoutePromote(req, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
 }
 
 void EtcdServer::Alarm(const auth::Credentials& caller, const etcdserverpb::AlarmRequest& req,
                        Done<etcdserverpb::AlarmResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   Impl* impl = impl_.get();
   if (impl->Stopping()) return std::move(done)(ErrStopped());
   // etcd 3.4 proposes every Alarm, GET too, with the caller's auth info: an
@@ -331,7 +331,7 @@ void EtcdServer::Alarm(const auth::Credentials& caller, const etcdserverpb::Alar
   if (req.action() == etcdserverpb::AlarmRequest::GET) {
     etcdserverpb::AlarmResponse resp;
     impl->FillHeaderImpl(resp.mutable_header(), true);
-    for (auto& a : impl->ListAlarms(req.alarm())) *resp.add_alarms() = std::move(a);
+    for (auto& a : impl->alarm_store_.List(req.alarm())) *resp.add_alarms() = std::move(a);
     return std::move(done)(std::move(resp));
   }
   *r.mutable_alarm() = req;
@@ -358,11 +358,10 @@ void EtcdServer::Status(const etcdserverpb::StatusRequest&,
   resp.set_raftterm(impl->term_.load());
   resp.set_raftappliedindex(impl->applied_.applied());
   {
-    util::MutexLock l(&impl->members_mu_);
-    auto it = impl->members_.find(impl->member_id_.load());
-    resp.set_islearner(it != impl->members_.end() && it->second.is_learner());
+    auto self = impl->membership_.Get(impl->member_id_.load());
+    resp.set_islearner(self.has_value() && self->is_learner());
   }
-  for (const auto& a : impl->ListAlarms(etcdserverpb::NONE)) {
+  for (const auto& a : impl->alarm_store_.List(etcdserverpb::NONE)) {
     resp.add_errors(absl::StrCat("memberID:", a.memberid(), " alarm:", AlarmName(a.alarm()), " "));
   }
   std::move(done)(std::move(resp));
@@ -370,7 +369,7 @@ void EtcdServer::Status(const etcdserverpb::StatusRequest&,
 
 void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& req,
                         Done<etcdserverpb::HashKVResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   impl_->AwaitRepliedWrites();
   auto h = impl_->store_->HashByRev(req.revision());
@@ -385,7 +384,7 @@ void EtcdServer::HashKV(const etcdserverpb::HashKVRequest& req,
 
 void EtcdServer::MoveLeader(const etcdserverpb::MoveLeaderRequest& req,
                             Done<etcdserverpb::MoveLeaderResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   impl_->MoveLeader(req.targetid(), std::move(done));
 }

@@ -33,7 +33,7 @@ struct PeerHash {
 // ---- Hash, HashKV ----
 
 void EtcdServer::Hash(const etcdserverpb::HashRequest&, Done<etcdserverpb::HashResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   impl_->AwaitRepliedWrites();
   const int64_t rev = impl_->store_->Rev();
@@ -99,7 +99,7 @@ absl::Status EtcdServer::Impl::ReserveDisk(std::string_view what, uint64_t bytes
 
 void EtcdServer::Defragment(const etcdserverpb::DefragmentRequest&,
                             Done<etcdserverpb::DefragmentResponse> done) {
-  if (impl_->self_learner_.load()) return std::move(done)(ErrNotSupportedForLearner());
+  if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (impl_->Stopping()) return std::move(done)(ErrStopped());
   impl_->Defragment(std::move(done));
 }

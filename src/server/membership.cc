@@ -2,7 +2,8 @@
 // RemoveMember, UpdateMember, PromoteMember and membership/cluster.go's
 // checks): requests are checked against the applied membership, proposed as
 // raft ConfChange entries (one at a time, as raft allows) and answered once
-// applied. Any thread; ValidateConfChange runs on the apply thread.
+// applied. Any thread. The membership itself, its validation at apply and
+// its buckets are membership_store.h's.
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "server_impl.h"
@@ -13,16 +14,6 @@ namespace {
 // A peer must have been connected this long for a change to count it as
 // healthy (etcd HealthInterval).
 constexpr milliseconds kHealthInterval{5000};
-
-etcdserverpb::Member ToMember(const serverpb::MemberRecord& m) {
-  etcdserverpb::Member out;
-  out.set_id(m.id());
-  out.set_name(m.name());
-  for (const auto& u : m.peer_urls()) out.add_peerurls(u);
-  for (const auto& u : m.client_urls()) out.add_clienturls(u);
-  out.set_islearner(m.is_learner());
-  return out;
-}
 
 // "http(s)://host:port" or "unix(s)://host:port" with nothing after the
 // port (etcd types.NewURLs).
@@ -73,18 +64,6 @@ absl::StatusOr<std::vector<std::string>> CheckPeerUrls(
   return out;
 }
 
-// Whether any member other than `except` already uses one of `urls`.
-bool UrlsTaken(const std::map<uint64_t, serverpb::MemberRecord>& members,
-               const std::vector<std::string>& urls, uint64_t except) {
-  for (const auto& [id, other] : members) {
-    if (id == except) continue;
-    for (const auto& u : other.peer_urls()) {
-      if (std::find(urls.begin(), urls.end(), u) != urls.end()) return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 // The answer to a membership change once applied: the header and the
@@ -98,20 +77,9 @@ Waiter EtcdServer::Impl::AnswerWithMembers(Done<Resp> done,
     Resp resp;
     FillHeaderImpl(resp.mutable_header(), /*set_revision=*/false);
     if (fill) fill(&resp);
-    for (auto& x : MemberListPb()) *resp.add_members() = std::move(x);
+    for (auto& x : membership_.List()) *resp.add_members() = std::move(x);
     std::move(done)(std::move(resp));
   };
-}
-
-absl::Status EtcdServer::Impl::MissingMemberError(uint64_t id) const {
-  return removed_.contains(id) ? ErrIdRemoved() : ErrMemberNotFound();
-}
-
-std::vector<etcdserverpb::Member> EtcdServer::Impl::MemberListPb() const {
-  std::vector<etcdserverpb::Member> out;
-  util::MutexLock l(&members_mu_);
-  for (const auto& [id, m] : members_) out.push_back(ToMember(m));
-  return out;
 }
 
 void EtcdServer::Impl::ProposeConfChange(raftpb::ConfChange cc, Waiter w) {
@@ -141,36 +109,6 @@ void EtcdServer::Impl::ProposeConfChange(raftpb::ConfChange cc, Waiter w) {
   if (!posted) CompleteWaiter(id, Outcome{ErrStopped(), {}, std::nullopt});
 }
 
-absl::Status EtcdServer::Impl::ValidateConfChange(const raftpb::ConfChange& cc) const {
-  serverpb::MemberRecord m;
-  if (!cc.context().empty() && !m.ParseFromString(cc.context())) return ErrInvalidPeerUrls();
-  const std::vector<std::string> urls(m.peer_urls().begin(), m.peer_urls().end());
-  util::MutexLock l(&members_mu_);
-  if (removed_.contains(cc.node_id())) return ErrIdRemoved();
-  const auto it = members_.find(cc.node_id());
-  const bool exists = it != members_.end();
-  switch (cc.type()) {
-    case raftpb::ConfChangeAddNode:
-      // Promotion of a learner is an AddNode of an existing learner.
-      if (exists) return it->second.is_learner() ? absl::OkStatus() : ErrIdExists();
-      return UrlsTaken(members_, urls, raft::kNone) ? ErrPeerUrlExists() : absl::OkStatus();
-    case raftpb::ConfChangeAddLearnerNode: {
-      if (exists) return ErrIdExists();
-      size_t learners = 0;
-      for (const auto& [id, other] : members_) learners += other.is_learner() ? 1 : 0;
-      if (learners >= 1) return ErrTooManyLearners();
-      return UrlsTaken(members_, urls, raft::kNone) ? ErrPeerUrlExists() : absl::OkStatus();
-    }
-    case raftpb::ConfChangeRemoveNode:
-      return exists ? absl::OkStatus() : ErrMemberNotFound();
-    case raftpb::ConfChangeUpdateNode:
-      if (!exists) return ErrMemberNotFound();
-      return UrlsTaken(members_, urls, cc.node_id()) ? ErrPeerUrlExists() : absl::OkStatus();
-    default:
-      return absl::OkStatus();
-  }
-}
-
 void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
                                  Done<etcdserverpb::MemberAddResponse> done) {
   if (Stopping()) return std::move(done)(ErrStopped());
@@ -182,17 +120,15 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
   for (const auto& u : *urls) m.add_peer_urls(u);
   m.set_is_learner(req.islearner());
   {
-    util::MutexLock l(&members_mu_);
-    if (UrlsTaken(members_, *urls, raft::kNone)) {
-      l.Unlock();
+    const MemberMap members = membership_.Members();
+    if (PeerUrlsTaken(members, *urls, raft::kNone)) {
       return std::move(done)(ErrPeerUrlExists());
     }
-    if (members_.contains(m.id())) {
-      l.Unlock();
+    if (members.contains(m.id())) {
       return std::move(done)(ErrIdExists());
     }
     size_t learners = 0, voters = 0, started = 0;
-    for (const auto& [id, other] : members_) {
+    for (const auto& [id, other] : members) {
       if (other.is_learner()) {
         ++learners;
         continue;
@@ -200,9 +136,8 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
       ++voters;
       if (!other.name().empty()) ++started;
     }
-    if (req.islearner() && learners >= 1) {
+    if (req.islearner() && learners >= kMaxLearners) {
       // etcd 3.4 allows one learner at a time.
-      l.Unlock();
       return std::move(done)(ErrTooManyLearners());
     }
     if (cfg_.strict_reconfig_check) {
@@ -213,10 +148,9 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
       if (!req.islearner() && !single_to_two && started < n / 2 + 1) {
         lg_.Warn("rejecting member add; started member will be less than quorum",
                  {{"local-member-id", util::IdToHex(member_id_)}});
-        l.Unlock();
         return std::move(done)(ErrNotEnoughStartedMembers());
       }
-      for (const auto& [id, other] : members_) {
+      for (const auto& [id, other] : members) {
         if (other.is_learner() || id == member_id_.load()) continue;
         auto since = transport_->ActiveSince(id);
         if (!since.has_value() || *since > now - kHealthInterval) {
@@ -224,7 +158,6 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
                    "peers, reconfigure breaks active quorum",
                    {{"local-member-id", util::IdToHex(member_id_)},
                     {"requested-member-add", util::IdToHex(m.id())}});
-          l.Unlock();
           return std::move(done)(ErrUnhealthy());
         }
       }
@@ -237,7 +170,7 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
   ProposeConfChange(std::move(cc),
                     AnswerWithMembers<etcdserverpb::MemberAddResponse>(
                         std::move(done), [m](etcdserverpb::MemberAddResponse* resp) {
-                          *resp->mutable_member() = ToMember(m);
+                          *resp->mutable_member() = ToMemberPb(m);
                         }));
 }
 
@@ -247,24 +180,21 @@ void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req
   const uint64_t id = req.id();
   const auto now = SteadyClock::now();
   {
-    util::MutexLock l(&members_mu_);
-    auto it = members_.find(id);
-    if (it == members_.end()) {
-      absl::Status err = MissingMemberError(id);
-      l.Unlock();
-      return std::move(done)(std::move(err));
+    const MemberMap members = membership_.Members();
+    auto it = members.find(id);
+    if (it == members.end()) {
+      return std::move(done)(membership_.MissingMemberError(id));
     }
     if (cfg_.strict_reconfig_check && !it->second.is_learner()) {
       // IsReadyToRemoveVotingMember: the started voters left must be a
       // quorum of the shrunk cluster.
       size_t n = 0, started = 0;
-      for (const auto& [mid, other] : members_) {
+      for (const auto& [mid, other] : members) {
         if (other.is_learner() || mid == id) continue;
         ++n;
         if (!other.name().empty()) ++started;
       }
       if (started < n / 2 + 1) {
-        l.Unlock();
         return std::move(done)(ErrNotEnoughStartedMembers());
       }
       // A member that is down is safe to remove; otherwise the connected
@@ -272,7 +202,7 @@ void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req
       const bool peer_down = id != member_id_.load() && !transport_->ActiveSince(id).has_value();
       if (!peer_down) {
         size_t voters = 0, active = 0;
-        for (const auto& [mid, other] : members_) {
+        for (const auto& [mid, other] : members) {
           if (other.is_learner()) continue;
           ++voters;
           if (mid == member_id_.load()) {
@@ -287,7 +217,6 @@ void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req
                    "peers, reconfigure breaks active quorum",
                    {{"local-member-id", util::IdToHex(member_id_)},
                     {"requested-member-remove", util::IdToHex(id)}});
-          l.Unlock();
           return std::move(done)(ErrUnhealthy());
         }
       }
@@ -307,15 +236,12 @@ void EtcdServer::Impl::MemberUpdate(const etcdserverpb::MemberUpdateRequest& req
   if (!urls.ok()) return std::move(done)(urls.status());
   serverpb::MemberRecord m;
   {
-    util::MutexLock l(&members_mu_);
-    auto it = members_.find(req.id());
-    if (it == members_.end()) {
-      absl::Status err = MissingMemberError(req.id());
-      l.Unlock();
-      return std::move(done)(std::move(err));
+    const MemberMap members = membership_.Members();
+    auto it = members.find(req.id());
+    if (it == members.end()) {
+      return std::move(done)(membership_.MissingMemberError(req.id()));
     }
-    if (UrlsTaken(members_, *urls, req.id())) {
-      l.Unlock();
+    if (PeerUrlsTaken(members, *urls, req.id())) {
       return std::move(done)(ErrPeerUrlExists());
     }
     m = it->second;
@@ -336,27 +262,23 @@ void EtcdServer::Impl::LocalPromote(const etcdserverpb::MemberPromoteRequest& re
   if (Stopping()) return std::move(done)(ErrStopped());
   serverpb::MemberRecord m;
   {
-    util::MutexLock l(&members_mu_);
-    auto it = members_.find(req.id());
-    if (it == members_.end()) {
-      absl::Status err = MissingMemberError(req.id());
-      l.Unlock();
-      return std::move(done)(std::move(err));
+    const MemberMap members = membership_.Members();
+    auto it = members.find(req.id());
+    if (it == members.end()) {
+      return std::move(done)(membership_.MissingMemberError(req.id()));
     }
     if (!it->second.is_learner()) {
-      l.Unlock();
       return std::move(done)(ErrMemberNotLearner());
     }
     m = it->second;
     if (cfg_.strict_reconfig_check) {
       size_t n = 1, started = m.name().empty() ? 0 : 1;
-      for (const auto& [id, other] : members_) {
+      for (const auto& [id, other] : members) {
         if (other.is_learner()) continue;
         ++n;
         if (!other.name().empty()) ++started;
       }
       if (started < n / 2 + 1) {
-        l.Unlock();
         return std::move(done)(ErrNotEnoughStartedMembers());
       }
     }

@@ -34,20 +34,11 @@ milliseconds Remaining(SteadyClock::time_point deadline) {
 // PeerHandler.
 
 absl::Status EtcdServer::Impl::Process(raftpb::Message m) {
-  {
-    util::MutexLock l(&members_mu_);
-    if (removed_.contains(m.from())) return ErrMemberRemoved();
-    // Known: a member applied here, or (before the bootstrap conf changes
-    // are applied) one of the initial cluster.
-    auto known = [&](uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(members_mu_) {
-      if (members_.contains(id)) return true;
-      for (const auto& im : initial_members_) {
-        if (im.id() == id) return true;
-      }
-      return false;
-    };
-    if (absl::Status s = CheckPeerMessage(m, member_id_.load(), known); !s.ok()) return s;
-  }
+  if (membership_.IsRemoved(m.from())) return ErrMemberRemoved();
+  // Known: a member applied here, or (before the bootstrap conf changes are
+  // applied) one of the initial cluster.
+  auto known = [this](uint64_t id) { return membership_.IsKnown(id); };
+  if (absl::Status s = CheckPeerMessage(m, member_id_.load(), known); !s.ok()) return s;
   util::MutexLock l(&raft_mu_);
   if (raft_stop_) return ErrStopped();
   incoming_.push_back(std::move(m));
@@ -114,9 +105,7 @@ serverpb::ClusterInfo EtcdServer::Impl::ClusterInfo() const {
   serverpb::ClusterInfo info;
   info.set_cluster_id(cluster_id_.load());
   info.set_member_id(member_id_.load());
-  util::MutexLock l(&members_mu_);
-  for (const auto& [id, m] : members_) *info.add_members() = m;
-  for (uint64_t id : removed_) info.add_removed_ids(id);
+  membership_.FillClusterInfo(&info);
   return info;
 }
 
@@ -254,13 +243,8 @@ void EtcdServer::Impl::MoveLeader(uint64_t target, Done<etcdserverpb::MoveLeader
     FillHeaderImpl(resp.mutable_header(), true);
     return std::move(done)(std::move(resp));
   }
-  {
-    util::MutexLock l(&members_mu_);
-    auto it = members_.find(target);
-    if (it == members_.end() || it->second.is_learner()) {
-      l.Unlock();
-      return std::move(done)(ErrBadLeaderTransferee());
-    }
+  if (auto t = membership_.Get(target); !t.has_value() || t->is_learner()) {
+    return std::move(done)(ErrBadLeaderTransferee());
   }
   lg_.Info("leadership transfer starting", {{"local-member-id", util::IdToHex(self)},
                                             {"current-leader-member-id", util::IdToHex(self)},
@@ -436,28 +420,6 @@ absl::StatusOr<raftpb::SnapshotMetadata> EtcdServer::Impl::DescribeBackendCopy(
   if (!term.ok()) return term.status();
   md.set_term(*term);
   return md;
-}
-
-std::vector<std::pair<uint64_t, std::vector<std::string>>> EtcdServer::Impl::CurrentPeers()
-    const {
-  std::vector<std::pair<uint64_t, std::vector<std::string>>> peers;
-  auto add = [&](const serverpb::MemberRecord& m) {
-    if (m.id() == member_id_.load()) return;
-    peers.emplace_back(m.id(),
-                       std::vector<std::string>(m.peer_urls().begin(), m.peer_urls().end()));
-  };
-  bool any_member = false;
-  {
-    util::MutexLock l(&members_mu_);
-    any_member = !members_.empty();
-    for (const auto& [id, m] : members_) add(m);
-  }
-  // A member whose log has not reached the membership yet (new cluster,
-  // joining member) talks to the members it was started with.
-  if (!any_member) {
-    for (const auto& m : initial_members_) add(m);
-  }
-  return peers;
 }
 
 void EtcdServer::Impl::SyncTransportPeers() {

@@ -78,7 +78,7 @@ absl::Status EtcdServer::Impl::CheckQuota(const serverpb::InternalRaftRequest& r
   const int64_t cost = QuotaCost(r);
   const int64_t used = quota_bytes_ <= 0 ? 0 : QuotaUsedBytes(cost);
   if (quota_bytes_ <= 0 || used + cost <= quota_bytes_) {
-    return nospace_.load() ? ErrNoSpace() : absl::OkStatus();
+    return alarm_store_.NoSpace() ? ErrNoSpace() : absl::OkStatus();
   }
   // Over quota: raise NOSPACE for this member through raft (etcd's quota
   // interceptor does the same) and refuse the request.

@@ -50,8 +50,7 @@ void EtcdServer::Impl::MaybeFastForwardTicks() {
     // Raft's configuration is rebuilt entry by entry on a restart: {self}
     // may be an intermediate step of a larger cluster. Only a member whose
     // applied membership is itself alone fast-forwards.
-    util::MutexLock l(&members_mu_);
-    if (members_.size() > 1) return;
+    if (membership_.Size() > 1) return;
   }
   fast_forwarded_ = true;
   const int election_ticks = static_cast<int>(cfg_.election_timeout / cfg_.heartbeat_interval);

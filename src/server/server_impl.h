@@ -16,6 +16,9 @@
 //                    snapshot sending, leadership transfer
 //   restore.cc       installing a received snapshot's backend
 //   etcd_server.cc   the public EtcdServer facade
+// Concepts with their own types, invariants and unit tests: membership_store.h
+// (Membership: members, removed IDs), alarm_store.h (AlarmStore),
+// compactor.h (auto compaction planning).
 //
 // EtcdServer: bootstrap, raft loop, apply loop, proposals, reads, leases,
 // compaction, alarms, members, status. See etcd_server.h for the threads.
@@ -63,9 +66,11 @@
 #include "cppetcd/util/mutex.h"
 #include "cppetcd/wal/wal.h"
 #include "serverpb/internal.pb.h"
+#include "alarm_store.h"
 #include "applied_index.h"
 #include "compactor.h"
 #include "id_generator.h"
+#include "membership_store.h"
 #include "read_index.h"
 #include "wait_registry.h"
 
@@ -122,17 +127,6 @@ inline int64_t QuotaCost(const serverpb::InternalRaftRequest& r) {
 inline bool GrowsBackend(const serverpb::InternalRaftRequest& r) {
   if (r.has_put() || r.has_lease_grant()) return true;
   return r.has_txn() && TxnHasWrites(r.txn()) && QuotaCost(r) > 0;
-}
-
-inline const char* AlarmName(etcdserverpb::AlarmType t) {
-  switch (t) {
-    case etcdserverpb::NOSPACE:
-      return "NOSPACE";
-    case etcdserverpb::CORRUPT:
-      return "CORRUPT";
-    default:
-      return "NONE";
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -204,17 +198,11 @@ class EtcdServer::Impl final : public PeerHandler {
   void ProposeConfChange(raftpb::ConfChange cc, Waiter w);
   template <class Resp>
   Waiter AnswerWithMembers(Done<Resp> done, absl::AnyInvocable<void(Resp*)> fill);
-  // ErrIdRemoved or ErrMemberNotFound for an unknown `id`.
-  absl::Status MissingMemberError(uint64_t id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(members_mu_);
-  // Members as etcdserverpb.Member, sorted by ID.
-  std::vector<etcdserverpb::Member> MemberListPb() const;
-  // Apply-time validation of a conf change against members_ (etcd
-  // ValidateConfigurationChange); OK or the error for the waiter.
-  absl::Status ValidateConfChange(const raftpb::ConfChange& cc) const;
   void SyncTransportPeers();
-  // The other members with their peer URLs: the applied membership, or the
-  // members this one was started with while none is applied yet.
-  std::vector<std::pair<uint64_t, std::vector<std::string>>> CurrentPeers() const;
+  // The other members with their peer URLs (membership_.Peers).
+  std::vector<std::pair<uint64_t, std::vector<std::string>>> CurrentPeers() const {
+    return membership_.Peers(member_id_.load());
+  }
 
   // ---- snapshots from the leader (restore.cc; apply thread or Start)
   void InstallSnapshot(const raftpb::Snapshot& snap);
@@ -273,9 +261,9 @@ class EtcdServer::Impl final : public PeerHandler {
   // ---- apply helpers (apply thread)
   Outcome ApplyNormal(storage::WriteTxn* btx, const raftpb::Entry& e,
                       serverpb::InternalRaftRequest* req, bool* has_waiter);
-  void ApplyConfChange(storage::WriteTxn* btx, const raftpb::ConfChange& cc);
-  etcdserverpb::AlarmResponse ApplyAlarm(storage::WriteTxn* btx,
-                                         const etcdserverpb::AlarmRequest& ar);
+  // Validates and applies `cc` to membership_ and the transport; the
+  // verdict for the waiter (not OK: the change is ignored).
+  absl::Status ApplyConfChange(storage::WriteTxn* btx, const raftpb::ConfChange& cc);
   void CompleteWaiter(uint64_t id, Outcome o);
 
   // ---- auth (auth.cc)
@@ -317,7 +305,6 @@ class EtcdServer::Impl final : public PeerHandler {
   // first reset to its full TTL through raft (etcd Renew), then renewed.
   void RenewOnPrimary(int64_t id, absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&> done);
   void RunAutoCompaction();
-  std::vector<etcdserverpb::AlarmMember> ListAlarms(etcdserverpb::AlarmType type) const;
 
   ServerConfig cfg_;
   util::Logger lg_;
@@ -328,7 +315,6 @@ class EtcdServer::Impl final : public PeerHandler {
 
   std::atomic<uint64_t> member_id_{0};
   std::atomic<uint64_t> cluster_id_{0};
-  std::vector<serverpb::MemberRecord> initial_members_;
   std::string member_dir_, wal_dir_, snap_dir_, db_path_;
   int64_t quota_bytes_ = 0;  // <= 0: no quota
   milliseconds compaction_period_{0};
@@ -436,14 +422,10 @@ class EtcdServer::Impl final : public PeerHandler {
   util::CondVar ready_cv_;
   bool ready_ ABSL_GUARDED_BY(ready_mu_) = false;
 
-  // Members and alarms (in-memory mirrors of their buckets).
-  mutable util::Mutex members_mu_;
-  std::map<uint64_t, serverpb::MemberRecord> members_ ABSL_GUARDED_BY(members_mu_);
-  std::set<uint64_t> removed_ ABSL_GUARDED_BY(members_mu_);
-  std::atomic<bool> self_learner_{false};  // mirrors members_[member_id_].is_learner
-  mutable util::Mutex alarm_mu_;
-  std::set<std::pair<uint64_t, int>> alarms_ ABSL_GUARDED_BY(alarm_mu_);
-  std::atomic<bool> nospace_{false};
+  // Members and alarms (their buckets' state; loaded by
+  // LoadMembersAndAlarms, changed by the apply thread).
+  Membership membership_;
+  AlarmStore alarm_store_{lg_};
   std::atomic<uint64_t> disk_reserved_bytes_{0};  // ReserveDisk
 
   // ---- maintenance (maintenance.cc): one thread runs defragmentations and
@@ -463,7 +445,6 @@ class EtcdServer::Impl final : public PeerHandler {
   std::vector<Done<etcdserverpb::DefragmentResponse>> defrag_waiters_ ABSL_GUARDED_BY(maint_mu_);
   bool maint_stop_ ABSL_GUARDED_BY(maint_mu_) = false;
   std::thread maint_thread_;
-  std::atomic<bool> corrupt_{false};  // a CORRUPT alarm is active (writes refused)
 };
 
 // ---------------------------------------------------------------------------

@@ -299,7 +299,9 @@ class EtcdServer {
 
   // ---- Maintenance.
   // GET lists alarms; ACTIVATE/DEACTIVATE go through raft and persist in the
-  // alarm bucket. Deactivating NOSPACE re-enables writes.
+  // alarm bucket (AlarmStore). As etcd, ACTIVATE answers the alarm whether new
+  // or already active, DEACTIVATE only if it was active. Deactivating NOSPACE
+  // re-enables writes.
   void Alarm(const auth::Credentials& caller,
              const etcdserverpb::AlarmRequest& req, Done<etcdserverpb::AlarmResponse> done);
   void Status(const etcdserverpb::StatusRequest& req, Done<etcdserverpb::StatusResponse> done);
