@@ -26,6 +26,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/type_resolver.h>
 #include <google/protobuf/util/type_resolver_util.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <microhttpd.h>
 
@@ -43,6 +44,7 @@
 #include "cppetcd/util/utf8.h"
 #include "cppetcdpb/options.pb.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
+#include "src/api/gateway_range_json.h"
 #include "v3electionpb/v3election.grpc.pb.h"
 #include "v3lockpb/v3lock.grpc.pb.h"
 
@@ -494,6 +496,8 @@ struct Reply {
   // A streamed gateway reply: the exchange's stream (the other fields are
   // unused).
   bool stream = false;
+  // A Range answer written as JSON piece by piece (replaces `body`).
+  std::shared_ptr<RangeJsonWriter> range;
 };
 
 Reply TextReply(int status, std::string body) {
@@ -976,6 +980,68 @@ UnaryHandler Unary(CallRegistry* calls, std::shared_ptr<Stub> stub,
   };
 }
 
+// The reply of a Range answer (its serialized bytes) as a JSON writer.
+Reply RangeReplyOf(grpc::ByteBuffer response) {
+  absl::StatusOr<std::unique_ptr<RangeJsonWriter>> w = RangeJsonWriter::Create(std::move(response));
+  if (!w.ok()) {
+    return GrpcErrorReply(grpc::Status(grpc::StatusCode::INTERNAL, std::string(w.status().message())));
+  }
+  Reply reply;
+  reply.content_type = kJson;
+  reply.range = std::move(*w);
+  reply.headers.emplace_back("Grpc-Metadata-Content-Type", "application/grpc");
+  return reply;
+}
+
+// /v3/kv/range: a unary call through the generic stub, so the answer stays
+// the serialized bytes the server built (on the in-process channel, the
+// server's own slices, which hold the answer's Range budget charge); the
+// reply is written from them as JSON piece by piece (RangeJsonWriter) while
+// the client takes it, and the bytes and the charge go when the last piece
+// is out or the connection ends.
+UnaryHandler RangeUnary(CallRegistry* calls, std::shared_ptr<grpc::GenericStub> stub) {
+  return [calls, stub](const std::shared_ptr<Exchange>& ex) {
+    struct Call {
+      grpc::ClientContext ctx;
+      grpc::ByteBuffer req;
+      grpc::ByteBuffer resp;
+    };
+    auto call = std::make_shared<Call>();
+    etcdserverpb::RangeRequest req;
+    if (!ex->body.empty()) {
+      if (absl::Status st = GatewayJsonToMessage(ex->body, &req); !st.ok()) {
+        ex->Finish(ParseErrorReply(st));
+        return;
+      }
+    }
+    const grpc::Slice slice(req.SerializeAsString());
+    call->req = grpc::ByteBuffer(&slice, 1);
+    ForwardMetadata(ex->connection(), &call->ctx);
+    ex->OnCancel([call] { call->ctx.TryCancel(); });
+    calls->Acquire([calls, stub, call, ex](bool granted) {
+      if (!granted) {
+        ex->Finish(ShuttingDownReply());
+        return false;
+      }
+      if (ex->Gone()) {
+        ex->Wake();
+        return false;
+      }
+      if (!calls->Add(&call->ctx)) {
+        ex->Finish(ShuttingDownReply());
+        return false;
+      }
+      stub->UnaryCall(&call->ctx, "/etcdserverpb.KV/Range", grpc::StubOptions(), &call->req,
+                      &call->resp, [calls, call, ex](grpc::Status st) {
+                        ex->Finish(st.ok() ? RangeReplyOf(std::move(call->resp))
+                                           : GrpcErrorReply(st));
+                        calls->End(&call->ctx);
+                      });
+      return true;
+    });
+  };
+}
+
 // The response side of a gateway stream: responses as JSON, queued for the
 // HTTP connection, and the call's end. The queue is bounded
 // (kGatewayStreamQueue*): when it fills, the bridge stops reading from the
@@ -1302,10 +1368,42 @@ class HealthWorker {
   std::thread thread_;
 };
 
+// The block MHD asks a RangeJsonWriter to fill at a time: the JSON of a
+// Range answer held outside the answer's own bytes is this plus one
+// key-value.
+constexpr size_t kRangeJsonBlockBytes = 64 * 1024;
+
+// MHD's reader of a Range reply (MHD_create_response_from_callback): called
+// when the client's socket takes more; freed (with the answer's bytes and
+// budget charge) when MHD is done with the response, the client gone or
+// timed out included.
+struct RangeReply {
+  std::shared_ptr<RangeJsonWriter> writer;
+
+  static ssize_t Read(void* cls, uint64_t pos, char* buf, size_t max) {
+    RangeJsonWriter& w = *static_cast<RangeReply*>(cls)->writer;
+    if (pos != w.written()) return MHD_CONTENT_READER_END_WITH_ERROR;
+    const int64_t n = w.Read(buf, max);
+    if (n <= 0) return MHD_CONTENT_READER_END_WITH_ERROR;  // short of size(): a bug
+    return static_cast<ssize_t>(n);
+  }
+  static void Free(void* cls) { delete static_cast<RangeReply*>(cls); }
+};
+
 MHD_Result QueueReply(MHD_Connection* connection, const Reply& r,
                       const std::vector<std::pair<std::string, std::string>>& extra) {
-  MHD_Response* resp = MHD_create_response_from_buffer(
-      r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
+  MHD_Response* resp = nullptr;
+  if (r.range != nullptr) {
+    auto* reader = new RangeReply{r.range};
+    const size_t block = static_cast<size_t>(
+        std::clamp<uint64_t>(r.range->size(), 1, kRangeJsonBlockBytes));
+    resp = MHD_create_response_from_callback(r.range->size(), block, &RangeReply::Read, reader,
+                                             &RangeReply::Free);
+    if (resp == nullptr) delete reader;
+  } else {
+    resp = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
+                                           MHD_RESPMEM_MUST_COPY);
+  }
   if (resp == nullptr) return MHD_NO;
   for (const auto& [k, v] : extra) MHD_add_response_header(resp, k.c_str(), v.c_str());
   for (const auto& [k, v] : r.headers) MHD_add_response_header(resp, k.c_str(), v.c_str());
@@ -1748,7 +1846,7 @@ class HttpServer::Impl {
     using M = etcdserverpb::Maintenance::Stub;
     using A = etcdserverpb::Auth::Stub;
     auto& u = unary_;
-    u["kv/range"] = Unary(&calls_, kv, &KV::async::Range);
+    u["kv/range"] = RangeUnary(&calls_, std::make_shared<grpc::GenericStub>(ch));
     u["kv/put"] = Unary(&calls_, kv, &KV::async::Put);
     u["kv/deleterange"] = Unary(&calls_, kv, &KV::async::DeleteRange);
     u["kv/txn"] = Unary(&calls_, kv, &KV::async::Txn);

@@ -3,6 +3,7 @@
 // against the Range budget (range_budget.h) until gRPC is done with them.
 #include "src/api/services.h"
 #include "cppetcd/server/applier.h"
+#include "cppetcd/server/errors.h"
 #include "cppetcd/server/validate.h"
 
 namespace cppetcd::api {
@@ -59,15 +60,24 @@ class BudgetedReactor : public grpc::ServerUnaryReactor {
         budget_(std::move(budget)),
         caller_(CallCredentials(context)) {}
 
-  // From the method handler, with the estimated size of the answer. Nothing
-  // of the reactor may be touched after Acquire queues it: it may be
-  // admitted, answered and gone at once.
-  void Begin(uint64_t bytes) {
+  // From the method handler, with the estimated size of the answer and the
+  // bytes the call holds while it waits (its request). Nothing of the
+  // reactor may be touched after Acquire queues it: it may be admitted,
+  // answered and gone at once. A full queue refuses the call as etcd
+  // refuses work when overloaded (range_budget.h).
+  void Begin(uint64_t bytes, uint64_t held_bytes) {
     estimate_ = bytes;
     ticket_ = budget_->NewTicket();
-    if (budget_->Acquire(ticket_, bytes, [this] { Admitted(); })) {
-      charge_ = std::make_shared<Charge>(budget_, estimate_);
-      Read();
+    switch (budget_->Acquire(ticket_, bytes, [this] { Admitted(); }, held_bytes)) {
+      case RangeBudget::Admission::kAdmitted:
+        charge_ = std::make_shared<Charge>(budget_, estimate_);
+        Read();
+        break;
+      case RangeBudget::Admission::kRefused:
+        Finish(ToGrpcStatus(server::ErrTooManyRequests()));
+        break;
+      case RangeBudget::Admission::kQueued:
+        break;
     }
   }
 
@@ -118,7 +128,11 @@ class RangeReactor final : public BudgetedReactor {
         req_(std::move(req)),
         response_(response) {}
 
-  void Begin() { BudgetedReactor::Begin(backend_->EstimateRangeBytes(req_)); }
+  // `request_bytes`: the serialized request, which gRPC holds next to req_.
+  void Begin(uint64_t request_bytes) {
+    BudgetedReactor::Begin(backend_->EstimateRangeBytes(req_),
+                           request_bytes + req_.ByteSizeLong());
+  }
 
  private:
   void Read() override {
@@ -243,7 +257,7 @@ grpc::ServerUnaryReactor* KvService::Range(grpc::CallbackServerContext* context,
     return reactor;
   }
   auto* reactor = new RangeReactor(context, backend_, budget_, std::move(req), response);
-  reactor->Begin();
+  reactor->Begin(request->Length());
   return reactor;
 }
 
@@ -282,7 +296,7 @@ grpc::ServerUnaryReactor* KvService::Txn(grpc::CallbackServerContext* context,
     return reactor;
   }
   auto* reactor = new TxnReactor(context, backend_, budget_, req, resp);
-  reactor->Begin(EstimateTxnRangeBytes(backend_, *req));
+  reactor->Begin(EstimateTxnRangeBytes(backend_, *req), req->ByteSizeLong());
   return reactor;
 }
 

@@ -492,6 +492,9 @@ void CollectRangeBudgetMetrics(const RangeBudget::Stats& stats, ExpositionWriter
   w.Counter("cppetcd_range_requests_queued_total",
             "Range calls that waited for the bound on answers in flight.",
             static_cast<double>(stats.queued_total));
+  w.Counter("cppetcd_range_requests_refused_total",
+            "Range calls refused (too many requests) because the wait queue was full.",
+            static_cast<double>(stats.refused_total));
 }
 
 }  // namespace cppetcd::api

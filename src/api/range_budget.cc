@@ -5,7 +5,10 @@
 
 namespace cppetcd::api {
 
-RangeBudget::RangeBudget(uint64_t limit_bytes) : limit_bytes_(std::max<uint64_t>(limit_bytes, 1)) {
+RangeBudget::RangeBudget(uint64_t limit_bytes, size_t max_queued, uint64_t max_queued_held_bytes)
+    : limit_bytes_(std::max<uint64_t>(limit_bytes, 1)),
+      max_queued_(std::max<size_t>(max_queued, 1)),
+      max_queued_held_bytes_(max_queued_held_bytes) {
   stats_.limit_bytes = limit_bytes_;
   thread_ = std::thread([this] { Run(); });
 }
@@ -40,18 +43,28 @@ void RangeBudget::AdmitLocked(uint64_t bytes) {
   }
 }
 
-bool RangeBudget::Acquire(Ticket ticket, uint64_t bytes, OnAdmitted on_admitted) {
+RangeBudget::Admission RangeBudget::Acquire(Ticket ticket, uint64_t bytes,
+                                            OnAdmitted on_admitted, uint64_t held_bytes) {
+  OnAdmitted refused;  // destroyed after the lock is released
   util::MutexLock l(&mu_);
   // FIFO: nothing overtakes a waiting entry, however small.
   if (queue_.empty() && FitsLocked(bytes)) {
     AdmitLocked(bytes);
-    return true;
+    return Admission::kAdmitted;
   }
-  queue_.push_back(Entry{ticket, bytes, std::move(on_admitted)});
+  if (!queue_.empty() && (queue_.size() >= max_queued_ ||
+                          stats_.queued_held_bytes + held_bytes > max_queued_held_bytes_)) {
+    ++stats_.refused_total;
+    refused = std::move(on_admitted);
+    l.Unlock();
+    return Admission::kRefused;
+  }
+  queue_.push_back(Entry{ticket, bytes, held_bytes, std::move(on_admitted)});
+  stats_.queued_held_bytes += held_bytes;
   ++stats_.queued_total;
   stats_.queued = queue_.size();
   stats_.peak_queued = std::max(stats_.peak_queued, stats_.queued);
-  return false;
+  return Admission::kQueued;
 }
 
 bool RangeBudget::Cancel(Ticket ticket) {
@@ -63,6 +76,7 @@ bool RangeBudget::Cancel(Ticket ticket) {
   const bool was_head = it == queue_.begin();
   removed = std::move(*it);
   queue_.erase(it);
+  stats_.queued_held_bytes -= removed.held_bytes;
   stats_.queued = queue_.size();
   // The head held the others back: they may fit now.
   if (was_head) AdmitQueuedLocked();
@@ -91,6 +105,7 @@ void RangeBudget::AdmitQueuedLocked() {
   bool admitted = false;
   while (!queue_.empty() && FitsLocked(queue_.front().bytes)) {
     AdmitLocked(queue_.front().bytes);
+    stats_.queued_held_bytes -= queue_.front().held_bytes;
     ready_.push_back(std::move(queue_.front()));
     queue_.pop_front();
     admitted = true;

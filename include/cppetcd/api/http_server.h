@@ -16,7 +16,11 @@
 // the backend or a --max-concurrent-streams slot. A request that waits is
 // suspended and resumed when its answer is there; a streamed reply is
 // pulled only when the socket takes more (backpressure); a client that
-// leaves while its request waits has the gateway call cancelled.
+// leaves while its request waits has the gateway call cancelled. A
+// /v3/kv/range answer is written as JSON piece by piece from the bytes the
+// server built (src/api/gateway_range_json.h), also as the socket takes
+// more, and keeps its Range budget charge until it is out or the
+// connection has ended (closed, reset or timed out).
 #ifndef CPPETCD_API_HTTP_SERVER_H_
 #define CPPETCD_API_HTTP_SERVER_H_
 

@@ -2,7 +2,9 @@
 // of a large keyspace, once per concurrent client, must not take the
 // server's memory with it). A Range is admitted with the estimated size of
 // its answer and holds that charge until gRPC is done with the answer (the
-// call is done and the answer's bytes are freed); a
+// call is done and the answer's bytes are freed: for the JSON gateway, which
+// gets the server's own slices over the in-process channel, once it has
+// written the answer as JSON or its client has gone); a
 // Range that does not fit waits in a FIFO queue and starts when earlier
 // answers have been sent. It never fails for want of budget.
 //
@@ -12,6 +14,16 @@
 // an admitted entry may change once its answer is built (Adjust): only
 // growth between the estimate and the build (writes meanwhile) can take the
 // total past the limit.
+//
+// The queue is bounded too: a waiting entry stands for a gRPC call that
+// holds its request (key and range_end, up to --max-request-bytes, twice
+// for a raw Range: gRPC's buffer and the parsed copy) and gRPC's call state,
+// and nothing else bounds how many wait (--max-concurrent-streams is
+// 2^32-1 by default, per connection, over any number of connections). Past
+// max_queued entries, or max_queued_held_bytes of their requests, Acquire
+// refuses; the caller answers as etcd does when it is overloaded,
+// ResourceExhausted "etcdserver: too many requests" (which clients do not
+// retry blindly).
 #ifndef CPPETCD_API_RANGE_BUDGET_H_
 #define CPPETCD_API_RANGE_BUDGET_H_
 
@@ -31,6 +43,17 @@ class RangeBudget {
   // 256 MiB: a few large LISTs at once (one 200 MB keyspace LIST at a
   // time), any number of small ranges. No flag: the default applies.
   static constexpr uint64_t kDefaultLimitBytes = uint64_t{256} << 20;
+  // Entries waiting at once: far more than the concurrent LISTs a member
+  // serves, few enough that their calls' state stays small (a few MiB).
+  static constexpr size_t kDefaultMaxQueued = 1024;
+  // Bytes of requests held by waiting entries (see held_bytes in Acquire).
+  static constexpr uint64_t kDefaultMaxQueuedHeldBytes = uint64_t{64} << 20;
+
+  enum class Admission {
+    kAdmitted,  // charged now; on_admitted is dropped, the caller goes on
+    kQueued,    // on_admitted runs later unless Cancel removes the entry
+    kRefused,   // the queue is full: nothing charged or queued
+  };
 
   // Identifies one entry; from NewTicket, never 0.
   using Ticket = uint64_t;
@@ -38,8 +61,11 @@ class RangeBudget {
   // (never on the thread that released the budget).
   using OnAdmitted = absl::AnyInvocable<void() &&>;
 
-  // limit_bytes > 0.
-  explicit RangeBudget(uint64_t limit_bytes = kDefaultLimitBytes);
+  // limit_bytes > 0; max_queued and max_queued_held_bytes bound the queue
+  // (at least one entry may always wait).
+  explicit RangeBudget(uint64_t limit_bytes = kDefaultLimitBytes,
+                       size_t max_queued = kDefaultMaxQueued,
+                       uint64_t max_queued_held_bytes = kDefaultMaxQueuedHeldBytes);
   // Joins the thread. Every entry must have been admitted (and run) or
   // cancelled by then (the gRPC server that fed it has shut down).
   // Charges still held are not released (nothing is left to admit).
@@ -48,10 +74,12 @@ class RangeBudget {
   RangeBudget& operator=(const RangeBudget&) = delete;
 
   Ticket NewTicket();
-  // Admits `bytes` for `ticket` now and returns true (on_admitted is
-  // dropped: the caller goes on itself), or queues the entry and returns
-  // false: on_admitted runs later unless Cancel removes it first.
-  bool Acquire(Ticket ticket, uint64_t bytes, OnAdmitted on_admitted);
+  // Admits `bytes` for `ticket` now, or queues the entry, or refuses it
+  // when the queue is at max_queued entries or its held bytes plus
+  // `held_bytes` (the memory the waiting caller keeps, its request) would
+  // pass max_queued_held_bytes (see Admission).
+  Admission Acquire(Ticket ticket, uint64_t bytes, OnAdmitted on_admitted,
+                    uint64_t held_bytes = 0);
   // Removes a queued entry: true if it was queued (on_admitted will not
   // run), false if it was admitted already (or never acquired).
   bool Cancel(Ticket ticket);
@@ -68,6 +96,8 @@ class RangeBudget {
     uint64_t admitted_total = 0;   // entries ever admitted
     uint64_t queued_total = 0;     // entries that ever waited
     uint64_t peak_queued = 0;
+    uint64_t queued_held_bytes = 0;  // held_bytes of the entries waiting
+    uint64_t refused_total = 0;      // entries refused: the queue was full
     // The most bytes in flight seen while two or more entries were in
     // flight (at most limit_bytes unless a charge grew, see Adjust).
     uint64_t peak_shared_in_flight_bytes = 0;
@@ -78,6 +108,7 @@ class RangeBudget {
   struct Entry {
     Ticket ticket = 0;
     uint64_t bytes = 0;
+    uint64_t held_bytes = 0;
     OnAdmitted on_admitted;
   };
   bool FitsLocked(uint64_t bytes) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -87,6 +118,8 @@ class RangeBudget {
   void Run();
 
   const uint64_t limit_bytes_;
+  const size_t max_queued_;
+  const uint64_t max_queued_held_bytes_;
   mutable util::Mutex mu_;
   util::CondVar cv_;  // ready_ or stop_ changed
   Ticket next_ticket_ ABSL_GUARDED_BY(mu_) = 1;

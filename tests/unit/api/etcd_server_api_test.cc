@@ -360,7 +360,7 @@ class RangeBudgetApiTest : public EtcdServerApiTest {
   static constexpr size_t kValueBytes = 4096;
 
   void SetUp() override {
-    range_budget_ = std::make_shared<RangeBudget>(kLimit);
+    range_budget_ = std::make_shared<RangeBudget>(kLimit, max_queued_);
     EtcdServerApiTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) return;
     for (int i = 0; i < kKeys; ++i) {
@@ -373,6 +373,8 @@ class RangeBudgetApiTest : public EtcdServerApiTest {
       ASSERT_TRUE(kv_->Put(&ctx, put, &resp).ok());
     }
   }
+
+  size_t max_queued_ = RangeBudget::kDefaultMaxQueued;
 
   static std::string Key(int i) {
     char buf[16];
@@ -397,7 +399,7 @@ TEST_F(RangeBudgetApiTest, LargeRangesQueueAndAllSucceed) {
   ASSERT_EQ(&budget, range_budget_.get());
   // Hold the whole budget, as answers in flight would: every range queues.
   const RangeBudget::Ticket held = budget.NewTicket();
-  ASSERT_TRUE(budget.Acquire(held, kLimit, [] {}));
+  ASSERT_EQ(budget.Acquire(held, kLimit, [] {}), RangeBudget::Admission::kAdmitted);
 
   struct Call {
     etcdserverpb::RangeRequest req;
@@ -472,10 +474,81 @@ TEST_F(RangeBudgetApiTest, LargeRangesQueueAndAllSucceed) {
   EXPECT_LE(s.peak_shared_in_flight_bytes, kLimit);
 }
 
+// The budget's wait queue is bounded (range_budget.h): past it a Range or
+// read-only Txn fails at once as etcd's overloaded server answers,
+// ResourceExhausted "etcdserver: too many requests"; those that waited are
+// served once the budget frees.
+class RangeBudgetQueueBoundTest : public RangeBudgetApiTest {
+ protected:
+  static constexpr size_t kMaxQueued = 3;
+  RangeBudgetQueueBoundTest() { max_queued_ = kMaxQueued; }
+};
+
+TEST_F(RangeBudgetQueueBoundTest, CallsPastTheQueueBoundAreRefusedAsTooManyRequests) {
+  RangeBudget& budget = api_->range_budget();
+  const RangeBudget::Ticket held = budget.NewTicket();
+  ASSERT_EQ(budget.Acquire(held, kLimit, [] {}), RangeBudget::Admission::kAdmitted);
+  struct Call {
+    etcdserverpb::RangeRequest req;
+    etcdserverpb::RangeResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status status;
+    std::atomic<bool> done{false};
+  };
+  constexpr size_t kCalls = kMaxQueued + 2;
+  std::vector<std::unique_ptr<Call>> calls;
+  for (size_t i = 0; i < kCalls; ++i) {
+    auto c = std::make_unique<Call>();
+    c->req.set_key("big/");
+    c->req.set_range_end("big0");
+    SetDeadline(&c->ctx);
+    Call* p = c.get();
+    calls.push_back(std::move(c));
+    kv_->async()->Range(&p->ctx, &p->req, &p->resp, [p](grpc::Status st) {
+      p->status = std::move(st);
+      p->done = true;
+    });
+    // One at a time, so which ones wait is known.
+    if (i < kMaxQueued) {
+      ASSERT_TRUE(Eventually([&] { return budget.GetStats().queued == i + 1; }));
+    } else {
+      ASSERT_TRUE(Eventually([&] { return p->done.load(); }));
+      EXPECT_EQ(p->status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+      EXPECT_EQ(p->status.error_message(), "etcdserver: too many requests");
+    }
+  }
+  // A read-only Txn waits in the same queue: refused too.
+  etcdserverpb::TxnRequest read;
+  read.add_success()->mutable_request_range()->set_key(Key(0));
+  grpc::ClientContext txn_ctx;
+  SetDeadline(&txn_ctx);
+  etcdserverpb::TxnResponse txn_resp;
+  grpc::Status txn_status = kv_->Txn(&txn_ctx, read, &txn_resp);
+  EXPECT_EQ(txn_status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  RangeBudget::Stats s = budget.GetStats();
+  EXPECT_EQ(s.queued, kMaxQueued);
+  EXPECT_EQ(s.refused_total, kCalls - kMaxQueued + 1);
+  EXPECT_GT(s.queued_held_bytes, 0u);
+  for (size_t i = 0; i < kMaxQueued; ++i) EXPECT_FALSE(calls[i]->done.load());
+
+  budget.Release(kLimit);
+  for (size_t i = 0; i < kMaxQueued; ++i) {
+    SCOPED_TRACE(i);
+    Call* p = calls[i].get();
+    ASSERT_TRUE(Eventually([&] { return p->done.load(); }));
+    ASSERT_TRUE(p->status.ok()) << p->status.error_message();
+    EXPECT_EQ(p->resp.kvs_size(), kKeys);
+  }
+  ASSERT_TRUE(Eventually([&] { return budget.GetStats().in_flight == 0; }));
+  s = budget.GetStats();
+  EXPECT_EQ(s.queued_held_bytes, 0u);
+  EXPECT_EQ(s.in_flight_bytes, 0u);
+}
+
 TEST_F(RangeBudgetApiTest, QueuedRangeLeavesTheQueueWhenItsClientGivesUp) {
   RangeBudget& budget = api_->range_budget();
   const RangeBudget::Ticket held = budget.NewTicket();
-  ASSERT_TRUE(budget.Acquire(held, kLimit, [] {}));
+  ASSERT_EQ(budget.Acquire(held, kLimit, [] {}), RangeBudget::Admission::kAdmitted);
   const uint64_t admitted_before = budget.GetStats().admitted_total;
   etcdserverpb::RangeRequest req;
   req.set_key("big/");
@@ -523,7 +596,7 @@ TEST_F(RangeBudgetApiTest, QueuedRangeLeavesTheQueueWhenItsClientGivesUp) {
 TEST_F(RangeBudgetApiTest, ReadOnlyTxnWaitsForTheBudgetAndWritesDoNot) {
   RangeBudget& budget = api_->range_budget();
   const RangeBudget::Ticket held = budget.NewTicket();
-  ASSERT_TRUE(budget.Acquire(held, kLimit, [] {}));
+  ASSERT_EQ(budget.Acquire(held, kLimit, [] {}), RangeBudget::Admission::kAdmitted);
 
   etcdserverpb::TxnRequest read;
   etcdserverpb::RangeRequest* all = read.add_success()->mutable_request_range();

@@ -14,12 +14,14 @@
 #include <thread>
 
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include "cppetcd/api/client_listener.h"
 #include "cppetcd/api/grpc_server.h"
 #include "absl/strings/str_split.h"
 #include "cppetcdpb/options.pb.h"
+#include "etcdserverpb/rpc.grpc.pb.h"
 #include "etcdserverpb/rpc.pb.h"
 #include "tests/unit/api/fake_backend.h"
 
@@ -715,6 +717,125 @@ TEST_F(HttpMaxStreamsTest, ShutdownEndsStreamsAndWaitersPromptly) {
 // The request-body limit follows --max-request-bytes (twice the gRPC
 // receive limit, for JSON's base64 and field names), not a fixed 64 MiB.
 // etcd's --host-whitelist and --cors on a plain-text client URL.
+// ---- /v3/kv/range: the JSON is written piece by piece from the answer's
+// bytes while the client takes it (RangeJsonWriter); the answer keeps its
+// Range budget charge until it is out or the client has gone.
+
+void PutValues(testing::FakeBackend& backend, int keys, size_t value_bytes) {
+  for (int i = 0; i < keys; ++i) {
+    etcdserverpb::PutRequest put;
+    char key[32];
+    std::snprintf(key, sizeof(key), "list/%04d", i);
+    put.set_key(key);
+    put.set_value(std::string(value_bytes, static_cast<char>('a' + i % 26)));
+    backend.Put(auth::kNoCredentials, put, [](absl::StatusOr<etcdserverpb::PutResponse>) {});
+  }
+}
+
+// Every key: key "\0", range_end "\0".
+constexpr char kListAll[] = "{\"key\":\"AA==\",\"range_end\":\"AA==\"";
+
+// A connection with a small receive buffer that asked for every key and
+// read the first bytes of the reply (the caller closes it).
+int OpenSlowList(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  const std::string body = std::string(kListAll) + "}";
+  const std::string req = "POST /v3/kv/range HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          "Content-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  EXPECT_EQ(write(fd, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  char buf[64];
+  EXPECT_GT(read(fd, buf, sizeof(buf)), 0);
+  return fd;
+}
+
+template <class Pred>
+bool Eventually(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+  }
+  return pred();
+}
+
+TEST_F(HttpServerTest, RangeRepliesAreTheOneShotJsonByteForByte) {
+  PutValues(backend_, 64, 64 << 10);  // 4 MiB of values: many MHD blocks
+  auto kv = etcdserverpb::KV::NewStub(api_->InProcessChannel());
+  const std::string all = std::string(kListAll);
+  for (const std::string& body :
+       {all + "}", all + ",\"limit\":\"3\"}", all + ",\"count_only\":true}",
+        all + ",\"keys_only\":true}", std::string("{\"key\":\"bm9uZQ==\"}")}) {
+    SCOPED_TRACE(body);
+    etcdserverpb::RangeRequest req;
+    ASSERT_TRUE(GatewayJsonToMessage(body, &req).ok());
+    grpc::ClientContext ctx;
+    etcdserverpb::RangeResponse resp;
+    ASSERT_TRUE(kv->Range(&ctx, req, &resp).ok());
+    const std::string want = MessageToGatewayJson(resp);
+    HttpReply r = Request(port_, "POST", "/v3/kv/range", body, std::chrono::seconds(20));
+    ASSERT_EQ(r.status, 200);
+    EXPECT_THAT(r.headers + "\r\n", HasSubstr("\r\nContent-Length: " + std::to_string(want.size()) + "\r\n"));
+    EXPECT_THAT(r.headers, HasSubstr("Content-Type: application/json"));
+    EXPECT_THAT(r.headers, HasSubstr("Grpc-Metadata-Content-Type: application/grpc"));
+    EXPECT_EQ(r.body.size(), want.size());
+    EXPECT_TRUE(r.body == want) << r.body.substr(0, 200) << "\nwant\n" << want.substr(0, 200);
+  }
+  const RangeBudget& budget = api_->range_budget();
+  ASSERT_TRUE(Eventually([&] { return budget.GetStats().in_flight == 0; }));
+  EXPECT_EQ(budget.GetStats().in_flight_bytes, 0u);
+}
+
+// A client that reads a few bytes of a large LIST and hangs up: the answer
+// stays charged to the Range budget while the client holds back, and the
+// charge (with the answer's bytes) goes when the connection closes.
+TEST_F(HttpServerTest, ListClientThatHangsUpReleasesTheAnswerAndItsBudget) {
+  constexpr int kKeys = 128;
+  constexpr size_t kValueBytes = 64 << 10;  // 8 MiB: more than the sockets buffer
+  PutValues(backend_, kKeys, kValueBytes);
+  const RangeBudget& budget = api_->range_budget();
+  const int fd = OpenSlowList(port_);
+  RangeBudget::Stats s = budget.GetStats();
+  EXPECT_EQ(s.in_flight, 1u);
+  EXPECT_GE(s.in_flight_bytes, kKeys * kValueBytes);
+  close(fd);
+  EXPECT_TRUE(Eventually([&] { return budget.GetStats().in_flight == 0; }));
+  s = budget.GetStats();
+  EXPECT_EQ(s.in_flight_bytes, 0u);
+  // The member still serves.
+  HttpReply r = Request(port_, "POST", "/v3/kv/range", "{\"key\":\"bGlzdC8wMDAx\"}");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_THAT(r.body, HasSubstr("\"count\":\"1\""));
+}
+
+// A client that stops reading without closing: the idle timeout ends the
+// connection, and with it the answer and its charge.
+class HttpIdleTimeoutTest : public HttpServerTest {
+ protected:
+  void Adjust(HttpServerOptions& options) override { options.idle_timeout = std::chrono::seconds(1); }
+};
+
+TEST_F(HttpIdleTimeoutTest, StalledListClientTimesOutAndReleasesTheBudget) {
+  constexpr int kKeys = 128;
+  constexpr size_t kValueBytes = 64 << 10;
+  PutValues(backend_, kKeys, kValueBytes);
+  const RangeBudget& budget = api_->range_budget();
+  const int fd = OpenSlowList(port_);
+  EXPECT_GE(budget.GetStats().in_flight_bytes, kKeys * kValueBytes);
+  EXPECT_TRUE(Eventually([&] { return budget.GetStats().in_flight == 0; }));
+  EXPECT_EQ(budget.GetStats().in_flight_bytes, 0u);
+  close(fd);
+}
+
 class HttpAccessControlTest : public HttpServerTest {
  protected:
   void Adjust(HttpServerOptions& options) override {

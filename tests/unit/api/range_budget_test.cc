@@ -41,12 +41,12 @@ TEST(RangeBudgetTest, AdmitsWhatFitsAndQueuesTheRestInOrder) {
       threads.push_back(std::this_thread::get_id());
     };
   };
-  EXPECT_TRUE(b.Acquire(b.NewTicket(), 60, record(0)));
-  EXPECT_TRUE(b.Acquire(b.NewTicket(), 40, record(1)));  // exactly the limit
-  EXPECT_FALSE(b.Acquire(b.NewTicket(), 10, record(2)));
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 60, record(0)), RangeBudget::Admission::kAdmitted);
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 40, record(1)), RangeBudget::Admission::kAdmitted);  // exactly the limit
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 10, record(2)), RangeBudget::Admission::kQueued);
   // FIFO: a 0-byte entry does not overtake the one waiting.
-  EXPECT_FALSE(b.Acquire(b.NewTicket(), 0, record(3)));
-  EXPECT_FALSE(b.Acquire(b.NewTicket(), 90, record(4)));
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 0, record(3)), RangeBudget::Admission::kQueued);
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 90, record(4)), RangeBudget::Admission::kQueued);
   RangeBudget::Stats s = b.GetStats();
   EXPECT_EQ(s.in_flight_bytes, 100u);
   EXPECT_EQ(s.in_flight, 2u);
@@ -85,11 +85,11 @@ TEST(RangeBudgetTest, AdmitsWhatFitsAndQueuesTheRestInOrder) {
 
 TEST(RangeBudgetTest, AnEntryLargerThanTheLimitRunsAlone) {
   RangeBudget b(100);
-  EXPECT_TRUE(b.Acquire(b.NewTicket(), 1000, [] {}));  // nothing in flight
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 1000, [] {}), RangeBudget::Admission::kAdmitted);  // nothing in flight
   std::atomic<bool> small_ran{false};
-  EXPECT_FALSE(b.Acquire(b.NewTicket(), 1, [&] { small_ran = true; }));
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 1, [&] { small_ran = true; }), RangeBudget::Admission::kQueued);
   std::atomic<bool> big_ran{false};
-  EXPECT_FALSE(b.Acquire(b.NewTicket(), 500, [&] { big_ran = true; }));
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 500, [&] { big_ran = true; }), RangeBudget::Admission::kQueued);
   b.Release(1000);
   ASSERT_TRUE(Eventually([&] { return small_ran.load(); }));
   // 1 + 500 > 100: the second oversized entry waits for the small one.
@@ -104,13 +104,13 @@ TEST(RangeBudgetTest, AnEntryLargerThanTheLimitRunsAlone) {
 TEST(RangeBudgetTest, CancelRemovesAQueuedEntryOnly) {
   RangeBudget b(10);
   const auto first = b.NewTicket();
-  EXPECT_TRUE(b.Acquire(first, 10, [] {}));
+  EXPECT_EQ(b.Acquire(first, 10, [] {}), RangeBudget::Admission::kAdmitted);
   const auto head = b.NewTicket();
   std::atomic<bool> head_ran{false};
-  EXPECT_FALSE(b.Acquire(head, 10, [&] { head_ran = true; }));
+  EXPECT_EQ(b.Acquire(head, 10, [&] { head_ran = true; }), RangeBudget::Admission::kQueued);
   const auto next = b.NewTicket();
   std::atomic<bool> next_ran{false};
-  EXPECT_FALSE(b.Acquire(next, 5, [&] { next_ran = true; }));
+  EXPECT_EQ(b.Acquire(next, 5, [&] { next_ran = true; }), RangeBudget::Admission::kQueued);
   EXPECT_FALSE(b.Cancel(first));  // admitted: not cancellable here
   EXPECT_TRUE(b.Cancel(head));
   EXPECT_FALSE(b.Cancel(head));  // gone
@@ -125,11 +125,11 @@ TEST(RangeBudgetTest, CancelRemovesAQueuedEntryOnly) {
 
 TEST(RangeBudgetTest, CancellingTheHeadAdmitsTheEntriesBehindIt) {
   RangeBudget b(10);
-  EXPECT_TRUE(b.Acquire(b.NewTicket(), 4, [] {}));
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 4, [] {}), RangeBudget::Admission::kAdmitted);
   const auto head = b.NewTicket();
-  EXPECT_FALSE(b.Acquire(head, 8, [] {}));
+  EXPECT_EQ(b.Acquire(head, 8, [] {}), RangeBudget::Admission::kQueued);
   std::atomic<bool> small_ran{false};
-  EXPECT_FALSE(b.Acquire(b.NewTicket(), 3, [&] { small_ran = true; }));
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 3, [&] { small_ran = true; }), RangeBudget::Admission::kQueued);
   EXPECT_TRUE(b.Cancel(head));
   ASSERT_TRUE(Eventually([&] { return small_ran.load(); }));
   EXPECT_EQ(b.GetStats().in_flight_bytes, 7u);
@@ -137,15 +137,63 @@ TEST(RangeBudgetTest, CancellingTheHeadAdmitsTheEntriesBehindIt) {
 
 TEST(RangeBudgetTest, AdjustDownAdmitsMore) {
   RangeBudget b(10);
-  EXPECT_TRUE(b.Acquire(b.NewTicket(), 10, [] {}));
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 10, [] {}), RangeBudget::Admission::kAdmitted);
   std::atomic<bool> ran{false};
-  EXPECT_FALSE(b.Acquire(b.NewTicket(), 6, [&] { ran = true; }));
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 6, [&] { ran = true; }), RangeBudget::Admission::kQueued);
   b.Adjust(10, 4);  // the answer came out smaller than estimated
   ASSERT_TRUE(Eventually([&] { return ran.load(); }));
   EXPECT_EQ(b.GetStats().in_flight_bytes, 10u);
   b.Release(4);
   b.Release(6);
   EXPECT_EQ(b.GetStats().in_flight_bytes, 0u);
+}
+
+// The wait queue is bounded in entries and in the bytes their callers hold
+// (range_budget.h): past either, Acquire refuses (nothing queued, nothing
+// charged, on_admitted dropped); a place freed by a cancel or an admission
+// takes the next. The first entry of an empty queue always waits.
+TEST(RangeBudgetTest, QueueIsBoundedInEntriesAndHeldBytes) {
+  using A = RangeBudget::Admission;
+  RangeBudget b(10, /*max_queued=*/3, /*max_queued_held_bytes=*/100);
+  ASSERT_EQ(b.Acquire(b.NewTicket(), 10, [] {}), A::kAdmitted);  // the budget is full
+  std::atomic<int> ran{0};
+  auto run = [&] { return [&] { ran.fetch_add(1); }; };
+  const RangeBudget::Ticket first = b.NewTicket();
+  EXPECT_EQ(b.Acquire(first, 1, run(), 60), A::kQueued);
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 1, run(), 50), A::kRefused);  // 60 + 50 > 100
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 1, run(), 40), A::kQueued);   // exactly 100
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 1, run(), 0), A::kQueued);    // 3 entries
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 1, run(), 0), A::kRefused);   // a 4th
+  RangeBudget::Stats s = b.GetStats();
+  EXPECT_EQ(s.queued, 3u);
+  EXPECT_EQ(s.queued_held_bytes, 100u);
+  EXPECT_EQ(s.refused_total, 2u);
+  EXPECT_EQ(s.in_flight, 1u);
+  EXPECT_EQ(s.in_flight_bytes, 10u);
+
+  EXPECT_TRUE(b.Cancel(first));  // its place and held bytes are free again
+  EXPECT_EQ(b.GetStats().queued_held_bytes, 40u);
+  EXPECT_EQ(b.Acquire(b.NewTicket(), 1, run(), 60), A::kQueued);
+  b.Release(10);
+  ASSERT_TRUE(Eventually([&] { return ran.load() == 3; }));
+  s = b.GetStats();
+  EXPECT_EQ(s.queued, 0u);
+  EXPECT_EQ(s.queued_held_bytes, 0u);
+  EXPECT_EQ(s.in_flight, 3u);
+  b.Release(1);
+  b.Release(1);
+  b.Release(1);
+
+  // Alone in the queue, an entry holding more than the bound still waits.
+  RangeBudget c(10, 3, 100);
+  ASSERT_EQ(c.Acquire(c.NewTicket(), 10, [] {}), A::kAdmitted);
+  std::atomic<bool> big_ran{false};
+  EXPECT_EQ(c.Acquire(c.NewTicket(), 1, [&] { big_ran = true; }, 500), A::kQueued);
+  EXPECT_EQ(c.Acquire(c.NewTicket(), 1, [] {}, 1), A::kRefused);
+  c.Release(10);
+  ASSERT_TRUE(Eventually([&] { return big_ran.load(); }));
+  c.Release(1);
+  EXPECT_EQ(ran.load(), 3);
 }
 
 // Several threads acquire random sizes (some above the limit) and release
@@ -163,7 +211,7 @@ TEST(RangeBudgetTest, BoundHoldsUnderConcurrentLoad) {
       for (int i = 0; i < kPerThread; ++i) {
         const uint64_t bytes = rng() % 10 == 0 ? 1500 : rng() % 400;
         std::atomic<bool> admitted{false};
-        if (b.Acquire(b.NewTicket(), bytes, [&] { admitted = true; })) admitted = true;
+        if (b.Acquire(b.NewTicket(), bytes, [&] { admitted = true; }) == RangeBudget::Admission::kAdmitted) admitted = true;
         while (!admitted.load()) std::this_thread::yield();
         ran.fetch_add(1);
         std::this_thread::sleep_for(std::chrono::microseconds(100));  // the answer in flight
