@@ -1,3 +1,6 @@
+// The client listener. Descriptors here are sockets, eventfds and epoll
+// (outside util::Env); the one path operation is the unlink of a unix
+// socket path before bind and at close, which is the socket's name, not data.
 #include "cppetcd/api/client_listener.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,5 @@
+// The gRPC server of the client port. Descriptors here are sockets handed to
+// gRPC: no file-system access (outside util::Env).
 #include "cppetcd/api/grpc_server.h"
 
 #include <fcntl.h>

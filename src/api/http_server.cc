@@ -1,3 +1,5 @@
+// The HTTP gateway's server loop. Descriptors here are sockets, eventfds and
+// epoll: no file-system access (outside util::Env).
 #include "cppetcd/api/http_server.h"
 
 #include <sys/epoll.h>

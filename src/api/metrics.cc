@@ -1,3 +1,6 @@
+// Prometheus text exposition of the server's metrics. File access: only
+// /proc (process CPU, memory, open descriptors), read directly: process
+// state, not data, so it stays outside util::Env.
 #include "cppetcd/api/metrics.h"
 
 #include <dirent.h>

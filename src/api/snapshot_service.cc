@@ -1,4 +1,5 @@
-// Maintenance.Snapshot (etcd 3.4 v3rpc/maintenance.go): the backend, as an
+// Maintenance.Snapshot (etcd 3.4 v3rpc/maintenance.go). Descriptors here are
+// a pipe's ends (outside util::Env). The backend, as an
 // etcd bbolt database (ServerBackend::SnapshotBackend, so that etcdctl
 // snapshot status/restore and etcd open it), is written into a pipe on a
 // thread of its own and streamed as it comes, in

@@ -158,6 +158,7 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
   auto t0 = SteadyClock::now();
   storage::BackendOptions bopts;
   bopts.logger = lg_.WithComponent("backend");
+  bopts.env = env_;
   if (quota_bytes_ > 0) {
     bopts.map_size_bytes = std::max<uint64_t>(bopts.map_size_bytes,
                                               static_cast<uint64_t>(quota_bytes_) * 2);

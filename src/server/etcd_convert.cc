@@ -240,6 +240,7 @@ absl::Status BuildMemberDir(util::Env* env, const storage::EtcdDataDir& d,
   if (d.db != nullptr) {
     storage::BackendOptions bopts;
     bopts.logger = log.WithComponent("backend");
+    bopts.env = env;
     auto be = storage::Backend::Open(snap_dir + "/db", bopts);
     if (!be.ok()) return be.status();
     if (auto s = ImportEtcdBackend(*d.db, be->get(), log); !s.ok()) return s;
@@ -316,6 +317,7 @@ absl::Status Verify(util::Env* env, const storage::EtcdDataDir& d,
     }
     storage::BackendOptions bopts;
     bopts.logger = log.WithComponent("backend");
+    bopts.env = env;
     auto be = storage::Backend::Open(tmp + "/snap/db", bopts);
     if (!be.ok()) return be.status();
     auto rtx = (*be)->BeginRead();

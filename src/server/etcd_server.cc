@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -397,43 +398,41 @@ absl::Status EtcdServer::SnapshotBackend(int fd, SnapshotFormat format) {
   const uint64_t estimate = impl_->BackendCopyEstimateBytes();
   if (absl::Status s = impl_->ReserveDisk("a snapshot", estimate); !s.ok()) return s;
   absl::Cleanup release = [&] { impl_->ReleaseDisk(estimate); };
-  // The bbolt file is built in the data dir from one read txn, then
-  // streamed. It is unlinked at once: the descriptor keeps it until closed,
-  // and a crash leaves nothing behind.
-  std::string tmpl = impl_->snap_dir_ + "/db.snapshot-XXXXXX";
-  const int tmp = ::mkostemp(tmpl.data(), O_CLOEXEC);
-  if (tmp < 0) {
-    return absl::InternalError(absl::StrCat("create ", tmpl, ": ", std::strerror(errno)));
-  }
-  ::unlink(tmpl.c_str());
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{tmp};
+  // The bbolt file is built in the data dir (through the Env) from one read
+  // txn, then streamed. It is unlinked at once: the descriptor keeps it
+  // until closed, and a crash leaves nothing behind.
+  static std::atomic<uint64_t> next_tmp{0};
+  const std::string tmp_path = absl::StrCat(impl_->snap_dir_, "/db.snapshot-", ::getpid(), "-",
+                                            next_tmp.fetch_add(1));
+  util::Env* env = impl_->env_;
+  auto tmp = env->NewRandomRWFile(tmp_path);
+  if (!tmp.ok()) return tmp.status();
+  if (absl::Status s = env->RemoveFile(tmp_path); !s.ok()) return s;
   uint64_t size = 0;
   {
     auto rtx = impl_->backend_->BeginRead();
     if (!rtx.ok()) return rtx.status();
-    auto w = storage::BboltWriter::Create(tmp);
+    auto w = storage::BboltWriter::Create(tmp->get());
     if (!w.ok()) return w.status();
     if (absl::Status s = ExportEtcdBackend(rtx->get(), w->get()); !s.ok()) return s;
     auto n = (*w)->Finish();
     if (!n.ok()) return n.status();
     size = *n;
   }  // the read txn ends before the (client-paced) stream
-  std::vector<char> buf(256 * 1024);
+  std::string buf;
   for (uint64_t off = 0; off < size;) {
-    const ssize_t r = ::pread(tmp, buf.data(), std::min<uint64_t>(buf.size(), size - off),
-                              static_cast<off_t>(off));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return absl::InternalError(absl::StrCat("read ", tmpl, ": ", std::strerror(errno)));
-    for (ssize_t done = 0; done < r;) {
-      const ssize_t wr = ::write(fd, buf.data() + done, static_cast<size_t>(r - done));
+    if (absl::Status s = (*tmp)->Read(off, std::min<uint64_t>(256 * 1024, size - off), &buf);
+        !s.ok()) {
+      return s;
+    }
+    if (buf.empty()) return absl::DataLossError(absl::StrCat("read ", tmp_path, ": short file"));
+    for (size_t done = 0; done < buf.size();) {
+      const ssize_t wr = ::write(fd, buf.data() + done, buf.size() - done);
       if (wr < 0 && errno == EINTR) continue;
       if (wr < 0) return absl::InternalError(absl::StrCat("snapshot write: ", std::strerror(errno)));
-      done += wr;
+      done += static_cast<size_t>(wr);
     }
-    off += static_cast<uint64_t>(r);
+    off += buf.size();
   }
   return absl::OkStatus();
 }

@@ -2,9 +2,6 @@
 // other members forward to the leader), routing of lease keep-alives and
 // TTL queries to the leader, snapshot sending, leadership transfer
 // (MoveLeader and on graceful stop). Any thread unless noted.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include "absl/strings/str_format.h"
 #include "cppetcd/server/peer_check.h"
 #include "server_impl.h"
@@ -340,16 +337,18 @@ void EtcdServer::Impl::SendSnapshotAsync(raftpb::Message m) {
     };
     const std::string path =
         absl::StrFormat("%s/%016x-%016x.snap.db.send", snap_dir_, index, to);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-      lg_.Warn("failed to create snapshot file to send", {{"path", path}});
+    auto file = env_->NewWritableFile(path);
+    if (!file.ok()) {
+      lg_.Warn("failed to create snapshot file to send",
+               {{"path", path}, {"error", file.status().ToString()}});
       return report(false);
     }
-    absl::Status s = backend_->CopyTo(fd);
-    ::close(fd);
+    absl::Status s = backend_->CopyTo(file->get());
+    if (absl::Status c = (*file)->Close(); s.ok()) s = c;
+    file->reset();
     if (!s.ok()) {
       lg_.Warn("failed to copy backend for snapshot", {{"error", s.ToString()}});
-      ::unlink(path.c_str());
+      env_->RemoveFile(path).IgnoreError();
       return report(false);
     }
     // etcd sends a "merged" snapshot: the metadata describes the copied
@@ -385,6 +384,7 @@ absl::StatusOr<raftpb::SnapshotMetadata> EtcdServer::Impl::DescribeBackendCopy(
   {
     storage::BackendOptions opts;
     opts.logger = lg_.WithComponent("backend");
+    opts.env = env_;
     if (auto size = env_->FileSize(path); size.ok()) {
       opts.map_size_bytes = std::max<uint64_t>(opts.map_size_bytes, *size + (uint64_t{64} << 20));
     }

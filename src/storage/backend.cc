@@ -10,6 +10,15 @@
 // path, the old one's "<path>-lock" is unlinked: LMDB keeps the last txn id
 // in the lock file, so two environments must never share one; the old one
 // keeps using its open (now nameless) lock and data files.
+//
+// File access: the backend's own file operations (the leftover
+// defragmentation copy, the lock-file unlink and the rename of a
+// defragmentation, directory syncs, SizeBytes, CopyTo(WritableFile*)) go
+// through BackendOptions::env. LMDB's own I/O (open, pwrite, fdatasync and
+// the mmap of the database, its lock file and the defragmentation copy) and
+// the checks of a file right before LMDB maps it (the stat in
+// ReplaceContentsFrom, CheckLmdbFile's mmap) cannot: LMDB takes a path or a
+// descriptor, not our Env, and a check must look at the very file LMDB maps.
 #include "cppetcd/storage/backend.h"
 
 #include <fcntl.h>
@@ -23,6 +32,7 @@
 #include <cstdio>
 #include <cstring>
 #include <optional>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -473,17 +483,15 @@ unsigned EnvFlags(const BackendOptions& options) {
   return flags;
 }
 
-absl::Status FsyncDir(const std::string& file_path) {
-  const size_t slash = file_path.rfind('/');
-  const std::string dir(slash == std::string::npos ? std::string_view(".")
-                                                   : std::string_view(file_path).substr(0, slash + 1));
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return absl::InternalError(absl::StrCat("storage: open dir ", dir, ": ", strerror(errno)));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return absl::InternalError(absl::StrCat("storage: fsync dir ", dir, ": ", strerror(err)));
-  return absl::OkStatus();
+absl::Status FsyncDir(util::Env* env, const std::string& file_path) {
+  absl::Status s = env->SyncDir(util::DirName(file_path));
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat("storage: ", s.message()));
+}
+
+// `s` with "storage: <what>: " before its message, code kept.
+absl::Status Prefixed(const std::string& what, const absl::Status& s) {
+  return absl::Status(s.code(), absl::StrCat("storage: ", what, ": ", s.message()));
 }
 
 // Go's humanize.Bytes (SI units), as etcd logs sizes.
@@ -505,23 +513,26 @@ std::string HumanBytes(int64_t n) {
 
 absl::StatusOr<std::unique_ptr<Backend>> Backend::Open(const std::string& path,
                                                        BackendOptions options) {
+  if (options.env == nullptr) options.env = util::Env::Default();
   std::unique_ptr<Backend> b(new Backend(path, std::move(options)));
+  util::Env* fs = b->options_.env;
   // A defragmentation that crashed before its rename leaves its copy behind;
   // the database is the file at `path`.
-  struct stat st;
-  if (::stat(DefragPath(path).c_str(), &st) == 0) {
+  if (fs->FileExists(DefragPath(path))) {
     b->options_.logger.Warn("removing an unfinished defragmentation copy",
                             {{"path", DefragPath(path)}});
-    ::unlink(DefragPath(path).c_str());
+    if (absl::Status s = fs->RemoveFile(DefragPath(path)); !s.ok() && !absl::IsNotFound(s)) {
+      return Prefixed("remove unfinished defragmentation copy", s);
+    }
   }
-  const bool existed = ::stat(path.c_str(), &st) == 0;
+  const bool existed = fs->FileExists(path);
   auto env = OpenEnv(path, b->options_.map_size_bytes, EnvFlags(b->options_),
                      BucketNames(b->options_));
   if (!env.ok()) return env.status();
   // LMDB does not fsync the directory of a file it creates: without this a
   // power loss could drop the new file's directory entry.
   if (!existed) {
-    if (auto s = FsyncDir(path); !s.ok()) return s;
+    if (auto s = FsyncDir(fs, path); !s.ok()) return s;
   }
   util::MutexLock l(&b->mu_);
   b->env_ = std::move(env).value();
@@ -593,9 +604,8 @@ absl::StatusOr<std::unique_ptr<WriteTxn>> Backend::BeginWrite() {
 absl::Status Backend::Sync() { return LmdbStatus(mdb_env_sync(CurrentEnv()->env, 1), "sync"); }
 
 int64_t Backend::SizeBytes() const {
-  struct stat st;
-  if (::stat(path_.c_str(), &st) != 0) return 0;
-  return static_cast<int64_t>(st.st_size);
+  auto size = options_.env->FileSize(path_);
+  return size.ok() ? static_cast<int64_t>(*size) : 0;
 }
 
 namespace {
@@ -812,6 +822,35 @@ absl::Status Backend::CopyTo(int fd) {
   return LmdbStatus(mdb_env_copyfd2(env->env, fd, MDB_CP_COMPACT), "copy");
 }
 
+absl::Status Backend::CopyTo(util::WritableFile* out) {
+  // LMDB copies to a descriptor only; a pipe hands its bytes to `out`.
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return util::IoError(errno, "pipe for copy to", out->Path());
+  absl::Status copy_status;
+  std::thread copier([&] {
+    copy_status = CopyTo(fds[1]);
+    ::close(fds[1]);
+  });
+  absl::Status write_status;
+  std::string buf(1 << 20, '\0');
+  while (true) {
+    const ssize_t n = ::read(fds[0], buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      // Not seen on a pipe; the copier then fails on the closed pipe.
+      if (write_status.ok()) write_status = util::IoError(errno, "read copy pipe for", out->Path());
+      break;
+    }
+    if (n == 0) break;
+    // After a failed Append the rest is drained so that the copier ends.
+    if (write_status.ok()) write_status = out->Append(std::string_view(buf.data(), static_cast<size_t>(n)));
+  }
+  ::close(fds[0]);
+  copier.join();
+  if (!write_status.ok()) return Prefixed("copy", write_status);
+  return copy_status;
+}
+
 absl::StatusOr<uint64_t> Backend::CopySizeFromHead(std::string_view head) {
   // A page starts with a 16-byte header (pgno, pad, flags, lower, upper);
   // the meta follows: magic, version, address, mapsize, the two MDB_db
@@ -952,14 +991,15 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
     return options.on_step ? options.on_step(name) : absl::OkStatus();
   };
   const std::string tmp_path = DefragPath(path_);
-  ::unlink(tmp_path.c_str());
+  util::Env* fs = options_.env;
+  fs->RemoveFile(tmp_path).IgnoreError();
   std::vector<std::string> names;
   for (const auto& [name, dbi] : CurrentEnv()->buckets) names.push_back(name);
   // The copy: no lock file (nobody else opens it), no sync until asked.
   auto copy_or = OpenEnv(tmp_path, options_.map_size_bytes,
                          MDB_NOSUBDIR | MDB_NOLOCK | MDB_NOSYNC | MDB_NOTLS, names);
   if (!copy_or.ok()) {
-    ::unlink(tmp_path.c_str());
+    fs->RemoveFile(tmp_path).IgnoreError();
     return copy_or.status();
   }
   std::shared_ptr<LmdbEnv> copy = std::move(copy_or).value();
@@ -974,7 +1014,7 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
     }
     writer_cv_.SignalAll();
     copy.reset();
-    ::unlink(tmp_path.c_str());
+    fs->RemoveFile(tmp_path).IgnoreError();
     return s;
   };
   auto cancelled = [&]() {
@@ -1104,15 +1144,11 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
   if (absl::Status s = step("before_rename"); !s.ok()) return s;
   // The old environment keeps its lock file open; the new one must get a
   // fresh one (see the file comment).
-  if (::unlink(LockPath(path_).c_str()) != 0 && errno != ENOENT) {
-    return fail(absl::InternalError(
-        absl::StrCat("storage: defrag: unlink ", LockPath(path_), ": ", strerror(errno))));
+  if (absl::Status s = fs->RemoveFile(LockPath(path_)); !s.ok() && !absl::IsNotFound(s)) {
+    return fail(Prefixed("defrag", s));
   }
-  if (::rename(tmp_path.c_str(), path_.c_str()) != 0) {
-    return fail(absl::InternalError(
-        absl::StrCat("storage: defrag: rename ", tmp_path, ": ", strerror(errno))));
-  }
-  if (absl::Status s = FsyncDir(path_); !s.ok()) {
+  if (absl::Status s = fs->RenameFile(tmp_path, path_); !s.ok()) return fail(Prefixed("defrag", s));
+  if (absl::Status s = FsyncDir(fs, path_); !s.ok()) {
     options_.logger.Warn("failed to sync the directory after defragmentation",
                          {{"error", s.ToString()}});
   }

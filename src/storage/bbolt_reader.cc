@@ -3,8 +3,6 @@
 #include "cppetcd/storage/bbolt_reader.h"
 
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -132,12 +130,15 @@ struct BboltReader::Walk {
   }
 };
 
-absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::Open(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("open ", path, ": no such file or directory"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return FromBytes(std::move(ss).str());
+absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::Open(const std::string& path,
+                                                               util::Env* env) {
+  if (env == nullptr) env = util::Env::Default();
+  auto bytes = env->ReadFileToString(path);
+  if (absl::IsNotFound(bytes.status())) {
+    return absl::NotFoundError(absl::StrCat("open ", path, ": no such file or directory"));
+  }
+  if (!bytes.ok()) return bytes.status();
+  return FromBytes(*std::move(bytes));
 }
 
 absl::StatusOr<std::unique_ptr<BboltReader>> BboltReader::FromBytes(std::string bytes) {

@@ -129,21 +129,45 @@ struct BboltWriter::Tree {
   }
 };
 
-BboltWriter::BboltWriter(int fd, BboltWriterOptions options) : fd_(fd), options_(options) {
+BboltWriter::BboltWriter(int fd, util::RandomRWFile* file, BboltWriterOptions options)
+    : fd_(fd), file_(file), options_(options) {
   buffer_pgid_ = next_pgid_;
   open_.push_back(std::make_unique<Tree>());
 }
 
 BboltWriter::~BboltWriter() = default;
 
-absl::StatusOr<std::unique_ptr<BboltWriter>> BboltWriter::Create(int fd,
-                                                                 BboltWriterOptions options) {
-  const uint32_t ps = options.page_size;
+namespace {
+
+// InvalidArgument for a bad page size; raises the buffer to one page.
+absl::Status CheckOptions(BboltWriterOptions* options) {
+  const uint32_t ps = options->page_size;
   if (ps < 1024 || ps > 65536 || (ps & (ps - 1)) != 0) {
     return absl::InvalidArgumentError(absl::StrCat("bbolt writer: bad page size ", ps));
   }
-  if (options.write_buffer_bytes < ps) options.write_buffer_bytes = ps;
-  return std::unique_ptr<BboltWriter>(new BboltWriter(fd, options));
+  if (options->write_buffer_bytes < ps) options->write_buffer_bytes = ps;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BboltWriter>> BboltWriter::Create(int fd,
+                                                                 BboltWriterOptions options) {
+  if (absl::Status s = CheckOptions(&options); !s.ok()) return s;
+  return std::unique_ptr<BboltWriter>(new BboltWriter(fd, nullptr, options));
+}
+
+absl::StatusOr<std::unique_ptr<BboltWriter>> BboltWriter::Create(util::RandomRWFile* file,
+                                                                 BboltWriterOptions options) {
+  if (absl::Status s = CheckOptions(&options); !s.ok()) return s;
+  return std::unique_ptr<BboltWriter>(new BboltWriter(-1, file, options));
+}
+
+absl::Status BboltWriter::WriteAt(const char* p, size_t n, uint64_t offset) {
+  if (file_ == nullptr) return PwriteAll(fd_, p, n, offset);
+  absl::Status s = file_->Write(offset, std::string_view(p, n));
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat("bbolt writer: ", s.message()));
 }
 
 absl::Status BboltWriter::CheckUsable() const {
@@ -155,7 +179,7 @@ absl::Status BboltWriter::CheckUsable() const {
 absl::Status BboltWriter::FlushBuffer() {
   if (buffer_.empty()) return absl::OkStatus();
   absl::Status s =
-      PwriteAll(fd_, buffer_.data(), buffer_.size(), buffer_pgid_ * options_.page_size);
+      WriteAt(buffer_.data(), buffer_.size(), buffer_pgid_ * options_.page_size);
   if (!s.ok()) {
     broken_ = s;
     return s;
@@ -308,7 +332,7 @@ absl::StatusOr<uint64_t> BboltWriter::Finish() {
   char* fl = head.data() + 2 * ps;
   Put64(fl, 2);
   Put16(fl + 8, kFreelistPageFlag);
-  if (absl::Status s = PwriteAll(fd_, head.data(), head.size(), 0); !s.ok()) {
+  if (absl::Status s = WriteAt(head.data(), head.size(), 0); !s.ok()) {
     broken_ = s;
     return s;
   }

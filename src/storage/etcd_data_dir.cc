@@ -104,8 +104,8 @@ absl::StatusOr<EtcdMember> ParseMember(std::string_view key, std::string_view va
   return ParseMemberJson(key, *id, value);
 }
 
-absl::Status ReadBackend(const std::string& path, EtcdDataDir* out) {
-  auto db = BboltReader::Open(path);
+absl::Status ReadBackend(util::Env* env, const std::string& path, EtcdDataDir* out) {
+  auto db = BboltReader::Open(path, env);
   if (!db.ok()) {
     return absl::Status(db.status().code(), absl::StrCat(path, ": ", db.status().message()));
   }
@@ -229,7 +229,7 @@ absl::StatusOr<EtcdDataDir> ReadEtcdDataDir(util::Env* env, const std::string& d
 
   const std::string db_path = util::JoinPath(sdir, "db");
   if (env->FileExists(db_path)) {
-    if (absl::Status s = ReadBackend(db_path, &out); !s.ok()) return s;
+    if (absl::Status s = ReadBackend(env, db_path, &out); !s.ok()) return s;
   }
   if (out.snapshot.has_value() && out.consistent_index < start.index) {
     // etcd's recoverSnapshotBackend: a backend behind the snapshot is
@@ -245,7 +245,7 @@ absl::StatusOr<EtcdDataDir> ReadEtcdDataDir(util::Env* env, const std::string& d
     out.consistent_index = 0;
     out.members.clear();
     out.removed_member_ids.clear();
-    if (absl::Status s = ReadBackend(snap_db, &out); !s.ok()) return s;
+    if (absl::Status s = ReadBackend(env, snap_db, &out); !s.ok()) return s;
   }
   return out;
 }

@@ -1,5 +1,7 @@
 // The LMDB file check (see include/cppetcd/storage/lmdb_check.h for what is
-// checked and the format facts it relies on).
+// checked and the format facts it relies on). CheckLmdbFile opens and maps
+// the file directly, not through util::Env: it must see the very bytes LMDB
+// is about to map, and the Env has no mmap.
 #include "cppetcd/storage/lmdb_check.h"
 
 #include <fcntl.h>

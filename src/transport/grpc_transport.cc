@@ -1,12 +1,10 @@
 #include "cppetcd/transport/grpc_transport.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <utility>
 
@@ -744,7 +742,7 @@ void GrpcTransport::Impl::SendSnapshot(raftpb::Message msg, std::string db_path,
   util::MutexLock l(&mu_);
   if (stopped_) {
     l.Unlock();
-    ::unlink(db_path.c_str());
+    env()->RemoveFile(db_path).IgnoreError();
     std::move(done)(absl::UnavailableError("peer transport stopped"));
     return;
   }
@@ -774,7 +772,7 @@ void GrpcTransport::Impl::RunSnapshot(uint64_t token, raftpb::Message msg, std::
                                              {"remote-peer-id", peer_hex},
                                              {"path", db_path}});
   absl::Status st = SendSnapshotStream(msg, db_path, token, &sent_bytes);
-  ::unlink(db_path.c_str());
+  env()->RemoveFile(db_path).IgnoreError();
   if (st.ok()) {
     logger_.Info("sent database snapshot", {{"snapshot-index", index},
                                             {"remote-peer-id", peer_hex},
@@ -800,13 +798,11 @@ absl::Status GrpcTransport::Impl::SendSnapshotStream(const raftpb::Message& msg,
   }
   std::shared_ptr<grpc::Channel> channel = channels.front();
   if (channel == nullptr) return absl::UnavailableError("unsupported peer URL");
-  std::ifstream in(db_path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("open ", db_path, ": ", std::strerror(errno)));
-  struct stat sb{};
-  if (::stat(db_path.c_str(), &sb) != 0) {
-    return absl::InternalError(absl::StrCat("stat ", db_path, ": ", std::strerror(errno)));
-  }
-  const uint64_t total = static_cast<uint64_t>(sb.st_size);
+  auto in = env()->NewSequentialFile(db_path);
+  if (!in.ok()) return in.status();
+  auto size = env()->FileSize(db_path);
+  if (!size.ok()) return size.status();
+  const uint64_t total = *size;
 
   grpc::ClientContext ctx;
   AddCallMetadata(&ctx);
@@ -830,12 +826,17 @@ absl::Status GrpcTransport::Impl::SendSnapshotStream(const raftpb::Message& msg,
   *header.mutable_message() = msg;
   header.set_total_bytes(total);
   bool ok = writer->Write(header);
-  std::string buf(std::max<size_t>(options_.snapshot_chunk_bytes, 1), '\0');
+  const size_t chunk_bytes = std::max<size_t>(options_.snapshot_chunk_bytes, 1);
+  std::string buf;
   uint64_t sent = 0;
   absl::Status local;
   while (ok && sent < total) {
-    in.read(buf.data(), static_cast<std::streamsize>(std::min<uint64_t>(buf.size(), total - sent)));
-    const size_t n = static_cast<size_t>(in.gcount());
+    local = (*in)->Read(static_cast<size_t>(std::min<uint64_t>(chunk_bytes, total - sent)), &buf);
+    if (!local.ok()) {
+      ctx.TryCancel();
+      break;
+    }
+    const size_t n = buf.size();
     if (n == 0) {
       local = absl::DataLossError(absl::StrCat("short read of ", db_path));
       ctx.TryCancel();

@@ -147,6 +147,8 @@ class GrpcTransport::Impl {
 
   // ---- shared
   const TransportOptions& options() const { return options_; }
+  // The file-system seam (options_.env or the default); never null.
+  util::Env* env() const { return options_.env != nullptr ? options_.env : util::Env::Default(); }
   const util::Logger& logger() const { return logger_; }
   uint64_t LocalId() const { return local_id_.load(std::memory_order_relaxed); }
   std::string LocalIdHex() const { return util::IdToHex(LocalId()); }

@@ -1,17 +1,13 @@
 // The receiving side: peerpb.Peer over the PeerHandler (callback API).
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
+// Files (received snapshots) go through the transport's util::Env.
 #include <cstdlib>
-#include <cstring>
-#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cppetcd/util/crc32c.h"
+#include "cppetcd/util/env.h"
 #include "src/transport/impl.h"
 
 namespace cppetcd::transport {
@@ -192,11 +188,9 @@ class SnapshotReactor final : public grpc::ServerReadReactor<peerpb::SnapshotChu
       if (from_ == 0) from_ = msg_.from();
       path_ = h->SnapshotDbPath(msg_.snapshot().metadata().index());
       tmp_path_ = path_ + ".tmp";
-      fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd_ < 0) {
-        return grpc::Status(grpc::StatusCode::INTERNAL,
-                            absl::StrCat("open ", tmp_path_, ": ", std::strerror(errno)));
-      }
+      auto file = impl_->env()->NewWritableFile(tmp_path_);
+      if (!file.ok()) return ToGrpc(file.status());
+      file_ = *std::move(file);
       impl_->logger().Info("receiving database snapshot",
                            {{"local-member-id", impl_->LocalIdHex()},
                             {"remote-snapshot-sender-id", util::IdToHex(from_)},
@@ -214,16 +208,7 @@ class SnapshotReactor final : public grpc::ServerReadReactor<peerpb::SnapshotChu
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("snapshot larger than announced ", total_bytes_, " bytes"));
     }
-    size_t off = 0;
-    while (off < data.size()) {
-      ssize_t n = ::write(fd_, data.data() + off, data.size() - off);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        return grpc::Status(grpc::StatusCode::INTERNAL,
-                            absl::StrCat("write ", tmp_path_, ": ", std::strerror(errno)));
-      }
-      off += static_cast<size_t>(n);
-    }
+    if (absl::Status ws = file_->Append(data); !ws.ok()) return ToGrpc(ws);
     received_ += data.size();
     return grpc::Status::OK;
   }
@@ -238,18 +223,21 @@ class SnapshotReactor final : public grpc::ServerReadReactor<peerpb::SnapshotChu
                           absl::StrCat("snapshot transfer incomplete: received ", received_,
                                        " of ", total_bytes_, " bytes"));
     }
-    if (::fsync(fd_) != 0) {
-      return grpc::Status(grpc::StatusCode::INTERNAL,
-                          absl::StrCat("fsync ", tmp_path_, ": ", std::strerror(errno)));
-    }
-    ::close(fd_);
-    fd_ = -1;
-    if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-      return grpc::Status(grpc::StatusCode::INTERNAL,
-                          absl::StrCat("rename ", tmp_path_, ": ", std::strerror(errno)));
-    }
+    // Durable under its final name before raft hears of it: temp file,
+    // sync, rename, directory sync. Any failure drops the file (Discard)
+    // and fails the transfer; the sender retries with a new snapshot.
+    util::Env* env = impl_->env();
+    absl::Status fs = file_->Sync();
+    if (absl::Status cs = file_->Close(); fs.ok()) fs = cs;
+    file_.reset();
+    if (fs.ok()) fs = env->RenameFile(tmp_path_, path_);
+    if (!fs.ok()) return ToGrpc(fs);
     tmp_path_.clear();
-    SyncParentDir(path_);
+    if (absl::Status ds = env->SyncDir(util::DirName(path_)); !ds.ok()) {
+      // Complete, but its name might not survive a crash: not accepted.
+      env->RemoveFile(path_).IgnoreError();
+      return ToGrpc(ds);
+    }
     Impl::HandlerRef h = impl_->AcquireHandler();
     if (!h) return kNoHandler;
     const uint64_t index = msg_.snapshot().metadata().index();
@@ -265,24 +253,14 @@ class SnapshotReactor final : public grpc::ServerReadReactor<peerpb::SnapshotChu
     return grpc::Status::OK;
   }
 
-  static void SyncParentDir(const std::string& path) {
-    std::string dir = std::filesystem::path(path).parent_path().string();
-    if (dir.empty()) dir = ".";
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
-  }
-
   // Drops a partial file (nothing of a broken transfer stays behind).
   void Discard() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
+    if (file_ != nullptr) {
+      file_->Close().IgnoreError();
+      file_.reset();
     }
     if (!tmp_path_.empty()) {
-      ::unlink(tmp_path_.c_str());
+      impl_->env()->RemoveFile(tmp_path_).IgnoreError();
       tmp_path_.clear();
     }
   }
@@ -297,7 +275,7 @@ class SnapshotReactor final : public grpc::ServerReadReactor<peerpb::SnapshotChu
   uint64_t received_ = 0;
   std::string path_;
   std::string tmp_path_;  // non-empty while a partial file exists
-  int fd_ = -1;
+  std::unique_ptr<util::WritableFile> file_;  // open while receiving
 };
 
 // ---- Forwarded unary calls answered by the handler's PeerDone, possibly

@@ -1,4 +1,6 @@
-// Peer URL parsing, status conversion, listen-failure wording, rate limiter.
+// Peer URL parsing, status conversion, listen-failure wording, rate limiter,
+// peer TLS credentials. Files (the TLS mirror, the CRL directory and its
+// link) go through util::Env; the descriptors here are sockets.
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -7,7 +9,6 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <string>
 #include <thread>
 
@@ -256,11 +257,17 @@ absl::StatusOr<PemSet> ReadPemSet(const util::TlsInfo& info) {
   for (auto [path, to] : {std::pair{&info.cert_file, &out.cert}, std::pair{&info.key_file, &out.key},
                           std::pair{&info.trusted_ca_file, &out.ca}}) {
     if (path->empty() && to == &out.ca) continue;
-    absl::StatusOr<std::string> pem = util::ReadPemFile(*path);
+    absl::StatusOr<std::string> pem = util::ReadPemFile(*path, util::Env::Default());
     if (!pem.ok()) return pem.status();
     *to = *std::move(pem);
   }
   return out;
+}
+
+// The last component of `path`.
+std::string BaseName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
 // The operator's peer certificate, key and CA files mirrored into a private
@@ -281,24 +288,23 @@ class PeerTlsFiles {
                                                              const std::string& crl_dir,
                                                              std::chrono::milliseconds interval,
                                                              util::Logger logger) {
-    if (absl::Status st = util::Env::Default()->CreateDirAll(dir); !st.ok()) return st;
+    util::Env* env = util::Env::Default();
+    if (absl::Status st = env->CreateDirAll(dir); !st.ok()) return st;
     std::shared_ptr<PeerTlsFiles> f(
         new PeerTlsFiles(info, dir, crl_dir, interval, std::move(logger)));
     if (!info.crl_file.empty()) {
-      std::error_code ec;
-      if (std::filesystem::is_directory(std::filesystem::symlink_status(crl_dir, ec))) {
-        std::filesystem::remove_all(crl_dir, ec);  // an older start's real directory
-        if (ec) {
-          return absl::InternalError(absl::StrCat("cannot replace ", crl_dir, ": ", ec.message()));
+      if (env->IsDirectory(crl_dir) && !env->IsSymlink(crl_dir)) {
+        // An older start's real directory.
+        if (absl::Status st = env->RemoveAll(crl_dir); !st.ok()) {
+          return absl::InternalError(absl::StrCat("cannot replace ", crl_dir, ": ", st.message()));
         }
       }
       // Generations of an earlier start.
-      const std::filesystem::path link(crl_dir);
-      const std::string prefix = link.filename().string() + ".g";
-      for (const auto& e : std::filesystem::directory_iterator(link.parent_path(), ec)) {
-        if (e.path().filename().string().starts_with(prefix)) {
-          std::error_code ignored;
-          std::filesystem::remove_all(e.path(), ignored);
+      const std::string parent = util::DirName(crl_dir);
+      const std::string prefix = BaseName(crl_dir) + ".g";
+      if (auto names = env->GetChildren(parent); names.ok()) {
+        for (const std::string& name : *names) {
+          if (name.starts_with(prefix)) env->RemoveAll(util::JoinPath(parent, name)).IgnoreError();
         }
       }
     }
@@ -338,27 +344,26 @@ class PeerTlsFiles {
     // Validate and write the bytes read (the file may change meanwhile).
     const std::string staged = dir_ + "/staged-crl";
     if (absl::Status st = Replace(staged, crl); !st.ok()) return st;
-    absl::Status st = util::WriteCrlDirectory(staged, target);
-    util::Env::Default()->RemoveFile(staged).IgnoreError();
+    absl::Status st = util::WriteCrlDirectory(staged, target, env_);
+    env_->RemoveFile(staged).IgnoreError();
     if (!st.ok()) {
-      std::error_code ec;
-      std::filesystem::remove_all(target, ec);
+      env_->RemoveAll(target).IgnoreError();
       return absl::Status(st.code(),
                           absl::StrReplaceAll(st.message(), {{staged, info_.crl_file}}));
     }
     const std::string link_tmp = crl_dir_ + ".link";
-    std::error_code ec;
-    std::filesystem::remove(link_tmp, ec);
-    std::filesystem::create_directory_symlink(std::filesystem::path(target).filename(), link_tmp,
-                                              ec);
-    if (!ec) std::filesystem::rename(link_tmp, crl_dir_, ec);
-    if (ec) {
+    env_->RemoveFile(link_tmp).IgnoreError();
+    st = env_->CreateSymlink(BaseName(target), link_tmp);
+    if (st.ok()) st = env_->RenameFile(link_tmp, crl_dir_);
+    if (!st.ok()) {
+      env_->RemoveFile(link_tmp).IgnoreError();
+      env_->RemoveAll(target).IgnoreError();
       return absl::InternalError(absl::StrCat("cannot switch ", crl_dir_, " to ", target, ": ",
-                                              ec.message()));
+                                              st.message()));
     }
     // The generation before stays for a handshake that resolved the link
     // just before the swap.
-    if (gen > 2) std::filesystem::remove_all(absl::StrCat(crl_dir_, ".g", gen - 2), ec);
+    if (gen > 2) env_->RemoveAll(absl::StrCat(crl_dir_, ".g", gen - 2)).IgnoreError();
     return absl::OkStatus();
   }
 
@@ -395,7 +400,7 @@ class PeerTlsFiles {
     std::string& ca = read->ca;
     std::string crl;
     if (!info_.crl_file.empty()) {
-      absl::StatusOr<std::string> c = util::ReadPemFile(info_.crl_file);
+      absl::StatusOr<std::string> c = util::ReadPemFile(info_.crl_file, env_);
       if (!c.ok()) return c.status();
       crl = *std::move(c);
     }
@@ -423,7 +428,7 @@ class PeerTlsFiles {
       st = Replace(identity_path(), absl::StrCat(*key, "\n", *cert));
     }
     for (const std::string& f : {staged.cert_file, staged.key_file, staged.trusted_ca_file}) {
-      if (!f.empty()) util::Env::Default()->RemoveFile(f).IgnoreError();
+      if (!f.empty()) env_->RemoveFile(f).IgnoreError();
     }
     if (!st.ok()) {
       if (absl::IsInvalidArgument(st)) {
@@ -444,9 +449,12 @@ class PeerTlsFiles {
 
   const util::TlsInfo info_;
   // Files are written through a temporary file and a rename (mode 0600).
-  static absl::Status Replace(const std::string& path, const std::string& data) {
-    return util::WriteFileAtomically(util::Env::Default(), path, data);
+  absl::Status Replace(const std::string& path, const std::string& data) {
+    return util::WriteFileAtomically(env_, path, data);
   }
+
+  // Every file of the mirror goes through it (the process's default Env).
+  util::Env* const env_ = util::Env::Default();
 
   const std::string dir_;
   const std::string crl_dir_;  // with a CRL file: gRPC's CRL directory (a link)

@@ -139,6 +139,66 @@ class PosixSequentialFile final : public SequentialFile {
   int fd_;
 };
 
+class PosixRandomRWFile final : public RandomRWFile {
+ public:
+  PosixRandomRWFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixRandomRWFile() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  absl::Status Write(uint64_t offset, std::string_view data) override {
+    if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat("write ", path_, ": file closed"));
+    while (!data.empty()) {
+      ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return IoError(errno, "write", path_);
+      }
+      offset += static_cast<uint64_t>(n);
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Read(uint64_t offset, size_t n, std::string* scratch) override {
+    if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat("read ", path_, ": file closed"));
+    scratch->resize(n);
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::pread(fd_, scratch->data() + got, n - got, static_cast<off_t>(offset + got));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        scratch->clear();
+        return IoError(errno, "read", path_);
+      }
+      if (r == 0) break;
+      got += static_cast<size_t>(r);
+    }
+    scratch->resize(got);
+    return absl::OkStatus();
+  }
+
+  absl::Status Sync() override {
+    if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat("sync ", path_, ": file closed"));
+    if (::fdatasync(fd_) != 0) return IoError(errno, "fdatasync", path_);
+    return absl::OkStatus();
+  }
+
+  absl::Status Close() override {
+    if (fd_ < 0) return absl::OkStatus();
+    int rc = ::close(fd_);
+    fd_ = -1;
+    if (rc != 0) return IoError(errno, "close", path_);
+    return absl::OkStatus();
+  }
+
+  const std::string& Path() const override { return path_; }
+
+ private:
+  const std::string path_;
+  int fd_;
+};
+
 class PosixFileLock final : public FileLock {
  public:
   PosixFileLock(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
@@ -171,6 +231,12 @@ class PosixEnv final : public Env {
       return IoError(e, "fstat", path);
     }
     return std::make_unique<PosixWritableFile>(path, fd, static_cast<uint64_t>(st.st_size));
+  }
+
+  absl::StatusOr<std::unique_ptr<RandomRWFile>> NewRandomRWFile(const std::string& path) override {
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return IoError(errno, "open", path);
+    return std::make_unique<PosixRandomRWFile>(path, fd);
   }
 
   absl::StatusOr<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) override {
@@ -306,6 +372,36 @@ absl::Status Env::CreateDirAll(const std::string& path) {
   absl::Status s = CreateDir(path);
   if (absl::IsAlreadyExists(s) && IsDirectory(path)) return absl::OkStatus();
   return s;
+}
+
+absl::Status Env::CreateSymlink(const std::string& target, const std::string& link) {
+  if (::symlink(target.c_str(), link.c_str()) != 0) {
+    return IoError(errno, "symlink", absl::StrCat(link, " -> ", target));
+  }
+  return absl::OkStatus();
+}
+
+bool Env::IsSymlink(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+absl::StatusOr<std::string> ReadFileBounded(Env* env, const std::string& path, uint64_t max_bytes) {
+  auto file = env->NewSequentialFile(path);
+  if (!file.ok()) return file.status();
+  std::string out, chunk;
+  while (true) {
+    // Never more than one byte past the bound in memory.
+    const uint64_t want = std::min<uint64_t>(1 << 20, max_bytes + 1 - out.size());
+    if (absl::Status s = (*file)->Read(static_cast<size_t>(want), &chunk); !s.ok()) return s;
+    if (chunk.empty()) break;
+    out += chunk;
+    if (out.size() > max_bytes) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(path, ": file is larger than ", max_bytes, " bytes"));
+    }
+  }
+  return out;
 }
 
 absl::Status Env::UnlockFile(std::unique_ptr<FileLock> lock) {

@@ -49,7 +49,80 @@ class FaultInjectionEnv::File final : public WritableFile {
   std::shared_ptr<FileState> state_;
 };
 
+// A SequentialFile whose reads may fail (Call::kRead).
+class FaultInjectionEnv::ReadFile final : public SequentialFile {
+ public:
+  ReadFile(FaultInjectionEnv* env, std::unique_ptr<SequentialFile> base, std::string path)
+      : env_(env), base_(std::move(base)), path_(std::move(path)) {}
+  absl::Status Read(size_t n, std::string* scratch) override {
+    if (absl::Status s = env_->TakeCallFault(Call::kRead, "read", path_); !s.ok()) {
+      scratch->clear();
+      return s;
+    }
+    return base_->Read(n, scratch);
+  }
+  absl::Status Skip(uint64_t n) override { return base_->Skip(n); }
+
+ private:
+  FaultInjectionEnv* const env_;
+  std::unique_ptr<SequentialFile> base_;
+  const std::string path_;
+};
+
+// A RandomRWFile whose writes, syncs and reads may fail (not tracked for
+// DropUnsyncedData).
+class FaultInjectionEnv::RWFile final : public RandomRWFile {
+ public:
+  RWFile(FaultInjectionEnv* env, std::unique_ptr<RandomRWFile> base) : env_(env), base_(std::move(base)) {}
+  absl::Status Write(uint64_t offset, std::string_view data) override {
+    size_t keep = data.size();
+    absl::Status fault = env_->TakeWriteFault(base_->Path(), &keep);
+    if (fault.ok()) return base_->Write(offset, data);
+    if (keep > 0 && keep < data.size()) {
+      if (absl::Status s = base_->Write(offset, data.substr(0, keep)); !s.ok()) return s;
+    }
+    return fault;
+  }
+  absl::Status Read(uint64_t offset, size_t n, std::string* scratch) override {
+    if (absl::Status s = env_->TakeCallFault(Call::kRead, "read", base_->Path()); !s.ok()) {
+      scratch->clear();
+      return s;
+    }
+    return base_->Read(offset, n, scratch);
+  }
+  absl::Status Sync() override {
+    if (absl::Status s = env_->TakeSyncFault(base_->Path()); !s.ok()) return s;
+    if (env_->skip_real_sync()) return absl::OkStatus();
+    return base_->Sync();
+  }
+  absl::Status Close() override { return base_->Close(); }
+  const std::string& Path() const override { return base_->Path(); }
+
+ private:
+  FaultInjectionEnv* const env_;
+  std::unique_ptr<RandomRWFile> base_;
+};
+
 FaultInjectionEnv::FaultInjectionEnv(Env* base) : base_(base) {}
+
+void FaultInjectionEnv::FailCalls(Call call, int n, int error_number, std::string path_substring) {
+  util::MutexLock l(&mu_);
+  call_faults_[call] = CallFault{n, error_number, std::move(path_substring)};
+}
+
+absl::Status FaultInjectionEnv::TakeCallFault(Call call, std::string_view op, const std::string& path,
+                                              const std::string& path2) {
+  util::MutexLock l(&mu_);
+  auto it = call_faults_.find(call);
+  if (it == call_faults_.end() || it->second.remaining <= 0) return absl::OkStatus();
+  CallFault& f = it->second;
+  if (!absl::StrContains(path, f.path_substring) &&
+      (path2.empty() || !absl::StrContains(path2, f.path_substring))) {
+    return absl::OkStatus();
+  }
+  --f.remaining;
+  return IoError(f.error_number, absl::StrCat(std::string(op), " (injected)"), path2.empty() ? path : path + " -> " + path2);
+}
 FaultInjectionEnv::~FaultInjectionEnv() = default;
 
 void FaultInjectionEnv::FailWrites(int n, int error_number) {
@@ -141,6 +214,7 @@ std::shared_ptr<FaultInjectionEnv::FileState> FaultInjectionEnv::Track(const std
 }
 
 absl::StatusOr<std::unique_ptr<WritableFile>> FaultInjectionEnv::NewWritableFile(const std::string& path) {
+  if (absl::Status s = TakeCallFault(Call::kOpen, "open", path); !s.ok()) return s;
   bool existed = base_->FileExists(path);
   auto base = base_->NewWritableFile(path);
   if (!base.ok()) return base.status();
@@ -153,6 +227,7 @@ absl::StatusOr<std::unique_ptr<WritableFile>> FaultInjectionEnv::NewWritableFile
 }
 
 absl::StatusOr<std::unique_ptr<WritableFile>> FaultInjectionEnv::NewAppendableFile(const std::string& path) {
+  if (absl::Status s = TakeCallFault(Call::kOpen, "open", path); !s.ok()) return s;
   bool existed = base_->FileExists(path);
   auto base = base_->NewAppendableFile(path);
   if (!base.ok()) return base.status();
@@ -166,15 +241,28 @@ absl::StatusOr<std::unique_ptr<WritableFile>> FaultInjectionEnv::NewAppendableFi
   return std::make_unique<File>(this, *std::move(base), std::move(state));
 }
 
+absl::StatusOr<std::unique_ptr<RandomRWFile>> FaultInjectionEnv::NewRandomRWFile(const std::string& path) {
+  if (absl::Status s = TakeCallFault(Call::kOpen, "open", path); !s.ok()) return s;
+  auto base = base_->NewRandomRWFile(path);
+  if (!base.ok()) return base.status();
+  return std::make_unique<RWFile>(this, *std::move(base));
+}
+
 absl::StatusOr<std::unique_ptr<SequentialFile>> FaultInjectionEnv::NewSequentialFile(const std::string& path) {
-  return base_->NewSequentialFile(path);
+  if (absl::Status s = TakeCallFault(Call::kOpen, "open", path); !s.ok()) return s;
+  auto base = base_->NewSequentialFile(path);
+  if (!base.ok()) return base.status();
+  return std::make_unique<ReadFile>(this, *std::move(base), path);
 }
 bool FaultInjectionEnv::FileExists(const std::string& path) { return base_->FileExists(path); }
 bool FaultInjectionEnv::IsDirectory(const std::string& path) { return base_->IsDirectory(path); }
 absl::StatusOr<std::vector<std::string>> FaultInjectionEnv::GetChildren(const std::string& dir) {
   return base_->GetChildren(dir);
 }
-absl::StatusOr<uint64_t> FaultInjectionEnv::FileSize(const std::string& path) { return base_->FileSize(path); }
+absl::StatusOr<uint64_t> FaultInjectionEnv::FileSize(const std::string& path) {
+  if (absl::Status s = TakeCallFault(Call::kFileSize, "stat", path); !s.ok()) return s;
+  return base_->FileSize(path);
+}
 
 void FaultInjectionEnv::SetFreeSpaceBytes(std::optional<uint64_t> bytes) {
   util::MutexLock l(&mu_);
@@ -190,16 +278,31 @@ absl::StatusOr<uint64_t> FaultInjectionEnv::FreeSpaceBytes(const std::string& pa
 }
 
 absl::Status FaultInjectionEnv::RemoveFile(const std::string& path) {
+  if (absl::Status s = TakeCallFault(Call::kRemove, "unlink", path); !s.ok()) return s;
   if (absl::Status s = base_->RemoveFile(path); !s.ok()) return s;
   util::MutexLock l(&mu_);
   files_.erase(path);
   return absl::OkStatus();
 }
 
-absl::Status FaultInjectionEnv::RemoveDir(const std::string& path) { return base_->RemoveDir(path); }
-absl::Status FaultInjectionEnv::CreateDir(const std::string& path) { return base_->CreateDir(path); }
+absl::Status FaultInjectionEnv::RemoveDir(const std::string& path) {
+  if (absl::Status s = TakeCallFault(Call::kRemove, "rmdir", path); !s.ok()) return s;
+  return base_->RemoveDir(path);
+}
+absl::Status FaultInjectionEnv::CreateDir(const std::string& path) {
+  if (absl::Status s = TakeCallFault(Call::kCreateDir, "mkdir", path); !s.ok()) return s;
+  return base_->CreateDir(path);
+}
+
+absl::Status FaultInjectionEnv::CreateSymlink(const std::string& target, const std::string& link) {
+  if (absl::Status s = TakeCallFault(Call::kSymlink, "symlink", link, target); !s.ok()) return s;
+  return base_->CreateSymlink(target, link);
+}
+
+bool FaultInjectionEnv::IsSymlink(const std::string& path) { return base_->IsSymlink(path); }
 
 absl::Status FaultInjectionEnv::RenameFile(const std::string& src, const std::string& dst) {
+  if (absl::Status s = TakeCallFault(Call::kRename, "rename", src, dst); !s.ok()) return s;
   if (absl::Status s = base_->RenameFile(src, dst); !s.ok()) return s;
   util::MutexLock l(&mu_);
   files_.erase(dst);  // replaced
@@ -238,6 +341,7 @@ absl::Status FaultInjectionEnv::Truncate(const std::string& path, uint64_t size_
 }
 
 absl::Status FaultInjectionEnv::SyncDir(const std::string& dir) {
+  if (absl::Status s = TakeCallFault(Call::kSyncDir, "fsync", dir); !s.ok()) return s;
   if (!skip_real_sync()) {
     if (absl::Status s = base_->SyncDir(dir); !s.ok()) return s;
   }

@@ -1,3 +1,5 @@
+// sd_notify: a datagram to $NOTIFY_SOCKET (a socket, not a file: outside
+// util::Env).
 #include "cppetcd/util/sd_notify.h"
 
 #include <sys/socket.h>

@@ -1,8 +1,14 @@
 #include "cppetcd/util/tls.h"
 
+// File access: operator files (certificates, keys, CAs, CRLs) are read and
+// the auto-TLS and CRL directories written through util::Env. Outside it:
+// OpenSSL's own *_file loaders in NewServerSslContext (certificate chain,
+// key, CA; they read the files ValidateTlsInfo read through the Env just
+// before; moving them means loading from memory: left for later), the stat of
+// IdentityOf (a change hint for reloading; contents are read through the
+// Env) and the chmod of an existing CRL directory (the Env has no chmod).
+
 #include <arpa/inet.h>
-#include <dirent.h>
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +29,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cppetcd/util/log.h"
@@ -49,12 +56,6 @@ struct CrlFree {
 using CrlPtr = std::unique_ptr<X509_CRL, CrlFree>;
 
 // Go's wording of a failed open: "open <path>: no such file or directory".
-std::string OpenError(const std::string& path, int err) {
-  std::string text = std::strerror(err);
-  if (!text.empty()) text[0] = static_cast<char>(std::tolower(text[0]));
-  return absl::StrCat("open ", path, ": ", text);
-}
-
 BioPtr MemBio(const std::string& data) {
   return BioPtr(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
 }
@@ -109,46 +110,17 @@ bool IsIp(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-absl::Status MakeDirs(const std::string& dir) {
-  std::string path;
-  for (size_t i = 0; i <= dir.size(); ++i) {
-    if (i == dir.size() || (dir[i] == '/' && i > 0)) {
-      path = dir.substr(0, i);
-      if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-        return absl::PermissionDeniedError(
-            absl::StrCat("cannot create cert directory ", path, ": ", std::strerror(errno)));
-      }
-    }
+absl::Status MakeDirs(Env* env, const std::string& dir) {
+  if (absl::Status st = env->CreateDirAll(dir); !st.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot create cert directory ", dir, ": ", st.message()));
   }
   return absl::OkStatus();
 }
 
-absl::Status WriteFile(const std::string& path, const std::string& data, mode_t mode) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return absl::PermissionDeniedError(OpenError(tmp, errno));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::InternalError(absl::StrCat("write ", tmp, ": ", std::strerror(err)));
-    }
-    off += static_cast<size_t>(n);
-  }
-  ::fsync(fd);
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename ", tmp, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
-
-bool FileExists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
+// Temporary file, sync, rename, directory sync (util::WriteFileAtomically);
+// mode 0600.
+absl::Status WriteFile(Env* env, const std::string& path, const std::string& data) {
+  return WriteFileAtomically(env, path, data);
 }
 
 // ALPN: "http/1.1" if offered (curl, browsers: the HTTP gateway), else "h2"
@@ -182,8 +154,9 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
 // and, with `refuse_stale`, when a CRL's nextUpdate has passed (for gRPC's
 // peer CRL directory, whose verification then fails every handshake with a
 // certificate of that issuer: better said at start-up).
-absl::StatusOr<std::vector<CrlPtr>> LoadCrls(const std::string& path, bool refuse_stale) {
-  absl::StatusOr<std::string> data = ReadPemFile(path);
+absl::StatusOr<std::vector<CrlPtr>> LoadCrls(const std::string& path, bool refuse_stale,
+                                             Env* env = nullptr) {
+  absl::StatusOr<std::string> data = ReadPemFile(path, env);
   if (!data.ok()) return data.status();
   std::vector<CrlPtr> crls;
   {
@@ -287,29 +260,22 @@ std::string OpenSslErrors() {
   return absl::StrJoin(parts, "; ");
 }
 
-absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::InvalidArgumentError(OpenError(path, errno));
-  std::string out;
-  char buf[8192];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat("read ", path, ": ", std::strerror(err)));
-    }
-    if (n == 0) break;
-    if (out.size() + static_cast<size_t>(n) > kMaxPemFileBytes) {
-      ::close(fd);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "read ", path, ": file is larger than ", kMaxPemFileBytes >> 20, " MiB"));
-    }
-    out.append(buf, static_cast<size_t>(n));
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, Env* env) {
+  if (env == nullptr) env = Env::Default();
+  absl::StatusOr<std::string> out = ReadFileBounded(env, path, kMaxPemFileBytes);
+  if (out.ok()) return out;
+  const absl::Status& st = out.status();
+  if (absl::IsFailedPrecondition(st) && absl::StrContains(st.message(), "file is larger than")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("read ", path, ": file is larger than ", kMaxPemFileBytes >> 20, " MiB"));
   }
-  ::close(fd);
-  return out;
+  // Go's words: "open <path>: no such file or directory" (lower case).
+  std::string msg(st.message());
+  const size_t colon = msg.rfind(": ");
+  if (colon != std::string::npos && colon + 2 < msg.size()) {
+    msg[colon + 2] = static_cast<char>(std::tolower(static_cast<unsigned char>(msg[colon + 2])));
+  }
+  return absl::InvalidArgumentError(msg);
 }
 
 absl::Status ValidateTlsInfo(const TlsInfo& info) {
@@ -353,20 +319,21 @@ absl::Status ValidateTlsInfo(const TlsInfo& info) {
   return absl::OkStatus();
 }
 
-absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& dir) {
-  absl::StatusOr<std::vector<CrlPtr>> crls = LoadCrls(crl_file, /*refuse_stale=*/true);
+absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& dir, Env* env) {
+  if (env == nullptr) env = Env::Default();
+  absl::StatusOr<std::vector<CrlPtr>> crls = LoadCrls(crl_file, /*refuse_stale=*/true, env);
   if (!crls.ok()) return crls.status();
-  if (absl::Status st = MakeDirs(dir); !st.ok()) return st;
+  if (absl::Status st = MakeDirs(env, dir); !st.ok()) return st;
+  // A directory made by an older version may be wider; the Env makes new
+  // ones 0700 and has no chmod (a permission change is no data to lose).
   ::chmod(dir.c_str(), 0700);
   // Only what this call writes: drop the files of an earlier start.
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d)) {
-      const std::string name = e->d_name;
-      if (name.size() > 3 && name.find(".r") != std::string::npos) {
-        ::unlink((dir + "/" + name).c_str());
-      }
+  absl::StatusOr<std::vector<std::string>> names = env->GetChildren(dir);
+  if (!names.ok()) return names.status();
+  for (const std::string& name : *names) {
+    if (name.size() > 3 && name.find(".r") != std::string::npos) {
+      env->RemoveFile(JoinPath(dir, name)).IgnoreError();
     }
-    ::closedir(d);
   }
   std::map<unsigned long, int> next_suffix;  // issuer hash -> next .r<n>
   for (const CrlPtr& crl : *crls) {
@@ -379,7 +346,7 @@ absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& d
     char* data = nullptr;
     const long n = BIO_get_mem_data(out.get(), &data);
     const std::string pem(data, static_cast<size_t>(n));
-    if (absl::Status st = WriteFile(dir + "/" + name, pem, 0600); !st.ok()) return st;
+    if (absl::Status st = WriteFile(env, JoinPath(dir, name), pem); !st.ok()) return st;
   }
   return absl::OkStatus();
 }
@@ -514,13 +481,14 @@ absl::StatusOr<PemCertificate> IssueCertificate(const CertificateRequest& reques
 }
 
 absl::StatusOr<TlsInfo> SelfCert(const std::string& dir, const std::vector<std::string>& hosts,
-                                 std::chrono::hours validity) {
-  if (absl::Status st = MakeDirs(dir); !st.ok()) return st;
+                                 std::chrono::hours validity, Env* env) {
+  if (env == nullptr) env = Env::Default();
+  if (absl::Status st = MakeDirs(env, dir); !st.ok()) return st;
   TlsInfo info;
   info.cert_file = dir + "/cert.pem";
   info.key_file = dir + "/key.pem";
   info.self_signed = true;
-  if (FileExists(info.cert_file) && FileExists(info.key_file)) return info;
+  if (env->FileExists(info.cert_file) && env->FileExists(info.key_file)) return info;
   CertificateRequest req;
   req.organization = "etcd";
   req.hosts = hosts;
@@ -528,8 +496,8 @@ absl::StatusOr<TlsInfo> SelfCert(const std::string& dir, const std::vector<std::
   req.not_after = req.not_before + validity;
   absl::StatusOr<PemCertificate> pem = IssueCertificate(req);
   if (!pem.ok()) return pem.status();
-  if (absl::Status st = WriteFile(info.key_file, pem->key_pem, 0600); !st.ok()) return st;
-  if (absl::Status st = WriteFile(info.cert_file, pem->cert_pem, 0644); !st.ok()) return st;
+  if (absl::Status st = WriteFile(env, info.key_file, pem->key_pem); !st.ok()) return st;
+  if (absl::Status st = WriteFile(env, info.cert_file, pem->cert_pem); !st.ok()) return st;
   return info;
 }
 

@@ -137,7 +137,7 @@ struct ServerConfig {
   std::chrono::milliseconds lease_checkpoint_interval{5 * 60 * 1000};
   util::Logger logger = util::GetLogger("etcdserver");
   util::Clock* clock = nullptr;  // lessor, compactor and ID timestamps; null: SystemClock
-  util::Env* env = nullptr;      // WAL and snapshot files; null: Env::Default()
+  util::Env* env = nullptr;      // WAL, snapshot and backend-side files; null: Env::Default()
   // Peer network; null: NoopTransport (single member). The server calls
   // SetHandler at Start and Stop at Stop.
   std::shared_ptr<Transport> transport;

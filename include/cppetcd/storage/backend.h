@@ -49,6 +49,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "cppetcd/util/env.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/mutex.h"
 
@@ -126,6 +127,13 @@ struct BackendOptions {
   // one write of an apply step fail).
   std::function<absl::Status(std::string_view bucket, std::string_view key)> write_fault;
   util::Logger logger{"backend"};
+  // The backend's own file operations around LMDB: the leftover
+  // defragmentation copy, the lock file unlink and the rename of a
+  // defragmentation, directory syncs, SizeBytes, CopyTo(WritableFile*).
+  // LMDB's I/O on the database file and its map cannot go through it (see
+  // docs/design.md "The Env seam"). Null: util::Env::Default(). Must outlive
+  // the backend.
+  util::Env* env = nullptr;
 };
 
 class Backend;
@@ -296,6 +304,11 @@ class Backend {
   // compaction of free pages). Writers keep going meanwhile. The copy is a
   // complete database file openable with Open.
   absl::Status CopyTo(int fd);
+  // The same copy written to `out` with Append (through the Env, so tests
+  // can fail it): LMDB writes into a pipe that this call drains. Neither
+  // syncs nor closes `out`. Errors: the first failed Append (the copy is
+  // still drained to its end), else the copy's error.
+  absl::Status CopyTo(util::WritableFile* out);
   // The size in bytes of a CopyTo copy from its first bytes (at least its
   // two meta pages: 2 x the page size, so 128 KiB always does): (last page
   // of the newer meta + 1) x page size, which is what CopyTo writes, so a

@@ -27,6 +27,7 @@
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cppetcd/util/env.h"
 
 namespace cppetcd::storage {
 
@@ -48,8 +49,10 @@ class BboltReader {
   // Reads and validates the file at `path`; trailing bytes past the last
   // page (e.g. etcd's 32-byte SHA-256 snapshot trailer) are ignored.
   // NotFound if missing; InvalidArgument if it is not a bbolt file; DataLoss
-  // if neither meta page is valid.
-  static absl::StatusOr<std::unique_ptr<BboltReader>> Open(const std::string& path);
+  // if neither meta page is valid. Read through `env` (null:
+  // util::Env::Default()).
+  static absl::StatusOr<std::unique_ptr<BboltReader>> Open(const std::string& path,
+                                                           util::Env* env = nullptr);
   // As Open, over bytes already in memory.
   static absl::StatusOr<std::unique_ptr<BboltReader>> FromBytes(std::string bytes);
 

@@ -43,6 +43,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cppetcd/util/env.h"
 
 namespace cppetcd::storage {
 
@@ -64,6 +65,10 @@ class BboltWriter {
   // writer does not close it). InvalidArgument for a bad page size.
   static absl::StatusOr<std::unique_ptr<BboltWriter>> Create(int fd,
                                                              BboltWriterOptions options = {});
+  // The same over a util::Env file (written with RandomRWFile::Write; not
+  // closed; must outlive the writer).
+  static absl::StatusOr<std::unique_ptr<BboltWriter>> Create(util::RandomRWFile* file,
+                                                             BboltWriterOptions options = {});
   ~BboltWriter();
   BboltWriter(const BboltWriter&) = delete;
   BboltWriter& operator=(const BboltWriter&) = delete;
@@ -84,7 +89,9 @@ class BboltWriter {
 
  private:
   struct Tree;
-  BboltWriter(int fd, BboltWriterOptions options);
+  BboltWriter(int fd, util::RandomRWFile* file, BboltWriterOptions options);
+  // Writes `n` bytes at `offset` to file_ or fd_.
+  absl::Status WriteAt(const char* p, size_t n, uint64_t offset);
   // Writes `bytes` (whole pages) as the pages starting at the next page id;
   // returns that id.
   absl::StatusOr<uint64_t> WritePages(std::string_view bytes);
@@ -101,7 +108,8 @@ class BboltWriter {
   // leaf page when inlined).
   absl::StatusOr<std::string> CloseTree(Tree& t, bool may_inline);
 
-  const int fd_;
+  const int fd_;                    // -1 when writing to file_
+  util::RandomRWFile* const file_;  // null when writing to fd_
   const BboltWriterOptions options_;
   uint64_t next_pgid_ = 3;  // 0, 1: meta; 2: freelist
   std::string buffer_;      // pages not yet written, starting at buffer_pgid_

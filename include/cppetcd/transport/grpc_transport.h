@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cppetcd/server/transport.h"
+#include "cppetcd/util/env.h"
 #include "cppetcd/util/histogram.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/tls.h"
@@ -87,6 +88,10 @@ struct TransportOptions {
   // peer's certificate is checked against (and sent as SNI) instead of the
   // peer URL's host; set by DNS discovery (cmd/dns_discovery.h).
   std::string tls_server_name;
+  // Files: snapshots received (written at the handler's SnapshotDbPath via
+  // "<path>.tmp", synced, renamed, directory synced) and sent (read, then
+  // removed). Null: util::Env::Default(). Must outlive the transport.
+  util::Env* env = nullptr;
 };
 
 // gRPC credentials for the peer port from --peer-cert-file, --peer-key-file,

@@ -1,7 +1,9 @@
 // The file-system seam (LevelDB's Env model). Modules that persist data (wal,
-// snap, server) reach the disk only through an Env so that tests can inject
-// I/O errors and simulate a crash that loses unsynced data
-// (FaultInjectionEnv). Env::Default() is POSIX.
+// snap, storage, server, transport, util/tls) reach the disk only through an
+// Env so that tests can inject I/O errors and simulate a crash that loses
+// unsynced data (FaultInjectionEnv). Env::Default() is POSIX. What stays
+// outside (LMDB's own I/O on its file and map, sockets, /proc) is listed in
+// docs/design.md ("The Env seam").
 //
 // Errors: every fallible call returns a Status whose code follows errno
 // (absl::ErrnoToStatusCode: ENOENT -> NotFound, EEXIST -> AlreadyExists,
@@ -64,6 +66,24 @@ class SequentialFile {
   virtual absl::Status Skip(uint64_t n) = 0;
 };
 
+// A file read and written at explicit offsets (pread/pwrite), e.g. one
+// built page by page.
+class RandomRWFile {
+ public:
+  virtual ~RandomRWFile() = default;
+  // Writes all of `data` at `offset` (the file grows as needed). A failed
+  // or short write returns an error.
+  virtual absl::Status Write(uint64_t offset, std::string_view data) = 0;
+  // Reads up to `n` bytes at `offset` into `scratch` (resized to what was
+  // read: fewer only at the end of the file).
+  virtual absl::Status Read(uint64_t offset, size_t n, std::string* scratch) = 0;
+  // fdatasync.
+  virtual absl::Status Sync() = 0;
+  // Closes the descriptor (without syncing). Later calls fail.
+  virtual absl::Status Close() = 0;
+  virtual const std::string& Path() const = 0;
+};
+
 // A held lock (flock(LOCK_EX)) on a file or directory; released by
 // Env::UnlockFile or when destroyed.
 class FileLock {
@@ -83,6 +103,9 @@ class Env {
   virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
   // Opens `path` for writing at its end, creating it if missing.
   virtual absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(const std::string& path) = 0;
+  // Creates `path` (truncating an existing file) for positional reads and
+  // writes.
+  virtual absl::StatusOr<std::unique_ptr<RandomRWFile>> NewRandomRWFile(const std::string& path) = 0;
   // Opens an existing file for reading from its start. NotFound if missing.
   virtual absl::StatusOr<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) = 0;
   // Reads a whole file. NotFound if missing.
@@ -104,8 +127,16 @@ class Env {
   virtual absl::Status CreateDir(const std::string& path) = 0;
   // Creates `path` and missing parents (mode 0700); OK if it exists.
   virtual absl::Status CreateDirAll(const std::string& path);
-  // rename(2): atomically replaces `dst` (file, or empty directory).
+  // rename(2): atomically replaces `dst` (file, symbolic link, or empty
+  // directory).
   virtual absl::Status RenameFile(const std::string& src, const std::string& dst) = 0;
+  // symlink(2): creates `link` pointing at `target` (stored as given, so a
+  // relative target resolves against the link's directory). AlreadyExists
+  // if `link` exists.
+  virtual absl::Status CreateSymlink(const std::string& target, const std::string& link);
+  // Whether `path` itself is a symbolic link (lstat: the link is not
+  // followed).
+  virtual bool IsSymlink(const std::string& path);
   // Cuts (or extends with zeros) a file to `size_bytes`.
   virtual absl::Status Truncate(const std::string& path, uint64_t size_bytes) = 0;
   // fsync of a directory: makes creations, renames and removals of its
@@ -128,6 +159,13 @@ class Env {
 // complete new one: write `path`.tmp, fsync, rename over `path`, fsync the
 // directory.
 absl::Status WriteFileAtomically(Env* env, const std::string& path, std::string_view data);
+
+// Reads a whole file of at most `max_bytes` through env->NewSequentialFile
+// (so injected faults apply). NotFound if missing; FailedPrecondition
+// ("<path>: file is larger than <max_bytes> bytes") past the bound, found
+// without reading more than max_bytes + 1 bytes (a FIFO or /dev/zero given
+// as an operator file cannot exhaust memory).
+absl::StatusOr<std::string> ReadFileBounded(Env* env, const std::string& path, uint64_t max_bytes);
 
 // "dir/name" (no doubled '/').
 std::string JoinPath(std::string_view dir, std::string_view name);

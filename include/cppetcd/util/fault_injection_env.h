@@ -8,7 +8,9 @@
 // SyncDir of that directory. DropUnsyncedData cuts every tracked file back to
 // its durable content (bytes written after the last sync inside preallocated
 // space revert to zeros) and removes files whose directory entry was never
-// synced. Files that existed before the wrapper saw them are not tracked.
+// synced. Files that existed before the wrapper saw them are not tracked,
+// nor are RandomRWFiles (their writes and syncs take the faults of
+// FailWrites, ShortWriteNext and FailSyncs, their reads those of kRead).
 //
 // Thread-safety: all methods are thread-safe.
 #ifndef CPPETCD_UTIL_FAULT_INJECTION_ENV_H_
@@ -19,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/base/thread_annotations.h"
 #include "cppetcd/util/mutex.h"
@@ -28,9 +31,21 @@ namespace cppetcd::util {
 
 class FaultInjectionEnv : public Env {
  public:
+  // Calls FailCalls can make fail (besides Append and Sync, see FailWrites
+  // and FailSyncs). kOpen covers NewWritableFile, NewAppendableFile and
+  // NewSequentialFile and NewRandomRWFile; kRead is SequentialFile::Read
+  // and RandomRWFile::Read.
+  enum class Call { kOpen, kRead, kRename, kRemove, kCreateDir, kSyncDir, kSymlink, kFileSize };
+
   // `base` must outlive this object.
   explicit FaultInjectionEnv(Env* base);
   ~FaultInjectionEnv() override;
+
+  // The next `n` calls of kind `call` whose path (either path of a rename or
+  // symlink) contains `path_substring` fail with `error_number` and do
+  // nothing; other calls are not counted. A later FailCalls of the same kind
+  // replaces the earlier one.
+  void FailCalls(Call call, int n, int error_number, std::string path_substring = "");
 
   // The next `n` WritableFile::Append calls fail with `error_number` (e.g. EIO,
   // ENOSPC) and write nothing.
@@ -58,6 +73,7 @@ class FaultInjectionEnv : public Env {
   absl::StatusOr<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override;
   absl::StatusOr<std::unique_ptr<WritableFile>> NewAppendableFile(const std::string& path) override;
   absl::StatusOr<std::unique_ptr<SequentialFile>> NewSequentialFile(const std::string& path) override;
+  absl::StatusOr<std::unique_ptr<RandomRWFile>> NewRandomRWFile(const std::string& path) override;
   bool FileExists(const std::string& path) override;
   bool IsDirectory(const std::string& path) override;
   absl::StatusOr<std::vector<std::string>> GetChildren(const std::string& dir) override;
@@ -70,10 +86,26 @@ class FaultInjectionEnv : public Env {
   absl::Status SyncDir(const std::string& dir) override;
   absl::StatusOr<std::unique_ptr<FileLock>> LockFile(const std::string& path) override;
   absl::StatusOr<uint64_t> FreeSpaceBytes(const std::string& path) override;
+  absl::Status CreateSymlink(const std::string& target, const std::string& link) override;
+  bool IsSymlink(const std::string& path) override;
 
  private:
   class File;
   friend class File;
+  class ReadFile;
+  friend class ReadFile;
+  class RWFile;
+  friend class RWFile;
+
+  struct CallFault {
+    int remaining = 0;
+    int error_number = 0;
+    std::string path_substring;
+  };
+  // The injected failure of one call of kind `call` on `path` (and `path2`),
+  // consuming the counter; OK when none applies.
+  absl::Status TakeCallFault(Call call, std::string_view op, const std::string& path,
+                             const std::string& path2 = "");
 
   // What a crash would leave of one file. Shared with its open File objects
   // so that a rename (of the file or of its directory) keeps the link.
@@ -103,6 +135,7 @@ class FaultInjectionEnv : public Env {
   int fail_sync_errno_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t short_write_keep_ ABSL_GUARDED_BY(mu_) = -1;  // -1 = none pending
   std::optional<uint64_t> free_space_ ABSL_GUARDED_BY(mu_);
+  std::map<Call, CallFault> call_faults_ ABSL_GUARDED_BY(mu_);
   int64_t sync_count_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t dir_sync_count_ ABSL_GUARDED_BY(mu_) = 0;
   bool skip_real_sync_ ABSL_GUARDED_BY(mu_) = false;

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cppetcd/util/env.h"
 
 // OpenSSL's types, without its headers.
 struct ssl_ctx_st;
@@ -80,8 +81,11 @@ absl::Status ValidateTlsInfo(const TlsInfo& info);
 // authentication usages, and a SAN per host ("host:port" or "host": IPs as
 // IP SANs, names as DNS SANs). Returns a TlsInfo naming the two files with
 // self_signed set. Internal/PermissionDenied on I/O errors.
+// Files go through `env` (null: Env::Default()); each is written to a
+// temporary file, synced and renamed (mode 0600, the certificate too).
 absl::StatusOr<TlsInfo> SelfCert(const std::string& dir, const std::vector<std::string>& hosts,
-                                 std::chrono::hours validity = std::chrono::hours(365 * 24));
+                                 std::chrono::hours validity = std::chrono::hours(365 * 24),
+                                 Env* env = nullptr);
 
 // Writes the CRLs of `crl_file` into `dir` (made with mode 0700; files of
 // an earlier call removed) under OpenSSL's hashed names,
@@ -90,7 +94,10 @@ absl::StatusOr<TlsInfo> SelfCert(const std::string& dir, const std::vector<std::
 // revocation list has expired") for a CRL past its nextUpdate, which gRPC's
 // verification would take as a failure for every certificate of its issuer;
 // Internal/PermissionDenied on I/O.
-absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& dir);
+// Files (the CRL file read, the directory written) go through `env` (null:
+// Env::Default()).
+absl::Status WriteCrlDirectory(const std::string& crl_file, const std::string& dir,
+                               Env* env = nullptr);
 
 // etcd's --cipher-suites (Go's crypto/tls names, e.g.
 // "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256") as an OpenSSL cipher list
@@ -189,8 +196,9 @@ std::optional<std::string> CertificateCommonName(std::string_view cert_pem);
 // ("open <path>: no such file or directory") when it cannot be read, and
 // when it holds more than kMaxPemFileBytes (a certificate, key, CA bundle or
 // CRL file is far smaller; a path such as /dev/zero would never end).
+// Read through `env` (null: Env::Default()) with util::ReadFileBounded.
 inline constexpr size_t kMaxPemFileBytes = size_t{64} << 20;
-absl::StatusOr<std::string> ReadPemFile(const std::string& path);
+absl::StatusOr<std::string> ReadPemFile(const std::string& path, Env* env = nullptr);
 
 // The last OpenSSL errors of this thread as one string (and clears them).
 std::string OpenSslErrors();

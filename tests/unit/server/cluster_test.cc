@@ -27,6 +27,7 @@
 #include "cppetcd/server/errors.h"
 #include "cppetcd/server/etcd_server.h"
 #include "cppetcd/util/clock.h"
+#include "cppetcd/util/fault_injection_env.h"
 #include "cppetcd/util/log.h"
 #include "tests/unit/server/server_test_util.h"
 #include "mem_transport.h"
@@ -556,6 +557,46 @@ TEST_F(ClusterTest, StrictReconfigCheckNeedsLongConnectedPeers) {
   EXPECT_EQ(rm->members_size(), 2);
   hub_->SetDown(follower->url, false);
   EXPECT_TRUE(PollUntil([&] { return follower->server->StopRequested(); }));
+}
+
+// The leader's copy of the backend for a snapshot goes through its Env: a
+// copy that cannot be created is reported to raft as a failed snapshot,
+// the file is not left behind, and a later attempt brings the member up to
+// date.
+TEST_F(ClusterTest, SnapshotCopyFailureOnTheLeaderIsRetried) {
+  static util::FaultInjectionEnv env(util::Env::Default());  // outlives the members
+  auto tweak = [](ServerConfig& c) {
+    c.snapshot_count = 20;
+    c.snapshot_catchup_entries = 5;
+    c.env = &env;
+  };
+  StartCluster(3, tweak);
+  Member* leader = WaitLeader();
+  ASSERT_NE(leader, nullptr);
+  constexpr int kKeys = 60;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_TRUE(Put(leader, absl::StrCat("key/", i), "v").ok()) << i;
+  }
+  Member* follower = SomeFollower(leader);
+  auto add = MemberAdd(follower, UrlOf("m3"), /*learner=*/true);
+  ASSERT_TRUE(add.ok()) << add.status();
+  env.FailCalls(util::FaultInjectionEnv::Call::kOpen, 2, EIO, ".snap.db.send");
+  Member* learner = StartJoiner("m3", tweak);
+  ASSERT_NE(learner, nullptr);
+  EXPECT_TRUE(PollUntil([&] { return CountKeys(learner) == kKeys; })) << CountKeys(learner);
+  bool failed_logged = false;
+  for (auto& m : members_) failed_logged |= Logged(m.get(), "failed to create snapshot file to send");
+  EXPECT_TRUE(failed_logged);
+  // No copy is left behind (the transport removes a sent one once done).
+  EXPECT_TRUE(PollUntil([&] {
+    for (auto& m : members_) {
+      std::error_code ec;
+      for (const auto& f : std::filesystem::directory_iterator(m->dir + "/member/snap", ec)) {
+        if (f.path().string().find(".snap.db.send") != std::string::npos) return false;
+      }
+    }
+    return true;
+  }));
 }
 
 TEST_F(ClusterTest, LearnerCatchesUpThroughSnapshotAndIsPromoted) {

@@ -160,6 +160,50 @@ TEST_F(MaintenanceTest, CopiesOfTheBackendNeedRoomOnDisk) {
   EXPECT_GT(std::filesystem::file_size(path), 2'000'000u);
 }
 
+// The backend's defragmentation goes through the member's Env: a rename
+// of the copy that fails is the call's error, the live backend keeps
+// serving reads and writes, and the next defragmentation succeeds.
+TEST_F(MaintenanceTest, FailedDefragmentationRenameKeepsTheLiveBackend) {
+  util::FaultInjectionEnv env(util::Env::Default());
+  absl::Cleanup stop_first = [&] { server_.reset(); };  // the member uses env
+  ServerConfig c = Config();
+  c.env = &env;
+  StartServer(std::move(c));
+  const std::string big(2000, 'x');
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(Put(absl::StrCat("k", i % 20), big).ok());
+
+  env.FailCalls(util::FaultInjectionEnv::Call::kRename, 1, EIO, ".defrag");
+  absl::Status st = Defragment();
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("(injected)"), std::string::npos) << st;
+  EXPECT_EQ(Value("k7"), big);
+  ASSERT_TRUE(Put("after-failure", "v").ok());
+  EXPECT_EQ(Value("after-failure"), "v");
+  EXPECT_TRUE(Defragment().ok());
+  EXPECT_EQ(Value("after-failure"), "v");
+  EXPECT_EQ(Value("k19"), big);
+
+  // The bbolt file of a client snapshot too: a failed create or read is the
+  // snapshot's error; the member goes on.
+  const std::string path = dir_ + "/snapshot.db";
+  const auto snapshot = [&] {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    EXPECT_GE(fd, 0);
+    absl::Status s = server_->SnapshotBackend(fd);
+    ::close(fd);
+    return s;
+  };
+  env.FailCalls(util::FaultInjectionEnv::Call::kOpen, 1, EIO, "db.snapshot-");
+  st = snapshot();
+  EXPECT_NE(st.message().find("(injected)"), std::string::npos) << st;
+  env.FailCalls(util::FaultInjectionEnv::Call::kRead, 1, EIO, "db.snapshot-");
+  st = snapshot();
+  EXPECT_NE(st.message().find("(injected)"), std::string::npos) << st;
+  ASSERT_TRUE(Put("after-snapshot-failure", "v").ok());
+  ASSERT_TRUE(snapshot().ok());
+  EXPECT_GT(std::filesystem::file_size(path), 20u * 2000u);
+}
+
 TEST_F(MaintenanceTest, CorruptAlarmRefusesWritesServesReadsAndPersists) {
   StartServer();
   ASSERT_TRUE(Put("a", "1").ok());

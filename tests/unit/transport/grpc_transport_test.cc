@@ -26,6 +26,7 @@
 #include <gtest/gtest.h>
 
 #include "cppetcd/util/crc32c.h"
+#include "cppetcd/util/fault_injection_env.h"
 #include "cppetcd/util/error.h"
 #include "peerpb/peer.grpc.pb.h"
 
@@ -313,6 +314,8 @@ class GrpcTransportTest : public ::testing::Test {
   util::CapturedLog log_a_ = util::NewCapturedLog();
   util::CapturedLog log_b_ = util::NewCapturedLog();
   std::string dir_;
+  // For TransportOptions::env; outlives the nodes.
+  util::FaultInjectionEnv fault_env_{util::Env::Default()};
   std::vector<std::unique_ptr<Node>> nodes_;
 };
 
@@ -781,6 +784,104 @@ TEST_F(GrpcTransportTest, SnapshotToUnknownPeerFailsAndRemovesFile) {
   }));
   EXPECT_FALSE(result->ok());
   EXPECT_FALSE(std::filesystem::exists(src));
+}
+
+// Receiving through TransportOptions::env: a failed open, write, sync,
+// rename or directory sync fails the transfer with an error (no crash),
+// leaves neither the partial nor the final file, and raft never sees the
+// snapshot; the next transfer is accepted.
+TEST_F(GrpcTransportTest, SnapshotReceiptFileFailuresAreErrorsAndLeaveNoFile) {
+  using Call = util::FaultInjectionEnv::Call;
+  TransportOptions o = Options();
+  o.env = &fault_env_;
+  Node* b = Start(2, kCluster, o);
+  ASSERT_TRUE(b);
+  auto stub = peerpb::Peer::NewStub(
+      grpc::CreateChannel(b->url.substr(7), grpc::InsecureChannelCredentials()));
+  auto send = [&](uint64_t index) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + kWait);
+    peerpb::SnapshotResult result;
+    auto writer = stub->Snapshot(&ctx, &result);
+    peerpb::SnapshotChunk header;
+    header.set_cluster_id(kCluster);
+    header.mutable_message()->set_type(raftpb::MsgSnap);
+    header.mutable_message()->set_from(1);
+    header.mutable_message()->set_to(2);
+    header.mutable_message()->mutable_snapshot()->mutable_metadata()->set_index(index);
+    header.set_total_bytes(10);
+    writer->Write(header);
+    for (std::string c : {"hello", "world"}) {
+      peerpb::SnapshotChunk chunk;
+      chunk.set_cluster_id(kCluster);
+      chunk.set_data(c);
+      chunk.set_crc32c(util::Crc32c(c));
+      if (!writer->Write(chunk)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  struct Case {
+    const char* name;
+    std::function<void()> arm;
+  };
+  const std::vector<Case> cases = {
+      {"open", [&] { fault_env_.FailCalls(Call::kOpen, 1, EMFILE); }},
+      {"write", [&] { fault_env_.FailWrites(1, ENOSPC); }},
+      {"short write", [&] { fault_env_.ShortWriteNext(3); }},
+      {"sync", [&] { fault_env_.FailSyncs(1, EIO); }},
+      {"rename", [&] { fault_env_.FailCalls(Call::kRename, 1, EIO); }},
+      {"dir sync", [&] { fault_env_.FailCalls(Call::kSyncDir, 1, EIO); }},
+  };
+  uint64_t index = 20;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    c.arm();
+    grpc::Status s = send(++index);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.error_message().find("(injected)"), std::string::npos) << s.error_message();
+    const std::string path = b->handler->SnapshotDbPath(index);
+    EXPECT_FALSE(std::filesystem::exists(path)) << path;
+    EXPECT_FALSE(std::filesystem::exists(path + ".tmp")) << path;
+    EXPECT_EQ(b->handler->MessageCount(), 0u);
+  }
+  grpc::Status s = send(++index);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(ReadFile(b->handler->SnapshotDbPath(index)), "helloworld");
+  EXPECT_EQ(b->handler->MessageCount(), 1u);
+}
+
+// Sending through TransportOptions::env: a file that cannot be read fails
+// the send (reported to the caller) and is removed.
+TEST_F(GrpcTransportTest, SnapshotSendReadFailureIsReportedAndRemovesFile) {
+  TransportOptions o = Options();
+  o.env = &fault_env_;
+  Node* a = Start(1, kCluster, o);
+  Node* b = Start(2);
+  ASSERT_TRUE(a && b);
+  Connect(a, b);
+  const std::string src = dir_ + "/send.db";
+  std::ofstream(src) << std::string(4096, 'd');
+  raftpb::Message msg;
+  msg.set_type(raftpb::MsgSnap);
+  msg.set_from(1);
+  msg.set_to(2);
+  msg.mutable_snapshot()->mutable_metadata()->set_index(7);
+  fault_env_.FailCalls(util::FaultInjectionEnv::Call::kRead, 1, EIO, "send.db");
+  std::mutex mu;
+  std::optional<absl::Status> result;
+  a->transport->SendSnapshot(msg, src, [&](absl::Status st) {
+    std::lock_guard<std::mutex> l(mu);
+    result = st;
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> l(mu);
+    return result.has_value();
+  }));
+  EXPECT_TRUE(absl::IsInternal(*result)) << *result;
+  EXPECT_FALSE(std::filesystem::exists(src));
+  EXPECT_EQ(b->handler->MessageCount(), 0u);
+  EXPECT_FALSE(std::filesystem::exists(b->handler->SnapshotDbPath(7)));
 }
 
 // ---- forwarded calls

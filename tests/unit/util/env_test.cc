@@ -221,5 +221,109 @@ TEST(FaultInjectionEnvTest, RenamedDirectoryKeepsTracking) {
   EXPECT_EQ(*env.ReadFileToString(JoinPath(final_dir, "f")), "one");
 }
 
+TEST(EnvTest, SymlinkIsCreatedRenamedAndRecognised) {
+  TempDir dir;
+  Env* env = Env::Default();
+  const std::string target = JoinPath(dir.path(), "gen1");
+  ASSERT_TRUE(env->CreateDir(target).ok());
+  WriteFile(env, JoinPath(target, "f"), "x", /*sync=*/false);
+  const std::string tmp = JoinPath(dir.path(), "link.tmp"), link = JoinPath(dir.path(), "link");
+  ASSERT_TRUE(env->CreateSymlink("gen1", tmp).ok());  // relative to the link's directory
+  EXPECT_TRUE(absl::IsAlreadyExists(env->CreateSymlink("gen1", tmp)));
+  ASSERT_TRUE(env->RenameFile(tmp, link).ok());
+  EXPECT_TRUE(env->IsSymlink(link));
+  EXPECT_TRUE(env->IsDirectory(link));  // followed
+  EXPECT_FALSE(env->IsSymlink(target));
+  EXPECT_EQ(*env->ReadFileToString(JoinPath(link, "f")), "x");
+  // RemoveAll on the link removes the link, not what it points at.
+  ASSERT_TRUE(env->RemoveAll(link).ok());
+  EXPECT_FALSE(env->FileExists(link));
+  EXPECT_TRUE(env->FileExists(JoinPath(target, "f")));
+}
+
+TEST(EnvTest, ReadFileBoundedStopsPastTheBound) {
+  TempDir dir;
+  Env* env = Env::Default();
+  const std::string path = JoinPath(dir.path(), "f");
+  WriteFile(env, path, std::string(100, 'a'), /*sync=*/false);
+  auto exact = ReadFileBounded(env, path, 100);
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->size(), 100u);
+  auto over = ReadFileBounded(env, path, 99);
+  EXPECT_TRUE(absl::IsFailedPrecondition(over.status())) << over.status();
+  EXPECT_NE(over.status().message().find("file is larger than 99 bytes"), std::string::npos);
+  // A file that never ends.
+  auto endless = ReadFileBounded(env, "/dev/zero", 3 << 20);
+  EXPECT_TRUE(absl::IsFailedPrecondition(endless.status())) << endless.status();
+  EXPECT_TRUE(absl::IsNotFound(ReadFileBounded(env, JoinPath(dir.path(), "nope"), 10).status()));
+}
+
+TEST(FaultInjectionEnvTest, FailCallsByKindAndPath) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::Default());
+  const std::string a = JoinPath(dir.path(), "a"), b = JoinPath(dir.path(), "b");
+  WriteFile(&env, a, "data", /*sync=*/true);
+
+  // Only calls whose path matches count; the counter runs out.
+  env.FailCalls(FaultInjectionEnv::Call::kRename, 1, EIO, "/b");
+  ASSERT_TRUE(env.RenameFile(a, JoinPath(dir.path(), "c")).ok());
+  ASSERT_TRUE(env.RenameFile(JoinPath(dir.path(), "c"), a).ok());
+  absl::Status s = env.RenameFile(a, b);
+  EXPECT_TRUE(absl::IsInternal(s)) << s;
+  EXPECT_NE(s.message().find("rename (injected)"), std::string::npos) << s;
+  EXPECT_TRUE(env.FileExists(a));  // nothing done
+  EXPECT_FALSE(env.FileExists(b));
+  ASSERT_TRUE(env.RenameFile(a, b).ok());
+
+  env.FailCalls(FaultInjectionEnv::Call::kOpen, 1, ENOSPC);
+  EXPECT_TRUE(absl::IsResourceExhausted(env.NewWritableFile(a).status()));
+  env.FailCalls(FaultInjectionEnv::Call::kRead, 1, EIO);
+  EXPECT_TRUE(absl::IsInternal(env.ReadFileToString(b).status()));
+  EXPECT_EQ(*env.ReadFileToString(b), "data");
+  env.FailCalls(FaultInjectionEnv::Call::kRemove, 1, EACCES);
+  EXPECT_TRUE(absl::IsPermissionDenied(env.RemoveFile(b)));
+  EXPECT_TRUE(env.FileExists(b));
+  env.FailCalls(FaultInjectionEnv::Call::kSyncDir, 1, EIO);
+  EXPECT_FALSE(env.SyncDir(dir.path()).ok());
+  EXPECT_TRUE(env.SyncDir(dir.path()).ok());
+  env.FailCalls(FaultInjectionEnv::Call::kCreateDir, 1, ENOSPC);
+  EXPECT_FALSE(env.CreateDir(JoinPath(dir.path(), "d")).ok());
+  EXPECT_FALSE(env.IsDirectory(JoinPath(dir.path(), "d")));
+  env.FailCalls(FaultInjectionEnv::Call::kSymlink, 1, EIO);
+  EXPECT_FALSE(env.CreateSymlink("b", JoinPath(dir.path(), "l")).ok());
+  EXPECT_FALSE(env.IsSymlink(JoinPath(dir.path(), "l")));
+  ASSERT_TRUE(env.CreateSymlink("b", JoinPath(dir.path(), "l")).ok());
+  EXPECT_TRUE(env.IsSymlink(JoinPath(dir.path(), "l")));
+  env.FailCalls(FaultInjectionEnv::Call::kFileSize, 1, EIO);
+  EXPECT_FALSE(env.FileSize(b).ok());
+  EXPECT_EQ(*env.FileSize(b), 4u);
+}
+
+TEST(EnvTest, RandomRWFileWritesAndReadsAtOffsets) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::Default());
+  const std::string path = JoinPath(dir.path(), "rw");
+  auto f = env.NewRandomRWFile(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  ASSERT_TRUE((*f)->Write(4, "tail").ok());
+  ASSERT_TRUE((*f)->Write(0, "head").ok());
+  std::string got;
+  ASSERT_TRUE((*f)->Read(2, 100, &got).ok());
+  EXPECT_EQ(got, "adtail");  // short only at the end
+  env.FailWrites(1, ENOSPC);
+  EXPECT_TRUE(absl::IsResourceExhausted((*f)->Write(8, "more")));
+  env.ShortWriteNext(2);
+  EXPECT_FALSE((*f)->Write(8, "more").ok());
+  env.FailSyncs(1, EIO);
+  EXPECT_FALSE((*f)->Sync().ok());
+  EXPECT_TRUE((*f)->Sync().ok());
+  env.FailCalls(FaultInjectionEnv::Call::kRead, 1, EIO);
+  EXPECT_FALSE((*f)->Read(0, 4, &got).ok());
+  ASSERT_TRUE((*f)->Read(0, 100, &got).ok());
+  EXPECT_EQ(got, "headtailmo");  // the short write kept 2 bytes
+  ASSERT_TRUE((*f)->Close().ok());
+  EXPECT_FALSE((*f)->Write(0, "x").ok());
+}
+
 }  // namespace
 }  // namespace cppetcd::util

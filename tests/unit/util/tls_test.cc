@@ -16,6 +16,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "cppetcd/util/fault_injection_env.h"
+
 namespace cppetcd::util {
 namespace {
 
@@ -86,6 +88,30 @@ TEST_F(TlsTest, EndlessFileIsRefusedAtTheBound) {
   info.cert_file = "/dev/zero";
   info.key_file = "/dev/zero";
   EXPECT_FALSE(ValidateTlsInfo(info).ok());
+}
+
+// SelfCert's files go through the Env: a failed write of the certificate
+// is an error and leaves no certificate (so the next start makes a fresh
+// pair instead of reusing half of one); a failed read of an operator file
+// is InvalidArgument naming it.
+TEST_F(TlsTest, SelfCertAndReadPemFileThroughAFaultyEnv) {
+  FaultInjectionEnv env(Env::Default());
+  const std::string fixtures = dir_ + "/auto";
+  env.FailCalls(FaultInjectionEnv::Call::kRename, 1, EIO, "cert.pem");
+  auto info = SelfCert(fixtures, {"127.0.0.1:2379"}, std::chrono::hours(24), &env);
+  ASSERT_FALSE(info.ok());
+  EXPECT_NE(info.status().message().find("(injected)"), std::string::npos) << info.status();
+  EXPECT_FALSE(env.FileExists(fixtures + "/cert.pem"));
+  EXPECT_FALSE(env.FileExists(fixtures + "/cert.pem.tmp"));
+  auto again = SelfCert(fixtures, {"127.0.0.1:2379"}, std::chrono::hours(24), &env);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(ValidateTlsInfo(*again).ok());
+
+  env.FailCalls(FaultInjectionEnv::Call::kRead, 1, EIO, "key.pem");
+  auto pem = ReadPemFile(again->key_file, &env);
+  EXPECT_TRUE(absl::IsInvalidArgument(pem.status())) << pem.status();
+  EXPECT_NE(pem.status().message().find(again->key_file), std::string::npos) << pem.status();
+  EXPECT_TRUE(ReadPemFile(again->key_file, &env).ok());
 }
 
 TEST_F(TlsTest, CertWithoutKeyIsRejected) {
