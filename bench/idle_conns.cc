@@ -13,12 +13,13 @@
 // --http: HTTP/1.1 instead of gRPC: each connection sends one keep-alive
 // "GET /version" (the JSON gateway's port) and, answered, stays open idle.
 // Prints "ready <n> <seconds>" once every connection got the server's
-// SETTINGS (--http: its reply), then holds them for --hold-seconds (or until killed). Raise
-// `ulimit -n` above --conns first.
+// SETTINGS (--http: its reply), then holds them for --hold-seconds (or until killed). The
+// soft RLIMIT_NOFILE is raised to the hard limit; the hard limit must exceed --conns.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -84,6 +85,11 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
     }
+  }
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
   }
   const size_t colon = endpoint.rfind(':');
   const std::string host = endpoint.substr(0, colon);
