@@ -119,7 +119,7 @@ TEST(ClientScaleTest, TenThousandMutualTlsConnectionsToGrpcOnlyUrl) {
   auto holder = BackgroundCommand::Start(
       {bench, "--endpoint", grpc_ep, "--cacert", certs->ca, "--cert", certs->Client("root").cert,
        "--key", certs->Client("root").key, "--conns", std::to_string(conns), "--hold-seconds",
-       "120"},
+       "120", "--threads", "2"},
       {}, tmp.path() + "/holder");
   ASSERT_TRUE(holder.ok()) << holder.status();
   const bool ready = (*holder)->WaitForStdout(
