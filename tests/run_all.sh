@@ -41,7 +41,7 @@ mkdir -p build
 echo "== build (RelWithDebInfo)"
 build build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 echo "== tests (RelWithDebInfo) at +$(( $(date +%s) - start )) s"
-(cd build/release && ctest -j "$jobs" -LE scale --timeout 600 --output-on-failure)
+(cd build/release && ctest -j "$jobs" --timeout 600 --output-on-failure)
 # How many tests carry the label `unit` in a full build: the TSan pass builds
 # only the `unit-tests` target and must find as many.
 unit_count() { (cd "$1" && ctest -N -L unit | sed -n 's/^Total Tests: //p'); }
