@@ -253,10 +253,17 @@ absl::Status BootstrapFromDns(EtcdConfig* config, std::string* peer_server_name,
   return absl::OkStatus();
 }
 
+// A unix socket URL's path: everything after "://" ("unix://localhost:2379":
+// the file "localhost:2379", as the client listener and etcd use it).
+std::string UnixSocketPath(const Url& u) {
+  const std::string s = u.ToString();
+  return s.substr(s.find("://") + 3);
+}
+
 // The address gRPC listens on for a gRPC-only client URL: "host:port", or
 // "unix:path" (relative to the working directory, as the client listener's).
 std::string GrpcListenAddress(const Url& u) {
-  if (u.scheme == "unix" || u.scheme == "unixs") return absl::StrCat("unix:", u.host);
+  if (u.scheme == "unix" || u.scheme == "unixs") return absl::StrCat("unix:", UnixSocketPath(u));
   return u.HostPort();
 }
 
@@ -265,9 +272,10 @@ absl::Status CheckUnixSocketsFree(const std::vector<Url>& urls) {
   for (const Url& u : urls) {
     if (u.scheme != "unix" && u.scheme != "unixs") continue;
     struct stat st;
-    if (::lstat(u.host.c_str(), &st) == 0) {
+    const std::string path = UnixSocketPath(u);
+    if (::lstat(path.c_str(), &st) == 0) {
       return absl::UnavailableError(
-          absl::StrCat("listen unix ", u.host, ": bind: address already in use"));
+          absl::StrCat("listen unix ", path, ": bind: address already in use"));
     }
   }
   return absl::OkStatus();

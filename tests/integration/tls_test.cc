@@ -1116,6 +1116,54 @@ TEST_F(TlsTest, GrpcOnlyClientUrlReloadsCertificates) {
   EXPECT_NE(CtlRefused(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code, 0);
 }
 
+// A unixs:// gRPC-only client URL: gRPC's TLS on the socket file named by
+// the URL's host:port part (as on the shared port); an existing file there
+// stops the start as Go's listener does (gRPC would remove it).
+TEST_F(TlsTest, GrpcOnlyUnixSocketUrl) {
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "etcd 3.4 has no --listen-client-http-urls";
+  absl::StatusOr<int> http_port = PickFreePort(), peer_port = PickFreePort();
+  ASSERT_TRUE(http_port.ok() && peer_port.ok());
+  const std::string dir = tmp_.path() + "/unix-grpc";
+  std::filesystem::create_directories(dir + "/again");
+  // Relative socket paths, as etcd's (and etcdctl's TLS server name is
+  // the URL's host): the test runs in `dir` and goes back at the end.
+  char buf[4096];
+  ASSERT_NE(::getcwd(buf, sizeof(buf)), nullptr);
+  const std::string old_cwd = buf;
+  ASSERT_EQ(::chdir(dir.c_str()), 0);
+  struct Back {
+    std::string to;
+    ~Back() { (void)::chdir(to.c_str()); }
+  } back{old_cwd};
+  const std::string peer_url = absl::StrCat("http://127.0.0.1:", *peer_port);
+  const std::string sock = absl::StrCat("localhost:", *peer_port + 1);
+  auto argv = [&](const std::string& data) {
+    return std::vector<std::string>{
+        ServerBinary(), "--name", "s", "--data-dir", data,
+        "--listen-client-urls", "unixs://" + sock,
+        "--listen-client-http-urls", absl::StrCat("http://127.0.0.1:", *http_port),
+        "--advertise-client-urls", absl::StrCat("http://127.0.0.1:", *http_port),
+        "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+        "--initial-cluster", "s=" + peer_url, "--cert-file", certs_.server.cert, "--key-file",
+        certs_.server.key, "--trusted-ca-file", certs_.ca, "--client-cert-auth"};
+  };
+  auto proc = BackgroundCommand::Start(argv(dir + "/data"), {}, dir);
+  ASSERT_TRUE(proc.ok()) << proc.status();
+  const std::string ep = "unixs://" + sock;
+  EXPECT_TRUE(BecomesHealthy(ep, RootFlags())) << (*proc)->Stderr();
+  CommandResult put = Ctl(ep, RootFlags(), {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_THAT((*proc)->Stderr(),
+              HasSubstr(absl::StrCat(R"("traffic":"grpc","address":")", sock, "\"")));
+  (*proc)->Kill();
+  // After a kill the file stays: a new start refuses it.
+  ASSERT_TRUE(std::filesystem::exists(dir + "/" + sock));
+  CommandResult r = RunCommand(argv(dir + "/again/data"), "", {}, seconds(30));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.out + r.err, HasSubstr(absl::StrCat("listen unix ", sock,
+                                                    ": bind: address already in use")));
+}
+
 // Item 4 of issue 12: the dialing member verifies the peer's server
 // certificate whenever it can. Certificates without --peer-trusted-ca-file:
 // verified against the system's roots, which do not know the test CA, so no
