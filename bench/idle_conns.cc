@@ -3,8 +3,8 @@
 // cost a server (threads, RSS). Each connection completes a TLS handshake,
 // sends the HTTP/2 client preface and an empty SETTINGS frame (what a gRPC
 // client sends first), acknowledges the server's SETTINGS and then stays
-// silent. One thread, blocking handshakes one after another (so the
-// reported set-up rate is sequential, not concurrent).
+// silent. Blocking handshakes one after another, on one thread (the
+// reported set-up rate is sequential) or on --threads N at once.
 //
 //   idle-conns-bench --endpoint 127.0.0.1:2379 --cacert ca.pem
 //     --cert c.pem --key c-key.pem --conns 10000 --hold-seconds 60
@@ -13,15 +13,18 @@
 // --http: HTTP/1.1 instead of gRPC: each connection sends one keep-alive
 // "GET /version" (the JSON gateway's port) and, answered, stays open idle.
 // Prints "ready <n> <seconds>" once every connection got the server's
-// SETTINGS (--http: its reply), then holds them for --hold-seconds (or until killed). Raise
-// `ulimit -n` above --conns first.
+// SETTINGS (--http: its reply), then holds them for --hold-seconds (or until killed). The
+// soft RLIMIT_NOFILE is raised to the hard limit; the hard limit must exceed --conns.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
   std::string endpoint = "127.0.0.1:2379", cacert, cert, key;
   size_t conns = 1000;
   int hold_seconds = 60;
+  size_t threads = 1;  // --threads: connections set up by this many threads at once
   bool plain = false;  // --plain: no TLS (http:// URL)
   bool http = false;   // --http: HTTP/1.1 keep-alive connections, not gRPC
   for (int i = 1; i < argc; i += 2) {
@@ -80,10 +84,16 @@ int main(int argc, char** argv) {
     else if (flag == "--key") key = value;
     else if (flag == "--conns") conns = std::strtoul(value.c_str(), nullptr, 10);
     else if (flag == "--hold-seconds") hold_seconds = std::atoi(value.c_str());
+    else if (flag == "--threads") threads = std::max<size_t>(1, std::strtoul(value.c_str(), nullptr, 10));
     else {
       std::fprintf(stderr, "unknown flag %s\n", flag.c_str());
       return 2;
     }
+  }
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
   }
   const size_t colon = endpoint.rfind(':');
   const std::string host = endpoint.substr(0, colon);
@@ -113,31 +123,45 @@ int main(int argc, char** argv) {
   const std::string settings_ack("\0\0\0\4\1\0\0\0\0", 9);
   const auto start = std::chrono::steady_clock::now();
   std::vector<Conn> all(conns);
-  for (size_t i = 0; i < conns; ++i) {
-    Conn& c = all[i];
-    c.fd = Connect(host, port);
-    if (c.fd < 0) {
-      std::fprintf(stderr, "connect %zu: %s\n", i, std::strerror(errno));
-      return 1;
-    }
-    if (plain) {
-      if (::send(c.fd, hello.data(), hello.size(), MSG_NOSIGNAL) !=
-          static_cast<ssize_t>(hello.size())) {
-        std::fprintf(stderr, "send %zu failed\n", i);
-        return 1;
+  // --threads workers set up interleaved shares of the connections, each
+  // one at a time (blocking); the first failure stops them all.
+  std::atomic<bool> failed{false};
+  auto setup = [&](size_t first, size_t step) {
+    for (size_t i = first; i < conns && !failed.load(); i += step) {
+      Conn& c = all[i];
+      c.fd = Connect(host, port);
+      if (c.fd < 0) {
+        std::fprintf(stderr, "connect %zu: %s\n", i, std::strerror(errno));
+        failed.store(true);
+        return;
       }
-      continue;
+      if (plain) {
+        if (::send(c.fd, hello.data(), hello.size(), MSG_NOSIGNAL) !=
+            static_cast<ssize_t>(hello.size())) {
+          std::fprintf(stderr, "send %zu failed\n", i);
+          failed.store(true);
+          return;
+        }
+        continue;
+      }
+      c.ssl = SSL_new(ctx);
+      SSL_set_fd(c.ssl, c.fd);
+      SSL_set_tlsext_host_name(c.ssl, host.c_str());
+      if (SSL_connect(c.ssl) != 1 ||
+          SSL_write(c.ssl, hello.data(), static_cast<int>(hello.size())) <= 0) {
+        std::fprintf(stderr, "handshake %zu failed\n", i);
+        ERR_print_errors_fp(stderr);
+        failed.store(true);
+        return;
+      }
     }
-    c.ssl = SSL_new(ctx);
-    SSL_set_fd(c.ssl, c.fd);
-    SSL_set_tlsext_host_name(c.ssl, host.c_str());
-    if (SSL_connect(c.ssl) != 1 ||
-        SSL_write(c.ssl, hello.data(), static_cast<int>(hello.size())) <= 0) {
-      std::fprintf(stderr, "handshake %zu failed\n", i);
-      ERR_print_errors_fp(stderr);
-      return 1;
-    }
+  };
+  {
+    std::vector<std::thread> workers;
+    for (size_t t = 0; t < threads; ++t) workers.emplace_back(setup, t, threads);
+    for (std::thread& w : workers) w.join();
   }
+  if (failed.load()) return 1;
   const double setup_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Every connection answers the server's SETTINGS (bounded wait).

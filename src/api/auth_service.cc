@@ -1,5 +1,10 @@
 // etcd v3 Auth service (etcd 3.4 v3rpc/auth.go) and the credentials every
 // service hands to the backend (token metadata, TLS client CN).
+#include <memory>
+#include <string>
+
+#include <grpcpp/security/auth_context.h>
+
 #include "cppetcd/api/client_identity.h"
 #include "src/api/services.h"
 
@@ -13,7 +18,19 @@ auth::Credentials CallCredentials(const grpc::ServerContextBase* context) {
   if (it != md.end()) c.token = std::string(it->second.data(), it->second.size());
   // etcd ignores the CN of requests proxied by its own gRPC gateway.
   if (md.find("grpcgateway-accept") == md.end()) {
-    c.common_name = ClientCommonName(context->peer());
+    // gRPC's own TLS (the gRPC-only client URLs): the verified client
+    // certificate's CN travels with the connection in its auth context.
+    // Connections the client listener relays (TLS terminated there) carry
+    // none; their CN is looked up by peer string.
+    const std::shared_ptr<const grpc::AuthContext> auth = context->auth_context();
+    if (auth != nullptr && auth->IsPeerAuthenticated()) {
+      for (const grpc::string_ref& cn : auth->FindPropertyValues("x509_common_name")) {
+        c.common_name = std::string(cn.data(), cn.size());
+        break;
+      }
+    } else {
+      c.common_name = ClientCommonName(context->peer());
+    }
   }
   return c;
 }

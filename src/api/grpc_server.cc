@@ -67,7 +67,10 @@ class ApiServer::Impl {
     grpc::ServerBuilder builder;
     ports_.assign(options_.listen_addresses.size(), 0);
     for (size_t i = 0; i < options_.listen_addresses.size(); ++i) {
-      builder.AddListeningPort(options_.listen_addresses[i], grpc::InsecureServerCredentials(),
+      std::shared_ptr<grpc::ServerCredentials> creds =
+          i < options_.listen_credentials.size() ? options_.listen_credentials[i] : nullptr;
+      builder.AddListeningPort(options_.listen_addresses[i],
+                               creds != nullptr ? creds : grpc::InsecureServerCredentials(),
                                &ports_[i]);
     }
     builder.RegisterService(&kv_);

@@ -201,6 +201,7 @@ const std::vector<FlagDef>& Flags() {
       {"max-concurrent-streams", false, U32(&EtcdConfig::max_concurrent_streams)},
       {"listen-peer-urls", false, Urls(&EtcdConfig::listen_peer_urls)},
       {"listen-client-urls", false, Urls(&EtcdConfig::listen_client_urls)},
+      {"listen-client-http-urls", false, Urls(&EtcdConfig::listen_client_http_urls)},
       {"listen-metrics-urls", false, Urls(&EtcdConfig::listen_metrics_urls)},
       {"cors", false, List(&EtcdConfig::cors)},
       {"host-whitelist", false, List(&EtcdConfig::host_whitelist)},
@@ -529,6 +530,17 @@ absl::StatusOr<std::chrono::milliseconds> ParsePeriodicRetention(std::string_vie
 absl::Status Finalize(EtcdConfig* c) {
   if (c->listen_peer_urls.empty()) c->listen_peer_urls = {Url{"http", "localhost", 2380}};
   if (c->listen_client_urls.empty()) c->listen_client_urls = {Url{"http", "localhost", 2379}};
+  // etcd 3.5 marks an address in both lists HTTP-only; a URL listed twice
+  // is refused here instead, so each list means what it says.
+  for (const Url& h : c->listen_client_http_urls) {
+    for (const Url& g : c->listen_client_urls) {
+      if (h.host == g.host && h.port == g.port && h.port != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--listen-client-http-urls ", h.ToString(), " is also in --listen-client-urls (",
+            g.ToString(), "): with --listen-client-http-urls the client URLs serve gRPC only"));
+      }
+    }
+  }
   if (c->initial_advertise_peer_urls.empty()) {
     c->initial_advertise_peer_urls = {Url{"http", "localhost", 2380}};
   }
@@ -725,6 +737,8 @@ Member:
                                         URLs to listen on for peer traffic.
   --listen-client-urls 'http://localhost:2379'
                                         URLs to listen on for client traffic.
+  --listen-client-http-urls ''          URLs to listen on for HTTP-only client traffic (etcd 3.5);
+                                        --listen-client-urls then serve gRPC only.
   --max-snapshots '5'                   Maximum number of snapshot files to retain (0 is unlimited).
   --max-wals '5'                        Maximum number of wal files to retain (0 is unlimited).
   --quota-backend-bytes '0'             Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).

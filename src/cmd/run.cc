@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <atomic>
@@ -132,6 +133,9 @@ absl::StatusOr<util::TlsInfo> TlsInfoFromFlags(bool peer, const EtcdConfig& conf
       for (const Url& u : peer ? config.listen_peer_urls : config.listen_client_urls) {
         hosts.push_back(u.HostPort());
       }
+      if (!peer) {
+        for (const Url& u : config.listen_client_http_urls) hosts.push_back(u.HostPort());
+      }
       absl::StatusOr<util::TlsInfo> self = util::SelfCert(
           absl::StrCat(config.data_dir, "/fixtures/", peer ? "peer" : "client"), hosts);
       if (!self.ok()) return self.status();
@@ -170,14 +174,22 @@ struct ClientHandlers {
 // Binds the client URLs (gRPC to `handlers->api`, HTTP/1.1 to
 // `handlers->http` with every route) and the metrics URLs (HTTP only,
 // metrics and health routes), without accepting yet (ClientListener::Bind).
+// With --listen-client-http-urls, `client` binds those (HTTP/1.1 only,
+// every route) and the client URLs are left to gRPC (ToApiServerOptions).
 absl::Status BindClientListeners(const EtcdConfig& config, const util::TlsInfo& tls,
                                  const ClientHandlers* handlers,
                                  std::unique_ptr<api::ClientListener>* client,
                                  std::unique_ptr<api::ClientListener>* metrics) {
   api::ClientListenerOptions options;
-  for (const Url& u : config.listen_client_urls) options.urls.push_back(u.ToString());
+  const bool split = !config.listen_client_http_urls.empty();
+  for (const Url& u : split ? config.listen_client_http_urls : config.listen_client_urls) {
+    options.urls.push_back(u.ToString());
+  }
   options.tls = tls;
-  options.on_grpc_connection = [handlers](int fd) { handlers->api->AddConnection(fd); };
+  options.http_only = split;
+  if (!split) {
+    options.on_grpc_connection = [handlers](int fd) { handlers->api->AddConnection(fd); };
+  }
   options.on_http_connection = [handlers](int fd, const api::HttpPeer& peer) {
     handlers->http->AddConnection(fd, peer, api::HttpRoutes::kAll);
   };
@@ -241,6 +253,45 @@ absl::Status BootstrapFromDns(EtcdConfig* config, std::string* peer_server_name,
   return absl::OkStatus();
 }
 
+// A unix socket URL's path: everything after "://" ("unix://localhost:2379":
+// the file "localhost:2379", as the client listener and etcd use it).
+std::string UnixSocketPath(const Url& u) {
+  const std::string s = u.ToString();
+  return s.substr(s.find("://") + 3);
+}
+
+// The address gRPC listens on for a gRPC-only client URL: "host:port", or
+// "unix:path" (relative to the working directory, as the client listener's).
+std::string GrpcListenAddress(const Url& u) {
+  if (u.scheme == "unix" || u.scheme == "unixs") return absl::StrCat("unix:", UnixSocketPath(u));
+  return u.HostPort();
+}
+
+// Go's net.Listen("unix") refuses an existing file; gRPC would remove it.
+absl::Status CheckUnixSocketsFree(const std::vector<Url>& urls) {
+  for (const Url& u : urls) {
+    if (u.scheme != "unix" && u.scheme != "unixs") continue;
+    struct stat st;
+    const std::string path = UnixSocketPath(u);
+    if (::lstat(path.c_str(), &st) == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("listen unix ", path, ": bind: address already in use"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// "host:port" as etcd logs a client listener's address (the bound port;
+// localhost as 127.0.0.1), or the unix socket's path.
+std::string LoggedAddress(const std::string& url) {
+  const bool unix_socket = url.rfind("unix", 0) == 0;
+  std::string address = url.substr(url.find("://") + 3);
+  if (!unix_socket && address.rfind("localhost:", 0) == 0) {
+    address = "127.0.0.1" + address.substr(9);
+  }
+  return address;
+}
+
 }  // namespace
 
 absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config) {
@@ -297,6 +348,13 @@ absl::StatusOr<api::ApiServerOptions> ToApiServerOptions(const EtcdConfig& confi
       std::max(config.experimental_watch_progress_notify_interval, kMinWatchProgressInterval);
   options.leader_check_interval = std::chrono::milliseconds(config.election_timeout_ms);
   options.logger = util::GetLogger("embed");
+  // etcd 3.5: with --listen-client-http-urls the client URLs are gRPC
+  // only, and gRPC owns their sockets (Run adds the TLS credentials).
+  if (!config.listen_client_http_urls.empty()) {
+    for (const Url& u : config.listen_client_urls) {
+      options.listen_addresses.push_back(GrpcListenAddress(u));
+    }
+  }
   return options;
 }
 
@@ -371,7 +429,10 @@ int Run(const EtcdConfig& given_config) {
     return 1;
   }
   client_tls->cipher_list = *cipher_list;
-  for (const Url& u : config.listen_client_urls) {
+  std::vector<Url> all_client_urls = config.listen_client_urls;
+  all_client_urls.insert(all_client_urls.end(), config.listen_client_http_urls.begin(),
+                         config.listen_client_http_urls.end());
+  for (const Url& u : all_client_urls) {
     const bool secure = u.scheme == "https" || u.scheme == "unixs";
     if (secure && client_tls->Empty()) {
       log.Error("invalid client TLS configuration",
@@ -390,6 +451,30 @@ int Run(const EtcdConfig& given_config) {
                                           {"trusted-ca-file", client_tls->trusted_ca_file},
                                           {"client-cert-auth", client_tls->client_cert_auth},
                                           {"crl-file", client_tls->crl_file}});
+  }
+  // gRPC-only client URLs (--listen-client-http-urls): gRPC's own TLS, from
+  // the client flags, with the peer port's certificate mirror and reload
+  // (fixtures/client-tls) and CRL directory (fixtures/client-crl). Its
+  // ciphers come from GRPC_SSL_CIPHER_SUITES, set above.
+  const bool split_client_http = !config.listen_client_http_urls.empty();
+  std::shared_ptr<grpc::ServerCredentials> client_grpc_credentials;
+  std::shared_ptr<void> client_grpc_tls_files;  // keeps fixtures/client-tls current
+  if (split_client_http && AnyHttps(config.listen_client_urls)) {
+    absl::StatusOr<transport::PeerCredentials> creds = transport::NewClientServerCredentials(
+        *client_tls, absl::StrCat(config.data_dir, "/fixtures/client-crl"),
+        absl::StrCat(config.data_dir, "/fixtures/client-tls"), util::GetLogger("embed"));
+    if (!creds.ok()) {
+      log.Error("invalid client TLS configuration", {{"error", creds.status().ToString()}});
+      return 1;
+    }
+    client_grpc_credentials = creds->server;
+    client_grpc_tls_files = creds->files;
+  }
+  if (split_client_http) {
+    for (const Url& u : config.listen_client_urls) {
+      const bool secure = u.scheme == "https" || u.scheme == "unixs";
+      api_options->listen_credentials.push_back(secure ? client_grpc_credentials : nullptr);
+    }
   }
   absl::StatusOr<util::TlsInfo> peer_tls = TlsInfoFromFlags(true, config, log);
   if (!peer_tls.ok()) {
@@ -468,7 +553,20 @@ int Run(const EtcdConfig& given_config) {
   {
     std::vector<std::string> urls;
     for (const Url& u : config.listen_client_urls) urls.push_back(u.ToString());
-    log.Info("configuring client listeners", {{"listen-client-urls", urls}});
+    if (split_client_http) {
+      std::vector<std::string> http_urls;
+      for (const Url& u : config.listen_client_http_urls) http_urls.push_back(u.ToString());
+      log.Info("configuring client listeners",
+               {{"listen-client-urls", urls}, {"listen-client-http-urls", http_urls}});
+    } else {
+      log.Info("configuring client listeners", {{"listen-client-urls", urls}});
+    }
+  }
+  if (split_client_http) {
+    if (absl::Status st = CheckUnixSocketsFree(config.listen_client_urls); !st.ok()) {
+      log.Error("failed to serve client requests", {{"error", st.ToString()}});
+      return 1;
+    }
   }
   if (absl::Status st = BindClientListeners(config, *client_tls, &handlers, &client_listener,
                                             &metrics_listener);
@@ -542,21 +640,31 @@ int Run(const EtcdConfig& given_config) {
         if (!n.ok()) {
           log.Error("failed to notify systemd for readiness", {{"error", n.status().ToString()}});
         }
-        // etcd 3.4 embed/serve.go's lines, one per client URL.
-        const std::vector<std::string> bound =
-            client_listener ? client_listener->BoundUrls() : std::vector<std::string>{};
-        for (const std::string& url : bound) {
-          const bool secure = url.rfind("https://", 0) == 0 || url.rfind("unixs://", 0) == 0;
-          const bool unix_socket = url.rfind("unix", 0) == 0;
-          std::string address = url.substr(url.find("://") + 3);
-          if (!unix_socket && address.rfind("localhost:", 0) == 0) {
-            address = "127.0.0.1" + address.substr(9);
+        // etcd 3.4 embed/serve.go's lines, one per client URL; with
+        // --listen-client-http-urls, etcd 3.5's, which say the traffic
+        // ("grpc" on the client URLs, "http" on the HTTP URLs).
+        std::vector<std::pair<std::string, std::string>> bound;  // URL, traffic
+        if (split_client_http) {
+          for (size_t i = 0; i < config.listen_client_urls.size(); ++i) {
+            Url u = config.listen_client_urls[i];
+            if (u.scheme != "unix" && u.scheme != "unixs") u.port = api->Ports()[i];
+            bound.emplace_back(u.ToString(), "grpc");
           }
-          if (secure) {
-            log.Info("serving client traffic securely", {{"address", address}});
+        }
+        if (client_listener != nullptr) {
+          for (const std::string& url : client_listener->BoundUrls()) {
+            bound.emplace_back(url, split_client_http ? "http" : "");
+          }
+        }
+        for (const auto& [url, traffic] : bound) {
+          const bool secure = url.rfind("https://", 0) == 0 || url.rfind("unixs://", 0) == 0;
+          const char* msg = secure
+                                ? "serving client traffic securely"
+                                : "serving client traffic insecurely; this is strongly discouraged!";
+          if (traffic.empty()) {
+            log.Info(msg, {{"address", LoggedAddress(url)}});
           } else {
-            log.Info("serving client traffic insecurely; this is strongly discouraged!",
-                     {{"address", address}});
+            log.Info(msg, {{"traffic", traffic}, {"address", LoggedAddress(url)}});
           }
         }
         // etcd 3.4 embed/etcd.go's line per metrics URL; with the bound port

@@ -14,8 +14,10 @@ namespace cppetcd::cmd {
 // InvalidArgument for a bad --initial-cluster.
 absl::StatusOr<server::ServerConfig> ToServerConfig(const EtcdConfig& config);
 
-// The client gRPC server options for `config`. InvalidArgument for client
-// URLs cppetcd cannot serve yet (https, unix sockets).
+// The client gRPC server options for `config`: no listen address (the
+// ClientListener hands connections over), or with --listen-client-http-urls
+// one per --listen-client-urls entry, which gRPC then serves itself (Run
+// adds the TLS credentials of the https/unixs ones).
 absl::StatusOr<api::ApiServerOptions> ToApiServerOptions(const EtcdConfig& config);
 
 // Starts the member and serves clients until SIGTERM or SIGINT, then stops

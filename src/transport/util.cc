@@ -270,7 +270,8 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-// The operator's peer certificate, key and CA files mirrored into a private
+// The operator's certificate, key and CA files (peer port, or the gRPC-only
+// client URLs; `what` says which in the log lines) mirrored into a private
 // directory for gRPC's file watcher, which would otherwise load a key and a
 // certificate that do not match (one replaced, the other not yet) and fail
 // every handshake until both are. A set is copied only once it validates;
@@ -287,11 +288,12 @@ class PeerTlsFiles {
                                                              const std::string& dir,
                                                              const std::string& crl_dir,
                                                              std::chrono::milliseconds interval,
+                                                             std::string what,
                                                              util::Logger logger) {
     util::Env* env = util::Env::Default();
     if (absl::Status st = env->CreateDirAll(dir); !st.ok()) return st;
     std::shared_ptr<PeerTlsFiles> f(
-        new PeerTlsFiles(info, dir, crl_dir, interval, std::move(logger)));
+        new PeerTlsFiles(info, dir, crl_dir, interval, std::move(what), std::move(logger)));
     if (!info.crl_file.empty()) {
       if (env->IsDirectory(crl_dir) && !env->IsSymlink(crl_dir)) {
         // An older start's real directory.
@@ -328,11 +330,12 @@ class PeerTlsFiles {
 
  private:
   PeerTlsFiles(const util::TlsInfo& info, std::string dir, std::string crl_dir,
-               std::chrono::milliseconds interval, util::Logger logger)
+               std::chrono::milliseconds interval, std::string what, util::Logger logger)
       : info_(info),
         dir_(std::move(dir)),
         crl_dir_(std::move(crl_dir)),
         interval_(interval),
+        what_(std::move(what)),
         logger_(std::move(logger)) {}
 
   // Makes `crl_dir_` show the CRLs of `crl` (the file's bytes): a new
@@ -376,12 +379,12 @@ class PeerTlsFiles {
         // Once per distinct failure: the operator may take minutes.
         if (changed.status().ToString() != last_error_) {
           last_error_ = changed.status().ToString();
-          logger_.Warn("cannot reload the peer TLS certificate files",
+          logger_.Warn(absl::StrCat("cannot reload the ", what_, " TLS certificate files"),
                        {{"error", last_error_}});
         }
       } else if (*changed) {
         last_error_.clear();
-        logger_.Info("reloaded the peer TLS certificate files",
+        logger_.Info(absl::StrCat("reloaded the ", what_, " TLS certificate files"),
                      {{"cert-file", info_.cert_file}, {"key-file", info_.key_file},
                       {"trusted-ca-file", info_.trusted_ca_file},
                       {"crl-file", info_.crl_file}});
@@ -422,7 +425,7 @@ class PeerTlsFiles {
     // carries the CRL's generation in a comment line (outside the PEM
     // blocks) so that a new CRL makes it build the next one.
     const std::string ca_mirror =
-        info_.crl_file.empty() ? ca : absl::StrCat(ca, "\n# peer CRL generation ", crl_generation_, "\n");
+        info_.crl_file.empty() ? ca : absl::StrCat(ca, "\n# ", what_, " CRL generation ", crl_generation_, "\n");
     if (st.ok() && !ca.empty() && (ca != ca_ || crl_changed)) st = Replace(ca_path(), ca_mirror);
     if (st.ok() && (*cert != cert_ || *key != key_)) {
       st = Replace(identity_path(), absl::StrCat(*key, "\n", *cert));
@@ -459,6 +462,7 @@ class PeerTlsFiles {
   const std::string dir_;
   const std::string crl_dir_;  // with a CRL file: gRPC's CRL directory (a link)
   const std::chrono::milliseconds interval_;
+  const std::string what_;  // "peer" or "client"
   util::Logger logger_;
   std::string cert_, key_, ca_, crl_;  // the set last copied (Sync's thread only)
   uint64_t crl_generation_ = 0;        // Sync's thread only
@@ -476,13 +480,20 @@ constexpr std::chrono::milliseconds kPeerTlsRefresh{1000};
 // gRPC's file watcher's interval, in seconds: it follows the mirror.
 constexpr unsigned int kPeerTlsWatchSeconds = 1;
 
-absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
-                                                   const std::string& crl_directory,
-                                                   const std::string& files_directory,
-                                                   util::Logger logger) {
+namespace {
+
+// NewPeerCredentials for the peer port (`client` false) or the server side
+// only for the gRPC-only client URLs (`client` true: the client flags'
+// names in errors and "client" in log lines; no channel credentials).
+absl::StatusOr<PeerCredentials> NewTlsCredentials(const util::TlsInfo& info,
+                                                  const std::string& crl_directory,
+                                                  const std::string& files_directory,
+                                                  util::Logger logger, bool client) {
+  const std::string what = client ? "client" : "peer";
+  const std::string flag = client ? "--" : "--peer-";
   if (info.Empty()) {
-    return absl::InvalidArgumentError(
-        "TLS key/cert (--peer-cert-file, --peer-key-file) must be provided");
+    return absl::InvalidArgumentError(absl::StrCat("TLS key/cert (", flag, "cert-file, ", flag,
+                                                   "key-file) must be provided"));
   }
   if (absl::Status st = util::ValidateTlsInfo(info); !st.ok()) return st;
   absl::StatusOr<PemSet> read = ReadPemSet(info);
@@ -497,10 +508,12 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
     // gRPC enforces CRLs only through its TLS credentials' CRL directory
     // (hashed files; a certificate whose issuer has no CRL there passes).
     if (ca.empty()) {
-      return absl::InvalidArgumentError("--peer-crl-file requires --peer-trusted-ca-file");
+      return absl::InvalidArgumentError(client ? "--client-crl-file requires --trusted-ca-file"
+                                               : "--peer-crl-file requires --peer-trusted-ca-file");
     }
     if (crl_directory.empty()) {
-      return absl::InvalidArgumentError("peer CRL: no directory for the hashed CRL files");
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " CRL: no directory for the hashed CRL files"));
     }
     // With a files directory, PeerTlsFiles writes (and rewrites) it.
     if (files_directory.empty()) {
@@ -519,7 +532,7 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
   std::shared_ptr<grpc::experimental::CertificateProviderInterface> provider;
   if (!files_directory.empty()) {
     absl::StatusOr<std::shared_ptr<PeerTlsFiles>> files =
-        PeerTlsFiles::Start(info, files_directory, crl_directory, kPeerTlsRefresh, logger);
+        PeerTlsFiles::Start(info, files_directory, crl_directory, kPeerTlsRefresh, what, logger);
     if (!files.ok()) return files.status();
     provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
         (*files)->identity_path(), (*files)->identity_path(), (*files)->ca_path(),
@@ -556,6 +569,10 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
     }
     out.server = grpc::experimental::TlsServerCredentials(server_opts);
   }
+  if (client) {
+    if (out.server == nullptr) return absl::InternalError("cannot create client TLS credentials");
+    return out;
+  }
   grpc::experimental::TlsChannelCredentialsOptions channel_opts;
   channel_opts.set_certificate_provider(provider);
   // No CA: the server is verified against the system's roots (Go's TLS
@@ -588,6 +605,22 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
     return absl::InternalError("cannot create peer TLS credentials");
   }
   return out;
+}
+
+}  // namespace
+
+absl::StatusOr<PeerCredentials> NewPeerCredentials(const util::TlsInfo& info,
+                                                   const std::string& crl_directory,
+                                                   const std::string& files_directory,
+                                                   util::Logger logger) {
+  return NewTlsCredentials(info, crl_directory, files_directory, std::move(logger), false);
+}
+
+absl::StatusOr<PeerCredentials> NewClientServerCredentials(const util::TlsInfo& info,
+                                                           const std::string& crl_directory,
+                                                           const std::string& files_directory,
+                                                           util::Logger logger) {
+  return NewTlsCredentials(info, crl_directory, files_directory, std::move(logger), true);
 }
 
 }  // namespace cppetcd::transport

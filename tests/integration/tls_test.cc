@@ -3,7 +3,8 @@
 // CA, expired, plaintext), https and http URLs on one member, start-up
 // errors for bad certificate files, --auto-tls, and issue 12: only the
 // configured URLs listen, CRLs on client and peer ports, --cipher-suites,
-// peer server-certificate verification. Certificates come from
+// peer server-certificate verification; etcd 3.5's --listen-client-http-urls
+// (gRPC-only client URLs on gRPC's own TLS). Certificates come from
 // test_certs.h (and the openssl CLI for the CRL tests). Validated against etcd 3.4 with
 // CPPETCD_TEST_SERVER=/usr/bin/etcd.
 #include <unistd.h>
@@ -922,6 +923,245 @@ TEST_F(TlsTest, CipherSuites) {
   CommandResult r = RunCommand(*argv, "", {}, seconds(20));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.out + r.err, HasSubstr(R"(unexpected TLS cipher suite \"BOGUS\")"));
+}
+
+// etcd 3.5's --listen-client-http-urls over mutual TLS with a CRL: the
+// client URL serves gRPC only (gRPC's own TLS: etcdctl works, curl of the
+// gateway and /health fails, a revoked certificate is refused), the HTTP
+// URL serves the HTTP side only (gateway, /health, /metrics; etcdctl
+// fails), and only those URLs and the peer URL listen.
+TEST_F(TlsTest, GrpcOnlyClientUrlWithHttpUrl) {
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "etcd 3.4 has no --listen-client-http-urls";
+  if (access(kCurl, X_OK) != 0) GTEST_SKIP() << "curl not installed";
+  const std::string d = tmp_.path() + "/crl";
+  absl::Status fixture = MakeRevocationFixture(d);
+  ASSERT_TRUE(fixture.ok()) << fixture;
+  absl::StatusOr<int> http_port = PickFreePort();
+  ASSERT_TRUE(http_port.ok());
+  Single s;
+  auto argv = SingleArgs({"https"},
+                         {"--cert-file", d + "/server.crt", "--key-file", d + "/server.key",
+                          "--trusted-ca-file", d + "/ca.crt", "--client-cert-auth",
+                          "--client-crl-file", d + "/crl.pem", "--listen-client-http-urls",
+                          absl::StrCat("https://127.0.0.1:", *http_port)},
+                         &s);
+  ASSERT_TRUE(argv.ok()) << argv.status();
+  int peer_port = 0;
+  for (size_t i = 0; i + 1 < argv->size(); ++i) {
+    if ((*argv)[i] == "--listen-peer-urls") {
+      peer_port = std::stoi((*argv)[i + 1].substr((*argv)[i + 1].rfind(':') + 1));
+    }
+  }
+  const std::string out_dir = tmp_.path() + "/grpc-only";
+  std::filesystem::create_directories(out_dir);
+  auto proc = BackgroundCommand::Start(*argv, {}, out_dir);
+  ASSERT_TRUE(proc.ok()) << proc.status();
+  const std::string grpc_ep = Endpoint(s.client_ports[0]);
+  const std::string http_ep = Endpoint(*http_port);
+  const std::vector<std::string> good = {"--cacert=" + d + "/ca.crt", "--cert=" + d + "/good.crt",
+                                         "--key=" + d + "/good.key"};
+  const std::vector<std::string> revoked = {"--cacert=" + d + "/ca.crt",
+                                            "--cert=" + d + "/revoked.crt",
+                                            "--key=" + d + "/revoked.key"};
+  ASSERT_TRUE(BecomesHealthy(grpc_ep, good)) << (*proc)->Stderr();
+  CommandResult put = Ctl(grpc_ep, good, {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  CommandResult get = Ctl(grpc_ep, good, {"get", "k", "--print-value-only"});
+  EXPECT_EQ(get.out, "v\n") << get.err;
+  CommandResult refused = CtlRefused(grpc_ep, revoked, {"put", "k", "v"});
+  EXPECT_NE(refused.exit_code, 0) << refused.out;
+  // gRPC is not served on the HTTP URL.
+  CommandResult ctl_http = CtlRefused(http_ep, good, {"put", "k", "v"});
+  EXPECT_NE(ctl_http.exit_code, 0) << ctl_http.out;
+
+  auto curl = [&](const std::string& url, const std::string& name, const std::string& body) {
+    std::vector<std::string> a = {kCurl, "-s", "-S", "--fail", "--max-time", "5", "--cacert",
+                                  d + "/ca.crt", "--cert", d + "/" + name + ".crt", "--key",
+                                  d + "/" + name + ".key"};
+    if (!body.empty()) a.insert(a.end(), {"-X", "POST", "--data-binary", body});
+    a.push_back(url);
+    return RunCommand(a, "", {}, seconds(10));
+  };
+  CommandResult gw_put = curl("https://" + http_ep + "/v3/kv/put", "good",
+                              R"({"key":"Zm9v","value":"YmFy"})");
+  EXPECT_EQ(gw_put.exit_code, 0) << gw_put.err;
+  EXPECT_THAT(gw_put.out, HasSubstr("revision"));
+  CommandResult foo = Ctl(grpc_ep, good, {"get", "foo", "--print-value-only"});
+  EXPECT_EQ(foo.out, "bar\n") << foo.err;
+  CommandResult health = curl("https://" + http_ep + "/health", "good", "");
+  EXPECT_EQ(health.exit_code, 0) << health.err;
+  EXPECT_THAT(health.out, HasSubstr(R"("health":"true")"));
+  CommandResult metrics = curl("https://" + http_ep + "/metrics", "good", "");
+  EXPECT_EQ(metrics.exit_code, 0) << metrics.err;
+  EXPECT_THAT(metrics.out, HasSubstr("etcd_server_has_leader 1"));
+  EXPECT_NE(curl("https://" + http_ep + "/health", "revoked", "").exit_code, 0);
+  // Neither the gateway nor /health on the gRPC-only URL: curl speaks
+  // HTTP/2 there (gRPC's ALPN) and gets gRPC's answer to a non-gRPC
+  // request, no JSON, and nothing is written.
+  CommandResult grpc_health = curl("https://" + grpc_ep + "/health", "good", "");
+  EXPECT_THAT(grpc_health.out, ::testing::Not(HasSubstr("health")));
+  CommandResult grpc_put = curl("https://" + grpc_ep + "/v3/kv/put", "good",
+                                R"({"key":"Zm9vMg==","value":"YmFy"})");
+  EXPECT_THAT(grpc_put.out, ::testing::Not(HasSubstr("revision")));
+  CommandResult foo2 = Ctl(grpc_ep, good, {"get", "foo2", "--print-value-only"});
+  EXPECT_EQ(foo2.exit_code, 0) << foo2.err;
+  EXPECT_EQ(foo2.out, "");
+
+  const std::multiset<std::string> expected = {absl::StrCat("tcp:", s.client_ports[0]),
+                                               absl::StrCat("tcp:", *http_port),
+                                               absl::StrCat("tcp:", peer_port)};
+  EXPECT_EQ(ListeningSockets((*proc)->pid()), expected);
+  const std::string log = (*proc)->Stderr();
+  EXPECT_THAT(log, HasSubstr(absl::StrCat(R"("msg":"serving client traffic securely","traffic":"grpc","address":")",
+                                          grpc_ep, "\"")));
+  EXPECT_THAT(log, HasSubstr(absl::StrCat(R"("msg":"serving client traffic securely","traffic":"http","address":")",
+                                          http_ep, "\"")));
+}
+
+// On the gRPC-only URL (gRPC's TLS) the client certificate's CN is the
+// auth user, as on the shared port (etcd: with auth enabled, a call
+// without a token is made as the CN's user): root's certificate may write,
+// alice's (a user without a role) may not; with no certificate and no
+// token there is no user.
+TEST_F(TlsTest, GrpcOnlyClientUrlCommonNameIsTheAuthUser) {
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "etcd 3.4 has no --listen-client-http-urls";
+  absl::StatusOr<int> http_port = PickFreePort();
+  ASSERT_TRUE(http_port.ok());
+  auto s = StartSingle({"https"}, {"--cert-file", certs_.server.cert, "--key-file",
+                                   certs_.server.key, "--trusted-ca-file", certs_.ca,
+                                   "--client-cert-auth", "--listen-client-http-urls",
+                                   absl::StrCat("http://127.0.0.1:", *http_port)});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string ep = Endpoint(s->client_ports[0]);
+  ASSERT_TRUE(BecomesHealthy(ep, RootFlags())) << s->proc->Stderr();
+  const std::vector<std::string> alice = {"--cacert=" + certs_.ca,
+                                          "--cert=" + certs_.Client("alice").cert,
+                                          "--key=" + certs_.Client("alice").key};
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"user", "add", "root", "--new-user-password=rootpw"},
+        std::vector<std::string>{"user", "grant-role", "root", "root"},
+        std::vector<std::string>{"user", "add", "alice", "--new-user-password=alicepw"},
+        std::vector<std::string>{"auth", "enable"}}) {
+    CommandResult r = Ctl(ep, RootFlags(), args);
+    ASSERT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << ": " << r.err;
+  }
+  CommandResult as_root = Ctl(ep, RootFlags(), {"put", "k", "v"});
+  EXPECT_EQ(as_root.exit_code, 0) << as_root.err;
+  CommandResult as_alice = Ctl(ep, alice, {"put", "k", "v"});
+  EXPECT_NE(as_alice.exit_code, 0);
+  EXPECT_THAT(as_alice.err, HasSubstr("permission denied"));
+  CommandResult alice_pw = Ctl(ep, alice, {"--user=root:rootpw", "get", "k", "--print-value-only"});
+  EXPECT_EQ(alice_pw.out, "v\n") << alice_pw.err;
+}
+
+// --cipher-suites on the gRPC-only URL (gRPC's TLS reads the list from
+// GRPC_SSL_CIPHER_SUITES, set before gRPC starts): a TLS 1.2 client
+// offering only an unlisted suite fails, a listed one is served; and the
+// HTTP URL (the listener's own TLS) follows the same list.
+TEST_F(TlsTest, GrpcOnlyClientUrlCipherSuites) {
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "etcd 3.4 has no --listen-client-http-urls";
+  absl::StatusOr<int> http_port = PickFreePort();
+  ASSERT_TRUE(http_port.ok());
+  auto s = StartSingle({"https"}, {"--cert-file", certs_.server.cert, "--key-file",
+                                   certs_.server.key, "--cipher-suites",
+                                   "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+                                   "--listen-client-http-urls",
+                                   absl::StrCat("https://127.0.0.1:", *http_port)});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string ep = Endpoint(s->client_ports[0]);
+  ASSERT_TRUE(BecomesHealthy(ep, {"--cacert=" + certs_.ca})) << s->proc->Stderr();
+  auto s_client = [&](const std::string& where, const std::string& alpn,
+                      const std::string& cipher) {
+    return RunCommand({"/usr/bin/openssl", "s_client", "-connect", where, "-CAfile", certs_.ca,
+                       "-alpn", alpn, "-tls1_2", "-cipher", cipher},
+                      "Q\n", {}, seconds(10));
+  };
+  CommandResult listed = s_client(ep, "h2", "ECDHE-ECDSA-AES128-GCM-SHA256");
+  EXPECT_EQ(listed.exit_code, 0) << listed.out << listed.err;
+  CommandResult unlisted = s_client(ep, "h2", "ECDHE-ECDSA-AES256-GCM-SHA384");
+  EXPECT_NE(unlisted.exit_code, 0) << unlisted.out;
+  const std::string http_ep = Endpoint(*http_port);
+  EXPECT_EQ(s_client(http_ep, "http/1.1", "ECDHE-ECDSA-AES128-GCM-SHA256").exit_code, 0);
+  EXPECT_NE(s_client(http_ep, "http/1.1", "ECDHE-ECDSA-AES256-GCM-SHA384").exit_code, 0);
+}
+
+// The gRPC-only URL's certificate is reloaded when the files change
+// (the mirror in <data-dir>/fixtures/client-tls that gRPC's file watcher
+// reads), as on the shared port.
+TEST_F(TlsTest, GrpcOnlyClientUrlReloadsCertificates) {
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "etcd 3.4 has no --listen-client-http-urls";
+  const std::string cert = tmp_.path() + "/rotating.pem", key = tmp_.path() + "/rotating-key.pem";
+  std::filesystem::copy_file(certs_.server.cert, cert);
+  std::filesystem::copy_file(certs_.server.key, key);
+  absl::StatusOr<int> http_port = PickFreePort();
+  ASSERT_TRUE(http_port.ok());
+  auto s = StartSingle({"https"}, {"--cert-file", cert, "--key-file", key,
+                                   "--listen-client-http-urls",
+                                   absl::StrCat("http://127.0.0.1:", *http_port)});
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string ep = Endpoint(s->client_ports[0]);
+  ASSERT_TRUE(BecomesHealthy(ep, {"--cacert=" + certs_.ca})) << s->proc->Stderr();
+  for (const auto& [from, to] : {std::pair{certs_.foreign_server.key, key},
+                                 std::pair{certs_.foreign_server.cert, cert}}) {
+    std::filesystem::copy_file(from, to + ".new");
+    std::filesystem::rename(to + ".new", to);
+  }
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        return CtlRefused(ep, {"--cacert=" + certs_.other_ca}, {"endpoint", "health"}).exit_code ==
+               0;
+      },
+      seconds(20)))
+      << s->proc->Stderr();
+  EXPECT_NE(CtlRefused(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code, 0);
+}
+
+// A unixs:// gRPC-only client URL: gRPC's TLS on the socket file named by
+// the URL's host:port part (as on the shared port); an existing file there
+// stops the start as Go's listener does (gRPC would remove it).
+TEST_F(TlsTest, GrpcOnlyUnixSocketUrl) {
+  if (IsReferenceEtcd(ServerBinary())) GTEST_SKIP() << "etcd 3.4 has no --listen-client-http-urls";
+  absl::StatusOr<int> http_port = PickFreePort(), peer_port = PickFreePort();
+  ASSERT_TRUE(http_port.ok() && peer_port.ok());
+  const std::string dir = tmp_.path() + "/unix-grpc";
+  std::filesystem::create_directories(dir + "/again");
+  // Relative socket paths, as etcd's (and etcdctl's TLS server name is
+  // the URL's host): the test runs in `dir` and goes back at the end.
+  char buf[4096];
+  ASSERT_NE(::getcwd(buf, sizeof(buf)), nullptr);
+  const std::string old_cwd = buf;
+  ASSERT_EQ(::chdir(dir.c_str()), 0);
+  struct Back {
+    std::string to;
+    ~Back() { (void)::chdir(to.c_str()); }
+  } back{old_cwd};
+  const std::string peer_url = absl::StrCat("http://127.0.0.1:", *peer_port);
+  const std::string sock = absl::StrCat("localhost:", *peer_port + 1);
+  auto argv = [&](const std::string& data) {
+    return std::vector<std::string>{
+        ServerBinary(), "--name", "s", "--data-dir", data,
+        "--listen-client-urls", "unixs://" + sock,
+        "--listen-client-http-urls", absl::StrCat("http://127.0.0.1:", *http_port),
+        "--advertise-client-urls", absl::StrCat("http://127.0.0.1:", *http_port),
+        "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+        "--initial-cluster", "s=" + peer_url, "--cert-file", certs_.server.cert, "--key-file",
+        certs_.server.key, "--trusted-ca-file", certs_.ca, "--client-cert-auth"};
+  };
+  auto proc = BackgroundCommand::Start(argv(dir + "/data"), {}, dir);
+  ASSERT_TRUE(proc.ok()) << proc.status();
+  const std::string ep = "unixs://" + sock;
+  EXPECT_TRUE(BecomesHealthy(ep, RootFlags())) << (*proc)->Stderr();
+  CommandResult put = Ctl(ep, RootFlags(), {"put", "k", "v"});
+  EXPECT_EQ(put.exit_code, 0) << put.err;
+  EXPECT_THAT((*proc)->Stderr(),
+              HasSubstr(absl::StrCat(R"("traffic":"grpc","address":")", sock, "\"")));
+  (*proc)->Kill();
+  // After a kill the file stays: a new start refuses it.
+  ASSERT_TRUE(std::filesystem::exists(dir + "/" + sock));
+  CommandResult r = RunCommand(argv(dir + "/again/data"), "", {}, seconds(30));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.out + r.err, HasSubstr(absl::StrCat("listen unix ", sock,
+                                                    ": bind: address already in use")));
 }
 
 // Item 4 of issue 12: the dialing member verifies the peer's server

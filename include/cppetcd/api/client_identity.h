@@ -1,5 +1,10 @@
 // Who is on the other end of a client connection, as far as TLS proved it.
 //
+// Connections on which gRPC terminates TLS itself (the gRPC-only client
+// URLs of --listen-client-http-urls) carry the CN in the call's
+// AuthContext ("x509_common_name"), which CallCredentials reads first;
+// this registry serves the connections the client listener relays.
+//
 // The client listener (client_listener.h) terminates TLS itself and hands
 // each connection to gRPC as a file descriptor, so gRPC's own auth context
 // knows nothing about the client certificate. The listener records the

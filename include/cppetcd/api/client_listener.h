@@ -26,7 +26,10 @@
 //   A failed handshake, a missing client certificate or plaintext on an
 //   https URL closes the connection ("rejected connection", warn); there is
 //   never a plaintext fallback.
-// - http_only (--listen-metrics-urls): every connection is HTTP; no gRPC.
+// - http_only (--listen-metrics-urls, and --listen-client-http-urls): every
+//   connection is HTTP; no gRPC. With --listen-client-http-urls the
+//   --listen-client-urls are not served here: gRPC listens on them itself
+//   (its own TLS, one descriptor per connection; cmd/run.cc).
 //
 // The process listens only on `urls`: no internal port carries decrypted
 // traffic (issue 12), so nothing bypasses the TLS and certificate checks.

@@ -19,6 +19,7 @@
 namespace grpc {
 class Channel;
 class Server;
+class ServerCredentials;
 namespace experimental {
 class ServerInterceptorFactoryInterface;
 }
@@ -36,6 +37,9 @@ struct ApiServerOptions {
   // ports are served by a ClientListener (client_listener.h) that hands
   // connections over with AddConnection.
   std::vector<std::string> listen_addresses;
+  // Credentials per listen address, in the same order (e.g. gRPC's TLS for
+  // the gRPC-only https:// client URLs); missing or null: plain HTTP/2.
+  std::vector<std::shared_ptr<grpc::ServerCredentials>> listen_credentials;
   std::chrono::milliseconds keepalive_min_time{5000};           // --grpc-keepalive-min-time
   std::chrono::milliseconds keepalive_interval{2 * 3600 * 1000};  // --grpc-keepalive-interval
   std::chrono::milliseconds keepalive_timeout{20000};           // --grpc-keepalive-timeout

@@ -71,6 +71,10 @@ struct EtcdConfig {
   uint32_t max_concurrent_streams = 0xffffffffu;
   std::vector<Url> listen_peer_urls;       // default http://localhost:2380
   std::vector<Url> listen_client_urls;     // default http://localhost:2379
+  // etcd 3.5's --listen-client-http-urls: when not empty, these URLs serve
+  // the HTTP/1.1 side of the client port (gateway, /health, /metrics,
+  // /version) only and listen_client_urls serve gRPC only. No URL is in both.
+  std::vector<Url> listen_client_http_urls;
   std::vector<Url> listen_metrics_urls;
   std::vector<std::string> cors;
   std::vector<std::string> host_whitelist;

@@ -133,6 +133,20 @@ absl::StatusOr<PeerCredentials> NewPeerCredentials(
     const util::TlsInfo& info, const std::string& crl_directory = "",
     const std::string& files_directory = "", util::Logger logger = util::GetLogger("rafthttp"));
 
+// The server side of NewPeerCredentials (same files mirror, reload, CRL
+// directory, client-certificate and allowed-hostname checks) for gRPC
+// listening on the gRPC-only client URLs (--listen-client-http-urls set),
+// from the client flags (--cert-file, --key-file, --trusted-ca-file,
+// --client-cert-auth, --client-crl-file, --client-cert-allowed-hostname);
+// errors name those flags, log lines say "client". `channel` stays null.
+// Calls on such a connection see the client's address in
+// ServerContext::peer() and, with a verified client certificate, its CN as
+// the auth context's "x509_common_name".
+absl::StatusOr<PeerCredentials> NewClientServerCredentials(const util::TlsInfo& info,
+                                                           const std::string& crl_directory,
+                                                           const std::string& files_directory,
+                                                           util::Logger logger);
+
 // Counters of one peer's outgoing raft stream (monotonic since AddPeer).
 struct PeerStats {
   uint64_t sent_messages = 0;

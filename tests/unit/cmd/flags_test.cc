@@ -397,6 +397,30 @@ TEST(ConfigFileTest, LeaseCheckpointKeys) {
               HasSubstr("experimental-enable-lease-checkpoint-persist requires"));
 }
 
+// etcd 3.5's --listen-client-http-urls: flag, ETCD_ variable and config
+// file key; a URL in both lists is refused.
+TEST(ConfigFileTest, ListenClientHttpUrls) {
+  EtcdConfig f = MustParse({"--listen-client-urls=https://127.0.0.1:2379",
+                            "--listen-client-http-urls=https://127.0.0.1:2381,http://127.0.0.1:2382"});
+  ASSERT_EQ(f.listen_client_http_urls.size(), 2u);
+  EXPECT_EQ(f.listen_client_http_urls[1].ToString(), "http://127.0.0.1:2382");
+  EtcdConfig e = MustParse({}, {"ETCD_LISTEN_CLIENT_HTTP_URLS=http://127.0.0.1:2383"});
+  ASSERT_EQ(e.listen_client_http_urls.size(), 1u);
+  EXPECT_EQ(e.listen_client_http_urls[0].port, 2383);
+  EXPECT_TRUE(MustParse({}).listen_client_http_urls.empty());
+  std::string path = WriteTemp("listen-client-http-urls: http://127.0.0.1:2384\n");
+  auto c = LoadConfigFile(path);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->listen_client_http_urls.size(), 1u);
+  EXPECT_EQ(c->listen_client_http_urls[0].port, 2384);
+  auto both = ParseCommandLine({"--listen-client-urls=http://127.0.0.1:2379",
+                                "--listen-client-http-urls=https://127.0.0.1:2379"},
+                               {});
+  ASSERT_FALSE(both.ok());
+  EXPECT_THAT(both.status().message(), HasSubstr("is also in --listen-client-urls"));
+}
+
 TEST(ConfigFileTest, BadFilesAreClearErrors) {
   EXPECT_EQ(LoadConfigFile("/nonexistent/x.yml").status().code(), absl::StatusCode::kNotFound);
   // A path that never ends (a device) is refused at the read bound.
