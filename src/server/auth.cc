@@ -67,10 +67,10 @@ bool EtcdServer::Impl::WaitApplied(uint64_t index, milliseconds timeout) {
     // the batch being answered are applied in memory already.
     return applied_index_ >= index || replied_index_.load(std::memory_order_relaxed) >= index;
   }
-  return applied_cv_.WaitFor(&applied_mu_, timeout,
-                             [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(applied_mu_) {
-                               return applied_index_ >= index || Stopping();
-                             }) &&
+  return timer_clock_->WaitUntil(&applied_cv_, &applied_mu_, timer_clock_->Now() + timeout,
+                                 [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(applied_mu_) {
+                                   return applied_index_ >= index || Stopping();
+                                 }) &&
          applied_index_ >= index;
 }
 

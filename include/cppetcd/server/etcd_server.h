@@ -137,6 +137,11 @@ struct ServerConfig {
   std::chrono::milliseconds lease_checkpoint_interval{5 * 60 * 1000};
   util::Logger logger = util::GetLogger("etcdserver");
   util::Clock* clock = nullptr;  // lessor, compactor and ID timestamps; null: SystemClock
+  // Timers and measured durations: raft ticks, the housekeeping and
+  // maintenance periods, request deadlines, delayed retries, stage metrics.
+  // null: SystemClock (not `clock`: tests that move the lease clock by hand
+  // keep real raft ticks). A simulation passes the same FakeClock to both.
+  util::Clock* timer_clock = nullptr;
   util::Env* env = nullptr;      // WAL and snapshot files; null: Env::Default()
   // Peer network; null: NoopTransport (single member). The server calls
   // SetHandler at Start and Stop at Stop.

@@ -49,6 +49,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/mutex.h"
 
@@ -126,6 +127,8 @@ struct BackendOptions {
   // one write of an apply step fail).
   std::function<absl::Status(std::string_view bucket, std::string_view key)> write_fault;
   util::Logger logger{"backend"};
+  // Times defragmentation (DefragmentResult durations); null: SystemClock.
+  util::Clock* clock = nullptr;
 };
 
 class Backend;

@@ -31,6 +31,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cppetcd/server/transport.h"
+#include "cppetcd/util/clock.h"
 #include "cppetcd/util/histogram.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/tls.h"
@@ -87,6 +88,11 @@ struct TransportOptions {
   // peer's certificate is checked against (and sent as SNI) instead of the
   // peer URL's host; set by DNS discovery (cmd/dns_discovery.h).
   std::string tls_server_name;
+  // Reconnect backoff, the probe period, unreachable reports and
+  // ActiveSince (which the server compares with its timer_clock: pass the
+  // same clock); null: SystemClock. What times gRPC itself (call deadlines,
+  // connect and write timeouts, round trips) stays on the real clock.
+  util::Clock* clock = nullptr;
 };
 
 // gRPC credentials for the peer port from --peer-cert-file, --peer-key-file,
