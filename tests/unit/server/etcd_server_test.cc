@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "gtest/gtest.h"
 
 #include "cppetcd/lease/lessor.h"
@@ -608,6 +609,9 @@ TEST_F(ServerTest, LinearizableReadsWithoutLeaderAreBounded) {
 // clock passes its TTL and not before, with no real wait for the TTL.
 TEST_F(ServerTest, ServerOnOneManualClockRunsOnlyAsTheClockMoves) {
   TestClock clock;
+  // The server's threads wait on the clock: the server goes first, on
+  // every way out of the test.
+  absl::Cleanup stop_server = [this] { server_.reset(); };
   ServerConfig c = Config();
   c.clock = &clock;
   c.timer_clock = &clock;
@@ -662,6 +666,7 @@ TEST_F(ServerTest, ForwardedRequestTimesOutOnTheTimerClock) {
   c.initial_cluster = {{"default", {"http://127.0.0.1:1"}}, {"absent", {"http://127.0.0.1:2"}}};
   c.initial_advertise_peer_urls = {"http://127.0.0.1:1"};
   c.request_timeout = std::chrono::hours(1);
+  absl::Cleanup stop_server = [this] { server_.reset(); };
   c.clock = &clock;
   c.timer_clock = &clock;
   auto created = EtcdServer::Create(std::move(c));
