@@ -146,9 +146,10 @@ TEST(ClockWaitTest, SleepForReturnsOnAdvance) {
 }
 
 // No lost wake-up: each round a waiter registers a deadline one step ahead
-// while another thread advances by one step, racing the registration with
-// the advance. Every wait must end (a lost wake-up hangs a round forever;
-// the bound turns that into a failure).
+// while the test advances the clock by exactly one step, racing the
+// registration and the wait with the advance. Nothing advances again until
+// the round ends: a lost wake-up leaves the round blocked (the bound turns
+// that into a failure).
 TEST(ClockWaitTest, NoLostWakeUpRacingAdvance) {
   FakeClock c;
   constexpr int kRounds = 2000;
@@ -166,17 +167,24 @@ TEST(ClockWaitTest, NoLostWakeUpRacingAdvance) {
       finished = i + 1;
     }
   });
-  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (finished.load() < kRounds && std::chrono::steady_clock::now() < end) {
-    // Advance only once the round has read its start time, so each round is
-    // due after at most one advance of 1 ms.
-    if (started.load() > finished.load()) c.Advance(milliseconds(1));
-    std::this_thread::yield();
+  int lost_at = -1;
+  for (int i = 0; i < kRounds && lost_at < 0; ++i) {
+    // Spin (no sleep) so that the advance lands near the registration.
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (started.load() != i + 1 && std::chrono::steady_clock::now() < end) {
+      std::this_thread::yield();
+    }
+    if (started.load() != i + 1) {
+      lost_at = i;
+      break;
+    }
+    c.Advance(milliseconds(1));  // the only advance of this round
+    if (!Eventually([&] { return finished.load() == i + 1; })) lost_at = i;
   }
-  EXPECT_EQ(finished.load(), kRounds);
-  if (finished.load() < kRounds) {
-    // Unblock it for the join.
+  EXPECT_EQ(lost_at, -1) << "a wake-up was lost in round " << lost_at;
+  while (finished.load() < kRounds) {  // unblock it for the join
     c.Advance(std::chrono::hours(1));
+    std::this_thread::yield();
   }
   waiter.join();
 }
