@@ -184,7 +184,7 @@ class CountingInterceptor : public grpc::experimental::Interceptor {
       : metrics_(metrics),
         method_(std::move(method)),
         type_(type),
-        start_(std::chrono::steady_clock::now()) {
+        start_(metrics->clock()->Now()) {
     metrics_->OnStarted(method_, type_);
   }
 
@@ -202,7 +202,7 @@ class CountingInterceptor : public grpc::experimental::Interceptor {
       if (metrics_->extensive()) {
         metrics_->OnHandlingTime(
             method_, type_,
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+            std::chrono::duration<double>(metrics_->clock()->Now() - start_).count());
       }
     }
     methods->Proceed();
@@ -230,7 +230,8 @@ class CountingInterceptorFactory : public grpc::experimental::ServerInterceptorF
 
 }  // namespace
 
-GrpcMetrics::GrpcMetrics(bool extensive) : extensive_(extensive) {}
+GrpcMetrics::GrpcMetrics(bool extensive, util::Clock* clock)
+    : extensive_(extensive), clock_(clock != nullptr ? clock : util::SystemClock::Get()) {}
 GrpcMetrics::~GrpcMetrics() = default;
 
 std::shared_ptr<grpc::experimental::ServerInterceptorFactoryInterface>

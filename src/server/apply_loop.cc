@@ -40,7 +40,7 @@ void EtcdServer::Impl::ApplyLoop() {
       // Merge everything queued into one backend txn, up to the next
       // snapshot (installed before the entries that follow it).
       metrics_.stage_apply_queue.Observe(
-          std::chrono::duration<double>(SteadyClock::now() - apply_queue_.front().queued).count());
+          std::chrono::duration<double>(timer_clock_->Now() - apply_queue_.front().queued).count());
       snapshot = std::move(apply_queue_.front().snapshot);
       batch = std::move(apply_queue_.front().entries);
       apply_queue_.pop_front();
@@ -59,7 +59,7 @@ void EtcdServer::Impl::CompleteWaiter(uint64_t id, Outcome o) {
 }
 
 void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
-  const auto t0 = SteadyClock::now();
+  const auto t0 = timer_clock_->Now();
   auto btx_or = backend_->BeginWrite();
   if (!btx_or.ok()) lg_.Fatal("failed to begin backend write txn", {{"error", btx_or.status().ToString()}});
   storage::WriteTxn* btx = btx_or->get();
@@ -145,28 +145,28 @@ void EtcdServer::Impl::ApplyBatch(std::vector<raftpb::Entry> entries) {
   // them. Until the commit publishes the batch, local reads wait on
   // the replied index (AwaitRepliedWrites) so a client reads its own write;
   // linearizable reads wait for the applied index anyway.
-  const auto tr = SteadyClock::now();
+  const auto tr = timer_clock_->Now();
   metrics_.stage_apply.Observe(std::chrono::duration<double>(tr - t0).count());
   if (!done.empty()) applied_.PublishReplied(last_index);
   for (auto& [id, o] : done) CompleteWaiter(id, std::move(o));
   done.clear();
   CPPETCD_CRASH_POINT("apply_before_commit");
-  const auto tc = SteadyClock::now();
+  const auto tc = timer_clock_->Now();
   if (auto s = btx->Commit(); !s.ok()) lg_.Fatal("failed to commit backend txn", {{"error", s.ToString()}});
   btx_or->reset();
-  const auto commit_duration = SteadyClock::now() - tc;
+  const auto commit_duration = timer_clock_->Now() - tc;
   metrics_.backend_commits.fetch_add(1, std::memory_order_relaxed);
   metrics_.backend_commit_total_ns.fetch_add(
       std::chrono::duration_cast<std::chrono::nanoseconds>(commit_duration).count(),
       std::memory_order_relaxed);
   metrics_.backend_commit_seconds.Observe(std::chrono::duration<double>(commit_duration).count());
   metrics_.stage_reply_to_commit.Observe(
-      std::chrono::duration<double>(SteadyClock::now() - tr).count());
+      std::chrono::duration<double>(timer_clock_->Now() - tr).count());
   store_->OnCommit();
   CPPETCD_CRASH_POINT("apply_after_commit");
   applied_.Publish(last_index);
   metrics_.proposals_applied.store(last_index, std::memory_order_relaxed);
-  if (SteadyClock::now() - t0 > milliseconds(100)) {
+  if (timer_clock_->Now() - t0 > milliseconds(100)) {
     metrics_.slow_applies.fetch_add(1, std::memory_order_relaxed);
   }
 

@@ -58,10 +58,11 @@ EtcdServer::Impl::Impl(ServerConfig cfg)
     : cfg_(std::move(cfg)),
       lg_(cfg_.logger),
       clock_(cfg_.clock != nullptr ? cfg_.clock : util::SystemClock::Get()),
+      timer_clock_(cfg_.timer_clock != nullptr ? cfg_.timer_clock : util::SystemClock::Get()),
       env_(cfg_.env != nullptr ? cfg_.env : util::Env::Default()),
       transport_(cfg_.transport != nullptr ? cfg_.transport : std::make_shared<NoopTransport>()),
       waits_(std::make_unique<WaitRegistry>(WaitRegistry::Options{
-          clock_, cfg_.request_timeout, cfg_.max_pending_proposals, &metrics_})),
+          timer_clock_, cfg_.request_timeout, cfg_.max_pending_proposals, &metrics_})),
       reads_(std::make_unique<ReadIndexQueue>(cfg_.max_pending_reads)) {
   raft_logger_ = lg_.WithComponent("raft");
 }
@@ -145,6 +146,7 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
   const bool have_wal = wal::Wal::Exists(env_, wal_dir_);
   wal::Options wopts;
   wopts.logger = lg_.WithComponent("wal");
+  wopts.clock = timer_clock_;
   wopts.on_fsync = [this](std::chrono::nanoseconds d) {
     metrics_.wal_fsyncs.fetch_add(1, std::memory_order_relaxed);
     metrics_.wal_fsync_total_ns.fetch_add(d.count(), std::memory_order_relaxed);
@@ -155,10 +157,11 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
   raft_storage_ = std::make_unique<raft::MemoryStorage>();
 
   // The backend first: a restart needs its consistent index.
-  auto t0 = SteadyClock::now();
+  auto t0 = timer_clock_->Now();
   storage::BackendOptions bopts;
   bopts.logger = lg_.WithComponent("backend");
   bopts.env = env_;
+  bopts.clock = timer_clock_;
   if (quota_bytes_ > 0) {
     bopts.map_size_bytes = std::max<uint64_t>(bopts.map_size_bytes,
                                               static_cast<uint64_t>(quota_bytes_) * 2);
@@ -169,7 +172,7 @@ absl::Status EtcdServer::Impl::OpenOrBootstrap() {
   lg_.Info("opened backend db",
            {{"path", db_path_},
             {"took", absl::StrCat(std::chrono::duration_cast<std::chrono::microseconds>(
-                                      SteadyClock::now() - t0)
+                                      timer_clock_->Now() - t0)
                                       .count(),
                                   "µs")}});
 

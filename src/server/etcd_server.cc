@@ -41,6 +41,7 @@ void EtcdServer::CrashForTesting() { impl_->Stop(/*graceful=*/false); }
 
 bool EtcdServer::WaitReady(std::chrono::milliseconds timeout) {
   util::MutexLock l(&impl_->ready_mu_);
+  // Real time: the caller's own wait (tests, cmd), not server behaviour.
   return impl_->ready_cv_.WaitFor(&impl_->ready_mu_, timeout, [this] {
     impl_->ready_mu_.AssertHeld();
     return impl_->ready_;
@@ -259,13 +260,14 @@ void EtcdServer::LeaseRevoke(const auth::Credentials& caller,
 void EtcdServer::LeaseRenew(int64_t id, Done<int64_t> done) {
   if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   // The leader's lessor answers; other members forward (etcd 3.4).
-  impl_->RouteLeaseRenew(id, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
+  impl_->RouteLeaseRenew(id, impl_->timer_clock_->Now() + impl_->cfg_.request_timeout,
+                         std::move(done));
 }
 
 void EtcdServer::LeaseTimeToLive(const etcdserverpb::LeaseTimeToLiveRequest& req,
                                  Done<etcdserverpb::LeaseTimeToLiveResponse> done) {
   if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
-  impl_->RouteLeaseTimeToLive(req, SteadyClock::now() + impl_->cfg_.request_timeout,
+  impl_->RouteLeaseTimeToLive(req, impl_->timer_clock_->Now() + impl_->cfg_.request_timeout,
                               std::move(done));
 }
 
@@ -317,7 +319,7 @@ void EtcdServer::MemberPromote(const auth::Credentials& caller,
                                Done<etcdserverpb::MemberPromoteResponse> done) {
   if (impl_->membership_.LocalIsLearner()) return std::move(done)(ErrNotSupportedForLearner());
   if (auto s = AuthorizeAdmin(caller); !s.ok()) return std::move(done)(std::move(s));
-  impl_->RoutePromote(req, SteadyClock::now() + impl_->cfg_.request_timeout, std::move(done));
+  impl_->RoutePromote(req, impl_->timer_clock_->Now() + impl_->cfg_.request_timeout, std::move(done));
 }
 
 void EtcdServer::Alarm(const auth::Credentials& caller, const etcdserverpb::AlarmRequest& req,

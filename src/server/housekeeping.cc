@@ -30,7 +30,7 @@ void EtcdServer::Impl::PostDelayed(milliseconds delay, absl::AnyInvocable<void()
   {
     util::MutexLock l(&hk_mu_);
     if (!hk_stop_) {
-      delayed_.push_back(Delayed{SteadyClock::now() + delay, std::move(fn)});
+      delayed_.push_back(Delayed{timer_clock_->Now() + delay, std::move(fn)});
       return;
     }
   }
@@ -44,9 +44,13 @@ void EtcdServer::Impl::HousekeepingLoop() {
     bool stop = false;
     {
       util::MutexLock l(&hk_mu_);
-      if (!hk_stop_) hk_cv_.WaitFor(&hk_mu_, kHousekeepingInterval);
+      // A pause after each round (a clock moved by hand during a round is
+      // seen at its next move).
+      if (!hk_stop_) {
+        timer_clock_->WaitUntil(&hk_cv_, &hk_mu_, timer_clock_->Now() + kHousekeepingInterval);
+      }
       stop = hk_stop_;
-      const auto t = SteadyClock::now();
+      const auto t = timer_clock_->Now();
       for (auto it = delayed_.begin(); it != delayed_.end();) {
         if (stop || it->at <= t) {
           due.push_back(std::move(it->fn));
@@ -58,10 +62,10 @@ void EtcdServer::Impl::HousekeepingLoop() {
     }
     for (auto& fn : due) fn();
     if (stop) break;
-    const auto now = SteadyClock::now();
+    const auto now = timer_clock_->Now();
     // Proposal timeouts (on the injected clock) and finished physical
     // compactions.
-    waits_->ExpireDue(clock_->Now());
+    waits_->ExpireDue(now);
     waits_->PollPhysical();
 
     if (!initial_advance_done_) MaybeAdvanceInitialTicks();
@@ -80,7 +84,7 @@ void EtcdServer::Impl::MaybeAdvanceInitialTicks() {
   // start), skip most of the first election timeout so a restarted cluster
   // elects a leader quickly; a single member fast-forwards in raft_loop.cc.
   constexpr milliseconds kWaitForPeers{5000};
-  const auto now = SteadyClock::now();
+  const auto now = timer_clock_->Now();
   if (started_at_ == SteadyClock::time_point{}) started_at_ = now;
   if (now - started_at_ > kWaitForPeers || lead_.load() != raft::kNone) {
     initial_advance_done_ = true;

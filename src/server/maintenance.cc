@@ -147,7 +147,7 @@ void EtcdServer::Impl::StopMaintenance() {
 
 void EtcdServer::Impl::MaintenanceLoop() {
   const milliseconds interval = cfg_.corrupt_check_time;
-  auto next_check = interval.count() > 0 ? SteadyClock::now() + interval
+  auto next_check = interval.count() > 0 ? timer_clock_->Now() + interval
                                          : SteadyClock::time_point::max();
   while (true) {
     std::vector<Done<etcdserverpb::DefragmentResponse>> waiters;
@@ -159,7 +159,7 @@ void EtcdServer::Impl::MaintenanceLoop() {
       if (next_check == SteadyClock::time_point::max()) {
         maint_cv_.Wait(&maint_mu_, woken);
       } else {
-        maint_cv_.WaitUntil(&maint_mu_, next_check, woken);
+        timer_clock_->WaitUntil(&maint_cv_, &maint_mu_, next_check, woken);
       }
       if (maint_stop_) return;
       waiters.swap(defrag_waiters_);
@@ -193,9 +193,9 @@ void EtcdServer::Impl::MaintenanceLoop() {
       }
       continue;
     }
-    if (SteadyClock::now() >= next_check) {
+    if (timer_clock_->Now() >= next_check) {
       if (lead_.load() == member_id_.load() && !Stopping()) CheckHashKV();
-      next_check = SteadyClock::now() + interval;
+      next_check = timer_clock_->Now() + interval;
     }
   }
 }
@@ -230,6 +230,7 @@ std::vector<PeerHash> PeerHashKVs(Transport* transport,
                       });
   }
   util::MutexLock l(&shared->mu);
+  // Real time: a backstop behind the transport calls' gRPC deadlines.
   shared->cv.WaitFor(&shared->mu, timeout + milliseconds(500), [&] { return shared->pending == 0; });
   return shared->out;
 }
@@ -293,6 +294,8 @@ void EtcdServer::Impl::CheckHashKV() {
   auto barrier = std::make_shared<std::promise<absl::Status>>();
   std::future<absl::Status> barrier_done = barrier->get_future();
   EnqueueLinearizableRead([barrier](absl::Status s) { barrier->set_value(std::move(s)); });
+  // Real time: a backstop (std::future waits on the real clock); the read
+  // path answers by its own deadline first.
   if (barrier_done.wait_for(cfg_.request_timeout) != std::future_status::ready) {
     lg_.Warn("failed to check hash KV", {{"error", "read barrier timed out"}});
     return;

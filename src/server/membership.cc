@@ -114,7 +114,7 @@ void EtcdServer::Impl::MemberAdd(const etcdserverpb::MemberAddRequest& req,
   if (Stopping()) return std::move(done)(ErrStopped());
   auto urls = CheckPeerUrls(req.peerurls());
   if (!urls.ok()) return std::move(done)(urls.status());
-  const auto now = SteadyClock::now();
+  const auto now = timer_clock_->Now();
   serverpb::MemberRecord m;
   m.set_id(ComputeMemberId(*urls, cfg_.initial_cluster_token, clock_->WallMillis() / 1000));
   for (const auto& u : *urls) m.add_peer_urls(u);
@@ -178,7 +178,7 @@ void EtcdServer::Impl::MemberRemove(const etcdserverpb::MemberRemoveRequest& req
                                     Done<etcdserverpb::MemberRemoveResponse> done) {
   if (Stopping()) return std::move(done)(ErrStopped());
   const uint64_t id = req.id();
-  const auto now = SteadyClock::now();
+  const auto now = timer_clock_->Now();
   {
     const MemberMap members = membership_.Members();
     auto it = members.find(id);

@@ -20,8 +20,10 @@ bool Retryable(const absl::Status& s) {
          s.code() == absl::StatusCode::kDeadlineExceeded;
 }
 
-milliseconds Remaining(SteadyClock::time_point deadline) {
-  auto d = std::chrono::duration_cast<milliseconds>(deadline - SteadyClock::now());
+// What is left of `deadline` on `clock`, at least 1 ms: the timeout handed
+// to a forwarded call (gRPC then counts it in real time).
+milliseconds Remaining(const util::Clock& clock, SteadyClock::time_point deadline) {
+  auto d = std::chrono::duration_cast<milliseconds>(deadline - clock.Now());
   return std::max(d, milliseconds(1));
 }
 
@@ -114,7 +116,7 @@ void EtcdServer::Impl::RouteLeaseRenew(int64_t id, SteadyClock::time_point deadl
                                        Done<int64_t> done) {
   if (Stopping()) return std::move(done)(ErrStopped());
   auto retry = [this, id, deadline](Done<int64_t> d) {
-    if (SteadyClock::now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
+    if (timer_clock_->Now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
     PostDelayed(kRouteRetry, [this, id, deadline, d = std::move(d)]() mutable {
       RouteLeaseRenew(id, deadline, std::move(d));
     });
@@ -129,7 +131,7 @@ void EtcdServer::Impl::RouteLeaseRenew(int64_t id, SteadyClock::time_point deadl
   const uint64_t lead = lead_.load();
   if (lead == raft::kNone || lead == member_id_.load()) return retry(std::move(done));
   transport_->LeaseRenew(
-      lead, id, std::min(Remaining(deadline), kForwardTimeout),
+      lead, id, std::min(Remaining(*timer_clock_, deadline), kForwardTimeout),
       [retry = std::move(retry), done = std::move(done)](absl::StatusOr<int64_t> r) mutable {
         if (!r.ok() && Retryable(r.status())) return retry(std::move(done));
         std::move(done)(std::move(r));
@@ -161,14 +163,14 @@ void EtcdServer::Impl::RouteLeaseTimeToLive(etcdserverpb::LeaseTimeToLiveRequest
   if (lessor_->IsPrimary()) return std::move(done)(LocalTimeToLive(req));
   const uint64_t lead = lead_.load();
   auto retry = [this, req, deadline](Done<etcdserverpb::LeaseTimeToLiveResponse> d) {
-    if (SteadyClock::now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
+    if (timer_clock_->Now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
     PostDelayed(kRouteRetry, [this, req, deadline, d = std::move(d)]() mutable {
       RouteLeaseTimeToLive(req, deadline, std::move(d));
     });
   };
   if (lead == raft::kNone || lead == member_id_.load()) return retry(std::move(done));
   transport_->LeaseTimeToLive(
-      lead, req, std::min(Remaining(deadline), kForwardTimeout),
+      lead, req, std::min(Remaining(*timer_clock_, deadline), kForwardTimeout),
       [this, retry = std::move(retry),
        done = std::move(done)](absl::StatusOr<etcdserverpb::LeaseTimeToLiveResponse> r) mutable {
         if (!r.ok() && Retryable(r.status())) return retry(std::move(done));
@@ -184,14 +186,14 @@ void EtcdServer::Impl::RoutePromote(etcdserverpb::MemberPromoteRequest req,
   const uint64_t lead = lead_.load();
   if (lead == member_id_.load()) return LocalPromote(req, std::move(done));
   auto retry = [this, req, deadline](Done<etcdserverpb::MemberPromoteResponse> d) {
-    if (SteadyClock::now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
+    if (timer_clock_->Now() + kRouteRetry >= deadline) return std::move(d)(ErrTimeout());
     PostDelayed(kRouteRetry, [this, req, deadline, d = std::move(d)]() mutable {
       RoutePromote(req, deadline, std::move(d));
     });
   };
   if (lead == raft::kNone) return retry(std::move(done));
   transport_->MemberPromote(
-      lead, req, std::min(Remaining(deadline), kForwardTimeout),
+      lead, req, std::min(Remaining(*timer_clock_, deadline), kForwardTimeout),
       [this, retry = std::move(retry),
        done = std::move(done)](absl::StatusOr<etcdserverpb::MemberPromoteResponse> r) mutable {
         if (!r.ok() && Retryable(r.status())) return retry(std::move(done));
@@ -225,7 +227,8 @@ std::optional<raft::Status> EtcdServer::Impl::RaftStatus(milliseconds timeout) {
     return std::nullopt;
   }
   util::MutexLock l(&slot->mu);
-  slot->cv.WaitFor(&slot->mu, timeout, [&] { return slot->status.has_value() || Stopping(); });
+  timer_clock_->WaitUntil(&slot->cv, &slot->mu, timer_clock_->Now() + timeout,
+                          [&] { return slot->status.has_value() || Stopping(); });
   return std::move(slot->status);
 }
 
@@ -247,7 +250,7 @@ void EtcdServer::Impl::MoveLeader(uint64_t target, Done<etcdserverpb::MoveLeader
                                             {"current-leader-member-id", util::IdToHex(self)},
                                             {"transferee-member-id", util::IdToHex(target)}});
   PostRaftTask([this, target] { node_->TransferLeader(target); });
-  const auto start = SteadyClock::now();
+  const auto start = timer_clock_->Now();
   PollMoveLeader(target, start, start + cfg_.request_timeout, std::move(done));
 }
 
@@ -260,13 +263,13 @@ void EtcdServer::Impl::PollMoveLeader(uint64_t target, SteadyClock::time_point s
               {"old-leader-member-id", util::IdToHex(member_id_)},
               {"new-leader-member-id", util::IdToHex(target)},
               {"took", DurationString(std::chrono::duration_cast<milliseconds>(
-                           SteadyClock::now() - start))}});
+                           timer_clock_->Now() - start))}});
     etcdserverpb::MoveLeaderResponse resp;
     FillHeaderImpl(resp.mutable_header(), true);
     return std::move(done)(std::move(resp));
   }
   if (Stopping()) return std::move(done)(ErrStopped());
-  if (SteadyClock::now() >= deadline) return std::move(done)(ErrTimeoutLeaderTransfer());
+  if (timer_clock_->Now() >= deadline) return std::move(done)(ErrTimeoutLeaderTransfer());
   PostDelayed(milliseconds(10), [this, target, start, deadline, done = std::move(done)]() mutable {
     PollMoveLeader(target, start, deadline, std::move(done));
   });
@@ -300,10 +303,10 @@ void EtcdServer::Impl::TransferLeadershipOnStop() {
                                             {"current-leader-member-id", util::IdToHex(self)},
                                             {"transferee-member-id", util::IdToHex(best)}});
   PostRaftTask([this, best] { node_->TransferLeader(best); });
-  const auto start = SteadyClock::now();
+  const auto start = timer_clock_->Now();
   const auto deadline = start + std::max(cfg_.election_timeout * 2, milliseconds(1000));
-  while (SteadyClock::now() < deadline && lead_.load() != best) {
-    std::this_thread::sleep_for(milliseconds(5));
+  while (timer_clock_->Now() < deadline && lead_.load() != best) {
+    timer_clock_->SleepFor(milliseconds(5));
   }
   if (lead_.load() == best) {
     lg_.Info("leadership transfer finished",
@@ -311,7 +314,7 @@ void EtcdServer::Impl::TransferLeadershipOnStop() {
               {"old-leader-member-id", util::IdToHex(self)},
               {"new-leader-member-id", util::IdToHex(best)},
               {"took", DurationString(std::chrono::duration_cast<milliseconds>(
-                           SteadyClock::now() - start))}});
+                           timer_clock_->Now() - start))}});
   } else {
     lg_.Warn("leadership transfer failed", {{"local-member-id", util::IdToHex(self)},
                                             {"transferee-member-id", util::IdToHex(best)}});

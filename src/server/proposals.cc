@@ -45,7 +45,7 @@ void EtcdServer::Impl::Propose(serverpb::InternalRaftRequest r, Waiter w) {
         queue_full = true;
       } else {
         metrics_.proposals_queued_bytes.fetch_add(data.size());
-        if (proposals_.empty()) proposals_oldest_ = SteadyClock::now();
+        if (proposals_.empty()) proposals_oldest_ = timer_clock_->Now();
         proposals_.emplace_back(id, std::move(data));
         raft_cv_.Signal();
       }

@@ -14,6 +14,8 @@ namespace {
 // At most one "dropped invalid raft message" line a second (process-wide):
 // a broken or hostile peer must not flood the log.
 bool AllowInvalidPeerLog() {
+  // Real time on purpose: a process-wide log rate limit, shared by every
+  // server in the process (no one server's clock owns it).
   static std::atomic<int64_t> next_ns{0};
   const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           std::chrono::steady_clock::now().time_since_epoch())
@@ -65,7 +67,7 @@ void EtcdServer::Impl::MaybeFastForwardTicks() {
 }
 
 void EtcdServer::Impl::RaftLoop() {
-  auto next_tick = SteadyClock::now() + cfg_.heartbeat_interval;
+  auto next_tick = timer_clock_->Now() + cfg_.heartbeat_interval;
   while (true) {
     std::deque<std::pair<uint64_t, std::string>> props;
     std::vector<absl::AnyInvocable<void()>> tasks;
@@ -73,20 +75,20 @@ void EtcdServer::Impl::RaftLoop() {
     {
       util::MutexLock l(&raft_mu_);
       while (!raft_stop_ && proposals_.empty() && raft_tasks_.empty() && incoming_.empty()) {
-        auto now = SteadyClock::now();
-        if (now >= next_tick) break;
-        raft_cv_.WaitUntil(&raft_mu_, next_tick);
+        if (!timer_clock_->WaitUntil(&raft_cv_, &raft_mu_, next_tick)) break;
       }
       if (raft_stop_) break;
       if (!proposals_.empty()) {
+        // Steady clock until proposals.cc stamps proposals_oldest_ from
+        // timer_clock_ too (it does not yet).
         metrics_.stage_propose_queue.Observe(
-            std::chrono::duration<double>(SteadyClock::now() - proposals_oldest_).count());
+            std::chrono::duration<double>(timer_clock_->Now() - proposals_oldest_).count());
       }
       props.swap(proposals_);
       tasks.swap(raft_tasks_);
       incoming.swap(incoming_);
     }
-    auto now = SteadyClock::now();
+    auto now = timer_clock_->Now();
     if (now >= next_tick) {
       // While conf changes handed to the apply loop have not reached raft,
       // raft's configuration is behind its log: a follower must not time
@@ -183,12 +185,12 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
   }
   CPPETCD_CRASH_POINT("raft_before_save");
   if (!raft::IsEmptyHardState(rd.hard_state) || !rd.entries.empty()) {
-    const auto t0 = SteadyClock::now();
+    const auto t0 = timer_clock_->Now();
     if (auto s = wal_->Save(rd.hard_state, rd.entries, rd.must_sync); !s.ok()) {
       lg_.Fatal("failed to save Raft hard state and entries", {{"error", s.ToString()}});
     }
     if (!rd.entries.empty()) {
-      metrics_.stage_wal_save.Observe(std::chrono::duration<double>(SteadyClock::now() - t0).count());
+      metrics_.stage_wal_save.Observe(std::chrono::duration<double>(timer_clock_->Now() - t0).count());
     }
   }
   CPPETCD_CRASH_POINT("raft_after_save");
@@ -239,7 +241,7 @@ void EtcdServer::Impl::HandleReady(raft::Ready rd) {
       }
     }
     apply_queue_.push_back(
-        ApplyItem{std::move(rd.snapshot), std::move(rd.committed_entries), SteadyClock::now()});
+        ApplyItem{std::move(rd.snapshot), std::move(rd.committed_entries), timer_clock_->Now()});
     apply_cv_.Signal();
   }
 }

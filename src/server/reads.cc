@@ -44,19 +44,19 @@ void EtcdServer::Impl::ReadLoop() {
   const int max_attempts = static_cast<int>(cfg_.request_timeout / kReadIndexRetry) + 1;
   while (std::optional<ReadIndexQueue::Batch> batch = reads_->WaitBatch()) {
     const std::string ctx = batch->ctx;
-    const auto deadline = clock_->Now() + cfg_.request_timeout;
+    const auto deadline = timer_clock_->Now() + cfg_.request_timeout;
     absl::Status status;
     std::optional<uint64_t> index;
     for (int attempt = 1;; ++attempt) {
       PostRaftTask([this, ctx] { node_->ReadIndex(ctx); });
-      const auto left = std::max<std::chrono::nanoseconds>(deadline - clock_->Now(), {});
+      const auto left = std::max<std::chrono::nanoseconds>(deadline - timer_clock_->Now(), {});
       index = reads_->WaitIndex(std::min<std::chrono::nanoseconds>(left, kReadIndexRetry));
       if (index.has_value()) break;
       if (reads_->stopped()) {
         status = ErrStopped();
         break;
       }
-      if (clock_->Now() >= deadline || attempt >= max_attempts) {
+      if (timer_clock_->Now() >= deadline || attempt >= max_attempts) {
         status = ErrTimeout();
         break;
       }
@@ -65,7 +65,7 @@ void EtcdServer::Impl::ReadLoop() {
                 {"retry-timeout", DurationString(kReadIndexRetry)}});
     }
     if (index.has_value()) {
-      const auto left = std::max<std::chrono::nanoseconds>(deadline - clock_->Now(), {});
+      const auto left = std::max<std::chrono::nanoseconds>(deadline - timer_clock_->Now(), {});
       if (!applied_.WaitFor(*index, left)) {
         status = applied_.stopped() ? ErrStopped() : ErrTimeout();
       }

@@ -21,7 +21,7 @@ void EtcdServer::Impl::InstallSnapshot(const raftpb::Snapshot& snap) {
     snapshot_index_ = std::max(snapshot_index_, index);
     return;
   }
-  const auto t0 = SteadyClock::now();
+  const auto t0 = timer_clock_->Now();
   lg_.Info("applying snapshot", {{"current-applied-index", consistent_index_},
                                  {"incoming-leader-snapshot-index", index},
                                  {"incoming-leader-snapshot-term", snap.metadata().term()}});
@@ -65,7 +65,7 @@ void EtcdServer::Impl::InstallSnapshot(const raftpb::Snapshot& snap) {
            {{"applied-index", applied_.applied()},
             {"incoming-leader-snapshot-index", index},
             {"took", DurationString(std::chrono::duration_cast<milliseconds>(
-                         SteadyClock::now() - t0))}});
+                         timer_clock_->Now() - t0))}});
 }
 
 }  // namespace cppetcd::server

@@ -309,6 +309,7 @@ class EtcdServer::Impl final : public PeerHandler {
   ServerConfig cfg_;
   util::Logger lg_;
   util::Clock* clock_;
+  util::Clock* timer_clock_;  // cfg_.timer_clock or SystemClock: timers, durations
   util::Env* env_;
   std::shared_ptr<Transport> transport_;
   ServerMetrics metrics_;

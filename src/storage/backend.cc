@@ -939,7 +939,8 @@ absl::StatusOr<uint32_t> Backend::Hash(
 
 absl::StatusOr<DefragmentResult> Backend::Defragment(const DefragmentOptions& options) {
   util::MutexLock one(&defrag_mu_);
-  const auto start = std::chrono::steady_clock::now();
+  util::Clock* clock = options_.clock != nullptr ? options_.clock : util::SystemClock::Get();
+  const auto start = clock->Now();
   DefragmentResult result;
   result.size_before_bytes = SizeBytes();
   result.size_in_use_before_bytes = SizeInUseBytes();
@@ -956,7 +957,7 @@ absl::StatusOr<DefragmentResult> Backend::Defragment(const DefragmentOptions& op
   }
   result.size_after_bytes = SizeBytes();
   result.size_in_use_after_bytes = SizeInUseBytes();
-  result.took = std::chrono::steady_clock::now() - start;
+  result.took = clock->Now() - start;
   auto ms = [](std::chrono::nanoseconds d) {
     return absl::StrCat(static_cast<double>(d.count()) / 1e6, "ms");
   };
@@ -1121,7 +1122,8 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
   }
 
   // 4. Switch-over: writers wait; readers go on with the old environment.
-  const auto switch_start = std::chrono::steady_clock::now();
+  util::Clock* clock = options_.clock != nullptr ? options_.clock : util::SystemClock::Get();
+  const auto switch_start = clock->Now();
   std::vector<ChangedKey> last;
   {
     util::MutexLock l(&mu_);
@@ -1174,7 +1176,7 @@ absl::Status Backend::DefragmentLocked(const DefragmentOptions& options,
     switching_ = false;
   }
   writer_cv_.SignalAll();
-  result->switch_over = std::chrono::steady_clock::now() - switch_start;
+  result->switch_over = clock->Now() - switch_start;
   return absl::OkStatus();
 }
 

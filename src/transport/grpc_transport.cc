@@ -61,7 +61,10 @@ void JoinOrDetach(std::thread& t) {
 // ============================================================ lifecycle
 
 GrpcTransport::Impl::Impl(TransportOptions options)
-    : options_(std::move(options)), logger_(options_.logger), local_id_(options_.member_id) {
+    : options_(std::move(options)),
+      clock_(options_.clock != nullptr ? options_.clock : util::SystemClock::Get()),
+      logger_(options_.logger),
+      local_id_(options_.member_id) {
   service_ = NewPeerService(this);
 }
 
@@ -185,7 +188,7 @@ absl::Status GrpcTransport::Impl::Listen() {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   for (size_t i = 0; i < urls.size(); ++i) {
     if (server == nullptr || ports[i] == 0) {
-      if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());
+      if (server != nullptr) server->Shutdown(std::chrono::system_clock::now());  // gRPC: real
       // gRPC does not tell which address failed or why: probe in order.
       for (size_t j = 0; j < urls.size(); ++j) {
         if (server != nullptr && ports[j] != 0) continue;
@@ -257,6 +260,7 @@ void GrpcTransport::Impl::Stop() {
     for (auto& [token, ctx] : calls_) {
       if (ctx != nullptr) ctx->TryCancel();
     }
+    // Real time: waits for gRPC to finish cancelled calls.
     calls_cv_.WaitFor(&mu_, std::chrono::seconds(2),
                       [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_.empty(); });
     for (auto& [token, s] : snapshots_) snapshot_threads.push_back(std::move(s.thread));
@@ -270,7 +274,7 @@ void GrpcTransport::Impl::Stop() {
     server = std::move(server_);
   }
   if (server != nullptr) {
-    server->Shutdown(std::chrono::system_clock::now());
+    server->Shutdown(std::chrono::system_clock::now());  // gRPC deadline: real time
     server->Wait();
   }
 }
@@ -366,6 +370,7 @@ std::optional<Clock::time_point> GrpcTransport::Impl::ActiveSince(uint64_t id) {
 void GrpcTransport::Impl::RunWriteWatchdog() {
   const milliseconds tick =
       std::clamp(options_.write_timeout / 4, milliseconds(10), milliseconds(250));
+  // Real time: it times a Write blocked inside gRPC (write_started).
   util::MutexLock l(&mu_);
   while (!stopped_) {
     prober_cv_.WaitFor(&mu_, tick, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; });
@@ -395,8 +400,8 @@ void GrpcTransport::Impl::RunWriteWatchdog() {
 void GrpcTransport::Impl::RunProber() {
   util::MutexLock l(&mu_);
   while (!stopped_) {
-    prober_cv_.WaitFor(&mu_, options_.rtt_probe_interval,
-                       [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; });
+    clock_->WaitUntil(&prober_cv_, &mu_, clock_->Now() + options_.rtt_probe_interval,
+                      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_; });
     if (stopped_) return;
     std::vector<std::shared_ptr<PeerLink>> peers;
     for (auto& [id, p] : peers_) peers.push_back(p);
@@ -412,7 +417,7 @@ void GrpcTransport::Impl::RunProber() {
       ctx.set_deadline(DeadlineAfter(std::min(options_.rtt_probe_interval, milliseconds(1000))));
       peerpb::ProbeRequest req;
       peerpb::ProbeResponse resp;
-      const auto start = std::chrono::steady_clock::now();
+      const auto start = std::chrono::steady_clock::now();  // a real round trip
       grpc::Status s = peerpb::Peer::NewStub(channel)->Probe(&ctx, req, &resp);
       if (s.ok()) {
         const double seconds =
@@ -447,7 +452,7 @@ void GrpcTransport::Impl::SetUnreachableCallback(absl::AnyInvocable<void(uint64_
 void GrpcTransport::Impl::MaybeReportUnreachable(PeerLink* peer) {
   {
     util::MutexLock l(&peer->mu);
-    const Clock::time_point now = Clock::now();
+    const Clock::time_point now = clock_->Now();
     if (peer->last_unreachable.has_value() &&
         now - *peer->last_unreachable < options_.min_backoff) {
       return;
@@ -596,7 +601,7 @@ void GrpcTransport::Impl::RunSender(std::shared_ptr<PeerLink> peer) {
     // Back off; Send drops (and reports) meanwhile.
     {
       util::MutexLock l(&peer->mu);
-      peer->cv.WaitFor(&peer->mu, backoff, [&] {
+      clock_->WaitUntil(&peer->cv, &peer->mu, clock_->Now() + backoff, [&] {
         peer->mu.AssertHeld();
         return peer->stop || peer->generation != generation;
       });
@@ -626,6 +631,7 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
   };
 
   // Wait for the connection (bounded: a black-holed peer counts as failed).
+  // Real time: gRPC connects in real time (WaitForStateChange deadlines).
   const Clock::time_point connect_deadline = Clock::now() + options_.connect_timeout;
   grpc_connectivity_state state = channel->GetState(/*try_to_connect=*/true);
   bool attempted = state == GRPC_CHANNEL_CONNECTING;
@@ -667,7 +673,7 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
   const std::string peer_hex = util::IdToHex(peer->id);
   {
     util::MutexLock l(&peer->mu);
-    peer->active_since = Clock::now();
+    peer->active_since = clock_->Now();
     peer->state = PeerLink::State::kConnected;
   }
   logger_.Info("peer became active", {{"peer-id", peer_hex}});
@@ -681,6 +687,7 @@ absl::Status GrpcTransport::Impl::ConnectAndStream(PeerLink* peer, bool* connect
     peerpb::MessageBatch batch;
     {
       util::MutexLock l(&peer->mu);
+      // Real time: a poll of gRPC's channel state while idle.
       peer->cv.WaitFor(&peer->mu, kIdleCheck, [&] {
         peer->mu.AssertHeld();
         return !peer->queue.empty() || peer->stop || peer->generation != generation;
@@ -908,7 +915,7 @@ class UnaryCall : public std::enable_shared_from_this<UnaryCall<Req, Resp, Out>>
       : impl_(impl),
         channels_(std::move(channels)),
         req_(std::move(req)),
-        deadline_(std::chrono::steady_clock::now() + timeout),
+        deadline_(std::chrono::steady_clock::now() + timeout),  // a gRPC deadline: real
         invoke_(invoke),
         convert_(convert),
         done_(std::move(done)) {}

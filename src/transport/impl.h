@@ -191,6 +191,7 @@ class GrpcTransport::Impl {
   std::vector<std::shared_ptr<grpc::Channel>> ChannelsFor(uint64_t to);
 
   const TransportOptions options_;
+  util::Clock* const clock_;  // options_.clock or SystemClock
   const util::Logger logger_;
   std::atomic<uint64_t> local_id_;
   RateLimiter log_limiter_{std::chrono::seconds(1)};

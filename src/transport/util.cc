@@ -113,6 +113,7 @@ grpc::Status ToGrpc(const absl::Status& s) {
 }
 
 bool RateLimiter::Allow(const std::string& key) {
+  // Real time: a log rate limit, not behaviour.
   const Clock::time_point now = Clock::now();
   util::MutexLock l(&mu_);
   auto [it, inserted] = last_.emplace(key, now);
@@ -372,6 +373,7 @@ class PeerTlsFiles {
 
   void Run() {
     util::MutexLock l(&mu_);
+    // Real time: a file watcher's period, like gRPC's own watcher.
     while (!cv_.WaitFor(&mu_, interval_, [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_; })) {
       l.Unlock();
       absl::StatusOr<bool> changed = Sync();

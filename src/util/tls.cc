@@ -412,6 +412,7 @@ absl::StatusOr<PemCertificate> IssueCertificate(const CertificateRequest& reques
   BN_to_ASN1_INTEGER(serial, X509_get_serialNumber(cert.get()));
   BN_free(serial);
   using std::chrono::system_clock;
+  // Real wall time: peers check a certificate's validity against theirs.
   const system_clock::time_point now = system_clock::now();
   const system_clock::time_point not_before =
       request.not_before == system_clock::time_point{} ? now : request.not_before;
@@ -492,7 +493,7 @@ absl::StatusOr<TlsInfo> SelfCert(const std::string& dir, const std::vector<std::
   CertificateRequest req;
   req.organization = "etcd";
   req.hosts = hosts;
-  req.not_before = std::chrono::system_clock::now();
+  req.not_before = std::chrono::system_clock::now();  // real: see IssueCertificate
   req.not_after = req.not_before + validity;
   absl::StatusOr<PemCertificate> pem = IssueCertificate(req);
   if (!pem.ok()) return pem.status();
@@ -601,6 +602,7 @@ struct ReloadingServerSslContext::State {
   TlsInfo info;
   Customize customize = nullptr;
   std::chrono::milliseconds check_interval{1000};
+  Clock* clock = SystemClock::Get();
   Mutex mu;
   std::shared_ptr<ssl_ctx_st> ctx ABSL_GUARDED_BY(mu);
   std::vector<FileIdentity> files ABSL_GUARDED_BY(mu);
@@ -615,8 +617,9 @@ ReloadingServerSslContext::ReloadingServerSslContext(std::unique_ptr<State> stat
 ReloadingServerSslContext::~ReloadingServerSslContext() = default;
 
 absl::StatusOr<std::unique_ptr<ReloadingServerSslContext>> ReloadingServerSslContext::Create(
-    TlsInfo info, Customize customize, std::chrono::milliseconds check_interval) {
+    TlsInfo info, Customize customize, std::chrono::milliseconds check_interval, Clock* clock) {
   auto state = std::make_unique<State>();
+  if (clock != nullptr) state->clock = clock;
   std::vector<FileIdentity> files = IdentitiesOf(info);
   absl::StatusOr<std::shared_ptr<ssl_ctx_st>> ctx = BuildContext(info, customize);
   if (!ctx.ok()) return ctx.status();
@@ -624,7 +627,7 @@ absl::StatusOr<std::unique_ptr<ReloadingServerSslContext>> ReloadingServerSslCon
     MutexLock l(&state->mu);  // not shared yet; for the analysis
     state->files = std::move(files);
     state->ctx = *std::move(ctx);
-    state->next_check = std::chrono::steady_clock::now() + check_interval;
+    state->next_check = state->clock->Now() + check_interval;
   }
   state->info = std::move(info);
   state->customize = customize;
@@ -636,7 +639,7 @@ absl::StatusOr<std::unique_ptr<ReloadingServerSslContext>> ReloadingServerSslCon
 std::shared_ptr<ssl_ctx_st> ReloadingServerSslContext::Get() {
   State& s = *state_;
   MutexLock l(&s.mu);
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = s.clock->Now();
   if (now < s.next_check) return s.ctx;
   s.next_check = now + s.check_interval;
   std::vector<FileIdentity> files = IdentitiesOf(s.info);

@@ -108,9 +108,10 @@ absl::Status Wal::Fail(absl::Status s) {
 absl::Status Wal::AppendToTail(std::string_view bytes) { return Fail(tail_->Append(bytes)); }
 
 absl::Status Wal::SyncTail() {
-  auto start = std::chrono::steady_clock::now();
+  util::Clock* clock = options_.clock != nullptr ? options_.clock : util::SystemClock::Get();
+  auto start = clock->Now();
   absl::Status s = tail_->Sync();
-  auto took = std::chrono::steady_clock::now() - start;
+  auto took = clock->Now() - start;
   if (!s.ok()) return Fail(s);
   if (options_.on_fsync) options_.on_fsync(std::chrono::duration_cast<std::chrono::nanoseconds>(took));
   if (took > kSlowFsync) {

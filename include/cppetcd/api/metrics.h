@@ -16,6 +16,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "cppetcd/api/range_budget.h"
+#include "cppetcd/util/clock.h"
 #include "cppetcd/util/histogram.h"
 #include "cppetcd/util/mutex.h"
 
@@ -84,7 +85,8 @@ class MetricsRegistry {
 // default buckets, 5 ms to 10 s). Thread-safe.
 class GrpcMetrics {
  public:
-  explicit GrpcMetrics(bool extensive = false);
+  // `clock` times the handling of a call (extensive mode); null: SystemClock.
+  explicit GrpcMetrics(bool extensive = false, util::Clock* clock = nullptr);
   ~GrpcMetrics();
   // An interceptor factory for ApiServerOptions::interceptors; it refers to
   // this object, which must outlive the gRPC server.
@@ -100,6 +102,7 @@ class GrpcMetrics {
   // Extensive mode only; `seconds` from the call's start to its status.
   void OnHandlingTime(std::string_view full_method, std::string_view type, double seconds);
   bool extensive() const { return extensive_; }
+  util::Clock* clock() const { return clock_; }
 
   // Go's name of a gRPC status code ("OK", "Canceled", "Unknown", ...).
   static std::string_view CodeName(int grpc_code);
@@ -117,6 +120,7 @@ class GrpcMetrics {
   Counts& Slot(std::string_view full_method, std::string_view type) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const bool extensive_;
+  util::Clock* const clock_;
   mutable util::Mutex mu_;
   std::map<Key, Counts> counts_ ABSL_GUARDED_BY(mu_);
 };

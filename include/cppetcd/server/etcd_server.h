@@ -138,6 +138,11 @@ struct ServerConfig {
   util::Logger logger = util::GetLogger("etcdserver");
   util::Clock* clock = nullptr;  // lessor, compactor and ID timestamps; null: SystemClock
   util::Env* env = nullptr;      // WAL, snapshot and backend-side files; null: Env::Default()
+  // Timers and measured durations: raft ticks, the housekeeping and
+  // maintenance periods, request deadlines, delayed retries, stage metrics.
+  // null: SystemClock (not `clock`: tests that move the lease clock by hand
+  // keep real raft ticks). A simulation passes the same FakeClock to both.
+  util::Clock* timer_clock = nullptr;
   // Peer network; null: NoopTransport (single member). The server calls
   // SetHandler at Start and Stop at Stop.
   std::shared_ptr<Transport> transport;

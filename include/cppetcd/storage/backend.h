@@ -50,6 +50,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "cppetcd/util/env.h"
+#include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/mutex.h"
 
@@ -134,6 +135,8 @@ struct BackendOptions {
   // docs/design.md "The Env seam"). Null: util::Env::Default(). Must outlive
   // the backend.
   util::Env* env = nullptr;
+  // Times defragmentation (DefragmentResult durations); null: SystemClock.
+  util::Clock* clock = nullptr;
 };
 
 class Backend;

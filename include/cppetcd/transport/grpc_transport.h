@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "cppetcd/server/transport.h"
 #include "cppetcd/util/env.h"
+#include "cppetcd/util/clock.h"
 #include "cppetcd/util/histogram.h"
 #include "cppetcd/util/log.h"
 #include "cppetcd/util/tls.h"
@@ -92,6 +93,11 @@ struct TransportOptions {
   // "<path>.tmp", synced, renamed, directory synced) and sent (read, then
   // removed). Null: util::Env::Default(). Must outlive the transport.
   util::Env* env = nullptr;
+  // Reconnect backoff, the probe period, unreachable reports and
+  // ActiveSince (which the server compares with its timer_clock: pass the
+  // same clock); null: SystemClock. What times gRPC itself (call deadlines,
+  // connect and write timeouts, round trips) stays on the real clock.
+  util::Clock* clock = nullptr;
 };
 
 // gRPC credentials for the peer port from --peer-cert-file, --peer-key-file,

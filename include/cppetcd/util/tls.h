@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cppetcd/util/env.h"
+#include "cppetcd/util/clock.h"
 
 // OpenSSL's types, without its headers.
 struct ssl_ctx_st;
@@ -151,7 +152,8 @@ absl::StatusOr<SslCtxPtr> NewServerSslContext(const TlsInfo& info);
 // `check_interval`, and rebuilds on a change with NewServerSslContext plus
 // `customize`. A rebuild that fails (a half-written or mismatched file) keeps
 // the previous context, is counted in failed_reloads() and logged once per
-// distinct error; the next check tries again.
+// distinct error; the next check tries again. `clock` (null: SystemClock)
+// times the checks.
 //
 // Thread-safety: every method is thread-safe. Connections keep the context
 // they were made from (SSL_new holds a reference).
@@ -161,7 +163,8 @@ class ReloadingServerSslContext {
   // Builds the first context; NewServerSslContext's errors.
   static absl::StatusOr<std::unique_ptr<ReloadingServerSslContext>> Create(
       TlsInfo info, Customize customize = nullptr,
-      std::chrono::milliseconds check_interval = std::chrono::milliseconds(1000));
+      std::chrono::milliseconds check_interval = std::chrono::milliseconds(1000),
+      Clock* clock = nullptr);
   ~ReloadingServerSslContext();
 
   // The context for a new connection (never null).

@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cppetcd/util/clock.h"
 #include "cppetcd/util/env.h"
 #include "cppetcd/util/log.h"
 #include "raftpb/raft.pb.h"
@@ -58,6 +59,8 @@ struct Options {
   // Called after each fsync of a segment with its latency (metrics hook,
   // etcd's wal_fsync_duration_seconds). Runs on the caller's thread.
   std::function<void(std::chrono::nanoseconds)> on_fsync;
+  // Times each fsync (on_fsync, the slow-fsync warning); null: SystemClock.
+  util::Clock* clock = nullptr;
 };
 
 class Wal {

@@ -12,7 +12,9 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "gtest/gtest.h"
 
 #include "cppetcd/lease/lessor.h"
@@ -599,6 +601,98 @@ TEST_F(ServerTest, LinearizableReadsWithoutLeaderAreBounded) {
   ASSERT_TRUE(r.ok()) << r.status();
   server_.reset();  // fails the waiting ones
   EXPECT_EQ(done.load(), kFlood);
+}
+
+// Every timer of the server on one manual clock (ServerConfig::clock and
+// timer_clock both, as a simulation runs it). Raft ticks only when the clock
+// moves: real time passing elects no leader. Then a lease expires once the
+// clock passes its TTL and not before, with no real wait for the TTL.
+TEST_F(ServerTest, ServerOnOneManualClockRunsOnlyAsTheClockMoves) {
+  TestClock clock;
+  // The server's threads wait on the clock: the server goes first, on
+  // every way out of the test.
+  absl::Cleanup stop_server = [this] { server_.reset(); };
+  ServerConfig c = Config();
+  c.clock = &clock;
+  c.timer_clock = &clock;
+  auto created = EtcdServer::Create(std::move(c));
+  ASSERT_TRUE(created.ok()) << created.status();
+  server_ = std::move(*created);
+  ASSERT_TRUE(server_->Start().ok());
+  // 20 heartbeat intervals of real time, the clock still: no election (a
+  // lone voter fast-forwards to one tick short of its election timeout).
+  std::this_thread::sleep_for(200ms);
+  EXPECT_FALSE(server_->Metrics().has_leader.load());
+  EXPECT_FALSE(server_->IsReady());
+  // A heartbeat interval per step (bounded) until it leads and has published.
+  for (int i = 0; i < 2000 && !server_->IsReady(); ++i) {
+    clock.Advance(10ms);
+    std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_TRUE(server_->IsReady());
+  ASSERT_TRUE(server_->Metrics().has_leader.load());
+
+  etcdserverpb::LeaseGrantRequest g;
+  g.set_ttl(5);
+  auto lg = Call<etcdserverpb::LeaseGrantResponse>([&](Done<etcdserverpb::LeaseGrantResponse> d) {
+    server_->LeaseGrant(auth::kNoCredentials, g, std::move(d));
+  });
+  ASSERT_TRUE(lg.ok()) << lg.status();
+  const auto granted = clock.Now();
+  ASSERT_TRUE(Put("leased", "v", lg->id()).ok());
+  // 4.5 s of the clock in steps: the lease holds.
+  for (int i = 0; i < 45; ++i) {
+    clock.Advance(100ms);
+    std::this_thread::sleep_for(1ms);
+  }
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(Value("leased"), "v");
+  // On past the TTL: revoked (the expiry check runs every 500 ms of clock).
+  for (int i = 0; i < 600 && Value("leased") != "<none>"; ++i) {
+    clock.Advance(100ms);
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(Value("leased"), "<none>");
+  EXPECT_GE(clock.Now() - granted, 5s);
+}
+
+// A request's deadline runs on the timer clock: a forwarded keep-alive with
+// no leader (the second member never starts) retries until request_timeout
+// (an hour here) has passed on the clock, then fails with a timeout; no real
+// hour goes by.
+TEST_F(ServerTest, ForwardedRequestTimesOutOnTheTimerClock) {
+  TestClock clock;
+  ServerConfig c = Config();
+  c.initial_cluster = {{"default", {"http://127.0.0.1:1"}}, {"absent", {"http://127.0.0.1:2"}}};
+  c.initial_advertise_peer_urls = {"http://127.0.0.1:1"};
+  c.request_timeout = std::chrono::hours(1);
+  absl::Cleanup stop_server = [this] { server_.reset(); };
+  c.clock = &clock;
+  c.timer_clock = &clock;
+  auto created = EtcdServer::Create(std::move(c));
+  ASSERT_TRUE(created.ok()) << created.status();
+  server_ = std::move(*created);
+  ASSERT_TRUE(server_->Start().ok());
+
+  auto result = std::make_shared<std::promise<absl::StatusOr<int64_t>>>();
+  auto f = result->get_future();
+  const auto sent = clock.Now();
+  server_->LeaseRenew(42, [result](absl::StatusOr<int64_t> r) { result->set_value(std::move(r)); });
+  // 59 minutes of the clock in steps: still retrying.
+  for (int i = 0; i < 59; ++i) {
+    clock.Advance(std::chrono::minutes(1));
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(f.wait_for(50ms), std::future_status::timeout);
+  // On past the hour: the timeout.
+  for (int i = 0; i < 200 && f.wait_for(1ms) != std::future_status::ready; ++i) {
+    clock.Advance(10s);
+  }
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  auto r = f.get();
+  EXPECT_TRUE(IsTimeout(r.status())) << r.status();
+  EXPECT_GE(clock.Now() - sent, std::chrono::hours(1) - 100ms);
+  EXPECT_FALSE(server_->Metrics().has_leader.load());
 }
 
 }  // namespace

@@ -40,12 +40,23 @@ class AtomicManualClock final : public util::Clock {
   int64_t WallMillis() const override {
     return 1'700'000'000'000 + now_ns_.load(std::memory_order_acquire) / 1'000'000;
   }
-  void Advance(std::chrono::nanoseconds d) {
-    now_ns_.fetch_add(d.count(), std::memory_order_acq_rel);
+  using util::Clock::WaitUntil;
+  bool WaitUntil(util::CondVar* cv, util::Mutex* mu, TimePoint deadline) override
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return waiters_.Wait(*this, cv, mu, deadline);
   }
+  // Moves time on and wakes the timed waits now due (not with one of their
+  // mutexes held).
+  void Advance(std::chrono::nanoseconds d) {
+    const int64_t now = now_ns_.fetch_add(d.count(), std::memory_order_acq_rel) + d.count();
+    waiters_.WakeDue(TimePoint(std::chrono::nanoseconds(now)));
+  }
+  // Threads blocked in a timed wait on this clock.
+  size_t Waiters() const { return waiters_.Count(); }
 
  private:
   std::atomic<int64_t> now_ns_{int64_t{3600} * 1'000'000'000};
+  util::ManualWaiters waiters_;
 };
 
 // How long a test waits for one server call before calling it lost.
