@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Create(ServerConfig conf
   impl->member_dir_ = c.data_dir + "/member";
   impl->wal_dir_ = c.wal_dir.empty() ? impl->member_dir_ + "/wal" : c.wal_dir;
   impl->snap_dir_ = impl->member_dir_ + "/snap";
+  impl->InitMaintenance();
   impl->db_path_ = impl->snap_dir_ + "/db";
   impl->quota_bytes_ = c.quota_backend_bytes == 0 ? kDefaultQuotaBytes : c.quota_backend_bytes;
   if (!c.auto_compaction_retention.empty() && c.auto_compaction_retention != "0") {

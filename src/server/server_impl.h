@@ -10,6 +10,9 @@
 //   wait_registry.h  proposal waiters by request ID (etcd pkg/wait)
 //   applied_index.h  applied/replied index and the waits on it
 //   read_index.h     the linearizable-read queue (ReadIndex batches)
+//   maintenance_thread.h  defragmentations and corruption checks (etcd
+//                    corrupt.go), on one thread, over a MaintenanceHost
+//   disk_reservation.h  disk room for client-requested backend copies
 //   housekeeping.cc  timeouts, lease expiry, publish, auto compaction
 //   membership.cc    member add/remove/update/promote, safety checks
 //   peers.cc         the PeerHandler side (raft messages, forwarded calls),
@@ -69,7 +72,9 @@
 #include "alarm_store.h"
 #include "applied_index.h"
 #include "compactor.h"
+#include "disk_reservation.h"
 #include "id_generator.h"
+#include "maintenance_thread.h"
 #include "membership_store.h"
 #include "read_index.h"
 #include "wait_registry.h"
@@ -220,13 +225,11 @@ class EtcdServer::Impl final : public PeerHandler {
   // of `cost` bytes: the pages in use (see proposals.cc). Any thread.
   int64_t QuotaUsedBytes(int64_t cost) const;
   // Room on the data dir's file system for a client-requested copy of the
-  // backend (snapshot stream, defragmentation) of about `bytes`: free space
-  // >= bytes + the copies already reserved + cfg_.disk_headroom_bytes. On OK
-  // the bytes stay reserved until ReleaseDisk(bytes); else ResourceExhausted
-  // naming `what`. When the free space cannot be read the copy goes ahead.
-  // Any thread.
-  absl::Status ReserveDisk(std::string_view what, uint64_t bytes);
-  void ReleaseDisk(uint64_t bytes) { disk_reserved_bytes_.fetch_sub(bytes); }
+  // backend (snapshot stream, defragmentation): disk_reservation.h.
+  absl::Status ReserveDisk(std::string_view what, uint64_t bytes) {
+    return disk_->Reserve(what, bytes);
+  }
+  void ReleaseDisk(uint64_t bytes) { disk_->Release(bytes); }
   // What a compact copy of the backend is expected to take on disk.
   uint64_t BackendCopyEstimateBytes() const;
   bool Stopping() const { return stopping_.load(std::memory_order_acquire); }
@@ -427,25 +430,26 @@ class EtcdServer::Impl final : public PeerHandler {
   // LoadMembersAndAlarms, changed by the apply thread).
   Membership membership_;
   AlarmStore alarm_store_{lg_};
-  std::atomic<uint64_t> disk_reserved_bytes_{0};  // ReserveDisk
 
   // ---- maintenance (maintenance.cc): one thread runs defragmentations and
-  // the periodic corruption check.
-  void Defragment(Done<etcdserverpb::DefragmentResponse> done);
+  // the corruption checks (maintenance_thread.h), over this server through
+  // MaintenanceHostImpl; copies of the backend reserve disk room
+  // (disk_reservation.h).
   void HashKVLocal(int64_t revision, PeerDone<etcdserverpb::HashKVResponse> done);
   void HashKV(int64_t revision, PeerDone<etcdserverpb::HashKVResponse> done) override {
     HashKVLocal(revision, std::move(done));
   }
-  absl::Status InitialCorruptCheck();  // Start, before serving
-  absl::Status StartMaintenance();     // EtcdServer::Start, after Impl::Start
-  void StopMaintenance();              // Stop, before the apply loop ends
-  void MaintenanceLoop();
-  void CheckHashKV();                  // leader: compare with followers
-  util::Mutex maint_mu_;
-  util::CondVar maint_cv_;
-  std::vector<Done<etcdserverpb::DefragmentResponse>> defrag_waiters_ ABSL_GUARDED_BY(maint_mu_);
-  bool maint_stop_ ABSL_GUARDED_BY(maint_mu_) = false;
-  std::thread maint_thread_;
+  // Creates disk_, maintenance_host_ and maintenance_ (Create, once
+  // member_dir_ is known).
+  void InitMaintenance();
+  // EtcdServer::Start, after Impl::Start: the initial check, then the thread.
+  absl::Status StartMaintenance() { return maintenance_->Start(); }
+  // Stop, before the apply loop ends: waits for a running defragmentation.
+  void StopMaintenance() { maintenance_->Stop(); }
+  class MaintenanceHostImpl;
+  std::unique_ptr<DiskReservation> disk_;
+  std::unique_ptr<MaintenanceHost> maintenance_host_;
+  std::unique_ptr<Maintenance> maintenance_;  // after its host: destroyed first
 };
 
 // ---------------------------------------------------------------------------
