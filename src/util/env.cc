@@ -40,6 +40,30 @@ std::string DirName(std::string_view path) {
 
 namespace {
 
+// Writes all of `data` at `offset` of `fd` (pwrite, retried on EINTR and
+// short writes); `path` names the file in the error. `*written` (optional)
+// gets the bytes written, also when an error ends the write part-way.
+absl::Status PwriteAll(int fd, const std::string& path, uint64_t offset, std::string_view data,
+                       uint64_t* written = nullptr) {
+  const uint64_t start = offset;
+  auto report = [&] {
+    if (written != nullptr) *written = offset - start;
+  };
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int e = errno;
+      report();
+      return IoError(e, "write", path);
+    }
+    offset += static_cast<uint64_t>(n);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  report();
+  return absl::OkStatus();
+}
+
 class PosixWritableFile final : public WritableFile {
  public:
   PosixWritableFile(std::string path, int fd, uint64_t pos) : path_(std::move(path)), fd_(fd), pos_(pos) {}
@@ -49,16 +73,10 @@ class PosixWritableFile final : public WritableFile {
 
   absl::Status Append(std::string_view data) override {
     if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat("write ", path_, ": file closed"));
-    while (!data.empty()) {
-      ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(pos_));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return IoError(errno, "write", path_);
-      }
-      pos_ += static_cast<uint64_t>(n);
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return absl::OkStatus();
+    uint64_t written = 0;
+    absl::Status st = PwriteAll(fd_, path_, pos_, data, &written);
+    pos_ += written;
+    return st;
   }
 
   absl::Status Flush() override { return absl::OkStatus(); }
@@ -148,16 +166,7 @@ class PosixRandomRWFile final : public RandomRWFile {
 
   absl::Status Write(uint64_t offset, std::string_view data) override {
     if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat("write ", path_, ": file closed"));
-    while (!data.empty()) {
-      ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return IoError(errno, "write", path_);
-      }
-      offset += static_cast<uint64_t>(n);
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return absl::OkStatus();
+    return PwriteAll(fd_, path_, offset, data);
   }
 
   absl::Status Read(uint64_t offset, size_t n, std::string* scratch) override {

@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 
 #include "cppetcd/storage/backend.h"
+#include "tests/unit/server/server_test_util.h"
 
 namespace cppetcd::server {
 namespace {
@@ -46,27 +47,8 @@ std::vector<std::pair<uint64_t, int>> Pairs(const std::vector<etcdserverpb::Alar
 constexpr int kNoSpace = etcdserverpb::NOSPACE;
 constexpr int kCorrupt = etcdserverpb::CORRUPT;
 
-class AlarmStoreTest : public ::testing::Test {
+class AlarmStoreTest : public test_util::TempBackendTest {
  protected:
-  void SetUp() override {
-    const char* t = getenv("TMPDIR");
-    std::string tmpl = std::string(t != nullptr && *t != '\0' ? t : "/tmp") + "/alarms-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    be_ = OpenBackend("db");
-  }
-  void TearDown() override {
-    be_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  std::unique_ptr<storage::Backend> OpenBackend(const std::string& name,
-                                                storage::BackendOptions opts = {}) {
-    auto be = storage::Backend::Open(dir_ + "/" + name, opts);
-    EXPECT_TRUE(be.ok()) << be.status();
-    return be.ok() ? std::move(*be) : nullptr;
-  }
-
   static etcdserverpb::AlarmResponse Apply(AlarmStore* as, storage::Backend* be,
                                            const AlarmRequest& ar) {
     auto tx = be->BeginWrite();
@@ -118,8 +100,6 @@ class AlarmStoreTest : public ::testing::Test {
     EXPECT_EQ(Pairs(loaded.List(etcdserverpb::NONE)), Pairs(all));
   }
 
-  std::string dir_;
-  std::unique_ptr<storage::Backend> be_;
   AlarmStore as_{util::Logger("alarm-test")};
 };
 

@@ -20,6 +20,7 @@
 
 #include "cppetcd/server/errors.h"
 #include "cppetcd/storage/backend.h"
+#include "tests/unit/server/server_test_util.h"
 
 namespace cppetcd::server {
 namespace {
@@ -57,27 +58,8 @@ raftpb::ConfChange Update(uint64_t id, std::vector<std::string> urls) {
 }
 raftpb::ConfChange Remove(uint64_t id) { return Change(raftpb::ConfChangeRemoveNode, id); }
 
-class MembershipTest : public ::testing::Test {
+class MembershipTest : public test_util::TempBackendTest {
  protected:
-  void SetUp() override {
-    const char* t = getenv("TMPDIR");
-    std::string tmpl = std::string(t != nullptr && *t != '\0' ? t : "/tmp") + "/members-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    be_ = OpenBackend("db");
-  }
-  void TearDown() override {
-    be_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  std::unique_ptr<storage::Backend> OpenBackend(const std::string& name,
-                                                storage::BackendOptions opts = {}) {
-    auto be = storage::Backend::Open(dir_ + "/" + name, opts);
-    EXPECT_TRUE(be.ok()) << be.status();
-    return be.ok() ? std::move(*be) : nullptr;
-  }
-
   // Applies `cc` in its own committed txn; the result.
   static ConfChangeResult Apply(Membership* ms, storage::Backend* be,
                                 const raftpb::ConfChange& cc) {
@@ -153,8 +135,6 @@ class MembershipTest : public ::testing::Test {
     ASSERT_TRUE(ms_.Load(rtx->get(), local_id).ok());
   }
 
-  std::string dir_;
-  std::unique_ptr<storage::Backend> be_;
   Membership ms_;
 };
 

@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 
 #include "cppetcd/server/etcd_server.h"
+#include "cppetcd/storage/backend.h"
 #include "cppetcd/util/clock.h"
 #include "cppetcd/util/log.h"
 
@@ -86,6 +87,35 @@ inline bool PollUntil(const std::function<bool()>& cond,
   }
   return cond();
 }
+
+// A fixture with a fresh temp dir (under $TMPDIR) holding one open LMDB
+// backend `be_` ("<dir_>/db"), for the tests of the types that keep their
+// state in backend buckets (AlarmStore, Membership). OpenBackend opens
+// another one in the same dir (a reopen after `be_.reset()`).
+class TempBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* t = getenv("TMPDIR");
+    std::string tmpl = std::string(t != nullptr && *t != '\0' ? t : "/tmp") + "/backend-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    be_ = OpenBackend("db");
+  }
+  void TearDown() override {
+    be_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::unique_ptr<storage::Backend> OpenBackend(const std::string& name,
+                                                storage::BackendOptions opts = {}) {
+    auto be = storage::Backend::Open(dir_ + "/" + name, opts);
+    EXPECT_TRUE(be.ok()) << be.status();
+    return be.ok() ? std::move(*be) : nullptr;
+  }
+
+  std::string dir_;
+  std::unique_ptr<storage::Backend> be_;
+};
 
 // A fresh data dir under /tmp per test and at most one member in it.
 class SingleServerTest : public ::testing::Test {
