@@ -107,7 +107,7 @@ class ApiServer::Impl {
     // the largest TLS record it writes for the connection's life (16 KiB by
     // default); 8 KiB records save about 7 KiB per connection and cost
     // little on large answers (more records: 4 KiB saved about 3 KiB more
-    // but cost ~10% server CPU on 1.6 MB Ranges). Incoming records of any
+    // but cost 10-20% server CPU on 1.6 MB Ranges). Incoming records of any
     // size are still read. No channelz: nothing here serves it, and each
     // connection would register a socket node.
     builder.AddChannelArgument(GRPC_ARG_TSI_MAX_FRAME_SIZE, kGrpcTlsMaxFrameBytes);
