@@ -102,6 +102,16 @@ class ApiServer::Impl {
                                    std::numeric_limits<int32_t>::max())));
     builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
                                static_cast<int>(options_.keepalive_timeout.count()));
+    // Memory per idle connection (issue 12, docs/benchmarks.md "Idle"): on
+    // the gRPC-only TLS URLs gRPC's SSL frame protector keeps a buffer of
+    // the largest TLS record it writes for the connection's life (16 KiB by
+    // default); 8 KiB records save about 7 KiB per connection and cost
+    // little on large answers (more records: 4 KiB saved about 3 KiB more
+    // but cost 10-20% server CPU on 1.6 MB Ranges). Incoming records of any
+    // size are still read. No channelz: nothing here serves it, and each
+    // connection would register a socket node.
+    builder.AddChannelArgument(GRPC_ARG_TSI_MAX_FRAME_SIZE, kGrpcTlsMaxFrameBytes);
+    builder.AddChannelArgument(GRPC_ARG_ENABLE_CHANNELZ, 0);
     if (!options_.interceptors.empty()) {
       // gRPC takes ownership of the factories; each wrapper forwards to a
       // shared one so ApiServerOptions stays copyable.

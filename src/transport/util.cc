@@ -19,6 +19,8 @@
 #include "cppetcd/util/env.h"
 #include "src/transport/impl.h"
 
+#include <openssl/ssl.h>
+
 #include <grpcpp/security/auth_context.h>
 #include <grpcpp/security/auth_metadata_processor.h>
 #include <grpcpp/security/credentials.h>
@@ -484,6 +486,25 @@ constexpr unsigned int kPeerTlsWatchSeconds = 1;
 
 namespace {
 
+// OpenSSL calls this for every SSL object as it is created (an ex_data
+// "new" callback), gRPC's included: gRPC gives no access to its SSL_CTX,
+// and does not set SSL_MODE_RELEASE_BUFFERS itself, so an idle TLS
+// connection would keep its two record buffers (about 17 KiB each) for its
+// whole life. With the mode they are freed whenever empty and taken again
+// for the next record.
+void ReleaseBuffersOnNewSsl(void* parent, void* /*ptr*/, CRYPTO_EX_DATA* /*ad*/, int /*idx*/,
+                            long /*argl*/, void* /*argp*/) {
+  if (parent != nullptr) SSL_set_mode(static_cast<SSL*>(parent), SSL_MODE_RELEASE_BUFFERS);
+}
+
+// Installs ReleaseBuffersOnNewSsl once per process, before gRPC's first
+// TLS handshake (credentials are made before any server or channel).
+void ReleaseIdleTlsBuffers() {
+  static const int index = CRYPTO_get_ex_new_index(CRYPTO_EX_INDEX_SSL, 0, nullptr,
+                                                   ReleaseBuffersOnNewSsl, nullptr, nullptr);
+  (void)index;
+}
+
 // NewPeerCredentials for the peer port (`client` false) or the server side
 // only for the gRPC-only client URLs (`client` true: the client flags'
 // names in errors and "client" in log lines; no channel credentials).
@@ -493,6 +514,7 @@ absl::StatusOr<PeerCredentials> NewTlsCredentials(const util::TlsInfo& info,
                                                   util::Logger logger, bool client) {
   const std::string what = client ? "client" : "peer";
   const std::string flag = client ? "--" : "--peer-";
+  ReleaseIdleTlsBuffers();
   if (info.Empty()) {
     return absl::InvalidArgumentError(absl::StrCat("TLS key/cert (", flag, "cert-file, ", flag,
                                                    "key-file) must be provided"));

@@ -31,6 +31,11 @@ namespace cppetcd::api {
 // (v3rpc grpcOverheadBytes).
 inline constexpr int64_t kGrpcOverheadBytes = 512 * 1024;
 
+// The largest TLS record gRPC writes on the client URLs where it terminates
+// TLS itself (GRPC_ARG_TSI_MAX_FRAME_SIZE; gRPC's default is 16 KiB): its
+// per-connection protect buffer is this size.
+inline constexpr int kGrpcTlsMaxFrameBytes = 8 * 1024;
+
 struct ApiServerOptions {
   // "host:port" addresses gRPC itself listens on (plain HTTP/2; port 0:
   // the OS picks one, see Ports()). May be empty: the process's client
