@@ -704,7 +704,9 @@ TEST_F(HttpMaxStreamsTest, ShutdownEndsStreamsAndWaitersPromptly) {
       }
     }
     EXPECT_TRUE(closed) << "fd " << fd << " still open after Shutdown: " << got;
-    if (fd == waiting) EXPECT_THAT(got, HasSubstr("server is shutting down"));
+    if (fd == waiting) {
+      EXPECT_THAT(got, HasSubstr("server is shutting down"));
+    }
     close(fd);
   }
   const auto gone = std::chrono::steady_clock::now() + std::chrono::seconds(5);
