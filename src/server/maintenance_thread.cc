@@ -52,15 +52,19 @@ void Maintenance::Stop() {
 }
 
 void Maintenance::Defragment(Done<etcdserverpb::DefragmentResponse> done) {
+  absl::Status refused = ErrStopped();
   {
     util::MutexLock l(&mu_);
     if (!stop_ && thread_.joinable()) {
-      defrag_waiters_.push_back(std::move(done));
-      cv_.SignalAll();
-      return;
+      if (defrag_waiters_.size() < opts_.max_queued_defragmentations) {
+        defrag_waiters_.push_back(std::move(done));
+        cv_.SignalAll();
+        return;
+      }
+      refused = ErrTooManyRequests();
     }
   }
-  std::move(done)(ErrStopped());
+  std::move(done)(std::move(refused));
 }
 
 void Maintenance::Loop() {

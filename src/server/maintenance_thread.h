@@ -24,8 +24,10 @@
 // the injected clock.
 //
 // Invariants: every Done passed to Defragment runs exactly once, never under
-// the lock: with the result of a run, or ErrStopped (before Start, after
-// Stop began, or still queued when Stop ends the thread). One run at a time.
+// the lock: with the result of a run, ErrStopped (before Start, after Stop
+// began, or still queued when Stop ends the thread), or ErrTooManyRequests
+// (the queue is full). One run at a time; at most max_queued_defragmentations
+// requests wait.
 // CheckHashKV runs only on the maintenance thread, only when the interval
 // is > 0 and host->IsLeader(), and not while defragmentations are queued.
 //
@@ -91,6 +93,9 @@ class Maintenance {
     bool initial_corrupt_check = false;            // Start runs InitialCorruptCheck
     std::chrono::milliseconds corrupt_check_time{0};  // <= 0: no periodic check
     std::chrono::milliseconds request_timeout{5000};  // logged by the initial check
+    // Defragmentations queued for the next run past which Defragment answers
+    // ErrTooManyRequests at once (each holds a gRPC call's answer).
+    size_t max_queued_defragmentations = 1024;
   };
   // `host` (not owned) outlives this.
   Maintenance(Options opts, MaintenanceHost* host, util::Logger logger);
@@ -106,7 +111,8 @@ class Maintenance {
   void Stop();
 
   // Queues an online defragmentation; `done` gets an OK response with the
-  // host's header, the host's error, or ErrStopped.
+  // host's header, the host's error, ErrStopped, or ErrTooManyRequests when
+  // max_queued_defragmentations are queued already.
   void Defragment(Done<etcdserverpb::DefragmentResponse> done);
 
   // The checks themselves (the thread and Start call them; public for tests).

@@ -166,10 +166,15 @@ struct Answers {
 class MaintenanceThreadTest : public ::testing::Test {
  protected:
   std::unique_ptr<Maintenance> Make(std::chrono::milliseconds interval, bool initial = false) {
+    return MakeWith(interval, Maintenance::Options{}.max_queued_defragmentations, initial);
+  }
+  std::unique_ptr<Maintenance> MakeWith(std::chrono::milliseconds interval, size_t max_queued,
+                                        bool initial = false) {
     Maintenance::Options o;
     o.timer_clock = &clock_;
     o.corrupt_check_time = interval;
     o.initial_corrupt_check = initial;
+    o.max_queued_defragmentations = max_queued;
     return std::make_unique<Maintenance>(o, &host_, util::Logger("test", log_.sink));
   }
   bool Logged(const std::string& text) {
@@ -219,6 +224,34 @@ TEST_F(MaintenanceThreadTest, RequestsDuringARunShareTheNextRun) {
   m->Stop();
   EXPECT_EQ(host_.RunsStarted(), 2);  // six requests, two runs
   EXPECT_TRUE(a.AllAnsweredOnce());
+}
+
+// Resource bound: requests queued behind a running defragmentation past
+// max_queued_defragmentations are refused at once with etcd's "too many
+// requests"; the queued ones still share the next run, each answered once.
+TEST_F(MaintenanceThreadTest, QueuedDefragmentationsAreBounded) {
+  auto m = MakeWith(0ms, /*max_queued=*/3);
+  ASSERT_TRUE(m->Start().ok());
+  Answers a;
+  m->Defragment(a.Next());  // run 1
+  ASSERT_TRUE(host_.WaitRunStarted(1));
+  for (int i = 0; i < 10; ++i) m->Defragment(a.Next());  // 3 queued, 7 refused
+  for (int i = 4; i <= 10; ++i) {
+    ASSERT_EQ(a.Count(i), 1) << i;
+    EXPECT_EQ(a.Result(i).status().message(), ErrTooManyRequests().message()) << i;
+  }
+  for (int i = 0; i <= 3; ++i) EXPECT_EQ(a.Count(i), 0) << i;
+  host_.AllowRuns(2);
+  ASSERT_TRUE(PollUntil([&] { return a.AllAnsweredOnce(); }));
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(a.Result(i).ok()) << i;
+    EXPECT_EQ(a.Result(i)->header().revision(), 2) << i;
+  }
+  m->Defragment(a.Next());  // room again
+  host_.AllowRuns(1);
+  ASSERT_TRUE(PollUntil([&] { return a.AllAnsweredOnce(); }));
+  EXPECT_TRUE(a.Result(11).ok());
+  m->Stop();
 }
 
 TEST_F(MaintenanceThreadTest, ARunsErrorGoesToAllItsRequests) {
