@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -61,6 +62,30 @@ absl::Status PwriteAll(int fd, const std::string& path, uint64_t offset, std::st
     data.remove_prefix(static_cast<size_t>(n));
   }
   report();
+  return absl::OkStatus();
+}
+
+// Reads up to `n` bytes into `scratch` (fewer only at end of file): read(2)
+// at the file position when `offset` is negative, else pread(2) from
+// `offset`; retried on EINTR and short reads. `scratch` is cleared on error.
+absl::Status ReadFull(int fd, const std::string& path, int64_t offset, size_t n,
+                      std::string* scratch) {
+  scratch->resize(n);
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r =
+        offset < 0 ? ::read(fd, scratch->data() + got, n - got)
+                   : ::pread(fd, scratch->data() + got, n - got, static_cast<off_t>(offset) + static_cast<off_t>(got));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      const int e = errno;
+      scratch->clear();
+      return IoError(e, "read", path);
+    }
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  scratch->resize(got);
   return absl::OkStatus();
 }
 
@@ -131,20 +156,7 @@ class PosixSequentialFile final : public SequentialFile {
   ~PosixSequentialFile() override { ::close(fd_); }
 
   absl::Status Read(size_t n, std::string* scratch) override {
-    scratch->resize(n);
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = ::read(fd_, scratch->data() + got, n - got);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        scratch->clear();
-        return IoError(errno, "read", path_);
-      }
-      if (r == 0) break;
-      got += static_cast<size_t>(r);
-    }
-    scratch->resize(got);
-    return absl::OkStatus();
+    return ReadFull(fd_, path_, /*offset=*/-1, n, scratch);
   }
 
   absl::Status Skip(uint64_t n) override {
@@ -171,20 +183,10 @@ class PosixRandomRWFile final : public RandomRWFile {
 
   absl::Status Read(uint64_t offset, size_t n, std::string* scratch) override {
     if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat("read ", path_, ": file closed"));
-    scratch->resize(n);
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = ::pread(fd_, scratch->data() + got, n - got, static_cast<off_t>(offset + got));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        scratch->clear();
-        return IoError(errno, "read", path_);
-      }
-      if (r == 0) break;
-      got += static_cast<size_t>(r);
+    if (offset > static_cast<uint64_t>(INT64_MAX)) {
+      return absl::InvalidArgumentError(absl::StrCat("read ", path_, ": offset ", offset, " too large"));
     }
-    scratch->resize(got);
-    return absl::OkStatus();
+    return ReadFull(fd_, path_, static_cast<int64_t>(offset), n, scratch);
   }
 
   absl::Status Sync() override {

@@ -225,6 +225,28 @@ class TlsTest : public ::testing::Test {
                      seconds(30));
   }
 
+  // An operator's certificate rotation of the server files `cert` and `key`
+  // to the foreign CA's pair (write aside, rename over; key first, so the
+  // server must keep the old pair until both match), then: within 20 s the
+  // server at `ep` is trusted through the other CA and no longer through
+  // ours. `log_hint` is printed on failure.
+  void RotateToForeignPairAndExpectIt(const std::string& cert, const std::string& key,
+                                      const std::string& ep, const std::string& log_hint) {
+    for (const auto& [from, to] : {std::pair{certs_.foreign_server.key, key},
+                                   std::pair{certs_.foreign_server.cert, cert}}) {
+      std::filesystem::copy_file(from, to + ".new");
+      std::filesystem::rename(to + ".new", to);
+    }
+    EXPECT_TRUE(PollUntil(
+        [&] {
+          return CtlRefused(ep, {"--cacert=" + certs_.other_ca}, {"endpoint", "health"})
+                     .exit_code == 0;
+        },
+        seconds(20)))
+        << log_hint;
+    EXPECT_NE(CtlRefused(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code, 0);
+  }
+
   std::vector<std::string> RootFlags() const {
     return {"--cacert=" + certs_.ca, "--cert=" + certs_.Client("root").cert,
             "--key=" + certs_.Client("root").key};
@@ -772,21 +794,7 @@ TEST_F(TlsTest, ClientCertificateFilesReloadWithoutRestart) {
   ASSERT_TRUE(s.ok()) << s.status();
   const std::string ep = Endpoint(s->client_ports[0]);
   ASSERT_TRUE(BecomesHealthy(ep, {"--cacert=" + certs_.ca})) << s->proc->Stderr();
-  // The operator's rotation: write aside, rename over (key first, then the
-  // certificate; the server keeps the old pair until both match).
-  for (const auto& [from, to] : {std::pair{certs_.foreign_server.key, key},
-                                 std::pair{certs_.foreign_server.cert, cert}}) {
-    std::filesystem::copy_file(from, to + ".new");
-    std::filesystem::rename(to + ".new", to);
-  }
-  EXPECT_TRUE(PollUntil(
-      [&] {
-        return CtlRefused(ep, {"--cacert=" + certs_.other_ca}, {"endpoint", "health"}).exit_code ==
-               0;
-      },
-      seconds(20)))
-      << s->proc->Stderr();
-  EXPECT_NE(CtlRefused(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code, 0);
+  RotateToForeignPairAndExpectIt(cert, key, ep, s->proc->Stderr());
   EXPECT_EQ(Ctl(ep, {"--cacert=" + certs_.other_ca}, {"put", "k", "v"}).exit_code, 0);
 }
 
@@ -1149,19 +1157,7 @@ TEST_F(TlsTest, GrpcOnlyClientUrlReloadsCertificates) {
   ASSERT_TRUE(s.ok()) << s.status();
   const std::string ep = Endpoint(s->client_ports[0]);
   ASSERT_TRUE(BecomesHealthy(ep, {"--cacert=" + certs_.ca})) << s->proc->Stderr();
-  for (const auto& [from, to] : {std::pair{certs_.foreign_server.key, key},
-                                 std::pair{certs_.foreign_server.cert, cert}}) {
-    std::filesystem::copy_file(from, to + ".new");
-    std::filesystem::rename(to + ".new", to);
-  }
-  EXPECT_TRUE(PollUntil(
-      [&] {
-        return CtlRefused(ep, {"--cacert=" + certs_.other_ca}, {"endpoint", "health"}).exit_code ==
-               0;
-      },
-      seconds(20)))
-      << s->proc->Stderr();
-  EXPECT_NE(CtlRefused(ep, {"--cacert=" + certs_.ca}, {"endpoint", "health"}).exit_code, 0);
+  RotateToForeignPairAndExpectIt(cert, key, ep, s->proc->Stderr());
 }
 
 // A unixs:// gRPC-only client URL: gRPC's TLS on the socket file named by
