@@ -167,7 +167,7 @@ TEST(RangeJsonWriterTest, FixedShapes) {
 }
 
 TEST(RangeJsonWriterTest, MalformedBytesAreRefused) {
-  for (const std::string& bad : {std::string("\x12\x05ab", 4), std::string("\x12"),
+  for (const std::string& bad : {std::string("\x12\x05" "ab", 4), std::string("\x12"),
                                  std::string("\x0a\x02\x08", 3), std::string("\xff\xff")}) {
     const grpc::Slice s(bad);
     auto w = RangeJsonWriter::Create(grpc::ByteBuffer(&s, 1));
