@@ -101,6 +101,23 @@ struct RangeJsonWriter::Cursor {
   google::protobuf::io::CodedInputStream in;
 };
 
+// The fields of a KeyValue in the gateway's order (grpc-gateway prints
+// them by field number; zero and empty ones are left out by the callers):
+// `bytes(name, value)` for the base64 fields, `number(name, value)` for the
+// int64 ones. The writer and its size pre-pass both walk this one list, so
+// the Content-Length always matches the bytes written.
+namespace {
+template <class Bytes, class Number>
+void ForEachKeyValueField(const mvccpb::KeyValue& kv, Bytes&& bytes, Number&& number) {
+  bytes("key", kv.key());
+  number("create_revision", kv.create_revision());
+  number("mod_revision", kv.mod_revision());
+  number("version", kv.version());
+  bytes("value", kv.value());
+  number("lease", kv.lease());
+}
+}  // namespace
+
 void RangeJsonWriter::AppendKeyValueJson(const mvccpb::KeyValue& kv, std::string* out) {
   out->push_back('{');
   bool first = true;
@@ -116,12 +133,7 @@ void RangeJsonWriter::AppendKeyValueJson(const mvccpb::KeyValue& kv, std::string
     absl::StrAppend(out, v);
     out->push_back('"');
   };
-  bytes("key", kv.key());
-  number("create_revision", kv.create_revision());
-  number("mod_revision", kv.mod_revision());
-  number("version", kv.version());
-  bytes("value", kv.value());
-  number("lease", kv.lease());
+  ForEachKeyValueField(kv, bytes, number);
   out->push_back('}');
 }
 
@@ -134,12 +146,7 @@ uint64_t RangeJsonWriter::KeyValueJsonSize(const mvccpb::KeyValue& kv) {
   auto number = [&](std::string_view name, int64_t v) {
     if (v != 0) n += FieldSize(name, DecimalSize(v), &first);
   };
-  bytes("key", kv.key());
-  number("create_revision", kv.create_revision());
-  number("mod_revision", kv.mod_revision());
-  number("version", kv.version());
-  bytes("value", kv.value());
-  number("lease", kv.lease());
+  ForEachKeyValueField(kv, bytes, number);
   return n;
 }
 
@@ -211,7 +218,7 @@ absl::StatusOr<std::unique_ptr<RangeJsonWriter>> RangeJsonWriter::Create(
 bool RangeJsonWriter::Produce() {
   switch (stage_) {
     case Stage::kHead: {
-      pending_ = "{";
+      pending_.assign(1, '{');  // assign(1, c): GCC 12 warns (-Wrestrict, a false positive) on = "{"
       if (has_header_) absl::StrAppend(&pending_, "\"header\":", MessageToGatewayJson(header_));
       if (kvs_ > 0) {
         if (has_header_) pending_ += ',';

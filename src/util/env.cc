@@ -89,6 +89,16 @@ absl::Status ReadFull(int fd, const std::string& path, int64_t offset, size_t n,
   return absl::OkStatus();
 }
 
+// Closes `*fd` once (a second call is OK and does nothing) and marks it
+// closed (-1); `path` names the file in the error.
+absl::Status CloseFd(int* fd, const std::string& path) {
+  if (*fd < 0) return absl::OkStatus();
+  const int rc = ::close(*fd);
+  *fd = -1;
+  if (rc != 0) return IoError(errno, "close", path);
+  return absl::OkStatus();
+}
+
 class PosixWritableFile final : public WritableFile {
  public:
   PosixWritableFile(std::string path, int fd, uint64_t pos) : path_(std::move(path)), fd_(fd), pos_(pos) {}
@@ -133,13 +143,7 @@ class PosixWritableFile final : public WritableFile {
     return absl::OkStatus();
   }
 
-  absl::Status Close() override {
-    if (fd_ < 0) return absl::OkStatus();
-    int rc = ::close(fd_);
-    fd_ = -1;
-    if (rc != 0) return IoError(errno, "close", path_);
-    return absl::OkStatus();
-  }
+  absl::Status Close() override { return CloseFd(&fd_, path_); }
 
   uint64_t Size() const override { return pos_; }
   const std::string& Path() const override { return path_; }
@@ -195,13 +199,7 @@ class PosixRandomRWFile final : public RandomRWFile {
     return absl::OkStatus();
   }
 
-  absl::Status Close() override {
-    if (fd_ < 0) return absl::OkStatus();
-    int rc = ::close(fd_);
-    fd_ = -1;
-    if (rc != 0) return IoError(errno, "close", path_);
-    return absl::OkStatus();
-  }
+  absl::Status Close() override { return CloseFd(&fd_, path_); }
 
   const std::string& Path() const override { return path_; }
 
